@@ -1,0 +1,81 @@
+# hgrid. `make` builds every program into bin/; `make test` runs every CPU
+# test under ASan+UBSan; `make test-gpu` runs the GPU tests; `make bench`,
+# `make demo`, `make clean`. Each folder adds its parts in its module.mk.
+
+CUDA      ?= /usr/local/cuda
+NVCC      ?= $(CUDA)/bin/nvcc
+CUDA_ARCH ?= sm_90
+SAN       ?= 0
+
+ifeq ($(SAN),1)
+BUILD    := build/san
+BIN      := build/san/bin
+OPT      := -O1 -g
+SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+else
+BUILD    := build/rel
+BIN      := bin
+OPT      := -O2 -g
+SANFLAGS :=
+endif
+GEN := $(BUILD)/gen
+
+CPPFLAGS := -I. -I$(GEN) -I$(CUDA)/include -D_GNU_SOURCE
+CFLAGS   := -std=c11 $(OPT) -Wall -Wextra -Werror -MMD -MP $(SANFLAGS)
+NVFLAGS  := -std=c++17 -O2 -g -arch=$(CUDA_ARCH) -I. -I$(GEN) -Xcompiler -Wall,-Wextra,-Werror -MMD -MP
+LDFLAGS  := $(SANFLAGS) -L$(CUDA)/lib64 -Wl,-rpath,$(CUDA)/lib64
+UV_LIBS  := -luv
+PB_LIBS  := -lprotobuf-c
+NCCL_LIBS := -lnccl
+
+PROGS     :=
+CPU_TESTS :=
+GPU_TESTS :=
+BENCHES   :=
+OBJS      :=
+
+objs = $(patsubst %.c,$(BUILD)/%.o,$(patsubst %.cu,$(BUILD)/%.cu.o,$(1)))
+
+.PHONY: all test check test-gpu bench demo clean
+all:
+
+# Libraries first: later fragments name them as prerequisites.
+MODULES := proto layout wire daemon client kernels tests
+include $(wildcard $(addsuffix /module.mk,$(MODULES)))
+
+all: $(PROGS)
+
+$(BUILD)/%.o: %.c | $(GEN)/proto/hgrid.pb-c.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/%.cu.o: %.cu | $(GEN)/proto/hgrid.pb-c.h
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVFLAGS) -c $< -o $@
+
+$(BIN)/%:
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $(filter %.o %.a,$^) $(LDLIBS_$(notdir $@)) -lm
+
+# The README's test command: the release build must compile warning-free,
+# then every CPU test runs under the sanitizers.
+test:
+	$(MAKE) all
+	$(MAKE) SAN=1 check
+
+check: $(PROGS) $(CPU_TESTS)
+	tests/run.sh --bin $(BIN) --cpu "$(CPU_TESTS)" --gpu-count $(words $(GPU_TESTS))
+
+test-gpu: all $(GPU_TESTS)
+	tests/run.sh --bin $(BIN) --gpu "$(GPU_TESTS)"
+
+bench: all $(BENCHES)
+	tests/run.sh --bin $(BIN) --bench "$(BENCHES)"
+
+demo: all
+	scripts/demo.sh
+
+clean:
+	rm -rf build bin
+
+-include $(shell find build -name '*.d' 2>/dev/null)

@@ -1,0 +1,118 @@
+// Layout flags with Megatron-LM's names.
+#include "layout/layout.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char hg_layout_flags_help[] =
+    "layout flags (Megatron-LM names):\n"
+    "  --encoder-tp N --encoder-dp N        encoder grid (default 2, 2)\n"
+    "  --llm-tp N --llm-cp N --llm-pp N --llm-dp N\n"
+    "                                       LLM grid (default 2, 1, 1, 2)\n"
+    "  --llm-ep N --llm-expt-tp N           expert parallel and expert tp sizes (default 1, 1)\n"
+    "  --llm-only                           no encoder: the LLM grid is the whole world\n"
+    "  --world-size N                       must equal the grids' total if given\n"
+    "  --micro-batch-size N                 default 1\n"
+    "  --global-batch-size N                default micro-batch-size x llm-dp\n"
+    "  --num-layers N --hidden-size N --num-attention-heads N --ffn-hidden-size N\n"
+    "  --vocab-size N --seq-length N        LLM shape (default 12, 768, 12, 4 x hidden,\n"
+    "                                       32000, 1024)\n"
+    "  --num-experts N --moe-router-topk N  MoE (default 0 = dense, top-2)\n"
+    "  --encoder-num-layers N --encoder-hidden-size N --encoder-num-attention-heads N\n"
+    "  --image-size N --patch-size N        encoder shape (default 12, 384, 6, 224, 16)\n";
+
+typedef struct {
+    const char *name;
+    size_t offset;
+    bool zero_means_default; // an explicit 0 would be silently replaced
+} int_flag;
+
+#define SPEC(field) offsetof(hg_layout_spec, field)
+#define MODEL(field) (offsetof(hg_layout_spec, model) + offsetof(hg_model_config, field))
+
+static const int_flag int_flags[] = {
+    {"encoder-tp", SPEC(encoder_tp), false},
+    {"encoder-dp", SPEC(encoder_dp), false},
+    {"llm-tp", SPEC(llm_tp), false},
+    {"llm-cp", SPEC(llm_cp), false},
+    {"llm-pp", SPEC(llm_pp), false},
+    {"llm-dp", SPEC(llm_dp), false},
+    {"llm-ep", SPEC(llm_ep), false},
+    {"llm-expt-tp", SPEC(llm_expt_tp), false},
+    {"world-size", SPEC(world_size), true},
+    {"micro-batch-size", SPEC(micro_batch_size), false},
+    {"global-batch-size", SPEC(global_batch_size), true},
+    {"num-layers", MODEL(num_layers), false},
+    {"hidden-size", MODEL(hidden_size), false},
+    {"num-attention-heads", MODEL(num_attention_heads), false},
+    {"ffn-hidden-size", MODEL(ffn_hidden_size), true},
+    {"vocab-size", MODEL(vocab_size), false},
+    {"seq-length", MODEL(seq_length), false},
+    {"num-experts", MODEL(num_experts), false},
+    {"moe-router-topk", MODEL(moe_router_topk), false},
+    {"encoder-num-layers", MODEL(encoder_num_layers), false},
+    {"encoder-hidden-size", MODEL(encoder_hidden_size), false},
+    {"encoder-num-attention-heads", MODEL(encoder_num_attention_heads), false},
+    {"image-size", MODEL(image_size), false},
+    {"patch-size", MODEL(patch_size), false},
+};
+
+// Strict decimal integer: optional sign, digits, nothing else, fits an int.
+static bool parse_int(const char *text, int *out)
+{
+    if (!*text || isspace((unsigned char)text[0]))
+        return false;
+    errno = 0;
+    char *end;
+    long v = strtol(text, &end, 10);
+    if (*end || errno || v < INT_MIN || v > INT_MAX)
+        return false;
+    *out = (int)v;
+    return true;
+}
+
+hg_flag_status hg_layout_parse_flag(hg_layout_spec *spec, int argc, char **argv, int *i,
+                                    char *err, size_t errlen)
+{
+    const char *arg = argv[*i];
+    if (strncmp(arg, "--", 2) != 0)
+        return HG_FLAG_UNKNOWN;
+    const char *name = arg + 2, *eq = strchr(name, '=');
+    size_t name_len = eq ? (size_t)(eq - name) : strlen(name);
+    if (name_len == strlen("llm-only") && strncmp(name, "llm-only", name_len) == 0) {
+        if (eq) {
+            snprintf(err, errlen, "--llm-only takes no value");
+            return HG_FLAG_USAGE;
+        }
+        spec->llm_only = true;
+        (*i)++;
+        return HG_FLAG_OK;
+    }
+    for (size_t f = 0; f < sizeof int_flags / sizeof int_flags[0]; f++) {
+        const int_flag *flag = &int_flags[f];
+        if (strlen(flag->name) != name_len || strncmp(flag->name, name, name_len) != 0)
+            continue;
+        const char *value = eq ? eq + 1 : (*i + 1 < argc ? argv[*i + 1] : NULL);
+        if (!value) {
+            snprintf(err, errlen, "--%s needs an integer value", flag->name);
+            return HG_FLAG_USAGE;
+        }
+        int v;
+        if (!parse_int(value, &v)) {
+            snprintf(err, errlen, "--%s '%.40s' is not an integer", flag->name, value);
+            return HG_FLAG_USAGE;
+        }
+        if (v <= 0 && flag->zero_means_default) {
+            snprintf(err, errlen, "--%s %d must be a positive integer", flag->name, v);
+            return HG_FLAG_INVALID;
+        }
+        *(int *)((char *)spec + flag->offset) = v;
+        *i += eq ? 1 : 2;
+        return HG_FLAG_OK;
+    }
+    return HG_FLAG_UNKNOWN;
+}

@@ -1,0 +1,346 @@
+// Layout engine: every validation rule (valid and invalid side), Megatron's
+// worked enumeration examples, bridge edges, and properties over random shapes.
+#include <stdlib.h>
+#include <string.h>
+
+#include "layout/layout.h"
+#include "tests/check.h"
+
+#define MAX_ARGS 40
+
+// Parses a space-separated flag string onto the defaults and builds a plan.
+// Returns 0 valid, 1 invalid layout, 2 usage error; err holds the reason.
+static int plan_from(const char *flags, hg_plan *plan, char *err)
+{
+    char buf[1024], *argv[MAX_ARGS];
+    int argc = 0;
+    snprintf(buf, sizeof buf, "%s", flags);
+    for (char *tok = strtok(buf, " "); tok && argc < MAX_ARGS; tok = strtok(NULL, " "))
+        argv[argc++] = tok;
+    hg_layout_spec spec;
+    hg_layout_spec_defaults(&spec);
+    for (int i = 0; i < argc;) {
+        hg_flag_status st = hg_layout_parse_flag(&spec, argc, argv, &i, err, HG_ERR_LEN);
+        if (st == HG_FLAG_UNKNOWN) {
+            snprintf(err, HG_ERR_LEN, "unknown %s", argv[i]);
+            return 2;
+        }
+        if (st == HG_FLAG_USAGE)
+            return 2;
+        if (st == HG_FLAG_INVALID)
+            return 1;
+    }
+    return hg_plan_build(&spec, plan, err, HG_ERR_LEN) ? 1 : 0;
+}
+
+typedef struct {
+    const char *flags;
+    int status;         // 0 valid, 1 invalid, 2 usage
+    const char *reason; // substring of the error, for status != 0
+} rule_case;
+
+static const rule_case rule_cases[] = {
+    // defaults: encoder 2x2 + llm 2x1x1x2
+    {"", 0, NULL},
+    // rule 1: positive sizes
+    {"--encoder-tp 0", 1, "--encoder-tp 0 must be a positive integer"},
+    {"--llm-dp -2", 1, "--llm-dp -2 must be a positive integer"},
+    {"--micro-batch-size 0", 1, "--micro-batch-size 0"},
+    {"--global-batch-size 0", 1, "--global-batch-size 0 must be a positive integer"},
+    {"--hidden-size 0", 1, "--hidden-size 0"},
+    {"--encoder-tp 0 --llm-only", 0, NULL}, // encoder flags do not matter without an encoder
+    // usage errors
+    {"--llm-tp two", 2, "--llm-tp 'two' is not an integer"},
+    {"--llm-tp", 2, "--llm-tp needs an integer value"},
+    {"--llm-tp 2x", 2, "not an integer"},
+    {"--llm-tp 99999999999", 2, "not an integer"},
+    {"--no-such-flag 1", 2, "unknown"},
+    {"--llm-tp=4 --num-attention-heads=16", 0, NULL},
+    // rule 2: world size
+    {"--world-size 8", 0, NULL},
+    {"--world-size 9", 1, "--world-size 9 does not match encoder (--encoder-tp 2 x --encoder-dp 2 = 4)"},
+    {"--llm-only --world-size 4", 0, NULL},
+    {"--llm-only --world-size 8", 1, "--world-size 8 does not match the llm grid"},
+    // rule 3: cp
+    {"--llm-cp 2", 1, "--llm-cp 2 is not supported"},
+    // rule 4: experts
+    {"--num-experts 4 --llm-ep 2", 0, NULL},
+    {"--num-experts 6 --llm-ep 4 --llm-dp 4", 1, "--num-experts 6 is not divisible by --llm-ep 4"},
+    {"--llm-ep 2", 1, "--llm-ep 2 needs experts"},
+    {"--num-experts 4 --moe-router-topk 5", 1, "--moe-router-topk 5"},
+    // rule 5: expert view divides the llm
+    {"--num-experts 8 --llm-ep 4 --llm-tp 1 --llm-dp 4", 0, NULL},
+    {"--num-experts 8 --llm-ep 8", 1, "llm size 4 (tp x cp x pp x dp) is not divisible by --llm-expt-tp 1 x --llm-ep 8 x --llm-pp 1 = 8"},
+    {"--num-experts 4 --llm-ep 2 --llm-expt-tp 2 --llm-pp 2 --llm-tp 1 --llm-dp 4", 0, NULL},
+    {"--num-experts 4 --llm-ep 2 --llm-expt-tp 2 --llm-pp 2 --llm-dp 1 --encoder-dp 1", 1, "--llm-expt-tp 2 x --llm-ep 2 x --llm-pp 2 = 8"},
+    // rule 6: bridge
+    {"--encoder-dp 4 --llm-dp 2 --micro-batch-size 2", 0, NULL},
+    {"--encoder-dp 4 --llm-dp 2", 1, "--micro-batch-size 1 x --llm-dp 2 = 2 is not divisible by --encoder-dp 4"},
+    {"--encoder-dp 3 --llm-dp 2 --micro-batch-size 3", 1, "--encoder-dp 3 and --llm-dp 2: one must divide the other"},
+    {"--encoder-dp 1 --llm-dp 4", 0, NULL},
+    {"--encoder-dp 3 --llm-dp 2 --micro-batch-size 3 --llm-only", 0, NULL},
+    // rule 7: global batch
+    {"--global-batch-size 8", 0, NULL},
+    {"--global-batch-size 7", 1, "--global-batch-size 7 is not divisible by --micro-batch-size 1 x --llm-dp 2 = 2"},
+    // rule 8: model shape
+    {"--llm-tp 4 --num-attention-heads 12 --hidden-size 768", 0, NULL},
+    {"--llm-tp 8 --llm-dp 1 --encoder-dp 1", 1, "--num-attention-heads 12 is not divisible by --llm-tp 8"},
+    {"--hidden-size 770 --llm-tp 4 --num-attention-heads 4 --ffn-hidden-size 3080", 1, "--hidden-size 770 is not divisible by --llm-tp 4"},
+    {"--ffn-hidden-size 3001", 1, "--ffn-hidden-size 3001 is not divisible by --llm-tp 2"},
+    {"--llm-pp 5", 1, "--num-layers 12 is not divisible by --llm-pp 5"},
+    {"--llm-pp 4", 0, NULL},
+    {"--encoder-tp 4 --encoder-num-attention-heads 6", 1, "--encoder-num-attention-heads 6 is not divisible by --encoder-tp 4"},
+    {"--vocab-size 50257", 0, NULL}, // padded, said so
+    {"--image-size 225", 1, "--image-size 225 is not a multiple of --patch-size 16"},
+};
+
+static void test_rules(void)
+{
+    for (size_t i = 0; i < sizeof rule_cases / sizeof rule_cases[0]; i++) {
+        const rule_case *c = &rule_cases[i];
+        hg_plan plan;
+        char err[HG_ERR_LEN] = "";
+        int status = plan_from(c->flags, &plan, err);
+        CHECK(status == c->status, "'%s': status %d, expected %d (%s)", c->flags, status,
+              c->status, err);
+        if (c->reason)
+            CHECK(strstr(err, c->reason) != NULL, "'%s': reason '%s' lacks '%s'", c->flags, err,
+                  c->reason);
+        if (c->status != 0)
+            CHECK(strchr(err, '\n') == NULL, "'%s': reason spans lines", c->flags);
+    }
+    hg_plan plan;
+    char err[HG_ERR_LEN];
+    plan_from("--vocab-size 50257", &plan, err);
+    CHECK_EQ(plan.padded_vocab_size, 50258);
+    plan_from("--global-batch-size 8", &plan, err);
+    CHECK_EQ(plan.num_microbatches, 4);
+    plan_from("", &plan, err);
+    CHECK_EQ(plan.num_microbatches, 1);
+    CHECK_EQ(plan.world_size, 8);
+    CHECK_EQ(plan.modules[1].rank_offset, 4);
+}
+
+// Compares every group of a kind with the expected flat list.
+static void expect_groups(const hg_module_grid *m, hg_group_kind kind, int count, int size,
+                          const int *expected)
+{
+    CHECK_EQ(hg_group_count(m, kind), count);
+    CHECK_EQ(hg_group_size(m, kind), size);
+    int members[64];
+    for (int g = 0; g < count; g++) {
+        hg_group_members(m, kind, g, members);
+        for (int j = 0; j < size; j++)
+            CHECK(members[j] == expected[g * size + j], "%s group %d member %d: %d, expected %d",
+                  hg_group_name(kind), g, j, members[j], expected[g * size + j]);
+    }
+}
+
+// DESIGN's example: tp=2 cp=1 dp=2 pp=2 at offset 4.
+static void test_design_example(void)
+{
+    hg_plan p;
+    char err[HG_ERR_LEN];
+    CHECK_EQ(plan_from("--llm-pp 2", &p, err), 0);
+    const hg_module_grid *llm = hg_plan_module(&p, HG_MODULE_LLM);
+    CHECK_EQ(llm->rank_offset, 4);
+    expect_groups(llm, HG_GROUP_TP, 4, 2, (int[]){4, 5, 6, 7, 8, 9, 10, 11});
+    expect_groups(llm, HG_GROUP_DP, 4, 2, (int[]){4, 6, 5, 7, 8, 10, 9, 11});
+    expect_groups(llm, HG_GROUP_PP, 4, 2, (int[]){4, 8, 5, 9, 6, 10, 7, 11});
+    expect_groups(llm, HG_GROUP_TP_DP, 2, 4, (int[]){4, 5, 6, 7, 8, 9, 10, 11});
+    expect_groups(llm, HG_GROUP_MP, 2, 4, (int[]){4, 5, 8, 9, 6, 7, 10, 11});
+    expect_groups(llm, HG_GROUP_EMBD, 4, 2, (int[]){4, 8, 5, 9, 6, 10, 7, 11});
+    expect_groups(llm, HG_GROUP_POS_EMBD, 4, 1, (int[]){4, 5, 6, 7});
+    expect_groups(llm, HG_GROUP_MODULE, 1, 8, (int[]){4, 5, 6, 7, 8, 9, 10, 11});
+    const hg_module_grid *enc = hg_plan_module(&p, HG_MODULE_ENCODER);
+    expect_groups(enc, HG_GROUP_TP, 2, 2, (int[]){0, 1, 2, 3});
+    expect_groups(enc, HG_GROUP_DP, 2, 2, (int[]){0, 2, 1, 3});
+    CHECK(!hg_group_applies(enc, HG_GROUP_EP), "expert groups are the llm's");
+    // identical kinds share a communicator: dp_cp is dp when cp = 1, embd is pp when pp = 2
+    CHECK_EQ(hg_group_canonical(llm, HG_GROUP_DP_CP), HG_GROUP_DP);
+    CHECK_EQ(hg_group_canonical(llm, HG_GROUP_TP_DP_CP), HG_GROUP_TP_DP);
+    CHECK_EQ(hg_group_canonical(llm, HG_GROUP_EMBD), HG_GROUP_PP);
+    CHECK_EQ(hg_group_canonical(llm, HG_GROUP_MP), HG_GROUP_MP);
+    // expert view with ep = expt_tp = 1: ep groups are single ranks, expt_dp is tp_dp
+    CHECK_EQ(llm->expert[HG_XDIM_DP], 4);
+    expect_groups(llm, HG_GROUP_EXPT_DP, 2, 4, (int[]){4, 5, 6, 7, 8, 9, 10, 11});
+}
+
+// Expert view [expt_tp, ep, expt_dp, pp], derived by hand from RankGenerator
+// with order tp-ep-dp-pp.
+static void test_expert_view(void)
+{
+    hg_plan p;
+    char err[HG_ERR_LEN];
+    CHECK_EQ(plan_from("--llm-only --llm-tp 2 --llm-dp 4 --num-experts 4 --llm-ep 2", &p, err), 0);
+    const hg_module_grid *llm = hg_plan_module(&p, HG_MODULE_LLM);
+    CHECK_EQ(p.num_modules, 1);
+    CHECK_EQ(llm->expert[HG_XDIM_DP], 4);
+    expect_groups(llm, HG_GROUP_EP, 4, 2, (int[]){0, 1, 2, 3, 4, 5, 6, 7});
+    expect_groups(llm, HG_GROUP_EXPT_DP, 2, 4, (int[]){0, 2, 4, 6, 1, 3, 5, 7});
+    expect_groups(llm, HG_GROUP_EXPT_TP, 8, 1, (int[]){0, 1, 2, 3, 4, 5, 6, 7});
+    expect_groups(llm, HG_GROUP_TP_EP_PP, 4, 2, (int[]){0, 1, 2, 3, 4, 5, 6, 7});
+    CHECK_EQ(hg_group_canonical(llm, HG_GROUP_EP), HG_GROUP_TP);
+
+    CHECK_EQ(plan_from("--llm-only --llm-tp 2 --llm-pp 2 --llm-dp 2 --num-experts 4 --llm-ep 2 "
+                       "--llm-expt-tp 1",
+                       &p, err),
+             0);
+    llm = hg_plan_module(&p, HG_MODULE_LLM);
+    // 8 ranks, expert view [1, 2, 2, 2]
+    expect_groups(llm, HG_GROUP_EP, 4, 2, (int[]){0, 1, 2, 3, 4, 5, 6, 7});
+    expect_groups(llm, HG_GROUP_EXPT_DP, 4, 2, (int[]){0, 2, 1, 3, 4, 6, 5, 7});
+    expect_groups(llm, HG_GROUP_TP_EP, 4, 2, (int[]){0, 1, 2, 3, 4, 5, 6, 7});
+    expect_groups(llm, HG_GROUP_TP_EP_PP, 2, 4, (int[]){0, 1, 4, 5, 2, 3, 6, 7});
+    hg_coords c;
+    hg_rank_coords(&p, 7, &c);
+    CHECK(c.tp == 1 && c.dp == 1 && c.pp == 1 && c.ep == 1 && c.expt_dp == 1 && c.expt_tp == 0,
+          "rank 7 coords tp%d dp%d pp%d ep%d expt_dp%d", c.tp, c.dp, c.pp, c.ep, c.expt_dp);
+}
+
+static void expect_edges(const hg_plan *p, hg_fan fan, int n, const int *edges)
+{
+    CHECK_EQ(hg_bridge_fan(p), fan);
+    CHECK_EQ(hg_bridge_num_edges(p), n);
+    for (int e = 0; e < n && e < hg_bridge_num_edges(p); e++) {
+        int enc, llm;
+        hg_bridge_edge(p, e, &enc, &llm);
+        CHECK(enc == edges[2 * e] && llm == edges[2 * e + 1], "edge %d: %d->%d, expected %d->%d",
+              e, enc, llm, edges[2 * e], edges[2 * e + 1]);
+    }
+}
+
+static void test_bridge(void)
+{
+    hg_plan p;
+    char err[HG_ERR_LEN];
+    CHECK_EQ(plan_from("", &p, err), 0); // equal: encoder leaders 0, 2; llm 4, 6
+    expect_edges(&p, HG_FAN_EQUAL, 2, (int[]){0, 4, 2, 6});
+    CHECK_EQ(hg_bridge_size(&p), 4);
+    CHECK_EQ(hg_bridge_member(&p, 3), 6);
+    CHECK_EQ(hg_bridge_index_of_rank(&p, 6), 3);
+    CHECK_EQ(hg_bridge_index_of_rank(&p, 5), -1);
+
+    CHECK_EQ(plan_from("--encoder-tp 1 --encoder-dp 4 --llm-dp 2 --micro-batch-size 2", &p, err), 0);
+    expect_edges(&p, HG_FAN_IN, 4, (int[]){0, 4, 1, 4, 2, 6, 3, 6});
+
+    // fan-out onto the first pp stage of a pp=2 llm
+    CHECK_EQ(plan_from("--encoder-dp 1 --llm-tp 1 --llm-pp 2 --llm-dp 2", &p, err), 0);
+    expect_edges(&p, HG_FAN_OUT, 2, (int[]){0, 2, 0, 3});
+    CHECK_EQ(hg_bridge_index_of_rank(&p, 4), -1); // last llm stage is no leader
+    CHECK(!hg_plan_has_bridge(&(hg_plan){.num_modules = 1}), "llm-only has no bridge");
+}
+
+// Independent enumeration for the property test: every rank of the module
+// is placed at (group, position) by its own coordinates.
+static void test_properties_of(const hg_plan *p)
+{
+    int members[4096];
+    for (int i = 0; i < p->num_modules; i++) {
+        const hg_module_grid *m = &p->modules[i];
+        for (int k = 0; k < HG_NUM_GROUP_KINDS; k++) {
+            if (!hg_group_applies(m, (hg_group_kind)k))
+                continue;
+            int count = hg_group_count(m, (hg_group_kind)k);
+            int size = hg_group_size(m, (hg_group_kind)k);
+            int seen = 0;
+            bool embedding = k == HG_GROUP_EMBD || k == HG_GROUP_POS_EMBD;
+            if (!embedding)
+                CHECK_EQ(count * size, m->num_ranks);
+            for (int g = 0; g < count; g++) {
+                hg_group_members(m, (hg_group_kind)k, g, members);
+                for (int j = 0; j < size; j++) {
+                    int gg, jj;
+                    bool in = hg_group_of_rank(m, (hg_group_kind)k, members[j], &gg, &jj);
+                    CHECK(in && gg == g && jj == j, "%s: rank %d at (%d,%d), of_rank (%d,%d)",
+                          hg_group_name((hg_group_kind)k), members[j], g, j, gg, jj);
+                    CHECK(members[j] >= m->rank_offset &&
+                              members[j] < m->rank_offset + m->num_ranks,
+                          "rank %d outside module", members[j]);
+                    seen++;
+                }
+            }
+            int in_some = 0;
+            for (int r = m->rank_offset; r < m->rank_offset + m->num_ranks; r++) {
+                int g, j;
+                in_some += hg_group_of_rank(m, (hg_group_kind)k, r, &g, &j);
+            }
+            CHECK_EQ(in_some, seen); // each rank in at most one group, none missed
+            hg_group_kind canon = hg_group_canonical(m, (hg_group_kind)k);
+            if (canon != (hg_group_kind)k) {
+                int other[4096];
+                for (int g = 0; g < count; g++) {
+                    hg_group_members(m, (hg_group_kind)k, g, members);
+                    hg_group_members(m, canon, g, other);
+                    CHECK(memcmp(members, other, sizeof(int) * (size_t)size) == 0,
+                          "%s shares with %s but differs", hg_group_name((hg_group_kind)k),
+                          hg_group_name(canon));
+                }
+            }
+        }
+        for (int r = m->rank_offset; r < m->rank_offset + m->num_ranks; r++) {
+            hg_coords c;
+            hg_rank_coords(p, r, &c);
+            int tp = m->dense[0], cp = m->dense[1], dp = m->dense[2];
+            CHECK_EQ(m->rank_offset + c.tp + tp * (c.cp + cp * (c.dp + dp * c.pp)), r);
+            int etp = m->expert[0], ep = m->expert[1], edp = m->expert[2];
+            CHECK_EQ(m->rank_offset + c.expt_tp + etp * (c.ep + ep * (c.expt_dp + edp * c.pp)), r);
+        }
+    }
+    if (hg_plan_has_bridge(p)) {
+        int leaders = 0;
+        for (int r = 0; r < p->world_size; r++)
+            leaders += hg_bridge_index_of_rank(p, r) >= 0;
+        CHECK_EQ(leaders, hg_bridge_size(p));
+        for (int b = 0; b < hg_bridge_size(p); b++)
+            CHECK_EQ(hg_bridge_index_of_rank(p, hg_bridge_member(p, b)), b);
+    }
+}
+
+static int pick(const int *choices, int n)
+{
+    return choices[rand() % n];
+}
+
+static void test_random_properties(void)
+{
+    const int small[] = {1, 1, 2, 2, 3, 4, 8};
+    int valid = 0;
+    srand(1234);
+    for (int trial = 0; trial < 3000; trial++) {
+        hg_layout_spec s;
+        hg_layout_spec_defaults(&s);
+        s.encoder_tp = pick(small, 7);
+        s.encoder_dp = pick(small, 7);
+        s.llm_tp = pick(small, 7);
+        s.llm_pp = pick(small, 7);
+        s.llm_dp = pick(small, 7);
+        s.llm_ep = pick(small, 7);
+        s.llm_expt_tp = pick(small, 7);
+        s.llm_only = rand() % 4 == 0;
+        s.micro_batch_size = pick(small, 7);
+        s.model.num_experts = s.llm_ep * pick(small, 7);
+        s.model.num_layers = 24;
+        s.model.num_attention_heads = 24;
+        s.model.hidden_size = 24 * 64;
+        s.model.encoder_num_attention_heads = 24;
+        s.model.encoder_hidden_size = 24 * 32;
+        hg_plan p;
+        char err[HG_ERR_LEN];
+        if (hg_plan_build(&s, &p, err, sizeof err) != 0)
+            continue;
+        valid++;
+        test_properties_of(&p);
+    }
+    CHECK(valid > 300, "only %d random layouts were valid", valid);
+}
+
+int main(void)
+{
+    test_rules();
+    test_design_example();
+    test_expert_view();
+    test_bridge();
+    test_random_properties();
+    return check_summary("test_layout");
+}
