@@ -1,0 +1,146 @@
+// Framing: length-prefixed Envelopes, length checked before allocating.
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "wire/wire.h"
+
+void wire_reader_init(wire_reader *r, uint32_t max_frame)
+{
+    memset(r, 0, sizeof *r);
+    r->max_frame = max_frame;
+}
+
+void wire_reader_free(wire_reader *r)
+{
+    free(r->body);
+    r->body = NULL;
+    r->header_have = r->body_have = r->body_len = 0;
+}
+
+bool wire_reader_partial(const wire_reader *r)
+{
+    return r->header_have > 0 || r->body != NULL;
+}
+
+static uint32_t read_be32(const uint8_t *p)
+{
+    uint8_t b[4];
+    memcpy(b, p, 4);
+    return (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
+}
+
+static int oversized(const wire_reader *r, uint32_t len, char *err, size_t errlen)
+{
+    snprintf(err, errlen, "frame of %u bytes exceeds the %u-byte limit", len, r->max_frame);
+    return -1;
+}
+
+int wire_reader_feed(wire_reader *r, const uint8_t *data, size_t len, wire_frame_fn on_frame,
+                     void *ctx, char *err, size_t errlen)
+{
+    while (len > 0) {
+        if (r->body) { // finishing a frame split across reads
+            size_t take = r->body_len - r->body_have;
+            if (take > len)
+                take = len;
+            memcpy(r->body + r->body_have, data, take);
+            r->body_have += (uint32_t)take;
+            data += take;
+            len -= take;
+            if (r->body_have < r->body_len)
+                return 0;
+            uint8_t *body = r->body;
+            r->body = NULL;
+            int stop = on_frame(ctx, body, r->body_len);
+            free(body);
+            if (stop)
+                return 1;
+            continue;
+        }
+        if (r->header_have < WIRE_HEADER_BYTES) {
+            size_t take = WIRE_HEADER_BYTES - r->header_have;
+            if (take > len)
+                take = len;
+            memcpy(r->header + r->header_have, data, take);
+            r->header_have += (uint32_t)take;
+            data += take;
+            len -= take;
+            if (r->header_have < WIRE_HEADER_BYTES)
+                return 0;
+        }
+        uint32_t body_len = read_be32(r->header);
+        if (body_len > r->max_frame)
+            return oversized(r, body_len, err, errlen);
+        r->header_have = 0;
+        if (len >= body_len) { // whole body in hand: no copy
+            const uint8_t *body = data;
+            data += body_len;
+            len -= body_len;
+            if (on_frame(ctx, body, body_len))
+                return 1;
+            continue;
+        }
+        r->body = malloc(body_len);
+        if (!r->body) {
+            snprintf(err, errlen, "out of memory for a %u-byte frame", body_len);
+            return -1;
+        }
+        r->body_len = body_len;
+        r->body_have = 0;
+    }
+    return 0;
+}
+
+void wire_envelope_init(Hgrid__Envelope *env)
+{
+    hgrid__envelope__init(env);
+    env->version = HGRID__VERSION__VERSION_CURRENT;
+}
+
+size_t wire_pack(const Hgrid__Envelope *env, uint8_t **frame)
+{
+    size_t body = hgrid__envelope__get_packed_size(env);
+    if (body > UINT32_MAX)
+        return 0;
+    uint8_t *buf = malloc(WIRE_HEADER_BYTES + body);
+    if (!buf)
+        return 0;
+    buf[0] = (uint8_t)(body >> 24);
+    buf[1] = (uint8_t)(body >> 16);
+    buf[2] = (uint8_t)(body >> 8);
+    buf[3] = (uint8_t)body;
+    if (hgrid__envelope__pack(env, buf + WIRE_HEADER_BYTES) != body) {
+        free(buf);
+        return 0;
+    }
+    *frame = buf;
+    return WIRE_HEADER_BYTES + body;
+}
+
+Hgrid__Envelope *wire_unpack(const uint8_t *body, size_t len)
+{
+    return hgrid__envelope__unpack(NULL, len, body);
+}
+
+void wire_free_envelope(Hgrid__Envelope *env)
+{
+    if (env)
+        hgrid__envelope__free_unpacked(env, NULL);
+}
+
+const char *wire_check_version(const Hgrid__Envelope *env, char *buf, size_t buflen)
+{
+    if (env->version != HGRID__VERSION__VERSION_CURRENT) {
+        snprintf(buf, buflen,
+                 "protocol version %d is not supported: this side speaks version %d; use "
+                 "matching hgrid builds",
+                 (int)env->version, (int)HGRID__VERSION__VERSION_CURRENT);
+        return buf;
+    }
+    if (env->msg_case == HGRID__ENVELOPE__MSG__NOT_SET) {
+        snprintf(buf, buflen, "envelope carries no message");
+        return buf;
+    }
+    return NULL;
+}

@@ -1,0 +1,77 @@
+// Wire format: 4-byte big-endian length + one protobuf Envelope per frame.
+// Framing (incremental reader, packing), blocking socket helpers for the
+// command-line clients, and the Layout <-> hg_layout_spec conversion.
+#ifndef HGRID_WIRE_H
+#define HGRID_WIRE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "layout/layout.h"
+#include "proto/hgrid.pb-c.h"
+
+#define WIRE_HEADER_BYTES 4
+#define WIRE_DEFAULT_MAX_FRAME (1u << 20)
+#define WIRE_DEFAULT_PORT 7420
+
+// ---- framing
+// Called once per complete frame body; return non-zero to stop feeding
+// (e.g. the connection is being closed).
+typedef int (*wire_frame_fn)(void *ctx, const uint8_t *body, uint32_t len);
+
+// Accumulates a byte stream into frames. The body buffer is allocated only
+// after the length passed the max_frame check, and only when a frame
+// arrives split across reads.
+typedef struct {
+    uint32_t max_frame;
+    uint8_t header[WIRE_HEADER_BYTES];
+    uint32_t header_have;
+    uint8_t *body; // partial frame, or NULL
+    uint32_t body_len, body_have;
+} wire_reader;
+
+void wire_reader_init(wire_reader *r, uint32_t max_frame);
+void wire_reader_free(wire_reader *r);
+// Delivers every complete frame in data. Returns 0; 1 if on_frame stopped
+// it; -1 with a one-line reason in err for an oversized frame.
+int wire_reader_feed(wire_reader *r, const uint8_t *data, size_t len, wire_frame_fn on_frame,
+                     void *ctx, char *err, size_t errlen);
+// True while a frame is partly received (for "truncated frame" at EOF).
+bool wire_reader_partial(const wire_reader *r);
+
+// Sets the protocol version; every Envelope sent goes through this.
+void wire_envelope_init(Hgrid__Envelope *env);
+// Packs env into a new malloc'd frame (header + body). Returns its length,
+// or 0 if allocation failed or the packed size differed from the promise.
+size_t wire_pack(const Hgrid__Envelope *env, uint8_t **frame);
+// Unpacks a frame body; NULL if undecodable. Free with wire_free_envelope.
+Hgrid__Envelope *wire_unpack(const uint8_t *body, size_t len);
+void wire_free_envelope(Hgrid__Envelope *env);
+// A one-line reason if env's version or content is unusable, else NULL.
+const char *wire_check_version(const Hgrid__Envelope *env, char *buf, size_t buflen);
+
+// ---- blocking I/O for clients (hgridctl, hgrid-worker)
+// Sends one Envelope; returns 0 or -1 (errno set).
+int wire_send(int fd, const Hgrid__Envelope *env);
+// Receives one Envelope within timeout_ms (-1: no limit). Returns NULL with
+// a one-line reason in err on EOF, timeout, oversized or undecodable frame.
+Hgrid__Envelope *wire_recv(int fd, uint32_t max_frame, int timeout_ms, char *err, size_t errlen);
+// Connects to "HOST:PORT" (TCP) or, when addr contains a '/', a Unix socket.
+// Returns the fd or -1 with a one-line reason in err.
+int wire_connect(const char *addr, char *err, size_t errlen);
+// gridd's control socket when --control/--socket is not given: $HGRID_CONTROL,
+// else /run/hgrid/gridd.sock for root, else $XDG_RUNTIME_DIR/hgrid/gridd.sock,
+// else /tmp/hgrid-$UID/gridd.sock.
+void wire_default_control_path(char *buf, size_t buflen);
+
+// ---- layouts
+// Fills layout and model (caller-owned; model is linked into layout).
+void wire_layout_from_spec(const hg_layout_spec *spec, Hgrid__Layout *layout,
+                           Hgrid__ModelConfig *model);
+// Converts a received Layout; -1 with a reason if it has no model or a
+// value is out of range.
+int wire_layout_to_spec(const Hgrid__Layout *layout, hg_layout_spec *spec, char *err,
+                        size_t errlen);
+
+#endif
