@@ -1,0 +1,89 @@
+// The named configurations and the sizes derived from them.
+#include "model/config.h"
+
+#include "model/data.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const hg_config configs[] = {
+    // Tests: runs on the CPU in seconds, learns its captions in a few hundred steps.
+    {.name = "tiny",
+     .model = {.num_layers = 2, .hidden_size = 64, .num_attention_heads = 4, .vocab_size = 256,
+               .seq_length = 64, .encoder_num_layers = 2, .encoder_hidden_size = 32,
+               .encoder_num_attention_heads = 2, .image_size = 16, .patch_size = 4},
+     .batch_size = 16},
+    // GPT-2 small LLM (~125M) and a ViT-S/16-sized encoder (~21M); layout defaults.
+    {.name = "small",
+     .model = {.num_layers = 12, .hidden_size = 768, .num_attention_heads = 12,
+               .vocab_size = 32000, .seq_length = 1024, .encoder_num_layers = 12,
+               .encoder_hidden_size = 384, .encoder_num_attention_heads = 6, .image_size = 224,
+               .patch_size = 16},
+     .batch_size = 16},
+    // ~1.3B LLM with a ViT-B/16-sized encoder (~86M).
+    {.name = "1b",
+     .model = {.num_layers = 24, .hidden_size = 2048, .num_attention_heads = 16,
+               .vocab_size = 32000, .seq_length = 2048, .encoder_num_layers = 12,
+               .encoder_hidden_size = 768, .encoder_num_attention_heads = 12, .image_size = 224,
+               .patch_size = 16},
+     .batch_size = 4},
+};
+
+const char hg_config_names[] = "tiny small 1b";
+
+const hg_config *hg_config_find(const char *name)
+{
+    for (size_t i = 0; i < sizeof configs / sizeof configs[0]; i++)
+        if (strcmp(configs[i].name, name) == 0)
+            return &configs[i];
+    return NULL;
+}
+
+int hg_num_patches(const hg_model_config *m)
+{
+    int side = m->image_size / m->patch_size;
+    return side * side;
+}
+
+int hg_patch_dim(const hg_model_config *m) { return m->patch_size * m->patch_size * 3; }
+
+int hg_text_len(const hg_model_config *m) { return m->seq_length - hg_num_patches(m); }
+
+int hg_ffn_size(const hg_model_config *m)
+{
+    return m->ffn_hidden_size ? m->ffn_hidden_size : 4 * m->hidden_size;
+}
+
+int hg_encoder_ffn_size(const hg_model_config *m) { return 4 * m->encoder_hidden_size; }
+
+int hg_config_check(const hg_model_config *m, char *err, size_t errlen)
+{
+    if (m->patch_size <= 0 || m->image_size % m->patch_size != 0) {
+        snprintf(err, errlen, "image size %d is not a multiple of patch size %d", m->image_size,
+                 m->patch_size);
+        return -1;
+    }
+    if (m->hidden_size % m->num_attention_heads != 0 ||
+        m->encoder_hidden_size % m->encoder_num_attention_heads != 0) {
+        snprintf(err, errlen, "hidden sizes %d/%d are not multiples of their head counts %d/%d",
+                 m->hidden_size, m->encoder_hidden_size, m->num_attention_heads,
+                 m->encoder_num_attention_heads);
+        return -1;
+    }
+    if (hg_text_len(m) < 8) {
+        snprintf(err, errlen, "seq length %d leaves %d caption positions after %d patches; need 8",
+                 m->seq_length, hg_text_len(m), hg_num_patches(m));
+        return -1;
+    }
+    if (m->vocab_size < HG_DATA_VOCAB) {
+        snprintf(err, errlen, "vocab size %d is below the %d caption tokens", m->vocab_size,
+                 HG_DATA_VOCAB);
+        return -1;
+    }
+    if (m->num_experts != 0) {
+        snprintf(err, errlen, "num_experts %d: the single-GPU model is dense; use 0",
+                 m->num_experts);
+        return -1;
+    }
+    return 0;
+}

@@ -1,0 +1,14 @@
+# The model the workers train: configs, synthetic data, parameters, the CPU
+# reference model, and (with CUDA) the GPU model and single-GPU trainer.
+MODEL_SRCS := model/config.c model/data.c
+MODEL_LIB  := $(BUILD)/libmodel.a
+
+$(MODEL_LIB): $(call objs,$(MODEL_SRCS))
+	@mkdir -p $(dir $@)
+	$(AR) rcs $@ $^
+
+CPU_TESTS += $(BUILD)/tests/test_model_data
+
+$(BUILD)/tests/test_model_data: $(call objs,tests/test_model_data.c) $(MODEL_LIB) $(LAYOUT_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ -lm
