@@ -32,6 +32,7 @@ PROGS     :=
 CPU_TESTS :=
 GPU_TESTS :=
 BENCHES   :=
+TEST_DEPS :=
 OBJS      :=
 
 objs = $(patsubst %.c,$(BUILD)/%.o,$(patsubst %.cu,$(BUILD)/%.cu.o,$(1)))
@@ -63,7 +64,7 @@ test:
 	$(MAKE) all
 	$(MAKE) SAN=1 check
 
-check: $(PROGS) $(CPU_TESTS)
+check: $(PROGS) $(CPU_TESTS) $(TEST_DEPS)
 	tests/run.sh --bin $(BIN) --cpu "$(CPU_TESTS)" --gpu-count $(words $(GPU_TESTS))
 
 test-gpu: all $(GPU_TESTS)

@@ -215,7 +215,13 @@ static int check_experts(const hg_layout_spec *s, int llm_size, char *err, size_
     if (experts == 0 && s->llm_ep > 1)
         return fail(err, errlen, "--llm-ep %d needs experts; set --num-experts to a multiple of %d",
                     s->llm_ep, s->llm_ep);
-    long view = (long)s->llm_expt_tp * s->llm_ep * s->llm_pp;
+    const int view_dims[] = {s->llm_expt_tp, s->llm_ep, s->llm_pp};
+    long view = bounded_product(view_dims, 3); // -1 past HG_MAX_WORLD: cannot divide
+    if (view < 0)
+        return fail(err, errlen,
+                    "--llm-expt-tp %d x --llm-ep %d x --llm-pp %d exceeds llm size %d "
+                    "(tp x cp x pp x dp)",
+                    s->llm_expt_tp, s->llm_ep, s->llm_pp, llm_size);
     if (view > llm_size || llm_size % view)
         return fail(err, errlen,
                     "llm size %d (tp x cp x pp x dp) is not divisible by --llm-expt-tp %d x "

@@ -9,3 +9,23 @@ CPU_TESTS += $(BUILD)/tests/test_wire
 $(BUILD)/tests/test_wire: $(call objs,tests/test_wire.c) $(WIRE_LIB) $(LAYOUT_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ -lprotobuf-c
+
+# libFuzzer harnesses (clang), run briefly in `make test`; long runs:
+# FUZZ_SECONDS=600 tests/fuzz/run.sh build/san/fuzz
+FUZZ_CC    ?= clang
+FUZZERS    := $(addprefix $(BUILD)/fuzz/,fuzz_frame fuzz_envelope fuzz_layout_flags)
+FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+              -I. -I$(GEN) -D_GNU_SOURCE -Wall -Wextra -Werror
+TEST_DEPS  += $(FUZZERS)
+CPU_TESTS  += tests/fuzz/check.sh
+
+$(BUILD)/fuzz/fuzz_frame: tests/fuzz/fuzz_frame.c wire/frame.c $(GEN)/proto/hgrid.pb-c.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^ -lprotobuf-c
+$(BUILD)/fuzz/fuzz_envelope: tests/fuzz/fuzz_envelope.c wire/frame.c wire/layout_pb.c \
+                             $(GEN)/proto/hgrid.pb-c.c $(LAYOUT_SRCS)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^ -lprotobuf-c
+$(BUILD)/fuzz/fuzz_layout_flags: tests/fuzz/fuzz_layout_flags.c $(LAYOUT_SRCS)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^
