@@ -2,28 +2,14 @@
 // text-only floor.
 #include "model/data.h"
 
+#include "model/rng.h"
+
 #include <math.h>
 #include <string.h>
 
-// Counter-based randomness: every value is a pure function of
-// (seed, index, stream), so samples can be drawn in any order on any rank.
-static uint64_t mix64(uint64_t x)
-{
-    x += 0x9e3779b97f4a7c15ull;
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-    return x ^ (x >> 31);
-}
-
-static uint64_t draw(uint64_t seed, uint64_t index, uint64_t stream)
-{
-    return mix64(mix64(mix64(seed) ^ index) ^ (stream * 0xd6e8feb86659fd93ull));
-}
-
-// Uniform in [0, 1).
 static double uniform(uint64_t seed, uint64_t index, uint64_t stream)
 {
-    return (double)(draw(seed, index, stream) >> 11) * 0x1.0p-53;
+    return hg_unit(hg_draw(seed, index, stream));
 }
 
 enum { STREAM_COLOUR, STREAM_SHAPE, STREAM_ROW, STREAM_COL, STREAM_BG, STREAM_JX, STREAM_JY,
@@ -31,10 +17,10 @@ enum { STREAM_COLOUR, STREAM_SHAPE, STREAM_ROW, STREAM_COL, STREAM_BG, STREAM_JX
 
 void hg_scene_of(uint64_t seed, uint64_t index, hg_scene *scene)
 {
-    scene->colour = (int)(draw(seed, index, STREAM_COLOUR) % HG_NUM_COLOURS);
-    scene->shape = (int)(draw(seed, index, STREAM_SHAPE) % HG_NUM_SHAPES);
-    scene->row = (int)(draw(seed, index, STREAM_ROW) % 3);
-    scene->col = (int)(draw(seed, index, STREAM_COL) % 3);
+    scene->colour = (int)(hg_draw(seed, index, STREAM_COLOUR) % HG_NUM_COLOURS);
+    scene->shape = (int)(hg_draw(seed, index, STREAM_SHAPE) % HG_NUM_SHAPES);
+    scene->row = (int)(hg_draw(seed, index, STREAM_ROW) % 3);
+    scene->col = (int)(hg_draw(seed, index, STREAM_COL) % 3);
 }
 
 static const float palette[HG_NUM_COLOURS][3] = {

@@ -1,0 +1,40 @@
+// The whole model on the CPU in fp32, built from kernels/reference.h ops:
+// encoder -> projection -> LLM over [image embeddings, caption tokens] ->
+// mean cross-entropy on the caption's targets. The reference the GPU model
+// and PyTorch are checked against.
+#ifndef HGRID_MODEL_CPU_MODEL_H
+#define HGRID_MODEL_CPU_MODEL_H
+
+#include <stdint.h>
+
+#include "model/optim.h"
+#include "model/params.h"
+
+typedef struct hg_cpu_acts hg_cpu_acts;
+
+typedef struct {
+    hg_model_config cfg;
+    int B;
+    hg_param_table enc_table, llm_table;
+    float *enc_params, *enc_grads; // (enc_table.total)
+    float *llm_params, *llm_grads; // (llm_table.total)
+    float *enc_m, *enc_v, *llm_m, *llm_v; // AdamW moments
+    int step;                             // AdamW steps taken
+    hg_cpu_acts *acts;
+} hg_cpu_model;
+
+// A model for micro-batches of B with parameters initialised from seed;
+// NULL (and a message on stderr) if the config is invalid or memory short.
+hg_cpu_model *hg_cpu_model_create(const hg_model_config *cfg, int B, uint64_t seed);
+void hg_cpu_model_free(hg_cpu_model *model);
+
+// patches (B, patches, patch_dim), tokens (B, text_len) captions as
+// hg_batch writes them. Returns the mean loss over the caption targets.
+float hg_cpu_model_forward(hg_cpu_model *model, const float *patches, const int *tokens);
+// Gradients of the last forward's loss, overwritten into *_grads.
+void hg_cpu_model_backward(hg_cpu_model *model);
+// Clips the gradients' global norm and takes one AdamW step; returns the
+// norm before clipping.
+float hg_cpu_model_step(hg_cpu_model *model, const hg_optim_config *opt);
+
+#endif

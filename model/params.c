@@ -1,0 +1,104 @@
+// Parameter tables, deterministic init and views into parameter buffers.
+#include "model/params.h"
+
+#include <math.h>
+
+#include "model/config.h"
+#include "model/rng.h"
+
+static void add(hg_param_table *t, const char *name, hg_init_kind init, float std, int ndim,
+                int d0, int d1, int d2)
+{
+    hg_tensor_info *ti = &t->tensors[t->num_tensors++];
+    int dims[3] = {d0, d1, d2};
+    ti->name = name;
+    ti->ndim = ndim;
+    ti->count = 1;
+    for (int i = 0; i < 3; i++) {
+        ti->shape[i] = i < ndim ? dims[i] : 0;
+        if (i < ndim)
+            ti->count *= (size_t)dims[i];
+    }
+    ti->offset = t->total;
+    ti->init = init;
+    ti->std = std;
+    ti->decay = init == HG_INIT_NORMAL;
+    t->total += ti->count;
+}
+
+// Block tensors stacked over L layers of width C and MLP width F.
+static void add_blocks(hg_param_table *t, int L, int C, int F)
+{
+    float proj_std = 0.02f / sqrtf(2.0f * L);
+    t->first_block = t->num_tensors;
+    add(t, "blocks.ln1_w", HG_INIT_ONE, 0, 2, L, C, 0);
+    add(t, "blocks.ln1_b", HG_INIT_ZERO, 0, 2, L, C, 0);
+    add(t, "blocks.qkv_w", HG_INIT_NORMAL, 0.02f, 3, L, 3 * C, C);
+    add(t, "blocks.qkv_b", HG_INIT_ZERO, 0, 2, L, 3 * C, 0);
+    add(t, "blocks.attn_proj_w", HG_INIT_NORMAL, proj_std, 3, L, C, C);
+    add(t, "blocks.attn_proj_b", HG_INIT_ZERO, 0, 2, L, C, 0);
+    add(t, "blocks.ln2_w", HG_INIT_ONE, 0, 2, L, C, 0);
+    add(t, "blocks.ln2_b", HG_INIT_ZERO, 0, 2, L, C, 0);
+    add(t, "blocks.fc_w", HG_INIT_NORMAL, 0.02f, 3, L, F, C);
+    add(t, "blocks.fc_b", HG_INIT_ZERO, 0, 2, L, F, 0);
+    add(t, "blocks.fc_proj_w", HG_INIT_NORMAL, proj_std, 3, L, C, F);
+    add(t, "blocks.fc_proj_b", HG_INIT_ZERO, 0, 2, L, C, 0);
+}
+
+void hg_param_table_build(hg_param_table *t, hg_module_id module, const hg_model_config *m)
+{
+    t->module = module;
+    t->num_tensors = 0;
+    t->total = 0;
+    if (module == HG_MODULE_ENCODER) {
+        int Ce = m->encoder_hidden_size;
+        t->num_layers = m->encoder_num_layers;
+        add(t, "patch_w", HG_INIT_NORMAL, 0.02f, 2, Ce, hg_patch_dim(m), 0);
+        add(t, "patch_b", HG_INIT_ZERO, 0, 1, Ce, 0, 0);
+        add(t, "pos", HG_INIT_NORMAL, 0.02f, 2, hg_num_patches(m), Ce, 0);
+        add_blocks(t, t->num_layers, Ce, hg_encoder_ffn_size(m));
+        add(t, "lnf_w", HG_INIT_ONE, 0, 1, Ce, 0, 0);
+        add(t, "lnf_b", HG_INIT_ZERO, 0, 1, Ce, 0, 0);
+        add(t, "proj_w", HG_INIT_NORMAL, 0.02f, 2, m->hidden_size, Ce, 0);
+        add(t, "proj_b", HG_INIT_ZERO, 0, 1, m->hidden_size, 0, 0);
+    } else {
+        int C = m->hidden_size;
+        t->num_layers = m->num_layers;
+        add(t, "wte", HG_INIT_NORMAL, 0.02f, 2, m->vocab_size, C, 0);
+        add(t, "wpe", HG_INIT_NORMAL, 0.02f, 2, m->seq_length, C, 0);
+        add_blocks(t, t->num_layers, C, hg_ffn_size(m));
+        add(t, "lnf_w", HG_INIT_ONE, 0, 1, C, 0, 0);
+        add(t, "lnf_b", HG_INIT_ZERO, 0, 1, C, 0, 0);
+    }
+}
+
+void hg_params_init(const hg_param_table *t, uint64_t seed, float *params)
+{
+    for (int id = 0; id < t->num_tensors; id++) {
+        const hg_tensor_info *ti = &t->tensors[id];
+        float *p = params + ti->offset;
+        uint64_t key = hg_mix64(seed) ^ ((uint64_t)t->module << 32 | (uint64_t)id);
+        for (size_t i = 0; i < ti->count; i++)
+            p[i] = ti->init == HG_INIT_NORMAL ? (float)(ti->std * hg_normal(key, i, 0))
+                   : ti->init == HG_INIT_ONE  ? 1.0f
+                                              : 0.0f;
+    }
+}
+
+void *hg_tensor_at(const hg_param_table *t, void *base, size_t elem_size, int id)
+{
+    return (char *)base + t->tensors[id].offset * elem_size;
+}
+
+void hg_block_view_at(const hg_param_table *t, void *base, size_t elem_size, int layer,
+                      hg_block_view *v)
+{
+    void **slots[HG_BLOCK_TENSORS] = {&v->ln1_w, &v->ln1_b, &v->qkv_w, &v->qkv_b,
+                                      &v->attn_proj_w, &v->attn_proj_b, &v->ln2_w, &v->ln2_b,
+                                      &v->fc_w, &v->fc_b, &v->fc_proj_w, &v->fc_proj_b};
+    for (int i = 0; i < HG_BLOCK_TENSORS; i++) {
+        const hg_tensor_info *ti = &t->tensors[t->first_block + i];
+        size_t per_layer = ti->count / t->num_layers;
+        *slots[i] = (char *)base + (ti->offset + per_layer * layer) * elem_size;
+    }
+}
