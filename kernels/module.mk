@@ -19,3 +19,15 @@ CPU_TESTS += $(BUILD)/tests/test_kernels_ref $(BUILD)/tests/test_kernels_moe
 $(BUILD)/tests/test_kernels_ref $(BUILD)/tests/test_kernels_moe: $(BUILD)/tests/%: $(BUILD)/tests/%.o $(KERNELS_REF_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ -lm
+
+# GPU tests and the benchmark: CUDA programs linked with nvcc, never ASan.
+KERNEL_GPU_TESTS := $(BUILD)/tests/gpu/test_kernels $(BUILD)/tests/gpu/test_kernels_moe
+GPU_TESTS += $(KERNEL_GPU_TESTS)
+$(KERNEL_GPU_TESTS): $(BUILD)/tests/gpu/%: $(BUILD)/tests/gpu/%.cu.o $(KERNELS_LIB) $(KERNELS_REF_LIB)
+	@mkdir -p $(dir $@)
+	$(NVCC) -arch=$(CUDA_ARCH) -o $@ $^ $(KERNELS_LDLIBS)
+
+BENCHES += $(BUILD)/tests/bench/bench_kernels tests/bench/bench_kernels_torch.py
+$(BUILD)/tests/bench/bench_kernels: $(BUILD)/tests/bench/bench_kernels.cu.o $(KERNELS_LIB)
+	@mkdir -p $(dir $@)
+	$(NVCC) -arch=$(CUDA_ARCH) -o $@ $^ $(KERNELS_LDLIBS)

@@ -7,6 +7,14 @@
 
 #include <stddef.h>
 
+#ifdef __cplusplus
+extern "C" {
+#ifdef __cplusplus
+}
+#endif
+
+#endif
+
 // out (M, N) = inp (M, K) @ weight (N, K)^T + bias (N, or NULL)
 void ref_matmul_forward(float *out, const float *inp, const float *weight, const float *bias,
                         int M, int K, int N);
@@ -73,5 +81,9 @@ void ref_adamw_step(float *master, float *params, const float *grads, float *m, 
                     float weight_decay, float grad_scale, int t);
 // out (1) += sum grads^2
 void ref_global_norm_squared(float *out, const float *grads, size_t n);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

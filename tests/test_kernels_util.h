@@ -22,12 +22,12 @@ static inline float rand_uniform(float lo, float hi)
 
 static inline float *rand_array(size_t n, float lo, float hi)
 {
-    float *a = malloc(sizeof(float) * n);
+    float *a = (float *)malloc(sizeof(float) * n);
     for (size_t i = 0; i < n; i++) a[i] = rand_uniform(lo, hi);
     return a;
 }
 
-static inline float *zeros(size_t n) { return calloc(n, sizeof(float)); }
+static inline float *zeros(size_t n) { return (float *)calloc(n, sizeof(float)); }
 
 // CHECKs |got - want| <= atol + rtol |want| for every element; prints the worst.
 static inline void expect_close(const char *name, const float *got, const float *want, size_t n,

@@ -1,0 +1,276 @@
+// Every dense-model CUDA kernel, forward and backward, in fp32 and bf16,
+// against the CPU reference on seeded random inputs. Overwritten outputs are
+// poisoned (NaN) first; accumulated ones start from the same random values.
+#include "kernels/reference.h"
+#include "tests/gpu/gpu_util.h"
+
+static float *copy_of(const float *h, size_t n)
+{
+    float *c = (float *)malloc(sizeof(float) * n);
+    memcpy(c, h, sizeof(float) * n);
+    return c;
+}
+
+static void test_matmul(int M, int K, int N, int with_bias)
+{
+    size_t ni = (size_t)M * K, nw = (size_t)N * K, no = (size_t)M * N;
+    float *inp = rand_array(ni, -1, 1), *w = rand_array(nw, -1, 1), *b = rand_array(N, -1, 1);
+    float *dout = rand_array(no, -1, 1), *dw0 = rand_array(nw, -1, 1), *db0 = rand_array(N, -1, 1);
+    void *d_inp = upload(inp, ni), *d_w = upload(w, nw), *d_b = upload(b, N), *d_dout = upload(dout, no);
+    void *d_out = poisoned(no * kdtype_size(g_dt)), *d_dinp = poisoned(ni * kdtype_size(g_dt));
+    float *d_dw = upload_f32(dw0, nw), *d_db = upload_f32(db0, N);
+    matmul_forward(d_out, d_inp, d_w, with_bias ? d_b : NULL, M, K, N, g_dt, 0);
+    matmul_backward(d_dinp, d_dw, with_bias ? d_db : NULL, d_dout, d_inp, d_w, M, K, N, g_dt, 0);
+    cudaCheck(cudaDeviceSynchronize());
+
+    float *out = zeros(no), *dinp = zeros(ni), *dw = copy_of(dw0, nw), *db = copy_of(db0, N);
+    float *g_out = zeros(no), *g_dinp = zeros(ni), *g_dw = zeros(nw), *g_db = zeros(N);
+    ref_matmul_forward(out, inp, w, with_bias ? b : NULL, M, K, N);
+    ref_matmul_backward(dinp, dw, with_bias ? db : NULL, dout, inp, w, M, K, N);
+    download(g_out, d_out, no), download(g_dinp, d_dinp, ni);
+    download_f32(g_dw, d_dw, nw), download_f32(g_db, d_db, N);
+    char name[64];
+    snprintf(name, sizeof name, "matmul %dx%dx%d out", M, K, N);
+    expect_near(name, g_out, out, no, tol_abs(), tol_rel());
+    expect_near("matmul dinp", g_dinp, dinp, ni, tol_abs(), tol_rel());
+    expect_near("matmul dweight (fp32 +=)", g_dw, dw, nw, 2e-5f, 2e-4f);
+    expect_near("matmul dbias (fp32 +=)", g_db, db, N, 2e-5f, 2e-4f);
+    free(inp), free(w), free(b), free(dout), free(dw0), free(db0), free(out), free(dinp), free(dw);
+    free(db), free(g_out), free(g_dinp), free(g_dw), free(g_db);
+    dev_free_all();
+}
+
+static void test_layernorm(int N, int C)
+{
+    size_t n = (size_t)N * C;
+    float *inp = rand_array(n, -3, 3), *w = rand_array(C, 0.5f, 1.5f), *b = rand_array(C, -1, 1);
+    float *dout = rand_array(n, -1, 1), *dinp0 = rand_array(n, -1, 1);
+    float *dw0 = rand_array(C, -1, 1), *db0 = rand_array(C, -1, 1);
+    void *d_inp = upload(inp, n), *d_w = upload(w, C), *d_b = upload(b, C), *d_dout = upload(dout, n);
+    void *d_dinp = upload(dinp0, n), *d_out = poisoned(n * kdtype_size(g_dt));
+    float *d_mean = (float *)poisoned(N * 4), *d_rstd = (float *)poisoned(N * 4);
+    float *d_dw = upload_f32(dw0, C), *d_db = upload_f32(db0, C);
+    layernorm_forward(d_out, d_mean, d_rstd, d_inp, d_w, d_b, N, C, g_dt, 0);
+    layernorm_backward(d_dinp, d_dw, d_db, d_dout, d_inp, d_w, d_mean, d_rstd, N, C, g_dt, 0);
+    cudaCheck(cudaDeviceSynchronize());
+
+    float *out = zeros(n), *mean = zeros(N), *rstd = zeros(N);
+    float *dinp = copy_of(dinp0, n), *dw = copy_of(dw0, C), *db = copy_of(db0, C);
+    ref_layernorm_forward(out, mean, rstd, inp, w, b, N, C);
+    ref_layernorm_backward(dinp, dw, db, dout, inp, w, mean, rstd, N, C);
+    float *g = zeros(n);
+    download(g, d_out, n);
+    expect_near("layernorm out", g, out, n, tol_abs(), tol_rel());
+    download_f32(g, d_mean, N);
+    expect_near("layernorm mean", g, mean, N, 1e-6f, 1e-5f);
+    download_f32(g, d_rstd, N);
+    expect_near("layernorm rstd", g, rstd, N, 1e-6f, 1e-5f);
+    download(g, d_dinp, n);
+    expect_near("layernorm dinp (+=)", g, dinp, n, tol_abs(), tol_rel());
+    download_f32(g, d_dw, C);
+    expect_near("layernorm dweight (fp32 +=)", g, dw, C, 2e-5f, 2e-4f);
+    download_f32(g, d_db, C);
+    expect_near("layernorm dbias (fp32 +=)", g, db, C, 2e-5f, 2e-4f);
+    free(inp), free(w), free(b), free(dout), free(dinp0), free(dw0), free(db0), free(out), free(mean);
+    free(rstd), free(dinp), free(dw), free(db), free(g);
+    dev_free_all();
+}
+
+static void test_attention(int B, int T, int NH, int HD, int causal)
+{
+    size_t nqkv = (size_t)B * T * 3 * NH * HD, no = nqkv / 3, nl = (size_t)B * NH * T;
+    float *qkv = rand_array(nqkv, -2, 2), *dout = rand_array(no, -1, 1);
+    void *d_qkv = upload(qkv, nqkv), *d_dout = upload(dout, no);
+    void *d_out = poisoned(no * kdtype_size(g_dt)), *d_dqkv = poisoned(nqkv * kdtype_size(g_dt));
+    void *d_dqkv2 = poisoned(nqkv * kdtype_size(g_dt));
+    float *d_lse = (float *)poisoned(nl * 4);
+    attention_forward(d_out, d_lse, d_qkv, B, T, NH, HD, causal, g_dt, 0);
+    attention_backward(d_dqkv, d_dout, d_qkv, d_out, d_lse, B, T, NH, HD, causal, g_dt, 0);
+    attention_backward(d_dqkv2, d_dout, d_qkv, d_out, d_lse, B, T, NH, HD, causal, g_dt, 0);
+    cudaCheck(cudaDeviceSynchronize());
+
+    // The reference backward starts from the GPU's own (rounded) out, as the GPU does.
+    float *out = zeros(no), *lse = zeros(nl), *dqkv = zeros(nqkv), *g = zeros(nqkv), *g_out = zeros(no);
+    ref_attention_forward(out, lse, qkv, B, T, NH, HD, causal);
+    download(g_out, d_out, no);
+    ref_attention_backward(dqkv, dout, qkv, g_out, lse, B, T, NH, HD, causal);
+    char name[80];
+    snprintf(name, sizeof name, "attention B%d T%d NH%d HD%d %s out", B, T, NH, HD,
+             causal ? "causal" : "bidir");
+    expect_near(name, g_out, out, no, tol_abs(), tol_rel());
+    download_f32(g, d_lse, nl);
+    expect_near("attention lse", g, lse, nl, 1e-5f, 1e-5f);
+    download(g, d_dqkv, nqkv);
+    expect_near("attention dqkv", g, dqkv, nqkv, tol_abs(), tol_rel());
+    expect_same_bits("attention dqkv deterministic", d_dqkv, d_dqkv2, nqkv * kdtype_size(g_dt));
+    free(qkv), free(dout), free(out), free(lse), free(dqkv), free(g), free(g_out);
+    dev_free_all();
+}
+
+static void test_elementwise(size_t n)
+{
+    float *x = rand_array(n, -5, 5), *y = rand_array(n, -1, 1), *dout = rand_array(n, -1, 1);
+    void *d_x = upload(x, n), *d_y = upload(y, n), *d_dout = upload(dout, n);
+    size_t bytes = n * kdtype_size(g_dt);
+    void *d_gelu = poisoned(bytes), *d_dgelu = poisoned(bytes), *d_sum = poisoned(bytes);
+    gelu_forward(d_gelu, d_x, n, g_dt, 0);
+    gelu_backward(d_dgelu, d_x, d_dout, n, g_dt, 0);
+    add_forward(d_sum, d_x, d_y, n, g_dt, 0);
+    scale_inplace(d_y, -0.75f, n, g_dt, 0);
+    float *d_f32 = (float *)poisoned(n * 4);
+    convert(d_f32, KD_F32, d_x, g_dt, n, 0);
+    cudaCheck(cudaDeviceSynchronize());
+
+    float *want = zeros(n), *g = zeros(n);
+    ref_gelu_forward(want, x, n);
+    download(g, d_gelu, n);
+    expect_near("gelu out", g, want, n, tol_abs(), tol_rel());
+    ref_gelu_backward(want, x, dout, n);
+    download(g, d_dgelu, n);
+    expect_near("gelu dinp", g, want, n, tol_abs(), tol_rel());
+    ref_add_forward(want, x, y, n);
+    download(g, d_sum, n);
+    expect_near("add out", g, want, n, tol_abs(), tol_rel());
+    ref_scale_inplace(y, -0.75f, n);
+    download(g, d_y, n);
+    expect_near("scale in place", g, y, n, tol_abs(), tol_rel());
+    download_f32(g, d_f32, n);
+    expect_near("convert to fp32", g, x, n, 0, 0);
+    free(x), free(y), free(dout), free(want), free(g);
+    dev_free_all();
+}
+
+static void test_embedding(int B, int T, int C, int V)
+{
+    size_t n = (size_t)B * T * C;
+    int *tok = (int *)malloc(sizeof(int) * B * T);
+    for (int i = 0; i < B * T; i++) tok[i] = (int)rand_uniform(0, (float)V) % V;
+    tok[0] = tok[1] = tok[B * T - 1] = V - 1;  // repeated tokens, and the last row of the table
+    float *wte = rand_array((size_t)V * C, -1, 1), *wpe = rand_array((size_t)T * C, -1, 1);
+    float *dout = rand_array(n, -1, 1), *dwte0 = rand_array((size_t)V * C, -1, 1);
+    float *dwpe0 = rand_array((size_t)T * C, -1, 1), *inp = rand_array(n, -1, 1);
+    int *d_tok = upload_i32(tok, B * T);
+    void *d_wte = upload(wte, (size_t)V * C), *d_wpe = upload(wpe, (size_t)T * C);
+    void *d_dout = upload(dout, n), *d_inp = upload(inp, n);
+    void *d_out = poisoned(n * kdtype_size(g_dt)), *d_pos = poisoned(n * kdtype_size(g_dt));
+    float *d_dwte = upload_f32(dwte0, (size_t)V * C), *d_dwpe = upload_f32(dwpe0, (size_t)T * C);
+    float *d_dwte2 = upload_f32(dwte0, (size_t)V * C);
+    embedding_forward(d_out, d_tok, d_wte, d_wpe, B, T, C, V, g_dt, 0);
+    embedding_backward(d_dwte, d_dwpe, d_dout, d_tok, B, T, C, V, g_dt, 0);
+    embedding_backward(d_dwte2, NULL, d_dout, d_tok, B, T, C, V, g_dt, 0);
+    position_embedding_forward(d_pos, d_inp, d_wpe, B, T, C, g_dt, 0);
+    cudaCheck(cudaDeviceSynchronize());
+
+    float *out = zeros(n), *g = zeros((size_t)V * C + n);
+    ref_embedding_forward(out, tok, wte, wpe, B, T, C, V);
+    download(g, d_out, n);
+    expect_near("embedding out", g, out, n, tol_abs(), tol_rel());
+    ref_embedding_backward(dwte0, dwpe0, dout, tok, B, T, C, V);
+    download_f32(g, d_dwte, (size_t)V * C);
+    expect_near("embedding dwte (fp32 +=)", g, dwte0, (size_t)V * C, 2e-5f, 2e-4f);
+    download_f32(g, d_dwpe, (size_t)T * C);
+    expect_near("embedding dwpe (fp32 +=)", g, dwpe0, (size_t)T * C, 2e-5f, 2e-4f);
+    expect_same_bits("embedding dwte deterministic", d_dwte, d_dwte2, (size_t)V * C * 4);
+    ref_position_embedding_forward(out, inp, wpe, B, T, C);
+    download(g, d_pos, n);
+    expect_near("position embedding out", g, out, n, tol_abs(), tol_rel());
+    free(tok), free(wte), free(wpe), free(dout), free(dwte0), free(dwpe0), free(inp), free(out), free(g);
+    dev_free_all();
+}
+
+static void test_crossentropy(int N, int V, int Vp)
+{
+    size_t n = (size_t)N * Vp;
+    float *logits = rand_array(n, -4, 4), *mask = zeros(N);
+    int *tgt = (int *)malloc(sizeof(int) * N), count = 0;
+    for (int i = 0; i < N; i++) {
+        tgt[i] = (int)rand_uniform(0, (float)V) % V;
+        mask[i] = rand_uniform(0, 1) < 0.7f ? 1.0f : 0.0f;
+        count += mask[i] != 0.0f;
+        for (int v = V; v < Vp; v++) logits[(size_t)i * Vp + v] = 50.0f;  // padding: must not count
+    }
+    void *d_logits = upload(logits, n), *d_logits2 = upload(logits, n);
+    float *d_loss = (float *)poisoned(N * 4), *d_loss2 = (float *)poisoned(N * 4);
+    float *d_mask = upload_f32(mask, N);
+    int *d_tgt = upload_i32(tgt, N);
+    float dloss = 1.0f / (count ? count : 1);
+    crossentropy_forward_backward(d_logits, d_loss, d_tgt, d_mask, dloss, N, V, Vp, 1, g_dt, 0);
+    crossentropy_forward_backward(d_logits2, d_loss2, d_tgt, d_mask, dloss, N, V, Vp, 0, g_dt, 0);
+    cudaCheck(cudaDeviceSynchronize());
+
+    float *loss = zeros(N), *g = zeros(n), *untouched = copy_of(logits, n);
+    ref_crossentropy_forward_backward(logits, loss, tgt, mask, dloss, N, V, Vp, 1);
+    download_f32(g, d_loss, N);
+    expect_near("crossentropy losses", g, loss, N, 1e-5f, 1e-5f);
+    download_f32(g, d_loss2, N);
+    expect_near("crossentropy losses (no dlogits)", g, loss, N, 1e-5f, 1e-5f);
+    download(g, d_logits, n);
+    expect_near("crossentropy dlogits in place", g, logits, n, tol_abs(), tol_rel());
+    download(g, d_logits2, n);
+    expect_near("crossentropy logits kept without dlogits", g, untouched, n, 0, 0);
+    free(logits), free(mask), free(tgt), free(loss), free(g), free(untouched);
+    dev_free_all();
+}
+
+static void test_adamw(size_t n)
+{
+    float *master = rand_array(n, -1, 1), *m = zeros(n), *v = zeros(n);
+    float *d_master = upload_f32(master, n), *d_m = upload_f32(m, n), *d_v = upload_f32(v, n);
+    void *d_params = poisoned(n * kdtype_size(g_dt));
+    float *params = zeros(n), *g = zeros(n);
+    for (int t = 1; t <= 3; t++) {
+        float *grads = rand_array(n, -1, 1);
+        float *d_grads = upload_f32(grads, n);
+        adamw_step(d_master, d_params, d_grads, d_m, d_v, n, 1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.8f, t, g_dt, 0);
+        ref_adamw_step(master, params, grads, m, v, n, 1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.8f, t);
+        free(grads);
+    }
+    cudaCheck(cudaDeviceSynchronize());
+    download_f32(g, d_master, n);
+    expect_near("adamw master after 3 steps", g, master, n, 1e-6f, 1e-5f);
+    download_f32(g, d_m, n);
+    expect_near("adamw m", g, m, n, 1e-6f, 1e-5f);
+    download_f32(g, d_v, n);
+    expect_near("adamw v", g, v, n, 1e-6f, 1e-5f);
+    round_to_dt(master, n);
+    download(g, d_params, n);
+    expect_near("adamw working copy = master", g, master, n, 0, g_dt == KD_F32 ? 1e-5f : 8e-3f);
+
+    // Squared norm of a large vector, accumulated onto 0.5; twice for determinism.
+    size_t big = 3000017;
+    float *vals = rand_array(big, -1, 1), init = 0.5f, want = 0.5f, got;
+    float *d_vals = upload_f32(vals, big), *d_norm = upload_f32(&init, 1), *d_norm2 = upload_f32(&init, 1);
+    global_norm_squared(d_norm, d_vals, big, 0);
+    global_norm_squared(d_norm2, d_vals, big, 0);
+    ref_global_norm_squared(&want, vals, big);
+    download_f32(&got, d_norm, 1);
+    expect_near("global norm squared (+=)", &got, &want, 1, 0, 1e-5f);
+    expect_same_bits("global norm deterministic", d_norm, d_norm2, 4);
+    free(vals);
+    free(master), free(m), free(v), free(params), free(g);
+    dev_free_all();
+}
+
+int main(void)
+{
+    kernels_init();
+    for (int d = 0; d < 2; d++) {
+        g_dt = d == 0 ? KD_F32 : KD_BF16;
+        printf("== %s\n", dt_name());
+        test_matmul(100, 64, 72, 1);
+        test_matmul(256, 128, 96, 0);
+        test_layernorm(37, 200);
+        test_layernorm(64, 768);
+        test_attention(2, 200, 2, 64, 1);
+        test_attention(2, 200, 2, 64, 0);
+        test_attention(1, 130, 3, 128, 1);
+        test_attention(1, 64, 2, 32, 1);
+        test_attention(2, 77, 2, 96, 0);
+        test_elementwise(10007);
+        test_embedding(3, 50, 96, 40);
+        test_crossentropy(33, 1000, 1024);
+        test_adamw(10001);
+    }
+    kernels_free();
+    return check_summary("test_kernels (gpu)");
+}
