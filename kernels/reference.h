@@ -9,10 +9,6 @@
 
 #ifdef __cplusplus
 extern "C" {
-#ifdef __cplusplus
-}
-#endif
-
 #endif
 
 // out (M, N) = inp (M, K) @ weight (N, K)^T + bias (N, or NULL)
