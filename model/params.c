@@ -2,6 +2,8 @@
 #include "model/params.h"
 
 #include <math.h>
+#include <pthread.h>
+#include <unistd.h>
 
 #include "model/config.h"
 #include "model/rng.h"
@@ -72,17 +74,53 @@ void hg_param_table_build(hg_param_table *t, hg_module_id module, const hg_model
     }
 }
 
-void hg_params_init(const hg_param_table *t, uint64_t seed, float *params)
+// Elements [lo, hi) of the whole buffer.
+typedef struct {
+    const hg_param_table *t;
+    uint64_t seed;
+    float *params;
+    size_t lo, hi;
+} init_range;
+
+static void *init_worker(void *arg)
 {
+    const init_range *r = arg;
+    const hg_param_table *t = r->t;
     for (int id = 0; id < t->num_tensors; id++) {
         const hg_tensor_info *ti = &t->tensors[id];
-        float *p = params + ti->offset;
-        uint64_t key = hg_mix64(seed) ^ ((uint64_t)t->module << 32 | (uint64_t)id);
-        for (size_t i = 0; i < ti->count; i++)
-            p[i] = ti->init == HG_INIT_NORMAL ? (float)(ti->std * hg_normal(key, i, 0))
-                   : ti->init == HG_INIT_ONE  ? 1.0f
-                                              : 0.0f;
+        size_t lo = r->lo > ti->offset ? r->lo : ti->offset;
+        size_t hi = r->hi < ti->offset + ti->count ? r->hi : ti->offset + ti->count;
+        uint64_t key = hg_mix64(r->seed) ^ ((uint64_t)t->module << 32 | (uint64_t)id);
+        for (size_t i = lo; i < hi; i++) {
+            double normal = ti->init == HG_INIT_NORMAL ? hg_normal(key, i - ti->offset, 0) : 0;
+            r->params[i] = ti->init == HG_INIT_NORMAL ? (float)(ti->std * normal)
+                           : ti->init == HG_INIT_ONE  ? 1.0f
+                                                      : 0.0f;
+        }
     }
+    return NULL;
+}
+
+// Large models take a minute on one core: spread the elements over threads
+// (the values do not depend on the split).
+void hg_params_init(const hg_param_table *t, uint64_t seed, float *params)
+{
+    enum { MAX_THREADS = 32 };
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    int n = t->total < (1u << 20) || cores < 2 ? 1 : cores > MAX_THREADS ? MAX_THREADS : (int)cores;
+    init_range r[MAX_THREADS];
+    pthread_t th[MAX_THREADS];
+    int started = 0;
+    for (int k = 0; k < n; k++)
+        r[k] = (init_range){t, seed, params, t->total * k / n, t->total * (k + 1) / n};
+    for (int k = 1; k < n; k++, started++)
+        if (pthread_create(&th[k], NULL, init_worker, &r[k]) != 0)
+            break;
+    init_worker(&r[0]);
+    for (int k = 1; k <= started; k++)
+        pthread_join(th[k], NULL);
+    for (int k = started + 1; k < n; k++) // threads that could not start
+        init_worker(&r[k]);
 }
 
 void *hg_tensor_at(const hg_param_table *t, void *base, size_t elem_size, int id)
