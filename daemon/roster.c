@@ -51,6 +51,11 @@ static int add_host(roster *r, const char *name)
     return r->num_hosts++;
 }
 
+static bool is_live(const roster_slot *s)
+{
+    return s->state != SLOT_EMPTY && s->state != SLOT_LOST;
+}
+
 static void reset_slot(roster_slot *s)
 {
     memset(s, 0, sizeof *s);
@@ -168,13 +173,13 @@ static roster_status join_replacing(roster *r, int hostn, const char *host, int 
     if (s >= n)
         return refuse(ROSTER_RANK_REFUSED, err, errlen,
                       "%s/%d asked for rank %d, outside 0..%d", host, device, s, n - 1);
-    if (s >= 0 && r->slots[s].conn) {
+    if (s >= 0 && is_live(&r->slots[s])) {
         snprintf(err, errlen, "%s/%d asked for rank %d, held by live worker %s/%d", host, device,
                  s, r->hosts[r->slots[s].host], r->slots[s].device);
         return ROSTER_RANK_REFUSED;
     }
     for (int i = 0; s < 0 && i < n; i++)
-        if (!r->slots[i].conn)
+        if (!is_live(&r->slots[i]))
             s = i;
     if (s < 0)
         return refuse(ROSTER_FULL, err, errlen, "%s/%d cannot join: all %d of %d ranks are live",
@@ -190,7 +195,7 @@ roster_status roster_join(roster *r, const char *host, int device, int requested
 {
     int hostn = find_host(r, host);
     int s = hostn < 0 ? -1 : table_find(&r->device_index, device_key(hostn, device), NULL, NULL);
-    if (s >= 0 && r->slots[s].conn)
+    if (s >= 0 && is_live(&r->slots[s]))
         return refuse(ROSTER_DUPLICATE, err, errlen, "%s/%d is already joined", host,
                       device);
     if (!r->assigned)
