@@ -130,7 +130,10 @@ static int check_bridge_peers(const assign_ref *ref, const Hgrid__Assignment *a,
 {
     const hg_plan *p = &ref->plan;
     size_t n = 0;
-    int edges = hg_plan_has_bridge(p) ? hg_bridge_num_edges(p) : 0;
+    // Only bridge leaders have edges; skipping the others keeps a 16K-worker
+    // check linear.
+    bool leader = hg_plan_has_bridge(p) && hg_bridge_index_of_rank(p, (int)a->rank) >= 0;
+    int edges = leader ? hg_bridge_num_edges(p) : 0;
     for (int e = 0; e < edges; e++) {
         int enc, llm;
         hg_bridge_edge(p, e, &enc, &llm);

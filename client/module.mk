@@ -40,3 +40,8 @@ CPU_TESTS += $(BUILD)/tests/test_client_lib
 $(BUILD)/tests/test_client_lib: $(call objs,tests/test_client_lib.c) $(BIN)/libhgrid.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBHGRID_LIBS)
+
+SWARM_SRCS := client/swarm_main.c client/swarm_net.c client/swarm_check.c client/assignment.c
+PROGS += $(BIN)/hgrid-swarm
+LDLIBS_hgrid-swarm := -lprotobuf-c
+$(BIN)/hgrid-swarm: $(call objs,$(SWARM_SRCS)) $(WIRE_LIB) $(LAYOUT_LIB)

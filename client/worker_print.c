@@ -45,7 +45,8 @@ static void print_text(const hgrid_worker *w, const worker_options *opt, FILE *o
     }
     for (int i = 0; i < hgrid_num_bridge_peers(w); i++) {
         const hgrid_bridge_peer *p = hgrid_bridge_peer_at(w, i);
-        fprintf(out, "  bridge    %s rank %d\n", p->send ? "sends to" : "receives from", p->rank);
+        fprintf(out, "  peer      %s rank %d (bridge rank %d)\n", p->send ? "sends to" : "receives from",
+                p->rank, p->rank_in_bridge);
     }
 }
 
