@@ -45,3 +45,4 @@ SWARM_SRCS := client/swarm_main.c client/swarm_net.c client/swarm_check.c client
 PROGS += $(BIN)/hgrid-swarm
 LDLIBS_hgrid-swarm := -lprotobuf-c
 $(BIN)/hgrid-swarm: $(call objs,$(SWARM_SRCS)) $(WIRE_LIB) $(LAYOUT_LIB)
+CPU_TESTS += tests/coord_workers.py
