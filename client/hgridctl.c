@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "client/ctl_jobs.h"
 #include "client/hgridctl.h"
 
 typedef struct {
@@ -12,6 +13,11 @@ typedef struct {
 
 static const command commands[] = {
     {"plan", ctl_plan, "validate a layout; print its ranks, groups and bridge (no gridd needed)"},
+    {"submit", ctl_submit, "submit a layout to gridd as a job (prints a generated token)"},
+    {"list", ctl_list, "list gridd's jobs"},
+    {"show", ctl_show, "show a job's workers (--json: with its full plan)"},
+    {"status", ctl_status, "show a job's progress: joined workers, generation, heartbeats"},
+    {"cancel", ctl_cancel, "cancel a job; gridd releases its workers"},
 };
 
 static void usage(FILE *out)

@@ -92,3 +92,9 @@ void json_string(json_writer *w, const char *s)
     before_value(w);
     write_escaped(w->out, s);
 }
+
+void json_null(json_writer *w)
+{
+    before_value(w);
+    fputs("null", w->out);
+}

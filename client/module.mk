@@ -1,4 +1,4 @@
-# hgridctl, hgrid-worker and libhgrid.
+# hgridctl, libhgrid, hgrid-worker and hgrid-swarm.
 # CTL_CONTROL_SRCS (hgridctl's gridd commands) comes from daemon/module.mk.
 CTL_SRCS := client/hgridctl.c client/ctl_plan.c client/layout_args.c client/plan_json.c \
             client/plan_text.c client/json.c $(CTL_CONTROL_SRCS)
@@ -6,3 +6,43 @@ CTL_SRCS := client/hgridctl.c client/ctl_plan.c client/layout_args.c client/plan
 PROGS += $(BIN)/hgridctl
 LDLIBS_hgridctl := -lprotobuf-c
 $(BIN)/hgridctl: $(call objs,$(CTL_SRCS)) $(WIRE_LIB) $(LAYOUT_LIB)
+
+# libhgrid: static and shared, each holding the wire and layout code it uses,
+# so a training program links -lhgrid -lprotobuf-c -lnccl and nothing else.
+LIBHGRID_SRCS := client/libhgrid.c client/libhgrid_assign.c client/libhgrid_env.c \
+                 client/assignment.c
+LIBHGRID_DEPS := $(LIBHGRID_SRCS) $(WIRE_SRCS) $(LAYOUT_SRCS)
+LIBHGRID_LIBS := -lprotobuf-c $(NCCL_LIBS)
+
+PROGS += $(BIN)/libhgrid.a $(BIN)/libhgrid.so
+$(BIN)/libhgrid.a: $(call objs,$(LIBHGRID_DEPS)) $(BUILD)/proto/hgrid.pb-c.o
+	@mkdir -p $(dir $@)
+	rm -f $@
+	$(AR) rcs $@ $^
+
+PIC_OBJS := $(patsubst %.c,$(BUILD)/pic/%.o,$(LIBHGRID_DEPS)) $(BUILD)/pic/proto/hgrid.pb-c.o
+$(BUILD)/pic/%.o: %.c | $(GEN)/proto/hgrid.pb-c.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -fPIC -c $< -o $@
+$(BUILD)/pic/proto/hgrid.pb-c.o: $(GEN)/proto/hgrid.pb-c.c $(GEN)/proto/hgrid.pb-c.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -fPIC -c $< -o $@
+$(BIN)/libhgrid.so: $(PIC_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -shared -Wl,-soname,libhgrid.so -o $@ $^ $(LIBHGRID_LIBS)
+
+WORKER_SRCS := client/worker_main.c client/worker_args.c client/worker_print.c client/json.c
+PROGS += $(BIN)/hgrid-worker
+LDLIBS_hgrid-worker := $(LIBHGRID_LIBS)
+$(BIN)/hgrid-worker: $(call objs,$(WORKER_SRCS)) $(BIN)/libhgrid.a
+
+CPU_TESTS += $(BUILD)/tests/test_client_lib
+$(BUILD)/tests/test_client_lib: $(call objs,tests/test_client_lib.c) $(BIN)/libhgrid.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBHGRID_LIBS)
+
+SWARM_SRCS := client/swarm_main.c client/swarm_net.c client/swarm_check.c client/assignment.c
+PROGS += $(BIN)/hgrid-swarm
+LDLIBS_hgrid-swarm := -lprotobuf-c
+$(BIN)/hgrid-swarm: $(call objs,$(SWARM_SRCS)) $(WIRE_LIB) $(LAYOUT_LIB)
+CPU_TESTS += tests/coord_workers.py

@@ -1,0 +1,115 @@
+// libhgrid: the C API a training program uses to join an hgrid job.
+//
+//   hgrid_worker *w = hgrid_connect("head:7420", err, sizeof err);
+//   hgrid_hello(w, &(hgrid_hello_options){.job = "demo", .token = tok,
+//                                          .device = hgrid_default_device(),
+//                                          .requested_rank = -1});
+//   while ((st = hgrid_wait_assignment(w, 60000)) == HGRID_ABORTED) {}
+//   ... hgrid_rank(w), hgrid_group_find(w, "tp")->members ...
+//   hgrid_ready(w);
+//   for (;;) { train a step; hgrid_heartbeat(w, step, loss, tok_s);
+//              if (hgrid_poll(w) != HGRID_OK) break; }
+//   hgrid_leave(w, "done"); hgrid_close(w);
+//
+// Functions returning int return an hgrid_status; on a negative one,
+// hgrid_error(w) says why in one line.
+#ifndef HGRID_H
+#define HGRID_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "layout/layout.h"
+
+#define HGRID_ID_BYTES 128 // NCCL_UNIQUE_ID_BYTES
+
+typedef enum {
+    HGRID_OK = 0,
+    HGRID_ABORTED = 1,         // gridd aborted the generation: wait for the next assignment
+    HGRID_RELEASED = 2,        // the job was cancelled or finished: exit
+    HGRID_ERR_IO = -1,         // connection lost or protocol broken
+    HGRID_ERR_REFUSED = -2,    // gridd refused this worker (wrong token, duplicate device, ...)
+    HGRID_ERR_TIMEOUT = -3,    // no assignment within the timeout
+    HGRID_ERR_MISMATCH = -4,   // the assignment disagrees with this build's layout engine
+    HGRID_ERR_STATE = -5,      // called out of order (e.g. ready before an assignment)
+} hgrid_status;
+
+typedef struct {
+    const char *job;
+    const char *token;
+    const char *host;     // NULL: hgrid_default_host()
+    int device;           // local GPU index
+    const char *gpu_uuid; // NULL when unknown (dry run)
+    int requested_rank;   // -1: gridd chooses
+    bool dry_run;         // coordination only, no GPU
+} hgrid_hello_options;
+
+// One process group of this worker.
+typedef struct {
+    const char *name;     // "tp", "dp", ..., "bridge"
+    int size, rank_in_group, index;
+    const int *members;   // size global ranks, in group order
+    const uint8_t *nccl_id; // HGRID_ID_BYTES bytes; NULL for one-rank groups
+    int shares_with;      // position (hgrid_group_at) of the group whose communicator it uses
+} hgrid_group;
+
+// A bridge edge: the peer's global rank and its rank in the bridge group.
+typedef struct {
+    int rank, rank_in_bridge;
+    bool send; // this worker sends activations to the peer
+} hgrid_bridge_peer;
+
+typedef struct hgrid_worker hgrid_worker;
+
+// Connects to gridd at "HOST:PORT". NULL with a one-line reason in err.
+hgrid_worker *hgrid_connect(const char *coordinator, char *err, size_t errlen);
+int hgrid_hello(hgrid_worker *w, const hgrid_hello_options *opt);
+// Waits up to timeout_ms (-1: forever) for this worker's next Assignment,
+// minting NCCL ids when gridd asks. HGRID_OK once assigned and checked;
+// HGRID_ABORTED if the forming generation was aborted (call again);
+// HGRID_RELEASED if the job ended; a negative status otherwise.
+int hgrid_wait_assignment(hgrid_worker *w, int timeout_ms);
+// The connection's descriptor, to wait for gridd's messages in the caller's
+// own poll loop (then call hgrid_poll).
+int hgrid_fd(const hgrid_worker *w);
+
+// ---- the current assignment (valid after HGRID_OK from wait)
+int hgrid_rank(const hgrid_worker *w);
+int hgrid_world_size(const hgrid_worker *w);
+uint64_t hgrid_generation(const hgrid_worker *w);
+hg_module_id hgrid_module(const hgrid_worker *w);
+const hg_coords *hgrid_coords(const hgrid_worker *w);
+const hg_plan *hgrid_plan(const hgrid_worker *w);
+const char *hgrid_job(const hgrid_worker *w);
+int hgrid_num_groups(const hgrid_worker *w);
+const hgrid_group *hgrid_group_at(const hgrid_worker *w, int i);
+// The group named name ("tp", ..., "bridge"); NULL if this worker is not
+// in one (embd on a middle pipeline stage, bridge on a non-leader).
+const hgrid_group *hgrid_group_find(const hgrid_worker *w, const char *name);
+int hgrid_num_bridge_peers(const hgrid_worker *w);
+const hgrid_bridge_peer *hgrid_bridge_peer_at(const hgrid_worker *w, int i);
+
+// ---- running
+// Tells gridd this worker's communicators exist.
+int hgrid_ready(hgrid_worker *w);
+// Progress report; also the liveness signal (send every ~heartbeat timeout / 3).
+int hgrid_heartbeat(hgrid_worker *w, uint64_t step, float loss, float throughput);
+// Handles whatever gridd sent, without blocking: HGRID_OK (nothing to act
+// on), HGRID_ABORTED, HGRID_RELEASED, or a negative status.
+int hgrid_poll(hgrid_worker *w);
+// gridd's reason for the last Abort or Release.
+const char *hgrid_reason(const hgrid_worker *w);
+int hgrid_leave(hgrid_worker *w, const char *reason);
+void hgrid_close(hgrid_worker *w);
+const char *hgrid_error(const hgrid_worker *w);
+
+// ---- defaults for launchers
+// $HGRID_HOSTNAME, else gethostname(); into buf.
+void hgrid_default_host(char *buf, size_t buflen);
+// LOCAL_RANK, else SLURM_LOCALID, else 0.
+int hgrid_default_device(void);
+// RANK, else SLURM_PROCID, else -1.
+int hgrid_launcher_rank(void);
+
+#endif

@@ -1,0 +1,53 @@
+// hgrid-swarm: N simulated workers over N real TCP connections from one
+// thread (epoll), then every assignment checked against the layout engine.
+#ifndef HGRID_SWARM_H
+#define HGRID_SWARM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "client/assignment.h"
+#include "wire/wire.h"
+
+typedef struct {
+    const char *coordinator, *job, *token;
+    int workers, hosts;
+    int gridd_pid;       // 0: not given
+    bool wait_release;   // after the checks wait for Release instead of leaving
+    double timeout_s;    // for the whole rendezvous
+} swarm_options;
+
+typedef enum { CONN_CONNECTING, CONN_JOINED, CONN_ASSIGNED, CONN_RELEASED, CONN_FAILED } conn_state;
+
+typedef struct {
+    int fd;
+    int host, device;
+    conn_state state;
+    wire_reader reader;
+    double t_connect, t_assigned; // seconds, CLOCK_MONOTONIC
+    uint64_t mint_generation;
+    int minted_count;
+    uint8_t *minted;              // minted_count ids, as sent
+    Hgrid__Envelope *assignment;  // kept for the checks
+    char *error;                  // gridd's Error or a connection failure
+} swarm_conn;
+
+typedef struct {
+    swarm_options opt;
+    swarm_conn *conns;
+    int num_assigned, num_failed, num_released;
+    double t_first_connect, t_last_assigned;
+    uint64_t rng;
+} swarm;
+
+// Connects every worker, answers MintRequests and collects assignments.
+// Returns 0 when every worker is assigned or failed, -1 on timeout or a
+// setup failure (said on stderr).
+int swarm_rendezvous(swarm *s);
+// Leaves (or waits for Release from gridd) and closes every connection.
+void swarm_finish(swarm *s);
+// Checks every assignment; prints each failure (up to a limit) and returns
+// how many checks failed. *groups gets the number of distinct ids.
+int swarm_check(const swarm *s, int *groups);
+
+#endif

@@ -1,0 +1,420 @@
+// hgrid-swarm's network side: one thread, one epoll set, N non-blocking
+// connections, each a small state machine (connect, Hello, mint, assigned).
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "client/swarm.h"
+
+#define CONNECT_BATCH 256 // connects between two looks at the event queue
+#define MAX_EVENTS 1024
+#define READ_BUF 65536
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+typedef struct {
+    swarm *s;
+    int epfd;
+    struct sockaddr_storage addr;
+    socklen_t addr_len;
+} net;
+
+typedef struct {
+    net *n;
+    swarm_conn *c;
+} frame_ctx;
+
+static void conn_fail(swarm *s, swarm_conn *c, const char *fmt, const char *what)
+{
+    if (c->state == CONN_FAILED)
+        return;
+    if (c->state == CONN_ASSIGNED)
+        s->num_assigned--;
+    char buf[512];
+    snprintf(buf, sizeof buf, fmt, what);
+    free(c->error);
+    c->error = strdup(buf);
+    c->state = CONN_FAILED;
+    s->num_failed++;
+}
+
+static int send_env(swarm *s, swarm_conn *c, const Hgrid__Envelope *env)
+{
+    uint8_t *frame;
+    size_t len = wire_pack(env, &frame);
+    if (len == 0) {
+        conn_fail(s, c, "%s", "out of memory packing a message");
+        return -1;
+    }
+    // Frames are small and each socket has few in flight: a short write
+    // means gridd stopped reading, which fails this worker.
+    ssize_t w = send(c->fd, frame, len, MSG_NOSIGNAL);
+    free(frame);
+    if (w != (ssize_t)len) {
+        conn_fail(s, c, "cannot send to gridd: %s", w < 0 ? strerror(errno) : "short write");
+        return -1;
+    }
+    return 0;
+}
+
+// Sends the Hello; false (state unchanged) if the socket is still connecting.
+static bool try_hello(net *n, swarm_conn *c)
+{
+    const swarm_options *o = &n->s->opt;
+    char host[32];
+    snprintf(host, sizeof host, "swarm-%d", c->host);
+    Hgrid__Hello hello = HGRID__HELLO__INIT;
+    hello.job = (char *)o->job;
+    hello.token.data = (uint8_t *)o->token;
+    hello.token.len = strlen(o->token);
+    hello.host = host;
+    hello.local_device = (uint32_t)c->device;
+    hello.gpu_uuid = "";
+    hello.dry_run = true;
+    Hgrid__Envelope env;
+    wire_envelope_init(&env);
+    env.msg_case = HGRID__ENVELOPE__MSG_HELLO;
+    env.hello = &hello;
+    uint8_t *frame;
+    size_t len = wire_pack(&env, &frame);
+    if (len == 0) {
+        conn_fail(n->s, c, "%s", "out of memory packing a message");
+        return false;
+    }
+    ssize_t w = send(c->fd, frame, len, MSG_NOSIGNAL);
+    int err = errno;
+    free(frame);
+    if (w < 0 && err == EAGAIN)
+        return false;
+    if (w != (ssize_t)len) {
+        conn_fail(n->s, c, "cannot send to gridd: %s", w < 0 ? strerror(err) : "short write");
+        return false;
+    }
+    c->state = CONN_JOINED;
+    return true;
+}
+
+static uint64_t next_random(swarm *s)
+{
+    s->rng ^= s->rng << 13; // xorshift64: ids only need to differ
+    s->rng ^= s->rng >> 7;
+    s->rng ^= s->rng << 17;
+    return s->rng;
+}
+
+static void mint(net *n, swarm_conn *c, const Hgrid__MintRequest *req)
+{
+    if (req->count > ASSIGN_MAX_GROUPS) {
+        char what[32];
+        snprintf(what, sizeof what, "%u", req->count);
+        conn_fail(n->s, c, "gridd asked for %s ids; no worker leads that many", what);
+        return;
+    }
+    free(c->minted);
+    c->minted = malloc((size_t)(req->count ? req->count : 1) * ASSIGN_ID_BYTES);
+    if (!c->minted) {
+        conn_fail(n->s, c, "%s", "out of memory minting ids");
+        return;
+    }
+    ProtobufCBinaryData ids[ASSIGN_MAX_GROUPS];
+    for (uint32_t i = 0; i < req->count; i++) {
+        uint8_t *id = c->minted + (size_t)i * ASSIGN_ID_BYTES;
+        for (int b = 0; b < ASSIGN_ID_BYTES; b += 8) {
+            uint64_t r = next_random(n->s);
+            memcpy(id + b, &r, 8);
+        }
+        ids[i] = (ProtobufCBinaryData){ASSIGN_ID_BYTES, id};
+    }
+    c->mint_generation = req->generation;
+    c->minted_count = (int)req->count;
+    Hgrid__MintReply reply = HGRID__MINT_REPLY__INIT;
+    reply.generation = req->generation;
+    reply.n_ids = req->count;
+    reply.ids = ids;
+    Hgrid__Envelope env;
+    wire_envelope_init(&env);
+    env.msg_case = HGRID__ENVELOPE__MSG_MINT_REPLY;
+    env.mint_reply = &reply;
+    send_env(n->s, c, &env);
+}
+
+// Handles one frame from gridd; the Assignment is kept for the checks.
+static int on_frame(void *ctx, const uint8_t *body, uint32_t len)
+{
+    frame_ctx *f = ctx;
+    swarm *s = f->n->s;
+    swarm_conn *c = f->c;
+    Hgrid__Envelope *env = wire_unpack(body, len);
+    char buf[256];
+    const char *bad = env ? wire_check_version(env, buf, sizeof buf) : "undecodable frame";
+    if (bad) {
+        conn_fail(s, c, "bad message from gridd: %s", bad);
+        wire_free_envelope(env);
+        return 1;
+    }
+    switch (env->msg_case) {
+    case HGRID__ENVELOPE__MSG_MINT_REQUEST:
+        mint(f->n, c, env->mint_request);
+        break;
+    case HGRID__ENVELOPE__MSG_ASSIGNMENT:
+        if (c->state == CONN_FAILED)
+            break;
+        wire_free_envelope(c->assignment);
+        c->assignment = env;
+        env = NULL;
+        if (c->state != CONN_ASSIGNED)
+            s->num_assigned++;
+        c->state = CONN_ASSIGNED;
+        c->t_assigned = s->t_last_assigned = now_s();
+        break;
+    case HGRID__ENVELOPE__MSG_ERROR:
+        conn_fail(s, c, "refused by gridd: %s", env->error->message);
+        break;
+    case HGRID__ENVELOPE__MSG_ABORT:
+        conn_fail(s, c, "generation aborted: %s", env->abort->reason);
+        break;
+    case HGRID__ENVELOPE__MSG_RELEASE:
+        if (c->state == CONN_ASSIGNED) {
+            c->state = CONN_RELEASED;
+            s->num_released++;
+        } else {
+            conn_fail(s, c, "released before its assignment: %s", env->release->reason);
+        }
+        break;
+    default:
+        snprintf(buf, sizeof buf, "%d", (int)env->msg_case);
+        conn_fail(s, c, "unexpected message %s from gridd", buf);
+        break;
+    }
+    wire_free_envelope(env);
+    return c->state == CONN_FAILED;
+}
+
+static void on_readable(net *n, swarm_conn *c)
+{
+    static uint8_t buf[READ_BUF];
+    for (;;) {
+        ssize_t r = recv(c->fd, buf, sizeof buf, 0);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0 && errno == EAGAIN)
+            return;
+        if (r <= 0) {
+            if (c->state != CONN_RELEASED)
+                conn_fail(n->s, c, "gridd closed the connection: %s",
+                          r == 0 ? "end of stream" : strerror(errno));
+            epoll_ctl(n->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+            return;
+        }
+        frame_ctx f = {n, c};
+        char err[256];
+        if (wire_reader_feed(&c->reader, buf, (size_t)r, on_frame, &f, err, sizeof err) < 0)
+            conn_fail(n->s, c, "bad frame from gridd: %s", err);
+        if (c->state == CONN_FAILED) {
+            epoll_ctl(n->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+            return;
+        }
+        if (r < (ssize_t)sizeof buf)
+            return; // level-triggered: epoll reports what is left
+    }
+}
+
+static void on_writable(net *n, swarm_conn *c)
+{
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+        err = errno;
+    if (err) {
+        conn_fail(n->s, c, "cannot connect to gridd: %s", strerror(err));
+        epoll_ctl(n->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+        return;
+    }
+    if (!try_hello(n, c))
+        return; // spurious wakeup: still connecting
+    struct epoll_event ev = {.events = EPOLLIN, .data.u32 = (uint32_t)(c - n->s->conns)};
+    epoll_ctl(n->epfd, EPOLL_CTL_MOD, c->fd, &ev);
+}
+
+// The kernel picks a connection's source port by walking the ports in use
+// towards the same destination, so N connects from one address cost O(N^2)
+// (most of the swarm's time at 16K). Towards a loopback gridd, every
+// SOURCE_SPREAD workers get their own 127.x source address instead.
+#define SOURCE_SPREAD 128
+static int spread_source(const net *n, int fd, int i)
+{
+    if (n->addr.ss_family != AF_INET)
+        return 0;
+    const struct sockaddr_in *dst = (const struct sockaddr_in *)&n->addr;
+    if ((ntohl(dst->sin_addr.s_addr) >> 24) != 127)
+        return 0;
+    int one = 1;
+    setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+    struct sockaddr_in src = {.sin_family = AF_INET};
+    src.sin_addr.s_addr = htonl((127u << 24 | 16u << 16) + (uint32_t)(i / SOURCE_SPREAD));
+    return bind(fd, (struct sockaddr *)&src, sizeof src);
+}
+
+static void start_connect(net *n, int i)
+{
+    swarm *s = n->s;
+    swarm_conn *c = &s->conns[i];
+    c->t_connect = now_s();
+    if (i == 0)
+        s->t_first_connect = c->t_connect;
+    c->fd = socket(n->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (c->fd < 0) {
+        conn_fail(s, c, "cannot create a socket: %s", strerror(errno));
+        return;
+    }
+    if (spread_source(n, c->fd, i) < 0) {
+        conn_fail(s, c, "cannot bind a loopback source address: %s", strerror(errno));
+        return;
+    }
+    if (connect(c->fd, (struct sockaddr *)&n->addr, n->addr_len) < 0 && errno != EINPROGRESS) {
+        conn_fail(s, c, "cannot connect to gridd: %s", strerror(errno));
+        return;
+    }
+    // Towards loopback the handshake has usually completed by now: try the
+    // Hello at once and wait for writability only if it is not through.
+    bool sent = try_hello(n, c);
+    if (c->state == CONN_FAILED)
+        return;
+    struct epoll_event ev = {.events = EPOLLIN | (sent ? 0 : EPOLLOUT), .data.u32 = (uint32_t)i};
+    if (epoll_ctl(n->epfd, EPOLL_CTL_ADD, c->fd, &ev) < 0)
+        conn_fail(s, c, "epoll_ctl failed: %s", strerror(errno));
+}
+
+static int resolve(net *n, const char *addr)
+{
+    char host[256];
+    const char *colon = strrchr(addr, ':');
+    if (!colon || colon == addr || (size_t)(colon - addr) >= sizeof host) {
+        fprintf(stderr, "hgrid-swarm: --coordinator '%s' is not HOST:PORT\n", addr);
+        return -1;
+    }
+    memcpy(host, addr, (size_t)(colon - addr));
+    host[colon - addr] = '\0';
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res;
+    int gai = getaddrinfo(host, colon + 1, &hints, &res);
+    if (gai) {
+        fprintf(stderr, "hgrid-swarm: cannot resolve '%s': %s\n", addr, gai_strerror(gai));
+        return -1;
+    }
+    memcpy(&n->addr, res->ai_addr, res->ai_addrlen);
+    n->addr_len = res->ai_addrlen;
+    freeaddrinfo(res);
+    return 0;
+}
+
+static void dispatch(net *n, const struct epoll_event *ev)
+{
+    swarm_conn *c = &n->s->conns[ev->data.u32];
+    if (c->state == CONN_FAILED)
+        return;
+    if (c->state == CONN_CONNECTING) {
+        if (ev->events & (EPOLLOUT | EPOLLERR | EPOLLHUP))
+            on_writable(n, c);
+        return;
+    }
+    if (ev->events & (EPOLLIN | EPOLLERR | EPOLLHUP))
+        on_readable(n, c);
+}
+
+// Runs the event loop until done(s) or the deadline; returns 0 or -1 on timeout.
+static int run_until(net *n, int (*done)(const swarm *), double deadline)
+{
+    struct epoll_event events[MAX_EVENTS];
+    while (!done(n->s)) {
+        double left = deadline - now_s();
+        if (left <= 0)
+            return -1;
+        int k = epoll_wait(n->epfd, events, MAX_EVENTS, (int)(left * 1000) + 1);
+        if (k < 0 && errno != EINTR) {
+            fprintf(stderr, "hgrid-swarm: epoll_wait failed: %s\n", strerror(errno));
+            return -1;
+        }
+        for (int i = 0; i < k; i++)
+            dispatch(n, &events[i]);
+    }
+    return 0;
+}
+
+static int all_settled(const swarm *s)
+{
+    return s->num_assigned + s->num_failed + s->num_released == s->opt.workers;
+}
+
+static net the_net;
+
+int swarm_rendezvous(swarm *s)
+{
+    net *n = &the_net;
+    n->s = s;
+    if (resolve(n, s->opt.coordinator))
+        return -1;
+    n->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (n->epfd < 0) {
+        fprintf(stderr, "hgrid-swarm: epoll_create1 failed: %s\n", strerror(errno));
+        return -1;
+    }
+    double deadline = now_s() + s->opt.timeout_s;
+    struct epoll_event events[MAX_EVENTS];
+    for (int next = 0; next < s->opt.workers;) {
+        for (int b = 0; b < CONNECT_BATCH && next < s->opt.workers; b++)
+            start_connect(n, next++);
+        int k = epoll_wait(n->epfd, events, MAX_EVENTS, 0);
+        for (int i = 0; i < k; i++)
+            dispatch(n, &events[i]);
+    }
+    if (run_until(n, all_settled, deadline)) {
+        fprintf(stderr, "hgrid-swarm: only %d of %d workers got an assignment within %.0f s "
+                        "(%d failed); is the job's world size %d?\n",
+                s->num_assigned, s->opt.workers, s->opt.timeout_s, s->num_failed,
+                s->opt.workers);
+        return -1;
+    }
+    return 0;
+}
+
+static int all_released(const swarm *s)
+{
+    return s->num_released + s->num_failed == s->opt.workers;
+}
+
+void swarm_finish(swarm *s)
+{
+    net *n = &the_net;
+    if (s->opt.wait_release) {
+        if (run_until(n, all_released, now_s() + s->opt.timeout_s))
+            fprintf(stderr, "hgrid-swarm: only %d of %d workers were released within %.0f s\n",
+                    s->num_released, s->opt.workers, s->opt.timeout_s);
+    } else {
+        Hgrid__Leave leave = HGRID__LEAVE__INIT;
+        leave.reason = "swarm done";
+        Hgrid__Envelope env;
+        wire_envelope_init(&env);
+        env.msg_case = HGRID__ENVELOPE__MSG_LEAVE;
+        env.leave = &leave;
+        for (int i = 0; i < s->opt.workers; i++)
+            if (s->conns[i].state == CONN_ASSIGNED)
+                send_env(s, &s->conns[i], &env);
+    }
+    for (int i = 0; i < s->opt.workers; i++)
+        if (s->conns[i].fd >= 0)
+            close(s->conns[i].fd);
+    if (n->epfd >= 0)
+        close(n->epfd);
+}

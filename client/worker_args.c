@@ -1,0 +1,124 @@
+// hgrid-worker's command line.
+#include <stdlib.h>
+#include <string.h>
+
+#include "client/worker.h"
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: hgrid-worker --coordinator HOST:PORT --job NAME --token T --dry-run\n"
+            "                    [--device N] [--host NAME] [--use-launcher-rank] [--json]\n"
+            "                    [--heartbeat-timeout SECONDS] [--assign-timeout SECONDS]\n"
+            "Joins a job on gridd, prints this worker's assignment, reports ready and\n"
+            "heartbeats until gridd releases the job (exit 0).\n\n"
+            "  --coordinator HOST:PORT  gridd's worker address (gridd --listen)\n"
+            "  --job NAME, --token T    the job and its token (hgridctl submit prints it)\n"
+            "  --device N               local GPU (default: LOCAL_RANK, SLURM_LOCALID, 0)\n"
+            "  --host NAME              host name (default: $HGRID_HOSTNAME, gethostname())\n"
+            "  --use-launcher-rank      ask gridd for rank RANK (or SLURM_PROCID)\n"
+            "  --dry-run                the whole protocol without a GPU; leaders mint real\n"
+            "                           NCCL ids (this build needs it)\n"
+            "  --json                   print each assignment as one JSON line\n"
+            "  --heartbeat-timeout S    gridd's --heartbeat-timeout (default 3); heartbeats\n"
+            "                           go every S/3\n"
+            "  --assign-timeout S       give up if no assignment within S seconds (default:\n"
+            "                           wait as long as it takes)\n"
+            "Exit status: 0 released, 1 refused or lost, 2 usage error.\n");
+}
+
+static int usage_error(const char *what, const char *arg)
+{
+    fprintf(stderr, "hgrid-worker: %s%s%s (try 'hgrid-worker --help')\n", what, arg ? " " : "",
+            arg ? arg : "");
+    return 2;
+}
+
+static int parse_number(const char *flag, const char *v, double lo, double *out)
+{
+    char *end;
+    double x = strtod(v, &end);
+    if (*end || end == v || !(x >= lo) || x > 1e9) {
+        fprintf(stderr, "hgrid-worker: %s needs a number >= %g, got '%s' (try 'hgrid-worker --help')\n",
+                flag, lo, v);
+        return 2;
+    }
+    *out = x;
+    return 0;
+}
+
+int worker_parse_args(int argc, char **argv, worker_options *opt, bool *exit_now)
+{
+    memset(opt, 0, sizeof *opt);
+    opt->device = -1;
+    opt->requested_rank = -1;
+    opt->heartbeat_timeout_s = 3;
+    bool launcher_rank = false;
+    *exit_now = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char **str = NULL;
+        double *num = NULL, lo = 0;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            *exit_now = true;
+            return 0;
+        } else if (!strcmp(a, "--dry-run")) {
+            opt->dry_run = true;
+        } else if (!strcmp(a, "--json")) {
+            opt->json = true;
+        } else if (!strcmp(a, "--use-launcher-rank")) {
+            launcher_rank = true;
+        } else if (!strcmp(a, "--coordinator")) {
+            str = &opt->coordinator;
+        } else if (!strcmp(a, "--job")) {
+            str = &opt->job;
+        } else if (!strcmp(a, "--token")) {
+            str = &opt->token;
+        } else if (!strcmp(a, "--host") || !strcmp(a, "--device") ||
+                   !strcmp(a, "--heartbeat-timeout") || !strcmp(a, "--assign-timeout")) {
+            if (i + 1 >= argc)
+                return usage_error(a, "needs a value");
+            const char *v = argv[++i];
+            double x;
+            if (!strcmp(a, "--host")) {
+                if (!*v || strlen(v) >= sizeof opt->host)
+                    return usage_error("--host needs a name of 1-255 characters, got", v);
+                strcpy(opt->host, v);
+                continue;
+            }
+            num = !strcmp(a, "--device") ? &x
+                  : !strcmp(a, "--heartbeat-timeout") ? &opt->heartbeat_timeout_s
+                                                      : &opt->assign_timeout_s;
+            lo = !strcmp(a, "--heartbeat-timeout") ? 0.05 : 0;
+            if (parse_number(a, v, lo, num))
+                return 2;
+            if (num == &x) {
+                if (x != (int)x || x > 1 << 16)
+                    return usage_error("--device needs a GPU index, got", v);
+                opt->device = (int)x;
+            }
+            continue;
+        } else {
+            return usage_error("unknown option", a);
+        }
+        if (str) {
+            if (i + 1 >= argc)
+                return usage_error(a, "needs a value");
+            *str = argv[++i];
+        }
+    }
+    if (!opt->coordinator || !opt->job || !opt->token)
+        return usage_error("--coordinator, --job and --token are required", NULL);
+    if (!opt->host[0])
+        hgrid_default_host(opt->host, sizeof opt->host);
+    if (opt->device < 0)
+        opt->device = hgrid_default_device();
+    if (launcher_rank) {
+        opt->requested_rank = hgrid_launcher_rank();
+        if (opt->requested_rank < 0)
+            return usage_error("--use-launcher-rank needs RANK or SLURM_PROCID set to a rank",
+                               NULL);
+    }
+    return 0;
+}

@@ -1,0 +1,117 @@
+// hgrid-worker: joins a job on gridd and follows it. With --dry-run it runs
+// the whole protocol without a GPU: assignment, Ready, heartbeats, aborts
+// and new generations, until gridd releases the job.
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "client/worker.h"
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+// Exit status for a failed libhgrid call, after one line saying why.
+static int failed(const hgrid_worker *w, int status)
+{
+    if (status == HGRID_ERR_REFUSED)
+        fprintf(stderr, "hgrid-worker: refused by gridd: %s\n", hgrid_error(w));
+    else
+        fprintf(stderr, "hgrid-worker: %s\n", hgrid_error(w));
+    return 1;
+}
+
+// Waits for the next assignment, printing aborts of forming generations.
+// Returns HGRID_OK, HGRID_RELEASED or a negative status.
+static int await_assignment(hgrid_worker *w, const worker_options *opt)
+{
+    int timeout_ms = opt->assign_timeout_s > 0 ? (int)(opt->assign_timeout_s * 1000) : -1;
+    int st;
+    while ((st = hgrid_wait_assignment(w, timeout_ms)) == HGRID_ABORTED)
+        fprintf(stderr, "hgrid-worker: %s/%d: generation aborted while forming: %s\n", opt->host,
+                opt->device, hgrid_reason(w));
+    return st;
+}
+
+// Heartbeats until gridd sends something to act on. Returns HGRID_ABORTED,
+// HGRID_RELEASED or a negative status.
+static int run_generation(hgrid_worker *w, const worker_options *opt)
+{
+    double interval = opt->heartbeat_timeout_s / 3, next_beat = now_s() + interval;
+    uint64_t step = 0;
+    for (;;) {
+        double left = next_beat - now_s();
+        if (left <= 0) {
+            int st = hgrid_heartbeat(w, ++step, 0.0f, 0.0f);
+            if (st != HGRID_OK)
+                return st;
+            next_beat += interval;
+            continue;
+        }
+        struct pollfd pfd = {.fd = hgrid_fd(w), .events = POLLIN};
+        int ready = poll(&pfd, 1, (int)(left * 1000) + 1);
+        if (ready < 0 && errno != EINTR) {
+            fprintf(stderr, "hgrid-worker: poll failed: %s\n", strerror(errno));
+            return HGRID_ERR_IO;
+        }
+        if (ready > 0) {
+            int st = hgrid_poll(w);
+            if (st != HGRID_OK)
+                return st;
+        }
+    }
+}
+
+int main(int argc, char **argv)
+{
+    worker_options opt;
+    bool exit_now;
+    int rc = worker_parse_args(argc, argv, &opt, &exit_now);
+    if (rc || exit_now)
+        return rc;
+    if (!opt.dry_run) {
+        fprintf(stderr, "hgrid-worker: this build runs workers only with --dry-run (the protocol "
+                        "without a GPU); GPU training is not part of it yet\n");
+        return 2;
+    }
+    char err[512];
+    hgrid_worker *w = hgrid_connect(opt.coordinator, err, sizeof err);
+    if (!w) {
+        fprintf(stderr, "hgrid-worker: %s; start gridd or pass its address with --coordinator\n",
+                err);
+        return 1;
+    }
+    hgrid_hello_options hello = {.job = opt.job, .token = opt.token, .host = opt.host,
+                                 .device = opt.device, .requested_rank = opt.requested_rank,
+                                 .dry_run = true};
+    int st = hgrid_hello(w, &hello);
+    while (st == HGRID_OK) {
+        st = await_assignment(w, &opt);
+        if (st != HGRID_OK)
+            break;
+        worker_print_assignment(w, &opt, stdout);
+        st = hgrid_ready(w);
+        if (st == HGRID_OK)
+            st = run_generation(w, &opt);
+        if (st == HGRID_ABORTED) {
+            fprintf(stderr, "hgrid-worker: %s/%d: generation %llu aborted: %s; waiting for the "
+                            "next assignment\n",
+                    opt.host, opt.device, (unsigned long long)hgrid_generation(w), hgrid_reason(w));
+            st = HGRID_OK;
+        }
+    }
+    if (st == HGRID_RELEASED) {
+        fprintf(stderr, "hgrid-worker: %s/%d: released: %s\n", opt.host, opt.device,
+                hgrid_reason(w));
+        hgrid_close(w);
+        return 0;
+    }
+    rc = failed(w, st);
+    hgrid_close(w);
+    return rc;
+}

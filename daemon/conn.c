@@ -1,0 +1,293 @@
+// Connections: reading and framing, sending, deadlines and closing.
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "daemon/gridd.h"
+
+// One read buffer for the whole loop: frames are handled before the read
+// callback returns, and partial frames are copied by the wire_reader.
+static uint8_t read_buffer[64 * 1024];
+
+typedef struct {
+    uv_write_t req;
+    conn *c;
+    uint8_t *frame;
+    size_t len;
+} write_req;
+
+conn *conn_new(server *srv, conn_kind kind)
+{
+    conn *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    c->srv = srv;
+    c->kind = kind;
+    c->list = LIST_NONE;
+    c->slot = -1;
+    c->h.handle.data = c;
+    wire_reader_init(&c->reader, srv->opt.max_frame);
+    srv->connections++;
+    return c;
+}
+
+// ---- deadline lists
+
+void conn_list_remove(conn *c)
+{
+    if (c->list == LIST_NONE)
+        return;
+    conn_list *l = &c->srv->lists[c->list];
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        l->head = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    else
+        l->tail = c->prev;
+    c->prev = c->next = NULL;
+    c->list = LIST_NONE;
+}
+
+void conn_list_append(conn *c, deadline_list list)
+{
+    conn_list_remove(c);
+    conn_list *l = &c->srv->lists[list];
+    c->list = list;
+    c->deadline = gridd_now_ms() + l->timeout_ms;
+    c->prev = l->tail;
+    c->next = NULL;
+    if (l->tail)
+        l->tail->next = c;
+    else
+        l->head = c;
+    l->tail = c;
+}
+
+void conn_watch(conn *c)
+{
+    if (!c->closing && !c->draining)
+        conn_list_append(c, LIST_WATCH);
+}
+
+void conn_unwatch(conn *c)
+{
+    if (c->list == LIST_WATCH)
+        conn_list_remove(c);
+}
+
+void conn_sweep(server *srv)
+{
+    int64_t now = gridd_now_ms();
+    conn *c;
+    while ((c = srv->lists[LIST_HELLO].head) && c->deadline <= now)
+        conn_fail(c, HGRID__ERROR_CODE__ERROR_TIMEOUT, "no Hello within %.3g s; send Hello first",
+                  srv->opt.hello_timeout);
+    while ((c = srv->lists[LIST_WATCH].head) && c->deadline <= now) {
+        char reason[128];
+        snprintf(reason, sizeof reason, "rank %d silent for more than %.3g s", c->slot,
+                 srv->opt.heartbeat_timeout);
+        conn_close(c, reason);
+    }
+    while ((c = srv->lists[LIST_LINGER].head) && c->deadline <= now)
+        conn_close(c, "no EOF after the final message");
+}
+
+// ---- closing
+
+static void on_closed(uv_handle_t *h)
+{
+    conn *c = h->data;
+    wire_reader_free(&c->reader);
+    c->srv->connections--;
+    free(c);
+}
+
+void conn_close(conn *c, const char *reason)
+{
+    if (c->closing)
+        return;
+    c->closing = true;
+    conn_list_remove(c);
+    if (c->job)
+        job_worker_gone(c, reason);
+    else if (reason && !c->draining && c->kind == CONN_WORKER)
+        gridd_log("%s: closed: %s", c->peer, reason);
+    uv_close(&c->h.handle, on_closed);
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status)
+{
+    (void)status;
+    free(req);
+}
+
+void conn_finish(conn *c)
+{
+    if (c->closing || c->draining)
+        return;
+    c->draining = true;
+    if (c->job)
+        job_worker_gone(c, "released");
+    conn_list_append(c, LIST_LINGER);
+    uv_shutdown_t *req = malloc(sizeof *req);
+    if (!req || uv_shutdown(req, &c->h.stream, on_shutdown)) {
+        free(req);
+        conn_close(c, NULL);
+    }
+}
+
+void conn_fail(conn *c, Hgrid__ErrorCode code, const char *fmt, ...)
+{
+    if (c->closing || c->draining)
+        return;
+    char message[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(message, sizeof message, fmt, ap);
+    va_end(ap);
+    gridd_log("%s: refused: %s", c->peer, message);
+    Hgrid__Envelope env;
+    Hgrid__Error error;
+    wire_envelope_init(&env);
+    hgrid__error__init(&error);
+    error.code = code;
+    error.message = message;
+    env.msg_case = HGRID__ENVELOPE__MSG_ERROR;
+    env.error = &error;
+    if (c->job)
+        job_worker_gone(c, message);
+    if (conn_send(c, &env) == 0)
+        conn_finish(c);
+}
+
+// ---- sending
+
+static void on_written(uv_write_t *req, int status)
+{
+    write_req *w = (write_req *)req;
+    w->c->queued -= w->len;
+    if (status < 0 && status != UV_ECANCELED)
+        conn_close(w->c, uv_strerror(status));
+    free(w->frame);
+    free(w);
+}
+
+int conn_send(conn *c, const Hgrid__Envelope *env)
+{
+    if (c->closing || c->draining)
+        return -1;
+    uint8_t *frame;
+    size_t len = wire_pack(env, &frame);
+    if (len == 0) {
+        conn_close(c, "out of memory packing a frame");
+        return -1;
+    }
+    // Straight to the socket when nothing is queued; the rest goes through
+    // uv_write and is freed in its callback.
+    size_t done = 0;
+    if (c->queued == 0) {
+        uv_buf_t buf = uv_buf_init((char *)frame, (unsigned)len);
+        int n = uv_try_write(&c->h.stream, &buf, 1);
+        if (n > 0)
+            done = (size_t)n;
+        else if (n != UV_EAGAIN) {
+            free(frame);
+            conn_close(c, uv_strerror(n));
+            return -1;
+        }
+    }
+    if (done == len) {
+        free(frame);
+        return 0;
+    }
+    if (c->queued + (len - done) > GRIDD_SLOW_CONSUMER) {
+        free(frame);
+        gridd_log("%s: dropped: not reading (%zu bytes queued)", c->peer, c->queued);
+        conn_close(c, "slow consumer");
+        return -1;
+    }
+    write_req *w = malloc(sizeof *w);
+    if (!w) {
+        free(frame);
+        conn_close(c, "out of memory queueing a frame");
+        return -1;
+    }
+    w->c = c;
+    w->frame = frame;
+    w->len = len - done;
+    uv_buf_t buf = uv_buf_init((char *)frame + done, (unsigned)w->len);
+    int rc = uv_write(&w->req, &c->h.stream, &buf, 1, on_written);
+    if (rc) {
+        free(frame);
+        free(w);
+        conn_close(c, uv_strerror(rc));
+        return -1;
+    }
+    c->queued += w->len;
+    return 0;
+}
+
+// ---- reading
+
+static int on_frame(void *ctx, const uint8_t *body, uint32_t len)
+{
+    conn *c = ctx;
+    Hgrid__Envelope *env = wire_unpack(body, len);
+    if (!env) {
+        conn_fail(c, HGRID__ERROR_CODE__ERROR_BAD_FRAME,
+                  "undecodable %u-byte frame; send one hgrid.Envelope per frame", len);
+        return 1;
+    }
+    char why[256];
+    if (wire_check_version(env, why, sizeof why)) {
+        Hgrid__ErrorCode code = env->version != HGRID__VERSION__VERSION_CURRENT
+                                    ? HGRID__ERROR_CODE__ERROR_BAD_VERSION
+                                    : HGRID__ERROR_CODE__ERROR_BAD_REQUEST;
+        conn_fail(c, code, "%s", why);
+    } else if (c->kind == CONN_CONTROL) {
+        control_handle(c, env);
+    } else {
+        if (c->list == LIST_WATCH)
+            conn_watch(c);
+        worker_handle(c, env);
+    }
+    wire_free_envelope(env);
+    return c->closing || c->draining;
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    (void)h;
+    (void)suggested;
+    *buf = uv_buf_init((char *)read_buffer, sizeof read_buffer);
+}
+
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+    conn *c = stream->data;
+    if (nread > 0) {
+        if (c->draining || c->closing)
+            return;
+        char err[128];
+        if (wire_reader_feed(&c->reader, (const uint8_t *)buf->base, (size_t)nread, on_frame, c,
+                             err, sizeof err) < 0)
+            conn_fail(c, HGRID__ERROR_CODE__ERROR_BAD_FRAME, "%s", err);
+        return;
+    }
+    if (nread == 0)
+        return; // nothing to read this time
+    if (nread == UV_EOF && wire_reader_partial(&c->reader) && !c->draining)
+        gridd_log("%s: truncated frame at EOF", c->peer);
+    conn_close(c, nread == UV_EOF ? "closed by peer" : uv_strerror((int)nread));
+}
+
+void conn_start(conn *c)
+{
+    if (c->kind == CONN_WORKER)
+        conn_list_append(c, LIST_HELLO);
+    int rc = uv_read_start(&c->h.stream, on_alloc, on_read);
+    if (rc)
+        conn_close(c, uv_strerror(rc));
+}

@@ -1,0 +1,226 @@
+// hgridctl's requests on the control socket: submit, list, show, cancel.
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon/gridd.h"
+
+static void reply_ok(conn *c, const char *message)
+{
+    Hgrid__Envelope env;
+    Hgrid__Ok ok;
+    wire_envelope_init(&env);
+    hgrid__ok__init(&ok);
+    ok.message = (char *)message;
+    env.msg_case = HGRID__ENVELOPE__MSG_OK;
+    env.ok = &ok;
+    conn_send(c, &env);
+}
+
+// A refusal keeps the control connection open: hgridctl may ask again.
+static void reply_error(conn *c, Hgrid__ErrorCode code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void reply_error(conn *c, Hgrid__ErrorCode code, const char *fmt, ...)
+{
+    char message[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(message, sizeof message, fmt, ap);
+    va_end(ap);
+    gridd_log("control: refused: %s", message);
+    Hgrid__Envelope env;
+    Hgrid__Error error;
+    wire_envelope_init(&env);
+    hgrid__error__init(&error);
+    error.code = code;
+    error.message = message;
+    env.msg_case = HGRID__ENVELOPE__MSG_ERROR;
+    env.error = &error;
+    conn_send(c, &env);
+}
+
+static bool valid_job_name(const char *name)
+{
+    size_t n = strlen(name);
+    if (n < 1 || n > JOB_NAME_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-", name[i]))
+            return false;
+    return true;
+}
+
+static void submit(conn *c, const Hgrid__SubmitJob *s)
+{
+    server *srv = c->srv;
+    if (!valid_job_name(s->job)) {
+        reply_error(c, HGRID__ERROR_CODE__ERROR_BAD_REQUEST,
+                    "job name '%.64s' must be 1-%d characters of A-Z a-z 0-9 . _ -", s->job,
+                    JOB_NAME_MAX);
+        return;
+    }
+    if (s->token.len < 1 || s->token.len > JOB_TOKEN_MAX) {
+        reply_error(c, HGRID__ERROR_CODE__ERROR_BAD_REQUEST,
+                    "job %s: the token must be 1-%d bytes, not %zu", s->job, JOB_TOKEN_MAX,
+                    s->token.len);
+        return;
+    }
+    job_record rec;
+    memset(&rec, 0, sizeof rec);
+    hg_plan plan;
+    char err[HG_ERR_LEN];
+    hg_layout_spec_defaults(&rec.spec);
+    if (wire_layout_to_spec(s->layout, &rec.spec, err, sizeof err) ||
+        hg_plan_build(&rec.spec, &plan, err, sizeof err)) {
+        reply_error(c, HGRID__ERROR_CODE__ERROR_INVALID_LAYOUT, "job %s: invalid layout: %s",
+                    s->job, err);
+        return;
+    }
+    if (job_find(srv, s->job)) {
+        reply_error(c, HGRID__ERROR_CODE__ERROR_JOB_EXISTS,
+                    "job %s exists; cancel it first or pick another name", s->job);
+        return;
+    }
+    if (srv->num_jobs >= GRIDD_MAX_JOBS) {
+        reply_error(c, HGRID__ERROR_CODE__ERROR_LIMIT,
+                    "gridd holds its limit of %d jobs; cancel one first", GRIDD_MAX_JOBS);
+        return;
+    }
+    snprintf(rec.name, sizeof rec.name, "%s", s->job);
+    memcpy(rec.token, s->token.data, s->token.len);
+    rec.token_len = (uint32_t)s->token.len;
+    if (roster_init(&rec.roster, plan.world_size) || !job_create(srv, &rec, &plan)) {
+        roster_free(&rec.roster);
+        reply_error(c, HGRID__ERROR_CODE__ERROR_LIMIT, "job %s: out of memory", s->job);
+        return;
+    }
+    gridd_log("job %s: submitted (%d workers)", s->job, plan.world_size);
+    gridd_persist(srv);
+    char message[160];
+    snprintf(message, sizeof message, "job %s submitted: waiting for %d workers", s->job,
+             plan.world_size);
+    reply_ok(c, message);
+}
+
+static void fill_info(const job *j, Hgrid__JobInfo *info)
+{
+    hgrid__job_info__init(info);
+    info->job = (char *)j->rec.name;
+    info->state = (char *)job_state_name(j->state);
+    info->generation = j->rec.generation;
+    info->world_size = (uint32_t)j->plan.world_size;
+    info->joined = (uint32_t)j->rec.roster.live;
+    info->layout = (Hgrid__Layout *)&j->layout;
+}
+
+static void list(conn *c)
+{
+    server *srv = c->srv;
+    Hgrid__JobInfo *infos = calloc((size_t)srv->num_jobs + 1, sizeof *infos);
+    Hgrid__JobInfo **ptrs = calloc((size_t)srv->num_jobs + 1, sizeof *ptrs);
+    if (!infos || !ptrs) {
+        reply_error(c, HGRID__ERROR_CODE__ERROR_LIMIT, "out of memory listing jobs");
+    } else {
+        int n = 0;
+        for (job *j = srv->jobs; j; j = j->next, n++) {
+            fill_info(j, &infos[n]);
+            ptrs[n] = &infos[n];
+        }
+        Hgrid__Envelope env;
+        Hgrid__JobList jl;
+        wire_envelope_init(&env);
+        hgrid__job_list__init(&jl);
+        jl.n_jobs = (size_t)n;
+        jl.jobs = ptrs;
+        env.msg_case = HGRID__ENVELOPE__MSG_JOB_LIST;
+        env.job_list = &jl;
+        conn_send(c, &env);
+    }
+    free(infos);
+    free(ptrs);
+}
+
+static void show(conn *c, const char *name)
+{
+    job *j = job_find(c->srv, name);
+    if (!j) {
+        reply_error(c, HGRID__ERROR_CODE__ERROR_UNKNOWN_JOB, "no job named '%.64s' (see hgridctl list)",
+                    name);
+        return;
+    }
+    const roster *r = &j->rec.roster;
+    Hgrid__WorkerInfo *w = calloc((size_t)r->world_size, sizeof *w);
+    Hgrid__WorkerInfo **ptrs = calloc((size_t)r->world_size, sizeof *ptrs);
+    if (!w || !ptrs) {
+        reply_error(c, HGRID__ERROR_CODE__ERROR_LIMIT, "out of memory showing job %s", name);
+    } else {
+        int64_t now = gridd_now_ms();
+        size_t n = 0;
+        for (int s = 0; s < r->world_size; s++) {
+            const roster_slot *slot = &r->slots[s];
+            if (slot->state == SLOT_EMPTY)
+                continue;
+            hgrid__worker_info__init(&w[n]);
+            // Before ranks are assigned a worker has none: UINT32_MAX.
+            w[n].rank = r->assigned ? (uint32_t)s : UINT32_MAX;
+            w[n].host = (char *)roster_host_name(r, slot->host);
+            w[n].device = (uint32_t)slot->device;
+            w[n].state = (char *)slot_state_name(slot->state);
+            w[n].last_heartbeat_ms = slot->last_heartbeat ? now - slot->last_heartbeat : -1;
+            w[n].step = slot->step;
+            w[n].loss = slot->loss;
+            w[n].throughput = slot->throughput;
+            w[n].step_time_s = slot->step_time_s;
+            ptrs[n] = &w[n];
+            n++;
+        }
+        Hgrid__Envelope env;
+        Hgrid__JobInfo info;
+        wire_envelope_init(&env);
+        fill_info(j, &info);
+        info.n_workers = n;
+        info.workers = ptrs;
+        env.msg_case = HGRID__ENVELOPE__MSG_JOB_INFO;
+        env.job_info = &info;
+        conn_send(c, &env);
+    }
+    free(w);
+    free(ptrs);
+}
+
+static void cancel(conn *c, const char *name)
+{
+    job *j = job_find(c->srv, name);
+    if (!j) {
+        reply_error(c, HGRID__ERROR_CODE__ERROR_UNKNOWN_JOB, "no job named '%.64s' (see hgridctl list)",
+                    name);
+        return;
+    }
+    char message[160];
+    snprintf(message, sizeof message, "job %s cancelled", j->rec.name);
+    job_cancel(c->srv, j, "job cancelled");
+    reply_ok(c, message);
+}
+
+void control_handle(conn *c, const Hgrid__Envelope *env)
+{
+    switch (env->msg_case) {
+    case HGRID__ENVELOPE__MSG_SUBMIT:
+        submit(c, env->submit);
+        break;
+    case HGRID__ENVELOPE__MSG_LIST:
+        list(c);
+        break;
+    case HGRID__ENVELOPE__MSG_SHOW:
+        show(c, env->show->job);
+        break;
+    case HGRID__ENVELOPE__MSG_CANCEL:
+        cancel(c, env->cancel->job);
+        break;
+    default:
+        conn_fail(c, HGRID__ERROR_CODE__ERROR_BAD_REQUEST,
+                  "message %d is not a control request (submit, list, show, cancel)",
+                  (int)env->msg_case);
+    }
+}

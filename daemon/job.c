@@ -1,0 +1,302 @@
+// Jobs and their state machine: join, mint, assign, ready, abort, cancel.
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon/gridd.h"
+
+const char *job_state_name(job_state s)
+{
+    static const char *names[] = {"waiting", "minting", "assigned", "running"};
+    return names[s];
+}
+
+const char *slot_state_name(slot_state s)
+{
+    static const char *names[] = {"empty", "joined", "assigned", "ready", "lost"};
+    return names[s];
+}
+
+job *job_find(server *srv, const char *name)
+{
+    for (job *j = srv->jobs; j; j = j->next)
+        if (strcmp(j->rec.name, name) == 0)
+            return j;
+    return NULL;
+}
+
+job *job_create(server *srv, const job_record *rec, const hg_plan *plan)
+{
+    job *j = calloc(1, sizeof *j);
+    if (!j)
+        return NULL;
+    j->rec = *rec;
+    j->plan = *plan;
+    mint_plan_init(&j->mint, &j->plan);
+    j->ids = malloc((size_t)j->mint.num_ids * MINT_ID_BYTES + 1);
+    if (!j->ids) {
+        free(j);
+        return NULL;
+    }
+    wire_layout_from_spec(&j->rec.spec, &j->layout, &j->model);
+    j->state = JOB_WAITING;
+    j->srv = srv;
+    j->next = srv->jobs;
+    srv->jobs = j;
+    srv->num_jobs++;
+    return j;
+}
+
+void job_free(job *j)
+{
+    roster_free(&j->rec.roster);
+    free(j->ids);
+    free(j);
+}
+
+void gridd_persist(server *srv)
+{
+    if (!srv->opt.state_dir)
+        return;
+    const job_record *recs[GRIDD_MAX_JOBS];
+    int n = 0;
+    for (job *j = srv->jobs; j; j = j->next)
+        recs[n++] = &j->rec;
+    for (job *j = srv->jobs; j; j = j->next)
+        j->saved_map_version = j->rec.roster.map_version;
+    char err[512];
+    if (state_save(srv->opt.state_dir, recs, n, err, sizeof err))
+        gridd_log("cannot save state: %s (jobs keep running; fix --state-dir)", err);
+}
+
+static conn *slot_conn(job *j, int s)
+{
+    return j->rec.roster.slots[s].conn;
+}
+
+void job_cancel(server *srv, job *j, const char *reason)
+{
+    roster *r = &j->rec.roster;
+    Hgrid__Envelope env;
+    Hgrid__Release release;
+    wire_envelope_init(&env);
+    hgrid__release__init(&release);
+    release.reason = (char *)reason;
+    env.msg_case = HGRID__ENVELOPE__MSG_RELEASE;
+    env.release = &release;
+    int released = 0;
+    for (int s = 0; s < r->world_size; s++) {
+        conn *c = slot_conn(j, s);
+        if (!c)
+            continue;
+        r->slots[s].conn = NULL;
+        c->job = NULL;
+        conn_unwatch(c);
+        conn_send(c, &env);
+        conn_finish(c);
+        released++;
+    }
+    for (job **p = &srv->jobs; *p; p = &(*p)->next)
+        if (*p == j) {
+            *p = j->next;
+            break;
+        }
+    srv->num_jobs--;
+    gridd_log("job %s: %s; %d workers released", j->rec.name, reason, released);
+    job_free(j);
+    gridd_persist(srv);
+}
+
+static void send_assignments(job *j)
+{
+    uint64_t gen = j->rec.generation;
+    j->state = JOB_ASSIGNED;
+    for (int s = 0; s < j->plan.world_size; s++) {
+        conn *c = slot_conn(j, s);
+        j->rec.roster.slots[s].state = SLOT_ASSIGNED;
+        assignment_send(j, s, c);
+        conn_watch(c);
+        if (j->state != JOB_ASSIGNED || j->rec.generation != gen)
+            return; // a send lost a worker and aborted this generation
+    }
+    gridd_log("job %s: generation %llu: %d assignments sent, %lld ms after the set was whole",
+              j->rec.name, (unsigned long long)gen, j->plan.world_size,
+              (long long)(gridd_now_ms() - j->whole_at));
+}
+
+static void start_generation(job *j)
+{
+    uint64_t gen = ++j->rec.generation;
+    gridd_persist(j->srv);
+    j->state = JOB_MINTING;
+    j->mint_pending = 0;
+    j->ready = 0;
+    j->whole_at = gridd_now_ms();
+    Hgrid__Envelope env;
+    Hgrid__MintRequest req;
+    wire_envelope_init(&env);
+    hgrid__mint_request__init(&req);
+    req.generation = gen;
+    env.msg_case = HGRID__ENVELOPE__MSG_MINT_REQUEST;
+    env.mint_request = &req;
+    int ids[MINT_MAX_PER_RANK];
+    for (int s = 0; s < j->plan.world_size; s++) {
+        roster_slot *slot = &j->rec.roster.slots[s];
+        slot->state = SLOT_JOINED;
+        int n = mint_leader_ids(&j->mint, s, ids);
+        if (n == 0)
+            continue;
+        slot->mint_pending = true;
+        j->mint_pending++;
+        req.count = (uint32_t)n;
+        conn_watch(slot->conn);
+        conn_send(slot->conn, &env);
+        if (j->state != JOB_MINTING || j->rec.generation != gen)
+            return;
+    }
+    gridd_log("job %s: generation %llu: %d leaders mint %d ids", j->rec.name,
+              (unsigned long long)gen, j->mint_pending, j->mint.num_ids);
+    if (j->mint_pending == 0)
+        send_assignments(j);
+}
+
+void job_joined(job *j, conn *c)
+{
+    roster *r = &j->rec.roster;
+    const roster_slot *slot = &r->slots[c->slot];
+    const char *host = roster_host_name(r, slot->host);
+    if (r->assigned) {
+        gridd_log("job %s: worker %s/%d rejoined as rank %d (%d/%d)", j->rec.name, host,
+                  slot->device, c->slot, r->live, r->world_size);
+        if (r->map_version != j->saved_map_version) // it replaced a lost worker
+            gridd_persist(j->srv);
+    } else {
+        gridd_log("job %s: worker %s/%d joined (%d/%d)", j->rec.name, host, slot->device, r->live,
+                  r->world_size);
+    }
+    if (!roster_full(r))
+        return;
+    if (!r->assigned) {
+        if (roster_assign(r, &j->plan)) {
+            gridd_log("job %s: out of memory assigning %d ranks; cancel and resubmit it",
+                      j->rec.name, r->world_size);
+            return;
+        }
+        for (int s = 0; s < r->world_size; s++)
+            ((conn *)r->slots[s].conn)->slot = s;
+        gridd_log("job %s: ranks assigned over %d hosts", j->rec.name, r->num_hosts);
+    }
+    start_generation(j);
+}
+
+static void abort_generation(job *j, const char *reason)
+{
+    uint64_t gen = j->rec.generation;
+    j->state = JOB_WAITING;
+    j->mint_pending = 0;
+    j->ready = 0;
+    gridd_log("job %s: generation %llu aborted: %s", j->rec.name, (unsigned long long)gen, reason);
+    Hgrid__Envelope env;
+    Hgrid__Abort abort_msg;
+    wire_envelope_init(&env);
+    hgrid__abort__init(&abort_msg);
+    abort_msg.generation = gen;
+    abort_msg.reason = (char *)reason;
+    env.msg_case = HGRID__ENVELOPE__MSG_ABORT;
+    env.abort = &abort_msg;
+    for (int s = 0; s < j->plan.world_size; s++) {
+        roster_slot *slot = &j->rec.roster.slots[s];
+        conn *c = slot->conn;
+        if (!c)
+            continue;
+        slot->state = SLOT_JOINED;
+        slot->mint_pending = false;
+        conn_unwatch(c);
+        conn_send(c, &env);
+    }
+}
+
+void job_worker_gone(conn *c, const char *why)
+{
+    job *j = c->job;
+    roster *r = &j->rec.roster;
+    int s = c->slot;
+    c->job = NULL;
+    c->slot = -1;
+    conn_unwatch(c);
+    const roster_slot *slot = &r->slots[s];
+    char who[ROSTER_MAX_HOST + 32];
+    snprintf(who, sizeof who, "%s/%d", roster_host_name(r, slot->host), slot->device);
+    bool assigned = r->assigned;
+    roster_leave(r, s);
+    if (!assigned) {
+        gridd_log("job %s: worker %s left before ranks were assigned: %s (%d/%d)", j->rec.name,
+                  who, why, r->live, r->world_size);
+        return;
+    }
+    gridd_log("job %s: rank %d (%s) lost: %s (%d/%d)", j->rec.name, s, who, why, r->live,
+              r->world_size);
+    if (j->state == JOB_WAITING)
+        return;
+    char reason[512];
+    snprintf(reason, sizeof reason, "rank %d (%s) lost: %s", s, who, why);
+    abort_generation(j, reason);
+}
+
+void job_mint_reply(conn *c, const Hgrid__MintReply *reply)
+{
+    job *j = c->job;
+    roster_slot *slot = &j->rec.roster.slots[c->slot];
+    if (reply->generation != j->rec.generation || j->state != JOB_MINTING || !slot->mint_pending) {
+        gridd_log("job %s: rank %d: MintReply for generation %llu ignored (generation %llu is %s)",
+                  j->rec.name, c->slot, (unsigned long long)reply->generation,
+                  (unsigned long long)j->rec.generation, job_state_name(j->state));
+        return;
+    }
+    int ids[MINT_MAX_PER_RANK];
+    int n = mint_leader_ids(&j->mint, c->slot, ids);
+    if (reply->n_ids != (size_t)n) {
+        conn_fail(c, HGRID__ERROR_CODE__ERROR_BAD_REQUEST,
+                  "MintReply carries %zu ids; MintRequest asked rank %d for %d", reply->n_ids,
+                  c->slot, n);
+        return;
+    }
+    for (int i = 0; i < n; i++)
+        if (reply->ids[i].len != MINT_ID_BYTES) {
+            conn_fail(c, HGRID__ERROR_CODE__ERROR_BAD_REQUEST,
+                      "MintReply id %d has %zu bytes; NCCL ids have %d", i, reply->ids[i].len,
+                      MINT_ID_BYTES);
+            return;
+        }
+    for (int i = 0; i < n; i++)
+        memcpy(j->ids + (size_t)ids[i] * MINT_ID_BYTES, reply->ids[i].data, MINT_ID_BYTES);
+    slot->mint_pending = false;
+    if (--j->mint_pending == 0)
+        send_assignments(j);
+}
+
+void job_ready(conn *c, uint64_t generation)
+{
+    job *j = c->job;
+    roster_slot *slot = &j->rec.roster.slots[c->slot];
+    if (generation != j->rec.generation || j->state != JOB_ASSIGNED ||
+        slot->state != SLOT_ASSIGNED)
+        return; // a Ready for an aborted generation
+    slot->state = SLOT_READY;
+    if (++j->ready < j->plan.world_size)
+        return;
+    j->state = JOB_RUNNING;
+    gridd_log("job %s: generation %llu running (%d workers ready, %lld ms after the set was whole)",
+              j->rec.name, (unsigned long long)generation, j->ready,
+              (long long)(gridd_now_ms() - j->whole_at));
+}
+
+void job_heartbeat(conn *c, const Hgrid__Heartbeat *hb)
+{
+    roster_slot *slot = &c->job->rec.roster.slots[c->slot];
+    slot->last_heartbeat = gridd_now_ms();
+    slot->step = hb->step;
+    slot->loss = hb->loss;
+    slot->throughput = hb->throughput;
+    slot->step_time_s = hb->step_time_s;
+}

@@ -1,0 +1,202 @@
+// The two listening sockets: TCP for workers, a Unix socket for hgridctl.
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "daemon/listen.h"
+
+static void peer_name(conn *c)
+{
+    if (c->kind == CONN_CONTROL) {
+        snprintf(c->peer, sizeof c->peer, "control");
+        return;
+    }
+    struct sockaddr_storage sa;
+    int len = sizeof sa;
+    char host[INET6_ADDRSTRLEN] = "?", port[8] = "?";
+    if (uv_tcp_getpeername(&c->h.tcp, (struct sockaddr *)&sa, &len) == 0)
+        getnameinfo((struct sockaddr *)&sa, (socklen_t)len, host, sizeof host, port, sizeof port,
+                    NI_NUMERICHOST | NI_NUMERICSERV);
+    snprintf(c->peer, sizeof c->peer, "%s:%s", host, port);
+}
+
+static void on_connection(uv_stream_t *listener, int status)
+{
+    server *srv = listener->data;
+    if (status < 0) {
+        gridd_log("accept failed: %s", uv_strerror(status));
+        return;
+    }
+    conn_kind kind = listener == (uv_stream_t *)&srv->tcp ? CONN_WORKER : CONN_CONTROL;
+    conn *c = conn_new(srv, kind);
+    if (!c) {
+        gridd_log("out of memory accepting a connection");
+        return;
+    }
+    int rc = kind == CONN_WORKER ? uv_tcp_init(srv->loop, &c->h.tcp)
+                                 : uv_pipe_init(srv->loop, &c->h.pipe, 0);
+    if (rc) {
+        gridd_log("cannot set up a connection: %s", uv_strerror(rc));
+        srv->connections--;
+        free(c);
+        return;
+    }
+    c->h.handle.data = c;
+    if ((rc = uv_accept(listener, &c->h.stream))) {
+        conn_close(c, uv_strerror(rc));
+        return;
+    }
+    if (kind == CONN_WORKER)
+        uv_tcp_nodelay(&c->h.tcp, 1);
+    peer_name(c);
+    conn_start(c);
+    if (srv->connections > srv->opt.max_connections)
+        conn_fail(c, HGRID__ERROR_CODE__ERROR_LIMIT,
+                  "gridd is at its limit of %d connections; retry later or raise "
+                  "--max-connections",
+                  srv->opt.max_connections);
+}
+
+// Writes the bound port to path atomically (temp file + rename).
+static int write_port_file(const char *path, int port)
+{
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f)
+        return -1;
+    fprintf(f, "%d\n", port);
+    if (fclose(f) || rename(tmp, path)) {
+        unlink(tmp);
+        return -1;
+    }
+    return 0;
+}
+
+int listen_tcp(server *srv)
+{
+    const char *addr = srv->opt.listen;
+    const char *colon = strrchr(addr, ':');
+    char host[256];
+    if (!colon || colon == addr || (size_t)(colon - addr) >= sizeof host || !colon[1]) {
+        fprintf(stderr, "gridd: --listen '%s' is not HOST:PORT (e.g. 0.0.0.0:7420)\n", addr);
+        return -1;
+    }
+    const char *h = addr;
+    size_t n = (size_t)(colon - addr);
+    if (h[0] == '[' && n >= 2 && h[n - 1] == ']') {
+        h++;
+        n -= 2;
+    }
+    memcpy(host, h, n);
+    host[n] = '\0';
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    struct addrinfo *res;
+    int gai = getaddrinfo(host, colon + 1, &hints, &res);
+    if (gai) {
+        fprintf(stderr, "gridd: --listen '%s': %s\n", addr, gai_strerror(gai));
+        return -1;
+    }
+    uv_tcp_init(srv->loop, &srv->tcp);
+    srv->tcp.data = srv;
+    int rc = uv_tcp_bind(&srv->tcp, res->ai_addr, 0);
+    freeaddrinfo(res);
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)&srv->tcp, 65535, on_connection);
+    if (rc) {
+        fprintf(stderr, "gridd: cannot listen on %s: %s (is another gridd running there?)\n",
+                addr, uv_strerror(rc));
+        return -1;
+    }
+    struct sockaddr_storage sa;
+    int len = sizeof sa;
+    char bound[INET6_ADDRSTRLEN] = "?", port[8] = "0";
+    uv_tcp_getsockname(&srv->tcp, (struct sockaddr *)&sa, &len);
+    getnameinfo((struct sockaddr *)&sa, (socklen_t)len, bound, sizeof bound, port, sizeof port,
+                NI_NUMERICHOST | NI_NUMERICSERV);
+    gridd_log("listening on %s:%s", bound, port);
+    if (srv->opt.port_file && write_port_file(srv->opt.port_file, atoi(port))) {
+        fprintf(stderr, "gridd: cannot write --port-file %s: %s\n", srv->opt.port_file,
+                strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+// Creates the socket's parent directory (mode 0750) and its parents.
+static int make_parent(const char *path)
+{
+    char dir[sizeof ((struct sockaddr_un *)0)->sun_path];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash || slash == dir)
+        return 0;
+    *slash = '\0';
+    for (char *p = dir + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(dir, 0750) && errno != EEXIST)
+            return -1;
+        *p = '/';
+    }
+    return mkdir(dir, 0750) && errno != EEXIST ? -1 : 0;
+}
+
+// True if a process answers on the Unix socket at path.
+static bool socket_answers(const char *path)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return false;
+    bool answers = connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
+    close(fd);
+    return answers;
+}
+
+int listen_control(server *srv)
+{
+    const char *path = srv->opt.control;
+    if (make_parent(path)) {
+        fprintf(stderr, "gridd: cannot create the directory of --control %s: %s\n", path,
+                strerror(errno));
+        return -1;
+    }
+    struct stat st;
+    if (lstat(path, &st) == 0) {
+        if (!S_ISSOCK(st.st_mode)) {
+            fprintf(stderr, "gridd: --control %s exists and is not a socket; remove it or pick "
+                            "another path\n", path);
+            return -1;
+        }
+        if (socket_answers(path)) {
+            fprintf(stderr, "gridd: another gridd answers on %s; stop it or use --control\n",
+                    path);
+            return -1;
+        }
+        unlink(path); // stale: left by a gridd that died
+    }
+    uv_pipe_init(srv->loop, &srv->control, 0);
+    srv->control.data = srv;
+    int rc = uv_pipe_bind(&srv->control, path);
+    if (rc == 0 && chmod(path, 0660))
+        rc = uv_translate_sys_error(errno);
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)&srv->control, 128, on_connection);
+    if (rc) {
+        fprintf(stderr, "gridd: cannot listen on --control %s: %s\n", path, uv_strerror(rc));
+        return -1;
+    }
+    gridd_log("control socket %s", path);
+    return 0;
+}

@@ -1,0 +1,24 @@
+# gridd (the coordinator daemon), its unit and integration tests, and the
+# sources of hgridctl's control commands (linked by client/module.mk).
+DAEMON_CORE_SRCS := daemon/table.c daemon/assign.c daemon/mint.c daemon/roster.c daemon/state.c
+GRIDD_SRCS := daemon/main.c daemon/listen.c daemon/conn.c daemon/control.c daemon/worker.c \
+              daemon/job.c daemon/assignment.c daemon/log.c $(DAEMON_CORE_SRCS)
+DAEMON_CORE_LIB := $(BUILD)/libgridd_core.a
+
+$(DAEMON_CORE_LIB): $(call objs,$(DAEMON_CORE_SRCS))
+	@mkdir -p $(dir $@)
+	$(AR) rcs $@ $^
+
+PROGS += $(BIN)/gridd
+LDLIBS_gridd := -luv -lprotobuf-c
+$(BIN)/gridd: $(call objs,$(GRIDD_SRCS)) $(WIRE_LIB) $(LAYOUT_LIB)
+
+CTL_CONTROL_SRCS := client/ctl_jobs.c
+
+DAEMON_UNIT_TESTS := test_daemon_assign test_daemon_mint test_daemon_state
+CPU_TESTS += $(addprefix $(BUILD)/tests/,$(DAEMON_UNIT_TESTS)) tests/daemon_gridd.py
+
+$(addprefix $(BUILD)/tests/,$(DAEMON_UNIT_TESTS)): $(BUILD)/tests/%: $(BUILD)/tests/%.o \
+		$(DAEMON_CORE_LIB) $(WIRE_LIB) $(LAYOUT_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ -lprotobuf-c -lm

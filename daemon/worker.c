@@ -1,0 +1,125 @@
+// Worker messages: Hello validation and dispatch of the rest to the job.
+#include <stdio.h>
+#include <string.h>
+
+#include "daemon/gridd.h"
+
+// Compares tokens in time independent of where they differ.
+static bool token_equal(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
+{
+    uint8_t diff = alen != blen;
+    for (size_t i = 0; i < blen; i++)
+        diff |= (uint8_t)(b[i] ^ (i < alen ? a[i] : 0));
+    return diff == 0;
+}
+
+static bool valid_host(const char *host)
+{
+    size_t n = strlen(host);
+    if (n < 1 || n > ROSTER_MAX_HOST)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)host[i] <= ' ' || host[i] == '/' || host[i] == 0x7f)
+            return false;
+    return true;
+}
+
+static void hello(conn *c, const Hgrid__Hello *h)
+{
+    if (c->job) {
+        conn_fail(c, HGRID__ERROR_CODE__ERROR_BAD_REQUEST, "Hello sent twice");
+        return;
+    }
+    job *j = job_find(c->srv, h->job);
+    if (!j) {
+        conn_fail(c, HGRID__ERROR_CODE__ERROR_UNKNOWN_JOB,
+                  "no job named '%.64s'; submit it first with hgridctl submit", h->job);
+        return;
+    }
+    if (!token_equal(h->token.data, h->token.len, j->rec.token, j->rec.token_len)) {
+        conn_fail(c, HGRID__ERROR_CODE__ERROR_BAD_TOKEN,
+                  "wrong token for job %s; use the token hgridctl submit printed", j->rec.name);
+        return;
+    }
+    if (!valid_host(h->host)) {
+        conn_fail(c, HGRID__ERROR_CODE__ERROR_BAD_REQUEST,
+                  "host name must be 1-%d printable characters without '/' or spaces",
+                  ROSTER_MAX_HOST);
+        return;
+    }
+    if (h->local_device > HG_MAX_WORLD) {
+        conn_fail(c, HGRID__ERROR_CODE__ERROR_BAD_REQUEST, "local device %u is out of range",
+                  h->local_device);
+        return;
+    }
+    int requested = -1;
+    if (h->requested_rank)
+        requested = h->requested_rank->rank > (uint32_t)HG_MAX_WORLD
+                        ? HG_MAX_WORLD
+                        : (int)h->requested_rank->rank;
+    char err[256];
+    int slot;
+    roster_status st = roster_join(&j->rec.roster, h->host, (int)h->local_device, requested, &slot,
+                                   err, sizeof err);
+    static const Hgrid__ErrorCode codes[] = {
+        [ROSTER_DUPLICATE] = HGRID__ERROR_CODE__ERROR_DUPLICATE_DEVICE,
+        [ROSTER_RANK_REFUSED] = HGRID__ERROR_CODE__ERROR_RANK_REFUSED,
+        [ROSTER_FULL] = HGRID__ERROR_CODE__ERROR_JOB_FULL,
+        [ROSTER_NOMEM] = HGRID__ERROR_CODE__ERROR_LIMIT,
+    };
+    if (st != ROSTER_OK) {
+        if (st == ROSTER_NOMEM)
+            snprintf(err, sizeof err, "out of memory");
+        conn_fail(c, codes[st], "job %s: %s", j->rec.name, err);
+        return;
+    }
+    conn_list_remove(c); // the Hello deadline
+    c->job = j;
+    c->slot = slot;
+    j->rec.roster.slots[slot].conn = c;
+    job_joined(j, c);
+}
+
+static void self_test(conn *c, const Hgrid__SelfTestReport *report)
+{
+    size_t ok = 0;
+    for (size_t i = 0; i < report->n_groups; i++)
+        ok += report->groups[i]->ok;
+    gridd_log("job %s: rank %d self-test (generation %llu): %zu of %zu groups ok",
+              c->job->rec.name, c->slot, (unsigned long long)report->generation, ok,
+              report->n_groups);
+}
+
+void worker_handle(conn *c, const Hgrid__Envelope *env)
+{
+    if (env->msg_case == HGRID__ENVELOPE__MSG_HELLO) {
+        hello(c, env->hello);
+        return;
+    }
+    if (!c->job) {
+        conn_fail(c, HGRID__ERROR_CODE__ERROR_BAD_REQUEST,
+                  "message %d before an accepted Hello; send Hello first", (int)env->msg_case);
+        return;
+    }
+    switch (env->msg_case) {
+    case HGRID__ENVELOPE__MSG_MINT_REPLY:
+        job_mint_reply(c, env->mint_reply);
+        break;
+    case HGRID__ENVELOPE__MSG_READY:
+        job_ready(c, env->ready->generation);
+        break;
+    case HGRID__ENVELOPE__MSG_HEARTBEAT:
+        job_heartbeat(c, env->heartbeat);
+        break;
+    case HGRID__ENVELOPE__MSG_SELF_TEST:
+        self_test(c, env->self_test);
+        break;
+    case HGRID__ENVELOPE__MSG_LEAVE:
+        gridd_log("job %s: rank %d leaves: %.200s", c->job->rec.name, c->slot, env->leave->reason);
+        conn_finish(c);
+        break;
+    default:
+        conn_fail(c, HGRID__ERROR_CODE__ERROR_BAD_REQUEST,
+                  "message %d is not a worker message", (int)env->msg_case);
+    }
+}

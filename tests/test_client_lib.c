@@ -1,0 +1,411 @@
+// libhgrid against a scripted gridd in the same thread: mint, assignment
+// checks against the layout engine, accessors, ready/heartbeat, abort,
+// release, refusal, and assignments that must be refused.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "client/assignment.h"
+#include "client/hgrid.h"
+#include "tests/check.h"
+#include "wire/wire.h"
+
+// ---- a scripted gridd
+
+typedef struct {
+    int listen_fd, fd;
+    char addr[64];
+} fake_gridd;
+
+static void fake_listen(fake_gridd *g)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof sa;
+    g->listen_fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (g->listen_fd < 0 || bind(g->listen_fd, (struct sockaddr *)&sa, sizeof sa) ||
+        listen(g->listen_fd, 4) || getsockname(g->listen_fd, (struct sockaddr *)&sa, &len)) {
+        perror("test_client_lib: fake gridd");
+        exit(1);
+    }
+    snprintf(g->addr, sizeof g->addr, "127.0.0.1:%d", ntohs(sa.sin_port));
+}
+
+static Hgrid__Envelope *fake_recv(fake_gridd *g)
+{
+    char err[256];
+    Hgrid__Envelope *env = wire_recv(g->fd, WIRE_DEFAULT_MAX_FRAME, 2000, err, sizeof err);
+    CHECK(env != NULL, "fake gridd receive: %s", err);
+    return env;
+}
+
+static void fake_send(fake_gridd *g, Hgrid__Envelope *env)
+{
+    CHECK(wire_send(g->fd, env) == 0, "fake gridd send failed");
+}
+
+// Deterministic id of a group: its (module, canonical kind, index).
+static void group_id(int module, int kind, int index, uint8_t *id)
+{
+    for (int i = 0; i < ASSIGN_ID_BYTES; i++)
+        id[i] = (uint8_t)(module * 131 + kind * 17 + index * 7 + i);
+}
+
+// An Assignment as gridd should build it for rank, with minted ids (the
+// rank's own, in mint order) placed in the groups it leads.
+typedef struct {
+    Hgrid__Assignment a;
+    Hgrid__Layout layout;
+    Hgrid__ModelConfig model;
+    Hgrid__Coordinates coords;
+    Hgrid__Group groups[ASSIGN_MAX_GROUPS], *gp[ASSIGN_MAX_GROUPS];
+    uint8_t ids[ASSIGN_MAX_GROUPS][ASSIGN_ID_BYTES];
+    Hgrid__BridgePeer peers[64], *pp[64];
+} built_assignment;
+
+static void build(built_assignment *b, const assign_ref *ref, int rank, uint64_t generation,
+                  const uint8_t *minted)
+{
+    const hg_plan *p = &ref->plan;
+    hgrid__assignment__init(&b->a);
+    wire_layout_from_spec(&p->spec, &b->layout, &b->model);
+    hgrid__coordinates__init(&b->coords);
+    hg_coords c;
+    hg_rank_coords(p, rank, &c);
+    b->coords = (Hgrid__Coordinates){b->coords.base, c.tp, c.cp, c.dp, c.pp, c.ep, c.expt_tp,
+                                     c.expt_dp};
+    b->a.generation = generation;
+    b->a.layout = &b->layout;
+    b->a.rank = (uint32_t)rank;
+    b->a.world_size = (uint32_t)p->world_size;
+    b->a.module = (Hgrid__Module)c.module;
+    b->a.coordinates = &b->coords;
+    b->a.job = "unit";
+    assign_group want[ASSIGN_MAX_GROUPS];
+    int n = assign_expected_groups(ref, rank, want), which[ASSIGN_MAX_GROUPS];
+    int led = assign_mint_plan(ref, rank, which);
+    for (int i = 0; i < n; i++) {
+        hgrid__group__init(&b->groups[i]);
+        b->groups[i].name = (char *)(want[i].kind == ASSIGN_BRIDGE ? "bridge"
+                                                                   : hg_group_name(want[i].kind));
+        b->groups[i].size = (uint32_t)want[i].size;
+        b->groups[i].rank_in_group = (uint32_t)want[i].rank_in_group;
+        b->groups[i].index = (uint32_t)want[i].index;
+        group_id((int)c.module, want[i].canonical, want[i].index, b->ids[i]);
+        for (int m = 0; minted && m < led; m++)
+            if (want[which[m]].canonical == want[i].canonical)
+                memcpy(b->ids[i], minted + m * ASSIGN_ID_BYTES, ASSIGN_ID_BYTES);
+        b->groups[i].nccl_id = (ProtobufCBinaryData){want[i].size > 1 ? ASSIGN_ID_BYTES : 0,
+                                                     b->ids[i]};
+        b->gp[i] = &b->groups[i];
+    }
+    b->a.n_groups = (size_t)n;
+    b->a.groups = b->gp;
+    size_t np = 0;
+    for (int e = 0; hg_plan_has_bridge(p) && e < hg_bridge_num_edges(p); e++) {
+        int enc, llm;
+        hg_bridge_edge(p, e, &enc, &llm);
+        if (enc != rank && llm != rank)
+            continue;
+        int peer = enc == rank ? llm : enc;
+        hgrid__bridge_peer__init(&b->peers[np]);
+        b->peers[np].rank = (uint32_t)peer;
+        b->peers[np].rank_in_bridge = (uint32_t)hg_bridge_index_of_rank(p, peer);
+        b->peers[np].send = enc == rank;
+        b->pp[np] = &b->peers[np];
+        np++;
+    }
+    b->a.n_bridge_peers = np;
+    b->a.bridge_peers = b->pp;
+}
+
+static void send_assignment(fake_gridd *g, built_assignment *b)
+{
+    Hgrid__Envelope env;
+    wire_envelope_init(&env);
+    env.msg_case = HGRID__ENVELOPE__MSG_ASSIGNMENT;
+    env.assignment = &b->a;
+    fake_send(g, &env);
+}
+
+static void send_mint_request(fake_gridd *g, uint64_t generation, int count)
+{
+    Hgrid__MintRequest req = HGRID__MINT_REQUEST__INIT;
+    req.generation = generation;
+    req.count = (uint32_t)count;
+    Hgrid__Envelope env;
+    wire_envelope_init(&env);
+    env.msg_case = HGRID__ENVELOPE__MSG_MINT_REQUEST;
+    env.mint_request = &req;
+    fake_send(g, &env);
+}
+
+static void plan_of(assign_ref *ref, int llm_pp)
+{
+    hg_layout_spec spec;
+    hg_layout_spec_defaults(&spec);
+    spec.llm_pp = llm_pp;
+    Hgrid__Layout l;
+    Hgrid__ModelConfig m;
+    wire_layout_from_spec(&spec, &l, &m);
+    char err[256];
+    if (assign_ref_build(ref, &l, err, sizeof err)) {
+        fprintf(stderr, "test_client_lib: %s\n", err);
+        exit(1);
+    }
+}
+
+// Connects a worker and has the fake gridd accept it and read its Hello.
+static hgrid_worker *join(fake_gridd *g, int requested_rank)
+{
+    char err[256];
+    hgrid_worker *w = hgrid_connect(g->addr, err, sizeof err);
+    CHECK(w != NULL, "connect: %s", err);
+    if (!w)
+        exit(1);
+    g->fd = accept(g->listen_fd, NULL, NULL);
+    hgrid_hello_options opt = {.job = "unit", .token = "secret", .host = "node-a", .device = 3,
+                               .requested_rank = requested_rank, .dry_run = true};
+    CHECK_EQ(hgrid_hello(w, &opt), HGRID_OK);
+    Hgrid__Envelope *env = fake_recv(g);
+    if (env) {
+        CHECK_EQ(env->msg_case, HGRID__ENVELOPE__MSG_HELLO);
+        Hgrid__Hello *h = env->hello;
+        CHECK(!strcmp(h->job, "unit") && !strcmp(h->host, "node-a"), "hello job/host");
+        CHECK(h->token.len == 6 && !memcmp(h->token.data, "secret", 6), "hello token");
+        CHECK_EQ(h->local_device, 3);
+        CHECK_EQ(h->dry_run, 1);
+        CHECK_EQ(h->requested_rank != NULL, requested_rank >= 0);
+        if (h->requested_rank)
+            CHECK_EQ(h->requested_rank->rank, (unsigned)requested_rank);
+        wire_free_envelope(env);
+    }
+    return w;
+}
+
+static void part(hgrid_worker *w, fake_gridd *g)
+{
+    hgrid_close(w);
+    close(g->fd);
+}
+
+// DESIGN's example (llm tp2 dp2 pp2 at offset 4): rank 11, which leads no group.
+static void test_member_accessors(fake_gridd *g)
+{
+    assign_ref ref;
+    plan_of(&ref, 2);
+    hgrid_worker *w = join(g, 11);
+    built_assignment b;
+    build(&b, &ref, 11, 1, NULL);
+    send_assignment(g, &b);
+    int st = hgrid_wait_assignment(w, 2000);
+    CHECK(st == HGRID_OK, "status %d: %s", st, hgrid_error(w));
+    CHECK_EQ(hgrid_rank(w), 11);
+    CHECK_EQ(hgrid_world_size(w), 12);
+    CHECK_EQ(hgrid_generation(w), 1);
+    CHECK_EQ(hgrid_module(w), HG_MODULE_LLM);
+    CHECK_EQ(hgrid_coords(w)->tp, 1);
+    CHECK_EQ(hgrid_coords(w)->pp, 1);
+    CHECK_EQ(hgrid_coords(w)->dp, 1);
+    CHECK(!strcmp(hgrid_job(w), "unit"), "job %s", hgrid_job(w));
+    const hgrid_group *tp = hgrid_group_find(w, "tp"), *dp = hgrid_group_find(w, "dp");
+    const hgrid_group *pp = hgrid_group_find(w, "pp"), *mp = hgrid_group_find(w, "mp");
+    CHECK(tp && tp->members[0] == 10 && tp->members[1] == 11 && tp->rank_in_group == 1, "tp");
+    CHECK(dp && dp->members[0] == 9 && dp->members[1] == 11 && dp->rank_in_group == 1 && dp->index == 3, "dp");
+    CHECK(pp && pp->members[0] == 7 && pp->members[1] == 11, "pp");
+    CHECK(mp && mp->size == 4 && mp->members[0] == 6 && mp->members[3] == 11, "mp");
+    const hgrid_group *dp_cp = hgrid_group_find(w, "dp_cp");
+    CHECK(dp_cp && hgrid_group_at(w, dp_cp->shares_with) == dp, "dp_cp shares dp's communicator");
+    CHECK(hgrid_group_find(w, "cp") && !hgrid_group_find(w, "cp")->nccl_id, "cp has no id");
+    CHECK(hgrid_group_find(w, "bridge") == NULL, "rank 11 is no bridge leader");
+    CHECK(hgrid_group_find(w, "pos_embd") == NULL, "pos_embd skips the last stage");
+    CHECK(hgrid_group_find(w, "embd") != NULL, "embd holds the last stage");
+    CHECK_EQ(hgrid_num_bridge_peers(w), 0);
+    // ready and heartbeats carry the generation; step_time_s is measured
+    CHECK_EQ(hgrid_ready(w), HGRID_OK);
+    CHECK_EQ(hgrid_heartbeat(w, 5, 2.5f, 100.0f), HGRID_OK);
+    Hgrid__Envelope *env = fake_recv(g);
+    CHECK(env && env->msg_case == HGRID__ENVELOPE__MSG_READY && env->ready->generation == 1, "ready");
+    wire_free_envelope(env);
+    env = fake_recv(g);
+    CHECK(env && env->msg_case == HGRID__ENVELOPE__MSG_HEARTBEAT, "heartbeat");
+    if (env) {
+        CHECK_EQ(env->heartbeat->step, 5);
+        CHECK(env->heartbeat->loss == 2.5f && env->heartbeat->step_time_s >= 0, "heartbeat values");
+    }
+    wire_free_envelope(env);
+    CHECK_EQ(hgrid_poll(w), HGRID_OK);
+    // an old generation's abort is ignored; the current one's is reported
+    Hgrid__Abort ab = HGRID__ABORT__INIT;
+    ab.generation = 0;
+    ab.reason = "stale";
+    Hgrid__Envelope out;
+    wire_envelope_init(&out);
+    out.msg_case = HGRID__ENVELOPE__MSG_ABORT;
+    out.abort = &ab;
+    fake_send(g, &out);
+    ab.generation = 1;
+    ab.reason = "worker node-b/1 (rank 7) lost";
+    fake_send(g, &out);
+    usleep(50000);
+    CHECK_EQ(hgrid_poll(w), HGRID_ABORTED);
+    CHECK(!strcmp(hgrid_reason(w), "worker node-b/1 (rank 7) lost"), "reason %s", hgrid_reason(w));
+    CHECK_EQ(hgrid_heartbeat(w, 6, 0, 0), HGRID_ERR_STATE);
+    // the next generation arrives; then the job is released
+    build(&b, &ref, 11, 2, NULL);
+    send_assignment(g, &b);
+    CHECK_EQ(hgrid_wait_assignment(w, 2000), HGRID_OK);
+    CHECK_EQ(hgrid_generation(w), 2);
+    Hgrid__Release rel = HGRID__RELEASE__INIT;
+    rel.reason = "job cancelled";
+    out.msg_case = HGRID__ENVELOPE__MSG_RELEASE;
+    out.release = &rel;
+    fake_send(g, &out);
+    usleep(50000);
+    CHECK_EQ(hgrid_poll(w), HGRID_RELEASED);
+    CHECK(!strcmp(hgrid_reason(w), "job cancelled"), "release reason");
+    part(w, g);
+}
+
+// Rank 0 of the default layout leads groups: it mints, and its ids must
+// come back in the groups it leads.
+static void test_leader_mints(fake_gridd *g, bool relay_right)
+{
+    assign_ref ref;
+    plan_of(&ref, 1);
+    int count = assign_mint_plan(&ref, 0, NULL);
+    CHECK(count >= 3, "rank 0 leads tp, dp, tp_dp and the bridge (%d)", count);
+    hgrid_worker *w = join(g, -1);
+    send_mint_request(g, 1, count);
+    CHECK_EQ(hgrid_wait_assignment(w, 100), HGRID_ERR_TIMEOUT); // minted, replied, waiting
+    Hgrid__Envelope *env = fake_recv(g);
+    CHECK(env && env->msg_case == HGRID__ENVELOPE__MSG_MINT_REPLY, "mint reply");
+    if (!env || env->msg_case != HGRID__ENVELOPE__MSG_MINT_REPLY) {
+        part(w, g);
+        return;
+    }
+    Hgrid__MintReply *r = env->mint_reply;
+    CHECK_EQ(r->generation, 1);
+    CHECK_EQ(r->n_ids, (size_t)count);
+    uint8_t minted[ASSIGN_MAX_GROUPS * ASSIGN_ID_BYTES];
+    for (size_t i = 0; i < r->n_ids && i < ASSIGN_MAX_GROUPS; i++) {
+        CHECK_EQ(r->ids[i].len, ASSIGN_ID_BYTES);
+        memcpy(minted + i * ASSIGN_ID_BYTES, r->ids[i].data, ASSIGN_ID_BYTES);
+    }
+    CHECK(count < 2 || memcmp(minted, minted + ASSIGN_ID_BYTES, ASSIGN_ID_BYTES) != 0,
+          "distinct ids");
+    wire_free_envelope(env);
+    if (!relay_right)
+        minted[5] ^= 1;
+    built_assignment b;
+    build(&b, &ref, 0, 1, minted);
+    send_assignment(g, &b);
+    int st = hgrid_wait_assignment(w, 2000);
+    if (relay_right) {
+        CHECK_EQ(st, HGRID_OK);
+        const hgrid_group *tp = hgrid_group_find(w, "tp"), *bridge = hgrid_group_find(w, "bridge");
+        CHECK(tp && !memcmp(tp->nccl_id, minted, ASSIGN_ID_BYTES), "tp carries the minted id");
+        CHECK(bridge && bridge->size == 4 && bridge->rank_in_group == 0, "bridge leader");
+        CHECK(bridge && !memcmp(bridge->nccl_id, minted + (count - 1) * ASSIGN_ID_BYTES,
+                                ASSIGN_ID_BYTES), "bridge id minted last");
+        CHECK_EQ(hgrid_num_bridge_peers(w), 1);
+        const hgrid_bridge_peer *peer = hgrid_bridge_peer_at(w, 0);
+        CHECK(peer && peer->rank == 4 && peer->send && peer->rank_in_bridge == 2, "bridge peer");
+    } else {
+        CHECK_EQ(st, HGRID_ERR_MISMATCH);
+        CHECK(strstr(hgrid_error(w), "not the one it minted") != NULL, "%s", hgrid_error(w));
+    }
+    part(w, g);
+}
+
+// An assignment that disagrees with the engine is refused, naming the field.
+static void test_mismatch(fake_gridd *g)
+{
+    assign_ref ref;
+    plan_of(&ref, 2);
+    hgrid_worker *w = join(g, -1);
+    built_assignment b;
+    build(&b, &ref, 9, 1, NULL);
+    b.groups[0].rank_in_group = 0; // tp: rank 9 is member 1
+    send_assignment(g, &b);
+    CHECK_EQ(hgrid_wait_assignment(w, 2000), HGRID_ERR_MISMATCH);
+    CHECK(strstr(hgrid_error(w), "group tp has size 2, rank_in_group 0") != NULL, "%s",
+          hgrid_error(w));
+    part(w, g);
+    w = join(g, -1);
+    build(&b, &ref, 9, 1, NULL);
+    b.coords.dp = 1;
+    send_assignment(g, &b);
+    CHECK_EQ(hgrid_wait_assignment(w, 2000), HGRID_ERR_MISMATCH);
+    CHECK(strstr(hgrid_error(w), "coordinate dp is 1, the engine says 0") != NULL, "%s",
+          hgrid_error(w));
+    part(w, g);
+}
+
+static void test_refused_and_lost(fake_gridd *g)
+{
+    hgrid_worker *w = join(g, -1);
+    Hgrid__Error e = HGRID__ERROR__INIT;
+    e.code = HGRID__ERROR_CODE__ERROR_BAD_TOKEN;
+    e.message = "wrong token for job unit";
+    Hgrid__Envelope out;
+    wire_envelope_init(&out);
+    out.msg_case = HGRID__ENVELOPE__MSG_ERROR;
+    out.error = &e;
+    fake_send(g, &out);
+    CHECK_EQ(hgrid_wait_assignment(w, 2000), HGRID_ERR_REFUSED);
+    CHECK(!strcmp(hgrid_error(w), "wrong token for job unit"), "%s", hgrid_error(w));
+    part(w, g);
+    w = join(g, -1);
+    close(g->fd);
+    CHECK_EQ(hgrid_wait_assignment(w, 2000), HGRID_ERR_IO);
+    CHECK(strstr(hgrid_error(w), "closed the connection") != NULL, "%s", hgrid_error(w));
+    hgrid_close(w);
+    w = join(g, -1);
+    CHECK_EQ(hgrid_wait_assignment(w, 50), HGRID_ERR_TIMEOUT);
+    CHECK_EQ(hgrid_ready(w), HGRID_ERR_STATE);
+    uint8_t huge[4] = {0x7f, 0, 0, 0}; // a 2 GiB frame header
+    CHECK_EQ(write(g->fd, huge, 4), 4);
+    CHECK_EQ(hgrid_wait_assignment(w, 2000), HGRID_ERR_IO);
+    CHECK(strstr(hgrid_error(w), "exceeds") != NULL, "%s", hgrid_error(w));
+    part(w, g);
+    char err[256];
+    CHECK(hgrid_connect("127.0.0.1:1", err, sizeof err) == NULL, "nothing listens on port 1");
+    CHECK(strstr(err, "cannot connect to gridd at 127.0.0.1:1") != NULL, "%s", err);
+}
+
+static void test_defaults(void)
+{
+    char host[64];
+    setenv("HGRID_HOSTNAME", "node-z", 1);
+    hgrid_default_host(host, sizeof host);
+    CHECK(!strcmp(host, "node-z"), "host %s", host);
+    unsetenv("LOCAL_RANK");
+    setenv("SLURM_LOCALID", "5", 1);
+    CHECK_EQ(hgrid_default_device(), 5);
+    setenv("LOCAL_RANK", "2", 1);
+    CHECK_EQ(hgrid_default_device(), 2);
+    unsetenv("RANK");
+    unsetenv("SLURM_PROCID");
+    CHECK_EQ(hgrid_launcher_rank(), -1);
+    setenv("SLURM_PROCID", "11", 1);
+    CHECK_EQ(hgrid_launcher_rank(), 11);
+    setenv("RANK", "x", 1);
+    CHECK_EQ(hgrid_launcher_rank(), 11);
+}
+
+int main(void)
+{
+    fake_gridd g;
+    fake_listen(&g);
+    test_member_accessors(&g);
+    test_leader_mints(&g, true);
+    test_leader_mints(&g, false);
+    test_mismatch(&g);
+    test_refused_and_lost(&g);
+    test_defaults();
+    close(g.listen_fd);
+    return check_summary("test_client_lib");
+}

@@ -1,0 +1,147 @@
+// gridd's state file: a round trip keeps jobs, tokens, layouts, generations
+// and sticky rank maps; damage and foreign versions are refused.
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "daemon/state.h"
+#include "tests/check.h"
+#include "tests/daemon_test_plan.h"
+
+// A job whose 8 workers joined from 2 hosts and got their ranks.
+static void assigned_job(job_record *j)
+{
+    memset(j, 0, sizeof *j);
+    snprintf(j->name, sizeof j->name, "train-a");
+    memcpy(j->token, "s3cr\0t", 6);
+    j->token_len = 6;
+    hg_plan plan;
+    plan_of("--llm-pp 2 --global-batch-size 4 --encoder-dp 2", &plan);
+    j->spec = plan.spec;
+    j->generation = 7;
+    roster_init(&j->roster, plan.world_size);
+    char err[256];
+    int slot;
+    for (int i = 0; i < plan.world_size; i++)
+        roster_join(&j->roster, i % 2 ? "node-b" : "node-a", i / 2, -1, &slot, err, sizeof err);
+    roster_assign(&j->roster, &plan);
+}
+
+static void waiting_job(job_record *j)
+{
+    memset(j, 0, sizeof *j);
+    snprintf(j->name, sizeof j->name, "b.2_x");
+    memset(j->token, 0xab, JOB_TOKEN_MAX);
+    j->token_len = JOB_TOKEN_MAX;
+    hg_plan plan;
+    plan_of("--llm-only --llm-tp 4 --llm-dp 2", &plan);
+    j->spec = plan.spec;
+    roster_init(&j->roster, plan.world_size);
+}
+
+static void check_same(const job_record *a, const job_record *b)
+{
+    CHECK(strcmp(a->name, b->name) == 0, "name %s != %s", a->name, b->name);
+    CHECK(a->token_len == b->token_len && memcmp(a->token, b->token, a->token_len) == 0,
+          "job %s: token differs", a->name);
+    CHECK(memcmp(&a->spec, &b->spec, sizeof a->spec) == 0, "job %s: layout differs", a->name);
+    CHECK_EQ(a->generation, b->generation);
+    CHECK_EQ(a->roster.assigned, b->roster.assigned);
+    CHECK_EQ(a->roster.world_size, b->roster.world_size);
+    if (!a->roster.assigned)
+        return;
+    for (int i = 0; i < a->roster.world_size; i++) {
+        const roster_slot *x = &a->roster.slots[i], *y = &b->roster.slots[i];
+        CHECK(strcmp(roster_host_name(&a->roster, x->host), roster_host_name(&b->roster, y->host)) == 0 &&
+                  x->device == y->device,
+              "job %s: rank %d moved", a->name, i);
+        CHECK_EQ(y->state, SLOT_LOST);
+    }
+}
+
+static void free_all(job_record *jobs, int n)
+{
+    for (int i = 0; i < n; i++)
+        roster_free(&jobs[i].roster);
+    free(jobs);
+}
+
+static void test_round_trip(void)
+{
+    job_record a, b;
+    assigned_job(&a);
+    waiting_job(&b);
+    const job_record *recs[] = {&a, &b};
+    uint8_t *data;
+    size_t len;
+    CHECK_EQ(state_encode(recs, 2, &data, &len), 0);
+    job_record *back;
+    int n;
+    char err[256] = "";
+    CHECK(state_decode(data, len, &back, &n, err, sizeof err) == 0, "decode: %s", err);
+    CHECK_EQ(n, 2);
+    if (n == 2) {
+        check_same(&a, &back[0]);
+        check_same(&b, &back[1]);
+        // A restored rank map is sticky: node-b/1 gets its rank back.
+        int slot = -1, want = -1;
+        for (int i = 0; i < a.roster.world_size; i++)
+            if (strcmp(roster_host_name(&a.roster, a.roster.slots[i].host), "node-b") == 0 &&
+                a.roster.slots[i].device == 1)
+                want = i;
+        CHECK_EQ(roster_join(&back[0].roster, "node-b", 1, -1, &slot, err, sizeof err), ROSTER_OK);
+        CHECK_EQ(slot, want);
+    }
+    free_all(back, n);
+
+    // Damage anywhere in the payload, a foreign version and truncation are refused.
+    data[len - 3] ^= 0x40;
+    CHECK(state_decode(data, len, &back, &n, err, sizeof err) != 0, "a flipped bit was accepted");
+    CHECK(strstr(err, "checksum") != NULL, "damage reported as: %s", err);
+    data[len - 3] ^= 0x40;
+    data[11] = 9; // version 9
+    CHECK(state_decode(data, len, &back, &n, err, sizeof err) != 0, "version 9 was accepted");
+    CHECK(strstr(err, "version 9") != NULL, "version reported as: %s", err);
+    data[11] = 1;
+    CHECK(state_decode(data, len - 1, &back, &n, err, sizeof err) != 0, "a short file was accepted");
+    CHECK(state_decode(data, 10, &back, &n, err, sizeof err) != 0, "a header stub was accepted");
+    free(data);
+    roster_free(&a.roster);
+    roster_free(&b.roster);
+}
+
+static void test_files(void)
+{
+    char dir[] = "/tmp/hgrid-state-test-XXXXXX";
+    CHECK(mkdtemp(dir) != NULL, "mkdtemp failed");
+    job_record *back;
+    int n = -1;
+    char err[512] = "";
+    CHECK(state_load(dir, &back, &n, err, sizeof err) == 0 && n == 0, "empty dir: %s", err);
+    free(back);
+    job_record a;
+    assigned_job(&a);
+    const job_record *recs[] = {&a};
+    CHECK(state_save(dir, recs, 1, err, sizeof err) == 0, "save: %s", err);
+    a.generation = 8; // a second save replaces the first
+    CHECK(state_save(dir, recs, 1, err, sizeof err) == 0, "save: %s", err);
+    CHECK(state_load(dir, &back, &n, err, sizeof err) == 0, "load: %s", err);
+    CHECK_EQ(n, 1);
+    if (n == 1)
+        check_same(&a, &back[0]);
+    free_all(back, n);
+    char path[256];
+    snprintf(path, sizeof path, "%s/%s.tmp", dir, STATE_FILE);
+    CHECK(access(path, F_OK) != 0, "the temp file was left behind");
+    snprintf(path, sizeof path, "%s/%s", dir, STATE_FILE);
+    unlink(path);
+    rmdir(dir);
+    roster_free(&a.roster);
+}
+
+int main(void)
+{
+    test_round_trip();
+    test_files();
+    return check_summary("test_daemon_state");
+}
