@@ -46,3 +46,6 @@ PROGS += $(BIN)/hgrid-swarm
 LDLIBS_hgrid-swarm := -lprotobuf-c
 $(BIN)/hgrid-swarm: $(call objs,$(SWARM_SRCS)) $(WIRE_LIB) $(LAYOUT_LIB)
 CPU_TESTS += tests/coord_workers.py
+
+# Rendezvous benchmark: gridd + hgrid-swarm vs TCPStore (tests/bench/rendezvous.sh).
+BENCHES += tests/bench/rendezvous.sh
