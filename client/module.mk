@@ -8,11 +8,11 @@ LDLIBS_hgridctl := -lprotobuf-c
 $(BIN)/hgridctl: $(call objs,$(CTL_SRCS)) $(WIRE_LIB) $(LAYOUT_LIB)
 
 # libhgrid: static and shared, each holding the wire and layout code it uses,
-# so a training program links -lhgrid -lprotobuf-c -lnccl and nothing else.
+# so a training program links -lhgrid -lprotobuf-c -lnccl -lcudart and nothing else.
 LIBHGRID_SRCS := client/libhgrid.c client/libhgrid_assign.c client/libhgrid_env.c \
-                 client/assignment.c
+                 client/assignment.c client/comms.c
 LIBHGRID_DEPS := $(LIBHGRID_SRCS) $(WIRE_SRCS) $(LAYOUT_SRCS)
-LIBHGRID_LIBS := -lprotobuf-c $(NCCL_LIBS)
+LIBHGRID_LIBS := -lprotobuf-c $(NCCL_LIBS) -lcudart
 
 PROGS += $(BIN)/libhgrid.a $(BIN)/libhgrid.so
 $(BIN)/libhgrid.a: $(call objs,$(LIBHGRID_DEPS)) $(BUILD)/proto/hgrid.pb-c.o
@@ -29,7 +29,7 @@ $(BUILD)/pic/proto/hgrid.pb-c.o: $(GEN)/proto/hgrid.pb-c.c $(GEN)/proto/hgrid.pb
 	$(CC) $(CPPFLAGS) $(CFLAGS) -fPIC -c $< -o $@
 $(BIN)/libhgrid.so: $(PIC_OBJS)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -shared -Wl,-soname,libhgrid.so -o $@ $^ $(LIBHGRID_LIBS)
+	$(CC) $(LDFLAGS) -shared -Wl,-soname,libhgrid.so -Wl,--no-undefined -o $@ $^ $(LIBHGRID_LIBS)
 
 WORKER_SRCS := client/worker_main.c client/worker_args.c client/worker_print.c client/json.c
 PROGS += $(BIN)/hgrid-worker
@@ -46,3 +46,6 @@ PROGS += $(BIN)/hgrid-swarm
 LDLIBS_hgrid-swarm := -lprotobuf-c
 $(BIN)/hgrid-swarm: $(call objs,$(SWARM_SRCS)) $(WIRE_LIB) $(LAYOUT_LIB)
 CPU_TESTS += tests/coord_workers.py
+
+# Rendezvous benchmark: gridd + hgrid-swarm vs TCPStore (tests/bench/rendezvous.sh).
+BENCHES += tests/bench/rendezvous.sh

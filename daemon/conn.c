@@ -1,4 +1,5 @@
 // Connections: reading and framing, sending, deadlines and closing.
+#include <netdb.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +30,24 @@ conn *conn_new(server *srv, conn_kind kind)
     wire_reader_init(&c->reader, srv->opt.max_frame);
     srv->connections++;
     return c;
+}
+
+const char *conn_peer(conn *c)
+{
+    if (c->peer[0])
+        return c->peer;
+    if (c->kind == CONN_CONTROL) {
+        snprintf(c->peer, sizeof c->peer, "control");
+        return c->peer;
+    }
+    struct sockaddr_storage sa;
+    int len = sizeof sa;
+    char host[INET6_ADDRSTRLEN] = "?", port[8] = "?";
+    if (uv_tcp_getpeername(&c->h.tcp, (struct sockaddr *)&sa, &len) == 0)
+        getnameinfo((struct sockaddr *)&sa, (socklen_t)len, host, sizeof host, port, sizeof port,
+                    NI_NUMERICHOST | NI_NUMERICSERV);
+    snprintf(c->peer, sizeof c->peer, "%s:%s", host, port);
+    return c->peer;
 }
 
 // ---- deadline lists
@@ -113,7 +132,7 @@ void conn_close(conn *c, const char *reason)
     if (c->job)
         job_worker_gone(c, reason);
     else if (reason && !c->draining && c->kind == CONN_WORKER)
-        gridd_log("%s: closed: %s", c->peer, reason);
+        gridd_log("%s: closed: %s", conn_peer(c), reason);
     uv_close(&c->h.handle, on_closed);
 }
 
@@ -147,7 +166,7 @@ void conn_fail(conn *c, Hgrid__ErrorCode code, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(message, sizeof message, fmt, ap);
     va_end(ap);
-    gridd_log("%s: refused: %s", c->peer, message);
+    gridd_log("%s: refused: %s", conn_peer(c), message);
     Hgrid__Envelope env;
     Hgrid__Error error;
     wire_envelope_init(&env);
@@ -204,7 +223,7 @@ int conn_send(conn *c, const Hgrid__Envelope *env)
     }
     if (c->queued + (len - done) > GRIDD_SLOW_CONSUMER) {
         free(frame);
-        gridd_log("%s: dropped: not reading (%zu bytes queued)", c->peer, c->queued);
+        gridd_log("%s: dropped: not reading (%zu bytes queued)", conn_peer(c), c->queued);
         conn_close(c, "slow consumer");
         return -1;
     }

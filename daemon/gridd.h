@@ -54,7 +54,7 @@ typedef struct conn {
     size_t queued; // bytes handed to uv_write, not yet written
     job *job;      // the worker's job once its Hello is accepted
     int slot;      // its roster slot (= rank once ranks are assigned)
-    char peer[64]; // "address:port" for the log
+    char peer[64]; // "address:port" for the log, filled on first use (conn_peer)
 } conn;
 
 typedef struct {
@@ -69,6 +69,7 @@ struct server {
     uv_pipe_t control;
     uv_signal_t sigterm, sigint;
     uv_timer_t sweep;
+    uv_prepare_t flush_log;
     conn_list lists[NUM_LISTS];
     int connections;
     job *jobs; // a list, newest first
@@ -99,6 +100,7 @@ int64_t gridd_now_ms(void);
 
 // ---- connections (daemon/conn.c)
 conn *conn_new(server *srv, conn_kind kind);
+const char *conn_peer(conn *c); // "address:port" (getpeername only when logged)
 void conn_start(conn *c);                 // after accept: read, hello deadline
 int conn_send(conn *c, const Hgrid__Envelope *env); // 0, or -1 (the conn is closing)
 // Sends Error{code, message}, detaches the conn and closes it once the peer

@@ -12,21 +12,6 @@
 
 #include "daemon/listen.h"
 
-static void peer_name(conn *c)
-{
-    if (c->kind == CONN_CONTROL) {
-        snprintf(c->peer, sizeof c->peer, "control");
-        return;
-    }
-    struct sockaddr_storage sa;
-    int len = sizeof sa;
-    char host[INET6_ADDRSTRLEN] = "?", port[8] = "?";
-    if (uv_tcp_getpeername(&c->h.tcp, (struct sockaddr *)&sa, &len) == 0)
-        getnameinfo((struct sockaddr *)&sa, (socklen_t)len, host, sizeof host, port, sizeof port,
-                    NI_NUMERICHOST | NI_NUMERICSERV);
-    snprintf(c->peer, sizeof c->peer, "%s:%s", host, port);
-}
-
 static void on_connection(uv_stream_t *listener, int status)
 {
     server *srv = listener->data;
@@ -53,9 +38,6 @@ static void on_connection(uv_stream_t *listener, int status)
         conn_close(c, uv_strerror(rc));
         return;
     }
-    if (kind == CONN_WORKER)
-        uv_tcp_nodelay(&c->h.tcp, 1);
-    peer_name(c);
     conn_start(c);
     if (srv->connections > srv->opt.max_connections)
         conn_fail(c, HGRID__ERROR_CODE__ERROR_LIMIT,
@@ -109,6 +91,9 @@ int listen_tcp(server *srv)
     srv->tcp.data = srv;
     int rc = uv_tcp_bind(&srv->tcp, res->ai_addr, 0);
     freeaddrinfo(res);
+    // Accepted sockets inherit TCP_NODELAY from the listener: one call, not one per worker.
+    if (rc == 0)
+        rc = uv_tcp_nodelay(&srv->tcp, 1);
     if (rc == 0)
         rc = uv_listen((uv_stream_t *)&srv->tcp, 65535, on_connection);
     if (rc) {

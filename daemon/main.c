@@ -186,6 +186,14 @@ static void on_sweep(uv_timer_t *t)
     conn_sweep(t->data);
 }
 
+// The log is written once per loop iteration, before the loop waits: a
+// rendezvous of 16K workers logs ~50K lines.
+static void on_prepare(uv_prepare_t *p)
+{
+    (void)p;
+    fflush(stderr);
+}
+
 int main(int argc, char **argv)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -217,6 +225,11 @@ int main(int argc, char **argv)
     uv_timer_init(&loop, &srv.sweep);
     srv.sweep.data = &srv;
     uv_timer_start(&srv.sweep, on_sweep, GRIDD_SWEEP_MS, GRIDD_SWEEP_MS);
+    static char log_buffer[1 << 16];
+    setvbuf(stderr, log_buffer, _IOFBF, sizeof log_buffer);
+    uv_prepare_init(&loop, &srv.flush_log);
+    srv.flush_log.data = &srv;
+    uv_prepare_start(&srv.flush_log, on_prepare);
     gridd_log("ready: heartbeat timeout %.3g s, max frame %u bytes, max %d connections",
               srv.opt.heartbeat_timeout, srv.opt.max_frame, srv.opt.max_connections);
     uv_run(&loop, UV_RUN_DEFAULT);
@@ -235,5 +248,6 @@ out:
     }
     if (status == 0)
         gridd_log("stopped");
+    fflush(stderr);
     return status;
 }
