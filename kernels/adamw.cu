@@ -2,7 +2,7 @@
 // global gradient norm for clipping.
 #include "kernels/common.cuh"
 
-#define NORM_BLOCKS 512
+#define NORM_BLOCKS 1024
 
 // ---- kernels
 
@@ -26,6 +26,7 @@ __global__ void adamw_kernel(float *master, T *params, const float *grads, float
 __global__ void norm_partial_kernel(float *partial, const float *g, size_t n)
 {
     float acc = 0.0f;
+#pragma unroll 8
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
         acc += g[i] * g[i];
     acc = block_sum(acc);

@@ -4,6 +4,9 @@
 // Backward recomputes P from the saved log-sum-exp: one kernel owns dk, dv
 // (streams query tiles), another owns dq (streams key tiles), so every output
 // element has exactly one writer and the result is deterministic.
+// This file holds the launchers and the fp32 kernels (plain FMA, exact enough
+// to compare whole models with PyTorch); bf16 runs the same algorithm on the
+// tensor cores (attention_mma.cu).
 //
 // Thread layout in every kernel: 256 threads as 16 x 16 (ty, tx). A thread
 // owns score rows ty*4 + i (i < 4) and columns tx + 16*j (j < 4) of a 64 x 64
@@ -12,6 +15,7 @@
 // walking a column hits distinct banks.
 #include <math.h>
 
+#include "kernels/attention_mma.cuh"
 #include "kernels/common.cuh"
 
 #define TILE 64
@@ -311,14 +315,10 @@ static void attention_forward_t(T *out, float *lse, const T *qkv, int B, int T_,
 }
 
 template <typename T, int HD>
-static void attention_backward_t(T *dqkv, const T *dout, const T *qkv, const T *out,
-                                 const float *lse, int B, int T_, int NH, int causal,
+static void attention_backward_t(T *dqkv, const T *dout, const T *qkv, const float *lse,
+                                 const float *D, int B, int T_, int NH, int causal,
                                  cudaStream_t stream)
 {
-    float *D = (float *)kernels_scratch(sizeof(float) * (size_t)B * NH * T_, "attention_backward");
-    attention_rowdot_kernel<<<ceil_div((size_t)B * T_ * NH, 8), 256, 0, stream>>>(D, dout, out, B, T_,
-                                                                                  NH, HD);
-    launchCheck();
     size_t smem = bwd_smem(HD);
     float scale = 1.0f / sqrtf((float)HD);
     dim3 grid(ceil_div(T_, TILE), NH, B);
@@ -334,23 +334,14 @@ static void attention_backward_t(T *dqkv, const T *dout, const T *qkv, const T *
     launchCheck();
 }
 
-// Calls F<T, HD> for the runtime dtype and head dim.
-#define ATT_DISPATCH(F, dt, HD, ...)                                                   \
-    do {                                                                               \
-        if ((dt) == KD_F32) {                                                          \
-            typedef float T;                                                           \
-            ATT_DISPATCH_HD(F, HD, __VA_ARGS__);                                       \
-        } else {                                                                       \
-            typedef __nv_bfloat16 T;                                                   \
-            ATT_DISPATCH_HD(F, HD, __VA_ARGS__);                                       \
-        }                                                                              \
-    } while (0)
+// Calls F<float, HD> for the runtime head dim (the fp32 path; bf16 runs on
+// the tensor cores, attention_mma.cu).
 #define ATT_DISPATCH_HD(F, HD, ...)                                                    \
     switch (HD) {                                                                      \
-    case 32: F<T, 32>(__VA_ARGS__); break;                                             \
-    case 64: F<T, 64>(__VA_ARGS__); break;                                             \
-    case 96: F<T, 96>(__VA_ARGS__); break;                                             \
-    default: F<T, 128>(__VA_ARGS__); break;                                            \
+    case 32: F<float, 32>(__VA_ARGS__); break;                                         \
+    case 64: F<float, 64>(__VA_ARGS__); break;                                         \
+    case 96: F<float, 96>(__VA_ARGS__); break;                                         \
+    default: F<float, 128>(__VA_ARGS__); break;                                        \
     }
 
 static void check_shape(int B, int T_, int NH, int HD, const char *who)
@@ -363,7 +354,11 @@ extern "C" void attention_forward(void *out, float *lse, const void *qkv, int B,
                                   int HD, int causal, kdtype dt, cudaStream_t stream)
 {
     check_shape(B, T_, NH, HD, "attention_forward shape");
-    ATT_DISPATCH(attention_forward_t, dt, HD, (T *)out, lse, (const T *)qkv, B, T_, NH, causal, stream);
+    if (dt == KD_BF16)
+        attention_forward_mma(out, lse, qkv, B, T_, NH, HD, causal, stream);
+    else
+        ATT_DISPATCH_HD(attention_forward_t, HD, (float *)out, lse, (const float *)qkv, B, T_, NH,
+                        causal, stream);
 }
 
 extern "C" void attention_backward(void *dqkv, const void *dout, const void *qkv, const void *out,
@@ -371,6 +366,18 @@ extern "C" void attention_backward(void *dqkv, const void *dout, const void *qkv
                                    kdtype dt, cudaStream_t stream)
 {
     check_shape(B, T_, NH, HD, "attention_backward shape");
-    ATT_DISPATCH(attention_backward_t, dt, HD, (T *)dqkv, (const T *)dout, (const T *)qkv,
-                 (const T *)out, lse, B, T_, NH, causal, stream);
+    float *D = (float *)kernels_scratch(sizeof(float) * (size_t)B * NH * T_, "attention_backward");
+    unsigned grid = ceil_div((size_t)B * T_ * NH, 8);
+    if (dt == KD_BF16) {
+        attention_rowdot_kernel<<<grid, 256, 0, stream>>>(D, (const __nv_bfloat16 *)dout,
+                                                          (const __nv_bfloat16 *)out, B, T_, NH, HD);
+        launchCheck();
+        attention_backward_mma(dqkv, dout, qkv, lse, D, B, T_, NH, HD, causal, stream);
+    } else {
+        attention_rowdot_kernel<<<grid, 256, 0, stream>>>(D, (const float *)dout, (const float *)out, B,
+                                                          T_, NH, HD);
+        launchCheck();
+        ATT_DISPATCH_HD(attention_backward_t, HD, (float *)dqkv, (const float *)dout,
+                        (const float *)qkv, lse, D, B, T_, NH, causal, stream);
+    }
 }

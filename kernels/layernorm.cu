@@ -8,22 +8,27 @@
 
 // One warp per row; two passes over the row for a stable variance.
 template <typename T>
-__global__ void layernorm_forward_kernel(T *out, float *mean, float *rstd, const T *inp,
-                                         const T *weight, const T *bias, int N, int C)
+__global__ void layernorm_forward_kernel(T *__restrict__ out, float *__restrict__ mean,
+                                         float *__restrict__ rstd, const T *__restrict__ inp,
+                                         const T *__restrict__ weight, const T *__restrict__ bias,
+                                         int N, int C)
 {
     int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (row >= N) return;
     const T *x = inp + (size_t)row * C;
     float sum = 0.0f;
+#pragma unroll 4
     for (int c = lane; c < C; c += 32) sum += to_f(x[c]);
     float m = warp_sum(sum) / C;
     float var = 0.0f;
+#pragma unroll 4
     for (int c = lane; c < C; c += 32) {
         float d = to_f(x[c]) - m;
         var += d * d;
     }
     float s = rsqrtf(warp_sum(var) / C + LN_EPS);
     T *o = out + (size_t)row * C;
+#pragma unroll 4
     for (int c = lane; c < C; c += 32)
         o[c] = from_f<T>((to_f(x[c]) - m) * s * to_f(weight[c]) + to_f(bias[c]));
     if (lane == 0) mean[row] = m, rstd[row] = s;
@@ -31,13 +36,16 @@ __global__ void layernorm_forward_kernel(T *out, float *mean, float *rstd, const
 
 // dinp, one warp per row.
 template <typename T>
-__global__ void layernorm_dinp_kernel(T *dinp, const T *dout, const T *inp, const T *weight,
-                                      const float *mean, const float *rstd, int N, int C)
+__global__ void layernorm_dinp_kernel(T *__restrict__ dinp, const T *__restrict__ dout,
+                                      const T *__restrict__ inp, const T *__restrict__ weight,
+                                      const float *__restrict__ mean, const float *__restrict__ rstd,
+                                      int N, int C)
 {
     int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (row >= N) return;
     const T *x = inp + (size_t)row * C, *dy = dout + (size_t)row * C;
     float m = mean[row], s = rstd[row], dsum = 0.0f, dnsum = 0.0f;
+#pragma unroll 4
     for (int c = lane; c < C; c += 32) {
         float dn = to_f(weight[c]) * to_f(dy[c]);
         dsum += dn;
@@ -46,6 +54,7 @@ __global__ void layernorm_dinp_kernel(T *dinp, const T *dout, const T *inp, cons
     dsum = warp_sum(dsum) / C;
     dnsum = warp_sum(dnsum) / C;
     T *dx = dinp + (size_t)row * C;
+#pragma unroll 4
     for (int c = lane; c < C; c += 32) {
         float norm = (to_f(x[c]) - m) * s;
         float dn = to_f(weight[c]) * to_f(dy[c]);
@@ -55,14 +64,17 @@ __global__ void layernorm_dinp_kernel(T *dinp, const T *dout, const T *inp, cons
 
 // dweight and dbias partial sums: block (column chunk, row chunk) -> scratch.
 template <typename T>
-__global__ void layernorm_dparams_partial_kernel(float *partial, const T *dout, const T *inp,
-                                                 const float *mean, const float *rstd, int N,
-                                                 int C, int rows_per_chunk)
+__global__ void layernorm_dparams_partial_kernel(float *__restrict__ partial,
+                                                 const T *__restrict__ dout, const T *__restrict__ inp,
+                                                 const float *__restrict__ mean,
+                                                 const float *__restrict__ rstd, int N, int C,
+                                                 int rows_per_chunk)
 {
     int c = blockIdx.x * blockDim.x + threadIdx.x;
     if (c >= C) return;
     int r0 = blockIdx.y * rows_per_chunk, r1 = min(N, r0 + rows_per_chunk);
     float dw = 0.0f, db = 0.0f;
+#pragma unroll 4
     for (int r = r0; r < r1; r++) {
         float dy = to_f(dout[(size_t)r * C + c]);
         dw += dy * (to_f(inp[(size_t)r * C + c]) - mean[r]) * rstd[r];
@@ -79,6 +91,7 @@ __global__ void layernorm_dparams_finish_kernel(float *dweight, float *dbias, co
     int c = blockIdx.x * blockDim.x + threadIdx.x;
     if (c >= C) return;
     float dw = 0.0f, db = 0.0f;
+#pragma unroll 8
     for (int k = 0; k < chunks; k++) {
         dw += partial[(size_t)k * 2 * C + c];
         db += partial[(size_t)k * 2 * C + C + c];
@@ -104,11 +117,12 @@ static void layernorm_backward_t(T *dinp, float *dweight, float *dbias, const T 
 {
     layernorm_dinp_kernel<<<ceil_div(N, 8), 256, 0, stream>>>(dinp, dout, inp, weight, mean, rstd, N, C);
     launchCheck();
+    // Chunks of 64 rows, fewer (longer) ones where the partials would pass 16 MiB.
     unsigned col_blocks = ceil_div(C, 128);
-    int chunks = (int)ceil_div(N, 32);
-    if (chunks * col_blocks > 1024) chunks = (int)(1024 / col_blocks) + 1;
-    int per_chunk = (int)ceil_div(N, chunks);
-    chunks = (int)ceil_div(N, per_chunk);
+    size_t max_chunks = ((size_t)16 << 20) / (sizeof(float) * 2 * C) + 1;
+    int per_chunk = (int)ceil_div(N, max_chunks);
+    if (per_chunk < 64) per_chunk = 64;
+    int chunks = (int)ceil_div(N, per_chunk);
     float *partial = (float *)kernels_scratch(sizeof(float) * 2 * chunks * (size_t)C, "layernorm_backward");
     layernorm_dparams_partial_kernel<<<dim3(col_blocks, chunks), 128, 0, stream>>>(
         partial, dout, inp, mean, rstd, N, C, per_chunk);

@@ -8,13 +8,14 @@
 // Column sums in two deterministic passes: each block sums a chunk of rows for
 // 128 columns into scratch, then one thread per column adds the chunks in order.
 template <typename T>
-__global__ void column_partial_kernel(float *partial, const T *in, int rows, int cols,
-                                      int rows_per_chunk)
+__global__ void column_partial_kernel(float *__restrict__ partial, const T *__restrict__ in, int rows,
+                                      int cols, int rows_per_chunk)
 {
     int c = blockIdx.x * blockDim.x + threadIdx.x;
     if (c >= cols) return;
     int r0 = blockIdx.y * rows_per_chunk, r1 = min(rows, r0 + rows_per_chunk);
     float acc = 0.0f;
+#pragma unroll 8
     for (int r = r0; r < r1; r++) acc += to_f(in[(size_t)r * cols + c]);
     partial[(size_t)blockIdx.y * cols + c] = acc;
 }
@@ -24,6 +25,7 @@ __global__ void column_finish_kernel(float *out, const float *partial, int chunk
     int c = blockIdx.x * blockDim.x + threadIdx.x;
     if (c >= cols) return;
     float acc = 0.0f;
+#pragma unroll 8
     for (int k = 0; k < chunks; k++) acc += partial[(size_t)k * cols + c];
     out[c] += acc;
 }
@@ -35,11 +37,12 @@ void column_sum_accumulate(float *out, const void *in, int rows, int cols, kdtyp
 {
     kassert(rows >= 0 && cols > 0, "column_sum_accumulate shape");
     if (rows == 0) return;
+    // Chunks of 64 rows, fewer (longer) ones where the partials would pass 16 MiB.
     unsigned col_blocks = ceil_div(cols, 128);
-    int chunks = (int)ceil_div(rows, 64);
-    if (chunks * col_blocks > 1024) chunks = (int)(1024 / col_blocks) + 1;
-    int per_chunk = (int)ceil_div(rows, chunks);
-    chunks = (int)ceil_div(rows, per_chunk);
+    size_t max_chunks = ((size_t)16 << 20) / (sizeof(float) * cols) + 1;
+    int per_chunk = (int)ceil_div(rows, max_chunks);
+    if (per_chunk < 64) per_chunk = 64;
+    int chunks = (int)ceil_div(rows, per_chunk);
     float *partial = (float *)kernels_scratch(sizeof(float) * chunks * (size_t)cols, "column sum");
     dim3 grid(col_blocks, chunks);
     if (dt == KD_F32)
