@@ -58,6 +58,23 @@ __device__ __forceinline__ void mma_rows(float acc[][4], const uint32_t a[4], co
     }
 }
 
+// acc[n] (16 x 8 tiles, n < NT) += A (16 x 16) times rows [r0, r0 + 16) of
+// the row-major smem tile Y, columns [8n, 8n + 8): B fragments straight from
+// the [k][n] layout through ldmatrix.trans (no transposed copy in smem).
+template <int NT>
+__device__ __forceinline__ void mma_cols(float acc[][4], const uint32_t a[4], const bf16 *Y, int ld, int r0)
+{
+    const bf16 *row = Y + (r0 + threadIdx.x % 16) * ld;  // lanes 0-7: rows r0.., lanes 8-15: r0+8..
+#pragma unroll
+    for (int n = 0; n < NT; n++) {
+        uint32_t b0, b1, addr = (uint32_t)__cvta_generic_to_shared(row + n * 8);
+        asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0,%1}, [%2];\n"
+                     : "=r"(b0), "=r"(b1)
+                     : "r"(addr));
+        mma16816(acc[n], a, b0, b1);
+    }
+}
+
 // The A fragment for k-step kk from score accumulators s (n-tiles 2kk, 2kk+1).
 __device__ __forceinline__ void scores_to_a(uint32_t a[4], const float s0[4], const float s1[4])
 {
@@ -78,19 +95,6 @@ __device__ void load_rows(bf16 *X, int ld, const bf16 *src, size_t stride, int r
     }
 }
 
-// The same rows transposed: Xt[d][r] (ld), for B operands over the rows.
-template <int HD>
-__device__ void load_rows_t(bf16 *Xt, int ld, const bf16 *src, size_t stride, int r0, int rows, int T_)
-{
-    for (int i = threadIdx.x; i < rows * HD / 8; i += MMA_THREADS) {
-        int r = i / (HD / 8), c = i % (HD / 8) * 8;
-        uint4 v = make_uint4(0, 0, 0, 0);
-        if (r0 + r < T_) v = *(const uint4 *)(src + (size_t)(r0 + r) * stride + c);
-        const bf16 *e = (const bf16 *)&v;
-        for (int k = 0; k < 8; k++) Xt[(c + k) * ld + r] = e[k];
-    }
-}
-
 __device__ __forceinline__ bool visible_mma(int q, int k, int T_, int causal)
 {
     return q < T_ && k < T_ && (!causal || k <= q);
@@ -100,9 +104,9 @@ template <int HD>
 __global__ void __launch_bounds__(MMA_THREADS)
 attention_forward_mma_kernel(bf16 *out, float *lse, const bf16 *qkv, int T_, int NH, int causal, float scale)
 {
-    constexpr int LD = HD + 8, LDV = BC + 8, KS = HD / 16, ND = HD / 8;
+    constexpr int LD = HD + 8, KS = HD / 16, ND = HD / 8;
     extern __shared__ __align__(16) unsigned char smem_raw[];
-    bf16 *Qs = (bf16 *)smem_raw, *Ks = Qs + BR * LD, *Vt = Ks + BC * LD;
+    bf16 *Qs = (bf16 *)smem_raw, *Ks = Qs + BR * LD, *Vs = Ks + BC * LD;
     int qt = blockIdx.x, h = blockIdx.y, b = blockIdx.z, q0 = qt * BR;
     int warp = threadIdx.x / 32, g = threadIdx.x % 32 / 4, t = threadIdx.x % 4;
     size_t stride = (size_t)3 * NH * HD;
@@ -122,7 +126,7 @@ attention_forward_mma_kernel(bf16 *out, float *lse, const bf16 *qkv, int T_, int
         int k0 = kt * BC;
         __syncthreads();
         load_rows<HD>(Ks, LD, qb + (size_t)NH * HD, stride, k0, BC, T_);
-        load_rows_t<HD>(Vt, LDV, qb + (size_t)2 * NH * HD, stride, k0, BC, T_);
+        load_rows<HD>(Vs, LD, qb + (size_t)2 * NH * HD, stride, k0, BC, T_);
         __syncthreads();
         float s[BC / 8][4];
         for (int n = 0; n < BC / 8; n++) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
@@ -152,7 +156,7 @@ attention_forward_mma_kernel(bf16 *out, float *lse, const bf16 *qkv, int T_, int
         for (int kk = 0; kk < BC / 16; kk++) {
             uint32_t a[4];
             scores_to_a(a, s[2 * kk], s[2 * kk + 1]);
-            mma_rows<ND>(o, a, Vt, LDV, kk * 16);
+            mma_cols<ND>(o, a, Vs, LD, kk * 16);
         }
     }
     for (int r = 0; r < 2; r++) {
@@ -173,10 +177,9 @@ __global__ void __launch_bounds__(MMA_THREADS)
 attention_dq_mma_kernel(bf16 *dqkv, const bf16 *dout, const bf16 *qkv, const float *lse, const float *D,
                         int T_, int NH, int causal, float scale)
 {
-    constexpr int LD = HD + 8, LDK = BC + 8, KS = HD / 16, ND = HD / 8;
+    constexpr int LD = HD + 8, KS = HD / 16, ND = HD / 8;
     extern __shared__ __align__(16) unsigned char smem_raw[];
     bf16 *Qs = (bf16 *)smem_raw, *dOs = Qs + BR * LD, *Ks = dOs + BR * LD, *Vs = Ks + BC * LD;
-    bf16 *Kt = Vs + BC * LD;
     int qt = blockIdx.x, h = blockIdx.y, b = blockIdx.z, q0 = qt * BR;
     int warp = threadIdx.x / 32, g = threadIdx.x % 32 / 4, t = threadIdx.x % 4;
     size_t stride = (size_t)3 * NH * HD, ostride = (size_t)NH * HD, stat = ((size_t)b * NH + h) * T_;
@@ -199,7 +202,6 @@ attention_dq_mma_kernel(bf16 *dqkv, const bf16 *dout, const bf16 *qkv, const flo
         __syncthreads();
         load_rows<HD>(Ks, LD, qb + (size_t)NH * HD, stride, k0, BC, T_);
         load_rows<HD>(Vs, LD, qb + (size_t)2 * NH * HD, stride, k0, BC, T_);
-        load_rows_t<HD>(Kt, LDK, qb + (size_t)NH * HD, stride, k0, BC, T_);
         __syncthreads();
         float s[BC / 8][4], dp[BC / 8][4];
         for (int n = 0; n < BC / 8; n++)
@@ -220,7 +222,7 @@ attention_dq_mma_kernel(bf16 *dqkv, const bf16 *dout, const bf16 *qkv, const flo
         for (int kk = 0; kk < BC / 16; kk++) {
             uint32_t a[4];
             scores_to_a(a, s[2 * kk], s[2 * kk + 1]);
-            mma_rows<ND>(dq, a, Kt, LDK, kk * 16);
+            mma_cols<ND>(dq, a, Ks, LD, kk * 16);
         }
     }
     for (int r = 0; r < 2; r++) {
@@ -239,11 +241,10 @@ __global__ void __launch_bounds__(MMA_THREADS)
 attention_dkv_mma_kernel(bf16 *dqkv, const bf16 *dout, const bf16 *qkv, const float *lse, const float *D,
                          int T_, int NH, int causal, float scale)
 {
-    constexpr int LD = HD + 8, LDQ = BQ + 8, KS = HD / 16, ND = HD / 8;
+    constexpr int LD = HD + 8, KS = HD / 16, ND = HD / 8;
     extern __shared__ __align__(16) unsigned char smem_raw[];
     bf16 *Ks = (bf16 *)smem_raw, *Vs = Ks + BR * LD, *Qs = Vs + BR * LD, *dOs = Qs + BQ * LD;
-    bf16 *Qt = dOs + BQ * LD, *dOt = Qt + HD * LDQ;
-    float *Ls = (float *)(dOt + HD * LDQ), *Ds = Ls + BQ;
+    float *Ls = (float *)(dOs + BQ * LD), *Ds = Ls + BQ;
     int kt = blockIdx.x, h = blockIdx.y, b = blockIdx.z, k0 = kt * BR;
     int warp = threadIdx.x / 32, g = threadIdx.x % 32 / 4, t = threadIdx.x % 4;
     size_t stride = (size_t)3 * NH * HD, ostride = (size_t)NH * HD, stat = ((size_t)b * NH + h) * T_;
@@ -262,8 +263,6 @@ attention_dkv_mma_kernel(bf16 *dqkv, const bf16 *dout, const bf16 *qkv, const fl
         __syncthreads();
         load_rows<HD>(Qs, LD, qb, stride, q0, BQ, T_);
         load_rows<HD>(dOs, LD, ob, ostride, q0, BQ, T_);
-        load_rows_t<HD>(Qt, LDQ, qb, stride, q0, BQ, T_);
-        load_rows_t<HD>(dOt, LDQ, ob, ostride, q0, BQ, T_);
         for (int i = threadIdx.x; i < BQ; i += MMA_THREADS) {
             bool in = q0 + i < T_;
             Ls[i] = in ? lse[stat + q0 + i] * LOG2E : 0.0f;
@@ -290,9 +289,9 @@ attention_dkv_mma_kernel(bf16 *dqkv, const bf16 *dout, const bf16 *qkv, const fl
         for (int kk = 0; kk < BQ / 16; kk++) {
             uint32_t a[4];
             scores_to_a(a, s[2 * kk], s[2 * kk + 1]);
-            mma_rows<ND>(dv, a, dOt, LDQ, kk * 16);
+            mma_cols<ND>(dv, a, dOs, LD, kk * 16);
             scores_to_a(a, dp[2 * kk], dp[2 * kk + 1]);
-            mma_rows<ND>(dk, a, Qt, LDQ, kk * 16);
+            mma_cols<ND>(dk, a, Qs, LD, kk * 16);
         }
     }
     for (int r = 0; r < 2; r++) {
@@ -313,7 +312,7 @@ template <int HD>
 static void forward_hd(bf16 *out, float *lse, const bf16 *qkv, int B, int T_, int NH, int causal,
                        cudaStream_t stream)
 {
-    size_t smem = sizeof(bf16) * (BR * (HD + 8) + BC * (HD + 8) + HD * (BC + 8));
+    size_t smem = sizeof(bf16) * (BR + 2 * BC) * (HD + 8);
     cudaCheck(cudaFuncSetAttribute(attention_forward_mma_kernel<HD>,
                                    cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     dim3 grid(ceil_div(T_, BR), NH, B);
@@ -328,13 +327,13 @@ static void backward_hd(bf16 *dqkv, const bf16 *dout, const bf16 *qkv, const flo
 {
     float scale = 1.0f / sqrtf((float)HD);
     dim3 grid(ceil_div(T_, BR), NH, B);
-    size_t smem = sizeof(bf16) * (2 * BR * (HD + 8) + 2 * BC * (HD + 8) + HD * (BC + 8));
+    size_t smem = sizeof(bf16) * (2 * BR + 2 * BC) * (HD + 8);
     cudaCheck(cudaFuncSetAttribute(attention_dq_mma_kernel<HD>,
                                    cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     attention_dq_mma_kernel<HD><<<grid, MMA_THREADS, smem, stream>>>(dqkv, dout, qkv, lse, D, T_, NH,
                                                                      causal, scale);
     launchCheck();
-    smem = sizeof(bf16) * (2 * BR * (HD + 8) + 2 * BQ * (HD + 8) + 2 * HD * (BQ + 8)) + sizeof(float) * 2 * BQ;
+    smem = sizeof(bf16) * (2 * BR + 2 * BQ) * (HD + 8) + sizeof(float) * 2 * BQ;
     cudaCheck(cudaFuncSetAttribute(attention_dkv_mma_kernel<HD>,
                                    cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     attention_dkv_mma_kernel<HD><<<grid, MMA_THREADS, smem, stream>>>(dqkv, dout, qkv, lse, D, T_, NH,

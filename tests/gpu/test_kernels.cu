@@ -128,6 +128,16 @@ static void test_elementwise(size_t n)
     ref_gelu_backward(want, x, dout, n);
     download(g, d_dgelu, n);
     expect_near("gelu dinp", g, want, n, tol_abs(), tol_rel());
+    // One element in: pointers no longer 16-byte aligned, the scalar path.
+    char *x1 = (char *)d_x + kdtype_size(g_dt), *d1 = (char *)d_dout + kdtype_size(g_dt);
+    gelu_forward(d_gelu, x1, n - 1, g_dt, 0);
+    gelu_backward(d_dgelu, x1, d1, n - 1, g_dt, 0);
+    ref_gelu_forward(want, x + 1, n - 1);
+    download(g, d_gelu, n - 1);
+    expect_near("gelu out (unaligned)", g, want, n - 1, tol_abs(), tol_rel());
+    ref_gelu_backward(want, x + 1, dout + 1, n - 1);
+    download(g, d_dgelu, n - 1);
+    expect_near("gelu dinp (unaligned)", g, want, n - 1, tol_abs(), tol_rel());
     ref_add_forward(want, x, y, n);
     download(g, d_sum, n);
     expect_near("add out", g, want, n, tol_abs(), tol_rel());
@@ -268,6 +278,7 @@ int main(void)
         test_attention(2, 77, 2, 96, 0);
         test_attention(1, 512, 2, 128, 1);
         test_elementwise(10007);
+        test_elementwise(65536);  // whole 16-byte packs
         test_embedding(3, 50, 96, 40);
         test_crossentropy(33, 1000, 1024);
         test_adamw(10001);
