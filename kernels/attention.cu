@@ -176,7 +176,6 @@ __device__ void probs_and_dscores(float *Ps, float *dSs, const float *Qs, const 
     }
 }
 
-template <typename T, int HD>
 __device__ void load_rows_stats(float *Ls, float *Ds, const float *lse, const float *D, size_t base,
                                 int T_, int q0)
 {
@@ -214,7 +213,7 @@ attention_dkv_kernel(T *dqkv, const T *dout, const T *qkv, const float *lse, con
         __syncthreads();
         load_tile<T, HD>(Qs, qkv_b, 0, h, NH, T_, q0, 1.0f);
         load_tile_o<T, HD>(dOs, dout_b, h, NH, T_, q0);
-        load_rows_stats<T, HD>(Ls, Ds, lse, D, stat_base, T_, q0);
+        load_rows_stats(Ls, Ds, lse, D, stat_base, T_, q0);
         __syncthreads();
         probs_and_dscores<HD>(Ps, dSs, Qs, Ks, Vs, dOs, Ls, Ds, q0, k0, T_, causal, scale);
         __syncthreads();
@@ -260,7 +259,7 @@ attention_dq_kernel(T *dqkv, const T *dout, const T *qkv, const float *lse, cons
     const T *qkv_b = qkv + (size_t)b * T_ * 3 * NH * HD;
     load_tile<T, HD>(Qs, qkv_b, 0, h, NH, T_, q0, 1.0f);
     load_tile_o<T, HD>(dOs, dout + (size_t)b * T_ * NH * HD, h, NH, T_, q0);
-    load_rows_stats<T, HD>(Ls, Ds, lse, D, ((size_t)b * NH + h) * T_, T_, q0);
+    load_rows_stats(Ls, Ds, lse, D, ((size_t)b * NH + h) * T_, T_, q0);
 
     float dq[4][NJ];
     for (int i = 0; i < 4; i++)

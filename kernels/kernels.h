@@ -65,7 +65,9 @@ void layernorm_backward(void *dinp, float *dweight, float *dbias, const void *do
 // qkv (B, T, 3, NH, HD): q, k, v of every head packed, as a (B, T, 3*C)
 // matmul output with C = NH * HD gives it. Scale 1/sqrt(HD).
 // causal = 1: position t attends to [0, t]; causal = 0: to all T.
-// HD must be one of 32, 64, 96, 128.
+// HD must be one of 32, 64, 96, 128. bf16 runs on the tensor cores (P and dS
+// rounded to bf16 for their products, as FlashAttention does); fp32 is plain
+// fp32 arithmetic throughout.
 // out (B, T, NH, HD) = softmax(q k^T * scale) v    (overwritten)
 // lse (B, NH, T) fp32: log-sum-exp of each row of scaled scores, for the backward.
 void attention_forward(void *out, float *lse, const void *qkv, int B, int T, int NH,
