@@ -13,6 +13,13 @@ static const hg_config configs[] = {
                .seq_length = 64, .encoder_num_layers = 2, .encoder_hidden_size = 64,
                .encoder_num_attention_heads = 2, .image_size = 16, .patch_size = 4},
      .batch_size = 16},
+    // tiny with a top-2 MoE of 8 experts in every LLM block.
+    {.name = "tiny-moe",
+     .model = {.num_layers = 2, .hidden_size = 128, .num_attention_heads = 4, .vocab_size = 256,
+               .seq_length = 64, .num_experts = 8, .moe_router_topk = 2, .encoder_num_layers = 2,
+               .encoder_hidden_size = 64, .encoder_num_attention_heads = 2, .image_size = 16,
+               .patch_size = 4},
+     .batch_size = 16},
     // GPT-2 small LLM (~125M) and a ViT-S/16-sized encoder (~21M); layout defaults.
     {.name = "small",
      .model = {.num_layers = 12, .hidden_size = 768, .num_attention_heads = 12,
@@ -29,7 +36,7 @@ static const hg_config configs[] = {
      .batch_size = 4},
 };
 
-const char hg_config_names[] = "tiny small 1b";
+const char hg_config_names[] = "tiny tiny-moe small 1b";
 
 const hg_config *hg_config_find(const char *name)
 {
@@ -80,9 +87,10 @@ int hg_config_check(const hg_model_config *m, char *err, size_t errlen)
                  HG_DATA_VOCAB);
         return -1;
     }
-    if (m->num_experts != 0) {
-        snprintf(err, errlen, "num_experts %d: the single-GPU model is dense; use 0",
-                 m->num_experts);
+    if (m->num_experts < 0 || m->num_experts > 256 ||
+        (m->num_experts > 0 && (m->moe_router_topk < 1 || m->moe_router_topk > m->num_experts))) {
+        snprintf(err, errlen, "num_experts %d with top-k %d: need 0 (dense), or 1 <= k <= E <= 256",
+                 m->num_experts, m->moe_router_topk);
         return -1;
     }
     return 0;

@@ -12,6 +12,9 @@ typedef struct {
     int batch_size; // default micro-batch of the single-GPU trainer
 } hg_config;
 
+// Weight of the MoE load-balancing loss (Switch/Megatron form) in the loss.
+#define HG_MOE_AUX_COEFF 0.01f
+
 // The named configuration, or NULL if there is none of that name.
 const hg_config *hg_config_find(const char *name);
 // Names of every configuration, separated by spaces, for usage messages.

@@ -9,6 +9,7 @@
 
 #include "kernels/reference.h"
 #include "model/config.h"
+#include "model/cpu_moe.h"
 #include "model/data.h"
 
 // Activations of L pre-LN blocks over (B, T, C), saved for the backward.
@@ -23,6 +24,7 @@ typedef struct {
     float *fch, *fch_gelu;      // (L, B, T, F)
     float *dres;                // (B, T, C) gradient of the residual stream
     float *dC, *dF, *dqkv;      // (B, T, C), (B, T, F), (B, T, 3C) backward scratch
+    cpu_moe moe;                // the MLP when moe.E > 0 (F is then 0 above)
 } stack;
 
 struct hg_cpu_acts {
@@ -43,10 +45,14 @@ struct hg_cpu_acts {
 
 static float *fzalloc(size_t n) { return calloc(n ? n : 1, sizeof(float)); }
 
-static int stack_alloc(stack *s, int L, int B, int T, int C, int F, int NH, int causal)
+static int stack_alloc(stack *s, int L, int B, int T, int C, int F, int NH, int causal, int E,
+                       int K)
 {
-    size_t btc = (size_t)B * T * C, bt = (size_t)B * T, btf = (size_t)B * T * F;
-    *s = (stack){.L = L, .B = B, .T = T, .C = C, .F = F, .NH = NH, .causal = causal};
+    int dense_F = E ? 0 : F;
+    size_t btc = (size_t)B * T * C, bt = (size_t)B * T, btf = (size_t)B * T * dense_F;
+    *s = (stack){.L = L, .B = B, .T = T, .C = C, .F = dense_F, .NH = NH, .causal = causal};
+    if (E && cpu_moe_alloc(&s->moe, L, B * T, C, F, E, K) != 0)
+        return -1;
     s->res = fzalloc((L + 1) * btc);
     s->ln1 = fzalloc(L * btc), s->ln1_mean = fzalloc(L * bt), s->ln1_rstd = fzalloc(L * bt);
     s->qkv = fzalloc(L * 3 * btc);
@@ -66,6 +72,8 @@ static int stack_alloc(stack *s, int L, int B, int T, int C, int F, int NH, int 
 
 static void stack_free(stack *s)
 {
+    if (s->moe.E)
+        cpu_moe_free(&s->moe);
     float *all[] = {s->res, s->ln1, s->ln1_mean, s->ln1_rstd, s->qkv, s->att, s->lse, s->res2,
                     s->ln2, s->ln2_mean, s->ln2_rstd, s->fch, s->fch_gelu, s->dres, s->dC,
                     s->dF, s->dqkv};
@@ -78,6 +86,8 @@ static void stack_forward(stack *s, const hg_param_table *t, float *params)
 {
     int N = s->B * s->T, C = s->C, F = s->F, HD = C / s->NH;
     size_t btc = (size_t)N * C, bt = N, btf = (size_t)N * F;
+    s->moe.aux = 0;
+    s->moe.routing = 0;
     for (int l = 0; l < s->L; l++) {
         hg_block_view w;
         hg_block_view_at(t, params, sizeof(float), l, &w);
@@ -94,9 +104,13 @@ static void stack_forward(stack *s, const hg_param_table *t, float *params)
         ref_add_forward(res2, res2, x, btc);
         ref_layernorm_forward(ln2, s->ln2_mean + l * bt, s->ln2_rstd + l * bt, res2, w.ln2_w,
                               w.ln2_b, N, C);
-        ref_matmul_forward(fch, ln2, w.fc_w, w.fc_b, N, C, F);
-        ref_gelu_forward(fchg, fch, btf);
-        ref_matmul_forward(out, fchg, w.fc_proj_w, w.fc_proj_b, N, F, C);
+        if (s->moe.E) {
+            cpu_moe_forward(&s->moe, l, &w, ln2, out);
+        } else {
+            ref_matmul_forward(fch, ln2, w.fc_w, w.fc_b, N, C, F);
+            ref_gelu_forward(fchg, fch, btf);
+            ref_matmul_forward(out, fchg, w.fc_proj_w, w.fc_proj_b, N, F, C);
+        }
         ref_add_forward(out, out, res2, btc);
     }
 }
@@ -113,9 +127,14 @@ static void stack_backward(stack *s, const hg_param_table *t, float *params, flo
         float *x = s->res + l * btc, *ln1 = s->ln1 + l * btc, *qkv = s->qkv + l * 3 * btc;
         float *att = s->att + l * btc, *res2 = s->res2 + l * btc, *ln2 = s->ln2 + l * btc;
         float *fch = s->fch + l * btf, *fchg = s->fch_gelu + l * btf;
-        ref_matmul_backward(s->dF, g.fc_proj_w, g.fc_proj_b, s->dres, fchg, w.fc_proj_w, N, F, C);
-        ref_gelu_backward(s->dF, fch, s->dF, btf);
-        ref_matmul_backward(s->dC, g.fc_w, g.fc_b, s->dF, ln2, w.fc_w, N, C, F);
+        if (s->moe.E) {
+            cpu_moe_backward(&s->moe, l, &w, &g, ln2, s->dres, s->dC);
+        } else {
+            ref_matmul_backward(s->dF, g.fc_proj_w, g.fc_proj_b, s->dres, fchg, w.fc_proj_w, N, F,
+                                C);
+            ref_gelu_backward(s->dF, fch, s->dF, btf);
+            ref_matmul_backward(s->dC, g.fc_w, g.fc_b, s->dF, ln2, w.fc_w, N, C, F);
+        }
         ref_layernorm_backward(s->dres, g.ln2_w, g.ln2_b, s->dC, res2, w.ln2_w,
                                s->ln2_mean + l * bt, s->ln2_rstd + l * bt, N, C);
         ref_matmul_backward(s->dC, g.attn_proj_w, g.attn_proj_b, s->dres, att, w.attn_proj_w,
@@ -157,9 +176,9 @@ hg_cpu_model *hg_cpu_model_create(const hg_model_config *cfg, int B, uint64_t se
     int C = cfg->hidden_size, Ce = cfg->encoder_hidden_size, V = cfg->vocab_size;
     size_t bp = (size_t)B * P, bt = (size_t)B * T;
     int bad = stack_alloc(&a->enc, cfg->encoder_num_layers, B, P, Ce, hg_encoder_ffn_size(cfg),
-                          cfg->encoder_num_attention_heads, 0);
+                          cfg->encoder_num_attention_heads, 0, 0, 0);
     bad |= stack_alloc(&a->llm, cfg->num_layers, B, T, C, hg_ffn_size(cfg),
-                       cfg->num_attention_heads, 1);
+                       cfg->num_attention_heads, 1, cfg->num_experts, cfg->moe_router_topk);
     a->patches = fzalloc(bp * hg_patch_dim(cfg));
     a->enc_lnf = fzalloc(bp * Ce), a->enc_lnf_mean = fzalloc(bp), a->enc_lnf_rstd = fzalloc(bp);
     a->img = fzalloc(bp * C);
@@ -259,7 +278,15 @@ float hg_cpu_model_forward(hg_cpu_model *m, const float *patches, const int *tok
     double sum = 0;
     for (int i = 0; i < B * T; i++)
         sum += a->losses[i];
+    m->aux_loss = s->moe.aux;
+    m->routing = s->moe.routing;
     return (float)(sum / a->count);
+}
+
+void hg_cpu_model_routing(const hg_cpu_model *m, int *topk)
+{
+    const cpu_moe *moe = &m->acts->llm.moe;
+    memcpy(topk, moe->topk, sizeof(int) * moe->L * moe->N * moe->K);
 }
 
 void hg_cpu_model_backward(hg_cpu_model *m)

@@ -20,6 +20,8 @@ typedef struct {
     float *llm_params, *llm_grads; // (llm_table.total)
     float *enc_m, *enc_v, *llm_m, *llm_v; // AdamW moments
     int step;                             // AdamW steps taken
+    float aux_loss; // MoE load-balancing loss of the last forward (0 if dense), part of the loss
+    uint64_t routing; // fingerprint of the last forward's expert choices (0 if dense)
     hg_cpu_acts *acts;
 } hg_cpu_model;
 
@@ -29,8 +31,12 @@ hg_cpu_model *hg_cpu_model_create(const hg_model_config *cfg, int B, uint64_t se
 void hg_cpu_model_free(hg_cpu_model *model);
 
 // patches (B, patches, patch_dim), tokens (B, text_len) captions as
-// hg_batch writes them. Returns the mean loss over the caption targets.
+// hg_batch writes them. Returns the mean loss over the caption targets; the
+// loss the backward differentiates is that plus model->aux_loss.
 float hg_cpu_model_forward(hg_cpu_model *model, const float *patches, const int *tokens);
+// The last forward's expert choices, (num_layers, B * seq_length, top-k)
+// into topk; nothing for a dense model.
+void hg_cpu_model_routing(const hg_cpu_model *model, int *topk);
 // Gradients of the last forward's loss, overwritten into *_grads.
 void hg_cpu_model_backward(hg_cpu_model *model);
 // Clips the gradients' global norm and takes one AdamW step; returns the

@@ -9,6 +9,7 @@
 
 #include "model/config.h"
 #include "model/data.h"
+#include "model/gpu_moe.h"
 
 #define cuda_check(call)                                                                  \
     do {                                                                                  \
@@ -28,6 +29,7 @@ typedef struct {
     float *ln1_mean, *ln1_rstd, *ln2_mean, *ln2_rstd; // (L, B, T) fp32
     float *lse;                       // (L, B, NH, T) fp32
     char *dres, *dC, *dF, *dqkv;      // (B, T, C | F | 3C) backward scratch
+    gpu_moe moe;                      // the MLP when moe.E > 0 (F is then 0 above)
 } gstack;
 
 typedef struct {
@@ -36,7 +38,7 @@ typedef struct {
     char *work;                    // (total) dt; the master itself in fp32 mode
 } gmodule;
 
-#define MAX_ALLOCS 64
+#define MAX_ALLOCS 128
 
 struct hg_gpu_model {
     hg_model_config cfg;
@@ -54,7 +56,8 @@ struct hg_gpu_model {
     float *enc_lnf_mean, *enc_lnf_rstd, *lnf_mean, *lnf_rstd, *losses, *norm_sq;
     int *h_targets;
     float *h_mask, *h_losses;
-    float count;
+    float count, aux_loss;
+    float *h_aux; // (L) the LLM layers' load-balancing losses
     int step;
     cudaStream_t stream;
     void *allocs[MAX_ALLOCS];
@@ -74,11 +77,16 @@ static void *dalloc(hg_gpu_model *m, size_t bytes)
     return p;
 }
 
+static void *moe_alloc(void *model, size_t bytes) { return dalloc(model, bytes); }
+
 static void stack_alloc(hg_gpu_model *m, gstack *s, int L, int T, int C, int F, int NH,
-                        int causal)
+                        int causal, int E, int K)
 {
-    size_t bt = (size_t)m->B * T, btc = bt * C, btf = bt * F, es = m->es;
-    *s = (gstack){.L = L, .B = m->B, .T = T, .C = C, .F = F, .NH = NH, .causal = causal};
+    int dense_F = E ? 0 : F;
+    size_t bt = (size_t)m->B * T, btc = bt * C, btf = bt * dense_F, es = m->es;
+    *s = (gstack){.L = L, .B = m->B, .T = T, .C = C, .F = dense_F, .NH = NH, .causal = causal};
+    if (E)
+        gpu_moe_alloc(&s->moe, L, m->B * T, C, F, E, K, m->dt, moe_alloc, m);
     s->res = dalloc(m, (L + 1) * btc * es);
     s->ln1 = dalloc(m, L * btc * es), s->qkv = dalloc(m, L * 3 * btc * es);
     s->att = dalloc(m, L * btc * es), s->res2 = dalloc(m, L * btc * es);
@@ -132,9 +140,9 @@ hg_gpu_model *hg_gpu_model_create(const hg_model_config *cfg, int B, uint64_t se
     module_alloc(m, &m->enc, HG_MODULE_ENCODER, seed);
     module_alloc(m, &m->llm, HG_MODULE_LLM, seed);
     stack_alloc(m, &m->enc_acts, cfg->encoder_num_layers, m->P, m->Ce, hg_encoder_ffn_size(cfg),
-                cfg->encoder_num_attention_heads, 0);
+                cfg->encoder_num_attention_heads, 0, 0, 0);
     stack_alloc(m, &m->llm_acts, cfg->num_layers, m->T, m->C, hg_ffn_size(cfg),
-                cfg->num_attention_heads, 1);
+                cfg->num_attention_heads, 1, cfg->num_experts, cfg->moe_router_topk);
     size_t bp = (size_t)B * m->P, bt = (size_t)B * m->T, es = m->es;
     m->patches_f32 = dalloc(m, bp * m->D * 4), m->patches = dalloc(m, bp * m->D * es);
     m->tokens = dalloc(m, (size_t)B * m->Tt * 4);
@@ -148,7 +156,8 @@ hg_gpu_model *hg_gpu_model_create(const hg_model_config *cfg, int B, uint64_t se
     m->losses = dalloc(m, bt * 4), m->norm_sq = dalloc(m, 4);
     m->h_targets = malloc(bt * sizeof(int));
     m->h_mask = malloc(bt * sizeof(float)), m->h_losses = malloc(bt * sizeof(float));
-    if (!m->h_targets || !m->h_mask || !m->h_losses) {
+    m->h_aux = calloc(cfg->num_layers, sizeof(float));
+    if (!m->h_targets || !m->h_mask || !m->h_losses || !m->h_aux) {
         fprintf(stderr, "hg_gpu_model_create: out of host memory\n");
         exit(EXIT_FAILURE);
     }
@@ -165,7 +174,9 @@ void hg_gpu_model_free(hg_gpu_model *m)
         cuda_check(cudaFree(m->allocs[i]));
     cuda_check(cudaStreamDestroy(m->stream));
     kernels_free();
-    free(m->h_targets), free(m->h_mask), free(m->h_losses);
+    if (m->llm_acts.moe.E)
+        gpu_moe_free_host(&m->llm_acts.moe);
+    free(m->h_targets), free(m->h_mask), free(m->h_losses), free(m->h_aux);
     free(m);
 }
 
@@ -195,9 +206,13 @@ static void stack_forward(hg_gpu_model *m, gstack *s, gmodule *g)
         add_forward(res2, res2, x, btc, dt, st);
         layernorm_forward(ln2, s->ln2_mean + l * bt, s->ln2_rstd + l * bt, res2, w.ln2_w,
                           w.ln2_b, N, C, dt, st);
-        matmul_forward(fch, ln2, w.fc_w, w.fc_b, N, C, F, dt, st);
-        gelu_forward(fchg, fch, btf, dt, st);
-        matmul_forward(out, fchg, w.fc_proj_w, w.fc_proj_b, N, F, C, dt, st);
+        if (s->moe.E) {
+            gpu_moe_forward(&s->moe, l, &w, ln2, out, st);
+        } else {
+            matmul_forward(fch, ln2, w.fc_w, w.fc_b, N, C, F, dt, st);
+            gelu_forward(fchg, fch, btf, dt, st);
+            matmul_forward(out, fchg, w.fc_proj_w, w.fc_proj_b, N, F, C, dt, st);
+        }
         add_forward(out, out, res2, btc, dt, st);
     }
 }
@@ -217,10 +232,14 @@ static void stack_backward(hg_gpu_model *m, gstack *s, gmodule *g)
         char *att = s->att + l * btc * es, *res2 = s->res2 + l * btc * es;
         char *ln2 = s->ln2 + l * btc * es, *fch = s->fch + l * btf * es;
         char *fchg = s->fch_gelu + l * btf * es;
-        matmul_backward(s->dF, d.fc_proj_w, d.fc_proj_b, s->dres, fchg, w.fc_proj_w, N, F, C, dt,
-                        st);
-        gelu_backward(s->dF, fch, s->dF, btf, dt, st);
-        matmul_backward(s->dC, d.fc_w, d.fc_b, s->dF, ln2, w.fc_w, N, C, F, dt, st);
+        if (s->moe.E) {
+            gpu_moe_backward(&s->moe, l, &w, &d, ln2, s->dres, s->dC, st);
+        } else {
+            matmul_backward(s->dF, d.fc_proj_w, d.fc_proj_b, s->dres, fchg, w.fc_proj_w, N, F, C,
+                            dt, st);
+            gelu_backward(s->dF, fch, s->dF, btf, dt, st);
+            matmul_backward(s->dC, d.fc_w, d.fc_b, s->dF, ln2, w.fc_w, N, C, F, dt, st);
+        }
         layernorm_backward(s->dres, d.ln2_w, d.ln2_b, s->dC, res2, w.ln2_w,
                            s->ln2_mean + l * bt, s->ln2_rstd + l * bt, N, C, dt, st);
         matmul_backward(s->dC, d.attn_proj_w, d.attn_proj_b, s->dres, att, w.attn_proj_w, N, C,
@@ -306,6 +325,9 @@ float hg_gpu_model_forward_backward(hg_gpu_model *m, const float *patches, const
                                   B * T, V, V, 1, dt, st);
     cuda_check(cudaMemcpyAsync(m->h_losses, m->losses, sizeof(float) * B * T,
                                cudaMemcpyDeviceToHost, st));
+    if (s->moe.E)
+        cuda_check(cudaMemcpyAsync(m->h_aux, s->moe.aux, sizeof(float) * s->L,
+                                   cudaMemcpyDeviceToHost, st));
 
     // Backward: LM head (the logits now hold their gradient), final LayerNorm.
     matmul_backward(s->dC, G(llm, HG_LLM_WTE), NULL, m->logits, m->lnf, wte, B * T, C, V, dt, st);
@@ -339,7 +361,20 @@ float hg_gpu_model_forward_backward(hg_gpu_model *m, const float *patches, const
     double sum = 0;
     for (int i = 0; i < B * T; i++)
         sum += m->h_losses[i];
+    m->aux_loss = 0;
+    for (int l = 0; l < s->L && s->moe.E; l++)
+        m->aux_loss += m->h_aux[l];
     return (float)(sum / m->count);
+}
+
+float hg_gpu_model_aux_loss(const hg_gpu_model *m) { return m->aux_loss; }
+
+void hg_gpu_model_routing(const hg_gpu_model *m, int *topk)
+{
+    const gpu_moe *moe = &m->llm_acts.moe;
+    cuda_check(cudaStreamSynchronize(m->stream));
+    cuda_check(cudaMemcpy(topk, moe->topk, sizeof(int) * moe->L * moe->N * moe->K,
+                          cudaMemcpyDeviceToHost));
 }
 
 static void adamw_module(hg_gpu_model *m, gmodule *g, const hg_optim_config *o, float scale)

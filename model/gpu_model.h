@@ -24,6 +24,12 @@ void hg_gpu_model_free(hg_gpu_model *model);
 // Returns the mean loss over the caption targets.
 float hg_gpu_model_forward_backward(hg_gpu_model *model, const float *patches,
                                     const int *tokens);
+// The MoE load-balancing loss of the last forward (0 if dense); the
+// gradients are those of the returned loss plus this.
+float hg_gpu_model_aux_loss(const hg_gpu_model *model);
+// The last forward's expert choices, (num_layers, B * seq_length, top-k)
+// into topk on the host; nothing for a dense model.
+void hg_gpu_model_routing(const hg_gpu_model *model, int *topk);
 // Clips the global gradient norm and takes one AdamW step; returns the norm
 // before clipping.
 float hg_gpu_model_step(hg_gpu_model *model, const hg_optim_config *opt);

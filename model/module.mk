@@ -2,9 +2,10 @@
 # reference model and dumps (MODEL_LIB, CPU only), and the GPU model with the
 # single-GPU trainer (MODEL_GPU_LIB, needs the CUDA kernels library).
 MODEL_SRCS := model/config.c model/data.c model/params.c model/optim.c model/cpu_model.c \
+              model/cpu_moe.c \
               model/dump.c
 MODEL_LIB  := $(BUILD)/libmodel.a
-MODEL_GPU_SRCS := model/gpu_model.c model/single_gpu.c
+MODEL_GPU_SRCS := model/gpu_model.c model/gpu_moe.c model/single_gpu.c
 MODEL_GPU_LIB  := $(BUILD)/libmodel_gpu.a
 # What a program calling single_gpu_main() links, after its own objects.
 MODEL_GPU_LINK := $(MODEL_GPU_LIB) $(MODEL_LIB) $(KERNELS_LIB) $(KERNELS_REF_LIB) $(LAYOUT_LIB)

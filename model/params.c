@@ -9,14 +9,13 @@
 #include "model/rng.h"
 
 static void add(hg_param_table *t, const char *name, hg_init_kind init, float std, int ndim,
-                int d0, int d1, int d2)
+                const int *dims)
 {
     hg_tensor_info *ti = &t->tensors[t->num_tensors++];
-    int dims[3] = {d0, d1, d2};
     ti->name = name;
     ti->ndim = ndim;
     ti->count = 1;
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < 4; i++) {
         ti->shape[i] = i < ndim ? dims[i] : 0;
         if (i < ndim)
             ti->count *= (size_t)dims[i];
@@ -28,23 +27,34 @@ static void add(hg_param_table *t, const char *name, hg_init_kind init, float st
     t->total += ti->count;
 }
 
-// Block tensors stacked over L layers of width C and MLP width F.
-static void add_blocks(hg_param_table *t, int L, int C, int F)
+#define DIMS(...) (const int[]){__VA_ARGS__}
+
+// Block tensors stacked over L layers of width C and MLP width F, with E
+// experts (0: a dense MLP).
+static void add_blocks(hg_param_table *t, int L, int C, int F, int E)
 {
     float proj_std = 0.02f / sqrtf(2.0f * L);
     t->first_block = t->num_tensors;
-    add(t, "blocks.ln1_w", HG_INIT_ONE, 0, 2, L, C, 0);
-    add(t, "blocks.ln1_b", HG_INIT_ZERO, 0, 2, L, C, 0);
-    add(t, "blocks.qkv_w", HG_INIT_NORMAL, 0.02f, 3, L, 3 * C, C);
-    add(t, "blocks.qkv_b", HG_INIT_ZERO, 0, 2, L, 3 * C, 0);
-    add(t, "blocks.attn_proj_w", HG_INIT_NORMAL, proj_std, 3, L, C, C);
-    add(t, "blocks.attn_proj_b", HG_INIT_ZERO, 0, 2, L, C, 0);
-    add(t, "blocks.ln2_w", HG_INIT_ONE, 0, 2, L, C, 0);
-    add(t, "blocks.ln2_b", HG_INIT_ZERO, 0, 2, L, C, 0);
-    add(t, "blocks.fc_w", HG_INIT_NORMAL, 0.02f, 3, L, F, C);
-    add(t, "blocks.fc_b", HG_INIT_ZERO, 0, 2, L, F, 0);
-    add(t, "blocks.fc_proj_w", HG_INIT_NORMAL, proj_std, 3, L, C, F);
-    add(t, "blocks.fc_proj_b", HG_INIT_ZERO, 0, 2, L, C, 0);
+    add(t, "blocks.ln1_w", HG_INIT_ONE, 0, 2, DIMS(L, C));
+    add(t, "blocks.ln1_b", HG_INIT_ZERO, 0, 2, DIMS(L, C));
+    add(t, "blocks.qkv_w", HG_INIT_NORMAL, 0.02f, 3, DIMS(L, 3 * C, C));
+    add(t, "blocks.qkv_b", HG_INIT_ZERO, 0, 2, DIMS(L, 3 * C));
+    add(t, "blocks.attn_proj_w", HG_INIT_NORMAL, proj_std, 3, DIMS(L, C, C));
+    add(t, "blocks.attn_proj_b", HG_INIT_ZERO, 0, 2, DIMS(L, C));
+    add(t, "blocks.ln2_w", HG_INIT_ONE, 0, 2, DIMS(L, C));
+    add(t, "blocks.ln2_b", HG_INIT_ZERO, 0, 2, DIMS(L, C));
+    if (E == 0) {
+        add(t, "blocks.fc_w", HG_INIT_NORMAL, 0.02f, 3, DIMS(L, F, C));
+        add(t, "blocks.fc_b", HG_INIT_ZERO, 0, 2, DIMS(L, F));
+        add(t, "blocks.fc_proj_w", HG_INIT_NORMAL, proj_std, 3, DIMS(L, C, F));
+        add(t, "blocks.fc_proj_b", HG_INIT_ZERO, 0, 2, DIMS(L, C));
+    } else {
+        add(t, "blocks.fc_w", HG_INIT_NORMAL, 0.02f, 4, DIMS(L, E, F, C));
+        add(t, "blocks.fc_b", HG_INIT_ZERO, 0, 3, DIMS(L, E, F));
+        add(t, "blocks.fc_proj_w", HG_INIT_NORMAL, proj_std, 4, DIMS(L, E, C, F));
+        add(t, "blocks.fc_proj_b", HG_INIT_ZERO, 0, 3, DIMS(L, E, C));
+    }
+    add(t, "blocks.router_w", HG_INIT_NORMAL, 0.02f, 3, DIMS(L, E, C));
 }
 
 void hg_param_table_build(hg_param_table *t, hg_module_id module, const hg_model_config *m)
@@ -55,22 +65,22 @@ void hg_param_table_build(hg_param_table *t, hg_module_id module, const hg_model
     if (module == HG_MODULE_ENCODER) {
         int Ce = m->encoder_hidden_size;
         t->num_layers = m->encoder_num_layers;
-        add(t, "patch_w", HG_INIT_NORMAL, 0.02f, 2, Ce, hg_patch_dim(m), 0);
-        add(t, "patch_b", HG_INIT_ZERO, 0, 1, Ce, 0, 0);
-        add(t, "pos", HG_INIT_NORMAL, 0.02f, 2, hg_num_patches(m), Ce, 0);
-        add_blocks(t, t->num_layers, Ce, hg_encoder_ffn_size(m));
-        add(t, "lnf_w", HG_INIT_ONE, 0, 1, Ce, 0, 0);
-        add(t, "lnf_b", HG_INIT_ZERO, 0, 1, Ce, 0, 0);
-        add(t, "proj_w", HG_INIT_NORMAL, 0.02f, 2, m->hidden_size, Ce, 0);
-        add(t, "proj_b", HG_INIT_ZERO, 0, 1, m->hidden_size, 0, 0);
+        add(t, "patch_w", HG_INIT_NORMAL, 0.02f, 2, DIMS(Ce, hg_patch_dim(m)));
+        add(t, "patch_b", HG_INIT_ZERO, 0, 1, DIMS(Ce));
+        add(t, "pos", HG_INIT_NORMAL, 0.02f, 2, DIMS(hg_num_patches(m), Ce));
+        add_blocks(t, t->num_layers, Ce, hg_encoder_ffn_size(m), 0);
+        add(t, "lnf_w", HG_INIT_ONE, 0, 1, DIMS(Ce));
+        add(t, "lnf_b", HG_INIT_ZERO, 0, 1, DIMS(Ce));
+        add(t, "proj_w", HG_INIT_NORMAL, 0.02f, 2, DIMS(m->hidden_size, Ce));
+        add(t, "proj_b", HG_INIT_ZERO, 0, 1, DIMS(m->hidden_size));
     } else {
         int C = m->hidden_size;
         t->num_layers = m->num_layers;
-        add(t, "wte", HG_INIT_NORMAL, 0.02f, 2, m->vocab_size, C, 0);
-        add(t, "wpe", HG_INIT_NORMAL, 0.02f, 2, m->seq_length, C, 0);
-        add_blocks(t, t->num_layers, C, hg_ffn_size(m));
-        add(t, "lnf_w", HG_INIT_ONE, 0, 1, C, 0, 0);
-        add(t, "lnf_b", HG_INIT_ZERO, 0, 1, C, 0, 0);
+        add(t, "wte", HG_INIT_NORMAL, 0.02f, 2, DIMS(m->vocab_size, C));
+        add(t, "wpe", HG_INIT_NORMAL, 0.02f, 2, DIMS(m->seq_length, C));
+        add_blocks(t, t->num_layers, C, hg_ffn_size(m), m->num_experts);
+        add(t, "lnf_w", HG_INIT_ONE, 0, 1, DIMS(C));
+        add(t, "lnf_b", HG_INIT_ZERO, 0, 1, DIMS(C));
     }
 }
 
@@ -133,7 +143,8 @@ void hg_block_view_at(const hg_param_table *t, void *base, size_t elem_size, int
 {
     void **slots[HG_BLOCK_TENSORS] = {&v->ln1_w, &v->ln1_b, &v->qkv_w, &v->qkv_b,
                                       &v->attn_proj_w, &v->attn_proj_b, &v->ln2_w, &v->ln2_b,
-                                      &v->fc_w, &v->fc_b, &v->fc_proj_w, &v->fc_proj_b};
+                                      &v->fc_w, &v->fc_b, &v->fc_proj_w, &v->fc_proj_b,
+                                      &v->router_w};
     for (int i = 0; i < HG_BLOCK_TENSORS; i++) {
         const hg_tensor_info *ti = &t->tensors[t->first_block + i];
         size_t per_layer = ti->count / t->num_layers;

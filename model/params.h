@@ -18,6 +18,7 @@ enum {
     HG_LN2_W, HG_LN2_B,             // (L, C)
     HG_FC_W, HG_FC_B,               // (L, F, C), (L, F)
     HG_FC_PROJ_W, HG_FC_PROJ_B,     // (L, C, F), (L, C)
+    HG_ROUTER_W,                    // (L, E, C); empty without experts
     HG_BLOCK_TENSORS
 };
 
@@ -31,6 +32,10 @@ enum {
     HG_ENC_PROJ_W, HG_ENC_PROJ_B,   // (C, Ce), (C)
     HG_ENC_TENSORS
 };
+
+// With E experts (LLM only) the MLP tensors gain an expert dimension after
+// the layer one: fc_w (L, E, F, C), fc_b (L, E, F), fc_proj_w (L, E, C, F),
+// fc_proj_b (L, E, C); each expert's weights are contiguous.
 
 // LLM tensors; the LM head is tied to the token embedding.
 enum {
@@ -46,7 +51,7 @@ typedef enum { HG_INIT_ZERO, HG_INIT_ONE, HG_INIT_NORMAL } hg_init_kind;
 typedef struct {
     const char *name; // "blocks.qkv_w"
     int ndim;
-    int shape[3];
+    int shape[4];
     size_t offset, count; // in elements, inside the module's buffer
     hg_init_kind init;
     float std;  // HG_INIT_NORMAL only
@@ -75,7 +80,8 @@ void hg_params_init(const hg_param_table *t, uint64_t seed, float *params);
 // (fp32 master, bf16 working copy or fp32 gradients, on host or device).
 typedef struct {
     void *ln1_w, *ln1_b, *qkv_w, *qkv_b, *attn_proj_w, *attn_proj_b;
-    void *ln2_w, *ln2_b, *fc_w, *fc_b, *fc_proj_w, *fc_proj_b;
+    void *ln2_w, *ln2_b, *fc_w, *fc_b, *fc_proj_w, *fc_proj_b; // expert 0's with experts
+    void *router_w;
 } hg_block_view;
 
 void hg_block_view_at(const hg_param_table *t, void *base, size_t elem_size, int layer,

@@ -131,8 +131,10 @@ static int run_dump(const train_args *a, const float *patches, const int *tokens
     hg_param_table_build(&llm, HG_MODULE_LLM, c);
     float *ep = malloc(enc.total * 4), *lp = malloc(llm.total * 4);
     float *eg = malloc(enc.total * 4), *lg = malloc(llm.total * 4);
-    float *losses = malloc(a->steps * 4), *norms = malloc(a->steps * 4);
-    if (!ep || !lp || !eg || !lg || !losses || !norms) {
+    float *losses = malloc(a->steps * 4), *norms = malloc(a->steps * 4), aux = 0;
+    size_t nr = (size_t)c->num_layers * a->batch * c->seq_length * c->moe_router_topk;
+    int *routing = malloc(sizeof(int) * (c->num_experts ? nr : 1));
+    if (!ep || !lp || !eg || !lg || !losses || !norms || !routing) {
         fprintf(stderr, "hgrid-train: out of memory for the dump\n");
         return 1;
     }
@@ -154,6 +156,9 @@ static int run_dump(const train_args *a, const float *patches, const int *tokens
             losses[s] = hg_cpu_model_forward(cm, patches, tokens);
             hg_cpu_model_backward(cm);
             if (s == 0) {
+                aux = cm->aux_loss;
+                if (c->num_experts)
+                    hg_cpu_model_routing(cm, routing);
                 memcpy(eg, cm->enc_grads, enc.total * 4);
                 memcpy(lg, cm->llm_grads, llm.total * 4);
             }
@@ -161,6 +166,9 @@ static int run_dump(const train_args *a, const float *patches, const int *tokens
         } else {
             losses[s] = hg_gpu_model_forward_backward(gm, patches, tokens);
             if (s == 0) {
+                aux = hg_gpu_model_aux_loss(gm);
+                if (c->num_experts)
+                    hg_gpu_model_routing(gm, routing);
                 hg_gpu_model_copy_out(gm, HG_MODULE_ENCODER, NULL, eg);
                 hg_gpu_model_copy_out(gm, HG_MODULE_LLM, NULL, lg);
             }
@@ -171,12 +179,12 @@ static int run_dump(const train_args *a, const float *patches, const int *tokens
     hg_dump d = {.mode = a->cpu ? "cpu" : a->fp32 ? "gpu-fp32" : "gpu-bf16",
                  .cfg = c, .opt = &a->opt, .B = a->batch, .enc = &enc, .llm = &llm,
                  .enc_params = ep, .llm_params = lp, .patches = patches, .tokens = tokens,
-                 .loss = losses[0], .enc_grads = eg, .llm_grads = lg, .steps = a->steps,
+                 .loss = losses[0], .aux_loss = aux, .enc_grads = eg, .llm_grads = lg, .routing = routing, .steps = a->steps,
                  .step_losses = losses, .step_norms = norms};
     int rc = hg_dump_write(a->dump, &d) ? 1 : 0;
     hg_cpu_model_free(cm);
     hg_gpu_model_free(gm);
-    free(ep), free(lp), free(eg), free(lg), free(losses), free(norms);
+    free(ep), free(lp), free(eg), free(lg), free(losses), free(norms), free(routing);
     return rc;
 }
 
@@ -199,8 +207,11 @@ static int run_train(const train_args *a, float *images, float *patches, int *to
         float loss = hg_gpu_model_forward_backward(m, patches, tokens);
         float norm = hg_gpu_model_step(m, &a->opt);
         double dt = now() - t0;
-        printf("step %5d | loss %.4f | norm %.4f | %8.2f ms | %10.0f tok/s\n", s + 1, loss,
-               norm, dt * 1e3, (double)B * c->seq_length / dt);
+        printf("step %5d | loss %.4f | norm %.4f | %8.2f ms | %10.0f tok/s", s + 1, loss, norm,
+               dt * 1e3, (double)B * c->seq_length / dt);
+        if (c->num_experts)
+            printf(" | aux %.5f", hg_gpu_model_aux_loss(m));
+        putchar('\n');
         fflush(stdout);
     }
     hg_gpu_model_free(m);

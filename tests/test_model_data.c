@@ -131,8 +131,8 @@ static void test_floor(void)
 static void test_configs(void)
 {
     char err[256];
-    const char *names[] = {"tiny", "small", "1b"};
-    for (int i = 0; i < 3; i++) {
+    const char *names[] = {"tiny", "tiny-moe", "small", "1b"};
+    for (int i = 0; i < 4; i++) {
         const hg_config *c = hg_config_find(names[i]);
         CHECK(c != NULL, "no config %s", names[i]);
         if (c)
@@ -146,6 +146,9 @@ static void test_configs(void)
     hg_model_config bad = *t;
     bad.vocab_size = 16;
     CHECK(hg_config_check(&bad, err, sizeof err) != 0, "vocab 16 accepted");
+    bad = hg_config_find("tiny-moe")->model;
+    bad.moe_router_topk = bad.num_experts + 1;
+    CHECK(hg_config_check(&bad, err, sizeof err) != 0, "top-k above the expert count accepted");
     bad = *t;
     bad.image_size = 18;
     CHECK(hg_config_check(&bad, err, sizeof err) != 0, "image 18 patch 4 accepted");

@@ -97,8 +97,8 @@ def time_torch(c, compiled, steps):
     def step():
         opt.zero_grad(set_to_none=True)
         with torch.autocast("cuda", dtype=torch.bfloat16):
-            loss = fwd(c, enc, llm, patches, tokens)
-        loss.backward()
+            loss, aux = fwd(c, enc, llm, patches, tokens)
+        (loss + aux).backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
 
