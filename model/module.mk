@@ -32,6 +32,7 @@ $(BUILD)/tests/test_model_cpu: $(call objs,tests/test_model_cpu.c) $(MODEL_LIB) 
 # hgrid-train needs nvcc for the kernels; without a CUDA toolkit it is skipped.
 ifneq ($(wildcard $(NVCC)),)
 PROGS += $(BIN)/hgrid-train
+CPU_TESTS += tests/test_model_cli.sh
 GPU_TESTS += tests/gpu/test_model_torch.sh tests/gpu/test_model_learns.sh
 BENCHES += tests/bench/bench_model.py
 
