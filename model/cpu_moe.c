@@ -17,7 +17,8 @@ int cpu_moe_alloc(cpu_moe *m, int L, int N, int C, int F, int E, int K)
     m->offsets = calloc((size_t)L * (E + 1), sizeof(int));
     m->xp = calloc(L * nk * C, sizeof(float)), m->yp = calloc(L * nk * C, sizeof(float));
     m->hp = calloc(L * nk * F, sizeof(float)), m->hpg = calloc(L * nk * F, sizeof(float));
-    m->logits = calloc((size_t)N * E, sizeof(float)), m->dlogits = calloc((size_t)N * E, sizeof(float));
+    m->logits = calloc((size_t)N * E, sizeof(float));
+    m->dlogits = calloc((size_t)N * E, sizeof(float));
     m->dgates = calloc(nk, sizeof(float));
     m->dxp = calloc(nk * C, sizeof(float)), m->dyp = calloc(nk * C, sizeof(float));
     m->dhp = calloc(nk * F, sizeof(float));

@@ -53,7 +53,8 @@ int hg_dump_write(const char *path, const hg_dump *d)
     int bad = put(f, magic, 1, 8) | put(f, mode, 1, 16) | put(f, cfg, 4, 14) | put(f, opt, 4, 7) |
               put(f, &steps, 4, 1) | put_table(f, d->enc) | put_table(f, d->llm);
     bad |= put(f, d->enc_params, 4, d->enc->total) | put(f, d->llm_params, 4, d->llm->total);
-    bad |= put(f, d->patches, 4, np) | put(f, d->tokens, 4, nt) | put(f, &d->loss, 4, 1) | put(f, &d->aux_loss, 4, 1);
+    bad |= put(f, d->patches, 4, np) | put(f, d->tokens, 4, nt);
+    bad |= put(f, &d->loss, 4, 1) | put(f, &d->aux_loss, 4, 1);
     bad |= put(f, d->enc_grads, 4, d->enc->total) | put(f, d->llm_grads, 4, d->llm->total);
     if (c->num_experts)
         bad |= put(f, d->routing, 4, (size_t)c->num_layers * d->B * c->seq_length *

@@ -8,18 +8,9 @@
 #include <string.h>
 
 #include "model/config.h"
+#include "model/cuda_check.h"
 #include "model/data.h"
 #include "model/gpu_moe.h"
-
-#define cuda_check(call)                                                                  \
-    do {                                                                                  \
-        cudaError_t err_ = (call);                                                        \
-        if (err_ != cudaSuccess) {                                                        \
-            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call,                 \
-                    cudaGetErrorString(err_));                                            \
-            exit(EXIT_FAILURE);                                                           \
-        }                                                                                 \
-    } while (0)
 
 // Activations of L blocks over (B, T, C): type dt unless marked fp32.
 typedef struct {

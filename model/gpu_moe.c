@@ -5,16 +5,7 @@
 #include <stdlib.h>
 
 #include "model/config.h"
-
-#define cuda_check(call)                                                                  \
-    do {                                                                                  \
-        cudaError_t err_ = (call);                                                        \
-        if (err_ != cudaSuccess) {                                                        \
-            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call,                 \
-                    cudaGetErrorString(err_));                                            \
-            exit(EXIT_FAILURE);                                                           \
-        }                                                                                 \
-    } while (0)
+#include "model/cuda_check.h"
 
 void gpu_moe_alloc(gpu_moe *m, int L, int N, int C, int F, int E, int K, kdtype dt,
                    void *(*alloc)(void *ctx, size_t bytes), void *ctx)

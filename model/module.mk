@@ -25,7 +25,8 @@ $(BUILD)/tests/test_model_data: $(call objs,tests/test_model_data.c) $(MODEL_LIB
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ -lm
 
-$(BUILD)/tests/test_model_cpu: $(call objs,tests/test_model_cpu.c) $(MODEL_LIB) $(KERNELS_REF_LIB) $(LAYOUT_LIB)
+$(BUILD)/tests/test_model_cpu: $(call objs,tests/test_model_cpu.c) $(MODEL_LIB) $(KERNELS_REF_LIB) \
+                               $(LAYOUT_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ -lm
 

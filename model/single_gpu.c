@@ -179,7 +179,8 @@ static int run_dump(const train_args *a, const float *patches, const int *tokens
     hg_dump d = {.mode = a->cpu ? "cpu" : a->fp32 ? "gpu-fp32" : "gpu-bf16",
                  .cfg = c, .opt = &a->opt, .B = a->batch, .enc = &enc, .llm = &llm,
                  .enc_params = ep, .llm_params = lp, .patches = patches, .tokens = tokens,
-                 .loss = losses[0], .aux_loss = aux, .enc_grads = eg, .llm_grads = lg, .routing = routing, .steps = a->steps,
+                 .loss = losses[0], .aux_loss = aux, .enc_grads = eg, .llm_grads = lg,
+                 .routing = routing, .steps = a->steps,
                  .step_losses = losses, .step_norms = norms};
     int rc = hg_dump_write(a->dump, &d) ? 1 : 0;
     hg_cpu_model_free(cm);

@@ -40,7 +40,8 @@ static void test_distribution(void)
         colours[s.colour]++, shapes[s.shape]++, cells[s.row * 3 + s.col]++;
     }
     for (int c = 0; c < HG_NUM_COLOURS; c++)
-        CHECK(abs(colours[c] - N / HG_NUM_COLOURS) < 120, "colour %d drawn %d times", c, colours[c]);
+        CHECK(abs(colours[c] - N / HG_NUM_COLOURS) < 120, "colour %d drawn %d times", c,
+              colours[c]);
     for (int c = 0; c < HG_NUM_SHAPES; c++)
         CHECK(abs(shapes[c] - N / HG_NUM_SHAPES) < 150, "shape %d drawn %d times", c, shapes[c]);
     for (int c = 0; c < 9; c++)
@@ -52,7 +53,8 @@ static void test_distribution(void)
 static void test_consistency(void)
 {
     static const float rgb[HG_NUM_COLOURS][3] = {
-        {1, 0, 0}, {0, 1, 0}, {0, 0.3f, 1}, {1, 1, 0}, {1, 0, 1}, {0, 1, 1}, {1, 1, 1}, {1, 0.5f, 0},
+        {1, 0, 0}, {0, 1, 0}, {0, 0.3f, 1}, {1, 1, 0},
+        {1, 0, 1}, {0, 1, 1}, {1, 1, 1}, {1, 0.5f, 0},
     };
     static float img[S * S * 3];
     for (int i = 0; i < 300; i++) {
@@ -67,7 +69,8 @@ static void test_consistency(void)
         CHECK_EQ(tok[2], HG_TOK_SHAPE0 + s.shape);
         CHECK_EQ(tok[3], HG_TOK_AT);
         if (s.row == 1 && s.col == 1) {
-            CHECK(n == 6 && tok[4] == HG_TOK_CENTER, "middle cell reads '%s'", hg_token_word(tok[4]));
+            CHECK(n == 6 && tok[4] == HG_TOK_CENTER, "middle cell reads '%s'",
+                  hg_token_word(tok[4]));
         } else {
             CHECK(n == 7 && tok[4] == HG_TOK_TOP + s.row && tok[5] == HG_TOK_LEFT + s.col,
                   "cell (%d,%d) reads '%s %s'", s.row, s.col, hg_token_word(tok[4]),
@@ -88,8 +91,9 @@ static void test_consistency(void)
         CHECK(in_range, "image %d has values outside [-1, 1]", i);
         CHECK(count >= 4, "image %d: only %d pixels of the caption's colour", i, count);
         int col = (int)(sx / count / (S / 3.0)), row = (int)(sy / count / (S / 3.0));
-        CHECK(row == s.row && col == s.col, "image %d: shape centroid in cell (%d,%d), caption (%d,%d)",
-              i, row, col, s.row, s.col);
+        CHECK(row == s.row && col == s.col,
+              "image %d: shape centroid in cell (%d,%d), caption (%d,%d)", i, row, col, s.row,
+              s.col);
     }
     CHECK(strcmp(hg_token_word(HG_TOK_COLOUR0), "red") == 0 &&
               strcmp(hg_token_word(HG_TOK_RIGHT), "right") == 0 &&
@@ -107,7 +111,8 @@ static void test_patchify_targets(void)
     // Element (b, patch (py,px), pixel (y,x), channel c).
     int b = 1, py = 2, px = 5, y = 3, x = 1, c = 2;
     float want = img[(((size_t)b * S + py * P + y) * S + px * P + x) * 3 + c];
-    float got = patches[(((size_t)b * SIDE * SIDE) + py * SIDE + px) * P * P * 3 + (y * P + x) * 3 + c];
+    size_t patch = (size_t)b * SIDE * SIDE + py * SIDE + px;
+    float got = patches[patch * P * P * 3 + (y * P + x) * 3 + c];
     CHECK(got == want, "patch element %g, expected %g", got, want);
 
     int tok[2 * 8] = {1, 3, 11, 15, 20, 2, 0, 0, 1, 4, 12, 15, 16, 21, 2, 0};
