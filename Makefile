@@ -37,7 +37,7 @@ OBJS      :=
 
 objs = $(patsubst %.c,$(BUILD)/%.o,$(patsubst %.cu,$(BUILD)/%.cu.o,$(1)))
 
-.PHONY: all test check test-gpu bench demo clean
+.PHONY: all test check gpu-programs test-gpu bench demo clean
 all:
 
 # Libraries first: later fragments name them as prerequisites.
@@ -58,11 +58,14 @@ $(BIN)/%:
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $(filter %.o %.a,$^) $(LDLIBS_$(notdir $@)) -lm
 
-# The README's test command: the release build must compile warning-free,
-# then every CPU test runs under the sanitizers.
+# The README's test command: the release build (GPU test and benchmark
+# programs included, so CUDA code is compiled even without a GPU) must be
+# warning-free, then every CPU test runs under the sanitizers.
 test:
-	$(MAKE) all
+	$(MAKE) all gpu-programs
 	$(MAKE) SAN=1 check
+
+gpu-programs: $(filter $(BUILD)/%,$(GPU_TESTS) $(BENCHES))
 
 check: $(PROGS) $(CPU_TESTS) $(TEST_DEPS)
 	tests/run.sh --bin $(BIN) --cpu "$(CPU_TESTS)" --gpu-count $(words $(GPU_TESTS))
