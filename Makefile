@@ -41,7 +41,7 @@ objs = $(patsubst %.c,$(BUILD)/%.o,$(patsubst %.cu,$(BUILD)/%.cu.o,$(1)))
 all:
 
 # Libraries first: later fragments name them as prerequisites.
-MODULES := proto layout wire daemon client kernels model tests
+MODULES := proto layout wire daemon client kernels model train tests
 include $(wildcard $(addsuffix /module.mk,$(MODULES)))
 
 all: $(PROGS)

@@ -1,0 +1,109 @@
+// The threads backend of train/comm.h: every collective on 4 ranks (and on
+// a 2-rank subgroup running at the same time) against exactly known
+// results, bitwise equality of float sums across members, and a
+// point-to-point ring exchanging both ways in one batch.
+#include "tests/check.h"
+#include "train/comm.h"
+
+#include <pthread.h>
+#include <string.h>
+
+enum { W = 4, N = 5 };
+
+typedef struct {
+    tr_threads_world *world;
+    int rank;
+    int wrong;                 // elements that differ from the expected value
+    float fsum[N];             // float all-reduce result, compared across ranks
+} rank_ctx;
+
+static void *run_rank(void *arg)
+{
+    rank_ctx *c = arg;
+    int r = c->rank, all[W] = {0, 1, 2, 3}, odd[2] = {1, 3};
+    tr_group *g = tr_threads_group(c->world, all, W, r);
+    tr_group *sub = r % 2 ? tr_threads_group(c->world, odd, 2, r) : NULL;
+
+    int buf[N];
+    for (int i = 0; i < N; i++)
+        buf[i] = 10 * r + i;
+    tr_all_reduce(g, buf, N, TR_I32);
+    for (int i = 0; i < N; i++)
+        c->wrong += buf[i] != 10 * (0 + 1 + 2 + 3) + W * i;
+
+    for (int i = 0; i < N; i++) // sums whose rounding depends on the order
+        c->fsum[i] = 1.0f / (float)(r + 1 + i) * (r % 2 ? 1e7f : 1.0f);
+    tr_all_reduce(g, c->fsum, N, TR_F32);
+
+    int mine[2] = {r, -r}, gathered[2 * W];
+    tr_all_gather(g, mine, gathered, 2, TR_I32);
+    for (int j = 0; j < W; j++)
+        c->wrong += gathered[2 * j] != j || gathered[2 * j + 1] != -j;
+
+    int rows[W * 2], piece[2];
+    for (int j = 0; j < W; j++)
+        rows[2 * j] = r * 100 + j, rows[2 * j + 1] = 1;
+    tr_reduce_scatter(g, rows, piece, 2, TR_I32);
+    c->wrong += piece[0] != 600 + W * r || piece[1] != W;
+
+    int b[3] = {r, r, r};
+    tr_broadcast(g, b, 3, TR_I32, 2);
+    c->wrong += b[0] != 2 || b[1] != 2 || b[2] != 2;
+
+    // Uneven all-to-all-v: every member sends j + 1 copies of (100 r + j) to member j.
+    size_t sc[W], rc[W];
+    int send[W * W], recv[W * W], at = 0;
+    for (int j = 0; j < W; j++) {
+        sc[j] = (size_t)(j + 1);
+        rc[j] = (size_t)(r + 1);
+        for (int k = 0; k <= j; k++)
+            send[at++] = 100 * r + j;
+    }
+    tr_all_to_all_v(g, send, sc, recv, rc, TR_I32);
+    for (int j = 0, k = 0; j < W; j++)
+        for (int q = 0; q <= r; q++)
+            c->wrong += recv[k++] != 100 * j + r;
+
+    if (sub) { // the subgroup: sum of 1 and 3
+        int s = r;
+        tr_all_reduce(sub, &s, 1, TR_I32);
+        c->wrong += s != 4;
+    }
+
+    // Ring: send to both neighbours and receive from both in one batch.
+    int to_next = r, to_prev = -r, from_prev = 99, from_next = 99;
+    tr_p2p_op ops[4] = {
+        {g, (r + 1) % W, 1, &to_next, 1}, {g, (r + W - 1) % W, 1, &to_prev, 1},
+        {g, (r + W - 1) % W, 0, &from_prev, 1}, {g, (r + 1) % W, 0, &from_next, 1}};
+    tr_p2p(ops, 4, TR_I32);
+    c->wrong += from_prev != (r + W - 1) % W || from_next != -((r + 1) % W);
+
+    tr_group_free(sub);
+    tr_group_free(g);
+    return NULL;
+}
+
+int main(void)
+{
+    tr_threads_world *w = tr_threads_world_create(W);
+    rank_ctx ctx[W];
+    pthread_t th[W];
+    for (int r = 0; r < W; r++) {
+        ctx[r] = (rank_ctx){.world = w, .rank = r};
+        pthread_create(&th[r], NULL, run_rank, &ctx[r]);
+    }
+    for (int r = 0; r < W; r++)
+        pthread_join(th[r], NULL);
+    for (int r = 0; r < W; r++) {
+        CHECK(ctx[r].wrong == 0, "rank %d: %d wrong elements", r, ctx[r].wrong);
+        CHECK(memcmp(ctx[r].fsum, ctx[0].fsum, sizeof ctx[0].fsum) == 0,
+              "rank %d's float sum differs from rank 0's", r);
+    }
+    // Member order: ((v0 + v1) + v2) + v3 exactly.
+    float expect = 1.0f / 1.0f + 1.0f / 2.0f * 1e7f;
+    expect += 1.0f / 3.0f;
+    expect += 1.0f / 4.0f * 1e7f;
+    CHECK(ctx[0].fsum[0] == expect, "sum %.9g, expected %.9g", ctx[0].fsum[0], expect);
+    tr_threads_world_free(w);
+    return check_summary("test_train_comm");
+}

@@ -1,0 +1,17 @@
+// The NCCL backend of train/comm.h: buffers are device pointers and every
+// operation is enqueued on the group's stream.
+#ifndef HGRID_TRAIN_COMM_NCCL_H
+#define HGRID_TRAIN_COMM_NCCL_H
+
+#include <cuda_runtime.h>
+#include <nccl.h>
+
+#include "train/comm.h"
+
+// A handle on an existing communicator (not owned: libhgrid created it and
+// destroys it); members are the group's global ranks in layout order. A
+// group of one rank may pass a NULL comm. NULL if memory is short.
+tr_group *tr_nccl_group(ncclComm_t comm, cudaStream_t stream, const int *members, int size,
+                        int rank_in_group);
+
+#endif

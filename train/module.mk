@@ -1,0 +1,28 @@
+# Distributed training: collectives (threads backend for tests, NCCL for
+# GPUs), the 1F1B schedule, the sharded parallel model on the CPU reference
+# ops, checkpoints. TRAIN_LIB is CPU only; TRAIN_NCCL_LIB needs CUDA + NCCL.
+TRAIN_SRCS := train/comm.c train/comm_threads.c train/schedule.c
+TRAIN_LIB  := $(BUILD)/libtrain.a
+TRAIN_NCCL_SRCS := train/comm_nccl.c
+TRAIN_NCCL_LIB  := $(BUILD)/libtrain_nccl.a
+
+$(TRAIN_LIB): $(call objs,$(TRAIN_SRCS))
+	@mkdir -p $(dir $@)
+	$(AR) rcs $@ $^
+
+$(TRAIN_NCCL_LIB): $(call objs,$(TRAIN_NCCL_SRCS))
+	@mkdir -p $(dir $@)
+	$(AR) rcs $@ $^
+
+TRAIN_TESTS := test_train_comm test_train_schedule
+CPU_TESTS += $(addprefix $(BUILD)/tests/,$(TRAIN_TESTS))
+
+$(addprefix $(BUILD)/tests/,$(TRAIN_TESTS)): $(BUILD)/tests/%: $(BUILD)/tests/%.o $(TRAIN_LIB) \
+                                             $(MODEL_LIB) $(KERNELS_REF_LIB) $(LAYOUT_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ -lpthread -lm
+
+# The NCCL backend compiles wherever the CUDA toolkit is (not in CI).
+ifneq ($(wildcard $(NVCC)),)
+all: $(TRAIN_NCCL_LIB)
+endif
