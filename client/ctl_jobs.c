@@ -10,6 +10,7 @@
 #include "client/json.h"
 #include "client/layout_args.h"
 #include "client/plan_print.h"
+#include "client/selftest_calc.h"
 #include "wire/wire.h"
 
 #define REPLY_MAX_FRAME (256u << 20) // a JobInfo of a very large job
@@ -273,7 +274,7 @@ int ctl_show(const ctl_options *opt, int argc, char **argv)
 
 static const job_command status_cmd = {
     "status", "Shows how far a job got: workers joined, generation, state, and per rank its\n"
-              "heartbeat age, step, loss and throughput.", false};
+              "heartbeat age, step, loss and throughput, and its self-test per group.", false};
 
 int ctl_status(const ctl_options *opt, int argc, char **argv)
 {
@@ -297,6 +298,12 @@ int ctl_status(const ctl_options *opt, int argc, char **argv)
         printf("  rank %lld %s/%u %s: heartbeat %s, step %llu, loss %.4g, %.4g tokens/s\n",
                rank_of(w), w->host, w->device, w->state, age, (unsigned long long)w->step,
                (double)w->loss, (double)w->throughput);
+        char line[400];
+        for (size_t k = 0; k < w->n_checks; k++) { // the self-test, per group and edge
+            const Hgrid__GroupCheck *ck = w->checks[k];
+            selftest_format_check(line, sizeof line, ck->name, ck->ok, ck->busbw_gbps, ck->detail);
+            printf("    self-test %s\n", line);
+        }
     }
     wire_free_envelope(reply);
     return 0;

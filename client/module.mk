@@ -1,7 +1,7 @@
 # hgridctl, libhgrid, hgrid-worker and hgrid-swarm.
 # CTL_CONTROL_SRCS (hgridctl's gridd commands) comes from daemon/module.mk.
 CTL_SRCS := client/hgridctl.c client/ctl_plan.c client/layout_args.c client/plan_json.c \
-            client/plan_text.c client/json.c $(CTL_CONTROL_SRCS)
+            client/plan_text.c client/json.c client/selftest_calc.c $(CTL_CONTROL_SRCS)
 
 PROGS += $(BIN)/hgridctl
 LDLIBS_hgridctl := -lprotobuf-c
@@ -10,7 +10,7 @@ $(BIN)/hgridctl: $(call objs,$(CTL_SRCS)) $(WIRE_LIB) $(LAYOUT_LIB)
 # libhgrid: static and shared, each holding the wire and layout code it uses,
 # so a training program links -lhgrid -lprotobuf-c -lnccl -lcudart and nothing else.
 LIBHGRID_SRCS := client/libhgrid.c client/libhgrid_assign.c client/libhgrid_env.c \
-                 client/assignment.c client/comms.c
+                 client/assignment.c client/comms.c client/selftest.c client/selftest_calc.c
 LIBHGRID_DEPS := $(LIBHGRID_SRCS) $(WIRE_SRCS) $(LAYOUT_SRCS)
 LIBHGRID_LIBS := -lprotobuf-c $(NCCL_LIBS) -lcudart
 
@@ -31,10 +31,32 @@ $(BIN)/libhgrid.so: $(PIC_OBJS)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -shared -Wl,-soname,libhgrid.so -Wl,--no-undefined -o $@ $^ $(LIBHGRID_LIBS)
 
-WORKER_SRCS := client/worker_main.c client/worker_args.c client/worker_print.c client/json.c
+# hgrid-worker --single-gpu runs the trainer, which needs nvcc; the model's
+# libraries are defined later (model/module.mk), hence the second expansion.
+WORKER_SRCS := client/worker_main.c client/worker_args.c client/worker_print.c \
+               client/worker_gpu.c client/json.c
 PROGS += $(BIN)/hgrid-worker
+.SECONDEXPANSION:
+ifneq ($(wildcard $(NVCC)),)
+LDLIBS_hgrid-worker = $(LIBHGRID_LIBS) $(MODEL_GPU_LDLIBS)
+$(BIN)/hgrid-worker: $(call objs,$(WORKER_SRCS) client/worker_train.c) $(BIN)/libhgrid.a \
+                     $$(MODEL_GPU_LINK)
+else
 LDLIBS_hgrid-worker := $(LIBHGRID_LIBS)
-$(BIN)/hgrid-worker: $(call objs,$(WORKER_SRCS)) $(BIN)/libhgrid.a
+$(BIN)/hgrid-worker: $(call objs,$(WORKER_SRCS) client/worker_notrain.c) $(BIN)/libhgrid.a
+endif
+
+CPU_TESTS += $(BUILD)/tests/test_selftest_calc tests/selftest_status.py
+$(BUILD)/tests/test_selftest_calc: $(call objs,tests/test_selftest_calc.c client/selftest_calc.c) \
+		$(LAYOUT_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ -lm
+
+# On GPUs: every layout of issue 4 forms, self-tests and shuts down; a worker
+# killed during init makes the others fail within the deadline.
+GPU_TESTS += tests/gpu/comm_layouts.sh
+# Communicator init (both strategies) and busbw vs torch.distributed, 4 GPUs.
+BENCHES += tests/bench/bench_comms.py
 
 CPU_TESTS += $(BUILD)/tests/test_client_lib
 $(BUILD)/tests/test_client_lib: $(call objs,tests/test_client_lib.c) $(BIN)/libhgrid.a

@@ -7,24 +7,34 @@
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: hgrid-worker --coordinator HOST:PORT --job NAME --token T --dry-run\n"
+            "usage: hgrid-worker --coordinator HOST:PORT --job NAME --token T [--dry-run]\n"
             "                    [--device N] [--host NAME] [--use-launcher-rank] [--json]\n"
-            "                    [--heartbeat-timeout SECONDS] [--assign-timeout SECONDS]\n"
-            "Joins a job on gridd, prints this worker's assignment, reports ready and\n"
-            "heartbeats until gridd releases the job (exit 0).\n\n"
+            "                    [--self-test] [--comm-init init|split] [--comm-timeout S]\n"
+            "                    [--bw-bytes N] [--heartbeat-timeout S] [--assign-timeout S]\n"
+            "       hgrid-worker --single-gpu --config NAME --steps N [trainer flags]\n"
+            "Joins a job on gridd, creates this worker's NCCL communicators on its GPU,\n"
+            "self-tests them (membership, bridge edges, bus bandwidth; the results go to\n"
+            "gridd), reports ready and heartbeats until gridd releases the job (exit 0).\n"
+            "--single-gpu trains both modules on one GPU instead (hgrid-train's flags).\n\n"
             "  --coordinator HOST:PORT  gridd's worker address (gridd --listen)\n"
             "  --job NAME, --token T    the job and its token (hgridctl submit prints it)\n"
             "  --device N               local GPU (default: LOCAL_RANK, SLURM_LOCALID, 0)\n"
             "  --host NAME              host name (default: $HGRID_HOSTNAME, gethostname())\n"
             "  --use-launcher-rank      ask gridd for rank RANK (or SLURM_PROCID)\n"
             "  --dry-run                the whole protocol without a GPU; leaders mint real\n"
-            "                           NCCL ids (this build needs it)\n"
+            "                           NCCL ids\n"
+            "  --self-test              exit after the self-test (0: every check right)\n"
+            "  --comm-init init|split   one ncclCommInitRank per group, or split the module\n"
+            "                           communicator (default: the faster, init)\n"
+            "  --comm-timeout S         communicators formed within S seconds, else all are\n"
+            "                           aborted and the worker exits 1 (default 60)\n"
+            "  --bw-bytes N             self-test all-reduce size (default 64 MiB; 0: none)\n"
             "  --json                   print each assignment as one JSON line\n"
             "  --heartbeat-timeout S    gridd's --heartbeat-timeout (default 3); heartbeats\n"
             "                           go every S/3\n"
             "  --assign-timeout S       give up if no assignment within S seconds (default:\n"
             "                           wait as long as it takes)\n"
-            "Exit status: 0 released, 1 refused or lost, 2 usage error.\n");
+            "Exit status: 0 released, 1 refused, lost or a failed self-test, 2 usage error.\n");
 }
 
 static int usage_error(const char *what, const char *arg)
@@ -53,6 +63,9 @@ int worker_parse_args(int argc, char **argv, worker_options *opt, bool *exit_now
     opt->device = -1;
     opt->requested_rank = -1;
     opt->heartbeat_timeout_s = 3;
+    opt->comm_init = HGRID_COMMS_DEFAULT;
+    opt->comm_timeout_s = 60;
+    opt->bw_bytes = 64 << 20;
     bool launcher_rank = false;
     *exit_now = false;
     for (int i = 1; i < argc; i++) {
@@ -69,6 +82,15 @@ int worker_parse_args(int argc, char **argv, worker_options *opt, bool *exit_now
             opt->json = true;
         } else if (!strcmp(a, "--use-launcher-rank")) {
             launcher_rank = true;
+        } else if (!strcmp(a, "--self-test")) {
+            opt->self_test = true;
+        } else if (!strcmp(a, "--comm-init")) {
+            if (i + 1 >= argc)
+                return usage_error(a, "needs a value");
+            const char *v = argv[++i];
+            if (strcmp(v, "init") && strcmp(v, "split"))
+                return usage_error("--comm-init needs init or split, got", v);
+            opt->comm_init = strcmp(v, "split") ? HGRID_COMMS_INIT : HGRID_COMMS_SPLIT;
         } else if (!strcmp(a, "--coordinator")) {
             str = &opt->coordinator;
         } else if (!strcmp(a, "--job")) {
@@ -76,7 +98,8 @@ int worker_parse_args(int argc, char **argv, worker_options *opt, bool *exit_now
         } else if (!strcmp(a, "--token")) {
             str = &opt->token;
         } else if (!strcmp(a, "--host") || !strcmp(a, "--device") ||
-                   !strcmp(a, "--heartbeat-timeout") || !strcmp(a, "--assign-timeout")) {
+                   !strcmp(a, "--heartbeat-timeout") || !strcmp(a, "--assign-timeout") ||
+                   !strcmp(a, "--comm-timeout") || !strcmp(a, "--bw-bytes")) {
             if (i + 1 >= argc)
                 return usage_error(a, "needs a value");
             const char *v = argv[++i];
@@ -87,10 +110,12 @@ int worker_parse_args(int argc, char **argv, worker_options *opt, bool *exit_now
                 strcpy(opt->host, v);
                 continue;
             }
-            num = !strcmp(a, "--device") ? &x
+            num = !strcmp(a, "--device")              ? &x
                   : !strcmp(a, "--heartbeat-timeout") ? &opt->heartbeat_timeout_s
+                  : !strcmp(a, "--comm-timeout")      ? &opt->comm_timeout_s
+                  : !strcmp(a, "--bw-bytes")          ? &opt->bw_bytes
                                                       : &opt->assign_timeout_s;
-            lo = !strcmp(a, "--heartbeat-timeout") ? 0.05 : 0;
+            lo = !strcmp(a, "--heartbeat-timeout") || !strcmp(a, "--comm-timeout") ? 0.05 : 0;
             if (parse_number(a, v, lo, num))
                 return 2;
             if (num == &x) {
@@ -108,6 +133,10 @@ int worker_parse_args(int argc, char **argv, worker_options *opt, bool *exit_now
             *str = argv[++i];
         }
     }
+    if (opt->bw_bytes != (double)(size_t)opt->bw_bytes || (opt->bw_bytes > 0 && opt->bw_bytes < 4))
+        return usage_error("--bw-bytes needs a whole number of bytes, 0 or >= 4", NULL);
+    if (opt->self_test && opt->dry_run)
+        return usage_error("--self-test needs a GPU; drop --dry-run", NULL);
     if (!opt->coordinator || !opt->job || !opt->token)
         return usage_error("--coordinator, --job and --token are required", NULL);
     if (!opt->host[0])

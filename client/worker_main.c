@@ -1,6 +1,7 @@
 // hgrid-worker: joins a job on gridd and follows it. With --dry-run it runs
 // the whole protocol without a GPU: assignment, Ready, heartbeats, aborts
-// and new generations, until gridd releases the job.
+// and new generations, until gridd releases the job. Without it the worker
+// drives a GPU (worker_gpu.c); --single-gpu runs the single-GPU trainer.
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
@@ -16,8 +17,7 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-// Exit status for a failed libhgrid call, after one line saying why.
-static int failed(const hgrid_worker *w, int status)
+int worker_failed(const hgrid_worker *w, int status)
 {
     if (status == HGRID_ERR_REFUSED)
         fprintf(stderr, "hgrid-worker: refused by gridd: %s\n", hgrid_error(w));
@@ -27,8 +27,7 @@ static int failed(const hgrid_worker *w, int status)
 }
 
 // Waits for the next assignment, printing aborts of forming generations.
-// Returns HGRID_OK, HGRID_RELEASED or a negative status.
-static int await_assignment(hgrid_worker *w, const worker_options *opt)
+int worker_await_assignment(hgrid_worker *w, const worker_options *opt)
 {
     int timeout_ms = opt->assign_timeout_s > 0 ? (int)(opt->assign_timeout_s * 1000) : -1;
     int st;
@@ -40,7 +39,7 @@ static int await_assignment(hgrid_worker *w, const worker_options *opt)
 
 // Heartbeats until gridd sends something to act on. Returns HGRID_ABORTED,
 // HGRID_RELEASED or a negative status.
-static int run_generation(hgrid_worker *w, const worker_options *opt)
+int worker_run_generation(hgrid_worker *w, const worker_options *opt)
 {
     double interval = opt->heartbeat_timeout_s / 3, next_beat = now_s() + interval;
     uint64_t step = 0;
@@ -69,16 +68,15 @@ static int run_generation(hgrid_worker *w, const worker_options *opt)
 
 int main(int argc, char **argv)
 {
+    if (argc > 1 && !strcmp(argv[1], "--single-gpu"))
+        return worker_train(argc, argv);
     worker_options opt;
     bool exit_now;
     int rc = worker_parse_args(argc, argv, &opt, &exit_now);
     if (rc || exit_now)
         return rc;
-    if (!opt.dry_run) {
-        fprintf(stderr, "hgrid-worker: this build runs workers only with --dry-run (the protocol "
-                        "without a GPU); GPU training is not part of it yet\n");
-        return 2;
-    }
+    if (!opt.dry_run)
+        return worker_run_gpu(&opt);
     char err[512];
     hgrid_worker *w = hgrid_connect(opt.coordinator, err, sizeof err);
     if (!w) {
@@ -91,13 +89,13 @@ int main(int argc, char **argv)
                                  .dry_run = true};
     int st = hgrid_hello(w, &hello);
     while (st == HGRID_OK) {
-        st = await_assignment(w, &opt);
+        st = worker_await_assignment(w, &opt);
         if (st != HGRID_OK)
             break;
         worker_print_assignment(w, &opt, stdout);
         st = hgrid_ready(w);
         if (st == HGRID_OK)
-            st = run_generation(w, &opt);
+            st = worker_run_generation(w, &opt);
         if (st == HGRID_ABORTED) {
             fprintf(stderr, "hgrid-worker: %s/%d: generation %llu aborted: %s; waiting for the "
                             "next assignment\n",
@@ -111,7 +109,7 @@ int main(int argc, char **argv)
         hgrid_close(w);
         return 0;
     }
-    rc = failed(w, st);
+    rc = worker_failed(w, st);
     hgrid_close(w);
     return rc;
 }

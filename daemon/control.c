@@ -141,6 +141,20 @@ static void list(conn *c)
     free(ptrs);
 }
 
+// The slot's self-test checks of the current generation into wi; *report
+// keeps the unpacked report until the reply is sent.
+static void attach_self_test(const job *j, const roster_slot *slot, Hgrid__WorkerInfo *wi,
+                             Hgrid__SelfTestReport **report)
+{
+    if (!slot->self_test)
+        return;
+    *report = hgrid__self_test_report__unpack(NULL, slot->self_test_len, slot->self_test);
+    if (*report && (*report)->generation == j->rec.generation) {
+        wi->n_checks = (*report)->n_groups;
+        wi->checks = (*report)->groups;
+    }
+}
+
 static void show(conn *c, const char *name)
 {
     job *j = job_find(c->srv, name);
@@ -152,7 +166,8 @@ static void show(conn *c, const char *name)
     const roster *r = &j->rec.roster;
     Hgrid__WorkerInfo *w = calloc((size_t)r->world_size, sizeof *w);
     Hgrid__WorkerInfo **ptrs = calloc((size_t)r->world_size, sizeof *ptrs);
-    if (!w || !ptrs) {
+    Hgrid__SelfTestReport **reports = calloc((size_t)r->world_size, sizeof *reports);
+    if (!w || !ptrs || !reports) {
         reply_error(c, HGRID__ERROR_CODE__ERROR_LIMIT, "out of memory showing job %s", name);
     } else {
         int64_t now = gridd_now_ms();
@@ -172,6 +187,7 @@ static void show(conn *c, const char *name)
             w[n].loss = slot->loss;
             w[n].throughput = slot->throughput;
             w[n].step_time_s = slot->step_time_s;
+            attach_self_test(j, slot, &w[n], &reports[n]);
             ptrs[n] = &w[n];
             n++;
         }
@@ -185,6 +201,10 @@ static void show(conn *c, const char *name)
         env.job_info = &info;
         conn_send(c, &env);
     }
+    for (int s = 0; reports && s < r->world_size; s++)
+        if (reports[s])
+            hgrid__self_test_report__free_unpacked(reports[s], NULL);
+    free(reports);
     free(w);
     free(ptrs);
 }

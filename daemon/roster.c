@@ -58,6 +58,7 @@ static bool is_live(const roster_slot *s)
 
 static void reset_slot(roster_slot *s)
 {
+    free(s->self_test);
     memset(s, 0, sizeof *s);
     s->host = -1;
     s->requested = -1;
@@ -67,7 +68,7 @@ int roster_init(roster *r, int world_size)
 {
     memset(r, 0, sizeof *r);
     r->world_size = world_size;
-    r->slots = malloc(sizeof *r->slots * (size_t)world_size);
+    r->slots = calloc((size_t)world_size, sizeof *r->slots);
     r->requested_by = malloc(sizeof *r->requested_by * (size_t)world_size);
     r->free_slots = malloc(sizeof *r->free_slots * (size_t)world_size);
     if (!r->slots || !r->requested_by || !r->free_slots || table_init(&r->host_index, 16) ||
@@ -89,6 +90,8 @@ void roster_free(roster *r)
     for (int h = 0; h < r->num_hosts; h++)
         free(r->hosts[h]);
     free(r->hosts);
+    for (int i = 0; r->slots && i < r->world_size; i++)
+        free(r->slots[i].self_test);
     free(r->slots);
     free(r->requested_by);
     free(r->free_slots);

@@ -25,6 +25,8 @@ typedef struct {
     int64_t last_heartbeat;  // monotonic ms of the last Heartbeat; 0: none yet
     uint64_t step;
     float loss, throughput, step_time_s;
+    uint8_t *self_test;      // the worker's last SelfTestReport, packed; NULL: none
+    size_t self_test_len;
 } roster_slot;
 
 typedef struct {

@@ -1,5 +1,6 @@
 // Worker messages: Hello validation and dispatch of the rest to the job.
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "daemon/gridd.h"
@@ -80,14 +81,26 @@ static void hello(conn *c, const Hgrid__Hello *h)
     job_joined(j, c);
 }
 
+// Logs the report and keeps it, packed, for hgridctl status.
 static void self_test(conn *c, const Hgrid__SelfTestReport *report)
 {
     size_t ok = 0;
     for (size_t i = 0; i < report->n_groups; i++)
         ok += report->groups[i]->ok;
-    gridd_log("job %s: rank %d self-test (generation %llu): %zu of %zu groups ok",
+    gridd_log("job %s: rank %d self-test (generation %llu): %zu of %zu checks ok",
               c->job->rec.name, c->slot, (unsigned long long)report->generation, ok,
               report->n_groups);
+    roster_slot *slot = &c->job->rec.roster.slots[c->slot];
+    size_t len = hgrid__self_test_report__get_packed_size(report);
+    uint8_t *packed = malloc(len ? len : 1);
+    if (!packed || hgrid__self_test_report__pack(report, packed) != len) {
+        free(packed);
+        gridd_log("job %s: rank %d self-test not kept: out of memory", c->job->rec.name, c->slot);
+        return;
+    }
+    free(slot->self_test);
+    slot->self_test = packed;
+    slot->self_test_len = len;
 }
 
 void worker_handle(conn *c, const Hgrid__Envelope *env)

@@ -220,7 +220,10 @@ def run(port, sock, workers):
           f"unreachable gridd: one line naming the address: {r.stderr!r}")
     r = subprocess.run([f"{BIN}/hgrid-worker", "--coordinator", "127.0.0.1:1", "--job", "j", "--token", "t"],
                        capture_output=True, text=True, timeout=20)
-    check(r.returncode == 2 and "--dry-run" in r.stderr, f"without --dry-run: {r.stderr!r}")
+    # without --dry-run the worker opens its GPU first: here (no GPU, or no
+    # gridd at 127.0.0.1:1) that fails with one line and exit 1
+    check(r.returncode == 1 and r.stderr.count("\n") == 1 and
+          ("GPU 0" in r.stderr or "127.0.0.1:1" in r.stderr), f"without --dry-run: {r.stderr!r}")
 
     # ---- requested rank: the first worker to join asks for the last rank
     ctl(sock, "submit", "--job", "req", "--token", "tok-req", "--llm-only", "--llm-tp", "1", "--llm-dp", "2")
