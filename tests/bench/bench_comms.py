@@ -71,7 +71,7 @@ def run_hgrid(bin_dir, gridd, job, layout, world, strategy, nbytes):
         procs.append(subprocess.Popen(
             [os.path.join(bin_dir, "hgrid-worker"), "--coordinator", "127.0.0.1:" + gridd.port,
              "--job", job, "--token", token, "--use-launcher-rank", "--self-test", "--json",
-             "--comm-init", strategy, "--bw-bytes", str(nbytes)],
+             "--comm-init", strategy, "--bw-bytes", str(nbytes), "--comm-timeout", "20"],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     reports, errors = {}, []
     for rank, p in enumerate(procs):
@@ -147,8 +147,11 @@ def main():
             plan = json.loads(plan_json)
             world = plan["world_size"]
             row = {"layout": name, "world": world}
-            try:
-                for strategy in ("init", "split"):
+            for strategy in ("init", "split", "torch"):
+                try:
+                    if strategy == "torch":
+                        row["torch"] = run_torch(plan_path, world, args.bytes)
+                        continue
                     times, reps = [], None
                     for i in range(args.repeats):
                         t, reps = run_hgrid(args.bin, gridd, "%s-%s-%d" % (name, strategy, i),
@@ -157,33 +160,34 @@ def main():
                     row[strategy + "_s"] = statistics.median(times)
                     row[strategy + "_all_s"] = [round(t, 3) for t in times]
                     row[strategy + "_busbw"] = hgrid_busbw(plan, reps)
-                row["torch"] = run_torch(plan_path, world, args.bytes)
-            except (RuntimeError, subprocess.SubprocessError) as e:
-                print("bench_comms: %s: %s" % (name, e), file=sys.stderr)
-                row["error"] = str(e)
-                failed = True
+                except (RuntimeError, subprocess.SubprocessError) as e:
+                    print("bench_comms: %s %s: %s" % (name, strategy, e), file=sys.stderr)
+                    row.setdefault("errors", {})[strategy] = str(e)
+                    failed = True
             results.append(row)
         gridd.stop()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
+    def fmt(v):
+        return "%9.3f" % v if v is not None else "%9s" % "failed"
+
     print("%-22s %9s %9s %9s %7s" % ("layout", "init s", "split s", "torch s", "ratio"))
     for r in results:
-        if "error" in r:
-            print("%-22s failed: %s" % (r["layout"], r["error"][:200]))
-            continue
-        best = min(r["init_s"], r["split_s"])
-        r["ratio"] = best / r["torch"]["init_s"]
-        print("%-22s %9.3f %9.3f %9.3f %7.2f" % (r["layout"], r["init_s"], r["split_s"],
-                                                 r["torch"]["init_s"], r["ratio"]))
+        ours = [r[k] for k in ("init_s", "split_s") if k in r]
+        torch_s = r["torch"]["init_s"] if "torch" in r else None
+        if ours and torch_s:
+            r["ratio"] = min(ours) / torch_s
+        print("%-22s %s %s %s %7s" % (r["layout"], fmt(r.get("init_s")), fmt(r.get("split_s")),
+                                      fmt(torch_s), "%.2f" % r["ratio"] if "ratio" in r else "-"))
     print("%-22s %-16s %10s %10s %10s %7s" % ("layout", "group", "init GB/s", "split GB/s",
                                               "torch GB/s", "ours/t"))
     for r in results:
-        if "error" in r:
+        if "torch" not in r:
             continue
         for g, tbw in sorted(r["torch"]["busbw_gbps"].items()):
-            ours = r["init_busbw"].get(g, 0.0)
-            split = r["split_busbw"].get(g, 0.0)
+            ours = r.get("init_busbw", {}).get(g, 0.0)
+            split = r.get("split_busbw", {}).get(g, 0.0)
             print("%-22s %-16s %10.1f %10.1f %10.1f %7.3f" % (r["layout"], g, ours, split, tbw,
                                                           max(ours, split) / tbw if tbw else 0))
     print(json.dumps({"bench": "comms", "bytes": args.bytes, "results": results}))

@@ -54,7 +54,10 @@ def worker(rank, world, plan, t0, nbytes, port, results):
     mine = []
     for name, ranks in distinct_groups(plan):
         # device_id: eager NCCL init (split from the default group), as hgrid's are eager
-        pg = dist.new_group(ranks, device_id=device)
+        try:
+            pg = dist.new_group(ranks, device_id=device)
+        except TypeError:  # a torch without new_group(device_id=): eager via the bound default
+            pg = dist.new_group(ranks)
         if rank in ranks:
             mine.append((name, ranks, pg))
     wrong = 0

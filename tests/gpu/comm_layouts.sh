@@ -17,10 +17,11 @@ tmp=$(mktemp -d /tmp/hgrid-comm.XXXXXX)
 # shellcheck source=tests/gpu/comm_lib.sh
 . tests/gpu/comm_lib.sh
 trap 'comm_cleanup; rm -rf "$tmp"' EXIT
+trap 'exit 1' TERM INT
 
 gpus=4
 [ "$dry" -eq 0 ] && gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
-mode=()
+mode=(--comm-timeout 20)
 [ "$dry" -eq 1 ] && mode=(--dry-run)
 failures=0 summary=()
 fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
@@ -54,8 +55,8 @@ layout() {
   for rank in $(seq 0 $((world - 1))); do
     start_worker "$name" "$token" "$rank" "$tmp/$name.$rank.out" "${mode[@]}"
   done
-  if ! wait_until 120 all_tested "$name" "$world"; then
-    fail "$name: only $(ranks_tested "$name") of $world ranks self-tested within 120 s"
+  if ! wait_until 40 all_tested "$name" "$world"; then
+    fail "$name: only $(ranks_tested "$name") of $world ranks self-tested within 40 s"
     tail -n 5 "$tmp/$name".*.out
   fi
   took=$(echo "$(date +%s.%N) - $start" | bc)
@@ -103,7 +104,7 @@ start_with_victim() {
   RANK=3 LOCAL_RANK=3 "$bin/hgrid-worker" --coordinator "127.0.0.1:$port" --job "$name" \
     --token "$token" --use-launcher-rank --dry-run >"$tmp/$name.3.out" 2>&1 &
   victim=$!
-  wait_until 60 grep -q 'generation 1: rank 3 ' "$tmp/$name.3.out" || return 1
+  wait_until 30 grep -q 'generation 1: rank 3 ' "$tmp/$name.3.out" || return 1
   kill "-$sig" "$victim"
   t0=$(date +%s.%N)
 }
@@ -117,7 +118,7 @@ else
   # Killed: gridd sees the connection go and aborts the generation; the
   # others abort their forming communicators at once, and a replacement on
   # the same GPU re-forms the job.
-  if ! start_with_victim killed 60 KILL; then
+  if ! start_with_victim killed 30 KILL; then
     fail "killed: the job did not form"
   elif ! wait_until 20 aborted_all killed; then
     fail "killed: ranks 0-2 did not abort within 20 s"; tail -n 3 "$tmp"/killed.[012].out
@@ -126,7 +127,7 @@ else
     wait "$victim" 2>/dev/null
     grep -h 'aborted' "$tmp"/killed.[012].out | head -n 3 | sed 's/^/  /'
     start_worker killed "$token" 3 "$tmp/killed.3.out"
-    if wait_until 120 all_tested killed 4; then
+    if wait_until 40 all_tested killed 4; then
       ctl cancel killed >/dev/null
       wait_workers
       [ -z "$bad" ] || fail "killed: workers $bad did not exit 0 after cancel"
