@@ -14,6 +14,7 @@ typedef struct {
     int workers, hosts;
     int gridd_pid;       // 0: not given
     bool wait_release;   // after the checks wait for Release instead of leaving
+    bool busy_poll;      // poll the event queue without sleeping
     double timeout_s;    // for the whole rendezvous
 } swarm_options;
 

@@ -15,12 +15,15 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: hgrid-swarm --coordinator HOST:PORT --job NAME --token T --workers N\n"
-            "                   [--hosts H] [--gridd-pid PID] [--wait-release] [--timeout S]\n"
+            "                   [--hosts H] [--gridd-pid PID] [--wait-release] [--busy-poll]\n"
+            "                   [--timeout S]\n"
             "Simulates N workers (hosts swarm-0..H-1 with N/H devices each; default H = N/8)\n"
             "over N TCP connections from one thread, mints random ids as a leader, and\n"
             "checks every assignment against the layout engine: ranks unique and complete,\n"
             "coordinates, groups, shared and distinct ids, bridge peers, host-local tp.\n"
-            "Then it leaves, or with --wait-release waits for gridd's Release.\n"
+            "Then it leaves, or with --wait-release waits for gridd's Release. --busy-poll\n"
+            "spins on the event queue instead of sleeping (benchmarks: over loopback each\n"
+            "wakeup of the swarm is charged to gridd's sends).\n"
             "The last line: workers=N groups=G rendezvous_s=S p50_ms=.. p99_ms=.. gridd_rss_kib=..\n"
             "  groups: distinct NCCL ids (communicators); rendezvous_s: first connect to last\n"
             "  assignment; p50/p99: per worker, connect to assignment; gridd_rss_kib: VmRSS of\n"
@@ -47,6 +50,10 @@ static int parse_args(int argc, char **argv, swarm_options *o, bool *help)
         }
         if (!strcmp(a, "--wait-release")) {
             o->wait_release = true;
+            continue;
+        }
+        if (!strcmp(a, "--busy-poll")) {
+            o->busy_poll = true;
             continue;
         }
         if (i + 1 >= argc)

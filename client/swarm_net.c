@@ -341,7 +341,11 @@ static int run_until(net *n, int (*done)(const swarm *), double deadline)
         double left = deadline - now_s();
         if (left <= 0)
             return -1;
-        int k = epoll_wait(n->epfd, events, MAX_EVENTS, (int)(left * 1000) + 1);
+        // Busy polling keeps the swarm awake, so gridd's sends over loopback
+        // do not pay for waking it (an inter-processor interrupt per wakeup,
+        // costly in a VM; real workers wake on their own machines).
+        int wait_ms = n->s->opt.busy_poll ? 0 : (int)(left * 1000) + 1;
+        int k = epoll_wait(n->epfd, events, MAX_EVENTS, wait_ms);
         if (k < 0 && errno != EINTR) {
             fprintf(stderr, "hgrid-swarm: epoll_wait failed: %s\n", strerror(errno));
             return -1;
@@ -394,13 +398,55 @@ static int all_released(const swarm *s)
     return s->num_released + s->num_failed == s->opt.workers;
 }
 
+// Sends one message to every assigned worker.
+static void send_all(swarm *s, const Hgrid__Envelope *env)
+{
+    for (int i = 0; i < s->opt.workers; i++)
+        if (s->conns[i].state == CONN_ASSIGNED)
+            send_env(s, &s->conns[i], env);
+}
+
+static uint64_t generation_of(const swarm *s)
+{
+    for (int i = 0; i < s->opt.workers; i++)
+        if (s->conns[i].assignment)
+            return s->conns[i].assignment->assignment->generation;
+    return 0;
+}
+
+// Ready from every worker, then heartbeats (every second: gridd's default
+// timeout / 3) until gridd releases them all.
+static void wait_release(net *n)
+{
+    swarm *s = n->s;
+    Hgrid__Ready ready = HGRID__READY__INIT;
+    ready.generation = generation_of(s);
+    Hgrid__Envelope env;
+    wire_envelope_init(&env);
+    env.msg_case = HGRID__ENVELOPE__MSG_READY;
+    env.ready = &ready;
+    send_all(s, &env);
+    Hgrid__Heartbeat hb = HGRID__HEARTBEAT__INIT;
+    hb.generation = ready.generation;
+    env.msg_case = HGRID__ENVELOPE__MSG_HEARTBEAT;
+    env.heartbeat = &hb;
+    double deadline = now_s() + s->opt.timeout_s;
+    while (!all_released(s) && now_s() < deadline) {
+        double slice = now_s() + 1.0;
+        run_until(n, all_released, slice < deadline ? slice : deadline);
+        hb.step++;
+        send_all(s, &env);
+    }
+    if (!all_released(s))
+        fprintf(stderr, "hgrid-swarm: only %d of %d workers were released within %.0f s\n",
+                s->num_released, s->opt.workers, s->opt.timeout_s);
+}
+
 void swarm_finish(swarm *s)
 {
     net *n = &the_net;
     if (s->opt.wait_release) {
-        if (run_until(n, all_released, now_s() + s->opt.timeout_s))
-            fprintf(stderr, "hgrid-swarm: only %d of %d workers were released within %.0f s\n",
-                    s->num_released, s->opt.workers, s->opt.timeout_s);
+        wait_release(n);
     } else {
         Hgrid__Leave leave = HGRID__LEAVE__INIT;
         leave.reason = "swarm done";
@@ -408,9 +454,7 @@ void swarm_finish(swarm *s)
         wire_envelope_init(&env);
         env.msg_case = HGRID__ENVELOPE__MSG_LEAVE;
         env.leave = &leave;
-        for (int i = 0; i < s->opt.workers; i++)
-            if (s->conns[i].state == CONN_ASSIGNED)
-                send_env(s, &s->conns[i], &env);
+        send_all(s, &env);
     }
     for (int i = 0; i < s->opt.workers; i++)
         if (s->conns[i].fd >= 0)

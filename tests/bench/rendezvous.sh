@@ -47,7 +47,7 @@ for n in $sizes; do
   start_gridd
   "$bin/hgridctl" --socket "$tmp/ctl.sock" submit --job "r$n" --token bench $(layout "$n") >/dev/null || exit 1
   ours=$("$bin/hgrid-swarm" --coordinator "127.0.0.1:$(cat "$tmp/port")" --job "r$n" --token bench \
-         --workers "$n" --hosts $((n / 8)) --gridd-pid "$gridd_pid" | tail -1)
+         --workers "$n" --hosts $((n / 8)) --gridd-pid "$gridd_pid" --busy-poll | tail -1)
   [ "${PIPESTATUS[0]}" -eq 0 ] || failed=1
   echo "hgrid    $ours"
   grep -E "generation 1: [0-9]+ assignments sent" "$tmp/gridd.log" | sed 's/^/  /'
