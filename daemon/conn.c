@@ -27,7 +27,12 @@ conn *conn_new(server *srv, conn_kind kind)
     c->list = LIST_NONE;
     c->slot = -1;
     c->h.handle.data = c;
-    wire_reader_init(&c->reader, srv->opt.max_frame);
+    // Until its Hello is accepted a worker may send only small frames, so
+    // that unauthenticated peers cannot make gridd hold large partial frames.
+    uint32_t max = kind == CONN_WORKER && srv->opt.max_frame > GRIDD_HELLO_MAX_FRAME
+                       ? GRIDD_HELLO_MAX_FRAME
+                       : srv->opt.max_frame;
+    wire_reader_init(&c->reader, max);
     srv->connections++;
     return c;
 }
@@ -221,7 +226,7 @@ int conn_send(conn *c, const Hgrid__Envelope *env)
         free(frame);
         return 0;
     }
-    if (c->queued + (len - done) > GRIDD_SLOW_CONSUMER) {
+    if (c->queued > 0 && c->queued + (len - done) > GRIDD_SLOW_CONSUMER) {
         free(frame);
         gridd_log("%s: dropped: not reading (%zu bytes queued)", conn_peer(c), c->queued);
         conn_close(c, "slow consumer");

@@ -14,8 +14,9 @@
 
 #define GRIDD_MAX_JOBS 256
 #define GRIDD_LINGER_MS 2000            // after an Error: wait this long for the peer's EOF
-#define GRIDD_SLOW_CONSUMER (4u << 20)  // bytes queued to one peer before it is dropped
+#define GRIDD_SLOW_CONSUMER (4u << 20)  // bytes queued to a peer (beyond one frame) before it is dropped
 #define GRIDD_SWEEP_MS 100              // deadline check period
+#define GRIDD_HELLO_MAX_FRAME 4096      // frame limit before a worker's Hello is accepted
 
 typedef struct {
     const char *listen;        // HOST:PORT for workers

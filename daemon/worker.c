@@ -74,6 +74,7 @@ static void hello(conn *c, const Hgrid__Hello *h)
         return;
     }
     conn_list_remove(c); // the Hello deadline
+    c->reader.max_frame = c->srv->opt.max_frame;
     c->job = j;
     c->slot = slot;
     j->rec.roster.slots[slot].conn = c;

@@ -229,6 +229,13 @@ def test_frames(g):
     check(code == "BAD_VERSION" and "version 7" in msg and "version 1" in msg and closed,
           "wrong version: %s %s" % (code, msg))
 
+    h = Peer(g.port)
+    h.send(struct.pack(">I", 8192) + b"\0" * 100)
+    code, msg, closed = h.error()
+    check(code == "BAD_FRAME" and "4096-byte limit" in msg and closed,
+          "large frame before Hello: %s %s" % (code, msg))
+    h.close()
+
     e = Peer(g.port)
     e.send(frame("ready", fv(1, 1)))
     code, msg, closed = e.error()
@@ -239,6 +246,16 @@ def test_frames(g):
     code, msg, closed = f.error()
     took = time.time() - t0
     check(code == "TIMEOUT" and closed and 0.3 < took < 3, "hello timeout: %s %s after %.2fs" % (code, msg, took))
+
+    # After its Hello a worker may send frames up to --max-frame only.
+    bystander2 = Peer(g.port)
+    bystander2.hello("frames", "tok", "host-x", 1)
+    check(wait_for(lambda: "host-x/1 joined" in g.log_text()), "second bystander joins")
+    bystander2.send(struct.pack(">I", (1 << 20) + 1))
+    code, msg, closed = bystander2.error()
+    check(code == "BAD_FRAME" and "1048576-byte limit" in msg and closed,
+          "frame over --max-frame after Hello: %s %s" % (code, msg))
+    bystander2.close()
 
     # The bystander is still joined and gridd still answers.
     _, show, _ = g.ctl("show", "frames", "--json")
@@ -300,6 +317,19 @@ def test_control(g):
     for cmd in ("submit", "list", "show", "status", "cancel"):
         code, out, _ = g.ctl(cmd, "--help")
         check(code == 0 and "usage: hgridctl " + cmd in out, "%s --help" % cmd)
+    # A control client that never reads its replies is dropped, not buffered forever.
+    greedy = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    greedy.connect(g.sock)
+    body = fv(1, 1) + fb(31, b"")
+    request = struct.pack(">I", len(body)) + body
+    try:
+        for _ in range(5000):
+            greedy.sendall(request * 1000)
+    except OSError:
+        pass
+    check(wait_for(lambda: "dropped: not reading" in g.log_text()), "slow consumer dropped")
+    greedy.close()
+    check(g.ctl("list")[0] == 0, "gridd answers after dropping a slow consumer")
     r = subprocess.run([CTL, "--socket", "/nonexistent/gridd.sock", "list"], capture_output=True, text=True)
     check(r.returncode == 1 and "/nonexistent/gridd.sock" in r.stderr and "gridd running" in r.stderr,
           "unreachable gridd: %d %r" % (r.returncode, r.stderr))
