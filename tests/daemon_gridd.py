@@ -152,8 +152,8 @@ class Peer:
 
 
 class Gridd:
-    def __init__(self, tmp, name, *extra):
-        self.sock = os.path.join(tmp, name + ".sock")
+    def __init__(self, tmp, name, *extra, sock=None):
+        self.sock = sock or os.path.join(tmp, name + ".sock")
         self.log = os.path.join(tmp, name + ".log")
         port_file = os.path.join(tmp, name + ".port")
         if os.path.exists(port_file):
@@ -499,6 +499,28 @@ def test_restart(tmp):
     g.stop("restarted gridd")
 
 
+def test_startup(tmp):
+    r = subprocess.run([GRIDD, "--help"], capture_output=True, text=True)
+    check(r.returncode == 0 and "--heartbeat-timeout" in r.stdout, "gridd --help")
+    r = subprocess.run([GRIDD, "--max-frame", "abc"], capture_output=True, text=True)
+    check(r.returncode == 2 and "--max-frame 'abc'" in r.stderr, "bad option value: %r" % r.stderr)
+    # The socket's directory is created 0750; a live gridd's socket is not
+    # taken over; a dead one's stale socket is.
+    sub = os.path.join(tmp, "run", "hgrid")
+    a = Gridd(tmp, "a", sock=os.path.join(sub, "gridd.sock"))
+    check(os.stat(sub).st_mode & 0o777 == 0o750, "control directory mode %o" % (os.stat(sub).st_mode & 0o777))
+    check(os.stat(a.sock).st_mode & 0o777 == 0o660, "control socket mode %o" % (os.stat(a.sock).st_mode & 0o777))
+    r = subprocess.run([GRIDD, "--listen", "127.0.0.1:0", "--control", a.sock], capture_output=True,
+                       text=True, timeout=30)
+    check(r.returncode == 1 and "another gridd answers" in r.stderr, "second gridd on a live socket: %r" % r.stderr)
+    a.proc.kill()
+    a.proc.wait()
+    check(os.path.exists(a.sock), "a killed gridd leaves its socket")
+    b = Gridd(tmp, "b", sock=a.sock)
+    check(b.ctl("list")[0] == 0, "gridd replaces a stale socket")
+    b.stop("gridd on a stale socket")
+
+
 def main():
     with tempfile.TemporaryDirectory(prefix="gridd-test-") as tmp:
         g = Gridd(tmp, "main", "--hello-timeout", "0.5", "--heartbeat-timeout", "1")
@@ -509,6 +531,7 @@ def main():
         finally:
             g.stop("main gridd")
         test_connection_cap(tmp)
+        test_startup(tmp)
         test_restart(tmp)
     print("daemon_gridd: %d passed, %d failed" % (passed, failed))
     return 1 if failed else 0
