@@ -115,6 +115,7 @@ class Peer:
         if head is None:
             return "eof", None
         body = self._exact(struct.unpack(">I", head)[0])
+        self.last_size = len(body)
         env = parse(body)
         for no, vals in env.items():
             if no != 1:
@@ -362,6 +363,7 @@ def rendezvous(peers, generation):
                 ids_sent[i] = ids
                 peers[i].send(frame("mint_reply", fv(1, generation) + b"".join(fb(2, x) for x in ids)))
             elif kind == "assignment":
+                check(peers[i].last_size < 2048, "assignment of %d bytes" % peers[i].last_size)
                 assignments[i] = f
                 pending.discard(i)
             else:
