@@ -1,11 +1,14 @@
 // gridd: the hgrid coordinator. One libuv loop thread serves workers (TCP)
 // and hgridctl (Unix socket); see docs/PROTOCOL.md.
+#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "daemon/gridd.h"
 #include "daemon/listen.h"
@@ -123,9 +126,15 @@ static int parse_options(int argc, char **argv, gridd_options *o)
     return rc;
 }
 
-// Restores the jobs saved in --state-dir.
+// Restores the jobs saved in --state-dir (created 0700 if missing).
 static int load_state(server *srv)
 {
+    const char *dir = srv->opt.state_dir;
+    if ((mkdir(dir, 0700) && errno != EEXIST) || access(dir, R_OK | W_OK | X_OK)) {
+        fprintf(stderr, "gridd: --state-dir %s is not a writable directory: %s\n", dir,
+                strerror(errno));
+        return -1;
+    }
     job_record *recs;
     int n;
     char err[512];
