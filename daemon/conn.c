@@ -37,7 +37,8 @@ conn *conn_new(server *srv, conn_kind kind)
     return c;
 }
 
-const char *conn_peer(conn *c)
+// "address:port" for the log, looked up on first use.
+static const char *conn_peer(conn *c)
 {
     if (c->peer[0])
         return c->peer;
@@ -74,7 +75,7 @@ void conn_list_remove(conn *c)
     c->list = LIST_NONE;
 }
 
-void conn_list_append(conn *c, deadline_list list)
+static void conn_list_append(conn *c, deadline_list list)
 {
     conn_list_remove(c);
     conn_list *l = &c->srv->lists[list];

@@ -101,7 +101,6 @@ int64_t gridd_now_ms(void);
 
 // ---- connections (daemon/conn.c)
 conn *conn_new(server *srv, conn_kind kind);
-const char *conn_peer(conn *c); // "address:port" (getpeername only when logged)
 void conn_start(conn *c);                 // after accept: read, hello deadline
 int conn_send(conn *c, const Hgrid__Envelope *env); // 0, or -1 (the conn is closing)
 // Sends Error{code, message}, detaches the conn and closes it once the peer
@@ -113,8 +112,7 @@ void conn_close(conn *c, const char *reason);
 void conn_watch(conn *c);  // (re)starts c's heartbeat deadline
 void conn_unwatch(conn *c);
 void conn_sweep(server *srv); // expires deadlines
-void conn_list_remove(conn *c);
-void conn_list_append(conn *c, deadline_list list);
+void conn_list_remove(conn *c); // off its deadline list (e.g. Hello accepted)
 
 // ---- messages (daemon/control.c, daemon/worker.c)
 void control_handle(conn *c, const Hgrid__Envelope *env);
