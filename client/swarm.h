@@ -18,7 +18,14 @@ typedef struct {
     double timeout_s;    // for the whole rendezvous
 } swarm_options;
 
-typedef enum { CONN_CONNECTING, CONN_JOINED, CONN_ASSIGNED, CONN_RELEASED, CONN_FAILED } conn_state;
+typedef enum {
+    CONN_CONNECTING,
+    CONN_JOINED,
+    CONN_ASSIGNED,
+    CONN_LEAVING, // Leave sent; waiting for gridd to close
+    CONN_RELEASED, // released by gridd, or left and closed by it
+    CONN_FAILED
+} conn_state;
 
 typedef struct {
     int fd;
@@ -38,6 +45,7 @@ typedef struct {
     swarm_conn *conns;
     int num_assigned, num_failed, num_released;
     double t_first_connect, t_last_assigned;
+    uint64_t bytes_sent, bytes_received, frames_sent; // during the rendezvous
     uint64_t rng;
 } swarm;
 
@@ -45,7 +53,8 @@ typedef struct {
 // Returns 0 when every worker is assigned or failed, -1 on timeout or a
 // setup failure (said on stderr).
 int swarm_rendezvous(swarm *s);
-// Leaves (or waits for Release from gridd) and closes every connection.
+// Leaves (or waits for Release from gridd) and closes every connection
+// without leaving sockets in TIME_WAIT.
 void swarm_finish(swarm *s);
 // Checks every assignment; prints each failure (up to a limit) and returns
 // how many checks failed. *groups gets the number of distinct ids.

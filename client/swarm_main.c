@@ -183,6 +183,8 @@ int main(int argc, char **argv)
     clock_gettime(CLOCK_REALTIME, &ts);
     s.rng = (uint64_t)ts.tv_nsec * 0x9e3779b97f4a7c15ull ^ (uint64_t)getpid() ^ 1;
     int setup = swarm_rendezvous(&s);
+    double per = 1.0 / s.opt.workers;
+    uint64_t sent = s.bytes_sent, received = s.bytes_received, frames = s.frames_sent;
     long rss = gridd_rss_kib(s.opt.gridd_pid);
     int groups = 0, failed = swarm_check(&s, &groups);
     double p50, p99;
@@ -196,6 +198,8 @@ int main(int argc, char **argv)
         free(s.conns[i].error);
     }
     free(s.conns);
+    printf("wire per worker: %.0f bytes sent in %.2f frames, %.0f bytes received (frame headers "
+           "included, TCP/IP not)\n", sent * per, frames * per, received * per);
     if (failed || setup)
         fprintf(stderr, "hgrid-swarm: %d check(s) failed\n", failed + (setup != 0));
     printf("workers=%d groups=%d rendezvous_s=%.3f p50_ms=%.1f p99_ms=%.1f gridd_rss_kib=%ld\n",

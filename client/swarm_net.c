@@ -66,6 +66,8 @@ static int send_env(swarm *s, swarm_conn *c, const Hgrid__Envelope *env)
         conn_fail(s, c, "cannot send to gridd: %s", w < 0 ? strerror(errno) : "short write");
         return -1;
     }
+    s->bytes_sent += len;
+    s->frames_sent++;
     return 0;
 }
 
@@ -103,6 +105,8 @@ static bool try_hello(net *n, swarm_conn *c)
         return false;
     }
     c->state = CONN_JOINED;
+    n->s->bytes_sent += len;
+    n->s->frames_sent++;
     return true;
 }
 
@@ -183,10 +187,11 @@ static int on_frame(void *ctx, const uint8_t *body, uint32_t len)
         conn_fail(s, c, "refused by gridd: %s", env->error->message);
         break;
     case HGRID__ENVELOPE__MSG_ABORT:
-        conn_fail(s, c, "generation aborted: %s", env->abort->reason);
+        if (c->state != CONN_LEAVING) // others leaving abort the generation
+            conn_fail(s, c, "generation aborted: %s", env->abort->reason);
         break;
     case HGRID__ENVELOPE__MSG_RELEASE:
-        if (c->state == CONN_ASSIGNED) {
+        if (c->state == CONN_ASSIGNED || c->state == CONN_LEAVING) {
             c->state = CONN_RELEASED;
             s->num_released++;
         } else {
@@ -212,12 +217,16 @@ static void on_readable(net *n, swarm_conn *c)
         if (r < 0 && errno == EAGAIN)
             return;
         if (r <= 0) {
-            if (c->state != CONN_RELEASED)
+            if (c->state == CONN_LEAVING) {
+                c->state = CONN_RELEASED;
+                n->s->num_released++;
+            } else if (c->state != CONN_RELEASED)
                 conn_fail(n->s, c, "gridd closed the connection: %s",
                           r == 0 ? "end of stream" : strerror(errno));
             epoll_ctl(n->epfd, EPOLL_CTL_DEL, c->fd, NULL);
             return;
         }
+        n->s->bytes_received += (uint64_t)r;
         frame_ctx f = {n, c};
         char err[256];
         if (wire_reader_feed(&c->reader, buf, (size_t)r, on_frame, &f, err, sizeof err) < 0)
@@ -455,10 +464,21 @@ void swarm_finish(swarm *s)
         env.msg_case = HGRID__ENVELOPE__MSG_LEAVE;
         env.leave = &leave;
         send_all(s, &env);
+        s->num_assigned = 0;
+        for (int i = 0; i < s->opt.workers; i++)
+            if (s->conns[i].state == CONN_ASSIGNED)
+                s->conns[i].state = CONN_LEAVING;
+        run_until(n, all_released, now_s() + 5.0);
     }
-    for (int i = 0; i < s->opt.workers; i++)
-        if (s->conns[i].fd >= 0)
-            close(s->conns[i].fd);
+    // gridd closed first (or will see the reset): resetting rather than
+    // closing leaves no socket in TIME_WAIT to slow the next run's connects.
+    struct linger reset = {.l_onoff = 1, .l_linger = 0};
+    for (int i = 0; i < s->opt.workers; i++) {
+        if (s->conns[i].fd < 0)
+            continue;
+        setsockopt(s->conns[i].fd, SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
+        close(s->conns[i].fd);
+    }
     if (n->epfd >= 0)
         close(n->epfd);
 }
