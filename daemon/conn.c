@@ -96,9 +96,15 @@ void conn_watch(conn *c)
         conn_list_append(c, LIST_WATCH);
 }
 
+void conn_await_ready(conn *c)
+{
+    if (!c->closing && !c->draining)
+        conn_list_append(c, LIST_READY);
+}
+
 void conn_unwatch(conn *c)
 {
-    if (c->list == LIST_WATCH)
+    if (c->list == LIST_WATCH || c->list == LIST_READY)
         conn_list_remove(c);
 }
 
@@ -113,6 +119,12 @@ void conn_sweep(server *srv)
         char reason[128];
         snprintf(reason, sizeof reason, "rank %d silent for more than %.3g s", c->slot,
                  srv->opt.heartbeat_timeout);
+        conn_close(c, reason);
+    }
+    while ((c = srv->lists[LIST_READY].head) && c->deadline <= now) {
+        char reason[128];
+        snprintf(reason, sizeof reason, "rank %d not Ready %.3g s after its Assignment", c->slot,
+                 srv->opt.ready_timeout);
         conn_close(c, reason);
     }
     while ((c = srv->lists[LIST_LINGER].head) && c->deadline <= now)

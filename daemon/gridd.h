@@ -24,6 +24,7 @@ typedef struct {
     const char *state_dir;     // NULL: no persistence
     const char *port_file;     // NULL: none
     double heartbeat_timeout;  // seconds
+    double ready_timeout;      // seconds from Assignment to Ready (communicator setup)
     double hello_timeout;      // seconds
     uint32_t max_frame;        // bytes
     int max_connections;
@@ -32,7 +33,14 @@ typedef struct {
 typedef enum { CONN_WORKER, CONN_CONTROL } conn_kind;
 
 // Deadline lists: each has one fixed timeout, so appending keeps it sorted.
-typedef enum { LIST_NONE = -1, LIST_HELLO, LIST_WATCH, LIST_LINGER, NUM_LISTS } deadline_list;
+typedef enum {
+    LIST_NONE = -1,
+    LIST_HELLO,  // accepted, no Hello yet
+    LIST_WATCH,  // owes a MintReply or is running: any frame restarts its deadline
+    LIST_READY,  // assigned, setting up communicators: Ready is due
+    LIST_LINGER, // sent its last message, waiting for EOF
+    NUM_LISTS
+} deadline_list;
 
 typedef struct server server;
 typedef struct job job;
@@ -109,8 +117,9 @@ void conn_fail(conn *c, Hgrid__ErrorCode code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void conn_finish(conn *c); // the same after a final message (Release)
 void conn_close(conn *c, const char *reason);
-void conn_watch(conn *c);  // (re)starts c's heartbeat deadline
-void conn_unwatch(conn *c);
+void conn_watch(conn *c);       // (re)starts c's heartbeat deadline
+void conn_await_ready(conn *c); // starts c's Ready deadline
+void conn_unwatch(conn *c);     // no deadline
 void conn_sweep(server *srv); // expires deadlines
 void conn_list_remove(conn *c); // off its deadline list (e.g. Hello accepted)
 

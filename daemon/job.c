@@ -115,7 +115,7 @@ static void send_assignments(job *j)
         conn *c = slot_conn(j, s);
         j->rec.roster.slots[s].state = SLOT_ASSIGNED;
         assignment_send(j, s, c);
-        conn_watch(c);
+        conn_await_ready(c);
         if (j->state != JOB_ASSIGNED || j->rec.generation != gen)
             return; // a send lost a worker and aborted this generation
     }
@@ -283,6 +283,7 @@ void job_ready(conn *c, uint64_t generation)
         slot->state != SLOT_ASSIGNED)
         return; // a Ready for an aborted generation
     slot->state = SLOT_READY;
+    conn_watch(c);
     if (++j->ready < j->plan.world_size)
         return;
     j->state = JOB_RUNNING;

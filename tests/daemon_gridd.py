@@ -488,7 +488,7 @@ def test_restart(tmp):
     for p in peers:
         p.close()
     g.stop("state gridd")
-    g = Gridd(tmp, "st", "--state-dir", state)
+    g = Gridd(tmp, "st", "--state-dir", state, "--ready-timeout", "0.5")
     code, out, _ = g.ctl("list")
     check(code == 0 and "keep" in out and "0/2" in out, "restarted gridd knows the job: %r" % out)
     check("job keep: restored (generation 1, ranks assigned)" in g.log_text(), "restore logged")
@@ -496,6 +496,15 @@ def test_restart(tmp):
     got, _ = rendezvous(peers, 2)
     ranks = {i: one(a, 3) for i, a in got.items()}
     check(ranks == {0: 0, 1: 1}, "sticky ranks after the restart, generation 2: %s" % ranks)
+    # Rank 1 never reports Ready: after --ready-timeout it is lost and rank 0 aborts,
+    # though rank 0's heartbeats keep it alive.
+    peers[0].send(frame("ready", fv(1, 2)))
+    for _ in range(5):
+        peers[0].send(frame("heartbeat", fv(1, 2)))
+        time.sleep(0.2)
+    kind, f = peers[0].recv()
+    check(kind == "abort" and b"not Ready" in one(f, 2, b""), "ready timeout: %s %s" % (kind, f))
+    check(peers[1].recv()[0] == "eof", "the worker that never got Ready is dropped")
     for p in peers:
         p.close()
     g.stop("restarted gridd")
