@@ -475,6 +475,29 @@ def test_workers(g, tmp):
         p.close()
 
 
+def test_two_jobs(g):
+    for job in ("j1", "j2"):
+        check(g.ctl("submit", "--job", job, "--token", job + "-t", "--llm-only", "--llm-tp", "2",
+                    "--llm-dp", "1")[0] == 0, "submit " + job)
+    # Interleaved joins from the same host and devices: jobs do not mix.
+    peers = {job: [] for job in ("j1", "j2")}
+    for dev in (0, 1):
+        for job in ("j1", "j2"):
+            p = Peer(g.port)
+            p.hello(job, job + "-t", "shared", dev)
+            peers[job].append(p)
+    for job in ("j1", "j2"):
+        got, _ = rendezvous(peers[job], 1)
+        check(sorted(one(a, 3) for a in got.values()) == [0, 1]
+              and all(one(a, 9, b"") == job.encode() for a in got.values()),
+              "job %s gets its own assignments" % job)
+    for job in ("j1", "j2"):
+        check(g.ctl("cancel", job)[0] == 0, "cancel " + job)
+        for p in peers[job]:
+            check(p.recv()[0] == "release", "release in " + job)
+            p.close()
+
+
 def test_restart(tmp):
     state = os.path.join(tmp, "state")
     os.mkdir(state)
@@ -539,6 +562,7 @@ def main():
             test_frames(g)
             test_control(g)
             test_workers(g, tmp)
+            test_two_jobs(g)
         finally:
             g.stop("main gridd")
         test_connection_cap(tmp)
