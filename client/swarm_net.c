@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,14 +37,19 @@ typedef struct {
     swarm_conn *c;
 } frame_ctx;
 
-static void conn_fail(swarm *s, swarm_conn *c, const char *fmt, const char *what)
+// Marks a worker failed with a one-line reason (kept for the report).
+__attribute__((format(printf, 3, 4))) static void conn_fail(swarm *s, swarm_conn *c,
+                                                            const char *fmt, ...)
 {
     if (c->state == CONN_FAILED)
         return;
     if (c->state == CONN_ASSIGNED)
         s->num_assigned--;
     char buf[512];
-    snprintf(buf, sizeof buf, fmt, what);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
     free(c->error);
     c->error = strdup(buf);
     c->state = CONN_FAILED;
@@ -55,7 +61,7 @@ static int send_env(swarm *s, swarm_conn *c, const Hgrid__Envelope *env)
     uint8_t *frame;
     size_t len = wire_pack(env, &frame);
     if (len == 0) {
-        conn_fail(s, c, "%s", "out of memory packing a message");
+        conn_fail(s, c, "out of memory packing a message");
         return -1;
     }
     // Frames are small and each socket has few in flight: a short write
@@ -92,7 +98,7 @@ static bool try_hello(net *n, swarm_conn *c)
     uint8_t *frame;
     size_t len = wire_pack(&env, &frame);
     if (len == 0) {
-        conn_fail(n->s, c, "%s", "out of memory packing a message");
+        conn_fail(n->s, c, "out of memory packing a message");
         return false;
     }
     ssize_t w = send(c->fd, frame, len, MSG_NOSIGNAL);
@@ -121,15 +127,13 @@ static uint64_t next_random(swarm *s)
 static void mint(net *n, swarm_conn *c, const Hgrid__MintRequest *req)
 {
     if (req->count > ASSIGN_MAX_GROUPS) {
-        char what[32];
-        snprintf(what, sizeof what, "%u", req->count);
-        conn_fail(n->s, c, "gridd asked for %s ids; no worker leads that many", what);
+        conn_fail(n->s, c, "gridd asked for %u ids; no worker leads that many", req->count);
         return;
     }
     free(c->minted);
     c->minted = malloc((size_t)(req->count ? req->count : 1) * ASSIGN_ID_BYTES);
     if (!c->minted) {
-        conn_fail(n->s, c, "%s", "out of memory minting ids");
+        conn_fail(n->s, c, "out of memory minting ids");
         return;
     }
     ProtobufCBinaryData ids[ASSIGN_MAX_GROUPS];
@@ -192,6 +196,7 @@ static int on_frame(void *ctx, const uint8_t *body, uint32_t len)
         break;
     case HGRID__ENVELOPE__MSG_RELEASE:
         if (c->state == CONN_ASSIGNED || c->state == CONN_LEAVING) {
+            s->num_assigned -= c->state == CONN_ASSIGNED;
             c->state = CONN_RELEASED;
             s->num_released++;
         } else {
@@ -199,8 +204,7 @@ static int on_frame(void *ctx, const uint8_t *body, uint32_t len)
         }
         break;
     default:
-        snprintf(buf, sizeof buf, "%d", (int)env->msg_case);
-        conn_fail(s, c, "unexpected message %s from gridd", buf);
+        conn_fail(s, c, "unexpected message %d from gridd", (int)env->msg_case);
         break;
     }
     wire_free_envelope(env);
