@@ -166,7 +166,7 @@ void conn_finish(conn *c)
         return;
     c->draining = true;
     if (c->job)
-        job_worker_gone(c, "released");
+        job_worker_gone(c, "connection finished");
     conn_list_append(c, LIST_LINGER);
     uv_shutdown_t *req = malloc(sizeof *req);
     if (!req || uv_shutdown(req, &c->h.stream, on_shutdown)) {

@@ -115,7 +115,7 @@ int conn_send(conn *c, const Hgrid__Envelope *env); // 0, or -1 (the conn is clo
 // hung up or GRIDD_LINGER_MS passed.
 void conn_fail(conn *c, Hgrid__ErrorCode code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-void conn_finish(conn *c); // the same after a final message (Release)
+void conn_finish(conn *c); // the same after a final message (Release, Leave)
 void conn_close(conn *c, const char *reason);
 void conn_watch(conn *c);       // (re)starts c's heartbeat deadline
 void conn_await_ready(conn *c); // starts c's Ready deadline

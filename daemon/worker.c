@@ -115,10 +115,13 @@ void worker_handle(conn *c, const Hgrid__Envelope *env)
     case HGRID__ENVELOPE__MSG_SELF_TEST:
         self_test(c, env->self_test);
         break;
-    case HGRID__ENVELOPE__MSG_LEAVE:
-        gridd_log("job %s: rank %d leaves: %.200s", c->job->rec.name, c->slot, env->leave->reason);
+    case HGRID__ENVELOPE__MSG_LEAVE: {
+        char why[256];
+        snprintf(why, sizeof why, "left: %.200s", env->leave->reason);
+        job_worker_gone(c, why);
         conn_finish(c);
         break;
+    }
     default:
         conn_fail(c, HGRID__ERROR_CODE__ERROR_BAD_REQUEST,
                   "message %d is not a worker message", (int)env->msg_case);
