@@ -11,6 +11,7 @@ import struct
 import sys
 import tempfile
 
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import daemon_gridd as d  # noqa: E402  (the protocol helpers)
 
