@@ -117,13 +117,12 @@ void conn_sweep(server *srv)
                   srv->opt.hello_timeout);
     while ((c = srv->lists[LIST_WATCH].head) && c->deadline <= now) {
         char reason[128];
-        snprintf(reason, sizeof reason, "rank %d silent for more than %.3g s", c->slot,
-                 srv->opt.heartbeat_timeout);
+        snprintf(reason, sizeof reason, "silent for more than %.3g s", srv->opt.heartbeat_timeout);
         conn_close(c, reason);
     }
     while ((c = srv->lists[LIST_READY].head) && c->deadline <= now) {
         char reason[128];
-        snprintf(reason, sizeof reason, "rank %d not Ready %.3g s after its Assignment", c->slot,
+        snprintf(reason, sizeof reason, "not Ready %.3g s after its Assignment",
                  srv->opt.ready_timeout);
         conn_close(c, reason);
     }
