@@ -148,11 +148,20 @@ static int load_state(server *srv)
         return -1;
     }
     int rc = 0;
+    if (n > GRIDD_MAX_JOBS) {
+        fprintf(stderr, "gridd: the state file holds %d jobs, more than the limit of %d\n", n,
+                GRIDD_MAX_JOBS);
+        rc = -1;
+    }
     for (int i = 0; i < n; i++) {
         hg_plan plan;
         char why[HG_ERR_LEN];
-        if (rc || hg_plan_build(&recs[i].spec, &plan, why, sizeof why) ||
+        if (rc || job_find(srv, recs[i].name) ||
+            hg_plan_build(&recs[i].spec, &plan, why, sizeof why) ||
             !job_create(srv, &recs[i], &plan)) {
+            if (rc == 0)
+                fprintf(stderr, "gridd: cannot restore job %s (listed twice or out of memory)\n",
+                        recs[i].name);
             roster_free(&recs[i].roster);
             rc = -1;
             continue;
@@ -162,8 +171,6 @@ static int load_state(server *srv)
                   recs[i].roster.assigned ? "ranks assigned" : "waiting for workers");
     }
     free(recs);
-    if (rc)
-        fprintf(stderr, "gridd: out of memory restoring jobs\n");
     return rc;
 }
 
