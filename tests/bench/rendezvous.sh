@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Rendezvous benchmark (make bench): gridd + hgrid-swarm for 1,024, 4,096 and
 # 16,384 workers, then the same exchange through PyTorch's TCPStore, side by
-# side in the same run. A fresh gridd per size; the last table is the result.
+# side in the same run, next to the kernel's floor (tcp_floor.c). A fresh
+# gridd per run; the last table is the result.
 #   HGRID_BIN            binaries (default bin; use the release build)
 #   HGRID_BENCH_SIZES    worker counts (default "1024 4096 16384")
 #   HGRID_BENCH_REPEAT   runs per size; the table shows medians (default 3)
@@ -31,6 +32,8 @@ if ! "$torch_py" -c 'import torch.distributed' 2>/dev/null; then
 fi
 # Two one-machine artifacts taken out of TCPStore's time; see tcpstore_shim.c.
 cc -O2 -shared -fPIC -o "$tmp/tcpstore_shim.so" tests/bench/tcpstore_shim.c -ldl || exit 1
+# The kernel's floor: the same connections and bytes with no protocol at all.
+cc -O2 -o "$tmp/tcp_floor" tests/bench/tcp_floor.c || exit 1
 
 layout() { echo "--encoder-tp 2 --encoder-dp $(($1 / 8)) --llm-tp 4 --llm-pp 3 --llm-dp $(($1 / 16)) --micro-batch-size 2"; }
 field() { sed -n "s/.*$1=\([0-9.]*\).*/\1/p" <<<"$2"; }
@@ -57,8 +60,12 @@ failed=0 rows=""
 echo "machine: $(nproc) cores, $(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -1); $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo "each size runs $repeat times, hgrid and TCPStore alternating; the table shows medians"
 for n in $sizes; do
-  ours_all="" p99_all="" rss_all="" theirs_all=""
+  ours_all="" p99_all="" rss_all="" theirs_all="" floor_all=""
   for rep in $(seq "$repeat"); do
+    drain_time_wait
+    floor=$("$tmp/tcp_floor" "$n")
+    echo "$floor"
+    floor_all="$floor_all $(field rendezvous_s "$floor")"
     drain_time_wait
     start_gridd
     "$bin/hgridctl" --socket "$tmp/ctl.sock" submit --job "r$n" --token bench $(layout "$n") >/dev/null || exit 1
@@ -84,6 +91,7 @@ for n in $sizes; do
       fi
     fi
   done
+  floor_s=$(tr ' ' '\n' <<<"$floor_all" | grep . | median "$repeat")
   ours_s=$(tr ' ' '\n' <<<"$ours_all" | grep . | median "$repeat")
   p99=$(tr ' ' '\n' <<<"$p99_all" | grep . | median "$repeat")
   rss=$(tr ' ' '\n' <<<"$rss_all" | grep . | median "$repeat")
@@ -92,11 +100,13 @@ for n in $sizes; do
     theirs_s=$(tr ' ' '\n' <<<"$theirs_all" | grep . | median "$(wc -w <<<"$theirs_all")")
     ratio=$(echo "scale=1; $theirs_s / $ours_s" | bc)
   fi
-  rows="$rows$(printf '%7d  %8s  %8s  %16s  %10s  %6s' "$n" "$ours_s" "$p99" \
-               "$(echo "scale=2; $rss / $n" | bc)" "$theirs_s" "$ratio")"$'\n'
+  rows="$rows$(printf '%7d  %7s  %7s  %7s  %7s  %16s  %10s  %6s' "$n" "$floor_s" "$ours_s" \
+               "$(echo "scale=2; $ours_s / $floor_s" | bc)" "$p99" "$(echo "scale=2; $rss / $n" | bc)" \
+               "$theirs_s" "$ratio")"$'\n'
 done
 echo
 echo "gridd_KiB/worker: gridd's VmRSS after the rendezvous minus before it, per worker"
-echo "workers   hgrid_s    p99_ms  gridd_KiB/worker  tcpstore_s   ratio"
+echo "floor_s: tcp_floor.c, the same connections and bytes without any protocol"
+echo "workers  floor_s  hgrid_s  x_floor   p99_ms  gridd_KiB/worker  tcpstore_s   ratio"
 printf '%s' "$rows"
 [ "$failed" -eq 0 ] && [ "$have_torch" -eq 1 ]
