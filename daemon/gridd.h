@@ -95,8 +95,10 @@ struct job {
     Hgrid__Layout layout; // rec.spec on the wire (Assignment, JobInfo)
     Hgrid__ModelConfig model;
     job_state state;
-    uint8_t *ids; // mint.num_ids ids of MINT_ID_BYTES, this generation's
-    int mint_pending, ready;
+    uint8_t *ids;  // mint.num_ids ids of MINT_ID_BYTES, this generation's
+    int *missing;  // per rank: ids its Assignment still waits for
+    int *members;  // scratch: one group's member ranks
+    int mint_pending, assigned, ready;
     uint64_t saved_map_version; // rec.roster.map_version last persisted
     server *srv;
     int64_t whole_at; // when the worker set last became whole (ms)
