@@ -4,7 +4,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "daemon/gridd.h"
+#include "daemon/conn.h"
+
+#include "daemon/control.h"
+#include "daemon/job.h"
+#include "daemon/worker.h"
 
 // One read buffer for the whole loop: frames are handled before the read
 // callback returns, and partial frames are copied by the wire_reader.

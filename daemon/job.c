@@ -3,7 +3,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "daemon/gridd.h"
+#include "daemon/job.h"
+
+#include "daemon/assignment.h"
 
 const char *job_state_name(job_state s)
 {
@@ -62,7 +64,7 @@ void job_free(job *j)
     free(j);
 }
 
-void gridd_persist(server *srv)
+void jobs_save(server *srv)
 {
     if (!srv->opt.state_dir)
         return;
@@ -112,7 +114,7 @@ void job_cancel(server *srv, job *j, const char *reason)
     srv->num_jobs--;
     gridd_log("job %s: %s; %d workers released", j->rec.name, reason, released);
     job_free(j);
-    gridd_persist(srv);
+    jobs_save(srv);
 }
 
 // Sends rank's Assignment. Returns false if that lost a worker and so
@@ -181,7 +183,7 @@ static bool id_arrived(job *j, int id)
 static void start_generation(job *j)
 {
     uint64_t gen = ++j->rec.generation;
-    gridd_persist(j->srv);
+    jobs_save(j->srv);
     j->state = JOB_MINTING;
     j->mint_pending = 0;
     j->assigned = 0;
@@ -226,7 +228,7 @@ void job_joined(job *j, conn *c)
         gridd_log("job %s: worker %s/%d rejoined as rank %d (%d/%d)", j->rec.name, host,
                   slot->device, c->slot, r->live, r->world_size);
         if (r->map_version != j->saved_map_version) // it replaced a lost worker
-            gridd_persist(j->srv);
+            jobs_save(j->srv);
     } else {
         gridd_log("job %s: worker %s/%d joined (%d/%d)", j->rec.name, host, slot->device, r->live,
                   r->world_size);

@@ -10,7 +10,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "daemon/gridd.h"
+#include "daemon/conn.h"
+#include "daemon/job.h"
 #include "daemon/listen.h"
 
 static void usage(FILE *out)

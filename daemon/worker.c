@@ -2,7 +2,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "daemon/gridd.h"
+#include "daemon/worker.h"
+
+#include "daemon/job.h"
 
 // Compares tokens in time independent of where they differ.
 static bool token_equal(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
