@@ -40,12 +40,18 @@ typedef struct {
     char *error;                  // gridd's Error or a connection failure
 } swarm_conn;
 
+// When the rendezvous passed its steps, as seen from the swarm.
+typedef struct {
+    double last_hello, first_request, last_reply, first_assigned;
+} swarm_phases;
+
 typedef struct {
     swarm_options opt;
     swarm_conn *conns;
     int num_assigned, num_failed, num_released;
     double t_first_connect, t_last_assigned;
     uint64_t bytes_sent, bytes_received, frames_sent; // during the rendezvous
+    swarm_phases phases;
     uint64_t rng;
 } swarm;
 

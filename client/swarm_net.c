@@ -111,6 +111,7 @@ static bool try_hello(net *n, swarm_conn *c)
         return false;
     }
     c->state = CONN_JOINED;
+    n->s->phases.last_hello = now_s();
     n->s->bytes_sent += len;
     n->s->frames_sent++;
     return true;
@@ -126,6 +127,9 @@ static uint64_t next_random(swarm *s)
 
 static void mint(net *n, swarm_conn *c, const Hgrid__MintRequest *req)
 {
+    swarm_phases *ph = &n->s->phases;
+    if (ph->first_request == 0)
+        ph->first_request = now_s();
     if (req->count > ASSIGN_MAX_GROUPS) {
         conn_fail(n->s, c, "gridd asked for %u ids; no worker leads that many", req->count);
         return;
@@ -156,6 +160,7 @@ static void mint(net *n, swarm_conn *c, const Hgrid__MintRequest *req)
     env.msg_case = HGRID__ENVELOPE__MSG_MINT_REPLY;
     env.mint_reply = &reply;
     send_env(n->s, c, &env);
+    ph->last_reply = now_s();
 }
 
 // Handles one frame from gridd; the Assignment is kept for the checks.
@@ -186,6 +191,8 @@ static int on_frame(void *ctx, const uint8_t *body, uint32_t len)
             s->num_assigned++;
         c->state = CONN_ASSIGNED;
         c->t_assigned = s->t_last_assigned = now_s();
+        if (s->phases.first_assigned == 0)
+            s->phases.first_assigned = c->t_assigned;
         break;
     case HGRID__ENVELOPE__MSG_ERROR:
         conn_fail(s, c, "refused by gridd: %s", env->error->message);

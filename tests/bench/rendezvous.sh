@@ -37,6 +37,7 @@ cc -O2 -o "$tmp/tcp_floor" tests/bench/tcp_floor.c || exit 1
 
 layout() { echo "--encoder-tp 2 --encoder-dp $(($1 / 8)) --llm-tp 4 --llm-pp 3 --llm-dp $(($1 / 16)) --micro-batch-size 2"; }
 field() { sed -n "s/.*$1=\([0-9.]*\).*/\1/p" <<<"$2"; }
+per_worker_us() { sed -n 's/.* \([0-9.]*\) us per worker.*/\1/p' <<<"$1"; }
 
 start_gridd() {
   rm -f "$tmp/port"
@@ -60,7 +61,7 @@ failed=0 rows=""
 echo "machine: $(nproc) cores, $(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -1); $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo "each size runs $repeat times, hgrid and TCPStore alternating; the table shows medians"
 for n in $sizes; do
-  ours_all="" p99_all="" rss_all="" theirs_all="" floor_all=""
+  ours_all="" p99_all="" rss_all="" theirs_all="" floor_all="" cpu_all="" theirs_cpu_all=""
   for rep in $(seq "$repeat"); do
     drain_time_wait
     floor=$("$tmp/tcp_floor" "$n")
@@ -74,17 +75,21 @@ for n in $sizes; do
           --workers "$n" --hosts $((n / 8)) --gridd-pid "$gridd_pid" --busy-poll) || failed=1
     ours=$(tail -1 <<<"$out")
     echo "hgrid    $ours"
-    [ "$rep" -eq 1 ] && grep "^wire" <<<"$out" | sed 's/^/  /'
+    grep -E "^(wire|phases|gridd cpu)" <<<"$out" | sed 's/^/  /'
+    cpu_all="$cpu_all $(per_worker_us "$(grep '^gridd cpu' <<<"$out")")"
     grep -E "generation 1: [0-9]+ assignments sent" "$tmp/gridd.log" | sed 's/^/  /'
     kill "$gridd_pid"; wait "$gridd_pid"; gridd_pid=""
     ours_all="$ours_all $(field rendezvous_s "$ours")" p99_all="$p99_all $(field p99_ms "$ours")"
     rss_all="$rss_all $(( $(field gridd_rss_kib "$ours") - idle ))"
     if [ "$have_torch" = 1 ]; then
       drain_time_wait
-      theirs=$(LD_PRELOAD="$tmp/tcpstore_shim.so" "$torch_py" tests/bench/tcpstore_rendezvous.py \
-               --workers "$n" --hgridctl "$bin/hgridctl" -- $(layout "$n") 2>"$tmp/tcpstore.err" | tail -1)
+      tout=$(LD_PRELOAD="$tmp/tcpstore_shim.so" "$torch_py" tests/bench/tcpstore_rendezvous.py \
+             --workers "$n" --hgridctl "$bin/hgridctl" -- $(layout "$n") 2>"$tmp/tcpstore.err")
+      theirs=$(tail -1 <<<"$tout")
       if [ -n "$theirs" ]; then
         echo "$theirs"
+        grep "server cpu" <<<"$tout" | sed 's/^/  /'
+        theirs_cpu_all="$theirs_cpu_all $(per_worker_us "$(grep 'server cpu' <<<"$tout")")"
         theirs_all="$theirs_all $(field rendezvous_s "$theirs")"
       else
         failed=1; echo "tcpstore failed:"; grep -v -i numpy "$tmp/tcpstore.err" | tail -5
@@ -95,18 +100,24 @@ for n in $sizes; do
   ours_s=$(tr ' ' '\n' <<<"$ours_all" | grep . | median "$repeat")
   p99=$(tr ' ' '\n' <<<"$p99_all" | grep . | median "$repeat")
   rss=$(tr ' ' '\n' <<<"$rss_all" | grep . | median "$repeat")
-  theirs_s="-" ratio="-"
+  cpu=$(tr ' ' '\n' <<<"$cpu_all" | grep . | median "$repeat")
+  theirs_s="-" ratio="-" theirs_cpu="-" cpu_ratio="-"
   if [ -n "$theirs_all" ]; then
     theirs_s=$(tr ' ' '\n' <<<"$theirs_all" | grep . | median "$(wc -w <<<"$theirs_all")")
     ratio=$(echo "scale=1; $theirs_s / $ours_s" | bc)
+    theirs_cpu=$(tr ' ' '\n' <<<"$theirs_cpu_all" | grep . | median "$(wc -w <<<"$theirs_cpu_all")")
+    cpu_ratio=$(echo "scale=1; $theirs_cpu / $cpu" | bc)
   fi
-  rows="$rows$(printf '%7d  %7s  %7s  %7s  %7s  %16s  %10s  %6s' "$n" "$floor_s" "$ours_s" \
-               "$(echo "scale=2; $ours_s / $floor_s" | bc)" "$p99" "$(echo "scale=2; $rss / $n" | bc)" \
-               "$theirs_s" "$ratio")"$'\n'
+  rows="$rows$(printf '%7d  %7s  %7s  %7s  %7s  %8s  %10s  %6s  %9s  %9s  %6s' "$n" "$floor_s" \
+               "$ours_s" "$(echo "scale=2; $ours_s / $floor_s" | bc)" "$p99" \
+               "$(echo "scale=2; $rss / $n" | bc)" "$theirs_s" "$ratio" "$cpu" "$theirs_cpu" \
+               "$cpu_ratio")"$'\n'
 done
 echo
 echo "gridd_KiB/worker: gridd's VmRSS after the rendezvous minus before it, per worker"
 echo "floor_s: tcp_floor.c, the same connections and bytes without any protocol"
-echo "workers  floor_s  hgrid_s  x_floor   p99_ms  gridd_KiB/worker  tcpstore_s   ratio"
+echo "cpu_us: the coordinator's CPU per worker during the rendezvous (gridd; TCPStore's server)"
+echo "workers  floor_s  hgrid_s  x_floor   p99_ms  KiB/wkr  tcpstore_s   ratio  gridd_cpu  tcps_cpu  ratio"
+echo "                                              (gridd)                         _us/wkr   _us/wkr"
 printf '%s' "$rows"
 [ "$failed" -eq 0 ] && [ "$have_torch" -eq 1 ]
