@@ -57,6 +57,8 @@ static int send_env(hgrid_worker *w, Hgrid__Envelope *env)
 
 int hgrid_hello(hgrid_worker *w, const hgrid_hello_options *opt)
 {
+    if (!opt->job || !opt->token)
+        return hgrid_fail(w, HGRID_ERR_STATE, "hgrid_hello needs a job name and a token");
     char host[256];
     if (opt->host)
         snprintf(host, sizeof host, "%s", opt->host);

@@ -14,10 +14,18 @@ typedef struct {
     int workers, hosts;
     int gridd_pid;       // 0: not given
     bool wait_release;   // after the checks wait for Release instead of leaving
+    bool busy_poll;      // poll the event queue without sleeping
     double timeout_s;    // for the whole rendezvous
 } swarm_options;
 
-typedef enum { CONN_CONNECTING, CONN_JOINED, CONN_ASSIGNED, CONN_RELEASED, CONN_FAILED } conn_state;
+typedef enum {
+    CONN_CONNECTING,
+    CONN_JOINED,
+    CONN_ASSIGNED,
+    CONN_LEAVING, // Leave sent; waiting for gridd to close
+    CONN_RELEASED, // released by gridd, or left and closed by it
+    CONN_FAILED
+} conn_state;
 
 typedef struct {
     int fd;
@@ -32,11 +40,18 @@ typedef struct {
     char *error;                  // gridd's Error or a connection failure
 } swarm_conn;
 
+// When the rendezvous passed its steps, as seen from the swarm.
+typedef struct {
+    double last_hello, first_request, last_reply, first_assigned;
+} swarm_phases;
+
 typedef struct {
     swarm_options opt;
     swarm_conn *conns;
     int num_assigned, num_failed, num_released;
     double t_first_connect, t_last_assigned;
+    uint64_t bytes_sent, bytes_received, frames_sent; // during the rendezvous
+    swarm_phases phases;
     uint64_t rng;
 } swarm;
 
@@ -44,7 +59,8 @@ typedef struct {
 // Returns 0 when every worker is assigned or failed, -1 on timeout or a
 // setup failure (said on stderr).
 int swarm_rendezvous(swarm *s);
-// Leaves (or waits for Release from gridd) and closes every connection.
+// Leaves (or waits for Release from gridd) and closes every connection
+// without leaving sockets in TIME_WAIT.
 void swarm_finish(swarm *s);
 // Checks every assignment; prints each failure (up to a limit) and returns
 // how many checks failed. *groups gets the number of distinct ids.

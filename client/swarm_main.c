@@ -15,12 +15,15 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: hgrid-swarm --coordinator HOST:PORT --job NAME --token T --workers N\n"
-            "                   [--hosts H] [--gridd-pid PID] [--wait-release] [--timeout S]\n"
+            "                   [--hosts H] [--gridd-pid PID] [--wait-release] [--busy-poll]\n"
+            "                   [--timeout S]\n"
             "Simulates N workers (hosts swarm-0..H-1 with N/H devices each; default H = N/8)\n"
             "over N TCP connections from one thread, mints random ids as a leader, and\n"
             "checks every assignment against the layout engine: ranks unique and complete,\n"
             "coordinates, groups, shared and distinct ids, bridge peers, host-local tp.\n"
-            "Then it leaves, or with --wait-release waits for gridd's Release.\n"
+            "Then it leaves, or with --wait-release waits for gridd's Release. --busy-poll\n"
+            "spins on the event queue instead of sleeping (benchmarks: over loopback each\n"
+            "wakeup of the swarm is charged to gridd's sends).\n"
             "The last line: workers=N groups=G rendezvous_s=S p50_ms=.. p99_ms=.. gridd_rss_kib=..\n"
             "  groups: distinct NCCL ids (communicators); rendezvous_s: first connect to last\n"
             "  assignment; p50/p99: per worker, connect to assignment; gridd_rss_kib: VmRSS of\n"
@@ -47,6 +50,10 @@ static int parse_args(int argc, char **argv, swarm_options *o, bool *help)
         }
         if (!strcmp(a, "--wait-release")) {
             o->wait_release = true;
+            continue;
+        }
+        if (!strcmp(a, "--busy-poll")) {
+            o->busy_poll = true;
             continue;
         }
         if (i + 1 >= argc)
@@ -126,6 +133,27 @@ static long gridd_rss_kib(int pid)
     return kib;
 }
 
+// CPU seconds (user + system) pid has used, from /proc/<pid>/stat; -1 if unknown.
+static double gridd_cpu_s(int pid)
+{
+    if (pid <= 0)
+        return -1;
+    char path[64], line[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    size_t n = fread(line, 1, sizeof line - 1, f);
+    fclose(f);
+    line[n] = '\0';
+    const char *p = strrchr(line, ')'); // the command name may hold spaces
+    unsigned long long utime, stime;
+    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime,
+                     &stime) != 2)
+        return -1;
+    return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
+}
+
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -175,7 +203,11 @@ int main(int argc, char **argv)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     s.rng = (uint64_t)ts.tv_nsec * 0x9e3779b97f4a7c15ull ^ (uint64_t)getpid() ^ 1;
+    double cpu0 = gridd_cpu_s(s.opt.gridd_pid);
     int setup = swarm_rendezvous(&s);
+    double cpu1 = gridd_cpu_s(s.opt.gridd_pid);
+    double per = 1.0 / s.opt.workers;
+    uint64_t sent = s.bytes_sent, received = s.bytes_received, frames = s.frames_sent;
     long rss = gridd_rss_kib(s.opt.gridd_pid);
     int groups = 0, failed = swarm_check(&s, &groups);
     double p50, p99;
@@ -189,6 +221,17 @@ int main(int argc, char **argv)
         free(s.conns[i].error);
     }
     free(s.conns);
+    printf("wire per worker: %.0f bytes sent in %.2f frames, %.0f bytes received (frame headers "
+           "included, TCP/IP not)\n", sent * per, frames * per, received * per);
+    const swarm_phases *ph = &s.phases;
+    printf("phases (s from first connect): last hello %.3f, first mint request %.3f, last mint "
+           "reply %.3f, first assignment %.3f, last %.3f\n",
+           ph->last_hello - s.t_first_connect, ph->first_request - s.t_first_connect,
+           ph->last_reply - s.t_first_connect, ph->first_assigned - s.t_first_connect,
+           s.t_last_assigned - s.t_first_connect);
+    if (cpu0 >= 0 && cpu1 >= 0)
+        printf("gridd cpu: %.0f ms during the rendezvous, %.1f us per worker\n",
+               (cpu1 - cpu0) * 1e3, (cpu1 - cpu0) * 1e6 * per);
     if (failed || setup)
         fprintf(stderr, "hgrid-swarm: %d check(s) failed\n", failed + (setup != 0));
     printf("workers=%d groups=%d rendezvous_s=%.3f p50_ms=%.1f p99_ms=%.1f gridd_rss_kib=%ld\n",

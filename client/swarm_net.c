@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,14 +37,19 @@ typedef struct {
     swarm_conn *c;
 } frame_ctx;
 
-static void conn_fail(swarm *s, swarm_conn *c, const char *fmt, const char *what)
+// Marks a worker failed with a one-line reason (kept for the report).
+__attribute__((format(printf, 3, 4))) static void conn_fail(swarm *s, swarm_conn *c,
+                                                            const char *fmt, ...)
 {
     if (c->state == CONN_FAILED)
         return;
     if (c->state == CONN_ASSIGNED)
         s->num_assigned--;
     char buf[512];
-    snprintf(buf, sizeof buf, fmt, what);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
     free(c->error);
     c->error = strdup(buf);
     c->state = CONN_FAILED;
@@ -55,7 +61,7 @@ static int send_env(swarm *s, swarm_conn *c, const Hgrid__Envelope *env)
     uint8_t *frame;
     size_t len = wire_pack(env, &frame);
     if (len == 0) {
-        conn_fail(s, c, "%s", "out of memory packing a message");
+        conn_fail(s, c, "out of memory packing a message");
         return -1;
     }
     // Frames are small and each socket has few in flight: a short write
@@ -66,6 +72,8 @@ static int send_env(swarm *s, swarm_conn *c, const Hgrid__Envelope *env)
         conn_fail(s, c, "cannot send to gridd: %s", w < 0 ? strerror(errno) : "short write");
         return -1;
     }
+    s->bytes_sent += len;
+    s->frames_sent++;
     return 0;
 }
 
@@ -90,7 +98,7 @@ static bool try_hello(net *n, swarm_conn *c)
     uint8_t *frame;
     size_t len = wire_pack(&env, &frame);
     if (len == 0) {
-        conn_fail(n->s, c, "%s", "out of memory packing a message");
+        conn_fail(n->s, c, "out of memory packing a message");
         return false;
     }
     ssize_t w = send(c->fd, frame, len, MSG_NOSIGNAL);
@@ -103,6 +111,9 @@ static bool try_hello(net *n, swarm_conn *c)
         return false;
     }
     c->state = CONN_JOINED;
+    n->s->phases.last_hello = now_s();
+    n->s->bytes_sent += len;
+    n->s->frames_sent++;
     return true;
 }
 
@@ -116,16 +127,17 @@ static uint64_t next_random(swarm *s)
 
 static void mint(net *n, swarm_conn *c, const Hgrid__MintRequest *req)
 {
+    swarm_phases *ph = &n->s->phases;
+    if (ph->first_request == 0)
+        ph->first_request = now_s();
     if (req->count > ASSIGN_MAX_GROUPS) {
-        char what[32];
-        snprintf(what, sizeof what, "%u", req->count);
-        conn_fail(n->s, c, "gridd asked for %s ids; no worker leads that many", what);
+        conn_fail(n->s, c, "gridd asked for %u ids; no worker leads that many", req->count);
         return;
     }
     free(c->minted);
     c->minted = malloc((size_t)(req->count ? req->count : 1) * ASSIGN_ID_BYTES);
     if (!c->minted) {
-        conn_fail(n->s, c, "%s", "out of memory minting ids");
+        conn_fail(n->s, c, "out of memory minting ids");
         return;
     }
     ProtobufCBinaryData ids[ASSIGN_MAX_GROUPS];
@@ -148,6 +160,7 @@ static void mint(net *n, swarm_conn *c, const Hgrid__MintRequest *req)
     env.msg_case = HGRID__ENVELOPE__MSG_MINT_REPLY;
     env.mint_reply = &reply;
     send_env(n->s, c, &env);
+    ph->last_reply = now_s();
 }
 
 // Handles one frame from gridd; the Assignment is kept for the checks.
@@ -178,15 +191,19 @@ static int on_frame(void *ctx, const uint8_t *body, uint32_t len)
             s->num_assigned++;
         c->state = CONN_ASSIGNED;
         c->t_assigned = s->t_last_assigned = now_s();
+        if (s->phases.first_assigned == 0)
+            s->phases.first_assigned = c->t_assigned;
         break;
     case HGRID__ENVELOPE__MSG_ERROR:
         conn_fail(s, c, "refused by gridd: %s", env->error->message);
         break;
     case HGRID__ENVELOPE__MSG_ABORT:
-        conn_fail(s, c, "generation aborted: %s", env->abort->reason);
+        if (c->state != CONN_LEAVING) // others leaving abort the generation
+            conn_fail(s, c, "generation aborted: %s", env->abort->reason);
         break;
     case HGRID__ENVELOPE__MSG_RELEASE:
-        if (c->state == CONN_ASSIGNED) {
+        if (c->state == CONN_ASSIGNED || c->state == CONN_LEAVING) {
+            s->num_assigned -= c->state == CONN_ASSIGNED;
             c->state = CONN_RELEASED;
             s->num_released++;
         } else {
@@ -194,8 +211,7 @@ static int on_frame(void *ctx, const uint8_t *body, uint32_t len)
         }
         break;
     default:
-        snprintf(buf, sizeof buf, "%d", (int)env->msg_case);
-        conn_fail(s, c, "unexpected message %s from gridd", buf);
+        conn_fail(s, c, "unexpected message %d from gridd", (int)env->msg_case);
         break;
     }
     wire_free_envelope(env);
@@ -212,12 +228,16 @@ static void on_readable(net *n, swarm_conn *c)
         if (r < 0 && errno == EAGAIN)
             return;
         if (r <= 0) {
-            if (c->state != CONN_RELEASED)
+            if (c->state == CONN_LEAVING) {
+                c->state = CONN_RELEASED;
+                n->s->num_released++;
+            } else if (c->state != CONN_RELEASED)
                 conn_fail(n->s, c, "gridd closed the connection: %s",
                           r == 0 ? "end of stream" : strerror(errno));
             epoll_ctl(n->epfd, EPOLL_CTL_DEL, c->fd, NULL);
             return;
         }
+        n->s->bytes_received += (uint64_t)r;
         frame_ctx f = {n, c};
         char err[256];
         if (wire_reader_feed(&c->reader, buf, (size_t)r, on_frame, &f, err, sizeof err) < 0)
@@ -341,7 +361,11 @@ static int run_until(net *n, int (*done)(const swarm *), double deadline)
         double left = deadline - now_s();
         if (left <= 0)
             return -1;
-        int k = epoll_wait(n->epfd, events, MAX_EVENTS, (int)(left * 1000) + 1);
+        // Busy polling keeps the swarm awake, so gridd's sends over loopback
+        // do not pay for waking it (an inter-processor interrupt per wakeup,
+        // costly in a VM; real workers wake on their own machines).
+        int wait_ms = n->s->opt.busy_poll ? 0 : (int)(left * 1000) + 1;
+        int k = epoll_wait(n->epfd, events, MAX_EVENTS, wait_ms);
         if (k < 0 && errno != EINTR) {
             fprintf(stderr, "hgrid-swarm: epoll_wait failed: %s\n", strerror(errno));
             return -1;
@@ -394,13 +418,55 @@ static int all_released(const swarm *s)
     return s->num_released + s->num_failed == s->opt.workers;
 }
 
+// Sends one message to every assigned worker.
+static void send_all(swarm *s, const Hgrid__Envelope *env)
+{
+    for (int i = 0; i < s->opt.workers; i++)
+        if (s->conns[i].state == CONN_ASSIGNED)
+            send_env(s, &s->conns[i], env);
+}
+
+static uint64_t generation_of(const swarm *s)
+{
+    for (int i = 0; i < s->opt.workers; i++)
+        if (s->conns[i].assignment)
+            return s->conns[i].assignment->assignment->generation;
+    return 0;
+}
+
+// Ready from every worker, then heartbeats (every second: gridd's default
+// timeout / 3) until gridd releases them all.
+static void wait_release(net *n)
+{
+    swarm *s = n->s;
+    Hgrid__Ready ready = HGRID__READY__INIT;
+    ready.generation = generation_of(s);
+    Hgrid__Envelope env;
+    wire_envelope_init(&env);
+    env.msg_case = HGRID__ENVELOPE__MSG_READY;
+    env.ready = &ready;
+    send_all(s, &env);
+    Hgrid__Heartbeat hb = HGRID__HEARTBEAT__INIT;
+    hb.generation = ready.generation;
+    env.msg_case = HGRID__ENVELOPE__MSG_HEARTBEAT;
+    env.heartbeat = &hb;
+    double deadline = now_s() + s->opt.timeout_s;
+    while (!all_released(s) && now_s() < deadline) {
+        double slice = now_s() + 1.0;
+        run_until(n, all_released, slice < deadline ? slice : deadline);
+        hb.step++;
+        send_all(s, &env);
+    }
+    if (!all_released(s))
+        fprintf(stderr, "hgrid-swarm: only %d of %d workers were released within %.0f s\n",
+                s->num_released, s->opt.workers, s->opt.timeout_s);
+}
+
 void swarm_finish(swarm *s)
 {
     net *n = &the_net;
     if (s->opt.wait_release) {
-        if (run_until(n, all_released, now_s() + s->opt.timeout_s))
-            fprintf(stderr, "hgrid-swarm: only %d of %d workers were released within %.0f s\n",
-                    s->num_released, s->opt.workers, s->opt.timeout_s);
+        wait_release(n);
     } else {
         Hgrid__Leave leave = HGRID__LEAVE__INIT;
         leave.reason = "swarm done";
@@ -408,13 +474,22 @@ void swarm_finish(swarm *s)
         wire_envelope_init(&env);
         env.msg_case = HGRID__ENVELOPE__MSG_LEAVE;
         env.leave = &leave;
+        send_all(s, &env);
+        s->num_assigned = 0;
         for (int i = 0; i < s->opt.workers; i++)
             if (s->conns[i].state == CONN_ASSIGNED)
-                send_env(s, &s->conns[i], &env);
+                s->conns[i].state = CONN_LEAVING;
+        run_until(n, all_released, now_s() + 5.0);
     }
-    for (int i = 0; i < s->opt.workers; i++)
-        if (s->conns[i].fd >= 0)
-            close(s->conns[i].fd);
+    // gridd closed first (or will see the reset): resetting rather than
+    // closing leaves no socket in TIME_WAIT to slow the next run's connects.
+    struct linger reset = {.l_onoff = 1, .l_linger = 0};
+    for (int i = 0; i < s->opt.workers; i++) {
+        if (s->conns[i].fd < 0)
+            continue;
+        setsockopt(s->conns[i].fd, SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
+        close(s->conns[i].fd);
+    }
     if (n->epfd >= 0)
         close(n->epfd);
 }

@@ -2,7 +2,7 @@
 // rank, module, coordinates, groups with their NCCL ids and bridge peers.
 #include <stdlib.h>
 
-#include "daemon/gridd.h"
+#include "daemon/assignment.h"
 
 #define STACK_PEERS 64
 

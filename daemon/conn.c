@@ -4,7 +4,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "daemon/gridd.h"
+#include "daemon/conn.h"
+
+#include "daemon/control.h"
+#include "daemon/job.h"
+#include "daemon/worker.h"
 
 // One read buffer for the whole loop: frames are handled before the read
 // callback returns, and partial frames are copied by the wire_reader.
@@ -27,12 +31,18 @@ conn *conn_new(server *srv, conn_kind kind)
     c->list = LIST_NONE;
     c->slot = -1;
     c->h.handle.data = c;
-    wire_reader_init(&c->reader, srv->opt.max_frame);
+    // Until its Hello is accepted a worker may send only small frames, so
+    // that unauthenticated peers cannot make gridd hold large partial frames.
+    uint32_t max = kind == CONN_WORKER && srv->opt.max_frame > GRIDD_HELLO_MAX_FRAME
+                       ? GRIDD_HELLO_MAX_FRAME
+                       : srv->opt.max_frame;
+    wire_reader_init(&c->reader, max);
     srv->connections++;
     return c;
 }
 
-const char *conn_peer(conn *c)
+// "address:port" for the log, looked up on first use.
+static const char *conn_peer(conn *c)
 {
     if (c->peer[0])
         return c->peer;
@@ -69,7 +79,7 @@ void conn_list_remove(conn *c)
     c->list = LIST_NONE;
 }
 
-void conn_list_append(conn *c, deadline_list list)
+static void conn_list_append(conn *c, deadline_list list)
 {
     conn_list_remove(c);
     conn_list *l = &c->srv->lists[list];
@@ -90,9 +100,15 @@ void conn_watch(conn *c)
         conn_list_append(c, LIST_WATCH);
 }
 
+void conn_await_ready(conn *c)
+{
+    if (!c->closing && !c->draining)
+        conn_list_append(c, LIST_READY);
+}
+
 void conn_unwatch(conn *c)
 {
-    if (c->list == LIST_WATCH)
+    if (c->list == LIST_WATCH || c->list == LIST_READY)
         conn_list_remove(c);
 }
 
@@ -105,8 +121,13 @@ void conn_sweep(server *srv)
                   srv->opt.hello_timeout);
     while ((c = srv->lists[LIST_WATCH].head) && c->deadline <= now) {
         char reason[128];
-        snprintf(reason, sizeof reason, "rank %d silent for more than %.3g s", c->slot,
-                 srv->opt.heartbeat_timeout);
+        snprintf(reason, sizeof reason, "silent for more than %.3g s", srv->opt.heartbeat_timeout);
+        conn_close(c, reason);
+    }
+    while ((c = srv->lists[LIST_READY].head) && c->deadline <= now) {
+        char reason[128];
+        snprintf(reason, sizeof reason, "not Ready %.3g s after its Assignment",
+                 srv->opt.ready_timeout);
         conn_close(c, reason);
     }
     while ((c = srv->lists[LIST_LINGER].head) && c->deadline <= now)
@@ -148,7 +169,7 @@ void conn_finish(conn *c)
         return;
     c->draining = true;
     if (c->job)
-        job_worker_gone(c, "released");
+        job_worker_gone(c, "connection finished");
     conn_list_append(c, LIST_LINGER);
     uv_shutdown_t *req = malloc(sizeof *req);
     if (!req || uv_shutdown(req, &c->h.stream, on_shutdown)) {
@@ -221,7 +242,7 @@ int conn_send(conn *c, const Hgrid__Envelope *env)
         free(frame);
         return 0;
     }
-    if (c->queued + (len - done) > GRIDD_SLOW_CONSUMER) {
+    if (c->queued > 0 && c->queued + (len - done) > GRIDD_SLOW_CONSUMER) {
         free(frame);
         gridd_log("%s: dropped: not reading (%zu bytes queued)", conn_peer(c), c->queued);
         conn_close(c, "slow consumer");

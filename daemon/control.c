@@ -4,7 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "daemon/gridd.h"
+#include "daemon/control.h"
+
+#include "daemon/job.h"
 
 static void reply_ok(conn *c, const char *message)
 {
@@ -96,7 +98,7 @@ static void submit(conn *c, const Hgrid__SubmitJob *s)
         return;
     }
     gridd_log("job %s: submitted (%d workers)", s->job, plan.world_size);
-    gridd_persist(srv);
+    jobs_save(srv);
     char message[160];
     snprintf(message, sizeof message, "job %s submitted: waiting for %d workers", s->job,
              plan.world_size);

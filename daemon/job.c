@@ -3,7 +3,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "daemon/gridd.h"
+#include "daemon/job.h"
+
+#include "daemon/assignment.h"
 
 const char *job_state_name(job_state s)
 {
@@ -33,8 +35,14 @@ job *job_create(server *srv, const job_record *rec, const hg_plan *plan)
     j->rec = *rec;
     j->plan = *plan;
     mint_plan_init(&j->mint, &j->plan);
+    size_t world = (size_t)plan->world_size;
     j->ids = malloc((size_t)j->mint.num_ids * MINT_ID_BYTES + 1);
-    if (!j->ids) {
+    j->missing = malloc(sizeof *j->missing * world);
+    j->members = malloc(sizeof *j->members * world);
+    if (!j->ids || !j->missing || !j->members) {
+        free(j->ids);
+        free(j->missing);
+        free(j->members);
         free(j);
         return NULL;
     }
@@ -51,10 +59,12 @@ void job_free(job *j)
 {
     roster_free(&j->rec.roster);
     free(j->ids);
+    free(j->missing);
+    free(j->members);
     free(j);
 }
 
-void gridd_persist(server *srv)
+void jobs_save(server *srv)
 {
     if (!srv->opt.state_dir)
         return;
@@ -104,32 +114,79 @@ void job_cancel(server *srv, job *j, const char *reason)
     srv->num_jobs--;
     gridd_log("job %s: %s; %d workers released", j->rec.name, reason, released);
     job_free(j);
-    gridd_persist(srv);
+    jobs_save(srv);
 }
 
-static void send_assignments(job *j)
+// Sends rank's Assignment. Returns false if that lost a worker and so
+// aborted the generation (the caller stops).
+static bool assign_rank(job *j, int rank)
 {
     uint64_t gen = j->rec.generation;
-    j->state = JOB_ASSIGNED;
-    for (int s = 0; s < j->plan.world_size; s++) {
-        conn *c = slot_conn(j, s);
-        j->rec.roster.slots[s].state = SLOT_ASSIGNED;
-        assignment_send(j, s, c);
-        conn_watch(c);
-        if (j->state != JOB_ASSIGNED || j->rec.generation != gen)
-            return; // a send lost a worker and aborted this generation
+    roster_slot *slot = &j->rec.roster.slots[rank];
+    conn *c = slot->conn;
+    slot->state = SLOT_ASSIGNED;
+    assignment_send(j, rank, c);
+    conn_await_ready(c);
+    if (j->state != JOB_MINTING || j->rec.generation != gen)
+        return false;
+    if (++j->assigned == j->plan.world_size) {
+        j->state = JOB_ASSIGNED;
+        gridd_log("job %s: generation %llu: %d assignments sent, %lld ms after the set was whole",
+                  j->rec.name, (unsigned long long)gen, j->assigned,
+                  (long long)(gridd_now_ms() - j->whole_at));
     }
-    gridd_log("job %s: generation %llu: %d assignments sent, %lld ms after the set was whole",
-              j->rec.name, (unsigned long long)gen, j->plan.world_size,
-              (long long)(gridd_now_ms() - j->whole_at));
+    return true;
+}
+
+// How many distinct ids rank's groups use (kinds sharing a communicator
+// share an id).
+static int ids_needed(const job *j, int rank)
+{
+    int ids[MINT_MAX_PER_RANK], n = 0;
+    const hg_module_grid *m = hg_plan_module_of_rank(&j->plan, rank);
+    for (int k = 0; k < HG_NUM_GROUP_KINDS; k++) {
+        if (!hg_group_applies(m, (hg_group_kind)k))
+            continue;
+        int id = mint_group_id(&j->mint, rank, (hg_group_kind)k), seen = 0;
+        for (int i = 0; i < n; i++)
+            seen |= ids[i] == id;
+        if (id >= 0 && !seen)
+            ids[n++] = id;
+    }
+    if (j->mint.bridge_id >= 0 && hg_bridge_index_of_rank(&j->plan, rank) >= 0)
+        n++;
+    return n;
+}
+
+// An id came in: members of its group that now hold all their ids get
+// their Assignment at once, while other leaders are still minting.
+static bool id_arrived(job *j, int id)
+{
+    mint_group mg;
+    mint_id_group(&j->mint, id, &mg);
+    int n;
+    if (mg.kind == MINT_BRIDGE) {
+        n = hg_bridge_size(&j->plan);
+        for (int i = 0; i < n; i++)
+            j->members[i] = hg_bridge_member(&j->plan, i);
+    } else {
+        const hg_module_grid *m = hg_plan_module(&j->plan, mg.module);
+        n = hg_group_size(m, (hg_group_kind)mg.kind);
+        hg_group_members(m, (hg_group_kind)mg.kind, mg.group, j->members);
+    }
+    for (int i = 0; i < n; i++)
+        if (--j->missing[j->members[i]] == 0 && !assign_rank(j, j->members[i]))
+            return false;
+    return true;
 }
 
 static void start_generation(job *j)
 {
     uint64_t gen = ++j->rec.generation;
-    gridd_persist(j->srv);
+    jobs_save(j->srv);
     j->state = JOB_MINTING;
     j->mint_pending = 0;
+    j->assigned = 0;
     j->ready = 0;
     j->whole_at = gridd_now_ms();
     Hgrid__Envelope env;
@@ -143,6 +200,7 @@ static void start_generation(job *j)
     for (int s = 0; s < j->plan.world_size; s++) {
         roster_slot *slot = &j->rec.roster.slots[s];
         slot->state = SLOT_JOINED;
+        j->missing[s] = ids_needed(j, s);
         int n = mint_leader_ids(&j->mint, s, ids);
         if (n == 0)
             continue;
@@ -156,8 +214,9 @@ static void start_generation(job *j)
     }
     gridd_log("job %s: generation %llu: %d leaders mint %d ids", j->rec.name,
               (unsigned long long)gen, j->mint_pending, j->mint.num_ids);
-    if (j->mint_pending == 0)
-        send_assignments(j);
+    for (int s = 0; s < j->plan.world_size; s++) // ranks whose groups need no id
+        if (j->missing[s] == 0 && !assign_rank(j, s))
+            return;
 }
 
 void job_joined(job *j, conn *c)
@@ -169,7 +228,7 @@ void job_joined(job *j, conn *c)
         gridd_log("job %s: worker %s/%d rejoined as rank %d (%d/%d)", j->rec.name, host,
                   slot->device, c->slot, r->live, r->world_size);
         if (r->map_version != j->saved_map_version) // it replaced a lost worker
-            gridd_persist(j->srv);
+            jobs_save(j->srv);
     } else {
         gridd_log("job %s: worker %s/%d joined (%d/%d)", j->rec.name, host, slot->device, r->live,
                   r->world_size);
@@ -194,6 +253,7 @@ static void abort_generation(job *j, const char *reason)
     uint64_t gen = j->rec.generation;
     j->state = JOB_WAITING;
     j->mint_pending = 0;
+    j->assigned = 0;
     j->ready = 0;
     gridd_log("job %s: generation %llu aborted: %s", j->rec.name, (unsigned long long)gen, reason);
     Hgrid__Envelope env;
@@ -268,21 +328,23 @@ void job_mint_reply(conn *c, const Hgrid__MintReply *reply)
                       MINT_ID_BYTES);
             return;
         }
-    for (int i = 0; i < n; i++)
-        memcpy(j->ids + (size_t)ids[i] * MINT_ID_BYTES, reply->ids[i].data, MINT_ID_BYTES);
     slot->mint_pending = false;
-    if (--j->mint_pending == 0)
-        send_assignments(j);
+    j->mint_pending--;
+    for (int i = 0; i < n; i++) {
+        memcpy(j->ids + (size_t)ids[i] * MINT_ID_BYTES, reply->ids[i].data, MINT_ID_BYTES);
+        if (!id_arrived(j, ids[i]))
+            return;
+    }
 }
 
 void job_ready(conn *c, uint64_t generation)
 {
     job *j = c->job;
     roster_slot *slot = &j->rec.roster.slots[c->slot];
-    if (generation != j->rec.generation || j->state != JOB_ASSIGNED ||
-        slot->state != SLOT_ASSIGNED)
+    if (generation != j->rec.generation || slot->state != SLOT_ASSIGNED)
         return; // a Ready for an aborted generation
     slot->state = SLOT_READY;
+    conn_watch(c);
     if (++j->ready < j->plan.world_size)
         return;
     j->state = JOB_RUNNING;

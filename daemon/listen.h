@@ -2,7 +2,7 @@
 #ifndef HGRID_DAEMON_LISTEN_H
 #define HGRID_DAEMON_LISTEN_H
 
-#include "daemon/gridd.h"
+#include "daemon/conn.h"
 
 // Binds and listens on --listen (logs "listening on HOST:PORT", writes
 // --port-file). Returns 0 or -1 after printing why.

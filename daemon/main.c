@@ -1,13 +1,17 @@
 // gridd: the hgrid coordinator. One libuv loop thread serves workers (TCP)
 // and hgridctl (Unix socket); see docs/PROTOCOL.md.
+#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
-#include "daemon/gridd.h"
+#include "daemon/conn.h"
+#include "daemon/job.h"
 #include "daemon/listen.h"
 
 static void usage(FILE *out)
@@ -21,6 +25,8 @@ static void usage(FILE *out)
             "                             $XDG_RUNTIME_DIR/hgrid/gridd.sock or /tmp/hgrid-UID/)\n"
             "  --state-dir DIR            keep jobs and rank maps in DIR across restarts\n"
             "  --heartbeat-timeout SEC    a worker silent this long is lost (default 3)\n"
+            "  --ready-timeout SEC        a worker not Ready this long after its Assignment\n"
+            "                             (creating communicators) is lost (default 120)\n"
             "  --hello-timeout SEC        drop connections without a Hello (default 5)\n"
             "  --max-frame BYTES          largest frame accepted (default %u)\n"
             "  --max-connections N        connection cap (default: open-file limit - 64)\n"
@@ -77,12 +83,14 @@ static int parse_options(int argc, char **argv, gridd_options *o)
     static const struct option longs[] = {
         {"listen", required_argument, 0, 'l'},    {"control", required_argument, 0, 'c'},
         {"state-dir", required_argument, 0, 's'}, {"heartbeat-timeout", required_argument, 0, 'b'},
+        {"ready-timeout", required_argument, 0, 'r'},
         {"hello-timeout", required_argument, 0, 'o'}, {"max-frame", required_argument, 0, 'f'},
         {"max-connections", required_argument, 0, 'm'}, {"port-file", required_argument, 0, 'p'},
         {"help", no_argument, 0, 'h'},            {0, 0, 0, 0},
     };
     long nofile = raise_nofile();
-    *o = (gridd_options){.listen = "0.0.0.0:7420", .heartbeat_timeout = 3, .hello_timeout = 5,
+    *o = (gridd_options){.listen = "0.0.0.0:7420", .heartbeat_timeout = 3, .ready_timeout = 120,
+                         .hello_timeout = 5,
                          .max_frame = WIRE_DEFAULT_MAX_FRAME,
                          .max_connections = (int)(nofile > 128 ? nofile - 64 : 64)};
     wire_default_control_path(o->control, sizeof o->control);
@@ -99,6 +107,7 @@ static int parse_options(int argc, char **argv, gridd_options *o)
             break;
         case 's': o->state_dir = optarg; break;
         case 'b': rc = parse_seconds("--heartbeat-timeout", optarg, &o->heartbeat_timeout); break;
+        case 'r': rc = parse_seconds("--ready-timeout", optarg, &o->ready_timeout); break;
         case 'o': rc = parse_seconds("--hello-timeout", optarg, &o->hello_timeout); break;
         case 'f':
             if (!(rc = parse_count("--max-frame", optarg, 1024, 1L << 30, &n)))
@@ -123,9 +132,15 @@ static int parse_options(int argc, char **argv, gridd_options *o)
     return rc;
 }
 
-// Restores the jobs saved in --state-dir.
+// Restores the jobs saved in --state-dir (created 0700 if missing).
 static int load_state(server *srv)
 {
+    const char *dir = srv->opt.state_dir;
+    if ((mkdir(dir, 0700) && errno != EEXIST) || access(dir, R_OK | W_OK | X_OK)) {
+        fprintf(stderr, "gridd: --state-dir %s is not a writable directory: %s\n", dir,
+                strerror(errno));
+        return -1;
+    }
     job_record *recs;
     int n;
     char err[512];
@@ -134,11 +149,20 @@ static int load_state(server *srv)
         return -1;
     }
     int rc = 0;
+    if (n > GRIDD_MAX_JOBS) {
+        fprintf(stderr, "gridd: the state file holds %d jobs, more than the limit of %d\n", n,
+                GRIDD_MAX_JOBS);
+        rc = -1;
+    }
     for (int i = 0; i < n; i++) {
         hg_plan plan;
         char why[HG_ERR_LEN];
-        if (rc || hg_plan_build(&recs[i].spec, &plan, why, sizeof why) ||
+        if (rc || job_find(srv, recs[i].name) ||
+            hg_plan_build(&recs[i].spec, &plan, why, sizeof why) ||
             !job_create(srv, &recs[i], &plan)) {
+            if (rc == 0)
+                fprintf(stderr, "gridd: cannot restore job %s (listed twice or out of memory)\n",
+                        recs[i].name);
             roster_free(&recs[i].roster);
             rc = -1;
             continue;
@@ -148,8 +172,6 @@ static int load_state(server *srv)
                   recs[i].roster.assigned ? "ranks assigned" : "waiting for workers");
     }
     free(recs);
-    if (rc)
-        fprintf(stderr, "gridd: out of memory restoring jobs\n");
     return rc;
 }
 
@@ -211,6 +233,7 @@ int main(int argc, char **argv)
     loop.data = &srv;
     srv.lists[LIST_HELLO].timeout_ms = (int64_t)(srv.opt.hello_timeout * 1000);
     srv.lists[LIST_WATCH].timeout_ms = (int64_t)(srv.opt.heartbeat_timeout * 1000);
+    srv.lists[LIST_READY].timeout_ms = (int64_t)(srv.opt.ready_timeout * 1000);
     srv.lists[LIST_LINGER].timeout_ms = GRIDD_LINGER_MS;
     int status = 1;
     if (srv.opt.state_dir && load_state(&srv))

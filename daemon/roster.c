@@ -181,16 +181,24 @@ static roster_status join_replacing(roster *r, int hostn, const char *host, int 
                  s, r->hosts[r->slots[s].host], r->slots[s].device);
         return ROSTER_RANK_REFUSED;
     }
-    for (int i = 0; s < 0 && i < n; i++)
-        if (!is_live(&r->slots[i]))
-            s = i;
+    if (s < 0) { // every slot below lost_hint is live
+        while (r->lost_hint < n && is_live(&r->slots[r->lost_hint]))
+            r->lost_hint++;
+        if (r->lost_hint < n)
+            s = r->lost_hint++;
+    }
     if (s < 0)
         return refuse(ROSTER_FULL, err, errlen, "%s/%d cannot join: all %d of %d ranks are live",
                       host, device, n, n);
     roster_status st = occupy(r, s, hostn, host, device, -1);
+    if (st != ROSTER_OK) {
+        if (s < r->lost_hint)
+            r->lost_hint = s;
+        return st;
+    }
     r->map_version++;
     *slot = s;
-    return st;
+    return ROSTER_OK;
 }
 
 roster_status roster_join(roster *r, const char *host, int device, int requested, int *slot,
@@ -226,6 +234,8 @@ void roster_leave(roster *r, int s)
     slot->mint_pending = false;
     if (r->assigned) {
         slot->state = SLOT_LOST;
+        if (s < r->lost_hint)
+            r->lost_hint = s;
         return;
     }
     table_remove(&r->device_index, device_key(slot->host, slot->device), s);

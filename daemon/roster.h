@@ -42,6 +42,7 @@ typedef struct {
     int *free_slots;    // before assignment: empty slots (a stack)
     int num_free;
     uint64_t map_version; // bumped whenever the sticky map changes
+    int lost_hint;        // after assignment: every slot below it is live
 } roster;
 
 typedef enum {

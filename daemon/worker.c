@@ -3,7 +3,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "daemon/gridd.h"
+#include "daemon/worker.h"
+
+#include "daemon/job.h"
 
 // Compares tokens in time independent of where they differ.
 static bool token_equal(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
@@ -75,6 +77,7 @@ static void hello(conn *c, const Hgrid__Hello *h)
         return;
     }
     conn_list_remove(c); // the Hello deadline
+    c->reader.max_frame = c->srv->opt.max_frame;
     c->job = j;
     c->slot = slot;
     j->rec.roster.slots[slot].conn = c;
@@ -127,10 +130,13 @@ void worker_handle(conn *c, const Hgrid__Envelope *env)
     case HGRID__ENVELOPE__MSG_SELF_TEST:
         self_test(c, env->self_test);
         break;
-    case HGRID__ENVELOPE__MSG_LEAVE:
-        gridd_log("job %s: rank %d leaves: %.200s", c->job->rec.name, c->slot, env->leave->reason);
+    case HGRID__ENVELOPE__MSG_LEAVE: {
+        char why[256];
+        snprintf(why, sizeof why, "left: %.200s", env->leave->reason);
+        job_worker_gone(c, why);
         conn_finish(c);
         break;
+    }
     default:
         conn_fail(c, HGRID__ERROR_CODE__ERROR_BAD_REQUEST,
                   "message %d is not a worker message", (int)env->msg_case);

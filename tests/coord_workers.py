@@ -289,17 +289,23 @@ def run(port, sock, workers):
     codes = [w.wait() for w in main_workers + [asker, other]]
     check(codes == [0] * len(codes), f"cancel: every worker exits 0 ({codes})")
 
-    # ---- 256 workers from one swarm
+    # ---- 256 workers from one swarm: checked, ready, heartbeating until cancelled
     ctl(sock, "submit", "--job", "swarm", "--token", "tok-swarm", "--encoder-tp", "2", "--encoder-dp", "32",
         "--llm-tp", "4", "--llm-pp", "3", "--llm-dp", "16", "--micro-batch-size", "2")
-    r = subprocess.run([f"{BIN}/hgrid-swarm", "--coordinator", f"127.0.0.1:{port}", "--job", "swarm",
-                        "--token", "tok-swarm", "--workers", "256", "--hosts", "32"],
-                       capture_output=True, text=True, timeout=120)
-    last = r.stdout.strip().splitlines()[-1] if r.stdout.strip() else ""
-    check(r.returncode == 0 and last.startswith("workers=256 groups=244 rendezvous_s="),
-          f"swarm of 256: exit {r.returncode}, {last!r}, {r.stderr.strip()[-500:]}")
+    swarm = subprocess.Popen([f"{BIN}/hgrid-swarm", "--coordinator", f"127.0.0.1:{port}", "--job", "swarm",
+                              "--token", "tok-swarm", "--workers", "256", "--hosts", "32", "--wait-release"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    info = wait_state(sock, "swarm", "running", timeout=60)
+    check(info["state"] == "running" and len(info["workers"]) == 256, f"swarm job running: {info['state']}")
     ctl(sock, "cancel", "swarm")
-
+    out, err = swarm.communicate(timeout=60)
+    r = subprocess.run([f"{BIN}/hgrid-swarm", "--coordinator", f"127.0.0.1:{port}", "--job", "swarm",
+                        "--token", "wrong", "--workers", "16"], capture_output=True, text=True, timeout=60)
+    check(r.returncode == 1 and "refused by gridd" in r.stderr and "16 check(s) failed" in r.stderr,
+          f"a refused swarm fails its checks: {r.returncode} {r.stderr[-300:]!r}")
+    last = out.strip().splitlines()[-1] if out.strip() else ""
+    check(swarm.returncode == 0 and last.startswith("workers=256 groups=244 rendezvous_s=")
+          and last.endswith("gridd_rss_kib=0"), f"swarm of 256: exit {swarm.returncode}, {last!r}, {err.strip()[-500:]}")
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -115,6 +115,7 @@ class Peer:
         if head is None:
             return "eof", None
         body = self._exact(struct.unpack(">I", head)[0])
+        self.last_size = len(body)
         env = parse(body)
         for no, vals in env.items():
             if no != 1:
@@ -152,8 +153,8 @@ class Peer:
 
 
 class Gridd:
-    def __init__(self, tmp, name, *extra):
-        self.sock = os.path.join(tmp, name + ".sock")
+    def __init__(self, tmp, name, *extra, sock=None):
+        self.sock = sock or os.path.join(tmp, name + ".sock")
         self.log = os.path.join(tmp, name + ".log")
         port_file = os.path.join(tmp, name + ".port")
         if os.path.exists(port_file):
@@ -229,6 +230,13 @@ def test_frames(g):
     check(code == "BAD_VERSION" and "version 7" in msg and "version 1" in msg and closed,
           "wrong version: %s %s" % (code, msg))
 
+    h = Peer(g.port)
+    h.send(struct.pack(">I", 8192) + b"\0" * 100)
+    code, msg, closed = h.error()
+    check(code == "BAD_FRAME" and "4096-byte limit" in msg and closed,
+          "large frame before Hello: %s %s" % (code, msg))
+    h.close()
+
     e = Peer(g.port)
     e.send(frame("ready", fv(1, 1)))
     code, msg, closed = e.error()
@@ -239,6 +247,16 @@ def test_frames(g):
     code, msg, closed = f.error()
     took = time.time() - t0
     check(code == "TIMEOUT" and closed and 0.3 < took < 3, "hello timeout: %s %s after %.2fs" % (code, msg, took))
+
+    # After its Hello a worker may send frames up to --max-frame only.
+    bystander2 = Peer(g.port)
+    bystander2.hello("frames", "tok", "host-x", 1)
+    check(wait_for(lambda: "host-x/1 joined" in g.log_text()), "second bystander joins")
+    bystander2.send(struct.pack(">I", (1 << 20) + 1))
+    code, msg, closed = bystander2.error()
+    check(code == "BAD_FRAME" and "1048576-byte limit" in msg and closed,
+          "frame over --max-frame after Hello: %s %s" % (code, msg))
+    bystander2.close()
 
     # The bystander is still joined and gridd still answers.
     _, show, _ = g.ctl("show", "frames", "--json")
@@ -300,6 +318,19 @@ def test_control(g):
     for cmd in ("submit", "list", "show", "status", "cancel"):
         code, out, _ = g.ctl(cmd, "--help")
         check(code == 0 and "usage: hgridctl " + cmd in out, "%s --help" % cmd)
+    # A control client that never reads its replies is dropped, not buffered forever.
+    greedy = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    greedy.connect(g.sock)
+    body = fv(1, 1) + fb(31, b"")
+    request = struct.pack(">I", len(body)) + body
+    try:
+        for _ in range(5000):
+            greedy.sendall(request * 1000)
+    except OSError:
+        pass
+    check(wait_for(lambda: "dropped: not reading" in g.log_text()), "slow consumer dropped")
+    greedy.close()
+    check(g.ctl("list")[0] == 0, "gridd answers after dropping a slow consumer")
     r = subprocess.run([CTL, "--socket", "/nonexistent/gridd.sock", "list"], capture_output=True, text=True)
     check(r.returncode == 1 and "/nonexistent/gridd.sock" in r.stderr and "gridd running" in r.stderr,
           "unreachable gridd: %d %r" % (r.returncode, r.stderr))
@@ -332,6 +363,7 @@ def rendezvous(peers, generation):
                 ids_sent[i] = ids
                 peers[i].send(frame("mint_reply", fv(1, generation) + b"".join(fb(2, x) for x in ids)))
             elif kind == "assignment":
+                check(peers[i].last_size < 2048, "assignment of %d bytes" % peers[i].last_size)
                 assignments[i] = f
                 pending.discard(i)
             else:
@@ -443,6 +475,29 @@ def test_workers(g, tmp):
         p.close()
 
 
+def test_two_jobs(g):
+    for job in ("j1", "j2"):
+        check(g.ctl("submit", "--job", job, "--token", job + "-t", "--llm-only", "--llm-tp", "2",
+                    "--llm-dp", "1")[0] == 0, "submit " + job)
+    # Interleaved joins from the same host and devices: jobs do not mix.
+    peers = {job: [] for job in ("j1", "j2")}
+    for dev in (0, 1):
+        for job in ("j1", "j2"):
+            p = Peer(g.port)
+            p.hello(job, job + "-t", "shared", dev)
+            peers[job].append(p)
+    for job in ("j1", "j2"):
+        got, _ = rendezvous(peers[job], 1)
+        check(sorted(one(a, 3) for a in got.values()) == [0, 1]
+              and all(one(a, 9, b"") == job.encode() for a in got.values()),
+              "job %s gets its own assignments" % job)
+    for job in ("j1", "j2"):
+        check(g.ctl("cancel", job)[0] == 0, "cancel " + job)
+        for p in peers[job]:
+            check(p.recv()[0] == "release", "release in " + job)
+            p.close()
+
+
 def test_restart(tmp):
     state = os.path.join(tmp, "state")
     os.mkdir(state)
@@ -456,7 +511,7 @@ def test_restart(tmp):
     for p in peers:
         p.close()
     g.stop("state gridd")
-    g = Gridd(tmp, "st", "--state-dir", state)
+    g = Gridd(tmp, "st", "--state-dir", state, "--ready-timeout", "0.5")
     code, out, _ = g.ctl("list")
     check(code == 0 and "keep" in out and "0/2" in out, "restarted gridd knows the job: %r" % out)
     check("job keep: restored (generation 1, ranks assigned)" in g.log_text(), "restore logged")
@@ -464,9 +519,40 @@ def test_restart(tmp):
     got, _ = rendezvous(peers, 2)
     ranks = {i: one(a, 3) for i, a in got.items()}
     check(ranks == {0: 0, 1: 1}, "sticky ranks after the restart, generation 2: %s" % ranks)
+    # Rank 1 never reports Ready: after --ready-timeout it is lost and rank 0 aborts,
+    # though rank 0's heartbeats keep it alive.
+    peers[0].send(frame("ready", fv(1, 2)))
+    for _ in range(5):
+        peers[0].send(frame("heartbeat", fv(1, 2)))
+        time.sleep(0.2)
+    kind, f = peers[0].recv()
+    check(kind == "abort" and b"not Ready" in one(f, 2, b""), "ready timeout: %s %s" % (kind, f))
+    check(peers[1].recv()[0] == "eof", "the worker that never got Ready is dropped")
     for p in peers:
         p.close()
     g.stop("restarted gridd")
+
+
+def test_startup(tmp):
+    r = subprocess.run([GRIDD, "--help"], capture_output=True, text=True)
+    check(r.returncode == 0 and "--heartbeat-timeout" in r.stdout, "gridd --help")
+    r = subprocess.run([GRIDD, "--max-frame", "abc"], capture_output=True, text=True)
+    check(r.returncode == 2 and "--max-frame 'abc'" in r.stderr, "bad option value: %r" % r.stderr)
+    # The socket's directory is created 0750; a live gridd's socket is not
+    # taken over; a dead one's stale socket is.
+    sub = os.path.join(tmp, "run", "hgrid")
+    a = Gridd(tmp, "a", sock=os.path.join(sub, "gridd.sock"))
+    check(os.stat(sub).st_mode & 0o777 == 0o750, "control directory mode %o" % (os.stat(sub).st_mode & 0o777))
+    check(os.stat(a.sock).st_mode & 0o777 == 0o660, "control socket mode %o" % (os.stat(a.sock).st_mode & 0o777))
+    r = subprocess.run([GRIDD, "--listen", "127.0.0.1:0", "--control", a.sock], capture_output=True,
+                       text=True, timeout=30)
+    check(r.returncode == 1 and "another gridd answers" in r.stderr, "second gridd on a live socket: %r" % r.stderr)
+    a.proc.kill()
+    a.proc.wait()
+    check(os.path.exists(a.sock), "a killed gridd leaves its socket")
+    b = Gridd(tmp, "b", sock=a.sock)
+    check(b.ctl("list")[0] == 0, "gridd replaces a stale socket")
+    b.stop("gridd on a stale socket")
 
 
 def main():
@@ -476,9 +562,11 @@ def main():
             test_frames(g)
             test_control(g)
             test_workers(g, tmp)
+            test_two_jobs(g)
         finally:
             g.stop("main gridd")
         test_connection_cap(tmp)
+        test_startup(tmp)
         test_restart(tmp)
     print("daemon_gridd: %d passed, %d failed" % (passed, failed))
     return 1 if failed else 0

@@ -376,6 +376,17 @@ static void test_refused_and_lost(fake_gridd *g)
     CHECK(strstr(err, "cannot connect to gridd at 127.0.0.1:1") != NULL, "%s", err);
 }
 
+static void test_hello_needs_job_and_token(fake_gridd *g)
+{
+    char err[256];
+    hgrid_worker *w = hgrid_connect(g->addr, err, sizeof err);
+    g->fd = accept(g->listen_fd, NULL, NULL);
+    hgrid_hello_options opt = {.job = "unit", .token = NULL, .requested_rank = -1};
+    CHECK_EQ(hgrid_hello(w, &opt), HGRID_ERR_STATE);
+    CHECK(strstr(hgrid_error(w), "token") != NULL, "%s", hgrid_error(w));
+    part(w, g);
+}
+
 static void test_defaults(void)
 {
     char host[64];
@@ -405,6 +416,7 @@ int main(void)
     test_leader_mints(&g, false);
     test_mismatch(&g);
     test_refused_and_lost(&g);
+    test_hello_needs_job_and_token(&g);
     test_defaults();
     close(g.listen_fd);
     return check_summary("test_client_lib");

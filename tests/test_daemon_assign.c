@@ -143,6 +143,17 @@ static void test_roster_sticky(void)
     roster_leave(&r, 1);
     CHECK_EQ(roster_join(&r, "node-c", 0, -1, &slot, err, sizeof err), ROSTER_OK);
     CHECK_EQ(slot, 1);
+    // Replacements take the lost ranks lowest first, whatever order they were lost in.
+    roster_leave(&r, 5);
+    roster_leave(&r, 2);
+    roster_leave(&r, 7);
+    const char *fresh[] = {"node-d", "node-e", "node-f"};
+    const int want[] = {2, 5, 7};
+    for (int i = 0; i < 3; i++) {
+        CHECK_EQ(roster_join(&r, fresh[i], 0, -1, &slot, err, sizeof err), ROSTER_OK);
+        CHECK_EQ(slot, want[i]);
+    }
+    CHECK_EQ(roster_join(&r, "node-g", 0, -1, &slot, err, sizeof err), ROSTER_FULL);
     roster_free(&r);
 }
 

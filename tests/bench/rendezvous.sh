@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Rendezvous benchmark (make bench): gridd + hgrid-swarm for 1,024, 4,096 and
 # 16,384 workers, then the same exchange through PyTorch's TCPStore, side by
-# side in the same run. A fresh gridd per size; the last table is the result.
+# side in the same run, next to the kernel's floor (tcp_floor.c). A fresh
+# gridd per run; the last table is the result.
 #   HGRID_BIN            binaries (default bin; use the release build)
 #   HGRID_BENCH_SIZES    worker counts (default "1024 4096 16384")
+#   HGRID_BENCH_REPEAT   runs per size; the table shows medians (default 3)
 #   HGRID_TORCH_PYTHON   a python with torch >= 2.4 (default: python3 if it has torch)
 # Layout for N workers (tp groups divide the 8 GPUs of each fake host):
 #   encoder tp 2 x dp N/8, llm tp 4 x pp 3 x dp N/16, micro-batch 2.
@@ -11,6 +13,7 @@ set -u
 cd "$(dirname "$0")/../.."
 bin=${HGRID_BIN:-bin}
 sizes=${HGRID_BENCH_SIZES:-"1024 4096 16384"}
+repeat=${HGRID_BENCH_REPEAT:-3}
 torch_py=${HGRID_TORCH_PYTHON:-python3}
 tmp=$(mktemp -d /tmp/hgrid-bench.XXXXXX)
 gridd_pid=""
@@ -27,11 +30,14 @@ if ! "$torch_py" -c 'import torch.distributed' 2>/dev/null; then
   echo "  the repository: python3 -m venv /tmp/venv && /tmp/venv/bin/pip install torch"
   echo "  and run: HGRID_TORCH_PYTHON=/tmp/venv/bin/python make bench"
 fi
-# TCPStore formats each peer with a reverse DNS lookup; see numeric_getnameinfo.c.
-cc -O2 -shared -fPIC -o "$tmp/numeric_getnameinfo.so" tests/bench/numeric_getnameinfo.c -ldl || exit 1
+# Two one-machine artifacts taken out of TCPStore's time; see tcpstore_shim.c.
+cc -O2 -shared -fPIC -o "$tmp/tcpstore_shim.so" tests/bench/tcpstore_shim.c -ldl || exit 1
+# The kernel's floor: the same connections and bytes with no protocol at all.
+cc -O2 -o "$tmp/tcp_floor" tests/bench/tcp_floor.c || exit 1
 
 layout() { echo "--encoder-tp 2 --encoder-dp $(($1 / 8)) --llm-tp 4 --llm-pp 3 --llm-dp $(($1 / 16)) --micro-batch-size 2"; }
 field() { sed -n "s/.*$1=\([0-9.]*\).*/\1/p" <<<"$2"; }
+per_worker_us() { sed -n 's/.* \([0-9.]*\) us per worker.*/\1/p' <<<"$1"; }
 
 start_gridd() {
   rm -f "$tmp/port"
@@ -41,34 +47,77 @@ start_gridd() {
   echo "rendezvous.sh: gridd did not start:"; cat "$tmp/gridd.log"; exit 1
 }
 
+# Sockets in TIME_WAIT from a previous run slow every connect of the next.
+drain_time_wait() {
+  for _ in $(seq 150); do
+    [ "$(awk '/^TCP:/ { for (i = 1; i < NF; i++) if ($i == "tw") print $(i + 1) }' /proc/net/sockstat)" -lt 1000 ] && return
+    sleep 0.5
+  done
+}
+
+median() { sort -n | sed -n "$(( ($1 + 1) / 2 ))p"; }
+
 failed=0 rows=""
 echo "machine: $(nproc) cores, $(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -1); $(date -u '+%Y-%m-%d %H:%M UTC')"
+echo "each size runs $repeat times, hgrid and TCPStore alternating; the table shows medians"
 for n in $sizes; do
-  start_gridd
-  "$bin/hgridctl" --socket "$tmp/ctl.sock" submit --job "r$n" --token bench $(layout "$n") >/dev/null || exit 1
-  ours=$("$bin/hgrid-swarm" --coordinator "127.0.0.1:$(cat "$tmp/port")" --job "r$n" --token bench \
-         --workers "$n" --hosts $((n / 8)) --gridd-pid "$gridd_pid" | tail -1)
-  [ "${PIPESTATUS[0]}" -eq 0 ] || failed=1
-  echo "hgrid    $ours"
-  grep -E "generation 1: [0-9]+ assignments sent" "$tmp/gridd.log" | sed 's/^/  /'
-  kill "$gridd_pid"; wait "$gridd_pid"; gridd_pid=""
-  ours_s=$(field rendezvous_s "$ours") rss=$(field gridd_rss_kib "$ours")
-  theirs="" theirs_s="-" ratio="-"
-  if [ "$have_torch" = 1 ]; then
-    theirs=$(LD_PRELOAD="$tmp/numeric_getnameinfo.so" "$torch_py" tests/bench/tcpstore_rendezvous.py \
-             --workers "$n" --hgridctl "$bin/hgridctl" -- $(layout "$n") 2>"$tmp/tcpstore.err" | tail -1)
-    if [ -n "$theirs" ]; then
-      echo "$theirs"
-      theirs_s=$(field rendezvous_s "$theirs")
-      ratio=$(echo "scale=1; $theirs_s / $ours_s" | bc)
-    else
-      failed=1; echo "tcpstore failed:"; grep -v -i numpy "$tmp/tcpstore.err" | tail -5
+  ours_all="" p99_all="" rss_all="" theirs_all="" floor_all="" cpu_all="" theirs_cpu_all=""
+  for rep in $(seq "$repeat"); do
+    drain_time_wait
+    floor=$("$tmp/tcp_floor" "$n")
+    echo "$floor"
+    floor_all="$floor_all $(field rendezvous_s "$floor")"
+    drain_time_wait
+    start_gridd
+    "$bin/hgridctl" --socket "$tmp/ctl.sock" submit --job "r$n" --token bench $(layout "$n") >/dev/null || exit 1
+    idle=$(awk '/^VmRSS/ { print $2 }' "/proc/$gridd_pid/status")
+    out=$("$bin/hgrid-swarm" --coordinator "127.0.0.1:$(cat "$tmp/port")" --job "r$n" --token bench \
+          --workers "$n" --hosts $((n / 8)) --gridd-pid "$gridd_pid" --busy-poll) || failed=1
+    ours=$(tail -1 <<<"$out")
+    echo "hgrid    $ours"
+    grep -E "^(wire|phases|gridd cpu)" <<<"$out" | sed 's/^/  /'
+    cpu_all="$cpu_all $(per_worker_us "$(grep '^gridd cpu' <<<"$out")")"
+    grep -E "generation 1: [0-9]+ assignments sent" "$tmp/gridd.log" | sed 's/^/  /'
+    kill "$gridd_pid"; wait "$gridd_pid"; gridd_pid=""
+    ours_all="$ours_all $(field rendezvous_s "$ours")" p99_all="$p99_all $(field p99_ms "$ours")"
+    rss_all="$rss_all $(( $(field gridd_rss_kib "$ours") - idle ))"
+    if [ "$have_torch" = 1 ]; then
+      drain_time_wait
+      tout=$(LD_PRELOAD="$tmp/tcpstore_shim.so" "$torch_py" tests/bench/tcpstore_rendezvous.py \
+             --workers "$n" --hgridctl "$bin/hgridctl" -- $(layout "$n") 2>"$tmp/tcpstore.err")
+      theirs=$(tail -1 <<<"$tout")
+      if [ -n "$theirs" ]; then
+        echo "$theirs"
+        grep "server cpu" <<<"$tout" | sed 's/^/  /'
+        theirs_cpu_all="$theirs_cpu_all $(per_worker_us "$(grep 'server cpu' <<<"$tout")")"
+        theirs_all="$theirs_all $(field rendezvous_s "$theirs")"
+      else
+        failed=1; echo "tcpstore failed:"; grep -v -i numpy "$tmp/tcpstore.err" | tail -5
+      fi
     fi
+  done
+  floor_s=$(tr ' ' '\n' <<<"$floor_all" | grep . | median "$repeat")
+  ours_s=$(tr ' ' '\n' <<<"$ours_all" | grep . | median "$repeat")
+  p99=$(tr ' ' '\n' <<<"$p99_all" | grep . | median "$repeat")
+  rss=$(tr ' ' '\n' <<<"$rss_all" | grep . | median "$repeat")
+  cpu=$(tr ' ' '\n' <<<"$cpu_all" | grep . | median "$repeat")
+  theirs_s="-" ratio="-" theirs_cpu="-" cpu_ratio="-"
+  if [ -n "$theirs_all" ]; then
+    theirs_s=$(tr ' ' '\n' <<<"$theirs_all" | grep . | median "$(wc -w <<<"$theirs_all")")
+    ratio=$(echo "scale=1; $theirs_s / $ours_s" | bc)
+    theirs_cpu=$(tr ' ' '\n' <<<"$theirs_cpu_all" | grep . | median "$(wc -w <<<"$theirs_cpu_all")")
+    cpu_ratio=$(echo "scale=1; $theirs_cpu / $cpu" | bc)
   fi
-  rows="$rows$(printf '%6d  %8s  %8s  %8s  %10s  %6s' "$n" "$ours_s" "$(field p99_ms "$ours")" \
-               "$(echo "scale=2; $rss / $n" | bc)" "$theirs_s" "$ratio")"$'\n'
+  rows="$rows$(printf '%7d  %7s  %7s  %7s  %7s  %8s  %10s  %6s  %9s  %9s  %6s' "$n" "$floor_s" \
+               "$ours_s" "$(echo "scale=2; $ours_s / $floor_s" | bc)" "$p99" \
+               "$(echo "scale=2; $rss / $n" | bc)" "$theirs_s" "$ratio" "$cpu" "$theirs_cpu" \
+               "$cpu_ratio")"$'\n'
 done
 echo
-echo "workers  hgrid_s  p99_ms  gridd_KiB/worker  tcpstore_s  ratio"
+echo "gridd_KiB/worker: gridd's VmRSS after the rendezvous minus before it, per worker"
+echo "floor_s: tcp_floor.c, the same connections and bytes without any protocol"
+echo "cpu_us: the coordinator's CPU per worker during the rendezvous (gridd; TCPStore's server)"
+echo "workers  floor_s  hgrid_s  x_floor   p99_ms  KiB/wkr  tcpstore_s   ratio  gridd_cpu  tcps_cpu  ratio"
+echo "                                              (gridd)                         _us/wkr   _us/wkr"
 printf '%s' "$rows"
 [ "$failed" -eq 0 ] && [ "$have_torch" -eq 1 ]

@@ -7,8 +7,9 @@ ids of all its groups (multi_get, waiting until set). Groups come from
 
 Usage: tcpstore_rendezvous.py --workers N [--procs P] -- <layout flags>
 Needs a Python with torch >= 2.4; run it with that interpreter (see
-tests/bench/rendezvous.sh, which reads HGRID_TORCH_PYTHON). Prints as its last
-line: tcpstore workers=N groups=G rendezvous_s=S p50_ms=.. p99_ms=..
+tests/bench/rendezvous.sh, which reads HGRID_TORCH_PYTHON). Prints the store
+server's CPU time during the rendezvous, then as its last line:
+tcpstore workers=N groups=G rendezvous_s=S p50_ms=.. p99_ms=..
 """
 import argparse
 import json
@@ -65,7 +66,10 @@ def serve(conn):
     store = dist.TCPStore("127.0.0.1", 0, None, True, datetime.timedelta(seconds=600),
                           wait_for_workers=False, use_libuv=True)
     conn.send(store.port)
+    before = resource.getrusage(resource.RUSAGE_SELF)  # all threads: the libuv loop too
     conn.recv()  # until the parent is done
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    conn.send(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
     del store
 
 
@@ -135,12 +139,15 @@ def main():
     for proc in procs:
         proc.join()
     parent_end.send("done")
+    server_cpu = parent_end.recv()
     server.join()
     lat = sorted((d - c) * 1e3 for c, d in zip(t_connect, t_done))
     n = len(lat)
     if bad or n != args.workers:
         print(f"tcpstore_rendezvous.py: {bad} wrong ids, {n} of {args.workers} workers done", file=sys.stderr)
         return 1
+    print(f"tcpstore server cpu: {server_cpu * 1e3:.0f} ms during the rendezvous, "
+          f"{server_cpu * 1e6 / n:.1f} us per worker")
     print(f"tcpstore workers={n} groups={len(keys)} rendezvous_s={max(t_done) - min(t_connect):.3f} "
           f"p50_ms={lat[(n - 1) // 2]:.1f} p99_ms={lat[int((n - 1) * 0.99)]:.1f}")
     return 0

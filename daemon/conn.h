@@ -1,0 +1,47 @@
+// A connection (worker over TCP or hgridctl over the control socket):
+// framing, sending with a bounded queue, deadlines and closing.
+#ifndef HGRID_DAEMON_CONN_H
+#define HGRID_DAEMON_CONN_H
+
+#include "daemon/gridd.h"
+#include "wire/wire.h"
+
+typedef enum { CONN_WORKER, CONN_CONTROL } conn_kind;
+
+struct conn {
+    union {
+        uv_handle_t handle;
+        uv_stream_t stream;
+        uv_tcp_t tcp;
+        uv_pipe_t pipe;
+    } h; // first: the handle's address is the conn's
+    server *srv;
+    conn_kind kind;
+    wire_reader reader;
+    struct conn *prev, *next; // in lists[list]
+    int64_t deadline;         // monotonic ms
+    deadline_list list;
+    bool closing;  // uv_close called
+    bool draining; // an Error or Release went out: input is ignored until EOF
+    size_t queued; // bytes handed to uv_write, not yet written
+    job *job;      // the worker's job once its Hello is accepted
+    int slot;      // its roster slot (= rank once ranks are assigned)
+    char peer[64]; // "address:port" for the log, filled on first use
+};
+
+conn *conn_new(server *srv, conn_kind kind);
+void conn_start(conn *c);                           // after accept: read, hello deadline
+int conn_send(conn *c, const Hgrid__Envelope *env); // 0, or -1 (the conn is closing)
+// Sends Error{code, message}, detaches the conn and closes it once the peer
+// hung up or GRIDD_LINGER_MS passed.
+void conn_fail(conn *c, Hgrid__ErrorCode code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void conn_finish(conn *c); // the same after a final message (Release, Leave)
+void conn_close(conn *c, const char *reason);
+void conn_watch(conn *c);       // (re)starts c's heartbeat deadline
+void conn_await_ready(conn *c); // starts c's Ready deadline
+void conn_unwatch(conn *c);     // no deadline
+void conn_list_remove(conn *c); // off its deadline list (e.g. Hello accepted)
+void conn_sweep(server *srv);   // expires deadlines
+
+#endif

@@ -1,0 +1,9 @@
+// Worker messages: Hello validation, then the rest handed to the job.
+#ifndef HGRID_DAEMON_WORKER_H
+#define HGRID_DAEMON_WORKER_H
+
+#include "daemon/conn.h"
+
+void worker_handle(conn *c, const Hgrid__Envelope *env);
+
+#endif

@@ -1,0 +1,130 @@
+// The kernel's floor for a rendezvous on this machine: N loopback TCP
+// connections from one thread (source addresses spread as hgrid-swarm does),
+// one HELLO_BYTES message each way in, and after all arrived one
+// REPLY_BYTES message back on each, from a second single-threaded process
+// doing only accept/read/write. No protocol, no parsing, no ids.
+// Usage: tcp_floor N   Prints: floor workers=N rendezvous_s=S
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define HELLO_BYTES 160  // what a swarm worker sends (Hello, half a MintReply)
+#define REPLY_BYTES 1760 // what it receives (Assignment, MintRequest)
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void die(const char *what)
+{
+    perror(what);
+    exit(1);
+}
+
+// Accepts n connections, reads one message from each, then replies to all.
+static void serve(int listener, int n)
+{
+    int ep = epoll_create1(0), *fds = malloc(sizeof(int) * (size_t)n), accepted = 0, got = 0;
+    static char buf[65536], reply[REPLY_BYTES];
+    struct epoll_event ev = {.events = EPOLLIN, .data.fd = listener}, evs[1024];
+    if (ep < 0 || !fds || epoll_ctl(ep, EPOLL_CTL_ADD, listener, &ev))
+        die("tcp_floor: server setup");
+    while (got < n) {
+        int k = epoll_wait(ep, evs, 1024, -1);
+        for (int i = 0; i < k; i++) {
+            if (evs[i].data.fd != listener) {
+                got += read(evs[i].data.fd, buf, sizeof buf) > 0;
+                continue;
+            }
+            int c;
+            while (accepted < n && (c = accept4(listener, NULL, NULL, SOCK_NONBLOCK)) >= 0) {
+                struct epoll_event e = {.events = EPOLLIN, .data.fd = c};
+                epoll_ctl(ep, EPOLL_CTL_ADD, c, &e);
+                fds[accepted++] = c;
+            }
+        }
+    }
+    for (int i = 0; i < accepted; i++)
+        if (write(fds[i], reply, sizeof reply) != sizeof reply)
+            die("tcp_floor: reply");
+    pause(); // the client kills us once it has every reply
+}
+
+int main(int argc, char **argv)
+{
+    int n = argc > 1 ? atoi(argv[1]) : 0;
+    if (n <= 0) {
+        fprintf(stderr, "usage: tcp_floor N\n");
+        return 2;
+    }
+    struct rlimit rl;
+    getrlimit(RLIMIT_NOFILE, &rl);
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof addr;
+    int listener = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    if (listener < 0 || bind(listener, (struct sockaddr *)&addr, sizeof addr) ||
+        listen(listener, 4096) || getsockname(listener, (struct sockaddr *)&addr, &len))
+        die("tcp_floor: listen");
+    pid_t server = fork();
+    if (server == 0)
+        serve(listener, n);
+    close(listener);
+    int ep = epoll_create1(0), *fds = malloc(sizeof(int) * (size_t)n);
+    static char hello[HELLO_BYTES], buf[65536];
+    if (ep < 0 || !fds)
+        die("tcp_floor: client setup");
+    double t0 = now_s();
+    for (int i = 0; i < n; i++) {
+        int s = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0), one = 1;
+        struct sockaddr_in src = {.sin_family = AF_INET};
+        src.sin_addr.s_addr = htonl((127u << 24 | 18u << 16) + (uint32_t)(i / 128));
+        setsockopt(s, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+        if (s < 0 || bind(s, (struct sockaddr *)&src, sizeof src))
+            die("tcp_floor: socket");
+        connect(s, (struct sockaddr *)&addr, sizeof addr);
+        fds[i] = s;
+        struct epoll_event e = {.events = EPOLLIN | EPOLLOUT, .data.u32 = 0};
+        if (send(s, hello, sizeof hello, MSG_NOSIGNAL) == sizeof hello)
+            e.events = EPOLLIN;
+        e.data.u32 = e.events & EPOLLOUT ? 1u << 31 | (uint32_t)s : (uint32_t)s;
+        epoll_ctl(ep, EPOLL_CTL_ADD, s, &e);
+    }
+    struct epoll_event evs[1024];
+    for (int done = 0; done < n;) {
+        int k = epoll_wait(ep, evs, 1024, 0); // busy polling, as hgrid-swarm --busy-poll
+        for (int i = 0; i < k; i++) {
+            int s = (int)(evs[i].data.u32 & 0x7fffffff);
+            if (evs[i].data.u32 >> 31 && (evs[i].events & EPOLLOUT)) { // connected late
+                if (send(s, hello, sizeof hello, MSG_NOSIGNAL) != sizeof hello)
+                    die("tcp_floor: send");
+                struct epoll_event e = {.events = EPOLLIN, .data.u32 = (uint32_t)s};
+                epoll_ctl(ep, EPOLL_CTL_MOD, s, &e);
+                continue;
+            }
+            done += read(s, buf, sizeof buf) > 0; // a 1760-byte reply arrives in one read
+        }
+    }
+    printf("floor workers=%d rendezvous_s=%.3f\n", n, now_s() - t0);
+    struct linger reset = {.l_onoff = 1, .l_linger = 0}; // leave no TIME_WAIT behind
+    for (int i = 0; i < n; i++) {
+        setsockopt(fds[i], SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
+        close(fds[i]);
+    }
+    kill(server, SIGTERM);
+    waitpid(server, NULL, 0);
+    return 0;
+}
