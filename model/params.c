@@ -92,6 +92,15 @@ typedef struct {
     size_t lo, hi;
 } init_range;
 
+float hg_param_init_value(const hg_param_table *t, uint64_t seed, int id, size_t index)
+{
+    const hg_tensor_info *ti = &t->tensors[id];
+    if (ti->init != HG_INIT_NORMAL)
+        return ti->init == HG_INIT_ONE ? 1.0f : 0.0f;
+    uint64_t key = hg_mix64(seed) ^ ((uint64_t)t->module << 32 | (uint64_t)id);
+    return (float)(ti->std * hg_normal(key, index, 0));
+}
+
 static void *init_worker(void *arg)
 {
     const init_range *r = arg;
@@ -100,13 +109,8 @@ static void *init_worker(void *arg)
         const hg_tensor_info *ti = &t->tensors[id];
         size_t lo = r->lo > ti->offset ? r->lo : ti->offset;
         size_t hi = r->hi < ti->offset + ti->count ? r->hi : ti->offset + ti->count;
-        uint64_t key = hg_mix64(r->seed) ^ ((uint64_t)t->module << 32 | (uint64_t)id);
-        for (size_t i = lo; i < hi; i++) {
-            double normal = ti->init == HG_INIT_NORMAL ? hg_normal(key, i - ti->offset, 0) : 0;
-            r->params[i] = ti->init == HG_INIT_NORMAL ? (float)(ti->std * normal)
-                           : ti->init == HG_INIT_ONE  ? 1.0f
-                                                      : 0.0f;
-        }
+        for (size_t i = lo; i < hi; i++)
+            r->params[i] = hg_param_init_value(t, r->seed, id, i - ti->offset);
     }
     return NULL;
 }

@@ -75,6 +75,9 @@ void hg_param_table_build(hg_param_table *t, hg_module_id module, const hg_model
 // 0.02 / sqrt(2 L), zero biases, unit LayerNorm gains. Each element is a
 // function of (seed, module, tensor, element index) alone.
 void hg_params_init(const hg_param_table *t, uint64_t seed, float *params);
+// The value hg_params_init gives element `index` (row-major in the tensor's
+// shape) of tensor `id`: what lets a shard initialise only itself.
+float hg_param_init_value(const hg_param_table *t, uint64_t seed, int id, size_t index);
 
 // One layer's block tensors inside a buffer of elements of elem_size bytes
 // (fp32 master, bf16 working copy or fp32 gradients, on host or device).

@@ -1,0 +1,47 @@
+// Distributed training of the encoder + LLM model over a layout: one
+// tr_worker per rank, driven only by the rank's view of the layout (its
+// coordinates and its groups, as an Assignment gives them). The worker
+// initialises only its shard, runs the 1F1B schedule over the step's
+// micro-batches (the encoder follows the LLM's first stage, across the
+// bridge), reduces the gradients over dp / expt_dp / the tied-embedding
+// group, and takes a clipped AdamW step on its shard.
+#ifndef HGRID_TRAIN_TRAIN_H
+#define HGRID_TRAIN_TRAIN_H
+
+#include <stdint.h>
+
+#include "layout/layout.h"
+#include "model/optim.h"
+#include "train/comm.h"
+#include "train/shard.h"
+
+typedef struct tr_worker tr_worker;
+
+// groups[kind]: this rank's group of each kind (NULL where it is in none,
+// e.g. embd on a middle stage); bridge: the bridge group (NULL unless the
+// rank is a bridge leader). The worker uses them, the caller frees them
+// after tr_worker_free. Returns NULL with a one-line reason in err.
+tr_worker *tr_worker_create(const hg_plan *plan, int rank, tr_group *const groups[],
+                            tr_group *bridge, uint64_t seed, char *err, size_t errlen);
+void tr_worker_free(tr_worker *w);
+
+// Forward and backward of global batch `step` (samples step *
+// global_batch_size onward of the synthetic data under data_seed); leaves
+// the reduced gradients of the step's loss (the mean over micro-batches of
+// each micro-batch's mean caption cross-entropy plus its load-balancing
+// loss) in the worker's gradient buffer. Returns the step's mean caption
+// cross-entropy on the LLM's last pipeline stage, 0 on other ranks.
+float tr_worker_forward_backward(tr_worker *w, uint64_t data_seed, int step);
+// Clips by the global gradient norm over both modules and takes one AdamW
+// step on the shard; returns the norm before clipping (on every rank).
+float tr_worker_optimizer_step(tr_worker *w, const hg_optim_config *opt);
+
+// The shard's tables and buffers (local_table.total elements each).
+const tr_shard *tr_worker_shard(const tr_worker *w);
+float *tr_worker_params(tr_worker *w);
+float *tr_worker_grads(tr_worker *w);
+// AdamW moments and steps taken, for checkpoints.
+float *tr_worker_moment(tr_worker *w, int which); // 0: first, 1: second
+int *tr_worker_step_count(tr_worker *w);
+
+#endif

@@ -1,0 +1,231 @@
+// A rank's training worker: setup from the layout, the step's schedule
+// with fused point-to-point batches, gradient reduction and the optimizer.
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/reference.h"
+#include "model/config.h"
+#include "train/worker_impl.h"
+
+void tr_add_op(tr_worker *w, tr_p2p_op *list, int *n, tr_group *g, int peer, int is_send,
+               void *buf, size_t count)
+{
+    if (*n == TR_MAX_P2P) { // bounded by the bridge's fan-in/out, which setup checks
+        fprintf(stderr, "rank %d: more than %d transfers in one batch\n", w->rank, TR_MAX_P2P);
+        abort();
+    }
+    list[(*n)++] = (tr_p2p_op){g, peer, is_send, buf, count};
+}
+
+uint64_t tr_first_sample(const tr_worker *w, int mb)
+{
+    const hg_layout_spec *sp = &w->plan.spec;
+    int llm_dp = hg_plan_module(&w->plan, HG_MODULE_LLM)->dense[HG_DIM_DP];
+    return (uint64_t)w->step * sp->global_batch_size +
+           (uint64_t)mb * sp->micro_batch_size * llm_dp + (uint64_t)w->co.dp * w->B;
+}
+
+static int fail(char *err, size_t len, const char *msg, int rank)
+{
+    snprintf(err, len, "rank %d: %s", rank, msg);
+    return -1;
+}
+
+// This leader's bridge edges, in hg_bridge_edge order.
+static int bridge_setup(tr_worker *w, char *err, size_t len)
+{
+    for (int e = 0; e < hg_bridge_num_edges(&w->plan); e++) {
+        int er, lr;
+        hg_bridge_edge(&w->plan, e, &er, &lr);
+        if ((w->llm ? lr : er) != w->rank)
+            continue;
+        if (w->num_edges == (int)(sizeof w->edge_peer / sizeof w->edge_peer[0]))
+            return fail(err, len, "bridge fan-in/out above 64 is not supported", w->rank);
+        w->edge_peer[w->num_edges++] = hg_bridge_index_of_rank(&w->plan, w->llm ? er : lr);
+    }
+    return 0;
+}
+
+static int setup(tr_worker *w, tr_group *const groups[], tr_group *bridge, uint64_t seed,
+                 char *err, size_t len)
+{
+    const hg_plan *plan = &w->plan;
+    const hg_model_config *m = &plan->spec.model;
+    const hg_module_grid *llm = hg_plan_module(plan, HG_MODULE_LLM);
+    w->grid = hg_plan_module_of_rank(plan, w->rank);
+    w->llm = w->grid->id == HG_MODULE_LLM;
+    hg_rank_coords(plan, w->rank, &w->co);
+    memcpy(w->g, groups, sizeof w->g);
+    w->bridge = bridge;
+    if (!w->g[HG_GROUP_TP] || !w->g[HG_GROUP_DP_CP] || !w->g[HG_GROUP_MODULE] ||
+        (w->llm && (!w->g[HG_GROUP_PP] || !w->g[HG_GROUP_EP] || !w->g[HG_GROUP_EXPT_DP])))
+        return fail(err, len, "a tp, dp_cp, module, pp, ep or expt_dp group is missing", w->rank);
+    if (tr_shard_build(&w->shard, plan, w->rank, err, len) != 0)
+        return -1;
+    size_t n = w->shard.local.total + 1;
+    w->params = calloc(n, sizeof(float)), w->grads = calloc(n, sizeof(float));
+    w->m = calloc(n, sizeof(float)), w->v = calloc(n, sizeof(float));
+    if (!w->params || !w->grads || !w->m || !w->v)
+        return fail(err, len, "out of memory for the parameter shard", w->rank);
+    tr_shard_init(&w->shard, seed, w->params);
+
+    int mbs = plan->spec.micro_batch_size, llm_dp = llm->dense[HG_DIM_DP];
+    w->nmb = plan->num_microbatches;
+    w->P = hg_num_patches(m), w->T = m->seq_length, w->Tt = hg_text_len(m);
+    w->C = m->hidden_size, w->Ce = m->encoder_hidden_size, w->D = hg_patch_dim(m);
+    w->S = m->image_size, w->V = m->vocab_size;
+    w->Vl = w->V / llm->dense[HG_DIM_TP], w->v0 = w->co.tp * w->Vl;
+    w->pp = llm->dense[HG_DIM_PP];
+    w->stage = w->llm ? w->co.pp : 0;
+    w->first = w->stage == 0, w->last = w->llm && w->stage == w->pp - 1;
+    int enc_B = hg_plan_has_bridge(plan)
+                    ? mbs * llm_dp / hg_plan_module(plan, HG_MODULE_ENCODER)->dense[HG_DIM_DP]
+                    : mbs;
+    w->B = w->llm ? mbs : enc_B;
+    w->piece = enc_B < mbs ? enc_B : mbs;
+    w->loss_scale = 1.0f / (float)(w->nmb * llm_dp);
+    w->in_flight = tr_schedule_in_flight(w->pp, w->stage, w->nmb);
+    w->ops = calloc(2 * (size_t)w->nmb, sizeof *w->ops);
+    w->slots = calloc(w->in_flight, sizeof *w->slots);
+    if (!w->ops || !w->slots)
+        return fail(err, len, "out of memory", w->rank);
+    tr_schedule_1f1b(w->pp, w->stage, w->nmb, w->ops);
+    if (bridge && bridge_setup(w, err, len) != 0)
+        return -1;
+    if ((w->llm ? llm_setup : encoder_setup)(w) != 0)
+        return fail(err, len,
+                    "out of memory for activations, or B * seq_length not a multiple of llm_tp "
+                    "with experts",
+                    w->rank);
+    return 0;
+}
+
+tr_worker *tr_worker_create(const hg_plan *plan, int rank, tr_group *const groups[],
+                            tr_group *bridge, uint64_t seed, char *err, size_t errlen)
+{
+    tr_worker *w = calloc(1, sizeof *w);
+    if (!w) {
+        snprintf(err, errlen, "rank %d: out of memory", rank);
+        return NULL;
+    }
+    w->plan = *plan;
+    w->rank = rank;
+    if (setup(w, groups, bridge, seed, err, errlen) != 0) {
+        tr_worker_free(w);
+        return NULL;
+    }
+    return w;
+}
+
+void tr_worker_free(tr_worker *w)
+{
+    if (!w)
+        return;
+    if (w->stack.slots || w->stack.dres)
+        tp_stack_free(&w->stack);
+    for (int i = 0; w->slots && i < w->in_flight; i++) {
+        tr_slot *s = &w->slots[i];
+        void *all[] = {s->patches, s->lnf, s->lnf_mean, s->lnf_rstd, s->img, s->tokens,
+                       s->targets, s->mask, s->logits};
+        for (size_t k = 0; k < sizeof all / sizeof all[0]; k++)
+            free(all[k]);
+    }
+    void *all[] = {w->params, w->grads, w->m, w->v, w->ops, w->slots, w->images, w->tokens,
+                   w->img, w->dimg, w->emb, w->dsend, w->dlnf, w->losses, w->ce_scratch};
+    for (size_t k = 0; k < sizeof all / sizeof all[0]; k++)
+        free(all[k]);
+    free(w);
+}
+
+// Sums each tensor's gradient over its data-parallel copies, and the tied
+// embedding's over the first and last pipeline stage.
+static void reduce_grads(tr_worker *w)
+{
+    const hg_param_table *t = &w->shard.local;
+    for (int id = 0; id < t->num_tensors; id++) {
+        const hg_tensor_info *ti = &t->tensors[id];
+        if (!ti->count)
+            continue;
+        tr_group *g = w->shard.expert[id] ? w->g[HG_GROUP_EXPT_DP] : w->g[HG_GROUP_DP_CP];
+        tr_all_reduce(g, w->grads + ti->offset, ti->count, TR_F32);
+        if (w->llm && id == HG_LLM_WTE && w->pp > 1)
+            tr_all_reduce(w->g[HG_GROUP_EMBD], w->grads + ti->offset, ti->count, TR_F32);
+    }
+}
+
+float tr_worker_forward_backward(tr_worker *w, uint64_t data_seed, int step)
+{
+    w->data_seed = data_seed;
+    w->step = step;
+    w->loss_sum = 0;
+    memset(w->grads, 0, sizeof(float) * w->shard.local.total);
+    for (int i = 0; i < 2 * w->nmb; i++) {
+        tr_sched_op op = w->ops[i];
+        int slot = op.microbatch % w->in_flight;
+        // Last op's sends and this op's receives go in one batch, so that
+        // neighbours sending to each other cannot deadlock.
+        memcpy(w->batch, w->pending, sizeof(tr_p2p_op) * w->npending);
+        w->nbatch = w->npending;
+        w->npending = 0;
+        (w->llm ? llm_recvs : encoder_recvs)(w, op, slot);
+        tr_p2p(w->batch, w->nbatch, TR_F32);
+        if (op.pass == TR_FORWARD)
+            (w->llm ? llm_forward : encoder_forward)(w, op.microbatch, slot);
+        else
+            (w->llm ? llm_backward : encoder_backward)(w, op.microbatch, slot);
+    }
+    tr_p2p(w->pending, w->npending, TR_F32);
+    w->npending = 0;
+    reduce_grads(w);
+    if (!w->last)
+        return 0;
+    float loss = (float)w->loss_sum;
+    tr_all_reduce(w->g[HG_GROUP_DP_CP], &loss, 1, TR_F32);
+    return loss * w->loss_scale;
+}
+
+// Squared norm over both modules: each element counted once (its owner's
+// copy), summed over the module, then across modules through the lane-0
+// bridge leaders, who hand it back to their module.
+static float global_norm_squared(tr_worker *w)
+{
+    const hg_param_table *t = &w->shard.local;
+    float sq = 0;
+    for (int id = 0; id < t->num_tensors; id++)
+        if (w->shard.owner[id])
+            ref_global_norm_squared(&sq, w->grads + t->tensors[id].offset, t->tensors[id].count);
+    tr_all_reduce(w->g[HG_GROUP_MODULE], &sq, 1, TR_F32);
+    if (!hg_plan_has_bridge(&w->plan))
+        return sq;
+    int leader0 = hg_bridge_leader(&w->plan, w->grid->id, 0);
+    if (w->bridge) {
+        float part = w->rank == leader0 ? sq : 0.0f;
+        tr_all_reduce(w->bridge, &part, 1, TR_F32);
+        sq = part;
+    }
+    tr_broadcast(w->g[HG_GROUP_MODULE], &sq, 1, TR_F32, leader0 - w->grid->rank_offset);
+    return sq;
+}
+
+float tr_worker_optimizer_step(tr_worker *w, const hg_optim_config *o)
+{
+    float norm = sqrtf(global_norm_squared(w)), scale = hg_clip_scale(o, norm);
+    const hg_param_table *t = &w->shard.local;
+    w->adam_steps++;
+    for (int id = 0; id < t->num_tensors; id++) {
+        const hg_tensor_info *ti = &t->tensors[id];
+        size_t off = ti->offset;
+        ref_adamw_step(w->params + off, NULL, w->grads + off, w->m + off, w->v + off, ti->count,
+                       o->lr, o->beta1, o->beta2, o->eps, ti->decay ? o->weight_decay : 0, scale,
+                       w->adam_steps);
+    }
+    return norm;
+}
+
+const tr_shard *tr_worker_shard(const tr_worker *w) { return &w->shard; }
+float *tr_worker_params(tr_worker *w) { return w->params; }
+float *tr_worker_grads(tr_worker *w) { return w->grads; }
+float *tr_worker_moment(tr_worker *w, int which) { return which ? w->v : w->m; }
+int *tr_worker_step_count(tr_worker *w) { return &w->adam_steps; }
