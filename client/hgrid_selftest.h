@@ -17,7 +17,7 @@
 typedef struct {
     size_t bytes;     // all-reduce size for the bandwidth (float32 elements)
     int warmups;      // untimed all-reduces first
-    int repeats;      // timed ones; the median is reported
+    int repeats;      // timed batches of 10; the median batch's mean is reported
     int timeout_ms;   // per collective: a peer that never joins aborts the test
 } hgrid_selftest_options;
 
@@ -34,7 +34,7 @@ typedef struct {
     bool all_ok;
 } hgrid_selftest;
 
-// Defaults: 64 MiB, 3 warm-ups, 10 repeats, 30 s per collective.
+// Defaults: 64 MiB, 3 warm-ups, 5 batches, 30 s per collective.
 void hgrid_self_test_defaults(hgrid_selftest_options *opt);
 // Runs every group's (rank, rank^2) all-reduce and every bridge edge's
 // send/recv, filling t. HGRID_OK when all results are right; on a wrong

@@ -16,11 +16,11 @@
 // on it: tearing down must never hang a worker.
 #define TEARDOWN_LIMIT_S 30
 
-static double unix_s(void)
+static long long unix_us(void)
 {
     struct timeval tv;
     gettimeofday(&tv, NULL);
-    return (double)tv.tv_sec + tv.tv_usec * 1e-6;
+    return (long long)tv.tv_sec * 1000000 + tv.tv_usec;
 }
 
 // Selects the device and creates its context; writes "GPU-xxxxxxxx-..."
@@ -58,7 +58,7 @@ static void print_text(const hgrid_worker *w, const worker_options *opt, const h
 }
 
 static void print_json(const hgrid_worker *w, const worker_options *opt, const hgrid_selftest *t,
-                       double formed, double verified)
+                       long long formed, long long verified)
 {
     json_writer j;
     json_init(&j, stdout);
@@ -69,10 +69,10 @@ static void print_json(const hgrid_worker *w, const worker_options *opt, const h
     json_int(&j, (long long)hgrid_generation(w));
     json_key(&j, "comm_init");
     json_string(&j, opt->comm_init == HGRID_COMMS_SPLIT ? "split" : "init");
-    json_key(&j, "formed_unix_s");
-    json_double(&j, formed);
-    json_key(&j, "verified_unix_s");
-    json_double(&j, verified);
+    json_key(&j, "formed_unix_us");
+    json_int(&j, formed);
+    json_key(&j, "verified_unix_us");
+    json_int(&j, verified);
     json_key(&j, "ok");
     json_bool(&j, t->all_ok);
     json_key(&j, "checks");
@@ -102,10 +102,10 @@ static int form_and_test(hgrid_worker *w, const worker_options *opt, hgrid_comms
                                      opt->comm_init, comms);
     if (st != HGRID_OK)
         return st;
-    double formed = unix_s();
+    long long formed = unix_us();
     hgrid_selftest t;
     st = hgrid_self_test_verify(w, *comms, (int)(opt->comm_timeout_s * 1000), &t);
-    double verified = unix_s();
+    long long verified = unix_us();
     if (st == HGRID_OK && opt->bw_bytes > 0) {
         hgrid_selftest_options so;
         hgrid_self_test_defaults(&so);

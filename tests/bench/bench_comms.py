@@ -6,7 +6,7 @@ the all-reduce bus bandwidth per group against torch.distributed.
 
 For each layout: a private gridd and a submitted job (not timed), then 4
 `hgrid-worker --self-test --json` processes; the time is the slowest rank's
-verified_unix_s minus the moment the first worker was started. Repeated
+verified_unix_us minus the moment the first worker was started. Repeated
 --repeats times per strategy (median). Prints a table and, last, one JSON
 line. Exit 1 if anything failed; targets are reported, not enforced.
 """
@@ -21,7 +21,7 @@ import tempfile
 import time
 
 LAYOUTS = {
-    "enc-dp2+llm-tp2": ["--encoder-tp", "1", "--encoder-dp", "2", "--llm-tp", "2",
+    "enc-dp2-llm-tp2": ["--encoder-tp", "1", "--encoder-dp", "2", "--llm-tp", "2",
                         "--llm-dp", "1", "--micro-batch-size", "2"],
     "llm-only-tp2-dp2-ep2": ["--llm-only", "--llm-tp", "2", "--llm-dp", "2",
                              "--num-experts", "4", "--llm-ep", "2"],
@@ -90,7 +90,7 @@ def run_hgrid(bin_dir, gridd, job, layout, world, strategy, nbytes):
     bad = [c for r in reports.values() for c in r["checks"] if not c["ok"]]
     if bad:
         raise RuntimeError("self-test failed: %s" % bad[0]["detail"])
-    return max(r["verified_unix_s"] for r in reports.values()) - t0, reports
+    return max(r["verified_unix_us"] for r in reports.values()) / 1e6 - t0, reports
 
 
 def hgrid_busbw(plan, reports):

@@ -11,7 +11,8 @@ for every distinct rank set of size > 1 (all ranks call new_group for every
 group, in plan order, as torch requires), then per group an all-reduce of
 (rank, rank^2) checked against the expected sums, then an all-reduce of
 --bytes timed for bus bandwidth (nccl-tests: busbw = algbw * 2(n-1)/n; the
-median of 10 timed with CUDA events after 3 warm-ups, as hgrid does).
+median of 5 batches of 10, timed with CUDA events after 3 warm-ups, as
+hgrid does).
 Prints one JSON object: init_s (spawn to every group ready and verified, the
 slowest rank) and busbw_gbps per group name.
 """
@@ -73,21 +74,21 @@ def worker(rank, world, plan, t0, nbytes, port, results):
     ready = time.time() - t0
     bw = {}
     buf = torch.ones(nbytes // 4, dtype=torch.float32, device=device)
-    # The same method as hgrid's self-test: 3 warm-ups, then the median of
-    # 10 all-reduces each timed with CUDA events.
-    events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
-              for _ in range(10)]
+    # The same method as hgrid's self-test: 3 warm-ups, then 5 batches of 10
+    # back-to-back all-reduces timed with CUDA events; the median batch's mean.
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     for name, ranks, pg in mine:
         for _ in range(3):
             dist.all_reduce(buf, group=pg)
         torch.cuda.synchronize()
         ms = []
-        for start, end in events:
+        for _ in range(5):
             start.record()
-            dist.all_reduce(buf, group=pg)
+            for _ in range(10):
+                dist.all_reduce(buf, group=pg)
             end.record()
             end.synchronize()
-            ms.append(start.elapsed_time(end))
+            ms.append(start.elapsed_time(end) / 10)
         sec = statistics.median(ms) / 1e3
         n = len(ranks)
         bw[name] = min(bw.get(name, 1e30), nbytes / sec * 2 * (n - 1) / n / 1e9)

@@ -25,6 +25,7 @@ mode=(--comm-timeout 20)
 [ "$dry" -eq 1 ] && mode=(--dry-run)
 failures=0 summary=()
 fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+since() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN{printf "%.2f", b - a}'; }
 
 # ranks_tested JOB: ranks whose status lines carry self-test checks (dry
 # run: ranks that are ready).
@@ -59,7 +60,7 @@ layout() {
     fail "$name: only $(ranks_tested "$name") of $world ranks self-tested within 40 s"
     tail -n 5 "$tmp/$name".*.out
   fi
-  took=$(echo "$(date +%s.%N) - $start" | bc)
+  took=$(since "$start")
   ctl status "$name" >"$tmp/$name.status"
   sed 's/^/  /' "$tmp/$name.status"
   if grep -q FAILED "$tmp/$name.status" "$tmp/$name".*.out; then
@@ -123,7 +124,7 @@ else
   elif ! wait_until 20 aborted_all killed; then
     fail "killed: ranks 0-2 did not abort within 20 s"; tail -n 3 "$tmp"/killed.[012].out
   else
-    took=$(echo "$(date +%s.%N) - $t0" | bc)
+    took=$(since "$t0")
     wait "$victim" 2>/dev/null
     grep -h 'aborted' "$tmp"/killed.[012].out | head -n 3 | sed 's/^/  /'
     start_worker killed "$token" 3 "$tmp/killed.3.out"
@@ -153,7 +154,7 @@ else
     fail "hung: 30 s after the victim stopped (comm-timeout 6) ranks 0-2 had not all given up"
     tail -n 3 "$tmp"/hung.[012].out
   else
-    took=$(echo "$(date +%s.%N) - $t0" | bc)
+    took=$(since "$t0")
     grep -h 'hgrid-worker: ' "$tmp"/hung.[012].out | sed 's/^/  /'
     grep -q 'not formed within the deadline' "$tmp/hung.2.out" ||
       fail "hung: rank 2 did not say its communicators missed the deadline"
