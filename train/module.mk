@@ -3,7 +3,7 @@
 # ops, checkpoints. TRAIN_LIB is CPU only; TRAIN_NCCL_LIB needs CUDA + NCCL.
 TRAIN_SRCS := train/comm.c train/comm_threads.c train/schedule.c train/layout_groups.c \
               train/shard.c train/vocab.c train/ep_moe.c train/tp_stack.c train/worker.c \
-              train/llm_stage.c train/encoder_stage.c
+              train/llm_stage.c train/encoder_stage.c train/checkpoint.c
 TRAIN_LIB  := $(BUILD)/libtrain.a
 TRAIN_NCCL_SRCS := train/comm_nccl.c
 TRAIN_NCCL_LIB  := $(BUILD)/libtrain_nccl.a
@@ -16,7 +16,7 @@ $(TRAIN_NCCL_LIB): $(call objs,$(TRAIN_NCCL_SRCS))
 	@mkdir -p $(dir $@)
 	$(AR) rcs $@ $^
 
-TRAIN_TESTS := test_train_comm test_train_schedule test_train_parallel
+TRAIN_TESTS := test_train_comm test_train_schedule test_train_parallel test_train_checkpoint
 CPU_TESTS += $(addprefix $(BUILD)/tests/,$(TRAIN_TESTS))
 
 $(addprefix $(BUILD)/tests/,$(TRAIN_TESTS)): $(BUILD)/tests/%: $(BUILD)/tests/%.o $(TRAIN_LIB) \
