@@ -19,11 +19,13 @@ typedef enum {
     HGRID_COMMS_INIT,  // ncclCommInitRankConfig per distinct group, batched in one group call
     HGRID_COMMS_SPLIT, // init the module's (and the bridge's), ncclCommSplit the rest from it
 } hgrid_comms_strategy;
-// The faster of the two on the benchmark (docs/PERFORMANCE.md, Communicators).
-#define HGRID_COMMS_DEFAULT HGRID_COMMS_INIT
+// The faster of the two on the benchmark, and the one whose groups all
+// reach >= 96% of torch.distributed's busbw (docs/PERFORMANCE.md, Communicators).
+#define HGRID_COMMS_DEFAULT HGRID_COMMS_SPLIT
 
-// Creates every communicator on CUDA device `device`: non-blocking inits
-// batched in one ncclGroupStart/End, then polled until all are ready. If
+// Creates every communicator on CUDA device `device` by HGRID_COMMS_DEFAULT:
+// non-blocking inits (batched in one ncclGroupStart/End) and splits, polled
+// until all are ready. If
 // timeout_ms passes, an init fails, or gridd aborts the generation
 // meanwhile, every communicator is aborted (ncclCommAbort: no hang on a
 // missing peer) and a negative status (or HGRID_ABORTED / HGRID_RELEASED)

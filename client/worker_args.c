@@ -25,7 +25,7 @@ static void usage(FILE *out)
             "                           NCCL ids\n"
             "  --self-test              exit after the self-test (0: every check right)\n"
             "  --comm-init init|split   one ncclCommInitRank per group, or split the module\n"
-            "                           communicator (default: the faster, init)\n"
+            "                           communicator (default: the faster, split)\n"
             "  --comm-timeout S         communicators formed within S seconds, else all are\n"
             "                           aborted and the worker exits 1 (default 60)\n"
             "  --bw-bytes N             self-test all-reduce size (default 64 MiB; 0: none)\n"
