@@ -209,6 +209,7 @@ int main(void)
         {"encoder + llm pp2 dp2 (fan-out)", "tiny", 0, 1, 1, 1, 2, 2, 1, 1, 6, 0},
         {"encoder tp2 dp2 + llm tp2 pp2 dp2 (equal)", "tiny", 0, 2, 2, 2, 2, 2, 1, 1, 4, 0},
         {"encoder + llm dp2 ep2, 8 experts (fan-out)", "tiny-moe", 0, 1, 1, 1, 1, 2, 2, 1, 4, 0},
+        {"encoder + llm tp2 pp2 ep2, 8 experts", "tiny-moe", 0, 1, 1, 2, 2, 1, 2, 1, 3, 0},
     };
     for (size_t i = 0; i < sizeof hetero / sizeof hetero[0]; i++) {
         hg_plan plan;

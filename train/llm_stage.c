@@ -102,7 +102,8 @@ void llm_forward(tr_worker *w, int mb, int slot)
 {
     tr_slot *s = &w->slots[slot];
     int N = w->B * w->T, C = w->C;
-    hg_batch(w->data_seed, tr_first_sample(w, mb), w->B, w->S, w->Tt, w->images, s->tokens);
+    if (w->first || w->last) // the tokens: embedded on the first stage, targets on the last
+        hg_batch(w->data_seed, tr_first_sample(w, mb), w->B, w->S, w->Tt, w->images, s->tokens);
     if (w->first)
         embed(w, s, w->stack.slots[slot].res);
     tp_stack_forward(&w->stack, slot, &w->shard.local, w->params);

@@ -16,7 +16,8 @@ $(TRAIN_NCCL_LIB): $(call objs,$(TRAIN_NCCL_SRCS))
 	@mkdir -p $(dir $@)
 	$(AR) rcs $@ $^
 
-TRAIN_TESTS := test_train_comm test_train_schedule test_train_parallel test_train_checkpoint
+TRAIN_TESTS := test_train_comm test_train_schedule test_train_shard test_train_parallel \
+               test_train_checkpoint
 CPU_TESTS += $(addprefix $(BUILD)/tests/,$(TRAIN_TESTS))
 
 $(addprefix $(BUILD)/tests/,$(TRAIN_TESTS)): $(BUILD)/tests/%: $(BUILD)/tests/%.o $(TRAIN_LIB) \
@@ -24,7 +25,14 @@ $(addprefix $(BUILD)/tests/,$(TRAIN_TESTS)): $(BUILD)/tests/%: $(BUILD)/tests/%.
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ -lpthread -lm
 
-# The NCCL backend compiles wherever the CUDA toolkit is (not in CI).
+# The NCCL backend and its GPU test compile wherever the CUDA toolkit is
+# (not in CI).
 ifneq ($(wildcard $(NVCC)),)
 all: $(TRAIN_NCCL_LIB)
+GPU_TESTS += $(BUILD)/tests/gpu/test_train_comm_nccl
+
+$(BUILD)/tests/gpu/test_train_comm_nccl: $(call objs,tests/gpu/test_train_comm_nccl.c) \
+                                         $(TRAIN_NCCL_LIB) $(TRAIN_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(NCCL_LIBS) -lcudart -lpthread
 endif

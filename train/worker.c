@@ -41,8 +41,8 @@ static int bridge_setup(tr_worker *w, char *err, size_t len)
         hg_bridge_edge(&w->plan, e, &er, &lr);
         if ((w->llm ? lr : er) != w->rank)
             continue;
-        if (w->num_edges == (int)(sizeof w->edge_peer / sizeof w->edge_peer[0]))
-            return fail(err, len, "bridge fan-in/out above 64 is not supported", w->rank);
+        if (w->num_edges == TR_MAX_EDGES)
+            return fail(err, len, "a bridge fan-in/out above 64 is not supported", w->rank);
         w->edge_peer[w->num_edges++] = hg_bridge_index_of_rank(&w->plan, w->llm ? er : lr);
     }
     return 0;

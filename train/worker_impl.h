@@ -8,7 +8,9 @@
 #include "train/tp_stack.h"
 #include "train/train.h"
 
-enum { TR_MAX_P2P = 64 };
+// A leader's bridge edges (fan-in/out k), and a batch: one op's sends
+// and the next op's receives, each at most the edges or one neighbour.
+enum { TR_MAX_EDGES = 64, TR_MAX_P2P = 2 * TR_MAX_EDGES };
 
 // Per micro-batch in flight, module-specific.
 typedef struct {
@@ -45,7 +47,7 @@ struct tr_worker {
     double loss_sum;  // caption losses of the step's micro-batches (last stage)
 
     // Bridge edges of this leader, in edge order: peers' bridge indices.
-    int num_edges, edge_peer[64], piece; // piece: samples per edge
+    int num_edges, edge_peer[TR_MAX_EDGES], piece; // piece: samples per edge
 
     tr_p2p_op pending[TR_MAX_P2P], batch[TR_MAX_P2P];
     int npending, nbatch;
@@ -57,7 +59,7 @@ struct tr_worker {
     float *dimg;        // (B, P, C) bridge gradients (sent by the LLM, received by the encoder)
     float *emb;         // (B, Tt, C) LLM caption embeddings
     float *dsend;       // (B, T, C) gradient sent to the previous stage
-    float *dlnf;        // (B, max(T, P), max(C, Ce))
+    float *dlnf;        // LLM last stage (B, T, C); encoder (B, P, Ce)
     float *losses;      // (B, T)
     float *ce_scratch;  // ((tp + 3) B T)
 };
