@@ -55,7 +55,8 @@ static void *run_rank(void *arg)
     return NULL;
 }
 
-// Runs steps [first, last) on every rank; returns the LLM's last rank's losses.
+// Runs steps [first, last) on every rank; loss gets the last rank's (the
+// LLM's last stage) losses.
 static void run(const hg_plan *plan, int first, int last, const char *save, const char *load,
                 float *loss)
 {

@@ -32,7 +32,7 @@ typedef struct {
     const hg_plan *plan;
     tr_threads_world *world;
     const reference *ref; // NULL: keep rank 0's gradients as a reference instead
-    reference *keep;
+    reference *keep; // one-rank runs: where to keep the gradients
     int rank;
     float loss[STEPS];
     double grad_rel; // worst per-tensor max|diff| / max|ref| over the shard
@@ -94,8 +94,9 @@ static void *run_rank(void *arg)
     return NULL;
 }
 
-// Runs every rank of plan as a thread; returns the loss of the LLM's last
-// stage, lane 0, tp 0 into loss.
+// Runs every rank of plan as a thread and checks each against ref (when
+// given), or keeps the one-rank run's gradients and losses into keep. The
+// losses are those of the LLM's last stage, lane 0, tp rank 0.
 static void run_layout(const char *name, const hg_plan *plan, const reference *ref,
                        reference *keep)
 {
