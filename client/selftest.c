@@ -181,7 +181,8 @@ static int check_bridge(const run_ctx *ctx, const hgrid_comms *c, int32_t *dev,
                                     cudaMemcpyHostToDevice);
         if (ce != cudaSuccess) {
             free(host);
-            CUDA_CHECK(w, ce);
+            return hgrid_fail(w, HGRID_ERR_IO, "cudaMemcpy of a bridge payload failed at %s:%d: %s",
+                              __FILE__, __LINE__, cudaGetErrorString(ce));
         }
     }
     free(host);
@@ -217,7 +218,8 @@ static int check_bridge(const run_ctx *ctx, const hgrid_comms *c, int32_t *dev,
                                     cudaMemcpyDeviceToHost);
         if (ce != cudaSuccess) {
             free(got);
-            CUDA_CHECK(w, ce);
+            return hgrid_fail(w, HGRID_ERR_IO, "cudaMemcpy of a bridge payload failed at %s:%d: %s",
+                              __FILE__, __LINE__, cudaGetErrorString(ce));
         }
         long bad = selftest_payload_mismatch(got, EDGE_ELEMS, p->rank, me);
         ck->ok = bad < 0;

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# hgrid-worker's GPU options on any machine: usage errors (exit 2) and a GPU
+# worker that cannot start (exit 1), each one line saying what was wrong.
+set -u
+cd "$(dirname "$0")/.." || exit 1
+w=${HGRID_BIN:-bin}/hgrid-worker
+passed=0 failed=0
+expect() { # CODE PATTERN ARGS...: exit CODE and one line matching PATTERN
+  local code=$1 pat=$2 out rc
+  shift 2
+  out=$("$w" "$@" 2>&1)
+  rc=$?
+  if [ "$rc" -eq "$code" ] && grep -q -- "$pat" <<<"$out" && [ "$(wc -l <<<"$out")" -eq 1 ]; then
+    passed=$((passed + 1))
+  else
+    failed=$((failed + 1))
+    echo "FAIL: hgrid-worker $* -> exit $rc, want $code and /$pat/: $out"
+  fi
+}
+base=(--coordinator 127.0.0.1:1 --job j --token t)
+expect 2 "--comm-init needs init or split, got bogus" "${base[@]}" --comm-init bogus
+expect 2 "--comm-init needs a value" "${base[@]}" --comm-init
+expect 2 "--self-test needs a GPU; drop --dry-run" "${base[@]}" --self-test --dry-run
+expect 2 "--bw-bytes needs a whole number of bytes" "${base[@]}" --bw-bytes 2
+expect 2 "--bw-bytes needs a whole number of bytes" "${base[@]}" --bw-bytes 4.5
+expect 2 "--comm-timeout needs a number >= 0.05" "${base[@]}" --comm-timeout 0
+# No GPU 7 here (or, on an 8-GPU host, no gridd at 127.0.0.1:1): one line, exit 1.
+expect 1 "GPU 7 unusable\|127.0.0.1:1" "${base[@]}" --device 7 --self-test --comm-init split
+if "$w" --help | grep -q -- "--comm-init init|split"; then
+  passed=$((passed + 1))
+else
+  failed=$((failed + 1)) && echo "FAIL: --help does not describe --comm-init"
+fi
+echo "worker_gpu_cli: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
