@@ -46,7 +46,8 @@ LDLIBS_hgrid-worker := $(LIBHGRID_LIBS)
 $(BIN)/hgrid-worker: $(call objs,$(WORKER_SRCS) client/worker_notrain.c) $(BIN)/libhgrid.a
 endif
 
-CPU_TESTS += $(BUILD)/tests/test_selftest_calc tests/selftest_status.py tests/worker_gpu_cli.sh
+CPU_TESTS += $(BUILD)/tests/test_selftest_calc tests/selftest_status.py tests/worker_gpu_cli.sh \
+             tests/comm_layouts_dry.sh
 $(BUILD)/tests/test_selftest_calc: $(call objs,tests/test_selftest_calc.c client/selftest_calc.c) \
 		$(LAYOUT_LIB)
 	@mkdir -p $(dir $@)
