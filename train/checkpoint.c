@@ -100,18 +100,24 @@ static void shard_name(int rank, char *out, size_t len) { snprintf(out, len, "ra
 // its shard is durable.
 static void gather_checksums(tr_worker *w, uint64_t mine, int *sums /* (2 world) */)
 {
+    const tr_ops *o = w->ops;
     const hg_module_grid *g = w->grid;
-    int n = g->num_ranks, *part = calloc(2 * (size_t)n, sizeof(int)), word[2];
-    memcpy(word, &mine, sizeof word);
-    tr_all_gather(w->g[HG_GROUP_MODULE], word, part, 2, TR_I32);
-    memset(sums, 0, sizeof(int) * 2 * w->plan.world_size);
-    memcpy(sums + 2 * g->rank_offset, part, sizeof(int) * 2 * n);
-    free(part);
+    size_t world = (size_t)w->plan.world_size, bytes = sizeof(int) * 2 * world;
+    int *dev = o->alloc(bytes + sizeof(int) * 2); // (2 world) then this rank's word
+    if (!dev) {
+        fprintf(stderr, "rank %d: out of memory for checkpoint checksums\n", w->rank);
+        abort();
+    }
+    o->upload(dev + 2 * world, &mine, sizeof mine);
+    tr_all_gather(w->g[HG_GROUP_MODULE], dev + 2 * world, dev + 2 * (size_t)g->rank_offset, 2,
+                  TR_I32);
     if (w->bridge) {
         if (w->rank != g->rank_offset)
-            memset(sums, 0, sizeof(int) * 2 * w->plan.world_size);
-        tr_all_reduce(w->bridge, sums, 2 * (size_t)w->plan.world_size, TR_I32);
+            o->zero(dev, bytes);
+        tr_all_reduce(w->bridge, dev, 2 * world, TR_I32);
     }
+    o->download(sums, dev, bytes);
+    o->release(dev);
 }
 
 int tr_checkpoint_save(tr_worker *w, const char *dir, int step, int generation, char *err,
@@ -122,14 +128,25 @@ int tr_checkpoint_save(tr_worker *w, const char *dir, int step, int generation, 
     size_t count = w->shard.local.total, bytes = sizeof(float) * count;
     int32_t head_ints[2] = {w->rank, w->adam_steps};
     int64_t n64 = (int64_t)count;
-    const void *pieces[] = {shard_magic, head_ints, &n64, w->params, w->m, w->v};
-    size_t sizes[] = {sizeof shard_magic, sizeof head_ints, sizeof n64, bytes, bytes, bytes};
-    uint64_t sum = FNV_START;
-    for (int i = 0; i < 6; i++)
-        sum = fnv1a(sum, pieces[i], sizes[i]);
+    float *state = malloc(3 * bytes + 1); // params, m, v on the host
     char name[64];
-    shard_name(w->rank, name, sizeof name);
-    int rc = write_atomic(dir, name, pieces, sizes, 6, err, errlen);
+    uint64_t sum = FNV_START;
+    int rc = -1;
+    if (state) {
+        w->ops->download(state, w->params, bytes);
+        w->ops->download(state + count, w->m, bytes);
+        w->ops->download(state + 2 * count, w->v, bytes);
+        const void *pieces[] = {shard_magic, head_ints, &n64,
+                                state, state + count, state + 2 * count};
+        size_t sizes[] = {sizeof shard_magic, sizeof head_ints, sizeof n64, bytes, bytes, bytes};
+        for (int i = 0; i < 6; i++)
+            sum = fnv1a(sum, pieces[i], sizes[i]);
+        shard_name(w->rank, name, sizeof name);
+        rc = write_atomic(dir, name, pieces, sizes, 6, err, errlen);
+        free(state);
+    } else {
+        snprintf(err, errlen, "rank %d: out of memory for the shard's host copy", w->rank);
+    }
     // Ranks that failed still take part in the gather (a zero checksum),
     // so that nobody blocks; the writer refuses a manifest with holes.
     int *sums = calloc(2 * (size_t)w->plan.world_size, sizeof(int));
@@ -285,9 +302,10 @@ int tr_checkpoint_load(tr_worker *w, const char *dir, int *step, int *generation
         return -1;
     }
     w->adam_steps = ints[1];
-    memcpy(w->params, buf + head, bytes);
-    memcpy(w->m, buf + head + bytes, bytes);
-    memcpy(w->v, buf + head + 2 * bytes, bytes);
+    w->ops->upload(w->params, buf + head, bytes);
+    w->ops->upload(w->m, buf + head + bytes, bytes);
+    w->ops->upload(w->v, buf + head + 2 * bytes, bytes);
+    tr_refresh_work(w);
     free(buf);
     return 0;
 }

@@ -2,9 +2,8 @@
 #include "train/comm.h"
 
 #include <stdlib.h>
-#include <string.h>
 
-size_t tr_dtype_size(tr_dtype t) { return t == TR_F32 ? sizeof(float) : sizeof(int); }
+size_t tr_dtype_size(tr_dtype t) { return t == TR_BF16 ? 2 : 4; }
 
 void tr_all_reduce(tr_group *g, void *buf, size_t n, tr_dtype t)
 {
@@ -17,7 +16,7 @@ void tr_all_gather(tr_group *g, const void *send, void *recv, size_t n, tr_dtype
     if (g->size > 1)
         g->be->all_gather(g, send, recv, n, t);
     else if (send != recv)
-        memmove(recv, send, n * tr_dtype_size(t));
+        g->be->copy(g, recv, send, n * tr_dtype_size(t));
 }
 
 void tr_reduce_scatter(tr_group *g, const void *send, void *recv, size_t n, tr_dtype t)
@@ -25,7 +24,7 @@ void tr_reduce_scatter(tr_group *g, const void *send, void *recv, size_t n, tr_d
     if (g->size > 1)
         g->be->reduce_scatter(g, send, recv, n, t);
     else if (send != recv)
-        memmove(recv, send, n * tr_dtype_size(t));
+        g->be->copy(g, recv, send, n * tr_dtype_size(t));
 }
 
 void tr_broadcast(tr_group *g, void *buf, size_t n, tr_dtype t, int root)
@@ -40,7 +39,7 @@ void tr_all_to_all_v(tr_group *g, const void *send, const size_t *send_counts, v
     if (g->size > 1)
         g->be->all_to_all_v(g, send, send_counts, recv, recv_counts, t);
     else if (send != recv)
-        memmove(recv, send, send_counts[0] * tr_dtype_size(t));
+        g->be->copy(g, recv, send, send_counts[0] * tr_dtype_size(t));
 }
 
 void tr_all_to_all(tr_group *g, const void *send, void *recv, size_t n, tr_dtype t)

@@ -7,7 +7,8 @@
 
 #include <stddef.h>
 
-typedef enum { TR_F32, TR_I32 } tr_dtype;
+// TR_BF16: activations of the bf16 GPU step (sums in fp32, rounded once).
+typedef enum { TR_F32, TR_I32, TR_BF16 } tr_dtype;
 
 typedef struct tr_group tr_group;
 typedef struct tr_backend tr_backend;
@@ -38,6 +39,8 @@ struct tr_backend {
     void (*all_to_all_v)(tr_group *g, const void *send, const size_t *send_counts, void *recv,
                          const size_t *recv_counts, tr_dtype t);
     void (*p2p)(const tr_p2p_op *ops, int n, tr_dtype t); // all ops of one backend
+    // A group of one's collectives: bytes from src to dst in the backend's memory.
+    void (*copy)(tr_group *g, void *dst, const void *src, size_t bytes);
     void (*free)(tr_group *g);
 };
 

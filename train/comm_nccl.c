@@ -20,7 +20,10 @@ typedef struct {
     cudaStream_t stream;
 } nccl_impl;
 
-static ncclDataType_t type_of(tr_dtype t) { return t == TR_F32 ? ncclFloat32 : ncclInt32; }
+static ncclDataType_t type_of(tr_dtype t)
+{
+    return t == TR_F32 ? ncclFloat32 : t == TR_BF16 ? ncclBfloat16 : ncclInt32;
+}
 
 static nccl_impl *impl(const tr_group *g) { return g->impl; }
 
@@ -77,6 +80,15 @@ static void nc_p2p(const tr_p2p_op *ops, int n, tr_dtype t)
     NCCL_CHECK(ncclGroupEnd());
 }
 
+static void nc_copy(tr_group *g, void *dst, const void *src, size_t bytes)
+{
+    cudaError_t e = cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, impl(g)->stream);
+    if (e != cudaSuccess) {
+        fprintf(stderr, "%s:%d: cudaMemcpyAsync: %s\n", __FILE__, __LINE__, cudaGetErrorString(e));
+        abort();
+    }
+}
+
 static void nc_free(tr_group *g)
 {
     free(g->impl);
@@ -91,6 +103,7 @@ static const tr_backend nccl_backend = {
     .broadcast = nc_broadcast,
     .all_to_all_v = nc_all_to_all_v,
     .p2p = nc_p2p,
+    .copy = nc_copy,
     .free = nc_free,
 };
 

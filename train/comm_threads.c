@@ -6,6 +6,7 @@
 #include "train/comm.h"
 
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,9 +59,29 @@ static void barrier(shared *s)
     pthread_mutex_unlock(&s->mu);
 }
 
+// bf16 <-> fp32 by bits (round to nearest even; no NaNs in training data).
+static float bf16_to_f32(uint16_t h)
+{
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+static uint16_t f32_to_bf16(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return (uint16_t)((u + 0x7fff + ((u >> 16) & 1)) >> 16);
+}
+
 static void add_into(void *acc, const void *x, size_t n, tr_dtype t)
 {
-    if (t == TR_F32)
+    if (t == TR_BF16)
+        for (size_t i = 0; i < n; i++)
+            ((uint16_t *)acc)[i] = f32_to_bf16(bf16_to_f32(((uint16_t *)acc)[i]) +
+                                               bf16_to_f32(((const uint16_t *)x)[i]));
+    else if (t == TR_F32)
         for (size_t i = 0; i < n; i++)
             ((float *)acc)[i] += ((const float *)x)[i];
     else
@@ -217,6 +238,12 @@ static void th_p2p(const tr_p2p_op *ops, int n, tr_dtype t)
 
 static void th_free(tr_group *g);
 
+static void th_copy(tr_group *g, void *dst, const void *src, size_t bytes)
+{
+    (void)g;
+    memmove(dst, src, bytes);
+}
+
 static const tr_backend threads_backend = {
     .all_reduce = th_all_reduce,
     .all_gather = th_all_gather,
@@ -224,6 +251,7 @@ static const tr_backend threads_backend = {
     .broadcast = th_broadcast,
     .all_to_all_v = th_all_to_all_v,
     .p2p = th_p2p,
+    .copy = th_copy,
     .free = th_free,
 };
 

@@ -4,24 +4,23 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kernels/reference.h"
 #include "model/config.h"
 #include "model/data.h"
-#include "train/vocab.h"
 #include "train/worker_impl.h"
 
-#define LLM(base, id) ((float *)hg_tensor_at(&w->shard.local, (base), sizeof(float), (id)))
-
-static float *fz(size_t n) { return calloc(n + 1, sizeof(float)); }
+#define W(id) ((char *)hg_tensor_at(&w->shard.local, w->work, w->es, (id)))
+#define G(id) ((float *)hg_tensor_at(&w->shard.local, w->grads, sizeof(float), (id)))
 
 int llm_setup(tr_worker *w)
 {
     const hg_model_config *m = &w->plan.spec.model;
+    const tr_ops *o = w->ops;
     int tp = w->grid->dense[HG_DIM_TP];
-    size_t bt = (size_t)w->B * w->T, btc = bt * w->C;
+    size_t bt = (size_t)w->B * w->T, es = w->es, btc = bt * w->C * es;
+    size_t btt = (size_t)w->B * w->Tt;
     if (m->num_experts && bt % tp != 0)
         return -1;
-    if (tp_stack_alloc(&w->stack, w->shard.local.num_layers, w->B, w->T, w->C, hg_ffn_size(m),
+    if (tp_stack_alloc(&w->stack, o, w->shard.local.num_layers, w->B, w->T, w->C, hg_ffn_size(m),
                        m->num_attention_heads, 1, m->num_experts, m->moe_router_topk,
                        w->g[HG_GROUP_TP], w->g[HG_GROUP_EP], w->in_flight) != 0)
         return -1;
@@ -29,137 +28,145 @@ int llm_setup(tr_worker *w)
     int bad = 0;
     for (int i = 0; i < w->in_flight; i++) {
         tr_slot *s = &w->slots[i];
-        s->tokens = calloc((size_t)w->B * w->Tt, sizeof(int));
-        s->targets = calloc(bt, sizeof(int));
-        s->mask = fz(bt);
-        bad |= !s->tokens || !s->targets || !s->mask;
+        s->tokens = o->alloc(sizeof(int) * btt), s->h_tokens = calloc(btt + 1, sizeof(int));
+        s->targets = o->alloc(sizeof(int) * bt), s->mask = o->alloc(sizeof(float) * bt);
+        bad |= !s->tokens || !s->h_tokens || !s->targets || !s->mask;
         if (w->last) {
-            s->lnf = fz(btc), s->lnf_mean = fz(bt), s->lnf_rstd = fz(bt);
-            s->logits = fz(bt * w->Vl);
+            s->lnf = o->alloc(btc), s->lnf_mean = o->alloc(bt * 4), s->lnf_rstd = o->alloc(bt * 4);
+            s->logits = o->alloc(bt * w->Vl * es);
             bad |= !s->lnf || !s->lnf_mean || !s->lnf_rstd || !s->logits;
         }
     }
-    w->images = fz((size_t)w->B * w->S * w->S * 3);
-    w->tokens = calloc((size_t)w->B * w->Tt, sizeof(int));
-    w->img = fz((size_t)w->B * w->P * w->C), w->dimg = fz((size_t)w->B * w->P * w->C);
-    w->emb = fz((size_t)w->B * w->Tt * w->C), w->dsend = fz(btc), w->dlnf = fz(btc);
-    w->losses = fz(bt), w->ce_scratch = fz((size_t)(tp + 3) * bt);
-    return bad || !w->images || !w->tokens || !w->img || !w->dimg || !w->emb || !w->dsend ||
-                   !w->dlnf || !w->losses || !w->ce_scratch
+    w->images = calloc((size_t)w->B * w->S * w->S * 3 + 1, sizeof(float));
+    w->tokens = calloc(btt + 1, sizeof(int));
+    w->h_targets = calloc(bt + 1, sizeof(int)), w->h_mask = calloc(bt + 1, sizeof(float));
+    w->h_losses = calloc(bt + 1, sizeof(float));
+    size_t bpc = (size_t)w->B * w->P * w->C * es;
+    w->img = o->alloc(bpc), w->img_pos = o->alloc(bpc), w->dimg = o->alloc(bpc);
+    w->emb = o->alloc(btt * w->C * es), w->dsend = o->alloc(btc), w->dlnf = o->alloc(btc);
+    w->losses = o->alloc(bt * 4), w->ce_scratch = o->alloc((size_t)(tp + 3) * bt * 4);
+    if (w->first && vp_rows_alloc(&w->rows, o, (int)btt) != 0)
+        return -1;
+    return bad || !w->images || !w->tokens || !w->h_targets || !w->h_mask || !w->h_losses ||
+                   !w->img || !w->img_pos || !w->dimg || !w->emb || !w->dsend || !w->dlnf || !w->losses ||
+                   !w->ce_scratch
                ? -1
                : 0;
 }
 
 void llm_recvs(tr_worker *w, tr_sched_op op, int slot)
 {
-    size_t piece = (size_t)w->piece * w->P * w->C;
+    size_t piece = (size_t)w->piece * w->P * w->C, btc = (size_t)w->B * w->T * w->C;
     if (op.pass == TR_FORWARD && w->first) {
         for (int q = 0; q < w->num_edges; q++)
-            tr_add_op(w, w->batch, &w->nbatch, w->bridge, w->edge_peer[q], 0, w->img + q * piece,
-                      piece);
+            tr_add_op(w, w->batch, &w->nbatch, w->bridge, w->edge_peer[q], 0,
+                      w->img + q * piece * w->es, piece);
     } else if (op.pass == TR_FORWARD) {
         tr_add_op(w, w->batch, &w->nbatch, w->g[HG_GROUP_PP], w->stage - 1, 0,
-                  w->stack.slots[slot].res, (size_t)w->B * w->T * w->C);
+                  w->stack.slots[slot].res, btc);
     } else if (!w->last) {
         tr_add_op(w, w->batch, &w->nbatch, w->g[HG_GROUP_PP], w->stage + 1, 0, w->stack.dres,
-                  (size_t)w->B * w->T * w->C);
+                  btc);
     }
 }
 
 // res (B, T, C) = [img + wpe[0, P), wte[tokens] + wpe[P, T)] per sample.
-static void embed(tr_worker *w, tr_slot *s, float *res)
+static void embed(tr_worker *w, tr_slot *s, char *res)
 {
+    const tr_ops *o = w->ops;
     int B = w->B, P = w->P, T = w->T, Tt = w->Tt, C = w->C;
-    const float *wpe = LLM(w->params, HG_LLM_WPE);
-    tr_broadcast(w->g[HG_GROUP_TP], w->img, (size_t)B * P * C, TR_F32, 0);
-    vp_embedding_forward(w->g[HG_GROUP_TP], w->emb, s->tokens, LLM(w->params, HG_LLM_WTE),
-                         wpe + (size_t)P * C, B, Tt, C, w->v0, w->Vl);
-    for (int b = 0; b < B; b++) {
-        float *row = res + (size_t)b * T * C;
-        const float *img = w->img + (size_t)b * P * C;
-        for (size_t i = 0; i < (size_t)P * C; i++)
-            row[i] = img[i] + wpe[i];
-        memcpy(row + (size_t)P * C, w->emb + (size_t)b * Tt * C, sizeof(float) * Tt * C);
-    }
+    size_t row = (size_t)C * w->es;
+    char *wpe = W(HG_LLM_WPE);
+    tr_broadcast(w->g[HG_GROUP_TP], w->img, (size_t)B * P * C, o->act, 0);
+    vp_embedding_forward(o, w->g[HG_GROUP_TP], w->emb, s->tokens, W(HG_LLM_WTE), wpe + P * row,
+                         B, Tt, C, w->v0, w->Vl);
+    o->position_embedding_forward(w->img_pos, w->img, wpe, B, P, C);
+    o->copy_rows(res, T * row, w->img_pos, P * row, P * row, B);
+    o->copy_rows(res + P * row, T * row, w->emb, Tt * row, Tt * row, B);
 }
 
 // Next-token targets on the caption positions only, as the CPU model.
 static void targets(tr_worker *w, tr_slot *s)
 {
     int B = w->B, P = w->P, T = w->T, Tt = w->Tt;
-    hg_caption_targets(s->tokens, B, Tt, w->tokens);
+    hg_caption_targets(s->h_tokens, B, Tt, w->tokens);
     s->count = 0;
     for (int b = 0; b < B; b++)
         for (int t = 0; t < T; t++) {
             int target = t < P ? -1 : w->tokens[b * Tt + t - P];
-            s->targets[b * T + t] = target < 0 ? 0 : target;
-            s->mask[b * T + t] = target < 0 ? 0.0f : 1.0f;
+            w->h_targets[b * T + t] = target < 0 ? 0 : target;
+            w->h_mask[b * T + t] = target < 0 ? 0.0f : 1.0f;
             s->count += target >= 0;
         }
+    w->ops->upload(s->targets, w->h_targets, sizeof(int) * B * T);
+    w->ops->upload(s->mask, w->h_mask, sizeof(float) * B * T);
 }
 
 void llm_forward(tr_worker *w, int mb, int slot)
 {
+    const tr_ops *o = w->ops;
     tr_slot *s = &w->slots[slot];
     int N = w->B * w->T, C = w->C;
-    if (w->first || w->last) // the tokens: embedded on the first stage, targets on the last
-        hg_batch(w->data_seed, tr_first_sample(w, mb), w->B, w->S, w->Tt, w->images, s->tokens);
+    if (w->first || w->last) { // the tokens: embedded on the first stage, targets on the last
+        hg_batch(w->data_seed, tr_first_sample(w, mb), w->B, w->S, w->Tt, w->images, s->h_tokens);
+        o->upload(s->tokens, s->h_tokens, sizeof(int) * w->B * w->Tt);
+    }
     if (w->first)
         embed(w, s, w->stack.slots[slot].res);
-    tp_stack_forward(&w->stack, slot, &w->shard.local, w->params);
-    float *out = tp_stack_output(&w->stack, slot);
+    tp_stack_forward(&w->stack, slot, &w->shard.local, w->work);
+    char *out = tp_stack_output(&w->stack, slot);
     if (!w->last) {
         tr_add_op(w, w->pending, &w->npending, w->g[HG_GROUP_PP], w->stage + 1, 1, out,
                   (size_t)N * C);
         return;
     }
     targets(w, s);
-    ref_layernorm_forward(s->lnf, s->lnf_mean, s->lnf_rstd, out, LLM(w->params, HG_LLM_LNF_W),
-                          LLM(w->params, HG_LLM_LNF_B), N, C);
-    ref_matmul_forward(s->logits, s->lnf, LLM(w->params, HG_LLM_WTE), NULL, N, C, w->Vl);
-    vp_crossentropy(w->g[HG_GROUP_TP], s->logits, w->losses, s->targets, s->mask,
+    o->layernorm_forward(s->lnf, s->lnf_mean, s->lnf_rstd, out, W(HG_LLM_LNF_W),
+                         W(HG_LLM_LNF_B), N, C);
+    o->matmul_forward(s->logits, s->lnf, W(HG_LLM_WTE), NULL, N, C, w->Vl);
+    vp_crossentropy(o, w->g[HG_GROUP_TP], s->logits, w->losses, s->targets, s->mask,
                     w->loss_scale / s->count, N, w->v0, w->Vl, w->ce_scratch);
+    o->download(w->h_losses, w->losses, sizeof(float) * N);
     double sum = 0;
     for (int i = 0; i < N; i++)
-        sum += w->losses[i];
+        sum += w->h_losses[i];
     w->loss_sum += sum / s->count;
 }
 
 void llm_backward(tr_worker *w, int mb, int slot)
 {
     (void)mb;
+    const tr_ops *o = w->ops;
     tr_slot *s = &w->slots[slot];
     int B = w->B, P = w->P, T = w->T, Tt = w->Tt, C = w->C, N = B * T;
+    size_t row = (size_t)C * w->es;
     tp_stack *st = &w->stack;
     if (w->last) { // the head: the logits hold their gradient since the forward
-        ref_matmul_backward(w->dlnf, LLM(w->grads, HG_LLM_WTE), NULL, s->logits, s->lnf,
-                            LLM(w->params, HG_LLM_WTE), N, C, w->Vl);
-        tr_all_reduce(w->g[HG_GROUP_TP], w->dlnf, (size_t)N * C, TR_F32);
-        memset(st->dres, 0, sizeof(float) * N * C);
-        ref_layernorm_backward(st->dres, LLM(w->grads, HG_LLM_LNF_W),
-                               LLM(w->grads, HG_LLM_LNF_B), w->dlnf, tp_stack_output(st, slot),
-                               LLM(w->params, HG_LLM_LNF_W), s->lnf_mean, s->lnf_rstd, N, C);
+        o->matmul_backward(w->dlnf, G(HG_LLM_WTE), NULL, s->logits, s->lnf, W(HG_LLM_WTE), N, C,
+                           w->Vl);
+        tr_all_reduce(w->g[HG_GROUP_TP], w->dlnf, (size_t)N * C, o->act);
+        o->zero(st->dres, N * row);
+        o->layernorm_backward(st->dres, G(HG_LLM_LNF_W), G(HG_LLM_LNF_B), w->dlnf,
+                              tp_stack_output(st, slot), W(HG_LLM_LNF_W), s->lnf_mean,
+                              s->lnf_rstd, N, C);
     }
-    tp_stack_backward(st, slot, &w->shard.local, w->params, w->grads);
+    tp_stack_backward(st, slot, &w->shard.local, w->work, w->grads);
     if (!w->first) {
-        memcpy(w->dsend, st->dres, sizeof(float) * N * C);
+        o->copy(w->dsend, st->dres, N * row);
         tr_add_op(w, w->pending, &w->npending, w->g[HG_GROUP_PP], w->stage - 1, 1, w->dsend,
                   (size_t)N * C);
         return;
     }
     // Image rows go back over the bridge; caption rows into the embeddings.
-    float *dwpe = LLM(w->grads, HG_LLM_WPE);
-    for (int b = 0; b < B; b++) {
-        const float *row = st->dres + (size_t)b * T * C;
-        memcpy(w->dimg + (size_t)b * P * C, row, sizeof(float) * P * C);
-        memcpy(w->emb + (size_t)b * Tt * C, row + (size_t)P * C, sizeof(float) * Tt * C);
-        for (size_t i = 0; i < (size_t)P * C; i++)
-            dwpe[i] += row[i];
-    }
-    vp_embedding_backward(LLM(w->grads, HG_LLM_WTE), dwpe + (size_t)P * C, w->emb, s->tokens, B,
-                          Tt, C, w->v0, w->Vl);
+    float *dwpe = G(HG_LLM_WPE);
+    o->copy_rows(w->dimg, P * row, st->dres, T * row, P * row, B);
+    o->copy_rows(w->emb, Tt * row, st->dres + P * row, T * row, Tt * row, B);
+    o->position_embedding_backward(dwpe, w->dimg, B, P, C);
+    vp_embedding_backward(o, &w->rows, G(HG_LLM_WTE), w->emb, s->h_tokens, B * Tt, C, w->v0,
+                          w->Vl);
+    o->position_embedding_backward(dwpe + (size_t)P * C, w->emb, B, Tt, C);
     size_t piece = (size_t)w->piece * P * C;
     for (int q = 0; q < w->num_edges; q++)
-        tr_add_op(w, w->pending, &w->npending, w->bridge, w->edge_peer[q], 1, w->dimg + q * piece,
-                  piece);
+        tr_add_op(w, w->pending, &w->npending, w->bridge, w->edge_peer[q], 1,
+                  w->dimg + q * piece * w->es, piece);
 }

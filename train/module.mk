@@ -1,11 +1,12 @@
 # Distributed training: collectives (threads backend for tests, NCCL for
 # GPUs), the 1F1B schedule, the sharded parallel model on the CPU reference
-# ops, checkpoints. TRAIN_LIB is CPU only; TRAIN_NCCL_LIB needs CUDA + NCCL.
+# ops, checkpoints. TRAIN_LIB is CPU only; TRAIN_NCCL_LIB (the NCCL backend
+# and the GPU ops) needs CUDA + NCCL and the kernels library.
 TRAIN_SRCS := train/comm.c train/comm_threads.c train/schedule.c train/layout_groups.c \
               train/shard.c train/vocab.c train/ep_moe.c train/tp_stack.c train/worker.c \
-              train/llm_stage.c train/encoder_stage.c train/checkpoint.c
+              train/llm_stage.c train/encoder_stage.c train/checkpoint.c train/ops_cpu.c
 TRAIN_LIB  := $(BUILD)/libtrain.a
-TRAIN_NCCL_SRCS := train/comm_nccl.c
+TRAIN_NCCL_SRCS := train/comm_nccl.c train/ops_gpu.c
 TRAIN_NCCL_LIB  := $(BUILD)/libtrain_nccl.a
 
 $(TRAIN_LIB): $(call objs,$(TRAIN_SRCS))

@@ -13,6 +13,7 @@
 #include "layout/layout.h"
 #include "model/optim.h"
 #include "train/comm.h"
+#include "train/ops.h"
 #include "train/shard.h"
 
 typedef struct tr_worker tr_worker;
@@ -21,6 +22,12 @@ typedef struct tr_worker tr_worker;
 // e.g. embd on a middle stage); bridge: the bridge group (NULL unless the
 // rank is a bridge leader). The worker uses them, the caller frees them
 // after tr_worker_free. Returns NULL with a one-line reason in err.
+// The worker runs its ops through `ops` (its buffers live in the ops'
+// memory; the groups' backend must move that memory); tr_worker_create
+// uses the CPU reference ops.
+tr_worker *tr_worker_create_with(const tr_ops *ops, const hg_plan *plan, int rank,
+                                 tr_group *const groups[], tr_group *bridge, uint64_t seed,
+                                 char *err, size_t errlen);
 tr_worker *tr_worker_create(const hg_plan *plan, int rank, tr_group *const groups[],
                             tr_group *bridge, uint64_t seed, char *err, size_t errlen);
 void tr_worker_free(tr_worker *w);
@@ -36,7 +43,8 @@ float tr_worker_forward_backward(tr_worker *w, uint64_t data_seed, int step);
 // step on the shard; returns the norm before clipping (on every rank).
 float tr_worker_optimizer_step(tr_worker *w, const hg_optim_config *opt);
 
-// The shard's tables and buffers (local_table.total elements each).
+// The shard's tables and buffers (local_table.total elements each, fp32,
+// in the ops' memory).
 const tr_shard *tr_worker_shard(const tr_worker *w);
 float *tr_worker_params(tr_worker *w);
 float *tr_worker_grads(tr_worker *w);

@@ -5,7 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kernels/reference.h"
 #include "model/config.h"
 #include "train/worker_impl.h"
 
@@ -62,14 +61,25 @@ static int setup(tr_worker *w, tr_group *const groups[], tr_group *bridge, uint6
     if (!w->g[HG_GROUP_TP] || !w->g[HG_GROUP_DP_CP] || !w->g[HG_GROUP_MODULE] ||
         (w->llm && (!w->g[HG_GROUP_PP] || !w->g[HG_GROUP_EP] || !w->g[HG_GROUP_EXPT_DP])))
         return fail(err, len, "a tp, dp_cp, module, pp, ep or expt_dp group is missing", w->rank);
+    if (w->llm && m->num_experts && w->ops->device)
+        return fail(err, len, "experts run on the CPU ops only (the expert-parallel MLP is host "
+                    "code); train MoE configs with hgrid-worker --single-gpu", w->rank);
     if (tr_shard_build(&w->shard, plan, w->rank, err, len) != 0)
         return -1;
-    size_t n = w->shard.local.total + 1;
-    w->params = calloc(n, sizeof(float)), w->grads = calloc(n, sizeof(float));
-    w->m = calloc(n, sizeof(float)), w->v = calloc(n, sizeof(float));
-    if (!w->params || !w->grads || !w->m || !w->v)
+    const tr_ops *o = w->ops;
+    size_t n = w->shard.local.total, bytes = n * sizeof(float);
+    w->params = o->alloc(bytes), w->grads = o->alloc(bytes);
+    w->m = o->alloc(bytes), w->v = o->alloc(bytes), w->scalar = o->alloc(sizeof(float));
+    w->work = o->act == TR_F32 ? (void *)w->params : o->alloc(n * w->es);
+    float *host = malloc(bytes + sizeof(float));
+    if (!w->params || !w->grads || !w->m || !w->v || !w->scalar || !w->work || !host) {
+        free(host);
         return fail(err, len, "out of memory for the parameter shard", w->rank);
-    tr_shard_init(&w->shard, seed, w->params);
+    }
+    tr_shard_init(&w->shard, seed, host);
+    o->upload(w->params, host, bytes);
+    free(host);
+    tr_refresh_work(w);
 
     int mbs = plan->spec.micro_batch_size, llm_dp = llm->dense[HG_DIM_DP];
     w->nmb = plan->num_microbatches;
@@ -87,11 +97,11 @@ static int setup(tr_worker *w, tr_group *const groups[], tr_group *bridge, uint6
     w->piece = enc_B < mbs ? enc_B : mbs;
     w->loss_scale = 1.0f / (float)(w->nmb * llm_dp);
     w->in_flight = tr_schedule_in_flight(w->pp, w->stage, w->nmb);
-    w->ops = calloc(2 * (size_t)w->nmb, sizeof *w->ops);
+    w->sched = calloc(2 * (size_t)w->nmb, sizeof *w->sched);
     w->slots = calloc(w->in_flight, sizeof *w->slots);
-    if (!w->ops || !w->slots)
+    if (!w->sched || !w->slots)
         return fail(err, len, "out of memory", w->rank);
-    tr_schedule_1f1b(w->pp, w->stage, w->nmb, w->ops);
+    tr_schedule_1f1b(w->pp, w->stage, w->nmb, w->sched);
     if (bridge && bridge_setup(w, err, len) != 0)
         return -1;
     if ((w->llm ? llm_setup : encoder_setup)(w) != 0)
@@ -102,14 +112,29 @@ static int setup(tr_worker *w, tr_group *const groups[], tr_group *bridge, uint6
     return 0;
 }
 
-tr_worker *tr_worker_create(const hg_plan *plan, int rank, tr_group *const groups[],
-                            tr_group *bridge, uint64_t seed, char *err, size_t errlen)
+void tr_release(const tr_worker *w, void *p)
+{
+    if (p)
+        w->ops->release(p);
+}
+
+void tr_refresh_work(tr_worker *w)
+{
+    if (w->work != (void *)w->params)
+        w->ops->to_act(w->work, w->params, w->shard.local.total);
+}
+
+tr_worker *tr_worker_create_with(const tr_ops *ops, const hg_plan *plan, int rank,
+                                 tr_group *const groups[], tr_group *bridge, uint64_t seed,
+                                 char *err, size_t errlen)
 {
     tr_worker *w = calloc(1, sizeof *w);
     if (!w) {
         snprintf(err, errlen, "rank %d: out of memory", rank);
         return NULL;
     }
+    w->ops = ops;
+    w->es = tr_ops_es(ops);
     w->plan = *plan;
     w->rank = rank;
     if (setup(w, groups, bridge, seed, err, errlen) != 0) {
@@ -117,6 +142,12 @@ tr_worker *tr_worker_create(const hg_plan *plan, int rank, tr_group *const group
         return NULL;
     }
     return w;
+}
+
+tr_worker *tr_worker_create(const hg_plan *plan, int rank, tr_group *const groups[],
+                            tr_group *bridge, uint64_t seed, char *err, size_t errlen)
+{
+    return tr_worker_create_with(&tr_cpu_ops, plan, rank, groups, bridge, seed, err, errlen);
 }
 
 void tr_worker_free(tr_worker *w)
@@ -127,15 +158,24 @@ void tr_worker_free(tr_worker *w)
         tp_stack_free(&w->stack);
     for (int i = 0; w->slots && i < w->in_flight; i++) {
         tr_slot *s = &w->slots[i];
-        void *all[] = {s->patches, s->lnf, s->lnf_mean, s->lnf_rstd, s->img, s->tokens,
+        void *dev[] = {s->patches, s->lnf, s->lnf_mean, s->lnf_rstd, s->img, s->tokens,
                        s->targets, s->mask, s->logits};
-        for (size_t k = 0; k < sizeof all / sizeof all[0]; k++)
-            free(all[k]);
+        for (size_t k = 0; k < sizeof dev / sizeof dev[0]; k++)
+            tr_release(w, dev[k]);
+        free(s->h_tokens);
     }
-    void *all[] = {w->params, w->grads, w->m, w->v, w->ops, w->slots, w->images, w->tokens,
-                   w->img, w->dimg, w->emb, w->dsend, w->dlnf, w->losses, w->ce_scratch};
-    for (size_t k = 0; k < sizeof all / sizeof all[0]; k++)
-        free(all[k]);
+    if (w->work != (void *)w->params)
+        tr_release(w, w->work);
+    if (w->rows.h_rows)
+        vp_rows_free(&w->rows, w->ops);
+    void *dev[] = {w->params, w->grads, w->m, w->v, w->scalar, w->patches_f32, w->img,
+                   w->img_pos, w->dimg, w->emb, w->dsend, w->dlnf, w->losses, w->ce_scratch};
+    for (size_t k = 0; k < sizeof dev / sizeof dev[0]; k++)
+        tr_release(w, dev[k]);
+    void *host[] = {w->sched, w->slots, w->images, w->h_patches, w->tokens, w->h_targets,
+                    w->h_mask, w->h_losses};
+    for (size_t k = 0; k < sizeof host / sizeof host[0]; k++)
+        free(host[k]);
     free(w);
 }
 
@@ -160,9 +200,9 @@ float tr_worker_forward_backward(tr_worker *w, uint64_t data_seed, int step)
     w->data_seed = data_seed;
     w->step = step;
     w->loss_sum = 0;
-    memset(w->grads, 0, sizeof(float) * w->shard.local.total);
+    w->ops->zero(w->grads, sizeof(float) * w->shard.local.total);
     for (int i = 0; i < 2 * w->nmb; i++) {
-        tr_sched_op op = w->ops[i];
+        tr_sched_op op = w->sched[i];
         int slot = op.microbatch % w->in_flight;
         // Last op's sends and this op's receives go in one batch, so that
         // neighbours sending to each other cannot deadlock.
@@ -170,19 +210,21 @@ float tr_worker_forward_backward(tr_worker *w, uint64_t data_seed, int step)
         w->nbatch = w->npending;
         w->npending = 0;
         (w->llm ? llm_recvs : encoder_recvs)(w, op, slot);
-        tr_p2p(w->batch, w->nbatch, TR_F32);
+        tr_p2p(w->batch, w->nbatch, w->ops->act);
         if (op.pass == TR_FORWARD)
             (w->llm ? llm_forward : encoder_forward)(w, op.microbatch, slot);
         else
             (w->llm ? llm_backward : encoder_backward)(w, op.microbatch, slot);
     }
-    tr_p2p(w->pending, w->npending, TR_F32);
+    tr_p2p(w->pending, w->npending, w->ops->act);
     w->npending = 0;
     reduce_grads(w);
     if (!w->last)
         return 0;
     float loss = (float)w->loss_sum;
-    tr_all_reduce(w->g[HG_GROUP_DP_CP], &loss, 1, TR_F32);
+    w->ops->upload(w->scalar, &loss, sizeof loss);
+    tr_all_reduce(w->g[HG_GROUP_DP_CP], w->scalar, 1, TR_F32);
+    w->ops->download(&loss, w->scalar, sizeof loss);
     return loss * w->loss_scale;
 }
 
@@ -192,21 +234,23 @@ float tr_worker_forward_backward(tr_worker *w, uint64_t data_seed, int step)
 static float global_norm_squared(tr_worker *w)
 {
     const hg_param_table *t = &w->shard.local;
-    float sq = 0;
+    float *sq = w->scalar, out;
+    w->ops->zero(sq, sizeof(float));
     for (int id = 0; id < t->num_tensors; id++)
         if (w->shard.owner[id])
-            ref_global_norm_squared(&sq, w->grads + t->tensors[id].offset, t->tensors[id].count);
-    tr_all_reduce(w->g[HG_GROUP_MODULE], &sq, 1, TR_F32);
-    if (!hg_plan_has_bridge(&w->plan))
-        return sq;
-    int leader0 = hg_bridge_leader(&w->plan, w->grid->id, 0);
-    if (w->bridge) {
-        float part = w->rank == leader0 ? sq : 0.0f;
-        tr_all_reduce(w->bridge, &part, 1, TR_F32);
-        sq = part;
+            w->ops->norm_squared(sq, w->grads + t->tensors[id].offset, t->tensors[id].count);
+    tr_all_reduce(w->g[HG_GROUP_MODULE], sq, 1, TR_F32);
+    if (hg_plan_has_bridge(&w->plan)) {
+        int leader0 = hg_bridge_leader(&w->plan, w->grid->id, 0);
+        if (w->bridge) {
+            if (w->rank != leader0)
+                w->ops->zero(sq, sizeof(float));
+            tr_all_reduce(w->bridge, sq, 1, TR_F32);
+        }
+        tr_broadcast(w->g[HG_GROUP_MODULE], sq, 1, TR_F32, leader0 - w->grid->rank_offset);
     }
-    tr_broadcast(w->g[HG_GROUP_MODULE], &sq, 1, TR_F32, leader0 - w->grid->rank_offset);
-    return sq;
+    w->ops->download(&out, sq, sizeof out);
+    return out;
 }
 
 float tr_worker_optimizer_step(tr_worker *w, const hg_optim_config *o)
@@ -217,9 +261,10 @@ float tr_worker_optimizer_step(tr_worker *w, const hg_optim_config *o)
     for (int id = 0; id < t->num_tensors; id++) {
         const hg_tensor_info *ti = &t->tensors[id];
         size_t off = ti->offset;
-        ref_adamw_step(w->params + off, NULL, w->grads + off, w->m + off, w->v + off, ti->count,
-                       o->lr, o->beta1, o->beta2, o->eps, ti->decay ? o->weight_decay : 0, scale,
-                       w->adam_steps);
+        void *work = w->work == (void *)w->params ? NULL : (char *)w->work + off * w->es;
+        w->ops->adamw(w->params + off, work, w->grads + off, w->m + off, w->v + off, ti->count,
+                      o->lr, o->beta1, o->beta2, o->eps, ti->decay ? o->weight_decay : 0, scale,
+                      w->adam_steps);
     }
     return norm;
 }

@@ -7,24 +7,29 @@
 #include "train/schedule.h"
 #include "train/tp_stack.h"
 #include "train/train.h"
+#include "train/vocab.h"
 
 // A leader's bridge edges (fan-in/out k), and a batch: one op's sends
 // and the next op's receives, each at most the edges or one neighbour.
 enum { TR_MAX_EDGES = 64, TR_MAX_P2P = 2 * TR_MAX_EDGES };
 
-// Per micro-batch in flight, module-specific.
+// Per micro-batch in flight, module-specific. In the ops' memory unless
+// marked host; char * buffers hold activations (the ops' type).
 typedef struct {
-    float *patches;                   // encoder: (B, P, D)
-    float *lnf, *lnf_mean, *lnf_rstd; // encoder (B, P, Ce); LLM last stage (B, T, C); (B, P|T)
-    float *img;                       // encoder: (B, P, C) image embeddings for the LLM
-    int *tokens;                      // LLM: (B, Tt)
+    char *patches;                    // encoder: (B, P, D)
+    char *lnf;                        // encoder (B, P, Ce); LLM last stage (B, T, C)
+    float *lnf_mean, *lnf_rstd;       // (B, P|T)
+    char *img;                        // encoder: (B, P, C) image embeddings for the LLM
+    int *tokens, *h_tokens;           // LLM: (B, Tt), and on the host
     int *targets;                     // LLM: (B, T) next token, 0 where masked
     float *mask;                      // LLM: (B, T)
     float count;                      // LLM: caption targets in the micro-batch
-    float *logits;                    // LLM last stage: (B, T, V/tp)
+    char *logits;                     // LLM last stage: (B, T, V/tp)
 } tr_slot;
 
 struct tr_worker {
+    const tr_ops *ops;
+    size_t es; // bytes per activation
     hg_plan plan;
     int rank, llm; // llm: this rank is in the LLM grid
     hg_coords co;
@@ -32,7 +37,9 @@ struct tr_worker {
     tr_group *g[HG_NUM_GROUP_KINDS];
     tr_group *bridge;
     tr_shard shard;
-    float *params, *grads, *m, *v; // (shard.local.total)
+    float *params, *grads, *m, *v; // (shard.local.total) fp32, the ops' memory
+    void *work;                    // (shard.local.total) act: the weights the ops read
+    float *scalar;                 // (1) a loss or norm on its way through a collective
     int adam_steps;
 
     uint64_t data_seed;
@@ -40,7 +47,7 @@ struct tr_worker {
     int P, T, Tt, C, Ce, D, S, V, Vl, v0;
     int pp, stage, first, last;
     int in_flight;
-    tr_sched_op *ops; // (2 nmb) this rank's schedule (the encoder runs stage 0's)
+    tr_sched_op *sched; // (2 nmb) this rank's schedule (the encoder runs stage 0's)
     tp_stack stack;
     tr_slot *slots;   // (in_flight)
     float loss_scale; // d(step loss) / d(one micro-batch's loss)
@@ -52,17 +59,29 @@ struct tr_worker {
     tr_p2p_op pending[TR_MAX_P2P], batch[TR_MAX_P2P];
     int npending, nbatch;
 
-    // scratch
-    float *images;      // (B, S, S, 3)
-    int *tokens;        // (B, Tt) encoder's unused captions; LLM targets scratch
-    float *img;         // (B, P, C) LLM first stage: received image embeddings
-    float *dimg;        // (B, P, C) bridge gradients (sent by the LLM, received by the encoder)
-    float *emb;         // (B, Tt, C) LLM caption embeddings
-    float *dsend;       // (B, T, C) gradient sent to the previous stage
-    float *dlnf;        // LLM last stage (B, T, C); encoder (B, P, Ce)
+    // scratch (host where marked)
+    float *images;      // host (B, S, S, 3)
+    float *h_patches;   // host (B, P, D) encoder
+    float *patches_f32; // (B, P, D) encoder: uploaded patches before the cast
+    int *tokens;        // host (B, Tt) encoder's unused captions; LLM targets scratch
+    int *h_targets;     // host (B, T)
+    float *h_mask;      // host (B, T)
+    float *h_losses;    // host (B, T)
+    char *img;          // (B, P, C) LLM first stage: received image embeddings
+    char *img_pos;      // (B, P, C) LLM first stage: img + positions
+    char *dimg;         // (B, P, C) bridge gradients (sent by the LLM, received by the encoder)
+    char *emb;          // (B, Tt, C) LLM caption embeddings
+    char *dsend;        // (B, T, C) gradient sent to the previous stage
+    char *dlnf;         // LLM last stage (B, T, C); encoder (B, P, Ce)
     float *losses;      // (B, T)
     float *ce_scratch;  // ((tp + 3) B T)
+    vp_rows rows;       // LLM first stage: the embedding gradient's lists
 };
+
+// Frees what the ops allocated (NULL is fine).
+void tr_release(const tr_worker *w, void *p);
+// The working copy of the weights from the fp32 master (after loading it).
+void tr_refresh_work(tr_worker *w);
 
 void tr_add_op(tr_worker *w, tr_p2p_op *list, int *n, tr_group *g, int peer, int is_send,
                void *buf, size_t count);

@@ -1,0 +1,184 @@
+// The GPU backend of train/ops.h: thin wrappers of the launchers of
+// kernels/kernels.h and kernels/vocab_parallel.h on one stream.
+#include "train/ops_gpu.h"
+
+#include "kernels/kernels.h"
+#include "kernels/vocab_parallel.h"
+#include "model/cuda_check.h"
+
+static cudaStream_t st;
+static kdtype dt;
+
+static void *g_alloc(size_t bytes)
+{
+    void *p;
+    if (cudaMalloc(&p, bytes + sizeof(float)) != cudaSuccess)
+        return NULL;
+    cuda_check(cudaMemset(p, 0, bytes + sizeof(float)));
+    return p;
+}
+
+static void g_release(void *p) { cuda_check(cudaFree(p)); }
+static void g_zero(void *p, size_t bytes) { cuda_check(cudaMemsetAsync(p, 0, bytes, st)); }
+
+static void g_copy(void *dst, const void *src, size_t bytes)
+{
+    cuda_check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, st));
+}
+
+static void g_copy_rows(void *dst, size_t dpitch, const void *src, size_t spitch, size_t width,
+                        size_t rows)
+{
+    cuda_check(cudaMemcpy2DAsync(dst, dpitch, src, spitch, width, rows, cudaMemcpyDeviceToDevice,
+                                 st));
+}
+
+// Host buffers are pageable: the copy is staged, so the caller may reuse
+// its buffer as soon as this returns.
+static void g_upload(void *dst, const void *host, size_t bytes)
+{
+    cuda_check(cudaMemcpyAsync(dst, host, bytes, cudaMemcpyHostToDevice, st));
+}
+
+static void g_download(void *host, const void *src, size_t bytes)
+{
+    cuda_check(cudaMemcpyAsync(host, src, bytes, cudaMemcpyDeviceToHost, st));
+    cuda_check(cudaStreamSynchronize(st));
+}
+
+static void g_to_act(void *dst, const float *src, size_t n) { convert(dst, dt, src, KD_F32, n, st); }
+
+static void g_matmul_forward(void *out, const void *inp, const void *w, const void *b, int M,
+                             int K, int N)
+{
+    matmul_forward(out, inp, w, b, M, K, N, dt, st);
+}
+
+static void g_matmul_backward(void *dinp, float *dw, float *db, const void *dout,
+                              const void *inp, const void *w, int M, int K, int N)
+{
+    matmul_backward(dinp, dw, db, dout, inp, w, M, K, N, dt, st);
+}
+
+static void g_layernorm_forward(void *out, float *mean, float *rstd, const void *inp,
+                                const void *w, const void *b, int N, int C)
+{
+    layernorm_forward(out, mean, rstd, inp, w, b, N, C, dt, st);
+}
+
+static void g_layernorm_backward(void *dinp, float *dw, float *db, const void *dout,
+                                 const void *inp, const void *w, const float *mean,
+                                 const float *rstd, int N, int C)
+{
+    layernorm_backward(dinp, dw, db, dout, inp, w, mean, rstd, N, C, dt, st);
+}
+
+static void g_attention_forward(void *out, float *lse, const void *qkv, int B, int T, int NH,
+                                int HD, int causal)
+{
+    attention_forward(out, lse, qkv, B, T, NH, HD, causal, dt, st);
+}
+
+static void g_attention_backward(void *dqkv, const void *dout, const void *qkv, const void *out,
+                                 const float *lse, int B, int T, int NH, int HD, int causal)
+{
+    attention_backward(dqkv, dout, qkv, out, lse, B, T, NH, HD, causal, dt, st);
+}
+
+static void g_gelu_forward(void *out, const void *inp, size_t n) { gelu_forward(out, inp, n, dt, st); }
+
+static void g_gelu_backward(void *dinp, const void *inp, const void *dout, size_t n)
+{
+    gelu_backward(dinp, inp, dout, n, dt, st);
+}
+
+static void g_add(void *out, const void *a, const void *b, size_t n) { add_forward(out, a, b, n, dt, st); }
+
+static void g_pos_forward(void *out, const void *inp, const void *wpe, int B, int T, int C)
+{
+    position_embedding_forward(out, inp, wpe, B, T, C, dt, st);
+}
+
+static void g_pos_backward(float *dwpe, const void *dout, int B, int T, int C)
+{
+    position_embedding_backward(dwpe, dout, B, T, C, dt, st);
+}
+
+static void g_vp_embedding_forward(void *out, const int *tokens, const void *wte, int N, int C,
+                                   int v0, int Vl)
+{
+    vp_embedding_forward(out, tokens, wte, N, C, v0, Vl, dt, st);
+}
+
+static void g_embedding_backward_rows(float *dwte, const void *dout, const int *rows,
+                                      const int *starts, const int *positions, int R, int C)
+{
+    embedding_backward_rows(dwte, dout, rows, starts, positions, R, C, dt, st);
+}
+
+static void g_ce_max(float *mx, const void *logits, int N, int Vl)
+{
+    vp_crossentropy_max(mx, logits, N, Vl, dt, st);
+}
+
+static void g_ce_sums(float *mx, float *sums, const float *gathered, int tp, const void *logits,
+                      const int *targets, int N, int v0, int Vl)
+{
+    vp_crossentropy_sums(mx, sums, gathered, tp, logits, targets, N, v0, Vl, dt, st);
+}
+
+static void g_ce_finish(void *logits, float *losses, const float *sums, const float *mx,
+                        const int *targets, const float *mask, float dloss, int N, int v0, int Vl)
+{
+    vp_crossentropy_finish(logits, losses, sums, mx, targets, mask, dloss, N, v0, Vl, dt, st);
+}
+
+static void g_adamw(float *master, void *work, const float *grads, float *m, float *v, size_t n,
+                    float lr, float b1, float b2, float eps, float wd, float scale, int t)
+{
+    adamw_step(master, work, grads, m, v, n, lr, b1, b2, eps, wd, scale, t, dt, st);
+}
+
+static void g_norm_squared(float *out, const float *grads, size_t n)
+{
+    global_norm_squared(out, grads, n, st);
+}
+
+static tr_ops gpu_ops = {
+    .device = 1,
+    .alloc = g_alloc,
+    .release = g_release,
+    .zero = g_zero,
+    .copy = g_copy,
+    .copy_rows = g_copy_rows,
+    .upload = g_upload,
+    .download = g_download,
+    .to_act = g_to_act,
+    .matmul_forward = g_matmul_forward,
+    .matmul_backward = g_matmul_backward,
+    .layernorm_forward = g_layernorm_forward,
+    .layernorm_backward = g_layernorm_backward,
+    .attention_forward = g_attention_forward,
+    .attention_backward = g_attention_backward,
+    .gelu_forward = g_gelu_forward,
+    .gelu_backward = g_gelu_backward,
+    .add = g_add,
+    .position_embedding_forward = g_pos_forward,
+    .position_embedding_backward = g_pos_backward,
+    .vp_embedding_forward = g_vp_embedding_forward,
+    .embedding_backward_rows = g_embedding_backward_rows,
+    .vp_crossentropy_max = g_ce_max,
+    .vp_crossentropy_sums = g_ce_sums,
+    .vp_crossentropy_finish = g_ce_finish,
+    .adamw = g_adamw,
+    .norm_squared = g_norm_squared,
+};
+
+const tr_ops *tr_gpu_ops(int bf16, cudaStream_t stream)
+{
+    st = stream;
+    dt = bf16 ? KD_BF16 : KD_F32;
+    gpu_ops.act = bf16 ? TR_BF16 : TR_F32;
+    gpu_ops.name = bf16 ? "gpu-bf16" : "gpu-fp32";
+    return &gpu_ops;
+}
