@@ -39,11 +39,12 @@ PROGS += $(BIN)/hgrid-worker
 .SECONDEXPANSION:
 ifneq ($(wildcard $(NVCC)),)
 LDLIBS_hgrid-worker = $(LIBHGRID_LIBS) $(MODEL_GPU_LDLIBS)
-$(BIN)/hgrid-worker: $(call objs,$(WORKER_SRCS) client/worker_train.c) $(BIN)/libhgrid.a \
-                     $$(MODEL_GPU_LINK)
+$(BIN)/hgrid-worker: $(call objs,$(WORKER_SRCS) client/worker_train.c) $$(TRAIN_RUN_LINK) \
+                     $(BIN)/libhgrid.a $$(MODEL_GPU_LINK)
 else
 LDLIBS_hgrid-worker := $(LIBHGRID_LIBS)
-$(BIN)/hgrid-worker: $(call objs,$(WORKER_SRCS) client/worker_notrain.c) $(BIN)/libhgrid.a
+$(BIN)/hgrid-worker: $(call objs,$(WORKER_SRCS) client/worker_notrain.c) $$(TRAIN_RUN_LINK) \
+                     $(BIN)/libhgrid.a
 endif
 
 CPU_TESTS += $(BUILD)/tests/test_selftest_calc tests/selftest_status.py tests/worker_gpu_cli.sh \

@@ -7,6 +7,7 @@
 
 #include "client/hgrid.h"
 #include "client/hgrid_comms.h"
+#include "train/run_args.h"
 
 typedef struct {
     const char *coordinator, *job, *token;
@@ -20,6 +21,7 @@ typedef struct {
     double bw_bytes;            // self-test all-reduce size; 0: no bandwidth
     double heartbeat_timeout_s; // gridd's --heartbeat-timeout; beats every third of it
     double assign_timeout_s;    // 0: wait for the assignment as long as it takes
+    train_options train;        // GPU: train after the self-test (train.config set)
 } worker_options;
 
 // Parses argv; returns 0, or the exit status (0 after --help, 2 usage).

@@ -11,10 +11,12 @@ static void usage(FILE *out)
             "                    [--device N] [--host NAME] [--use-launcher-rank] [--json]\n"
             "                    [--self-test] [--comm-init init|split] [--comm-timeout S]\n"
             "                    [--bw-bytes N] [--heartbeat-timeout S] [--assign-timeout S]\n"
+            TRAIN_FLAGS_USAGE
             "       hgrid-worker --single-gpu --config NAME --steps N [trainer flags]\n"
             "Joins a job on gridd, creates this worker's NCCL communicators on its GPU,\n"
             "self-tests them (membership, bridge edges, bus bandwidth; the results go to\n"
-            "gridd), reports ready and heartbeats until gridd releases the job (exit 0).\n"
+            "gridd), reports ready and heartbeats until gridd releases the job (exit 0);\n"
+            "with --config and --steps it trains first, reporting every step to gridd.\n"
             "--single-gpu trains both modules on one GPU instead (hgrid-train's flags).\n\n"
             "  --coordinator HOST:PORT  gridd's worker address (gridd --listen)\n"
             "  --job NAME, --token T    the job and its token (hgridctl submit prints it)\n"
@@ -66,7 +68,9 @@ int worker_parse_args(int argc, char **argv, worker_options *opt, bool *exit_now
     opt->comm_init = HGRID_COMMS_DEFAULT;
     opt->comm_timeout_s = 60;
     opt->bw_bytes = 64 << 20;
+    train_options_defaults(&opt->train);
     bool launcher_rank = false;
+    char err[256];
     *exit_now = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -125,7 +129,12 @@ int worker_parse_args(int argc, char **argv, worker_options *opt, bool *exit_now
             }
             continue;
         } else {
-            return usage_error("unknown option", a);
+            int used = train_parse_flag(&opt->train, argc, argv, &i, err, sizeof err);
+            if (used < 0)
+                return usage_error(err, NULL);
+            if (!used)
+                return usage_error("unknown option", a);
+            continue;
         }
         if (str) {
             if (i + 1 >= argc)
@@ -137,6 +146,8 @@ int worker_parse_args(int argc, char **argv, worker_options *opt, bool *exit_now
         return usage_error("--bw-bytes needs a whole number of bytes, 0 or >= 4", NULL);
     if (opt->self_test && opt->dry_run)
         return usage_error("--self-test needs a GPU; drop --dry-run", NULL);
+    if (train_options_check(&opt->train, opt->dry_run, opt->self_test, err, sizeof err) != 0)
+        return usage_error(err, NULL);
     if (!opt->coordinator || !opt->job || !opt->token)
         return usage_error("--coordinator, --job and --token are required", NULL);
     if (!opt->host[0])

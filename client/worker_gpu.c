@@ -11,6 +11,7 @@
 #include "client/json.h"
 #include "client/selftest_calc.h"
 #include "client/worker.h"
+#include "train/run.h"
 
 // Seconds an ncclCommAbort/Destroy may take before the process gives up
 // on it: tearing down must never hang a worker.
@@ -148,6 +149,8 @@ static int run_one(hgrid_worker *w, const worker_options *opt)
     }
     if (st == HGRID_OK)
         st = hgrid_ready(w);
+    if (st == HGRID_OK && opt->train.config) // then heartbeats until gridd releases the job
+        st = train_run(w, comms, &opt->train);
     if (st == HGRID_OK)
         st = worker_run_generation(w, opt);
     alarm(TEARDOWN_LIMIT_S);

@@ -47,11 +47,11 @@ int llm_setup(tr_worker *w)
     w->losses = o->alloc(bt * 4), w->ce_scratch = o->alloc((size_t)(tp + 3) * bt * 4);
     if (w->first && vp_rows_alloc(&w->rows, o, (int)btt) != 0)
         return -1;
-    return bad || !w->images || !w->tokens || !w->h_targets || !w->h_mask || !w->h_losses ||
-                   !w->img || !w->img_pos || !w->dimg || !w->emb || !w->dsend || !w->dlnf || !w->losses ||
-                   !w->ce_scratch
-               ? -1
-               : 0;
+    void *all[] = {w->images, w->tokens, w->h_targets, w->h_mask, w->h_losses, w->img,
+                   w->img_pos, w->dimg, w->emb, w->dsend, w->dlnf, w->losses, w->ce_scratch};
+    for (size_t k = 0; k < sizeof all / sizeof all[0]; k++)
+        bad |= !all[k];
+    return bad ? -1 : 0;
 }
 
 void llm_recvs(tr_worker *w, tr_sched_op op, int slot)
@@ -78,8 +78,8 @@ static void embed(tr_worker *w, tr_slot *s, char *res)
     size_t row = (size_t)C * w->es;
     char *wpe = W(HG_LLM_WPE);
     tr_broadcast(w->g[HG_GROUP_TP], w->img, (size_t)B * P * C, o->act, 0);
-    vp_embedding_forward(o, w->g[HG_GROUP_TP], w->emb, s->tokens, W(HG_LLM_WTE), wpe + P * row,
-                         B, Tt, C, w->v0, w->Vl);
+    tr_vocab_embedding_forward(o, w->g[HG_GROUP_TP], w->emb, s->tokens, W(HG_LLM_WTE),
+                               wpe + P * row, B, Tt, C, w->v0, w->Vl);
     o->position_embedding_forward(w->img_pos, w->img, wpe, B, P, C);
     o->copy_rows(res, T * row, w->img_pos, P * row, P * row, B);
     o->copy_rows(res + P * row, T * row, w->emb, Tt * row, Tt * row, B);
@@ -124,8 +124,8 @@ void llm_forward(tr_worker *w, int mb, int slot)
     o->layernorm_forward(s->lnf, s->lnf_mean, s->lnf_rstd, out, W(HG_LLM_LNF_W),
                          W(HG_LLM_LNF_B), N, C);
     o->matmul_forward(s->logits, s->lnf, W(HG_LLM_WTE), NULL, N, C, w->Vl);
-    vp_crossentropy(o, w->g[HG_GROUP_TP], s->logits, w->losses, s->targets, s->mask,
-                    w->loss_scale / s->count, N, w->v0, w->Vl, w->ce_scratch);
+    tr_vocab_crossentropy(o, w->g[HG_GROUP_TP], s->logits, w->losses, s->targets, s->mask,
+                          w->loss_scale / s->count, N, w->v0, w->Vl, w->ce_scratch);
     o->download(w->h_losses, w->losses, sizeof(float) * N);
     double sum = 0;
     for (int i = 0; i < N; i++)
@@ -162,8 +162,8 @@ void llm_backward(tr_worker *w, int mb, int slot)
     o->copy_rows(w->dimg, P * row, st->dres, T * row, P * row, B);
     o->copy_rows(w->emb, Tt * row, st->dres + P * row, T * row, Tt * row, B);
     o->position_embedding_backward(dwpe, w->dimg, B, P, C);
-    vp_embedding_backward(o, &w->rows, G(HG_LLM_WTE), w->emb, s->h_tokens, B * Tt, C, w->v0,
-                          w->Vl);
+    tr_vocab_embedding_backward(o, &w->rows, G(HG_LLM_WTE), w->emb, s->h_tokens, B * Tt, C,
+                                w->v0, w->Vl);
     o->position_embedding_backward(dwpe + (size_t)P * C, w->emb, B, Tt, C);
     size_t piece = (size_t)w->piece * P * C;
     for (int q = 0; q < w->num_edges; q++)

@@ -4,10 +4,19 @@
 # and the GPU ops) needs CUDA + NCCL and the kernels library.
 TRAIN_SRCS := train/comm.c train/comm_threads.c train/schedule.c train/layout_groups.c \
               train/shard.c train/vocab.c train/ep_moe.c train/tp_stack.c train/worker.c \
-              train/llm_stage.c train/encoder_stage.c train/checkpoint.c train/ops_cpu.c
+              train/llm_stage.c train/encoder_stage.c train/checkpoint.c train/ops_cpu.c \
+              train/run_args.c
 TRAIN_LIB  := $(BUILD)/libtrain.a
 TRAIN_NCCL_SRCS := train/comm_nccl.c train/ops_gpu.c
 TRAIN_NCCL_LIB  := $(BUILD)/libtrain_nccl.a
+
+# What hgrid-worker links for train_run (client/module.mk), before libhgrid:
+# the GPU training loop where nvcc is, else one that says it is missing.
+ifneq ($(wildcard $(NVCC)),)
+TRAIN_RUN_LINK := $(call objs,train/run.c) $(TRAIN_NCCL_LIB) $(TRAIN_LIB)
+else
+TRAIN_RUN_LINK := $(call objs,train/run_nokernels.c) $(TRAIN_LIB) $(MODEL_LIB) $(LAYOUT_LIB)
+endif
 
 $(TRAIN_LIB): $(call objs,$(TRAIN_SRCS))
 	@mkdir -p $(dir $@)

@@ -18,7 +18,10 @@ static void c_copy_rows(void *dst, size_t dpitch, const void *src, size_t spitch
         memmove((char *)dst + r * dpitch, (const char *)src + r * spitch, width);
 }
 
-static void c_to_act(void *dst, const float *src, size_t n) { memmove(dst, src, n * sizeof(float)); }
+static void c_to_act(void *dst, const float *src, size_t n)
+{
+    memmove(dst, src, n * sizeof(float));
+}
 
 static void c_matmul_forward(void *out, const void *inp, const void *w, const void *b, int M,
                              int K, int N)
@@ -64,7 +67,10 @@ static void c_gelu_backward(void *dinp, const void *inp, const void *dout, size_
     ref_gelu_backward(dinp, inp, dout, n);
 }
 
-static void c_add(void *out, const void *a, const void *b, size_t n) { ref_add_forward(out, a, b, n); }
+static void c_add(void *out, const void *a, const void *b, size_t n)
+{
+    ref_add_forward(out, a, b, n);
+}
 
 static void c_pos_forward(void *out, const void *inp, const void *wpe, int B, int T, int C)
 {

@@ -46,7 +46,10 @@ static void g_download(void *host, const void *src, size_t bytes)
     cuda_check(cudaStreamSynchronize(st));
 }
 
-static void g_to_act(void *dst, const float *src, size_t n) { convert(dst, dt, src, KD_F32, n, st); }
+static void g_to_act(void *dst, const float *src, size_t n)
+{
+    convert(dst, dt, src, KD_F32, n, st);
+}
 
 static void g_matmul_forward(void *out, const void *inp, const void *w, const void *b, int M,
                              int K, int N)
@@ -85,14 +88,20 @@ static void g_attention_backward(void *dqkv, const void *dout, const void *qkv, 
     attention_backward(dqkv, dout, qkv, out, lse, B, T, NH, HD, causal, dt, st);
 }
 
-static void g_gelu_forward(void *out, const void *inp, size_t n) { gelu_forward(out, inp, n, dt, st); }
+static void g_gelu_forward(void *out, const void *inp, size_t n)
+{
+    gelu_forward(out, inp, n, dt, st);
+}
 
 static void g_gelu_backward(void *dinp, const void *inp, const void *dout, size_t n)
 {
     gelu_backward(dinp, inp, dout, n, dt, st);
 }
 
-static void g_add(void *out, const void *a, const void *b, size_t n) { add_forward(out, a, b, n, dt, st); }
+static void g_add(void *out, const void *a, const void *b, size_t n)
+{
+    add_forward(out, a, b, n, dt, st);
+}
 
 static void g_pos_forward(void *out, const void *inp, const void *wpe, int B, int T, int C)
 {

@@ -39,6 +39,8 @@ void tr_worker_free(tr_worker *w);
 // loss) in the worker's gradient buffer. Returns the step's mean caption
 // cross-entropy on the LLM's last pipeline stage, 0 on other ranks.
 float tr_worker_forward_backward(tr_worker *w, uint64_t data_seed, int step);
+// Whether forward_backward returns the step's loss here (the LLM's last stage).
+int tr_worker_has_loss(const tr_worker *w);
 // Clips by the global gradient norm over both modules and takes one AdamW
 // step on the shard; returns the norm before clipping (on every rank).
 float tr_worker_optimizer_step(tr_worker *w, const hg_optim_config *opt);

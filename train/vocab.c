@@ -64,8 +64,9 @@ int vp_rows_build(const int *tokens, int N, int v0, int Vl, int *rows, int *star
     return R;
 }
 
-void vp_embedding_forward(const tr_ops *o, tr_group *tp, void *out, const int *tokens,
-                          const void *wte, const void *wpe, int B, int T, int C, int v0, int Vl)
+void tr_vocab_embedding_forward(const tr_ops *o, tr_group *tp, void *out, const int *tokens,
+                                const void *wte, const void *wpe, int B, int T, int C, int v0,
+                                int Vl)
 {
     size_t n = (size_t)B * T;
     o->vp_embedding_forward(out, tokens, wte, (int)n, C, v0, Vl);
@@ -73,8 +74,8 @@ void vp_embedding_forward(const tr_ops *o, tr_group *tp, void *out, const int *t
     o->position_embedding_forward(out, out, wpe, B, T, C);
 }
 
-void vp_embedding_backward(const tr_ops *o, vp_rows *r, float *dwte, const void *dout,
-                           const int *h_tokens, int N, int C, int v0, int Vl)
+void tr_vocab_embedding_backward(const tr_ops *o, vp_rows *r, float *dwte, const void *dout,
+                                 const int *h_tokens, int N, int C, int v0, int Vl)
 {
     int R = vp_rows_build(h_tokens, N, v0, Vl, r->h_rows, r->h_starts, r->h_positions);
     if (R == 0)
@@ -85,9 +86,9 @@ void vp_embedding_backward(const tr_ops *o, vp_rows *r, float *dwte, const void 
     o->embedding_backward_rows(dwte, dout, r->rows, r->starts, r->positions, R, C);
 }
 
-void vp_crossentropy(const tr_ops *o, tr_group *tp, void *logits, float *losses,
-                     const int *targets, const float *mask, float dloss, int N, int v0, int Vl,
-                     float *scratch)
+void tr_vocab_crossentropy(const tr_ops *o, tr_group *tp, void *logits, float *losses,
+                           const int *targets, const float *mask, float dloss, int N, int v0,
+                           int Vl, float *scratch)
 {
     float *mx = scratch, *sums = scratch + N, *gathered = scratch + 3 * (size_t)N;
     o->vp_crossentropy_max(mx, logits, N, Vl);

@@ -24,16 +24,17 @@ int vp_rows_build(const int *tokens, int N, int v0, int Vl, int *rows, int *star
 
 // out (B, T, C) = wte[tokens] summed over tp (only the owner of a token's
 // row contributes it) + wpe (T, C). tokens in the ops' memory.
-void vp_embedding_forward(const tr_ops *o, tr_group *tp, void *out, const int *tokens,
-                          const void *wte, const void *wpe, int B, int T, int C, int v0, int Vl);
+void tr_vocab_embedding_forward(const tr_ops *o, tr_group *tp, void *out, const int *tokens,
+                                const void *wte, const void *wpe, int B, int T, int C, int v0,
+                                int Vl);
 // dwte (Vl, C) += the rows of this rank's tokens; h_tokens (N) on the host.
-void vp_embedding_backward(const tr_ops *o, vp_rows *r, float *dwte, const void *dout,
-                           const int *h_tokens, int N, int C, int v0, int Vl);
+void tr_vocab_embedding_backward(const tr_ops *o, vp_rows *r, float *dwte, const void *dout,
+                                 const int *h_tokens, int N, int C, int v0, int Vl);
 // The reference's masked softmax cross-entropy over logits (N, Vl) split
 // over tp: losses (N) =, logits become dloss * mask * (softmax - onehot).
 // scratch: (tp + 3) * N fp32 in the ops' memory.
-void vp_crossentropy(const tr_ops *o, tr_group *tp, void *logits, float *losses,
-                     const int *targets, const float *mask, float dloss, int N, int v0, int Vl,
-                     float *scratch);
+void tr_vocab_crossentropy(const tr_ops *o, tr_group *tp, void *logits, float *losses,
+                           const int *targets, const float *mask, float dloss, int N, int v0,
+                           int Vl, float *scratch);
 
 #endif

@@ -1,0 +1,147 @@
+// train_run: the worker's groups on libhgrid's communicators, the GPU ops,
+// the step loop with heartbeats and checkpoints.
+#include "train/run.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "kernels/kernels.h"
+#include "model/config.h"
+#include "model/cuda_check.h"
+#include "train/checkpoint.h"
+#include "train/comm_nccl.h"
+#include "train/ops_gpu.h"
+#include "train/train.h"
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+// The job's layout with the config's model (gridd's plan carries the
+// default model; the workers choose what they train).
+static int plan_for(hgrid_worker *w, const train_options *o, hg_plan *plan)
+{
+    hg_layout_spec spec = hgrid_plan(w)->spec;
+    char err[HG_ERR_LEN];
+    spec.model = hg_config_find(o->config)->model;
+    if (hg_config_check(&spec.model, err, sizeof err) != 0 ||
+        hg_plan_build(&spec, plan, err, sizeof err) != 0) {
+        fprintf(stderr, "hgrid-worker: config %s on this job's layout: %s\n", o->config, err);
+        return -1;
+    }
+    return 0;
+}
+
+// groups[kind] and *bridge on the communicators; 0, or -1 if memory is short.
+static int make_groups(hgrid_worker *w, hgrid_comms *comms, cudaStream_t st,
+                       tr_group *groups[HG_NUM_GROUP_KINDS], tr_group **bridge)
+{
+    int bad = 0;
+    for (int k = 0; k < HG_NUM_GROUP_KINDS; k++) {
+        const char *name = hg_group_name(k);
+        const hgrid_group *g = hgrid_group_find(w, name);
+        groups[k] = g ? tr_nccl_group(hgrid_comms_get(comms, name), st, g->members, g->size,
+                                      g->rank_in_group)
+                      : NULL;
+        bad |= g && !groups[k];
+    }
+    const hgrid_group *b = hgrid_group_find(w, "bridge");
+    *bridge = b ? tr_nccl_group(hgrid_comms_get(comms, "bridge"), st, b->members, b->size,
+                                b->rank_in_group)
+                : NULL;
+    return bad || (b && !*bridge) ? -1 : 0;
+}
+
+static void free_groups(tr_group *groups[HG_NUM_GROUP_KINDS], tr_group *bridge)
+{
+    for (int k = 0; k < HG_NUM_GROUP_KINDS; k++)
+        tr_group_free(groups[k]);
+    tr_group_free(bridge);
+}
+
+// Where to resume from: --load, else (a later generation) the --save
+// directory once it holds a checkpoint; NULL: start fresh.
+static const char *resume_dir(hgrid_worker *w, const train_options *o)
+{
+    char path[4096];
+    struct stat sb;
+    if (o->load_dir)
+        return o->load_dir;
+    if (!o->save_dir || hgrid_generation(w) <= 1)
+        return NULL;
+    snprintf(path, sizeof path, "%s/manifest", o->save_dir);
+    return stat(path, &sb) == 0 ? o->save_dir : NULL;
+}
+
+static int loop(hgrid_worker *w, tr_worker *tw, const hg_plan *plan, const train_options *o,
+                int first_step)
+{
+    hg_optim_config opt;
+    hg_optim_defaults(&opt);
+    if (o->lr > 0)
+        opt.lr = o->lr;
+    int rank = hgrid_rank(w), gen = (int)hgrid_generation(w);
+    char err[512];
+    for (int step = first_step; step < o->steps; step++) {
+        double t0 = now_s();
+        float loss = tr_worker_forward_backward(tw, o->seed, step);
+        float norm = tr_worker_optimizer_step(tw, &opt);
+        double dt = now_s() - t0, tok_s = train_tokens_per_step(plan) / dt;
+        if (tr_worker_has_loss(tw)) {
+            printf("rank %d step %5d | loss %.6f | norm %.4f | %8.2f ms | %10.0f tok/s\n", rank,
+                   step + 1, loss, norm, dt * 1e3, tok_s);
+            fflush(stdout);
+        }
+        int st = hgrid_heartbeat(w, (uint64_t)step + 1, tr_worker_has_loss(tw) ? loss : 0.0f,
+                                 (float)tok_s);
+        if (st == HGRID_OK)
+            st = hgrid_poll(w);
+        if (st != HGRID_OK)
+            return st;
+        if (train_should_save(o, step + 1) &&
+            tr_checkpoint_save(tw, o->save_dir, step + 1, gen, err, sizeof err) != 0) {
+            fprintf(stderr, "hgrid-worker: checkpoint after step %d: %s\n", step + 1, err);
+            return HGRID_ERR_STATE;
+        }
+    }
+    printf("rank %d: trained %d steps\n", rank, o->steps);
+    fflush(stdout);
+    return HGRID_OK;
+}
+
+int train_run(hgrid_worker *w, hgrid_comms *comms, const train_options *o)
+{
+    hg_plan plan;
+    if (plan_for(w, o, &plan) != 0)
+        return HGRID_ERR_STATE;
+    cudaStream_t st;
+    kernels_init();
+    cuda_check(cudaStreamCreate(&st));
+    tr_group *groups[HG_NUM_GROUP_KINDS], *bridge;
+    tr_worker *tw = NULL;
+    char err[512];
+    int rc = HGRID_ERR_STATE, first_step = 0, gen;
+    if (make_groups(w, comms, st, groups, &bridge) != 0) {
+        fprintf(stderr, "hgrid-worker: out of memory for the training groups\n");
+    } else if (!(tw = tr_worker_create_with(tr_gpu_ops(!o->fp32, st), &plan, hgrid_rank(w),
+                                            groups, bridge, o->seed, err, sizeof err))) {
+        fprintf(stderr, "hgrid-worker: %s\n", err);
+    } else {
+        const char *from = resume_dir(w, o);
+        if (from && tr_checkpoint_load(tw, from, &first_step, &gen, err, sizeof err) != 0)
+            fprintf(stderr, "hgrid-worker: %s\n", err);
+        else
+            rc = loop(w, tw, &plan, o, first_step);
+    }
+    tr_worker_free(tw);
+    free_groups(groups, bridge);
+    cuda_check(cudaStreamSynchronize(st));
+    cuda_check(cudaStreamDestroy(st));
+    kernels_free();
+    return rc;
+}

@@ -1,0 +1,19 @@
+// A GPU worker's training: after libhgrid formed the communicators and the
+// self-test passed, train_run builds the worker's groups on them (looked
+// up by name), runs the steps and reports each one to gridd.
+#ifndef HGRID_TRAIN_RUN_H
+#define HGRID_TRAIN_RUN_H
+
+#include "client/hgrid_comms.h"
+#include "train/run_args.h"
+
+// Trains o->steps steps (from --load's checkpoint, or from the --save
+// directory's when a later generation resumes) on the current CUDA device,
+// with the job's layout and o->config's model. One line per step (on the
+// LLM's last stage with the loss) and a heartbeat to gridd with the loss,
+// tokens/s of the global batch and the step time. Returns HGRID_OK when
+// every step is done, HGRID_ABORTED / HGRID_RELEASED / a negative status
+// from gridd, or HGRID_ERR_STATE after one line saying what failed.
+int train_run(hgrid_worker *w, hgrid_comms *comms, const train_options *o);
+
+#endif

@@ -1,0 +1,40 @@
+// What a GPU worker trains (hgrid-worker's training flags) and the pure
+// decisions of its loop: when to save, what a step's throughput is.
+#ifndef HGRID_TRAIN_RUN_ARGS_H
+#define HGRID_TRAIN_RUN_ARGS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "layout/layout.h"
+
+typedef struct {
+    const char *config; // model config name (model/config.h); NULL: no training
+    int steps;          // steps to have completed at the end (a resumed run counts its own)
+    bool fp32;          // fp32 activations instead of bf16
+    uint64_t seed;      // parameters and data, as hgrid-train --seed
+    float lr;           // 0: hg_optim_defaults' rate
+    const char *save_dir, *load_dir;
+    int save_interval;  // save every K steps (and after the last); 0: only after the last
+} train_options;
+
+#define TRAIN_FLAGS_USAGE                                                                 \
+    "       training (GPU workers): --config NAME --steps N [--fp32] [--seed S] [--lr X]\n" \
+    "                    [--save DIR [--save-interval K]] [--load DIR]\n"
+
+void train_options_defaults(train_options *o);
+// Consumes argv[*i] (and its value, advancing *i) if it is a training
+// flag: 1 consumed, 0 not a training flag, -1 bad value (reason in err).
+int train_parse_flag(train_options *o, int argc, char **argv, int *i, char *err, size_t errlen);
+// After parsing: 0, or -1 with a one-line reason (e.g. --save-interval
+// without --save, training flags on a dry run or a self-test).
+int train_options_check(const train_options *o, bool dry_run, bool self_test, char *err,
+                        size_t errlen);
+
+// Whether to write a checkpoint after `done` completed steps of `steps`.
+bool train_should_save(const train_options *o, int done);
+// Tokens of one global batch: global_batch_size sequences of seq_length.
+double train_tokens_per_step(const hg_plan *plan);
+
+#endif
