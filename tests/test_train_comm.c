@@ -6,6 +6,7 @@
 #include "train/comm.h"
 
 #include <pthread.h>
+#include <stdint.h>
 #include <string.h>
 
 enum { W = 4, N = 5 };
@@ -34,6 +35,12 @@ static void *run_rank(void *arg)
     for (int i = 0; i < N; i++) // sums whose rounding depends on the order
         c->fsum[i] = 1.0f / (float)(r + 1 + i) * (r % 2 ? 1e7f : 1.0f);
     tr_all_reduce(g, c->fsum, N, TR_F32);
+
+    // bf16 (as bits): 1.5 from every rank sums to 6.0, 0.25 from rank 0
+    // alone stays 0.25; both exact in bf16.
+    uint16_t h[2] = {(uint16_t)0x3fc0, (uint16_t)(r == 0 ? 0x3e80 : 0x0000)}; // 1.5, 0.25 | 0
+    tr_all_reduce(g, h, 2, TR_BF16);
+    c->wrong += h[0] != 0x40c0 || h[1] != 0x3e80; // 6.0, 0.25
 
     int mine[2] = {r, -r}, gathered[2 * W];
     tr_all_gather(g, mine, gathered, 2, TR_I32);

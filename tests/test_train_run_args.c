@@ -1,0 +1,93 @@
+// hgrid-worker's training flags (parsed values, one-line refusals) and the
+// training loop's decisions: when it saves, what a step's tokens are.
+#include <string.h>
+
+#include "model/config.h"
+#include "tests/check.h"
+#include "train/run_args.h"
+
+// Parses argv (NULL-terminated, argv[0] a program name) as the worker does:
+// training flags consumed, anything else an error. 0, or -1 with err.
+static int parse(train_options *o, char **argv, bool dry_run, bool self_test, char *err,
+                 size_t len)
+{
+    int argc = 0;
+    while (argv[argc])
+        argc++;
+    train_options_defaults(o);
+    err[0] = 0;
+    for (int i = 1; i < argc; i++) {
+        int used = train_parse_flag(o, argc, argv, &i, err, len);
+        if (used <= 0) {
+            if (!used)
+                strcpy(err, "not a training flag");
+            return -1;
+        }
+    }
+    return train_options_check(o, dry_run, self_test, err, len);
+}
+
+static void expect_error(char **argv, bool dry_run, bool self_test, const char *want)
+{
+    train_options o;
+    char err[256];
+    int rc = parse(&o, argv, dry_run, self_test, err, sizeof err);
+    CHECK(rc == -1 && strstr(err, want) && !strchr(err, '\n'), "%s %s: got rc %d '%s', want '%s'",
+          argv[1], argv[2] ? argv[2] : "", rc, err, want);
+}
+
+int main(void)
+{
+    train_options o;
+    char err[256];
+    char *full[] = {"w", "--config", "tiny", "--steps", "20", "--fp32", "--seed", "5", "--lr",
+                    "0.003", "--save", "/tmp/ck", "--save-interval", "5", "--load", "/tmp/old",
+                    NULL};
+    CHECK(parse(&o, full, false, false, err, sizeof err) == 0, "full flags: %s", err);
+    CHECK(o.config && !strcmp(o.config, "tiny"), "config");
+    CHECK_EQ(o.steps, 20);
+    CHECK(o.fp32, "--fp32");
+    CHECK_EQ((long long)o.seed, 5);
+    CHECK(o.lr > 0.00299f && o.lr < 0.00301f, "lr %g", o.lr);
+    CHECK(!strcmp(o.save_dir, "/tmp/ck") && !strcmp(o.load_dir, "/tmp/old"), "dirs");
+    CHECK_EQ(o.save_interval, 5);
+
+    char *none[] = {"w", NULL};
+    CHECK(parse(&o, none, true, true, err, sizeof err) == 0 && !o.config, "no flags: %s", err);
+    CHECK_EQ((long long)o.seed, 1);
+
+    expect_error((char *[]){"w", "--config", "nope", NULL}, false, false, "no config 'nope'");
+    expect_error((char *[]){"w", "--steps", "0", NULL}, false, false, "--steps needs a number");
+    expect_error((char *[]){"w", "--steps", "2.5", NULL}, false, false, "whole number");
+    expect_error((char *[]){"w", "--steps", NULL}, false, false, "--steps needs a value");
+    expect_error((char *[]){"w", "--steps", "3", NULL}, false, false, "both --config");
+    expect_error((char *[]){"w", "--config", "tiny", "--steps", "3", "--save-interval", "2", NULL},
+                 false, false, "--save-interval needs --save");
+    expect_error((char *[]){"w", "--config", "tiny", "--steps", "3", NULL}, true, false,
+                 "drop --dry-run");
+    expect_error((char *[]){"w", "--config", "tiny", "--steps", "3", NULL}, false, true,
+                 "--self-test exits before training");
+    expect_error((char *[]){"w", "--save", "", NULL}, false, false, "--save needs a directory");
+    expect_error((char *[]){"w", "--bogus", NULL}, false, false, "not a training flag");
+
+    // Saves every K steps and after the last; never without --save.
+    train_options s;
+    train_options_defaults(&s);
+    s.steps = 10, s.save_interval = 4;
+    CHECK(!train_should_save(&s, 4), "no --save: no checkpoint");
+    s.save_dir = "/tmp/ck";
+    int saved[11] = {0}, want[11] = {0, 0, 0, 0, 1, 0, 0, 0, 1, 0, 1};
+    for (int k = 0; k <= 10; k++)
+        saved[k] = train_should_save(&s, k);
+    CHECK(!memcmp(saved, want, sizeof want), "saves after steps 4, 8 and 10");
+    s.save_interval = 0;
+    CHECK(!train_should_save(&s, 4) && train_should_save(&s, 10), "interval 0: only the last");
+
+    hg_plan plan;
+    memset(&plan, 0, sizeof plan);
+    plan.spec.global_batch_size = 16;
+    plan.spec.model = hg_config_find("tiny")->model;
+    CHECK(train_tokens_per_step(&plan) == 16.0 * 64, "tokens per step %g",
+          train_tokens_per_step(&plan));
+    return check_summary("test_train_run_args");
+}
