@@ -46,3 +46,12 @@ $(BUILD)/tests/gpu/test_train_comm_nccl: $(call objs,tests/gpu/test_train_comm_n
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(NCCL_LIBS) -lcudart -lpthread
 endif
+
+# The vocab-parallel kernels against their CPU references (a CUDA program).
+ifneq ($(wildcard $(NVCC)),)
+GPU_TESTS += $(BUILD)/tests/gpu/test_vocab_parallel
+$(BUILD)/tests/gpu/test_vocab_parallel: $(BUILD)/tests/gpu/test_vocab_parallel.cu.o $(KERNELS_LIB) \
+                                        $(KERNELS_REF_LIB)
+	@mkdir -p $(dir $@)
+	$(NVCC) -arch=$(CUDA_ARCH) -o $@ $^ $(KERNELS_LDLIBS)
+endif
