@@ -47,9 +47,10 @@ $(BUILD)/tests/gpu/test_train_comm_nccl: $(call objs,tests/gpu/test_train_comm_n
 	$(CC) $(LDFLAGS) -o $@ $^ $(NCCL_LIBS) -lcudart -lpthread
 endif
 
-# The vocab-parallel kernels against their CPU references (a CUDA program).
+# The vocab-parallel kernels against their CPU references (a CUDA program);
+# the layouts' losses against the single-GPU trainer, and checkpoints.
 ifneq ($(wildcard $(NVCC)),)
-GPU_TESTS += $(BUILD)/tests/gpu/test_vocab_parallel
+GPU_TESTS += $(BUILD)/tests/gpu/test_vocab_parallel tests/gpu/train_layouts.sh
 $(BUILD)/tests/gpu/test_vocab_parallel: $(BUILD)/tests/gpu/test_vocab_parallel.cu.o $(KERNELS_LIB) \
                                         $(KERNELS_REF_LIB)
 	@mkdir -p $(dir $@)

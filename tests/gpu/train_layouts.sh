@@ -1,0 +1,185 @@
+#!/usr/bin/env bash
+# GPU test (make test-gpu): distributed training gives the single-GPU
+# trainer's losses. The same global batch and seed (config tiny, batch 16,
+# seed 1, 20 steps) on 1 GPU (hgrid-train), on 2 GPUs (encoder | llm) and
+# on the 4-GPU layouts encoder tp1 dp2 + llm tp2 and encoder tp2 + llm pp2:
+# losses equal within 1e-4 relative in fp32 and 2e-2 in bf16, and falling.
+# The 1F1B pipeline (4 micro-batches) on encoder tp2 + llm pp2 against
+# encoder | llm with the same micro-batches. Checkpoints: 10 steps saved
+# every 5, resumed to 20, give the uninterrupted run's losses exactly
+# (fp32); loading them into another layout is refused with a clear error.
+# Layouts that need more GPUs than the host has are skipped, saying so.
+set -uo pipefail
+cd "$(dirname "$0")/../.." || exit 1
+bin=${HGRID_BIN:-bin}
+export NCCL_NVLS_ENABLE=0 # never NVLink multicast on shared hosts
+tmp=$(mktemp -d /tmp/hgrid-train.XXXXXX)
+# shellcheck source=tests/gpu/comm_lib.sh
+. tests/gpu/comm_lib.sh
+trap 'comm_cleanup; rm -rf "$tmp"' EXIT
+trap 'exit 1' TERM INT
+
+STEPS=20
+MODEL=(--config tiny --seed 1)
+gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
+failures=0 summary=()
+fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+
+# losses FILE: "step loss" per step line (hgrid-train's and the workers').
+losses() {
+  awk '/step +[0-9]+ \| loss / {
+         for (i = 1; i < NF; i++) if ($i == "step") s = $(i + 1)
+         for (i = 1; i < NF; i++) if ($i == "loss") print s, $(i + 1) }' "$1"
+}
+
+# worst_rel GOT WANT: the largest relative loss difference over the steps
+# both printed, or "missing" unless both have STEPS steps.
+worst_rel() {
+  paste -d' ' <(losses "$1") <(losses "$2") | awk -v n="$STEPS" '
+    NF == 4 && $1 == $3 { k++; d = $2 - $4; if (d < 0) d = -d; m = $4 < 0 ? -$4 : $4;
+                          if (d / m > w) w = d / m }
+    END { if (k != n) print "missing"; else printf "%.3g\n", w }'
+}
+
+# falls FILE: the last step's loss is below the first's.
+falls() { losses "$1" | awk 'NR == 1 {a = $2} {b = $2} END {exit !(NR > 1 && b < a)}'; }
+
+# compare LABEL GOT WANT TOL
+compare() {
+  local w
+  w=$(worst_rel "$2" "$3")
+  if [ "$w" = missing ] || ! awk -v w="$w" -v t="$4" 'BEGIN {exit !(w <= t)}'; then
+    fail "$1: losses differ from the reference by $w relative (limit $4)"
+    paste <(losses "$2") <(losses "$3") | head -n 5 | sed 's/^/    got | want: /'
+  elif ! falls "$2"; then
+    fail "$1: the loss did not fall over $STEPS steps"
+  else
+    summary+=("$(printf '%-44s max rel diff %-9s (limit %s)' "$1" "$w" "$4")")
+  fi
+}
+
+all_done() { # WORLD NAME: every worker trained, or one exited
+  local p
+  # shellcheck disable=SC2154 # worker_pids: comm_lib.sh
+  [ "$(grep -l 'trained [0-9]* steps' "$tmp/$2".*.out 2>/dev/null | wc -l)" -eq "$1" ] && return 0
+  for p in "${worker_pids[@]}"; do kill -0 "$p" 2>/dev/null || return 0; done
+  return 1
+}
+
+# train NAME WORKER-FLAGS... -- LAYOUT-FLAGS...: one job on local GPUs,
+# cancelled once every worker trained. Sets out (the LLM's last rank's
+# output, which prints the losses). 0 when every worker trained and
+# exited 0, 1 on a failure, 2 when the host has too few GPUs.
+train() {
+  local name=$1 wflags=() world token rank
+  shift
+  while [ "$1" != "--" ]; do wflags+=("$1"); shift; done
+  shift
+  world=$(world_of "$@")
+  out=$tmp/$name.$((world - 1)).out
+  if [ "$world" -gt "$gpus" ]; then
+    echo "SKIP $name: needs $world GPUs, $gpus here"
+    summary+=("$(printf '%-44s skipped (needs %d GPUs)' "$name" "$world")")
+    return 2
+  fi
+  start_gridd 30 || return 1
+  token=$(ctl submit --job "$name" "$@" 2>/dev/null) || { stop_gridd; return 1; }
+  for rank in $(seq 0 $((world - 1))); do
+    start_worker "$name" "$token" "$rank" "$tmp/$name.$rank.out" --comm-timeout 30 \
+      --bw-bytes 0 "${wflags[@]}"
+  done
+  wait_until 300 all_done "$world" "$name"
+  ctl cancel "$name" >/dev/null 2>&1
+  wait_workers
+  stop_gridd
+  [ -z "$bad" ] && [ "$(grep -l 'trained [0-9]* steps' "$tmp/$name".*.out | wc -l)" -eq "$world" ]
+}
+
+# run_layout JOB LABEL MODE REFERENCE -- LAYOUT-FLAGS...: trains job
+# JOB-MODE and compares its losses with the reference's.
+run_layout() {
+  local job=$1-$3 label="$2 ($3)" mode=$3 ref=$4 tol=2e-2 flags=()
+  shift 5
+  [ "$mode" = fp32 ] && tol=1e-4 flags=(--fp32)
+  train "$job" "${MODEL[@]}" --steps "$STEPS" "${flags[@]}" -- "$@"
+  case $? in
+    0) compare "$label" "$out" "$ref" "$tol" ;;
+    1) fail "$label: training failed"; tail -n 3 "$tmp/$job".*.out ;;
+  esac
+}
+
+ENC_LLM=(--encoder-tp 1 --encoder-dp 1 --llm-tp 1 --llm-dp 1)
+ENC_DP2_LLM_TP2=(--encoder-tp 1 --encoder-dp 2 --llm-tp 2 --llm-dp 1)
+ENC_TP2_LLM_PP2=(--encoder-tp 2 --encoder-dp 1 --llm-tp 1 --llm-pp 2 --llm-dp 1)
+ONE_MB=(--micro-batch-size 16 --global-batch-size 16)
+FOUR_MB=(--micro-batch-size 4 --global-batch-size 16)
+
+if [ "$gpus" -lt 1 ]; then
+  echo "train_layouts: no GPU here"
+  exit 1
+fi
+for mode in fp32 bf16; do
+  single=$tmp/single-$mode.out
+  flags=()
+  [ "$mode" = fp32 ] && flags=(--fp32)
+  if ! CUDA_VISIBLE_DEVICES=0 "$bin/hgrid-train" "${MODEL[@]}" --steps "$STEPS" --batch 16 \
+    "${flags[@]}" >"$single" 2>&1; then
+    fail "single GPU ($mode): hgrid-train failed"; tail -n 3 "$single"
+    continue
+  fi
+  run_layout enc-llm "encoder | llm" "$mode" "$single" -- "${ENC_LLM[@]}" "${ONE_MB[@]}"
+  run_layout enc-dp2-llm-tp2 "encoder tp1 dp2 + llm tp2" "$mode" "$single" -- \
+    "${ENC_DP2_LLM_TP2[@]}" "${ONE_MB[@]}"
+  run_layout enc-tp2-llm-pp2 "encoder tp2 + llm pp2" "$mode" "$single" -- \
+    "${ENC_TP2_LLM_PP2[@]}" "${ONE_MB[@]}"
+  # 1F1B over 4 micro-batches: the reference is the same micro-batches unpipelined.
+  if train "enc-llm-mb4-$mode" "${MODEL[@]}" --steps "$STEPS" "${flags[@]}" -- "${ENC_LLM[@]}" \
+    "${FOUR_MB[@]}"; then
+    run_layout enc-tp2-llm-pp2-mb4 "encoder tp2 + llm pp2, 4 micro-batches" "$mode" "$out" -- \
+      "${ENC_TP2_LLM_PP2[@]}" "${FOUR_MB[@]}"
+  else
+    fail "encoder | llm, 4 micro-batches ($mode): training failed"
+  fi
+done
+
+# ---- checkpoints (fp32: resuming is exact)
+uninterrupted=$tmp/enc-dp2-llm-tp2-fp32.3.out
+ck=$tmp/ck
+if [ "$gpus" -lt 4 ]; then
+  summary+=("$(printf '%-44s skipped (needs 4 GPUs)' 'save and resume')")
+elif train ck-first "${MODEL[@]}" --fp32 --steps 10 --save "$ck" --save-interval 5 -- \
+  "${ENC_DP2_LLM_TP2[@]}" "${ONE_MB[@]}"; then
+  grep -q '^step 10$' "$ck/manifest" || fail "checkpoint: the manifest does not say step 10"
+  if train ck-resume "${MODEL[@]}" --fp32 --steps "$STEPS" --load "$ck" -- "${ENC_DP2_LLM_TP2[@]}" \
+    "${ONE_MB[@]}"; then
+    if [ "$(losses "$out" | wc -l)" -eq 10 ] &&
+      diff <(losses "$out") <(losses "$uninterrupted" | tail -n 10) >/dev/null; then
+      summary+=("$(printf '%-44s steps 11-20 identical to the uninterrupted run' \
+        'save at 10, resume')")
+    else
+      fail "resume: steps 11-20 differ from the uninterrupted run"
+      paste <(losses "$out") <(losses "$uninterrupted" | tail -n 10) | head -n 5
+    fi
+  else
+    fail "resume: training from the checkpoint failed"; tail -n 3 "$tmp"/ck-resume.*.out
+  fi
+  if train ck-other "${MODEL[@]}" --fp32 --steps "$STEPS" --load "$ck" -- "${ENC_LLM[@]}" \
+    "${ONE_MB[@]}" || ! grep -q "resume with the checkpoint's layout" "$tmp"/ck-other.*.out; then
+    fail "a checkpoint of another layout was not refused with the layout error"
+  else
+    summary+=("$(printf '%-44s refused: %s' 'load into another layout' \
+      "$(grep -h -m1 -o "has layout .*" "$tmp"/ck-other.0.out | cut -c1-50)...")")
+  fi
+else
+  fail "checkpoint: the first 10 steps failed"; tail -n 3 "$tmp"/ck-first.*.out
+fi
+
+echo
+echo "== distributed training ($gpus GPUs)"
+printf '  %s\n' "${summary[@]}"
+if [ "$failures" -eq 0 ]; then
+  echo "train_layouts: all passed"
+else
+  echo "train_layouts: $failures failure(s)"
+fi
+[ "$failures" -eq 0 ]
