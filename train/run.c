@@ -2,6 +2,8 @@
 // the step loop with heartbeats and checkpoints.
 #include "train/run.h"
 
+#include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -78,8 +80,27 @@ static const char *resume_dir(hgrid_worker *w, const train_options *o)
     return stat(path, &sb) == 0 ? o->save_dir : NULL;
 }
 
+// After the last step: the final report as heartbeats every beat_s until
+// gridd releases (or aborts) the job, so that status keeps showing it.
+static int hold(hgrid_worker *w, uint64_t step, float loss, float tok_s, double beat_s)
+{
+    for (;;) {
+        int st = hgrid_heartbeat(w, step, loss, tok_s);
+        if (st != HGRID_OK)
+            return st;
+        struct pollfd pfd = {.fd = hgrid_fd(w), .events = POLLIN};
+        int ready = poll(&pfd, 1, (int)(beat_s * 1000) + 1);
+        if (ready < 0 && errno != EINTR) {
+            fprintf(stderr, "hgrid-worker: poll failed: %s\n", strerror(errno));
+            return HGRID_ERR_IO;
+        }
+        if (ready > 0 && (st = hgrid_poll(w)) != HGRID_OK)
+            return st;
+    }
+}
+
 static int loop(hgrid_worker *w, tr_worker *tw, const hg_plan *plan, const train_options *o,
-                int first_step)
+                int first_step, double beat_s)
 {
     hg_optim_config opt;
     hg_optim_defaults(&opt);
@@ -87,18 +108,21 @@ static int loop(hgrid_worker *w, tr_worker *tw, const hg_plan *plan, const train
         opt.lr = o->lr;
     int rank = hgrid_rank(w), gen = (int)hgrid_generation(w);
     char err[512];
+    float report = 0.0f;
+    double tok_s = 0;
     for (int step = first_step; step < o->steps; step++) {
         double t0 = now_s();
         float loss = tr_worker_forward_backward(tw, o->seed, step);
         float norm = tr_worker_optimizer_step(tw, &opt);
-        double dt = now_s() - t0, tok_s = train_tokens_per_step(plan) / dt;
+        double dt = now_s() - t0;
+        tok_s = train_tokens_per_step(plan) / dt;
         if (tr_worker_has_loss(tw)) {
             printf("rank %d step %5d | loss %.6f | norm %.4f | %8.2f ms | %10.0f tok/s\n", rank,
                    step + 1, loss, norm, dt * 1e3, tok_s);
             fflush(stdout);
         }
-        int st = hgrid_heartbeat(w, (uint64_t)step + 1, tr_worker_has_loss(tw) ? loss : 0.0f,
-                                 (float)tok_s);
+        report = tr_worker_has_loss(tw) ? loss : 0.0f;
+        int st = hgrid_heartbeat(w, (uint64_t)step + 1, report, (float)tok_s);
         if (st == HGRID_OK)
             st = hgrid_poll(w);
         if (st != HGRID_OK)
@@ -111,10 +135,10 @@ static int loop(hgrid_worker *w, tr_worker *tw, const hg_plan *plan, const train
     }
     printf("rank %d: trained %d steps\n", rank, o->steps);
     fflush(stdout);
-    return HGRID_OK;
+    return hold(w, (uint64_t)o->steps, report, (float)tok_s, beat_s);
 }
 
-int train_run(hgrid_worker *w, hgrid_comms *comms, const train_options *o)
+int train_run(hgrid_worker *w, hgrid_comms *comms, const train_options *o, double beat_s)
 {
     hg_plan plan;
     if (plan_for(w, o, &plan) != 0)
@@ -136,7 +160,7 @@ int train_run(hgrid_worker *w, hgrid_comms *comms, const train_options *o)
         if (from && tr_checkpoint_load(tw, from, &first_step, &gen, err, sizeof err) != 0)
             fprintf(stderr, "hgrid-worker: %s\n", err);
         else
-            rc = loop(w, tw, &plan, o, first_step);
+            rc = loop(w, tw, &plan, o, first_step, beat_s);
     }
     tr_worker_free(tw);
     free_groups(groups, bridge);

@@ -11,9 +11,11 @@
 // directory's when a later generation resumes) on the current CUDA device,
 // with the job's layout and o->config's model. One line per step (on the
 // LLM's last stage with the loss) and a heartbeat to gridd with the loss,
-// tokens/s of the global batch and the step time. Returns HGRID_OK when
-// every step is done, HGRID_ABORTED / HGRID_RELEASED / a negative status
-// from gridd, or HGRID_ERR_STATE after one line saying what failed.
-int train_run(hgrid_worker *w, hgrid_comms *comms, const train_options *o);
+// tokens/s of the global batch and the step time; after the last step,
+// "trained N steps" and the final report as a heartbeat every beat_s
+// seconds until gridd ends the job. Returns what gridd said
+// (HGRID_RELEASED, HGRID_ABORTED) or a negative status, or HGRID_ERR_STATE
+// after one line saying what failed.
+int train_run(hgrid_worker *w, hgrid_comms *comms, const train_options *o, double beat_s);
 
 #endif
