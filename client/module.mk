@@ -73,3 +73,8 @@ CPU_TESTS += tests/coord_workers.py
 
 # Rendezvous benchmark: gridd + hgrid-swarm vs TCPStore (tests/bench/rendezvous.sh).
 BENCHES += tests/bench/rendezvous.sh
+
+# The smallest program built on libhgrid, linked against the shared library.
+PROGS += $(BIN)/hgrid-example-join
+$(BIN)/hgrid-example-join: $(call objs,client/example_join.c) $(BIN)/libhgrid.so
+	$(CC) $(LDFLAGS) -o $@ $< -L$(BIN) -lhgrid -Wl,-rpath,'$$ORIGIN'

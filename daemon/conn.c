@@ -37,7 +37,8 @@ conn *conn_new(server *srv, conn_kind kind)
                        ? GRIDD_HELLO_MAX_FRAME
                        : srv->opt.max_frame;
     wire_reader_init(&c->reader, max);
-    srv->connections++;
+    if (kind == CONN_WORKER)
+        srv->worker_connections++;
     return c;
 }
 
@@ -140,7 +141,8 @@ static void on_closed(uv_handle_t *h)
 {
     conn *c = h->data;
     wire_reader_free(&c->reader);
-    c->srv->connections--;
+    if (c->kind == CONN_WORKER)
+        c->srv->worker_connections--;
     free(c);
 }
 

@@ -54,7 +54,7 @@ struct server {
     uv_timer_t sweep;
     uv_prepare_t flush_log;
     conn_list lists[NUM_LISTS];
-    int connections;
+    int worker_connections; // capped by --max-connections; hgridctl's are not
     job *jobs; // a list, newest first
     int num_jobs;
     bool stopping;

@@ -29,7 +29,8 @@ static void on_connection(uv_stream_t *listener, int status)
                                  : uv_pipe_init(srv->loop, &c->h.pipe, 0);
     if (rc) {
         gridd_log("cannot set up a connection: %s", uv_strerror(rc));
-        srv->connections--;
+        if (kind == CONN_WORKER)
+            srv->worker_connections--;
         free(c);
         return;
     }
@@ -39,9 +40,10 @@ static void on_connection(uv_stream_t *listener, int status)
         return;
     }
     conn_start(c);
-    if (srv->connections > srv->opt.max_connections)
+    // hgridctl stays usable however many workers connect.
+    if (kind == CONN_WORKER && srv->worker_connections > srv->opt.max_connections)
         conn_fail(c, HGRID__ERROR_CODE__ERROR_LIMIT,
-                  "gridd is at its limit of %d connections; retry later or raise "
+                  "gridd is at its limit of %d worker connections; retry later or raise "
                   "--max-connections",
                   srv->opt.max_connections);
 }

@@ -29,7 +29,7 @@ static void usage(FILE *out)
             "                             (creating communicators) is lost (default 120)\n"
             "  --hello-timeout SEC        drop connections without a Hello (default 5)\n"
             "  --max-frame BYTES          largest frame accepted (default %u)\n"
-            "  --max-connections N        connection cap (default: open-file limit - 64)\n"
+            "  --max-connections N        worker connection cap (default: open-file limit - 64)\n"
             "  --port-file PATH           write the bound port there once listening\n"
             "  --help                     this text\n",
             WIRE_DEFAULT_PORT, WIRE_DEFAULT_MAX_FRAME);
@@ -253,7 +253,7 @@ int main(int argc, char **argv)
     uv_prepare_init(&loop, &srv.flush_log);
     srv.flush_log.data = &srv;
     uv_prepare_start(&srv.flush_log, on_prepare);
-    gridd_log("ready: heartbeat timeout %.3g s, max frame %u bytes, max %d connections",
+    gridd_log("ready: heartbeat timeout %.3g s, max frame %u bytes, max %d worker connections",
               srv.opt.heartbeat_timeout, srv.opt.max_frame, srv.opt.max_connections);
     uv_run(&loop, UV_RUN_DEFAULT);
     status = 0;

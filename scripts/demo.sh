@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The main job (make demo): start gridd on an ephemeral port with a private
 # control socket, submit a layout (default: encoder tp2 dp2 + llm tp2 dp2, 8
-# ranks; extra arguments are layout flags), start one worker per rank, show
-# every worker's assignment and `hgridctl show`, then cancel the job and stop
-# gridd. Workers run --dry-run: the whole protocol (ranks, groups, real NCCL
-# ids minted by group leaders, heartbeats) without training on a GPU.
+# ranks; extra arguments are layout flags), start one worker per rank (one per
+# GPU when the machine has enough), show every worker's assignment and
+# `hgridctl show`, then cancel the job and stop gridd. With fewer GPUs than
+# ranks (e.g. none) the workers run --dry-run on 2 fake hosts, and the demo
+# says so: the whole protocol (ranks, groups, real NCCL ids minted by group
+# leaders, heartbeats) without GPU work.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${HGRID_BIN:-bin}
@@ -34,33 +36,43 @@ token=$(ctl submit --job demo "$@" 2>/dev/null)
 
 gpus=0
 command -v nvidia-smi >/dev/null 2>&1 && gpus=$(nvidia-smi -L 2>/dev/null | grep -c GPU || true)
-hosts=2
-echo "== workers: this build has no GPU training yet, so every worker runs --dry-run"
-if [ "$gpus" -eq 0 ]; then
-  echo "   (no GPU on this machine: $world dry-run workers on $hosts fake hosts, demo-0 and demo-1;"
+worker_flags=()
+if [ "$gpus" -ge "$world" ]; then
+  echo "== workers: one per GPU on GPUs 0-$((world - 1)) of this machine ($(hostname)): each forms its"
+  echo "   NCCL communicators, self-tests them and heartbeats"
+  hosts=1 per_host=$world
+  host_of() { hostname; }
 else
-  echo "   ($gpus GPU(s) here, not used: $world dry-run workers on $hosts fake hosts, demo-0 and demo-1;"
+  echo "== workers: $gpus GPU(s) on this machine and the layout needs $world, so these are"
+  echo "   $world DRY-RUN workers on 2 fake hosts, demo-0 and demo-1: the whole protocol"
+  echo "   (ranks, groups, real NCCL ids minted by group leaders, heartbeats), no GPU work"
+  hosts=2 per_host=$(( (world + 1) / 2 ))
+  host_of() { echo "demo-$1"; }
+  worker_flags=(--dry-run)
 fi
-echo "    group leaders mint real NCCL ids with ncclGetUniqueId, which needs no GPU)"
-per_host=$(( (world + hosts - 1) / hosts ))
 for i in $(seq 0 $((world - 1))); do
   "$bin/hgrid-worker" --coordinator "127.0.0.1:$port" --job demo --token "$token" \
-    --host "demo-$((i / per_host))" --device $((i % per_host)) --dry-run >"$tmp/worker$i.out" 2>&1 &
+    --host "$(host_of $((i / per_host)))" --device $((i % per_host)) "${worker_flags[@]}" \
+    >"$tmp/worker$i.out" 2>&1 &
   worker_pids+=($!)
 done
-for _ in $(seq 200); do
-  [ "$(cat "$tmp"/worker*.out | grep -c ': job demo generation')" -eq "$world" ] && break
+# Until every worker is ready (GPU workers: communicators formed and self-tested).
+for _ in $(seq 1200); do
+  ctl status demo 2>/dev/null | grep -q "^job demo: running" && break
   sleep 0.05
 done
-
 echo
 echo "== each worker's assignment (rank, module, coordinates)"
-grep -h ': job demo generation' "$tmp"/worker*.out | sort -t' ' -k6,6n
+grep -h ': job demo generation' "$tmp"/worker*.out | sort -t' ' -k7,7n
+if [ "${#worker_flags[@]}" -eq 0 ]; then
+  echo
+  echo "== each worker's self-test of its communicators"
+  grep -h 'self-test' "$tmp"/worker*.out | sort -t' ' -k3,3n
+fi
 echo
-echo "== one worker in full: its groups (members derived by the layout engine) and NCCL ids"
-cat "$tmp/worker0.out"
+echo "== rank 0 in full: its groups (members derived by the layout engine) and NCCL ids"
+cat "$(grep -l ': rank 0 of' "$tmp"/worker*.out | head -1)"
 echo
-sleep 0.3 # let every Ready reach gridd
 echo "== hgridctl show demo"
 ctl show demo
 echo

@@ -289,6 +289,23 @@ def run(port, sock, workers):
     codes = [w.wait() for w in main_workers + [asker, other]]
     check(codes == [0] * len(codes), f"cancel: every worker exits 0 ({codes})")
 
+    # ---- the example program, linked against the shared libhgrid, next to a worker
+    ctl(sock, "submit", "--job", "lib", "--token", "tok-lib", "--llm-only", "--llm-tp", "2", "--llm-dp", "1")
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "SLURM_PROCID")}
+    env.update(HGRID_HOSTNAME="node-x", LOCAL_RANK="1")
+    example = subprocess.Popen([f"{BIN}/hgrid-example-join", f"127.0.0.1:{port}", "lib", "tok-lib"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    peer = Worker(port, "lib", "tok-lib", "node-x", 0)
+    workers.append(peer)
+    line = example.stdout.readline().strip()
+    check(line == "rank 1 of 2 (llm), generation 1, tp group of 2: 0 1" and peer.next_assignment()["rank"] == 0,
+          f"example program assigned: {line!r}")
+    wait_state(sock, "lib", "running")
+    ctl(sock, "cancel", "lib")
+    out, err = example.communicate(timeout=30)
+    check(example.returncode == 0 and out.startswith("released:") and peer.wait() == 0,
+          f"example program released: {example.returncode} {out!r} {err!r}")
+
     # ---- 256 workers from one swarm: checked, ready, heartbeating until cancelled
     ctl(sock, "submit", "--job", "swarm", "--token", "tok-swarm", "--encoder-tp", "2", "--encoder-dp", "32",
         "--llm-tp", "4", "--llm-pp", "3", "--llm-dp", "16", "--micro-batch-size", "2")

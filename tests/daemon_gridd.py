@@ -273,6 +273,7 @@ def test_connection_cap(tmp):
     third = Peer(g.port)
     code, msg, closed = third.error()
     check(code == "LIMIT" and "--max-connections" in msg and closed, "cap: %s %s" % (code, msg))
+    check(g.ctl("list")[0] == 0, "hgridctl works while workers fill the cap")
     for p in keep + [third]:
         p.close()
     g.stop("cap gridd")
