@@ -1,0 +1,317 @@
+// The GPU step's bf16 bookkeeping on the CPU: the same orchestration with
+// an ops table whose activations and working weights are bf16 (each op
+// rounds its inputs from bf16, runs the fp32 reference, rounds its outputs
+// back), through the threads backend's bf16 collectives. Every buffer
+// offset and transfer size then counts 2-byte elements, as on the GPU, and
+// the losses must stay within bf16's reach (2e-2 relative) of the fp32
+// ops' on several layouts, while the fp32 master weights keep training.
+#include <math.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/reference.h"
+#include "kernels/reference_vp.h"
+#include "model/config.h"
+#include "tests/check.h"
+#include "train/layout_groups.h"
+#include "train/train.h"
+
+enum { STEPS = 2, MAX_WORLD = 8 };
+
+static float bf(uint16_t h)
+{
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+static uint16_t to_bf(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return (uint16_t)((u + 0x7fff + ((u >> 16) & 1)) >> 16);
+}
+
+// fp32 copy of n bf16 values (NULL stays NULL); put() stores and frees one.
+static float *get(const void *p, size_t n)
+{
+    if (!p)
+        return NULL;
+    float *f = calloc(n + 1, sizeof(float));
+    for (size_t i = 0; i < n; i++)
+        f[i] = bf(((const uint16_t *)p)[i]);
+    return f;
+}
+
+static void put(void *p, float *f, size_t n)
+{
+    if (p)
+        for (size_t i = 0; i < n; i++)
+            ((uint16_t *)p)[i] = to_bf(f[i]);
+    free(f);
+}
+
+static void b_to_act(void *dst, const float *src, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        ((uint16_t *)dst)[i] = to_bf(src[i]);
+}
+
+static void b_matmul_forward(void *out, const void *inp, const void *w, const void *b, int M,
+                             int K, int N)
+{
+    float *o = get(out, (size_t)M * N), *x = get(inp, (size_t)M * K), *wf = get(w, (size_t)N * K);
+    float *bb = get(b, N);
+    ref_matmul_forward(o, x, wf, bb, M, K, N);
+    put(out, o, (size_t)M * N), free(x), free(wf), free(bb);
+}
+
+static void b_matmul_backward(void *dinp, float *dw, float *db, const void *dout,
+                              const void *inp, const void *w, int M, int K, int N)
+{
+    float *di = get(dinp, (size_t)M * K), *d = get(dout, (size_t)M * N);
+    float *x = get(inp, (size_t)M * K), *wf = get(w, (size_t)N * K);
+    ref_matmul_backward(di, dw, db, d, x, wf, M, K, N);
+    put(dinp, di, (size_t)M * K), free(d), free(x), free(wf);
+}
+
+static void b_layernorm_forward(void *out, float *mean, float *rstd, const void *inp,
+                                const void *w, const void *b, int N, int C)
+{
+    size_t n = (size_t)N * C;
+    float *o = get(out, n), *x = get(inp, n), *wf = get(w, C), *bb = get(b, C);
+    ref_layernorm_forward(o, mean, rstd, x, wf, bb, N, C);
+    put(out, o, n), free(x), free(wf), free(bb);
+}
+
+static void b_layernorm_backward(void *dinp, float *dw, float *db, const void *dout,
+                                 const void *inp, const void *w, const float *mean,
+                                 const float *rstd, int N, int C)
+{
+    size_t n = (size_t)N * C;
+    float *di = get(dinp, n), *d = get(dout, n), *x = get(inp, n), *wf = get(w, C);
+    ref_layernorm_backward(di, dw, db, d, x, wf, mean, rstd, N, C);
+    put(dinp, di, n), free(d), free(x), free(wf);
+}
+
+static void b_attention_forward(void *out, float *lse, const void *qkv, int B, int T, int NH,
+                                int HD, int causal)
+{
+    size_t n = (size_t)B * T * NH * HD;
+    float *o = get(out, n), *q = get(qkv, 3 * n);
+    ref_attention_forward(o, lse, q, B, T, NH, HD, causal);
+    put(out, o, n), free(q);
+}
+
+static void b_attention_backward(void *dqkv, const void *dout, const void *qkv, const void *out,
+                                 const float *lse, int B, int T, int NH, int HD, int causal)
+{
+    size_t n = (size_t)B * T * NH * HD;
+    float *dq = get(dqkv, 3 * n), *d = get(dout, n), *q = get(qkv, 3 * n), *o = get(out, n);
+    ref_attention_backward(dq, d, q, o, lse, B, T, NH, HD, causal);
+    put(dqkv, dq, 3 * n), free(d), free(q), free(o);
+}
+
+static void b_gelu_forward(void *out, const void *inp, size_t n)
+{
+    float *o = get(out, n), *x = get(inp, n);
+    ref_gelu_forward(o, x, n);
+    put(out, o, n), free(x);
+}
+
+static void b_gelu_backward(void *dinp, const void *inp, const void *dout, size_t n)
+{
+    float *di = get(dinp, n), *x = get(inp, n), *d = get(dout, n);
+    ref_gelu_backward(di, x, d, n);
+    put(dinp, di, n), free(x), free(d);
+}
+
+static void b_add(void *out, const void *a, const void *b, size_t n)
+{
+    float *o = get(out, n), *x = get(a, n), *y = get(b, n);
+    ref_add_forward(o, x, y, n);
+    put(out, o, n), free(x), free(y);
+}
+
+static void b_pos_forward(void *out, const void *inp, const void *wpe, int B, int T, int C)
+{
+    size_t n = (size_t)B * T * C;
+    float *o = get(out, n), *x = get(inp, n), *p = get(wpe, (size_t)T * C);
+    ref_position_embedding_forward(o, x, p, B, T, C);
+    put(out, o, n), free(x), free(p);
+}
+
+static void b_pos_backward(float *dwpe, const void *dout, int B, int T, int C)
+{
+    float *d = get(dout, (size_t)B * T * C);
+    ref_position_embedding_backward(dwpe, d, B, T, C);
+    free(d);
+}
+
+static void b_vp_embedding_forward(void *out, const int *tokens, const void *wte, int N, int C,
+                                   int v0, int Vl)
+{
+    float *o = get(out, (size_t)N * C), *w = get(wte, (size_t)Vl * C);
+    ref_vp_embedding_forward(o, tokens, w, N, C, v0, Vl);
+    put(out, o, (size_t)N * C), free(w);
+}
+
+static void b_embedding_backward_rows(float *dwte, const void *dout, const int *rows,
+                                      const int *starts, const int *positions, int R, int C)
+{
+    int n = 0;
+    for (int k = 0; k < starts[R]; k++)
+        n = positions[k] + 1 > n ? positions[k] + 1 : n;
+    float *d = get(dout, (size_t)n * C);
+    ref_embedding_backward_rows(dwte, d, rows, starts, positions, R, C);
+    free(d);
+}
+
+static void b_ce_max(float *mx, const void *logits, int N, int Vl)
+{
+    float *l = get(logits, (size_t)N * Vl);
+    ref_vp_crossentropy_max(mx, l, N, Vl);
+    free(l);
+}
+
+static void b_ce_sums(float *mx, float *sums, const float *gathered, int tp, const void *logits,
+                      const int *targets, int N, int v0, int Vl)
+{
+    float *l = get(logits, (size_t)N * Vl);
+    ref_vp_crossentropy_sums(mx, sums, gathered, tp, l, targets, N, v0, Vl);
+    free(l);
+}
+
+static void b_ce_finish(void *logits, float *losses, const float *sums, const float *mx,
+                        const int *targets, const float *mask, float dloss, int N, int v0, int Vl)
+{
+    float *l = get(logits, (size_t)N * Vl);
+    ref_vp_crossentropy_finish(l, losses, sums, mx, targets, mask, dloss, N, v0, Vl);
+    put(logits, l, (size_t)N * Vl);
+}
+
+static void b_adamw(float *master, void *work, const float *grads, float *m, float *v, size_t n,
+                    float lr, float b1, float b2, float eps, float wd, float scale, int t)
+{
+    float *p = calloc(n + 1, sizeof(float));
+    ref_adamw_step(master, p, grads, m, v, n, lr, b1, b2, eps, wd, scale, t);
+    put(work, p, n);
+}
+
+static tr_ops bf16_ops;
+
+static void make_bf16_ops(void)
+{
+    bf16_ops = tr_cpu_ops; // host memory: alloc, copies, uploads are byte copies
+    bf16_ops.name = "cpu-bf16";
+    bf16_ops.act = TR_BF16;
+    bf16_ops.to_act = b_to_act;
+    bf16_ops.matmul_forward = b_matmul_forward;
+    bf16_ops.matmul_backward = b_matmul_backward;
+    bf16_ops.layernorm_forward = b_layernorm_forward;
+    bf16_ops.layernorm_backward = b_layernorm_backward;
+    bf16_ops.attention_forward = b_attention_forward;
+    bf16_ops.attention_backward = b_attention_backward;
+    bf16_ops.gelu_forward = b_gelu_forward;
+    bf16_ops.gelu_backward = b_gelu_backward;
+    bf16_ops.add = b_add;
+    bf16_ops.position_embedding_forward = b_pos_forward;
+    bf16_ops.position_embedding_backward = b_pos_backward;
+    bf16_ops.vp_embedding_forward = b_vp_embedding_forward;
+    bf16_ops.embedding_backward_rows = b_embedding_backward_rows;
+    bf16_ops.vp_crossentropy_max = b_ce_max;
+    bf16_ops.vp_crossentropy_sums = b_ce_sums;
+    bf16_ops.vp_crossentropy_finish = b_ce_finish;
+    bf16_ops.adamw = b_adamw;
+}
+
+typedef struct {
+    const hg_plan *plan;
+    const tr_ops *ops;
+    tr_threads_world *world;
+    int rank;
+    float loss[STEPS];
+    char err[256];
+} rank_run;
+
+static void *run_rank(void *arg)
+{
+    rank_run *r = arg;
+    tr_group *groups[HG_NUM_GROUP_KINDS], *bridge;
+    hg_optim_config o;
+    hg_optim_defaults(&o);
+    o.lr = 3e-3f;
+    if (tr_threads_layout_groups(r->world, r->plan, r->rank, groups, &bridge) != 0) {
+        snprintf(r->err, sizeof r->err, "rank %d: no memory for groups", r->rank);
+        return NULL;
+    }
+    tr_worker *w = tr_worker_create_with(r->ops, r->plan, r->rank, groups, bridge, 1234, r->err,
+                                         sizeof r->err);
+    for (int step = 0; w && step < STEPS; step++) {
+        r->loss[step] = tr_worker_forward_backward(w, 77, step);
+        tr_worker_optimizer_step(w, &o);
+    }
+    tr_worker_free(w);
+    tr_layout_groups_free(groups, bridge);
+    return NULL;
+}
+
+// Losses of the LLM's last rank over STEPS steps with the given ops.
+static void run(const hg_plan *plan, const tr_ops *ops, float *loss)
+{
+    tr_threads_world *world = tr_threads_world_create(plan->world_size);
+    static rank_run runs[MAX_WORLD];
+    pthread_t th[MAX_WORLD];
+    for (int r = 0; r < plan->world_size; r++) {
+        runs[r] = (rank_run){.plan = plan, .ops = ops, .world = world, .rank = r};
+        pthread_create(&th[r], NULL, run_rank, &runs[r]);
+    }
+    for (int r = 0; r < plan->world_size; r++) {
+        pthread_join(th[r], NULL);
+        CHECK(runs[r].err[0] == 0, "%s: %s", ops->name, runs[r].err);
+    }
+    memcpy(loss, runs[plan->world_size - 1].loss, sizeof(float) * STEPS);
+    tr_threads_world_free(world);
+}
+
+int main(void)
+{
+    static const struct {
+        const char *name;
+        int etp, edp, tp, pp, dp, mbs, gbs;
+    } cases[] = {
+        {"encoder | llm", 1, 1, 1, 1, 1, 2, 4},
+        {"encoder tp1 dp2 + llm tp2 (fan-in)", 1, 2, 2, 1, 1, 2, 4},
+        {"encoder tp2 + llm pp2 dp2 (fan-out)", 2, 1, 1, 2, 2, 1, 4},
+    };
+    make_bf16_ops();
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        hg_layout_spec spec;
+        hg_plan plan;
+        char err[HG_ERR_LEN];
+        hg_layout_spec_defaults(&spec);
+        spec.model = hg_config_find("tiny")->model;
+        spec.model.seq_length = 32;
+        spec.encoder_tp = cases[i].etp, spec.encoder_dp = cases[i].edp;
+        spec.llm_tp = cases[i].tp, spec.llm_pp = cases[i].pp, spec.llm_dp = cases[i].dp;
+        spec.micro_batch_size = cases[i].mbs, spec.global_batch_size = cases[i].gbs;
+        if (hg_plan_build(&spec, &plan, err, sizeof err) != 0) {
+            CHECK(0, "%s: %s", cases[i].name, err);
+            continue;
+        }
+        float f32[STEPS], b16[STEPS];
+        run(&plan, &tr_cpu_ops, f32);
+        run(&plan, &bf16_ops, b16);
+        double worst = 0;
+        for (int s = 0; s < STEPS; s++)
+            worst = fmax(worst, fabs(b16[s] - f32[s]) / fabs(f32[s]));
+        CHECK(worst <= 2e-2 && b16[0] > 1, "%s: bf16 losses %g %g vs fp32 %g %g", cases[i].name,
+              b16[0], b16[1], f32[0], f32[1]);
+        printf("%-40s fp32 %.5f %.5f  bf16 %.5f %.5f  rel %.2e\n", cases[i].name, f32[0], f32[1],
+               b16[0], b16[1], worst);
+    }
+    return check_summary("test_train_bf16");
+}
