@@ -2,18 +2,51 @@
 // all-to-all(v) and point-to-point batches are grouped send/recv calls.
 #include "train/comm_nccl.h"
 
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 
-#define NCCL_CHECK(call)                                                                   \
+// libhgrid's communicators are non-blocking: a call may answer
+// ncclInProgress, and the next call on that communicator must wait until
+// it settles. Any other failure ends the process (file, line, reason).
+static void die(const char *file, int line, const char *call, ncclResult_t r)
+{
+    fprintf(stderr, "%s:%d: %s: %s\n", file, line, call, ncclGetErrorString(r));
+    abort();
+}
+
+static void settle(ncclComm_t comm, const char *file, int line, const char *call)
+{
+    for (;;) {
+        ncclResult_t state, r = ncclCommGetAsyncError(comm, &state);
+        if (r != ncclSuccess)
+            die(file, line, "ncclCommGetAsyncError", r);
+        if (state == ncclSuccess)
+            return;
+        if (state != ncclInProgress)
+            die(file, line, call, state);
+        sched_yield();
+    }
+}
+
+#define NCCL_CHECK(comm, call)                                                             \
     do {                                                                                   \
         ncclResult_t r_ = (call);                                                          \
-        if (r_ != ncclSuccess) {                                                           \
-            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call,                  \
-                    ncclGetErrorString(r_));                                               \
-            abort();                                                                       \
-        }                                                                                  \
+        if (r_ == ncclInProgress)                                                          \
+            settle((comm), __FILE__, __LINE__, #call);                                     \
+        else if (r_ != ncclSuccess)                                                        \
+            die(__FILE__, __LINE__, #call, r_);                                            \
     } while (0)
+
+// ncclGroupEnd over the given communicators: each settles.
+static void group_end(ncclComm_t const *comms, int n)
+{
+    ncclResult_t r = ncclGroupEnd();
+    if (r != ncclSuccess && r != ncclInProgress)
+        die(__FILE__, __LINE__, "ncclGroupEnd", r);
+    for (int i = 0; i < n && r == ncclInProgress; i++)
+        settle(comms[i], __FILE__, __LINE__, "ncclGroupEnd");
+}
 
 typedef struct {
     ncclComm_t comm;
@@ -29,55 +62,63 @@ static nccl_impl *impl(const tr_group *g) { return g->impl; }
 
 static void nc_all_reduce(tr_group *g, void *buf, size_t n, tr_dtype t)
 {
-    NCCL_CHECK(ncclAllReduce(buf, buf, n, type_of(t), ncclSum, impl(g)->comm, impl(g)->stream));
+    NCCL_CHECK(impl(g)->comm, ncclAllReduce(buf, buf, n, type_of(t), ncclSum, impl(g)->comm,
+                                             impl(g)->stream));
 }
 
 static void nc_all_gather(tr_group *g, const void *send, void *recv, size_t n, tr_dtype t)
 {
-    NCCL_CHECK(ncclAllGather(send, recv, n, type_of(t), impl(g)->comm, impl(g)->stream));
+    NCCL_CHECK(impl(g)->comm,
+               ncclAllGather(send, recv, n, type_of(t), impl(g)->comm, impl(g)->stream));
 }
 
 static void nc_reduce_scatter(tr_group *g, const void *send, void *recv, size_t n, tr_dtype t)
 {
-    NCCL_CHECK(ncclReduceScatter(send, recv, n, type_of(t), ncclSum, impl(g)->comm,
-                                 impl(g)->stream));
+    NCCL_CHECK(impl(g)->comm, ncclReduceScatter(send, recv, n, type_of(t), ncclSum,
+                                                 impl(g)->comm, impl(g)->stream));
 }
 
 static void nc_broadcast(tr_group *g, void *buf, size_t n, tr_dtype t, int root)
 {
-    NCCL_CHECK(ncclBroadcast(buf, buf, n, type_of(t), root, impl(g)->comm, impl(g)->stream));
+    NCCL_CHECK(impl(g)->comm,
+               ncclBroadcast(buf, buf, n, type_of(t), root, impl(g)->comm, impl(g)->stream));
 }
 
 static void nc_all_to_all_v(tr_group *g, const void *send, const size_t *send_counts, void *recv,
                             const size_t *recv_counts, tr_dtype t)
 {
     size_t es = tr_dtype_size(t), so = 0, ro = 0;
-    NCCL_CHECK(ncclGroupStart());
+    ncclComm_t comm = impl(g)->comm;
+    NCCL_CHECK(comm, ncclGroupStart());
     for (int j = 0; j < g->size; j++) {
         if (send_counts[j])
-            NCCL_CHECK(ncclSend((const char *)send + so * es, send_counts[j], type_of(t), j,
-                                impl(g)->comm, impl(g)->stream));
+            NCCL_CHECK(comm, ncclSend((const char *)send + so * es, send_counts[j], type_of(t), j,
+                                      comm, impl(g)->stream));
         if (recv_counts[j])
-            NCCL_CHECK(ncclRecv((char *)recv + ro * es, recv_counts[j], type_of(t), j,
-                                impl(g)->comm, impl(g)->stream));
+            NCCL_CHECK(comm, ncclRecv((char *)recv + ro * es, recv_counts[j], type_of(t), j, comm,
+                                      impl(g)->stream));
         so += send_counts[j];
         ro += recv_counts[j];
     }
-    NCCL_CHECK(ncclGroupEnd());
+    group_end(&comm, 1);
 }
 
 static void nc_p2p(const tr_p2p_op *ops, int n, tr_dtype t)
 {
-    NCCL_CHECK(ncclGroupStart());
+    ncclComm_t comms[n];
+    NCCL_CHECK(impl(ops[0].group)->comm, ncclGroupStart());
     for (int i = 0; i < n; i++) {
         const tr_p2p_op *op = &ops[i];
         nccl_impl *x = impl(op->group);
+        comms[i] = x->comm;
         if (op->is_send)
-            NCCL_CHECK(ncclSend(op->buf, op->count, type_of(t), op->peer, x->comm, x->stream));
+            NCCL_CHECK(x->comm, ncclSend(op->buf, op->count, type_of(t), op->peer, x->comm,
+                                         x->stream));
         else
-            NCCL_CHECK(ncclRecv(op->buf, op->count, type_of(t), op->peer, x->comm, x->stream));
+            NCCL_CHECK(x->comm, ncclRecv(op->buf, op->count, type_of(t), op->peer, x->comm,
+                                         x->stream));
     }
-    NCCL_CHECK(ncclGroupEnd());
+    group_end(comms, n);
 }
 
 static void nc_copy(tr_group *g, void *dst, const void *src, size_t bytes)
