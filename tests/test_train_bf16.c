@@ -5,6 +5,8 @@
 // offset and transfer size then counts 2-byte elements, as on the GPU, and
 // the losses must stay within bf16's reach (2e-2 relative) of the fp32
 // ops' on several layouts, while the fp32 master weights keep training.
+// A checkpoint taken in bf16 and loaded into a fresh worker (its bf16
+// working copy rebuilt from the master) continues with identical losses.
 #include <math.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -15,6 +17,7 @@
 #include "kernels/reference_vp.h"
 #include "model/config.h"
 #include "tests/check.h"
+#include "train/checkpoint.h"
 #include "train/layout_groups.h"
 #include "train/train.h"
 
@@ -233,9 +236,25 @@ typedef struct {
     const tr_ops *ops;
     tr_threads_world *world;
     int rank;
-    float loss[STEPS];
+    const char *ckdir; // set: after step 0, save; a fresh worker loads it
+    float loss[STEPS], resumed; // resumed: the loaded worker's step-1 loss
     char err[256];
 } rank_run;
+
+// The loaded worker's loss of step 1 (after w took steps 0 and 1).
+static float resume(rank_run *r, tr_group *groups[], tr_group *bridge, const hg_optim_config *o)
+{
+    int step, gen;
+    float loss = -1;
+    tr_worker *w2 = tr_worker_create_with(r->ops, r->plan, r->rank, groups, bridge, 99, r->err,
+                                          sizeof r->err);
+    if (w2 && tr_checkpoint_load(w2, r->ckdir, &step, &gen, r->err, sizeof r->err) == 0) {
+        loss = tr_worker_forward_backward(w2, 77, step);
+        tr_worker_optimizer_step(w2, o);
+    }
+    tr_worker_free(w2);
+    return loss;
+}
 
 static void *run_rank(void *arg)
 {
@@ -253,20 +272,27 @@ static void *run_rank(void *arg)
     for (int step = 0; w && step < STEPS; step++) {
         r->loss[step] = tr_worker_forward_backward(w, 77, step);
         tr_worker_optimizer_step(w, &o);
+        if (step == 0 && r->ckdir &&
+            tr_checkpoint_save(w, r->ckdir, 1, 1, r->err, sizeof r->err) != 0)
+            break;
     }
+    if (w && r->ckdir && !r->err[0])
+        r->resumed = resume(r, groups, bridge, &o);
     tr_worker_free(w);
     tr_layout_groups_free(groups, bridge);
     return NULL;
 }
 
-// Losses of the LLM's last rank over STEPS steps with the given ops.
-static void run(const hg_plan *plan, const tr_ops *ops, float *loss)
+// Losses of the LLM's last rank over STEPS steps with the given ops (and
+// with ckdir, its resumed worker's step-1 loss in *resumed).
+static void run(const hg_plan *plan, const tr_ops *ops, const char *ckdir, float *loss,
+                float *resumed)
 {
     tr_threads_world *world = tr_threads_world_create(plan->world_size);
     static rank_run runs[MAX_WORLD];
     pthread_t th[MAX_WORLD];
     for (int r = 0; r < plan->world_size; r++) {
-        runs[r] = (rank_run){.plan = plan, .ops = ops, .world = world, .rank = r};
+        runs[r] = (rank_run){.plan = plan, .ops = ops, .world = world, .rank = r, .ckdir = ckdir};
         pthread_create(&th[r], NULL, run_rank, &runs[r]);
     }
     for (int r = 0; r < plan->world_size; r++) {
@@ -274,6 +300,8 @@ static void run(const hg_plan *plan, const tr_ops *ops, float *loss)
         CHECK(runs[r].err[0] == 0, "%s: %s", ops->name, runs[r].err);
     }
     memcpy(loss, runs[plan->world_size - 1].loss, sizeof(float) * STEPS);
+    if (resumed)
+        *resumed = runs[plan->world_size - 1].resumed;
     tr_threads_world_free(world);
 }
 
@@ -302,9 +330,18 @@ int main(void)
             CHECK(0, "%s: %s", cases[i].name, err);
             continue;
         }
-        float f32[STEPS], b16[STEPS];
-        run(&plan, &tr_cpu_ops, f32);
-        run(&plan, &bf16_ops, b16);
+        float f32[STEPS], b16[STEPS], resumed = -1;
+        char ckdir[] = "/tmp/hgrid-bf16-ck.XXXXXX";
+        int with_ck = i == 1 && mkdtemp(ckdir) != NULL;
+        run(&plan, &tr_cpu_ops, NULL, f32, NULL);
+        run(&plan, &bf16_ops, with_ck ? ckdir : NULL, b16, &resumed);
+        if (with_ck) {
+            CHECK(resumed == b16[1], "%s: resumed from the bf16 checkpoint: loss %.7f, "
+                  "uninterrupted %.7f", cases[i].name, resumed, b16[1]);
+            char cmd[64];
+            snprintf(cmd, sizeof cmd, "rm -rf %s", ckdir);
+            CHECK(system(cmd) == 0, "could not remove %s", ckdir);
+        }
         double worst = 0;
         for (int s = 0; s < STEPS; s++)
             worst = fmax(worst, fabs(b16[s] - f32[s]) / fabs(f32[s]));
