@@ -13,6 +13,7 @@
 #define GRIDD_SLOW_CONSUMER (4u << 20)  // bytes queued to a peer (beyond one frame) before it is dropped
 #define GRIDD_SWEEP_MS 100              // deadline check period
 #define GRIDD_HELLO_MAX_FRAME 4096      // frame limit before a worker's Hello is accepted
+#define GRIDD_SELF_TEST_MAX 16384       // largest SelfTestReport kept per worker (bytes)
 
 typedef struct {
     const char *listen;        // HOST:PORT for workers

@@ -95,6 +95,11 @@ static void self_test(conn *c, const Hgrid__SelfTestReport *report)
               report->n_groups);
     roster_slot *slot = &c->job->rec.roster.slots[c->slot];
     size_t len = hgrid__self_test_report__get_packed_size(report);
+    if (len > GRIDD_SELF_TEST_MAX) { // keeps gridd's memory per worker bounded
+        gridd_log("job %s: rank %d self-test of %zu bytes not kept (limit %d)", c->job->rec.name,
+                  c->slot, len, GRIDD_SELF_TEST_MAX);
+        return;
+    }
     uint8_t *packed = malloc(len ? len : 1);
     if (!packed || hgrid__self_test_report__pack(report, packed) != len) {
         free(packed);
