@@ -67,24 +67,16 @@ static int write_port_file(const char *path, int port)
 int listen_tcp(server *srv)
 {
     const char *addr = srv->opt.listen;
-    const char *colon = strrchr(addr, ':');
     char host[256];
-    if (!colon || colon == addr || (size_t)(colon - addr) >= sizeof host || !colon[1]) {
+    const char *service;
+    if (wire_split_host_port(addr, host, sizeof host, &service)) {
         fprintf(stderr, "gridd: --listen '%s' is not HOST:PORT (e.g. 0.0.0.0:7420)\n", addr);
         return -1;
     }
-    const char *h = addr;
-    size_t n = (size_t)(colon - addr);
-    if (h[0] == '[' && n >= 2 && h[n - 1] == ']') {
-        h++;
-        n -= 2;
-    }
-    memcpy(host, h, n);
-    host[n] = '\0';
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
     struct addrinfo *res;
-    int gai = getaddrinfo(host, colon + 1, &hints, &res);
+    int gai = getaddrinfo(host, service, &hints, &res);
     if (gai) {
         fprintf(stderr, "gridd: --listen '%s': %s\n", addr, gai_strerror(gai));
         return -1;

@@ -129,8 +129,7 @@ static int connect_unix(const char *path, char *err, size_t errlen)
     return fd;
 }
 
-// Splits "HOST:PORT" (or "[V6]:PORT") into host and port.
-static int split_host_port(const char *addr, char *host, size_t hostlen, const char **port)
+int wire_split_host_port(const char *addr, char *host, size_t hostlen, const char **port)
 {
     const char *colon = strrchr(addr, ':');
     if (!colon || colon == addr || !colon[1])
@@ -155,7 +154,7 @@ int wire_connect(const char *addr, char *err, size_t errlen)
         return connect_unix(addr, err, errlen);
     char host[256];
     const char *port;
-    if (split_host_port(addr, host, sizeof host, &port)) {
+    if (wire_split_host_port(addr, host, sizeof host, &port)) {
         snprintf(err, errlen, "address '%s' is not HOST:PORT", addr);
         return -1;
     }

@@ -57,6 +57,8 @@ int wire_send(int fd, const Hgrid__Envelope *env);
 // Receives one Envelope within timeout_ms (-1: no limit). Returns NULL with
 // a one-line reason in err on EOF, timeout, oversized or undecodable frame.
 Hgrid__Envelope *wire_recv(int fd, uint32_t max_frame, int timeout_ms, char *err, size_t errlen);
+// Splits "HOST:PORT" (or "[V6]:PORT") into host and port; -1 if malformed.
+int wire_split_host_port(const char *addr, char *host, size_t hostlen, const char **port);
 // Connects to "HOST:PORT" (TCP) or, when addr contains a '/', a Unix socket.
 // Returns the fd or -1 with a one-line reason in err.
 int wire_connect(const char *addr, char *err, size_t errlen);
