@@ -48,9 +48,17 @@ $(BUILD)/tests/gpu/test_train_comm_nccl: $(call objs,tests/gpu/test_train_comm_n
 endif
 
 # The vocab-parallel kernels against their CPU references (a CUDA program);
-# the layouts' losses against the single-GPU trainer, and checkpoints.
+# the step on the GPU ops against the CPU ops (1 GPU); the layouts' losses
+# against the single-GPU trainer, and checkpoints.
 ifneq ($(wildcard $(NVCC)),)
-GPU_TESTS += $(BUILD)/tests/gpu/test_vocab_parallel tests/gpu/train_layouts.sh
+GPU_TESTS += $(BUILD)/tests/gpu/test_vocab_parallel $(BUILD)/tests/gpu/test_train_gpu_step \
+             tests/gpu/train_layouts.sh
+$(BUILD)/tests/gpu/test_train_gpu_step: $(call objs,tests/gpu/test_train_gpu_step.c) \
+                                        $(TRAIN_NCCL_LIB) $(TRAIN_LIB) $(MODEL_LIB) \
+                                        $(KERNELS_LIB) $(KERNELS_REF_LIB) $(LAYOUT_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(NCCL_LIBS) $(KERNELS_LDLIBS) -lstdc++ -lpthread -lm
+
 $(BUILD)/tests/gpu/test_vocab_parallel: $(BUILD)/tests/gpu/test_vocab_parallel.cu.o $(KERNELS_LIB) \
                                         $(KERNELS_REF_LIB)
 	@mkdir -p $(dir $@)
