@@ -1,7 +1,8 @@
 # Distributed training: collectives (threads backend for tests, NCCL for
-# GPUs), the 1F1B schedule, the sharded parallel model on the CPU reference
-# ops, checkpoints. TRAIN_LIB is CPU only; TRAIN_NCCL_LIB (the NCCL backend
-# and the GPU ops) needs CUDA + NCCL and the kernels library.
+# GPUs), the 1F1B schedule, the sharded parallel model over an ops table
+# (the CPU reference ops, or the CUDA launchers), checkpoints, and the GPU
+# workers' training loop (train_run). TRAIN_LIB is CPU only; TRAIN_NCCL_LIB
+# (the NCCL backend and the GPU ops) needs CUDA + NCCL and the kernels.
 TRAIN_SRCS := train/comm.c train/comm_threads.c train/schedule.c train/layout_groups.c \
               train/shard.c train/vocab.c train/ep_moe.c train/tp_stack.c train/worker.c \
               train/llm_stage.c train/encoder_stage.c train/checkpoint.c train/ops_cpu.c \
