@@ -2,7 +2,8 @@
 // resumed by fresh workers gives bit-identical fp32 losses to an
 // uninterrupted run; no temporary files stay behind; loading into another
 // layout is refused with one line naming both layouts; a damaged shard is
-// refused by its checksum.
+// refused by its checksum, and every rank learns whether some rank failed
+// (tr_worker_all_ok) instead of waiting on it.
 #include "model/config.h"
 #include "tests/check.h"
 #include "train/checkpoint.h"
@@ -53,6 +54,48 @@ static void *run_rank(void *arg)
     tr_worker_free(w);
     tr_layout_groups_free(groups, bridge);
     return NULL;
+}
+
+// Every rank loads r->load and asks whether all did: r->loss[0] = 1 if
+// this rank's load worked, r->loss[1] = 1 if all agreed they did.
+static void *agree_rank(void *arg)
+{
+    rank_run *r = arg;
+    tr_group *groups[HG_NUM_GROUP_KINDS], *bridge;
+    int step, generation;
+    char err[1024];
+    tr_threads_layout_groups(r->world, r->plan, r->rank, groups, &bridge);
+    tr_worker *w = tr_worker_create(r->plan, r->rank, groups, bridge, SEED, r->err, sizeof r->err);
+    if (w) {
+        int ok = tr_checkpoint_load(w, r->load, &step, &generation, err, sizeof err) == 0;
+        r->loss[0] = (float)ok;
+        r->loss[1] = (float)tr_worker_all_ok(w, ok);
+    }
+    tr_worker_free(w);
+    tr_layout_groups_free(groups, bridge);
+    return NULL;
+}
+
+// Every rank of plan loads dir; the rank `bad` (-1: none) must fail, and
+// all must agree on whether every load worked.
+static void agree(const hg_plan *plan, const char *dir, int bad)
+{
+    tr_threads_world *world = tr_threads_world_create(plan->world_size);
+    static rank_run runs[MAX_WORLD];
+    pthread_t th[MAX_WORLD];
+    for (int r = 0; r < plan->world_size; r++) {
+        runs[r] = (rank_run){.plan = plan, .world = world, .rank = r, .load = dir};
+        pthread_create(&th[r], NULL, agree_rank, &runs[r]);
+    }
+    for (int r = 0; r < plan->world_size; r++) {
+        pthread_join(th[r], NULL);
+        CHECK(runs[r].err[0] == 0, "rank %d: %s", r, runs[r].err);
+        CHECK(runs[r].loss[0] == (r != bad), "rank %d: load %s", r,
+              runs[r].loss[0] ? "worked" : "failed");
+        CHECK(runs[r].loss[1] == (bad < 0), "rank %d: all_ok says %g with rank %d failing", r,
+              runs[r].loss[1], bad);
+    }
+    tr_threads_world_free(world);
 }
 
 // Runs steps [first, last) on every rank; loss gets the last rank's (the
@@ -139,6 +182,8 @@ int main(void)
     tr_layout_groups_free(groups, bridge);
     tr_threads_world_free(world);
 
+    agree(&plan, dir, -1); // every rank loads the whole checkpoint and says so
+
     // A flipped byte in a shard: refused by its checksum.
     char path[512];
     snprintf(path, sizeof path, "%s/rank-00002.bin", dir);
@@ -161,6 +206,7 @@ int main(void)
     tr_worker_free(w);
     tr_layout_groups_free(groups, bridge);
     tr_threads_world_free(world);
+    agree(&plan, dir, 2); // every rank loads: rank 2 fails, and all of them know it
 
     DIR *d = opendir(dir);
     for (struct dirent *e; d && (e = readdir(d));)

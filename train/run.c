@@ -157,8 +157,13 @@ int train_run(hgrid_worker *w, hgrid_comms *comms, const train_options *o, doubl
         fprintf(stderr, "hgrid-worker: %s\n", err);
     } else {
         const char *from = resume_dir(w, o);
-        if (from && tr_checkpoint_load(tw, from, &first_step, &gen, err, sizeof err) != 0)
+        int loaded = !from || tr_checkpoint_load(tw, from, &first_step, &gen, err,
+                                                 sizeof err) == 0;
+        if (!loaded)
             fprintf(stderr, "hgrid-worker: %s\n", err);
+        if (!tr_worker_all_ok(tw, loaded)) // every rank stops, none waits on the others
+            fprintf(stderr, "hgrid-worker: rank %d: not every rank loaded checkpoint %s; see "
+                            "the failing ranks' errors\n", hgrid_rank(w), from);
         else
             rc = loop(w, tw, &plan, o, first_step, beat_s);
     }

@@ -39,6 +39,9 @@ void tr_worker_free(tr_worker *w);
 // loss) in the worker's gradient buffer. Returns the step's mean caption
 // cross-entropy on the LLM's last pipeline stage, 0 on other ranks.
 float tr_worker_forward_backward(tr_worker *w, uint64_t data_seed, int step);
+// Whether ok holds on every rank of both modules (every rank calls it):
+// e.g. all loaded their checkpoint shard, so none waits on a failed one.
+int tr_worker_all_ok(tr_worker *w, int ok);
 // Whether forward_backward returns the step's loss here (the LLM's last stage).
 int tr_worker_has_loss(const tr_worker *w);
 // Clips by the global gradient norm over both modules and takes one AdamW

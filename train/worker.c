@@ -228,29 +228,43 @@ float tr_worker_forward_backward(tr_worker *w, uint64_t data_seed, int step)
     return loss * w->loss_scale;
 }
 
-// Squared norm over both modules: each element counted once (its owner's
-// copy), summed over the module, then across modules through the lane-0
-// bridge leaders, who hand it back to their module.
-static float global_norm_squared(tr_worker *w)
+// w->scalar summed over every rank of both modules: over the module, then
+// across modules through the lane-0 bridge leaders, who hand it back to
+// their module. Returns the sum (on every rank).
+static float world_sum(tr_worker *w)
 {
-    const hg_param_table *t = &w->shard.local;
-    float *sq = w->scalar, out;
-    w->ops->zero(sq, sizeof(float));
-    for (int id = 0; id < t->num_tensors; id++)
-        if (w->shard.owner[id])
-            w->ops->norm_squared(sq, w->grads + t->tensors[id].offset, t->tensors[id].count);
-    tr_all_reduce(w->g[HG_GROUP_MODULE], sq, 1, TR_F32);
+    float *x = w->scalar, out;
+    tr_all_reduce(w->g[HG_GROUP_MODULE], x, 1, TR_F32);
     if (hg_plan_has_bridge(&w->plan)) {
         int leader0 = hg_bridge_leader(&w->plan, w->grid->id, 0);
         if (w->bridge) {
             if (w->rank != leader0)
-                w->ops->zero(sq, sizeof(float));
-            tr_all_reduce(w->bridge, sq, 1, TR_F32);
+                w->ops->zero(x, sizeof(float));
+            tr_all_reduce(w->bridge, x, 1, TR_F32);
         }
-        tr_broadcast(w->g[HG_GROUP_MODULE], sq, 1, TR_F32, leader0 - w->grid->rank_offset);
+        tr_broadcast(w->g[HG_GROUP_MODULE], x, 1, TR_F32, leader0 - w->grid->rank_offset);
     }
-    w->ops->download(&out, sq, sizeof out);
+    w->ops->download(&out, x, sizeof out);
     return out;
+}
+
+// Squared norm over both modules: each element counted once (its owner's copy).
+static float global_norm_squared(tr_worker *w)
+{
+    const hg_param_table *t = &w->shard.local;
+    w->ops->zero(w->scalar, sizeof(float));
+    for (int id = 0; id < t->num_tensors; id++)
+        if (w->shard.owner[id])
+            w->ops->norm_squared(w->scalar, w->grads + t->tensors[id].offset,
+                                 t->tensors[id].count);
+    return world_sum(w);
+}
+
+int tr_worker_all_ok(tr_worker *w, int ok)
+{
+    float failed = ok ? 0.0f : 1.0f;
+    w->ops->upload(w->scalar, &failed, sizeof failed);
+    return world_sum(w) == 0.0f;
 }
 
 float tr_worker_optimizer_step(tr_worker *w, const hg_optim_config *o)
