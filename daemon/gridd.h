@@ -6,9 +6,11 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <uv.h>
 
 #define GRIDD_MAX_JOBS 256
+#define GRIDD_MAX_ALLOW_UIDS 16
 #define GRIDD_LINGER_MS 2000            // after an Error: wait this long for the peer's EOF
 #define GRIDD_SLOW_CONSUMER (4u << 20)  // bytes queued to a peer (beyond one frame) before it is dropped
 #define GRIDD_SWEEP_MS 100              // deadline check period
@@ -25,6 +27,8 @@ typedef struct {
     double hello_timeout;      // seconds
     uint32_t max_frame;        // bytes
     int max_connections;
+    uid_t allow_uids[GRIDD_MAX_ALLOW_UIDS]; // control peers besides root and gridd's own uid
+    int num_allow_uids;
 } gridd_options;
 
 typedef struct server server;

@@ -12,6 +12,27 @@
 
 #include "daemon/listen.h"
 
+// The Unix socket's 0660 mode is the first gate; the peer's uid, from the
+// kernel (SO_PEERCRED), is the second: root, gridd's own user, --allow-uid.
+static bool control_peer_allowed(conn *c, uid_t *uid)
+{
+    uv_os_fd_t fd;
+    struct ucred cred;
+    socklen_t len = sizeof cred;
+    if (uv_fileno(&c->h.handle, &fd) || getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len)) {
+        *uid = (uid_t)-1;
+        return false;
+    }
+    *uid = cred.uid;
+    if (cred.uid == 0 || cred.uid == geteuid())
+        return true;
+    const gridd_options *o = &c->srv->opt;
+    for (int i = 0; i < o->num_allow_uids; i++)
+        if (o->allow_uids[i] == cred.uid)
+            return true;
+    return false;
+}
+
 static void on_connection(uv_stream_t *listener, int status)
 {
     server *srv = listener->data;
@@ -40,6 +61,14 @@ static void on_connection(uv_stream_t *listener, int status)
         return;
     }
     conn_start(c);
+    uid_t uid;
+    if (kind == CONN_CONTROL && !control_peer_allowed(c, &uid)) {
+        conn_fail(c, HGRID__ERROR_CODE__ERROR_PERMISSION,
+                  "uid %u may not control gridd (it runs as uid %u); restart gridd with "
+                  "--allow-uid %u to allow it",
+                  (unsigned)uid, (unsigned)geteuid(), (unsigned)uid);
+        return;
+    }
     // hgridctl stays usable however many workers connect.
     if (kind == CONN_WORKER && srv->worker_connections > srv->opt.max_connections)
         conn_fail(c, HGRID__ERROR_CODE__ERROR_LIMIT,

@@ -31,6 +31,8 @@ static void usage(FILE *out)
             "  --max-frame BYTES          largest frame accepted (default %u)\n"
             "  --max-connections N        worker connection cap (default: open-file limit - 64)\n"
             "  --port-file PATH           write the bound port there once listening\n"
+            "  --allow-uid UID            also accept hgridctl from this user (repeatable;\n"
+            "                             root and gridd's own user always are)\n"
             "  --help                     this text\n",
             WIRE_DEFAULT_PORT, WIRE_DEFAULT_MAX_FRAME);
 }
@@ -86,6 +88,7 @@ static int parse_options(int argc, char **argv, gridd_options *o)
         {"ready-timeout", required_argument, 0, 'r'},
         {"hello-timeout", required_argument, 0, 'o'}, {"max-frame", required_argument, 0, 'f'},
         {"max-connections", required_argument, 0, 'm'}, {"port-file", required_argument, 0, 'p'},
+        {"allow-uid", required_argument, 0, 'u'},
         {"help", no_argument, 0, 'h'},            {0, 0, 0, 0},
     };
     long nofile = raise_nofile();
@@ -118,6 +121,12 @@ static int parse_options(int argc, char **argv, gridd_options *o)
                 o->max_connections = (int)n;
             break;
         case 'p': o->port_file = optarg; break;
+        case 'u':
+            if (o->num_allow_uids == GRIDD_MAX_ALLOW_UIDS)
+                return bad_value("--allow-uid", optarg, "given at most 16 times");
+            if (!(rc = parse_count("--allow-uid", optarg, 0, 0x7fffffffL, &n)))
+                o->allow_uids[o->num_allow_uids++] = (uid_t)n;
+            break;
         case 'h': usage(stdout); return 1;
         default:
             fprintf(stderr, "gridd: unknown or incomplete option '%s' (try 'gridd --help')\n",
