@@ -19,7 +19,8 @@ static void usage(FILE *out)
             "with --config and --steps it trains first, reporting every step to gridd.\n"
             "--single-gpu trains both modules on one GPU instead (hgrid-train's flags).\n\n"
             "  --coordinator HOST:PORT  gridd's worker address (gridd --listen)\n"
-            "  --job NAME, --token T    the job and its token (hgridctl submit prints it)\n"
+            "  --job NAME, --token T    the job and its token (hgridctl submit prints it);\n"
+            "                           without --token, $HGRID_TOKEN (not shown by ps)\n"
             "  --device N               local GPU (default: LOCAL_RANK, SLURM_LOCALID, 0)\n"
             "  --host NAME              host name (default: $HGRID_HOSTNAME, gethostname())\n"
             "  --use-launcher-rank      ask gridd for rank RANK (or SLURM_PROCID)\n"
@@ -148,8 +149,11 @@ int worker_parse_args(int argc, char **argv, worker_options *opt, bool *exit_now
         return usage_error("--self-test needs a GPU; drop --dry-run", NULL);
     if (train_options_check(&opt->train, opt->dry_run, opt->self_test, err, sizeof err) != 0)
         return usage_error(err, NULL);
+    if (!opt->token && getenv("HGRID_TOKEN") && *getenv("HGRID_TOKEN"))
+        opt->token = getenv("HGRID_TOKEN"); // kept out of the command line, which ps shows
     if (!opt->coordinator || !opt->job || !opt->token)
-        return usage_error("--coordinator, --job and --token are required", NULL);
+        return usage_error("--coordinator, --job and --token (or $HGRID_TOKEN) are required",
+                           NULL);
     if (!opt->host[0])
         hgrid_default_host(opt->host, sizeof opt->host);
     if (opt->device < 0)

@@ -26,6 +26,9 @@ expect 2 "--bw-bytes needs a whole number of bytes" "${base[@]}" --bw-bytes 4.5
 expect 2 "--comm-timeout needs a number >= 0.05" "${base[@]}" --comm-timeout 0
 # No GPU 7 here (or, on an 8-GPU host, no gridd at 127.0.0.1:1): one line, exit 1.
 expect 1 "GPU 7 unusable\|127.0.0.1:1" "${base[@]}" --device 7 --self-test --comm-init split
+# The token may come from the environment instead of the command line.
+expect 2 "--token (or \$HGRID_TOKEN) are required" --coordinator 127.0.0.1:1 --job j --dry-run
+HGRID_TOKEN=t expect 1 "cannot connect to gridd at 127.0.0.1:1" --coordinator 127.0.0.1:1 --job j --dry-run
 if "$w" --help | grep -q -- "--comm-init init|split"; then
   passed=$((passed + 1))
 else
