@@ -24,8 +24,9 @@ static long long unix_us(void)
     return (long long)tv.tv_sec * 1000000 + tv.tv_usec;
 }
 
-// Selects the device and creates its context; writes the GPU's UUID as nvidia-smi prints it ("GPU-" and 36 hex digits and dashes)
-// into uuid. Returns 0, or 1 after one line saying why.
+// Selects the device and creates its context; writes the GPU's UUID into
+// uuid as nvidia-smi prints it ("GPU-" then the dashed hex digits).
+// Returns 0, or 1 after one line saying why.
 static int open_device(int device, char *uuid, size_t len)
 {
     cudaError_t e = cudaSetDevice(device);
