@@ -237,6 +237,19 @@ static int write_json(const Hgrid__JobInfo *info)
     return 0;
 }
 
+// Parses a JOB command's arguments and fetches the job's JobInfo into
+// *reply. Returns -1 to go on, else the exit status.
+static int job_info_command(const job_command *cmd, const ctl_options *opt, int argc, char **argv,
+                            bool *json, Hgrid__Envelope **reply)
+{
+    const char *name;
+    int rc = parse_job_args(cmd, argc, argv, &name, json);
+    if (rc >= 0)
+        return rc;
+    *reply = fetch_job(opt, name);
+    return *reply ? -1 : 1;
+}
+
 static void write_heading(const Hgrid__JobInfo *info)
 {
     printf("job %s: %s, generation %llu, joined %u/%u\n", info->job, info->state,
@@ -248,14 +261,11 @@ static const job_command show_cmd = {
 
 int ctl_show(const ctl_options *opt, int argc, char **argv)
 {
-    const char *name;
     bool json = false;
-    int rc = parse_job_args(&show_cmd, argc, argv, &name, &json);
+    Hgrid__Envelope *reply;
+    int rc = job_info_command(&show_cmd, opt, argc, argv, &json, &reply);
     if (rc >= 0)
         return rc;
-    Hgrid__Envelope *reply = fetch_job(opt, name);
-    if (!reply)
-        return 1;
     const Hgrid__JobInfo *info = reply->job_info;
     rc = 0;
     if (json) {
@@ -278,14 +288,11 @@ static const job_command status_cmd = {
 
 int ctl_status(const ctl_options *opt, int argc, char **argv)
 {
-    const char *name;
     bool json = false;
-    int rc = parse_job_args(&status_cmd, argc, argv, &name, &json);
+    Hgrid__Envelope *reply;
+    int rc = job_info_command(&status_cmd, opt, argc, argv, &json, &reply);
     if (rc >= 0)
         return rc;
-    Hgrid__Envelope *reply = fetch_job(opt, name);
-    if (!reply)
-        return 1;
     const Hgrid__JobInfo *info = reply->job_info;
     write_heading(info);
     for (size_t i = 0; i < info->n_workers; i++) {
