@@ -151,7 +151,7 @@ static int run_one(hgrid_worker *w, const worker_options *opt)
     if (st == HGRID_OK)
         st = hgrid_ready(w);
     if (st == HGRID_OK && opt->train.config) // returns once gridd ends the job
-        st = train_run(w, comms, &opt->train, opt->heartbeat_timeout_s / 3);
+        st = train_run(w, &comms, &opt->train, opt->heartbeat_timeout_s / 3);
     if (st == HGRID_OK)
         st = worker_run_generation(w, opt);
     alarm(TEARDOWN_LIMIT_S);

@@ -3,14 +3,34 @@
 #include "train/comm_nccl.h"
 
 #include <sched.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 
+static jmp_buf *escape;         // the training thread's only
+static atomic_int escape_armed; // any thread
+
+void tr_nccl_escape_to(jmp_buf *to)
+{
+    escape = to;
+    atomic_store(&escape_armed, 0);
+}
+
+void tr_nccl_escape_arm_abort(void) { atomic_store(&escape_armed, 1); }
+
+static void escape_if_armed(void)
+{
+    if (escape && atomic_load(&escape_armed))
+        longjmp(*escape, 1);
+}
+
 // libhgrid's communicators are non-blocking: a call may answer
 // ncclInProgress, and the next call on that communicator must wait until
-// it settles. Any other failure ends the process (file, line, reason).
+// it settles. Any other failure ends the process (file, line, reason),
+// unless another thread aborted the communicators on purpose.
 static void die(const char *file, int line, const char *call, ncclResult_t r)
 {
+    escape_if_armed();
     fprintf(stderr, "%s:%d: %s: %s\n", file, line, call, ncclGetErrorString(r));
     abort();
 }
@@ -18,6 +38,7 @@ static void die(const char *file, int line, const char *call, ncclResult_t r)
 static void settle(ncclComm_t comm, const char *file, int line, const char *call)
 {
     for (;;) {
+        escape_if_armed();
         ncclResult_t state, r = ncclCommGetAsyncError(comm, &state);
         if (r != ncclSuccess)
             die(file, line, "ncclCommGetAsyncError", r);

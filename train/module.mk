@@ -14,7 +14,7 @@ TRAIN_NCCL_LIB  := $(BUILD)/libtrain_nccl.a
 # What hgrid-worker links for train_run (client/module.mk), before libhgrid:
 # the GPU training loop where nvcc is, else one that says it is missing.
 ifneq ($(wildcard $(NVCC)),)
-TRAIN_RUN_LINK := $(call objs,train/run.c) $(TRAIN_NCCL_LIB) $(TRAIN_LIB)
+TRAIN_RUN_LINK := $(call objs,train/run.c train/run_watch.c) $(TRAIN_NCCL_LIB) $(TRAIN_LIB)
 else
 TRAIN_RUN_LINK := $(call objs,train/run_nokernels.c) $(TRAIN_LIB) $(MODEL_LIB) $(LAYOUT_LIB)
 endif

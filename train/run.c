@@ -2,8 +2,7 @@
 // the step loop with heartbeats and checkpoints.
 #include "train/run.h"
 
-#include <errno.h>
-#include <poll.h>
+#include <setjmp.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -15,6 +14,7 @@
 #include "train/checkpoint.h"
 #include "train/comm_nccl.h"
 #include "train/ops_gpu.h"
+#include "train/run_watch.h"
 #include "train/train.h"
 
 static double now_s(void)
@@ -80,27 +80,10 @@ static const char *resume_dir(hgrid_worker *w, const train_options *o)
     return stat(path, &sb) == 0 ? o->save_dir : NULL;
 }
 
-// After the last step: the final report as heartbeats every beat_s until
-// gridd releases (or aborts) the job, so that status keeps showing it.
-static int hold(hgrid_worker *w, uint64_t step, float loss, float tok_s, double beat_s)
-{
-    for (;;) {
-        int st = hgrid_heartbeat(w, step, loss, tok_s);
-        if (st != HGRID_OK)
-            return st;
-        struct pollfd pfd = {.fd = hgrid_fd(w), .events = POLLIN};
-        int ready = poll(&pfd, 1, (int)(beat_s * 1000) + 1);
-        if (ready < 0 && errno != EINTR) {
-            fprintf(stderr, "hgrid-worker: poll failed: %s\n", strerror(errno));
-            return HGRID_ERR_IO;
-        }
-        if (ready > 0 && (st = hgrid_poll(w)) != HGRID_OK)
-            return st;
-    }
-}
-
+// The steps from first_step, each reported to the watch thread.
+// Returns 1 when every step ran, 0 after a failed checkpoint.
 static int loop(hgrid_worker *w, tr_worker *tw, const hg_plan *plan, const train_options *o,
-                int first_step, double beat_s)
+                int first_step, train_watch *watch)
 {
     hg_optim_config opt;
     hg_optim_defaults(&opt);
@@ -108,37 +91,49 @@ static int loop(hgrid_worker *w, tr_worker *tw, const hg_plan *plan, const train
         opt.lr = o->lr;
     int rank = hgrid_rank(w), gen = (int)hgrid_generation(w);
     char err[512];
-    float report = 0.0f;
-    double tok_s = 0;
     for (int step = first_step; step < o->steps; step++) {
         double t0 = now_s();
         float loss = tr_worker_forward_backward(tw, o->seed, step);
         float norm = tr_worker_optimizer_step(tw, &opt);
-        double dt = now_s() - t0;
-        tok_s = train_tokens_per_step(plan) / dt;
+        double dt = now_s() - t0, tok_s = train_tokens_per_step(plan) / dt;
         if (tr_worker_has_loss(tw)) {
             printf("rank %d step %5d | loss %.6f | norm %.4f | %8.2f ms | %10.0f tok/s\n", rank,
                    step + 1, loss, norm, dt * 1e3, tok_s);
             fflush(stdout);
         }
-        report = tr_worker_has_loss(tw) ? loss : 0.0f;
-        int st = hgrid_heartbeat(w, (uint64_t)step + 1, report, (float)tok_s);
-        if (st == HGRID_OK)
-            st = hgrid_poll(w);
-        if (st != HGRID_OK)
-            return st;
+        train_watch_progress(watch, (uint64_t)step + 1, tr_worker_has_loss(tw) ? loss : 0.0f,
+                             (float)tok_s);
         if (train_should_save(o, step + 1) &&
             tr_checkpoint_save(tw, o->save_dir, step + 1, gen, err, sizeof err) != 0) {
             fprintf(stderr, "hgrid-worker: checkpoint after step %d: %s\n", step + 1, err);
-            return HGRID_ERR_STATE;
+            return 0;
         }
     }
     printf("rank %d: trained %d steps\n", rank, o->steps);
     fflush(stdout);
-    return hold(w, (uint64_t)o->steps, report, (float)tok_s, beat_s);
+    return 1;
 }
 
-int train_run(hgrid_worker *w, hgrid_comms *comms, const train_options *o, double beat_s)
+// Loads the checkpoint to resume from (every rank agreeing) and trains;
+// 1 when every step ran.
+static int resume_and_train(hgrid_worker *w, tr_worker *tw, const hg_plan *plan,
+                            const train_options *o, train_watch *watch)
+{
+    char err[512];
+    int first_step = 0, gen;
+    const char *from = resume_dir(w, o);
+    int loaded = !from || tr_checkpoint_load(tw, from, &first_step, &gen, err, sizeof err) == 0;
+    if (!loaded)
+        fprintf(stderr, "hgrid-worker: %s\n", err);
+    if (!tr_worker_all_ok(tw, loaded)) { // every rank stops, none waits on the others
+        fprintf(stderr, "hgrid-worker: rank %d: not every rank loaded checkpoint %s; see the "
+                        "failing ranks' errors\n", hgrid_rank(w), from);
+        return 0;
+    }
+    return loop(w, tw, plan, o, first_step, watch);
+}
+
+int train_run(hgrid_worker *w, hgrid_comms **comms, const train_options *o, double beat_s)
 {
     hg_plan plan;
     if (plan_for(w, o, &plan) != 0)
@@ -146,27 +141,31 @@ int train_run(hgrid_worker *w, hgrid_comms *comms, const train_options *o, doubl
     cudaStream_t st;
     kernels_init();
     cuda_check(cudaStreamCreate(&st));
-    tr_group *groups[HG_NUM_GROUP_KINDS], *bridge;
-    tr_worker *tw = NULL;
+    tr_group *groups[HG_NUM_GROUP_KINDS] = {0}, *bridge = NULL;
+    tr_worker *volatile tw = NULL; // set after setjmp, read after longjmp
     char err[512];
-    int rc = HGRID_ERR_STATE, first_step = 0, gen;
-    if (make_groups(w, comms, st, groups, &bridge) != 0) {
+    int rc = HGRID_ERR_STATE, aborted = 0;
+    jmp_buf escape;
+    train_watch *watch = train_watch_start(w, *comms, beat_s);
+    if (watch && make_groups(w, *comms, st, groups, &bridge) != 0) {
         fprintf(stderr, "hgrid-worker: out of memory for the training groups\n");
-    } else if (!(tw = tr_worker_create_with(tr_gpu_ops(!o->fp32, st), &plan, hgrid_rank(w),
-                                            groups, bridge, o->seed, err, sizeof err))) {
-        fprintf(stderr, "hgrid-worker: %s\n", err);
-    } else {
-        const char *from = resume_dir(w, o);
-        int loaded = !from || tr_checkpoint_load(tw, from, &first_step, &gen, err,
-                                                 sizeof err) == 0;
-        if (!loaded)
+        rc = train_watch_finish(watch, 0, &aborted);
+    } else if (watch && setjmp(escape)) { // the watch thread aborted the communicators
+        rc = train_watch_finish(watch, 0, &aborted);
+    } else if (watch) {
+        tr_nccl_escape_to(&escape);
+        tw = tr_worker_create_with(tr_gpu_ops(!o->fp32, st), &plan, hgrid_rank(w), groups,
+                                   bridge, o->seed, err, sizeof err);
+        if (!tw)
             fprintf(stderr, "hgrid-worker: %s\n", err);
-        if (!tr_worker_all_ok(tw, loaded)) // every rank stops, none waits on the others
-            fprintf(stderr, "hgrid-worker: rank %d: not every rank loaded checkpoint %s; see "
-                            "the failing ranks' errors\n", hgrid_rank(w), from);
-        else
-            rc = loop(w, tw, &plan, o, first_step, beat_s);
+        int done = tw && resume_and_train(w, tw, &plan, o, watch);
+        rc = train_watch_finish(watch, done, &aborted);
+        if (!done && rc >= 0)
+            rc = HGRID_ERR_STATE;
     }
+    tr_nccl_escape_to(NULL);
+    if (aborted)
+        *comms = NULL;
     tr_worker_free(tw);
     free_groups(groups, bridge);
     cuda_check(cudaStreamSynchronize(st));

@@ -3,7 +3,7 @@
 
 #include "train/run.h"
 
-int train_run(hgrid_worker *w, hgrid_comms *comms, const train_options *o, double beat_s)
+int train_run(hgrid_worker *w, hgrid_comms **comms, const train_options *o, double beat_s)
 {
     (void)w, (void)comms, (void)o, (void)beat_s;
     fprintf(stderr, "hgrid-worker: training needs the CUDA kernels; this build had no nvcc "

@@ -124,6 +124,38 @@ void tr_refresh_work(tr_worker *w)
         w->ops->to_act(w->work, w->params, w->shard.local.total);
 }
 
+// NCCL connects a point-to-point channel on its first use, and a batch
+// holding a first receive waits until the peer's first send connects it.
+// The step's batches pair a send one way with a receive the other way,
+// so the first step would deadlock: the sender's batch waits for a
+// connection that its peer makes only after receiving. One symmetric
+// exchange with every peer (bridge edges, pipeline neighbours), at the
+// step's sizes, connects both directions on both sides first.
+static void connect_peers(tr_worker *w)
+{
+    size_t piece = (size_t)w->piece * w->P * w->C, btc = (size_t)w->B * w->T * w->C;
+    char *send = w->llm ? w->dimg : w->slots[0].img, *recv = w->llm ? w->img : w->dimg;
+    w->nbatch = 0;
+    for (int q = 0; q < w->num_edges; q++) {
+        tr_add_op(w, w->batch, &w->nbatch, w->bridge, w->edge_peer[q], 1,
+                  send + q * piece * w->es, piece);
+        tr_add_op(w, w->batch, &w->nbatch, w->bridge, w->edge_peer[q], 0,
+                  recv + q * piece * w->es, piece);
+    }
+    if (w->llm && !w->first) {
+        tr_add_op(w, w->batch, &w->nbatch, w->g[HG_GROUP_PP], w->stage - 1, 1, w->dsend, btc);
+        tr_add_op(w, w->batch, &w->nbatch, w->g[HG_GROUP_PP], w->stage - 1, 0,
+                  w->stack.slots[0].res, btc);
+    }
+    if (w->llm && !w->last) {
+        tr_add_op(w, w->batch, &w->nbatch, w->g[HG_GROUP_PP], w->stage + 1, 1, w->dsend, btc);
+        tr_add_op(w, w->batch, &w->nbatch, w->g[HG_GROUP_PP], w->stage + 1, 0, w->stack.dres,
+                  btc);
+    }
+    tr_p2p(w->batch, w->nbatch, w->ops->act);
+    w->nbatch = 0;
+}
+
 tr_worker *tr_worker_create_with(const tr_ops *ops, const hg_plan *plan, int rank,
                                  tr_group *const groups[], tr_group *bridge, uint64_t seed,
                                  char *err, size_t errlen)
@@ -141,6 +173,7 @@ tr_worker *tr_worker_create_with(const tr_ops *ops, const hg_plan *plan, int ran
         tr_worker_free(w);
         return NULL;
     }
+    connect_peers(w);
     return w;
 }
 

@@ -10,8 +10,9 @@
 #include "train/vocab.h"
 
 // A leader's bridge edges (fan-in/out k), and a batch: one op's sends
-// and the next op's receives, each at most the edges or one neighbour.
-enum { TR_MAX_EDGES = 64, TR_MAX_P2P = 2 * TR_MAX_EDGES };
+// and the next op's receives, each at most the edges or one neighbour;
+// the first step's connecting exchange holds both directions of each.
+enum { TR_MAX_EDGES = 64, TR_MAX_P2P = 2 * TR_MAX_EDGES + 4 };
 
 // Per micro-batch in flight, module-specific. In the ops' memory unless
 // marked host; char * buffers hold activations (the ops' type).

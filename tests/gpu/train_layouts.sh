@@ -19,7 +19,8 @@ export NCCL_NVLS_ENABLE=0 # never NVLink multicast on shared hosts
 tmp=$(mktemp -d /tmp/hgrid-train.XXXXXX)
 # shellcheck source=tests/gpu/comm_lib.sh
 . tests/gpu/comm_lib.sh
-trap 'comm_cleanup; rm -rf "$tmp"' EXIT
+# HGRID_KEEP_LOGS=DIR keeps every worker's and gridd's output there.
+trap 'comm_cleanup; [ -n "${HGRID_KEEP_LOGS:-}" ] && cp -r "$tmp"/. "$HGRID_KEEP_LOGS"/; rm -rf "$tmp"' EXIT
 trap 'exit 1' TERM INT
 
 STEPS=20
@@ -85,6 +86,7 @@ train() {
     summary+=("$(printf '%-44s skipped (needs %d GPUs)' "$name" "$world")")
     return 2
   fi
+  echo "== $name ($world workers)"
   start_gridd 30 || return 1
   token=$(ctl submit --job "$name" "$@" 2>/dev/null) || { stop_gridd; return 1; }
   for rank in $(seq 0 $((world - 1))); do
