@@ -8,4 +8,6 @@ typedef struct {
 } ctl_options;
 
 int ctl_plan(const ctl_options *opt, int argc, char **argv);
+// Shows a job's training progress live (client/ctl_watch.c).
+int ctl_watch(const ctl_options *opt, int argc, char **argv);
 #endif
