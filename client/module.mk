@@ -50,6 +50,9 @@ endif
 
 CPU_TESTS += $(BUILD)/tests/test_selftest_calc tests/selftest_status.py tests/worker_gpu_cli.sh \
              tests/comm_layouts_dry.sh tests/ctl_watch.py
+# The README's demo (scripts/demo.sh): without GPUs, and its GPU branch's
+# layouts and command lines with dry-run workers.
+CPU_TESTS += tests/demo_check.sh
 $(BUILD)/tests/test_selftest_calc: $(call objs,tests/test_selftest_calc.c client/selftest_calc.c) \
 		$(LAYOUT_LIB)
 	@mkdir -p $(dir $@)
