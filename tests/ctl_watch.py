@@ -174,10 +174,10 @@ def test_exact(g):
         p.close()
 
 
-def test_dry_run_workers(g, tmp):
+def test_dry_run_workers(g, tmp, workers):
     d.check(g.ctl("submit", "--job", "dry", "--token", "dt", "--encoder-tp", "1", "--encoder-dp",
                   "1", "--llm-tp", "1", "--llm-dp", "1")[0] == 0, "submit dry")
-    workers = [subprocess.Popen([WORKER, "--coordinator", "127.0.0.1:%d" % g.port, "--job", "dry",
+    workers += [subprocess.Popen([WORKER, "--coordinator", "127.0.0.1:%d" % g.port, "--job", "dry",
                                  "--token", "dt", "--dry-run", "--host", "dry-h", "--device",
                                  str(i), "--heartbeat-timeout", "0.6"],
                                 stdout=open(os.path.join(tmp, "dry%d.out" % i), "w"),
@@ -191,8 +191,9 @@ def test_dry_run_workers(g, tmp):
     d.check([(w["rank"], w["module"], w["host"], w["device"], w["state"]) for w in ws]
             == [(0, "encoder", "dry-h", 0, "ready"), (1, "llm", "dry-h", 1, "ready")],
             "dry-run ranks: %s" % ws)
-    # A dry run beats every 0.2 s with step + 1, loss 0 and no throughput.
-    d.check(all(0.1 < w["step_time_s"] < 1.0 and w["tokens_per_s"] == 0 for w in ws)
+    # A dry run beats every 0.2 s with step + 1, loss 0 and no throughput (a
+    # late beat is followed by an early one: the step time is only bounded).
+    d.check(all(0 < w["step_time_s"] < 2.0 and w["tokens_per_s"] == 0 for w in ws)
             and ws[0]["loss"] is None and ws[1]["loss"] == 0, "dry-run values: %s" % ws)
     d.check([m["step"] for m in v["modules"]] == [ws[0]["step"], ws[1]["step"]],
             "module steps: %s" % v["modules"])
@@ -254,9 +255,16 @@ def test_errors(g, tmp):
 def main():
     tmp = tempfile.mkdtemp(prefix="hgrid-watch.")
     g = d.Gridd(tmp, "w", "--heartbeat-timeout", "30")
-    test_errors(g, tmp)
-    test_exact(g)
-    test_dry_run_workers(g, tmp)
+    workers = []
+    try:
+        test_errors(g, tmp)
+        test_exact(g)
+        test_dry_run_workers(g, tmp, workers)
+    finally:  # nothing left running when a test raises
+        for p in workers + [g.proc]:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
     print("%d passed, %d failed" % (d.passed, d.failed))
     sys.exit(1 if d.failed else 0)
 
