@@ -17,8 +17,6 @@
 #include "client/watch_view.h"
 #include "wire/wire.h"
 
-#define REPLY_MAX_FRAME (256u << 20) // a JobInfo of a very large job
-#define REPLY_TIMEOUT_MS 10000
 #define TTY_HOME "\033[H"
 #define TTY_CLEAR "\033[2J"
 #define TTY_CLEAR_LINE "\033[K"
@@ -131,13 +129,13 @@ static Hgrid__Envelope *show_job(int fd, int sig_fd, const char *job, bool *sign
         snprintf(err, errlen, "cannot send to gridd: %s", strerror(errno));
         return NULL;
     }
-    wait_result w = wait_for(sig_fd, fd, REPLY_TIMEOUT_MS);
+    wait_result w = wait_for(sig_fd, fd, CTL_REPLY_TIMEOUT_MS);
     *signalled = w == WAIT_SIGNAL;
     if (w == WAIT_TIMEOUT || w == WAIT_ERROR)
-        snprintf(err, errlen, "no reply within %d s", REPLY_TIMEOUT_MS / 1000);
+        snprintf(err, errlen, "no reply within %d s", CTL_REPLY_TIMEOUT_MS / 1000);
     if (w != WAIT_READY)
         return NULL;
-    return wire_recv(fd, REPLY_MAX_FRAME, REPLY_TIMEOUT_MS, err, errlen);
+    return wire_recv(fd, CTL_REPLY_MAX_FRAME, CTL_REPLY_TIMEOUT_MS, err, errlen);
 }
 
 // Rank rows that fit the terminal under the heading and module lines.
