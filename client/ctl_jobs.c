@@ -13,9 +13,6 @@
 #include "client/selftest_calc.h"
 #include "wire/wire.h"
 
-#define REPLY_MAX_FRAME (256u << 20) // a JobInfo of a very large job
-#define REPLY_TIMEOUT_MS 10000
-
 // Sends one request and returns gridd's reply, or NULL after printing why.
 static Hgrid__Envelope *request(const ctl_options *opt, const Hgrid__Envelope *req)
 {
@@ -35,7 +32,7 @@ static Hgrid__Envelope *request(const ctl_options *opt, const Hgrid__Envelope *r
     if (wire_send(fd, req))
         fprintf(stderr, "hgridctl: cannot send to gridd at %s (is gridd running? use --socket PATH)\n",
                 path);
-    else if (!(reply = wire_recv(fd, REPLY_MAX_FRAME, REPLY_TIMEOUT_MS, err, sizeof err)))
+    else if (!(reply = wire_recv(fd, CTL_REPLY_MAX_FRAME, CTL_REPLY_TIMEOUT_MS, err, sizeof err)))
         fprintf(stderr, "hgridctl: no reply from gridd at %s: %s\n", path, err);
     close(fd);
     if (reply && reply->msg_case == HGRID__ENVELOPE__MSG_ERROR) {

@@ -17,6 +17,7 @@ static const command commands[] = {
     {"list", ctl_list, "list gridd's jobs"},
     {"show", ctl_show, "show a job's workers (--json: with its full plan)"},
     {"status", ctl_status, "show a job's progress: joined workers, generation, heartbeats"},
+    {"watch", ctl_watch, "show a job's training live per module and rank: step, loss, tokens/s"},
     {"cancel", ctl_cancel, "cancel a job; gridd releases its workers"},
 };
 

@@ -1,7 +1,8 @@
 # hgridctl, libhgrid, hgrid-worker and hgrid-swarm.
 # CTL_CONTROL_SRCS (hgridctl's gridd commands) comes from daemon/module.mk.
 CTL_SRCS := client/hgridctl.c client/ctl_plan.c client/layout_args.c client/plan_json.c \
-            client/plan_text.c client/json.c client/selftest_calc.c $(CTL_CONTROL_SRCS)
+            client/plan_text.c client/json.c client/selftest_calc.c client/ctl_watch.c \
+            client/watch_view.c $(CTL_CONTROL_SRCS)
 
 PROGS += $(BIN)/hgridctl
 LDLIBS_hgridctl := -lprotobuf-c
@@ -48,7 +49,10 @@ $(BIN)/hgrid-worker: $(call objs,$(WORKER_SRCS) client/worker_notrain.c) $$(TRAI
 endif
 
 CPU_TESTS += $(BUILD)/tests/test_selftest_calc tests/selftest_status.py tests/worker_gpu_cli.sh \
-             tests/comm_layouts_dry.sh
+             tests/comm_layouts_dry.sh tests/ctl_watch.py
+# The README's demo (scripts/demo.sh): without GPUs, and its GPU branch's
+# layouts and command lines with dry-run workers.
+CPU_TESTS += tests/demo_check.sh
 $(BUILD)/tests/test_selftest_calc: $(call objs,tests/test_selftest_calc.c client/selftest_calc.c) \
 		$(LAYOUT_LIB)
 	@mkdir -p $(dir $@)
