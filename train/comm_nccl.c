@@ -6,6 +6,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 static jmp_buf *escape;         // the training thread's only
 static atomic_int escape_armed; // any thread
@@ -74,6 +75,45 @@ typedef struct {
     cudaStream_t stream;
 } nccl_impl;
 
+static int timing;
+static double comm_s, op_start;
+
+void tr_nccl_timing(int on) { timing = on; }
+double tr_nccl_comm_seconds(void) { return comm_s; }
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void wait_stream(cudaStream_t s)
+{
+    cudaError_t e = cudaStreamSynchronize(s);
+    if (e != cudaSuccess) {
+        fprintf(stderr, "%s:%d: cudaStreamSynchronize: %s\n", __FILE__, __LINE__,
+                cudaGetErrorString(e));
+        abort();
+    }
+}
+
+static void timing_begin(cudaStream_t s)
+{
+    if (!timing)
+        return;
+    wait_stream(s);
+    op_start = now_s();
+}
+
+static void timing_end(cudaStream_t s)
+{
+    if (!timing)
+        return;
+    wait_stream(s);
+    comm_s += now_s() - op_start;
+}
+
 static ncclDataType_t type_of(tr_dtype t)
 {
     return t == TR_F32 ? ncclFloat32 : t == TR_BF16 ? ncclBfloat16 : ncclInt32;
@@ -83,31 +123,40 @@ static nccl_impl *impl(const tr_group *g) { return g->impl; }
 
 static void nc_all_reduce(tr_group *g, void *buf, size_t n, tr_dtype t)
 {
+    timing_begin(impl(g)->stream);
     NCCL_CHECK(impl(g)->comm, ncclAllReduce(buf, buf, n, type_of(t), ncclSum, impl(g)->comm,
                                              impl(g)->stream));
+    timing_end(impl(g)->stream);
 }
 
 static void nc_all_gather(tr_group *g, const void *send, void *recv, size_t n, tr_dtype t)
 {
+    timing_begin(impl(g)->stream);
     NCCL_CHECK(impl(g)->comm,
                ncclAllGather(send, recv, n, type_of(t), impl(g)->comm, impl(g)->stream));
+    timing_end(impl(g)->stream);
 }
 
 static void nc_reduce_scatter(tr_group *g, const void *send, void *recv, size_t n, tr_dtype t)
 {
+    timing_begin(impl(g)->stream);
     NCCL_CHECK(impl(g)->comm, ncclReduceScatter(send, recv, n, type_of(t), ncclSum,
                                                  impl(g)->comm, impl(g)->stream));
+    timing_end(impl(g)->stream);
 }
 
 static void nc_broadcast(tr_group *g, void *buf, size_t n, tr_dtype t, int root)
 {
+    timing_begin(impl(g)->stream);
     NCCL_CHECK(impl(g)->comm,
                ncclBroadcast(buf, buf, n, type_of(t), root, impl(g)->comm, impl(g)->stream));
+    timing_end(impl(g)->stream);
 }
 
 static void nc_all_to_all_v(tr_group *g, const void *send, const size_t *send_counts, void *recv,
                             const size_t *recv_counts, tr_dtype t)
 {
+    timing_begin(impl(g)->stream);
     size_t es = tr_dtype_size(t), so = 0, ro = 0;
     ncclComm_t comm = impl(g)->comm;
     NCCL_CHECK(comm, ncclGroupStart());
@@ -122,10 +171,12 @@ static void nc_all_to_all_v(tr_group *g, const void *send, const size_t *send_co
         ro += recv_counts[j];
     }
     group_end(&comm, 1);
+    timing_end(impl(g)->stream);
 }
 
 static void nc_p2p(const tr_p2p_op *ops, int n, tr_dtype t)
 {
+    timing_begin(impl(ops[0].group)->stream);
     ncclComm_t comms[n];
     NCCL_CHECK(impl(ops[0].group)->comm, ncclGroupStart());
     for (int i = 0; i < n; i++) {
@@ -140,6 +191,7 @@ static void nc_p2p(const tr_p2p_op *ops, int n, tr_dtype t)
                                          x->stream));
     }
     group_end(comms, n);
+    timing_end(impl(ops[0].group)->stream);
 }
 
 static void nc_copy(tr_group *g, void *dst, const void *src, size_t bytes)

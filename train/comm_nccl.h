@@ -23,4 +23,10 @@ tr_group *tr_nccl_group(ncclComm_t comm, cudaStream_t stream, const int *members
 void tr_nccl_escape_to(jmp_buf *to);
 void tr_nccl_escape_arm_abort(void);
 
+// Profiling: with timing on, every operation first waits for the work
+// before it and then for itself, and its seconds add up (this thread's
+// operations; the waits remove any overlap of communication and compute).
+void tr_nccl_timing(int on);
+double tr_nccl_comm_seconds(void);
+
 #endif

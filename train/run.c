@@ -91,11 +91,15 @@ static int loop(hgrid_worker *w, tr_worker *tw, const hg_plan *plan, const train
         opt.lr = o->lr;
     int rank = hgrid_rank(w), gen = (int)hgrid_generation(w);
     char err[512];
+    double total_s = 0;
+    tr_nccl_timing(o->profile_comm);
+    double comm0 = tr_nccl_comm_seconds();
     for (int step = first_step; step < o->steps; step++) {
         double t0 = now_s();
         float loss = tr_worker_forward_backward(tw, o->seed, step);
         float norm = tr_worker_optimizer_step(tw, &opt);
         double dt = now_s() - t0, tok_s = train_tokens_per_step(plan) / dt;
+        total_s += dt;
         if (tr_worker_has_loss(tw)) {
             printf("rank %d step %5d | loss %.6f | norm %.4f | %8.2f ms | %10.0f tok/s\n", rank,
                    step + 1, loss, norm, dt * 1e3, tok_s);
@@ -110,6 +114,13 @@ static int loop(hgrid_worker *w, tr_worker *tw, const hg_plan *plan, const train
         }
     }
     printf("rank %d: trained %d steps\n", rank, o->steps);
+    int n = o->steps - first_step;
+    if (o->profile_comm && n > 0) {
+        double comm = tr_nccl_comm_seconds() - comm0;
+        printf("rank %d: communication %.2f ms of %.2f ms per step (%.0f%%; each operation "
+               "timed alone)\n", rank, comm * 1e3 / n, total_s * 1e3 / n, 100 * comm / total_s);
+    }
+    tr_nccl_timing(0);
     fflush(stdout);
     return 1;
 }

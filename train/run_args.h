@@ -17,11 +17,12 @@ typedef struct {
     float lr;           // 0: hg_optim_defaults' rate
     const char *save_dir, *load_dir;
     int save_interval;  // save every K steps (and after the last); 0: only after the last
+    bool profile_comm;  // time each collective alone (waits before and after it)
 } train_options;
 
 #define TRAIN_FLAGS_USAGE                                                                 \
     "       training (GPU workers): --config NAME --steps N [--fp32] [--seed S] [--lr X]\n" \
-    "                    [--save DIR [--save-interval K]] [--load DIR]\n"
+    "                    [--save DIR [--save-interval K]] [--load DIR] [--profile-comm]\n"
 
 void train_options_defaults(train_options *o);
 // Consumes argv[*i] (and its value, advancing *i) if it is a training

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Benchmark (make bench, 4 GPUs): scaling of the hetero training step.
+# Tokens/s of config small (bf16, global batch 16) on 4 GPUs as encoder
+# tp1 dp2 + llm tp2 through gridd, against 4 x the single-GPU trainer's
+# tokens/s for the same model and batch in the same run (scaling
+# efficiency); then each rank's time in communication per step, with
+# every operation timed alone (--profile-comm). Medians over steps
+# 6..STEPS. Skips (exit 0, saying so) with fewer than 4 GPUs.
+set -uo pipefail
+cd "$(dirname "$0")/../.." || exit 1
+bin=${HGRID_BIN:-bin}
+export NCCL_NVLS_ENABLE=0
+CONFIG=${HGRID_SCALING_CONFIG:-small} STEPS=${HGRID_SCALING_STEPS:-30}
+tmp=$(mktemp -d /tmp/hgrid-scaling.XXXXXX)
+# shellcheck source=tests/gpu/comm_lib.sh
+. tests/gpu/comm_lib.sh
+trap 'comm_cleanup; rm -rf "$tmp"' EXIT
+trap 'exit 1' TERM INT
+
+gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
+if [ "$gpus" -lt 4 ]; then
+  echo "train_scaling: skipped, needs 4 GPUs ($gpus here)"
+  exit 0
+fi
+# median_tok FILE: the median tokens/s over steps 6..STEPS.
+median_tok() {
+  awk '/step +[0-9]+ \| loss / && $0 ~ /tok\/s/ {
+         for (i = 1; i < NF; i++) if ($i == "step") s = $(i + 1)
+         if (s > 5) print $(NF - 1) }' "$1" | sort -n |
+    awk '{v[NR] = $1} END {if (NR) print v[int((NR + 1) / 2)]; else print 0}'
+}
+LAYOUT=(--encoder-tp 1 --encoder-dp 2 --llm-tp 2 --llm-dp 1 --micro-batch-size 16
+        --global-batch-size 16)
+# hetero OUT-PREFIX EXTRA...: one 4-GPU job; 0 when every worker trained.
+hetero() {
+  local prefix=$1 token r
+  shift
+  start_gridd 30 || return 1
+  token=$(ctl submit --job scaling "${LAYOUT[@]}" 2>/dev/null) || return 1
+  for r in 0 1 2 3; do
+    start_worker scaling "$token" "$r" "$tmp/$prefix.$r.out" --comm-timeout 60 --bw-bytes 0 \
+      --config "$CONFIG" --seed 1 "$@"
+  done
+  wait_until 600 eval '[ "$(grep -l "trained" "$tmp/$prefix".*.out | wc -l)" -eq 4 ]'
+  ctl cancel scaling >/dev/null 2>&1
+  wait_workers
+  stop_gridd
+  [ "$(grep -l 'trained' "$tmp/$prefix".*.out | wc -l)" -eq 4 ]
+}
+
+CUDA_VISIBLE_DEVICES=0 "$bin/hgrid-train" --config "$CONFIG" --steps "$STEPS" --batch 16 \
+  >"$tmp/single.out" 2>&1 || { echo "train_scaling: hgrid-train failed"; tail -n 3 "$tmp/single.out"; exit 1; }
+hetero step --steps "$STEPS" ||
+  { echo "train_scaling: the 4-GPU job failed"; tail -n 3 "$tmp"/step.*.out; exit 1; }
+hetero prof --steps 15 --profile-comm ||
+  { echo "train_scaling: the profiled job failed"; tail -n 3 "$tmp"/prof.*.out; exit 1; }
+
+one=$(median_tok "$tmp/single.out") four=$(median_tok "$tmp/step.3.out")
+echo "== scaling: config $CONFIG, bf16, global batch 16, $(nvidia-smi --query-gpu=name --format=csv,noheader | head -n 1)"
+awk -v one="$one" -v four="$four" 'BEGIN {
+  printf "  1 GPU (hgrid-train):                     %10.0f tokens/s\n", one
+  printf "  4 GPUs (encoder tp1 dp2 + llm tp2):      %10.0f tokens/s\n", four
+  printf "  scaling efficiency (4 GPUs / (4 x 1 GPU)): %.1f%%\n", 100 * four / (4 * one) }'
+echo "  communication per step (each operation timed alone):"
+for r in 0 1 2 3; do
+  printf '    %s: %s\n' "$([ "$r" -lt 2 ] && echo encoder || echo llm)" \
+    "$(grep -h -o 'rank [0-9]*: communication.*' "$tmp/prof.$r.out")"
+done
