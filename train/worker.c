@@ -96,12 +96,17 @@ static int setup(tr_worker *w, tr_group *const groups[], tr_group *bridge, uint6
     w->B = w->llm ? mbs : enc_B;
     w->piece = enc_B < mbs ? enc_B : mbs;
     w->loss_scale = 1.0f / (float)(w->nmb * llm_dp);
-    w->in_flight = tr_schedule_in_flight(w->pp, w->stage, w->nmb);
+    // With a bridge the encoder is one more pipeline stage before the
+    // LLM's: it runs ahead by the LLM's depth, so that it computes the next
+    // micro-batches while the LLM works on the first.
+    int bridged = hg_plan_has_bridge(plan);
+    int stages = w->pp + bridged, stage = w->llm ? w->stage + bridged : 0;
+    w->in_flight = tr_schedule_in_flight(stages, stage, w->nmb);
     w->sched = calloc(2 * (size_t)w->nmb, sizeof *w->sched);
     w->slots = calloc(w->in_flight, sizeof *w->slots);
     if (!w->sched || !w->slots)
         return fail(err, len, "out of memory", w->rank);
-    tr_schedule_1f1b(w->pp, w->stage, w->nmb, w->sched);
+    tr_schedule_1f1b(stages, stage, w->nmb, w->sched);
     if (bridge && bridge_setup(w, err, len) != 0)
         return -1;
     if ((w->llm ? llm_setup : encoder_setup)(w) != 0)
