@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Benchmark (make bench, 4 GPUs): scaling of the hetero training step.
-# Tokens/s of config small (bf16, global batch 16) on 4 GPUs as encoder
-# tp1 dp2 + llm tp2 through gridd, against 4 x the single-GPU trainer's
-# tokens/s for the same model and batch in the same run (scaling
-# efficiency); then each rank's time in communication per step, with
+# Tokens/s of config small (bf16) on 4 GPUs through gridd, against 4 x
+# the single-GPU trainer's tokens/s for the same model and global batch
+# in the same run (scaling efficiency), for two layouts: encoder tp1 dp2
+# + llm tp2 (the issue's) and encoder on 1 GPU + llm dp3 (balanced to
+# the modules' work); then each rank's time in communication per step,
 # every operation timed alone (--profile-comm). Medians over steps
 # 6..STEPS. Skips (exit 0, saying so) with fewer than 4 GPUs.
 set -uo pipefail
@@ -29,9 +30,8 @@ median_tok() {
          if (s > 5) print $(NF - 1) }' "$1" | sort -n |
     awk '{v[NR] = $1} END {if (NR) print v[int((NR + 1) / 2)]; else print 0}'
 }
-LAYOUT=(--encoder-tp 1 --encoder-dp 2 --llm-tp 2 --llm-dp 1 --micro-batch-size 16
-        --global-batch-size 16)
-# hetero OUT-PREFIX EXTRA...: one 4-GPU job; 0 when every worker trained.
+# hetero PREFIX EXTRA...: one 4-GPU job of the layout in
+# ${LAYOUT[@]}; 0 when every worker trained.
 hetero() {
   local prefix=$1 token r
   shift
@@ -48,21 +48,34 @@ hetero() {
   [ "$(grep -l 'trained' "$tmp/$prefix".*.out | wc -l)" -eq 4 ]
 }
 
-CUDA_VISIBLE_DEVICES=0 "$bin/hgrid-train" --config "$CONFIG" --steps "$STEPS" --batch 16 \
-  >"$tmp/single.out" 2>&1 || { echo "train_scaling: hgrid-train failed"; tail -n 3 "$tmp/single.out"; exit 1; }
-hetero step --steps "$STEPS" ||
-  { echo "train_scaling: the 4-GPU job failed"; tail -n 3 "$tmp"/step.*.out; exit 1; }
-hetero prof --steps 15 --profile-comm ||
-  { echo "train_scaling: the profiled job failed"; tail -n 3 "$tmp"/prof.*.out; exit 1; }
+# measure NAME GLOBAL-BATCH LAYOUT-FLAGS...: the single GPU at that batch,
+# the 4-GPU job, and the profiled 4-GPU job; prints the results.
+measure() {
+  local name=$1 batch=$2 r one four
+  shift 2
+  LAYOUT=("$@" --global-batch-size "$batch")
+  CUDA_VISIBLE_DEVICES=0 "$bin/hgrid-train" --config "$CONFIG" --steps "$STEPS" --batch "$batch" \
+    >"$tmp/single.out" 2>&1 || { echo "train_scaling: hgrid-train failed"; tail -n 3 "$tmp/single.out"; return 1; }
+  hetero step --steps "$STEPS" ||
+    { echo "train_scaling: the 4-GPU job failed"; tail -n 3 "$tmp"/step.*.out; return 1; }
+  hetero prof --steps 15 --profile-comm ||
+    { echo "train_scaling: the profiled job failed"; tail -n 3 "$tmp"/prof.*.out; return 1; }
+  one=$(median_tok "$tmp/single.out") four=$(median_tok "$tmp/step.3.out")
+  echo "== $name: config $CONFIG, bf16, global batch $batch"
+  awk -v one="$one" -v four="$four" 'BEGIN {
+    printf "  1 GPU (hgrid-train, batch %s):       %10.0f tokens/s\n", "'"$batch"'", one
+    printf "  4 GPUs:                              %10.0f tokens/s\n", four
+    printf "  scaling efficiency (4 GPUs / (4 x 1 GPU)): %.1f%%\n", 100 * four / (4 * one) }'
+  echo "  communication per step (each operation timed alone; waits for the peer included):"
+  for r in 0 1 2 3; do
+    printf '    %s\n' "$(grep -h -o 'rank [0-9]*: communication.*' "$tmp/prof.$r.out")"
+  done
+}
 
-one=$(median_tok "$tmp/single.out") four=$(median_tok "$tmp/step.3.out")
-echo "== scaling: config $CONFIG, bf16, global batch 16, $(nvidia-smi --query-gpu=name --format=csv,noheader | head -n 1)"
-awk -v one="$one" -v four="$four" 'BEGIN {
-  printf "  1 GPU (hgrid-train):                     %10.0f tokens/s\n", one
-  printf "  4 GPUs (encoder tp1 dp2 + llm tp2):      %10.0f tokens/s\n", four
-  printf "  scaling efficiency (4 GPUs / (4 x 1 GPU)): %.1f%%\n", 100 * four / (4 * one) }'
-echo "  communication per step (each operation timed alone):"
-for r in 0 1 2 3; do
-  printf '    %s: %s\n' "$([ "$r" -lt 2 ] && echo encoder || echo llm)" \
-    "$(grep -h -o 'rank [0-9]*: communication.*' "$tmp/prof.$r.out")"
-done
+echo "train_scaling: $(nvidia-smi --query-gpu=name --format=csv,noheader | head -n 1), $(date -u +%F)"
+status=0
+measure "encoder tp1 dp2 + llm tp2, 4 micro-batches" 16 --encoder-tp 1 --encoder-dp 2 \
+  --llm-tp 2 --llm-dp 1 --micro-batch-size 4 || status=1
+measure "encoder 1 GPU + llm dp3, 2 micro-batches per llm rank" 24 --encoder-tp 1 \
+  --encoder-dp 1 --llm-tp 1 --llm-dp 3 --micro-batch-size 4 || status=1
+exit $status
