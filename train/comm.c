@@ -57,6 +57,12 @@ void tr_p2p(const tr_p2p_op *ops, int n, tr_dtype t)
         ops[0].group->be->p2p(ops, n, t);
 }
 
+void tr_group_join(tr_group *g)
+{
+    if (g->size > 1 && g->be->join)
+        g->be->join(g);
+}
+
 void tr_group_free(tr_group *g)
 {
     if (g)

@@ -41,6 +41,9 @@ struct tr_backend {
     void (*p2p)(const tr_p2p_op *ops, int n, tr_dtype t); // all ops of one backend
     // A group of one's collectives: bytes from src to dst in the backend's memory.
     void (*copy)(tr_group *g, void *dst, const void *src, size_t bytes);
+    // Optional: the group's operations so far are done before the caller's
+    // next work starts (a backend that runs them beside the compute).
+    void (*join)(tr_group *g);
     void (*free)(tr_group *g);
 };
 
@@ -65,6 +68,9 @@ void tr_all_to_all(tr_group *g, const void *send, void *recv, size_t n, tr_dtype
 // between them inside the batch, so neighbours exchanging both ways in
 // one batch cannot deadlock). Every op's group has the same backend.
 void tr_p2p(const tr_p2p_op *ops, int n, tr_dtype t);
+// The group's operations issued so far complete before any work issued
+// after this call (a no-op where operations are not run beside compute).
+void tr_group_join(tr_group *g);
 void tr_group_free(tr_group *g);
 
 // ---- threads backend

@@ -72,7 +72,9 @@ static void group_end(ncclComm_t const *comms, int n)
 
 typedef struct {
     ncclComm_t comm;
-    cudaStream_t stream;
+    cudaStream_t stream;  // where the operations run
+    cudaStream_t compute; // the stream they are ordered with; == stream unless beside
+    cudaEvent_t issued;   // beside: the compute's point, then the side's
 } nccl_impl;
 
 static int timing;
@@ -98,10 +100,26 @@ static void wait_stream(cudaStream_t s)
     }
 }
 
-static void timing_begin(cudaStream_t s)
+static void cuda_ok(cudaError_t e, const char *call)
+{
+    if (e != cudaSuccess) {
+        fprintf(stderr, "%s: %s: %s\n", __FILE__, call, cudaGetErrorString(e));
+        abort();
+    }
+}
+
+// stream `waiter` waits for the work issued to `on` so far.
+static void follow(cudaEvent_t ev, cudaStream_t on, cudaStream_t waiter)
+{
+    cuda_ok(cudaEventRecord(ev, on), "cudaEventRecord");
+    cuda_ok(cudaStreamWaitEvent(waiter, ev, 0), "cudaStreamWaitEvent");
+}
+
+static void timing_begin(cudaStream_t compute, cudaStream_t s)
 {
     if (!timing)
         return;
+    wait_stream(compute);
     wait_stream(s);
     op_start = now_s();
 }
@@ -121,9 +139,23 @@ static ncclDataType_t type_of(tr_dtype t)
 
 static nccl_impl *impl(const tr_group *g) { return g->impl; }
 
+static void before_op(nccl_impl *x)
+{
+    if (x->stream != x->compute)
+        follow(x->issued, x->compute, x->stream);
+}
+
+static void nc_join(tr_group *g)
+{
+    nccl_impl *x = impl(g);
+    if (x->stream != x->compute)
+        follow(x->issued, x->stream, x->compute);
+}
+
 static void nc_all_reduce(tr_group *g, void *buf, size_t n, tr_dtype t)
 {
-    timing_begin(impl(g)->stream);
+    timing_begin(impl(g)->compute, impl(g)->stream);
+    before_op(impl(g));
     NCCL_CHECK(impl(g)->comm, ncclAllReduce(buf, buf, n, type_of(t), ncclSum, impl(g)->comm,
                                              impl(g)->stream));
     timing_end(impl(g)->stream);
@@ -131,7 +163,8 @@ static void nc_all_reduce(tr_group *g, void *buf, size_t n, tr_dtype t)
 
 static void nc_all_gather(tr_group *g, const void *send, void *recv, size_t n, tr_dtype t)
 {
-    timing_begin(impl(g)->stream);
+    timing_begin(impl(g)->compute, impl(g)->stream);
+    before_op(impl(g));
     NCCL_CHECK(impl(g)->comm,
                ncclAllGather(send, recv, n, type_of(t), impl(g)->comm, impl(g)->stream));
     timing_end(impl(g)->stream);
@@ -139,7 +172,8 @@ static void nc_all_gather(tr_group *g, const void *send, void *recv, size_t n, t
 
 static void nc_reduce_scatter(tr_group *g, const void *send, void *recv, size_t n, tr_dtype t)
 {
-    timing_begin(impl(g)->stream);
+    timing_begin(impl(g)->compute, impl(g)->stream);
+    before_op(impl(g));
     NCCL_CHECK(impl(g)->comm, ncclReduceScatter(send, recv, n, type_of(t), ncclSum,
                                                  impl(g)->comm, impl(g)->stream));
     timing_end(impl(g)->stream);
@@ -147,7 +181,8 @@ static void nc_reduce_scatter(tr_group *g, const void *send, void *recv, size_t 
 
 static void nc_broadcast(tr_group *g, void *buf, size_t n, tr_dtype t, int root)
 {
-    timing_begin(impl(g)->stream);
+    timing_begin(impl(g)->compute, impl(g)->stream);
+    before_op(impl(g));
     NCCL_CHECK(impl(g)->comm,
                ncclBroadcast(buf, buf, n, type_of(t), root, impl(g)->comm, impl(g)->stream));
     timing_end(impl(g)->stream);
@@ -156,7 +191,8 @@ static void nc_broadcast(tr_group *g, void *buf, size_t n, tr_dtype t, int root)
 static void nc_all_to_all_v(tr_group *g, const void *send, const size_t *send_counts, void *recv,
                             const size_t *recv_counts, tr_dtype t)
 {
-    timing_begin(impl(g)->stream);
+    timing_begin(impl(g)->compute, impl(g)->stream);
+    before_op(impl(g));
     size_t es = tr_dtype_size(t), so = 0, ro = 0;
     ncclComm_t comm = impl(g)->comm;
     NCCL_CHECK(comm, ncclGroupStart());
@@ -176,7 +212,8 @@ static void nc_all_to_all_v(tr_group *g, const void *send, const size_t *send_co
 
 static void nc_p2p(const tr_p2p_op *ops, int n, tr_dtype t)
 {
-    timing_begin(impl(ops[0].group)->stream);
+    timing_begin(impl(ops[0].group)->compute, impl(ops[0].group)->stream);
+    before_op(impl(ops[0].group));
     ncclComm_t comms[n];
     NCCL_CHECK(impl(ops[0].group)->comm, ncclGroupStart());
     for (int i = 0; i < n; i++) {
@@ -196,7 +233,7 @@ static void nc_p2p(const tr_p2p_op *ops, int n, tr_dtype t)
 
 static void nc_copy(tr_group *g, void *dst, const void *src, size_t bytes)
 {
-    cudaError_t e = cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, impl(g)->stream);
+    cudaError_t e = cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, impl(g)->compute);
     if (e != cudaSuccess) {
         fprintf(stderr, "%s:%d: cudaMemcpyAsync: %s\n", __FILE__, __LINE__, cudaGetErrorString(e));
         abort();
@@ -205,6 +242,9 @@ static void nc_copy(tr_group *g, void *dst, const void *src, size_t bytes)
 
 static void nc_free(tr_group *g)
 {
+    nccl_impl *x = impl(g);
+    if (x->issued)
+        cudaEventDestroy(x->issued);
     free(g->impl);
     free(g->members);
     free(g);
@@ -218,23 +258,35 @@ static const tr_backend nccl_backend = {
     .all_to_all_v = nc_all_to_all_v,
     .p2p = nc_p2p,
     .copy = nc_copy,
+    .join = nc_join,
     .free = nc_free,
 };
 
-tr_group *tr_nccl_group(ncclComm_t comm, cudaStream_t stream, const int *members, int size,
-                        int rank_in_group)
+tr_group *tr_nccl_group_beside(ncclComm_t comm, cudaStream_t stream, cudaStream_t side,
+                               const int *members, int size, int rank_in_group)
 {
     tr_group *g = calloc(1, sizeof *g);
     nccl_impl *x = calloc(1, sizeof *x);
     int *copy = malloc(sizeof(int) * size);
-    if (!g || !x || !copy) {
+    cudaEvent_t ev = NULL;
+    if (side != stream && cudaEventCreateWithFlags(&ev, cudaEventDisableTiming) != cudaSuccess)
+        ev = NULL;
+    if (!g || !x || !copy || (side != stream && !ev)) {
         free(g), free(x), free(copy);
+        if (ev)
+            cudaEventDestroy(ev);
         return NULL;
     }
     for (int j = 0; j < size; j++)
         copy[j] = members[j];
-    *x = (nccl_impl){comm, stream};
+    *x = (nccl_impl){comm, side, stream, ev};
     *g = (tr_group){.be = &nccl_backend, .impl = x, .size = size, .rank = rank_in_group,
                     .members = copy};
     return g;
+}
+
+tr_group *tr_nccl_group(ncclComm_t comm, cudaStream_t stream, const int *members, int size,
+                        int rank_in_group)
+{
+    return tr_nccl_group_beside(comm, stream, stream, members, size, rank_in_group);
 }

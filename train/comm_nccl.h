@@ -14,6 +14,12 @@
 // group of one rank may pass a NULL comm. NULL if memory is short.
 tr_group *tr_nccl_group(ncclComm_t comm, cudaStream_t stream, const int *members, int size,
                         int rank_in_group);
+// The same, with the operations on stream `side` beside the compute on
+// `stream`: each waits for the compute issued before it, and
+// tr_group_join makes the compute wait for them (gradient reductions
+// overlapping the backward pass).
+tr_group *tr_nccl_group_beside(ncclComm_t comm, cudaStream_t stream, cudaStream_t side,
+                               const int *members, int size, int rank_in_group);
 
 // Escaping a step whose communicators another thread aborted: the
 // training thread names where to go (NULL: nowhere, a failure ends the

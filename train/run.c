@@ -39,16 +39,19 @@ static int plan_for(hgrid_worker *w, const train_options *o, hg_plan *plan)
     return 0;
 }
 
-// groups[kind] and *bridge on the communicators; 0, or -1 if memory is short.
-static int make_groups(hgrid_worker *w, hgrid_comms *comms, cudaStream_t st,
+// groups[kind] and *bridge on the communicators, the gradient reductions'
+// (dp_cp, expt_dp) on stream `side` beside the compute on `st`; 0, or -1
+// if memory is short.
+static int make_groups(hgrid_worker *w, hgrid_comms *comms, cudaStream_t st, cudaStream_t side,
                        tr_group *groups[HG_NUM_GROUP_KINDS], tr_group **bridge)
 {
     int bad = 0;
     for (int k = 0; k < HG_NUM_GROUP_KINDS; k++) {
         const char *name = hg_group_name(k);
         const hgrid_group *g = hgrid_group_find(w, name);
-        groups[k] = g ? tr_nccl_group(hgrid_comms_get(comms, name), st, g->members, g->size,
-                                      g->rank_in_group)
+        cudaStream_t on = k == HG_GROUP_DP_CP || k == HG_GROUP_EXPT_DP ? side : st;
+        groups[k] = g ? tr_nccl_group_beside(hgrid_comms_get(comms, name), st, on, g->members,
+                                             g->size, g->rank_in_group)
                       : NULL;
         bad |= g && !groups[k];
     }
@@ -149,16 +152,17 @@ int train_run(hgrid_worker *w, hgrid_comms **comms, const train_options *o, doub
     hg_plan plan;
     if (plan_for(w, o, &plan) != 0)
         return HGRID_ERR_STATE;
-    cudaStream_t st;
+    cudaStream_t st, side;
     kernels_init();
     cuda_check(cudaStreamCreate(&st));
+    cuda_check(cudaStreamCreate(&side));
     tr_group *groups[HG_NUM_GROUP_KINDS] = {0}, *bridge = NULL;
     tr_worker *volatile tw = NULL; // set after setjmp, read after longjmp
     char err[512];
     int rc = HGRID_ERR_STATE, aborted = 0;
     jmp_buf escape;
     train_watch *watch = train_watch_start(w, *comms, beat_s);
-    if (watch && make_groups(w, *comms, st, groups, &bridge) != 0) {
+    if (watch && make_groups(w, *comms, st, side, groups, &bridge) != 0) {
         fprintf(stderr, "hgrid-worker: out of memory for the training groups\n");
         rc = train_watch_finish(watch, 0, &aborted);
     } else if (watch && setjmp(escape)) { // the watch thread aborted the communicators
@@ -180,7 +184,9 @@ int train_run(hgrid_worker *w, hgrid_comms **comms, const train_options *o, doub
     tr_worker_free(tw);
     free_groups(groups, bridge);
     cuda_check(cudaStreamSynchronize(st));
+    cuda_check(cudaStreamSynchronize(side));
     cuda_check(cudaStreamDestroy(st));
+    cuda_check(cudaStreamDestroy(side));
     kernels_free();
     return rc;
 }

@@ -158,5 +158,7 @@ void tp_stack_backward(tp_stack *s, int slot, const hg_param_table *t, void *wor
         tr_all_reduce(s->tp, s->dC, (size_t)N * C, o->act);
         o->layernorm_backward(s->dres, g.ln1_w, g.ln1_b, s->dC, in, w.ln1_w,
                               x->ln1_mean + l * N, x->ln1_rstd + l * N, N, C);
+        if (s->layer_done)
+            s->layer_done(s->layer_ctx, l);
     }
 }

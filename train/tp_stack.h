@@ -37,6 +37,11 @@ typedef struct {
     char *dres;          // (B, T, C) gradient of the residual stream
     char *dC, *datt;     // (B, T, C), (B, T, C/tp)
     char *dF, *dqkv;     // (B, T, F/tp), (B, T, 3 C/tp)
+    // Called by tp_stack_backward once a layer's gradients are added (if
+    // set): the step's last backward hands each layer's final gradients
+    // to their reduction while the layers below it run.
+    void (*layer_done)(void *ctx, int layer);
+    void *layer_ctx;
 } tp_stack;
 
 // L local layers over (B, T, C) with NH heads and MLP width F in total

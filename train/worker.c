@@ -217,19 +217,44 @@ void tr_worker_free(tr_worker *w)
     free(w);
 }
 
-// Sums each tensor's gradient over its data-parallel copies, and the tied
-// embedding's over the first and last pipeline stage.
+// The group that sums tensor id's gradient over its data-parallel copies.
+static tr_group *reducer(const tr_worker *w, int id)
+{
+    return w->shard.expert[id] ? w->g[HG_GROUP_EXPT_DP] : w->g[HG_GROUP_DP_CP];
+}
+
+// Layer l's gradients are final (called during the step's last backward):
+// their reduction starts now, beside the backward of the layers below.
+static void reduce_layer(void *ctx, int l)
+{
+    tr_worker *w = ctx;
+    const hg_param_table *t = &w->shard.local;
+    for (int id = t->first_block; id < t->first_block + HG_BLOCK_TENSORS; id++) {
+        size_t per_layer = t->tensors[id].count / t->num_layers;
+        if (per_layer)
+            tr_all_reduce(reducer(w, id), w->grads + t->tensors[id].offset + l * per_layer,
+                          per_layer, TR_F32);
+    }
+}
+
+// Sums the other tensors' gradients over their data-parallel copies (the
+// blocks' went during the backward), waits for all of them, and sums the
+// tied embedding's over the first and last pipeline stage.
 static void reduce_grads(tr_worker *w)
 {
     const hg_param_table *t = &w->shard.local;
     for (int id = 0; id < t->num_tensors; id++) {
         const hg_tensor_info *ti = &t->tensors[id];
-        if (!ti->count)
-            continue;
-        tr_group *g = w->shard.expert[id] ? w->g[HG_GROUP_EXPT_DP] : w->g[HG_GROUP_DP_CP];
-        tr_all_reduce(g, w->grads + ti->offset, ti->count, TR_F32);
-        if (w->llm && id == HG_LLM_WTE && w->pp > 1)
-            tr_all_reduce(w->g[HG_GROUP_EMBD], w->grads + ti->offset, ti->count, TR_F32);
+        int block = id >= t->first_block && id < t->first_block + HG_BLOCK_TENSORS;
+        if (ti->count && !block)
+            tr_all_reduce(reducer(w, id), w->grads + ti->offset, ti->count, TR_F32);
+    }
+    tr_group_join(w->g[HG_GROUP_DP_CP]);
+    if (w->g[HG_GROUP_EXPT_DP])
+        tr_group_join(w->g[HG_GROUP_EXPT_DP]);
+    if (w->llm && w->pp > 1) {
+        const hg_tensor_info *wte = &t->tensors[HG_LLM_WTE];
+        tr_all_reduce(w->g[HG_GROUP_EMBD], w->grads + wte->offset, wte->count, TR_F32);
     }
 }
 
@@ -249,10 +274,13 @@ float tr_worker_forward_backward(tr_worker *w, uint64_t data_seed, int step)
         w->npending = 0;
         (w->llm ? llm_recvs : encoder_recvs)(w, op, slot);
         tr_p2p(w->batch, w->nbatch, w->ops->act);
+        if (i == 2 * w->nmb - 1) // the last op is a backward: the gradients become final
+            w->stack.layer_done = reduce_layer, w->stack.layer_ctx = w;
         if (op.pass == TR_FORWARD)
             (w->llm ? llm_forward : encoder_forward)(w, op.microbatch, slot);
         else
             (w->llm ? llm_backward : encoder_backward)(w, op.microbatch, slot);
+        w->stack.layer_done = NULL;
     }
     tr_p2p(w->pending, w->npending, w->ops->act);
     w->npending = 0;
