@@ -84,21 +84,29 @@ static void submit(conn *c, const Hgrid__SubmitJob *s)
                     "job %s exists; cancel it first or pick another name", s->job);
         return;
     }
-    if (srv->num_jobs >= GRIDD_MAX_JOBS) {
+    if (srv->num_jobs >= srv->opt.max_jobs) {
         reply_error(c, HGRID__ERROR_CODE__ERROR_LIMIT,
-                    "gridd holds its limit of %d jobs; cancel one first", GRIDD_MAX_JOBS);
+                    "job %s: gridd holds its limit of %d jobs (--max-jobs); cancel one, or "
+                    "restart gridd with a larger --max-jobs", s->job, srv->opt.max_jobs);
         return;
     }
     snprintf(rec.name, sizeof rec.name, "%s", s->job);
     memcpy(rec.token, s->token.data, s->token.len);
     rec.token_len = (uint32_t)s->token.len;
-    if (roster_init(&rec.roster, plan.world_size) || !job_create(srv, &rec, &plan)) {
+    job *j = NULL;
+    if (roster_init(&rec.roster, plan.world_size) || !(j = job_create(srv, &rec, &plan))) {
         roster_free(&rec.roster);
         reply_error(c, HGRID__ERROR_CODE__ERROR_LIMIT, "job %s: out of memory", s->job);
         return;
     }
+    if (jobs_save(srv)) { // acknowledged only once it would survive a restart
+        job_remove(srv, j);
+        reply_error(c, HGRID__ERROR_CODE__ERROR_LIMIT,
+                    "job %s: gridd cannot save its state (see gridd's log); not submitted",
+                    s->job);
+        return;
+    }
     gridd_log("job %s: submitted (%d workers)", s->job, plan.world_size);
-    jobs_save(srv);
     char message[160];
     snprintf(message, sizeof message, "job %s submitted: waiting for %d workers", s->job,
              plan.world_size);

@@ -81,7 +81,7 @@ static void hello(conn *c, const Hgrid__Hello *h)
     c->job = j;
     c->slot = slot;
     j->rec.roster.slots[slot].conn = c;
-    job_joined(j, c);
+    job_joined(j, c, h->resume);
 }
 
 // Logs the report and keeps it, packed, for hgridctl status.
