@@ -42,21 +42,10 @@ static void reply_error(conn *c, Hgrid__ErrorCode code, const char *fmt, ...)
     conn_send(c, &env);
 }
 
-static bool valid_job_name(const char *name)
-{
-    size_t n = strlen(name);
-    if (n < 1 || n > JOB_NAME_MAX)
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-", name[i]))
-            return false;
-    return true;
-}
-
 static void submit(conn *c, const Hgrid__SubmitJob *s)
 {
     server *srv = c->srv;
-    if (!valid_job_name(s->job)) {
+    if (!state_valid_job_name(s->job)) {
         reply_error(c, HGRID__ERROR_CODE__ERROR_BAD_REQUEST,
                     "job name '%.64s' must be 1-%d characters of A-Z a-z 0-9 . _ -", s->job,
                     JOB_NAME_MAX);

@@ -139,9 +139,43 @@ static void test_files(void)
     roster_free(&a.roster);
 }
 
+// Encodes one job and expects state_decode to refuse it, saying why.
+static void refused(const job_record *j, const char *why)
+{
+    const job_record *recs[] = {j};
+    uint8_t *data;
+    size_t len;
+    CHECK_EQ(state_encode(recs, 1, &data, &len), 0);
+    job_record *back;
+    int n;
+    char err[256] = "";
+    CHECK(state_decode(data, len, &back, &n, err, sizeof err) != 0, "accepted: %s", why);
+    CHECK(strstr(err, why) != NULL, "refused as '%s', not '%s'", err, why);
+    free(data);
+}
+
+// Records gridd never writes are refused rather than restored.
+static void test_invalid_records(void)
+{
+    job_record a;
+    assigned_job(&a);
+    roster_slot saved = a.roster.slots[1];
+    a.roster.slots[1].host = a.roster.slots[0].host; // two ranks on one device
+    a.roster.slots[1].device = a.roster.slots[0].device;
+    refused(&a, "gives a device two ranks");
+    a.roster.slots[1] = saved;
+    snprintf(a.name, sizeof a.name, "bad\nname");
+    refused(&a, "bad job name");
+    snprintf(a.name, sizeof a.name, "train-a");
+    a.token_len = 0;
+    refused(&a, "bad job name or token");
+    roster_free(&a.roster);
+}
+
 int main(void)
 {
     test_round_trip();
     test_files();
+    test_invalid_records();
     return check_summary("test_daemon_state");
 }
