@@ -2,7 +2,9 @@
 """gridd's job limit (--max-jobs): submits past it are refused with one line
 naming the limit and the flag, nothing refused is saved, a state file over
 the limit stops gridd at start-up with one line, and a submit whose state
-cannot be saved is refused rather than acknowledged. Stdlib only."""
+cannot be saved is refused rather than acknowledged. The state (it holds
+tokens) is readable by gridd's user only; tokens never reach the log.
+Stdlib only."""
 import os
 import signal
 import subprocess
@@ -45,7 +47,7 @@ class Gridd:
         return r.returncode, r.stdout, r.stderr
 
     def submit(self, job):
-        return self.ctl("submit", "--job", job, "--token", "t", "--llm-only", "--llm-tp", "1",
+        return self.ctl("submit", "--job", job, "--token", "secret-token", "--llm-only", "--llm-tp", "1",
                         "--llm-dp", "1")
 
     def jobs(self):
@@ -96,6 +98,12 @@ def main():
     g = Gridd(tmp, "--state-dir", state, "--max-jobs", "3")
     check(g.jobs() == ["j3", "j4", "j6"], f"exactly the acknowledged jobs survive a restart: {g.jobs()}")
     g.stop()
+    # The state holds tokens: only gridd's user may read it; the log never shows them.
+    mode = lambda p: os.stat(p).st_mode & 0o777
+    check(mode(state) == 0o700 and mode(os.path.join(state, "gridd.state")) == 0o600,
+          f"state directory {mode(state):o}, file {mode(os.path.join(state, 'gridd.state')):o}")
+    check(b"secret-token" in open(os.path.join(state, "gridd.state"), "rb").read(), "the token is saved")
+    check("secret-token" not in open(os.path.join(tmp, "gridd.log")).read(), "no token in gridd's log")
     r = subprocess.run([GRIDD, "--listen", "127.0.0.1:0", "--control", os.path.join(tmp, "c2.sock"),
                         "--state-dir", state, "--max-jobs", "2"], capture_output=True, text=True, timeout=30)
     check(r.returncode == 1 and r.stderr.count("\n") == 1 and "holds 3 jobs, more than --max-jobs 2" in r.stderr,

@@ -226,9 +226,12 @@ def restart_while_running(g, workers, n):
             check(w.count("lost gridd") == lost[id(w)] + 1 and
                   w.count("reconnected to gridd") == back[id(w)] + 1,
                   f"{label}: {job} {w.host}/{w.device} logs one loss and one reconnection")
-    resume_ms = [l for l in open(g.log).read().splitlines() if "resumed by all" in l]
-    check(len(resume_ms) == len(JOBS), f"{label}: every job resumed its generation: {resume_ms}")
-    return resumed
+    lines = [l for l in open(g.log).read().splitlines() if "resumed by all" in l]
+    check(len(lines) == len(JOBS), f"{label}: every job resumed its generation: {lines}")
+    # "gridd: job J: generation G resumed by all N workers, M ms after gridd started; ..."
+    after = {l.split()[2].rstrip(":"): int(l.split(" ms after gridd started")[0].split()[-1]) / 1000
+             for l in lines}
+    return down, after, resumed
 
 
 def main():
@@ -263,9 +266,14 @@ def main():
                 w.drain()
 
         # ---- killed while every worker heartbeats, several times
-        times = [restart_while_running(g, workers, n) for n in range(1, 5)]
-        print("daemon_restart: restart to every job running again: " +
-              " ".join(f"{t:.2f}s" for t in times), flush=True)
+        # down: gridd dead; resumed: gridd start -> each job's generation
+        # resumed (gridd's log; job c holds the libhgrid example, which polls
+        # once a second); settled: gridd start -> every worker seen
+        # heartbeating in show --json
+        for down, resumed, settled in [restart_while_running(g, workers, n) for n in range(1, 5)]:
+            each = ", ".join(f"{job} {t:.2f} s" for job, t in sorted(resumed.items()))
+            print(f"daemon_restart: down {down:.2f} s; generations resumed after gridd started: {each}; "
+                  f"every worker heartbeating after {settled:.2f} s", flush=True)
 
         # ---- killed while a new generation forms: a worker is replaced while
         # the leader of rank 0's groups is stopped, so minting stalls
@@ -304,6 +312,8 @@ def main():
                 check(rc == 0, f"{job} {w.host}/{w.device} released, exit {rc}")
         g.proc.send_signal(signal.SIGTERM)
         check(g.proc.wait(timeout=20) == 0, "gridd exits 0 on SIGTERM")
+        logs = "".join(open(os.path.join(tmp, "gridd.%d.log" % i)).read() for i in range(1, g.starts + 1))
+        check("tok-" not in logs, "no token in any gridd log (restores included)")
     finally:
         for ws in workers.values():
             for w in ws:
