@@ -111,10 +111,10 @@ class Worker:
                 return got
 
 
-def dry_worker(port, job, host, device):
+def dry_worker(port, job, host, device, extra=()):
     w = Worker([f"{BIN}/hgrid-worker", "--coordinator", f"127.0.0.1:{port}", "--job", job, "--token",
                 "tok-" + job, "--host", host, "--device", str(device), "--dry-run", "--json",
-                "--heartbeat-timeout", str(HB)])
+                "--heartbeat-timeout", str(HB), *extra])
     w.host, w.device = host, device
     return w
 
@@ -310,8 +310,22 @@ def main():
                 except subprocess.TimeoutExpired:
                     rc = None
                 check(rc == 0, f"{job} {w.host}/{w.device} released, exit {rc}")
+        # ---- gridd gone for good: workers give up after --reconnect-timeout
+        check(g.ctl("submit", "--job", "d", "--token", "tok-d", "--llm-only", "--llm-tp", "1", "--llm-dp", "2")[0] == 0,
+              "submit d")
+        patient = dry_worker(g.port, "d", "node-f", 0, ["--reconnect-timeout", "1"])
+        hasty = dry_worker(g.port, "d", "node-f", 1, ["--reconnect-timeout", "0"])
+        workers["d"] = [patient, hasty]
+        patient.assignments.get(timeout=20)
+        hasty.assignments.get(timeout=20)
         g.proc.send_signal(signal.SIGTERM)
         check(g.proc.wait(timeout=20) == 0, "gridd exits 0 on SIGTERM")
+        t0 = time.time()
+        check(hasty.proc.wait(timeout=20) == 1 and hasty.count("lost the connection to gridd") == 1,
+              f"--reconnect-timeout 0: exit 1 at once: {hasty.stderr[-1:]}")
+        check(patient.proc.wait(timeout=20) == 1 and 0.8 < time.time() - t0 < 5 and
+              patient.count("could not reconnect within 1 s") == 1,
+              f"--reconnect-timeout 1: exit 1 after about 1 s: {patient.stderr[-1:]}")
         logs = "".join(open(os.path.join(tmp, "gridd.%d.log" % i)).read() for i in range(1, g.starts + 1))
         check("tok-" not in logs, "no token in any gridd log (restores included)")
     finally:
