@@ -19,6 +19,7 @@ import time
 
 BIN = os.environ.get("HGRID_BIN", "bin")
 HB = 2.0  # gridd's --heartbeat-timeout; dry-run workers beat every HB/3
+RESUME = 5.0  # gridd's --resume-timeout
 SEED = int(os.environ.get("HGRID_TEST_SEED", str(time.time_ns() % 1000000)))
 rng = random.Random(SEED)
 passed, failures = 0, []
@@ -49,7 +50,8 @@ class Gridd:
         with open(self.log, "w") as log:
             self.proc = subprocess.Popen(
                 [f"{BIN}/gridd", "--listen", "127.0.0.1:%d" % self.port, "--port-file", port_file,
-                 "--control", self.sock, "--state-dir", self.state, "--heartbeat-timeout", str(HB)],
+                 "--control", self.sock, "--state-dir", self.state, "--heartbeat-timeout", str(HB),
+                 "--resume-timeout", str(RESUME)],
                 stdout=log, stderr=log)
         end = time.time() + 20
         while time.time() < end:
@@ -274,6 +276,34 @@ def main():
             each = ", ".join(f"{job} {t:.2f} s" for job, t in sorted(resumed.items()))
             print(f"daemon_restart: down {down:.2f} s; generations resumed after gridd started: {each}; "
                   f"every worker heartbeating after {settled:.2f} s", flush=True)
+
+        # ---- a worker dies while gridd is down: the others resume, and when
+        # it is not back within --resume-timeout they get Abort; its
+        # replacement takes its rank in the next generation
+        dead = next(w for w in workers["a"] if w.all[-1]["rank"] == 2)
+        gen = g.show("a")["generation"]
+        g.kill()
+        dead.proc.kill()
+        dead.proc.wait()
+        time.sleep(rng.uniform(0.05, 0.5))
+        t0 = time.time()
+        g.start()
+        others = [w for w in workers["a"] if w is not dead]
+        end = time.time() + RESUME + 10
+        while time.time() < end and not all(w.count("did not resume it within") for w in others):
+            time.sleep(0.05)
+        waited = time.time() - t0
+        check(all(w.count(f"generation {gen} aborted: 1 of 8 workers did not resume it within") == 1
+                  for w in others), f"the 7 others are aborted when rank 2 does not come back: "
+                                    f"{others[0].stderr[-1:]}")
+        check(RESUME - 0.5 <= waited <= RESUME + 3, f"after --resume-timeout ({waited:.2f} s)")
+        workers["a"][workers["a"].index(dead)] = repl = dry_worker(g.port, "a", dead.host, dead.device)
+        shows = settle(g, workers)
+        check(shows["a"].get("generation") == gen + 1 and repl.all and repl.all[-1]["rank"] == 2,
+              f"generation {gen + 1} with the restarted worker as rank 2")
+        check(shows["b"].get("generation") == 1 and shows["c"].get("generation") == 1,
+              "the other jobs resumed their generation")
+        check_consistent("a worker lost while gridd was down", shows, workers)
 
         # ---- killed while a new generation forms: a worker is replaced while
         # the leader of rank 0's groups is stopped, so minting stalls
