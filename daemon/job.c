@@ -336,14 +336,15 @@ void job_joined(job *j, conn *c, const Hgrid__Resume *resume)
     const roster_slot *slot = &r->slots[c->slot];
     const char *host = roster_host_name(r, slot->host);
     if (j->state == JOB_RESUMING) {
-        if (resume && resume->generation == j->rec.generation) {
+        // Only the device that held the rank resumes it, not a replacement.
+        bool same_device = r->map_version == j->saved_map_version;
+        if (resume && resume->generation == j->rec.generation && same_device) {
             resumed(j, c, resume->ready);
             return;
         }
         char reason[512];
-        snprintf(reason, sizeof reason,
-                 "rank %d (%s/%d) came back without it after gridd's restart", c->slot, host,
-                 slot->device);
+        snprintf(reason, sizeof reason, "rank %d (%s/%d) came back without it after gridd's "
+                 "restart", c->slot, host, slot->device);
         abort_generation(j, reason, c);
     }
     if (resume && resume->generation) { // its generation ended while it was away
