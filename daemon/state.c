@@ -43,6 +43,14 @@ bool state_valid_job_name(const char *name)
     return true;
 }
 
+bool state_token_matches(const job_record *j, const uint8_t *token, size_t len)
+{
+    uint8_t diff = len != j->token_len;
+    for (size_t i = 0; i < j->token_len; i++)
+        diff |= (uint8_t)(j->token[i] ^ (i < len ? token[i] : 0));
+    return diff == 0;
+}
+
 // ---- writing
 
 typedef struct {

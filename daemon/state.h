@@ -30,6 +30,9 @@ typedef struct {
 
 // 1-64 characters of [A-Za-z0-9._-].
 bool state_valid_job_name(const char *name);
+// Whether token is j's, in time that depends on j's token length only, not
+// on the offered bytes or where they differ.
+bool state_token_matches(const job_record *j, const uint8_t *token, size_t len);
 
 // Writes every record to DIR/gridd.state. Returns 0 or -1 with a reason.
 int state_save(const char *dir, const job_record *const *jobs, int num_jobs, char *err,
