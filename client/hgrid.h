@@ -71,7 +71,8 @@ int hgrid_hello(hgrid_worker *w, const hgrid_hello_options *opt);
 // HGRID_RELEASED if the job ended; a negative status otherwise.
 int hgrid_wait_assignment(hgrid_worker *w, int timeout_ms);
 // The connection's descriptor, to wait for gridd's messages in the caller's
-// own poll loop (then call hgrid_poll).
+// own poll loop (then call hgrid_poll); -1 between reconnection attempts
+// (see hgrid_wake_ms).
 int hgrid_fd(const hgrid_worker *w);
 
 // ---- the current assignment (valid after HGRID_OK from wait)
@@ -103,6 +104,22 @@ const char *hgrid_reason(const hgrid_worker *w);
 int hgrid_leave(hgrid_worker *w, const char *reason);
 void hgrid_close(hgrid_worker *w);
 const char *hgrid_error(const hgrid_worker *w);
+
+// ---- gridd restarts
+// When the connection to gridd drops after hgrid_hello (gridd restarted),
+// libhgrid reconnects to the same address with exponential backoff (50 ms
+// doubling to 2 s, each +-50% jitter) and says Hello again with its rank and
+// generation; gridd carries the generation on when every rank comes back, so
+// communicators and training continue. Meanwhile hgrid_heartbeat and
+// hgrid_poll return HGRID_OK without blocking (nothing reaches gridd) and
+// hgrid_wait_assignment keeps waiting; one line on stderr marks each change
+// (lost, a new kind of failure, back). After total_s seconds without gridd
+// they return HGRID_ERR_IO. total_s <= 0: no reconnection (the loss is
+// HGRID_ERR_IO at once). Default 60 s.
+void hgrid_set_reconnect(hgrid_worker *w, double total_s);
+// While reconnecting, the milliseconds until an attempt is due: a poll loop
+// on hgrid_fd should wake by then and call hgrid_poll. -1 when connected.
+int hgrid_wake_ms(const hgrid_worker *w);
 
 // ---- defaults for launchers
 // $HGRID_HOSTNAME, else gethostname(); into buf.

@@ -45,43 +45,85 @@ hgrid_worker *hgrid_connect(const char *coordinator, char *err, size_t errlen)
     w->fd = fd;
     w->rank = -1;
     wire_reader_init(&w->reader, WIRE_DEFAULT_MAX_FRAME);
+    hgrid_reconnect_init(w, coordinator);
     return w;
 }
 
-static int send_env(hgrid_worker *w, Hgrid__Envelope *env)
+int hgrid_send(hgrid_worker *w, const Hgrid__Envelope *env)
 {
-    if (wire_send(w->fd, env) != 0)
-        return hgrid_fail(w, HGRID_ERR_IO, "cannot send to gridd: %s", strerror(errno));
+    if (w->rc.lost) {
+        int rc = hgrid_reconnect(w, 0);
+        if (rc != HGRID_OK || w->rc.lost)
+            return rc; // gridd is away: nothing to tell it now
+    }
+    if (wire_send(w->fd, env) != 0) {
+        char why[128];
+        snprintf(why, sizeof why, "cannot send to gridd: %s", strerror(errno));
+        return hgrid_lost(w, why, false);
+    }
     return HGRID_OK;
+}
+
+int hgrid_send_hello(hgrid_worker *w)
+{
+    const hello_copy *h = &w->hello;
+    Hgrid__Hello hello = HGRID__HELLO__INIT;
+    Hgrid__RankRequest req = HGRID__RANK_REQUEST__INIT;
+    Hgrid__Resume resume = HGRID__RESUME__INIT;
+    hello.job = (char *)h->job;
+    hello.token.data = (uint8_t *)h->token;
+    hello.token.len = strlen(h->token);
+    hello.host = (char *)h->host;
+    hello.local_device = (uint32_t)h->device;
+    hello.gpu_uuid = (char *)h->gpu_uuid;
+    hello.dry_run = h->dry_run;
+    int rank = w->rank >= 0 ? w->rank : h->requested_rank; // after an assignment: its rank
+    if (rank >= 0) {
+        req.rank = (uint32_t)rank;
+        hello.requested_rank = &req;
+    }
+    if (w->assigned) {
+        resume.generation = w->generation;
+        resume.ready = w->ready_sent;
+        hello.resume = &resume;
+    }
+    Hgrid__Envelope env;
+    wire_envelope_init(&env);
+    env.msg_case = HGRID__ENVELOPE__MSG_HELLO;
+    env.hello = &hello;
+    if (wire_send(w->fd, &env) != 0)
+        return hgrid_fail(w, HGRID_ERR_IO, "cannot send Hello to gridd: %s", strerror(errno));
+    return HGRID_OK;
+}
+
+static bool copy_field(char *dst, size_t size, const char *src)
+{
+    return (size_t)snprintf(dst, size, "%s", src ? src : "") < size;
 }
 
 int hgrid_hello(hgrid_worker *w, const hgrid_hello_options *opt)
 {
     if (!opt->job || !opt->token)
         return hgrid_fail(w, HGRID_ERR_STATE, "hgrid_hello needs a job name and a token");
-    char host[256];
+    if (w->hello.sent)
+        return hgrid_fail(w, HGRID_ERR_STATE, "hgrid_hello was called already");
+    hello_copy *h = &w->hello;
     if (opt->host)
-        snprintf(host, sizeof host, "%s", opt->host);
+        copy_field(h->host, sizeof h->host, opt->host);
     else
-        hgrid_default_host(host, sizeof host);
-    Hgrid__Hello hello = HGRID__HELLO__INIT;
-    Hgrid__RankRequest req = HGRID__RANK_REQUEST__INIT;
-    hello.job = (char *)opt->job;
-    hello.token.data = (uint8_t *)opt->token;
-    hello.token.len = strlen(opt->token);
-    hello.host = host;
-    hello.local_device = (uint32_t)opt->device;
-    hello.gpu_uuid = (char *)(opt->gpu_uuid ? opt->gpu_uuid : "");
-    hello.dry_run = opt->dry_run;
-    if (opt->requested_rank >= 0) {
-        req.rank = (uint32_t)opt->requested_rank;
-        hello.requested_rank = &req;
-    }
-    Hgrid__Envelope env;
-    wire_envelope_init(&env);
-    env.msg_case = HGRID__ENVELOPE__MSG_HELLO;
-    env.hello = &hello;
-    return send_env(w, &env);
+        hgrid_default_host(h->host, sizeof h->host);
+    if (!copy_field(h->job, sizeof h->job, opt->job) ||
+        !copy_field(h->token, sizeof h->token, opt->token) ||
+        !copy_field(h->gpu_uuid, sizeof h->gpu_uuid, opt->gpu_uuid))
+        return hgrid_fail(w, HGRID_ERR_STATE,
+                          "job name, token or GPU UUID too long (gridd takes names of 64 bytes "
+                          "and tokens of 256)");
+    h->device = opt->device;
+    h->requested_rank = opt->requested_rank;
+    h->dry_run = opt->dry_run;
+    int rc = hgrid_send_hello(w);
+    h->sent = rc == HGRID_OK;
+    return rc;
 }
 
 // ---- receiving: frames are decoded as they arrive and queued in order
@@ -118,6 +160,8 @@ static int enqueue(void *ctx, const uint8_t *body, uint32_t len)
 // HGRID_OK (possibly nothing new), HGRID_ERR_TIMEOUT, or HGRID_ERR_IO.
 static int fill(hgrid_worker *w, int timeout_ms)
 {
+    if (w->rc.lost)
+        return hgrid_reconnect(w, timeout_ms);
     struct pollfd pfd = {.fd = w->fd, .events = POLLIN};
     int ready;
     do
@@ -131,10 +175,11 @@ static int fill(hgrid_worker *w, int timeout_ms)
     ssize_t n = recv(w->fd, buf, sizeof buf, MSG_DONTWAIT);
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
         return HGRID_OK;
-    if (n < 0)
-        return hgrid_fail(w, HGRID_ERR_IO, "lost the connection to gridd: %s", strerror(errno));
-    if (n == 0)
-        return hgrid_fail(w, HGRID_ERR_IO, "gridd closed the connection");
+    if (n <= 0) {
+        char why[128];
+        snprintf(why, sizeof why, "%s", n == 0 ? "gridd closed the connection" : strerror(errno));
+        return hgrid_lost(w, why, false);
+    }
     char err[256];
     int rc = wire_reader_feed(&w->reader, buf, (size_t)n, enqueue, w, err, sizeof err);
     if (rc < 0)
@@ -218,7 +263,7 @@ static int mint(hgrid_worker *w, const Hgrid__MintRequest *req)
     wire_envelope_init(&env);
     env.msg_case = HGRID__ENVELOPE__MSG_MINT_REPLY;
     env.mint_reply = &reply;
-    return send_env(w, &env);
+    return hgrid_send(w, &env);
 }
 
 static void keep_reason(hgrid_worker *w, const char *reason)
@@ -249,6 +294,9 @@ static int handle(hgrid_worker *w, const Hgrid__Envelope *env)
         w->assigned = false;
         return HGRID_RELEASED;
     case HGRID__ENVELOPE__MSG_ERROR:
+        // Back too soon: gridd has not yet noticed this worker's old connection.
+        if (env->error->code == HGRID__ERROR_CODE__ERROR_DUPLICATE_DEVICE && w->rc.reconnects > 0)
+            return hgrid_lost(w, env->error->message, true);
         return hgrid_fail(w, HGRID_ERR_REFUSED, "%s", env->error->message);
     default:
         return hgrid_fail(w, HGRID_ERR_IO, "unexpected message %d from gridd",
@@ -303,7 +351,8 @@ int hgrid_ready(hgrid_worker *w)
     env.msg_case = HGRID__ENVELOPE__MSG_READY;
     env.ready = &ready;
     w->last_beat_s = now_s();
-    return send_env(w, &env);
+    w->ready_sent = true; // said again in a Hello after a reconnection
+    return hgrid_send(w, &env);
 }
 
 int hgrid_heartbeat(hgrid_worker *w, uint64_t step, float loss, float throughput)
@@ -325,7 +374,7 @@ int hgrid_heartbeat(hgrid_worker *w, uint64_t step, float loss, float throughput
     wire_envelope_init(&env);
     env.msg_case = HGRID__ENVELOPE__MSG_HEARTBEAT;
     env.heartbeat = &hb;
-    return send_env(w, &env);
+    return hgrid_send(w, &env);
 }
 
 int hgrid_leave(hgrid_worker *w, const char *reason)
@@ -337,14 +386,15 @@ int hgrid_leave(hgrid_worker *w, const char *reason)
     env.msg_case = HGRID__ENVELOPE__MSG_LEAVE;
     env.leave = &leave;
     w->assigned = false;
-    return send_env(w, &env);
+    return hgrid_send(w, &env);
 }
 
 void hgrid_close(hgrid_worker *w)
 {
     if (!w)
         return;
-    close(w->fd);
+    if (w->fd >= 0)
+        close(w->fd);
     Hgrid__Envelope *env;
     while ((env = dequeue(w)))
         wire_free_envelope(env);

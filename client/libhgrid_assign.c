@@ -94,6 +94,7 @@ int hgrid_take_assignment(hgrid_worker *w, const Hgrid__Assignment *a)
         return rc;
     }
     w->assigned = true;
+    w->ready_sent = false;
     w->last_step = 0;
     return HGRID_OK;
 }

@@ -11,6 +11,7 @@ $(BIN)/hgridctl: $(call objs,$(CTL_SRCS)) $(WIRE_LIB) $(LAYOUT_LIB)
 # libhgrid: static and shared, each holding the wire and layout code it uses,
 # so a training program links -lhgrid -lprotobuf-c -lnccl -lcudart and nothing else.
 LIBHGRID_SRCS := client/libhgrid.c client/libhgrid_assign.c client/libhgrid_env.c \
+                 client/libhgrid_reconnect.c \
                  client/assignment.c client/comms.c client/selftest.c client/selftest_calc.c
 LIBHGRID_DEPS := $(LIBHGRID_SRCS) $(WIRE_SRCS) $(LAYOUT_SRCS)
 LIBHGRID_LIBS := -lprotobuf-c $(NCCL_LIBS) -lcudart

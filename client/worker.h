@@ -21,6 +21,7 @@ typedef struct {
     double bw_bytes;            // self-test all-reduce size; 0: no bandwidth
     double heartbeat_timeout_s; // gridd's --heartbeat-timeout; beats every third of it
     double assign_timeout_s;    // 0: wait for the assignment as long as it takes
+    double reconnect_timeout_s; // give up this long after losing gridd; 0: at once
     train_options train;        // GPU: train after the self-test (train.config set)
 } worker_options;
 

@@ -11,6 +11,7 @@ static void usage(FILE *out)
             "                    [--device N] [--host NAME] [--use-launcher-rank] [--json]\n"
             "                    [--self-test] [--comm-init init|split] [--comm-timeout S]\n"
             "                    [--bw-bytes N] [--heartbeat-timeout S] [--assign-timeout S]\n"
+            "                    [--reconnect-timeout S]\n"
             TRAIN_FLAGS_USAGE
             "       hgrid-worker --single-gpu --config NAME --steps N [trainer flags]\n"
             "Joins a job on gridd, creates this worker's NCCL communicators on its GPU,\n"
@@ -37,6 +38,9 @@ static void usage(FILE *out)
             "                           go every S/3\n"
             "  --assign-timeout S       give up if no assignment within S seconds (default:\n"
             "                           wait as long as it takes)\n"
+            "  --reconnect-timeout S    when gridd is lost (restarted), reconnect with backoff\n"
+            "                           and carry on; exit 1 after S seconds without it\n"
+            "                           (default 60; 0: exit at once)\n"
             "Exit status: 0 released, 1 refused, lost or a failed self-test, 2 usage error.\n");
 }
 
@@ -66,6 +70,7 @@ int worker_parse_args(int argc, char **argv, worker_options *opt, bool *exit_now
     opt->device = -1;
     opt->requested_rank = -1;
     opt->heartbeat_timeout_s = 3;
+    opt->reconnect_timeout_s = 60;
     opt->comm_init = HGRID_COMMS_DEFAULT;
     opt->comm_timeout_s = 60;
     opt->bw_bytes = 64 << 20;
@@ -104,6 +109,7 @@ int worker_parse_args(int argc, char **argv, worker_options *opt, bool *exit_now
             str = &opt->token;
         } else if (!strcmp(a, "--host") || !strcmp(a, "--device") ||
                    !strcmp(a, "--heartbeat-timeout") || !strcmp(a, "--assign-timeout") ||
+                   !strcmp(a, "--reconnect-timeout") ||
                    !strcmp(a, "--comm-timeout") || !strcmp(a, "--bw-bytes")) {
             if (i + 1 >= argc)
                 return usage_error(a, "needs a value");
@@ -119,6 +125,7 @@ int worker_parse_args(int argc, char **argv, worker_options *opt, bool *exit_now
                   : !strcmp(a, "--heartbeat-timeout") ? &opt->heartbeat_timeout_s
                   : !strcmp(a, "--comm-timeout")      ? &opt->comm_timeout_s
                   : !strcmp(a, "--bw-bytes")          ? &opt->bw_bytes
+                  : !strcmp(a, "--reconnect-timeout") ? &opt->reconnect_timeout_s
                                                       : &opt->assign_timeout_s;
             lo = !strcmp(a, "--heartbeat-timeout") || !strcmp(a, "--comm-timeout") ? 0.05 : 0;
             if (parse_number(a, v, lo, num))

@@ -175,6 +175,7 @@ int worker_run_gpu(const worker_options *opt)
                 err);
         return 1;
     }
+    hgrid_set_reconnect(w, opt->reconnect_timeout_s);
     hgrid_hello_options hello = {.job = opt->job, .token = opt->token, .host = opt->host,
                                  .device = opt->device, .gpu_uuid = uuid,
                                  .requested_rank = opt->requested_rank};

@@ -38,7 +38,8 @@ int worker_await_assignment(hgrid_worker *w, const worker_options *opt)
 }
 
 // Heartbeats until gridd sends something to act on. Returns HGRID_ABORTED,
-// HGRID_RELEASED or a negative status.
+// HGRID_RELEASED or a negative status. While gridd is away (restarting)
+// libhgrid reconnects; the generation goes on.
 int worker_run_generation(hgrid_worker *w, const worker_options *opt)
 {
     double interval = opt->heartbeat_timeout_s / 3, next_beat = now_s() + interval;
@@ -52,13 +53,16 @@ int worker_run_generation(hgrid_worker *w, const worker_options *opt)
             next_beat += interval;
             continue;
         }
+        int wait = (int)(left * 1000) + 1, wake = hgrid_wake_ms(w);
+        if (wake >= 0 && wake < wait)
+            wait = wake;
         struct pollfd pfd = {.fd = hgrid_fd(w), .events = POLLIN};
-        int ready = poll(&pfd, 1, (int)(left * 1000) + 1);
+        int ready = poll(&pfd, 1, wait);
         if (ready < 0 && errno != EINTR) {
             fprintf(stderr, "hgrid-worker: poll failed: %s\n", strerror(errno));
             return HGRID_ERR_IO;
         }
-        if (ready > 0) {
+        if (ready > 0 || wake >= 0) {
             int st = hgrid_poll(w);
             if (st != HGRID_OK)
                 return st;
@@ -84,6 +88,7 @@ int main(int argc, char **argv)
                 err);
         return 1;
     }
+    hgrid_set_reconnect(w, opt.reconnect_timeout_s);
     hgrid_hello_options hello = {.job = opt.job, .token = opt.token, .host = opt.host,
                                  .device = opt.device, .requested_rank = opt.requested_rank,
                                  .dry_run = true};

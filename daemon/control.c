@@ -42,21 +42,10 @@ static void reply_error(conn *c, Hgrid__ErrorCode code, const char *fmt, ...)
     conn_send(c, &env);
 }
 
-static bool valid_job_name(const char *name)
-{
-    size_t n = strlen(name);
-    if (n < 1 || n > JOB_NAME_MAX)
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-", name[i]))
-            return false;
-    return true;
-}
-
 static void submit(conn *c, const Hgrid__SubmitJob *s)
 {
     server *srv = c->srv;
-    if (!valid_job_name(s->job)) {
+    if (!state_valid_job_name(s->job)) {
         reply_error(c, HGRID__ERROR_CODE__ERROR_BAD_REQUEST,
                     "job name '%.64s' must be 1-%d characters of A-Z a-z 0-9 . _ -", s->job,
                     JOB_NAME_MAX);
@@ -84,21 +73,29 @@ static void submit(conn *c, const Hgrid__SubmitJob *s)
                     "job %s exists; cancel it first or pick another name", s->job);
         return;
     }
-    if (srv->num_jobs >= GRIDD_MAX_JOBS) {
+    if (srv->num_jobs >= srv->opt.max_jobs) {
         reply_error(c, HGRID__ERROR_CODE__ERROR_LIMIT,
-                    "gridd holds its limit of %d jobs; cancel one first", GRIDD_MAX_JOBS);
+                    "job %s: gridd holds its limit of %d jobs (--max-jobs); cancel one, or "
+                    "restart gridd with a larger --max-jobs", s->job, srv->opt.max_jobs);
         return;
     }
     snprintf(rec.name, sizeof rec.name, "%s", s->job);
     memcpy(rec.token, s->token.data, s->token.len);
     rec.token_len = (uint32_t)s->token.len;
-    if (roster_init(&rec.roster, plan.world_size) || !job_create(srv, &rec, &plan)) {
+    job *j = NULL;
+    if (roster_init(&rec.roster, plan.world_size) || !(j = job_create(srv, &rec, &plan))) {
         roster_free(&rec.roster);
         reply_error(c, HGRID__ERROR_CODE__ERROR_LIMIT, "job %s: out of memory", s->job);
         return;
     }
+    if (jobs_save(srv)) { // acknowledged only once it would survive a restart
+        job_remove(srv, j);
+        reply_error(c, HGRID__ERROR_CODE__ERROR_LIMIT,
+                    "job %s: gridd cannot save its state (see gridd's log); not submitted",
+                    s->job);
+        return;
+    }
     gridd_log("job %s: submitted (%d workers)", s->job, plan.world_size);
-    jobs_save(srv);
     char message[160];
     snprintf(message, sizeof message, "job %s submitted: waiting for %d workers", s->job,
              plan.world_size);

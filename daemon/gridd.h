@@ -9,7 +9,7 @@
 #include <sys/types.h>
 #include <uv.h>
 
-#define GRIDD_MAX_JOBS 256
+#define GRIDD_DEFAULT_MAX_JOBS 256
 #define GRIDD_MAX_ALLOW_UIDS 16
 #define GRIDD_LINGER_MS 2000            // after an Error: wait this long for the peer's EOF
 #define GRIDD_SLOW_CONSUMER (4u << 20)  // bytes queued to a peer (beyond one frame) before it is dropped
@@ -25,6 +25,8 @@ typedef struct {
     double heartbeat_timeout;  // seconds
     double ready_timeout;      // seconds from Assignment to Ready (communicator setup)
     double hello_timeout;      // seconds
+    double resume_timeout;     // seconds after a restart for a running generation's workers to return
+    int max_jobs;
     uint32_t max_frame;        // bytes
     int max_connections;
     uid_t allow_uids[GRIDD_MAX_ALLOW_UIDS]; // control peers besides root and gridd's own uid
@@ -62,6 +64,7 @@ struct server {
     int worker_connections; // capped by --max-connections; hgridctl's are not
     job *jobs; // a list, newest first
     int num_jobs;
+    int64_t started_ms; // when the loop started (restart times in the log)
     bool stopping;
 };
 

@@ -9,7 +9,7 @@
 
 const char *job_state_name(job_state s)
 {
-    static const char *names[] = {"waiting", "minting", "assigned", "running"};
+    static const char *names[] = {"waiting", "minting", "assigned", "running", "resuming"};
     return names[s];
 }
 
@@ -55,6 +55,14 @@ job *job_create(server *srv, const job_record *rec, const hg_plan *plan)
     return j;
 }
 
+void job_restored(job *j)
+{
+    if (!j->rec.roster.assigned || j->rec.generation == 0)
+        return;
+    j->state = JOB_RESUMING;
+    j->resume_deadline = gridd_now_ms() + (int64_t)(j->srv->opt.resume_timeout * 1000);
+}
+
 void job_free(job *j)
 {
     roster_free(&j->rec.roster);
@@ -64,19 +72,45 @@ void job_free(job *j)
     free(j);
 }
 
-void jobs_save(server *srv)
+static void unlink_job(server *srv, job *j)
+{
+    for (job **p = &srv->jobs; *p; p = &(*p)->next)
+        if (*p == j) {
+            *p = j->next;
+            break;
+        }
+    srv->num_jobs--;
+}
+
+void job_remove(server *srv, job *j)
+{
+    unlink_job(srv, j);
+    job_free(j);
+}
+
+int jobs_save(server *srv)
 {
     if (!srv->opt.state_dir)
-        return;
-    const job_record *recs[GRIDD_MAX_JOBS];
-    int n = 0;
-    for (job *j = srv->jobs; j; j = j->next)
-        recs[n++] = &j->rec;
+        return 0;
+    const job_record **recs = malloc(sizeof *recs * (size_t)(srv->num_jobs + 1));
+    char err[512];
+    int rc = -1;
+    if (!recs) {
+        snprintf(err, sizeof err, "out of memory listing %d jobs", srv->num_jobs);
+    } else {
+        int n = 0;
+        for (job *j = srv->jobs; j; j = j->next)
+            recs[n++] = &j->rec;
+        rc = state_save(srv->opt.state_dir, recs, n, err, sizeof err);
+    }
+    free(recs);
+    if (rc) {
+        gridd_log("cannot save state: %s (fix --state-dir; a restart would lose this change)", err);
+        return -1;
+    }
     for (job *j = srv->jobs; j; j = j->next)
         j->saved_map_version = j->rec.roster.map_version;
-    char err[512];
-    if (state_save(srv->opt.state_dir, recs, n, err, sizeof err))
-        gridd_log("cannot save state: %s (jobs keep running; fix --state-dir)", err);
+    return 0;
 }
 
 static conn *slot_conn(job *j, int s)
@@ -86,6 +120,8 @@ static conn *slot_conn(job *j, int s)
 
 void job_cancel(server *srv, job *j, const char *reason)
 {
+    unlink_job(srv, j);
+    jobs_save(srv); // before any worker hears of it
     roster *r = &j->rec.roster;
     Hgrid__Envelope env;
     Hgrid__Release release;
@@ -106,15 +142,8 @@ void job_cancel(server *srv, job *j, const char *reason)
         conn_finish(c);
         released++;
     }
-    for (job **p = &srv->jobs; *p; p = &(*p)->next)
-        if (*p == j) {
-            *p = j->next;
-            break;
-        }
-    srv->num_jobs--;
     gridd_log("job %s: %s; %d workers released", j->rec.name, reason, released);
     job_free(j);
-    jobs_save(srv);
 }
 
 // Sends rank's Assignment. Returns false if that lost a worker and so
@@ -219,11 +248,113 @@ static void start_generation(job *j)
             return;
 }
 
-void job_joined(job *j, conn *c)
+static void send_abort(conn *c, uint64_t generation, const char *reason)
+{
+    Hgrid__Envelope env;
+    Hgrid__Abort abort_msg;
+    wire_envelope_init(&env);
+    hgrid__abort__init(&abort_msg);
+    abort_msg.generation = generation;
+    abort_msg.reason = (char *)reason;
+    env.msg_case = HGRID__ENVELOPE__MSG_ABORT;
+    env.abort = &abort_msg;
+    conn_send(c, &env);
+}
+
+// Every connected worker but skip (one that never held this generation)
+// gets Abort; the job waits for its set to be whole again.
+static void abort_generation(job *j, const char *reason, const conn *skip)
+{
+    uint64_t gen = j->rec.generation;
+    j->state = JOB_WAITING;
+    j->mint_pending = 0;
+    j->assigned = 0;
+    j->ready = 0;
+    gridd_log("job %s: generation %llu aborted: %s", j->rec.name, (unsigned long long)gen, reason);
+    for (int s = 0; s < j->plan.world_size; s++) {
+        roster_slot *slot = &j->rec.roster.slots[s];
+        conn *c = slot->conn;
+        if (!c)
+            continue;
+        slot->state = SLOT_JOINED;
+        slot->mint_pending = false;
+        conn_unwatch(c);
+        if (c != skip)
+            send_abort(c, gen, reason);
+    }
+}
+
+// A worker back with the generation gridd restored: it keeps its
+// communicators; once every rank is back the generation carries on.
+static void resumed(job *j, conn *c, bool ready)
+{
+    roster *r = &j->rec.roster;
+    roster_slot *slot = &r->slots[c->slot];
+    slot->state = ready ? SLOT_READY : SLOT_ASSIGNED;
+    j->assigned++;
+    if (ready) {
+        j->ready++;
+        conn_watch(c);
+    } else {
+        conn_await_ready(c);
+    }
+    gridd_log("job %s: rank %d (%s/%d) resumed generation %llu (%d/%d)", j->rec.name, c->slot,
+              roster_host_name(r, slot->host), slot->device, (unsigned long long)j->rec.generation,
+              r->live, r->world_size);
+    if (!roster_full(r))
+        return;
+    j->state = j->ready == r->world_size ? JOB_RUNNING : JOB_ASSIGNED;
+    j->whole_at = gridd_now_ms();
+    gridd_log("job %s: generation %llu resumed by all %d workers, %lld ms after gridd started; "
+              "no new ids", j->rec.name, (unsigned long long)j->rec.generation, r->world_size,
+              (long long)(j->whole_at - j->srv->started_ms));
+}
+
+void jobs_sweep(server *srv)
+{
+    int64_t now = gridd_now_ms();
+    for (job *j = srv->jobs; j; j = j->next) {
+        if (j->state != JOB_RESUMING || now < j->resume_deadline)
+            continue;
+        const roster *r = &j->rec.roster;
+        int first = 0;
+        while (first < r->world_size - 1 && r->slots[first].conn)
+            first++;
+        char reason[512];
+        snprintf(reason, sizeof reason,
+                 "%d of %d workers did not resume it within %.3g s of gridd's restart (first: "
+                 "rank %d, %s/%d)", r->world_size - r->live, r->world_size,
+                 srv->opt.resume_timeout, first, roster_host_name(r, r->slots[first].host),
+                 r->slots[first].device);
+        abort_generation(j, reason, NULL);
+    }
+}
+
+void job_joined(job *j, conn *c, const Hgrid__Resume *resume)
 {
     roster *r = &j->rec.roster;
     const roster_slot *slot = &r->slots[c->slot];
     const char *host = roster_host_name(r, slot->host);
+    if (j->state == JOB_RESUMING) {
+        // Only the device that held the rank resumes it, not a replacement.
+        bool same_device = r->map_version == j->saved_map_version;
+        if (resume && resume->generation == j->rec.generation && same_device) {
+            resumed(j, c, resume->ready);
+            return;
+        }
+        char reason[512];
+        snprintf(reason, sizeof reason, "rank %d (%s/%d) came back without it after gridd's "
+                 "restart", c->slot, host, slot->device);
+        abort_generation(j, reason, c);
+    }
+    if (resume && resume->generation) { // its generation ended while it was away
+        char reason[128];
+        snprintf(reason, sizeof reason, "generation %llu ended while this worker was away",
+                 (unsigned long long)resume->generation);
+        send_abort(c, resume->generation, reason);
+        if (c->job != j)
+            return; // the send failed and lost the worker
+    }
     if (r->assigned) {
         gridd_log("job %s: worker %s/%d rejoined as rank %d (%d/%d)", j->rec.name, host,
                   slot->device, c->slot, r->live, r->world_size);
@@ -246,34 +377,6 @@ void job_joined(job *j, conn *c)
         gridd_log("job %s: ranks assigned over %d hosts", j->rec.name, r->num_hosts);
     }
     start_generation(j);
-}
-
-static void abort_generation(job *j, const char *reason)
-{
-    uint64_t gen = j->rec.generation;
-    j->state = JOB_WAITING;
-    j->mint_pending = 0;
-    j->assigned = 0;
-    j->ready = 0;
-    gridd_log("job %s: generation %llu aborted: %s", j->rec.name, (unsigned long long)gen, reason);
-    Hgrid__Envelope env;
-    Hgrid__Abort abort_msg;
-    wire_envelope_init(&env);
-    hgrid__abort__init(&abort_msg);
-    abort_msg.generation = gen;
-    abort_msg.reason = (char *)reason;
-    env.msg_case = HGRID__ENVELOPE__MSG_ABORT;
-    env.abort = &abort_msg;
-    for (int s = 0; s < j->plan.world_size; s++) {
-        roster_slot *slot = &j->rec.roster.slots[s];
-        conn *c = slot->conn;
-        if (!c)
-            continue;
-        slot->state = SLOT_JOINED;
-        slot->mint_pending = false;
-        conn_unwatch(c);
-        conn_send(c, &env);
-    }
 }
 
 void job_worker_gone(conn *c, const char *why)
@@ -300,7 +403,7 @@ void job_worker_gone(conn *c, const char *why)
         return;
     char reason[512];
     snprintf(reason, sizeof reason, "rank %d (%s) lost: %s", s, who, why);
-    abort_generation(j, reason);
+    abort_generation(j, reason, NULL);
 }
 
 void job_mint_reply(conn *c, const Hgrid__MintReply *reply)

@@ -10,7 +10,9 @@
 #include "daemon/state.h"
 #include "wire/wire.h"
 
-typedef enum { JOB_WAITING, JOB_MINTING, JOB_ASSIGNED, JOB_RUNNING } job_state;
+// JOB_RESUMING: gridd restarted; the saved generation's workers have until
+// resume_deadline to come back with it (then it carries on, no new ids).
+typedef enum { JOB_WAITING, JOB_MINTING, JOB_ASSIGNED, JOB_RUNNING, JOB_RESUMING } job_state;
 
 struct job {
     job_record rec;
@@ -26,22 +28,32 @@ struct job {
     uint64_t saved_map_version; // rec.roster.map_version last persisted
     server *srv;
     int64_t whole_at; // when the worker set last became whole (ms)
+    int64_t resume_deadline; // JOB_RESUMING: ms
     job *next;
 };
 
 job *job_find(server *srv, const char *name);
 // A new job from a validated plan; NULL if out of memory.
 job *job_create(server *srv, const job_record *rec, const hg_plan *plan);
-void job_cancel(server *srv, job *j, const char *reason); // Release to its workers
+// A restored job whose ranks were assigned waits --resume-timeout for its
+// workers to resume its generation.
+void job_restored(job *j);
+// Saves the job list without j, then sends Release to its workers.
+void job_cancel(server *srv, job *j, const char *reason);
+void job_remove(server *srv, job *j); // unlinks and frees, nothing sent
 void job_free(job *j);
-void job_joined(job *j, conn *c); // after roster_join put c into its slot
+// After roster_join put c into its slot; resume: the Hello's (NULL: none).
+void job_joined(job *j, conn *c, const Hgrid__Resume *resume);
 void job_worker_gone(conn *c, const char *reason);
 void job_mint_reply(conn *c, const Hgrid__MintReply *reply);
 void job_ready(conn *c, uint64_t generation);
 void job_heartbeat(conn *c, const Hgrid__Heartbeat *hb);
 const char *job_state_name(job_state s);
 const char *slot_state_name(slot_state s);
-// Saves every job to --state-dir (if given); failures are logged.
-void jobs_save(server *srv);
+// Saves every job to --state-dir (if given). Returns 0, or -1 after logging
+// why.
+int jobs_save(server *srv);
+// Ends resumptions past their deadline (called by the sweep timer).
+void jobs_sweep(server *srv);
 
 #endif

@@ -28,13 +28,16 @@ static void usage(FILE *out)
             "  --ready-timeout SEC        a worker not Ready this long after its Assignment\n"
             "                             (creating communicators) is lost (default 120)\n"
             "  --hello-timeout SEC        drop connections without a Hello (default 5)\n"
+            "  --resume-timeout SEC       after a restart, how long a running generation's\n"
+            "                             workers have to come back with it (default 10)\n"
+            "  --max-jobs N               jobs held at once; more are refused (default %d)\n"
             "  --max-frame BYTES          largest frame accepted (default %u)\n"
             "  --max-connections N        worker connection cap (default: open-file limit - 64)\n"
             "  --port-file PATH           write the bound port there once listening\n"
             "  --allow-uid UID            also accept hgridctl from this user (repeatable;\n"
             "                             root and gridd's own user always are)\n"
             "  --help                     this text\n",
-            WIRE_DEFAULT_PORT, WIRE_DEFAULT_MAX_FRAME);
+            WIRE_DEFAULT_PORT, GRIDD_DEFAULT_MAX_JOBS, WIRE_DEFAULT_MAX_FRAME);
 }
 
 static int bad_value(const char *flag, const char *value, const char *want)
@@ -89,11 +92,13 @@ static int parse_options(int argc, char **argv, gridd_options *o)
         {"hello-timeout", required_argument, 0, 'o'}, {"max-frame", required_argument, 0, 'f'},
         {"max-connections", required_argument, 0, 'm'}, {"port-file", required_argument, 0, 'p'},
         {"allow-uid", required_argument, 0, 'u'},
+        {"resume-timeout", required_argument, 0, 'R'}, {"max-jobs", required_argument, 0, 'J'},
         {"help", no_argument, 0, 'h'},            {0, 0, 0, 0},
     };
     long nofile = raise_nofile();
     *o = (gridd_options){.listen = "0.0.0.0:7420", .heartbeat_timeout = 3, .ready_timeout = 120,
-                         .hello_timeout = 5,
+                         .hello_timeout = 5, .resume_timeout = 10,
+                         .max_jobs = GRIDD_DEFAULT_MAX_JOBS,
                          .max_frame = WIRE_DEFAULT_MAX_FRAME,
                          .max_connections = (int)(nofile > 128 ? nofile - 64 : 64)};
     wire_default_control_path(o->control, sizeof o->control);
@@ -112,6 +117,11 @@ static int parse_options(int argc, char **argv, gridd_options *o)
         case 'b': rc = parse_seconds("--heartbeat-timeout", optarg, &o->heartbeat_timeout); break;
         case 'r': rc = parse_seconds("--ready-timeout", optarg, &o->ready_timeout); break;
         case 'o': rc = parse_seconds("--hello-timeout", optarg, &o->hello_timeout); break;
+        case 'R': rc = parse_seconds("--resume-timeout", optarg, &o->resume_timeout); break;
+        case 'J':
+            if (!(rc = parse_count("--max-jobs", optarg, 1, 1L << 20, &n)))
+                o->max_jobs = (int)n;
+            break;
         case 'f':
             if (!(rc = parse_count("--max-frame", optarg, 1024, 1L << 30, &n)))
                 o->max_frame = (uint32_t)n;
@@ -158,17 +168,18 @@ static int load_state(server *srv)
         return -1;
     }
     int rc = 0;
-    if (n > GRIDD_MAX_JOBS) {
-        fprintf(stderr, "gridd: the state file holds %d jobs, more than the limit of %d\n", n,
-                GRIDD_MAX_JOBS);
+    if (n > srv->opt.max_jobs) {
+        fprintf(stderr, "gridd: the state file holds %d jobs, more than --max-jobs %d; raise "
+                        "--max-jobs\n", n, srv->opt.max_jobs);
         rc = -1;
     }
     for (int i = 0; i < n; i++) {
         hg_plan plan;
         char why[HG_ERR_LEN];
+        job *j = NULL;
         if (rc || job_find(srv, recs[i].name) ||
             hg_plan_build(&recs[i].spec, &plan, why, sizeof why) ||
-            !job_create(srv, &recs[i], &plan)) {
+            !(j = job_create(srv, &recs[i], &plan))) {
             if (rc == 0)
                 fprintf(stderr, "gridd: cannot restore job %s (listed twice or out of memory)\n",
                         recs[i].name);
@@ -176,9 +187,16 @@ static int load_state(server *srv)
             rc = -1;
             continue;
         }
-        gridd_log("job %s: restored (generation %llu, %s)", recs[i].name,
-                  (unsigned long long)recs[i].generation,
-                  recs[i].roster.assigned ? "ranks assigned" : "waiting for workers");
+        job_restored(j);
+        if (j->state == JOB_RESUMING)
+            gridd_log("job %s: restored (generation %llu, ranks assigned); its %d workers have "
+                      "%.3g s to resume generation %llu", j->rec.name,
+                      (unsigned long long)j->rec.generation, j->plan.world_size,
+                      srv->opt.resume_timeout, (unsigned long long)j->rec.generation);
+        else
+            gridd_log("job %s: restored (generation %llu, %s)", j->rec.name,
+                      (unsigned long long)j->rec.generation,
+                      j->rec.roster.assigned ? "ranks assigned" : "waiting for workers");
     }
     free(recs);
     return rc;
@@ -215,6 +233,7 @@ static void on_signal(uv_signal_t *sig, int signum)
 static void on_sweep(uv_timer_t *t)
 {
     conn_sweep(t->data);
+    jobs_sweep(t->data);
 }
 
 // The log is written once per loop iteration, before the loop waits: a
@@ -245,6 +264,7 @@ int main(int argc, char **argv)
     srv.lists[LIST_READY].timeout_ms = (int64_t)(srv.opt.ready_timeout * 1000);
     srv.lists[LIST_LINGER].timeout_ms = GRIDD_LINGER_MS;
     int status = 1;
+    srv.started_ms = gridd_now_ms();
     if (srv.opt.state_dir && load_state(&srv))
         goto out;
     if (listen_tcp(&srv) || listen_control(&srv))

@@ -285,19 +285,28 @@ int roster_restore(roster *r, int world_size, char *const *hosts, int num_hosts,
         return -1;
     r->assigned = true;
     r->num_free = 0;
-    for (int h = 0; h < num_hosts; h++)
-        if (add_host(r, hosts[h]) < 0)
+    int rc = ROSTER_RESTORE_TWICE;
+    for (int h = 0; h < num_hosts; h++) {
+        if (find_host(r, hosts[h]) >= 0)
             goto fail;
+        if (add_host(r, hosts[h]) < 0)
+            goto nomem;
+    }
     for (int i = 0; i < world_size; i++) {
         roster_slot *s = &r->slots[i];
+        uint64_t key = device_key(rank_host[i], rank_device[i]);
+        if (table_find(&r->device_index, key, NULL, NULL) >= 0)
+            goto fail;
         s->host = rank_host[i];
         s->device = rank_device[i];
         s->state = SLOT_LOST;
-        if (table_insert(&r->device_index, device_key(s->host, s->device), i))
-            goto fail;
+        if (table_insert(&r->device_index, key, i))
+            goto nomem;
     }
     return 0;
+nomem:
+    rc = -1;
 fail:
     roster_free(r);
-    return -1;
+    return rc;
 }

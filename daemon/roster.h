@@ -68,7 +68,10 @@ bool roster_full(const roster *r);
 int roster_assign(roster *r, const hg_plan *plan);
 const char *roster_host_name(const roster *r, int host);
 // Rebuilds an assigned roster (every rank lost) from saved state: hosts[h]
-// names host h; rank i was (rank_host[i], rank_device[i]).
+// names host h; rank i was (rank_host[i], rank_device[i]). Returns 0, -1 if
+// out of memory, or ROSTER_RESTORE_TWICE if a host is named twice or a
+// (host, device) given two ranks (the roster is then freed).
+#define ROSTER_RESTORE_TWICE (-2)
 int roster_restore(roster *r, int world_size, char *const *hosts, int num_hosts,
                    const int *rank_host, const int *rank_device);
 

@@ -12,11 +12,11 @@
 
 #include "wire/wire.h"
 
-#define STATE_MAGIC "hgridst\n"
-#define STATE_VERSION 1u
-#define STATE_HEADER 24 // magic 8, version 4, crc 4, payload length 8
+// Ranks restored over all jobs at most: each costs ~100 bytes of rosters,
+// so a damaged or hostile file cannot make gridd exhaust memory at start.
+#define STATE_MAX_RANKS (1 << 22)
 
-static uint32_t crc32(const uint8_t *p, size_t n)
+uint32_t state_crc32(const uint8_t *p, size_t n)
 {
     static uint32_t table[256];
     if (!table[1])
@@ -30,6 +30,25 @@ static uint32_t crc32(const uint8_t *p, size_t n)
     for (size_t i = 0; i < n; i++)
         c = table[(c ^ p[i]) & 0xff] ^ (c >> 8);
     return c ^ 0xffffffffu;
+}
+
+bool state_valid_job_name(const char *name)
+{
+    size_t n = strlen(name);
+    if (n < 1 || n > JOB_NAME_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-", name[i]))
+            return false;
+    return true;
+}
+
+bool state_token_matches(const job_record *j, const uint8_t *token, size_t len)
+{
+    uint8_t diff = len != j->token_len;
+    for (size_t i = 0; i < j->token_len; i++)
+        diff |= (uint8_t)(j->token[i] ^ (i < len ? token[i] : 0));
+    return diff == 0;
 }
 
 // ---- writing
@@ -123,7 +142,7 @@ int state_encode(const job_record *const *jobs, int num_jobs, uint8_t **out, siz
     memcpy(b.data, STATE_MAGIC, 8);
     buffer head = {b.data + 8, 0, STATE_HEADER - 8, false};
     put_uint(&head, STATE_VERSION, 4);
-    put_uint(&head, crc32(b.data + STATE_HEADER, payload), 4);
+    put_uint(&head, state_crc32(b.data + STATE_HEADER, payload), 4);
     put_uint(&head, payload, 8);
     *out = b.data;
     *len = b.len;
@@ -286,7 +305,9 @@ static int get_rank_map(reader *r, roster *ro, int world, char *err, size_t errl
         device[i] = (int)d;
     }
     rc = roster_restore(ro, world, hosts, (int)num_hosts, host, device);
-    if (rc)
+    if (rc == ROSTER_RESTORE_TWICE)
+        snprintf(err, errlen, "the rank map names a host twice or gives a device two ranks");
+    else if (rc)
         snprintf(err, errlen, "out of memory restoring a %d-rank map", world);
 out:
     for (uint32_t h = 0; hosts && h < num_hosts; h++)
@@ -297,12 +318,14 @@ out:
     return rc;
 }
 
-static int get_job(reader *r, job_record *j, char *err, size_t errlen)
+// One job; *ranks counts the ranks restored so far (STATE_MAX_RANKS).
+static int get_job(reader *r, job_record *j, uint64_t *ranks, char *err, size_t errlen)
 {
     memset(j, 0, sizeof *j);
     const uint8_t *token;
     hg_plan plan;
-    if (get_string(r, j->name, JOB_NAME_MAX) || !(token = get_bytes(r, JOB_TOKEN_MAX, &j->token_len))) {
+    if (get_string(r, j->name, JOB_NAME_MAX) || !state_valid_job_name(j->name) ||
+        !(token = get_bytes(r, JOB_TOKEN_MAX, &j->token_len)) || j->token_len == 0) {
         snprintf(err, errlen, "bad job name or token");
         return -1;
     }
@@ -310,11 +333,20 @@ static int get_job(reader *r, job_record *j, char *err, size_t errlen)
     if (get_layout(r, &j->spec, &plan, err, errlen))
         return -1;
     j->generation = get_uint(r, 8);
-    int assigned = (int)get_uint(r, 1);
+    uint64_t assigned = get_uint(r, 1);
     uint32_t world = (uint32_t)get_uint(r, 4);
+    if (assigned > 1) {
+        snprintf(err, errlen, "job %s: bad assigned flag %llu", j->name,
+                 (unsigned long long)assigned);
+        return -1;
+    }
     if (r->bad || world != (uint32_t)plan.world_size) {
         snprintf(err, errlen, "job %s: saved world size %u does not match its layout's %d",
                  j->name, world, plan.world_size);
+        return -1;
+    }
+    if ((*ranks += world) > STATE_MAX_RANKS) {
+        snprintf(err, errlen, "more than %d ranks in all jobs", STATE_MAX_RANKS);
         return -1;
     }
     if (assigned)
@@ -343,12 +375,13 @@ int state_decode(const uint8_t *data, size_t len, job_record **jobs, int *num_jo
                  STATE_VERSION);
         return -1;
     }
-    if (payload != len - STATE_HEADER || crc32(data + STATE_HEADER, payload) != crc) {
+    if (payload != len - STATE_HEADER || state_crc32(data + STATE_HEADER, payload) != crc) {
         snprintf(err, errlen, "checksum or length mismatch (the file is damaged)");
         return -1;
     }
     reader r = {data + STATE_HEADER, payload, false};
     uint32_t n = (uint32_t)get_uint(&r, 4);
+    uint64_t ranks = 0;
     if (r.bad || n > payload) {
         snprintf(err, errlen, "bad job count");
         return -1;
@@ -358,13 +391,16 @@ int state_decode(const uint8_t *data, size_t len, job_record **jobs, int *num_jo
         snprintf(err, errlen, "out of memory for %u jobs", n);
         return -1;
     }
-    for (uint32_t i = 0; i < n; i++) {
-        if (get_job(&r, &out[i], err, errlen)) {
-            for (uint32_t k = 0; k < i; k++)
-                roster_free(&out[k].roster);
-            free(out);
-            return -1;
-        }
+    uint32_t got = 0;
+    while (got < n && get_job(&r, &out[got], &ranks, err, errlen) == 0)
+        got++;
+    if (got == n && r.left > 0)
+        snprintf(err, errlen, "%zu bytes after the last job", r.left);
+    if (got < n || r.left > 0) {
+        for (uint32_t k = 0; k < got; k++)
+            roster_free(&out[k].roster);
+        free(out);
+        return -1;
     }
     *jobs = out;
     *num_jobs = (int)n;

@@ -7,15 +7,6 @@
 
 #include "daemon/job.h"
 
-// Compares tokens in time independent of where they differ.
-static bool token_equal(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
-{
-    uint8_t diff = alen != blen;
-    for (size_t i = 0; i < blen; i++)
-        diff |= (uint8_t)(b[i] ^ (i < alen ? a[i] : 0));
-    return diff == 0;
-}
-
 static bool valid_host(const char *host)
 {
     size_t n = strlen(host);
@@ -39,7 +30,7 @@ static void hello(conn *c, const Hgrid__Hello *h)
                   "no job named '%.64s'; submit it first with hgridctl submit", h->job);
         return;
     }
-    if (!token_equal(h->token.data, h->token.len, j->rec.token, j->rec.token_len)) {
+    if (!state_token_matches(&j->rec, h->token.data, h->token.len)) {
         conn_fail(c, HGRID__ERROR_CODE__ERROR_BAD_TOKEN,
                   "wrong token for job %s; use the token hgridctl submit printed", j->rec.name);
         return;
@@ -81,7 +72,7 @@ static void hello(conn *c, const Hgrid__Hello *h)
     c->job = j;
     c->slot = slot;
     j->rec.roster.slots[slot].conn = c;
-    job_joined(j, c);
+    job_joined(j, c, h->resume);
 }
 
 // Logs the report and keeps it, packed, for hgridctl status.

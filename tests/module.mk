@@ -13,7 +13,7 @@ $(BUILD)/tests/test_wire: $(call objs,tests/test_wire.c) $(WIRE_LIB) $(LAYOUT_LI
 # libFuzzer harnesses (clang), run briefly in `make test`; long runs:
 # FUZZ_SECONDS=600 tests/fuzz/run.sh build/san/fuzz
 FUZZ_CC    ?= clang
-FUZZERS    := $(addprefix $(BUILD)/fuzz/,fuzz_frame fuzz_envelope fuzz_layout_flags)
+FUZZERS    := $(addprefix $(BUILD)/fuzz/,fuzz_frame fuzz_envelope fuzz_layout_flags fuzz_state)
 FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
               -I. -I$(GEN) -D_GNU_SOURCE -Wall -Wextra -Werror
 TEST_DEPS  += $(FUZZERS)
@@ -29,3 +29,7 @@ $(BUILD)/fuzz/fuzz_envelope: tests/fuzz/fuzz_envelope.c wire/frame.c wire/layout
 $(BUILD)/fuzz/fuzz_layout_flags: tests/fuzz/fuzz_layout_flags.c $(LAYOUT_SRCS)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^
+$(BUILD)/fuzz/fuzz_state: tests/fuzz/fuzz_state.c daemon/state.c daemon/roster.c daemon/table.c \
+                          daemon/assign.c wire/layout_pb.c $(GEN)/proto/hgrid.pb-c.c $(LAYOUT_SRCS)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^ -lprotobuf-c

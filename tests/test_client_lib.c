@@ -1,11 +1,13 @@
 // libhgrid against a scripted gridd in the same thread: mint, assignment
 // checks against the layout engine, accessors, ready/heartbeat, abort,
-// release, refusal, and assignments that must be refused.
+// release, refusal, assignments that must be refused, and reconnecting.
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "client/assignment.h"
@@ -359,6 +361,7 @@ static void test_refused_and_lost(fake_gridd *g)
     CHECK(!strcmp(hgrid_error(w), "wrong token for job unit"), "%s", hgrid_error(w));
     part(w, g);
     w = join(g, -1);
+    hgrid_set_reconnect(w, 0); // no reconnection: the loss is final
     close(g->fd);
     CHECK_EQ(hgrid_wait_assignment(w, 2000), HGRID_ERR_IO);
     CHECK(strstr(hgrid_error(w), "closed the connection") != NULL, "%s", hgrid_error(w));
@@ -374,6 +377,119 @@ static void test_refused_and_lost(fake_gridd *g)
     char err[256];
     CHECK(hgrid_connect("127.0.0.1:1", err, sizeof err) == NULL, "nothing listens on port 1");
     CHECK(strstr(err, "cannot connect to gridd at 127.0.0.1:1") != NULL, "%s", err);
+}
+
+static double seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+// Polls as a training loop would until libhgrid is connected again (the
+// fake's listening socket takes the connection); then accepts it and
+// returns the Hello.
+static Hgrid__Envelope *await_rehello(hgrid_worker *w, fake_gridd *g)
+{
+    double end = seconds() + 5;
+    while (hgrid_wake_ms(w) >= 0 && seconds() < end) {
+        struct pollfd pfd = {.fd = hgrid_fd(w), .events = POLLIN};
+        poll(&pfd, 1, hgrid_wake_ms(w));
+        CHECK_EQ(hgrid_poll(w), HGRID_OK);
+    }
+    CHECK_EQ(hgrid_wake_ms(w), -1);
+    g->fd = accept(g->listen_fd, NULL, NULL);
+    Hgrid__Envelope *env = fake_recv(g);
+    CHECK(env && env->msg_case == HGRID__ENVELOPE__MSG_HELLO, "a Hello after reconnecting");
+    if (env && env->msg_case != HGRID__ENVELOPE__MSG_HELLO) {
+        wire_free_envelope(env);
+        return NULL;
+    }
+    return env;
+}
+
+// gridd restarts under a running worker: heartbeats and polls neither
+// block nor fail; the worker reconnects and says Hello with its rank and
+// generation; a Hello turned away as a duplicate is tried again.
+static void test_reconnect_running(fake_gridd *g)
+{
+    assign_ref ref;
+    plan_of(&ref, 2);
+    hgrid_worker *w = join(g, -1);
+    built_assignment b;
+    build(&b, &ref, 11, 4, NULL);
+    send_assignment(g, &b);
+    CHECK_EQ(hgrid_wait_assignment(w, 2000), HGRID_OK);
+    CHECK_EQ(hgrid_ready(w), HGRID_OK);
+    Hgrid__Envelope *env = fake_recv(g);
+    wire_free_envelope(env);
+    close(g->fd); // gridd is gone
+    usleep(20000);
+    double t0 = seconds();
+    CHECK_EQ(hgrid_poll(w), HGRID_OK);
+    CHECK(hgrid_wake_ms(w) >= 0, "the loss is noticed");
+    CHECK_EQ(hgrid_heartbeat(w, 1, 0, 0), HGRID_OK);
+    CHECK(seconds() - t0 < 0.01, "poll and heartbeat do not block while reconnecting");
+    env = await_rehello(w, g);
+    if (env) {
+        Hgrid__Hello *h = env->hello;
+        CHECK(h->requested_rank && h->requested_rank->rank == 11, "the Hello asks for rank 11");
+        CHECK(h->resume && h->resume->generation == 4 && h->resume->ready,
+              "the Hello resumes generation 4, ready");
+        CHECK(!strcmp(h->job, "unit") && h->token.len == 6 && h->local_device == 3, "same job");
+        wire_free_envelope(env);
+    }
+    CHECK_EQ(hgrid_generation(w), 4);
+    CHECK_EQ(hgrid_heartbeat(w, 2, 0, 0), HGRID_OK);
+    env = fake_recv(g);
+    CHECK(env && env->msg_case == HGRID__ENVELOPE__MSG_HEARTBEAT && env->heartbeat->generation == 4,
+          "heartbeats reach the new gridd");
+    wire_free_envelope(env);
+    // gridd has not noticed the old connection yet: a duplicate, tried again
+    Hgrid__Error e = HGRID__ERROR__INIT;
+    e.code = HGRID__ERROR_CODE__ERROR_DUPLICATE_DEVICE;
+    e.message = "job unit: node-a/3 is already joined";
+    Hgrid__Envelope out;
+    wire_envelope_init(&out);
+    out.msg_case = HGRID__ENVELOPE__MSG_ERROR;
+    out.error = &e;
+    fake_send(g, &out);
+    close(g->fd);
+    usleep(20000);
+    CHECK_EQ(hgrid_poll(w), HGRID_OK);
+    env = await_rehello(w, g);
+    CHECK(env && env->hello->resume && env->hello->resume->generation == 4, "resumes again");
+    wire_free_envelope(env);
+    part(w, g);
+}
+
+// Lost while waiting for an assignment: the wait goes on and the new Hello
+// carries no generation; with no gridd at all the worker gives up after
+// the total it was given.
+static void test_reconnect_waiting(fake_gridd *g)
+{
+    hgrid_worker *w = join(g, -1);
+    close(g->fd);
+    CHECK_EQ(hgrid_wait_assignment(w, 400), HGRID_ERR_TIMEOUT);
+    g->fd = accept(g->listen_fd, NULL, NULL);
+    Hgrid__Envelope *env = fake_recv(g);
+    CHECK(env && env->msg_case == HGRID__ENVELOPE__MSG_HELLO && !env->hello->resume &&
+              !env->hello->requested_rank, "a fresh Hello while waiting");
+    wire_free_envelope(env);
+    part(w, g);
+
+    fake_gridd gone;
+    fake_listen(&gone);
+    w = join(&gone, -1);
+    hgrid_set_reconnect(w, 0.3);
+    close(gone.fd);
+    close(gone.listen_fd);
+    double t0 = seconds();
+    CHECK_EQ(hgrid_wait_assignment(w, 5000), HGRID_ERR_IO);
+    double took = seconds() - t0;
+    CHECK(took >= 0.25 && took < 1.5, "gave up after %.2f s", took);
+    CHECK(strstr(hgrid_error(w), "could not reconnect within 0.3 s") != NULL, "%s", hgrid_error(w));
+    hgrid_close(w);
 }
 
 static void test_hello_needs_job_and_token(fake_gridd *g)
@@ -416,6 +532,8 @@ int main(void)
     test_leader_mints(&g, false);
     test_mismatch(&g);
     test_refused_and_lost(&g);
+    test_reconnect_running(&g);
+    test_reconnect_waiting(&g);
     test_hello_needs_job_and_token(&g);
     test_defaults();
     close(g.listen_fd);

@@ -1,7 +1,10 @@
 // gridd's state file: a round trip keeps jobs, tokens, layouts, generations
-// and sticky rank maps; damage and foreign versions are refused.
+// and sticky rank maps; damage, foreign versions and records gridd never
+// writes are refused. Token checks take the same time wherever tokens differ.
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "daemon/state.h"
@@ -139,9 +142,96 @@ static void test_files(void)
     roster_free(&a.roster);
 }
 
+// Encodes one job and expects state_decode to refuse it, saying why.
+static void refused(const job_record *j, const char *why)
+{
+    const job_record *recs[] = {j};
+    uint8_t *data;
+    size_t len;
+    CHECK_EQ(state_encode(recs, 1, &data, &len), 0);
+    job_record *back;
+    int n;
+    char err[256] = "";
+    CHECK(state_decode(data, len, &back, &n, err, sizeof err) != 0, "accepted: %s", why);
+    CHECK(strstr(err, why) != NULL, "refused as '%s', not '%s'", err, why);
+    free(data);
+}
+
+// Records gridd never writes are refused rather than restored.
+static void test_invalid_records(void)
+{
+    job_record a;
+    assigned_job(&a);
+    roster_slot saved = a.roster.slots[1];
+    a.roster.slots[1].host = a.roster.slots[0].host; // two ranks on one device
+    a.roster.slots[1].device = a.roster.slots[0].device;
+    refused(&a, "gives a device two ranks");
+    a.roster.slots[1] = saved;
+    snprintf(a.name, sizeof a.name, "bad\nname");
+    refused(&a, "bad job name");
+    snprintf(a.name, sizeof a.name, "train-a");
+    a.token_len = 0;
+    refused(&a, "bad job name or token");
+    roster_free(&a.roster);
+}
+
+static double seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+// The fastest of 7 batches of 20000 comparisons of offered against j's token.
+static double compare_time(const job_record *j, const uint8_t *offered, size_t len)
+{
+    double best = 1e9;
+    for (int batch = 0; batch < 7; batch++) {
+        volatile int matches = 0;
+        double t0 = seconds();
+        for (int i = 0; i < 20000; i++)
+            matches += state_token_matches(j, offered, len);
+        double t = seconds() - t0;
+        if (t < best)
+            best = t;
+    }
+    return best;
+}
+
+// Token checks: only the exact token matches, and a wrong first byte takes
+// as long as a wrong last byte (no early exit).
+static void test_token(void)
+{
+    job_record j;
+    memset(&j, 0, sizeof j);
+    j.token_len = JOB_TOKEN_MAX;
+    for (int i = 0; i < JOB_TOKEN_MAX; i++)
+        j.token[i] = (uint8_t)(i * 7 + 1);
+    uint8_t offered[JOB_TOKEN_MAX + 1];
+    memcpy(offered, j.token, JOB_TOKEN_MAX);
+    offered[JOB_TOKEN_MAX] = 9;
+    CHECK(state_token_matches(&j, offered, JOB_TOKEN_MAX), "the token matches");
+    CHECK(!state_token_matches(&j, offered, JOB_TOKEN_MAX - 1), "a prefix does not");
+    CHECK(!state_token_matches(&j, offered, JOB_TOKEN_MAX + 1), "a longer token does not");
+    CHECK(!state_token_matches(&j, offered, 0), "an empty token does not");
+    offered[JOB_TOKEN_MAX - 1] ^= 1;
+    CHECK(!state_token_matches(&j, offered, JOB_TOKEN_MAX), "a wrong last byte does not");
+    double last = compare_time(&j, offered, JOB_TOKEN_MAX);
+    offered[JOB_TOKEN_MAX - 1] ^= 1;
+    offered[0] ^= 1;
+    CHECK(!state_token_matches(&j, offered, JOB_TOKEN_MAX), "a wrong first byte does not");
+    double first = compare_time(&j, offered, JOB_TOKEN_MAX);
+    double ratio = first > last ? first / last : last / first;
+    printf("token compare: wrong first byte %.1f ns, wrong last byte %.1f ns (256-byte token)\n",
+           first / 20000 * 1e9, last / 20000 * 1e9);
+    CHECK(ratio < 1.5, "the time does not depend on where tokens differ: %.2fx", ratio);
+}
+
 int main(void)
 {
+    test_token();
     test_round_trip();
     test_files();
+    test_invalid_records();
     return check_summary("test_daemon_state");
 }

@@ -6,7 +6,7 @@ set -u
 build=$1 secs=${2:-${FUZZ_SECONDS:-15}}
 here=$(cd "$(dirname "$0")" && pwd)
 fail=0 pass=0
-for f in fuzz_frame fuzz_envelope fuzz_layout_flags; do
+for f in fuzz_frame fuzz_envelope fuzz_layout_flags fuzz_state; do
   bin="$build/$f"
   scratch=$(mktemp -d)
   # New inputs go to the scratch folder; the committed corpus is only read.
