@@ -16,6 +16,8 @@
 #define GRIDD_SWEEP_MS 100              // deadline check period
 #define GRIDD_HELLO_MAX_FRAME 4096      // frame limit before a worker's Hello is accepted
 #define GRIDD_SELF_TEST_MAX 16384       // largest SelfTestReport kept per worker (bytes)
+#define GRIDD_MAX_PENDING 1024          // default cap on connections without an accepted Hello
+#define GRIDD_REFUSAL_LOG_MS 1000       // refusals at the caps are logged as one line per period
 
 typedef struct {
     const char *listen;        // HOST:PORT for workers
@@ -27,6 +29,7 @@ typedef struct {
     double hello_timeout;      // seconds
     uint32_t max_frame;        // bytes
     int max_connections;
+    int max_pending;           // connections without an accepted Hello
     uid_t allow_uids[GRIDD_MAX_ALLOW_UIDS]; // control peers besides root and gridd's own uid
     int num_allow_uids;
 } gridd_options;
@@ -60,6 +63,11 @@ struct server {
     uv_prepare_t flush_log;
     conn_list lists[NUM_LISTS];
     int worker_connections; // capped by --max-connections; hgridctl's are not
+    int pending;            // worker connections on lists[LIST_HELLO], capped by --max-pending
+    // Refusals at the caps since the last summary line (conn_sweep logs them).
+    int refused_pending, refused_full, accept_errors;
+    int last_accept_error;
+    int64_t refusals_logged_at;
     job *jobs; // a list, newest first
     int num_jobs;
     bool stopping;
