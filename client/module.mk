@@ -73,6 +73,8 @@ CPU_TESTS += tests/coord_workers.py
 
 # Rendezvous benchmark: gridd + hgrid-swarm vs TCPStore (tests/bench/rendezvous.sh).
 BENCHES += tests/bench/rendezvous.sh
+# A 1,024-worker rendezvous alone and next to 16K idle + slow-drip connections.
+BENCHES += tests/bench/rendezvous_load.sh
 
 # The smallest program built on libhgrid, linked against the shared library.
 PROGS += $(BIN)/hgrid-example-join

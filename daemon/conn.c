@@ -120,22 +120,23 @@ void conn_unwatch(conn *c)
         conn_list_remove(c);
 }
 
-// One line for every refusal at the caps since the last one: a flood of
-// connections must not become a flood of log lines.
+// One line for all connections refused at the caps or dropped without a
+// Hello since the last one: a flood of connections must not become a flood
+// of log lines.
 static void log_refusals(server *srv, int64_t now)
 {
-    if (srv->refused_pending + srv->refused_full + srv->accept_errors == 0 ||
+    if (srv->refused_pending + srv->refused_full + srv->timed_out + srv->accept_errors == 0 ||
         now - srv->refusals_logged_at < GRIDD_REFUSAL_LOG_MS)
         return;
     char accept_err[128] = "";
     if (srv->accept_errors)
         snprintf(accept_err, sizeof accept_err, ", %d failed accepts (last: %s)",
                  srv->accept_errors, uv_strerror(srv->last_accept_error));
-    gridd_log("refused connections: %d without a Hello dropped at --max-pending %d (oldest "
-              "first), %d over --max-connections %d%s",
-              srv->refused_pending, srv->opt.max_pending, srv->refused_full,
-              srv->opt.max_connections, accept_err);
-    srv->refused_pending = srv->refused_full = srv->accept_errors = 0;
+    gridd_log("refused connections: %d without a Hello within %.3g s, %d dropped at "
+              "--max-pending %d (oldest first), %d over --max-connections %d%s",
+              srv->timed_out, srv->opt.hello_timeout, srv->refused_pending, srv->opt.max_pending,
+              srv->refused_full, srv->opt.max_connections, accept_err);
+    srv->refused_pending = srv->refused_full = srv->timed_out = srv->accept_errors = 0;
     srv->refusals_logged_at = now;
 }
 
@@ -143,9 +144,13 @@ void conn_sweep(server *srv)
 {
     int64_t now = gridd_now_ms();
     conn *c;
-    while ((c = srv->lists[LIST_HELLO].head) && c->deadline <= now)
-        conn_fail(c, HGRID__ERROR_CODE__ERROR_TIMEOUT, "no Hello within %.3g s; send Hello first",
-                  srv->opt.hello_timeout);
+    if ((c = srv->lists[LIST_HELLO].head) && c->deadline <= now) {
+        char message[128];
+        snprintf(message, sizeof message, "no Hello within %.3g s; send Hello first",
+                 srv->opt.hello_timeout);
+        for (; (c = srv->lists[LIST_HELLO].head) && c->deadline <= now; srv->timed_out++)
+            conn_refuse(c, HGRID__ERROR_CODE__ERROR_TIMEOUT, message);
+    }
     while ((c = srv->lists[LIST_WATCH].head) && c->deadline <= now) {
         char reason[128];
         snprintf(reason, sizeof reason, "silent for more than %.3g s", srv->opt.heartbeat_timeout);

@@ -17,7 +17,7 @@
 #define GRIDD_HELLO_MAX_FRAME 4096      // frame limit before a worker's Hello is accepted
 #define GRIDD_SELF_TEST_MAX 16384       // largest SelfTestReport kept per worker (bytes)
 #define GRIDD_MAX_PENDING 1024          // default cap on connections without an accepted Hello
-#define GRIDD_REFUSAL_LOG_MS 1000       // refusals at the caps are logged as one line per period
+#define GRIDD_REFUSAL_LOG_MS 1000       // refusals and Hello timeouts: one log line per period
 
 typedef struct {
     const char *listen;        // HOST:PORT for workers
@@ -64,8 +64,9 @@ struct server {
     conn_list lists[NUM_LISTS];
     int worker_connections; // capped by --max-connections; hgridctl's are not
     int pending;            // worker connections on lists[LIST_HELLO], capped by --max-pending
-    // Refusals at the caps since the last summary line (conn_sweep logs them).
-    int refused_pending, refused_full, accept_errors;
+    // Refusals at the caps and Hello timeouts since the last summary line
+    // (conn_sweep logs them).
+    int refused_pending, refused_full, timed_out, accept_errors;
     int last_accept_error;
     int64_t refusals_logged_at;
     job *jobs; // a list, newest first
