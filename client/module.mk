@@ -67,7 +67,7 @@ $(BUILD)/tests/test_client_lib: $(call objs,tests/test_client_lib.c) $(BIN)/libh
 
 SWARM_SRCS := client/swarm_main.c client/swarm_net.c client/swarm_check.c client/assignment.c
 PROGS += $(BIN)/hgrid-swarm
-LDLIBS_hgrid-swarm := -lprotobuf-c
+LDLIBS_hgrid-swarm := -lprotobuf-c -lpthread
 $(BIN)/hgrid-swarm: $(call objs,$(SWARM_SRCS)) $(WIRE_LIB) $(LAYOUT_LIB)
 CPU_TESTS += tests/coord_workers.py
 

@@ -1,5 +1,6 @@
 // hgrid-swarm: N simulated workers over N real TCP connections from one
-// thread (epoll), then every assignment checked against the layout engine.
+// thread (epoll; connects from a few threads), then every assignment checked
+// against the layout engine.
 #ifndef HGRID_SWARM_H
 #define HGRID_SWARM_H
 
@@ -16,7 +17,10 @@ typedef struct {
     bool wait_release;   // after the checks wait for Release instead of leaving
     bool busy_poll;      // poll the event queue without sleeping
     double timeout_s;    // for the whole rendezvous
+    int connect_threads; // threads that connect and send Hellos (1..SWARM_MAX_CONNECT_THREADS)
 } swarm_options;
+
+#define SWARM_MAX_CONNECT_THREADS 16
 
 typedef enum {
     CONN_CONNECTING,
