@@ -216,6 +216,7 @@ int main(int argc, char **argv)
     double cpu0 = gridd_cpu_s(s.opt.gridd_pid);
     int setup = swarm_rendezvous(&s);
     double cpu1 = gridd_cpu_s(s.opt.gridd_pid);
+    swarm_decode(&s);
     double per = 1.0 / s.opt.workers;
     uint64_t sent = s.bytes_sent, received = s.bytes_received, frames = s.frames_sent;
     long rss = gridd_rss_kib(s.opt.gridd_pid);
@@ -227,6 +228,7 @@ int main(int argc, char **argv)
     for (int i = 0; i < s.opt.workers; i++) {
         wire_reader_free(&s.conns[i].reader);
         wire_free_envelope(s.conns[i].assignment);
+        free(s.conns[i].assignment_bytes);
         free(s.conns[i].minted);
         free(s.conns[i].error);
     }

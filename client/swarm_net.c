@@ -164,12 +164,84 @@ static void mint(net *n, swarm_conn *c, const Hgrid__MintRequest *req)
     ph->last_reply = now_s();
 }
 
+// The Envelope's message field number (= its msg_case), found by walking
+// the top-level fields: the varint version, then the message. 0 if unsure.
+static int peek_message(const uint8_t *p, uint32_t len)
+{
+    const uint8_t *end = p + len;
+    while (p < end) {
+        uint64_t tag = 0;
+        for (int shift = 0; p < end && shift < 64; shift += 7) {
+            tag |= (uint64_t)(*p & 0x7f) << shift;
+            if (!(*p++ & 0x80))
+                break;
+        }
+        if ((tag & 7) == 2)
+            return (int)(tag >> 3);
+        if ((tag & 7) != 0)
+            return 0;
+        while (p < end && (*p++ & 0x80)) // skip a varint field
+            ;
+    }
+    return 0;
+}
+
+// An Assignment's bytes are kept and decoded after the clock stops
+// (swarm_decode): a real worker decodes its own on its own CPU, while here
+// 16K decodes would share two cores with gridd.
+static void keep_assignment(swarm *s, swarm_conn *c, const uint8_t *body, uint32_t len)
+{
+    if (c->state == CONN_FAILED)
+        return;
+    free(c->assignment_bytes);
+    c->assignment_bytes = malloc(len ? len : 1);
+    if (!c->assignment_bytes) {
+        conn_fail(s, c, "out of memory keeping an assignment");
+        return;
+    }
+    memcpy(c->assignment_bytes, body, len);
+    c->assignment_len = len;
+    if (c->state != CONN_ASSIGNED)
+        s->num_assigned++;
+    c->state = CONN_ASSIGNED;
+    c->t_assigned = s->t_last_assigned = now_s();
+    if (s->phases.first_assigned == 0)
+        s->phases.first_assigned = c->t_assigned;
+}
+
+void swarm_decode(swarm *s)
+{
+    for (int i = 0; i < s->opt.workers; i++) {
+        swarm_conn *c = &s->conns[i];
+        if (!c->assignment_bytes)
+            continue;
+        Hgrid__Envelope *env = wire_unpack(c->assignment_bytes, c->assignment_len);
+        free(c->assignment_bytes);
+        c->assignment_bytes = NULL;
+        char buf[256];
+        const char *bad = env ? wire_check_version(env, buf, sizeof buf) : "undecodable frame";
+        if (!bad && env->msg_case != HGRID__ENVELOPE__MSG_ASSIGNMENT)
+            bad = "an Assignment that decodes as another message";
+        if (bad) {
+            conn_fail(s, c, "bad assignment from gridd: %s", bad);
+            wire_free_envelope(env);
+            continue;
+        }
+        wire_free_envelope(c->assignment);
+        c->assignment = env;
+    }
+}
+
 // Handles one frame from gridd; the Assignment is kept for the checks.
 static int on_frame(void *ctx, const uint8_t *body, uint32_t len)
 {
     frame_ctx *f = ctx;
     swarm *s = f->n->s;
     swarm_conn *c = f->c;
+    if (peek_message(body, len) == HGRID__ENVELOPE__MSG_ASSIGNMENT) {
+        keep_assignment(s, c, body, len);
+        return c->state == CONN_FAILED;
+    }
     Hgrid__Envelope *env = wire_unpack(body, len);
     char buf[256];
     const char *bad = env ? wire_check_version(env, buf, sizeof buf) : "undecodable frame";
@@ -182,18 +254,8 @@ static int on_frame(void *ctx, const uint8_t *body, uint32_t len)
     case HGRID__ENVELOPE__MSG_MINT_REQUEST:
         mint(f->n, c, env->mint_request);
         break;
-    case HGRID__ENVELOPE__MSG_ASSIGNMENT:
-        if (c->state == CONN_FAILED)
-            break;
-        wire_free_envelope(c->assignment);
-        c->assignment = env;
-        env = NULL;
-        if (c->state != CONN_ASSIGNED)
-            s->num_assigned++;
-        c->state = CONN_ASSIGNED;
-        c->t_assigned = s->t_last_assigned = now_s();
-        if (s->phases.first_assigned == 0)
-            s->phases.first_assigned = c->t_assigned;
+    case HGRID__ENVELOPE__MSG_ASSIGNMENT: // fields in an order peek_message did not expect
+        keep_assignment(s, c, body, len);
         break;
     case HGRID__ENVELOPE__MSG_ERROR:
         conn_fail(s, c, "refused by gridd: %s", env->error->message);
