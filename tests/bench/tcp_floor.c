@@ -19,8 +19,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define HELLO_BYTES 160  // what a swarm worker sends (Hello, half a MintReply)
-#define REPLY_BYTES 1760 // what it receives (Assignment, MintRequest)
+#define HELLO_BYTES 155  // what a swarm worker sends (Hello, half a MintReply)
+#define REPLY_BYTES 1100 // what it receives (Assignment, half a MintRequest)
 
 static double now_s(void)
 {
@@ -144,7 +144,7 @@ int main(int argc, char **argv)
                 epoll_ctl(ep, EPOLL_CTL_MOD, s, &e);
                 continue;
             }
-            done += read(s, buf, sizeof buf) > 0; // a 1760-byte reply arrives in one read
+            done += read(s, buf, sizeof buf) > 0; // a 1100-byte reply arrives in one read
         }
     }
     printf("floor workers=%d rendezvous_s=%.3f\n", n, now_s() - t0);
