@@ -41,7 +41,8 @@ int assign_expected_groups(const assign_ref *ref, int rank, assign_group *out);
 int assign_mint_plan(const assign_ref *ref, int rank, int *which);
 
 // Checks an Assignment's rank, module, coordinates, groups (names, sizes,
-// ranks in group, indices, id presence, shared ids) and bridge peers.
+// ranks in group, indices, an id exactly on each communicator's canonical
+// group) and bridge peers.
 // Returns 0, or -1 with the first difference in err.
 int assign_check(const assign_ref *ref, const Hgrid__Assignment *a, char *err, size_t errlen);
 

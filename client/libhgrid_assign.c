@@ -46,13 +46,18 @@ static int store_groups(hgrid_worker *w, const Hgrid__Assignment *a)
         s->pub.index = want[i].index;
         s->pub.members = at;
         at += want[i].size;
-        if (g->nccl_id.len)
-            memcpy(s->id, g->nccl_id.data, g->nccl_id.len);
-        s->pub.nccl_id = g->nccl_id.len ? s->id : NULL;
         s->pub.shares_with = i;
         for (int c = 0; c < i; c++)
             if (want[c].kind == want[i].canonical)
                 s->pub.shares_with = c;
+        // The id comes once per communicator, with the canonical group
+        // (earlier in the list); every group sharing it gets a copy.
+        const group_slot *owner = &w->groups[s->pub.shares_with];
+        if (g->nccl_id.len)
+            memcpy(s->id, g->nccl_id.data, g->nccl_id.len);
+        else if (owner != s && owner->pub.nccl_id)
+            memcpy(s->id, owner->id, sizeof s->id);
+        s->pub.nccl_id = g->nccl_id.len || (owner != s && owner->pub.nccl_id) ? s->id : NULL;
     }
     w->num_groups = n;
     return HGRID_OK;

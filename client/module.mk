@@ -72,12 +72,14 @@ $(BUILD)/tests/test_client_lib: $(call objs,tests/test_client_lib.c) $(BIN)/libh
 
 SWARM_SRCS := client/swarm_main.c client/swarm_net.c client/swarm_check.c client/assignment.c
 PROGS += $(BIN)/hgrid-swarm
-LDLIBS_hgrid-swarm := -lprotobuf-c
+LDLIBS_hgrid-swarm := -lprotobuf-c -lpthread
 $(BIN)/hgrid-swarm: $(call objs,$(SWARM_SRCS)) $(WIRE_LIB) $(LAYOUT_LIB)
 CPU_TESTS += tests/coord_workers.py
 
 # Rendezvous benchmark: gridd + hgrid-swarm vs TCPStore (tests/bench/rendezvous.sh).
 BENCHES += tests/bench/rendezvous.sh
+# A 1,024-worker rendezvous alone and next to 16K idle + slow-drip connections.
+BENCHES += tests/bench/rendezvous_load.sh
 
 # The smallest program built on libhgrid, linked against the shared library.
 PROGS += $(BIN)/hgrid-example-join

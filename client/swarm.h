@@ -1,5 +1,6 @@
 // hgrid-swarm: N simulated workers over N real TCP connections from one
-// thread (epoll), then every assignment checked against the layout engine.
+// thread (epoll; connects from a few threads), then every assignment checked
+// against the layout engine.
 #ifndef HGRID_SWARM_H
 #define HGRID_SWARM_H
 
@@ -16,7 +17,10 @@ typedef struct {
     bool wait_release;   // after the checks wait for Release instead of leaving
     bool busy_poll;      // poll the event queue without sleeping
     double timeout_s;    // for the whole rendezvous
+    int connect_threads; // threads that connect and send Hellos (1..SWARM_MAX_CONNECT_THREADS)
 } swarm_options;
+
+#define SWARM_MAX_CONNECT_THREADS 16
 
 typedef enum {
     CONN_CONNECTING,
@@ -36,7 +40,9 @@ typedef struct {
     uint64_t mint_generation;
     int minted_count;
     uint8_t *minted;              // minted_count ids, as sent
-    Hgrid__Envelope *assignment;  // kept for the checks
+    uint8_t *assignment_bytes;    // as received, until swarm_decode
+    uint32_t assignment_len;
+    Hgrid__Envelope *assignment;  // decoded after the rendezvous, for the checks
     char *error;                  // gridd's Error or a connection failure
 } swarm_conn;
 
@@ -59,6 +65,9 @@ typedef struct {
 // Returns 0 when every worker is assigned or failed, -1 on timeout or a
 // setup failure (said on stderr).
 int swarm_rendezvous(swarm *s);
+// Decodes the Assignments kept as bytes during the rendezvous (outside the
+// measured time); an undecodable one fails its worker.
+void swarm_decode(swarm *s);
 // Leaves (or waits for Release from gridd) and closes every connection
 // without leaving sockets in TIME_WAIT.
 void swarm_finish(swarm *s);

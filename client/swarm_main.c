@@ -16,7 +16,7 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: hgrid-swarm --coordinator HOST:PORT --job NAME --token T --workers N\n"
             "                   [--hosts H] [--gridd-pid PID] [--wait-release] [--busy-poll]\n"
-            "                   [--timeout S]\n"
+            "                   [--timeout S] [--connect-threads T]\n"
             "Simulates N workers (hosts swarm-0..H-1 with N/H devices each; default H = N/8)\n"
             "over N TCP connections from one thread, mints random ids as a leader, and\n"
             "checks every assignment against the layout engine: ranks unique and complete,\n"
@@ -28,7 +28,10 @@ static void usage(FILE *out)
             "  groups: distinct NCCL ids (communicators); rendezvous_s: first connect to last\n"
             "  assignment; p50/p99: per worker, connect to assignment; gridd_rss_kib: VmRSS of\n"
             "  --gridd-pid after the rendezvous (0 without it). --timeout: default 60 s.\n"
-            "Exit status: 0 every check passed, 1 a check failed, 2 usage error.\n");
+            "--connect-threads: threads that connect and send the Hellos, as N real workers\n"
+            "  do in parallel (default: one per online CPU, at most %d).\n"
+            "Exit status: 0 every check passed, 1 a check failed, 2 usage error.\n",
+            SWARM_MAX_CONNECT_THREADS);
 }
 
 static int usage_error(const char *what, const char *arg)
@@ -41,6 +44,9 @@ static int parse_args(int argc, char **argv, swarm_options *o, bool *help)
 {
     memset(o, 0, sizeof *o);
     o->timeout_s = 60;
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    o->connect_threads = cpus < 1 ? 1 : cpus > SWARM_MAX_CONNECT_THREADS ? SWARM_MAX_CONNECT_THREADS
+                                                                        : (int)cpus;
     *help = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -76,9 +82,13 @@ static int parse_args(int argc, char **argv, swarm_options *o, bool *help)
             o->gridd_pid = (int)x;
         else if (!strcmp(a, "--timeout") && number)
             o->timeout_s = (double)x;
+        else if (!strcmp(a, "--connect-threads") && number && x <= SWARM_MAX_CONNECT_THREADS)
+            o->connect_threads = (int)x;
         else if (!strcmp(a, "--workers") || !strcmp(a, "--hosts") || !strcmp(a, "--gridd-pid") ||
                  !strcmp(a, "--timeout"))
             return usage_error("needs a positive integer:", a);
+        else if (!strcmp(a, "--connect-threads"))
+            return usage_error("needs an integer in 1..16:", a);
         else
             return usage_error("unknown option", a);
     }
@@ -206,6 +216,7 @@ int main(int argc, char **argv)
     double cpu0 = gridd_cpu_s(s.opt.gridd_pid);
     int setup = swarm_rendezvous(&s);
     double cpu1 = gridd_cpu_s(s.opt.gridd_pid);
+    swarm_decode(&s);
     double per = 1.0 / s.opt.workers;
     uint64_t sent = s.bytes_sent, received = s.bytes_received, frames = s.frames_sent;
     long rss = gridd_rss_kib(s.opt.gridd_pid);
@@ -217,6 +228,7 @@ int main(int argc, char **argv)
     for (int i = 0; i < s.opt.workers; i++) {
         wire_reader_free(&s.conns[i].reader);
         wire_free_envelope(s.conns[i].assignment);
+        free(s.conns[i].assignment_bytes);
         free(s.conns[i].minted);
         free(s.conns[i].error);
     }

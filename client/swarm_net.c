@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,7 +15,6 @@
 
 #include "client/swarm.h"
 
-#define CONNECT_BATCH 256 // connects between two looks at the event queue
 #define MAX_EVENTS 1024
 #define READ_BUF 65536
 
@@ -30,6 +30,7 @@ typedef struct {
     int epfd;
     struct sockaddr_storage addr;
     socklen_t addr_len;
+    double last_hello; // of the Hellos sent through this net (one per connect thread)
 } net;
 
 typedef struct {
@@ -53,7 +54,7 @@ __attribute__((format(printf, 3, 4))) static void conn_fail(swarm *s, swarm_conn
     free(c->error);
     c->error = strdup(buf);
     c->state = CONN_FAILED;
-    s->num_failed++;
+    __atomic_add_fetch(&s->num_failed, 1, __ATOMIC_RELAXED); // connect threads too
 }
 
 static int send_env(swarm *s, swarm_conn *c, const Hgrid__Envelope *env)
@@ -111,9 +112,9 @@ static bool try_hello(net *n, swarm_conn *c)
         return false;
     }
     c->state = CONN_JOINED;
-    n->s->phases.last_hello = now_s();
-    n->s->bytes_sent += len;
-    n->s->frames_sent++;
+    n->last_hello = now_s();
+    __atomic_add_fetch(&n->s->bytes_sent, len, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&n->s->frames_sent, 1, __ATOMIC_RELAXED);
     return true;
 }
 
@@ -163,12 +164,84 @@ static void mint(net *n, swarm_conn *c, const Hgrid__MintRequest *req)
     ph->last_reply = now_s();
 }
 
+// The Envelope's message field number (= its msg_case), found by walking
+// the top-level fields: the varint version, then the message. 0 if unsure.
+static int peek_message(const uint8_t *p, uint32_t len)
+{
+    const uint8_t *end = p + len;
+    while (p < end) {
+        uint64_t tag = 0;
+        for (int shift = 0; p < end && shift < 64; shift += 7) {
+            tag |= (uint64_t)(*p & 0x7f) << shift;
+            if (!(*p++ & 0x80))
+                break;
+        }
+        if ((tag & 7) == 2)
+            return (int)(tag >> 3);
+        if ((tag & 7) != 0)
+            return 0;
+        while (p < end && (*p++ & 0x80)) // skip a varint field
+            ;
+    }
+    return 0;
+}
+
+// An Assignment's bytes are kept and decoded after the clock stops
+// (swarm_decode): a real worker decodes its own on its own CPU, while here
+// 16K decodes would share two cores with gridd.
+static void keep_assignment(swarm *s, swarm_conn *c, const uint8_t *body, uint32_t len)
+{
+    if (c->state == CONN_FAILED)
+        return;
+    free(c->assignment_bytes);
+    c->assignment_bytes = malloc(len ? len : 1);
+    if (!c->assignment_bytes) {
+        conn_fail(s, c, "out of memory keeping an assignment");
+        return;
+    }
+    memcpy(c->assignment_bytes, body, len);
+    c->assignment_len = len;
+    if (c->state != CONN_ASSIGNED)
+        s->num_assigned++;
+    c->state = CONN_ASSIGNED;
+    c->t_assigned = s->t_last_assigned = now_s();
+    if (s->phases.first_assigned == 0)
+        s->phases.first_assigned = c->t_assigned;
+}
+
+void swarm_decode(swarm *s)
+{
+    for (int i = 0; i < s->opt.workers; i++) {
+        swarm_conn *c = &s->conns[i];
+        if (!c->assignment_bytes)
+            continue;
+        Hgrid__Envelope *env = wire_unpack(c->assignment_bytes, c->assignment_len);
+        free(c->assignment_bytes);
+        c->assignment_bytes = NULL;
+        char buf[256];
+        const char *bad = env ? wire_check_version(env, buf, sizeof buf) : "undecodable frame";
+        if (!bad && env->msg_case != HGRID__ENVELOPE__MSG_ASSIGNMENT)
+            bad = "an Assignment that decodes as another message";
+        if (bad) {
+            conn_fail(s, c, "bad assignment from gridd: %s", bad);
+            wire_free_envelope(env);
+            continue;
+        }
+        wire_free_envelope(c->assignment);
+        c->assignment = env;
+    }
+}
+
 // Handles one frame from gridd; the Assignment is kept for the checks.
 static int on_frame(void *ctx, const uint8_t *body, uint32_t len)
 {
     frame_ctx *f = ctx;
     swarm *s = f->n->s;
     swarm_conn *c = f->c;
+    if (peek_message(body, len) == HGRID__ENVELOPE__MSG_ASSIGNMENT) {
+        keep_assignment(s, c, body, len);
+        return c->state == CONN_FAILED;
+    }
     Hgrid__Envelope *env = wire_unpack(body, len);
     char buf[256];
     const char *bad = env ? wire_check_version(env, buf, sizeof buf) : "undecodable frame";
@@ -181,18 +254,8 @@ static int on_frame(void *ctx, const uint8_t *body, uint32_t len)
     case HGRID__ENVELOPE__MSG_MINT_REQUEST:
         mint(f->n, c, env->mint_request);
         break;
-    case HGRID__ENVELOPE__MSG_ASSIGNMENT:
-        if (c->state == CONN_FAILED)
-            break;
-        wire_free_envelope(c->assignment);
-        c->assignment = env;
-        env = NULL;
-        if (c->state != CONN_ASSIGNED)
-            s->num_assigned++;
-        c->state = CONN_ASSIGNED;
-        c->t_assigned = s->t_last_assigned = now_s();
-        if (s->phases.first_assigned == 0)
-            s->phases.first_assigned = c->t_assigned;
+    case HGRID__ENVELOPE__MSG_ASSIGNMENT: // fields in an order peek_message did not expect
+        keep_assignment(s, c, body, len);
         break;
     case HGRID__ENVELOPE__MSG_ERROR:
         conn_fail(s, c, "refused by gridd: %s", env->error->message);
@@ -383,6 +446,55 @@ static int all_settled(const swarm *s)
 
 static net the_net;
 
+typedef struct {
+    net n; // a copy of the_net: its own last_hello
+    int first, end;
+    pthread_t thread;
+} connect_range;
+
+static void *connect_thread(void *arg)
+{
+    connect_range *r = arg;
+    for (int i = r->first; i < r->end; i++)
+        start_connect(&r->n, i);
+    return NULL;
+}
+
+// Connects every worker and sends its Hello from several threads: N real
+// workers connect in parallel, and on loopback a connect also runs gridd's
+// side of the handshake, which one thread cannot do fast enough for 16K.
+// Contiguous ranges keep each source address (spread_source) to one thread.
+// Connections still in progress get their Hello from the event loop.
+static int connect_all(net *n)
+{
+    swarm *s = n->s;
+    int threads = s->opt.connect_threads;
+    if (threads > s->opt.workers)
+        threads = s->opt.workers;
+    connect_range ranges[SWARM_MAX_CONNECT_THREADS];
+    int started = 0;
+    for (int t = 0; t < threads; t++) {
+        connect_range *r = &ranges[t];
+        r->n = *n;
+        r->first = (int)((long)s->opt.workers * t / threads);
+        r->end = (int)((long)s->opt.workers * (t + 1) / threads);
+        if (t == 0)
+            continue; // the calling thread takes the first range
+        if (pthread_create(&r->thread, NULL, connect_thread, r)) {
+            fprintf(stderr, "hgrid-swarm: cannot start a connect thread\n");
+            break;
+        }
+        started = t;
+    }
+    connect_thread(&ranges[0]);
+    for (int t = 1; t <= started; t++)
+        pthread_join(ranges[t].thread, NULL);
+    for (int t = 0; t <= started; t++)
+        if (ranges[t].n.last_hello > n->last_hello)
+            n->last_hello = ranges[t].n.last_hello;
+    return started + 1 == threads ? 0 : -1;
+}
+
 int swarm_rendezvous(swarm *s)
 {
     net *n = &the_net;
@@ -395,15 +507,11 @@ int swarm_rendezvous(swarm *s)
         return -1;
     }
     double deadline = now_s() + s->opt.timeout_s;
-    struct epoll_event events[MAX_EVENTS];
-    for (int next = 0; next < s->opt.workers;) {
-        for (int b = 0; b < CONNECT_BATCH && next < s->opt.workers; b++)
-            start_connect(n, next++);
-        int k = epoll_wait(n->epfd, events, MAX_EVENTS, 0);
-        for (int i = 0; i < k; i++)
-            dispatch(n, &events[i]);
-    }
-    if (run_until(n, all_settled, deadline)) {
+    if (connect_all(n))
+        return -1;
+    int rc = run_until(n, all_settled, deadline);
+    s->phases.last_hello = n->last_hello;
+    if (rc) {
         fprintf(stderr, "hgrid-swarm: only %d of %d workers got an assignment within %.0f s "
                         "(%d failed); is the job's world size %d?\n",
                 s->num_assigned, s->opt.workers, s->opt.timeout_s, s->num_failed,

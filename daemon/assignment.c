@@ -1,5 +1,6 @@
 // One worker's Assignment, built on the stack from the layout engine: its
-// rank, module, coordinates, groups with their NCCL ids and bridge peers.
+// rank, module, coordinates, groups with the NCCL ids of its communicators
+// (once each) and bridge peers.
 #include <stdlib.h>
 
 #include "daemon/assignment.h"
@@ -45,6 +46,7 @@ int assignment_send(job *j, int rank, conn *c)
 {
     const hg_plan *p = &j->plan;
     const hg_module_grid *m = hg_plan_module_of_rank(p, rank);
+    int mi = m == &p->modules[0] ? 0 : 1; // index into j->mint's tables
     hg_coords co;
     hg_rank_coords(p, rank, &co);
     Hgrid__Coordinates coords;
@@ -70,7 +72,10 @@ int assignment_send(job *j, int rank, conn *c)
         grp->size = (uint32_t)hg_group_size(m, (hg_group_kind)k);
         grp->rank_in_group = (uint32_t)rank_in_group;
         grp->index = (uint32_t)g;
-        set_id(j, grp, mint_group_id(&j->mint, rank, (hg_group_kind)k));
+        // A kind sharing its canonical kind's communicator carries no id:
+        // the worker's layout engine knows which earlier group holds it.
+        if (j->mint.canonical[mi][k] == (hg_group_kind)k)
+            set_id(j, grp, mint_group_id(&j->mint, rank, (hg_group_kind)k));
         group_ptrs[n] = grp;
         n++;
     }

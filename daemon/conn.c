@@ -1,8 +1,11 @@
 // Connections: reading and framing, sending, deadlines and closing.
+#include <errno.h>
 #include <netdb.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
 
 #include "daemon/conn.h"
 
@@ -77,6 +80,8 @@ void conn_list_remove(conn *c)
     else
         l->tail = c->prev;
     c->prev = c->next = NULL;
+    if (c->list == LIST_HELLO)
+        c->srv->pending--;
     c->list = LIST_NONE;
 }
 
@@ -85,6 +90,8 @@ static void conn_list_append(conn *c, deadline_list list)
     conn_list_remove(c);
     conn_list *l = &c->srv->lists[list];
     c->list = list;
+    if (list == LIST_HELLO)
+        c->srv->pending++;
     c->deadline = gridd_now_ms() + l->timeout_ms;
     c->prev = l->tail;
     c->next = NULL;
@@ -113,13 +120,37 @@ void conn_unwatch(conn *c)
         conn_list_remove(c);
 }
 
+// One line for all connections refused at the caps or dropped without a
+// Hello since the last one: a flood of connections must not become a flood
+// of log lines.
+static void log_refusals(server *srv, int64_t now)
+{
+    if (srv->refused_pending + srv->refused_full + srv->timed_out + srv->accept_errors == 0 ||
+        now - srv->refusals_logged_at < GRIDD_REFUSAL_LOG_MS)
+        return;
+    char accept_err[128] = "";
+    if (srv->accept_errors)
+        snprintf(accept_err, sizeof accept_err, ", %d failed accepts (last: %s)",
+                 srv->accept_errors, uv_strerror(srv->last_accept_error));
+    gridd_log("refused connections: %d without a Hello within %.3g s, %d dropped at "
+              "--max-pending %d (oldest first), %d over --max-connections %d%s",
+              srv->timed_out, srv->opt.hello_timeout, srv->refused_pending, srv->opt.max_pending,
+              srv->refused_full, srv->opt.max_connections, accept_err);
+    srv->refused_pending = srv->refused_full = srv->timed_out = srv->accept_errors = 0;
+    srv->refusals_logged_at = now;
+}
+
 void conn_sweep(server *srv)
 {
     int64_t now = gridd_now_ms();
     conn *c;
-    while ((c = srv->lists[LIST_HELLO].head) && c->deadline <= now)
-        conn_fail(c, HGRID__ERROR_CODE__ERROR_TIMEOUT, "no Hello within %.3g s; send Hello first",
-                  srv->opt.hello_timeout);
+    if ((c = srv->lists[LIST_HELLO].head) && c->deadline <= now) {
+        char message[128];
+        snprintf(message, sizeof message, "no Hello within %.3g s; send Hello first",
+                 srv->opt.hello_timeout);
+        for (; (c = srv->lists[LIST_HELLO].head) && c->deadline <= now; srv->timed_out++)
+            conn_refuse(c, HGRID__ERROR_CODE__ERROR_TIMEOUT, message);
+    }
     while ((c = srv->lists[LIST_WATCH].head) && c->deadline <= now) {
         char reason[128];
         snprintf(reason, sizeof reason, "silent for more than %.3g s", srv->opt.heartbeat_timeout);
@@ -133,6 +164,7 @@ void conn_sweep(server *srv)
     }
     while ((c = srv->lists[LIST_LINGER].head) && c->deadline <= now)
         conn_close(c, "no EOF after the final message");
+    log_refusals(srv, now);
 }
 
 // ---- closing
@@ -204,6 +236,27 @@ void conn_fail(conn *c, Hgrid__ErrorCode code, const char *fmt, ...)
         conn_finish(c);
 }
 
+void conn_refuse(conn *c, Hgrid__ErrorCode code, const char *message)
+{
+    if (c->closing || c->draining)
+        return;
+    Hgrid__Envelope env;
+    Hgrid__Error error;
+    wire_envelope_init(&env);
+    hgrid__error__init(&error);
+    error.code = code;
+    error.message = (char *)message;
+    env.msg_case = HGRID__ENVELOPE__MSG_ERROR;
+    env.error = &error;
+    uint8_t frame[1024];
+    size_t len = wire_pack_into(&env, frame, sizeof frame);
+    if (len > 0) { // best effort: a fresh socket has room
+        uv_buf_t buf = uv_buf_init((char *)frame, (unsigned)len);
+        uv_try_write(&c->h.stream, &buf, 1);
+    }
+    conn_close(c, NULL);
+}
+
 // ---- sending
 
 static void on_written(uv_write_t *req, int status)
@@ -216,12 +269,18 @@ static void on_written(uv_write_t *req, int status)
     free(w);
 }
 
+// Frames are packed here; only what the socket does not take at once is
+// copied out for uv_write.
+static uint8_t send_buffer[64 * 1024];
+
 int conn_send(conn *c, const Hgrid__Envelope *env)
 {
     if (c->closing || c->draining)
         return -1;
-    uint8_t *frame;
-    size_t len = wire_pack(env, &frame);
+    uint8_t *frame = send_buffer, *heap = NULL;
+    size_t len = wire_pack_into(env, send_buffer, sizeof send_buffer);
+    if (len == 0 && (len = wire_pack(env, &heap)) > 0)
+        frame = heap; // larger than the buffer (a JobInfo of a big job)
     if (len == 0) {
         conn_close(c, "out of memory packing a frame");
         return -1;
@@ -235,34 +294,39 @@ int conn_send(conn *c, const Hgrid__Envelope *env)
         if (n > 0)
             done = (size_t)n;
         else if (n != UV_EAGAIN) {
-            free(frame);
+            free(heap);
             conn_close(c, uv_strerror(n));
             return -1;
         }
     }
     if (done == len) {
-        free(frame);
+        free(heap);
         return 0;
     }
     if (c->queued > 0 && c->queued + (len - done) > GRIDD_SLOW_CONSUMER) {
-        free(frame);
+        free(heap);
         gridd_log("%s: dropped: not reading (%zu bytes queued)", conn_peer(c), c->queued);
         conn_close(c, "slow consumer");
         return -1;
     }
     write_req *w = malloc(sizeof *w);
-    if (!w) {
-        free(frame);
+    uint8_t *rest = malloc(len - done);
+    if (!w || !rest) {
+        free(w);
+        free(rest);
+        free(heap);
         conn_close(c, "out of memory queueing a frame");
         return -1;
     }
+    memcpy(rest, frame + done, len - done);
+    free(heap);
     w->c = c;
-    w->frame = frame;
+    w->frame = rest;
     w->len = len - done;
-    uv_buf_t buf = uv_buf_init((char *)frame + done, (unsigned)w->len);
+    uv_buf_t buf = uv_buf_init((char *)rest, (unsigned)w->len);
     int rc = uv_write(&w->req, &c->h.stream, &buf, 1, on_written);
     if (rc) {
-        free(frame);
+        free(rest);
         free(w);
         conn_close(c, uv_strerror(rc));
         return -1;
@@ -323,6 +387,18 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     if (nread == UV_EOF && wire_reader_partial(&c->reader) && !c->draining)
         gridd_log("%s: truncated frame at EOF", c->peer);
     conn_close(c, nread == UV_EOF ? "closed by peer" : uv_strerror((int)nread));
+}
+
+void conn_read_now(conn *c)
+{
+    uv_os_fd_t fd;
+    if (c->closing || c->draining || uv_fileno(&c->h.handle, &fd))
+        return;
+    ssize_t n = recv(fd, read_buffer, sizeof read_buffer, MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        return;
+    uv_buf_t buf = uv_buf_init((char *)read_buffer, sizeof read_buffer);
+    on_read(&c->h.stream, n > 0 ? n : n == 0 ? UV_EOF : uv_translate_sys_error(errno), &buf);
 }
 
 void conn_start(conn *c)

@@ -37,6 +37,12 @@ int conn_send(conn *c, const Hgrid__Envelope *env); // 0, or -1 (the conn is clo
 void conn_fail(conn *c, Hgrid__ErrorCode code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void conn_finish(conn *c); // the same after a final message (Release, Leave)
+// Refusal at a cap: one try to write Error{code, message}, then close at
+// once (no linger, no log line; the caller counts it for the summary).
+void conn_refuse(conn *c, Hgrid__ErrorCode code, const char *message);
+// Reads what the socket holds now, as a read callback would: after accept
+// the Hello has usually arrived with the connection.
+void conn_read_now(conn *c);
 void conn_close(conn *c, const char *reason);
 void conn_watch(conn *c);       // (re)starts c's heartbeat deadline
 void conn_await_ready(conn *c); // starts c's Ready deadline

@@ -16,6 +16,8 @@
 #define GRIDD_SWEEP_MS 100              // deadline check period
 #define GRIDD_HELLO_MAX_FRAME 4096      // frame limit before a worker's Hello is accepted
 #define GRIDD_SELF_TEST_MAX 16384       // largest SelfTestReport kept per worker (bytes)
+#define GRIDD_MAX_PENDING 1024          // default cap on connections without an accepted Hello
+#define GRIDD_REFUSAL_LOG_MS 1000       // refusals and Hello timeouts: one log line per period
 
 typedef struct {
     const char *listen;        // HOST:PORT for workers
@@ -29,6 +31,7 @@ typedef struct {
     int max_jobs;
     uint32_t max_frame;        // bytes
     int max_connections;
+    int max_pending;           // connections without an accepted Hello
     uid_t allow_uids[GRIDD_MAX_ALLOW_UIDS]; // control peers besides root and gridd's own uid
     int num_allow_uids;
 } gridd_options;
@@ -62,6 +65,12 @@ struct server {
     uv_prepare_t flush_log;
     conn_list lists[NUM_LISTS];
     int worker_connections; // capped by --max-connections; hgridctl's are not
+    int pending;            // worker connections on lists[LIST_HELLO], capped by --max-pending
+    // Refusals at the caps and Hello timeouts since the last summary line
+    // (conn_sweep logs them).
+    int refused_pending, refused_full, timed_out, accept_errors;
+    int last_accept_error;
+    int64_t refusals_logged_at;
     job *jobs; // a list, newest first
     int num_jobs;
     int64_t started_ms; // when the loop started (restart times in the log)

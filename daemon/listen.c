@@ -33,11 +33,34 @@ static bool control_peer_allowed(conn *c, uid_t *uid)
     return false;
 }
 
+// Keeps at most --max-pending worker connections waiting for their Hello:
+// the one that has waited longest goes first, after one last look at its
+// socket. Legitimate workers send their Hello right after connecting, so
+// under a flood of silent or slow-dripping connections they are read at
+// accept and never wait on this list.
+static void make_room(server *srv)
+{
+    char message[160];
+    snprintf(message, sizeof message,
+             "gridd has %d connections waiting for a Hello; send Hello at once after "
+             "connecting, or raise --max-pending",
+             srv->opt.max_pending);
+    conn *c;
+    while (srv->pending > srv->opt.max_pending && (c = srv->lists[LIST_HELLO].head)) {
+        conn_read_now(c);
+        if (c->list == LIST_HELLO && !c->closing && !c->draining) {
+            conn_refuse(c, HGRID__ERROR_CODE__ERROR_LIMIT, message);
+            srv->refused_pending++;
+        }
+    }
+}
+
 static void on_connection(uv_stream_t *listener, int status)
 {
     server *srv = listener->data;
-    if (status < 0) {
-        gridd_log("accept failed: %s", uv_strerror(status));
+    if (status < 0) { // e.g. out of file descriptors: counted, logged once a second
+        srv->accept_errors++;
+        srv->last_accept_error = status;
         return;
     }
     conn_kind kind = listener == (uv_stream_t *)&srv->tcp ? CONN_WORKER : CONN_CONTROL;
@@ -69,12 +92,21 @@ static void on_connection(uv_stream_t *listener, int status)
                   (unsigned)uid, (unsigned)geteuid(), (unsigned)uid);
         return;
     }
+    if (kind == CONN_CONTROL)
+        return;
     // hgridctl stays usable however many workers connect.
-    if (kind == CONN_WORKER && srv->worker_connections > srv->opt.max_connections)
-        conn_fail(c, HGRID__ERROR_CODE__ERROR_LIMIT,
-                  "gridd is at its limit of %d worker connections; retry later or raise "
-                  "--max-connections",
-                  srv->opt.max_connections);
+    if (srv->worker_connections > srv->opt.max_connections) {
+        char message[160];
+        snprintf(message, sizeof message,
+                 "gridd is at its limit of %d worker connections; retry later or raise "
+                 "--max-connections",
+                 srv->opt.max_connections);
+        conn_refuse(c, HGRID__ERROR_CODE__ERROR_LIMIT, message);
+        srv->refused_full++;
+        return;
+    }
+    conn_read_now(c);
+    make_room(srv);
 }
 
 // Writes the bound port to path atomically (temp file + rename).

@@ -33,11 +33,13 @@ static void usage(FILE *out)
             "  --max-jobs N               jobs held at once; more are refused (default %d)\n"
             "  --max-frame BYTES          largest frame accepted (default %u)\n"
             "  --max-connections N        worker connection cap (default: open-file limit - 64)\n"
+            "  --max-pending N            connections without a Hello yet; at the cap the\n"
+            "                             oldest is dropped (default %d)\n"
             "  --port-file PATH           write the bound port there once listening\n"
             "  --allow-uid UID            also accept hgridctl from this user (repeatable;\n"
             "                             root and gridd's own user always are)\n"
             "  --help                     this text\n",
-            WIRE_DEFAULT_PORT, GRIDD_DEFAULT_MAX_JOBS, WIRE_DEFAULT_MAX_FRAME);
+            WIRE_DEFAULT_PORT, GRIDD_DEFAULT_MAX_JOBS, WIRE_DEFAULT_MAX_FRAME, GRIDD_MAX_PENDING);
 }
 
 static int bad_value(const char *flag, const char *value, const char *want)
@@ -91,7 +93,7 @@ static int parse_options(int argc, char **argv, gridd_options *o)
         {"ready-timeout", required_argument, 0, 'r'},
         {"hello-timeout", required_argument, 0, 'o'}, {"max-frame", required_argument, 0, 'f'},
         {"max-connections", required_argument, 0, 'm'}, {"port-file", required_argument, 0, 'p'},
-        {"allow-uid", required_argument, 0, 'u'},
+        {"allow-uid", required_argument, 0, 'u'}, {"max-pending", required_argument, 0, 'n'},
         {"resume-timeout", required_argument, 0, 'R'}, {"max-jobs", required_argument, 0, 'J'},
         {"help", no_argument, 0, 'h'},            {0, 0, 0, 0},
     };
@@ -100,7 +102,8 @@ static int parse_options(int argc, char **argv, gridd_options *o)
                          .hello_timeout = 5, .resume_timeout = 10,
                          .max_jobs = GRIDD_DEFAULT_MAX_JOBS,
                          .max_frame = WIRE_DEFAULT_MAX_FRAME,
-                         .max_connections = (int)(nofile > 128 ? nofile - 64 : 64)};
+                         .max_connections = (int)(nofile > 128 ? nofile - 64 : 64),
+                         .max_pending = GRIDD_MAX_PENDING};
     wire_default_control_path(o->control, sizeof o->control);
     int opt, rc = 0;
     long n;
@@ -129,6 +132,10 @@ static int parse_options(int argc, char **argv, gridd_options *o)
         case 'm':
             if (!(rc = parse_count("--max-connections", optarg, 1, nofile, &n)))
                 o->max_connections = (int)n;
+            break;
+        case 'n':
+            if (!(rc = parse_count("--max-pending", optarg, 1, 1L << 24, &n)))
+                o->max_pending = (int)n;
             break;
         case 'p': o->port_file = optarg; break;
         case 'u':
@@ -282,8 +289,10 @@ int main(int argc, char **argv)
     uv_prepare_init(&loop, &srv.flush_log);
     srv.flush_log.data = &srv;
     uv_prepare_start(&srv.flush_log, on_prepare);
-    gridd_log("ready: heartbeat timeout %.3g s, max frame %u bytes, max %d worker connections",
-              srv.opt.heartbeat_timeout, srv.opt.max_frame, srv.opt.max_connections);
+    gridd_log("ready: heartbeat timeout %.3g s, max frame %u bytes, max %d worker connections, "
+              "%d of them without a Hello",
+              srv.opt.heartbeat_timeout, srv.opt.max_frame, srv.opt.max_connections,
+              srv.opt.max_pending);
     uv_run(&loop, UV_RUN_DEFAULT);
     status = 0;
 out:

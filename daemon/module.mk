@@ -17,7 +17,7 @@ CTL_CONTROL_SRCS := client/ctl_jobs.c
 
 DAEMON_UNIT_TESTS := test_daemon_assign test_daemon_mint test_daemon_state test_daemon_table
 CPU_TESTS += $(addprefix $(BUILD)/tests/,$(DAEMON_UNIT_TESTS)) tests/daemon_gridd.py tests/daemon_soak.py \
-             tests/daemon_peercred.py
+             tests/daemon_peercred.py tests/daemon_load.py
 # Reliability drills (docs/RELIABILITY.md): gridd killed and restarted under
 # running workers; workers killed and frozen, timed; the job limit.
 CPU_TESTS += tests/daemon_restart.py tests/worker_failure.py tests/daemon_limits.py

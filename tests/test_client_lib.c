@@ -99,8 +99,8 @@ static void build(built_assignment *b, const assign_ref *ref, int rank, uint64_t
         for (int m = 0; minted && m < led; m++)
             if (want[which[m]].canonical == want[i].canonical)
                 memcpy(b->ids[i], minted + m * ASSIGN_ID_BYTES, ASSIGN_ID_BYTES);
-        b->groups[i].nccl_id = (ProtobufCBinaryData){want[i].size > 1 ? ASSIGN_ID_BYTES : 0,
-                                                     b->ids[i]};
+        bool carries = want[i].size > 1 && want[i].canonical == want[i].kind; // once per communicator
+        b->groups[i].nccl_id = (ProtobufCBinaryData){carries ? ASSIGN_ID_BYTES : 0, b->ids[i]};
         b->gp[i] = &b->groups[i];
     }
     b->a.n_groups = (size_t)n;
@@ -220,6 +220,9 @@ static void test_member_accessors(fake_gridd *g)
     CHECK(mp && mp->size == 4 && mp->members[0] == 6 && mp->members[3] == 11, "mp");
     const hgrid_group *dp_cp = hgrid_group_find(w, "dp_cp");
     CHECK(dp_cp && hgrid_group_at(w, dp_cp->shares_with) == dp, "dp_cp shares dp's communicator");
+    CHECK(dp_cp && dp && dp->nccl_id && dp_cp->nccl_id &&
+              !memcmp(dp_cp->nccl_id, dp->nccl_id, ASSIGN_ID_BYTES),
+          "dp_cp answers with dp's id, which the Assignment carried once");
     CHECK(hgrid_group_find(w, "cp") && !hgrid_group_find(w, "cp")->nccl_id, "cp has no id");
     CHECK(hgrid_group_find(w, "bridge") == NULL, "rank 11 is no bridge leader");
     CHECK(hgrid_group_find(w, "pos_embd") == NULL, "pos_embd skips the last stage");
@@ -342,6 +345,16 @@ static void test_mismatch(fake_gridd *g)
     send_assignment(g, &b);
     CHECK_EQ(hgrid_wait_assignment(w, 2000), HGRID_ERR_MISMATCH);
     CHECK(strstr(hgrid_error(w), "coordinate dp is 1, the engine says 0") != NULL, "%s",
+          hgrid_error(w));
+    part(w, g);
+    w = join(g, -1); // the id of a shared communicator comes once, with its canonical group
+    build(&b, &ref, 9, 1, NULL);
+    for (size_t i = 0; i < b.a.n_groups; i++)
+        if (!strcmp(b.groups[i].name, "dp_cp"))
+            b.groups[i].nccl_id.len = ASSIGN_ID_BYTES;
+    send_assignment(g, &b);
+    CHECK_EQ(hgrid_wait_assignment(w, 2000), HGRID_ERR_MISMATCH);
+    CHECK(strstr(hgrid_error(w), "group dp_cp carries a 128-byte id, expected 0") != NULL, "%s",
           hgrid_error(w));
     part(w, g);
 }

@@ -98,6 +98,20 @@ void wire_envelope_init(Hgrid__Envelope *env)
     env->version = HGRID__VERSION__VERSION_CURRENT;
 }
 
+size_t wire_pack_into(const Hgrid__Envelope *env, uint8_t *buf, size_t cap)
+{
+    size_t body = hgrid__envelope__get_packed_size(env);
+    if (body > UINT32_MAX || WIRE_HEADER_BYTES + body > cap)
+        return 0;
+    buf[0] = (uint8_t)(body >> 24);
+    buf[1] = (uint8_t)(body >> 16);
+    buf[2] = (uint8_t)(body >> 8);
+    buf[3] = (uint8_t)body;
+    if (hgrid__envelope__pack(env, buf + WIRE_HEADER_BYTES) != body)
+        return 0;
+    return WIRE_HEADER_BYTES + body;
+}
+
 size_t wire_pack(const Hgrid__Envelope *env, uint8_t **frame)
 {
     size_t body = hgrid__envelope__get_packed_size(env);
@@ -106,16 +120,13 @@ size_t wire_pack(const Hgrid__Envelope *env, uint8_t **frame)
     uint8_t *buf = malloc(WIRE_HEADER_BYTES + body);
     if (!buf)
         return 0;
-    buf[0] = (uint8_t)(body >> 24);
-    buf[1] = (uint8_t)(body >> 16);
-    buf[2] = (uint8_t)(body >> 8);
-    buf[3] = (uint8_t)body;
-    if (hgrid__envelope__pack(env, buf + WIRE_HEADER_BYTES) != body) {
+    size_t len = wire_pack_into(env, buf, WIRE_HEADER_BYTES + body);
+    if (len == 0) {
         free(buf);
         return 0;
     }
     *frame = buf;
-    return WIRE_HEADER_BYTES + body;
+    return len;
 }
 
 Hgrid__Envelope *wire_unpack(const uint8_t *body, size_t len)

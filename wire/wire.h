@@ -45,6 +45,9 @@ void wire_envelope_init(Hgrid__Envelope *env);
 // Packs env into a new malloc'd frame (header + body). Returns its length,
 // or 0 if allocation failed or the packed size differed from the promise.
 size_t wire_pack(const Hgrid__Envelope *env, uint8_t **frame);
+// Packs env into buf (cap bytes); returns the frame's length, or 0 if it
+// does not fit or packing failed.
+size_t wire_pack_into(const Hgrid__Envelope *env, uint8_t *buf, size_t cap);
 // Unpacks a frame body; NULL if undecodable. Free with wire_free_envelope.
 Hgrid__Envelope *wire_unpack(const uint8_t *body, size_t len);
 void wire_free_envelope(Hgrid__Envelope *env);

@@ -1,12 +1,14 @@
 // The kernel's floor for a rendezvous on this machine: N loopback TCP
-// connections from one thread (source addresses spread as hgrid-swarm does),
+// connections, made from one thread per CPU as hgrid-swarm makes them (the
+// same source-address spread),
 // one HELLO_BYTES message each way in, and after all arrived one
 // REPLY_BYTES message back on each, from a second single-threaded process
 // doing only accept/read/write. No protocol, no parsing, no ids.
-// Usage: tcp_floor N   Prints: floor workers=N rendezvous_s=S
+// Usage: tcp_floor N [THREADS]   Prints: floor workers=N rendezvous_s=S
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,8 +19,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define HELLO_BYTES 160  // what a swarm worker sends (Hello, half a MintReply)
-#define REPLY_BYTES 1760 // what it receives (Assignment, MintRequest)
+#define HELLO_BYTES 155  // what a swarm worker sends (Hello, half a MintReply)
+#define REPLY_BYTES 1100 // what it receives (Assignment, half a MintRequest)
 
 static double now_s(void)
 {
@@ -62,11 +64,43 @@ static void serve(int listener, int n)
     pause(); // the client kills us once it has every reply
 }
 
+typedef struct {
+    struct sockaddr_in addr;
+    int ep, *fds, first, end;
+    pthread_t thread;
+} connect_range;
+
+// Connects [first, end) and sends each its message; those still connecting
+// are finished by the event loop.
+static void *connect_range_run(void *arg)
+{
+    connect_range *r = arg;
+    static const char hello[HELLO_BYTES];
+    for (int i = r->first; i < r->end; i++) {
+        int s = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0), one = 1;
+        struct sockaddr_in src = {.sin_family = AF_INET};
+        src.sin_addr.s_addr = htonl((127u << 24 | 18u << 16) + (uint32_t)(i / 128));
+        setsockopt(s, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+        if (s < 0 || bind(s, (struct sockaddr *)&src, sizeof src))
+            die("tcp_floor: socket");
+        connect(s, (struct sockaddr *)&r->addr, sizeof r->addr);
+        r->fds[i] = s;
+        struct epoll_event e = {.events = EPOLLIN | EPOLLOUT, .data.u32 = 0};
+        if (send(s, hello, sizeof hello, MSG_NOSIGNAL) == sizeof hello)
+            e.events = EPOLLIN;
+        e.data.u32 = e.events & EPOLLOUT ? 1u << 31 | (uint32_t)s : (uint32_t)s;
+        epoll_ctl(r->ep, EPOLL_CTL_ADD, s, &e);
+    }
+    return NULL;
+}
+
 int main(int argc, char **argv)
 {
     int n = argc > 1 ? atoi(argv[1]) : 0;
-    if (n <= 0) {
-        fprintf(stderr, "usage: tcp_floor N\n");
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    int threads = argc > 2 ? atoi(argv[2]) : cpus < 1 ? 1 : cpus > 16 ? 16 : (int)cpus;
+    if (n <= 0 || threads < 1 || threads > 16) {
+        fprintf(stderr, "usage: tcp_floor N [THREADS (1..16, default one per CPU)]\n");
         return 2;
     }
     struct rlimit rl;
@@ -88,21 +122,16 @@ int main(int argc, char **argv)
     if (ep < 0 || !fds)
         die("tcp_floor: client setup");
     double t0 = now_s();
-    for (int i = 0; i < n; i++) {
-        int s = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0), one = 1;
-        struct sockaddr_in src = {.sin_family = AF_INET};
-        src.sin_addr.s_addr = htonl((127u << 24 | 18u << 16) + (uint32_t)(i / 128));
-        setsockopt(s, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
-        if (s < 0 || bind(s, (struct sockaddr *)&src, sizeof src))
-            die("tcp_floor: socket");
-        connect(s, (struct sockaddr *)&addr, sizeof addr);
-        fds[i] = s;
-        struct epoll_event e = {.events = EPOLLIN | EPOLLOUT, .data.u32 = 0};
-        if (send(s, hello, sizeof hello, MSG_NOSIGNAL) == sizeof hello)
-            e.events = EPOLLIN;
-        e.data.u32 = e.events & EPOLLOUT ? 1u << 31 | (uint32_t)s : (uint32_t)s;
-        epoll_ctl(ep, EPOLL_CTL_ADD, s, &e);
+    connect_range ranges[16];
+    for (int t = 0; t < threads; t++) {
+        ranges[t] = (connect_range){addr, ep, fds, (int)((long)n * t / threads),
+                                    (int)((long)n * (t + 1) / threads), 0};
+        if (t > 0 && pthread_create(&ranges[t].thread, NULL, connect_range_run, &ranges[t]))
+            die("tcp_floor: thread");
     }
+    connect_range_run(&ranges[0]);
+    for (int t = 1; t < threads; t++)
+        pthread_join(ranges[t].thread, NULL);
     struct epoll_event evs[1024];
     for (int done = 0; done < n;) {
         int k = epoll_wait(ep, evs, 1024, 0); // busy polling, as hgrid-swarm --busy-poll
@@ -115,7 +144,7 @@ int main(int argc, char **argv)
                 epoll_ctl(ep, EPOLL_CTL_MOD, s, &e);
                 continue;
             }
-            done += read(s, buf, sizeof buf) > 0; // a 1760-byte reply arrives in one read
+            done += read(s, buf, sizeof buf) > 0; // a 1100-byte reply arrives in one read
         }
     }
     printf("floor workers=%d rendezvous_s=%.3f\n", n, now_s() - t0);
