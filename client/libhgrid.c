@@ -364,12 +364,17 @@ int hgrid_heartbeat(hgrid_worker *w, uint64_t step, float loss, float throughput
     hb.step = step;
     hb.loss = loss;
     hb.throughput = throughput;
+    // The mean over the steps since the last report that advanced; none
+    // for the first (it would include the setup since Ready), the last
+    // one again while the step stands still.
     double t = now_s();
     if (step > w->last_step) {
-        hb.step_time_s = (float)((t - w->last_beat_s) / (double)(step - w->last_step));
+        if (w->last_step > 0)
+            w->last_step_time_s = (float)((t - w->last_beat_s) / (double)(step - w->last_step));
         w->last_step = step;
         w->last_beat_s = t;
     }
+    hb.step_time_s = w->last_step_time_s;
     Hgrid__Envelope env;
     wire_envelope_init(&env);
     env.msg_case = HGRID__ENVELOPE__MSG_HEARTBEAT;

@@ -101,6 +101,7 @@ int hgrid_take_assignment(hgrid_worker *w, const Hgrid__Assignment *a)
     w->assigned = true;
     w->ready_sent = false;
     w->last_step = 0;
+    w->last_step_time_s = 0;
     return HGRID_OK;
 }
 

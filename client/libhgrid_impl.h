@@ -70,6 +70,7 @@ struct hgrid_worker {
     // heartbeat bookkeeping for step_time_s
     uint64_t last_step;
     double last_beat_s;
+    float last_step_time_s; // last reported step time
 };
 
 int hgrid_fail(hgrid_worker *w, int status, const char *fmt, ...)

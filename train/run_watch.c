@@ -33,16 +33,19 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-// gridd's messages that arrived: HGRID_OK, or what gridd said.
+// gridd's messages that arrived within a tick: HGRID_OK, or what gridd
+// said. While libhgrid reconnects (no descriptor) hgrid_poll makes its
+// attempts when they are due.
 static int read_gridd(train_watch *t)
 {
-    struct pollfd pfd = {.fd = hgrid_fd(t->w), .events = POLLIN};
-    int ready = poll(&pfd, 1, TICK_MS);
+    int fd = hgrid_fd(t->w), wake = hgrid_wake_ms(t->w);
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    int ready = poll(&pfd, fd >= 0, wake >= 0 && wake < TICK_MS ? wake : TICK_MS);
     if (ready < 0 && errno != EINTR) {
         fprintf(stderr, "hgrid-worker: poll on gridd's connection failed: %s\n", strerror(errno));
         return HGRID_ERR_IO;
     }
-    return ready > 0 ? hgrid_poll(t->w) : HGRID_OK;
+    return ready > 0 || fd < 0 ? hgrid_poll(t->w) : HGRID_OK;
 }
 
 // The training thread is still stepping: stop it by aborting every
@@ -83,8 +86,8 @@ static void *watch_main(void *arg)
             continue;
         if ((st == HGRID_ABORTED || st == HGRID_RELEASED) && !done)
             interrupt(t, st);
-        else if (st < 0 && !done) // gridd away: NCCL carries the data, training goes on
-            fprintf(stderr, "hgrid-worker: rank %d: lost gridd during training (%s); training "
+        else if (st < 0 && !done) // gridd gone past the reconnect limit: NCCL carries on
+            fprintf(stderr, "hgrid-worker: rank %d: gridd lost during training (%s); training "
                             "goes on without reports\n",
                     hgrid_rank(t->w), hgrid_error(t->w));
         break;
