@@ -14,11 +14,14 @@ comm_cleanup() {
 
 ctl() { "$bin/hgridctl" --socket "$tmp/gridd.sock" "$@"; }
 
-# start_gridd HEARTBEAT_TIMEOUT: a gridd on an ephemeral port; sets $port.
+# start_gridd HEARTBEAT_TIMEOUT [GRIDD-FLAGS...]: a gridd on an ephemeral
+# port (or $GRIDD_LISTEN); sets $port.
 start_gridd() {
+  local timeout=$1
+  shift
   rm -f "$tmp/port" "$tmp/gridd.sock"
-  "$bin/gridd" --listen 127.0.0.1:0 --port-file "$tmp/port" --control "$tmp/gridd.sock" \
-    --heartbeat-timeout "$1" 2>>"$tmp/gridd.log" &
+  "$bin/gridd" --listen "${GRIDD_LISTEN:-127.0.0.1:0}" --port-file "$tmp/port" \
+    --control "$tmp/gridd.sock" --heartbeat-timeout "$timeout" "$@" 2>>"$tmp/gridd.log" &
   gridd_pid=$!
   local i
   for i in $(seq 100); do [ -s "$tmp/port" ] && break; sleep 0.05; done

@@ -8,8 +8,10 @@
 #     heartbeats): gridd notices within the timeout, the same follows.
 # Each time the worker is restarted with its rank, generation N+1 forms
 # with fresh ids and training resumes from the latest checkpoint with the
-# losses of the uninterrupted steps (identical in fp32). Prints the
-# detection and resume times.
+# losses of the uninterrupted steps (identical in fp32). Then kill -9 of
+# gridd (--state-dir): the workers train on while it is away (NCCL
+# carries the data), reconnect to the restarted gridd and carry on in the
+# same generation. Prints the detection, resume and reconnect times.
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
 bin=${HGRID_BIN:-bin}
@@ -34,7 +36,7 @@ ms_since() { echo $(( ($(date +%s%N) - $1) / 1000000 )); }
 # losses FILE: "step loss" for every step line.
 losses() { awk '/step +[0-9]+ \| loss / {print $4, $7}' "$1"; }
 
-start_gridd 3 || exit 1
+start_gridd 3 --state-dir "$tmp/state" || exit 1
 token=$(ctl submit --job kill --encoder-tp 1 --encoder-dp 1 --llm-tp 1 --llm-dp 1 \
   --micro-batch-size 16 --global-batch-size 16 2>/dev/null) || exit 1
 start_worker kill "$token" 0 "$tmp/enc.0.out" "${TRAIN[@]}"
@@ -68,9 +70,28 @@ drill() {
   printf '  %-8s gridd and the survivor aborted after %5d ms; generation %d trained %5d ms after the failure\n' \
     "$how" "$detect" $((gen + 1)) "$(ms_since "$t0")"
 }
+# gridd_drill: kill -9 of gridd for 2 s during generation 3.
+gridd_drill() {
+  local before during t0
+  before=$(losses "$tmp/llm.out" | wc -l)
+  t0=$(date +%s%N)
+  kill -9 "$gridd_pid"
+  wait "$gridd_pid" 2>/dev/null
+  sleep 2
+  during=$(( $(losses "$tmp/llm.out" | wc -l) - before ))
+  [ "$during" -gt 100 ] || fail "gridd away: only $during steps trained in 2 s"
+  GRIDD_LISTEN=127.0.0.1:$port start_gridd 3 --state-dir "$tmp/state" || { fail "gridd did not restart"; return; }
+  if ! wait_until 30 eval 'ctl status kill 2>/dev/null | grep -q "running, generation 3"'; then
+    fail "the restarted gridd did not carry generation 3 on"; ctl status kill; return
+  fi
+  grep -q "generation 3 aborted" "$tmp/llm.out" && fail "generation 3 was aborted"
+  printf '  %-8s %d steps trained while gridd was away 2 s; generation 3 carried on %5d ms after the kill\n' \
+    gridd "$during" "$(ms_since "$t0")"
+}
 echo "== a worker lost during training (2 GPUs, heartbeat timeout 3 s)"
 drill 1 kill
 drill 2 stop
+gridd_drill
 wait_until 120 grep -q "trained $STEPS steps" "$tmp/llm.out" || fail "the job did not reach step $STEPS"
 ctl cancel kill >/dev/null 2>&1
 wait_workers
@@ -82,7 +103,7 @@ resumed=$(losses "$tmp/llm.out" | awk '{print $1}' | sort -n | uniq -d | wc -l)
 [ "$dups" -eq 0 ] || fail "$dups resumed steps have a loss unlike the uninterrupted run's"
 last=$(losses "$tmp/llm.out" | tail -n 1)
 echo "  resumed steps recomputed: $resumed, all with the uninterrupted losses; last: step ${last% *}"
-grep -c "generation .* aborted" "$tmp/gridd.log" | grep -q '^2$' ||
+[ "$(grep -c "generation .* aborted" "$tmp/gridd.log")" -eq 2 ] ||
   fail "gridd did not abort exactly 2 generations"
 [ "$failures" -eq 0 ] || { grep -h "hgrid-worker:" "$tmp"/*.out | tail -n 8; exit 1; }
 echo "train_kill: all passed"
