@@ -66,6 +66,10 @@ static double compare_grads(tr_worker *w, const reference *ref)
     return worst;
 }
 
+// Whether the layout being run reduces the blocks' large gradients during
+// the last backward (every rank of a layout alike).
+static int dp_overlap;
+
 static void *run_rank(void *arg)
 {
     rank_run *r = arg;
@@ -77,6 +81,8 @@ static void *run_rank(void *arg)
         return NULL;
     }
     tr_worker *w = tr_worker_create(r->plan, r->rank, groups, bridge, SEED, r->err, sizeof r->err);
+    if (w)
+        tr_worker_set_dp_overlap(w, dp_overlap);
     for (int step = 0; w && step < STEPS; step++) {
         r->loss[step] = tr_worker_forward_backward(w, DATA_SEED, step);
         if (step == 0 && r->ref)
@@ -218,7 +224,10 @@ int main(void)
         if (plan_of(&hetero[i], &plan) != 0)
             continue;
         cpu_reference(&plan, &ref);
-        run_layout(hetero[i].name, &plan, &ref, NULL);
+        dp_overlap = i % 2; // both ways of reducing over the layouts
+        char name[96];
+        snprintf(name, sizeof name, "%s%s", hetero[i].name, dp_overlap ? ", dp overlap" : "");
+        run_layout(name, &plan, &ref, NULL);
         free_ref(&ref);
     }
     // LLM only, 4 experts: tp2 dp2 ep2 against the same model on one rank
@@ -228,8 +237,10 @@ int main(void)
     hg_plan p1, p4;
     if (plan_of(&one, &p1) == 0 && plan_of(&four, &p4) == 0) {
         reference ref = {0};
+        dp_overlap = 0;
         run_layout(one.name, &p1, NULL, &ref);
-        run_layout(four.name, &p4, &ref, NULL);
+        dp_overlap = 1;
+        run_layout("llm only tp2 dp2 ep2, 4 experts, dp overlap", &p4, &ref, NULL);
         free_ref(&ref);
     }
     return check_summary("test_train_parallel");

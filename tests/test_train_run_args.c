@@ -42,7 +42,7 @@ int main(void)
     char err[256];
     char *full[] = {"w", "--config", "tiny", "--steps", "20", "--fp32", "--seed", "5", "--lr",
                     "0.003", "--save", "/tmp/ck", "--save-interval", "5", "--load", "/tmp/old",
-                    "--profile-comm", NULL};
+                    "--profile-comm", "--dp-overlap", NULL};
     CHECK(parse(&o, full, false, false, err, sizeof err) == 0, "full flags: %s", err);
     CHECK(o.config && !strcmp(o.config, "tiny"), "config");
     CHECK_EQ(o.steps, 20);
@@ -52,6 +52,7 @@ int main(void)
     CHECK(!strcmp(o.save_dir, "/tmp/ck") && !strcmp(o.load_dir, "/tmp/old"), "dirs");
     CHECK_EQ(o.save_interval, 5);
     CHECK(o.profile_comm, "--profile-comm");
+    CHECK(o.dp_overlap, "--dp-overlap");
 
     char *none[] = {"w", NULL};
     CHECK(parse(&o, none, true, true, err, sizeof err) == 0 && !o.config, "no flags: %s", err);

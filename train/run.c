@@ -173,6 +173,8 @@ int train_run(hgrid_worker *w, hgrid_comms **comms, const train_options *o, doub
                                    bridge, o->seed, err, sizeof err);
         if (!tw)
             fprintf(stderr, "hgrid-worker: %s\n", err);
+        else
+            tr_worker_set_dp_overlap(tw, o->dp_overlap);
         int done = tw && resume_and_train(w, tw, &plan, o, watch);
         rc = train_watch_finish(watch, done, &aborted);
         if (!done && rc >= 0)

@@ -18,11 +18,13 @@ typedef struct {
     const char *save_dir, *load_dir;
     int save_interval;  // save every K steps (and after the last); 0: only after the last
     bool profile_comm;  // time each collective alone (waits before and after it)
+    bool dp_overlap;    // reduce the blocks' large gradients during the last backward
 } train_options;
 
 #define TRAIN_FLAGS_USAGE                                                                 \
     "       training (GPU workers): --config NAME --steps N [--fp32] [--seed S] [--lr X]\n" \
-    "                    [--save DIR [--save-interval K]] [--load DIR] [--profile-comm]\n"
+    "                    [--save DIR [--save-interval K]] [--load DIR] [--profile-comm]\n" \
+    "                    [--dp-overlap]\n"
 
 void train_options_defaults(train_options *o);
 // Consumes argv[*i] (and its value, advancing *i) if it is a training

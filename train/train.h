@@ -44,6 +44,10 @@ float tr_worker_forward_backward(tr_worker *w, uint64_t data_seed, int step);
 int tr_worker_all_ok(tr_worker *w, int ok);
 // Whether forward_backward returns the step's loss here (the LLM's last stage).
 int tr_worker_has_loss(const tr_worker *w);
+// Whether the data-parallel reduction of the blocks' large gradients
+// (weight matrices) runs layer by layer during the step's last backward,
+// beside it where the backend allows (default: after the backward).
+void tr_worker_set_dp_overlap(tr_worker *w, int on);
 // Clips by the global gradient norm over both modules and takes one AdamW
 // step on the shard; returns the norm before clipping (on every rank).
 float tr_worker_optimizer_step(tr_worker *w, const hg_optim_config *opt);

@@ -223,30 +223,41 @@ static tr_group *reducer(const tr_worker *w, int id)
     return w->shard.expert[id] ? w->g[HG_GROUP_EXPT_DP] : w->g[HG_GROUP_DP_CP];
 }
 
+// Block tensors with at least this many elements per layer are reduced
+// layer by layer with dp_overlap; smaller ones (gains, biases) would cost
+// more in calls than they move, and go whole after the backward.
+#define OVERLAP_MIN_ELEMS 16384
+
+static int reduced_by_layer(const tr_worker *w, int id)
+{
+    const hg_param_table *t = &w->shard.local;
+    return w->dp_overlap && id >= t->first_block && id < t->first_block + HG_BLOCK_TENSORS &&
+           t->tensors[id].count / t->num_layers >= OVERLAP_MIN_ELEMS;
+}
+
 // Layer l's gradients are final (called during the step's last backward):
-// their reduction starts now, beside the backward of the layers below.
+// the large ones' reduction starts now, beside the backward of the layers
+// below.
 static void reduce_layer(void *ctx, int l)
 {
     tr_worker *w = ctx;
     const hg_param_table *t = &w->shard.local;
     for (int id = t->first_block; id < t->first_block + HG_BLOCK_TENSORS; id++) {
         size_t per_layer = t->tensors[id].count / t->num_layers;
-        if (per_layer)
+        if (reduced_by_layer(w, id))
             tr_all_reduce(reducer(w, id), w->grads + t->tensors[id].offset + l * per_layer,
                           per_layer, TR_F32);
     }
 }
 
-// Sums the other tensors' gradients over their data-parallel copies (the
-// blocks' went during the backward), waits for all of them, and sums the
-// tied embedding's over the first and last pipeline stage.
+// Sums the other gradients over their data-parallel copies, waits for all
+// of them, and sums the tied embedding's over the first and last stage.
 static void reduce_grads(tr_worker *w)
 {
     const hg_param_table *t = &w->shard.local;
     for (int id = 0; id < t->num_tensors; id++) {
         const hg_tensor_info *ti = &t->tensors[id];
-        int block = id >= t->first_block && id < t->first_block + HG_BLOCK_TENSORS;
-        if (ti->count && !block)
+        if (ti->count && !reduced_by_layer(w, id))
             tr_all_reduce(reducer(w, id), w->grads + ti->offset, ti->count, TR_F32);
     }
     tr_group_join(w->g[HG_GROUP_DP_CP]);
@@ -257,6 +268,8 @@ static void reduce_grads(tr_worker *w)
         tr_all_reduce(w->g[HG_GROUP_EMBD], w->grads + wte->offset, wte->count, TR_F32);
     }
 }
+
+void tr_worker_set_dp_overlap(tr_worker *w, int on) { w->dp_overlap = on; }
 
 float tr_worker_forward_backward(tr_worker *w, uint64_t data_seed, int step)
 {
@@ -274,7 +287,7 @@ float tr_worker_forward_backward(tr_worker *w, uint64_t data_seed, int step)
         w->npending = 0;
         (w->llm ? llm_recvs : encoder_recvs)(w, op, slot);
         tr_p2p(w->batch, w->nbatch, w->ops->act);
-        if (i == 2 * w->nmb - 1) // the last op is a backward: the gradients become final
+        if (w->dp_overlap && i == 2 * w->nmb - 1) // the last op: gradients become final
             w->stack.layer_done = reduce_layer, w->stack.layer_ctx = w;
         if (op.pass == TR_FORWARD)
             (w->llm ? llm_forward : encoder_forward)(w, op.microbatch, slot);

@@ -30,6 +30,7 @@ typedef struct {
 
 struct tr_worker {
     const tr_ops *ops;
+    int dp_overlap; // reduce the blocks' large gradients during the last backward
     size_t es; // bytes per activation
     hg_plan plan;
     int rank, llm; // llm: this rank is in the LLM grid
