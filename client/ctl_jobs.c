@@ -165,15 +165,32 @@ static int parse_job_args(const job_command *cmd, int argc, char **argv, const c
     return *job ? -1 : usage_error(cmd->name, "name the job");
 }
 
+void ctl_show_request(Hgrid__Envelope *env, Hgrid__ShowJob *show, const char *job)
+{
+    wire_envelope_init(env);
+    hgrid__show_job__init(show);
+    show->job = (char *)job;
+    env->msg_case = HGRID__ENVELOPE__MSG_SHOW;
+    env->show = show;
+}
+
+void ctl_json_job_head(json_writer *w, const Hgrid__JobInfo *info)
+{
+    json_key(w, "job");
+    json_string(w, info->job);
+    json_key(w, "state");
+    json_string(w, info->state);
+    json_key(w, "generation");
+    json_int(w, (long long)info->generation);
+    json_key(w, "world_size");
+    json_int(w, info->world_size);
+}
+
 static Hgrid__Envelope *fetch_job(const ctl_options *opt, const char *name)
 {
     Hgrid__Envelope env;
     Hgrid__ShowJob show;
-    wire_envelope_init(&env);
-    hgrid__show_job__init(&show);
-    show.job = (char *)name;
-    env.msg_case = HGRID__ENVELOPE__MSG_SHOW;
-    env.show = &show;
+    ctl_show_request(&env, &show, name);
     Hgrid__Envelope *reply = request(opt, &env);
     if (reply && !expect(reply, HGRID__ENVELOPE__MSG_JOB_INFO)) {
         wire_free_envelope(reply);
@@ -201,14 +218,7 @@ static int write_json(const Hgrid__JobInfo *info)
     json_writer w;
     json_init(&w, stdout);
     json_begin_object(&w);
-    json_key(&w, "job");
-    json_string(&w, info->job);
-    json_key(&w, "state");
-    json_string(&w, info->state);
-    json_key(&w, "generation");
-    json_int(&w, (long long)info->generation);
-    json_key(&w, "world_size");
-    json_int(&w, info->world_size);
+    ctl_json_job_head(&w, info);
     json_key(&w, "workers");
     json_begin_array(&w);
     for (size_t i = 0; i < info->n_workers; i++) {

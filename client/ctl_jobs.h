@@ -5,11 +5,19 @@
 #define HGRID_CTL_JOBS_H
 
 #include "client/hgridctl.h"
+#include "client/json.h"
+#include "proto/hgrid.pb-c.h"
 
 int ctl_submit(const ctl_options *opt, int argc, char **argv);
 int ctl_list(const ctl_options *opt, int argc, char **argv);
 int ctl_show(const ctl_options *opt, int argc, char **argv);
 int ctl_status(const ctl_options *opt, int argc, char **argv);
 int ctl_cancel(const ctl_options *opt, int argc, char **argv);
+
+// Shared with watch: env (with show) asks gridd for job's JobInfo; the
+// JSON keys every job object starts with (job, state, generation,
+// world_size).
+void ctl_show_request(Hgrid__Envelope *env, Hgrid__ShowJob *show, const char *job);
+void ctl_json_job_head(json_writer *w, const Hgrid__JobInfo *info);
 
 #endif

@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "client/ctl_jobs.h"
 #include "client/hgridctl.h"
 #include "client/json.h"
 #include "client/watch_view.h"
@@ -120,11 +121,7 @@ static Hgrid__Envelope *show_job(int fd, int sig_fd, const char *job, bool *sign
 {
     Hgrid__Envelope env;
     Hgrid__ShowJob show;
-    wire_envelope_init(&env);
-    hgrid__show_job__init(&show);
-    show.job = (char *)job;
-    env.msg_case = HGRID__ENVELOPE__MSG_SHOW;
-    env.show = &show;
+    ctl_show_request(&env, &show, job);
     if (wire_send(fd, &env)) {
         snprintf(err, errlen, "cannot send to gridd: %s", strerror(errno));
         return NULL;

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "client/ctl_jobs.h"
 #include "client/json.h"
 #include "wire/wire.h"
 
@@ -260,14 +261,7 @@ void watch_view_json(const watch_view *v, FILE *out)
     json_writer w;
     json_init(&w, out);
     json_begin_object(&w);
-    json_key(&w, "job");
-    json_string(&w, info->job);
-    json_key(&w, "state");
-    json_string(&w, info->state);
-    json_key(&w, "generation");
-    json_int(&w, (long long)info->generation);
-    json_key(&w, "world_size");
-    json_int(&w, info->world_size);
+    ctl_json_job_head(&w, info);
     json_key(&w, "joined");
     json_int(&w, info->joined);
     json_key(&w, "modules");
