@@ -135,7 +135,8 @@ void tr_refresh_work(tr_worker *w)
 // so the first step would deadlock: the sender's batch waits for a
 // connection that its peer makes only after receiving. One symmetric
 // exchange with every peer (bridge edges, pipeline neighbours), at the
-// step's sizes, connects both directions on both sides first.
+// step's sizes, connects both directions on both sides first (in the
+// first step: creating a worker involves no other rank).
 static void connect_peers(tr_worker *w)
 {
     size_t piece = (size_t)w->piece * w->P * w->C, btc = (size_t)w->B * w->T * w->C;
@@ -178,7 +179,6 @@ tr_worker *tr_worker_create_with(const tr_ops *ops, const hg_plan *plan, int ran
         tr_worker_free(w);
         return NULL;
     }
-    connect_peers(w);
     return w;
 }
 
@@ -273,6 +273,10 @@ void tr_worker_set_dp_overlap(tr_worker *w, int on) { w->dp_overlap = on; }
 
 float tr_worker_forward_backward(tr_worker *w, uint64_t data_seed, int step)
 {
+    if (!w->peers_connected) { // the first step, where every rank is
+        connect_peers(w);
+        w->peers_connected = 1;
+    }
     w->data_seed = data_seed;
     w->step = step;
     w->loss_sum = 0;

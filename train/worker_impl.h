@@ -31,6 +31,7 @@ typedef struct {
 struct tr_worker {
     const tr_ops *ops;
     int dp_overlap; // reduce the blocks' large gradients during the last backward
+    int peers_connected; // the first step's connecting exchange is done
     size_t es; // bytes per activation
     hg_plan plan;
     int rank, llm; // llm: this rank is in the LLM grid
