@@ -94,7 +94,7 @@ def one(fields, no, default=0):
     return fields.get(no, [default])[0]
 
 
-def frame(msg, body, version=1):
+def frame(msg, body, version=2):
     env = fv(1, version) + fb(MSG[msg], body)
     return struct.pack(">I", len(env)) + env
 
@@ -227,7 +227,7 @@ def test_frames(g):
     d = Peer(g.port)
     d.send(frame("hello", fb(1, "frames"), version=7))
     code, msg, closed = d.error()
-    check(code == "BAD_VERSION" and "version 7" in msg and "version 1" in msg and closed,
+    check(code == "BAD_VERSION" and "version 7" in msg and "version 2" in msg and closed,
           "wrong version: %s %s" % (code, msg))
 
     h = Peer(g.port)
@@ -322,7 +322,7 @@ def test_control(g):
     # A control client that never reads its replies is dropped, not buffered forever.
     greedy = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     greedy.connect(g.sock)
-    body = fv(1, 1) + fb(31, b"")
+    body = fv(1, 2) + fb(31, b"")
     request = struct.pack(">I", len(body)) + body
     try:
         for _ in range(5000):

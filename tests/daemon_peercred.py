@@ -12,7 +12,7 @@ import time
 
 BIN = os.environ.get("HGRID_BIN", "bin")
 NOBODY = 65534
-LIST_JOBS = bytes([0x08, 0x01, 0xFA, 0x01, 0x00])  # Envelope{version 1, list {}}
+LIST_JOBS = bytes([0x08, 0x02, 0xFA, 0x01, 0x00])  # Envelope{version 2, list {}}
 passed = failed = 0
 
 

@@ -115,7 +115,7 @@ static void test_version_and_garbage(void)
     Hgrid__Envelope *back = wire_unpack(frame + 4, n - 4);
     char buf[160];
     const char *why = back ? wire_check_version(back, buf, sizeof buf) : NULL;
-    CHECK(why && strstr(why, "protocol version 7 is not supported") && strstr(why, "version 1"),
+    CHECK(why && strstr(why, "protocol version 7 is not supported") && strstr(why, "version 2"),
           "version reason: %s", why ? why : "(none)");
     wire_free_envelope(back);
     free(frame);
