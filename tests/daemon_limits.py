@@ -12,18 +12,11 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from checks import check, failures, summary  # noqa: E402
+
 BIN = os.environ.get("HGRID_BIN", "bin")
 GRIDD = os.path.join(BIN, "gridd")
-passed, failures = 0, []
-
-
-def check(cond, what):
-    global passed
-    if cond:
-        passed += 1
-    else:
-        failures.append(what)
-        print("FAIL " + what, flush=True)
 
 
 class Gridd:
@@ -108,8 +101,7 @@ def main():
                         "--state-dir", state, "--max-jobs", "2"], capture_output=True, text=True, timeout=30)
     check(r.returncode == 1 and r.stderr.count("\n") == 1 and "holds 3 jobs, more than --max-jobs 2" in r.stderr,
           f"a state file over the limit stops gridd with one line: {r.returncode} {r.stderr!r}")
-    print(f"daemon_limits: {passed} passed, {len(failures)} failed")
-    return 1 if failures else 0
+    return summary("daemon_limits")
 
 
 if __name__ == "__main__":

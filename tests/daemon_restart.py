@@ -17,21 +17,14 @@ import tempfile
 import threading
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from checks import check, failures, summary  # noqa: E402
+
 BIN = os.environ.get("HGRID_BIN", "bin")
 HB = 2.0  # gridd's --heartbeat-timeout; dry-run workers beat every HB/3
 RESUME = 5.0  # gridd's --resume-timeout
 SEED = int(os.environ.get("HGRID_TEST_SEED", str(time.time_ns() % 1000000)))
 rng = random.Random(SEED)
-passed, failures = 0, []
-
-
-def check(cond, what):
-    global passed
-    if cond:
-        passed += 1
-    else:
-        failures.append(what)
-        print("FAIL " + what, flush=True)
 
 
 class Gridd:
@@ -365,11 +358,9 @@ def main():
                     w.proc.kill()
         if g.proc and g.proc.poll() is None:
             g.proc.kill()
-    print(f"daemon_restart: {passed} passed, {len(failures)} failed in {time.time() - t_start:.1f} s "
-          f"(seed {SEED})")
     if failures:
         print("gridd logs: " + tmp)
-    return 1 if failures else 0
+    return summary("daemon_restart", f" in {time.time() - t_start:.1f} s (seed {SEED})")
 
 
 if __name__ == "__main__":

@@ -18,19 +18,12 @@ import tempfile
 import threading
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from checks import check, failures, summary  # noqa: E402
+
 BIN = os.environ.get("HGRID_BIN", "bin")
 HB = 3.0  # gridd's default --heartbeat-timeout
 KILLS = 5
-passed, failures = 0, []
-
-
-def check(cond, what):
-    global passed
-    if cond:
-        passed += 1
-    else:
-        failures.append(what)
-        print("FAIL " + what, flush=True)
 
 
 class Worker:
@@ -157,10 +150,9 @@ def main():
                 w.proc.kill()
         gridd.send_signal(signal.SIGTERM)
         check(gridd.wait(timeout=20) == 0, "gridd exits 0")
-    print(f"worker_failure: {passed} passed, {len(failures)} failed")
     if failures:
         print("gridd log: " + log.name)
-    return 1 if failures else 0
+    return summary("worker_failure")
 
 
 if __name__ == "__main__":
