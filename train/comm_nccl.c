@@ -90,22 +90,17 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-static void wait_stream(cudaStream_t s)
-{
-    cudaError_t e = cudaStreamSynchronize(s);
-    if (e != cudaSuccess) {
-        fprintf(stderr, "%s:%d: cudaStreamSynchronize: %s\n", __FILE__, __LINE__,
-                cudaGetErrorString(e));
-        abort();
-    }
-}
-
 static void cuda_ok(cudaError_t e, const char *call)
 {
     if (e != cudaSuccess) {
         fprintf(stderr, "%s: %s: %s\n", __FILE__, call, cudaGetErrorString(e));
         abort();
     }
+}
+
+static void wait_stream(cudaStream_t s)
+{
+    cuda_ok(cudaStreamSynchronize(s), "cudaStreamSynchronize");
 }
 
 // stream `waiter` waits for the work issued to `on` so far.
@@ -233,11 +228,8 @@ static void nc_p2p(const tr_p2p_op *ops, int n, tr_dtype t)
 
 static void nc_copy(tr_group *g, void *dst, const void *src, size_t bytes)
 {
-    cudaError_t e = cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, impl(g)->compute);
-    if (e != cudaSuccess) {
-        fprintf(stderr, "%s:%d: cudaMemcpyAsync: %s\n", __FILE__, __LINE__, cudaGetErrorString(e));
-        abort();
-    }
+    cuda_ok(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, impl(g)->compute),
+            "cudaMemcpyAsync");
 }
 
 static void nc_free(tr_group *g)
