@@ -1,5 +1,8 @@
-// The NCCL backend: one communicator per group, device buffers, one stream.
-// all-to-all(v) and point-to-point batches are grouped send/recv calls.
+// The NCCL backend: one communicator per group, device buffers; a group's
+// operations run on the compute stream or on a side stream ordered with it
+// by events. all-to-all(v) and point-to-point batches are grouped
+// send/recv calls. Also: escaping a step whose communicators were aborted,
+// and timing each operation alone for --profile-comm.
 #include "train/comm_nccl.h"
 
 #include <sched.h>
