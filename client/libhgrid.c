@@ -36,6 +36,7 @@ hgrid_worker *hgrid_connect(const char *coordinator, char *err, size_t errlen)
     int fd = wire_connect(coordinator, err, errlen);
     if (fd < 0)
         return NULL;
+    wire_watch_peer(fd);
     hgrid_worker *w = calloc(1, sizeof *w);
     if (!w) {
         snprintf(err, errlen, "out of memory");

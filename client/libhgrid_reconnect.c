@@ -156,6 +156,7 @@ static void start_attempt(hgrid_worker *w, double now)
         attempt_failed(w, strerror(errno), now);
         return;
     }
+    wire_watch_peer(w->fd);
     if (connect(w->fd, (struct sockaddr *)&rc->addr, rc->addrlen) == 0) {
         connected(w, now);
         return;

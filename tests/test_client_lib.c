@@ -3,6 +3,7 @@
 // release, refusal, assignments that must be refused, and reconnecting.
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -159,6 +160,20 @@ static void plan_of(assign_ref *ref, int llm_pp)
     }
 }
 
+// A vanished gridd host is noticed: limits on unacknowledged data and on
+// an idle link's keepalive probes.
+static void check_watches_peer(const hgrid_worker *w, const char *when)
+{
+    unsigned timeout_ms = 0;
+    int keepalive = 0;
+    socklen_t len = sizeof timeout_ms;
+    getsockopt(hgrid_fd(w), IPPROTO_TCP, TCP_USER_TIMEOUT, &timeout_ms, &len);
+    len = sizeof keepalive;
+    getsockopt(hgrid_fd(w), SOL_SOCKET, SO_KEEPALIVE, &keepalive, &len);
+    CHECK(timeout_ms == WIRE_PEER_TIMEOUT_MS && keepalive == 1,
+          "%s: TCP_USER_TIMEOUT %u ms, SO_KEEPALIVE %d", when, timeout_ms, keepalive);
+}
+
 // Connects a worker and has the fake gridd accept it and read its Hello.
 static hgrid_worker *join(fake_gridd *g, int requested_rank)
 {
@@ -167,6 +182,7 @@ static hgrid_worker *join(fake_gridd *g, int requested_rank)
     CHECK(w != NULL, "connect: %s", err);
     if (!w)
         exit(1);
+    check_watches_peer(w, "first connection");
     g->fd = accept(g->listen_fd, NULL, NULL);
     hgrid_hello_options opt = {.job = "unit", .token = "secret", .host = "node-a", .device = 3,
                                .requested_rank = requested_rank, .dry_run = true};
@@ -411,6 +427,7 @@ static Hgrid__Envelope *await_rehello(hgrid_worker *w, fake_gridd *g)
         CHECK_EQ(hgrid_poll(w), HGRID_OK);
     }
     CHECK_EQ(hgrid_wake_ms(w), -1);
+    check_watches_peer(w, "reconnected");
     g->fd = accept(g->listen_fd, NULL, NULL);
     Hgrid__Envelope *env = fake_recv(g);
     CHECK(env && env->msg_case == HGRID__ENVELOPE__MSG_HELLO, "a Hello after reconnecting");

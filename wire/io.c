@@ -1,6 +1,8 @@
 // Blocking socket helpers for the command-line clients.
 #include <errno.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -179,6 +181,22 @@ int wire_connect(const char *addr, char *err, size_t errlen)
         snprintf(err, errlen, "cannot connect to gridd at %s: %s (is gridd listening there?)",
                  addr, strerror(saved));
     return fd;
+}
+
+void wire_watch_peer(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0 ||
+        (ss.ss_family != AF_INET && ss.ss_family != AF_INET6))
+        return;
+    int on = 1, idle_s = 4, interval_s = 2, probes = 3; // 4 + 3 x 2 = 10 s idle
+    unsigned timeout_ms = WIRE_PEER_TIMEOUT_MS;
+    setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on);
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle_s, sizeof idle_s);
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval_s, sizeof interval_s);
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &probes, sizeof probes);
+    setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &timeout_ms, sizeof timeout_ms);
 }
 
 void wire_default_control_path(char *buf, size_t buflen)

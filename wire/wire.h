@@ -65,6 +65,12 @@ int wire_split_host_port(const char *addr, char *host, size_t hostlen, const cha
 // Connects to "HOST:PORT" (TCP) or, when addr contains a '/', a Unix socket.
 // Returns the fd or -1 with a one-line reason in err.
 int wire_connect(const char *addr, char *err, size_t errlen);
+// A worker's TCP connection to gridd notices a peer host that vanished
+// without closing it (power loss, a cut link): data unacknowledged for
+// WIRE_PEER_TIMEOUT_MS, or an idle link whose keepalive probes go
+// unanswered for about as long, fails the connection. No-op on other sockets.
+#define WIRE_PEER_TIMEOUT_MS 10000
+void wire_watch_peer(int fd);
 // gridd's control socket when --control/--socket is not given: $HGRID_CONTROL,
 // else /run/hgrid/gridd.sock for root, else $XDG_RUNTIME_DIR/hgrid/gridd.sock,
 // else /tmp/hgrid-$UID/gridd.sock.
