@@ -13,21 +13,28 @@
 #include "client/selftest_calc.h"
 #include "wire/wire.h"
 
-// Sends one request and returns gridd's reply, or NULL after printing why.
-static Hgrid__Envelope *request(const ctl_options *opt, const Hgrid__Envelope *req)
+int ctl_connect(const ctl_options *opt, char *path, size_t pathlen)
 {
-    char path[4096], addr[4100], err[512];
+    char addr[4200], err[512];
     if (opt->socket_path)
-        snprintf(path, sizeof path, "%s", opt->socket_path);
+        snprintf(path, pathlen, "%s", opt->socket_path);
     else
-        wire_default_control_path(path, sizeof path);
+        wire_default_control_path(path, pathlen);
     // wire_connect takes a path containing '/' as a Unix socket.
     snprintf(addr, sizeof addr, "%s%s", strchr(path, '/') ? "" : "./", path);
     int fd = wire_connect(addr, err, sizeof err);
-    if (fd < 0) {
+    if (fd < 0)
         fprintf(stderr, "hgridctl: %s\n", err);
+    return fd;
+}
+
+// Sends one request and returns gridd's reply, or NULL after printing why.
+static Hgrid__Envelope *request(const ctl_options *opt, const Hgrid__Envelope *req)
+{
+    char path[4096], err[512];
+    int fd = ctl_connect(opt, path, sizeof path);
+    if (fd < 0)
         return NULL;
-    }
     Hgrid__Envelope *reply = NULL;
     if (wire_send(fd, req))
         fprintf(stderr, "hgridctl: cannot send to gridd at %s (is gridd running? use --socket PATH)\n",

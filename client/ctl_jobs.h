@@ -14,6 +14,9 @@ int ctl_show(const ctl_options *opt, int argc, char **argv);
 int ctl_status(const ctl_options *opt, int argc, char **argv);
 int ctl_cancel(const ctl_options *opt, int argc, char **argv);
 
+// Connects to gridd's control socket (--socket, else the default path,
+// into path); the descriptor, or -1 after printing why.
+int ctl_connect(const ctl_options *opt, char *path, size_t pathlen);
 // Shared with watch: env (with show) asks gridd for job's JobInfo; the
 // JSON keys every job object starts with (job, state, generation,
 // world_size).

@@ -236,21 +236,14 @@ int ctl_watch(const ctl_options *opt, int argc, char **argv)
     int rc = parse_args(argc, argv, &a);
     if (rc >= 0)
         return rc;
-    char path[4096], addr[4100], err[512];
-    if (opt->socket_path)
-        snprintf(path, sizeof path, "%s", opt->socket_path);
-    else
-        wire_default_control_path(path, sizeof path);
-    // wire_connect takes a path containing '/' as a Unix socket.
-    snprintf(addr, sizeof addr, "%s%s", strchr(path, '/') ? "" : "./", path);
+    char path[4096];
     int sig_fd = signals_fd();
     if (sig_fd < 0) {
         fprintf(stderr, "hgridctl: cannot watch for Ctrl-C: %s\n", strerror(errno));
         return 1;
     }
-    int fd = wire_connect(addr, err, sizeof err);
+    int fd = ctl_connect(opt, path, sizeof path);
     if (fd < 0) {
-        fprintf(stderr, "hgridctl: %s\n", err);
         rc = 1;
     } else {
         rc = watch_loop(fd, sig_fd, path, &a);
