@@ -30,7 +30,7 @@ config=${HGRID_DEMO_CONFIG:-tiny}
 dry_check=${HGRID_DEMO_DRY_RUN:-0}
 steps=${HGRID_DEMO_STEPS:-$([ "$dry_check" = 1 ] && echo 4 || echo 1000)}
 export NCCL_NVLS_ENABLE=0 # no NVLink multicast on shared hosts
-tmp=$(mktemp -d /tmp/hgrid-demo.XXXXXX)
+tmp=$(mktemp -d --suffix=.hgrid-demo)
 gridd_pid="" watch_pid="" worker_pids=()
 cleanup() {
   local p

@@ -7,7 +7,7 @@
 # every worker released.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
-tmp=$(mktemp -d /tmp/hgrid-demo-check.XXXXXX)
+tmp=$(mktemp -d --suffix=.hgrid-demo-check)
 trap 'rm -rf "$tmp"' EXIT
 failures=0
 fail() { echo "FAIL: $*"; failures=$((failures + 1)); }

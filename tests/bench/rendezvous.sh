@@ -20,7 +20,7 @@ sizes=${HGRID_BENCH_SIZES:-"1024 4096 16384"}
 repeat=${HGRID_BENCH_REPEAT:-3}
 torch_py=${HGRID_TORCH_PYTHON:-python3}
 tcps_args=${HGRID_TCPSTORE_ARGS:-"--procs 4 --threads 4"}
-tmp=$(mktemp -d /tmp/hgrid-bench.XXXXXX)
+tmp=$(mktemp -d --suffix=.hgrid-bench)
 gridd_pid=""
 cleanup() {
   [ -n "$gridd_pid" ] && kill "$gridd_pid" 2>/dev/null && wait "$gridd_pid" 2>/dev/null

@@ -25,7 +25,7 @@ if ! ulimit -n "$need" 2>/dev/null; then
        "$(ulimit -Hn); raise it (ulimit -Hn, limits.conf) or lower HGRID_LOAD_IDLE"
   exit 0
 fi
-tmp=$(mktemp -d /tmp/hgrid-load.XXXXXX)
+tmp=$(mktemp -d --suffix=.hgrid-load)
 gridd_pid="" load_pid=""
 cleanup() {
   [ -n "$load_pid" ] && kill "$load_pid" 2>/dev/null && wait "$load_pid" 2>/dev/null

@@ -12,7 +12,7 @@ cd "$(dirname "$0")/../.." || exit 1
 bin=${HGRID_BIN:-bin}
 export NCCL_NVLS_ENABLE=0
 CONFIG=${HGRID_SCALING_CONFIG:-small} STEPS=${HGRID_SCALING_STEPS:-30}
-tmp=$(mktemp -d /tmp/hgrid-scaling.XXXXXX)
+tmp=$(mktemp -d --suffix=.hgrid-scaling)
 # shellcheck source=tests/gpu/comm_lib.sh
 . tests/gpu/comm_lib.sh
 trap 'comm_cleanup; rm -rf "$tmp"' EXIT

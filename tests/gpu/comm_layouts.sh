@@ -13,7 +13,7 @@ bin=${HGRID_BIN:-bin}
 dry=0
 [ "${1:-}" = "--dry-run" ] && dry=1
 export NCCL_NVLS_ENABLE=0 # never NVLink multicast on shared hosts
-tmp=$(mktemp -d /tmp/hgrid-comm.XXXXXX)
+tmp=$(mktemp -d --suffix=.hgrid-comm)
 # shellcheck source=tests/gpu/comm_lib.sh
 . tests/gpu/comm_lib.sh
 trap 'comm_cleanup; rm -rf "$tmp"' EXIT

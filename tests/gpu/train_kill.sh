@@ -16,7 +16,7 @@ set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
 bin=${HGRID_BIN:-bin}
 export NCCL_NVLS_ENABLE=0
-tmp=$(mktemp -d /tmp/hgrid-kill.XXXXXX)
+tmp=$(mktemp -d --suffix=.hgrid-kill)
 # shellcheck source=tests/gpu/comm_lib.sh
 . tests/gpu/comm_lib.sh
 trap 'comm_cleanup; [ -n "${HGRID_KEEP_LOGS:-}" ] && cp -r "$tmp"/. "$HGRID_KEEP_LOGS"/; rm -rf "$tmp"' EXIT

@@ -16,7 +16,7 @@ set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
 bin=${HGRID_BIN:-bin}
 export NCCL_NVLS_ENABLE=0 # never NVLink multicast on shared hosts
-tmp=$(mktemp -d /tmp/hgrid-train.XXXXXX)
+tmp=$(mktemp -d --suffix=.hgrid-train)
 # shellcheck source=tests/gpu/comm_lib.sh
 . tests/gpu/comm_lib.sh
 # HGRID_KEEP_LOGS=DIR keeps every worker's and gridd's output there.
