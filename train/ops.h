@@ -58,6 +58,22 @@ typedef struct tr_ops {
     void (*vp_crossentropy_finish)(void *logits, float *losses, const float *sums,
                                    const float *mx, const int *targets, const float *mask,
                                    float dloss, int N, int v0, int Vl);
+    // MoE routing (kernels.h's moe_* semantics): logits and dlogits have the
+    // act type, probs / gates / dgates fp32, topk / pos / offsets int.
+    void (*moe_router_forward)(float *probs, int *topk, float *gates, const void *logits, int N,
+                               int E, int K);
+    void (*moe_aux_loss_forward)(float *aux, const float *probs, const int *topk, int N, int E,
+                                 int K, float coeff);
+    void (*moe_router_backward)(void *dlogits, const float *dgates, const float *probs,
+                                const int *topk, const float *gates, float daux_coeff, int N,
+                                int E, int K);
+    void (*moe_permute_plan)(int *pos, int *offsets, const int *topk, int N, int E, int K);
+    void (*moe_permute_forward)(void *xp, const void *x, const int *pos, int N, int K, int C);
+    void (*moe_permute_backward)(void *dx, const void *dxp, const int *pos, int N, int K, int C);
+    void (*moe_unpermute_forward)(void *y, const void *yp, const float *gates, const int *pos,
+                                  int N, int K, int C);
+    void (*moe_unpermute_backward)(void *dyp, float *dgates, const void *dy, const void *yp,
+                                   const float *gates, const int *pos, int N, int K, int C);
     // work (n, act) = master after the step; NULL when act is fp32 (the
     // master is the working copy).
     void (*adamw)(float *master, void *work, const float *grads, float *m, float *v, size_t n,

@@ -117,6 +117,40 @@ static void c_adamw(float *master, void *work, const float *grads, float *m, flo
     ref_adamw_step(master, work, grads, m, v, n, lr, b1, b2, eps, wd, scale, t);
 }
 
+static void c_router_forward(float *probs, int *topk, float *gates, const void *logits, int N,
+                             int E, int K)
+{
+    ref_moe_router_forward(probs, topk, gates, logits, N, E, K);
+}
+
+static void c_router_backward(void *dlogits, const float *dgates, const float *probs,
+                              const int *topk, const float *gates, float daux, int N, int E, int K)
+{
+    ref_moe_router_backward(dlogits, dgates, probs, topk, gates, daux, N, E, K);
+}
+
+static void c_permute_forward(void *xp, const void *x, const int *pos, int N, int K, int C)
+{
+    ref_moe_permute_forward(xp, x, pos, N, K, C);
+}
+
+static void c_permute_backward(void *dx, const void *dxp, const int *pos, int N, int K, int C)
+{
+    ref_moe_permute_backward(dx, dxp, pos, N, K, C);
+}
+
+static void c_unpermute_forward(void *y, const void *yp, const float *gates, const int *pos,
+                                int N, int K, int C)
+{
+    ref_moe_unpermute_forward(y, yp, gates, pos, N, K, C);
+}
+
+static void c_unpermute_backward(void *dyp, float *dgates, const void *dy, const void *yp,
+                                 const float *gates, const int *pos, int N, int K, int C)
+{
+    ref_moe_unpermute_backward(dyp, dgates, dy, yp, gates, pos, N, K, C);
+}
+
 const tr_ops tr_cpu_ops = {
     .name = "cpu",
     .act = TR_F32,
@@ -144,6 +178,14 @@ const tr_ops tr_cpu_ops = {
     .vp_crossentropy_max = c_ce_max,
     .vp_crossentropy_sums = c_ce_sums,
     .vp_crossentropy_finish = c_ce_finish,
+    .moe_router_forward = c_router_forward,
+    .moe_aux_loss_forward = ref_moe_aux_loss_forward,
+    .moe_router_backward = c_router_backward,
+    .moe_permute_plan = ref_moe_permute_plan,
+    .moe_permute_forward = c_permute_forward,
+    .moe_permute_backward = c_permute_backward,
+    .moe_unpermute_forward = c_unpermute_forward,
+    .moe_unpermute_backward = c_unpermute_backward,
     .adamw = c_adamw,
     .norm_squared = ref_global_norm_squared,
 };

@@ -153,6 +153,51 @@ static void g_norm_squared(float *out, const float *grads, size_t n)
     global_norm_squared(out, grads, n, st);
 }
 
+static void g_router_forward(float *probs, int *topk, float *gates, const void *logits, int N,
+                             int E, int K)
+{
+    moe_router_forward(probs, topk, gates, logits, N, E, K, dt, st);
+}
+
+static void g_aux_loss_forward(float *aux, const float *probs, const int *topk, int N, int E,
+                               int K, float coeff)
+{
+    moe_aux_loss_forward(aux, probs, topk, N, E, K, coeff, st);
+}
+
+static void g_router_backward(void *dlogits, const float *dgates, const float *probs,
+                              const int *topk, const float *gates, float daux, int N, int E, int K)
+{
+    moe_router_backward(dlogits, dgates, probs, topk, gates, daux, N, E, K, dt, st);
+}
+
+static void g_permute_plan(int *pos, int *offsets, const int *topk, int N, int E, int K)
+{
+    moe_permute_plan(pos, offsets, topk, N, E, K, st);
+}
+
+static void g_permute_forward(void *xp, const void *x, const int *pos, int N, int K, int C)
+{
+    moe_permute_forward(xp, x, pos, N, K, C, dt, st);
+}
+
+static void g_permute_backward(void *dx, const void *dxp, const int *pos, int N, int K, int C)
+{
+    moe_permute_backward(dx, dxp, pos, N, K, C, dt, st);
+}
+
+static void g_unpermute_forward(void *y, const void *yp, const float *gates, const int *pos,
+                                int N, int K, int C)
+{
+    moe_unpermute_forward(y, yp, gates, pos, N, K, C, dt, st);
+}
+
+static void g_unpermute_backward(void *dyp, float *dgates, const void *dy, const void *yp,
+                                 const float *gates, const int *pos, int N, int K, int C)
+{
+    moe_unpermute_backward(dyp, dgates, dy, yp, gates, pos, N, K, C, dt, st);
+}
+
 static tr_ops gpu_ops = {
     .device = 1,
     .alloc = g_alloc,
@@ -179,6 +224,14 @@ static tr_ops gpu_ops = {
     .vp_crossentropy_max = g_ce_max,
     .vp_crossentropy_sums = g_ce_sums,
     .vp_crossentropy_finish = g_ce_finish,
+    .moe_router_forward = g_router_forward,
+    .moe_aux_loss_forward = g_aux_loss_forward,
+    .moe_router_backward = g_router_backward,
+    .moe_permute_plan = g_permute_plan,
+    .moe_permute_forward = g_permute_forward,
+    .moe_permute_backward = g_permute_backward,
+    .moe_unpermute_forward = g_unpermute_forward,
+    .moe_unpermute_backward = g_unpermute_backward,
     .adamw = g_adamw,
     .norm_squared = g_norm_squared,
 };

@@ -37,7 +37,7 @@ static void slot_free(tp_stack *s, tp_slot *x)
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         release(s->ops, all[i]);
     if (s->experts)
-        ep_moe_saved_free(&x->moe);
+        ep_moe_saved_free(&s->moe, &x->moe);
 }
 
 int tp_stack_alloc(tp_stack *s, const tr_ops *ops, int L, int B, int T, int C, int F, int NH,
@@ -48,7 +48,7 @@ int tp_stack_alloc(tp_stack *s, const tr_ops *ops, int L, int B, int T, int C, i
                     .causal = causal, .experts = E > 0, .ops = ops, .es = tr_ops_es(ops),
                     .tp = tp, .num_slots = num_slots};
     size_t N = (size_t)B * T, es = s->es;
-    if (E && ep_moe_alloc(&s->moe, L, B * T, C, F, E, K, tp, ep) != 0)
+    if (E && ep_moe_alloc(&s->moe, ops, L, B * T, C, F, E, K, tp, ep) != 0)
         return -1;
     s->dres = ops->alloc(N * C * es), s->dC = ops->alloc(N * C * es);
     s->datt = ops->alloc(N * C / n * es);
@@ -96,7 +96,6 @@ void tp_stack_forward(tp_stack *s, int slot, const hg_param_table *t, void *work
     tp_slot *x = &s->slots[slot];
     int N = s->B * s->T, C = s->C, Cl = C / s->tp->size, F = s->F, HD = Cl / s->NH;
     size_t es = s->es, nc = (size_t)N * C * es, ncl = (size_t)N * Cl * es, nf = (size_t)N * F * es;
-    x->moe.aux = 0;
     for (int l = 0; l < s->L; l++) {
         hg_block_view w;
         hg_block_view_at(t, work, es, l, &w);
@@ -112,8 +111,8 @@ void tp_stack_forward(tp_stack *s, int slot, const hg_param_table *t, void *work
         row_parallel(s, res2, att, w.attn_proj_w, w.attn_proj_b, Cl, in);
         o->layernorm_forward(ln2, x->ln2_mean + l * N, x->ln2_rstd + l * N, res2, w.ln2_w,
                              w.ln2_b, N, C);
-        if (s->experts) { // host memory: the CPU ops
-            ep_moe_forward(&s->moe, &x->moe, l, &w, (const float *)ln2, (float *)out);
+        if (s->experts) {
+            ep_moe_forward(&s->moe, &x->moe, l, &w, ln2, out);
             o->add(out, out, res2, (size_t)N * C);
         } else {
             o->matmul_forward(fch, ln2, w.fc_w, w.fc_b, N, C, F);
@@ -139,8 +138,7 @@ void tp_stack_backward(tp_stack *s, int slot, const hg_param_table *t, void *wor
         // MLP: row-parallel fc_proj takes the replicated gradient as is;
         // column-parallel fc's input gradient is a partial sum over tp.
         if (s->experts) {
-            ep_moe_backward(&s->moe, &x->moe, l, &w, &g, (const float *)ln2,
-                            (const float *)s->dres, (float *)s->dC);
+            ep_moe_backward(&s->moe, &x->moe, l, &w, &g, ln2, s->dres, s->dC);
         } else {
             o->matmul_backward(s->dF, g.fc_proj_w, g.fc_proj_b, s->dres, fchg, w.fc_proj_w, N, F,
                                C);

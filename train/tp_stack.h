@@ -5,7 +5,7 @@
 // replicated over tp. With experts the MLP is ep_moe. Activations are kept
 // per slot, one slot per micro-batch in flight. Activations have the ops'
 // type (char * below: byte arithmetic by the element size); statistics
-// are fp32. Experts run on the CPU ops only (ep_moe is host code).
+// are fp32.
 #ifndef HGRID_TRAIN_TP_STACK_H
 #define HGRID_TRAIN_TP_STACK_H
 

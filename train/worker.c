@@ -61,9 +61,6 @@ static int setup(tr_worker *w, tr_group *const groups[], tr_group *bridge, uint6
     if (!w->g[HG_GROUP_TP] || !w->g[HG_GROUP_DP_CP] || !w->g[HG_GROUP_MODULE] ||
         (w->llm && (!w->g[HG_GROUP_PP] || !w->g[HG_GROUP_EP] || !w->g[HG_GROUP_EXPT_DP])))
         return fail(err, len, "a tp, dp_cp, module, pp, ep or expt_dp group is missing", w->rank);
-    if (w->llm && m->num_experts && w->ops->device)
-        return fail(err, len, "experts run on the CPU ops only (the expert-parallel MLP is host "
-                    "code); train MoE configs with hgrid-worker --single-gpu", w->rank);
     if (tr_shard_build(&w->shard, plan, w->rank, err, len) != 0)
         return -1;
     const tr_ops *o = w->ops;

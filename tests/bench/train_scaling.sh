@@ -6,12 +6,19 @@
 # + llm tp2 (the issue's) and encoder on 1 GPU + llm dp3 (balanced to
 # the modules' work); then each rank's time in communication per step,
 # every operation timed alone (--profile-comm). Medians over steps
-# 6..STEPS. Skips (exit 0, saying so) with fewer than 4 GPUs.
+# 6..STEPS. Skips (exit 0, saying so) with fewer than 4 GPUs. A third
+# layout gives the balanced one 8 micro-batches of 2 per llm rank, which
+# shrinks the pipeline's fill and drain (the encoder's first forward and
+# last backward) against the step. HGRID_SCALING_CASES picks some of the
+# three (default "1 2 3"); HGRID_SCALING_FLAGS adds worker flags (e.g.
+# --dp-overlap).
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
 bin=${HGRID_BIN:-bin}
 export NCCL_NVLS_ENABLE=0
 CONFIG=${HGRID_SCALING_CONFIG:-small} STEPS=${HGRID_SCALING_STEPS:-30}
+CASES=${HGRID_SCALING_CASES:-1 2 3}
+read -r -a EXTRA <<<"${HGRID_SCALING_FLAGS:-}"
 tmp=$(mktemp -d --suffix=.hgrid-scaling)
 # shellcheck source=tests/gpu/comm_lib.sh
 . tests/gpu/comm_lib.sh
@@ -39,7 +46,7 @@ hetero() {
   token=$(ctl submit --job scaling "${LAYOUT[@]}" 2>/dev/null) || return 1
   for r in 0 1 2 3; do
     start_worker scaling "$token" "$r" "$tmp/$prefix.$r.out" --comm-timeout 60 --bw-bytes 0 \
-      --config "$CONFIG" --seed 1 "$@"
+      --config "$CONFIG" --seed 1 "${EXTRA[@]}" "$@"
   done
   wait_until 600 eval '[ "$(grep -l "trained" "$tmp/$prefix".*.out | wc -l)" -eq 4 ]'
   ctl cancel scaling >/dev/null 2>&1
@@ -61,7 +68,7 @@ measure() {
   hetero prof --steps 15 --profile-comm ||
     { echo "train_scaling: the profiled job failed"; tail -n 3 "$tmp"/prof.*.out; return 1; }
   one=$(median_tok "$tmp/single.out") four=$(median_tok "$tmp/step.3.out")
-  echo "== $name: config $CONFIG, bf16, global batch $batch"
+  echo "== $name: config $CONFIG, bf16, global batch $batch${EXTRA[*]:+, worker flags ${EXTRA[*]}}"
   awk -v one="$one" -v four="$four" 'BEGIN {
     printf "  1 GPU (hgrid-train, batch %s):       %10.0f tokens/s\n", "'"$batch"'", one
     printf "  4 GPUs:                              %10.0f tokens/s\n", four
@@ -74,8 +81,15 @@ measure() {
 
 echo "train_scaling: $(nvidia-smi --query-gpu=name --format=csv,noheader | head -n 1), $(date -u +%F)"
 status=0
-measure "encoder tp1 dp2 + llm tp2, 4 micro-batches" 16 --encoder-tp 1 --encoder-dp 2 \
-  --llm-tp 2 --llm-dp 1 --micro-batch-size 4 || status=1
-measure "encoder 1 GPU + llm dp3, 2 micro-batches per llm rank" 24 --encoder-tp 1 \
-  --encoder-dp 1 --llm-tp 1 --llm-dp 3 --micro-batch-size 4 || status=1
+for c in $CASES; do
+  case $c in
+    1) measure "encoder tp1 dp2 + llm tp2, 4 micro-batches" 16 --encoder-tp 1 --encoder-dp 2 \
+         --llm-tp 2 --llm-dp 1 --micro-batch-size 4 || status=1 ;;
+    2) measure "encoder 1 GPU + llm dp3, 2 micro-batches per llm rank" 24 --encoder-tp 1 \
+         --encoder-dp 1 --llm-tp 1 --llm-dp 3 --micro-batch-size 4 || status=1 ;;
+    3) measure "encoder 1 GPU + llm dp3, 8 micro-batches of 2 per llm rank" 48 --encoder-tp 1 \
+         --encoder-dp 1 --llm-tp 1 --llm-dp 3 --micro-batch-size 2 || status=1 ;;
+    *) echo "train_scaling: unknown case '$c' in HGRID_SCALING_CASES (use 1, 2 or 3)"; exit 2 ;;
+  esac
+done
 exit $status

@@ -8,6 +8,11 @@
 # encoder | llm with the same micro-batches. Checkpoints: 10 steps saved
 # every 5, resumed to 20, give the uninterrupted run's losses exactly
 # (fp32); loading them into another layout is refused with a clear error.
+# Mixture of experts (tiny-moe: 8 experts, top-2) with the experts sharded
+# over ep (all-to-all on the GPUs): encoder tp2 + llm dp2 ep2 and encoder
+# dp2 + llm tp2 ep2 against encoder | llm over the same two micro-batches
+# of 8 (the load-balancing loss is per micro-batch, so the reference must
+# see the same token sets).
 # And the hetero layout learns: 1500 bf16 steps of encoder tp1 dp2 + llm
 # tp2 end with a mean caption loss below the text-only floor, which only
 # image information crossing the bridge allows.
@@ -118,6 +123,7 @@ ENC_DP2_LLM_TP2=(--encoder-tp 1 --encoder-dp 2 --llm-tp 2 --llm-dp 1)
 ENC_TP2_LLM_PP2=(--encoder-tp 2 --encoder-dp 1 --llm-tp 1 --llm-pp 2 --llm-dp 1)
 ONE_MB=(--micro-batch-size 16 --global-batch-size 16)
 FOUR_MB=(--micro-batch-size 4 --global-batch-size 16)
+TWO_MB=(--micro-batch-size 8 --global-batch-size 16)
 
 if [ "$gpus" -lt 1 ]; then
   echo "train_layouts: no GPU here"
@@ -145,6 +151,18 @@ for mode in fp32 bf16; do
   else
     fail "encoder | llm, 4 micro-batches ($mode): training failed"
   fi
+  MODEL=(--config tiny-moe --seed 1)
+  if train "moe-enc-llm-$mode" "${MODEL[@]}" --steps "$STEPS" "${flags[@]}" -- "${ENC_LLM[@]}" \
+    "${TWO_MB[@]}"; then
+    moe_ref=$out
+    run_layout moe-enc-tp2-llm-dp2-ep2 "moe: encoder tp2 + llm dp2 ep2" "$mode" "$moe_ref" -- \
+      --encoder-tp 2 --encoder-dp 1 --llm-tp 1 --llm-dp 2 --llm-ep 2 "${TWO_MB[@]}"
+    run_layout moe-enc-dp2-llm-tp2-ep2 "moe: encoder dp2 + llm tp2 ep2" "$mode" "$moe_ref" -- \
+      --encoder-tp 1 --encoder-dp 2 --llm-tp 2 --llm-dp 1 --llm-ep 2 "${TWO_MB[@]}"
+  else
+    fail "moe: encoder | llm ($mode): training failed"; tail -n 3 "$tmp"/moe-enc-llm-"$mode".*.out
+  fi
+  MODEL=(--config tiny --seed 1)
 done
 
 # ---- checkpoints (fp32: resuming is exact)
