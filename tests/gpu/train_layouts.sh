@@ -156,9 +156,9 @@ for mode in fp32 bf16; do
     "${TWO_MB[@]}"; then
     moe_ref=$out
     run_layout moe-enc-tp2-llm-dp2-ep2 "moe: encoder tp2 + llm dp2 ep2" "$mode" "$moe_ref" -- \
-      --encoder-tp 2 --encoder-dp 1 --llm-tp 1 --llm-dp 2 --llm-ep 2 "${TWO_MB[@]}"
+      --encoder-tp 2 --encoder-dp 1 --llm-tp 1 --llm-dp 2 --llm-ep 2 --num-experts 8 "${TWO_MB[@]}"
     run_layout moe-enc-dp2-llm-tp2-ep2 "moe: encoder dp2 + llm tp2 ep2" "$mode" "$moe_ref" -- \
-      --encoder-tp 1 --encoder-dp 2 --llm-tp 2 --llm-dp 1 --llm-ep 2 "${TWO_MB[@]}"
+      --encoder-tp 1 --encoder-dp 2 --llm-tp 2 --llm-dp 1 --llm-ep 2 --num-experts 8 "${TWO_MB[@]}"
   else
     fail "moe: encoder | llm ($mode): training failed"; tail -n 3 "$tmp"/moe-enc-llm-"$mode".*.out
   fi
