@@ -59,7 +59,11 @@ int main(void)
     CHECK(!o.profile_comm, "no --profile-comm by default");
     CHECK_EQ((long long)o.seed, 1);
 
+    char *job[] = {"w", "--config", "job", "--steps", "3", NULL};
+    CHECK(parse(&o, job, false, false, err, sizeof err) == 0 && !strcmp(o.config, "job"),
+          "--config job (the job's own model): %s", err);
     expect_error((char *[]){"w", "--config", "nope", NULL}, false, false, "no config 'nope'");
+    expect_error((char *[]){"w", "--config", "nope", NULL}, false, false, "use one of: job tiny");
     expect_error((char *[]){"w", "--steps", "0", NULL}, false, false, "--steps needs a number");
     expect_error((char *[]){"w", "--steps", "2.5", NULL}, false, false, "whole number");
     expect_error((char *[]){"w", "--steps", NULL}, false, false, "--steps needs a value");

@@ -54,7 +54,7 @@ endif
 ifneq ($(wildcard $(NVCC)),)
 GPU_TESTS += $(BUILD)/tests/gpu/test_vocab_parallel $(BUILD)/tests/gpu/test_train_gpu_step \
              tests/gpu/train_layouts.sh tests/gpu/train_kill.sh
-BENCHES += tests/bench/train_scaling.sh
+BENCHES += tests/bench/train_scaling.sh tests/bench/hetero_reference.sh
 $(BUILD)/tests/gpu/test_train_gpu_step: $(call objs,tests/gpu/test_train_gpu_step.c) \
                                         $(TRAIN_NCCL_LIB) $(TRAIN_LIB) $(MODEL_LIB) \
                                         $(KERNELS_LIB) $(KERNELS_REF_LIB) $(LAYOUT_LIB)

@@ -24,13 +24,14 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-// The job's layout with the config's model (gridd's plan carries the
-// default model; the workers choose what they train).
+// The job's layout with the config's model, or with the job's own model
+// (--config job).
 static int plan_for(hgrid_worker *w, const train_options *o, hg_plan *plan)
 {
     hg_layout_spec spec = hgrid_plan(w)->spec;
     char err[HG_ERR_LEN];
-    spec.model = hg_config_find(o->config)->model;
+    if (strcmp(o->config, TRAIN_CONFIG_JOB) != 0)
+        spec.model = hg_config_find(o->config)->model;
     if (hg_config_check(&spec.model, err, sizeof err) != 0 ||
         hg_plan_build(&spec, plan, err, sizeof err) != 0) {
         fprintf(stderr, "hgrid-worker: config %s on this job's layout: %s\n", o->config, err);

@@ -70,8 +70,9 @@ int train_parse_flag(train_options *o, int argc, char **argv, int *i, char *err,
     const char *v = argv[++*i];
     double x;
     if (!strcmp(f, "--config")) {
-        if (!hg_config_find(v)) {
-            snprintf(err, errlen, "--config: no config '%s'; use one of: %s", v, hg_config_names);
+        if (strcmp(v, TRAIN_CONFIG_JOB) != 0 && !hg_config_find(v)) {
+            snprintf(err, errlen, "--config: no config '%s'; use one of: %s %s", v,
+                     TRAIN_CONFIG_JOB, hg_config_names);
             return -1;
         }
         o->config = v;

@@ -9,8 +9,13 @@
 
 #include "layout/layout.h"
 
+// --config job: train the model the job's layout names (hgridctl submit's
+// model flags, e.g. --num-layers 20 --num-experts 128); any other name is
+// a config of model/config.h and replaces the job's model.
+#define TRAIN_CONFIG_JOB "job"
+
 typedef struct {
-    const char *config; // model config name (model/config.h); NULL: no training
+    const char *config; // TRAIN_CONFIG_JOB or a model config name; NULL: no training
     int steps;          // steps to have completed at the end (a resumed run counts its own)
     bool fp32;          // fp32 activations instead of bf16
     uint64_t seed;      // parameters and data, as hgrid-train --seed
@@ -22,7 +27,7 @@ typedef struct {
 } train_options;
 
 #define TRAIN_FLAGS_USAGE                                                                 \
-    "       training (GPU workers): --config NAME --steps N [--fp32] [--seed S] [--lr X]\n" \
+    "       training (GPU workers): --config NAME|job --steps N [--fp32] [--seed S] [--lr X]\n" \
     "                    [--save DIR [--save-interval K]] [--load DIR] [--profile-comm]\n" \
     "                    [--dp-overlap]\n"
 
