@@ -12,7 +12,8 @@
 # over ep (all-to-all on the GPUs): encoder tp2 + llm dp2 ep2 and encoder
 # dp2 + llm tp2 ep2 against encoder | llm over the same two micro-batches
 # of 8 (the load-balancing loss is per micro-batch, so the reference must
-# see the same token sets).
+# see the same token sets). On two GPUs, LLM-only: dp2 ep2 and tp2 ep2
+# against one LLM rank over the same two micro-batches.
 # And the hetero layout learns: 1500 bf16 steps of encoder tp1 dp2 + llm
 # tp2 end with a mean caption loss below the text-only floor, which only
 # image information crossing the bridge allows.
@@ -161,6 +162,16 @@ for mode in fp32 bf16; do
       --encoder-tp 1 --encoder-dp 2 --llm-tp 2 --llm-dp 1 --llm-ep 2 --num-experts 8 "${TWO_MB[@]}"
   else
     fail "moe: encoder | llm ($mode): training failed"; tail -n 3 "$tmp"/moe-enc-llm-"$mode".*.out
+  fi
+  if train "moe-llm-$mode" "${MODEL[@]}" --steps "$STEPS" "${flags[@]}" -- --llm-only \
+    --llm-tp 1 --llm-dp 1 --num-experts 8 "${TWO_MB[@]}"; then
+    moe_ref=$out
+    run_layout moe-llm-dp2-ep2 "moe: llm only dp2 ep2" "$mode" "$moe_ref" -- --llm-only \
+      --llm-tp 1 --llm-dp 2 --llm-ep 2 --num-experts 8 "${TWO_MB[@]}"
+    run_layout moe-llm-tp2-ep2 "moe: llm only tp2 ep2" "$mode" "$moe_ref" -- --llm-only \
+      --llm-tp 2 --llm-dp 1 --llm-ep 2 --num-experts 8 "${TWO_MB[@]}"
+  else
+    fail "moe: llm only ($mode): training failed"; tail -n 3 "$tmp"/moe-llm-"$mode".*.out
   fi
   MODEL=(--config tiny --seed 1)
 done
