@@ -304,6 +304,7 @@ float tr_worker_forward_backward(tr_worker *w, uint64_t data_seed, int step)
     float loss = (float)w->loss_sum;
     w->ops->upload(w->scalar, &loss, sizeof loss);
     tr_all_reduce(w->g[HG_GROUP_DP_CP], w->scalar, 1, TR_F32);
+    tr_group_join(w->g[HG_GROUP_DP_CP]); // its operations may run beside the compute stream
     w->ops->download(&loss, w->scalar, sizeof loss);
     return loss * w->loss_scale;
 }
