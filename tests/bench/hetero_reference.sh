@@ -7,6 +7,9 @@
 #  2. STEPS (100) steps, a checkpoint every 50; every worker killed (-9) at
 #     step KILL_AT (70), restarted with --load: training resumes at 51 and
 #     steps 51..KILL_AT repeat the first run's losses;
+#     (Checkpoints hold fp32 weights and both AdamW moments: with 128
+#     experts that is ~36 GB per LLM rank, so saving and loading take a
+#     while.)
 #  3. tokens/s and step time (medians of the resumed run's steps after the
 #     first 5), and each rank's communication share (a --profile-comm run).
 # Skips (exit 0, saying so) with fewer GPUs than the layout's world. A
@@ -86,8 +89,9 @@ fi
 ctl cancel ref >/dev/null 2>&1
 wait_workers
 first_resumed=$(losses "$tmp/resumed.$last.out" | awk 'NR == 1 {print $1}')
-worst=$(join <(losses "$tmp/first.$last.out") <(losses "$tmp/resumed.$last.out") |
-  awk '{d = $2 - $3; if (d < 0) d = -d; if (d > w) w = d; n++} END {printf "%d %.3g", n, w}')
+worst=$(awk 'NR == FNR {a[$1] = $2; next}
+             ($1 in a) {d = $2 - a[$1]; if (d < 0) d = -d; if (d > w) w = d; n++}
+             END {printf "%d %.3g", n, w}' <(losses "$tmp/first.$last.out") <(losses "$tmp/resumed.$last.out"))
 echo "2. killed every worker after step $killed_at; the restart resumed at step $first_resumed" \
   "from the step-$SAVE_EVERY checkpoint and trained to $STEPS"
 echo "   loss before the kill: step $SAVE_EVERY $(losses "$tmp/first.$last.out" | awk -v s="$SAVE_EVERY" '$1 == s {print $2}')," \
