@@ -12,7 +12,10 @@
 # over ep (all-to-all on the GPUs): encoder tp2 + llm dp2 ep2 and encoder
 # dp2 + llm tp2 ep2 against encoder | llm over the same two micro-batches
 # of 8 (the load-balancing loss is per micro-batch, so the reference must
-# see the same token sets). On two GPUs, LLM-only: dp2 ep2 and tp2 ep2
+# see the same token sets). In bf16 an MoE run may route a token to
+# another expert than its reference when two router probabilities are
+# within rounding, a discrete change the following steps carry on, so MoE
+# layouts get 5e-2 in bf16 (fp32 stays at 1e-4). On two GPUs, LLM-only: dp2 ep2 and tp2 ep2
 # against one LLM rank over the same two micro-batches.
 # And the hetero layout learns: 1500 bf16 steps of encoder tp1 dp2 + llm
 # tp2 end with a mean caption loss below the text-only floor, which only
@@ -109,7 +112,7 @@ train() {
 # run_layout JOB LABEL MODE REFERENCE -- LAYOUT-FLAGS...: trains job
 # JOB-MODE and compares its losses with the reference's.
 run_layout() {
-  local job=$1-$3 label="$2 ($3)" mode=$3 ref=$4 tol=2e-2 flags=()
+  local job=$1-$3 label="$2 ($3)" mode=$3 ref=$4 tol=${BF16_TOL:-2e-2} flags=()
   shift 5
   [ "$mode" = fp32 ] && tol=1e-4 flags=(--fp32)
   train "$job" "${MODEL[@]}" --steps "$STEPS" "${flags[@]}" -- "$@"
@@ -152,7 +155,7 @@ for mode in fp32 bf16; do
   else
     fail "encoder | llm, 4 micro-batches ($mode): training failed"
   fi
-  MODEL=(--config tiny-moe --seed 1)
+  MODEL=(--config tiny-moe --seed 1) BF16_TOL=5e-2
   if train "moe-enc-llm-$mode" "${MODEL[@]}" --steps "$STEPS" "${flags[@]}" -- "${ENC_LLM[@]}" \
     "${TWO_MB[@]}"; then
     moe_ref=$out
@@ -173,7 +176,7 @@ for mode in fp32 bf16; do
   else
     fail "moe: llm only ($mode): training failed"; tail -n 3 "$tmp"/moe-llm-"$mode".*.out
   fi
-  MODEL=(--config tiny --seed 1)
+  MODEL=(--config tiny --seed 1) BF16_TOL=2e-2
 done
 
 # ---- checkpoints (fp32: resuming is exact)
