@@ -282,9 +282,10 @@ int grid_write(const Hgrid__JobInfo *info, const hg_plan *plan, const grid_optio
             size_t workers = 0;
             for (size_t k = g.drawn; k < g.num_hosts; k++)
                 workers += g.hosts[k].count;
-            fprintf(out, "... %zu more hosts with %zu workers not drawn (--max-hosts 0 draws "
+            size_t hosts = g.num_hosts - g.drawn;
+            fprintf(out, "... %zu more host%s with %zu worker%s not drawn (--max-hosts 0 draws "
                          "every host; --json lists every worker)\n",
-                    g.num_hosts - g.drawn, workers);
+                    hosts, hosts == 1 ? "" : "s", workers, workers == 1 ? "" : "s");
         }
         fputc('\n', out);
         write_states(info, out);
