@@ -146,12 +146,13 @@ static Hgrid__Envelope *show_job(int fd, int sig_fd, const char *job, bool *sign
 }
 
 // Rank rows that fit the terminal under the heading and module lines.
-static int terminal_rows(int num_modules)
+static int terminal_rows(const watch_view *v)
 {
     struct winsize ws;
     if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) || ws.ws_row == 0)
         return -1;
-    int rows = (int)ws.ws_row - (num_modules + 5) - 2; // the "more" line and the cursor's
+    int head = v->plan.num_modules + 5 + (v->info->joined < v->info->world_size); // + joining bar
+    int rows = (int)ws.ws_row - head - 2; // the "more" line and the cursor's
     return rows > 1 ? rows : 1;
 }
 
@@ -161,7 +162,7 @@ static void draw(const watch_view *v, const watch_args *a, bool tty, bool first)
         watch_view_json(v, stdout);
     } else if (tty) {
         fputs(first ? TTY_HOME TTY_CLEAR : TTY_HOME, stdout);
-        watch_view_text(v, stdout, terminal_rows(v->plan.num_modules), TTY_CLEAR_LINE "\n");
+        watch_view_text(v, stdout, terminal_rows(v), TTY_CLEAR_LINE "\n");
         fputs(TTY_CLEAR_BELOW, stdout);
     } else {
         if (!first)
