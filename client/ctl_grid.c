@@ -74,13 +74,18 @@ typedef struct {
     int host_width, cell_width;
 } grid;
 
-// The worker on device dev of host h, or NULL.
+// The worker on device dev of host h, or NULL (a binary search of its run).
 static const Hgrid__WorkerInfo *at(const grid *g, const grid_host *h, uint32_t dev)
 {
-    for (size_t i = h->first; i < h->first + h->count; i++)
-        if (g->sorted[i]->device == dev)
-            return g->sorted[i];
-    return NULL;
+    size_t lo = h->first, hi = h->first + h->count;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (g->sorted[mid]->device < dev)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < h->first + h->count && g->sorted[lo]->device == dev ? g->sorted[lo] : NULL;
 }
 
 static void measure(grid *g)

@@ -24,7 +24,7 @@ static const command commands[] = {
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: hgridctl [--socket PATH] COMMAND [options]\n\ncommands:\n");
+    fprintf(out, "usage: hgridctl [--socket PATH] [--json] COMMAND [options]\n\ncommands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(out, "  %-8s %s\n", commands[i].name, commands[i].summary);
     fprintf(out,
@@ -33,9 +33,10 @@ static void usage(FILE *out)
             "                 /run/hgrid/gridd.sock for root, else\n"
             "                 $XDG_RUNTIME_DIR/hgrid/gridd.sock, else /tmp/hgrid-$UID/gridd.sock)\n"
             "\n"
-            "--json (every command): stdout holds one JSON object per line: one in all,\n"
-            "or for watch one per refresh. A failure prints one line on stderr saying what\n"
-            "to do and, under --json, {\"error\": {\"code\": CODE, \"message\": LINE}} on stdout.\n"
+            "--json (every command, before or after it): stdout holds one JSON object per\n"
+            "line: one in all, or for watch one per refresh. A failure prints one line on\n"
+            "stderr saying what to do and, under --json, on stdout:\n"
+            "  {\"error\": {\"code\": CODE, \"message\": LINE}}\n"
             "CODE: usage, invalid_layout, unreachable, disconnected, bad_reply, system, or\n"
             "gridd's refusal (unknown_job, job_exists, bad_request, limit, permission, ...).\n"
             "Exit status: 0 ok, 1 failed (refused, gridd not reachable), 2 usage error.\n"
@@ -45,6 +46,7 @@ static void usage(FILE *out)
 int main(int argc, char **argv)
 {
     ctl_options opt = {.socket_path = NULL};
+    bool json_first = false; // "hgridctl --json COMMAND": handed on after the command's arguments
     for (int k = 1; k < argc; k++)
         if (strcmp(argv[k], "--json") == 0)
             ctl_error_set_json(true);
@@ -58,6 +60,10 @@ int main(int argc, char **argv)
             opt.socket_path = argv[++i];
             continue;
         }
+        if (strcmp(argv[i], "--json") == 0) {
+            json_first = true;
+            continue;
+        }
         if (strcmp(argv[i], "--socket") == 0)
             return ctl_fail(CTL_USAGE, CTL_ERR_USAGE,
                             "hgridctl: --socket needs the path of gridd's control socket");
@@ -65,12 +71,21 @@ int main(int argc, char **argv)
                         "hgridctl: unknown option '%.64s' (try 'hgridctl --help')", argv[i]);
     }
     if (i >= argc) {
+        if (ctl_error_json())
+            return ctl_fail(CTL_USAGE, CTL_ERR_USAGE,
+                            "hgridctl: name a command (try 'hgridctl --help')");
         usage(stderr);
         return CTL_USAGE;
     }
+    char *args[argc - i + 2];
+    memcpy(args, argv + i, (size_t)(argc - i) * sizeof *args);
+    int n = argc - i;
+    if (json_first)
+        args[n++] = "--json";
+    args[n] = NULL;
     for (size_t c = 0; c < sizeof commands / sizeof commands[0]; c++)
         if (strcmp(argv[i], commands[c].name) == 0)
-            return commands[c].run(&opt, argc - i, argv + i);
+            return commands[c].run(&opt, n, args);
     return ctl_fail(CTL_USAGE, CTL_ERR_USAGE,
                     "hgridctl: unknown command '%.64s' (try 'hgridctl --help')", argv[i]);
 }

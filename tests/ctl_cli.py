@@ -123,6 +123,7 @@ def test_json_and_grid(g, tmp, procs):
 
     rc, out, _ = ctl(g, "list", "--json")
     lst = one_object(out, "list --json")
+    d.check(ctl(g, "--json", "list") == (0, out, ""), "--json before the command")
     d.check(rc == 0 and list(lst) == ["jobs"] and sorted(j["job"] for j in lst["jobs"])
             == ["given", "grid"] and all(list(j) == JOB_HEAD + ["joined"] for j in lst["jobs"])
             and all(j["joined"] == 0 and j["state"] == "waiting" for j in lst["jobs"]),
@@ -296,6 +297,10 @@ def test_errors(g, tmp):
                          (["--bogus", "list"], "hgridctl: unknown option '--bogus'")):
         expect_error(sock + args, 2, "usage", [needle, "--help"] if args[0] != "--bogus"
                      else [needle])
+    rc, out, err = run("--json")
+    d.check(rc == 2 and one_object(out, "--json alone") == {"error": {
+        "code": "usage", "message": "hgridctl: name a command (try 'hgridctl --help')"}},
+        "--json without a command: %d %r" % (rc, out))
     rc, out, err = run("--socket")
     d.check(rc == 2 and err == "hgridctl: --socket needs the path of gridd's control socket\n",
             "--socket without a path: %d %r" % (rc, err))
@@ -304,7 +309,7 @@ def test_errors(g, tmp):
 def test_help():
     rc, out, _ = run("--help")
     d.check(rc == 0 and all(n in out for n in (
-        "--json (every command)", '{"error": {"code": CODE, "message": LINE}}',
+        "--json (every command, before or after it)", '{"error": {"code": CODE, "message": LINE}}',
         "usage, invalid_layout, unreachable", "Exit status: 0 ok, 1 failed", "$HGRID_CONTROL",
         "\n  show ", "\n  watch ")), "hgridctl --help:\n" + out)
     for cmd, needles in (("plan", ['"world_size", "num_microbatches"']),
