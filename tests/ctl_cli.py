@@ -83,11 +83,14 @@ def parse_grid(text):
 
 
 def expected_cells(plan, workers):
-    want = {}
+    """{(host, gpu): cell} from plan --json's coordinates (e when the module's ep > 1)."""
+    want, ep = {}, {m["name"]: m["ep"] for m in plan["modules"]}
     for w in workers:
         r = plan["ranks"][w["rank"]]
-        want[(w["host"], w["device"])] = ("r%d %s" % (w["rank"], r["module"][:3]),
-                                          "t%d d%d p%d" % (r["tp"], r["dp"], r["pp"]))
+        coords = "t%d d%d p%d" % (r["tp"], r["dp"], r["pp"])
+        if ep[r["module"]] > 1:
+            coords += " e%d" % r["ep"]
+        want[(w["host"], w["device"])] = ("r%d %s" % (w["rank"], r["module"][:3]), coords)
     return want
 
 
@@ -230,20 +233,30 @@ def test_joining_and_lost(g, tmp, procs):
             and text.splitlines()[1] == bar, "watch into a pipe:\n" + text[:800])
     d.check(ctl(g, "cancel", "half")[0] == 0, "cancel half")
 
-    # A lost worker: its cell says so and the states line names it.
+    # MoE: cells carry the ep coordinate. A lost worker: its cell says so
+    # and the states line names it.
+    moe = layout + ["--num-experts", "4", "--llm-ep", "2"]
     hosts = [("h1", 0), ("h1", 1), ("h2", 0), ("h2", 1)]
-    d.check(ctl(g, "submit", "--job", "lost", "--token", "l", *layout)[0] == 0, "submit lost")
+    d.check(ctl(g, "submit", "--job", "lost", "--token", "l", *moe)[0] == 0, "submit lost")
     peers = d.join_all(g, "lost", "l", hosts)
     assignments, _ = d.rendezvous(peers, 1)
     d.check(len(assignments) == 4, "4 assignments")
     rank_of = {i: d.one(a, 3) for i, a in assignments.items()}
+    plan = json.loads(run("plan", "--json", *moe)[1])
+    want = expected_cells(plan, [{"rank": rank_of[i], "host": h, "device": dev}
+                                 for i, (h, dev) in enumerate(hosts)])
+    rc, out, _ = ctl(g, "show", "lost")
+    d.check(rc == 0 and parse_grid(out) == want and "llm      ranks 0-3: tp 2, dp 2, pp 1, ep 2"
+            in out and "t=tp d=dp p=pp c=cp e=ep;" in out
+            and {c[1][-2:] for c in want.values()} == {"e0", "e1"},
+            "MoE cells with ep:\n%s\nwant %s" % (out, want))
     victim = [i for i, r in rank_of.items() if r == 3][0]
     peers[victim].close()
     d.check(d.wait_for(lambda: "lost" in ctl(g, "status", "lost")[1]), "rank 3 lost")
     rc, out, _ = ctl(g, "show", "lost")
     cells = parse_grid(out)
     host, dev = hosts[victim]
-    d.check(cells.get((host, dev), ("",))[0] == "r3 llm LOST"
+    d.check(cells.get((host, dev), ("",))[0] == "r3 llm LOST" == want[(host, dev)][0] + " LOST"
             and sum("LOST" in c[0] for c in cells.values()) == 1, "lost cell:\n" + out)
     # The generation is aborted: the others are joined again, keeping their ranks.
     d.check("workers: 3 joined, 1 lost" in out and "lost: rank 3 on %s/%d (they rejoin by "
