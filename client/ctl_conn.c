@@ -31,21 +31,14 @@ static const char *connect_hint(int err)
     }
 }
 
-int ctl_connect(const ctl_options *opt, char *path, size_t pathlen)
+// Connects to the Unix socket at path; the descriptor, or -1 with errno set.
+static int connect_unix(const char *path)
 {
-    const char *from = "from --socket";
-    const char *env = getenv("HGRID_CONTROL");
-    if (opt->socket_path)
-        snprintf(path, pathlen, "%s", opt->socket_path);
-    else
-        wire_default_control_path(path, pathlen);
-    if (!opt->socket_path)
-        from = env && *env ? "from $HGRID_CONTROL" : "the default path";
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    if (strlen(path) >= sizeof sa.sun_path)
-        return ctl_fail(-1, CTL_ERR_UNREACHABLE,
-                        "hgridctl: control socket path %.200s... (%s) is longer than %zu bytes; "
-                        "use a shorter --socket PATH", path, from, sizeof sa.sun_path - 1);
+    if (strlen(path) >= sizeof sa.sun_path) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
     strcpy(sa.sun_path, path);
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0)
@@ -53,8 +46,43 @@ int ctl_connect(const ctl_options *opt, char *path, size_t pathlen)
     int saved = errno;
     if (fd >= 0)
         close(fd);
-    return ctl_fail(-1, CTL_ERR_UNREACHABLE, "hgridctl: cannot connect to gridd at %s (%s): %s (%s)",
-                    path, from, strerror(saved), connect_hint(saved));
+    errno = saved;
+    return -1;
+}
+
+int ctl_connect(const ctl_options *opt, char *path, size_t pathlen)
+{
+    const char *env = getenv("HGRID_CONTROL");
+    const char *from = opt->socket_path ? "from --socket"
+                       : env && *env    ? "from $HGRID_CONTROL"
+                                        : "the default path";
+    if (opt->socket_path)
+        snprintf(path, pathlen, "%s", opt->socket_path);
+    else
+        wire_default_control_path(path, pathlen);
+    int fd = connect_unix(path);
+    int saved = errno;
+    // Nothing named a socket and the user's own is absent: the system gridd's.
+    bool named = opt->socket_path || (env && *env);
+    bool try_system = fd < 0 && saved == ENOENT && !named && strcmp(path, CTL_SYSTEM_SOCKET) != 0;
+    if (try_system) {
+        fd = connect_unix(CTL_SYSTEM_SOCKET);
+        if (fd >= 0 || errno != ENOENT) {
+            saved = errno;
+            snprintf(path, pathlen, "%s", CTL_SYSTEM_SOCKET);
+            from = "the system gridd's";
+            try_system = false;
+        }
+    }
+    if (fd >= 0)
+        return fd;
+    if (saved == ENAMETOOLONG)
+        return ctl_fail(-1, CTL_ERR_UNREACHABLE,
+                        "hgridctl: control socket path %.200s... (%s) is too long for a Unix "
+                        "socket; use a shorter --socket PATH", path, from);
+    return ctl_fail(-1, CTL_ERR_UNREACHABLE, "hgridctl: cannot connect to gridd at %s (%s%s): %s (%s)",
+                    path, from, try_system ? "; " CTL_SYSTEM_SOCKET " is absent too" : "",
+                    strerror(saved), connect_hint(saved));
 }
 
 int ctl_fail_unexpected(const Hgrid__Envelope *reply)

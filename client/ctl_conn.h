@@ -8,9 +8,13 @@
 #include "client/hgridctl.h"
 #include "proto/hgrid.pb-c.h"
 
+// gridd.service's --control: hgridctl tries it when neither --socket nor
+// $HGRID_CONTROL names a socket and the user's default one is absent.
+#define CTL_SYSTEM_SOCKET "/run/hgrid/gridd.sock"
+
 // Connects to the control socket (--socket, else $HGRID_CONTROL, else the
-// default path), the path used into path. The descriptor, or -1 after
-// reporting why with what to do.
+// default path, else CTL_SYSTEM_SOCKET), the path used into path. The
+// descriptor, or -1 after reporting why with what to do.
 int ctl_connect(const ctl_options *opt, char *path, size_t pathlen);
 
 // Sends req on a fresh connection and returns gridd's reply when it is of

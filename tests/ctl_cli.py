@@ -280,6 +280,16 @@ def test_errors(g, tmp):
                       "is gridd running?", "--socket PATH", "HGRID_CONTROL=PATH"])
     expect_error(["list"], 1, "unreachable", ["at %s (from $HGRID_CONTROL)" % missing],
                  env={"HGRID_CONTROL": missing})
+    # Nothing names a socket: the default path, then (not root) the system gridd's.
+    env = {k: v for k, v in os.environ.items() if k != "HGRID_CONTROL"}
+    env["XDG_RUNTIME_DIR"] = tmp
+    if not os.path.exists("/run/hgrid/gridd.sock"):
+        r = subprocess.run([d.CTL, "list"], capture_output=True, text=True, timeout=30, env=env)
+        want = ("at /run/hgrid/gridd.sock (the default path): " if os.geteuid() == 0 else
+                "at %s/hgrid/gridd.sock (the default path; /run/hgrid/gridd.sock is absent too): "
+                % tmp)
+        d.check(r.returncode == 1 and want in r.stderr and len(r.stderr.splitlines()) == 1,
+                "no socket named: %r, want %r" % (r.stderr, want))
     stale = os.path.join(tmp, "stale.sock")
     s = socket.socket(socket.AF_UNIX)
     s.bind(stale)
