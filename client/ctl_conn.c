@@ -80,9 +80,10 @@ int ctl_connect(const ctl_options *opt, char *path, size_t pathlen)
         return ctl_fail(-1, CTL_ERR_UNREACHABLE,
                         "hgridctl: control socket path %.200s... (%s) is too long for a Unix "
                         "socket; use a shorter --socket PATH", path, from);
-    return ctl_fail(-1, CTL_ERR_UNREACHABLE, "hgridctl: cannot connect to gridd at %s (%s%s): %s (%s)",
-                    path, from, try_system ? "; " CTL_SYSTEM_SOCKET " is absent too" : "",
-                    strerror(saved), connect_hint(saved));
+    return ctl_fail(-1, CTL_ERR_UNREACHABLE,
+                    "hgridctl: cannot connect to gridd at %s (%s%s): %s (%s)", path, from,
+                    try_system ? "; " CTL_SYSTEM_SOCKET " is absent too" : "", strerror(saved),
+                    connect_hint(saved));
 }
 
 int ctl_fail_unexpected(const Hgrid__Envelope *reply)

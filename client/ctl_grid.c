@@ -23,7 +23,8 @@ static long long rank_of(const Hgrid__WorkerInfo *w)
 
 static int by_host_device(const void *a, const void *b)
 {
-    const Hgrid__WorkerInfo *x = *(Hgrid__WorkerInfo *const *)a, *y = *(Hgrid__WorkerInfo *const *)b;
+    const Hgrid__WorkerInfo *x = *(Hgrid__WorkerInfo *const *)a;
+    const Hgrid__WorkerInfo *y = *(Hgrid__WorkerInfo *const *)b;
     int c = strcmp(x->host, y->host);
     return c ? c : (x->device > y->device) - (x->device < y->device);
 }
@@ -216,7 +217,8 @@ static void write_states(const Hgrid__JobInfo *info, FILE *out)
                 w->device);
     }
     if (listed)
-        fprintf(out, " (they rejoin by restarting hgrid-worker with the same --host and --device)\n");
+        fprintf(out, " (they rejoin by restarting hgrid-worker with the same --host and "
+                     "--device)\n");
 }
 
 // Hosts in rank order, each holding a run of the sorted workers.

@@ -24,10 +24,10 @@ static const job_command show_cmd = {
     "state: those not joined yet, those lost (by rank and host).\n"
     "  --max-hosts N  draw at most N hosts and count the rest (default 64; 0: all)\n"
     "  --width N      fit N columns (default: the terminal's, else $COLUMNS, else 120)\n"
-    "  --json         {\"job\", \"state\", \"generation\", \"world_size\", \"workers\": [{\"rank\",\n"
-    "                 \"host\", \"device\", \"state\", \"last_heartbeat_ms\"}], \"plan\": the object\n"
-    "                 'hgridctl plan --json' prints}; rank and last_heartbeat_ms are -1\n"
-    "                 when there is none yet\n"};
+    "  --json         {\"job\", \"state\", \"generation\", \"world_size\",\n"
+    "                 \"workers\": [{\"rank\", \"host\", \"device\", \"state\",\n"
+    "                 \"last_heartbeat_ms\"}], \"plan\": the object 'hgridctl plan --json'\n"
+    "                 prints}; rank and last_heartbeat_ms are -1 when there is none yet\n"};
 
 static int terminal_width(void)
 {

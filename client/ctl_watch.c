@@ -46,11 +46,12 @@ static void usage(FILE *out)
             "  --interval SECONDS  time between polls of gridd (default 2, at least 0.05)\n"
             "  --once              print one block (or JSON line) and exit\n"
             "  --json              one JSON object per line per poll (JSON lines):\n"
-            "                      {\"job\", \"state\", \"generation\", \"world_size\", \"joined\",\n"
-            "                      \"modules\": [{\"module\", \"first_rank\", \"num_ranks\",\n"
-            "                      \"reporting\", \"step\", \"loss\", \"loss_ranks\", \"tokens_per_s\",\n"
-            "                      \"step_time_s\"}], \"workers\": [{\"rank\", \"module\", \"host\",\n"
-            "                      \"device\", \"state\", \"step\", \"loss\", \"tokens_per_s\",\n"
+            "                      {\"job\", \"state\", \"generation\", \"world_size\",\n"
+            "                      \"joined\", \"modules\": [{\"module\", \"first_rank\",\n"
+            "                      \"num_ranks\", \"reporting\", \"step\", \"loss\",\n"
+            "                      \"loss_ranks\", \"tokens_per_s\", \"step_time_s\"}],\n"
+            "                      \"workers\": [{\"rank\", \"module\", \"host\", \"device\",\n"
+            "                      \"state\", \"step\", \"loss\", \"tokens_per_s\",\n"
             "                      \"step_time_s\", \"last_heartbeat_ms\", \"self_test\"}]}\n"
             "                      (null: no value yet); the last line, once the job is\n"
             "                      gone, is {\"job\", \"state\": \"ended\"}\n\n"
@@ -61,8 +62,8 @@ static void usage(FILE *out)
 
 static int usage_error(const char *what, const char *arg)
 {
-    return ctl_fail(CTL_USAGE, CTL_ERR_USAGE, "hgridctl watch: %s%.66s (try 'hgridctl watch --help')",
-                    what, arg);
+    return ctl_fail(CTL_USAGE, CTL_ERR_USAGE,
+                    "hgridctl watch: %s%.66s (try 'hgridctl watch --help')", what, arg);
 }
 
 // Returns -1 to go on, else the exit status.

@@ -61,7 +61,8 @@ def expect_error(args, status, code, needles, env=None):
     obj = one_object(out, "%s --json" % (args,))
     d.check(rc == status and obj == {"error": {"code": code, "message": err.rstrip("\n")}}
             and len(err.splitlines()) == 1,
-            "%s --json: exit %d, %r (want code %s and stderr's line %r)" % (args, rc, obj, code, err))
+            "%s --json: exit %d, %r (want code %s and stderr's line %r)"
+            % (args, rc, obj, code, err))
 
 
 def parse_grid(text):
@@ -135,7 +136,8 @@ def test_json_and_grid(g, tmp, procs):
     # The job's token from submit --json lets the workers in: 4 on a host
     # named by HGRID_HOSTNAME, 4 on one named by --host.
     for dev in range(4):
-        procs.append(start_worker(g, "grid", sub["token"], dev, tmp, env={"HGRID_HOSTNAME": "node-a"}))
+        procs.append(start_worker(g, "grid", sub["token"], dev, tmp,
+                                  env={"HGRID_HOSTNAME": "node-a"}))
         procs.append(start_worker(g, "grid", sub["token"], dev, tmp, host="node-b"))
 
     def shown():
