@@ -11,6 +11,8 @@ static void usage(FILE *out)
 {
     fprintf(out, "usage: hgridctl plan [--json] [layout flags]\n"
                  "Validates a layout and prints its ranks, process groups and bridge edges.\n"
+                 "  --json  one object: {\"world_size\", \"num_microbatches\", \"modules\",\n"
+                 "          \"ranks\", \"bridge\"} (the \"plan\" of 'hgridctl show JOB --json')\n"
                  "Exit status: 0 valid, 1 invalid layout, 2 usage error.\n\n%s",
             hg_layout_flags_help);
 }

@@ -12,6 +12,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "client/ctl_conn.h"
+#include "client/ctl_error.h"
 #include "client/ctl_jobs.h"
 #include "client/hgridctl.h"
 #include "client/json.h"
@@ -38,12 +40,21 @@ static void usage(FILE *out)
             "stage, the ranks that compute it), tokens/s (the slowest rank's: every rank\n"
             "reports the global batch's tokens over its step time) and the longest step time.\n"
             "Per rank: module, host/device, state, step, loss, tokens/s, step time and the\n"
-            "age of its last heartbeat. On a terminal the view is redrawn in place every\n"
-            "interval; otherwise one block is printed per interval.\n\n"
+            "age of its last heartbeat. While workers join, a bar shows joined/world. On a\n"
+            "terminal the view is redrawn in place every interval; otherwise (a pipe, a file)\n"
+            "one block is printed per interval, without escape codes.\n\n"
             "  --interval SECONDS  time between polls of gridd (default 2, at least 0.05)\n"
             "  --once              print one block (or JSON line) and exit\n"
-            "  --json              one JSON object per line per poll: job, state, generation,\n"
-            "                      world_size, joined, modules[], workers[] (null: no value)\n\n"
+            "  --json              one JSON object per line per poll (JSON lines):\n"
+            "                      {\"job\", \"state\", \"generation\", \"world_size\",\n"
+            "                      \"joined\", \"modules\": [{\"module\", \"first_rank\",\n"
+            "                      \"num_ranks\", \"reporting\", \"step\", \"loss\",\n"
+            "                      \"loss_ranks\", \"tokens_per_s\", \"step_time_s\"}],\n"
+            "                      \"workers\": [{\"rank\", \"module\", \"host\", \"device\",\n"
+            "                      \"state\", \"step\", \"loss\", \"tokens_per_s\",\n"
+            "                      \"step_time_s\", \"last_heartbeat_ms\", \"self_test\"}]}\n"
+            "                      (null: no value yet); the last line, once the job is\n"
+            "                      gone, is {\"job\", \"state\": \"ended\"}\n\n"
             "Watching ends when gridd no longer holds the job (cancelled or finished).\n"
             "Exit status: 0 the job ended, --once printed, or interrupted (Ctrl-C); 1 no such\n"
             "job, or gridd not reachable or gone; 2 usage error.\n");
@@ -51,8 +62,8 @@ static void usage(FILE *out)
 
 static int usage_error(const char *what, const char *arg)
 {
-    fprintf(stderr, "hgridctl watch: %s%.66s (try 'hgridctl watch --help')\n", what, arg);
-    return 2;
+    return ctl_fail(CTL_USAGE, CTL_ERR_USAGE,
+                    "hgridctl watch: %s%.66s (try 'hgridctl watch --help')", what, arg);
 }
 
 // Returns -1 to go on, else the exit status.
@@ -83,7 +94,7 @@ static int parse_args(int argc, char **argv, watch_args *a)
             a->job = s;
         }
     }
-    return a->job ? -1 : usage_error("name the job to watch", "");
+    return a->job ? -1 : usage_error("name the job to watch (hgridctl list shows them)", "");
 }
 
 // SIGINT and SIGTERM as a readable fd, so that every wait can end on them.
@@ -136,12 +147,13 @@ static Hgrid__Envelope *show_job(int fd, int sig_fd, const char *job, bool *sign
 }
 
 // Rank rows that fit the terminal under the heading and module lines.
-static int terminal_rows(int num_modules)
+static int terminal_rows(const watch_view *v)
 {
     struct winsize ws;
     if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) || ws.ws_row == 0)
         return -1;
-    int rows = (int)ws.ws_row - (num_modules + 5) - 2; // the "more" line and the cursor's
+    int head = v->plan.num_modules + 5 + (v->info->joined < v->info->world_size); // + joining bar
+    int rows = (int)ws.ws_row - head - 2; // the "more" line and the cursor's
     return rows > 1 ? rows : 1;
 }
 
@@ -151,7 +163,7 @@ static void draw(const watch_view *v, const watch_args *a, bool tty, bool first)
         watch_view_json(v, stdout);
     } else if (tty) {
         fputs(first ? TTY_HOME TTY_CLEAR : TTY_HOME, stdout);
-        watch_view_text(v, stdout, terminal_rows(v->plan.num_modules), TTY_CLEAR_LINE "\n");
+        watch_view_text(v, stdout, terminal_rows(v), TTY_CLEAR_LINE "\n");
         fputs(TTY_CLEAR_BELOW, stdout);
     } else {
         if (!first)
@@ -189,27 +201,21 @@ static int watch_loop(int fd, int sig_fd, const char *path, const watch_args *a)
         Hgrid__Envelope *reply = show_job(fd, sig_fd, a->job, &signalled, err, sizeof err);
         if (signalled)
             return 0;
-        if (!reply) {
-            fprintf(stderr, "hgridctl: lost gridd at %s: %s (is it still running? watch again "
-                            "once it is)\n", path, err);
-            return 1;
-        }
+        if (!reply)
+            return ctl_fail(CTL_FAILED, CTL_ERR_DISCONNECTED,
+                            "hgridctl: lost gridd at %s: %s (is it still running? watch again "
+                            "once it is)", path, err);
         int rc = -1;
         watch_view v;
         if (reply->msg_case == HGRID__ENVELOPE__MSG_ERROR) {
             bool gone = seen && reply->error->code == HGRID__ERROR_CODE__ERROR_UNKNOWN_JOB;
             if (gone)
                 say_ended(a);
-            else
-                fprintf(stderr, "hgridctl: gridd refused: %s\n", reply->error->message);
-            rc = gone ? 0 : 1;
+            rc = gone ? CTL_OK : ctl_fail_refused(reply->error);
         } else if (reply->msg_case != HGRID__ENVELOPE__MSG_JOB_INFO) {
-            fprintf(stderr, "hgridctl: unexpected reply %d from gridd (mismatched hgrid builds?)\n",
-                    (int)reply->msg_case);
-            rc = 1;
+            rc = ctl_fail_unexpected(reply);
         } else if (watch_view_build(reply->job_info, &v, err, sizeof err)) {
-            fprintf(stderr, "hgridctl: %s\n", err);
-            rc = 1;
+            rc = ctl_fail(CTL_FAILED, CTL_ERR_BAD_REPLY, "hgridctl: %s", err);
         } else {
             draw(&v, a, tty, !seen);
             watch_view_free(&v);
@@ -223,10 +229,9 @@ static int watch_loop(int fd, int sig_fd, const char *path, const watch_args *a)
         wait_result w = wait_for(sig_fd, -1, (int)lround(a->interval_s * 1000));
         if (w == WAIT_SIGNAL)
             return 0;
-        if (w == WAIT_ERROR) {
-            fprintf(stderr, "hgridctl: waiting failed: %s\n", strerror(errno));
-            return 1;
-        }
+        if (w == WAIT_ERROR)
+            return ctl_fail(CTL_FAILED, CTL_ERR_SYSTEM, "hgridctl: waiting failed: %s",
+                            strerror(errno));
     }
 }
 
@@ -238,10 +243,9 @@ int ctl_watch(const ctl_options *opt, int argc, char **argv)
         return rc;
     char path[4096];
     int sig_fd = signals_fd();
-    if (sig_fd < 0) {
-        fprintf(stderr, "hgridctl: cannot watch for Ctrl-C: %s\n", strerror(errno));
-        return 1;
-    }
+    if (sig_fd < 0)
+        return ctl_fail(CTL_FAILED, CTL_ERR_SYSTEM, "hgridctl: cannot watch for Ctrl-C: %s",
+                        strerror(errno));
     int fd = ctl_connect(opt, path, sizeof path);
     if (fd < 0) {
         rc = 1;

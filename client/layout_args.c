@@ -3,10 +3,18 @@
 
 #include <string.h>
 
+#include "client/ctl_error.h"
+
 static int usage_error(const char *cmd, const char *what)
 {
-    fprintf(stderr, "hgridctl %s: %s (try 'hgridctl %s --help')\n", cmd, what, cmd);
+    ctl_usage_error(cmd, what);
     return LAYOUT_ARGS_USAGE;
+}
+
+static int invalid(const char *why)
+{
+    return ctl_fail(LAYOUT_ARGS_INVALID, CTL_ERR_INVALID_LAYOUT, "hgridctl: invalid layout: %s",
+                    why);
 }
 
 // Consumes argv[*i] if it is one of the command's own options.
@@ -54,16 +62,14 @@ int layout_args_parse(int argc, char **argv, const layout_arg *extras, hg_plan *
         case HG_FLAG_USAGE:
             return usage_error(cmd, err);
         case HG_FLAG_INVALID:
-            fprintf(stderr, "hgridctl: invalid layout: %s\n", err);
-            return LAYOUT_ARGS_INVALID;
+            return invalid(err);
         case HG_FLAG_UNKNOWN:
             snprintf(err, sizeof err, "unknown option '%.64s'", argv[i]);
             return usage_error(cmd, err);
         }
     }
     if (hg_plan_build(&spec, plan, err, sizeof err) != 0) {
-        fprintf(stderr, "hgridctl: invalid layout: %s\n", err);
-        return LAYOUT_ARGS_INVALID;
+        return invalid(err);
     }
     return LAYOUT_ARGS_OK;
 }

@@ -20,9 +20,10 @@ typedef struct {
 enum { LAYOUT_ARGS_OK = 0, LAYOUT_ARGS_INVALID = 1, LAYOUT_ARGS_USAGE = 2, LAYOUT_ARGS_HELP = 3 };
 
 // Parses argv[1..] (argv[0] is the command name) into a validated plan.
-// Prints "hgridctl: invalid layout: <reason>" and returns LAYOUT_ARGS_INVALID,
-// or a usage error with a hint and returns LAYOUT_ARGS_USAGE; --help prints
-// usage to stdout and returns LAYOUT_ARGS_HELP (the command exits 0).
+// Reports (client/ctl_error.h) "hgridctl: invalid layout: <reason>" and
+// returns LAYOUT_ARGS_INVALID, or a usage error with a hint and returns
+// LAYOUT_ARGS_USAGE; --help prints usage to stdout and returns
+// LAYOUT_ARGS_HELP (the command exits 0).
 int layout_args_parse(int argc, char **argv, const layout_arg *extras, hg_plan *plan,
                       void (*usage)(FILE *out));
 

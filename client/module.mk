@@ -2,7 +2,8 @@
 # CTL_CONTROL_SRCS (hgridctl's gridd commands) comes from daemon/module.mk.
 CTL_SRCS := client/hgridctl.c client/ctl_plan.c client/layout_args.c client/plan_json.c \
             client/plan_text.c client/json.c client/selftest_calc.c client/ctl_watch.c \
-            client/watch_view.c $(CTL_CONTROL_SRCS)
+            client/watch_view.c client/ctl_error.c client/ctl_conn.c client/ctl_submit.c \
+            client/ctl_show.c client/ctl_grid.c $(CTL_CONTROL_SRCS)
 
 PROGS += $(BIN)/hgridctl
 LDLIBS_hgridctl := -lprotobuf-c

@@ -8,6 +8,8 @@
 #include "client/json.h"
 #include "wire/wire.h"
 
+#define JOIN_BAR_WIDTH 32
+
 static bool is_lost(const Hgrid__WorkerInfo *w) { return strcmp(w->state, "lost") == 0; }
 
 static void classify(const hg_plan *plan, const Hgrid__WorkerInfo *w, watch_rank *r)
@@ -151,11 +153,27 @@ static void text_rank(const watch_rank *r, FILE *out, int host_width, const char
             host_width, where, w->state, step, loss, tok, st, age, eol);
 }
 
+// While workers join: a bar of joined/world and how many are still missing.
+static void text_joining(const Hgrid__JobInfo *info, FILE *out, const char *eol)
+{
+    char bar[JOIN_BAR_WIDTH + 1];
+    int full = info->world_size ? (int)((uint64_t)info->joined * JOIN_BAR_WIDTH / info->world_size)
+                                : 0;
+    for (int i = 0; i < JOIN_BAR_WIDTH; i++)
+        bar[i] = i < full ? '#' : '.';
+    bar[JOIN_BAR_WIDTH] = '\0';
+    unsigned missing = info->world_size - info->joined;
+    fprintf(out, "joining [%s] %u/%u, waiting for %u more worker%s%s", bar, info->joined,
+            info->world_size, missing, missing == 1 ? "" : "s", eol);
+}
+
 void watch_view_text(const watch_view *v, FILE *out, int max_rows, const char *eol)
 {
     const Hgrid__JobInfo *info = v->info;
     fprintf(out, "job %s: %s, generation %llu, joined %u/%u%s", info->job, info->state,
             (unsigned long long)info->generation, info->joined, info->world_size, eol);
+    if (info->joined < info->world_size)
+        text_joining(info, out, eol);
     fprintf(out, "%s", eol);
     text_modules(v, out, eol);
     fprintf(out, "%s", eol);
@@ -252,6 +270,21 @@ static void json_rank(const watch_rank *r, json_writer *w)
     json_maybe(w, r->reported, wi->step_time_s);
     json_key(w, "last_heartbeat_ms");
     json_maybe_int(w, r->reported, wi->last_heartbeat_ms);
+    json_key(w, "self_test");
+    json_begin_array(w);
+    for (size_t k = 0; k < wi->n_checks; k++) {
+        json_begin_object(w);
+        json_key(w, "name");
+        json_string(w, wi->checks[k]->name);
+        json_key(w, "ok");
+        json_bool(w, wi->checks[k]->ok);
+        json_key(w, "busbw_gbps");
+        json_double(w, wi->checks[k]->busbw_gbps);
+        json_key(w, "detail");
+        json_string(w, wi->checks[k]->detail);
+        json_end_object(w);
+    }
+    json_end_array(w);
     json_end_object(w);
 }
 

@@ -1,5 +1,8 @@
 # Unit tests (one binary each) and shell tests driving the programs.
 CPU_TESTS += $(BUILD)/tests/test_layout tests/plan_cli.sh
+# hgridctl against gridd and dry-run workers: every command's --json, show's
+# grid, errors and exit codes (docs/OPERATIONS.md, "hgridctl").
+CPU_TESTS += tests/ctl_cli.py
 
 $(BUILD)/tests/test_layout: $(call objs,tests/test_layout.c) $(LAYOUT_LIB)
 	@mkdir -p $(dir $@)
