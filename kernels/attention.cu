@@ -5,8 +5,9 @@
 // (streams query tiles), another owns dq (streams key tiles), so every output
 // element has exactly one writer and the result is deterministic.
 // This file holds the launchers and the fp32 kernels (plain FMA, exact enough
-// to compare whole models with PyTorch); bf16 runs the same algorithm on the
-// tensor cores (attention_mma.cu).
+// to compare whole models with PyTorch); bf16 runs on the tensor cores
+// (attention_mma.cu forward, attention_mma_bwd.cu backward: one kernel whose
+// dq sum has a fixed order).
 //
 // Thread layout in every kernel: 256 threads as 16 x 16 (ty, tx). A thread
 // owns score rows ty*4 + i (i < 4) and columns tx + 16*j (j < 4) of a 64 x 64

@@ -2,7 +2,10 @@
 // and `1b` (hidden 2048, 16 heads, seq 2048, batch 4) shapes in bf16: median
 // of repeats with CUDA events, as TFLOP/s or GB/s and % of the measured
 // ceilings (a large d2d copy, a large cuBLASLt bf16 GEMM). Writes the table
-// to build/bench_kernels.tsv for tests/bench/bench_kernels_torch.py.
+// to build/bench_kernels.tsv for tests/bench/bench_kernels_torch.py. An
+// argument times only the ops whose names contain it (`bench_kernels attention`).
+#include <string.h>
+
 #include <algorithm>
 #include <vector>
 
@@ -13,6 +16,7 @@
 static cudaEvent_t ev0, ev1;
 static double ceil_gbs, ceil_tflops;
 static FILE *tsv;
+static const char *op_filter;
 
 // Median milliseconds of REPEATS timed calls of f after 2 warm-up calls.
 template <typename F> static double median_ms(F f)
@@ -45,6 +49,13 @@ static void report(const char *config, const char *op, double ms, double flops, 
                100 * gbs / ceil_gbs);
     }
     fprintf(tsv, "%s\t%s\t%.4f\t%.6g\t%.6g\n", config, op, ms, flops, bytes);
+}
+
+// Times and reports op, if its name contains the filter (argv[1]; all without one).
+template <typename F> static void bench(const char *config, const char *op, F f, double flops, double bytes)
+{
+    if (op_filter && !strstr(op, op_filter)) return;
+    report(config, op, median_ms(f), flops, bytes);
 }
 
 __global__ void fill_kernel(__nv_bfloat16 *x, size_t n, unsigned seed, float scale)
@@ -121,30 +132,39 @@ static void bench_config(const char *cfg, int B, int T, int C, int NH, int V, in
     void *wfc = bf((size_t)4 * C * C, 0.05f), *bfc = bf(4 * C), *h = bf(4 * NC), *dh = bf(4 * NC), *dx = bf(NC);
     float *dwfc = f32((size_t)4 * C * C), *dbfc = f32(4 * C);
     double f = 2.0 * N * C * 3.0 * C;
-    report(cfg, "matmul fwd qkv (+bias)", median_ms([&] { matmul_forward(qkv, x, wqkv, bqkv, N, C, 3 * C, KD_BF16, 0); }), f, 0);
+    bench(cfg, "matmul fwd qkv (+bias)", [&] { matmul_forward(qkv, x, wqkv, bqkv, N, C, 3 * C, KD_BF16, 0); }, f, 0);
     f = 2.0 * N * C * 4.0 * C;
-    report(cfg, "matmul fwd fc (+bias)", median_ms([&] { matmul_forward(h, x, wfc, bfc, N, C, 4 * C, KD_BF16, 0); }), f, 0);
-    report(cfg, "matmul bwd fc (dinp+dW+dbias)",
-           median_ms([&] { matmul_backward(dx, dwfc, dbfc, dh, x, wfc, N, C, 4 * C, KD_BF16, 0); }), 2 * f, 0);
+    bench(cfg, "matmul fwd fc (+bias)", [&] { matmul_forward(h, x, wfc, bfc, N, C, 4 * C, KD_BF16, 0); }, f, 0);
+    bench(cfg, "matmul bwd fc (dinp+dW+dbias)",
+          [&] { matmul_backward(dx, dwfc, dbfc, dh, x, wfc, N, C, 4 * C, KD_BF16, 0); }, 2 * f, 0);
 
-    // attention
+    // attention: causal (the LLM) and bidirectional (the encoder); each
+    // backward runs on its own forward's output and lse.
     void *att = bf(NC), *datt = bf(NC), *dqkv = bf(3 * NC);
     float *lse = f32((size_t)B * NH * T);
-    double af = 4.0 * B * NH * (double)T * T * HD / 2;  // causal: half the scores
-    report(cfg, "attention fwd causal", median_ms([&] { attention_forward(att, lse, qkv, B, T, NH, HD, 1, KD_BF16, 0); }), af, 0);
-    report(cfg, "attention bwd causal",
-           median_ms([&] { attention_backward(dqkv, datt, qkv, att, lse, B, T, NH, HD, 1, KD_BF16, 0); }), 2.5 * af, 0);
+    double af = 4.0 * B * NH * (double)T * T * HD;  // bidirectional; causal computes half the scores
+    for (int causal = 1; causal >= 0; causal--) {
+        const char *mask = causal ? "causal" : "bidir";
+        double ff = causal ? af / 2 : af;
+        char op[64];
+        snprintf(op, sizeof op, "attention fwd %s", mask);
+        bench(cfg, op, [&] { attention_forward(att, lse, qkv, B, T, NH, HD, causal, KD_BF16, 0); }, ff, 0);
+        attention_forward(att, lse, qkv, B, T, NH, HD, causal, KD_BF16, 0);
+        snprintf(op, sizeof op, "attention bwd %s", mask);
+        bench(cfg, op, [&] { attention_backward(dqkv, datt, qkv, att, lse, B, T, NH, HD, causal, KD_BF16, 0); },
+              2.5 * ff, 0);
+    }
 
     // layernorm, gelu, residual
     void *lnw = bf(C), *lnb = bf(C), *ln = bf(NC), *dln = bf(NC);
     float *mean = f32(N), *rstd = f32(N), *dlnw = f32(C), *dlnb = f32(C);
-    report(cfg, "layernorm fwd", median_ms([&] { layernorm_forward(ln, mean, rstd, x, lnw, lnb, N, C, KD_BF16, 0); }), 0, 2.0 * NC * 2);
-    report(cfg, "layernorm bwd",
-           median_ms([&] { layernorm_backward(dx, dlnw, dlnb, dln, x, lnw, mean, rstd, N, C, KD_BF16, 0); }), 0, 4.0 * NC * 2);
+    bench(cfg, "layernorm fwd", [&] { layernorm_forward(ln, mean, rstd, x, lnw, lnb, N, C, KD_BF16, 0); }, 0, 2.0 * NC * 2);
+    bench(cfg, "layernorm bwd",
+          [&] { layernorm_backward(dx, dlnw, dlnb, dln, x, lnw, mean, rstd, N, C, KD_BF16, 0); }, 0, 4.0 * NC * 2);
     void *g = bf(4 * NC);
-    report(cfg, "gelu fwd", median_ms([&] { gelu_forward(g, h, 4 * NC, KD_BF16, 0); }), 0, 2.0 * 4 * NC * 2);
-    report(cfg, "gelu bwd", median_ms([&] { gelu_backward(dh, h, g, 4 * NC, KD_BF16, 0); }), 0, 3.0 * 4 * NC * 2);
-    report(cfg, "residual add", median_ms([&] { add_forward(dx, x, ln, NC, KD_BF16, 0); }), 0, 3.0 * NC * 2);
+    bench(cfg, "gelu fwd", [&] { gelu_forward(g, h, 4 * NC, KD_BF16, 0); }, 0, 2.0 * 4 * NC * 2);
+    bench(cfg, "gelu bwd", [&] { gelu_backward(dh, h, g, 4 * NC, KD_BF16, 0); }, 0, 3.0 * 4 * NC * 2);
+    bench(cfg, "residual add", [&] { add_forward(dx, x, ln, NC, KD_BF16, 0); }, 0, 3.0 * NC * 2);
 
     // embeddings
     std::vector<int> tok(N);
@@ -154,9 +174,9 @@ static void bench_config(const char *cfg, int B, int T, int C, int NH, int V, in
     cudaCheck(cudaMemcpy(dtok, tok.data(), sizeof(int) * N, cudaMemcpyHostToDevice));
     void *wte = bf((size_t)V * C), *wpe = bf((size_t)T * C);
     float *dwte = f32((size_t)V * C), *dwpe = f32((size_t)T * C);
-    report(cfg, "embedding fwd", median_ms([&] { embedding_forward(ln, dtok, wte, wpe, B, T, C, V, KD_BF16, 0); }), 0, 3.0 * NC * 2);
-    report(cfg, "embedding bwd (sorted, deterministic)",
-           median_ms([&] { embedding_backward(dwte, dwpe, dln, dtok, B, T, C, V, KD_BF16, 0); }), 0,
+    bench(cfg, "embedding fwd", [&] { embedding_forward(ln, dtok, wte, wpe, B, T, C, V, KD_BF16, 0); }, 0, 3.0 * NC * 2);
+    bench(cfg, "embedding bwd (sorted, deterministic)",
+          [&] { embedding_backward(dwte, dwpe, dln, dtok, B, T, C, V, KD_BF16, 0); }, 0,
            NC * 2 + 2.0 * NC * 4);
 
     // LM head loss: logits (N, Vp) read, dlogits written in place
@@ -164,8 +184,8 @@ static void bench_config(const char *cfg, int B, int T, int C, int NH, int V, in
     float *losses = f32(N), *mask = f32(N);
     std::vector<float> ones(N, 1.0f);
     cudaCheck(cudaMemcpy(mask, ones.data(), sizeof(float) * N, cudaMemcpyHostToDevice));
-    report(cfg, "crossentropy fwd+bwd (in place)",
-           median_ms([&] { crossentropy_forward_backward(logits, losses, dtok, mask, 1.0f / N, N, V, Vp, 1, KD_BF16, 0); }),
+    bench(cfg, "crossentropy fwd+bwd (in place)",
+          [&] { crossentropy_forward_backward(logits, losses, dtok, mask, 1.0f / N, N, V, Vp, 1, KD_BF16, 0); },
            0, 2.0 * N * Vp * 2);
 
     // MoE routing and permutation at this width
@@ -175,19 +195,19 @@ static void bench_config(const char *cfg, int B, int T, int C, int NH, int V, in
     cudaCheck(cudaMalloc(&idx, sizeof(int) * N * K));
     cudaCheck(cudaMalloc(&pos, sizeof(int) * N * K));
     cudaCheck(cudaMalloc(&off, sizeof(int) * (E + 1)));
-    report(cfg, "moe router fwd (softmax+top-k)",
-           median_ms([&] { moe_router_forward(probs, idx, gates, rl, N, E, K, KD_BF16, 0); }), 0, (double)N * E * 6 + N * K * 8);
-    report(cfg, "moe aux loss fwd", median_ms([&] { moe_aux_loss_forward(aux, probs, idx, N, E, K, 0.01f, 0); }), 0,
-           (double)N * E * 4 + N * K * 4);
-    report(cfg, "moe router bwd", median_ms([&] { moe_router_backward(rl, dgates, probs, idx, gates, 0.01f, N, E, K, KD_BF16, 0); }),
-           0, (double)N * E * 6 + N * K * 12);
-    report(cfg, "moe permute plan", median_ms([&] { moe_permute_plan(pos, off, idx, N, E, K, 0); }), 0, (double)N * K * 8);
+    bench(cfg, "moe router fwd (softmax+top-k)",
+          [&] { moe_router_forward(probs, idx, gates, rl, N, E, K, KD_BF16, 0); }, 0, (double)N * E * 6 + N * K * 8);
+    bench(cfg, "moe aux loss fwd", [&] { moe_aux_loss_forward(aux, probs, idx, N, E, K, 0.01f, 0); }, 0,
+          (double)N * E * 4 + N * K * 4);
+    bench(cfg, "moe router bwd", [&] { moe_router_backward(rl, dgates, probs, idx, gates, 0.01f, N, E, K, KD_BF16, 0); },
+          0, (double)N * E * 6 + N * K * 12);
+    bench(cfg, "moe permute plan", [&] { moe_permute_plan(pos, off, idx, N, E, K, 0); }, 0, (double)N * K * 8);
     void *xp = bf((size_t)K * NC), *y = bf(NC);
-    report(cfg, "moe permute fwd", median_ms([&] { moe_permute_forward(xp, x, pos, N, K, C, KD_BF16, 0); }), 0, 2.0 * K * NC * 2);
-    report(cfg, "moe unpermute fwd", median_ms([&] { moe_unpermute_forward(y, xp, gates, pos, N, K, C, KD_BF16, 0); }), 0,
-           (K + 1.0) * NC * 2);
-    report(cfg, "moe unpermute bwd", median_ms([&] { moe_unpermute_backward(xp, dgates, dx, y, gates, pos, N, K, C, KD_BF16, 0); }),
-           0, (2.0 * K + 1) * NC * 2);
+    bench(cfg, "moe permute fwd", [&] { moe_permute_forward(xp, x, pos, N, K, C, KD_BF16, 0); }, 0, 2.0 * K * NC * 2);
+    bench(cfg, "moe unpermute fwd", [&] { moe_unpermute_forward(y, xp, gates, pos, N, K, C, KD_BF16, 0); }, 0,
+          (K + 1.0) * NC * 2);
+    bench(cfg, "moe unpermute bwd", [&] { moe_unpermute_backward(xp, dgates, dx, y, gates, pos, N, K, C, KD_BF16, 0); },
+          0, (2.0 * K + 1) * NC * 2);
     cudaCheck(cudaFree(idx));
     cudaCheck(cudaFree(pos));
     cudaCheck(cudaFree(off));
@@ -203,10 +223,10 @@ static void bench_optimizer(size_t n)
     char op[64];
     snprintf(op, sizeof op, "adamw step (%zuM params)", n >> 20);
     int t = 1;
-    report("opt", op, median_ms([&] { adamw_step(master, params, grads, m, v, n, 1e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, 1.0f, t++, KD_BF16, 0); }),
-           0, 30.0 * n);
+    bench("opt", op, [&] { adamw_step(master, params, grads, m, v, n, 1e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, 1.0f, t++, KD_BF16, 0); },
+          0, 30.0 * n);
     snprintf(op, sizeof op, "global norm^2 (%zuM params)", n >> 20);
-    report("opt", op, median_ms([&] { global_norm_squared((float *)norm, grads, n, 0); }), 0, 4.0 * n);
+    bench("opt", op, [&] { global_norm_squared((float *)norm, grads, n, 0); }, 0, 4.0 * n);
     cudaCheck(cudaFree(master));
     cudaCheck(cudaFree(grads));
     cudaCheck(cudaFree(m));
@@ -215,8 +235,9 @@ static void bench_optimizer(size_t n)
     cudaCheck(cudaFree(norm));
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    op_filter = argc > 1 ? argv[1] : NULL;
     kernels_init();
     cudaCheck(cudaEventCreate(&ev0));
     cudaCheck(cudaEventCreate(&ev1));

@@ -51,10 +51,11 @@ def config_ops(B, T, C, NH):
     ops["matmul bwd fc (dinp+dW+dbias)"] = fc_bwd
 
     q, k, v = (rand(B, NH, T, HD, grad=True) for _ in range(3))
-    ops["attention fwd causal"] = lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True)
-    att = F.scaled_dot_product_attention(q, k, v, is_causal=True)
     datt = rand(B, NH, T, HD)
-    ops["attention bwd causal"] = lambda: torch.autograd.grad(att, (q, k, v), datt, retain_graph=True)
+    for causal, mask in ((True, "causal"), (False, "bidir")):
+        ops[f"attention fwd {mask}"] = lambda c=causal: F.scaled_dot_product_attention(q, k, v, is_causal=c)
+        att = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+        ops[f"attention bwd {mask}"] = lambda a=att: torch.autograd.grad(a, (q, k, v), datt, retain_graph=True)
 
     xg, lnw, lnb = rand(N, C, grad=True), rand(C, grad=True), rand(C, grad=True)
     ops["layernorm fwd"] = lambda: F.layer_norm(xg, (C,), lnw, lnb)

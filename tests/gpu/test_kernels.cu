@@ -107,6 +107,40 @@ static void test_attention(int B, int T, int NH, int HD, int causal)
     dev_free_all();
 }
 
+// At the 1b shape the bf16 backward's fp32 dq sums do not all fit the scratch
+// at once and run as several launches; each batch alone runs as one. Both
+// must give the same bits (and the same as a second run).
+static void test_attention_split(int B, int T, int NH, int HD, int causal)
+{
+    size_t nqkv = (size_t)B * T * 3 * NH * HD, no = nqkv / 3, nl = (size_t)B * NH * T;
+    size_t es = kdtype_size(g_dt);
+    float *qkv = rand_array(nqkv, -2, 2), *dout = rand_array(no, -1, 1);
+    void *d_qkv = upload(qkv, nqkv), *d_dout = upload(dout, no);
+    void *d_out = poisoned(no * es), *d_dqkv = poisoned(nqkv * es), *d_dqkv2 = poisoned(nqkv * es);
+    void *d_out1 = poisoned(no * es), *d_dqkv1 = poisoned(nqkv * es);
+    float *d_lse = (float *)poisoned(nl * 4), *d_lse1 = (float *)poisoned(nl * 4);
+    attention_forward(d_out, d_lse, d_qkv, B, T, NH, HD, causal, g_dt, 0);
+    attention_backward(d_dqkv, d_dout, d_qkv, d_out, d_lse, B, T, NH, HD, causal, g_dt, 0);
+    attention_backward(d_dqkv2, d_dout, d_qkv, d_out, d_lse, B, T, NH, HD, causal, g_dt, 0);
+    for (int b = 0; b < B; b++) {
+        size_t oq = nqkv / B * es * b, oo = no / B * es * b, ol = nl / B * b;
+        attention_forward((char *)d_out1 + oo, d_lse1 + ol, (char *)d_qkv + oq, 1, T, NH, HD, causal, g_dt, 0);
+        attention_backward((char *)d_dqkv1 + oq, (char *)d_dout + oo, (char *)d_qkv + oq, (char *)d_out1 + oo,
+                           d_lse1 + ol, 1, T, NH, HD, causal, g_dt, 0);
+    }
+    cudaCheck(cudaDeviceSynchronize());
+    char name[80];
+    snprintf(name, sizeof name, "attention B%d T%d NH%d HD%d %s: per batch", B, T, NH, HD,
+             causal ? "causal" : "bidir");
+    printf("  %s %s\n", dt_name(), name);
+    expect_same_bits("attention out, per batch", d_out, d_out1, no * es);
+    expect_same_bits("attention lse, per batch", d_lse, d_lse1, nl * 4);
+    expect_same_bits("attention dqkv, per batch", d_dqkv, d_dqkv1, nqkv * es);
+    expect_same_bits("attention dqkv deterministic", d_dqkv, d_dqkv2, nqkv * es);
+    free(qkv), free(dout);
+    dev_free_all();
+}
+
 static void test_elementwise(size_t n)
 {
     float *x = rand_array(n, -5, 5), *y = rand_array(n, -1, 1), *dout = rand_array(n, -1, 1);
@@ -277,6 +311,14 @@ int main(void)
         test_attention(1, 64, 2, 32, 1);
         test_attention(2, 77, 2, 96, 0);
         test_attention(1, 512, 2, 128, 1);
+        test_attention(2, 300, 2, 128, 0);
+        test_attention(1, 700, 2, 64, 1);
+        test_attention(1, 257, 1, 96, 1);
+        test_attention(2, 1, 2, 64, 1);
+        if (g_dt == KD_BF16) {
+            test_attention_split(4, 2048, 16, 128, 1);
+            test_attention_split(4, 2048, 16, 128, 0);
+        }
         test_elementwise(10007);
         test_elementwise(65536);  // whole 16-byte packs
         test_embedding(3, 50, 96, 40);
