@@ -73,8 +73,9 @@ void layernorm_backward(void *dinp, float *dweight, float *dbias, const void *do
 void attention_forward(void *out, float *lse, const void *qkv, int B, int T, int NH,
                        int HD, int causal, kdtype dt, cudaStream_t stream);
 // dqkv (B, T, 3, NH, HD) overwritten, from dout (B, T, NH, HD), the forward's
-// qkv, out and lse. Deterministic: dk/dv and dq are computed by two kernels,
-// each owning its outputs.                                              [scratch]
+// qkv, out and lse. Deterministic (bit-identical run to run): fp32 runs two
+// kernels (dk/dv; dq), each owning its outputs; bf16 runs one kernel whose
+// blocks add their dq shares in a fixed block order.               [scratch]
 void attention_backward(void *dqkv, const void *dout, const void *qkv, const void *out,
                         const float *lse, int B, int T, int NH, int HD, int causal,
                         kdtype dt, cudaStream_t stream);
