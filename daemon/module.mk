@@ -2,8 +2,7 @@
 # sources of hgridctl's control commands (linked by client/module.mk).
 DAEMON_CORE_SRCS := daemon/table.c daemon/assign.c daemon/mint.c daemon/roster.c daemon/state.c
 GRIDD_SRCS := daemon/main.c daemon/listen.c daemon/conn.c daemon/control.c daemon/worker.c \
-              daemon/job.c daemon/assignment.c daemon/log.c $(DAEMON_CORE_SRCS) \
-              daemon/metrics.c daemon/metrics_http.c
+              daemon/job.c daemon/assignment.c daemon/log.c $(DAEMON_CORE_SRCS)
 DAEMON_CORE_LIB := $(BUILD)/libgridd_core.a
 
 $(DAEMON_CORE_LIB): $(call objs,$(DAEMON_CORE_SRCS))
@@ -12,6 +11,7 @@ $(DAEMON_CORE_LIB): $(call objs,$(DAEMON_CORE_SRCS))
 
 PROGS += $(BIN)/gridd
 LDLIBS_gridd := -luv -lprotobuf-c
+GRIDD_SRCS += daemon/metrics.c daemon/metrics_http.c # Prometheus endpoint (docs/OPERATIONS.md)
 $(BIN)/gridd: $(call objs,$(GRIDD_SRCS)) $(WIRE_LIB) $(LAYOUT_LIB)
 
 CTL_CONTROL_SRCS := client/ctl_jobs.c
