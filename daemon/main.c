@@ -249,8 +249,8 @@ static void on_sweep(uv_timer_t *t)
     jobs_sweep(t->data);
 }
 
-// The log is written once per loop iteration, before the loop waits: a
-// rendezvous of 16K workers logs ~50K lines.
+// The log is written once per loop iteration, before the loop waits: at -v
+// a rendezvous of 16K workers logs ~50K lines.
 static void on_prepare(uv_prepare_t *p)
 {
     (void)p;
