@@ -196,6 +196,16 @@ def test_values(g):
           f"bad_token {val(s, 'gridd_errors_total', kind='bad_token')}")
     check(val(s, "gridd_frames_sent_total", type="error") == 2
           and val(s, "gridd_connections_accepted_total", kind="worker") == 6, "the refusals' frames and connections")
+    silent = socket.create_connection(("127.0.0.1", g.port), timeout=10)
+    wait_metric(g, lambda s: val(s, "gridd_workers_pending") == 1, "a connection without a Hello is pending")
+    while silent.recv(4096):  # gridd's Error after --hello-timeout, then EOF
+        pass
+    silent.close()
+    s = scrape(g, "after a Hello timeout")
+    check(val(s, "gridd_workers_pending") == 0 and val(s, "gridd_errors_total", kind="timeout") == 1
+          and val(s, "gridd_connections_refused_total", reason="hello_timeout") == 1
+          and val(s, "gridd_connections_refused_total", reason="max_connections") == 0,
+          "a Hello timeout: counted as a refusal and an error")
 
     g.ctl("submit", "--job", "swarm", "--token", "tok-swarm", "--llm-only", "--llm-tp", "4", "--llm-dp", "4")
     swarm = subprocess.Popen([f"{BIN}/hgrid-swarm", "--coordinator", f"127.0.0.1:{g.port}", "--job", "swarm",
@@ -370,7 +380,7 @@ def test_verbose_logs(tmp):
 
 def main():
     tmp = tempfile.mkdtemp(prefix="hgrid-metrics.")
-    g = Gridd(tmp, "main")
+    g = Gridd(tmp, "main", "--hello-timeout", "0.5")
     try:
         test_values(g)
         test_http(g)
