@@ -281,7 +281,8 @@ int main(int argc, char **argv)
     srv.started_ms = gridd_now_ms();
     if (srv.opt.state_dir && load_state(&srv))
         goto out;
-    if (listen_tcp(&srv) || listen_control(&srv) || metrics_listen(&srv))
+    // Metrics first: a bad --metrics then leaves no control socket behind.
+    if (metrics_listen(&srv) || listen_tcp(&srv) || listen_control(&srv))
         goto out;
     uv_signal_init(&loop, &srv.sigterm);
     uv_signal_init(&loop, &srv.sigint);

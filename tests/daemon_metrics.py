@@ -314,6 +314,16 @@ def test_http(g):
           and val(s, "gridd_metrics_responses_total", code="404") >= 1, "answers counted by status")
 
 
+def test_bad_flag(tmp, busy_port):
+    sock = os.path.join(tmp, "bad.sock")
+    for addr, want in [("nonsense", "--metrics 'nonsense' is not HOST:PORT"),
+                       (f"127.0.0.1:{busy_port}", "cannot serve --metrics on 127.0.0.1:")]:
+        r = subprocess.run([f"{BIN}/gridd", "--metrics", addr, "--listen", "127.0.0.1:0", "--control", sock],
+                           capture_output=True, text=True, timeout=30)
+        check(r.returncode == 1 and r.stderr.count("\n") == 1 and want in r.stderr and not os.path.exists(sock),
+              f"--metrics {addr}: one line, exit 1, no control socket left: {r.returncode} {r.stderr!r}")
+
+
 def test_quiet_log(g, tokens):
     text = g.log_text()
     lines = text.splitlines()
@@ -384,6 +394,7 @@ def main():
     try:
         test_values(g)
         test_http(g)
+        test_bad_flag(tmp, g.metrics_port)
     finally:
         g.stop("main gridd")
     test_quiet_log(g, ["tok-demo", "tok-swarm", "wrong-token"])
