@@ -169,7 +169,8 @@ int listen_tcp(server *srv)
     uv_tcp_getsockname(&srv->tcp, (struct sockaddr *)&sa, &len);
     getnameinfo((struct sockaddr *)&sa, (socklen_t)len, bound, sizeof bound, port, sizeof port,
                 NI_NUMERICHOST | NI_NUMERICSERV);
-    gridd_log("listening for workers addr=%s:%s", bound, port);
+    bool v6 = strchr(bound, ':') != NULL;
+    gridd_log("listening for workers addr=%s%s%s:%s", v6 ? "[" : "", bound, v6 ? "]" : "", port);
     if (srv->opt.port_file && write_port_file(srv->opt.port_file, atoi(port))) {
         fprintf(stderr, "gridd: cannot write --port-file %s: %s\n", srv->opt.port_file,
                 strerror(errno));

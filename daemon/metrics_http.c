@@ -312,6 +312,8 @@ int metrics_listen(server *srv)
     uv_timer_init(srv->loop, &http.sweep);
     http.sweep.data = srv;
     uv_timer_start(&http.sweep, on_sweep, SWEEP_MS, SWEEP_MS);
-    gridd_log("serving metrics addr=%s:%s path=/metrics", bound, port);
+    bool v6 = strchr(bound, ':') != NULL;
+    gridd_log("serving metrics addr=%s%s%s:%s path=/metrics", v6 ? "[" : "", bound, v6 ? "]" : "",
+              port);
     return 0;
 }
