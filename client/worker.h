@@ -35,6 +35,10 @@ void worker_print_assignment(const hgrid_worker *w, const worker_options *opt, F
 // heartbeats until gridd sends something to act on.
 int worker_await_assignment(hgrid_worker *w, const worker_options *opt);
 int worker_run_generation(hgrid_worker *w, const worker_options *opt);
+// One event line on stderr in gridd's form: "hgrid-worker: LEVEL job=J
+// [rank=R] [gen=G] host=H device=D what happened" (rank < 0, gen 0: none).
+void worker_log(const worker_options *opt, const char *level, int rank, uint64_t gen,
+                const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 // Exit status for a failed libhgrid call, after one line saying why.
 int worker_failed(const hgrid_worker *w, int status);
 // A GPU worker (worker_gpu.c): communicators, self-test, then heartbeats

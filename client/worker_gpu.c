@@ -190,17 +190,16 @@ int worker_run_gpu(const worker_options *opt)
         if (st == HGRID_OK && opt->self_test)
             break;
         if (st == HGRID_ABORTED) {
-            fprintf(stderr, "hgrid-worker: %s/%d: generation %llu aborted: %s; waiting for the "
-                            "next assignment\n",
-                    opt->host, opt->device, (unsigned long long)hgrid_generation(w),
-                    hgrid_reason(w));
+            worker_log(opt, "warn", hgrid_rank(w), hgrid_generation(w),
+                       "generation %llu aborted: %s; waiting for the next assignment",
+                       (unsigned long long)hgrid_generation(w), hgrid_reason(w));
             st = HGRID_OK;
         }
     }
     int rc = 0;
     if (st == HGRID_RELEASED)
-        fprintf(stderr, "hgrid-worker: %s/%d: released: %s\n", opt->host, opt->device,
-                hgrid_reason(w));
+        worker_log(opt, "notice", hgrid_rank(w), hgrid_generation(w), "released: %s",
+                   hgrid_reason(w));
     else if (st != HGRID_OK)
         rc = worker_failed(w, st);
     hgrid_close(w);

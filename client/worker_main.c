@@ -4,6 +4,7 @@
 // drives a GPU (worker_gpu.c); --single-gpu runs the single-GPU trainer.
 #include <errno.h>
 #include <poll.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -15,6 +16,22 @@ static double now_s(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+void worker_log(const worker_options *opt, const char *level, int rank, uint64_t gen,
+                const char *fmt, ...)
+{
+    char text[768], ids[64] = "";
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    if (rank >= 0)
+        snprintf(ids, sizeof ids, "rank=%d ", rank);
+    if (gen > 0)
+        snprintf(ids + strlen(ids), sizeof ids - strlen(ids), "gen=%llu ", (unsigned long long)gen);
+    fprintf(stderr, "hgrid-worker: %s job=%s %shost=%s device=%d %s\n", level, opt->job, ids,
+            opt->host, opt->device, text);
 }
 
 int worker_failed(const hgrid_worker *w, int status)
@@ -32,8 +49,7 @@ int worker_await_assignment(hgrid_worker *w, const worker_options *opt)
     int timeout_ms = opt->assign_timeout_s > 0 ? (int)(opt->assign_timeout_s * 1000) : -1;
     int st;
     while ((st = hgrid_wait_assignment(w, timeout_ms)) == HGRID_ABORTED)
-        fprintf(stderr, "hgrid-worker: %s/%d: generation aborted while forming: %s\n", opt->host,
-                opt->device, hgrid_reason(w));
+        worker_log(opt, "warn", -1, 0, "generation aborted while forming: %s", hgrid_reason(w));
     return st;
 }
 
@@ -102,15 +118,15 @@ int main(int argc, char **argv)
         if (st == HGRID_OK)
             st = worker_run_generation(w, &opt);
         if (st == HGRID_ABORTED) {
-            fprintf(stderr, "hgrid-worker: %s/%d: generation %llu aborted: %s; waiting for the "
-                            "next assignment\n",
-                    opt.host, opt.device, (unsigned long long)hgrid_generation(w), hgrid_reason(w));
+            worker_log(&opt, "warn", hgrid_rank(w), hgrid_generation(w),
+                       "generation %llu aborted: %s; waiting for the next assignment",
+                       (unsigned long long)hgrid_generation(w), hgrid_reason(w));
             st = HGRID_OK;
         }
     }
     if (st == HGRID_RELEASED) {
-        fprintf(stderr, "hgrid-worker: %s/%d: released: %s\n", opt.host, opt.device,
-                hgrid_reason(w));
+        worker_log(&opt, "notice", hgrid_rank(w), hgrid_generation(w), "released: %s",
+                   hgrid_reason(w));
         hgrid_close(w);
         return 0;
     }

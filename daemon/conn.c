@@ -64,6 +64,12 @@ static const char *conn_peer(conn *c)
     return c->peer;
 }
 
+// The worker's rank for the log; -1 before its job's ranks are assigned.
+static int conn_rank(const conn *c)
+{
+    return c->job && c->job->rec.roster.assigned ? c->slot : -1;
+}
+
 // ---- deadline lists
 
 void conn_list_remove(conn *c)
@@ -132,10 +138,11 @@ static void log_refusals(server *srv, int64_t now)
     if (srv->accept_errors)
         snprintf(accept_err, sizeof accept_err, ", %d failed accepts (last: %s)",
                  srv->accept_errors, uv_strerror(srv->last_accept_error));
-    gridd_log("refused connections: %d without a Hello within %.3g s, %d dropped at "
-              "--max-pending %d (oldest first), %d over --max-connections %d%s",
-              srv->timed_out, srv->opt.hello_timeout, srv->refused_pending, srv->opt.max_pending,
-              srv->refused_full, srv->opt.max_connections, accept_err);
+    gridd_log_at(GRIDD_WARN, NULL, -1,
+                 "refused connections: %d without a Hello within %.3g s, %d dropped at "
+                 "--max-pending %d (oldest first), %d over --max-connections %d%s",
+                 srv->timed_out, srv->opt.hello_timeout, srv->refused_pending,
+                 srv->opt.max_pending, srv->refused_full, srv->opt.max_connections, accept_err);
     srv->refused_pending = srv->refused_full = srv->timed_out = srv->accept_errors = 0;
     srv->refusals_logged_at = now;
 }
@@ -148,18 +155,22 @@ void conn_sweep(server *srv)
         char message[128];
         snprintf(message, sizeof message, "no Hello within %.3g s; send Hello first",
                  srv->opt.hello_timeout);
-        for (; (c = srv->lists[LIST_HELLO].head) && c->deadline <= now; srv->timed_out++)
+        for (; (c = srv->lists[LIST_HELLO].head) && c->deadline <= now; srv->timed_out++) {
             conn_refuse(c, HGRID__ERROR_CODE__ERROR_TIMEOUT, message);
+            srv->metrics.refused[REFUSED_HELLO_TIMEOUT]++;
+        }
     }
     while ((c = srv->lists[LIST_WATCH].head) && c->deadline <= now) {
         char reason[128];
         snprintf(reason, sizeof reason, "silent for more than %.3g s", srv->opt.heartbeat_timeout);
+        srv->metrics.heartbeat_timeouts++;
         conn_close(c, reason);
     }
     while ((c = srv->lists[LIST_READY].head) && c->deadline <= now) {
         char reason[128];
         snprintf(reason, sizeof reason, "not Ready %.3g s after its Assignment",
                  srv->opt.ready_timeout);
+        srv->metrics.ready_timeouts++;
         conn_close(c, reason);
     }
     while ((c = srv->lists[LIST_LINGER].head) && c->deadline <= now)
@@ -186,8 +197,9 @@ void conn_close(conn *c, const char *reason)
     conn_list_remove(c);
     if (c->job)
         job_worker_gone(c, reason);
-    else if (reason && !c->draining && c->kind == CONN_WORKER)
-        gridd_log("%s: closed: %s", conn_peer(c), reason);
+    else if (reason && !c->draining && c->kind == CONN_WORKER && gridd_log_enabled(GRIDD_INFO))
+        gridd_log_at(GRIDD_INFO, NULL, -1, "connection closed peer=%s reason=\"%s\"",
+                     conn_peer(c), reason);
     uv_close(&c->h.handle, on_closed);
 }
 
@@ -221,7 +233,8 @@ void conn_fail(conn *c, Hgrid__ErrorCode code, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(message, sizeof message, fmt, ap);
     va_end(ap);
-    gridd_log("%s: refused: %s", conn_peer(c), message);
+    gridd_log_at(GRIDD_WARN, c->job, conn_rank(c), "refused peer=%s reason=\"%s\"",
+                 conn_peer(c), message);
     Hgrid__Envelope env;
     Hgrid__Error error;
     wire_envelope_init(&env);
@@ -251,6 +264,7 @@ void conn_refuse(conn *c, Hgrid__ErrorCode code, const char *message)
     uint8_t frame[1024];
     size_t len = wire_pack_into(&env, frame, sizeof frame);
     if (len > 0) { // best effort: a fresh socket has room
+        metrics_frame_out(&c->srv->metrics, &env, len);
         uv_buf_t buf = uv_buf_init((char *)frame, (unsigned)len);
         uv_try_write(&c->h.stream, &buf, 1);
     }
@@ -285,6 +299,11 @@ int conn_send(conn *c, const Hgrid__Envelope *env)
         conn_close(c, "out of memory packing a frame");
         return -1;
     }
+    metrics_frame_out(&c->srv->metrics, env, len);
+    if (gridd_log_enabled(GRIDD_DEBUG))
+        gridd_log_at(GRIDD_DEBUG, c->job, conn_rank(c),
+                     "frame sent peer=%s type=%s bytes=%zu", conn_peer(c),
+                     metrics_message_name((int)env->msg_case), len);
     // Straight to the socket when nothing is queued; the rest goes through
     // uv_write and is freed in its callback.
     size_t done = 0;
@@ -305,7 +324,8 @@ int conn_send(conn *c, const Hgrid__Envelope *env)
     }
     if (c->queued > 0 && c->queued + (len - done) > GRIDD_SLOW_CONSUMER) {
         free(heap);
-        gridd_log("%s: dropped: not reading (%zu bytes queued)", conn_peer(c), c->queued);
+        gridd_log_at(GRIDD_WARN, c->job, conn_rank(c),
+                     "dropped: not reading peer=%s queued=%zu", conn_peer(c), c->queued);
         conn_close(c, "slow consumer");
         return -1;
     }
@@ -346,6 +366,11 @@ static int on_frame(void *ctx, const uint8_t *body, uint32_t len)
                   "undecodable %u-byte frame; send one hgrid.Envelope per frame", len);
         return 1;
     }
+    metrics_frame_in(&c->srv->metrics, (int)env->msg_case);
+    if (gridd_log_enabled(GRIDD_DEBUG))
+        gridd_log_at(GRIDD_DEBUG, c->job, conn_rank(c),
+                     "frame received peer=%s type=%s bytes=%u", conn_peer(c),
+                     metrics_message_name((int)env->msg_case), len);
     char why[256];
     if (wire_check_version(env, why, sizeof why)) {
         Hgrid__ErrorCode code = env->version != HGRID__VERSION__VERSION_CURRENT
@@ -374,6 +399,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
     conn *c = stream->data;
     if (nread > 0) {
+        c->srv->metrics.bytes_in += (uint64_t)nread;
         if (c->draining || c->closing)
             return;
         char err[128];
@@ -385,7 +411,8 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     if (nread == 0)
         return; // nothing to read this time
     if (nread == UV_EOF && wire_reader_partial(&c->reader) && !c->draining)
-        gridd_log("%s: truncated frame at EOF", c->peer);
+        gridd_log_at(GRIDD_WARN, c->job, conn_rank(c),
+                     "truncated frame at EOF peer=%s", conn_peer(c));
     conn_close(c, nread == UV_EOF ? "closed by peer" : uv_strerror((int)nread));
 }
 

@@ -26,6 +26,7 @@ struct conn {
     size_t queued; // bytes handed to uv_write, not yet written
     job *job;      // the worker's job once its Hello is accepted
     int slot;      // its roster slot (= rank once ranks are assigned)
+    uint64_t hello_ns; // uv_hrtime() of its accepted Hello until its first Assignment; else 0
     char peer[64]; // "address:port" for the log, filled on first use
 };
 

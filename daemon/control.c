@@ -30,7 +30,7 @@ static void reply_error(conn *c, Hgrid__ErrorCode code, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(message, sizeof message, fmt, ap);
     va_end(ap);
-    gridd_log("control: refused: %s", message);
+    gridd_log_at(GRIDD_INFO, NULL, -1, "control request refused reason=\"%s\"", message);
     Hgrid__Envelope env;
     Hgrid__Error error;
     wire_envelope_init(&env);
@@ -95,7 +95,7 @@ static void submit(conn *c, const Hgrid__SubmitJob *s)
                     s->job);
         return;
     }
-    gridd_log("job %s: submitted (%d workers)", s->job, plan.world_size);
+    gridd_log_at(GRIDD_NOTICE, j, -1, "job submitted workers=%d", plan.world_size);
     char message[160];
     snprintf(message, sizeof message, "job %s submitted: waiting for %d workers", s->job,
              plan.world_size);

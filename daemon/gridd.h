@@ -1,6 +1,6 @@
 // gridd's server: options, limits and the state one libuv loop thread owns
-// (listeners, deadline lists, jobs); and the log. Connections: conn.h,
-// jobs: job.h.
+// (listeners, deadline lists, jobs, metrics); and the log. Connections:
+// conn.h, jobs: job.h, metrics: metrics.h.
 #ifndef HGRID_DAEMON_GRIDD_H
 #define HGRID_DAEMON_GRIDD_H
 
@@ -8,6 +8,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 #include <uv.h>
+
+#include "daemon/metrics.h"
 
 #define GRIDD_DEFAULT_MAX_JOBS 256
 #define GRIDD_MAX_ALLOW_UIDS 16
@@ -34,6 +36,8 @@ typedef struct {
     int max_pending;           // connections without an accepted Hello
     uid_t allow_uids[GRIDD_MAX_ALLOW_UIDS]; // control peers besides root and gridd's own uid
     int num_allow_uids;
+    const char *metrics;       // HOST:PORT of the Prometheus endpoint; NULL: none
+    int verbosity;             // 0: notices and worse, 1 (-v): info, 2 (-vv): debug
 } gridd_options;
 
 typedef struct server server;
@@ -75,9 +79,27 @@ struct server {
     int num_jobs;
     int64_t started_ms; // when the loop started (restart times in the log)
     bool stopping;
+    metrics_counters metrics;
 };
 
-// ---- log (daemon/log.c): one line "gridd: ..." on stderr per event
+// ---- log (daemon/log.c): one line per event on stderr,
+//   gridd: LEVEL [job=NAME] [rank=R] [gen=G] what happened [key=value ...]
+// led by an ISO-8601 UTC time, or under journald by a "<N>" syslog priority
+// (journald adds the time and keeps the level).
+typedef enum { GRIDD_ERROR, GRIDD_WARN, GRIDD_NOTICE, GRIDD_INFO, GRIDD_DEBUG } gridd_level;
+extern gridd_level gridd_log_max; // lines of a higher level are skipped
+
+// verbosity 0: errors, warnings and notices (gridd's and jobs' lifecycle);
+// 1: info (per-worker events); 2: debug (every frame).
+void gridd_log_init(int verbosity);
+static inline bool gridd_log_enabled(gridd_level level)
+{
+    return level <= gridd_log_max;
+}
+// j: the job the event belongs to (NULL: none); rank < 0: none.
+void gridd_log_at(gridd_level level, const job *j, int rank, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+// A notice about gridd itself (listening, ready, shutting down).
 void gridd_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int64_t gridd_now_ms(void);
 

@@ -105,7 +105,9 @@ int jobs_save(server *srv)
     }
     free(recs);
     if (rc) {
-        gridd_log("cannot save state: %s (fix --state-dir; a restart would lose this change)", err);
+        gridd_log_at(GRIDD_ERROR, NULL, -1,
+                     "cannot save state: %s (fix --state-dir; a restart would lose this change)",
+                     err);
         return -1;
     }
     for (job *j = srv->jobs; j; j = j->next)
@@ -142,7 +144,7 @@ void job_cancel(server *srv, job *j, const char *reason)
         conn_finish(c);
         released++;
     }
-    gridd_log("job %s: %s; %d workers released", j->rec.name, reason, released);
+    gridd_log_at(GRIDD_NOTICE, j, -1, "%s released=%d", reason, released);
     job_free(j);
 }
 
@@ -154,15 +156,17 @@ static bool assign_rank(job *j, int rank)
     roster_slot *slot = &j->rec.roster.slots[rank];
     conn *c = slot->conn;
     slot->state = SLOT_ASSIGNED;
-    assignment_send(j, rank, c);
+    if (assignment_send(j, rank, c) == 0 && c->hello_ns) {
+        metrics_observe_join(&j->srv->metrics, (double)(uv_hrtime() - c->hello_ns) * 1e-9);
+        c->hello_ns = 0;
+    }
     conn_await_ready(c);
     if (j->state != JOB_MINTING || j->rec.generation != gen)
         return false;
     if (++j->assigned == j->plan.world_size) {
         j->state = JOB_ASSIGNED;
-        gridd_log("job %s: generation %llu: %d assignments sent, %lld ms after the set was whole",
-                  j->rec.name, (unsigned long long)gen, j->assigned,
-                  (long long)(gridd_now_ms() - j->whole_at));
+        gridd_log_at(GRIDD_NOTICE, j, -1, "assignments sent assigned=%d after_whole_ms=%lld",
+                     j->assigned, (long long)(gridd_now_ms() - j->whole_at));
     }
     return true;
 }
@@ -212,6 +216,7 @@ static bool id_arrived(job *j, int id)
 static void start_generation(job *j)
 {
     uint64_t gen = ++j->rec.generation;
+    j->srv->metrics.generations_started++;
     jobs_save(j->srv);
     j->state = JOB_MINTING;
     j->mint_pending = 0;
@@ -241,8 +246,8 @@ static void start_generation(job *j)
         if (j->state != JOB_MINTING || j->rec.generation != gen)
             return;
     }
-    gridd_log("job %s: generation %llu: %d leaders mint %d ids", j->rec.name,
-              (unsigned long long)gen, j->mint_pending, j->mint.num_ids);
+    gridd_log_at(GRIDD_INFO, j, -1, "generation started leaders=%d ids=%d", j->mint_pending,
+                 j->mint.num_ids);
     for (int s = 0; s < j->plan.world_size; s++) // ranks whose groups need no id
         if (j->missing[s] == 0 && !assign_rank(j, s))
             return;
@@ -270,7 +275,8 @@ static void abort_generation(job *j, const char *reason, const conn *skip)
     j->mint_pending = 0;
     j->assigned = 0;
     j->ready = 0;
-    gridd_log("job %s: generation %llu aborted: %s", j->rec.name, (unsigned long long)gen, reason);
+    j->srv->metrics.aborts++;
+    gridd_log_at(GRIDD_WARN, j, -1, "generation aborted reason=\"%s\"", reason);
     for (int s = 0; s < j->plan.world_size; s++) {
         roster_slot *slot = &j->rec.roster.slots[s];
         conn *c = slot->conn;
@@ -298,16 +304,16 @@ static void resumed(job *j, conn *c, bool ready)
     } else {
         conn_await_ready(c);
     }
-    gridd_log("job %s: rank %d (%s/%d) resumed generation %llu (%d/%d)", j->rec.name, c->slot,
-              roster_host_name(r, slot->host), slot->device, (unsigned long long)j->rec.generation,
-              r->live, r->world_size);
+    gridd_log_at(GRIDD_INFO, j, c->slot, "worker resumed the generation host=%s device=%d "
+                 "joined=%d/%d", roster_host_name(r, slot->host), slot->device, r->live,
+                 r->world_size);
     if (!roster_full(r))
         return;
     j->state = j->ready == r->world_size ? JOB_RUNNING : JOB_ASSIGNED;
     j->whole_at = gridd_now_ms();
-    gridd_log("job %s: generation %llu resumed by all %d workers, %lld ms after gridd started; "
-              "no new ids", j->rec.name, (unsigned long long)j->rec.generation, r->world_size,
-              (long long)(j->whole_at - j->srv->started_ms));
+    gridd_log_at(GRIDD_NOTICE, j, -1, "generation resumed by all workers, no new ids workers=%d "
+                 "after_start_ms=%lld", r->world_size,
+                 (long long)(j->whole_at - j->srv->started_ms));
 }
 
 void jobs_sweep(server *srv)
@@ -339,6 +345,7 @@ void job_joined(job *j, conn *c, const Hgrid__Resume *resume)
         // Only the device that held the rank resumes it, not a replacement.
         bool same_device = r->map_version == j->saved_map_version;
         if (resume && resume->generation == j->rec.generation && same_device) {
+            c->hello_ns = 0; // it keeps its Assignment
             resumed(j, c, resume->ready);
             return;
         }
@@ -356,25 +363,25 @@ void job_joined(job *j, conn *c, const Hgrid__Resume *resume)
             return; // the send failed and lost the worker
     }
     if (r->assigned) {
-        gridd_log("job %s: worker %s/%d rejoined as rank %d (%d/%d)", j->rec.name, host,
-                  slot->device, c->slot, r->live, r->world_size);
+        gridd_log_at(GRIDD_INFO, j, c->slot, "worker rejoined host=%s device=%d joined=%d/%d",
+                     host, slot->device, r->live, r->world_size);
         if (r->map_version != j->saved_map_version) // it replaced a lost worker
             jobs_save(j->srv);
     } else {
-        gridd_log("job %s: worker %s/%d joined (%d/%d)", j->rec.name, host, slot->device, r->live,
-                  r->world_size);
+        gridd_log_at(GRIDD_INFO, j, -1, "worker joined host=%s device=%d joined=%d/%d", host,
+                     slot->device, r->live, r->world_size);
     }
     if (!roster_full(r))
         return;
     if (!r->assigned) {
         if (roster_assign(r, &j->plan)) {
-            gridd_log("job %s: out of memory assigning %d ranks; cancel and resubmit it",
-                      j->rec.name, r->world_size);
+            gridd_log_at(GRIDD_ERROR, j, -1, "out of memory assigning %d ranks; cancel and "
+                         "resubmit the job", r->world_size);
             return;
         }
         for (int s = 0; s < r->world_size; s++)
             ((conn *)r->slots[s].conn)->slot = s;
-        gridd_log("job %s: ranks assigned over %d hosts", j->rec.name, r->num_hosts);
+        gridd_log_at(GRIDD_NOTICE, j, -1, "ranks assigned hosts=%d", r->num_hosts);
     }
     start_generation(j);
 }
@@ -388,21 +395,22 @@ void job_worker_gone(conn *c, const char *why)
     c->slot = -1;
     conn_unwatch(c);
     const roster_slot *slot = &r->slots[s];
-    char who[ROSTER_MAX_HOST + 32];
-    snprintf(who, sizeof who, "%s/%d", roster_host_name(r, slot->host), slot->device);
+    char host[ROSTER_MAX_HOST + 1];
+    int device = slot->device;
+    snprintf(host, sizeof host, "%s", roster_host_name(r, slot->host));
     bool assigned = r->assigned;
     roster_leave(r, s);
     if (!assigned) {
-        gridd_log("job %s: worker %s left before ranks were assigned: %s (%d/%d)", j->rec.name,
-                  who, why, r->live, r->world_size);
+        gridd_log_at(GRIDD_INFO, j, -1, "worker left before ranks were assigned host=%s device=%d "
+                     "joined=%d/%d reason=\"%s\"", host, device, r->live, r->world_size, why);
         return;
     }
-    gridd_log("job %s: rank %d (%s) lost: %s (%d/%d)", j->rec.name, s, who, why, r->live,
-              r->world_size);
+    gridd_log_at(GRIDD_WARN, j, s, "worker lost host=%s device=%d joined=%d/%d reason=\"%s\"",
+                 host, device, r->live, r->world_size, why);
     if (j->state == JOB_WAITING)
         return;
     char reason[512];
-    snprintf(reason, sizeof reason, "rank %d (%s) lost: %s", s, who, why);
+    snprintf(reason, sizeof reason, "rank %d (%s/%d) lost: %s", s, host, device, why);
     abort_generation(j, reason, NULL);
 }
 
@@ -411,9 +419,8 @@ void job_mint_reply(conn *c, const Hgrid__MintReply *reply)
     job *j = c->job;
     roster_slot *slot = &j->rec.roster.slots[c->slot];
     if (reply->generation != j->rec.generation || j->state != JOB_MINTING || !slot->mint_pending) {
-        gridd_log("job %s: rank %d: MintReply for generation %llu ignored (generation %llu is %s)",
-                  j->rec.name, c->slot, (unsigned long long)reply->generation,
-                  (unsigned long long)j->rec.generation, job_state_name(j->state));
+        gridd_log_at(GRIDD_INFO, j, c->slot, "stale MintReply ignored reply_gen=%llu state=%s",
+                     (unsigned long long)reply->generation, job_state_name(j->state));
         return;
     }
     int ids[MINT_MAX_PER_RANK];
@@ -451,9 +458,8 @@ void job_ready(conn *c, uint64_t generation)
     if (++j->ready < j->plan.world_size)
         return;
     j->state = JOB_RUNNING;
-    gridd_log("job %s: generation %llu running (%d workers ready, %lld ms after the set was whole)",
-              j->rec.name, (unsigned long long)generation, j->ready,
-              (long long)(gridd_now_ms() - j->whole_at));
+    gridd_log_at(GRIDD_NOTICE, j, -1, "generation running ready=%d after_whole_ms=%lld", j->ready,
+                 (long long)(gridd_now_ms() - j->whole_at));
 }
 
 void job_heartbeat(conn *c, const Hgrid__Heartbeat *hb)

@@ -51,6 +51,7 @@ static void make_room(server *srv)
         if (c->list == LIST_HELLO && !c->closing && !c->draining) {
             conn_refuse(c, HGRID__ERROR_CODE__ERROR_LIMIT, message);
             srv->refused_pending++;
+            srv->metrics.refused[REFUSED_MAX_PENDING]++;
         }
     }
 }
@@ -60,19 +61,20 @@ static void on_connection(uv_stream_t *listener, int status)
     server *srv = listener->data;
     if (status < 0) { // e.g. out of file descriptors: counted, logged once a second
         srv->accept_errors++;
+        srv->metrics.refused[REFUSED_ACCEPT_ERROR]++;
         srv->last_accept_error = status;
         return;
     }
     conn_kind kind = listener == (uv_stream_t *)&srv->tcp ? CONN_WORKER : CONN_CONTROL;
     conn *c = conn_new(srv, kind);
     if (!c) {
-        gridd_log("out of memory accepting a connection");
+        gridd_log_at(GRIDD_ERROR, NULL, -1, "out of memory accepting a connection");
         return;
     }
     int rc = kind == CONN_WORKER ? uv_tcp_init(srv->loop, &c->h.tcp)
                                  : uv_pipe_init(srv->loop, &c->h.pipe, 0);
     if (rc) {
-        gridd_log("cannot set up a connection: %s", uv_strerror(rc));
+        gridd_log_at(GRIDD_ERROR, NULL, -1, "cannot set up a connection: %s", uv_strerror(rc));
         if (kind == CONN_WORKER)
             srv->worker_connections--;
         free(c);
@@ -83,6 +85,10 @@ static void on_connection(uv_stream_t *listener, int status)
         conn_close(c, uv_strerror(rc));
         return;
     }
+    if (kind == CONN_WORKER)
+        srv->metrics.accepted_workers++;
+    else
+        srv->metrics.accepted_control++;
     conn_start(c);
     uid_t uid;
     if (kind == CONN_CONTROL && !control_peer_allowed(c, &uid)) {
@@ -103,6 +109,7 @@ static void on_connection(uv_stream_t *listener, int status)
                  srv->opt.max_connections);
         conn_refuse(c, HGRID__ERROR_CODE__ERROR_LIMIT, message);
         srv->refused_full++;
+        srv->metrics.refused[REFUSED_MAX_CONNECTIONS]++;
         return;
     }
     conn_read_now(c);
@@ -162,7 +169,8 @@ int listen_tcp(server *srv)
     uv_tcp_getsockname(&srv->tcp, (struct sockaddr *)&sa, &len);
     getnameinfo((struct sockaddr *)&sa, (socklen_t)len, bound, sizeof bound, port, sizeof port,
                 NI_NUMERICHOST | NI_NUMERICSERV);
-    gridd_log("listening on %s:%s", bound, port);
+    bool v6 = strchr(bound, ':') != NULL;
+    gridd_log("listening for workers addr=%s%s%s:%s", v6 ? "[" : "", bound, v6 ? "]" : "", port);
     if (srv->opt.port_file && write_port_file(srv->opt.port_file, atoi(port))) {
         fprintf(stderr, "gridd: cannot write --port-file %s: %s\n", srv->opt.port_file,
                 strerror(errno));
@@ -237,6 +245,6 @@ int listen_control(server *srv)
         fprintf(stderr, "gridd: cannot listen on --control %s: %s\n", path, uv_strerror(rc));
         return -1;
     }
-    gridd_log("control socket %s", path);
+    gridd_log("listening for hgridctl control=%s", path);
     return 0;
 }

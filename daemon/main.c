@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "daemon/conn.h"
+#include "daemon/metrics_http.h"
 #include "daemon/job.h"
 #include "daemon/listen.h"
 
@@ -38,6 +39,10 @@ static void usage(FILE *out)
             "  --port-file PATH           write the bound port there once listening\n"
             "  --allow-uid UID            also accept hgridctl from this user (repeatable;\n"
             "                             root and gridd's own user always are)\n"
+            "  --metrics HOST:PORT        serve Prometheus metrics at http://HOST:PORT/metrics\n"
+            "                             (port 0: any; the log names it; default: off)\n"
+            "  -v, --verbose              log per-worker events too; -vv: every frame\n"
+            "                             (default: errors, warnings, job lifecycle)\n"
             "  --help                     this text\n",
             WIRE_DEFAULT_PORT, GRIDD_DEFAULT_MAX_JOBS, WIRE_DEFAULT_MAX_FRAME, GRIDD_MAX_PENDING);
 }
@@ -95,6 +100,7 @@ static int parse_options(int argc, char **argv, gridd_options *o)
         {"max-connections", required_argument, 0, 'm'}, {"port-file", required_argument, 0, 'p'},
         {"allow-uid", required_argument, 0, 'u'}, {"max-pending", required_argument, 0, 'n'},
         {"resume-timeout", required_argument, 0, 'R'}, {"max-jobs", required_argument, 0, 'J'},
+        {"metrics", required_argument, 0, 'M'},   {"verbose", no_argument, 0, 'v'},
         {"help", no_argument, 0, 'h'},            {0, 0, 0, 0},
     };
     long nofile = raise_nofile();
@@ -108,7 +114,7 @@ static int parse_options(int argc, char **argv, gridd_options *o)
     int opt, rc = 0;
     long n;
     opterr = 0;
-    while (rc == 0 && (opt = getopt_long(argc, argv, "h", longs, NULL)) != -1) {
+    while (rc == 0 && (opt = getopt_long(argc, argv, "hv", longs, NULL)) != -1) {
         switch (opt) {
         case 'l': o->listen = optarg; break;
         case 'c':
@@ -138,6 +144,8 @@ static int parse_options(int argc, char **argv, gridd_options *o)
                 o->max_pending = (int)n;
             break;
         case 'p': o->port_file = optarg; break;
+        case 'M': o->metrics = optarg; break;
+        case 'v': o->verbosity++; break;
         case 'u':
             if (o->num_allow_uids == GRIDD_MAX_ALLOW_UIDS)
                 return bad_value("--allow-uid", optarg, "given at most 16 times");
@@ -196,14 +204,12 @@ static int load_state(server *srv)
         }
         job_restored(j);
         if (j->state == JOB_RESUMING)
-            gridd_log("job %s: restored (generation %llu, ranks assigned); its %d workers have "
-                      "%.3g s to resume generation %llu", j->rec.name,
-                      (unsigned long long)j->rec.generation, j->plan.world_size,
-                      srv->opt.resume_timeout, (unsigned long long)j->rec.generation);
+            gridd_log_at(GRIDD_NOTICE, j, -1, "job restored, ranks assigned; its workers have "
+                         "until resume_timeout to resume the generation workers=%d "
+                         "resume_timeout=%.3gs", j->plan.world_size, srv->opt.resume_timeout);
         else
-            gridd_log("job %s: restored (generation %llu, %s)", j->rec.name,
-                      (unsigned long long)j->rec.generation,
-                      j->rec.roster.assigned ? "ranks assigned" : "waiting for workers");
+            gridd_log_at(GRIDD_NOTICE, j, -1, "job restored, %s",
+                         j->rec.roster.assigned ? "ranks assigned" : "waiting for workers");
     }
     free(recs);
     return rc;
@@ -243,8 +249,8 @@ static void on_sweep(uv_timer_t *t)
     jobs_sweep(t->data);
 }
 
-// The log is written once per loop iteration, before the loop waits: a
-// rendezvous of 16K workers logs ~50K lines.
+// The log is written once per loop iteration, before the loop waits: at -v
+// a rendezvous of 16K workers logs ~50K lines.
 static void on_prepare(uv_prepare_t *p)
 {
     (void)p;
@@ -259,6 +265,7 @@ int main(int argc, char **argv)
     int rc = parse_options(argc, argv, &srv.opt);
     if (rc)
         return rc == 1 ? 0 : rc;
+    gridd_log_init(srv.opt.verbosity);
     uv_loop_t loop;
     if (uv_loop_init(&loop)) {
         fprintf(stderr, "gridd: cannot create the event loop\n");
@@ -274,7 +281,8 @@ int main(int argc, char **argv)
     srv.started_ms = gridd_now_ms();
     if (srv.opt.state_dir && load_state(&srv))
         goto out;
-    if (listen_tcp(&srv) || listen_control(&srv))
+    // Metrics first: a bad --metrics then leaves no control socket behind.
+    if (metrics_listen(&srv) || listen_tcp(&srv) || listen_control(&srv))
         goto out;
     uv_signal_init(&loop, &srv.sigterm);
     uv_signal_init(&loop, &srv.sigint);
@@ -299,7 +307,7 @@ out:
     uv_walk(&loop, on_walk_close, NULL);
     uv_run(&loop, UV_RUN_DEFAULT);
     if (uv_loop_close(&loop))
-        gridd_log("event loop still busy at exit");
+        gridd_log_at(GRIDD_WARN, NULL, -1, "event loop still busy at exit");
     if (status == 0)
         unlink(srv.opt.control);
     while (srv.jobs) {

@@ -11,6 +11,7 @@ $(DAEMON_CORE_LIB): $(call objs,$(DAEMON_CORE_SRCS))
 
 PROGS += $(BIN)/gridd
 LDLIBS_gridd := -luv -lprotobuf-c
+GRIDD_SRCS += daemon/metrics.c daemon/metrics_http.c # Prometheus endpoint (docs/OPERATIONS.md)
 $(BIN)/gridd: $(call objs,$(GRIDD_SRCS)) $(WIRE_LIB) $(LAYOUT_LIB)
 
 CTL_CONTROL_SRCS := client/ctl_jobs.c

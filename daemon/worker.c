@@ -71,6 +71,7 @@ static void hello(conn *c, const Hgrid__Hello *h)
     c->reader.max_frame = c->srv->opt.max_frame;
     c->job = j;
     c->slot = slot;
+    c->hello_ns = uv_hrtime();
     j->rec.roster.slots[slot].conn = c;
     job_joined(j, c, h->resume);
 }
@@ -81,20 +82,19 @@ static void self_test(conn *c, const Hgrid__SelfTestReport *report)
     size_t ok = 0;
     for (size_t i = 0; i < report->n_groups; i++)
         ok += report->groups[i]->ok;
-    gridd_log("job %s: rank %d self-test (generation %llu): %zu of %zu checks ok",
-              c->job->rec.name, c->slot, (unsigned long long)report->generation, ok,
-              report->n_groups);
+    gridd_log_at(GRIDD_INFO, c->job, c->slot, "self-test report report_gen=%llu ok=%zu/%zu",
+                 (unsigned long long)report->generation, ok, report->n_groups);
     roster_slot *slot = &c->job->rec.roster.slots[c->slot];
     size_t len = hgrid__self_test_report__get_packed_size(report);
     if (len > GRIDD_SELF_TEST_MAX) { // keeps gridd's memory per worker bounded
-        gridd_log("job %s: rank %d self-test of %zu bytes not kept (limit %d)", c->job->rec.name,
-                  c->slot, len, GRIDD_SELF_TEST_MAX);
+        gridd_log_at(GRIDD_WARN, c->job, c->slot, "self-test report not kept bytes=%zu limit=%d",
+                     len, GRIDD_SELF_TEST_MAX);
         return;
     }
     uint8_t *packed = malloc(len ? len : 1);
     if (!packed || hgrid__self_test_report__pack(report, packed) != len) {
         free(packed);
-        gridd_log("job %s: rank %d self-test not kept: out of memory", c->job->rec.name, c->slot);
+        gridd_log_at(GRIDD_ERROR, c->job, c->slot, "self-test report not kept: out of memory");
         return;
     }
     free(slot->self_test);

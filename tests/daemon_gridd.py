@@ -160,8 +160,8 @@ class Gridd:
         if os.path.exists(port_file):
             os.unlink(port_file)
         self.proc = subprocess.Popen(
-            [GRIDD, "--listen", "127.0.0.1:0", "--control", self.sock, "--port-file", port_file]
-            + list(extra), stderr=open(self.log, "w"))
+            [GRIDD, "-v", "--listen", "127.0.0.1:0", "--control", self.sock, "--port-file",
+             port_file] + list(extra), stderr=open(self.log, "w"))
         deadline = time.time() + 10
         while not os.path.exists(port_file) and time.time() < deadline:
             time.sleep(0.02)
@@ -207,7 +207,7 @@ def test_frames(g):
     code, msg, closed = a.error()
     check(code == "BAD_FRAME" and "exceeds" in msg and closed, "oversized: %s %s %s" % (code, msg, closed))
     bystander.hello("frames", "tok", "host-x", 0)
-    check(wait_for(lambda: "host-x/0 joined" in g.log_text()), "bystander Hello after an oversized frame")
+    check(wait_for(lambda: "worker joined host=host-x device=0 " in g.log_text()), "bystander Hello after an oversized frame")
     _, show, _ = g.ctl("show", "frames", "--json")
     workers = json.loads(show)["workers"] if show else []
     check([w["host"] for w in workers] == ["host-x"] and workers[0]["rank"] == -1,
@@ -251,7 +251,7 @@ def test_frames(g):
     # After its Hello a worker may send frames up to --max-frame only.
     bystander2 = Peer(g.port)
     bystander2.hello("frames", "tok", "host-x", 1)
-    check(wait_for(lambda: "host-x/1 joined" in g.log_text()), "second bystander joins")
+    check(wait_for(lambda: "worker joined host=host-x device=1 " in g.log_text()), "second bystander joins")
     bystander2.send(struct.pack(">I", (1 << 20) + 1))
     code, msg, closed = bystander2.error()
     check(code == "BAD_FRAME" and "1048576-byte limit" in msg and closed,
@@ -410,7 +410,7 @@ def test_workers(g, tmp):
     check(code == "DUPLICATE_DEVICE" and "node-a/1" in msg, "duplicate device: %s %s" % (code, msg))
     # A worker leaving before assignment frees its slot.
     peers[6].close()
-    check(wait_for(lambda: "node-a/2 left before ranks were assigned" in g.log_text()), "early leave frees the slot")
+    check(wait_for(lambda: "worker left before ranks were assigned host=node-a device=2 " in g.log_text()), "early leave frees the slot")
     peers[6] = Peer(g.port)
     peers[6].hello("wf", token, "node-a", 2)
     peers.append(Peer(g.port))
@@ -435,7 +435,7 @@ def test_workers(g, tmp):
           "bridge leaders only")
     for p in peers:
         p.send(frame("ready", fv(1, 1)))
-    check(wait_for(lambda: "generation 1 running" in g.log_text()), "job runs after 8 Ready")
+    check(wait_for(lambda: "gen=1 generation running" in g.log_text()), "job runs after 8 Ready")
     code, out, _ = g.ctl("show", "wf", "--json")
     shown = json.loads(out)
     check(shown["state"] == "running" and [w["rank"] for w in shown["workers"]] == list(range(8))
@@ -515,7 +515,7 @@ def test_restart(tmp):
     g = Gridd(tmp, "st", "--state-dir", state, "--ready-timeout", "0.5")
     code, out, _ = g.ctl("list")
     check(code == 0 and "keep" in out and "0/2" in out, "restarted gridd knows the job: %r" % out)
-    check("job keep: restored (generation 1, ranks assigned)" in g.log_text(), "restore logged")
+    check("job=keep gen=1 job restored, ranks assigned" in g.log_text(), "restore logged")
     peers = join_all(g, "keep", "k", [("h", 0), ("h", 1)])
     got, _ = rendezvous(peers, 2)
     ranks = {i: one(a, 3) for i, a in got.items()}

@@ -10,6 +10,7 @@ import json
 import os
 import queue
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -221,10 +222,10 @@ def restart_while_running(g, workers, n):
             check(w.count("lost gridd") == lost[id(w)] + 1 and
                   w.count("reconnected to gridd") == back[id(w)] + 1,
                   f"{label}: {job} {w.host}/{w.device} logs one loss and one reconnection")
-    lines = [l for l in open(g.log).read().splitlines() if "resumed by all" in l]
+    lines = [l for l in open(g.log).read().splitlines() if "generation resumed by all" in l]
     check(len(lines) == len(JOBS), f"{label}: every job resumed its generation: {lines}")
-    # "gridd: job J: generation G resumed by all N workers, M ms after gridd started; ..."
-    after = {l.split()[2].rstrip(":"): int(l.split(" ms after gridd started")[0].split()[-1]) / 1000
+    # "... gridd: notice job=J gen=G generation resumed by all workers, ... after_start_ms=M"
+    after = {re.search(r" job=(\S+) ", l).group(1): int(re.search(r" after_start_ms=(\d+)", l).group(1)) / 1000
              for l in lines}
     return down, after, resumed
 

@@ -13,6 +13,14 @@ $(BUILD)/tests/test_wire: $(call objs,tests/test_wire.c) $(WIRE_LIB) $(LAYOUT_LI
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ -lprotobuf-c
 
+# gridd's metrics (issue 8): the exposition's formatting, and scraping a
+# running gridd; its log levels.
+CPU_TESTS += $(BUILD)/tests/test_daemon_metrics tests/daemon_metrics.py
+$(BUILD)/tests/test_daemon_metrics: $(call objs,tests/test_daemon_metrics.c daemon/metrics.c) \
+		$(WIRE_LIB) $(LAYOUT_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ -lprotobuf-c
+
 # libFuzzer harnesses (clang), run briefly in `make test`; long runs:
 # FUZZ_SECONDS=600 tests/fuzz/run.sh build/san/fuzz
 FUZZ_CC    ?= clang

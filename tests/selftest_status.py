@@ -39,7 +39,7 @@ def main():
         ("bridge->1", True, 0.0, "1024 KiB sent to rank 1")])))
     peers[1].send(d.frame("self_test", report(1, [
         ("bridge<-0", False, 0.0, "bridge edge 0 -> 1: element 7 is 3, expected 9")])))
-    d.check(d.wait_for(lambda: g.log_text().count("self-test (generation 1)") == 2),
+    d.check(d.wait_for(lambda: g.log_text().count("self-test report report_gen=1 ") == 2),
             "gridd logged both reports")
     code, out, _ = g.ctl("status", "st")
     d.check(code == 0, "status st")
@@ -53,7 +53,7 @@ def main():
     d.check(len(r1) == 1 and lines[r1[0] + 1] == want[3], "rank 1's check under rank 1:\n" + out)
     # A later report of an older generation replaces the kept one but is not shown.
     peers[1].send(d.frame("self_test", report(0, [("tp", True, 1.0, "old")])))
-    d.check(d.wait_for(lambda: "self-test (generation 0)" in g.log_text()), "old report logged")
+    d.check(d.wait_for(lambda: "self-test report report_gen=0 " in g.log_text()), "old report logged")
     code, out, _ = g.ctl("status", "st")
     d.check("old" not in out and "bridge<-0" not in out and "bridge->1" in out,
             "old generation not shown:\n" + out)

@@ -83,7 +83,7 @@ for n in $sizes; do
     echo "hgrid    $ours"
     grep -E "^(wire|phases|gridd cpu)" <<<"$out" | sed 's/^/  /'
     cpu_all="$cpu_all $(per_worker_us "$(grep '^gridd cpu' <<<"$out")")"
-    grep -E "generation 1: [0-9]+ assignments sent" "$tmp/gridd.log" | sed 's/^/  /'
+    grep -E "gen=1 assignments sent assigned=[0-9]+" "$tmp/gridd.log" | sed 's/^/  /'
     kill "$gridd_pid"; wait "$gridd_pid"; gridd_pid=""
     ours_all="$ours_all $(field rendezvous_s "$ours")" p99_all="$p99_all $(field p99_ms "$ours")"
     rss_all="$rss_all $(( $(field gridd_rss_kib "$ours") - idle ))"

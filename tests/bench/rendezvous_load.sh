@@ -73,7 +73,7 @@ run() {
   local rss peak; rss=$(status_kib VmRSS); peak=$(status_kib VmHWM)
   if [ -n "$load_pid" ]; then
     kill "$load_pid"; wait "$load_pid"; load_pid=""
-    echo "  $setup: $(grep '^settled' "$tmp/load.out"); $(tail -1 "$tmp/load.out"); gridd: $(grep -c '^gridd: refused connections' "$tmp/gridd.log") refusal summary lines"
+    echo "  $setup: $(grep '^settled' "$tmp/load.out"); $(tail -1 "$tmp/load.out"); gridd: $(grep -c 'gridd: warn refused connections' "$tmp/gridd.log") refusal summary lines"
   fi
   kill "$gridd_pid"; wait "$gridd_pid"; gridd_pid=""
   echo "$(field rendezvous_s "$(tail -1 <<<"$out")") $rss $peak" >"$tmp/result"

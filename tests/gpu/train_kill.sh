@@ -106,7 +106,7 @@ resumed=$(losses "$tmp/llm.out" | awk '{print $1}' | sort -n | uniq -d | wc -l)
 [ "$dups" -eq 0 ] || fail "$dups resumed steps have a loss unlike the uninterrupted run's"
 last=$(losses "$tmp/llm.out" | tail -n 1)
 echo "  resumed steps recomputed: $resumed, all with the uninterrupted losses; last: step ${last% *}"
-[ "$(grep -c "generation .* aborted" "$tmp/gridd.log")" -eq 2 ] ||
+[ "$(grep -c "gridd: warn job=.* generation aborted" "$tmp/gridd.log")" -eq 2 ] ||
   fail "gridd did not abort exactly 2 generations"
 [ "$failures" -eq 0 ] || { grep -h "hgrid-worker:" "$tmp"/*.out | tail -n 8; exit 1; }
 echo "train_kill: all passed"
