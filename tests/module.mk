@@ -33,3 +33,9 @@ $(BUILD)/fuzz/fuzz_state: tests/fuzz/fuzz_state.c daemon/state.c daemon/roster.c
                           daemon/assign.c wire/layout_pb.c $(GEN)/proto/hgrid.pb-c.c $(LAYOUT_SRCS)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^ -lprotobuf-c
+
+# Operations (issue 8): sd_notify by hand (daemon/notify.c).
+CPU_TESTS += $(BUILD)/tests/test_daemon_notify tests/daemon_notify.py
+$(BUILD)/tests/test_daemon_notify: $(call objs,tests/test_daemon_notify.c daemon/notify.c)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ -luv
