@@ -39,3 +39,6 @@ CPU_TESTS += $(BUILD)/tests/test_daemon_notify tests/daemon_notify.py
 $(BUILD)/tests/test_daemon_notify: $(call objs,tests/test_daemon_notify.c daemon/notify.c)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ -luv
+# Launch recipes (docs/OPERATIONS.md): Slurm, torchrun-style and ssh against
+# a real gridd; gridd and workers in separate network namespaces.
+CPU_TESTS += tests/launch_env.py tests/launch_netns.py
