@@ -46,6 +46,7 @@ static void usage(FILE *out)
             "  --reconnect-timeout S    when gridd is lost (restarted), reconnect with backoff\n"
             "                           and carry on; exit 1 after S seconds without it\n"
             "                           (default 60; 0: exit at once)\n"
+            "  -h, --help               this text\n"
             "Exit status: 0 released, 1 refused, lost or a failed self-test, 2 usage error.\n");
 }
 
@@ -195,8 +196,8 @@ int worker_parse_args(int argc, char **argv, worker_options *opt, bool *exit_now
     if (!opt->coordinator && default_coordinator(opt))
         return 2;
     if (!opt->coordinator || !opt->job || !opt->token)
-        return usage_error("--coordinator, --job and --token are required (or HGRID_COORDINATOR "
-                           "or MASTER_ADDR, HGRID_JOB, HGRID_TOKEN)",
+        return usage_error("--coordinator (or $HGRID_COORDINATOR or $MASTER_ADDR), --job (or "
+                           "$HGRID_JOB) and --token (or $HGRID_TOKEN) are required",
                            NULL);
     if (!opt->host[0])
         hgrid_default_host(opt->host, sizeof opt->host);

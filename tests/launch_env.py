@@ -144,7 +144,7 @@ def errors():
         clean_env(RANK=9, WORLD_SIZE=8, **job), "worker: rank beyond WORLD_SIZE",
         "launcher rank 9 is not below WORLD_SIZE=8")
     run([WORKER, "--dry-run"], clean_env(HGRID_TOKEN="t"), "worker: no coordinator",
-        "--coordinator, --job and --token are required")
+        "--job (or $HGRID_JOB) and --token (or $HGRID_TOKEN) are required")
     run(["scripts/hgrid-ssh.sh", "--coordinator", "h:1", "--job", "j", "--gpus", "4", "a"],
         clean_env(), "ssh: no token", "HGRID_TOKEN is not set")
 

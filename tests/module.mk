@@ -42,3 +42,6 @@ $(BUILD)/tests/test_daemon_notify: $(call objs,tests/test_daemon_notify.c daemon
 # Launch recipes (docs/OPERATIONS.md): Slurm, torchrun-style and ssh against
 # a real gridd; gridd and workers in separate network namespaces.
 CPU_TESTS += tests/launch_env.py tests/launch_netns.py
+# make install and the systemd units (systemd-analyze verify); every
+# program's --help names its flags; docs/OPERATIONS.md lists every error message.
+CPU_TESTS += tests/install_units.sh tests/help_flags.py tests/doc_errors.py
