@@ -35,7 +35,7 @@ done
 
 ssh_cmd=${HGRID_SSH:-ssh -o BatchMode=yes}
 worker=${HGRID_WORKER:-hgrid-worker}
-q() { printf '%q ' "$@"; }
+q() { [ $# -eq 0 ] || printf '%q ' "$@"; }
 # The remote side (any POSIX sh): read the token, start one worker per GPU,
 # wait for all.
 remote="read -r HGRID_TOKEN || exit 2; export HGRID_TOKEN; pids=

@@ -119,6 +119,21 @@ def ssh(tmp, port, sock):
           "ssh: every host's workers say they were released")
 
 
+def ssh_arguments(tmp):
+    """hgrid-ssh passes the worker flags through the remote shell intact, and none when
+    there are none (a stand-in worker, echo, prints what it got)."""
+    fake = os.path.join(tmp, "fake-ssh")
+    for extra, want in (([], "--coordinator h:1 --job j --device 1"),
+                        (["--", "--save", "/tmp/a b", "--lr", "1e-4"],
+                         "--coordinator h:1 --job j --device 1 --save /tmp/a b --lr 1e-4")):
+        r = subprocess.run(["scripts/hgrid-ssh.sh", "--coordinator", "h:1", "--job", "j", "--gpus",
+                            "2", "x", *extra], env=clean_env(HGRID_TOKEN="t", HGRID_SSH=fake,
+                                                             HGRID_WORKER="/bin/echo"),
+                           capture_output=True, text=True, timeout=30)
+        check(r.returncode == 0 and f"x: {want}" in r.stdout.splitlines(),
+              f"ssh: worker flags {extra} arrive as '{want}': {r.returncode} {r.stdout!r}")
+
+
 def errors():
     """Each launcher refuses a wrong environment with one line saying what to set."""
     def run(argv, env, what, want):
@@ -156,6 +171,7 @@ def main():
         slurm(tmp, port, sock)
         torchrun(tmp, port, sock)
         ssh(tmp, port, sock)
+        ssh_arguments(tmp)
         errors()
     finally:
         gridd.terminate()
