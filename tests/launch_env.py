@@ -4,12 +4,15 @@ dry-run workers on two simulated hosts of 4 GPUs: Slurm (scripts/
 hgrid-srun.sh under a fake SLURM_* environment, ranks from SLURM_PROCID),
 torchrun-style (scripts/hgrid-torchrun.sh: RANK, LOCAL_RANK, WORLD_SIZE,
 MASTER_ADDR with HGRID_PORT; gridd's own ranks) and a plain ssh loop
-(scripts/hgrid-ssh.sh with a stand-in for ssh running POSIX sh). Every
+(scripts/hgrid-ssh.sh with a stand-in for ssh running POSIX sh), and
+hgrid-worker@.service's ExecStart with its EnvironmentFile's variables. Every
 recipe must give each (host, GPU) its rank with tp groups inside a host,
 keep the token off every command line, and end with every worker exiting 0.
 Then the launchers' error messages for a wrong environment."""
 import json
 import os
+import re
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -119,6 +122,46 @@ def ssh(tmp, port, sock):
           "ssh: every host's workers say they were released")
 
 
+def unit_command(device, env):
+    """hgrid-worker@DEVICE.service's ExecStart as systemd runs it: %i is the instance,
+    an unquoted $VAR becomes the words of its value from the EnvironmentFile."""
+    unit = open("systemd/hgrid-worker@.service").read()
+    line = re.search(r"^ExecStart=(.*)$", unit, flags=re.M).group(1)
+    words = []
+    for w in shlex.split(line.replace("%i", str(device))):
+        if w.startswith("$"):
+            words += env.get(w[1:].strip("{}"), "").split()
+        else:
+            words.append(w)
+    return [WORKER if w == "/usr/local/bin/hgrid-worker" else w for w in words]
+
+
+def systemd_units(tmp, port, sock):
+    """The worker unit's recipe: /etc/hgrid/worker.env's variables and the unit's ExecStart."""
+    token = lu.submit(sock, "units")
+    tasks, argvs = [], []
+    for node in range(2):
+        for device in range(4):
+            env_file = (f"HGRID_COORDINATOR=127.0.0.1:{port}\nHGRID_JOB=units\n"
+                        f"HGRID_TOKEN={token}\nHGRID_WORKER_ARGS=--dry-run --json\n"
+                        f"HGRID_HOSTNAME=unit{node}\n")
+            env = dict(line.split("=", 1) for line in env_file.splitlines())
+            tasks.append((clean_env(**env), f"{node}-{device}"))
+            argvs.append(unit_command(device, env))
+    check(argvs[0][1:] == ["--device", "0", "--dry-run", "--json"],
+          f"units: the unit's command line: {argvs[0]}")
+    procs, paths = [], []
+    for (env, name), argv in zip(tasks, argvs):
+        path = os.path.join(tmp, f"units-{name}.out")
+        procs.append(subprocess.Popen(argv, env=env, stdout=open(path, "w"),
+                                      stderr=subprocess.STDOUT))
+        paths.append(path)
+    got = lu.assignments(paths, 8)
+    check(not token_shown(token), "units: no token on any command line")
+    lu.check_recipe("units", got, [(f"unit{n}", d) for n in range(2) for d in range(4)])
+    lu.finish("units", sock, "units", procs)
+
+
 def ssh_arguments(tmp):
     """hgrid-ssh passes the worker flags through the remote shell intact, and none when
     there are none (a stand-in worker, echo, prints what it got)."""
@@ -172,6 +215,7 @@ def main():
         torchrun(tmp, port, sock)
         ssh(tmp, port, sock)
         ssh_arguments(tmp)
+        systemd_units(tmp, port, sock)
         errors()
     finally:
         gridd.terminate()
