@@ -295,10 +295,7 @@ int main(int argc, char **argv)
               "%d of them without a Hello",
               srv.opt.heartbeat_timeout, srv.opt.max_frame, srv.opt.max_connections,
               srv.opt.max_pending);
-    // systemd (Type=notify): both sockets accept connections from here on.
-    notify_watchdog_start(&loop);
-    notify_send("READY=1\nSTATUS=serving workers on %s, hgridctl on %s", srv.opt.listen,
-                srv.opt.control);
+    notify_ready(&loop); // systemd (Type=notify): both sockets accept connections from here on
     uv_run(&loop, UV_RUN_DEFAULT);
     status = 0;
 out:

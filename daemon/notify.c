@@ -1,5 +1,6 @@
 // sd_notify by hand: the protocol is one AF_UNIX datagram of newline-separated
-// assignments, so a dependency on libsystemd is not worth it.
+// assignments, so a dependency on libsystemd is not worth it. The timers
+// read the server's counters (gridd.h) from the loop thread they run on.
 #include <errno.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,6 +11,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "daemon/gridd.h"
 #include "daemon/notify.h"
 
 static void say_once(const char *socket_name, const char *why)
@@ -82,16 +84,41 @@ static void on_watchdog(uv_timer_t *t)
     notify_send("WATCHDOG=1");
 }
 
-int notify_watchdog_start(uv_loop_t *loop)
+// The server's state in one line, sent with READY=1 and whenever it changes.
+static void send_status(const server *srv, const char *also)
 {
-    static uv_timer_t timer;
+    static char last[sizeof srv->opt.control + 256];
+    char now[sizeof last];
+    snprintf(now, sizeof now, "serving workers on %s, hgridctl on %s: %d job%s, %d worker "
+             "connection%s", srv->opt.listen, srv->opt.control, srv->num_jobs,
+             srv->num_jobs == 1 ? "" : "s", srv->worker_connections,
+             srv->worker_connections == 1 ? "" : "s");
+    if ((*also || strcmp(now, last)) && notify_send("%sSTATUS=%s", also, now) == 0)
+        strcpy(last, now);
+}
+
+static void on_status(uv_timer_t *t)
+{
+    send_status(t->data, "");
+}
+
+int notify_ready(uv_loop_t *loop)
+{
+    static uv_timer_t watchdog, status;
+    const char *name = getenv("NOTIFY_SOCKET");
+    if (!name || !*name)
+        return 0;
+    send_status(loop->data, "READY=1\n");
+    uv_timer_init(loop, &status);
+    status.data = loop->data;
+    uv_timer_start(&status, on_status, NOTIFY_STATUS_MS, NOTIFY_STATUS_MS);
     uint64_t usec = notify_watchdog_usec();
     if (!usec)
-        return 0;
+        return 1;
     // Half the interval (systemd's advice): one late ping is not a restart.
     uint64_t ms = usec / 2000 ? usec / 2000 : 1;
-    uv_timer_init(loop, &timer);
-    timer.data = loop->data;
-    uv_timer_start(&timer, on_watchdog, ms, ms);
-    return 1;
+    uv_timer_init(loop, &watchdog);
+    watchdog.data = loop->data;
+    uv_timer_start(&watchdog, on_watchdog, ms, ms);
+    return 2;
 }

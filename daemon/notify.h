@@ -1,6 +1,6 @@
 // systemd's readiness protocol (sd_notify) without libsystemd: one datagram
 // per message to $NOTIFY_SOCKET ("READY=1", "STATUS=...", "WATCHDOG=1",
-// "STOPPING=1"), and the watchdog keep-alive timer on gridd's loop.
+// "STOPPING=1"), and gridd's watchdog and status timers.
 #ifndef HGRID_DAEMON_NOTIFY_H
 #define HGRID_DAEMON_NOTIFY_H
 
@@ -17,9 +17,15 @@ int notify_send(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 // $WATCHDOG_USEC when $WATCHDOG_PID is unset or names this process; else 0.
 uint64_t notify_watchdog_usec(void);
 
-// Sends WATCHDOG=1 from a timer on loop every half of notify_watchdog_usec();
-// returns 1 if started, 0 if no watchdog is asked for. The timer's data is
-// loop->data, so gridd's shutdown walk closes it with the server's handles.
-int notify_watchdog_start(uv_loop_t *loop);
+// Under systemd (NOTIFY_SOCKET set), once gridd listens: sends READY=1
+// with a STATUS= line (what `systemctl status gridd` shows: addresses, jobs,
+// worker connections) and starts two timers on loop, whose data is the
+// server: STATUS= again whenever it changes (checked every NOTIFY_STATUS_MS),
+// and WATCHDOG=1 every half of notify_watchdog_usec() when a watchdog is
+// asked for. Returns the number of timers started (0: not under systemd).
+// Their data is loop->data, so gridd's shutdown walk closes them with the
+// server's own handles.
+#define NOTIFY_STATUS_MS 1000
+int notify_ready(uv_loop_t *loop);
 
 #endif

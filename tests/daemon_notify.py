@@ -3,7 +3,8 @@
 NOTIFY_SOCKET datagram socket (an abstract '@' name, as systemd uses) and
 starts gridd with WATCHDOG_USEC. READY=1 must come only once both sockets
 accept (the test connects to each the moment it arrives), with a STATUS
-line; WATCHDOG=1 pings at half the interval; SIGTERM gives STOPPING=1.
+line; STATUS follows a submitted job and a worker connection; WATCHDOG=1
+pings at half the interval; SIGTERM gives STOPPING=1.
 A gridd that cannot listen never says READY=1, and a WATCHDOG_PID naming
 another process gets no pings."""
 import os
@@ -77,12 +78,24 @@ def main():
             ok_ctl = False
         check(ok_tcp, "the worker port accepts when READY=1 arrives")
         check(ok_ctl, "the control socket accepts when READY=1 arrives")
-        check(any(line.startswith("STATUS=serving workers on 127.0.0.1:0, hgridctl on ")
+        check(any(line.startswith("STATUS=serving workers on 127.0.0.1:0, hgridctl on ") and
+                  line.endswith(": 0 jobs, 0 worker connections")
                   for line in ready[0].split("\n")), f"READY=1 carries a STATUS line: {ready[0]!r}")
+    # A job and a worker connection: the status follows within a second.
+    sub = subprocess.run([f"{BIN}/hgridctl", "--socket", os.path.join(tmp, "ctl.sock"), "submit",
+                          "--job", "j"], capture_output=True, text=True, timeout=30)
+    check(sub.returncode == 0, f"hgridctl submit: {sub.stderr}")
+    worker = socket.create_connection(("127.0.0.1", port), timeout=2) if ready else None
     t0 = time.monotonic()
-    pings = [t for t, m in messages(sock, t0 + 1.5) if m == "WATCHDOG=1"]
-    # 400 ms watchdog: a ping every 200 ms, so about 7 in 1.5 s.
-    check(4 <= len(pings) <= 9, f"WATCHDOG=1 every 200 ms: {len(pings)} in 1.5 s")
+    got = messages(sock, t0 + 2.0)
+    if worker:
+        worker.close()
+    pings = [t for t, m in got if m == "WATCHDOG=1"]
+    statuses = [m for _, m in got if m.startswith("STATUS=")]
+    check(any(m.endswith(": 1 job, 1 worker connection") for m in statuses),
+          f"the status follows the job and the connection: {statuses}")
+    # 400 ms watchdog: a ping every 200 ms, so about 10 in 2 s.
+    check(6 <= len(pings) <= 12, f"WATCHDOG=1 every 200 ms: {len(pings)} in 2 s")
     gaps = [b - a for a, b in zip(pings, pings[1:])]
     check(gaps and max(gaps) < 0.4, f"no gap between pings reaches the 400 ms watchdog: {gaps}")
     gridd.send_signal(signal.SIGTERM)

@@ -1,8 +1,9 @@
 // daemon/notify.c against a socket of our own standing in for systemd: the
 // messages arrive byte for byte at a path and at an abstract '@' name,
 // nothing is sent without NOTIFY_SOCKET, bad addresses fail, WATCHDOG_PID
-// decides whose watchdog it is, and the loop's timer pings at half the
-// interval.
+// decides whose watchdog it is, READY=1 carries the server's status, the
+// loop's timer pings at half the interval and the status is sent again when
+// it changes.
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "daemon/gridd.h"
 #include "daemon/notify.h"
 #include "tests/check.h"
 
@@ -59,6 +61,14 @@ static void on_stop(uv_timer_t *t)
     uv_stop(t->loop);
 }
 
+// Midway: a job and a worker arrive, so the status changes once.
+static void on_change(uv_timer_t *t)
+{
+    server *srv = t->loop->data;
+    srv->num_jobs = 1;
+    srv->worker_connections = 1;
+}
+
 static void close_handle(uv_handle_t *h, void *arg)
 {
     (void)arg;
@@ -66,28 +76,46 @@ static void close_handle(uv_handle_t *h, void *arg)
         uv_close(h, NULL);
 }
 
-// Runs a loop with the watchdog for run_ms; returns how many WATCHDOG=1 came.
-static int count_pings(int fd, int run_ms, int *started)
+typedef struct {
+    int started, ready, pings, statuses;
+    char ready_msg[512], status_msg[512];
+} run_result;
+
+// Runs gridd's notify timers on a loop for run_ms, the server changing at
+// 100 ms; tallies what the socket received.
+static run_result run_loop(int fd, int run_ms)
 {
+    run_result r = {0};
+    server srv = {.opt = {.listen = "0.0.0.0:7420", .control = "/run/hgrid/gridd.sock"}};
     uv_loop_t loop;
     uv_loop_init(&loop);
-    int owner;
-    loop.data = &owner;
-    *started = notify_watchdog_start(&loop);
-    uv_timer_t stop;
+    loop.data = &srv;
+    r.started = notify_ready(&loop);
+    uv_timer_t stop, change;
     uv_timer_init(&loop, &stop);
+    uv_timer_init(&loop, &change);
+    stop.data = change.data = &srv;
     uv_timer_start(&stop, on_stop, (uint64_t)run_ms, 0);
+    uv_timer_start(&change, on_change, 100, 0);
     uv_run(&loop, UV_RUN_DEFAULT);
     uv_walk(&loop, close_handle, NULL);
     uv_run(&loop, UV_RUN_DEFAULT);
     CHECK_EQ(uv_loop_close(&loop), 0);
-    int pings = 0;
     const char *m;
     while (*(m = receive(fd))) {
-        CHECK(!strcmp(m, "WATCHDOG=1"), "unexpected message '%s'", m);
-        pings++;
+        if (!strcmp(m, "WATCHDOG=1")) {
+            r.pings++;
+        } else if (!strncmp(m, "READY=1\n", 8)) {
+            r.ready++;
+            snprintf(r.ready_msg, sizeof r.ready_msg, "%s", m);
+        } else if (!strncmp(m, "STATUS=", 7)) {
+            r.statuses++;
+            snprintf(r.status_msg, sizeof r.status_msg, "%s", m);
+        } else {
+            CHECK(0, "unexpected message '%s'", m);
+        }
     }
-    return pings;
+    return r;
 }
 
 int main(void)
@@ -122,17 +150,33 @@ int main(void)
     setenv("WATCHDOG_USEC", "20s", 1);
     CHECK_EQ(notify_watchdog_usec(), 0);
 
-    // 200 ms watchdog: a ping every 100 ms, so 4 or so in 450 ms.
+    // READY=1 with the status at once; a 400 ms watchdog pings every 200 ms,
+    // so about 6 in 1250 ms; the status checked each second changed once.
     int fd = bind_socket(sock);
     setenv("NOTIFY_SOCKET", sock, 1);
-    setenv("WATCHDOG_USEC", "200000", 1);
-    int started, pings = count_pings(fd, 450, &started);
-    CHECK_EQ(started, 1);
-    CHECK(pings >= 2 && pings <= 5, "%d pings in 450 ms at a 100 ms period", pings); // a busy machine delays some
+    setenv("WATCHDOG_USEC", "400000", 1);
+    run_result r = run_loop(fd, 1250);
+    CHECK_EQ(r.started, 2);
+    CHECK_EQ(r.ready, 1);
+    CHECK(!strcmp(r.ready_msg, "READY=1\nSTATUS=serving workers on 0.0.0.0:7420, hgridctl on "
+                               "/run/hgrid/gridd.sock: 0 jobs, 0 worker connections"),
+          "READY message '%s'", r.ready_msg);
+    CHECK(r.pings >= 3 && r.pings <= 7, "%d pings in 1250 ms at a 200 ms period", r.pings);
+    CHECK_EQ(r.statuses, 1);
+    CHECK(!strcmp(r.status_msg, "STATUS=serving workers on 0.0.0.0:7420, hgridctl on "
+                                "/run/hgrid/gridd.sock: 1 job, 1 worker connection"),
+          "status message '%s'", r.status_msg);
+    // No watchdog asked for: READY and the status timer only.
     unsetenv("WATCHDOG_USEC");
-    pings = count_pings(fd, 150, &started);
-    CHECK_EQ(started, 0);
-    CHECK_EQ(pings, 0);
+    r = run_loop(fd, 150);
+    CHECK_EQ(r.started, 1);
+    CHECK_EQ(r.ready, 1);
+    CHECK_EQ(r.pings, 0);
+    // Not under systemd: nothing starts, nothing is sent.
+    unsetenv("NOTIFY_SOCKET");
+    r = run_loop(fd, 50);
+    CHECK_EQ(r.started, 0);
+    CHECK_EQ(r.ready + r.pings + r.statuses, 0);
     close(fd);
     unlink(sock);
     rmdir(path);
