@@ -4,7 +4,8 @@
 # units' ExecStart under PREFIX/bin, and nothing lands outside DESTDIR.
 # 2) An install to a real PREFIX (a temporary folder, so ExecStart's
 # programs exist): `systemd-analyze verify` passes on both units, and the
-# same check fails on a unit with a typo and on one whose program is missing.
+# same check fails on a unit with a typo and on one whose program is missing;
+# systemd-analyze security scores the sandboxes no worse than now.
 # Without systemd-analyze part 2 is skipped, saying so.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
@@ -71,6 +72,16 @@ else
   sed "s|^ExecStart=$prefix/bin/gridd|ExecStart=$prefix/bin/no-such-gridd|" \
     "$units/gridd.service" >"$units/missing.service"
   verify_units ./missing.service && fail "verify passed a unit whose program is missing" || ok
+  # The sandbox must not weaken: systemd's exposure score (0 best, 10 worst; --threshold in
+  # tenths) stays at most 2.0 for gridd (1.4 now) and 4.0 for a worker (3.2 now).
+  if systemd-analyze security --offline=yes --threshold=100 "$units/gridd.service" >/dev/null 2>&1; then
+    (cd "$units" && systemd-analyze security --offline=yes --threshold=20 ./gridd.service) \
+      >"$tmp/security.out" 2>&1 && ok || { fail "gridd.service exposure above 2.0"; tail -n 3 "$tmp/security.out"; }
+    (cd "$units" && systemd-analyze security --offline=yes --threshold=40 ./hgrid-worker@.service) \
+      >"$tmp/security.out" 2>&1 && ok || { fail "hgrid-worker@.service exposure above 4.0"; tail -n 3 "$tmp/security.out"; }
+  else
+    echo "install_units: skipped the exposure check: systemd-analyze security --offline needs systemd 250 or later"
+  fi
 fi
 echo "install_units: $passed passed, $failures failed"
 [ "$failures" -eq 0 ]
