@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # One hgrid-worker per process of a torchrun-style launcher (torchrun,
 # a PyTorchJob, any tool that sets RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR):
-#   torchrun --nnodes 2 --nproc-per-node 4 --rdzv-endpoint head:29500 \
-#            --no-python scripts/hgrid-torchrun.sh --config small --steps 1000
+#   torchrun --nnodes 2 --nproc-per-node 4 --node-rank R --master-addr node0 \
+#            --master-port 29500 --no-python scripts/hgrid-torchrun.sh --config small --steps 1000
 # gridd runs on MASTER_ADDR at HGRID_PORT (default 7420; MASTER_PORT is the
-# launcher's own store); HGRID_COORDINATOR=HOST:PORT overrides both. The job
+# launcher's own store); HGRID_COORDINATOR=HOST:PORT overrides both (needed
+# with an elastic rendezvous, where MASTER_ADDR is whichever node won). The job
 # and token come from HGRID_JOB and HGRID_TOKEN. The GPU is LOCAL_RANK; with
 # --use-launcher-rank the worker asks gridd for rank RANK (below WORLD_SIZE).
 # HGRID_WORKER names the program (default: hgrid-worker next to this
