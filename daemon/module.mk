@@ -2,12 +2,15 @@
 # sources of hgridctl's control commands (linked by client/module.mk).
 DAEMON_CORE_SRCS := daemon/table.c daemon/assign.c daemon/mint.c daemon/roster.c daemon/state.c
 GRIDD_SRCS := daemon/main.c daemon/listen.c daemon/conn.c daemon/control.c daemon/worker.c \
-              daemon/job.c daemon/assignment.c daemon/log.c daemon/notify.c $(DAEMON_CORE_SRCS)
+              daemon/job.c daemon/assignment.c daemon/log.c $(DAEMON_CORE_SRCS)
 DAEMON_CORE_LIB := $(BUILD)/libgridd_core.a
 
 $(DAEMON_CORE_LIB): $(call objs,$(DAEMON_CORE_SRCS))
 	@mkdir -p $(dir $@)
 	$(AR) rcs $@ $^
+
+# systemd's readiness and watchdog messages (sd_notify without libsystemd).
+GRIDD_SRCS += daemon/notify.c
 
 PROGS += $(BIN)/gridd
 LDLIBS_gridd := -luv -lprotobuf-c
