@@ -37,7 +37,7 @@ OBJS      :=
 
 objs = $(patsubst %.c,$(BUILD)/%.o,$(patsubst %.cu,$(BUILD)/%.cu.o,$(1)))
 
-.PHONY: all test check gpu-programs test-gpu bench demo clean
+.PHONY: all test check gpu-programs test-gpu bench demo clean install
 all:
 
 # Libraries first: later fragments name them as prerequisites.
@@ -81,5 +81,24 @@ demo: all
 
 clean:
 	rm -rf build bin
+
+# make install [PREFIX=/usr/local] [DESTDIR=staging]: the programs and launch
+# scripts in PREFIX/bin, the systemd units (ExecStart in PREFIX/bin) and the
+# sysusers file under PREFIX/lib, the docs in PREFIX/share/doc/hgrid.
+PREFIX  ?= /usr/local
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+# hgrid-train only where nvcc built it.
+INSTALL_PROGRAMS = $(filter $(addprefix $(BIN)/,gridd hgrid-worker hgridctl hgrid-swarm hgrid-train),$(PROGS))
+INSTALL_SCRIPTS  := hgrid-srun hgrid-torchrun hgrid-ssh
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(UNITDIR) $(DESTDIR)$(PREFIX)/lib/sysusers.d \
+		$(DESTDIR)$(PREFIX)/share/doc/hgrid
+	install -m 0755 $(INSTALL_PROGRAMS) $(DESTDIR)$(PREFIX)/bin
+	for s in $(INSTALL_SCRIPTS); do install -m 0755 scripts/$$s.sh $(DESTDIR)$(PREFIX)/bin/$$s; done
+	for u in gridd.service hgrid-worker@.service; do \
+		sed 's|/usr/local/|$(PREFIX)/|g' systemd/$$u > $(DESTDIR)$(UNITDIR)/$$u && \
+		chmod 0644 $(DESTDIR)$(UNITDIR)/$$u || exit 1; done
+	install -m 0644 systemd/hgrid.sysusers $(DESTDIR)$(PREFIX)/lib/sysusers.d/hgrid.conf
+	install -m 0644 README.md docs/*.md $(DESTDIR)$(PREFIX)/share/doc/hgrid
 
 -include $(shell find build -name '*.d' 2>/dev/null)

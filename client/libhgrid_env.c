@@ -18,7 +18,11 @@ static int env_int(const char *name)
 
 void hgrid_default_host(char *buf, size_t buflen)
 {
+    // Slurm's name for the node, where it differs from gethostname(), is
+    // the one its users know; any one name per host keeps tp groups local.
     const char *env = getenv("HGRID_HOSTNAME");
+    if (!env || !*env)
+        env = getenv("SLURMD_NODENAME");
     if (env && *env) {
         snprintf(buf, buflen, "%s", env);
         return;

@@ -19,12 +19,17 @@ static void usage(FILE *out)
             "gridd), reports ready and heartbeats until gridd releases the job (exit 0);\n"
             "with --config and --steps it trains first, reporting every step to gridd.\n"
             "--single-gpu trains both modules on one GPU instead (hgrid-train's flags).\n\n"
-            "  --coordinator HOST:PORT  gridd's worker address (gridd --listen)\n"
-            "  --job NAME, --token T    the job and its token (hgridctl submit prints it);\n"
-            "                           without --token, $HGRID_TOKEN (not shown by ps)\n"
+            "  --coordinator HOST:PORT  gridd's worker address (gridd --listen); default:\n"
+            "                           $HGRID_COORDINATOR, else $MASTER_ADDR:$HGRID_PORT\n"
+            "                           (HGRID_PORT default 7420; MASTER_PORT is torch's)\n"
+            "  --job NAME               the job (default: $HGRID_JOB)\n"
+            "  --token T                its token (hgridctl submit prints it); default:\n"
+            "                           $HGRID_TOKEN, which ps does not show: prefer it\n"
             "  --device N               local GPU (default: LOCAL_RANK, SLURM_LOCALID, 0)\n"
-            "  --host NAME              host name (default: $HGRID_HOSTNAME, gethostname())\n"
-            "  --use-launcher-rank      ask gridd for rank RANK (or SLURM_PROCID)\n"
+            "  --host NAME              host name (default: $HGRID_HOSTNAME, SLURMD_NODENAME,\n"
+            "                           gethostname())\n"
+            "  --use-launcher-rank      ask gridd for rank RANK (or SLURM_PROCID), which must\n"
+            "                           be below WORLD_SIZE (or SLURM_NTASKS) when set\n"
             "  --dry-run                the whole protocol without a GPU; leaders mint real\n"
             "                           NCCL ids\n"
             "  --self-test              exit after the self-test (0: every check right)\n"
@@ -41,6 +46,7 @@ static void usage(FILE *out)
             "  --reconnect-timeout S    when gridd is lost (restarted), reconnect with backoff\n"
             "                           and carry on; exit 1 after S seconds without it\n"
             "                           (default 60; 0: exit at once)\n"
+            "  -h, --help               this text\n"
             "Exit status: 0 released, 1 refused, lost or a failed self-test, 2 usage error.\n");
 }
 
@@ -61,6 +67,31 @@ static int parse_number(const char *flag, const char *v, double lo, double *out)
         return 2;
     }
     *out = x;
+    return 0;
+}
+
+// A non-empty environment variable, or NULL.
+static const char *env_value(const char *name)
+{
+    const char *v = getenv(name);
+    return v && *v ? v : NULL;
+}
+
+// --coordinator from the environment: HGRID_COORDINATOR, else torchrun's
+// MASTER_ADDR with HGRID_PORT (MASTER_PORT is taken by torch's own store).
+static int default_coordinator(worker_options *opt)
+{
+    static char addr[300];
+    const char *c = env_value("HGRID_COORDINATOR"), *master = env_value("MASTER_ADDR");
+    if (c || !master) {
+        opt->coordinator = c;
+        return 0;
+    }
+    const char *port = env_value("HGRID_PORT") ? env_value("HGRID_PORT") : "7420";
+    bool v6 = strchr(master, ':') && master[0] != '[';
+    if ((size_t)snprintf(addr, sizeof addr, v6 ? "[%s]:%s" : "%s:%s", master, port) >= sizeof addr)
+        return usage_error("MASTER_ADDR is too long:", master);
+    opt->coordinator = addr;
     return 0;
 }
 
@@ -156,10 +187,17 @@ int worker_parse_args(int argc, char **argv, worker_options *opt, bool *exit_now
         return usage_error("--self-test needs a GPU; drop --dry-run", NULL);
     if (train_options_check(&opt->train, opt->dry_run, opt->self_test, err, sizeof err) != 0)
         return usage_error(err, NULL);
-    if (!opt->token && getenv("HGRID_TOKEN") && *getenv("HGRID_TOKEN"))
-        opt->token = getenv("HGRID_TOKEN"); // kept out of the command line, which ps shows
+    // Launchers and units pass these in the environment; the token is kept
+    // out of the command line, which ps shows.
+    if (!opt->token)
+        opt->token = env_value("HGRID_TOKEN");
+    if (!opt->job)
+        opt->job = env_value("HGRID_JOB");
+    if (!opt->coordinator && default_coordinator(opt))
+        return 2;
     if (!opt->coordinator || !opt->job || !opt->token)
-        return usage_error("--coordinator, --job and --token (or $HGRID_TOKEN) are required",
+        return usage_error("--coordinator (or $HGRID_COORDINATOR or $MASTER_ADDR), --job (or "
+                           "$HGRID_JOB) and --token (or $HGRID_TOKEN) are required",
                            NULL);
     if (!opt->host[0])
         hgrid_default_host(opt->host, sizeof opt->host);
@@ -170,6 +208,13 @@ int worker_parse_args(int argc, char **argv, worker_options *opt, bool *exit_now
         if (opt->requested_rank < 0)
             return usage_error("--use-launcher-rank needs RANK or SLURM_PROCID set to a rank",
                                NULL);
+        const char *world = env_value("WORLD_SIZE") ? "WORLD_SIZE" : "SLURM_NTASKS";
+        const char *w = env_value(world);
+        if (w && atol(w) > 0 && opt->requested_rank >= atol(w)) {
+            fprintf(stderr, "hgrid-worker: launcher rank %d is not below %s=%s; check the "
+                            "launcher's environment\n", opt->requested_rank, world, w);
+            return 2;
+        }
     }
     return 0;
 }

@@ -14,6 +14,7 @@
 #include "daemon/metrics_http.h"
 #include "daemon/job.h"
 #include "daemon/listen.h"
+#include "daemon/notify.h"
 
 static void usage(FILE *out)
 {
@@ -233,6 +234,7 @@ static void on_signal(uv_signal_t *sig, int signum)
         return;
     srv->stopping = true;
     gridd_log("%s: shutting down", strsignal(signum));
+    notify_send("STOPPING=1\nSTATUS=%s: shutting down", strsignal(signum));
     // Connections are closed without disturbing their jobs' saved state.
     for (job *j = srv->jobs; j; j = j->next)
         for (int s = 0; s < j->rec.roster.world_size; s++) {
@@ -301,6 +303,7 @@ int main(int argc, char **argv)
               "%d of them without a Hello",
               srv.opt.heartbeat_timeout, srv.opt.max_frame, srv.opt.max_connections,
               srv.opt.max_pending);
+    notify_ready(&loop); // systemd (Type=notify): both sockets accept connections from here on
     uv_run(&loop, UV_RUN_DEFAULT);
     status = 0;
 out:

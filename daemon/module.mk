@@ -9,6 +9,9 @@ $(DAEMON_CORE_LIB): $(call objs,$(DAEMON_CORE_SRCS))
 	@mkdir -p $(dir $@)
 	$(AR) rcs $@ $^
 
+# systemd's readiness and watchdog messages (sd_notify without libsystemd).
+GRIDD_SRCS += daemon/notify.c
+
 PROGS += $(BIN)/gridd
 LDLIBS_gridd := -luv -lprotobuf-c
 GRIDD_SRCS += daemon/metrics.c daemon/metrics_http.c # Prometheus endpoint (docs/OPERATIONS.md)

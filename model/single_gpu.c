@@ -25,6 +25,22 @@ static const char usage[] =
     "usage: hgrid-train --config NAME --steps N [--seed S] [--fp32] [--lr X] [--batch B]\n"
     "                   [--dump PATH [--cpu]] [--describe]\n";
 
+static const char help[] =
+    "Trains the encoder and the LLM together on one GPU (also: hgrid-worker --single-gpu),\n"
+    "printing the loss and tokens/s of every step.\n\n"
+    "  --config NAME   model config: tiny, tiny-moe, small, 1b\n"
+    "  --steps N       training steps\n"
+    "  --seed S        data and initialisation seed (default 1)\n"
+    "  --fp32          fp32 throughout (default: bf16 with fp32 master weights)\n"
+    "  --lr X          AdamW learning rate (default 1e-3)\n"
+    "  --batch B       samples per step (default: the config's)\n"
+    "  --dump PATH     train N steps on one batch and write the losses, gradients and\n"
+    "                  weights to PATH (the PyTorch reference check reads it)\n"
+    "  --cpu           with --dump: compute it on the CPU reference model\n"
+    "  --describe      print the config's shapes and exit\n"
+    "  --help          this text\n"
+    "Exit status: 0 done, 1 failed (CUDA, memory, files), 2 usage error.\n";
+
 static int parse_number(const char *flag, const char *s, double lo, double hi, double *out)
 {
     char *end;
@@ -48,6 +64,10 @@ static int parse_args(int argc, char **argv, train_args *a)
         double v;
         if (strcmp(f, "--single-gpu") == 0 && i == 1)
             continue;
+        if (strcmp(f, "--help") == 0 || strcmp(f, "-h") == 0) {
+            printf("%s%s", usage, help);
+            return 1;
+        }
         if (strcmp(f, "--fp32") == 0) {
             a->fp32 = 1;
             continue;
@@ -234,8 +254,9 @@ static void describe(const train_args *a)
 int single_gpu_main(int argc, char **argv)
 {
     train_args a;
-    if (parse_args(argc, argv, &a) != 0)
-        return 2;
+    int parsed = parse_args(argc, argv, &a);
+    if (parsed != 0)
+        return parsed > 0 ? 0 : 2; // 1: --help
     const hg_model_config *c = &a.config->model;
     if (a.describe) {
         describe(&a);

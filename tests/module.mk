@@ -44,3 +44,15 @@ $(BUILD)/fuzz/fuzz_state: tests/fuzz/fuzz_state.c daemon/state.c daemon/roster.c
                           daemon/assign.c wire/layout_pb.c $(GEN)/proto/hgrid.pb-c.c $(LAYOUT_SRCS)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^ -lprotobuf-c
+
+# Operations (issue 8): sd_notify by hand (daemon/notify.c).
+CPU_TESTS += $(BUILD)/tests/test_daemon_notify tests/daemon_notify.py
+$(BUILD)/tests/test_daemon_notify: $(call objs,tests/test_daemon_notify.c daemon/notify.c)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ -luv
+# Launch recipes (docs/OPERATIONS.md): Slurm, torchrun-style and ssh against
+# a real gridd; gridd and workers in separate network namespaces.
+CPU_TESTS += tests/launch_env.py tests/launch_netns.py
+# make install and the systemd units (systemd-analyze verify); every
+# program's --help names its flags; docs/OPERATIONS.md lists every error message.
+CPU_TESTS += tests/install_units.sh tests/help_flags.py tests/doc_errors.py

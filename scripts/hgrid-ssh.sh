@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Starts GPUS hgrid-workers on each host over ssh and waits for them all.
+#   HGRID_TOKEN=... scripts/hgrid-ssh.sh --coordinator head:7420 --job demo \
+#       --gpus 4 node-a node-b -- --config small --steps 1000
+# The token goes to each host on ssh's standard input, never on a command
+# line (ps on either side would show it). Each host's workers use GPUs
+# 0..GPUS-1 and that host's own name. Exit status: 0 when every worker
+# exited 0, else 1 (each failing host is named).
+# HGRID_SSH: the ssh command (default "ssh -o BatchMode=yes"); HGRID_WORKER:
+# hgrid-worker's path on the hosts (default: hgrid-worker on their PATH).
+set -euo pipefail
+me=hgrid-ssh
+usage() {
+  sed -n '2,11s/^# \{0,1\}//p' "$0"
+  echo "usage: $me --coordinator HOST:PORT --job NAME --gpus N HOST... [-- worker flags]"
+}
+die() { echo "$me: $* (try '$me --help')" >&2; exit 2; }
+
+coordinator=${HGRID_COORDINATOR:-} job=${HGRID_JOB:-} gpus="" hosts=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --coordinator) [ $# -ge 2 ] || die "--coordinator needs HOST:PORT"; coordinator=$2; shift 2 ;;
+    --job) [ $# -ge 2 ] || die "--job needs a name"; job=$2; shift 2 ;;
+    --gpus) [ $# -ge 2 ] || die "--gpus needs a count"; gpus=$2; shift 2 ;;
+    --help|-h) usage; exit 0 ;;
+    --) shift; break ;;
+    -*) die "unknown option '$1'" ;;
+    *) hosts+=("$1"); shift ;;
+  esac
+done
+[ -n "$coordinator" ] && [ -n "$job" ] || die "--coordinator and --job are required"
+[[ "$gpus" =~ ^[1-9][0-9]*$ ]] || die "--gpus needs a GPU count per host, got '$gpus'"
+[ ${#hosts[@]} -gt 0 ] || die "name at least one host"
+[ -n "${HGRID_TOKEN:-}" ] || die "HGRID_TOKEN is not set (the token hgridctl submit printed)"
+
+ssh_cmd=${HGRID_SSH:-ssh -o BatchMode=yes}
+worker=${HGRID_WORKER:-hgrid-worker}
+q() { [ $# -eq 0 ] || printf '%q ' "$@"; }
+# The remote side (any POSIX sh): read the token, start one worker per GPU,
+# wait for all.
+remote="read -r HGRID_TOKEN || exit 2; export HGRID_TOKEN; pids=
+for d in \$(seq 0 $((gpus - 1))); do $(q "$worker" --coordinator "$coordinator" --job "$job") --device \$d $(q "$@") & pids=\"\$pids \$!\"; done
+fail=0; for p in \$pids; do wait \$p || fail=1; done; exit \$fail"
+
+run_host() {
+  set -o pipefail
+  # shellcheck disable=SC2086 # HGRID_SSH is a command with its options
+  $ssh_cmd "$1" "$remote" <<<"$HGRID_TOKEN" 2>&1 | sed -u "s|^|$1: |"
+}
+pids=()
+for h in "${hosts[@]}"; do
+  run_host "$h" &
+  pids+=($!)
+done
+status=0
+for i in "${!hosts[@]}"; do
+  wait "${pids[$i]}" || { echo "$me: a worker on ${hosts[$i]} failed" >&2; status=1; }
+done
+exit $status

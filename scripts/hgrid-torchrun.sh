@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# One hgrid-worker per process of a torchrun-style launcher (torchrun,
+# a PyTorchJob, any tool that sets RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR):
+#   torchrun --nnodes 2 --nproc-per-node 4 --node-rank R --master-addr node0 \
+#            --master-port 29500 --no-python scripts/hgrid-torchrun.sh --config small --steps 1000
+# gridd runs on MASTER_ADDR at HGRID_PORT (default 7420; MASTER_PORT is the
+# launcher's own store); HGRID_COORDINATOR=HOST:PORT overrides both (needed
+# with an elastic rendezvous, where MASTER_ADDR is whichever node won). The job
+# and token come from HGRID_JOB and HGRID_TOKEN. The GPU is LOCAL_RANK; with
+# --use-launcher-rank the worker asks gridd for rank RANK (below WORLD_SIZE).
+# HGRID_WORKER names the program (default: hgrid-worker next to this
+# script, else on PATH).
+set -euo pipefail
+me=hgrid-torchrun
+die() { echo "$me: $*" >&2; exit 2; }
+
+for v in RANK LOCAL_RANK WORLD_SIZE; do
+  [ -n "${!v:-}" ] || die "$v is not set: run me under torchrun (--no-python) or set it"
+done
+[ -n "${HGRID_COORDINATOR:-}${MASTER_ADDR:-}" ] ||
+  die "neither HGRID_COORDINATOR nor MASTER_ADDR is set: say where gridd listens"
+for v in HGRID_JOB HGRID_TOKEN; do
+  [ -n "${!v:-}" ] || die "$v is not set: export it before starting the launcher"
+done
+[ "$RANK" -lt "$WORLD_SIZE" ] || die "RANK $RANK is not below WORLD_SIZE $WORLD_SIZE"
+
+worker=${HGRID_WORKER:-}
+if [ -z "$worker" ]; then
+  here=$(dirname "$(readlink -f "$0")")
+  worker=$here/hgrid-worker
+  [ -x "$worker" ] || worker=hgrid-worker
+fi
+exec "$worker" --device "$LOCAL_RANK" "$@"

@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# make install and the systemd units. 1) DESTDIR + PREFIX: the tree holds
+# every program, launch script, unit, the sysusers file and the docs, the
+# units' ExecStart under PREFIX/bin, and nothing lands outside DESTDIR.
+# 2) An install to a real PREFIX (a temporary folder, so ExecStart's
+# programs exist): `systemd-analyze verify` passes on both units, and the
+# same check fails on a unit with a typo and on one whose program is missing;
+# systemd-analyze security scores the sandboxes no worse than now.
+# Without systemd-analyze part 2 is skipped, saying so.
+set -uo pipefail
+cd "$(dirname "$0")/.." || exit 1
+tmp=$(mktemp -d --suffix=.hgrid-install)
+trap 'rm -rf "$tmp"' EXIT
+failures=0 passed=0
+ok() { passed=$((passed + 1)); }
+fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+# make install for the binaries being tested ($HGRID_BIN: the sanitizer build under make test).
+san=0
+[[ "${HGRID_BIN:-bin}" == *build/san/bin ]] && san=1
+install_to() {
+  env -u MAKEFLAGS -u MAKELEVEL -u MFLAGS make -s SAN=$san install "$@" >"$tmp/make.out" 2>&1 ||
+    { fail "make install $*"; tail -n 20 "$tmp/make.out"; }
+}
+
+stage=$tmp/stage
+install_to DESTDIR="$stage" PREFIX=/opt/hgrid
+programs="gridd hgrid-worker hgridctl hgrid-swarm"
+[ -x "${HGRID_BIN:-bin}/hgrid-train" ] && programs="$programs hgrid-train" # built where nvcc is
+for f in $programs hgrid-srun hgrid-torchrun hgrid-ssh; do
+  f=bin/$f
+  [ -x "$stage/opt/hgrid/$f" ] && ok || fail "DESTDIR: $f missing or not executable"
+done
+for f in lib/systemd/system/gridd.service lib/systemd/system/hgrid-worker@.service \
+         lib/sysusers.d/hgrid.conf share/doc/hgrid/README.md share/doc/hgrid/OPERATIONS.md \
+         share/doc/hgrid/PROTOCOL.md; do
+  [ -f "$stage/opt/hgrid/$f" ] && ok || fail "DESTDIR: $f missing"
+done
+[ "$(ls "$stage")" = opt ] && ok || fail "DESTDIR: something outside PREFIX: $(ls "$stage")"
+units=$stage/opt/hgrid/lib/systemd/system
+grep -q '^ExecStart=/opt/hgrid/bin/gridd ' "$units/gridd.service" && ok ||
+  fail "gridd.service: ExecStart not under PREFIX: $(grep ExecStart "$units/gridd.service")"
+grep -q '^ExecStart=/opt/hgrid/bin/hgrid-worker ' "$units/hgrid-worker@.service" && ok ||
+  fail "hgrid-worker@.service: ExecStart not under PREFIX"
+! grep -q /usr/local "$units"/* && ok || fail "units still name /usr/local"
+! grep -q 'HGRID_TOKEN}\|--token' "$units/hgrid-worker@.service" && ok ||
+  fail "hgrid-worker@.service puts the token on the command line"
+
+if ! command -v systemd-analyze >/dev/null; then
+  echo "install_units: skipped systemd-analyze verify: systemd-analyze is not installed (apt-get install systemd)"
+else
+  prefix=$tmp/prefix
+  install_to PREFIX="$prefix"
+  units=$prefix/lib/systemd/system
+  # verify_units UNIT...: 0 when systemd-analyze verify succeeds and says nothing about these files.
+  verify_units() {
+    local out rc u
+    out=$(cd "$units" && systemd-analyze verify --man=no "$@" 2>&1); rc=$?
+    echo "$out" >"$tmp/verify.out"
+    [ "$rc" -eq 0 ] || return 1
+    for u in "$@"; do # warnings (unknown keys, bad values) name the file; other units' do not count
+      grep -qF "${u#./}" <<<"$out" && return 1
+    done
+    return 0
+  }
+  verify_units ./gridd.service && ok ||
+    { fail "systemd-analyze verify gridd.service"; cat "$tmp/verify.out"; }
+  verify_units ./hgrid-worker@.service ./hgrid-worker@0.service && ok ||
+    { fail "systemd-analyze verify hgrid-worker@.service"; cat "$tmp/verify.out"; }
+  # The check itself must catch a typo (systemd only warns) and a missing program.
+  sed 's/^NoNewPrivileges=/NoNewPrivilege=/' "$units/gridd.service" >"$units/typo.service"
+  verify_units ./typo.service && fail "verify passed a unit with a typo" || ok
+  sed "s|^ExecStart=$prefix/bin/gridd|ExecStart=$prefix/bin/no-such-gridd|" \
+    "$units/gridd.service" >"$units/missing.service"
+  verify_units ./missing.service && fail "verify passed a unit whose program is missing" || ok
+  # The sandbox must not weaken: systemd's exposure score (0 best, 10 worst; --threshold in
+  # tenths) stays at most 2.0 for gridd (1.4 now) and 4.0 for a worker (3.2 now).
+  if systemd-analyze security --offline=yes --threshold=100 "$units/gridd.service" >/dev/null 2>&1; then
+    (cd "$units" && systemd-analyze security --offline=yes --threshold=20 ./gridd.service) \
+      >"$tmp/security.out" 2>&1 && ok || { fail "gridd.service exposure above 2.0"; tail -n 3 "$tmp/security.out"; }
+    (cd "$units" && systemd-analyze security --offline=yes --threshold=40 ./hgrid-worker@.service) \
+      >"$tmp/security.out" 2>&1 && ok || { fail "hgrid-worker@.service exposure above 4.0"; tail -n 3 "$tmp/security.out"; }
+  else
+    echo "install_units: skipped the exposure check: systemd-analyze security --offline needs systemd 250 or later"
+  fi
+fi
+echo "install_units: $passed passed, $failures failed"
+[ "$failures" -eq 0 ]
