@@ -217,8 +217,8 @@ static void write_states(const Hgrid__JobInfo *info, FILE *out)
                 w->device);
     }
     if (listed)
-        fprintf(out, " (they rejoin by restarting hgrid-worker with the same --host and "
-                     "--device)\n");
+        fprintf(out, " (they rejoin by restarting hgrid-worker with the same --host "
+                     "and --device)\n");
 }
 
 // Hosts in rank order, each holding a run of the sorted workers.
