@@ -182,20 +182,27 @@ static double seconds(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-// The fastest of 7 batches of 20000 comparisons of offered against j's token.
-static double compare_time(const job_record *j, const uint8_t *offered, size_t len)
+// The time of 20000 comparisons of offered against j's token.
+static double compare_batch(const job_record *j, const uint8_t *offered, size_t len)
 {
-    double best = 1e9;
+    volatile int matches = 0;
+    double t0 = seconds();
+    for (int i = 0; i < 20000; i++)
+        matches += state_token_matches(j, offered, len);
+    return seconds() - t0;
+}
+
+// The fastest of 7 batches for each of two offers, their batches
+// interleaved so that a burst of load on a shared machine hits both.
+static void compare_times(const job_record *j, const uint8_t *a, const uint8_t *b, size_t len,
+                          double *ta, double *tb)
+{
+    *ta = *tb = 1e9;
     for (int batch = 0; batch < 7; batch++) {
-        volatile int matches = 0;
-        double t0 = seconds();
-        for (int i = 0; i < 20000; i++)
-            matches += state_token_matches(j, offered, len);
-        double t = seconds() - t0;
-        if (t < best)
-            best = t;
+        double x = compare_batch(j, a, len), y = compare_batch(j, b, len);
+        *ta = x < *ta ? x : *ta;
+        *tb = y < *tb ? y : *tb;
     }
-    return best;
 }
 
 // Token checks: only the exact token matches, and a wrong first byte takes
@@ -214,14 +221,23 @@ static void test_token(void)
     CHECK(!state_token_matches(&j, offered, JOB_TOKEN_MAX - 1), "a prefix does not");
     CHECK(!state_token_matches(&j, offered, JOB_TOKEN_MAX + 1), "a longer token does not");
     CHECK(!state_token_matches(&j, offered, 0), "an empty token does not");
-    offered[JOB_TOKEN_MAX - 1] ^= 1;
-    CHECK(!state_token_matches(&j, offered, JOB_TOKEN_MAX), "a wrong last byte does not");
-    double last = compare_time(&j, offered, JOB_TOKEN_MAX);
-    offered[JOB_TOKEN_MAX - 1] ^= 1;
-    offered[0] ^= 1;
-    CHECK(!state_token_matches(&j, offered, JOB_TOKEN_MAX), "a wrong first byte does not");
-    double first = compare_time(&j, offered, JOB_TOKEN_MAX);
-    double ratio = first > last ? first / last : last / first;
+    uint8_t wrong_last[JOB_TOKEN_MAX], wrong_first[JOB_TOKEN_MAX];
+    memcpy(wrong_last, j.token, JOB_TOKEN_MAX);
+    memcpy(wrong_first, j.token, JOB_TOKEN_MAX);
+    wrong_last[JOB_TOKEN_MAX - 1] ^= 1;
+    wrong_first[0] ^= 1;
+    CHECK(!state_token_matches(&j, wrong_last, JOB_TOKEN_MAX), "a wrong last byte does not");
+    CHECK(!state_token_matches(&j, wrong_first, JOB_TOKEN_MAX), "a wrong first byte does not");
+    // An early exit makes a wrong first byte many times faster than a wrong
+    // last one, in every attempt; the other CPU tests running beside this
+    // one can skew one attempt, so it gets up to 5.
+    double first = 0, last = 0, ratio = 0;
+    for (int attempt = 0; attempt < 5; attempt++) {
+        compare_times(&j, wrong_first, wrong_last, JOB_TOKEN_MAX, &first, &last);
+        ratio = first > last ? first / last : last / first;
+        if (ratio < 1.5)
+            break;
+    }
     printf("token compare: wrong first byte %.1f ns, wrong last byte %.1f ns (256-byte token)\n",
            first / 20000 * 1e9, last / 20000 * 1e9);
     CHECK(ratio < 1.5, "the time does not depend on where tokens differ: %.2fx", ratio);
