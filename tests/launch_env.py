@@ -118,7 +118,7 @@ def ssh(tmp, port, sock):
     check(not token_shown(token), "ssh: no token on any command line")
     lu.check_recipe("ssh", got, [(h, d) for h in ("node-a", "node-b") for d in range(4)])
     lu.finish("ssh", sock, "ssh", [proc])
-    check(sum(": released: job cancelled" in line for line in open(out)) == 8,
+    check(sum(" released: job cancelled" in line for line in open(out)) == 8,
           "ssh: every host's workers say they were released")
 
 

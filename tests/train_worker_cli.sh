@@ -20,7 +20,7 @@ expect() { # PATTERN ARGS...: exit 2 and one line matching PATTERN
 }
 expect "training needs both --config NAME and --steps N" --steps 5
 expect "training needs both --config NAME and --steps N" --config tiny --fp32
-expect "no config 'huge'; use one of: tiny" --config huge --steps 5
+expect "no config 'huge'; use one of: job tiny" --config huge --steps 5
 expect "--steps needs a whole number" --config tiny --steps 1.5
 expect "--save-interval needs --save DIR" --config tiny --steps 5 --save-interval 2
 expect "training needs a GPU; drop --dry-run" --config tiny --steps 5 --dry-run
