@@ -132,27 +132,49 @@ static int write_port_file(const char *path, int port)
     return 0;
 }
 
-int listen_tcp(server *srv)
+int listen_bind(uv_loop_t *loop, uv_tcp_t *tcp, const char *flag, const char *addr,
+                const char *example)
 {
-    const char *addr = srv->opt.listen;
     char host[256];
     const char *service;
     if (wire_split_host_port(addr, host, sizeof host, &service)) {
-        fprintf(stderr, "gridd: --listen '%s' is not HOST:PORT (e.g. 0.0.0.0:7420)\n", addr);
-        return -1;
+        fprintf(stderr, "gridd: %s '%s' is not HOST:PORT (e.g. %s)\n", flag, addr, example);
+        return 1;
     }
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
     struct addrinfo *res;
     int gai = getaddrinfo(host, service, &hints, &res);
     if (gai) {
-        fprintf(stderr, "gridd: --listen '%s': %s\n", addr, gai_strerror(gai));
-        return -1;
+        fprintf(stderr, "gridd: %s '%s': %s\n", flag, addr, gai_strerror(gai));
+        return 1;
     }
-    uv_tcp_init(srv->loop, &srv->tcp);
-    srv->tcp.data = srv;
-    int rc = uv_tcp_bind(&srv->tcp, res->ai_addr, 0);
+    uv_tcp_init(loop, tcp);
+    int rc = uv_tcp_bind(tcp, res->ai_addr, 0);
     freeaddrinfo(res);
+    return rc;
+}
+
+int listen_bound(uv_tcp_t *tcp, char *out, size_t len)
+{
+    struct sockaddr_storage sa;
+    int salen = sizeof sa;
+    char bound[INET6_ADDRSTRLEN] = "?", port[8] = "0";
+    uv_tcp_getsockname(tcp, (struct sockaddr *)&sa, &salen);
+    getnameinfo((struct sockaddr *)&sa, (socklen_t)salen, bound, sizeof bound, port, sizeof port,
+                NI_NUMERICHOST | NI_NUMERICSERV);
+    bool v6 = strchr(bound, ':') != NULL;
+    snprintf(out, len, "%s%s%s:%s", v6 ? "[" : "", bound, v6 ? "]" : "", port);
+    return atoi(port);
+}
+
+int listen_tcp(server *srv)
+{
+    const char *addr = srv->opt.listen;
+    int rc = listen_bind(srv->loop, &srv->tcp, "--listen", addr, "0.0.0.0:7420");
+    if (rc > 0)
+        return -1;
+    srv->tcp.data = srv;
     // Accepted sockets inherit TCP_NODELAY from the listener: one call, not one per worker.
     if (rc == 0)
         rc = uv_tcp_nodelay(&srv->tcp, 1);
@@ -163,15 +185,10 @@ int listen_tcp(server *srv)
                 addr, uv_strerror(rc));
         return -1;
     }
-    struct sockaddr_storage sa;
-    int len = sizeof sa;
-    char bound[INET6_ADDRSTRLEN] = "?", port[8] = "0";
-    uv_tcp_getsockname(&srv->tcp, (struct sockaddr *)&sa, &len);
-    getnameinfo((struct sockaddr *)&sa, (socklen_t)len, bound, sizeof bound, port, sizeof port,
-                NI_NUMERICHOST | NI_NUMERICSERV);
-    bool v6 = strchr(bound, ':') != NULL;
-    gridd_log("listening for workers addr=%s%s%s:%s", v6 ? "[" : "", bound, v6 ? "]" : "", port);
-    if (srv->opt.port_file && write_port_file(srv->opt.port_file, atoi(port))) {
+    char bound[INET6_ADDRSTRLEN + 10];
+    int port = listen_bound(&srv->tcp, bound, sizeof bound);
+    gridd_log("listening for workers addr=%s", bound);
+    if (srv->opt.port_file && write_port_file(srv->opt.port_file, port)) {
         fprintf(stderr, "gridd: cannot write --port-file %s: %s\n", srv->opt.port_file,
                 strerror(errno));
         return -1;

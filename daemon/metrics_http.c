@@ -5,15 +5,14 @@
 // After the response gridd half-closes and reads what the client still
 // sends until it hangs up (or the deadline): closing with unread input
 // would reset the connection and could destroy the response in flight.
-#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 
 #include "daemon/metrics_http.h"
 
 #include "daemon/job.h"
+#include "daemon/listen.h"
 
 #define SWEEP_MS 500
 #define NUM_JOB_STATES (JOB_RESUMING + 1)
@@ -278,24 +277,10 @@ int metrics_listen(server *srv)
     const char *addr = srv->opt.metrics;
     if (!addr)
         return 0;
-    char host[256];
-    const char *service;
-    if (wire_split_host_port(addr, host, sizeof host, &service)) {
-        fprintf(stderr, "gridd: --metrics '%s' is not HOST:PORT (e.g. 127.0.0.1:9420)\n", addr);
+    int rc = listen_bind(srv->loop, &http.listener, "--metrics", addr, "127.0.0.1:9420");
+    if (rc > 0)
         return -1;
-    }
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
-    struct addrinfo *res;
-    int gai = getaddrinfo(host, service, &hints, &res);
-    if (gai) {
-        fprintf(stderr, "gridd: --metrics '%s': %s\n", addr, gai_strerror(gai));
-        return -1;
-    }
-    uv_tcp_init(srv->loop, &http.listener);
     http.listener.data = srv;
-    int rc = uv_tcp_bind(&http.listener, res->ai_addr, 0);
-    freeaddrinfo(res);
     if (rc == 0)
         rc = uv_listen((uv_stream_t *)&http.listener, 64, on_connection);
     if (rc) {
@@ -303,17 +288,11 @@ int metrics_listen(server *srv)
                 uv_strerror(rc));
         return -1;
     }
-    struct sockaddr_storage sa;
-    int len = sizeof sa;
-    char bound[INET6_ADDRSTRLEN] = "?", port[8] = "0";
-    uv_tcp_getsockname(&http.listener, (struct sockaddr *)&sa, &len);
-    getnameinfo((struct sockaddr *)&sa, (socklen_t)len, bound, sizeof bound, port, sizeof port,
-                NI_NUMERICHOST | NI_NUMERICSERV);
+    char bound[64]; // [IPv6]:port
+    listen_bound(&http.listener, bound, sizeof bound);
     uv_timer_init(srv->loop, &http.sweep);
     http.sweep.data = srv;
     uv_timer_start(&http.sweep, on_sweep, SWEEP_MS, SWEEP_MS);
-    bool v6 = strchr(bound, ':') != NULL;
-    gridd_log("serving metrics addr=%s%s%s:%s path=/metrics", v6 ? "[" : "", bound, v6 ? "]" : "",
-              port);
+    gridd_log("serving metrics addr=%s path=/metrics", bound);
     return 0;
 }
