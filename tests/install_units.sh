@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # make install and the systemd units. 1) DESTDIR + PREFIX: the tree holds
 # every program, launch script, unit, the sysusers file and the docs, the
-# units' ExecStart under PREFIX/bin, and nothing lands outside DESTDIR.
+# units' ExecStart under PREFIX/bin, and nothing lands outside DESTDIR;
+# libhgrid's headers, libraries and hgrid.pc are there, and a program of
+# one's own (client/example_join.c) builds against them alone and runs.
 # 2) An install to a real PREFIX (a temporary folder, so ExecStart's
 # programs exist): `systemd-analyze verify` passes on both units, and the
 # same check fails on a unit with a typo and on one whose program is missing;
@@ -35,6 +37,26 @@ for f in lib/systemd/system/gridd.service lib/systemd/system/hgrid-worker@.servi
          share/doc/hgrid/PROTOCOL.md; do
   [ -f "$stage/opt/hgrid/$f" ] && ok || fail "DESTDIR: $f missing"
 done
+for f in lib/libhgrid.a lib/libhgrid.so lib/pkgconfig/hgrid.pc include/hgrid/client/hgrid.h \
+         include/hgrid/client/hgrid_comms.h include/hgrid/client/hgrid_selftest.h \
+         include/hgrid/layout/layout.h; do
+  [ -f "$stage/opt/hgrid/$f" ] && ok || fail "DESTDIR: $f missing"
+done
+grep -q '^prefix=/opt/hgrid$' "$stage/opt/hgrid/lib/pkgconfig/hgrid.pc" && ok ||
+  fail "hgrid.pc: prefix is not PREFIX"
+lib=$stage/opt/hgrid/lib sanflags=()
+[ "$san" = 1 ] && sanflags=(-fsanitize=address,undefined)
+if cc "${sanflags[@]}" -I"$stage/opt/hgrid/include/hgrid" -o "$tmp/example" client/example_join.c \
+  -L"$lib" -lhgrid -Wl,-rpath,"$lib" -L/usr/local/cuda/lib64 -Wl,-rpath,/usr/local/cuda/lib64 \
+  2>"$tmp/cc.out"; then
+  ok
+  "$tmp/example" 2>"$tmp/example.out"
+  [ $? -eq 2 ] && grep -q '^usage: hgrid-example-join' "$tmp/example.out" && ok ||
+    fail "the example linked against the installed libhgrid.so did not run: $(head -n 2 "$tmp/example.out")"
+else
+  fail "client/example_join.c does not build against the installed headers and libhgrid:"
+  head -n 5 "$tmp/cc.out"
+fi
 [ "$(ls "$stage")" = opt ] && ok || fail "DESTDIR: something outside PREFIX: $(ls "$stage")"
 units=$stage/opt/hgrid/lib/systemd/system
 grep -q '^ExecStart=/opt/hgrid/bin/gridd ' "$units/gridd.service" && ok ||
