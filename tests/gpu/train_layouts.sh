@@ -20,6 +20,8 @@
 # And the hetero layout learns: 1500 bf16 steps of encoder tp1 dp2 + llm
 # tp2 end with a mean caption loss below the text-only floor, which only
 # image information crossing the bridge allows.
+# --dp-overlap (gradients of the weight matrices reduced during the last
+# backward) on llm dp2 and encoder dp2 + llm tp2 gives the same losses.
 # Layouts that need more GPUs than the host has are skipped, saying so.
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
@@ -115,7 +117,7 @@ run_layout() {
   local job=$1-$3 label="$2 ($3)" mode=$3 ref=$4 tol=${BF16_TOL:-2e-2} flags=()
   shift 5
   [ "$mode" = fp32 ] && tol=1e-4 flags=(--fp32)
-  train "$job" "${MODEL[@]}" --steps "$STEPS" "${flags[@]}" -- "$@"
+  train "$job" "${MODEL[@]}" --steps "$STEPS" "${flags[@]}" "${WFLAGS[@]}" -- "$@"
   case $? in
     0) compare "$label" "$out" "$ref" "$tol" ;;
     1) fail "$label: training failed"; tail -n 3 "$tmp/$job".*.out ;;
@@ -126,6 +128,7 @@ ENC_LLM=(--encoder-tp 1 --encoder-dp 1 --llm-tp 1 --llm-dp 1)
 ENC_DP2_LLM_TP2=(--encoder-tp 1 --encoder-dp 2 --llm-tp 2 --llm-dp 1)
 ENC_TP2_LLM_PP2=(--encoder-tp 2 --encoder-dp 1 --llm-tp 1 --llm-pp 2 --llm-dp 1)
 ONE_MB=(--micro-batch-size 16 --global-batch-size 16)
+WFLAGS=() # extra worker flags for run_layout
 FOUR_MB=(--micro-batch-size 4 --global-batch-size 16)
 TWO_MB=(--micro-batch-size 8 --global-batch-size 16)
 
@@ -177,6 +180,19 @@ for mode in fp32 bf16; do
     fail "moe: llm only ($mode): training failed"; tail -n 3 "$tmp"/moe-llm-"$mode".*.out
   fi
   MODEL=(--config tiny --seed 1) BF16_TOL=2e-2
+  # --dp-overlap: the weight matrices' gradients reduced during the last
+  # backward give the same losses (llm dp2; the encoder's dp2 below).
+  if train "llm-$mode" "${MODEL[@]}" --steps "$STEPS" "${flags[@]}" -- --llm-only --llm-tp 1 \
+    --llm-dp 1 "${TWO_MB[@]}"; then
+    WFLAGS=(--dp-overlap)
+    run_layout llm-dp2-overlap "llm only dp2, --dp-overlap" "$mode" "$out" -- --llm-only \
+      --llm-tp 1 --llm-dp 2 "${TWO_MB[@]}"
+    run_layout enc-dp2-llm-tp2-overlap "encoder dp2 + llm tp2, --dp-overlap" "$mode" "$single" -- \
+      "${ENC_DP2_LLM_TP2[@]}" "${ONE_MB[@]}"
+    WFLAGS=()
+  else
+    fail "llm only ($mode): training failed"; tail -n 3 "$tmp"/llm-"$mode".*.out
+  fi
 done
 
 # ---- checkpoints (fp32: resuming is exact)
