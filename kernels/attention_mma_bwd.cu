@@ -1,20 +1,15 @@
-// bf16 attention backward on the tensor cores, one kernel.
+// bf16 attention backward on the tensor cores, one kernel, deterministic.
 // A block owns 128 keys (8 warps of 16) and keeps their dK, dV in registers
 // while it streams 64-row query tiles (Q, dO, lse, D) through two
 // shared-memory stages with cp.async. Per tile each warp recomputes its
 // slice of S^T = K Q^T and dP^T = V dO^T, forms P^T and dS^T in registers
 // and feeds them straight back as A operands (dV += P^T dO, dK += dS^T Q);
 // dS^T also goes to shared memory, from which the block computes the tile's
-// dQ share dS K. The key blocks' dQ shares meet in fp32 scratch:
-// - by default each block adds its share with atomics, and the block that
-//   counts itself last for a query tile writes the tile's dQ in bf16; the
-//   order of the adds varies, so dQ's last bits may differ run to run;
-// - deterministic (kernels_set_deterministic): a fixed order (key block 0
-//   stores, 1.. add, the last adds and writes bf16), with a per-(head, query
-//   tile) counter saying whose turn it is, so dQ is the same on every run.
-//   The turns cost 9-29% (measured on an H200, 2026-11-27).
-// Query tiles are visited last to first, so all key blocks of a head move
-// through them as one wave and rarely wait.
+// dQ share dS K. The dQ shares of the key blocks are summed in fp32 scratch
+// in a fixed order (key block 0 stores, 1.. add, the last adds and writes
+// bf16): a per-(head, query tile) counter says whose turn it is, so the sum,
+// and dQ, is the same on every run. Query tiles are visited last to first,
+// so all key blocks of a head move through them as one wave and rarely wait.
 #include "kernels/attention_mma.cuh"
 #include "kernels/common.cuh"
 
@@ -62,82 +57,8 @@ __device__ __forceinline__ void cp_stats(float *Ls, float *Ds, const float *lse,
     }
 }
 
-// One thread's fragment of a dQ tile share: rows q + g (+ 8), columns
-// d0 + 8n + 2t (+ 1); fn(row, col, pair of values) for the rows below T.
-template <int NQD, typename F>
-__device__ __forceinline__ void each_dq(float (&dq)[NQD][4], int q, int d0, int T_, int g, int t, F fn)
-{
-#pragma unroll
-    for (int r = 0; r < 2; r++) {
-        int row = q + g + 8 * r;
-        if (row >= T_) continue;
-#pragma unroll
-        for (int n = 0; n < NQD; n++) fn(row, d0 + n * 8 + 2 * t, make_float2(dq[n][2 * r], dq[n][2 * r + 1]));
-    }
-}
-
-// Deterministic: waits for this key block's turn, adds (block 0 stores; the
-// last adds what came before and writes bf16) and passes the turn on.
-template <int NQD>
-__device__ __forceinline__ void add_dq_ordered(float (&dq)[NQD][4], float *acc, bf16 *dqb, int *turn, int kt,
-                                               int last, int q, int d0, int T_, size_t stride, float scale,
-                                               int g, int t)
-{
-    constexpr int HD = NQD * 16;
-    if (kt > 0) {
-        if (threadIdx.x == 0) wait_turn(turn, kt);
-        __syncthreads();
-    }
-    each_dq(dq, q, d0, T_, g, t, [&](int row, int col, float2 v) {
-        float2 *p = (float2 *)(acc + (size_t)row * HD + col);
-        if (kt == last) {
-            if (kt > 0) {
-                float2 sum = __ldcg(p);
-                v.x += sum.x, v.y += sum.y;
-            }
-            *(__nv_bfloat162 *)(dqb + (size_t)row * stride + col) = __floats2bfloat162_rn(v.x * scale, v.y * scale);
-        } else if (kt == 0) {
-            __stcg(p, v);
-        } else {
-            atomicAdd(p, v);  // ordered by the turns: the sum's order is fixed
-        }
-    });
-    if (kt < last) {
-        __threadfence();
-        __syncthreads();
-        if (threadIdx.x == 0) pass_turn(turn, kt + 1);
-    }
-}
-
-// Default: adds with atomics; the block that counts itself last (of last + 1)
-// finds every share in the sum and writes the 64 rows' dQ in bf16.
-template <int NQD>
-__device__ __forceinline__ void add_dq_counted(float (&dq)[NQD][4], float *acc, bf16 *dqb, int *count, int last,
-                                               int q0, int qd, int d0, int T_, size_t stride, float scale,
-                                               int g, int t)
-{
-    constexpr int HD = NQD * 16;
-    __shared__ int is_last;
-    each_dq(dq, q0 + qd, d0, T_, g, t,
-            [&](int row, int col, float2 v) { atomicAdd((float2 *)(acc + (size_t)row * HD + col), v); });
-    __threadfence();  // this thread's adds reach L2 before the count says so
-    __syncthreads();
-    if (threadIdx.x == 0) is_last = atomicAdd(count, 1) == last;
-    __syncthreads();
-    if (!is_last) return;
-    __threadfence();
-    for (int i = threadIdx.x; i < BWD_BQ * HD / 2; i += BWD_THREADS) {
-        int row = q0 + i / (HD / 2), col = i % (HD / 2) * 2;
-        if (row >= T_) break;
-        float2 v = __ldcg((const float2 *)(acc + (size_t)row * HD + col));
-        *(__nv_bfloat162 *)(dqb + (size_t)row * stride + col) = __floats2bfloat162_rn(v.x * scale, v.y * scale);
-    }
-}
-
-// dq_acc: (pairs of this launch, T, HD) fp32, zeroed unless ORDERED; turns:
-// (B * NH, query tiles), zeroed: whose turn it is (ORDERED) or how many
-// blocks have added.
-template <int HD, bool ORDERED>
+// dq_acc: (pairs of this launch, T, HD) fp32; turns: (B * NH, query tiles), zeroed.
+template <int HD>
 __global__ void __launch_bounds__(BWD_THREADS, 1)
 attention_backward_mma_kernel(bf16 *dqkv, float *dq_acc, int *turns, const bf16 *dout, const bf16 *qkv,
                               const float *lse, const float *D, int T_, int NH, int causal, float scale,
@@ -301,12 +222,38 @@ attention_backward_mma_kernel(bf16 *dqkv, float *dq_acc, int *turns, const bf16 
                 mma16816(dq[2 * np + 1], a, bk[2], bk[3]);
             }
         }
-        // Key blocks 0..last add to these rows.
+        // Key blocks 0..last add to these rows, in that order.
         int last = causal ? min(nk - 1, (q0 + BWD_BQ - 1) / BWD_BK) : nk - 1;
-        if (ORDERED)
-            add_dq_ordered(dq, acc, dqb, turn + qi, kt, last, q0 + qd, d0, T_, stride, scale, g, t);
-        else
-            add_dq_counted(dq, acc, dqb, turn + qi, last, q0, qd, d0, T_, stride, scale, g, t);
+        if (kt > 0) {
+            if (threadIdx.x == 0) wait_turn(turn + qi, kt);
+            __syncthreads();
+        }
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            int q = q0 + qd + g + 8 * r;
+            if (q >= T_) continue;
+#pragma unroll
+            for (int n = 0; n < NQD; n++) {
+                int col = d0 + n * 8 + 2 * t;
+                float2 v = make_float2(dq[n][2 * r], dq[n][2 * r + 1]), *p = (float2 *)(acc + (size_t)q * HD + col);
+                if (kt == last) {
+                    if (kt > 0) {
+                        float2 sum = __ldcg(p);
+                        v.x += sum.x, v.y += sum.y;
+                    }
+                    *(__nv_bfloat162 *)(dqb + (size_t)q * stride + col) = __floats2bfloat162_rn(v.x * scale, v.y * scale);
+                } else if (kt == 0) {
+                    __stcg(p, v);
+                } else {
+                    atomicAdd(p, v);  // ordered by the turns: the sum's order is fixed
+                }
+            }
+        }
+        if (kt < last) {
+            __threadfence();
+            __syncthreads();
+            if (threadIdx.x == 0) pass_turn(turn + qi, kt + 1);
+        }
     }
 
 #pragma unroll
@@ -346,16 +293,15 @@ static void backward_hd(bf16 *dqkv, const bf16 *dout, const bf16 *qkv, const flo
 
     size_t smem = sizeof(bf16) * ((2 * BWD_BK + 4 * BWD_BQ) * (HD + 8) + BWD_BK * BWD_LDS) +
                   sizeof(float) * 4 * BWD_BQ;
-    bool ordered = kernels_deterministic();
-    auto kernel = ordered ? attention_backward_mma_kernel<HD, true> : attention_backward_mma_kernel<HD, false>;
-    cudaCheck(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    cudaCheck(cudaFuncSetAttribute(attention_backward_mma_kernel<HD>,
+                                   cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     float scale = 1.0f / sqrtf((float)HD);
     // Key blocks of a head are consecutive in launch order, so the block
     // whose turn comes first has always been scheduled before its waiter.
     for (int p0 = 0; p0 < pairs; p0 += per) {
         dim3 grid(nk, min(per, pairs - p0));
-        if (!ordered) cudaCheck(cudaMemsetAsync(acc, 0, grid.y * pair_bytes, stream));
-        kernel<<<grid, BWD_THREADS, smem, stream>>>(dqkv, acc, turns, dout, qkv, lse, D, T_, NH, causal, scale, p0);
+        attention_backward_mma_kernel<HD><<<grid, BWD_THREADS, smem, stream>>>(
+            dqkv, acc, turns, dout, qkv, lse, D, T_, NH, causal, scale, p0);
         launchCheck();
     }
 }

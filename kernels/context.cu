@@ -6,7 +6,6 @@
 
 static cublasLtHandle_t lt;
 static void *lt_workspace, *scratch;
-static int deterministic;
 
 extern "C" size_t kdtype_size(kdtype dt) { return dt == KD_F32 ? 4 : 2; }
 
@@ -49,7 +48,3 @@ void *kernels_lt_workspace(size_t *bytes)
     *bytes = LT_WORKSPACE_BYTES;
     return lt_workspace;
 }
-
-extern "C" void kernels_set_deterministic(int on) { deterministic = on != 0; }
-
-extern "C" int kernels_deterministic(void) { return deterministic; }

@@ -8,8 +8,7 @@
 //   such tensors are `void *`; tensors that are always fp32 are `float *`.
 // - Weight gradients are fp32 and ACCUMULATED (+=): zero them once per step,
 //   then every micro-batch adds in. They are computed deterministically (no
-//   floating-point atomics): same inputs, same bits. One activation gradient
-//   is not, by default: bf16 attention's dq (see attention_backward).
+//   floating-point atomics anywhere): same inputs, same bits.
 // - Activation gradients have type `dt`. Each launcher says whether it
 //   overwrites (=) or accumulates (+=) them. An input-gradient pointer that
 //   may be NULL says so.
@@ -37,11 +36,6 @@ size_t kdtype_size(kdtype dt);
 // the current device. Call once per process before any launcher; free at exit.
 void kernels_init(void);
 void kernels_free(void);
-// Deterministic mode (off by default): every launcher gives the same bits on
-// every run, at some cost in speed (today only bf16 attention_backward
-// differs). Takes effect from the next launch.
-void kernels_set_deterministic(int on);
-int kernels_deterministic(void);
 
 // ---- matmul (cuBLASLt, fp32 accumulate; fp32 mode uses no TF32)
 // out (M, N) = inp (M, K) @ weight^T + bias; weight (N, K); bias (N) or NULL.
@@ -79,11 +73,9 @@ void layernorm_backward(void *dinp, float *dweight, float *dbias, const void *do
 void attention_forward(void *out, float *lse, const void *qkv, int B, int T, int NH,
                        int HD, int causal, kdtype dt, cudaStream_t stream);
 // dqkv (B, T, 3, NH, HD) overwritten, from dout (B, T, NH, HD), the forward's
-// qkv, out and lse. fp32 runs two kernels (dk/dv; dq), each owning its
-// outputs: bit-identical run to run. bf16 runs one kernel whose blocks add
-// their dq shares in fp32 with atomics, so dq's last bits may vary; with
-// kernels_set_deterministic(1) they add in a fixed block order instead,
-// bit-identical run to run and 9-29% slower.                        [scratch]
+// qkv, out and lse. Deterministic (bit-identical run to run): fp32 runs two
+// kernels (dk/dv; dq), each owning its outputs; bf16 runs one kernel whose
+// blocks add their dq shares in a fixed block order.               [scratch]
 void attention_backward(void *dqkv, const void *dout, const void *qkv, const void *out,
                         const float *lse, int B, int T, int NH, int HD, int causal,
                         kdtype dt, cudaStream_t stream);

@@ -11,12 +11,11 @@
 #include "model/cpu_model.h"
 #include "model/data.h"
 #include "model/dump.h"
-#include "kernels/kernels.h"
 #include "model/gpu_model.h"
 
 typedef struct {
     const hg_config *config;
-    int steps, batch, fp32, cpu, describe, deterministic;
+    int steps, batch, fp32, cpu, describe;
     uint64_t seed;
     hg_optim_config opt;
     const char *dump;
@@ -24,7 +23,7 @@ typedef struct {
 
 static const char usage[] =
     "usage: hgrid-train --config NAME --steps N [--seed S] [--fp32] [--lr X] [--batch B]\n"
-    "                   [--deterministic] [--dump PATH [--cpu]] [--describe]\n";
+    "                   [--dump PATH [--cpu]] [--describe]\n";
 
 static const char help[] =
     "Trains the encoder and the LLM together on one GPU (also: hgrid-worker --single-gpu),\n"
@@ -35,8 +34,6 @@ static const char help[] =
     "  --fp32          fp32 throughout (default: bf16 with fp32 master weights)\n"
     "  --lr X          AdamW learning rate (default 1e-3)\n"
     "  --batch B       samples per step (default: the config's)\n"
-    "  --deterministic the same bits on every run (bf16 attention's backward sums in a\n"
-    "                  fixed order, 9-29% slower; fp32 is always deterministic)\n"
     "  --dump PATH     train N steps on one batch and write the losses, gradients and\n"
     "                  weights to PATH (the PyTorch reference check reads it)\n"
     "  --cpu           with --dump: compute it on the CPU reference model\n"
@@ -77,10 +74,6 @@ static int parse_args(int argc, char **argv, train_args *a)
         }
         if (strcmp(f, "--cpu") == 0) {
             a->cpu = 1;
-            continue;
-        }
-        if (strcmp(f, "--deterministic") == 0) {
-            a->deterministic = 1;
             continue;
         }
         if (strcmp(f, "--describe") == 0) {
@@ -282,7 +275,6 @@ int single_gpu_main(int argc, char **argv)
         fprintf(stderr, "hgrid-train: out of memory for a batch of %d\n", B);
         return 1;
     }
-    kernels_set_deterministic(a.deterministic);
     int rc;
     if (a.dump) {
         make_batch(c, a.seed, 0, B, images, patches, tokens);

@@ -42,7 +42,7 @@ int main(void)
     char err[256];
     char *full[] = {"w", "--config", "tiny", "--steps", "20", "--fp32", "--seed", "5", "--lr",
                     "0.003", "--save", "/tmp/ck", "--save-interval", "5", "--load", "/tmp/old",
-                    "--profile-comm", "--dp-overlap", "--deterministic", NULL};
+                    "--profile-comm", "--dp-overlap", NULL};
     CHECK(parse(&o, full, false, false, err, sizeof err) == 0, "full flags: %s", err);
     CHECK(o.config && !strcmp(o.config, "tiny"), "config");
     CHECK_EQ(o.steps, 20);
@@ -53,12 +53,10 @@ int main(void)
     CHECK_EQ(o.save_interval, 5);
     CHECK(o.profile_comm, "--profile-comm");
     CHECK(o.dp_overlap, "--dp-overlap");
-    CHECK(o.deterministic, "--deterministic");
 
     char *none[] = {"w", NULL};
     CHECK(parse(&o, none, true, true, err, sizeof err) == 0 && !o.config, "no flags: %s", err);
     CHECK(!o.profile_comm, "no --profile-comm by default");
-    CHECK(!o.deterministic, "not deterministic by default");
     CHECK_EQ((long long)o.seed, 1);
 
     char *job[] = {"w", "--config", "job", "--steps", "3", NULL};

@@ -155,7 +155,6 @@ int train_run(hgrid_worker *w, hgrid_comms **comms, const train_options *o, doub
         return HGRID_ERR_STATE;
     cudaStream_t st, side;
     kernels_init();
-    kernels_set_deterministic(o->deterministic);
     cuda_check(cudaStreamCreate(&st));
     cuda_check(cudaStreamCreate(&side));
     tr_group *groups[HG_NUM_GROUP_KINDS] = {0}, *bridge = NULL;

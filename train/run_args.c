@@ -56,10 +56,6 @@ int train_parse_flag(train_options *o, int argc, char **argv, int *i, char *err,
         o->dp_overlap = true;
         return 1;
     }
-    if (!strcmp(f, "--deterministic")) {
-        o->deterministic = true;
-        return 1;
-    }
     static const char *const with_value[] = {"--config", "--steps", "--seed", "--lr", "--save",
                                              "--save-interval", "--load"};
     size_t k = 0, n = sizeof with_value / sizeof with_value[0];
@@ -108,7 +104,7 @@ int train_parse_flag(train_options *o, int argc, char **argv, int *i, char *err,
 int train_options_check(const train_options *o, bool dry_run, bool self_test, char *err,
                         size_t errlen)
 {
-    bool any = o->config || o->steps || o->fp32 || o->profile_comm || o->dp_overlap || o->deterministic ||
+    bool any = o->config || o->steps || o->fp32 || o->profile_comm || o->dp_overlap ||
                o->lr > 0 || o->save_dir || o->load_dir || o->save_interval;
     if (!any)
         return 0;

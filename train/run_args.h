@@ -24,13 +24,12 @@ typedef struct {
     int save_interval;  // save every K steps (and after the last); 0: only after the last
     bool profile_comm;  // time each collective alone (waits before and after it)
     bool dp_overlap;    // reduce the blocks' large gradients during the last backward
-    bool deterministic; // the same bits on every run (kernels_set_deterministic)
 } train_options;
 
 #define TRAIN_FLAGS_USAGE                                                                 \
     "       training (GPU workers): --config NAME|job --steps N [--fp32] [--seed S] [--lr X]\n" \
     "                    [--save DIR [--save-interval K]] [--load DIR] [--profile-comm]\n" \
-    "                    [--dp-overlap] [--deterministic]\n"
+    "                    [--dp-overlap]\n"
 
 void train_options_defaults(train_options *o);
 // Consumes argv[*i] (and its value, advancing *i) if it is a training

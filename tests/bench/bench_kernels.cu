@@ -153,11 +153,6 @@ static void bench_config(const char *cfg, int B, int T, int C, int NH, int V, in
         snprintf(op, sizeof op, "attention bwd %s", mask);
         bench(cfg, op, [&] { attention_backward(dqkv, datt, qkv, att, lse, B, T, NH, HD, causal, KD_BF16, 0); },
               2.5 * ff, 0);
-        snprintf(op, sizeof op, "attention bwd %s deterministic", mask);
-        kernels_set_deterministic(1);
-        bench(cfg, op, [&] { attention_backward(dqkv, datt, qkv, att, lse, B, T, NH, HD, causal, KD_BF16, 0); },
-              2.5 * ff, 0);
-        kernels_set_deterministic(0);
     }
 
     // layernorm, gelu, residual

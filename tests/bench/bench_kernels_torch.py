@@ -56,8 +56,6 @@ def config_ops(B, T, C, NH):
         ops[f"attention fwd {mask}"] = lambda c=causal: F.scaled_dot_product_attention(q, k, v, is_causal=c)
         att = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
         ops[f"attention bwd {mask}"] = lambda a=att: torch.autograd.grad(a, (q, k, v), datt, retain_graph=True)
-        # Compared with PyTorch's default flash backward (its dq sum is not ordered either).
-        ops[f"attention bwd {mask} deterministic"] = ops[f"attention bwd {mask}"]
 
     xg, lnw, lnb = rand(N, C, grad=True), rand(C, grad=True), rand(C, grad=True)
     ops["layernorm fwd"] = lambda: F.layer_norm(xg, (C,), lnw, lnb)
