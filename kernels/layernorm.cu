@@ -1,10 +1,143 @@
 // LayerNorm over the last dim: forward saves mean and rstd; backward
 // accumulates dinp and, deterministically, dweight and dbias.
+// bf16 rows of C = 256 k (k <= 8: every hidden size of the configs) take the
+// fast kernels: a warp holds its row in registers (16-byte loads, 8 columns
+// a lane per 256), reads it once, and the backward sums dweight/dbias in the
+// same pass. Other shapes and fp32 take the general kernels.
+#include <stdint.h>
+
 #include "kernels/common.cuh"
 
 #define LN_EPS 1e-5f
+#define LN_VEC_WARPS 4  // warps per block of the fast kernels
+#define LN_VEC_MAXP 8   // 256-column packs per row: C <= 2048
 
 // ---- kernels
+
+// 8 bf16 in 16 bytes.
+struct alignas(16) Bf8 {
+    __nv_bfloat162 h[4];
+};
+
+__device__ __forceinline__ void unpack8(float *f, Bf8 v)
+{
+#pragma unroll
+    for (int k = 0; k < 4; k++) f[2 * k] = __low2float(v.h[k]), f[2 * k + 1] = __high2float(v.h[k]);
+}
+
+__device__ __forceinline__ Bf8 pack8(const float *f)
+{
+    Bf8 v;
+#pragma unroll
+    for (int k = 0; k < 4; k++) v.h[k] = __floats2bfloat162_rn(f[2 * k], f[2 * k + 1]);
+    return v;
+}
+
+// Fast forward: one warp per row, lane owns columns 256 p + 8 lane + [0, 8)
+// for p < P.
+template <int P>
+__global__ void __launch_bounds__(32 * LN_VEC_WARPS, 4)  // <= 128 registers: 16 warps an SM
+layernorm_forward_vec_kernel(Bf8 *__restrict__ out, float *__restrict__ mean, float *__restrict__ rstd,
+                             const Bf8 *__restrict__ inp, const Bf8 *__restrict__ weight,
+                             const Bf8 *__restrict__ bias, int N)
+{
+    constexpr int C = 256 * P;
+    int lane = threadIdx.x % 32, row = blockIdx.x * LN_VEC_WARPS + threadIdx.x / 32;
+    if (row >= N) return;
+    // The row stays packed (bf16) in registers and is unpacked per use:
+    // half the registers of fp32 copies, and the values are the same.
+    Bf8 x[P];
+    float sum = 0.0f, v[8];
+#pragma unroll
+    for (int p = 0; p < P; p++) {
+        x[p] = inp[(size_t)row * (C / 8) + p * 32 + lane];
+        unpack8(v, x[p]);
+#pragma unroll
+        for (int k = 0; k < 8; k++) sum += v[k];
+    }
+    float m = warp_sum(sum) / C, var = 0.0f;
+#pragma unroll
+    for (int p = 0; p < P; p++) {
+        unpack8(v, x[p]);
+#pragma unroll
+        for (int k = 0; k < 8; k++) var += (v[k] - m) * (v[k] - m);
+    }
+    float s = rsqrtf(warp_sum(var) / C + LN_EPS);
+#pragma unroll
+    for (int p = 0; p < P; p++) {
+        float w[8], b[8];
+        unpack8(v, x[p]);
+        unpack8(w, weight[p * 32 + lane]);
+        unpack8(b, bias[p * 32 + lane]);
+#pragma unroll
+        for (int k = 0; k < 8; k++) v[k] = (v[k] - m) * s * w[k] + b[k];
+        out[(size_t)row * (C / 8) + p * 32 + lane] = pack8(v);
+    }
+    if (lane == 0) mean[row] = m, rstd[row] = s;
+}
+
+// Fast backward: dinp (+=) one warp per row (grid-stride); each warp sums
+// its rows' dweight, dbias terms in its own shared-memory row (no sharing,
+// no atomics; lane-major, (p, k, lane), so that a warp's accesses hit 32
+// banks), then the block adds its warps' rows in order into partial[block]
+// (2C floats, by column), for layernorm_dparams_finish_kernel.
+template <int P>
+__global__ void __launch_bounds__(32 * LN_VEC_WARPS)
+layernorm_backward_vec_kernel(Bf8 *dinp, float *__restrict__ partial, const Bf8 *__restrict__ dout,
+                              const Bf8 *__restrict__ inp, const Bf8 *__restrict__ weight,
+                              const float *__restrict__ mean, const float *__restrict__ rstd, int N)
+{
+    constexpr int C = 256 * P;
+    extern __shared__ float acc[];  // (LN_VEC_WARPS, 2, C): dweight terms, then dbias terms
+    int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = gridDim.x * LN_VEC_WARPS;
+    float *dw = acc + (size_t)warp * 2 * C, *db = dw + C;
+    for (int i = lane; i < 2 * C; i += 32) dw[i] = 0.0f;  // each lane touches only its own columns
+    for (int row = blockIdx.x * LN_VEC_WARPS + warp; row < N; row += warps) {
+        size_t at = (size_t)row * (C / 8);
+        float m = mean[row], s = rstd[row], dsum = 0.0f, dnsum = 0.0f;
+        Bf8 xr[P], dyr[P];  // packed, as in the forward
+#pragma unroll
+        for (int p = 0; p < P; p++) {
+            float x[8], dy[8], w[8];
+            xr[p] = inp[at + p * 32 + lane];
+            dyr[p] = dout[at + p * 32 + lane];
+            unpack8(x, xr[p]);
+            unpack8(dy, dyr[p]);
+            unpack8(w, weight[p * 32 + lane]);
+#pragma unroll
+            for (int k = 0; k < 8; k++) {
+                int c = (p * 8 + k) * 32 + lane;
+                float norm = (x[k] - m) * s, dn = w[k] * dy[k];
+                dw[c] += dy[k] * norm;
+                db[c] += dy[k];
+                dsum += dn;
+                dnsum += dn * norm;
+            }
+        }
+        dsum = warp_sum(dsum) / C;
+        dnsum = warp_sum(dnsum) / C;
+#pragma unroll
+        for (int p = 0; p < P; p++) {
+            float x[8], dy[8], w[8], dx[8];
+            unpack8(x, xr[p]);
+            unpack8(dy, dyr[p]);
+            unpack8(w, weight[p * 32 + lane]);
+            unpack8(dx, dinp[at + p * 32 + lane]);
+#pragma unroll
+            for (int k = 0; k < 8; k++) dx[k] += (w[k] * dy[k] - dsum - (x[k] - m) * s * dnsum) * s;
+            dinp[at + p * 32 + lane] = pack8(dx);
+        }
+    }
+    __syncthreads();
+    float *out = partial + (size_t)blockIdx.x * 2 * C;
+    for (int i = threadIdx.x; i < 2 * C; i += blockDim.x) {
+        float sum = 0.0f;
+#pragma unroll
+        for (int w = 0; w < LN_VEC_WARPS; w++) sum += acc[(size_t)w * 2 * C + i];
+        int j = i % C, pk = j / 32, col = pk / 8 * 256 + j % 32 * 8 + pk % 8;
+        out[i - j + col] = sum;
+    }
+}
 
 // One warp per row; two passes over the row for a stable variance.
 template <typename T>
@@ -102,6 +235,77 @@ __global__ void layernorm_dparams_finish_kernel(float *dweight, float *dbias, co
 
 // ---- launchers
 
+// Blocks of the fast backward: one wave of as many as fit on the GPU (each
+// adds a partial row to sum afterwards), fewer for small N.
+static int vec_blocks(int N, int per_sm)
+{
+    static int sms;
+    if (!sms) cudaCheck(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+    int want = (int)ceil_div(N, LN_VEC_WARPS), most = (per_sm > 0 ? per_sm : 1) * sms;
+    return want < most ? want : most;
+}
+
+// The fast path: bf16, C = 256 k with k <= 8, 16-byte aligned tensors.
+static bool vec_ok(int C, std::initializer_list<const void *> ptrs)
+{
+    if (C % 256 || C / 256 > LN_VEC_MAXP) return false;
+    for (const void *p : ptrs)
+        if ((uintptr_t)p % 16) return false;
+    return true;
+}
+
+#define LN_BY_PACKS(P, CALL)                                                      \
+    switch (P) {                                                                  \
+    case 1: CALL(1); break;                                                       \
+    case 2: CALL(2); break;                                                       \
+    case 3: CALL(3); break;                                                       \
+    case 4: CALL(4); break;                                                       \
+    case 5: CALL(5); break;                                                       \
+    case 6: CALL(6); break;                                                       \
+    case 7: CALL(7); break;                                                       \
+    default: CALL(8); break;                                                      \
+    }
+
+static void forward_vec(void *out, float *mean, float *rstd, const void *inp, const void *weight,
+                        const void *bias, int N, int C, cudaStream_t stream)
+{
+    unsigned blocks = ceil_div(N, LN_VEC_WARPS);
+#define LN_FWD(P)                                                                                  \
+    layernorm_forward_vec_kernel<P><<<blocks, 32 * LN_VEC_WARPS, 0, stream>>>(                     \
+        (Bf8 *)out, mean, rstd, (const Bf8 *)inp, (const Bf8 *)weight, (const Bf8 *)bias, N)
+    LN_BY_PACKS(C / 256, LN_FWD)
+#undef LN_FWD
+    launchCheck();
+}
+
+template <int P>
+static void backward_vec_p(void *dinp, float *dweight, float *dbias, const void *dout, const void *inp,
+                           const void *weight, const float *mean, const float *rstd, int N, cudaStream_t stream)
+{
+    constexpr int C = 256 * P;
+    size_t smem = sizeof(float) * LN_VEC_WARPS * 2 * C;
+    auto kernel = layernorm_backward_vec_kernel<P>;
+    cudaCheck(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    int per_sm;
+    cudaCheck(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, 32 * LN_VEC_WARPS, smem));
+    int blocks = vec_blocks(N, per_sm);
+    float *partial = (float *)kernels_scratch(sizeof(float) * 2 * (size_t)blocks * C, "layernorm_backward");
+    kernel<<<blocks, 32 * LN_VEC_WARPS, smem, stream>>>((Bf8 *)dinp, partial, (const Bf8 *)dout,
+                                                        (const Bf8 *)inp, (const Bf8 *)weight, mean, rstd, N);
+    launchCheck();
+    layernorm_dparams_finish_kernel<<<ceil_div(C, 128), 128, 0, stream>>>(dweight, dbias, partial, blocks, C);
+    launchCheck();
+}
+
+static void backward_vec(void *dinp, float *dweight, float *dbias, const void *dout, const void *inp,
+                         const void *weight, const float *mean, const float *rstd, int N, int C,
+                         cudaStream_t stream)
+{
+#define LN_BWD(P) backward_vec_p<P>(dinp, dweight, dbias, dout, inp, weight, mean, rstd, N, stream)
+    LN_BY_PACKS(C / 256, LN_BWD)
+#undef LN_BWD
+}
+
 template <typename T>
 static void layernorm_forward_t(T *out, float *mean, float *rstd, const T *inp, const T *weight,
                                 const T *bias, int N, int C, cudaStream_t stream)
@@ -136,7 +340,9 @@ extern "C" void layernorm_forward(void *out, float *mean, float *rstd, const voi
                                   cudaStream_t stream)
 {
     kassert(N > 0 && C > 0, "layernorm_forward shape");
-    if (dt == KD_F32)
+    if (dt == KD_BF16 && vec_ok(C, {out, inp, weight, bias}))
+        forward_vec(out, mean, rstd, inp, weight, bias, N, C, stream);
+    else if (dt == KD_F32)
         layernorm_forward_t((float *)out, mean, rstd, (const float *)inp, (const float *)weight,
                             (const float *)bias, N, C, stream);
     else
@@ -149,7 +355,9 @@ extern "C" void layernorm_backward(void *dinp, float *dweight, float *dbias, con
                                    const float *rstd, int N, int C, kdtype dt, cudaStream_t stream)
 {
     kassert(N > 0 && C > 0, "layernorm_backward shape");
-    if (dt == KD_F32)
+    if (dt == KD_BF16 && vec_ok(C, {dinp, dout, inp, weight}))
+        backward_vec(dinp, dweight, dbias, dout, inp, weight, mean, rstd, N, C, stream);
+    else if (dt == KD_F32)
         layernorm_backward_t((float *)dinp, dweight, dbias, (const float *)dout, (const float *)inp,
                              (const float *)weight, mean, rstd, N, C, stream);
     else

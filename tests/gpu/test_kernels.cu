@@ -52,7 +52,14 @@ static void test_layernorm(int N, int C)
     float *d_dw = upload_f32(dw0, C), *d_db = upload_f32(db0, C);
     layernorm_forward(d_out, d_mean, d_rstd, d_inp, d_w, d_b, N, C, g_dt, 0);
     layernorm_backward(d_dinp, d_dw, d_db, d_dout, d_inp, d_w, d_mean, d_rstd, N, C, g_dt, 0);
+    // Again into fresh copies: dweight and dbias must come out bit-identical.
+    void *d_dinp2 = upload(dinp0, n);
+    float *d_dw2 = upload_f32(dw0, C), *d_db2 = upload_f32(db0, C);
+    layernorm_backward(d_dinp2, d_dw2, d_db2, d_dout, d_inp, d_w, d_mean, d_rstd, N, C, g_dt, 0);
     cudaCheck(cudaDeviceSynchronize());
+    printf("  %s layernorm N%d C%d\n", dt_name(), N, C);
+    expect_same_bits("layernorm dweight deterministic", d_dw, d_dw2, (size_t)C * 4);
+    expect_same_bits("layernorm dbias deterministic", d_db, d_db2, (size_t)C * 4);
 
     float *out = zeros(n), *mean = zeros(N), *rstd = zeros(N);
     float *dinp = copy_of(dinp0, n), *dw = copy_of(dw0, C), *db = copy_of(db0, C);
@@ -305,6 +312,10 @@ int main(void)
         test_matmul(256, 128, 96, 0);
         test_layernorm(37, 200);
         test_layernorm(64, 768);
+        test_layernorm(45, 256);    // bf16: the fast kernels from here on (C = 256 k)
+        test_layernorm(300, 2048);  // 1b's hidden size
+        test_layernorm(9000, 768);  // several rows a warp in the backward
+        test_layernorm(33, 1280);
         test_attention(2, 200, 2, 64, 1);
         test_attention(2, 200, 2, 64, 0);
         test_attention(1, 130, 3, 128, 1);
