@@ -18,9 +18,10 @@
 #define BWD_BK (16 * BWD_WARPS)  // keys per block
 #define BWD_BQ 64                // query rows per tile
 #define BWD_LDS (BWD_BQ + 8)     // row pitch of the dS^T tile
-// fp32 dQ scratch for at most this many bytes of heads per launch; more heads
+// fp32 dQ scratch for at most this many bytes of heads per launch (1b's
+// 64 heads of 2048 x 128 fit in one launch: fewer partial waves); more heads
 // run as several launches.
-#define BWD_ACC_BUDGET ((size_t)56 << 20)
+#define BWD_ACC_BUDGET ((size_t)100 << 20)
 
 // ---- kernels
 
@@ -70,7 +71,7 @@ attention_backward_mma_kernel(bf16 *dqkv, float *dq_acc, int *turns, const bf16 
     bf16 *Qs = Vs + BWD_BK * LD, *dOs = Qs + 2 * BWD_BQ * LD;  // 2 stages each
     bf16 *dSs = dOs + 2 * BWD_BQ * LD;                          // (BK, LDS): dS^T, [key][query]
     float *Ls = (float *)(dSs + BWD_BK * BWD_LDS), *Ds = Ls + 2 * BWD_BQ;  // 2 stages each
-    int kt = blockIdx.x, pair = pair0 + blockIdx.y, b = pair / NH, h = pair % NH, k0 = kt * BWD_BK;
+    int kt = blockIdx.y, pair = pair0 + blockIdx.x, b = pair / NH, h = pair % NH, k0 = kt * BWD_BK;
     int lane = threadIdx.x % 32, warp = threadIdx.x / 32, g = lane / 4, t = lane % 4;
     int ra = lane_row_a(lane), ca = lane_col_a(lane), rb = lane_row_b(lane), cb = lane_col_b(lane);
     int nq = (int)ceil_div(T_, BWD_BQ), nk = (int)ceil_div(T_, BWD_BK);
@@ -79,7 +80,7 @@ attention_backward_mma_kernel(bf16 *dqkv, float *dq_acc, int *turns, const bf16 
     const bf16 *kb = qb + (size_t)NH * HD, *vb = kb + (size_t)NH * HD;
     const bf16 *ob = dout + (size_t)b * T_ * ostride + (size_t)h * HD;
     bf16 *dqb = dqkv + (size_t)b * T_ * stride + (size_t)h * HD;
-    float *acc = dq_acc + (size_t)blockIdx.y * T_ * HD;
+    float *acc = dq_acc + (size_t)blockIdx.x * T_ * HD;
     int *turn = turns + (size_t)pair * nq;
     int qlo = causal ? k0 / BWD_BQ : 0;  // causal: earlier query rows see none of these keys
 
@@ -296,10 +297,12 @@ static void backward_hd(bf16 *dqkv, const bf16 *dout, const bf16 *qkv, const flo
     cudaCheck(cudaFuncSetAttribute(attention_backward_mma_kernel<HD>,
                                    cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     float scale = 1.0f / sqrtf((float)HD);
-    // Key blocks of a head are consecutive in launch order, so the block
-    // whose turn comes first has always been scheduled before its waiter.
+    // Blocks start key block by key block (every head's key block 0 first),
+    // so a block only waits for lower key blocks of its head, started before
+    // it; and causal's heaviest blocks (the first keys meet every query tile)
+    // start first, leaving the lightest for the end of the launch.
     for (int p0 = 0; p0 < pairs; p0 += per) {
-        dim3 grid(nk, min(per, pairs - p0));
+        dim3 grid(min(per, pairs - p0), nk);
         attention_backward_mma_kernel<HD><<<grid, BWD_THREADS, smem, stream>>>(
             dqkv, acc, turns, dout, qkv, lse, D, T_, NH, causal, scale, p0);
         launchCheck();

@@ -2,7 +2,7 @@
 #include "kernels/common.cuh"
 
 #define LT_WORKSPACE_BYTES (32u << 20)
-#define SCRATCH_BYTES (64u << 20)
+#define SCRATCH_BYTES (112u << 20)
 
 static cublasLtHandle_t lt;
 static void *lt_workspace, *scratch;

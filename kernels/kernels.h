@@ -32,7 +32,7 @@ typedef enum { KD_F32 = 0, KD_BF16 = 1 } kdtype;
 
 size_t kdtype_size(kdtype dt);
 
-// Creates the cuBLASLt handle, its 32 MiB workspace and the 64 MiB scratch on
+// Creates the cuBLASLt handle, its 32 MiB workspace and the 112 MiB scratch on
 // the current device. Call once per process before any launcher; free at exit.
 void kernels_init(void);
 void kernels_free(void);

@@ -80,7 +80,7 @@ layernorm_forward_vec_kernel(Bf8 *__restrict__ out, float *__restrict__ mean, fl
 // its rows' dweight, dbias terms in its own shared-memory row (no sharing,
 // no atomics; lane-major, (p, k, lane), so that a warp's accesses hit 32
 // banks), then the block adds its warps' rows in order into partial[block]
-// (2C floats, by column), for layernorm_dparams_finish_kernel.
+// (2C floats, by column), for layernorm_vec_finish_kernel.
 template <int P>
 __global__ void __launch_bounds__(32 * LN_VEC_WARPS)
 layernorm_backward_vec_kernel(Bf8 *dinp, float *__restrict__ partial, const Bf8 *__restrict__ dout,
@@ -233,6 +233,27 @@ __global__ void layernorm_dparams_finish_kernel(float *dweight, float *dbias, co
     dbias[c] += db;
 }
 
+// dweight, dbias += the sums of the fast backward's partial rows (chunks, 2C):
+// a block takes 32 of the 2C columns, each of its 8 warps every 8th row,
+// then the 8 sums are added in order (deterministic, and enough blocks to
+// read the partials at memory speed).
+__global__ void layernorm_vec_finish_kernel(float *dweight, float *dbias, const float *partial, int chunks, int C)
+{
+    __shared__ float part[8][32];
+    int lane = threadIdx.x % 32, grp = threadIdx.x / 32, col = blockIdx.x * 32 + lane;
+    float sum = 0.0f;
+    if (col < 2 * C)
+        for (int k = grp; k < chunks; k += 8) sum += partial[(size_t)k * 2 * C + col];
+    part[grp][lane] = sum;
+    __syncthreads();
+    if (grp || col >= 2 * C) return;
+    for (int g = 1; g < 8; g++) sum += part[g][lane];
+    if (col < C)
+        dweight[col] += sum;
+    else
+        dbias[col - C] += sum;
+}
+
 // ---- launchers
 
 // Blocks of the fast backward: one wave of as many as fit on the GPU (each
@@ -293,7 +314,7 @@ static void backward_vec_p(void *dinp, float *dweight, float *dbias, const void 
     kernel<<<blocks, 32 * LN_VEC_WARPS, smem, stream>>>((Bf8 *)dinp, partial, (const Bf8 *)dout,
                                                         (const Bf8 *)inp, (const Bf8 *)weight, mean, rstd, N);
     launchCheck();
-    layernorm_dparams_finish_kernel<<<ceil_div(C, 128), 128, 0, stream>>>(dweight, dbias, partial, blocks, C);
+    layernorm_vec_finish_kernel<<<ceil_div(2 * C, 32), 256, 0, stream>>>(dweight, dbias, partial, blocks, C);
     launchCheck();
 }
 
