@@ -310,6 +310,8 @@ int main(void)
         printf("== %s\n", dt_name());
         test_matmul(100, 64, 72, 1);
         test_matmul(256, 128, 96, 0);
+        test_matmul(100, 64, 36, 1);     // bias columns % 8 != 0: the scalar column sums
+        test_matmul(3000, 64, 1024, 1);  // 47 row chunks of bias-gradient partials
         test_layernorm(37, 200);
         test_layernorm(64, 768);
         test_layernorm(45, 256);    // bf16: the fast kernels from here on (C = 256 k)
