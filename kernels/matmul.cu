@@ -87,7 +87,8 @@ static cublasLtEpilogue_t lt_epilogue_of(const lt_epilogue *e)
 }
 
 // Column-major D (m, n) = op(A) op(B) + beta D, then the epilogue; fp32 compute.
-static void lt_matmul(void *d, cudaDataType_t dtype, const void *a, const void *b,
+// Returns 0, or -1 when cuBLASLt has no algorithm for it (nothing launched).
+static int lt_matmul_try(void *d, cudaDataType_t dtype, const void *a, const void *b,
                       cudaDataType_t abtype, int transa, int transb, int m, int n, int k,
                       float beta, lt_epilogue epi, cudaStream_t stream)
 {
@@ -126,20 +127,34 @@ static void lt_matmul(void *d, cudaDataType_t dtype, const void *a, const void *
     cublasLtMatmulHeuristicResult_t heur;
     int found = 0;
     cublasCheck(cublasLtMatmulAlgoGetHeuristic(kernels_lt(), desc, la, lb, ld, ld, pref, 1, &heur, &found));
-    if (found == 0) {
-        fprintf(stderr, "matmul: cuBLASLt has no algorithm for m=%d n=%d k=%d (bias %d, epilogue %s): "
-                "check the shapes and 16-byte alignment of the pointers\n", m, n, k, epi.bias != NULL,
-                lt_act_name(epi.act));
-        exit(EXIT_FAILURE);
-    }
     float alpha = 1.0f;
-    cublasCheck(cublasLtMatmul(kernels_lt(), desc, &alpha, a, la, b, lb, &beta, d, ld, d, ld,
-                               &heur.algo, ws, ws_bytes, stream));
+    if (found)
+        cublasCheck(cublasLtMatmul(kernels_lt(), desc, &alpha, a, la, b, lb, &beta, d, ld, d, ld,
+                                   &heur.algo, ws, ws_bytes, stream));
     cublasCheck(cublasLtMatmulPreferenceDestroy(pref));
     cublasCheck(cublasLtMatrixLayoutDestroy(la));
     cublasCheck(cublasLtMatrixLayoutDestroy(lb));
     cublasCheck(cublasLtMatrixLayoutDestroy(ld));
     cublasCheck(cublasLtMatmulDescDestroy(desc));
+    return found ? 0 : -1;
+}
+
+static void lt_check_found(int rc, int m, int n, int k, lt_epilogue epi)
+{
+    if (rc != 0) {
+        fprintf(stderr, "matmul: cuBLASLt has no algorithm for m=%d n=%d k=%d (bias %d, epilogue %s): "
+                "check the shapes and 16-byte alignment of the pointers\n", m, n, k, epi.bias != NULL,
+                lt_act_name(epi.act));
+        exit(EXIT_FAILURE);
+    }
+}
+
+static void lt_matmul(void *d, cudaDataType_t dtype, const void *a, const void *b,
+                      cudaDataType_t abtype, int transa, int transb, int m, int n, int k,
+                      float beta, lt_epilogue epi, cudaStream_t stream)
+{
+    lt_check_found(lt_matmul_try(d, dtype, a, b, abtype, transa, transb, m, n, k, beta, epi, stream),
+                   m, n, k, epi);
 }
 
 static lt_epilogue lt_plain(const void *bias) { return lt_epilogue{LT_PLAIN, bias, NULL}; }
@@ -188,22 +203,24 @@ extern "C" void matmul_backward(void *dinp, float *dweight, float *dbias, const 
 // (N forward, K backward) must be a multiple of 8: other shapes take the
 // two-pass path in either type.
 
-extern "C" void lt_matmul_forward_gelu(void *out, void *pre, const void *inp, const void *weight,
-                                       const void *bias, int M, int K, int N, kdtype dt,
-                                       cudaStream_t stream)
+extern "C" int lt_matmul_forward_gelu(void *out, void *pre, const void *inp, const void *weight,
+                                      const void *bias, int M, int K, int N, kdtype dt,
+                                      cudaStream_t stream)
 {
     kassert(M >= 0 && K > 0 && N > 0 && N % 8 == 0, "lt_matmul_forward_gelu shape");
-    if (M == 0) return;
-    lt_matmul(out, cuda_type(dt), weight, inp, cuda_type(dt), 1, 0, N, M, K, 0.0f,
-              lt_epilogue{LT_GELU, bias, pre}, stream);
+    if (M == 0) return 0;
+    return lt_matmul_try(out, cuda_type(dt), weight, inp, cuda_type(dt), 1, 0, N, M, K, 0.0f,
+                         lt_epilogue{LT_GELU, bias, pre}, stream);
 }
 
-extern "C" void lt_matmul_dgelu(void *dinp, const void *dout, const void *weight, const void *pre,
-                                int M, int K, int N, kdtype dt, cudaStream_t stream)
+extern "C" int lt_matmul_dgelu(void *dinp, const void *dout, const void *weight, const void *pre,
+                               int M, int K, int N, kdtype dt, cudaStream_t stream)
 {
     kassert(M >= 0 && K > 0 && N > 0 && K % 8 == 0, "lt_matmul_dgelu shape");
-    if (M == 0) return;
-    dinp_matmul(dinp, dout, weight, M, K, N, dt, lt_epilogue{LT_DGELU, NULL, (void *)pre}, stream);
+    if (M == 0) return 0;
+    // dinp^T (K, M) = W^T-as-stored (K, N) @ dout^T (N, M), times gelu'(pre^T (K, M))
+    return lt_matmul_try(dinp, cuda_type(dt), weight, dout, cuda_type(dt), 0, 0, K, M, N, 0.0f,
+                         lt_epilogue{LT_DGELU, NULL, (void *)pre}, stream);
 }
 
 extern "C" void matmul_forward_gelu(void *out, void *pre, const void *inp, const void *weight,
@@ -212,7 +229,8 @@ extern "C" void matmul_forward_gelu(void *out, void *pre, const void *inp, const
 {
     kassert(M >= 0 && K > 0 && N > 0 && out != pre, "matmul_forward_gelu shape");
     if (dt == KD_BF16 && N % 8 == 0) {
-        lt_matmul_forward_gelu(out, pre, inp, weight, bias, M, K, N, dt, stream);
+        lt_check_found(lt_matmul_forward_gelu(out, pre, inp, weight, bias, M, K, N, dt, stream), N, M,
+                       K, lt_epilogue{LT_GELU, bias, pre});
         return;
     }
     matmul_forward(pre, inp, weight, bias, M, K, N, dt, stream);
@@ -235,7 +253,8 @@ extern "C" void matmul_backward_dgelu(void *dinp, float *dweight, float *dbias, 
             "matmul_backward_dgelu shape");
     if (M == 0) return;
     if (dt == KD_BF16 && K % 8 == 0) {
-        lt_matmul_dgelu(dinp, dout, weight, pre_gelu, M, K, N, dt, stream);
+        lt_check_found(lt_matmul_dgelu(dinp, dout, weight, pre_gelu, M, K, N, dt, stream), K, M, N,
+                       lt_epilogue{LT_DGELU, NULL, (void *)pre_gelu});
     } else {
         dinp_matmul(dinp, dout, weight, M, K, N, dt, lt_plain(NULL), stream);
         gelu_backward(dinp, pre_gelu, dinp, (size_t)M * K, dt, stream);
