@@ -126,7 +126,9 @@ static int lt_matmul_try(void *d, cudaDataType_t dtype, const void *a, const voi
                                                      &ws_bytes, sizeof(ws_bytes)));
     cublasLtMatmulHeuristicResult_t heur;
     int found = 0;
-    cublasCheck(cublasLtMatmulAlgoGetHeuristic(kernels_lt(), desc, la, lb, ld, ld, pref, 1, &heur, &found));
+    // Some cuBLASLt versions answer NOT_SUPPORTED rather than found == 0.
+    cublasStatus_t hs = cublasLtMatmulAlgoGetHeuristic(kernels_lt(), desc, la, lb, ld, ld, pref, 1, &heur, &found);
+    if (hs != CUBLAS_STATUS_NOT_SUPPORTED) cublasCheck(hs);
     float alpha = 1.0f;
     if (found)
         cublasCheck(cublasLtMatmul(kernels_lt(), desc, &alpha, a, la, b, lb, &beta, d, ld, d, ld,
