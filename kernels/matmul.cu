@@ -89,8 +89,8 @@ static cublasLtEpilogue_t lt_epilogue_of(const lt_epilogue *e)
 // Column-major D (m, n) = op(A) op(B) + beta D, then the epilogue; fp32 compute.
 // Returns 0, or -1 when cuBLASLt has no algorithm for it (nothing launched).
 static int lt_matmul_try(void *d, cudaDataType_t dtype, const void *a, const void *b,
-                      cudaDataType_t abtype, int transa, int transb, int m, int n, int k,
-                      float beta, lt_epilogue epi, cudaStream_t stream)
+                         cudaDataType_t abtype, int transa, int transb, int m, int n, int k,
+                         float beta, lt_epilogue epi, cudaStream_t stream)
 {
     kassert(epi.act == LT_PLAIN || (epi.aux != NULL && m % 8 == 0), "cuBLASLt GELU epilogue aux");
     kassert(epi.act != LT_DGELU || epi.bias == NULL, "cuBLASLt DGELU epilogue takes no bias");
