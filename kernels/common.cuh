@@ -84,6 +84,16 @@ void *kernels_scratch(size_t bytes, const char *who);
 cublasLtHandle_t kernels_lt(void);
 void *kernels_lt_workspace(size_t *bytes);
 
+// The fused cuBLASLt epilogues of matmul_forward_gelu (N % 8 == 0) and of
+// matmul_backward_dgelu's dinp (K % 8 == 0), in either type (the launchers
+// use them in bf16 only; the GPU test measures them in fp32 too). Return 0,
+// or -1 when cuBLASLt has no algorithm for the type (nothing launched).
+extern "C" int lt_matmul_forward_gelu(void *out, void *pre, const void *inp, const void *weight,
+                                      const void *bias, int M, int K, int N, kdtype dt,
+                                      cudaStream_t stream);
+extern "C" int lt_matmul_dgelu(void *dinp, const void *dout, const void *weight, const void *pre,
+                                int M, int K, int N, kdtype dt, cudaStream_t stream);
+
 // out (cols) fp32 += column sums of in (rows, cols), deterministic.   [scratch]
 void column_sum_accumulate(float *out, const void *in, int rows, int cols, kdtype dt,
                            cudaStream_t stream);

@@ -48,6 +48,19 @@ void matmul_forward(void *out, const void *inp, const void *weight, const void *
 void matmul_backward(void *dinp, float *dweight, float *dbias, const void *dout,
                      const void *inp, const void *weight, int M, int K, int N,
                      kdtype dt, cudaStream_t stream);
+// An MLP's first matmul and its GELU (bf16 with N % 8 == 0: in the matmul's
+// cuBLASLt epilogue; else matmul_forward then gelu_forward):
+// pre (M, N) = inp @ weight^T + bias (the GELU input, kept for the backward);
+// out (M, N) = gelu(pre). Both overwritten; out must not alias pre.
+void matmul_forward_gelu(void *out, void *pre, const void *inp, const void *weight,
+                         const void *bias, int M, int K, int N, kdtype dt, cudaStream_t stream);
+// matmul_backward of a matmul whose input was inp = gelu(pre_gelu), through
+// the GELU (bf16 with K % 8 == 0: in the dinp matmul's epilogue):
+// dinp (M, K) = (dout @ weight) * gelu'(pre_gelu)  (overwritten, required);
+// dweight, dbias as in matmul_backward.                                  [scratch]
+void matmul_backward_dgelu(void *dinp, float *dweight, float *dbias, const void *dout,
+                           const void *inp, const void *weight, const void *pre_gelu,
+                           int M, int K, int N, kdtype dt, cudaStream_t stream);
 
 // ---- LayerNorm over the last dim, eps = 1e-5
 // out (N, C) = (inp - mean) * rstd * weight + bias; weight, bias (C);

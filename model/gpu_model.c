@@ -200,8 +200,7 @@ static void stack_forward(hg_gpu_model *m, gstack *s, gmodule *g)
         if (s->moe.E) {
             gpu_moe_forward(&s->moe, l, &w, ln2, out, st);
         } else {
-            matmul_forward(fch, ln2, w.fc_w, w.fc_b, N, C, F, dt, st);
-            gelu_forward(fchg, fch, btf, dt, st);
+            matmul_forward_gelu(fchg, fch, ln2, w.fc_w, w.fc_b, N, C, F, dt, st);
             matmul_forward(out, fchg, w.fc_proj_w, w.fc_proj_b, N, F, C, dt, st);
         }
         add_forward(out, out, res2, btc, dt, st);
@@ -226,9 +225,8 @@ static void stack_backward(hg_gpu_model *m, gstack *s, gmodule *g)
         if (s->moe.E) {
             gpu_moe_backward(&s->moe, l, &w, &d, ln2, s->dres, s->dC, st);
         } else {
-            matmul_backward(s->dF, d.fc_proj_w, d.fc_proj_b, s->dres, fchg, w.fc_proj_w, N, F, C,
-                            dt, st);
-            gelu_backward(s->dF, fch, s->dF, btf, dt, st);
+            matmul_backward_dgelu(s->dF, d.fc_proj_w, d.fc_proj_b, s->dres, fchg, w.fc_proj_w,
+                                  fch, N, F, C, dt, st);
             matmul_backward(s->dC, d.fc_w, d.fc_b, s->dF, ln2, w.fc_w, N, C, F, dt, st);
         }
         layernorm_backward(s->dres, d.ln2_w, d.ln2_b, s->dC, res2, w.ln2_w,

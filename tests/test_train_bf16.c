@@ -132,6 +132,23 @@ static void b_gelu_backward(void *dinp, const void *inp, const void *dout, size_
     put(dinp, di, n), free(x), free(d);
 }
 
+// As the GPU: pre and out each rounded to bf16 (the GPU's out is gelu of the
+// unrounded pre, within bf16's reach of this).
+static void b_matmul_forward_gelu(void *out, void *pre, const void *inp, const void *w,
+                                  const void *b, int M, int K, int N)
+{
+    b_matmul_forward(pre, inp, w, b, M, K, N);
+    b_gelu_forward(out, pre, (size_t)M * N);
+}
+
+static void b_matmul_backward_dgelu(void *dinp, float *dw, float *db, const void *dout,
+                                    const void *inp, const void *w, const void *pre, int M, int K,
+                                    int N)
+{
+    b_matmul_backward(dinp, dw, db, dout, inp, w, M, K, N);
+    b_gelu_backward(dinp, pre, dinp, (size_t)M * K);
+}
+
 static void b_add(void *out, const void *a, const void *b, size_t n)
 {
     float *o = get(out, n), *x = get(a, n), *y = get(b, n);
@@ -214,6 +231,8 @@ static void make_bf16_ops(void)
     bf16_ops.to_act = b_to_act;
     bf16_ops.matmul_forward = b_matmul_forward;
     bf16_ops.matmul_backward = b_matmul_backward;
+    bf16_ops.matmul_forward_gelu = b_matmul_forward_gelu;
+    bf16_ops.matmul_backward_dgelu = b_matmul_backward_dgelu;
     bf16_ops.layernorm_forward = b_layernorm_forward;
     bf16_ops.layernorm_backward = b_layernorm_backward;
     bf16_ops.attention_forward = b_attention_forward;

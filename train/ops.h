@@ -33,6 +33,13 @@ typedef struct tr_ops {
                            int M, int K, int N);
     void (*matmul_backward)(void *dinp, float *dweight, float *dbias, const void *dout,
                             const void *inp, const void *weight, int M, int K, int N);
+    // out = gelu(pre), pre = inp @ weight^T + bias; and the backward of a
+    // matmul whose input was gelu(pre_gelu), through the GELU (kernels.h).
+    void (*matmul_forward_gelu)(void *out, void *pre, const void *inp, const void *weight,
+                                const void *bias, int M, int K, int N);
+    void (*matmul_backward_dgelu)(void *dinp, float *dweight, float *dbias, const void *dout,
+                                  const void *inp, const void *weight, const void *pre_gelu,
+                                  int M, int K, int N);
     void (*layernorm_forward)(void *out, float *mean, float *rstd, const void *inp,
                               const void *weight, const void *bias, int N, int C);
     void (*layernorm_backward)(void *dinp, float *dweight, float *dbias, const void *dout,

@@ -35,6 +35,21 @@ static void c_matmul_backward(void *dinp, float *dw, float *db, const void *dout
     ref_matmul_backward(dinp, dw, db, dout, inp, w, M, K, N);
 }
 
+static void c_matmul_forward_gelu(void *out, void *pre, const void *inp, const void *w,
+                                  const void *b, int M, int K, int N)
+{
+    ref_matmul_forward(pre, inp, w, b, M, K, N);
+    ref_gelu_forward(out, pre, (size_t)M * N);
+}
+
+static void c_matmul_backward_dgelu(void *dinp, float *dw, float *db, const void *dout,
+                                    const void *inp, const void *w, const void *pre, int M, int K,
+                                    int N)
+{
+    ref_matmul_backward(dinp, dw, db, dout, inp, w, M, K, N);
+    ref_gelu_backward(dinp, pre, dinp, (size_t)M * K);
+}
+
 static void c_layernorm_forward(void *out, float *mean, float *rstd, const void *inp,
                                 const void *w, const void *b, int N, int C)
 {
@@ -164,6 +179,8 @@ const tr_ops tr_cpu_ops = {
     .to_act = c_to_act,
     .matmul_forward = c_matmul_forward,
     .matmul_backward = c_matmul_backward,
+    .matmul_forward_gelu = c_matmul_forward_gelu,
+    .matmul_backward_dgelu = c_matmul_backward_dgelu,
     .layernorm_forward = c_layernorm_forward,
     .layernorm_backward = c_layernorm_backward,
     .attention_forward = c_attention_forward,

@@ -63,6 +63,19 @@ static void g_matmul_backward(void *dinp, float *dw, float *db, const void *dout
     matmul_backward(dinp, dw, db, dout, inp, w, M, K, N, dt, st);
 }
 
+static void g_matmul_forward_gelu(void *out, void *pre, const void *inp, const void *w,
+                                  const void *b, int M, int K, int N)
+{
+    matmul_forward_gelu(out, pre, inp, w, b, M, K, N, dt, st);
+}
+
+static void g_matmul_backward_dgelu(void *dinp, float *dw, float *db, const void *dout,
+                                    const void *inp, const void *w, const void *pre, int M, int K,
+                                    int N)
+{
+    matmul_backward_dgelu(dinp, dw, db, dout, inp, w, pre, M, K, N, dt, st);
+}
+
 static void g_layernorm_forward(void *out, float *mean, float *rstd, const void *inp,
                                 const void *w, const void *b, int N, int C)
 {
@@ -210,6 +223,8 @@ static tr_ops gpu_ops = {
     .to_act = g_to_act,
     .matmul_forward = g_matmul_forward,
     .matmul_backward = g_matmul_backward,
+    .matmul_forward_gelu = g_matmul_forward_gelu,
+    .matmul_backward_dgelu = g_matmul_backward_dgelu,
     .layernorm_forward = g_layernorm_forward,
     .layernorm_backward = g_layernorm_backward,
     .attention_forward = g_attention_forward,

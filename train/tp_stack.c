@@ -115,8 +115,8 @@ void tp_stack_forward(tp_stack *s, int slot, const hg_param_table *t, void *work
             ep_moe_forward(&s->moe, &x->moe, l, &w, ln2, out);
             o->add(out, out, res2, (size_t)N * C);
         } else {
-            o->matmul_forward(fch, ln2, w.fc_w, w.fc_b, N, C, F);
-            o->gelu_forward(fchg, fch, (size_t)N * F);
+            // fc is column-parallel: each rank adds its own slice of fc_b.
+            o->matmul_forward_gelu(fchg, fch, ln2, w.fc_w, w.fc_b, N, C, F);
             row_parallel(s, out, fchg, w.fc_proj_w, w.fc_proj_b, F, res2);
         }
     }
@@ -140,9 +140,8 @@ void tp_stack_backward(tp_stack *s, int slot, const hg_param_table *t, void *wor
         if (s->experts) {
             ep_moe_backward(&s->moe, &x->moe, l, &w, &g, ln2, s->dres, s->dC);
         } else {
-            o->matmul_backward(s->dF, g.fc_proj_w, g.fc_proj_b, s->dres, fchg, w.fc_proj_w, N, F,
-                               C);
-            o->gelu_backward(s->dF, fch, s->dF, (size_t)N * F);
+            o->matmul_backward_dgelu(s->dF, g.fc_proj_w, g.fc_proj_b, s->dres, fchg, w.fc_proj_w,
+                                     fch, N, F, C);
             o->matmul_backward(s->dC, g.fc_w, g.fc_b, s->dF, ln2, w.fc_w, N, C, F);
             tr_all_reduce(s->tp, s->dC, (size_t)N * C, o->act);
         }

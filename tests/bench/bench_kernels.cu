@@ -164,6 +164,14 @@ static void bench_config(const char *cfg, int B, int T, int C, int NH, int V, in
     void *g = bf(4 * NC);
     bench(cfg, "gelu fwd", [&] { gelu_forward(g, h, 4 * NC, KD_BF16, 0); }, 0, 2.0 * 4 * NC * 2);
     bench(cfg, "gelu bwd", [&] { gelu_backward(dh, h, g, 4 * NC, KD_BF16, 0); }, 0, 3.0 * 4 * NC * 2);
+    // The same MLP steps with the GELU in the cuBLASLt epilogues: compare fc fwd
+    // + gelu fwd, and fc_proj bwd + gelu bwd (fc_proj's weight: wfc's (C, 4C) view).
+    bench(cfg, "matmul fwd fc (+bias) + gelu fused",
+          [&] { matmul_forward_gelu(g, h, x, wfc, bfc, N, C, 4 * C, KD_BF16, 0); }, f, 0);
+    bench(cfg, "matmul bwd fc_proj (dinp+dW+dbias)",
+          [&] { matmul_backward(dh, dwfc, dbfc, dx, g, wfc, N, 4 * C, C, KD_BF16, 0); }, 2 * f, 0);
+    bench(cfg, "matmul bwd fc_proj + dgelu fused",
+          [&] { matmul_backward_dgelu(dh, dwfc, dbfc, dx, g, wfc, h, N, 4 * C, C, KD_BF16, 0); }, 2 * f, 0);
     bench(cfg, "residual add", [&] { add_forward(dx, x, ln, NC, KD_BF16, 0); }, 0, 3.0 * NC * 2);
 
     // embeddings

@@ -40,6 +40,108 @@ static void test_matmul(int M, int K, int N, int with_bias)
     dev_free_all();
 }
 
+// Whether expect_near(got, want) with the tested type's tolerances would
+// flag an element: the fused-GELU test uses it to show that a wrong epilogue
+// (bias or GELU left out) cannot pass.
+static int differs(const float *a, const float *want, size_t n)
+{
+    float mx = 0.0f;
+    for (size_t i = 0; i < n; i++) mx = fmaxf(mx, fabsf(want[i]));
+    for (size_t i = 0; i < n; i++)
+        if (!(fabsf(a[i] - want[i]) <= tol_abs() * mx + tol_rel() * fabsf(want[i]))) return 1;
+    return 0;
+}
+
+static void print_max_err(const char *name, const float *got, const float *want, size_t n)
+{
+    float err = 0.0f, mx = 0.0f;
+    for (size_t i = 0; i < n; i++) err = fmaxf(err, fabsf(got[i] - want[i])), mx = fmaxf(mx, fabsf(want[i]));
+    printf("  %s %-34s max |err| %.3g (max |want| %.3g)\n", dt_name(), name, err, mx);
+}
+
+// An MLP's fc + GELU (M, K) -> (M, F) forward, and the backward of fc_proj
+// (M, F) -> (M, K) through the GELU, against ref_matmul_* + ref_gelu_*.
+// F % 8 == 0 takes the fused cuBLASLt epilogues in bf16, other F the
+// two-pass path. In fp32 the launchers run two passes; the epilogues are
+// then run directly and held to bf16-level tolerances (their tanh is not
+// documented to fp32 accuracy; the max error is printed).
+static void test_matmul_gelu(int M, int K, int F, int with_bias)
+{
+    size_t ni = (size_t)M * K, nw = (size_t)F * K, nf = (size_t)M * F;
+    float *inp = rand_array(ni, -1, 1), *w = rand_array(nw, -1, 1), *b = rand_array(F, -1, 1);
+    float *wp = rand_array(nw, -1, 1), *dout = rand_array(ni, -1, 1);
+    float *dw0 = rand_array(nw, -1, 1), *db0 = rand_array(K, -1, 1);
+    const float *bias = with_bias ? b : NULL;
+    void *d_inp = upload(inp, ni), *d_w = upload(w, nw), *d_b = upload(b, F), *d_wp = upload(wp, nw);
+    void *d_dout = upload(dout, ni), *d_bias = with_bias ? d_b : NULL;
+    size_t es = kdtype_size(g_dt);
+    void *d_out = poisoned(nf * es), *d_pre = poisoned(nf * es), *d_out2 = poisoned(nf * es);
+    matmul_forward_gelu(d_out, d_pre, d_inp, d_w, d_bias, M, K, F, g_dt, 0);
+    gelu_forward(d_out2, d_pre, nf, g_dt, 0);
+
+    // Reference forward; the backward starts from its pre rounded to the type.
+    float *pre = zeros(nf), *out = zeros(nf), *g = zeros(nf), *alt = zeros(nf);
+    ref_matmul_forward(pre, inp, w, bias, M, K, F);
+    ref_gelu_forward(out, pre, nf);
+    cudaCheck(cudaDeviceSynchronize());
+    char name[80];
+    snprintf(name, sizeof name, "matmul+gelu %dx%dx%d%s pre", M, K, F, with_bias ? " +bias" : "");
+    download(g, d_pre, nf);
+    expect_near(name, g, pre, nf, tol_abs(), tol_rel());
+    download(g, d_out, nf);
+    expect_near("matmul+gelu out", g, out, nf, tol_abs(), tol_rel());
+    download(alt, d_out2, nf);
+    expect_near("matmul+gelu out = gelu kernel(pre)", g, alt, nf, tol_abs(), tol_rel());
+    ref_matmul_forward(alt, inp, w, NULL, M, K, F);
+    if (with_bias) CHECK(differs(alt, pre, nf), "matmul+gelu test: leaving the bias out would pass");
+    CHECK(differs(pre, out, nf), "matmul+gelu test: leaving the GELU out would pass");
+
+    // Backward of fc_proj: its input is gelu(pre), its dinp goes through gelu'(pre).
+    float *fp = copy_of(pre, nf), *fin = zeros(nf);
+    void *d_fp = upload(fp, nf);
+    ref_gelu_forward(fin, fp, nf);
+    void *d_fin = upload(fin, nf), *d_dinp = poisoned(nf * es);
+    float *d_dw = upload_f32(dw0, nw), *d_db = upload_f32(db0, K);
+    matmul_backward_dgelu(d_dinp, d_dw, with_bias ? d_db : NULL, d_dout, d_fin, d_wp, d_fp, M, F,
+                          K, g_dt, 0);
+    float *dinp = zeros(nf), *dw = copy_of(dw0, nw), *db = copy_of(db0, K);
+    ref_matmul_backward(dinp, dw, with_bias ? db : NULL, dout, fin, wp, M, F, K);
+    memcpy(alt, dinp, nf * sizeof(float));  // dinp before the GELU's gradient
+    ref_gelu_backward(dinp, fp, dinp, nf);
+    cudaCheck(cudaDeviceSynchronize());
+    download(g, d_dinp, nf);
+    expect_near("matmul dgelu dinp", g, dinp, nf, tol_abs(), tol_rel());
+    CHECK(differs(alt, dinp, nf), "matmul dgelu test: leaving gelu' out would pass");
+    float *gw = zeros(nw), *gb = zeros(K);
+    download_f32(gw, d_dw, nw), download_f32(gb, d_db, K);
+    expect_near("matmul dgelu dweight (fp32 +=)", gw, dw, nw, 2e-5f, 2e-4f);
+    expect_near("matmul dgelu dbias (fp32 +=)", gb, db, K, 2e-5f, 2e-4f);
+
+    if (g_dt == KD_F32 && F % 8 == 0) {
+        if (lt_matmul_forward_gelu(d_out, d_pre, d_inp, d_w, d_bias, M, K, F, g_dt, 0) == 0) {
+            cudaCheck(cudaDeviceSynchronize());
+            download(g, d_pre, nf);
+            expect_near("epilogue pre (bf16 tol)", g, pre, nf, 1e-2f, 2e-2f);
+            download(g, d_out, nf);
+            print_max_err("epilogue gelu", g, out, nf);
+            expect_near("epilogue gelu (bf16 tol)", g, out, nf, 1e-2f, 2e-2f);
+        } else {
+            printf("  fp32 cuBLASLt has no GELU_AUX epilogue algorithm here (fp32 runs two passes)\n");
+        }
+        if (lt_matmul_dgelu(d_dinp, d_dout, d_wp, d_fp, M, F, K, g_dt, 0) == 0) {
+            cudaCheck(cudaDeviceSynchronize());
+            download(g, d_dinp, nf);
+            print_max_err("epilogue dgelu", g, dinp, nf);
+            expect_near("epilogue dgelu (bf16 tol)", g, dinp, nf, 1e-2f, 2e-2f);
+        } else {
+            printf("  fp32 cuBLASLt has no DGELU epilogue algorithm here (fp32 runs two passes)\n");
+        }
+    }
+    free(inp), free(w), free(b), free(wp), free(dout), free(dw0), free(db0), free(pre), free(out);
+    free(g), free(alt), free(fp), free(fin), free(dinp), free(dw), free(db), free(gw), free(gb);
+    dev_free_all();
+}
+
 static void test_layernorm(int N, int C)
 {
     size_t n = (size_t)N * C;
@@ -312,6 +414,10 @@ int main(void)
         test_matmul(256, 128, 96, 0);
         test_matmul(100, 64, 36, 1);     // bias columns % 8 != 0: the scalar column sums
         test_matmul(3000, 64, 1024, 1);  // 47 row chunks of bias-gradient partials
+        test_matmul_gelu(100, 64, 256, 1);
+        test_matmul_gelu(37, 96, 128, 0);   // odd M
+        test_matmul_gelu(129, 128, 512, 1);
+        test_matmul_gelu(33, 64, 100, 1);   // F % 8 != 0: the two-pass path
         test_layernorm(37, 200);
         test_layernorm(64, 768);
         test_layernorm(45, 256);    // bf16: the fast kernels from here on (C = 256 k)
