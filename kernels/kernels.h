@@ -50,6 +50,11 @@ void matmul_backward(void *dinp, float *dweight, float *dbias, const void *dout,
                      kdtype dt, cudaStream_t stream);
 // An MLP's first matmul and its GELU (bf16 with N % 8 == 0: in the matmul's
 // cuBLASLt epilogue; else matmul_forward then gelu_forward):
+// out (M, N) = inp @ weight^T + bias + resid (M, N): the residual add in the
+// matmul (overwritten; out may alias resid). Its backward is matmul_backward
+// (the residual's gradient is dout itself).
+void matmul_forward_residual(void *out, const void *inp, const void *weight, const void *bias,
+                             const void *resid, int M, int K, int N, kdtype dt, cudaStream_t stream);
 // pre (M, N) = inp @ weight^T + bias (the GELU input, kept for the backward);
 // out (M, N) = gelu(pre). Both overwritten; out must not alias pre.
 void matmul_forward_gelu(void *out, void *pre, const void *inp, const void *weight,

@@ -101,6 +101,7 @@ typedef struct {
     lt_act act;
     const void *bias; // (m) of D's type, or NULL
     void *aux;        // (m, n), ld m; LT_GELU and LT_DGELU only
+    const void *add;  // (m, n) like D, added to the product (cuBLASLt's C), or NULL
 } lt_epilogue;
 
 static const char *lt_act_name(lt_act act)
@@ -117,7 +118,7 @@ static cublasLtEpilogue_t lt_epilogue_of(const lt_epilogue *e)
     }
 }
 
-// Column-major D (m, n) = op(A) op(B) + beta D, then the epilogue; fp32 compute.
+// Column-major D (m, n) = op(A) op(B) + beta D (or + add), then the epilogue; fp32 compute.
 // Returns 0, or -1 when cuBLASLt has no algorithm for it (nothing launched).
 static int lt_matmul_try(void *d, cudaDataType_t dtype, const void *a, const void *b,
                          cudaDataType_t abtype, int transa, int transb, int m, int n, int k,
@@ -161,8 +162,13 @@ static int lt_matmul_try(void *d, cudaDataType_t dtype, const void *a, const voi
     cublasStatus_t hs = cublasLtMatmulAlgoGetHeuristic(kernels_lt(), desc, la, lb, ld, ld, pref, 1, &heur, &found);
     if (hs != CUBLAS_STATUS_NOT_SUPPORTED) cublasCheck(hs);
     float alpha = 1.0f;
+    const void *c = epi.add ? epi.add : d;
+    if (epi.add) {
+        kassert(beta == 0.0f, "lt_matmul: add and beta are exclusive");
+        beta = 1.0f;
+    }
     if (found)
-        cublasCheck(cublasLtMatmul(kernels_lt(), desc, &alpha, a, la, b, lb, &beta, d, ld, d, ld,
+        cublasCheck(cublasLtMatmul(kernels_lt(), desc, &alpha, a, la, b, lb, &beta, c, ld, d, ld,
                                    &heur.algo, ws, ws_bytes, stream));
     cublasCheck(cublasLtMatmulPreferenceDestroy(pref));
     cublasCheck(cublasLtMatrixLayoutDestroy(la));
@@ -190,7 +196,7 @@ static void lt_matmul(void *d, cudaDataType_t dtype, const void *a, const void *
                    m, n, k, epi);
 }
 
-static lt_epilogue lt_plain(const void *bias) { return lt_epilogue{LT_PLAIN, bias, NULL}; }
+static lt_epilogue lt_plain(const void *bias) { return lt_epilogue{LT_PLAIN, bias, NULL, NULL}; }
 
 extern "C" void matmul_forward(void *out, const void *inp, const void *weight, const void *bias,
                                int M, int K, int N, kdtype dt, cudaStream_t stream)
@@ -199,6 +205,18 @@ extern "C" void matmul_forward(void *out, const void *inp, const void *weight, c
     if (M == 0) return;
     // Column-major: out^T (N, M) = op_T(weight stored as (K, N)) @ inp^T (K, M)
     lt_matmul(out, cuda_type(dt), weight, inp, cuda_type(dt), 1, 0, N, M, K, 0.0f, lt_plain(bias), stream);
+}
+
+// The residual add of a transformer block in the matmul's epilogue (cuBLASLt
+// reads C = resid once; the separate add kernel read two tensors and wrote one).
+extern "C" void matmul_forward_residual(void *out, const void *inp, const void *weight, const void *bias,
+                                        const void *resid, int M, int K, int N, kdtype dt,
+                                        cudaStream_t stream)
+{
+    kassert(M >= 0 && K > 0 && N > 0 && resid != NULL, "matmul_forward_residual shape");
+    if (M == 0) return;
+    lt_matmul(out, cuda_type(dt), weight, inp, cuda_type(dt), 1, 0, N, M, K, 0.0f,
+              lt_epilogue{LT_PLAIN, bias, NULL, resid}, stream);
 }
 
 // dinp^T (K, M) = W^T-as-stored (K, N) @ dout^T (N, M), then the epilogue.
@@ -243,7 +261,7 @@ extern "C" int lt_matmul_forward_gelu(void *out, void *pre, const void *inp, con
     kassert(M >= 0 && K > 0 && N > 0 && N % 8 == 0, "lt_matmul_forward_gelu shape");
     if (M == 0) return 0;
     return lt_matmul_try(out, cuda_type(dt), weight, inp, cuda_type(dt), 1, 0, N, M, K, 0.0f,
-                         lt_epilogue{LT_GELU, bias, pre}, stream);
+                         lt_epilogue{LT_GELU, bias, pre, NULL}, stream);
 }
 
 extern "C" int lt_matmul_dgelu(void *dinp, const void *dout, const void *weight, const void *pre,
@@ -253,7 +271,7 @@ extern "C" int lt_matmul_dgelu(void *dinp, const void *dout, const void *weight,
     if (M == 0) return 0;
     // dinp^T (K, M) = W^T-as-stored (K, N) @ dout^T (N, M), times gelu'(pre^T (K, M))
     return lt_matmul_try(dinp, cuda_type(dt), weight, dout, cuda_type(dt), 0, 0, K, M, N, 0.0f,
-                         lt_epilogue{LT_DGELU, NULL, (void *)pre}, stream);
+                         lt_epilogue{LT_DGELU, NULL, (void *)pre, NULL}, stream);
 }
 
 extern "C" void matmul_forward_gelu(void *out, void *pre, const void *inp, const void *weight,
@@ -263,7 +281,7 @@ extern "C" void matmul_forward_gelu(void *out, void *pre, const void *inp, const
     kassert(M >= 0 && K > 0 && N > 0 && out != pre, "matmul_forward_gelu shape");
     if (dt == KD_BF16 && N % 8 == 0) {
         lt_check_found(lt_matmul_forward_gelu(out, pre, inp, weight, bias, M, K, N, dt, stream), N, M,
-                       K, lt_epilogue{LT_GELU, bias, pre});
+                       K, lt_epilogue{LT_GELU, bias, pre, NULL});
         return;
     }
     matmul_forward(pre, inp, weight, bias, M, K, N, dt, stream);
@@ -287,7 +305,7 @@ extern "C" void matmul_backward_dgelu(void *dinp, float *dweight, float *dbias, 
     if (M == 0) return;
     if (dt == KD_BF16 && K % 8 == 0) {
         lt_check_found(lt_matmul_dgelu(dinp, dout, weight, pre_gelu, M, K, N, dt, stream), K, M, N,
-                       lt_epilogue{LT_DGELU, NULL, (void *)pre_gelu});
+                       lt_epilogue{LT_DGELU, NULL, (void *)pre_gelu, NULL});
     } else {
         dinp_matmul(dinp, dout, weight, M, K, N, dt, lt_plain(NULL), stream);
         gelu_backward(dinp, pre_gelu, dinp, (size_t)M * K, dt, stream);

@@ -193,17 +193,16 @@ static void stack_forward(hg_gpu_model *m, gstack *s, gmodule *g)
         matmul_forward(qkv, ln1, w.qkv_w, w.qkv_b, N, C, 3 * C, dt, st);
         attention_forward(att, s->lse + l * bt * s->NH, qkv, s->B, s->T, s->NH, HD, s->causal,
                           dt, st);
-        matmul_forward(res2, att, w.attn_proj_w, w.attn_proj_b, N, C, C, dt, st);
-        add_forward(res2, res2, x, btc, dt, st);
+        matmul_forward_residual(res2, att, w.attn_proj_w, w.attn_proj_b, x, N, C, C, dt, st);
         layernorm_forward(ln2, s->ln2_mean + l * bt, s->ln2_rstd + l * bt, res2, w.ln2_w,
                           w.ln2_b, N, C, dt, st);
         if (s->moe.E) {
             gpu_moe_forward(&s->moe, l, &w, ln2, out, st);
+            add_forward(out, out, res2, btc, dt, st);
         } else {
             matmul_forward_gelu(fchg, fch, ln2, w.fc_w, w.fc_b, N, C, F, dt, st);
-            matmul_forward(out, fchg, w.fc_proj_w, w.fc_proj_b, N, F, C, dt, st);
+            matmul_forward_residual(out, fchg, w.fc_proj_w, w.fc_proj_b, res2, N, F, C, dt, st);
         }
-        add_forward(out, out, res2, btc, dt, st);
     }
 }
 

@@ -11,6 +11,30 @@ static float *copy_of(const float *h, size_t n)
     return c;
 }
 
+// out = inp @ w^T + bias + resid against the reference matmul and add.
+static void test_matmul_residual(int M, int K, int N, int with_bias)
+{
+    size_t ni = (size_t)M * K, nw = (size_t)N * K, no = (size_t)M * N;
+    float *inp = rand_array(ni, -1, 1), *w = rand_array(nw, -1, 1), *b = rand_array(N, -1, 1);
+    float *resid = rand_array(no, -4, 4);
+    void *d_inp = upload(inp, ni), *d_w = upload(w, nw), *d_b = upload(b, N), *d_res = upload(resid, no);
+    void *d_out = poisoned(no * kdtype_size(g_dt));
+    matmul_forward_residual(d_out, d_inp, d_w, with_bias ? d_b : NULL, d_res, M, K, N, g_dt, 0);
+    matmul_forward_residual(d_res, d_inp, d_w, with_bias ? d_b : NULL, d_res, M, K, N, g_dt, 0);  // in place
+    cudaCheck(cudaDeviceSynchronize());
+    float *out = zeros(no), *g = zeros(no);
+    ref_matmul_forward(out, inp, w, with_bias ? b : NULL, M, K, N);
+    for (size_t i = 0; i < no; i++) out[i] += resid[i];
+    char name[80];
+    snprintf(name, sizeof name, "matmul %dx%dx%d + residual out", M, K, N);
+    download(g, d_out, no);
+    expect_near(name, g, out, no, tol_abs(), tol_rel());
+    download(g, d_res, no);
+    expect_near("matmul + residual, in place", g, out, no, tol_abs(), tol_rel());
+    free(inp), free(w), free(b), free(resid), free(out), free(g);
+    dev_free_all();
+}
+
 static void test_matmul(int M, int K, int N, int with_bias)
 {
     size_t ni = (size_t)M * K, nw = (size_t)N * K, no = (size_t)M * N;
@@ -412,6 +436,8 @@ int main(void)
         printf("== %s\n", dt_name());
         test_matmul(100, 64, 72, 1);
         test_matmul(256, 128, 96, 0);
+        test_matmul_residual(100, 64, 72, 1);
+        test_matmul_residual(37, 128, 96, 0);
         test_matmul(100, 64, 36, 1);     // bias columns % 8 != 0: the scalar column sums
         test_matmul(3000, 64, 1024, 1);  // 47 row chunks of bias-gradient partials
         test_matmul_gelu(100, 64, 256, 1);
