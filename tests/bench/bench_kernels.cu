@@ -214,7 +214,8 @@ static void bench_config(const char *cfg, int B, int T, int C, int NH, int V, in
     bench(cfg, "moe permute fwd", [&] { moe_permute_forward(xp, x, pos, N, K, C, KD_BF16, 0); }, 0, 2.0 * K * NC * 2);
     bench(cfg, "moe unpermute fwd", [&] { moe_unpermute_forward(y, xp, gates, pos, N, K, C, KD_BF16, 0); }, 0,
           (K + 1.0) * NC * 2);
-    bench(cfg, "moe unpermute bwd", [&] { moe_unpermute_backward(xp, dgates, dx, y, gates, pos, N, K, C, KD_BF16, 0); },
+    void *dxp = bf((size_t)K * NC);  // yp: xp stands in for the experts' outputs (K N, C)
+    bench(cfg, "moe unpermute bwd", [&] { moe_unpermute_backward(dxp, dgates, dx, xp, gates, pos, N, K, C, KD_BF16, 0); },
           0, (2.0 * K + 1) * NC * 2);
     cudaCheck(cudaFree(idx));
     cudaCheck(cudaFree(pos));

@@ -68,6 +68,18 @@ def config_ops(B, T, C, NH):
     ops["gelu bwd"] = lambda: torch.autograd.grad(gl, (hg,), dh, retain_graph=True)
     y = rand(N, C)
     ops["residual add"] = lambda: x + y
+    # The fused rows: PyTorch eager runs the same steps as separate kernels.
+    ops["matmul fwd fc (+bias) + gelu fused"] = lambda: F.gelu(F.linear(x, wfc, bfc), approximate="tanh")
+    wproj, dy = rand(C, 4 * C, scale=0.05), rand(N, C)
+    dwproj = torch.zeros(C, 4 * C, device="cuda")
+
+    def proj_bwd():
+        dinp = dy @ wproj
+        dwproj.add_(dy.t() @ hg.detach())
+        dy.sum(0)
+        return dinp
+    ops["matmul bwd fc_proj (dinp+dW+dbias)"] = proj_bwd
+    ops["matmul bwd fc_proj + dgelu fused"] = lambda: torch.autograd.grad(gl, (hg,), proj_bwd(), retain_graph=True)
 
     tok = (torch.arange(N, device="cuda") * 2654435761 % V).view(B, T)
     wte, wpe = rand(V, C, grad=True), rand(T, C, grad=True)
