@@ -33,18 +33,32 @@ __global__ void iota_kernel(int *v, int n)
     if (i < n) v[i] = i;
 }
 
-// Block i: if sorted entry i starts a run of one token, sums that run's rows.
+// Block i: if sorted entry i starts a run of one token, sums that run's rows
+// in position order. Runs can be thousands of rows long (a small caption
+// vocabulary), so the block finds the run's end a block-width of keys at a
+// time, and each thread keeps 8 rows' loads in flight; the adds stay in
+// order.
 template <typename T>
 __global__ void token_grad_kernel(float *dwte, const T *dout, const int *keys, const int *rows,
                                   int n, int C)
 {
-    int i = blockIdx.x;
-    if (i > 0 && keys[i] == keys[i - 1]) return;
-    int end = i + 1;
-    while (end < n && keys[end] == keys[i]) end++;
-    float *dst = dwte + (size_t)keys[i] * C;
+    __shared__ int run_end;
+    int i = blockIdx.x, key = keys[i];
+    if (i > 0 && key == keys[i - 1]) return;
+    if (threadIdx.x == 0) run_end = n;
+    __syncthreads();
+    for (int base = i + 1; base < n; base += blockDim.x) {
+        int j = base + threadIdx.x;
+        bool past = j < n && keys[j] != key;
+        if (past) atomicMin(&run_end, j);  // keys are sorted: the first differing key ends the run
+        if (__syncthreads_or(past)) break;
+    }
+    __syncthreads();
+    int end = run_end;
+    float *dst = dwte + (size_t)key * C;
     for (int c = threadIdx.x; c < C; c += blockDim.x) {
         float acc = 0.0f;
+#pragma unroll 8
         for (int j = i; j < end; j++) acc += to_f(dout[(size_t)rows[j] * C + c]);
         dst[c] += acc;
     }

@@ -467,6 +467,7 @@ int main(void)
         test_elementwise(10007);
         test_elementwise(65536);  // whole 16-byte packs
         test_embedding(3, 50, 96, 40);
+        test_embedding(4, 1000, 256, 3);  // runs of ~1300 rows: longer than a block
         test_crossentropy(33, 1000, 1024);
         test_adamw(10001);
     }
