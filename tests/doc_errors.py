@@ -2,7 +2,7 @@
 """docs/OPERATIONS.md's troubleshooting table cannot drift from the code:
 every error message a user can meet, taken from the sources, must match a
 `code span` of the doc in full, where the doc writes each printf directive
-(%s, %d, ...) as a placeholder word of its own (NAME, REASON, ...).
+(%s, %d, ...) as a word of its own that names the value (NAME, REASON, ...).
 
 The messages: string literals (adjacent ones joined) that start with a
 program's prefix ("gridd: ", "hgrid-worker: ", "hgridctl: ", "hgrid-swarm: ",
@@ -66,7 +66,7 @@ def messages():
 
 
 def pattern(fmt):
-    """fmt as a regex over the doc: each directive one placeholder word (or any text)."""
+    """fmt as a regex over the doc: each directive any text (the word the doc names it by)."""
     out, pos = "", 0
     for m in DIRECTIVE.finditer(fmt):
         out += re.escape(fmt[pos:m.start()].replace("%%", "%")) + r".*?"
@@ -74,7 +74,7 @@ def pattern(fmt):
     return re.compile(out + re.escape(fmt[pos:].replace("%%", "%")))
 
 
-def placeholders(fmt):
+def as_doc_row(fmt):
     """fmt as the doc writes it: N for numbers, ... for text."""
     return DIRECTIVE.sub(lambda m: "N" if m.group(0)[-1] in "diouxXeEfgG" else "…",
                          fmt).replace("%%", "%").replace("|", "\\|")
@@ -100,7 +100,7 @@ def main():
     if missing:
         print("add rows like these to its troubleshooting section, saying what to do:")
         for m in missing:
-            print("| `" + placeholders(m.split(": ", 1)[1]) + "` | ... |")
+            print("| `" + as_doc_row(m.split(": ", 1)[1]) + "` | what to do |")
     print(f"doc_errors: {len(found) - len(missing)} of {len(found)} error messages documented")
     return 1 if missing else 0
 

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -120,10 +121,14 @@ static run_result run_loop(int fd, int run_ms)
 
 int main(void)
 {
-    char path[] = "/tmp/hgrid-notify-XXXXXX";
-    CHECK(mkdtemp(path) != NULL, "mkdtemp");
-    char sock[160], abstract[64];
+    // A private directory for the test's socket, named by the process (a
+    // leftover of a crashed run with the same pid is removed first).
+    char path[64], sock[160], abstract[64];
+    snprintf(path, sizeof path, "/tmp/hgrid-notify-%d", (int)getpid());
     snprintf(sock, sizeof sock, "%s/notify", path);
+    unlink(sock);
+    rmdir(path);
+    CHECK(mkdir(path, 0700) == 0, "mkdir %s", path);
     snprintf(abstract, sizeof abstract, "@hgrid-test-notify-%d", (int)getpid());
     test_send(sock);
     test_send(abstract);
