@@ -41,7 +41,7 @@ objs = $(patsubst %.c,$(BUILD)/%.o,$(patsubst %.cu,$(BUILD)/%.cu.o,$(1)))
 all:
 
 # Libraries first: later fragments name them as prerequisites.
-MODULES := proto layout wire daemon client kernels model train tests
+MODULES := proto layout wire util daemon libhgrid ctl worker tools/swarm examples kernels model train tests
 include $(wildcard $(addsuffix /module.mk,$(MODULES)))
 
 all: $(PROGS)
@@ -86,7 +86,7 @@ clean:
 # scripts in PREFIX/bin, the systemd units (ExecStart in PREFIX/bin) and the
 # sysusers file under PREFIX/lib, the docs in PREFIX/share/doc/hgrid, and
 # libhgrid for programs of one's own: PREFIX/lib/libhgrid.{a,so}, its headers
-# under PREFIX/include/hgrid (as the sources include them: "client/hgrid.h")
+# under PREFIX/include/hgrid (as the sources include them: "libhgrid/hgrid.h")
 # and pkg-config's hgrid.pc.
 PREFIX  ?= /usr/local
 UNITDIR ?= $(PREFIX)/lib/systemd/system
@@ -103,11 +103,11 @@ install: all
 		chmod 0644 $(DESTDIR)$(UNITDIR)/$$u || exit 1; done
 	install -m 0644 systemd/hgrid.sysusers $(DESTDIR)$(PREFIX)/lib/sysusers.d/hgrid.conf
 	install -m 0644 README.md docs/*.md $(DESTDIR)$(PREFIX)/share/doc/hgrid
-	install -d $(DESTDIR)$(PREFIX)/include/hgrid/client $(DESTDIR)$(PREFIX)/include/hgrid/layout \
+	install -d $(DESTDIR)$(PREFIX)/include/hgrid/libhgrid $(DESTDIR)$(PREFIX)/include/hgrid/layout \
 		$(DESTDIR)$(PREFIX)/lib/pkgconfig
 	install -m 0644 $(BIN)/libhgrid.a $(BIN)/libhgrid.so $(DESTDIR)$(PREFIX)/lib
-	install -m 0644 client/hgrid.h client/hgrid_comms.h client/hgrid_selftest.h \
-		$(DESTDIR)$(PREFIX)/include/hgrid/client
+	install -m 0644 libhgrid/hgrid.h libhgrid/hgrid_comms.h libhgrid/hgrid_selftest.h \
+		$(DESTDIR)$(PREFIX)/include/hgrid/libhgrid
 	install -m 0644 layout/layout.h $(DESTDIR)$(PREFIX)/include/hgrid/layout
 	printf 'prefix=%s\nincludedir=$${prefix}/include/hgrid\nlibdir=$${prefix}/lib\n\nName: hgrid\nDescription: libhgrid, a worker of an hgrid job (join, assignment, NCCL communicators)\nVersion: 1\nCflags: -I$${includedir} -I$(CUDA)/include\nLibs: -L$${libdir} -lhgrid\nLibs.private: -lprotobuf-c -L$(CUDA)/lib64 -lnccl -lcudart\n' \
 		'$(PREFIX)' > $(DESTDIR)$(PREFIX)/lib/pkgconfig/hgrid.pc

@@ -11,7 +11,7 @@
 
 #include "daemon/control.h"
 #include "daemon/job.h"
-#include "daemon/worker.h"
+#include "daemon/worker_msgs.h"
 
 // One read buffer for the whole loop: frames are handled before the read
 // callback returns, and partial frames are copied by the wire_reader.

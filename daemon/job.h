@@ -5,9 +5,9 @@
 
 #include "daemon/conn.h"
 #include "daemon/gridd.h"
-#include "daemon/mint.h"
-#include "daemon/roster.h"
-#include "daemon/state.h"
+#include "daemon/core/mint.h"
+#include "daemon/core/roster.h"
+#include "daemon/core/state.h"
 #include "wire/wire.h"
 
 // JOB_RESUMING: gridd restarted; the saved generation's workers have until

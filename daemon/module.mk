@@ -1,7 +1,7 @@
-# gridd (the coordinator daemon), its unit and integration tests, and the
-# sources of hgridctl's control commands (linked by client/module.mk).
-DAEMON_CORE_SRCS := daemon/table.c daemon/assign.c daemon/mint.c daemon/roster.c daemon/state.c
-GRIDD_SRCS := daemon/main.c daemon/listen.c daemon/conn.c daemon/control.c daemon/worker.c \
+# gridd (the coordinator daemon): its pure core (daemon/core/: jobs table,
+# rank assignment, id minting plan, roster, state file) and its libuv I/O.
+DAEMON_CORE_SRCS := daemon/core/table.c daemon/core/assign.c daemon/core/mint.c daemon/core/roster.c daemon/core/state.c
+GRIDD_SRCS := daemon/main.c daemon/listen.c daemon/conn.c daemon/control.c daemon/worker_msgs.c \
               daemon/job.c daemon/assignment.c daemon/log.c $(DAEMON_CORE_SRCS)
 DAEMON_CORE_LIB := $(BUILD)/libgridd_core.a
 
@@ -16,8 +16,6 @@ PROGS += $(BIN)/gridd
 LDLIBS_gridd := -luv -lprotobuf-c
 GRIDD_SRCS += daemon/metrics.c daemon/metrics_http.c # Prometheus endpoint (docs/OPERATIONS.md)
 $(BIN)/gridd: $(call objs,$(GRIDD_SRCS)) $(WIRE_LIB) $(LAYOUT_LIB)
-
-CTL_CONTROL_SRCS := client/ctl_jobs.c
 
 DAEMON_UNIT_TESTS := test_daemon_assign test_daemon_mint test_daemon_state test_daemon_table
 CPU_TESTS += $(addprefix $(BUILD)/tests/,$(DAEMON_UNIT_TESTS)) tests/daemon_gridd.py tests/daemon_soak.py \

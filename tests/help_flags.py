@@ -18,10 +18,10 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 BIN = os.environ.get("HGRID_BIN", "bin")
 SOURCES = {
     "gridd": ["daemon/*.c"],
-    "hgrid-worker": ["client/worker_*.c", "train/run_args.c"],
-    "hgridctl": ["client/hgridctl.c", "client/ctl_*.c", "client/layout_args.c",
-                 "client/watch_*.c", "layout/flags.c"],
-    "hgrid-swarm": ["client/swarm_*.c"],
+    "hgrid-worker": ["worker/*.c", "worker/run_args.c"],
+    "hgridctl": ["ctl/hgridctl.c", "ctl/ctl_*.c", "ctl/layout_args.c",
+                 "ctl/watch_*.c", "layout/flags.c"],
+    "hgrid-swarm": ["tools/swarm/*.c"],
     "hgrid-train": ["model/single_gpu.c", "model/train_main.c"],
 }
 

@@ -3,7 +3,7 @@
 # every program, launch script, unit, the sysusers file and the docs, the
 # units' ExecStart under PREFIX/bin, and nothing lands outside DESTDIR;
 # libhgrid's headers, libraries and hgrid.pc are there, and a program of
-# one's own (client/example_join.c) builds against them alone and runs.
+# one's own (examples/example_join.c) builds against them alone and runs.
 # 2) An install to a real PREFIX (a temporary folder, so ExecStart's
 # programs exist): `systemd-analyze verify` passes on both units, and the
 # same check fails on a unit with a typo and on one whose program is missing;
@@ -37,8 +37,8 @@ for f in lib/systemd/system/gridd.service lib/systemd/system/hgrid-worker@.servi
          share/doc/hgrid/PROTOCOL.md; do
   [ -f "$stage/opt/hgrid/$f" ] && ok || fail "DESTDIR: $f missing"
 done
-for f in lib/libhgrid.a lib/libhgrid.so lib/pkgconfig/hgrid.pc include/hgrid/client/hgrid.h \
-         include/hgrid/client/hgrid_comms.h include/hgrid/client/hgrid_selftest.h \
+for f in lib/libhgrid.a lib/libhgrid.so lib/pkgconfig/hgrid.pc include/hgrid/libhgrid/hgrid.h \
+         include/hgrid/libhgrid/hgrid_comms.h include/hgrid/libhgrid/hgrid_selftest.h \
          include/hgrid/layout/layout.h; do
   [ -f "$stage/opt/hgrid/$f" ] && ok || fail "DESTDIR: $f missing"
 done
@@ -46,7 +46,7 @@ grep -q '^prefix=/opt/hgrid$' "$stage/opt/hgrid/lib/pkgconfig/hgrid.pc" && ok ||
   fail "hgrid.pc: prefix is not PREFIX"
 lib=$stage/opt/hgrid/lib sanflags=()
 [ "$san" = 1 ] && sanflags=(-fsanitize=address,undefined)
-if cc "${sanflags[@]}" -I"$stage/opt/hgrid/include/hgrid" -o "$tmp/example" client/example_join.c \
+if cc "${sanflags[@]}" -I"$stage/opt/hgrid/include/hgrid" -o "$tmp/example" examples/example_join.c \
   -L"$lib" -lhgrid -Wl,-rpath,"$lib" -L/usr/local/cuda/lib64 -Wl,-rpath,/usr/local/cuda/lib64 \
   2>"$tmp/cc.out"; then
   ok
@@ -54,7 +54,7 @@ if cc "${sanflags[@]}" -I"$stage/opt/hgrid/include/hgrid" -o "$tmp/example" clie
   [ $? -eq 2 ] && grep -q '^usage: hgrid-example-join' "$tmp/example.out" && ok ||
     fail "the example linked against the installed libhgrid.so did not run: $(head -n 2 "$tmp/example.out")"
 else
-  fail "client/example_join.c does not build against the installed headers and libhgrid:"
+  fail "examples/example_join.c does not build against the installed headers and libhgrid:"
   head -n 5 "$tmp/cc.out"
 fi
 [ "$(ls "$stage")" = opt ] && ok || fail "DESTDIR: something outside PREFIX: $(ls "$stage")"

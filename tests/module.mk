@@ -40,8 +40,8 @@ $(BUILD)/fuzz/fuzz_envelope: tests/fuzz/fuzz_envelope.c wire/frame.c wire/layout
 $(BUILD)/fuzz/fuzz_layout_flags: tests/fuzz/fuzz_layout_flags.c $(LAYOUT_SRCS)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^
-$(BUILD)/fuzz/fuzz_state: tests/fuzz/fuzz_state.c daemon/state.c daemon/roster.c daemon/table.c \
-                          daemon/assign.c wire/layout_pb.c $(GEN)/proto/hgrid.pb-c.c $(LAYOUT_SRCS)
+$(BUILD)/fuzz/fuzz_state: tests/fuzz/fuzz_state.c daemon/core/state.c daemon/core/roster.c daemon/core/table.c \
+                          daemon/core/assign.c wire/layout_pb.c $(GEN)/proto/hgrid.pb-c.c $(LAYOUT_SRCS)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^ -lprotobuf-c
 
@@ -55,4 +55,4 @@ $(BUILD)/tests/test_daemon_notify: $(call objs,tests/test_daemon_notify.c daemon
 CPU_TESTS += tests/launch_env.py tests/launch_netns.py
 # make install and the systemd units (systemd-analyze verify); every
 # program's --help names its flags; docs/OPERATIONS.md lists every error message.
-CPU_TESTS += tests/install_units.sh tests/help_flags.py tests/doc_errors.py
+CPU_TESTS += tests/install_units.sh tests/help_flags.py tests/doc_errors.py tests/include_graph.py

@@ -11,8 +11,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "client/assignment.h"
-#include "client/hgrid.h"
+#include "libhgrid/assignment_check.h"
+#include "libhgrid/hgrid.h"
 #include "tests/check.h"
 #include "wire/wire.h"
 

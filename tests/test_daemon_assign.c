@@ -4,8 +4,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "daemon/assign.h"
-#include "daemon/roster.h"
+#include "daemon/core/assign.h"
+#include "daemon/core/roster.h"
 #include "tests/check.h"
 #include "tests/daemon_test_plan.h"
 

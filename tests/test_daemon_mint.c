@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "daemon/mint.h"
+#include "daemon/core/mint.h"
 #include "tests/check.h"
 #include "tests/daemon_test_plan.h"
 

@@ -7,7 +7,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "daemon/state.h"
+#include "daemon/core/state.h"
 #include "tests/check.h"
 #include "tests/daemon_test_plan.h"
 

@@ -2,7 +2,7 @@
 // keys) against a plain array, across growth.
 #include <stdlib.h>
 
-#include "daemon/table.h"
+#include "daemon/core/table.h"
 #include "tests/check.h"
 
 #define N 4096

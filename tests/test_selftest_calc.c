@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "client/selftest_calc.h"
+#include "libhgrid/selftest_calc.h"
 #include "layout/layout.h"
 #include "tests/check.h"
 

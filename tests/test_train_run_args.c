@@ -4,7 +4,7 @@
 
 #include "model/config.h"
 #include "tests/check.h"
-#include "train/run_args.h"
+#include "worker/run_args.h"
 
 // Parses argv (NULL-terminated, argv[0] a program name) as the worker does:
 // training flags consumed, anything else an error. 0, or -1 with err.

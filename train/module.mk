@@ -4,20 +4,11 @@
 # workers' training loop (train_run). TRAIN_LIB is CPU only; TRAIN_NCCL_LIB
 # (the NCCL backend and the GPU ops) needs CUDA + NCCL and the kernels.
 TRAIN_SRCS := train/comm.c train/comm_threads.c train/schedule.c train/layout_groups.c \
-              train/shard.c train/vocab.c train/ep_moe.c train/tp_stack.c train/worker.c \
-              train/llm_stage.c train/encoder_stage.c train/checkpoint.c train/ops_cpu.c \
-              train/run_args.c
+              train/shard.c train/vocab.c train/ep_moe.c train/tp_stack.c train/trainer.c \
+              train/llm_stage.c train/encoder_stage.c train/checkpoint.c train/ops_cpu.c
 TRAIN_LIB  := $(BUILD)/libtrain.a
 TRAIN_NCCL_SRCS := train/comm_nccl.c train/ops_gpu.c
 TRAIN_NCCL_LIB  := $(BUILD)/libtrain_nccl.a
-
-# What hgrid-worker links for train_run (client/module.mk), before libhgrid:
-# the GPU training loop where nvcc is, else one that says it is missing.
-ifneq ($(wildcard $(NVCC)),)
-TRAIN_RUN_LINK := $(call objs,train/run.c train/run_watch.c) $(TRAIN_NCCL_LIB) $(TRAIN_LIB)
-else
-TRAIN_RUN_LINK := $(call objs,train/run_nokernels.c) $(TRAIN_LIB) $(MODEL_LIB) $(LAYOUT_LIB)
-endif
 
 $(TRAIN_LIB): $(call objs,$(TRAIN_SRCS))
 	@mkdir -p $(dir $@)
@@ -31,7 +22,8 @@ TRAIN_TESTS := test_train_comm test_train_schedule test_train_shard test_train_p
                test_train_checkpoint test_train_vocab test_train_run_args test_train_bf16
 CPU_TESTS += $(addprefix $(BUILD)/tests/,$(TRAIN_TESTS)) tests/train_worker_cli.sh
 
-$(addprefix $(BUILD)/tests/,$(TRAIN_TESTS)): $(BUILD)/tests/%: $(BUILD)/tests/%.o $(TRAIN_LIB) \
+$(addprefix $(BUILD)/tests/,$(TRAIN_TESTS)): $(BUILD)/tests/%: $(BUILD)/tests/%.o \
+                                             $(call objs,worker/run_args.c) $(TRAIN_LIB) \
                                              $(MODEL_LIB) $(KERNELS_REF_LIB) $(LAYOUT_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ -lpthread -lm

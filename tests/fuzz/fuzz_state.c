@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "daemon/state.h"
+#include "daemon/core/state.h"
 
 static void free_records(job_record *jobs, int n)
 {

@@ -1,0 +1,29 @@
+// hgridctl's connection to gridd's control socket: connect, one request and
+// its reply, each failure reported once through ctl_fail.
+#ifndef HGRID_CTL_CONN_H
+#define HGRID_CTL_CONN_H
+
+#include <stddef.h>
+
+#include "ctl/hgridctl.h"
+#include "proto/hgrid.pb-c.h"
+
+// gridd.service's --control: hgridctl tries it when neither --socket nor
+// $HGRID_CONTROL names a socket and the user's default one is absent.
+#define CTL_SYSTEM_SOCKET "/run/hgrid/gridd.sock"
+
+// Connects to the control socket (--socket, else $HGRID_CONTROL, else the
+// default path, else CTL_SYSTEM_SOCKET), the path used into path. The
+// descriptor, or -1 after reporting why with what to do.
+int ctl_connect(const ctl_options *opt, char *path, size_t pathlen);
+
+// Sends req on a fresh connection and returns gridd's reply when it is of
+// kind want; otherwise NULL after reporting why (a refusal with gridd's
+// message, a lost connection, an unexpected reply).
+Hgrid__Envelope *ctl_request(const ctl_options *opt, const Hgrid__Envelope *req,
+                             Hgrid__Envelope__MsgCase want);
+
+// Reports a reply that is neither the wanted kind nor an Error; returns 1.
+int ctl_fail_unexpected(const Hgrid__Envelope *reply);
+
+#endif

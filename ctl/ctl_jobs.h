@@ -1,0 +1,45 @@
+// hgridctl's gridd commands: submit, list, show, status, cancel. Each talks
+// to gridd over its control socket and returns the exit status (0 ok,
+// 1 refused by gridd or gridd not reachable, 2 usage error).
+#ifndef HGRID_CTL_JOBS_H
+#define HGRID_CTL_JOBS_H
+
+#include <stdbool.h>
+
+#include "ctl/hgridctl.h"
+#include "util/json.h"
+#include "proto/hgrid.pb-c.h"
+
+int ctl_submit(const ctl_options *opt, int argc, char **argv);
+int ctl_list(const ctl_options *opt, int argc, char **argv);
+int ctl_show(const ctl_options *opt, int argc, char **argv);
+int ctl_status(const ctl_options *opt, int argc, char **argv);
+int ctl_cancel(const ctl_options *opt, int argc, char **argv);
+
+// A command naming one job: "hgridctl NAME JOB [--json] [options]".
+typedef struct {
+    const char *name;
+    const char *options; // its own options for the usage line, "" if none
+    const char *help;    // what it does and its options, for --help
+} job_command;
+
+// A command's integer option, "--flag N" with min <= N <= max.
+typedef struct {
+    const char *flag;
+    int *value;
+    int min, max;
+} job_int_option;
+
+// Parses "JOB [--json] [ints...]" (ints: NULL or ended by a NULL flag).
+// Returns -1 to go on, else the exit status (--help, usage errors).
+int ctl_parse_job_args(const job_command *cmd, int argc, char **argv,
+                       const job_int_option *ints, const char **job, bool *json);
+// gridd's JobInfo of the job (a JOB_INFO reply), or NULL after reporting why.
+Hgrid__Envelope *ctl_fetch_job(const ctl_options *opt, const char *job);
+// Shared with watch: env (with show) asks gridd for job's JobInfo; the
+// JSON keys every job object starts with (job, state, generation,
+// world_size).
+void ctl_show_request(Hgrid__Envelope *env, Hgrid__ShowJob *show, const char *job);
+void ctl_json_job_head(json_writer *w, const Hgrid__JobInfo *info);
+
+#endif

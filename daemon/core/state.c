@@ -1,0 +1,454 @@
+// The state file: magic, format version, CRC-32 and length of the payload,
+// then the payload (big-endian integers, length-prefixed strings, layouts
+// as packed hgrid.Layout messages).
+#include "daemon/core/state.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "wire/wire.h"
+
+// Ranks restored over all jobs at most: each costs ~100 bytes of rosters,
+// so a damaged or hostile file cannot make gridd exhaust memory at start.
+#define STATE_MAX_RANKS (1 << 22)
+
+uint32_t state_crc32(const uint8_t *p, size_t n)
+{
+    static uint32_t table[256];
+    if (!table[1])
+        for (uint32_t i = 0; i < 256; i++) {
+            uint32_t c = i;
+            for (int k = 0; k < 8; k++)
+                c = c & 1 ? 0xedb88320u ^ (c >> 1) : c >> 1;
+            table[i] = c;
+        }
+    uint32_t c = 0xffffffffu;
+    for (size_t i = 0; i < n; i++)
+        c = table[(c ^ p[i]) & 0xff] ^ (c >> 8);
+    return c ^ 0xffffffffu;
+}
+
+bool state_valid_job_name(const char *name)
+{
+    size_t n = strlen(name);
+    if (n < 1 || n > JOB_NAME_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-", name[i]))
+            return false;
+    return true;
+}
+
+bool state_token_matches(const job_record *j, const uint8_t *token, size_t len)
+{
+    uint8_t diff = len != j->token_len;
+    for (size_t i = 0; i < j->token_len; i++)
+        diff |= (uint8_t)(j->token[i] ^ (i < len ? token[i] : 0));
+    return diff == 0;
+}
+
+// ---- writing
+
+typedef struct {
+    uint8_t *data;
+    size_t len, cap;
+    bool failed;
+} buffer;
+
+static uint8_t *reserve(buffer *b, size_t n)
+{
+    if (b->failed)
+        return NULL;
+    if (b->len + n > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap < b->len + n)
+            cap *= 2;
+        uint8_t *data = realloc(b->data, cap);
+        if (!data) {
+            b->failed = true;
+            return NULL;
+        }
+        b->data = data;
+        b->cap = cap;
+    }
+    uint8_t *p = b->data + b->len;
+    b->len += n;
+    return p;
+}
+
+static void put_uint(buffer *b, uint64_t v, int bytes)
+{
+    uint8_t *p = reserve(b, (size_t)bytes);
+    for (int i = 0; p && i < bytes; i++)
+        p[i] = (uint8_t)(v >> (8 * (bytes - 1 - i)));
+}
+
+static void put_bytes(buffer *b, const void *data, uint32_t len)
+{
+    put_uint(b, len, 4);
+    uint8_t *p = reserve(b, len);
+    if (p && len)
+        memcpy(p, data, len);
+}
+
+static void put_layout(buffer *b, const hg_layout_spec *spec)
+{
+    Hgrid__Layout layout;
+    Hgrid__ModelConfig model;
+    wire_layout_from_spec(spec, &layout, &model);
+    size_t n = hgrid__layout__get_packed_size(&layout);
+    put_uint(b, n, 4);
+    uint8_t *p = reserve(b, n);
+    if (p && hgrid__layout__pack(&layout, p) != n)
+        b->failed = true;
+}
+
+static void put_job(buffer *b, const job_record *j)
+{
+    const roster *r = &j->roster;
+    put_bytes(b, j->name, (uint32_t)strlen(j->name));
+    put_bytes(b, j->token, j->token_len);
+    put_layout(b, &j->spec);
+    put_uint(b, j->generation, 8);
+    put_uint(b, r->assigned, 1);
+    put_uint(b, (uint32_t)r->world_size, 4);
+    if (!r->assigned)
+        return;
+    put_uint(b, (uint32_t)r->num_hosts, 4);
+    for (int h = 0; h < r->num_hosts; h++)
+        put_bytes(b, r->hosts[h], (uint32_t)strlen(r->hosts[h]));
+    for (int i = 0; i < r->world_size; i++) {
+        put_uint(b, (uint32_t)r->slots[i].host, 4);
+        put_uint(b, (uint32_t)r->slots[i].device, 4);
+    }
+}
+
+int state_encode(const job_record *const *jobs, int num_jobs, uint8_t **out, size_t *len)
+{
+    buffer b = {0};
+    reserve(&b, STATE_HEADER);
+    put_uint(&b, (uint32_t)num_jobs, 4);
+    for (int i = 0; i < num_jobs; i++)
+        put_job(&b, jobs[i]);
+    if (b.failed) {
+        free(b.data);
+        return -1;
+    }
+    size_t payload = b.len - STATE_HEADER;
+    memcpy(b.data, STATE_MAGIC, 8);
+    buffer head = {b.data + 8, 0, STATE_HEADER - 8, false};
+    put_uint(&head, STATE_VERSION, 4);
+    put_uint(&head, state_crc32(b.data + STATE_HEADER, payload), 4);
+    put_uint(&head, payload, 8);
+    *out = b.data;
+    *len = b.len;
+    return 0;
+}
+
+static int write_all(int fd, const uint8_t *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            return -1;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+int state_save(const char *dir, const job_record *const *jobs, int num_jobs, char *err,
+               size_t errlen)
+{
+    uint8_t *data;
+    size_t len;
+    if (state_encode(jobs, num_jobs, &data, &len)) {
+        snprintf(err, errlen, "out of memory encoding the state of %d jobs", num_jobs);
+        return -1;
+    }
+    char path[4096], tmp[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, STATE_FILE);
+    snprintf(tmp, sizeof tmp, "%s/%s.tmp", dir, STATE_FILE);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    int rc = -1;
+    if (fd < 0) {
+        snprintf(err, errlen, "cannot create %s: %s", tmp, strerror(errno));
+        goto out;
+    }
+    if (write_all(fd, data, len) || fsync(fd)) {
+        snprintf(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
+        close(fd);
+        unlink(tmp);
+        goto out;
+    }
+    close(fd);
+    if (rename(tmp, path)) {
+        snprintf(err, errlen, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
+        unlink(tmp);
+        goto out;
+    }
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0 || fsync(dfd)) {
+        snprintf(err, errlen, "cannot sync directory %s: %s", dir, strerror(errno));
+        if (dfd >= 0)
+            close(dfd);
+        goto out;
+    }
+    close(dfd);
+    rc = 0;
+out:
+    free(data);
+    return rc;
+}
+
+// ---- reading
+
+typedef struct {
+    const uint8_t *p;
+    size_t left;
+    bool bad;
+} reader;
+
+static uint64_t get_uint(reader *r, int bytes)
+{
+    if (r->bad || r->left < (size_t)bytes) {
+        r->bad = true;
+        return 0;
+    }
+    uint64_t v = 0;
+    for (int i = 0; i < bytes; i++)
+        v = v << 8 | r->p[i];
+    r->p += bytes;
+    r->left -= (size_t)bytes;
+    return v;
+}
+
+// A length-prefixed field of at most max bytes; NULL if it does not fit.
+static const uint8_t *get_bytes(reader *r, uint32_t max, uint32_t *len)
+{
+    *len = (uint32_t)get_uint(r, 4);
+    if (r->bad || *len > max || *len > r->left) {
+        r->bad = true;
+        return NULL;
+    }
+    const uint8_t *p = r->p;
+    r->p += *len;
+    r->left -= *len;
+    return p;
+}
+
+static int get_string(reader *r, char *out, uint32_t max)
+{
+    uint32_t len;
+    const uint8_t *p = get_bytes(r, max, &len);
+    if (!p)
+        return -1;
+    memcpy(out, p, len);
+    out[len] = '\0';
+    return memchr(out, '\0', len) ? -1 : 0;
+}
+
+static int get_layout(reader *r, hg_layout_spec *spec, hg_plan *plan, char *err, size_t errlen)
+{
+    uint32_t len;
+    const uint8_t *p = get_bytes(r, 1u << 16, &len);
+    if (!p)
+        return -1;
+    Hgrid__Layout *layout = hgrid__layout__unpack(NULL, len, p);
+    if (!layout) {
+        snprintf(err, errlen, "undecodable layout");
+        return -1;
+    }
+    hg_layout_spec_defaults(spec);
+    int rc = wire_layout_to_spec(layout, spec, err, errlen);
+    hgrid__layout__free_unpacked(layout, NULL);
+    if (rc == 0)
+        rc = hg_plan_build(spec, plan, err, errlen);
+    return rc;
+}
+
+// The saved rank map: hosts, then (host, device) per rank.
+static int get_rank_map(reader *r, roster *ro, int world, char *err, size_t errlen)
+{
+    uint32_t num_hosts = (uint32_t)get_uint(r, 4);
+    if (r->bad || num_hosts > (uint32_t)world) {
+        snprintf(err, errlen, "rank map has %u hosts for %d ranks", num_hosts, world);
+        return -1;
+    }
+    char **hosts = calloc(num_hosts ? num_hosts : 1, sizeof *hosts);
+    int *host = malloc(sizeof *host * (size_t)world), *device = malloc(sizeof *device * (size_t)world);
+    int rc = -1;
+    if (!hosts || !host || !device) {
+        snprintf(err, errlen, "out of memory for a %d-rank map", world);
+        goto out;
+    }
+    for (uint32_t h = 0; h < num_hosts; h++) {
+        hosts[h] = malloc(ROSTER_MAX_HOST + 1);
+        if (!hosts[h] || get_string(r, hosts[h], ROSTER_MAX_HOST)) {
+            snprintf(err, errlen, "bad host name %u in the rank map", h);
+            goto out;
+        }
+    }
+    for (int i = 0; i < world; i++) {
+        uint32_t h = (uint32_t)get_uint(r, 4), d = (uint32_t)get_uint(r, 4);
+        if (r->bad || h >= num_hosts || d > (uint32_t)HG_MAX_WORLD) {
+            snprintf(err, errlen, "bad rank map entry for rank %d", i);
+            goto out;
+        }
+        host[i] = (int)h;
+        device[i] = (int)d;
+    }
+    rc = roster_restore(ro, world, hosts, (int)num_hosts, host, device);
+    if (rc == ROSTER_RESTORE_TWICE)
+        snprintf(err, errlen, "the rank map names a host twice or gives a device two ranks");
+    else if (rc)
+        snprintf(err, errlen, "out of memory restoring a %d-rank map", world);
+out:
+    for (uint32_t h = 0; hosts && h < num_hosts; h++)
+        free(hosts[h]);
+    free(hosts);
+    free(host);
+    free(device);
+    return rc;
+}
+
+// One job; *ranks counts the ranks restored so far (STATE_MAX_RANKS).
+static int get_job(reader *r, job_record *j, uint64_t *ranks, char *err, size_t errlen)
+{
+    memset(j, 0, sizeof *j);
+    const uint8_t *token;
+    hg_plan plan;
+    if (get_string(r, j->name, JOB_NAME_MAX) || !state_valid_job_name(j->name) ||
+        !(token = get_bytes(r, JOB_TOKEN_MAX, &j->token_len)) || j->token_len == 0) {
+        snprintf(err, errlen, "bad job name or token");
+        return -1;
+    }
+    memcpy(j->token, token, j->token_len);
+    if (get_layout(r, &j->spec, &plan, err, errlen))
+        return -1;
+    j->generation = get_uint(r, 8);
+    uint64_t assigned = get_uint(r, 1);
+    uint32_t world = (uint32_t)get_uint(r, 4);
+    if (assigned > 1) {
+        snprintf(err, errlen, "job %s: bad assigned flag %llu", j->name,
+                 (unsigned long long)assigned);
+        return -1;
+    }
+    if (r->bad || world != (uint32_t)plan.world_size) {
+        snprintf(err, errlen, "job %s: saved world size %u does not match its layout's %d",
+                 j->name, world, plan.world_size);
+        return -1;
+    }
+    if ((*ranks += world) > STATE_MAX_RANKS) {
+        snprintf(err, errlen, "more than %d ranks in all jobs", STATE_MAX_RANKS);
+        return -1;
+    }
+    if (assigned)
+        return get_rank_map(r, &j->roster, (int)world, err, errlen);
+    if (roster_init(&j->roster, (int)world)) {
+        snprintf(err, errlen, "out of memory for job %s", j->name);
+        return -1;
+    }
+    return 0;
+}
+
+int state_decode(const uint8_t *data, size_t len, job_record **jobs, int *num_jobs, char *err,
+                 size_t errlen)
+{
+    *jobs = NULL;
+    *num_jobs = 0;
+    if (len < STATE_HEADER || memcmp(data, STATE_MAGIC, 8)) {
+        snprintf(err, errlen, "not a gridd state file");
+        return -1;
+    }
+    reader head = {data + 8, STATE_HEADER - 8, false};
+    uint32_t version = (uint32_t)get_uint(&head, 4), crc = (uint32_t)get_uint(&head, 4);
+    uint64_t payload = get_uint(&head, 8);
+    if (version != STATE_VERSION) {
+        snprintf(err, errlen, "state format version %u; this gridd reads version %u", version,
+                 STATE_VERSION);
+        return -1;
+    }
+    if (payload != len - STATE_HEADER || state_crc32(data + STATE_HEADER, payload) != crc) {
+        snprintf(err, errlen, "checksum or length mismatch (the file is damaged)");
+        return -1;
+    }
+    reader r = {data + STATE_HEADER, payload, false};
+    uint32_t n = (uint32_t)get_uint(&r, 4);
+    uint64_t ranks = 0;
+    if (r.bad || n > payload) {
+        snprintf(err, errlen, "bad job count");
+        return -1;
+    }
+    job_record *out = calloc(n ? n : 1, sizeof *out);
+    if (!out) {
+        snprintf(err, errlen, "out of memory for %u jobs", n);
+        return -1;
+    }
+    uint32_t got = 0;
+    while (got < n && get_job(&r, &out[got], &ranks, err, errlen) == 0)
+        got++;
+    if (got == n && r.left > 0)
+        snprintf(err, errlen, "%zu bytes after the last job", r.left);
+    if (got < n || r.left > 0) {
+        for (uint32_t k = 0; k < got; k++)
+            roster_free(&out[k].roster);
+        free(out);
+        return -1;
+    }
+    *jobs = out;
+    *num_jobs = (int)n;
+    return 0;
+}
+
+int state_load(const char *dir, job_record **jobs, int *num_jobs, char *err, size_t errlen)
+{
+    *jobs = NULL;
+    *num_jobs = 0;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, STATE_FILE);
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        if (errno == ENOENT)
+            return 0;
+        snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
+        return -1;
+    }
+    uint8_t *data = NULL;
+    size_t len = 0, cap = 0;
+    for (;;) {
+        if (len == cap) {
+            cap = cap ? 2 * cap : 65536;
+            uint8_t *grown = realloc(data, cap);
+            if (!grown) {
+                snprintf(err, errlen, "out of memory reading %s", path);
+                free(data);
+                fclose(f);
+                return -1;
+            }
+            data = grown;
+        }
+        size_t got = fread(data + len, 1, cap - len, f);
+        len += got;
+        if (got == 0)
+            break;
+    }
+    bool read_error = ferror(f);
+    fclose(f);
+    int rc = -1;
+    char why[HG_ERR_LEN];
+    if (read_error)
+        snprintf(err, errlen, "cannot read %s", path);
+    else if (state_decode(data, len, jobs, num_jobs, why, sizeof why) == 0)
+        rc = 0;
+    else
+        snprintf(err, errlen, "%s: %s", path, why);
+    free(data);
+    return rc;
+}

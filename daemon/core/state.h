@@ -1,0 +1,52 @@
+// gridd's saved state: every job's name, token, layout, generation and
+// sticky rank map, in one versioned, checksummed file written atomically
+// (temp file, fsync, rename, fsync of the directory) on every change.
+#ifndef HGRID_DAEMON_STATE_H
+#define HGRID_DAEMON_STATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "daemon/core/roster.h"
+#include "layout/layout.h"
+
+#define JOB_NAME_MAX 64
+#define JOB_TOKEN_MAX 256
+#define STATE_FILE "gridd.state"
+#define STATE_MAGIC "hgridst\n"
+#define STATE_VERSION 1u
+#define STATE_HEADER 24 // magic 8, version 4, CRC-32 of the payload 4, its length 8
+
+// The part of a job that outlives gridd.
+typedef struct {
+    char name[JOB_NAME_MAX + 1];
+    uint8_t token[JOB_TOKEN_MAX];
+    uint32_t token_len;
+    hg_layout_spec spec;
+    uint64_t generation;
+    roster roster; // only an assigned roster's hosts and rank map are saved
+} job_record;
+
+// 1-64 characters of [A-Za-z0-9._-].
+bool state_valid_job_name(const char *name);
+// Whether token is j's, in time that depends on j's token length only, not
+// on the offered bytes or where they differ.
+bool state_token_matches(const job_record *j, const uint8_t *token, size_t len);
+
+// Writes every record to DIR/gridd.state. Returns 0 or -1 with a reason.
+int state_save(const char *dir, const job_record *const *jobs, int num_jobs, char *err,
+               size_t errlen);
+// Reads DIR/gridd.state into a new array of records (rosters initialised:
+// restored if they were assigned, else empty). A missing file is no jobs.
+// Returns 0 or -1 with a reason (corrupt, wrong version, unreadable).
+int state_load(const char *dir, job_record **jobs, int *num_jobs, char *err, size_t errlen);
+
+// The state file's bytes for jobs (malloc'd) and the reverse, and the
+// checksum; exposed for tests. state_decode returns 0 or -1 with a reason.
+uint32_t state_crc32(const uint8_t *p, size_t n);
+int state_encode(const job_record *const *jobs, int num_jobs, uint8_t **out, size_t *len);
+int state_decode(const uint8_t *data, size_t len, job_record **jobs, int *num_jobs, char *err,
+                 size_t errlen);
+
+#endif

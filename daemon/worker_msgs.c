@@ -1,0 +1,140 @@
+// Worker messages: Hello validation and dispatch of the rest to the job.
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon/worker_msgs.h"
+
+#include "daemon/job.h"
+
+static bool valid_host(const char *host)
+{
+    size_t n = strlen(host);
+    if (n < 1 || n > ROSTER_MAX_HOST)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)host[i] <= ' ' || host[i] == '/' || host[i] == 0x7f)
+            return false;
+    return true;
+}
+
+static void hello(conn *c, const Hgrid__Hello *h)
+{
+    if (c->job) {
+        conn_fail(c, HGRID__ERROR_CODE__ERROR_BAD_REQUEST, "Hello sent twice");
+        return;
+    }
+    job *j = job_find(c->srv, h->job);
+    if (!j) {
+        conn_fail(c, HGRID__ERROR_CODE__ERROR_UNKNOWN_JOB,
+                  "no job named '%.64s'; submit it first with hgridctl submit", h->job);
+        return;
+    }
+    if (!state_token_matches(&j->rec, h->token.data, h->token.len)) {
+        conn_fail(c, HGRID__ERROR_CODE__ERROR_BAD_TOKEN,
+                  "wrong token for job %s; use the token hgridctl submit printed", j->rec.name);
+        return;
+    }
+    if (!valid_host(h->host)) {
+        conn_fail(c, HGRID__ERROR_CODE__ERROR_BAD_REQUEST,
+                  "host name must be 1-%d printable characters without '/' or spaces",
+                  ROSTER_MAX_HOST);
+        return;
+    }
+    if (h->local_device > HG_MAX_WORLD) {
+        conn_fail(c, HGRID__ERROR_CODE__ERROR_BAD_REQUEST, "local device %u is out of range",
+                  h->local_device);
+        return;
+    }
+    int requested = -1;
+    if (h->requested_rank)
+        requested = h->requested_rank->rank > (uint32_t)HG_MAX_WORLD
+                        ? HG_MAX_WORLD
+                        : (int)h->requested_rank->rank;
+    char err[256];
+    int slot;
+    roster_status st = roster_join(&j->rec.roster, h->host, (int)h->local_device, requested, &slot,
+                                   err, sizeof err);
+    static const Hgrid__ErrorCode codes[] = {
+        [ROSTER_DUPLICATE] = HGRID__ERROR_CODE__ERROR_DUPLICATE_DEVICE,
+        [ROSTER_RANK_REFUSED] = HGRID__ERROR_CODE__ERROR_RANK_REFUSED,
+        [ROSTER_FULL] = HGRID__ERROR_CODE__ERROR_JOB_FULL,
+        [ROSTER_NOMEM] = HGRID__ERROR_CODE__ERROR_LIMIT,
+    };
+    if (st != ROSTER_OK) {
+        if (st == ROSTER_NOMEM)
+            snprintf(err, sizeof err, "out of memory");
+        conn_fail(c, codes[st], "job %s: %s", j->rec.name, err);
+        return;
+    }
+    conn_list_remove(c); // the Hello deadline
+    c->reader.max_frame = c->srv->opt.max_frame;
+    c->job = j;
+    c->slot = slot;
+    c->hello_ns = uv_hrtime();
+    j->rec.roster.slots[slot].conn = c;
+    job_joined(j, c, h->resume);
+}
+
+// Logs the report and keeps it, packed, for hgridctl status.
+static void self_test(conn *c, const Hgrid__SelfTestReport *report)
+{
+    size_t ok = 0;
+    for (size_t i = 0; i < report->n_groups; i++)
+        ok += report->groups[i]->ok;
+    gridd_log_at(GRIDD_INFO, c->job, c->slot, "self-test report report_gen=%llu ok=%zu/%zu",
+                 (unsigned long long)report->generation, ok, report->n_groups);
+    roster_slot *slot = &c->job->rec.roster.slots[c->slot];
+    size_t len = hgrid__self_test_report__get_packed_size(report);
+    if (len > GRIDD_SELF_TEST_MAX) { // keeps gridd's memory per worker bounded
+        gridd_log_at(GRIDD_WARN, c->job, c->slot, "self-test report not kept bytes=%zu limit=%d",
+                     len, GRIDD_SELF_TEST_MAX);
+        return;
+    }
+    uint8_t *packed = malloc(len ? len : 1);
+    if (!packed || hgrid__self_test_report__pack(report, packed) != len) {
+        free(packed);
+        gridd_log_at(GRIDD_ERROR, c->job, c->slot, "self-test report not kept: out of memory");
+        return;
+    }
+    free(slot->self_test);
+    slot->self_test = packed;
+    slot->self_test_len = len;
+}
+
+void worker_handle(conn *c, const Hgrid__Envelope *env)
+{
+    if (env->msg_case == HGRID__ENVELOPE__MSG_HELLO) {
+        hello(c, env->hello);
+        return;
+    }
+    if (!c->job) {
+        conn_fail(c, HGRID__ERROR_CODE__ERROR_BAD_REQUEST,
+                  "message %d before an accepted Hello; send Hello first", (int)env->msg_case);
+        return;
+    }
+    switch (env->msg_case) {
+    case HGRID__ENVELOPE__MSG_MINT_REPLY:
+        job_mint_reply(c, env->mint_reply);
+        break;
+    case HGRID__ENVELOPE__MSG_READY:
+        job_ready(c, env->ready->generation);
+        break;
+    case HGRID__ENVELOPE__MSG_HEARTBEAT:
+        job_heartbeat(c, env->heartbeat);
+        break;
+    case HGRID__ENVELOPE__MSG_SELF_TEST:
+        self_test(c, env->self_test);
+        break;
+    case HGRID__ENVELOPE__MSG_LEAVE: {
+        char why[256];
+        snprintf(why, sizeof why, "left: %.200s", env->leave->reason);
+        job_worker_gone(c, why);
+        conn_finish(c);
+        break;
+    }
+    default:
+        conn_fail(c, HGRID__ERROR_CODE__ERROR_BAD_REQUEST,
+                  "message %d is not a worker message", (int)env->msg_case);
+    }
+}

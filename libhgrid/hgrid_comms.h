@@ -1,0 +1,48 @@
+// libhgrid's NCCL communicators: one per distinct rank set of size > 1 in
+// the worker's current assignment (groups with the same rank set share it;
+// one-rank groups need none). Needs a GPU; links NCCL and the CUDA runtime.
+//
+//   hgrid_comms *comms;
+//   if (hgrid_comms_create(w, device, 60000, &comms) != HGRID_OK) ...hgrid_error(w)...
+//   ncclComm_t tp = hgrid_comms_get(comms, "tp"); // NULL when tp has one rank
+//   ... on HGRID_ABORTED from hgrid_poll: hgrid_comms_abort(comms) and rejoin
+#ifndef HGRID_COMMS_H
+#define HGRID_COMMS_H
+
+#include <nccl.h>
+
+#include "libhgrid/hgrid.h"
+
+typedef struct hgrid_comms hgrid_comms;
+
+typedef enum {
+    HGRID_COMMS_INIT,  // ncclCommInitRankConfig per distinct group, batched in one group call
+    HGRID_COMMS_SPLIT, // init the module's (and the bridge's), ncclCommSplit the rest from it
+} hgrid_comms_strategy;
+// The faster of the two on the benchmark, and the one whose groups all
+// reach >= 96% of torch.distributed's busbw (docs/PERFORMANCE.md, Communicators).
+#define HGRID_COMMS_DEFAULT HGRID_COMMS_SPLIT
+
+// Creates every communicator on CUDA device `device` by HGRID_COMMS_DEFAULT:
+// non-blocking inits (batched in one ncclGroupStart/End) and splits, polled
+// until all are ready. If
+// timeout_ms passes, an init fails, or gridd aborts the generation
+// meanwhile, every communicator is aborted (ncclCommAbort: no hang on a
+// missing peer) and a negative status (or HGRID_ABORTED / HGRID_RELEASED)
+// is returned with the reason in hgrid_error(w).
+int hgrid_comms_create(hgrid_worker *w, int device, int timeout_ms, hgrid_comms **out);
+// The same with a chosen strategy.
+int hgrid_comms_create_with(hgrid_worker *w, int device, int timeout_ms,
+                            hgrid_comms_strategy how, hgrid_comms **out);
+// The communicator of the worker's group `name`; NULL for one-rank groups
+// and groups the worker is not in.
+ncclComm_t hgrid_comms_get(const hgrid_comms *c, const char *name);
+// The communicator of the group at position i (hgrid_group_at), shared
+// ones resolved; NULL for one-rank groups.
+ncclComm_t hgrid_comms_at(const hgrid_comms *c, int i);
+// Aborts every communicator without waiting for peers, and frees c.
+void hgrid_comms_abort(hgrid_comms *c);
+// Finalizes and destroys every communicator (a clean end), and frees c.
+void hgrid_comms_destroy(hgrid_comms *c);
+
+#endif

@@ -1,0 +1,134 @@
+// libhgrid: taking in an Assignment (checked against the layout engine)
+// and the accessors a training program reads it with.
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "libhgrid/libhgrid_impl.h"
+
+void hgrid_drop_assignment(hgrid_worker *w)
+{
+    free(w->members);
+    free(w->peers);
+    w->members = NULL;
+    w->peers = NULL;
+    w->num_groups = w->num_peers = 0;
+    w->assigned = false;
+}
+
+// Fills w->groups (with member lists) from the checked Assignment.
+static int store_groups(hgrid_worker *w, const Hgrid__Assignment *a)
+{
+    assign_group want[ASSIGN_MAX_GROUPS];
+    int n = assign_expected_groups(&w->ref, w->rank, want);
+    size_t total = 0;
+    for (int i = 0; i < n; i++)
+        total += (size_t)want[i].size;
+    w->members = malloc(total * sizeof(int));
+    if (!w->members)
+        return hgrid_fail(w, HGRID_ERR_IO, "out of memory for %zu group members", total);
+    const hg_plan *p = &w->ref.plan;
+    const hg_module_grid *m = hg_plan_module_of_rank(p, w->rank);
+    int *at = w->members;
+    for (int i = 0; i < n; i++) {
+        group_slot *s = &w->groups[i];
+        const Hgrid__Group *g = a->groups[i];
+        if (want[i].kind == ASSIGN_BRIDGE) {
+            s->pub.name = "bridge";
+            for (int j = 0; j < want[i].size; j++)
+                at[j] = hg_bridge_member(p, j);
+        } else {
+            s->pub.name = hg_group_name((hg_group_kind)want[i].kind);
+            hg_group_members(m, (hg_group_kind)want[i].kind, want[i].index, at);
+        }
+        s->pub.size = want[i].size;
+        s->pub.rank_in_group = want[i].rank_in_group;
+        s->pub.index = want[i].index;
+        s->pub.members = at;
+        at += want[i].size;
+        s->pub.shares_with = i;
+        for (int c = 0; c < i; c++)
+            if (want[c].kind == want[i].canonical)
+                s->pub.shares_with = c;
+        // The id comes once per communicator, with the canonical group
+        // (earlier in the list); every group sharing it gets a copy.
+        const group_slot *owner = &w->groups[s->pub.shares_with];
+        if (g->nccl_id.len)
+            memcpy(s->id, g->nccl_id.data, g->nccl_id.len);
+        else if (owner != s && owner->pub.nccl_id)
+            memcpy(s->id, owner->id, sizeof s->id);
+        s->pub.nccl_id = g->nccl_id.len || (owner != s && owner->pub.nccl_id) ? s->id : NULL;
+    }
+    w->num_groups = n;
+    return HGRID_OK;
+}
+
+static int store_peers(hgrid_worker *w, const Hgrid__Assignment *a)
+{
+    w->peers = calloc(a->n_bridge_peers ? a->n_bridge_peers : 1, sizeof *w->peers);
+    if (!w->peers)
+        return hgrid_fail(w, HGRID_ERR_IO, "out of memory for bridge peers");
+    for (size_t i = 0; i < a->n_bridge_peers; i++)
+        w->peers[i] = (hgrid_bridge_peer){(int)a->bridge_peers[i]->rank,
+                                          (int)a->bridge_peers[i]->rank_in_bridge,
+                                          a->bridge_peers[i]->send};
+    w->num_peers = (int)a->n_bridge_peers;
+    return HGRID_OK;
+}
+
+int hgrid_take_assignment(hgrid_worker *w, const Hgrid__Assignment *a)
+{
+    hgrid_drop_assignment(w);
+    char err[HGRID_ERR_LEN - 64];
+    if (assign_ref_build(&w->ref, a->layout, err, sizeof err) || assign_check(&w->ref, a, err, sizeof err))
+        return hgrid_fail(w, HGRID_ERR_MISMATCH,
+                          "gridd's assignment disagrees with this worker's layout engine: %s "
+                          "(are gridd and hgrid-worker the same build?)", err);
+    int minted = w->mint_generation == a->generation ? w->minted_count : 0;
+    if (assign_check_minted(&w->ref, a, w->minted, minted, err, sizeof err))
+        return hgrid_fail(w, HGRID_ERR_MISMATCH, "gridd relayed the wrong ids: %s", err);
+    w->rank = (int)a->rank;
+    w->generation = a->generation;
+    snprintf(w->job, sizeof w->job, "%s", a->job ? a->job : "");
+    hg_rank_coords(&w->ref.plan, w->rank, &w->coords);
+    int rc = store_groups(w, a);
+    if (rc == HGRID_OK)
+        rc = store_peers(w, a);
+    if (rc != HGRID_OK) {
+        hgrid_drop_assignment(w);
+        return rc;
+    }
+    w->assigned = true;
+    w->ready_sent = false;
+    w->last_step = 0;
+    w->last_step_time_s = 0;
+    return HGRID_OK;
+}
+
+int hgrid_rank(const hgrid_worker *w) { return w->rank; }
+int hgrid_world_size(const hgrid_worker *w) { return w->ref.plan.world_size; }
+uint64_t hgrid_generation(const hgrid_worker *w) { return w->generation; }
+hg_module_id hgrid_module(const hgrid_worker *w) { return w->coords.module; }
+const hg_coords *hgrid_coords(const hgrid_worker *w) { return &w->coords; }
+const hg_plan *hgrid_plan(const hgrid_worker *w) { return &w->ref.plan; }
+const char *hgrid_job(const hgrid_worker *w) { return w->job; }
+int hgrid_num_groups(const hgrid_worker *w) { return w->num_groups; }
+int hgrid_num_bridge_peers(const hgrid_worker *w) { return w->num_peers; }
+
+const hgrid_group *hgrid_group_at(const hgrid_worker *w, int i)
+{
+    return i >= 0 && i < w->num_groups ? &w->groups[i].pub : NULL;
+}
+
+const hgrid_group *hgrid_group_find(const hgrid_worker *w, const char *name)
+{
+    for (int i = 0; i < w->num_groups; i++)
+        if (strcmp(w->groups[i].pub.name, name) == 0)
+            return &w->groups[i].pub;
+    return NULL;
+}
+
+const hgrid_bridge_peer *hgrid_bridge_peer_at(const hgrid_worker *w, int i)
+{
+    return i >= 0 && i < w->num_peers ? &w->peers[i] : NULL;
+}

@@ -1,0 +1,252 @@
+// hgrid-swarm: a load generator for gridd. Simulates N workers on H fake
+// hosts over N real TCP connections, checks every assignment against the
+// plan computed here, and prints one line of numbers.
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "tools/swarm/swarm.h"
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: hgrid-swarm --coordinator HOST:PORT --job NAME --token T --workers N\n"
+            "                   [--hosts H] [--gridd-pid PID] [--wait-release] [--busy-poll]\n"
+            "                   [--timeout S] [--connect-threads T]\n"
+            "Simulates N workers (hosts swarm-0..H-1 with N/H devices each; default H = N/8)\n"
+            "over N TCP connections from one thread, mints random ids as a leader, and\n"
+            "checks every assignment against the layout engine: ranks unique and complete,\n"
+            "coordinates, groups, shared and distinct ids, bridge peers, host-local tp.\n"
+            "Then it leaves, or with --wait-release waits for gridd's Release. --busy-poll\n"
+            "spins on the event queue instead of sleeping (benchmarks: over loopback each\n"
+            "wakeup of the swarm is charged to gridd's sends).\n"
+            "The last line: workers=N groups=G rendezvous_s=S p50_ms=.. p99_ms=.. gridd_rss_kib=..\n"
+            "  groups: distinct NCCL ids (communicators); rendezvous_s: first connect to last\n"
+            "  assignment; p50/p99: per worker, connect to assignment; gridd_rss_kib: VmRSS of\n"
+            "  --gridd-pid after the rendezvous (0 without it). --timeout: default 60 s.\n"
+            "--connect-threads: threads that connect and send the Hellos, as N real workers\n"
+            "  do in parallel (default: one per online CPU, at most %d).\n"
+            "Exit status: 0 every check passed, 1 a check failed, 2 usage error.\n",
+            SWARM_MAX_CONNECT_THREADS);
+}
+
+static int usage_error(const char *what, const char *arg)
+{
+    fprintf(stderr, "hgrid-swarm: %s '%s' (try 'hgrid-swarm --help')\n", what, arg);
+    return 2;
+}
+
+static int parse_args(int argc, char **argv, swarm_options *o, bool *help)
+{
+    memset(o, 0, sizeof *o);
+    o->timeout_s = 60;
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    o->connect_threads = cpus < 1 ? 1 : cpus > SWARM_MAX_CONNECT_THREADS ? SWARM_MAX_CONNECT_THREADS
+                                                                        : (int)cpus;
+    *help = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            *help = true;
+            return 0;
+        }
+        if (!strcmp(a, "--wait-release")) {
+            o->wait_release = true;
+            continue;
+        }
+        if (!strcmp(a, "--busy-poll")) {
+            o->busy_poll = true;
+            continue;
+        }
+        if (i + 1 >= argc)
+            return usage_error("missing value after", a);
+        const char *v = argv[++i];
+        char *end;
+        long x = strtol(v, &end, 10);
+        bool number = *v && !*end && x > 0 && x <= HG_MAX_WORLD;
+        if (!strcmp(a, "--coordinator"))
+            o->coordinator = v;
+        else if (!strcmp(a, "--job"))
+            o->job = v;
+        else if (!strcmp(a, "--token"))
+            o->token = v;
+        else if (!strcmp(a, "--workers") && number)
+            o->workers = (int)x;
+        else if (!strcmp(a, "--hosts") && number)
+            o->hosts = (int)x;
+        else if (!strcmp(a, "--gridd-pid") && number)
+            o->gridd_pid = (int)x;
+        else if (!strcmp(a, "--timeout") && number)
+            o->timeout_s = (double)x;
+        else if (!strcmp(a, "--connect-threads") && number && x <= SWARM_MAX_CONNECT_THREADS)
+            o->connect_threads = (int)x;
+        else if (!strcmp(a, "--workers") || !strcmp(a, "--hosts") || !strcmp(a, "--gridd-pid") ||
+                 !strcmp(a, "--timeout"))
+            return usage_error("needs a positive integer:", a);
+        else if (!strcmp(a, "--connect-threads"))
+            return usage_error("needs an integer in 1..16:", a);
+        else
+            return usage_error("unknown option", a);
+    }
+    if (!o->coordinator || !o->job || !o->token || !o->workers) {
+        fprintf(stderr, "hgrid-swarm: --coordinator, --job, --token and --workers are required "
+                        "(try 'hgrid-swarm --help')\n");
+        return 2;
+    }
+    if (!o->hosts)
+        o->hosts = o->workers % 8 == 0 ? o->workers / 8 : 1;
+    if (o->workers % o->hosts != 0) {
+        fprintf(stderr, "hgrid-swarm: --hosts %d must divide --workers %d (N/H devices per host)\n",
+                o->hosts, o->workers);
+        return 2;
+    }
+    return 0;
+}
+
+// One descriptor per worker plus a few: raise the soft limit to the hard one.
+static int raise_fd_limit(int workers)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return 0;
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+    if (rl.rlim_cur != RLIM_INFINITY && (rlim_t)workers + 16 > rl.rlim_cur) {
+        fprintf(stderr, "hgrid-swarm: %d workers need %d file descriptors but the hard limit is "
+                        "%llu; raise it (ulimit -Hn, limits.conf) or use fewer --workers\n",
+                workers, workers + 16, (unsigned long long)rl.rlim_max);
+        return -1;
+    }
+    return 0;
+}
+
+static long gridd_rss_kib(int pid)
+{
+    if (pid <= 0)
+        return 0;
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", pid);
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fprintf(stderr, "hgrid-swarm: cannot read %s: %s\n", path, strerror(errno));
+        return 0;
+    }
+    long kib = 0;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
+            break;
+    fclose(f);
+    return kib;
+}
+
+// CPU seconds (user + system) pid has used, from /proc/<pid>/stat; -1 if unknown.
+static double gridd_cpu_s(int pid)
+{
+    if (pid <= 0)
+        return -1;
+    char path[64], line[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    size_t n = fread(line, 1, sizeof line - 1, f);
+    fclose(f);
+    line[n] = '\0';
+    const char *p = strrchr(line, ')'); // the command name may hold spaces
+    unsigned long long utime, stime;
+    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime,
+                     &stime) != 2)
+        return -1;
+    return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+// Nearest-rank percentile of the connect-to-assignment latencies, in ms.
+static void latencies(const swarm *s, double *p50, double *p99)
+{
+    double *ms = malloc(sizeof(double) * (size_t)s->opt.workers);
+    int n = 0;
+    for (int i = 0; ms && i < s->opt.workers; i++)
+        if (s->conns[i].assignment)
+            ms[n++] = (s->conns[i].t_assigned - s->conns[i].t_connect) * 1e3;
+    *p50 = *p99 = 0;
+    if (n > 0) {
+        qsort(ms, (size_t)n, sizeof *ms, cmp_double);
+        *p50 = ms[(n - 1) / 2];
+        *p99 = ms[(int)((n - 1) * 0.99)];
+    }
+    free(ms);
+}
+
+int main(int argc, char **argv)
+{
+    swarm s = {0};
+    bool help;
+    int rc = parse_args(argc, argv, &s.opt, &help);
+    if (help)
+        usage(stdout);
+    if (rc || help)
+        return rc;
+    if (raise_fd_limit(s.opt.workers))
+        return 1;
+    s.conns = calloc((size_t)s.opt.workers, sizeof *s.conns);
+    if (!s.conns) {
+        fprintf(stderr, "hgrid-swarm: out of memory for %d workers\n", s.opt.workers);
+        return 1;
+    }
+    int per_host = s.opt.workers / s.opt.hosts;
+    for (int i = 0; i < s.opt.workers; i++) {
+        s.conns[i].fd = -1;
+        s.conns[i].host = i / per_host;
+        s.conns[i].device = i % per_host;
+        wire_reader_init(&s.conns[i].reader, WIRE_DEFAULT_MAX_FRAME);
+    }
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    s.rng = (uint64_t)ts.tv_nsec * 0x9e3779b97f4a7c15ull ^ (uint64_t)getpid() ^ 1;
+    double cpu0 = gridd_cpu_s(s.opt.gridd_pid);
+    int setup = swarm_rendezvous(&s);
+    double cpu1 = gridd_cpu_s(s.opt.gridd_pid);
+    swarm_decode(&s);
+    double per = 1.0 / s.opt.workers;
+    uint64_t sent = s.bytes_sent, received = s.bytes_received, frames = s.frames_sent;
+    long rss = gridd_rss_kib(s.opt.gridd_pid);
+    int groups = 0, failed = swarm_check(&s, &groups);
+    double p50, p99;
+    latencies(&s, &p50, &p99);
+    double rendezvous = s.num_assigned ? s.t_last_assigned - s.t_first_connect : 0;
+    swarm_finish(&s);
+    for (int i = 0; i < s.opt.workers; i++) {
+        wire_reader_free(&s.conns[i].reader);
+        wire_free_envelope(s.conns[i].assignment);
+        free(s.conns[i].assignment_bytes);
+        free(s.conns[i].minted);
+        free(s.conns[i].error);
+    }
+    free(s.conns);
+    printf("wire per worker: %.0f bytes sent in %.2f frames, %.0f bytes received (frame headers "
+           "included, TCP/IP not)\n", sent * per, frames * per, received * per);
+    const swarm_phases *ph = &s.phases;
+    printf("phases (s from first connect): last hello %.3f, first mint request %.3f, last mint "
+           "reply %.3f, first assignment %.3f, last %.3f\n",
+           ph->last_hello - s.t_first_connect, ph->first_request - s.t_first_connect,
+           ph->last_reply - s.t_first_connect, ph->first_assigned - s.t_first_connect,
+           s.t_last_assigned - s.t_first_connect);
+    if (cpu0 >= 0 && cpu1 >= 0)
+        printf("gridd cpu: %.0f ms during the rendezvous, %.1f us per worker\n",
+               (cpu1 - cpu0) * 1e3, (cpu1 - cpu0) * 1e6 * per);
+    if (failed || setup)
+        fprintf(stderr, "hgrid-swarm: %d check(s) failed\n", failed + (setup != 0));
+    printf("workers=%d groups=%d rendezvous_s=%.3f p50_ms=%.1f p99_ms=%.1f gridd_rss_kib=%ld\n",
+           s.opt.workers, groups, rendezvous, p50, p99, rss);
+    return failed || setup ? 1 : 0;
+}

@@ -1,0 +1,195 @@
+// train_run: the worker's groups on libhgrid's communicators, the GPU ops,
+// the step loop with heartbeats and checkpoints.
+#include "worker/run.h"
+
+#include <setjmp.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "kernels/kernels.h"
+#include "model/config.h"
+#include "model/cuda_check.h"
+#include "train/checkpoint.h"
+#include "train/comm_nccl.h"
+#include "train/ops_gpu.h"
+#include "worker/run_watch.h"
+#include "train/train.h"
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+// The job's layout with the config's model, or with the job's own model
+// (--config job).
+static int plan_for(hgrid_worker *w, const train_options *o, hg_plan *plan)
+{
+    hg_layout_spec spec = hgrid_plan(w)->spec;
+    char err[HG_ERR_LEN];
+    if (strcmp(o->config, TRAIN_CONFIG_JOB) != 0)
+        spec.model = hg_config_find(o->config)->model;
+    if (hg_config_check(&spec.model, err, sizeof err) != 0 ||
+        hg_plan_build(&spec, plan, err, sizeof err) != 0) {
+        fprintf(stderr, "hgrid-worker: config %s on this job's layout: %s\n", o->config, err);
+        return -1;
+    }
+    return 0;
+}
+
+// groups[kind] and *bridge on the communicators, the gradient reductions'
+// (dp_cp, expt_dp) on stream `side` beside the compute on `st`; 0, or -1
+// if memory is short.
+static int make_groups(hgrid_worker *w, hgrid_comms *comms, cudaStream_t st, cudaStream_t side,
+                       tr_group *groups[HG_NUM_GROUP_KINDS], tr_group **bridge)
+{
+    int bad = 0;
+    for (int k = 0; k < HG_NUM_GROUP_KINDS; k++) {
+        const char *name = hg_group_name(k);
+        const hgrid_group *g = hgrid_group_find(w, name);
+        cudaStream_t on = k == HG_GROUP_DP_CP || k == HG_GROUP_EXPT_DP ? side : st;
+        groups[k] = g ? tr_nccl_group_beside(hgrid_comms_get(comms, name), st, on, g->members,
+                                             g->size, g->rank_in_group)
+                      : NULL;
+        bad |= g && !groups[k];
+    }
+    const hgrid_group *b = hgrid_group_find(w, "bridge");
+    *bridge = b ? tr_nccl_group(hgrid_comms_get(comms, "bridge"), st, b->members, b->size,
+                                b->rank_in_group)
+                : NULL;
+    return bad || (b && !*bridge) ? -1 : 0;
+}
+
+static void free_groups(tr_group *groups[HG_NUM_GROUP_KINDS], tr_group *bridge)
+{
+    for (int k = 0; k < HG_NUM_GROUP_KINDS; k++)
+        tr_group_free(groups[k]);
+    tr_group_free(bridge);
+}
+
+// Where to resume from: --load, else (a later generation) the --save
+// directory once it holds a checkpoint; NULL: start fresh.
+static const char *resume_dir(hgrid_worker *w, const train_options *o)
+{
+    char path[4096];
+    struct stat sb;
+    if (o->load_dir)
+        return o->load_dir;
+    if (!o->save_dir || hgrid_generation(w) <= 1)
+        return NULL;
+    snprintf(path, sizeof path, "%s/manifest", o->save_dir);
+    return stat(path, &sb) == 0 ? o->save_dir : NULL;
+}
+
+// The steps from first_step, each reported to the watch thread.
+// Returns 1 when every step ran, 0 after a failed checkpoint.
+static int loop(hgrid_worker *w, tr_worker *tw, const hg_plan *plan, const train_options *o,
+                int first_step, train_watch *watch)
+{
+    hg_optim_config opt;
+    hg_optim_defaults(&opt);
+    if (o->lr > 0)
+        opt.lr = o->lr;
+    int rank = hgrid_rank(w), gen = (int)hgrid_generation(w);
+    char err[512];
+    double total_s = 0;
+    tr_nccl_timing(o->profile_comm);
+    double comm0 = tr_nccl_comm_seconds();
+    for (int step = first_step; step < o->steps; step++) {
+        double t0 = now_s();
+        float loss = tr_worker_forward_backward(tw, o->seed, step);
+        float norm = tr_worker_optimizer_step(tw, &opt);
+        double dt = now_s() - t0, tok_s = train_tokens_per_step(plan) / dt;
+        total_s += dt;
+        if (tr_worker_has_loss(tw)) {
+            printf("rank %d step %5d | loss %.6f | norm %.4f | %8.2f ms | %10.0f tok/s\n", rank,
+                   step + 1, loss, norm, dt * 1e3, tok_s);
+            fflush(stdout);
+        }
+        train_watch_progress(watch, (uint64_t)step + 1, tr_worker_has_loss(tw) ? loss : 0.0f,
+                             (float)tok_s);
+        if (train_should_save(o, step + 1) &&
+            tr_checkpoint_save(tw, o->save_dir, step + 1, gen, err, sizeof err) != 0) {
+            fprintf(stderr, "hgrid-worker: checkpoint after step %d: %s\n", step + 1, err);
+            return 0;
+        }
+    }
+    printf("rank %d: trained %d steps\n", rank, o->steps);
+    int n = o->steps - first_step;
+    if (o->profile_comm && n > 0) {
+        double comm = tr_nccl_comm_seconds() - comm0;
+        printf("rank %d: communication %.2f ms of %.2f ms per step (%.0f%%; each operation "
+               "timed alone)\n", rank, comm * 1e3 / n, total_s * 1e3 / n, 100 * comm / total_s);
+    }
+    tr_nccl_timing(0);
+    fflush(stdout);
+    return 1;
+}
+
+// Loads the checkpoint to resume from (every rank agreeing) and trains;
+// 1 when every step ran.
+static int resume_and_train(hgrid_worker *w, tr_worker *tw, const hg_plan *plan,
+                            const train_options *o, train_watch *watch)
+{
+    char err[512];
+    int first_step = 0, gen;
+    const char *from = resume_dir(w, o);
+    int loaded = !from || tr_checkpoint_load(tw, from, &first_step, &gen, err, sizeof err) == 0;
+    if (!loaded)
+        fprintf(stderr, "hgrid-worker: %s\n", err);
+    if (!tr_worker_all_ok(tw, loaded)) { // every rank stops, none waits on the others
+        fprintf(stderr, "hgrid-worker: rank %d: not every rank loaded checkpoint %s; see the "
+                        "failing ranks' errors\n", hgrid_rank(w), from);
+        return 0;
+    }
+    return loop(w, tw, plan, o, first_step, watch);
+}
+
+int train_run(hgrid_worker *w, hgrid_comms **comms, const train_options *o, double beat_s)
+{
+    hg_plan plan;
+    if (plan_for(w, o, &plan) != 0)
+        return HGRID_ERR_STATE;
+    cudaStream_t st, side;
+    kernels_init();
+    cuda_check(cudaStreamCreate(&st));
+    cuda_check(cudaStreamCreate(&side));
+    tr_group *groups[HG_NUM_GROUP_KINDS] = {0}, *bridge = NULL;
+    tr_worker *volatile tw = NULL; // set after setjmp, read after longjmp
+    char err[512];
+    int rc = HGRID_ERR_STATE, aborted = 0;
+    jmp_buf escape;
+    train_watch *watch = train_watch_start(w, *comms, beat_s);
+    if (watch && make_groups(w, *comms, st, side, groups, &bridge) != 0) {
+        fprintf(stderr, "hgrid-worker: out of memory for the training groups\n");
+        rc = train_watch_finish(watch, 0, &aborted);
+    } else if (watch && setjmp(escape)) { // the watch thread aborted the communicators
+        rc = train_watch_finish(watch, 0, &aborted);
+    } else if (watch) {
+        tr_nccl_escape_to(&escape);
+        tw = tr_worker_create_with(tr_gpu_ops(!o->fp32, st), &plan, hgrid_rank(w), groups,
+                                   bridge, o->seed, err, sizeof err);
+        if (!tw)
+            fprintf(stderr, "hgrid-worker: %s\n", err);
+        else
+            tr_worker_set_dp_overlap(tw, o->dp_overlap);
+        int done = tw && resume_and_train(w, tw, &plan, o, watch);
+        rc = train_watch_finish(watch, done, &aborted);
+        if (!done && rc >= 0)
+            rc = HGRID_ERR_STATE;
+    }
+    tr_nccl_escape_to(NULL);
+    if (aborted)
+        *comms = NULL;
+    tr_worker_free(tw);
+    free_groups(groups, bridge);
+    cuda_check(cudaStreamSynchronize(st));
+    cuda_check(cudaStreamSynchronize(side));
+    cuda_check(cudaStreamDestroy(st));
+    cuda_check(cudaStreamDestroy(side));
+    kernels_free();
+    return rc;
+}

@@ -1,0 +1,136 @@
+// train_watch: heartbeats and gridd's messages on a thread of their own.
+#include "worker/run_watch.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "train/comm_nccl.h"
+
+enum { TICK_MS = 50 };
+#define MIN_GAP_S 0.25 // heartbeats at most this often while steps advance
+
+struct train_watch {
+    hgrid_worker *w;
+    hgrid_comms *comms;
+    double beat_s;
+    pthread_t thread;
+    pthread_mutex_t lock;
+    uint64_t step; // progress, under lock
+    float loss, tok_s;
+    int stop, done; // set by the training thread, under lock
+    int status, aborted;
+};
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+// gridd's messages that arrived within a tick: HGRID_OK, or what gridd
+// said. While libhgrid reconnects (no descriptor) hgrid_poll makes its
+// attempts when they are due.
+static int read_gridd(train_watch *t)
+{
+    int fd = hgrid_fd(t->w), wake = hgrid_wake_ms(t->w);
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    int ready = poll(&pfd, fd >= 0, wake >= 0 && wake < TICK_MS ? wake : TICK_MS);
+    if (ready < 0 && errno != EINTR) {
+        fprintf(stderr, "hgrid-worker: poll on gridd's connection failed: %s\n", strerror(errno));
+        return HGRID_ERR_IO;
+    }
+    return ready > 0 || fd < 0 ? hgrid_poll(t->w) : HGRID_OK;
+}
+
+// The training thread is still stepping: stop it by aborting every
+// communicator after telling comm_nccl that the errors mean "escape".
+static void interrupt(train_watch *t, int st)
+{
+    fprintf(stderr, "hgrid-worker: rank %d: %s during training (%s); aborting the "
+                    "communicators\n",
+            hgrid_rank(t->w), st == HGRID_ABORTED ? "generation aborted" : "job released",
+            hgrid_reason(t->w));
+    tr_nccl_escape_arm_abort();
+    hgrid_comms_abort(t->comms);
+    t->aborted = 1;
+}
+
+static void *watch_main(void *arg)
+{
+    train_watch *t = arg;
+    uint64_t sent_step = 0;
+    double last = 0;
+    int st = HGRID_OK;
+    for (;;) {
+        pthread_mutex_lock(&t->lock);
+        uint64_t step = t->step;
+        float loss = t->loss, tok_s = t->tok_s;
+        int stop = t->stop, done = t->done;
+        pthread_mutex_unlock(&t->lock);
+        if (stop && !done)
+            break;
+        double now = now_s();
+        if (now - last >= t->beat_s || (step != sent_step && now - last >= MIN_GAP_S)) {
+            st = hgrid_heartbeat(t->w, step, loss, tok_s);
+            sent_step = step, last = now;
+        }
+        if (st == HGRID_OK)
+            st = read_gridd(t);
+        if (st == HGRID_OK)
+            continue;
+        if ((st == HGRID_ABORTED || st == HGRID_RELEASED) && !done)
+            interrupt(t, st);
+        else if (st < 0 && !done) // gridd gone past the reconnect limit: NCCL carries on
+            fprintf(stderr, "hgrid-worker: rank %d: gridd lost during training (%s); training "
+                            "goes on without reports\n",
+                    hgrid_rank(t->w), hgrid_error(t->w));
+        break;
+    }
+    t->status = st;
+    return NULL;
+}
+
+train_watch *train_watch_start(hgrid_worker *w, hgrid_comms *comms, double beat_s)
+{
+    train_watch *t = calloc(1, sizeof *t);
+    if (!t) {
+        fprintf(stderr, "hgrid-worker: out of memory for the heartbeat thread\n");
+        return NULL;
+    }
+    *t = (train_watch){.w = w, .comms = comms, .beat_s = beat_s};
+    pthread_mutex_init(&t->lock, NULL);
+    int e = pthread_create(&t->thread, NULL, watch_main, t);
+    if (e) {
+        fprintf(stderr, "hgrid-worker: cannot start the heartbeat thread: %s\n", strerror(e));
+        pthread_mutex_destroy(&t->lock);
+        free(t);
+        return NULL;
+    }
+    return t;
+}
+
+void train_watch_progress(train_watch *t, uint64_t step, float loss, float tokens_per_s)
+{
+    pthread_mutex_lock(&t->lock);
+    t->step = step, t->loss = loss, t->tok_s = tokens_per_s;
+    pthread_mutex_unlock(&t->lock);
+}
+
+int train_watch_finish(train_watch *t, int done, int *aborted)
+{
+    pthread_mutex_lock(&t->lock);
+    t->stop = 1, t->done = done;
+    pthread_mutex_unlock(&t->lock);
+    pthread_join(t->thread, NULL);
+    int st = t->status;
+    *aborted = t->aborted;
+    pthread_mutex_destroy(&t->lock);
+    free(t);
+    return st;
+}
