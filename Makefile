@@ -35,7 +35,7 @@ BENCHES   :=
 TEST_DEPS :=
 OBJS      :=
 
-objs = $(patsubst %.c,$(BUILD)/%.o,$(patsubst %.cu,$(BUILD)/%.cu.o,$(1)))
+objs = $(patsubst %.c,$(BUILD)/%.o,$(patsubst %.cu,$(BUILD)/%.cu.o,$(patsubst %.cpp,$(BUILD)/%.cpp.o,$(1))))
 
 .PHONY: all test check gpu-programs test-gpu bench demo clean install
 all:

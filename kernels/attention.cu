@@ -16,6 +16,7 @@
 // walking a column hits distinct banks.
 #include <math.h>
 
+#include "kernels/attention_cudnn.h"
 #include "kernels/attention_mma.cuh"
 #include "kernels/common.cuh"
 
@@ -354,6 +355,8 @@ extern "C" void attention_forward(void *out, float *lse, const void *qkv, int B,
                                   int HD, int causal, kdtype dt, cudaStream_t stream)
 {
     check_shape(B, T_, NH, HD, "attention_forward shape");
+    if (dt == KD_BF16 && attention_cudnn_forward(out, lse, qkv, B, T_, NH, HD, causal, stream) == 0)
+        return;
     if (dt == KD_BF16)
         attention_forward_mma(out, lse, qkv, B, T_, NH, HD, causal, stream);
     else
@@ -366,6 +369,9 @@ extern "C" void attention_backward(void *dqkv, const void *dout, const void *qkv
                                    kdtype dt, cudaStream_t stream)
 {
     check_shape(B, T_, NH, HD, "attention_backward shape");
+    if (dt == KD_BF16 &&
+        attention_cudnn_backward(dqkv, dout, qkv, out, lse, B, T_, NH, HD, causal, stream) == 0)
+        return;
     float *D = (float *)kernels_scratch(sizeof(float) * (size_t)B * NH * T_, "attention_backward");
     unsigned grid = ceil_div((size_t)B * T_ * NH, 8);
     if (dt == KD_BF16) {
