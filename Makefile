@@ -2,6 +2,8 @@
 # test under ASan+UBSan; `make test-gpu` runs the GPU tests; `make bench`,
 # `make demo`, `make clean`. Each folder adds its parts in its module.mk.
 
+# The version --version prints when not built from a git checkout.
+VERSION   := 1.0
 CUDA      ?= /usr/local/cuda
 NVCC      ?= $(CUDA)/bin/nvcc
 CUDA_ARCH ?= sm_90
@@ -61,20 +63,25 @@ $(BIN)/%:
 # The README's test command: the release build (GPU test and benchmark
 # programs included, so CUDA code is compiled even without a GPU) must be
 # warning-free, then every CPU test runs under the sanitizers.
+# `make test T=NAME` (or `make test-gpu T=NAME`, `make bench T=NAME`) builds and runs one test:
+# NAME is its file name without folder and extension (test_layout, help_flags).
+T ?=
+only = $(if $(T),$(foreach t,$(1),$(if $(filter $(T),$(basename $(notdir $(t))) $(t)),$(t))),$(1))
+ONLY_FLAG = $(if $(T),--only $(T))
 test:
-	$(MAKE) all gpu-programs
+	$(if $(T),,$(MAKE) all gpu-programs)
 	$(MAKE) SAN=1 check
 
 gpu-programs: $(filter $(BUILD)/%,$(GPU_TESTS) $(BENCHES))
 
-check: $(PROGS) $(CPU_TESTS) $(TEST_DEPS)
-	tests/run.sh --bin $(BIN) --cpu "$(CPU_TESTS)" --gpu-count $(words $(GPU_TESTS))
+check: $(PROGS) $(call only,$(CPU_TESTS)) $(TEST_DEPS)
+	tests/run.sh --bin $(BIN) --cpu "$(CPU_TESTS)" --gpu-count $(words $(GPU_TESTS)) $(ONLY_FLAG)
 
-test-gpu: all $(GPU_TESTS)
-	tests/run.sh --bin $(BIN) --gpu "$(GPU_TESTS)"
+test-gpu: all $(call only,$(GPU_TESTS))
+	tests/run.sh --bin $(BIN) --gpu "$(GPU_TESTS)" $(ONLY_FLAG)
 
-bench: all $(BENCHES)
-	tests/run.sh --bin $(BIN) --bench "$(BENCHES)"
+bench: all $(call only,$(BENCHES))
+	tests/run.sh --bin $(BIN) --bench "$(BENCHES)" $(ONLY_FLAG)
 
 demo: all
 	scripts/demo.sh

@@ -56,3 +56,11 @@ CPU_TESTS += tests/launch_env.py tests/launch_netns.py
 # make install and the systemd units (systemd-analyze verify); every
 # program's --help names its flags; docs/OPERATIONS.md lists every error message.
 CPU_TESTS += tests/install_units.sh tests/help_flags.py tests/doc_errors.py tests/include_graph.py
+# tests/run.sh itself: pass, skip (exit 77) and fail tally; one test by name.
+CPU_TESTS += tests/run_tally.sh
+# util/cli.h, every program's command-line parser; each program's
+# conventions (--help, --version, --flag=value, --, typos, ranges, job names).
+CPU_TESTS += $(BUILD)/tests/test_cli tests/cli_conventions.py
+$(BUILD)/tests/test_cli: $(call objs,tests/test_cli.c $(UTIL_CLI_SRCS))
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^
