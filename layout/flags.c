@@ -105,7 +105,7 @@ hg_flag_status hg_layout_parse_flag(hg_layout_spec *spec, int argc, char **argv,
         if (!parse_int(value, &v)) {
             char *end;
             if (*value && (strtoll(value, &end, 10), !*end))
-                snprintf(err, errlen, "--%s %.40s is out of range: a whole number from 1 to %d",
+                snprintf(err, errlen, "--%s '%.40s' is out of range: a whole number from 1 to %d",
                          flag->name, value, INT_MAX);
             else
                 snprintf(err, errlen, "--%s '%.40s' is not an integer", flag->name, value);

@@ -71,19 +71,19 @@ def test_usage_errors():
     usage_error("hgridctl", ["plna"], "unknown command 'plna' (did you mean plan?")
     # A number out of range names the range, whichever spelling.
     for prog, args, want in (
-            ("gridd", ["--max-jobs", "99999999999"], "--max-jobs 99999999999 is out of range: "
+            ("gridd", ["--max-jobs", "99999999999"], "--max-jobs '99999999999' is out of range: "
              "a whole number from 1 to 1048576"),
-            ("gridd", ["--max-jobs=0"], "--max-jobs 0 is out of range: a whole number from 1 to"),
+            ("gridd", ["--max-jobs=0"], "--max-jobs '0' is out of range: a whole number from 1 to"),
             ("gridd", ["--heartbeat-timeout=0"], "a number from 0.001 to 86400"),
-            ("hgridctl", ["plan", "--llm-tp", "99999999999"], "--llm-tp 99999999999 is out of "
+            ("hgridctl", ["plan", "--llm-tp", "99999999999"], "--llm-tp '99999999999' is out of "
              "range: a whole number from 1 to 2147483647"),
-            ("hgridctl", ["plan", "--llm-tp=99999999999"], "--llm-tp 99999999999 is out of range"),
-            ("hgridctl", ["show", "j", "--width=10"], "--width 10 is out of range: a whole "
+            ("hgridctl", ["plan", "--llm-tp=99999999999"], "--llm-tp '99999999999' is out of range"),
+            ("hgridctl", ["show", "j", "--width=10"], "--width '10' is out of range: a whole "
              "number from 40 to 100000"),
-            ("hgrid-worker", ["--device", "99999999999"], "--device 99999999999 is out of "
+            ("hgrid-worker", ["--device", "99999999999"], "--device '99999999999' is out of "
              "range: a whole number from 0 to 65536"),
             ("hgrid-worker", ["--comm-timeout=0"], "a number from 0.05 to"),
-            ("hgrid-swarm", ["--workers=0"], "--workers 0 is out of range: a whole number from 1")):
+            ("hgrid-swarm", ["--workers=0"], "--workers '0' is out of range: a whole number from 1")):
         usage_error(prog, args, want)
     # Switches take no value; an unexpected operand is named.
     usage_error("gridd", ["--verbose=2"], "--verbose takes no value")

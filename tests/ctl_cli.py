@@ -313,7 +313,7 @@ def test_errors(g, tmp):
                          (["show", "a", "b"], "unexpected argument 'b'"),
                          (["show", "a", "--max-hosts", "x"], "--max-hosts 'x' is not a whole number"),
                          (["show", "a", "--width", "10"],
-                          "--width 10 is out of range: a whole number from 40 to 100000"),
+                          "--width '10' is out of range: a whole number from 40 to 100000"),
                          (["show", "a", "--width"], "--width needs a value (N)"),
                          (["status", "a", "--bogus"], "unknown option '--bogus'"),
                          (["status", "a", "--jsn"], "unknown option '--jsn' (did you mean --json?)"),
@@ -321,7 +321,7 @@ def test_errors(g, tmp):
                          (["submit", "--token", "t"], "--job NAME is required"),
                          (["plan", "--llm-tp", "abc"], "'abc' is not an integer"),
                          (["watch", "a", "--interval", "0"],
-                          "--interval 0 is out of range: a number from 0.05 to 86400"),
+                          "--interval '0' is out of range: a number from 0.05 to 86400"),
                          (["frob"], "hgridctl: unknown command 'frob' (try 'hgridctl --help')"),
                          (["--bogus", "list"], "hgridctl: unknown option '--bogus'")):
         expect_error(sock + args, 2, "usage", [needle, "--help"] if args[0] != "--bogus"

@@ -94,11 +94,11 @@ int main(void)
 
     // Numbers: not a number, out of range (the range is named), not whole.
     CHECK_EQ(parse(0, false, 3, "--max-jobs", "99999999999"), CLI_USAGE);
-    ERR_HAS("--max-jobs 99999999999 is out of range: a whole number from 1 to 1000");
+    ERR_HAS("--max-jobs '99999999999' is out of range: a whole number from 1 to 1000");
     CHECK_EQ(parse(0, false, 2, "--max-jobs=2.5"), CLI_USAGE);
     ERR_HAS("--max-jobs '2.5' is not a whole number (from 1 to 1000)");
     CHECK_EQ(parse(0, false, 3, "--timeout", "0.1"), CLI_USAGE);
-    ERR_HAS("--timeout 0.1 is out of range: a number from 0.5 to 60");
+    ERR_HAS("--timeout '0.1' is out of range: a number from 0.5 to 60");
     CHECK_EQ(parse(0, false, 3, "--timeout", "nan"), CLI_USAGE);
     ERR_HAS("--timeout 'nan' is not a number");
     CHECK_EQ(parse(0, false, 2, "--timeout"), CLI_USAGE);

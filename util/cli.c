@@ -49,7 +49,7 @@ static int set_value(const cli_opt *o, const char *value, char *err, size_t errl
             return -1;
         }
         if (errno == ERANGE || (double)v < o->min || (double)v > o->max) {
-            snprintf(err, errlen, "%s %.64s is out of range: a whole number from %.15g to %.15g",
+            snprintf(err, errlen, "%s '%.64s' is out of range: a whole number from %.15g to %.15g",
                      flag, value, o->min, o->max);
             return -1;
         }
@@ -65,7 +65,7 @@ static int set_value(const cli_opt *o, const char *value, char *err, size_t errl
             return -1;
         }
         if (!(v >= o->min && v <= o->max)) {
-            snprintf(err, errlen, "%s %.64s is out of range: a number from %g to %g", flag, value,
+            snprintf(err, errlen, "%s '%.64s' is out of range: a number from %g to %g", flag, value,
                      o->min, o->max);
             return -1;
         }
