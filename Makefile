@@ -91,7 +91,8 @@ clean:
 
 # make install [PREFIX=/usr/local] [DESTDIR=staging]: the programs and launch
 # scripts in PREFIX/bin, the systemd units (ExecStart in PREFIX/bin) and the
-# sysusers file under PREFIX/lib, the docs in PREFIX/share/doc/hgrid, and
+# sysusers file under PREFIX/lib, the docs in PREFIX/share/doc/hgrid, the man
+# pages (man/, made from --help) in PREFIX/share/man/man1, and
 # libhgrid for programs of one's own: PREFIX/lib/libhgrid.{a,so}, its headers
 # under PREFIX/include/hgrid (as the sources include them: "libhgrid/hgrid.h")
 # and pkg-config's hgrid.pc.
@@ -102,8 +103,9 @@ INSTALL_PROGRAMS = $(filter $(addprefix $(BIN)/,gridd hgrid-worker hgridctl hgri
 INSTALL_SCRIPTS  := hgrid-srun hgrid-torchrun hgrid-ssh
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(UNITDIR) $(DESTDIR)$(PREFIX)/lib/sysusers.d \
-		$(DESTDIR)$(PREFIX)/share/doc/hgrid
+		$(DESTDIR)$(PREFIX)/share/doc/hgrid $(DESTDIR)$(PREFIX)/share/man/man1
 	install -m 0755 $(INSTALL_PROGRAMS) $(DESTDIR)$(PREFIX)/bin
+	install -m 0644 man/gridd.1 man/hgridctl.1 man/hgrid-worker.1 $(DESTDIR)$(PREFIX)/share/man/man1
 	for s in $(INSTALL_SCRIPTS); do install -m 0755 scripts/$$s.sh $(DESTDIR)$(PREFIX)/bin/$$s; done
 	for u in gridd.service hgrid-worker@.service; do \
 		sed 's|/usr/local/|$(PREFIX)/|g' systemd/$$u > $(DESTDIR)$(UNITDIR)/$$u && \

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # make install and the systemd units. 1) DESTDIR + PREFIX: the tree holds
-# every program, launch script, unit, the sysusers file and the docs, the
-# units' ExecStart under PREFIX/bin, and nothing lands outside DESTDIR;
+# every program, launch script, unit, the sysusers file, the docs and the
+# man pages, the units' ExecStart under PREFIX/bin, and nothing lands outside DESTDIR;
 # libhgrid's headers, libraries and hgrid.pc are there, and a program of
 # one's own (examples/example_join.c) builds against them alone and runs.
 # 2) An install to a real PREFIX (a temporary folder, so ExecStart's
@@ -35,7 +35,8 @@ for f in $programs hgrid-srun hgrid-torchrun hgrid-ssh; do
 done
 for f in lib/systemd/system/gridd.service lib/systemd/system/hgrid-worker@.service \
          lib/sysusers.d/hgrid.conf share/doc/hgrid/README.md share/doc/hgrid/OPERATIONS.md \
-         share/doc/hgrid/PROTOCOL.md; do
+         share/doc/hgrid/PROTOCOL.md share/man/man1/gridd.1 share/man/man1/hgridctl.1 \
+         share/man/man1/hgrid-worker.1; do
   [ -f "$stage/opt/hgrid/$f" ] && ok || fail "DESTDIR: $f missing"
 done
 for f in lib/libhgrid.a lib/libhgrid.so lib/pkgconfig/hgrid.pc include/hgrid/libhgrid/hgrid.h \
@@ -54,6 +55,8 @@ if cc "${sanflags[@]}" -I"$stage/opt/hgrid/include/hgrid" -o "$tmp/example" exam
   "$tmp/example" 2>"$tmp/example.out"
   [ $? -eq 2 ] && grep -q '^usage: hgrid-example-join' "$tmp/example.out" && ok ||
     fail "the example linked against the installed libhgrid.so did not run: $(head -n 2 "$tmp/example.out")"
+  "$tmp/example" --version | grep -q '^hgrid-example-join (hgrid) [^ ]*$' && ok ||
+    fail "the installed libhgrid's example does not answer --version"
 else
   fail "examples/example_join.c does not build against the installed headers and libhgrid:"
   head -n 5 "$tmp/cc.out"

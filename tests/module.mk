@@ -64,3 +64,5 @@ CPU_TESTS += $(BUILD)/tests/test_cli tests/cli_conventions.py
 $(BUILD)/tests/test_cli: $(call objs,tests/test_cli.c $(UTIL_CLI_SRCS))
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^
+# The man pages match the programs' --help (man/man_page.py makes them).
+CPU_TESTS += tests/man_pages.py
