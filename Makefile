@@ -1,6 +1,7 @@
 # hgrid. `make` builds every program into bin/; `make test` runs every CPU
 # test under ASan+UBSan; `make test-gpu` runs the GPU tests; `make bench`,
-# `make demo`, `make clean`. Each folder adds its parts in its module.mk.
+# `make demo`, `make deps` (the packages), `make clean`. Each folder adds its
+# parts in its module.mk.
 
 # The version --version prints when not built from a git checkout.
 VERSION   := 1.0
@@ -39,7 +40,7 @@ OBJS      :=
 
 objs = $(patsubst %.c,$(BUILD)/%.o,$(patsubst %.cu,$(BUILD)/%.cu.o,$(1)))
 
-.PHONY: all test check gpu-programs test-gpu bench demo clean install
+.PHONY: all test check gpu-programs test-gpu bench demo deps clean install
 all:
 
 # Libraries first: later fragments name them as prerequisites.
@@ -85,6 +86,11 @@ bench: all $(call only,$(BENCHES))
 
 demo: all
 	scripts/demo.sh
+
+# make deps: the packages the build, the demo and the tests need
+# (scripts/deps.sh: apt-get, through sudo only when not root).
+deps:
+	scripts/deps.sh
 
 clean:
 	rm -rf build bin

@@ -9,7 +9,7 @@
 # and token come from HGRID_JOB and HGRID_TOKEN. The GPU is LOCAL_RANK; with
 # --use-launcher-rank the worker asks gridd for rank RANK (below WORLD_SIZE).
 # HGRID_WORKER names the program (default: hgrid-worker next to this
-# script, else on PATH).
+# script as installed, else in the checkout's bin/, else on PATH).
 set -euo pipefail
 me=hgrid-torchrun
 die() { echo "$me: $*" >&2; exit 2; }
@@ -24,10 +24,16 @@ for v in HGRID_JOB HGRID_TOKEN; do
 done
 [ "$RANK" -lt "$WORLD_SIZE" ] || die "RANK $RANK is not below WORLD_SIZE $WORLD_SIZE"
 
-worker=${HGRID_WORKER:-}
-if [ -z "$worker" ]; then
+# hgrid-worker beside this script (an install's PREFIX/bin), in a checkout's
+# bin/ (this script in scripts/), else on PATH.
+find_worker() {
+  local here w
   here=$(dirname "$(readlink -f "$0")")
-  worker=$here/hgrid-worker
-  [ -x "$worker" ] || worker=hgrid-worker
-fi
+  for w in "$here/hgrid-worker" "$here/../bin/hgrid-worker"; do
+    [ -x "$w" ] && { readlink -f "$w"; return; }
+  done
+  command -v hgrid-worker ||
+    die "hgrid-worker is not beside $0, in $(readlink -f "$here/..")/bin or on PATH: build it (make) or set HGRID_WORKER"
+}
+worker=${HGRID_WORKER:-$(find_worker)}
 exec "$worker" --device "$LOCAL_RANK" "$@"

@@ -68,6 +68,10 @@ grep -q '^ExecStart=/opt/hgrid/bin/gridd ' "$units/gridd.service" && ok ||
 grep -q '^ExecStart=/opt/hgrid/bin/hgrid-worker ' "$units/hgrid-worker@.service" && ok ||
   fail "hgrid-worker@.service: ExecStart not under PREFIX"
 ! grep -q /usr/local "$units"/* && ok || fail "units still name /usr/local"
+# Every `make TARGET` the units mention is a target of the Makefile.
+for t in $(grep -ho 'make [a-z][a-z-]*' systemd/* | cut -d' ' -f2 | sort -u); do
+  make -n "$t" >/dev/null 2>&1 && ok || fail "systemd/ names 'make $t', which is no target"
+done
 ! grep -q 'HGRID_TOKEN}\|--token' "$units/hgrid-worker@.service" && ok ||
   fail "hgrid-worker@.service puts the token on the command line"
 

@@ -66,3 +66,7 @@ $(BUILD)/tests/test_cli: $(call objs,tests/test_cli.c $(UTIL_CLI_SRCS))
 	$(CC) $(LDFLAGS) -o $@ $^
 # The man pages match the programs' --help (man/man_page.py makes them).
 CPU_TESTS += tests/man_pages.py
+# The launch scripts find hgrid-worker in a checkout and in an install.
+CPU_TESTS += tests/launch_scripts.sh
+# scripts/deps.sh: apt-get as root without sudo, through sudo as a user.
+CPU_TESTS += tests/deps_script.sh
