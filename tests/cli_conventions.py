@@ -90,6 +90,12 @@ def test_usage_errors():
     usage_error("hgrid-worker", ["--dry-run=yes"], "--dry-run takes no value")
     usage_error("gridd", ["--", "extra"], "unexpected argument 'extra'")
     usage_error("hgrid-swarm", ["stray"], "unexpected argument 'stray'")
+    # "--" ends the options: what follows is an operand, even "-x".
+    usage_error("hgrid-worker", ["--", "--dry-run"], "unexpected argument '--dry-run'")
+    usage_error("hgrid-swarm", ["--", "-x"], "unexpected argument '-x'")
+    usage_error("hgridctl", ["list", "--", "--json"], "unexpected argument '--json'")
+    rc, _, err = run("hgrid-example-join", "--", "-x")
+    check(rc == 2 and err.startswith("usage: hgrid-example-join"), f"example -- -x: {rc} {err!r}")
     # --flag=value and --flag value are the same flag.
     for prog, flag, value in (("hgridctl", "--socket", "/nonexistent/s"),
                               ("hgrid-worker", "--coordinator", "127.0.0.1:1")):
