@@ -17,6 +17,13 @@ usage() {
 }
 die() { echo "$me: $* (try '$me --help')" >&2; exit 2; }
 
+# hgrid-worker's path on the hosts: HGRID_WORKER, else where this script
+# finds it (beside it as installed, or in the checkout's bin/), which the
+# hosts use if they have it there (a shared file system), else their PATH's.
+here=$(dirname "$(readlink -f "$0")") local_worker=hgrid-worker
+for w in "$here/hgrid-worker" "$here/../bin/hgrid-worker"; do
+  [ -x "$w" ] && { local_worker=$(readlink -f "$w"); break; }
+done
 coordinator=${HGRID_COORDINATOR:-} job=${HGRID_JOB:-} gpus="" hosts=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -24,6 +31,7 @@ while [ $# -gt 0 ]; do
     --job) [ $# -ge 2 ] || die "--job needs a name"; job=$2; shift 2 ;;
     --gpus) [ $# -ge 2 ] || die "--gpus needs a count"; gpus=$2; shift 2 ;;
     --help|-h) usage; exit 0 ;;
+    --version) "${HGRID_WORKER:-$local_worker}" --version | sed "s/^hgrid-worker/$me/"; exit 0 ;;
     --) shift; break ;;
     -*) die "unknown option '$1'" ;;
     *) hosts+=("$1"); shift ;;
@@ -35,13 +43,6 @@ done
 [ -n "${HGRID_TOKEN:-}" ] || die "HGRID_TOKEN is not set (the token hgridctl submit printed)"
 
 ssh_cmd=${HGRID_SSH:-ssh -o BatchMode=yes}
-# hgrid-worker's path on the hosts: HGRID_WORKER, else where this script
-# finds it (beside it as installed, or in the checkout's bin/), which the
-# hosts use if they have it there (a shared file system), else their PATH's.
-here=$(dirname "$(readlink -f "$0")") local_worker=hgrid-worker
-for w in "$here/hgrid-worker" "$here/../bin/hgrid-worker"; do
-  [ -x "$w" ] && { local_worker=$(readlink -f "$w"); break; }
-done
 worker=${HGRID_WORKER:-}
 q() { [ $# -eq 0 ] || printf '%q ' "$@"; }
 # The remote side (any POSIX sh): read the token, start one worker per GPU,

@@ -14,16 +14,6 @@ set -euo pipefail
 me=hgrid-torchrun
 die() { echo "$me: $*" >&2; exit 2; }
 
-for v in RANK LOCAL_RANK WORLD_SIZE; do
-  [ -n "${!v:-}" ] || die "$v is not set: run me under torchrun (--no-python) or set it"
-done
-[ -n "${HGRID_COORDINATOR:-}${MASTER_ADDR:-}" ] ||
-  die "neither HGRID_COORDINATOR nor MASTER_ADDR is set: say where gridd listens"
-for v in HGRID_JOB HGRID_TOKEN; do
-  [ -n "${!v:-}" ] || die "$v is not set: export it before starting the launcher"
-done
-[ "$RANK" -lt "$WORLD_SIZE" ] || die "RANK $RANK is not below WORLD_SIZE $WORLD_SIZE"
-
 # hgrid-worker beside this script (an install's PREFIX/bin), in a checkout's
 # bin/ (this script in scripts/), else on PATH.
 find_worker() {
@@ -35,5 +25,21 @@ find_worker() {
   command -v hgrid-worker ||
     die "hgrid-worker is not beside $0, in $(readlink -f "$here/..")/bin or on PATH: build it (make) or set HGRID_WORKER"
 }
+# --help: the comment above; --version: hgrid-worker's, under this name.
+case "${1:-}" in
+  -h|--help) sed -n '2,/^set /{/^#/s/^# \{0,1\}//p}' "$0"; exit 0 ;;
+  --version) "${HGRID_WORKER:-$(find_worker)}" --version | sed "s/^hgrid-worker/$me/"; exit 0 ;;
+esac
+
+for v in RANK LOCAL_RANK WORLD_SIZE; do
+  [ -n "${!v:-}" ] || die "$v is not set: run me under torchrun (--no-python) or set it"
+done
+[ -n "${HGRID_COORDINATOR:-}${MASTER_ADDR:-}" ] ||
+  die "neither HGRID_COORDINATOR nor MASTER_ADDR is set: say where gridd listens"
+for v in HGRID_JOB HGRID_TOKEN; do
+  [ -n "${!v:-}" ] || die "$v is not set: export it before starting the launcher"
+done
+[ "$RANK" -lt "$WORLD_SIZE" ] || die "RANK $RANK is not below WORLD_SIZE $WORLD_SIZE"
+
 worker=${HGRID_WORKER:-$(find_worker)}
 exec "$worker" --device "$LOCAL_RANK" "$@"

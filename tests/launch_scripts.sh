@@ -45,11 +45,25 @@ for s in srun torchrun; do
     fail "hgrid-$s without a worker: exit $rc, '$out'"
 done
 
+# --help and --version answer without a launcher's environment (exit 0).
+for s in srun torchrun; do
+  out=$(env -i PATH=/usr/bin:/bin "$tmp/$s/checkout/scripts/hgrid-$s.sh" --help); rc=$?
+  [ "$rc" -eq 0 ] && grep -q "hgrid-worker" <<<"$out" && ! grep -q '^#' <<<"$out" && ok ||
+    fail "hgrid-$s --help: exit $rc, '$out'"
+  printf '#!/bin/sh\necho "hgrid-worker (hgrid) 9.9"\n' >"$tmp/$s/checkout/bin/hgrid-worker"
+  out=$(env -i PATH=/usr/bin:/bin "$tmp/$s/checkout/scripts/hgrid-$s.sh" --version); rc=$?
+  [ "$rc" -eq 0 ] && [ "$out" = "hgrid-$s (hgrid) 9.9" ] && ok || fail "hgrid-$s --version: exit $rc, '$out'"
+done
+
 # hgrid-ssh: a fake ssh runs the remote command here.
 printf '#!/bin/sh\nshift\nexec sh -c "$1"\n' >"$tmp/ssh"
 chmod +x "$tmp/ssh"
-mkdir -p "$tmp/ssh-checkout/scripts"
+mkdir -p "$tmp/ssh-checkout/scripts" "$tmp/ssh-checkout/bin"
 cp "$root/scripts/hgrid-ssh.sh" "$tmp/ssh-checkout/scripts/"
+printf '#!/bin/sh\necho "hgrid-worker (hgrid) 9.9"\n' >"$tmp/ssh-checkout/bin/hgrid-worker"
+chmod +x "$tmp/ssh-checkout/bin/hgrid-worker"
+out=$(env -i PATH=/usr/bin:/bin "$tmp/ssh-checkout/scripts/hgrid-ssh.sh" --version); rc=$?
+[ "$rc" -eq 0 ] && [ "$out" = "hgrid-ssh (hgrid) 9.9" ] && ok || fail "hgrid-ssh --version: exit $rc, '$out'"
 fake_worker "$tmp/ssh-checkout/bin/hgrid-worker"
 out=$(env -i PATH=/usr/bin:/bin HGRID_SSH="$tmp/ssh" HGRID_TOKEN=t \
   "$tmp/ssh-checkout/scripts/hgrid-ssh.sh" --coordinator h --job j --gpus 1 node-a -- --dry-run 2>&1)
