@@ -108,6 +108,10 @@ def test_usage_errors():
     rc, _, err = run("hgrid-worker", "--coordinator", "127.0.0.2", "--job", "j", "--token", "t",
                      "--dry-run", "--reconnect-timeout", "0")
     check(rc == 1 and "127.0.0.2:7420" in err, f"--coordinator HOST means HOST:7420: {rc} {err!r}")
+    env = dict(os.environ, HGRID_COORDINATOR="127.0.0.2")
+    rc, _, err = run("hgrid-worker", "--job", "j", "--token", "t", "--dry-run",
+                     "--reconnect-timeout", "0", env=env)
+    check(rc == 1 and "127.0.0.2:7420" in err, f"HGRID_COORDINATOR=HOST means HOST:7420: {rc} {err!r}")
 
 
 def start_gridd(tmp):

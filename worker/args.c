@@ -159,10 +159,6 @@ int worker_parse_args(int argc, char **argv, worker_options *opt, bool *exit_now
     case CLI_USAGE:
         return usage_error(err, NULL);
     }
-    if (opt->coordinator) {
-        static char addr[300];
-        opt->coordinator = cli_host_port(opt->coordinator, WIRE_DEFAULT_PORT, addr, sizeof addr);
-    }
     if (opt->bw_bytes != (double)(size_t)opt->bw_bytes || (opt->bw_bytes > 0 && opt->bw_bytes < 4))
         return usage_error("--bw-bytes needs a whole number of bytes, 0 or >= 4", NULL);
     if (opt->self_test && opt->dry_run)
@@ -177,6 +173,10 @@ int worker_parse_args(int argc, char **argv, worker_options *opt, bool *exit_now
         opt->job = env_value("HGRID_JOB");
     if (!opt->coordinator && default_coordinator(opt))
         return 2;
+    if (opt->coordinator) { // HOST (flag or $HGRID_COORDINATOR): the default port
+        static char addr[300];
+        opt->coordinator = cli_host_port(opt->coordinator, WIRE_DEFAULT_PORT, addr, sizeof addr);
+    }
     if (!opt->coordinator || !opt->job || !opt->token)
         return usage_error("--coordinator (or $HGRID_COORDINATOR or $MASTER_ADDR), --job (or "
                            "$HGRID_JOB) and --token (or $HGRID_TOKEN) are required",
