@@ -12,7 +12,6 @@ import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-CTL_COMMANDS = ["plan", "submit", "list", "show", "status", "watch", "cancel"]
 
 PAGES = {
     "gridd": {
@@ -65,6 +64,12 @@ def help_of(bin_dir, *args):
     r = subprocess.run([os.path.join(bin_dir, args[0])] + list(args[1:]) + ["--help"],
                        capture_output=True, text=True, timeout=30, check=True)
     return r.stdout
+
+
+def ctl_commands(bin_dir):
+    """hgridctl's commands, as its --help lists them under "commands:"."""
+    block = help_of(bin_dir, "hgridctl").split("commands:", 1)[1].split("\n\n", 1)[0]
+    return re.findall(r"^  ([a-z]+) ", block, flags=re.M)
 
 
 def esc(text):
@@ -161,7 +166,7 @@ def page(bin_dir, prog):
     out += lines
     if prog == "hgridctl":
         out.append(".SH COMMANDS")
-        for cmd in CTL_COMMANDS:
+        for cmd in ctl_commands(bin_dir):
             usage, desc, rest = split_usage(help_of(bin_dir, prog, cmd))
             out += [f".SS {esc('hgridctl ' + cmd)}", ".nf"] + [esc(u) for u in usage]
             out += [".fi", ".PP", ".nf"] + [esc(d) for d in desc] + [".fi"]

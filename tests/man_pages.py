@@ -33,7 +33,7 @@ def main():
                         f"'man/man_page.py {BIN} --write':\n" + "\n".join(diff[:40]))
         helps = man_page.help_of(BIN, prog)
         if prog == "hgridctl":
-            helps += "".join(man_page.help_of(BIN, prog, c) for c in man_page.CTL_COMMANDS)
+            helps += "".join(man_page.help_of(BIN, prog, c) for c in man_page.ctl_commands(BIN))
         flags = set(re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]*)", helps))
         text = have.replace("\\-", "-")
         missing = sorted(f for f in flags if f not in text)
