@@ -97,6 +97,8 @@ int main(void)
     ERR_HAS("--max-jobs '99999999999' is out of range: a whole number from 1 to 1000");
     CHECK_EQ(parse(0, false, 2, "--max-jobs=2.5"), CLI_USAGE);
     ERR_HAS("--max-jobs '2.5' is not a whole number (from 1 to 1000)");
+    CHECK_EQ(parse(0, false, 3, "--max-jobs", " 5"), CLI_USAGE);
+    ERR_HAS("--max-jobs ' 5' is not a whole number");
     CHECK_EQ(parse(0, false, 3, "--timeout", "0.1"), CLI_USAGE);
     ERR_HAS("--timeout '0.1' is out of range: a number from 0.5 to 60");
     CHECK_EQ(parse(0, false, 3, "--timeout", "nan"), CLI_USAGE);

@@ -1,6 +1,7 @@
 // The table-driven command-line parser (util/cli.h).
 #include "util/cli.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -43,7 +44,7 @@ static int set_value(const cli_opt *o, const char *value, char *err, size_t errl
     case CLI_INT: {
         errno = 0;
         long long v = strtoll(value, &end, 10);
-        if (end == value || *end) {
+        if (end == value || *end || isspace((unsigned char)*value)) {
             snprintf(err, errlen, "%s '%.64s' is not a whole number (from %.15g to %.15g)", flag,
                      value, o->min, o->max);
             return -1;
@@ -59,7 +60,7 @@ static int set_value(const cli_opt *o, const char *value, char *err, size_t errl
     case CLI_NUM: {
         errno = 0;
         double v = strtod(value, &end);
-        if (end == value || *end || isnan(v)) {
+        if (end == value || *end || isnan(v) || isspace((unsigned char)*value)) {
             snprintf(err, errlen, "%s '%.64s' is not a number (from %g to %g)", flag, value,
                      o->min, o->max);
             return -1;
