@@ -1,7 +1,10 @@
 # hgrid. `make` builds every program into bin/; `make test` runs every CPU
 # test under ASan+UBSan; `make test-gpu` runs the GPU tests; `make bench`,
-# `make demo`, `make clean`. Each folder adds its parts in its module.mk.
+# `make demo`, `make deps` (the packages), `make clean`. Each folder adds its
+# parts in its module.mk.
 
+# The version --version prints when not built from a git checkout.
+VERSION   := 1.0
 CUDA      ?= /usr/local/cuda
 NVCC      ?= $(CUDA)/bin/nvcc
 CUDA_ARCH ?= sm_90
@@ -37,7 +40,7 @@ OBJS      :=
 
 objs = $(patsubst %.c,$(BUILD)/%.o,$(patsubst %.cu,$(BUILD)/%.cu.o,$(patsubst %.cpp,$(BUILD)/%.cpp.o,$(1))))
 
-.PHONY: all test check gpu-programs test-gpu bench demo clean install
+.PHONY: all test check gpu-programs test-gpu bench demo deps clean install
 all:
 
 # Libraries first: later fragments name them as prerequisites.
@@ -61,30 +64,41 @@ $(BIN)/%:
 # The README's test command: the release build (GPU test and benchmark
 # programs included, so CUDA code is compiled even without a GPU) must be
 # warning-free, then every CPU test runs under the sanitizers.
+# `make test T=NAME` (or `make test-gpu T=NAME`, `make bench T=NAME`) builds and runs one test:
+# NAME is its file name without folder and extension (test_layout, help_flags).
+T ?=
+only = $(if $(T),$(foreach t,$(1),$(if $(filter $(T),$(basename $(notdir $(t))) $(t)),$(t))),$(1))
+ONLY_FLAG = $(if $(T),--only $(T))
 test:
-	$(MAKE) all gpu-programs
+	$(if $(T),,$(MAKE) all gpu-programs)
 	$(MAKE) SAN=1 check
 
 gpu-programs: $(filter $(BUILD)/%,$(GPU_TESTS) $(BENCHES))
 
-check: $(PROGS) $(CPU_TESTS) $(TEST_DEPS)
-	tests/run.sh --bin $(BIN) --cpu "$(CPU_TESTS)" --gpu-count $(words $(GPU_TESTS))
+check: $(PROGS) $(call only,$(CPU_TESTS)) $(TEST_DEPS)
+	tests/run.sh --bin $(BIN) --cpu "$(CPU_TESTS)" --gpu-count $(words $(GPU_TESTS)) $(ONLY_FLAG)
 
-test-gpu: all $(GPU_TESTS)
-	tests/run.sh --bin $(BIN) --gpu "$(GPU_TESTS)"
+test-gpu: all $(call only,$(GPU_TESTS))
+	tests/run.sh --bin $(BIN) --gpu "$(GPU_TESTS)" $(ONLY_FLAG)
 
-bench: all $(BENCHES)
-	tests/run.sh --bin $(BIN) --bench "$(BENCHES)"
+bench: all $(call only,$(BENCHES))
+	tests/run.sh --bin $(BIN) --bench "$(BENCHES)" $(ONLY_FLAG)
 
 demo: all
 	scripts/demo.sh
+
+# make deps: the packages the build, the demo and the tests need
+# (scripts/deps.sh: apt-get, through sudo only when not root).
+deps:
+	scripts/deps.sh
 
 clean:
 	rm -rf build bin
 
 # make install [PREFIX=/usr/local] [DESTDIR=staging]: the programs and launch
 # scripts in PREFIX/bin, the systemd units (ExecStart in PREFIX/bin) and the
-# sysusers file under PREFIX/lib, the docs in PREFIX/share/doc/hgrid, and
+# sysusers file under PREFIX/lib, the docs in PREFIX/share/doc/hgrid, the man
+# pages (man/, made from --help) in PREFIX/share/man/man1, and
 # libhgrid for programs of one's own: PREFIX/lib/libhgrid.{a,so}, its headers
 # under PREFIX/include/hgrid (as the sources include them: "libhgrid/hgrid.h")
 # and pkg-config's hgrid.pc.
@@ -95,8 +109,9 @@ INSTALL_PROGRAMS = $(filter $(addprefix $(BIN)/,gridd hgrid-worker hgridctl hgri
 INSTALL_SCRIPTS  := hgrid-srun hgrid-torchrun hgrid-ssh
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(UNITDIR) $(DESTDIR)$(PREFIX)/lib/sysusers.d \
-		$(DESTDIR)$(PREFIX)/share/doc/hgrid
+		$(DESTDIR)$(PREFIX)/share/doc/hgrid $(DESTDIR)$(PREFIX)/share/man/man1
 	install -m 0755 $(INSTALL_PROGRAMS) $(DESTDIR)$(PREFIX)/bin
+	install -m 0644 man/gridd.1 man/hgridctl.1 man/hgrid-worker.1 $(DESTDIR)$(PREFIX)/share/man/man1
 	for s in $(INSTALL_SCRIPTS); do install -m 0755 scripts/$$s.sh $(DESTDIR)$(PREFIX)/bin/$$s; done
 	for u in gridd.service hgrid-worker@.service; do \
 		sed 's|/usr/local/|$(PREFIX)/|g' systemd/$$u > $(DESTDIR)$(UNITDIR)/$$u && \

@@ -1,7 +1,6 @@
 // hgridctl list / status / cancel, and what the commands naming a job share.
 #include "ctl/ctl_jobs.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,71 +11,38 @@
 #include "ctl/watch_view.h"
 #include "wire/wire.h"
 
-static bool is_help(const char *s) { return strcmp(s, "--help") == 0 || strcmp(s, "-h") == 0; }
+#define JOB_MAX_OPTS 16
 
-static int unexpected(const char *cmd, const char *arg)
-{
-    char what[128];
-    snprintf(what, sizeof what, "unexpected argument '%.64s'", arg);
-    return ctl_usage_error(cmd, what);
-}
-
-// Consumes "--flag N" at argv[*i] if it is one of ints; -1 to go on, else an exit status.
-static int parse_int_option(const job_command *cmd, int argc, char **argv, int *i,
-                            const job_int_option *ints, bool *matched)
-{
-    *matched = false;
-    for (const job_int_option *o = ints; o && o->flag; o++) {
-        if (strcmp(argv[*i], o->flag) != 0)
-            continue;
-        *matched = true;
-        char what[160];
-        if (*i + 1 >= argc) {
-            snprintf(what, sizeof what, "%s needs a number", o->flag);
-            return ctl_usage_error(cmd->name, what);
-        }
-        const char *s = argv[++*i];
-        char *end;
-        errno = 0;
-        long v = strtol(s, &end, 10);
-        if (end == s || *end || errno || v < o->min || v > o->max) {
-            snprintf(what, sizeof what, "%s needs a whole number from %d to %d, got '%.32s'",
-                     o->flag, o->min, o->max, s);
-            return ctl_usage_error(cmd->name, what);
-        }
-        *o->value = (int)v;
-        return -1;
-    }
-    return -1;
-}
-
-int ctl_parse_job_args(const job_command *cmd, int argc, char **argv,
-                       const job_int_option *ints, const char **job, bool *json)
+int ctl_parse_job_args(const job_command *cmd, int argc, char **argv, const cli_opt *opts,
+                       const char **job, bool *json)
 {
     *job = NULL;
     *json = false;
-    for (int i = 1; i < argc; i++) {
-        if (is_help(argv[i])) {
-            printf("usage: hgridctl %s JOB [--json]%s\n%s"
-                   "Exit status: 0 ok, 1 refused by gridd or gridd not reachable, 2 usage "
-                   "error.\n",
-                   cmd->name, cmd->options, cmd->help);
-            return CTL_OK;
-        }
-        bool matched;
-        int rc = parse_int_option(cmd, argc, argv, &i, ints, &matched);
-        if (rc >= 0)
-            return rc;
-        if (matched)
-            continue;
-        if (strcmp(argv[i], "--json") == 0)
-            *json = true;
-        else if (argv[i][0] == '-' || *job)
-            return unexpected(cmd->name, argv[i]);
-        else
-            *job = argv[i];
+    cli_opt table[JOB_MAX_OPTS + 2];
+    size_t n = 0;
+    for (const cli_opt *o = opts; o && (o->name || o->help) && n < JOB_MAX_OPTS; o++)
+        table[n++] = *o;
+    table[n++] = (cli_opt)CLI_OPT_SWITCH("json", json, cmd->json);
+    table[n] = (cli_opt)CLI_OPT_END;
+    char program[64], usage[1024];
+    snprintf(program, sizeof program, "hgridctl %s", cmd->name);
+    snprintf(usage, sizeof usage, "usage: hgridctl %s [--json]%s [--] JOB\n%s", cmd->name,
+             cmd->options, cmd->help);
+    const cli_spec spec = {
+        .program = program, .usage = usage, .opts = table, .max_operands = 1,
+        .epilog = "Exit status: 0 ok, 1 refused by gridd or gridd not reachable, 2 usage error.\n"};
+    char err[256], *operand;
+    int n_operands;
+    switch (cli_parse(&spec, argc, argv, &operand, &n_operands, err, sizeof err)) {
+    case CLI_EXIT:
+        return CTL_OK;
+    case CLI_USAGE:
+        return ctl_usage_error(cmd->name, err);
     }
-    return *job ? -1 : ctl_usage_error(cmd->name, "name the job (hgridctl list shows them)");
+    if (n_operands == 0)
+        return ctl_usage_error(cmd->name, "name the job (hgridctl list shows them)");
+    *job = operand;
+    return -1;
 }
 
 void ctl_show_request(Hgrid__Envelope *env, Hgrid__ShowJob *show, const char *job)
@@ -113,8 +79,8 @@ Hgrid__Envelope *ctl_fetch_job(const ctl_options *opt, const char *job)
 static const job_command status_cmd = {
     "status", "",
     "Shows how far a job got: workers joined, generation, state, and per rank its\n"
-    "heartbeat age, step, loss and throughput, and its self-test per group.\n"
-    "  --json  the object one line of 'hgridctl watch JOB --json' holds\n"};
+    "heartbeat age, step, loss and throughput, and its self-test per group.\n",
+    "the object one line of 'hgridctl watch JOB --json' holds"};
 
 static void write_status_text(const Hgrid__JobInfo *info)
 {
@@ -169,9 +135,8 @@ int ctl_status(const ctl_options *opt, int argc, char **argv)
 // ---- cancel
 
 static const job_command cancel_cmd = {
-    "cancel", "",
-    "Cancels a job: gridd releases its workers (they exit 0) and forgets it.\n"
-    "  --json  {\"job\", \"state\": \"cancelled\", \"message\"}\n"};
+    "cancel", "", "Cancels a job: gridd releases its workers (they exit 0) and forgets it.\n",
+    "{\"job\", \"state\": \"cancelled\", \"message\"}"};
 
 int ctl_cancel(const ctl_options *opt, int argc, char **argv)
 {
@@ -233,18 +198,25 @@ static void write_list_json(const Hgrid__JobList *jl)
 int ctl_list(const ctl_options *opt, int argc, char **argv)
 {
     bool json = false;
-    for (int i = 1; i < argc; i++) {
-        if (is_help(argv[i])) {
-            printf("usage: hgridctl list [--json]\n"
-                   "Lists gridd's jobs: state, generation, workers joined.\n"
-                   "  --json  {\"jobs\": [{\"job\", \"state\", \"generation\", \"world_size\", "
-                   "\"joined\"}]}\n"
-                   "Exit status: 0 ok, 1 gridd not reachable, 2 usage error.\n");
-            return CTL_OK;
-        }
-        if (strcmp(argv[i], "--json") != 0)
-            return unexpected("list", argv[i]);
-        json = true;
+    const cli_opt opts[] = {
+        CLI_OPT_SWITCH("json", &json,
+                       "{\"jobs\": [{\"job\", \"state\", \"generation\", \"world_size\",\n"
+                       "\"joined\"}]}"),
+        CLI_OPT_END,
+    };
+    const cli_spec spec = {
+        .program = "hgridctl list",
+        .usage = "usage: hgridctl list [--json]\n"
+                 "Lists gridd's jobs: state, generation, workers joined.\n",
+        .opts = opts,
+        .epilog = "Exit status: 0 ok, 1 gridd not reachable, 2 usage error.\n"};
+    char err[256];
+    int n;
+    switch (cli_parse(&spec, argc, argv, NULL, &n, err, sizeof err)) {
+    case CLI_EXIT:
+        return CTL_OK;
+    case CLI_USAGE:
+        return ctl_usage_error("list", err);
     }
     Hgrid__Envelope env;
     Hgrid__ListJobs list;

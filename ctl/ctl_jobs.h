@@ -7,6 +7,7 @@
 #include <stdbool.h>
 
 #include "ctl/hgridctl.h"
+#include "util/cli.h"
 #include "util/json.h"
 #include "proto/hgrid.pb-c.h"
 
@@ -16,24 +17,19 @@ int ctl_show(const ctl_options *opt, int argc, char **argv);
 int ctl_status(const ctl_options *opt, int argc, char **argv);
 int ctl_cancel(const ctl_options *opt, int argc, char **argv);
 
-// A command naming one job: "hgridctl NAME JOB [--json] [options]".
+// A command naming one job: "hgridctl NAME [options] JOB".
 typedef struct {
     const char *name;
     const char *options; // its own options for the usage line, "" if none
-    const char *help;    // what it does and its options, for --help
+    const char *help;    // what it does, for --help
+    const char *json;    // what --json prints, for --help
 } job_command;
 
-// A command's integer option, "--flag N" with min <= N <= max.
-typedef struct {
-    const char *flag;
-    int *value;
-    int min, max;
-} job_int_option;
-
-// Parses "JOB [--json] [ints...]" (ints: NULL or ended by a NULL flag).
-// Returns -1 to go on, else the exit status (--help, usage errors).
-int ctl_parse_job_args(const job_command *cmd, int argc, char **argv,
-                       const job_int_option *ints, const char **job, bool *json);
+// Parses "[--json] [opts...] [--] JOB" (opts: the command's own options, a
+// util/cli.h table, or NULL). Returns -1 to go on, else the exit status
+// (--help, --version, usage errors).
+int ctl_parse_job_args(const job_command *cmd, int argc, char **argv, const cli_opt *opts,
+                       const char **job, bool *json);
 // gridd's JobInfo of the job (a JOB_INFO reply), or NULL after reporting why.
 Hgrid__Envelope *ctl_fetch_job(const ctl_options *opt, const char *job);
 // Shared with watch: env (with show) asks gridd for job's JobInfo; the

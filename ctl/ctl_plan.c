@@ -7,23 +7,23 @@
 #include "ctl/layout_args.h"
 #include "ctl/plan_print.h"
 
-static void usage(FILE *out)
-{
-    fprintf(out, "usage: hgridctl plan [--json] [layout flags]\n"
-                 "Validates a layout and prints its ranks, process groups and bridge edges.\n"
-                 "  --json  one object: {\"world_size\", \"num_microbatches\", \"modules\",\n"
-                 "          \"ranks\", \"bridge\"} (the \"plan\" of 'hgridctl show JOB --json')\n"
-                 "Exit status: 0 valid, 1 invalid layout, 2 usage error.\n\n%s",
-            hg_layout_flags_help);
-}
-
 int ctl_plan(const ctl_options *opt, int argc, char **argv)
 {
     (void)opt;
     bool json = false;
     hg_plan plan;
-    layout_arg extras[] = {{"--json", LAYOUT_ARG_SWITCH, NULL, &json}, {NULL, 0, NULL, NULL}};
-    int status = layout_args_parse(argc, argv, extras, &plan, usage);
+    const cli_opt opts[] = {
+        CLI_OPT_SWITCH("json", &json,
+                       "one object: {\"world_size\", \"num_microbatches\", \"modules\",\n"
+                       "\"ranks\", \"bridge\"} (the \"plan\" of 'hgridctl show JOB --json')"),
+        CLI_OPT_END,
+    };
+    const layout_command cmd = {
+        "plan",
+        "usage: hgridctl plan [--json] [layout flags]\n"
+        "Validates a layout and prints its ranks, process groups and bridge edges.\n",
+        opts, "Exit status: 0 valid, 1 invalid layout, 2 usage error.\n"};
+    int status = layout_args_parse(&cmd, argc, argv, &plan);
     if (status != LAYOUT_ARGS_OK)
         return status == LAYOUT_ARGS_HELP ? 0 : status;
     if (json) {

@@ -21,13 +21,11 @@ static const job_command show_cmd = {
     "the layout has them); a joined worker without a rank yet says so, '.' marks a\n"
     "GPU of that host with no worker. Hosts are drawn in rank order; GPU columns\n"
     "that do not fit the width continue in a further panel. Then the workers by\n"
-    "state: those not joined yet, those lost (by rank and host).\n"
-    "  --max-hosts N  draw at most N hosts and count the rest (default 64; 0: all)\n"
-    "  --width N      fit N columns (default: the terminal's, else $COLUMNS, else 120)\n"
-    "  --json         {\"job\", \"state\", \"generation\", \"world_size\",\n"
-    "                 \"workers\": [{\"rank\", \"host\", \"device\", \"state\",\n"
-    "                 \"last_heartbeat_ms\"}], \"plan\": the object 'hgridctl plan --json'\n"
-    "                 prints}; rank and last_heartbeat_ms are -1 when there is none yet\n"};
+    "state: those not joined yet, those lost (by rank and host).\n",
+    "{\"job\", \"state\", \"generation\", \"world_size\",\n"
+    "\"workers\": [{\"rank\", \"host\", \"device\", \"state\",\n"
+    "\"last_heartbeat_ms\"}], \"plan\": the object 'hgridctl plan --json'\n"
+    "prints}; rank and last_heartbeat_ms are -1 when there is none yet"};
 
 static int terminal_width(void)
 {
@@ -74,10 +72,15 @@ int ctl_show(const ctl_options *opt, int argc, char **argv)
     const char *name;
     bool json;
     grid_options g = {.width = 0, .max_hosts = GRID_DEFAULT_MAX_HOSTS};
-    job_int_option ints[] = {{"--max-hosts", &g.max_hosts, 0, HG_MAX_WORLD},
-                             {"--width", &g.width, WIDTH_MIN, 100000},
-                             {NULL, NULL, 0, 0}};
-    int rc = ctl_parse_job_args(&show_cmd, argc, argv, ints, &name, &json);
+    const cli_opt opts[] = {
+        CLI_OPT_INT("max-hosts", &g.max_hosts, NULL, 0, HG_MAX_WORLD, "N",
+                    "draw at most N hosts and count the rest (0: all)"),
+        CLI_OPT_INT("width", &g.width, NULL, WIDTH_MIN, 100000, "N",
+                    "fit N columns (default: the terminal's, else\n$COLUMNS, else "
+                    CLI_STR(WIDTH_DEFAULT) ")"),
+        CLI_OPT_END,
+    };
+    int rc = ctl_parse_job_args(&show_cmd, argc, argv, opts, &name, &json);
     if (rc >= 0)
         return rc;
     if (!g.width)

@@ -10,20 +10,6 @@
 #include "ctl/layout_args.h"
 #include "wire/wire.h"
 
-static void usage(FILE *out)
-{
-    fprintf(out,
-            "usage: hgridctl submit --job NAME [--token T] [--json] [layout flags]\n"
-            "Validates the layout and submits it to gridd as job NAME (1-64 characters of\n"
-            "A-Z a-z 0-9 . _ -). Workers join with the job's token; without --token a random\n"
-            "128-bit token is generated and printed alone on stdout (gridd's answer goes to\n"
-            "stderr); with --token gridd's answer is printed.\n"
-            "  --json  one object: {\"job\", \"token\", \"token_generated\", \"world_size\",\n"
-            "          \"message\"}; the token is there whether generated or given\n"
-            "Exit status: 0 submitted, 1 invalid layout or refused by gridd, 2 usage error.\n\n%s",
-            hg_layout_flags_help);
-}
-
 static int random_token(char *hex, size_t len)
 {
     uint8_t bytes[16];
@@ -59,15 +45,33 @@ int ctl_submit(const ctl_options *opt, int argc, char **argv)
     const char *name = NULL, *token = NULL;
     bool json = false;
     hg_plan plan;
-    layout_arg extras[] = {{"--job", LAYOUT_ARG_STRING, &name, NULL},
-                           {"--token", LAYOUT_ARG_STRING, &token, NULL},
-                           {"--json", LAYOUT_ARG_SWITCH, NULL, &json},
-                           {NULL, 0, NULL, NULL}};
-    int status = layout_args_parse(argc, argv, extras, &plan, usage);
+    const cli_opt opts[] = {
+        CLI_OPT_STRING("job", &name, NULL, "NAME", "the job's name (required; " WIRE_JOB_NAME_RULE ")"),
+        CLI_OPT_STRING("token", &token, NULL, "T",
+                       "the token workers join with (default: a random\n128-bit one, printed)"),
+        CLI_OPT_SWITCH("json", &json,
+                       "one object: {\"job\", \"token\", \"token_generated\", \"world_size\",\n"
+                       "\"message\"}; the token is there whether generated or given"),
+        CLI_OPT_END,
+    };
+    const layout_command cmd = {
+        "submit",
+        "usage: hgridctl submit --job NAME [--token T] [--json] [layout flags]\n"
+        "Validates the layout and submits it to gridd as job NAME. Workers join with the\n"
+        "job's token; without --token a random 128-bit token is generated and printed\n"
+        "alone on stdout (gridd's answer goes to stderr); with --token gridd's answer is\n"
+        "printed.\n",
+        opts, "Exit status: 0 submitted, 1 invalid layout or refused by gridd, 2 usage error.\n"};
+    int status = layout_args_parse(&cmd, argc, argv, &plan);
     if (status != LAYOUT_ARGS_OK)
         return status == LAYOUT_ARGS_HELP ? 0 : status;
     if (!name)
         return ctl_usage_error("submit", "--job NAME is required");
+    if (!wire_job_name_ok(name, strlen(name))) {
+        char why[200];
+        snprintf(why, sizeof why, "--job '%.64s': " WIRE_JOB_NAME_RULE, name);
+        return ctl_usage_error("submit", why);
+    }
     char generated[33];
     if (!token) {
         if (random_token(generated, sizeof generated))

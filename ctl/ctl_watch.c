@@ -31,70 +31,40 @@ typedef struct {
     bool once, json;
 } watch_args;
 
-static void usage(FILE *out)
-{
-    fprintf(out,
-            "usage: hgridctl watch JOB [--interval SECONDS] [--once] [--json]\n"
-            "Shows a job's training progress live, from the heartbeats gridd keeps. Per module\n"
-            "(encoder, llm): the latest step, the loss (mean over the LLM's last pipeline\n"
-            "stage, the ranks that compute it), tokens/s (the slowest rank's: every rank\n"
-            "reports the global batch's tokens over its step time) and the longest step time.\n"
-            "Per rank: module, host/device, state, step, loss, tokens/s, step time and the\n"
-            "age of its last heartbeat. While workers join, a bar shows joined/world. On a\n"
-            "terminal the view is redrawn in place every interval; otherwise (a pipe, a file)\n"
-            "one block is printed per interval, without escape codes.\n\n"
-            "  --interval SECONDS  time between polls of gridd (default 2, at least 0.05)\n"
-            "  --once              print one block (or JSON line) and exit\n"
-            "  --json              one JSON object per line per poll (JSON lines):\n"
-            "                      {\"job\", \"state\", \"generation\", \"world_size\",\n"
-            "                      \"joined\", \"modules\": [{\"module\", \"first_rank\",\n"
-            "                      \"num_ranks\", \"reporting\", \"step\", \"loss\",\n"
-            "                      \"loss_ranks\", \"tokens_per_s\", \"step_time_s\"}],\n"
-            "                      \"workers\": [{\"rank\", \"module\", \"host\", \"device\",\n"
-            "                      \"state\", \"step\", \"loss\", \"tokens_per_s\",\n"
-            "                      \"step_time_s\", \"last_heartbeat_ms\", \"self_test\"}]}\n"
-            "                      (null: no value yet); the last line, once the job is\n"
-            "                      gone, is {\"job\", \"state\": \"ended\"}\n\n"
-            "Watching ends when gridd no longer holds the job (cancelled or finished).\n"
-            "Exit status: 0 the job ended, --once printed, or interrupted (Ctrl-C); 1 no such\n"
-            "job, or gridd not reachable or gone; 2 usage error.\n");
-}
-
-static int usage_error(const char *what, const char *arg)
-{
-    return ctl_fail(CTL_USAGE, CTL_ERR_USAGE,
-                    "hgridctl watch: %s%.66s (try 'hgridctl watch --help')", what, arg);
-}
+static const job_command watch_cmd = {
+    "watch", " [--interval SECONDS] [--once]",
+    "Shows a job's training progress live, from the heartbeats gridd keeps. Per module\n"
+    "(encoder, llm): the latest step, the loss (mean over the LLM's last pipeline\n"
+    "stage, the ranks that compute it), tokens/s (the slowest rank's: every rank\n"
+    "reports the global batch's tokens over its step time) and the longest step time.\n"
+    "Per rank: module, host/device, state, step, loss, tokens/s, step time and the\n"
+    "age of its last heartbeat. While workers join, a bar shows joined/world. On a\n"
+    "terminal the view is redrawn in place every interval; otherwise (a pipe, a file)\n"
+    "one block is printed per interval, without escape codes. Watching ends when\n"
+    "gridd no longer holds the job (cancelled or finished); exit status 0 then, after\n"
+    "--once, or when interrupted (Ctrl-C).\n",
+    "one JSON object per line per poll (JSON lines):\n"
+    "{\"job\", \"state\", \"generation\", \"world_size\",\n"
+    "\"joined\", \"modules\": [{\"module\", \"first_rank\",\n"
+    "\"num_ranks\", \"reporting\", \"step\", \"loss\",\n"
+    "\"loss_ranks\", \"tokens_per_s\", \"step_time_s\"}],\n"
+    "\"workers\": [{\"rank\", \"module\", \"host\", \"device\",\n"
+    "\"state\", \"step\", \"loss\", \"tokens_per_s\",\n"
+    "\"step_time_s\", \"last_heartbeat_ms\", \"self_test\"}]}\n"
+    "(null: no value yet); the last line, once the job is\n"
+    "gone, is {\"job\", \"state\": \"ended\"}"};
 
 // Returns -1 to go on, else the exit status.
 static int parse_args(int argc, char **argv, watch_args *a)
 {
     *a = (watch_args){.interval_s = 2};
-    for (int i = 1; i < argc; i++) {
-        const char *s = argv[i];
-        if (!strcmp(s, "--help") || !strcmp(s, "-h")) {
-            usage(stdout);
-            return 0;
-        } else if (!strcmp(s, "--once")) {
-            a->once = true;
-        } else if (!strcmp(s, "--json")) {
-            a->json = true;
-        } else if (!strcmp(s, "--interval")) {
-            if (i + 1 >= argc)
-                return usage_error("--interval needs a number of seconds", "");
-            char *end;
-            a->interval_s = strtod(argv[++i], &end);
-            if (end == argv[i] || *end || !(a->interval_s >= 0.05 && a->interval_s <= 86400))
-                return usage_error("--interval needs seconds from 0.05 to 86400, got ", argv[i]);
-        } else if (s[0] == '-' || a->job) {
-            char quoted[80];
-            snprintf(quoted, sizeof quoted, "'%.64s'", s);
-            return usage_error("unexpected argument ", quoted);
-        } else {
-            a->job = s;
-        }
-    }
-    return a->job ? -1 : usage_error("name the job to watch (hgridctl list shows them)", "");
+    const cli_opt opts[] = {
+        CLI_OPT_NUM("interval", &a->interval_s, "2", 0.05, 86400, "SECONDS",
+                    "time between polls of gridd"),
+        CLI_OPT_SWITCH("once", &a->once, "print one block (or JSON line) and exit"),
+        CLI_OPT_END,
+    };
+    return ctl_parse_job_args(&watch_cmd, argc, argv, opts, &a->job, &a->json);
 }
 
 // SIGINT and SIGTERM as a readable fd, so that every wait can end on them.

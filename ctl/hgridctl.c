@@ -5,6 +5,7 @@
 #include "ctl/ctl_error.h"
 #include "ctl/ctl_jobs.h"
 #include "ctl/hgridctl.h"
+#include "util/cli.h"
 
 typedef struct {
     const char *name;
@@ -22,71 +23,74 @@ static const command commands[] = {
     {"cancel", ctl_cancel, "cancel a job; gridd releases its workers"},
 };
 
-static void usage(FILE *out)
-{
-    fprintf(out, "usage: hgridctl [--socket PATH] [--json] COMMAND [options]\n\ncommands:\n");
-    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        fprintf(out, "  %-8s %s\n", commands[i].name, commands[i].summary);
-    fprintf(out,
-            "\n"
-            "  --socket PATH  gridd's control socket (default: $HGRID_CONTROL, else\n"
-            "                 /run/hgrid/gridd.sock for root, else\n"
-            "                 $XDG_RUNTIME_DIR/hgrid/gridd.sock, else /tmp/hgrid-$UID/gridd.sock;\n"
-            "                 that one absent: /run/hgrid/gridd.sock, gridd.service's)\n"
-            "\n"
-            "--json (every command, before or after it): stdout holds one JSON object per\n"
-            "line: one in all, or for watch one per refresh. A failure prints one line on\n"
-            "stderr saying what to do and, under --json, on stdout:\n"
-            "  {\"error\": {\"code\": CODE, \"message\": LINE}}\n"
-            "CODE: usage, invalid_layout, unreachable, disconnected, bad_reply, system, or\n"
-            "gridd's refusal (unknown_job, job_exists, bad_request, limit, permission, ...).\n"
-            "Exit status: 0 ok, 1 failed (refused, gridd not reachable), 2 usage error.\n"
-            "\n'hgridctl COMMAND --help' describes each command and its JSON.\n");
-}
+static const char options_help[] =
+    "--json (every command, before or after it): stdout holds one JSON object per\n"
+    "line: one in all, or for watch one per refresh. A failure prints one line on\n"
+    "stderr saying what to do and, under --json, on stdout:\n"
+    "  {\"error\": {\"code\": CODE, \"message\": LINE}}\n"
+    "CODE: usage, invalid_layout, unreachable, disconnected, bad_reply, system, or\n"
+    "gridd's refusal (unknown_job, job_exists, bad_request, limit, permission, ...).\n"
+    "Exit status: 0 ok, 1 failed (refused, gridd not reachable), 2 usage error.\n"
+    "\n'hgridctl COMMAND --help' describes each command and its JSON.\n";
 
 int main(int argc, char **argv)
 {
     ctl_options opt = {.socket_path = NULL};
-    bool json_first = false; // "hgridctl --json COMMAND": handed on after the command's arguments
-    for (int k = 1; k < argc; k++)
+    bool json_first = false; // "hgridctl --json COMMAND": handed on to the command
+    for (int k = 1; k < argc && strcmp(argv[k], "--"); k++)
         if (strcmp(argv[k], "--json") == 0)
             ctl_error_set_json(true);
-    int i = 1;
-    for (; i < argc && argv[i][0] == '-'; i++) {
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            usage(stdout);
-            return CTL_OK;
-        }
-        if (strcmp(argv[i], "--socket") == 0 && i + 1 < argc) {
-            opt.socket_path = argv[++i];
-            continue;
-        }
-        if (strcmp(argv[i], "--json") == 0) {
-            json_first = true;
-            continue;
-        }
-        if (strcmp(argv[i], "--socket") == 0)
-            return ctl_fail(CTL_USAGE, CTL_ERR_USAGE,
-                            "hgridctl: --socket needs the path of gridd's control socket");
-        return ctl_fail(CTL_USAGE, CTL_ERR_USAGE,
-                        "hgridctl: unknown option '%.64s' (try 'hgridctl --help')", argv[i]);
+    char usage[2048];
+    int len = snprintf(usage, sizeof usage,
+                       "usage: hgridctl [--socket PATH] [--json] COMMAND [options]\n\ncommands:\n");
+    for (size_t c = 0; c < sizeof commands / sizeof commands[0]; c++)
+        len += snprintf(usage + len, sizeof usage - (size_t)len, "  %-8s %s\n", commands[c].name,
+                        commands[c].summary);
+    const cli_opt opts[] = {
+        CLI_OPT_STRING("socket", &opt.socket_path, NULL, "PATH",
+                       "gridd's control socket (default: $HGRID_CONTROL, else\n"
+                       "/run/hgrid/gridd.sock for root, else\n"
+                       "$XDG_RUNTIME_DIR/hgrid/gridd.sock, else /tmp/hgrid-$UID/gridd.sock;\n"
+                       "that one absent: /run/hgrid/gridd.sock, gridd.service's)"),
+        CLI_OPT_SWITCH("json", &json_first, "print JSON (below)"),
+        CLI_OPT_END,
+    };
+    const cli_spec spec = {.program = "hgridctl", .usage = usage, .opts = opts,
+                           .epilog = options_help, .max_operands = argc,
+                           .stop_at_operand = true};
+    char err[256], *rest[argc + 2];
+    int n;
+    switch (cli_parse(&spec, argc, argv, rest, &n, err, sizeof err)) {
+    case CLI_EXIT:
+        return CTL_OK;
+    case CLI_USAGE:
+        return ctl_fail(CTL_USAGE, CTL_ERR_USAGE, "hgridctl: %s (try 'hgridctl --help')", err);
     }
-    if (i >= argc) {
+    if (n == 0) {
         if (ctl_error_json())
             return ctl_fail(CTL_USAGE, CTL_ERR_USAGE,
                             "hgridctl: name a command (try 'hgridctl --help')");
-        usage(stderr);
+        cli_help(&spec, stderr);
         return CTL_USAGE;
     }
-    char *args[argc - i + 2];
-    memcpy(args, argv + i, (size_t)(argc - i) * sizeof *args);
-    int n = argc - i;
-    if (json_first)
-        args[n++] = "--json";
-    args[n] = NULL;
+    if (json_first) { // right after the command: before any "--"
+        memmove(rest + 2, rest + 1, (size_t)(n - 1) * sizeof *rest);
+        rest[1] = "--json";
+        n++;
+    }
+    rest[n] = NULL;
     for (size_t c = 0; c < sizeof commands / sizeof commands[0]; c++)
-        if (strcmp(argv[i], commands[c].name) == 0)
-            return commands[c].run(&opt, n, args);
+        if (strcmp(rest[0], commands[c].name) == 0)
+            return commands[c].run(&opt, n, rest);
+    const char *names[sizeof commands / sizeof commands[0] + 1];
+    for (size_t c = 0; c < sizeof commands / sizeof commands[0]; c++)
+        names[c] = commands[c].name;
+    names[sizeof commands / sizeof commands[0]] = NULL;
+    const char *near = cli_nearest(rest[0], names);
+    if (near)
+        return ctl_fail(CTL_USAGE, CTL_ERR_USAGE,
+                        "hgridctl: unknown command '%.64s' (did you mean %s? try 'hgridctl --help')",
+                        rest[0], near);
     return ctl_fail(CTL_USAGE, CTL_ERR_USAGE,
-                    "hgridctl: unknown command '%.64s' (try 'hgridctl --help')", argv[i]);
+                    "hgridctl: unknown command '%.64s' (try 'hgridctl --help')", rest[0]);
 }

@@ -1,75 +1,57 @@
 // Layout flags plus a command's own options, parsed and validated.
 #include "ctl/layout_args.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "ctl/ctl_error.h"
 
-static int usage_error(const char *cmd, const char *what)
-{
-    ctl_usage_error(cmd, what);
-    return LAYOUT_ARGS_USAGE;
-}
-
-static int invalid(const char *why)
-{
-    return ctl_fail(LAYOUT_ARGS_INVALID, CTL_ERR_INVALID_LAYOUT, "hgridctl: invalid layout: %s",
-                    why);
-}
-
-// Consumes argv[*i] if it is one of the command's own options.
-static int parse_extra(int argc, char **argv, int *i, const layout_arg *extras)
-{
-    for (const layout_arg *x = extras; x && x->name; x++) {
-        if (strcmp(argv[*i], x->name) != 0)
-            continue;
-        if (x->type == LAYOUT_ARG_SWITCH) {
-            *x->switch_value = true;
-            *i += 1;
-            return 1;
-        }
-        if (*i + 1 >= argc)
-            return -1;
-        *x->string_value = argv[*i + 1];
-        *i += 2;
-        return 1;
-    }
-    return 0;
-}
-
-int layout_args_parse(int argc, char **argv, const layout_arg *extras, hg_plan *plan,
-                      void (*usage)(FILE *out))
-{
-    const char *cmd = argv[0];
+typedef struct {
     hg_layout_spec spec;
-    hg_layout_spec_defaults(&spec);
+    bool invalid; // the last refusal is the layout's (exit 1), not a usage error
+} layout_ctx;
+
+// util/cli.h's hook for the layout flags (layout/flags.c).
+static int parse_layout_flag(void *ctx, int argc, char **argv, int *i, char *err, size_t errlen)
+{
+    layout_ctx *l = ctx;
+    switch (hg_layout_parse_flag(&l->spec, argc, argv, i, err, errlen)) {
+    case HG_FLAG_OK:
+        return 1;
+    case HG_FLAG_UNKNOWN:
+        return 0;
+    case HG_FLAG_INVALID:
+        l->invalid = true;
+        return -1;
+    case HG_FLAG_USAGE:
+        break;
+    }
+    return -1;
+}
+
+int layout_args_parse(const layout_command *cmd, int argc, char **argv, hg_plan *plan)
+{
+    layout_ctx l = {.invalid = false};
+    hg_layout_spec_defaults(&l.spec);
+    const cli_more layout = {parse_layout_flag, &l, hg_layout_flag_name, hg_layout_flags_help};
+    char program[64];
+    snprintf(program, sizeof program, "hgridctl %s", cmd->name);
+    const cli_spec spec = {.program = program, .usage = cmd->usage, .opts = cmd->opts,
+                           .more = &layout, .epilog = cmd->epilog};
     char err[HG_ERR_LEN];
-    for (int i = 1; i < argc;) {
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            usage(stdout);
-            return LAYOUT_ARGS_HELP;
-        }
-        int extra = parse_extra(argc, argv, &i, extras);
-        if (extra < 0) {
-            snprintf(err, sizeof err, "%s needs a value", argv[i]);
-            return usage_error(cmd, err);
-        }
-        if (extra > 0)
-            continue;
-        switch (hg_layout_parse_flag(&spec, argc, argv, &i, err, sizeof err)) {
-        case HG_FLAG_OK:
-            continue;
-        case HG_FLAG_USAGE:
-            return usage_error(cmd, err);
-        case HG_FLAG_INVALID:
-            return invalid(err);
-        case HG_FLAG_UNKNOWN:
-            snprintf(err, sizeof err, "unknown option '%.64s'", argv[i]);
-            return usage_error(cmd, err);
-        }
+    int n;
+    switch (cli_parse(&spec, argc, argv, NULL, &n, err, sizeof err)) {
+    case CLI_EXIT:
+        return LAYOUT_ARGS_HELP;
+    case CLI_USAGE:
+        if (l.invalid)
+            return ctl_fail(LAYOUT_ARGS_INVALID, CTL_ERR_INVALID_LAYOUT,
+                            "hgridctl: invalid layout: %s", err);
+        ctl_usage_error(cmd->name, err);
+        return LAYOUT_ARGS_USAGE;
     }
-    if (hg_plan_build(&spec, plan, err, sizeof err) != 0) {
-        return invalid(err);
-    }
+    if (hg_plan_build(&l.spec, plan, err, sizeof err) != 0)
+        return ctl_fail(LAYOUT_ARGS_INVALID, CTL_ERR_INVALID_LAYOUT, "hgridctl: invalid layout: %s",
+                        err);
     return LAYOUT_ARGS_OK;
 }

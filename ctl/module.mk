@@ -9,3 +9,4 @@ LDLIBS_hgridctl := -lprotobuf-c
 $(BIN)/hgridctl: $(call objs,$(CTL_SRCS)) $(WIRE_LIB) $(LAYOUT_LIB)
 
 CPU_TESTS += tests/ctl_watch.py
+$(BIN)/hgridctl: $(call objs,$(UTIL_CLI_SRCS))

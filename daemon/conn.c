@@ -363,7 +363,8 @@ static int on_frame(void *ctx, const uint8_t *body, uint32_t len)
     Hgrid__Envelope *env = wire_unpack(body, len);
     if (!env) {
         conn_fail(c, HGRID__ERROR_CODE__ERROR_BAD_FRAME,
-                  "undecodable %u-byte frame; send one hgrid.Envelope per frame", len);
+                  "undecodable %u-byte frame; send one hgrid.Envelope per frame, "
+                  "no string holding a NUL byte", len);
         return 1;
     }
     metrics_frame_in(&c->srv->metrics, (int)env->msg_case);

@@ -45,10 +45,9 @@ static void reply_error(conn *c, Hgrid__ErrorCode code, const char *fmt, ...)
 static void submit(conn *c, const Hgrid__SubmitJob *s)
 {
     server *srv = c->srv;
-    if (!state_valid_job_name(s->job)) {
-        reply_error(c, HGRID__ERROR_CODE__ERROR_BAD_REQUEST,
-                    "job name '%.64s' must be 1-%d characters of A-Z a-z 0-9 . _ -", s->job,
-                    JOB_NAME_MAX);
+    if (!wire_job_name_ok(s->job, strlen(s->job))) {
+        reply_error(c, HGRID__ERROR_CODE__ERROR_BAD_REQUEST, "job name '%.64s' refused: %s",
+                    s->job, WIRE_JOB_NAME_RULE);
         return;
     }
     if (s->token.len < 1 || s->token.len > JOB_TOKEN_MAX) {

@@ -1,7 +1,6 @@
 // gridd: the hgrid coordinator. One libuv loop thread serves workers (TCP)
 // and hgridctl (Unix socket); see docs/PROTOCOL.md.
 #include <errno.h>
-#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,67 +14,7 @@
 #include "daemon/job.h"
 #include "daemon/listen.h"
 #include "daemon/notify.h"
-
-static void usage(FILE *out)
-{
-    fprintf(out,
-            "usage: gridd [options]\n"
-            "The hgrid coordinator: validates layouts, assigns ranks, relays NCCL ids.\n\n"
-            "  --listen HOST:PORT         worker address (default 0.0.0.0:%d; port 0: any)\n"
-            "  --control PATH             hgridctl's Unix socket (default: $HGRID_CONTROL,\n"
-            "                             /run/hgrid/gridd.sock for root, else\n"
-            "                             $XDG_RUNTIME_DIR/hgrid/gridd.sock or /tmp/hgrid-UID/)\n"
-            "  --state-dir DIR            keep jobs and rank maps in DIR across restarts\n"
-            "  --heartbeat-timeout SEC    a worker silent this long is lost (default 3)\n"
-            "  --ready-timeout SEC        a worker not Ready this long after its Assignment\n"
-            "                             (creating communicators) is lost (default 120)\n"
-            "  --hello-timeout SEC        drop connections without a Hello (default 5)\n"
-            "  --resume-timeout SEC       after a restart, how long a running generation's\n"
-            "                             workers have to come back with it (default 10)\n"
-            "  --max-jobs N               jobs held at once; more are refused (default %d)\n"
-            "  --max-frame BYTES          largest frame accepted (default %u)\n"
-            "  --max-connections N        worker connection cap (default: open-file limit - 64)\n"
-            "  --max-pending N            connections without a Hello yet; at the cap the\n"
-            "                             oldest is dropped (default %d)\n"
-            "  --port-file PATH           write the bound port there once listening\n"
-            "  --allow-uid UID            also accept hgridctl from this user (repeatable;\n"
-            "                             root and gridd's own user always are)\n"
-            "  --metrics HOST:PORT        serve Prometheus metrics at http://HOST:PORT/metrics\n"
-            "                             (port 0: any; the log names it; default: off)\n"
-            "  -v, --verbose              log per-worker events too; -vv: every frame\n"
-            "                             (default: errors, warnings, job lifecycle)\n"
-            "  --help                     this text\n",
-            WIRE_DEFAULT_PORT, GRIDD_DEFAULT_MAX_JOBS, WIRE_DEFAULT_MAX_FRAME, GRIDD_MAX_PENDING);
-}
-
-static int bad_value(const char *flag, const char *value, const char *want)
-{
-    fprintf(stderr, "gridd: %s '%s' must be %s (try 'gridd --help')\n", flag, value, want);
-    return 2;
-}
-
-static int parse_seconds(const char *flag, const char *v, double *out)
-{
-    char *end;
-    double d = strtod(v, &end);
-    if (*v == '\0' || *end || !(d > 0 && d < 86400))
-        return bad_value(flag, v, "a number of seconds > 0");
-    *out = d;
-    return 0;
-}
-
-static int parse_count(const char *flag, const char *v, long min, long max, long *out)
-{
-    char *end;
-    long n = strtol(v, &end, 10);
-    if (*v == '\0' || *end || n < min || n > max) {
-        char want[64];
-        snprintf(want, sizeof want, "an integer in %ld..%ld", min, max);
-        return bad_value(flag, v, want);
-    }
-    *out = n;
-    return 0;
-}
+#include "util/cli.h"
 
 // Raises the open-file limit to its hard limit; returns the limit.
 static long raise_nofile(void)
@@ -91,79 +30,96 @@ static long raise_nofile(void)
     return rl.rlim_cur > 1L << 24 ? 1L << 24 : (long)rl.rlim_cur;
 }
 
+static int set_control(void *dest, const char *value, char *err, size_t errlen)
+{
+    char *control = dest;
+    if (strlen(value) >= sizeof ((gridd_options *)0)->control) {
+        snprintf(err, errlen, "needs a path shorter than 108 bytes");
+        return -1;
+    }
+    strcpy(control, value);
+    return 0;
+}
+
+static int add_allow_uid(void *dest, const char *value, char *err, size_t errlen)
+{
+    gridd_options *o = dest;
+    char *end;
+    errno = 0;
+    long n = strtol(value, &end, 10);
+    if (end == value || *end || errno || n < 0 || n > 0x7fffffffL) {
+        snprintf(err, errlen, "needs a user id from 0 to 2147483647");
+        return -1;
+    }
+    if (o->num_allow_uids == GRIDD_MAX_ALLOW_UIDS) {
+        snprintf(err, errlen, "may be given at most %d times", GRIDD_MAX_ALLOW_UIDS);
+        return -1;
+    }
+    o->allow_uids[o->num_allow_uids++] = (uid_t)n;
+    return 0;
+}
+
+
+// Returns 0 to run, 1 after --help or --version, 2 on a usage error.
 static int parse_options(int argc, char **argv, gridd_options *o)
 {
-    static const struct option longs[] = {
-        {"listen", required_argument, 0, 'l'},    {"control", required_argument, 0, 'c'},
-        {"state-dir", required_argument, 0, 's'}, {"heartbeat-timeout", required_argument, 0, 'b'},
-        {"ready-timeout", required_argument, 0, 'r'},
-        {"hello-timeout", required_argument, 0, 'o'}, {"max-frame", required_argument, 0, 'f'},
-        {"max-connections", required_argument, 0, 'm'}, {"port-file", required_argument, 0, 'p'},
-        {"allow-uid", required_argument, 0, 'u'}, {"max-pending", required_argument, 0, 'n'},
-        {"resume-timeout", required_argument, 0, 'R'}, {"max-jobs", required_argument, 0, 'J'},
-        {"metrics", required_argument, 0, 'M'},   {"verbose", no_argument, 0, 'v'},
-        {"help", no_argument, 0, 'h'},            {0, 0, 0, 0},
-    };
     long nofile = raise_nofile();
-    *o = (gridd_options){.listen = "0.0.0.0:7420", .heartbeat_timeout = 3, .ready_timeout = 120,
-                         .hello_timeout = 5, .resume_timeout = 10,
-                         .max_jobs = GRIDD_DEFAULT_MAX_JOBS,
-                         .max_frame = WIRE_DEFAULT_MAX_FRAME,
-                         .max_connections = (int)(nofile > 128 ? nofile - 64 : 64),
-                         .max_pending = GRIDD_MAX_PENDING};
+    *o = (gridd_options){.max_connections = (int)(nofile > 128 ? nofile - 64 : 64)};
     wire_default_control_path(o->control, sizeof o->control);
-    int opt, rc = 0;
-    long n;
-    opterr = 0;
-    while (rc == 0 && (opt = getopt_long(argc, argv, "hv", longs, NULL)) != -1) {
-        switch (opt) {
-        case 'l': o->listen = optarg; break;
-        case 'c':
-            if (strlen(optarg) >= sizeof o->control)
-                return bad_value("--control", optarg, "a path shorter than 108 bytes");
-            snprintf(o->control, sizeof o->control, "%s", optarg);
-            break;
-        case 's': o->state_dir = optarg; break;
-        case 'b': rc = parse_seconds("--heartbeat-timeout", optarg, &o->heartbeat_timeout); break;
-        case 'r': rc = parse_seconds("--ready-timeout", optarg, &o->ready_timeout); break;
-        case 'o': rc = parse_seconds("--hello-timeout", optarg, &o->hello_timeout); break;
-        case 'R': rc = parse_seconds("--resume-timeout", optarg, &o->resume_timeout); break;
-        case 'J':
-            if (!(rc = parse_count("--max-jobs", optarg, 1, 1L << 20, &n)))
-                o->max_jobs = (int)n;
-            break;
-        case 'f':
-            if (!(rc = parse_count("--max-frame", optarg, 1024, 1L << 30, &n)))
-                o->max_frame = (uint32_t)n;
-            break;
-        case 'm':
-            if (!(rc = parse_count("--max-connections", optarg, 1, nofile, &n)))
-                o->max_connections = (int)n;
-            break;
-        case 'n':
-            if (!(rc = parse_count("--max-pending", optarg, 1, 1L << 24, &n)))
-                o->max_pending = (int)n;
-            break;
-        case 'p': o->port_file = optarg; break;
-        case 'M': o->metrics = optarg; break;
-        case 'v': o->verbosity++; break;
-        case 'u':
-            if (o->num_allow_uids == GRIDD_MAX_ALLOW_UIDS)
-                return bad_value("--allow-uid", optarg, "given at most 16 times");
-            if (!(rc = parse_count("--allow-uid", optarg, 0, 0x7fffffffL, &n)))
-                o->allow_uids[o->num_allow_uids++] = (uid_t)n;
-            break;
-        case 'h': usage(stdout); return 1;
-        default:
-            fprintf(stderr, "gridd: unknown or incomplete option '%s' (try 'gridd --help')\n",
-                    argv[optind - 1]);
-            return 2;
-        }
-    }
-    if (rc == 0 && optind < argc) {
-        fprintf(stderr, "gridd: unexpected argument '%s' (try 'gridd --help')\n", argv[optind]);
-        return 2;
-    }
+    int max_frame = WIRE_DEFAULT_MAX_FRAME;
+    const cli_opt opts[] = {
+        CLI_OPT_STRING("listen", &o->listen, "0.0.0.0:" CLI_STR(WIRE_DEFAULT_PORT), "HOST:PORT",
+                       "worker address (port 0: any)"),
+        CLI_OPT_CALL("control", o->control, NULL, "PATH",
+                     "hgridctl's Unix socket (default: $HGRID_CONTROL,\n/run/hgrid/gridd.sock "
+                     "for root, else\n$XDG_RUNTIME_DIR/hgrid/gridd.sock or /tmp/hgrid-UID/)",
+                     set_control),
+        CLI_OPT_STRING("state-dir", &o->state_dir, NULL, "DIR",
+                       "keep jobs and rank maps in DIR across restarts"),
+        CLI_OPT_NUM("heartbeat-timeout", &o->heartbeat_timeout, "3", 0.001, 86400, "SEC",
+                    "a worker silent this long is lost"),
+        CLI_OPT_NUM("ready-timeout", &o->ready_timeout, "120", 0.001, 86400, "SEC",
+                    "a worker not Ready this long after its Assignment\n(creating "
+                    "communicators) is lost"),
+        CLI_OPT_NUM("hello-timeout", &o->hello_timeout, "5", 0.001, 86400, "SEC",
+                    "drop connections without a Hello"),
+        CLI_OPT_NUM("resume-timeout", &o->resume_timeout, "10", 0.001, 86400, "SEC",
+                    "after a restart, how long a running generation's\nworkers have to come "
+                    "back with it"),
+        CLI_OPT_INT("max-jobs", &o->max_jobs, CLI_STR(GRIDD_DEFAULT_MAX_JOBS), 1, 1 << 20, "N",
+                    "jobs held at once; more are refused"),
+        CLI_OPT_INT("max-frame", &max_frame, NULL, 1024, 1 << 30, "BYTES",
+                    "largest frame accepted"),
+        CLI_OPT_INT("max-connections", &o->max_connections, NULL, 1, (double)nofile, "N",
+                    "worker connection cap (default: open-file limit - 64)"),
+        CLI_OPT_INT("max-pending", &o->max_pending, CLI_STR(GRIDD_MAX_PENDING), 1, 1 << 24, "N",
+                    "connections without a Hello yet; at the cap the\noldest is dropped"),
+        CLI_OPT_STRING("port-file", &o->port_file, NULL, "PATH",
+                       "write the bound port there once listening"),
+        CLI_OPT_CALL("allow-uid", o, NULL, "UID",
+                     "also accept hgridctl from this user (repeatable;\nroot and gridd's own "
+                     "user always are)", add_allow_uid),
+        CLI_OPT_STRING("metrics", &o->metrics, NULL, "HOST:PORT",
+                       "serve Prometheus metrics at http://HOST:PORT/metrics\n(port 0: any; the "
+                       "log names it; default: off)"),
+        CLI_OPT_COUNT("verbose", 'v', &o->verbosity,
+                      "log per-worker events too; -vv: every frame\n(default: errors, warnings, "
+                      "job lifecycle)"),
+        CLI_OPT_END,
+    };
+    const cli_spec spec = {
+        .program = "gridd",
+        .usage = "usage: gridd [options]\n"
+                 "The hgrid coordinator: validates layouts, assigns ranks, relays NCCL ids.\n",
+        .opts = opts,
+        .epilog = "Exit status: 0 stopped by SIGTERM or SIGINT, 1 cannot start, 2 usage error.\n",
+    };
+    char err[256];
+    int n;
+    int rc = cli_parse(&spec, argc, argv, NULL, &n, err, sizeof err);
+    if (rc == CLI_USAGE)
+        fprintf(stderr, "gridd: %s (try 'gridd --help')\n", err);
+    o->max_frame = (uint32_t)max_frame;
     return rc;
 }
 

@@ -28,3 +28,4 @@ $(addprefix $(BUILD)/tests/,$(DAEMON_UNIT_TESTS)): $(BUILD)/tests/%: $(BUILD)/te
 		$(DAEMON_CORE_LIB) $(WIRE_LIB) $(LAYOUT_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ -lprotobuf-c -lm
+$(BIN)/gridd: $(call objs,$(UTIL_CLI_SRCS))

@@ -1,6 +1,6 @@
 // Worker messages: Hello validation, then the rest handed to the job.
-#ifndef HGRID_DAEMON_WORKER_H
-#define HGRID_DAEMON_WORKER_H
+#ifndef HGRID_DAEMON_WORKER_MSGS_H
+#define HGRID_DAEMON_WORKER_MSGS_H
 
 #include "daemon/conn.h"
 

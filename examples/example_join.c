@@ -6,15 +6,35 @@
 // LOCAL_RANK (else SLURM_LOCALID, else 0).
 #include <poll.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "libhgrid/hgrid.h"
 
 int main(int argc, char **argv)
 {
-    if (argc != 4) {
-        fprintf(stderr, "usage: hgrid-example-join HOST:PORT JOB TOKEN\n");
+    static const char usage[] =
+        "usage: hgrid-example-join [--] HOST:PORT JOB TOKEN\n"
+        "Joins JOB on gridd at HOST:PORT as a dry-run worker, prints its assignment and\n"
+        "reports a step a second until gridd releases the job.\n"
+        "  -h, --help  print this help and exit\n"
+        "  --version   print the program's name and version and exit\n"
+        "Exit status: 0 released, 1 refused or lost, 2 usage error.\n";
+    int first = 1;
+    if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+        fputs(usage, stdout);
+        return 0;
+    }
+    if (argc > 1 && !strcmp(argv[1], "--version")) {
+        printf("hgrid-example-join (hgrid) %s\n", hgrid_version());
+        return 0;
+    }
+    if (argc > 1 && !strcmp(argv[1], "--"))
+        first = 2;
+    if (argc - first != 3 || (first == 1 && argv[1][0] == '-')) {
+        fprintf(stderr, "%s", usage);
         return 2;
     }
+    argv += first - 1;
     char err[512];
     hgrid_worker *w = hgrid_connect(argv[1], err, sizeof err);
     if (!w) {

@@ -103,7 +103,12 @@ hg_flag_status hg_layout_parse_flag(hg_layout_spec *spec, int argc, char **argv,
         }
         int v;
         if (!parse_int(value, &v)) {
-            snprintf(err, errlen, "--%s '%.40s' is not an integer", flag->name, value);
+            char *end;
+            if (*value && (strtoll(value, &end, 10), !*end))
+                snprintf(err, errlen, "--%s '%.40s' is out of range: a whole number from 1 to %d",
+                         flag->name, value, INT_MAX);
+            else
+                snprintf(err, errlen, "--%s '%.40s' is not an integer", flag->name, value);
             return HG_FLAG_USAGE;
         }
         if (v <= 0 && flag->zero_means_default) {
@@ -115,4 +120,11 @@ hg_flag_status hg_layout_parse_flag(hg_layout_spec *spec, int argc, char **argv,
         return HG_FLAG_OK;
     }
     return HG_FLAG_UNKNOWN;
+}
+
+const char *hg_layout_flag_name(size_t k)
+{
+    if (k == 0)
+        return "llm-only";
+    return k <= sizeof int_flags / sizeof int_flags[0] ? int_flags[k - 1].name : NULL;
 }

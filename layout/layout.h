@@ -143,5 +143,7 @@ hg_flag_status hg_layout_parse_flag(hg_layout_spec *spec, int argc, char **argv,
                                     char *err, size_t errlen);
 // One line per flag with its default, for --help.
 extern const char hg_layout_flags_help[];
+// The k-th layout flag's name without "--" (for suggestions); NULL past the last.
+const char *hg_layout_flag_name(size_t k);
 
 #endif

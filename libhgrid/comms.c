@@ -8,6 +8,7 @@
 
 #include "libhgrid/hgrid_comms.h"
 #include "libhgrid/libhgrid_impl.h"
+#include "util/clock.h"
 
 #define POLL_NS 200000 // between looks at the inits' progress
 #define FINALIZE_S 10   // a clean teardown's limit; then the communicators are aborted
@@ -17,13 +18,6 @@ struct hgrid_comms {
     const hgrid_worker *w;
     ncclComm_t comm[ASSIGN_MAX_GROUPS]; // by group position; NULL: none or shared
 };
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 #define NCCL_FAIL(w, call, r)                                                                 \
     hgrid_fail(w, HGRID_ERR_IO, "%s failed at %s:%d: %s", call, __FILE__, __LINE__,           \

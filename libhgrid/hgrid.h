@@ -128,5 +128,7 @@ void hgrid_default_host(char *buf, size_t buflen);
 int hgrid_default_device(void);
 // RANK, else SLURM_PROCID, else -1.
 int hgrid_launcher_rank(void);
+// The hgrid version this library was built from (what --version prints).
+const char *hgrid_version(void);
 
 #endif

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "libhgrid/libhgrid_impl.h"
+#include "util/clock.h"
 
 #define READ_CHUNK 65536
 #define MAX_MINT (ASSIGN_MAX_GROUPS)
@@ -22,13 +23,6 @@ int hgrid_fail(hgrid_worker *w, int status, const char *fmt, ...)
     vsnprintf(w->error, sizeof w->error, fmt, ap);
     va_end(ap);
     return status;
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 hgrid_worker *hgrid_connect(const char *coordinator, char *err, size_t errlen)

@@ -4,7 +4,7 @@
 #include <unistd.h>
 
 #include "libhgrid/hgrid.h"
-
+#include "util/cli.h"
 
 static int env_int(const char *name)
 {
@@ -45,3 +45,5 @@ int hgrid_launcher_rank(void)
     int r = env_int("RANK");
     return r >= 0 ? r : env_int("SLURM_PROCID");
 }
+
+const char *hgrid_version(void) { return cli_version_string(); }

@@ -14,19 +14,13 @@
 #include <unistd.h>
 
 #include "libhgrid/libhgrid_impl.h"
+#include "util/clock.h"
 
 #define FIRST_DELAY_S 0.05
 #define MAX_DELAY_S 2.0
 #define ATTEMPT_S 2.0   // a connect() still pending this long has failed
 #define CONNECTING_WAKE_MS 10
 #define DEFAULT_TOTAL_S 60.0
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 // One line on stderr per change of the reconnection's state.
 static void say(const hgrid_worker *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -4,6 +4,7 @@
 LIBHGRID_SRCS := libhgrid/libhgrid.c libhgrid/libhgrid_assign.c libhgrid/libhgrid_env.c \
                  libhgrid/libhgrid_reconnect.c \
                  libhgrid/assignment_check.c libhgrid/comms.c libhgrid/selftest.c libhgrid/selftest_calc.c
+LIBHGRID_SRCS += util/version.c
 LIBHGRID_DEPS := $(LIBHGRID_SRCS) $(WIRE_SRCS) $(LAYOUT_SRCS)
 LIBHGRID_LIBS := -lprotobuf-c $(NCCL_LIBS) -lcudart
 

@@ -11,6 +11,7 @@
 #include "libhgrid/hgrid_selftest.h"
 #include "libhgrid/libhgrid_impl.h"
 #include "libhgrid/selftest_calc.h"
+#include "util/clock.h"
 
 #define EDGE_ELEMS (256 * 1024) // int32 per bridge edge: 1 MiB
 #define POLL_NS 20000
@@ -23,13 +24,6 @@ typedef struct {
     cudaStream_t stream;
     double timeout_s;
 } run_ctx;
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 #define CUDA_CHECK(w, call)                                                                    \
     do {                                                                                       \

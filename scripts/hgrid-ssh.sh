@@ -7,7 +7,8 @@
 # 0..GPUS-1 and that host's own name. Exit status: 0 when every worker
 # exited 0, else 1 (each failing host is named).
 # HGRID_SSH: the ssh command (default "ssh -o BatchMode=yes"); HGRID_WORKER:
-# hgrid-worker's path on the hosts (default: hgrid-worker on their PATH).
+# hgrid-worker's path on the hosts (default: the one beside this script or
+# in its checkout's bin/ where the hosts have it, else their PATH's).
 set -euo pipefail
 me=hgrid-ssh
 usage() {
@@ -16,6 +17,13 @@ usage() {
 }
 die() { echo "$me: $* (try '$me --help')" >&2; exit 2; }
 
+# hgrid-worker's path on the hosts: HGRID_WORKER, else where this script
+# finds it (beside it as installed, or in the checkout's bin/), which the
+# hosts use if they have it there (a shared file system), else their PATH's.
+here=$(dirname "$(readlink -f "$0")") local_worker=hgrid-worker
+for w in "$here/hgrid-worker" "$here/../bin/hgrid-worker"; do
+  [ -x "$w" ] && { local_worker=$(readlink -f "$w"); break; }
+done
 coordinator=${HGRID_COORDINATOR:-} job=${HGRID_JOB:-} gpus="" hosts=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -23,6 +31,7 @@ while [ $# -gt 0 ]; do
     --job) [ $# -ge 2 ] || die "--job needs a name"; job=$2; shift 2 ;;
     --gpus) [ $# -ge 2 ] || die "--gpus needs a count"; gpus=$2; shift 2 ;;
     --help|-h) usage; exit 0 ;;
+    --version) "${HGRID_WORKER:-$local_worker}" --version | sed "s/^hgrid-worker/$me/"; exit 0 ;;
     --) shift; break ;;
     -*) die "unknown option '$1'" ;;
     *) hosts+=("$1"); shift ;;
@@ -34,12 +43,14 @@ done
 [ -n "${HGRID_TOKEN:-}" ] || die "HGRID_TOKEN is not set (the token hgridctl submit printed)"
 
 ssh_cmd=${HGRID_SSH:-ssh -o BatchMode=yes}
-worker=${HGRID_WORKER:-hgrid-worker}
+worker=${HGRID_WORKER:-}
 q() { [ $# -eq 0 ] || printf '%q ' "$@"; }
 # The remote side (any POSIX sh): read the token, start one worker per GPU,
 # wait for all.
-remote="read -r HGRID_TOKEN || exit 2; export HGRID_TOKEN; pids=
-for d in \$(seq 0 $((gpus - 1))); do $(q "$worker" --coordinator "$coordinator" --job "$job") --device \$d $(q "$@") & pids=\"\$pids \$!\"; done
+pick_worker="w=$(q "$worker")"
+[ -n "$worker" ] || pick_worker="w=$(q "$local_worker"); [ -x \"\$w\" ] || w=hgrid-worker"
+remote="read -r HGRID_TOKEN || exit 2; export HGRID_TOKEN; $pick_worker; pids=
+for d in \$(seq 0 $((gpus - 1))); do \"\$w\" $(q --coordinator "$coordinator" --job "$job") --device \$d $(q "$@") & pids=\"\$pids \$!\"; done
 fail=0; for p in \$pids; do wait \$p || fail=1; done; exit \$fail"
 
 run_host() {

@@ -9,10 +9,27 @@
 # and token come from HGRID_JOB and HGRID_TOKEN. The GPU is LOCAL_RANK; with
 # --use-launcher-rank the worker asks gridd for rank RANK (below WORLD_SIZE).
 # HGRID_WORKER names the program (default: hgrid-worker next to this
-# script, else on PATH).
+# script as installed, else in the checkout's bin/, else on PATH).
 set -euo pipefail
 me=hgrid-torchrun
 die() { echo "$me: $*" >&2; exit 2; }
+
+# hgrid-worker beside this script (an install's PREFIX/bin), in a checkout's
+# bin/ (this script in scripts/), else on PATH.
+find_worker() {
+  local here w
+  here=$(dirname "$(readlink -f "$0")")
+  for w in "$here/hgrid-worker" "$here/../bin/hgrid-worker"; do
+    [ -x "$w" ] && { readlink -f "$w"; return; }
+  done
+  command -v hgrid-worker ||
+    die "hgrid-worker is not beside $0, in $(readlink -f "$here/..")/bin or on PATH: build it (make) or set HGRID_WORKER"
+}
+# --help: the comment above; --version: hgrid-worker's, under this name.
+case "${1:-}" in
+  -h|--help) sed -n '2,/^set /{/^#/s/^# \{0,1\}//p}' "$0"; exit 0 ;;
+  --version) "${HGRID_WORKER:-$(find_worker)}" --version | sed "s/^hgrid-worker/$me/"; exit 0 ;;
+esac
 
 for v in RANK LOCAL_RANK WORLD_SIZE; do
   [ -n "${!v:-}" ] || die "$v is not set: run me under torchrun (--no-python) or set it"
@@ -24,10 +41,5 @@ for v in HGRID_JOB HGRID_TOKEN; do
 done
 [ "$RANK" -lt "$WORLD_SIZE" ] || die "RANK $RANK is not below WORLD_SIZE $WORLD_SIZE"
 
-worker=${HGRID_WORKER:-}
-if [ -z "$worker" ]; then
-  here=$(dirname "$(readlink -f "$0")")
-  worker=$here/hgrid-worker
-  [ -x "$worker" ] || worker=hgrid-worker
-fi
+worker=${HGRID_WORKER:-$(find_worker)}
 exec "$worker" --device "$LOCAL_RANK" "$@"

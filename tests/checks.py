@@ -1,7 +1,10 @@
 """The Python tests' tally: check() records one assertion, summary() prints
-the closing line and gives the exit status."""
+the closing line and gives the exit status, skip() ends a test that cannot
+run here (tests/run.sh counts it as skipped, never as passed)."""
+import sys
 import threading
 
+SKIP_STATUS = 77  # tests/run.sh: skipped
 _lock = threading.Lock()
 passed, failures = 0, []
 
@@ -17,6 +20,16 @@ def check(cond, what):
 
 
 def summary(name, extra=""):
-    """Prints "NAME: P passed, F failed EXTRA"; 0 if nothing failed, else 1."""
+    """Prints "NAME: P passed, F failed EXTRA"; 0 if something passed and
+    nothing failed, else 1 (a test that checked nothing has not passed)."""
     print(f"{name}: {passed} passed, {len(failures)} failed{extra}")
+    if passed == 0 and not failures:
+        print(f"FAIL {name}: nothing was checked")
+        return 1
     return 1 if failures else 0
+
+
+def skip(reason):
+    """Prints "SKIP: reason" and exits with the skip status."""
+    print(f"SKIP: {reason}", flush=True)
+    sys.exit(SKIP_STATUS)

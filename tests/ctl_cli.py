@@ -306,18 +306,22 @@ def test_errors(g, tmp):
     expect_error(sock + ["submit", "--job", "dup", "--token", "t"], 1, "job_exists",
                  ["job dup exists; cancel it first or pick another name"])
     d.check(ctl(g, "cancel", "dup")[0] == 0, "cancel dup")
-    expect_error(sock + ["submit", "--job", "bad name!", "--token", "t"], 1, "bad_request",
-                 ["job name 'bad name!' must be"])
+    expect_error(sock + ["submit", "--job", "bad name!", "--token", "t"], 2, "usage",
+                 ["--job 'bad name!': job names are 1-64 bytes of letters, digits, '.', '_' and "
+                  "'-', not starting with '-'"])
     for args, needle in ((["show"], "hgridctl show: name the job (hgridctl list shows them)"),
                          (["show", "a", "b"], "unexpected argument 'b'"),
-                         (["show", "a", "--max-hosts", "x"], "--max-hosts needs a whole number"),
-                         (["show", "a", "--width", "10"], "--width needs a whole number from 40"),
-                         (["show", "a", "--width"], "--width needs a number"),
-                         (["status", "a", "--bogus"], "unexpected argument '--bogus'"),
+                         (["show", "a", "--max-hosts", "x"], "--max-hosts 'x' is not a whole number"),
+                         (["show", "a", "--width", "10"],
+                          "--width '10' is out of range: a whole number from 40 to 100000"),
+                         (["show", "a", "--width"], "--width needs a value (N)"),
+                         (["status", "a", "--bogus"], "unknown option '--bogus'"),
+                         (["status", "a", "--jsn"], "unknown option '--jsn' (did you mean --json?)"),
                          (["list", "extra"], "hgridctl list: unexpected argument 'extra'"),
                          (["submit", "--token", "t"], "--job NAME is required"),
                          (["plan", "--llm-tp", "abc"], "'abc' is not an integer"),
-                         (["watch", "a", "--interval", "0"], "--interval needs seconds"),
+                         (["watch", "a", "--interval", "0"],
+                          "--interval '0' is out of range: a number from 0.05 to 86400"),
                          (["frob"], "hgridctl: unknown command 'frob' (try 'hgridctl --help')"),
                          (["--bogus", "list"], "hgridctl: unknown option '--bogus'")):
         expect_error(sock + args, 2, "usage", [needle, "--help"] if args[0] != "--bogus"
@@ -327,7 +331,7 @@ def test_errors(g, tmp):
         "code": "usage", "message": "hgridctl: name a command (try 'hgridctl --help')"}},
         "--json without a command: %d %r" % (rc, out))
     rc, out, err = run("--socket")
-    d.check(rc == 2 and err == "hgridctl: --socket needs the path of gridd's control socket\n",
+    d.check(rc == 2 and err == "hgridctl: --socket needs a value (PATH) (try 'hgridctl --help')\n",
             "--socket without a path: %d %r" % (rc, err))
 
 

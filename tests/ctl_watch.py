@@ -238,15 +238,16 @@ def test_errors(g, tmp):
             and "cannot connect to gridd" in r.stderr and "--socket" in r.stderr,
             "no gridd: %d %r" % (r.returncode, r.stderr))
     for args, what in ((["watch"], "name the job"), (["watch", "a", "b"], "unexpected argument 'b'"),
-                       (["watch", "a", "--interval", "0"], "--interval needs seconds"),
-                       (["watch", "a", "--interval", "x"], "--interval needs seconds"),
-                       (["watch", "a", "--interval"], "--interval needs a number"),
-                       (["watch", "a", "--bogus"], "unexpected argument '--bogus'")):
+                       (["watch", "a", "--interval", "0"],
+                        "--interval '0' is out of range: a number from 0.05 to 86400"),
+                       (["watch", "a", "--interval", "x"], "--interval 'x' is not a number"),
+                       (["watch", "a", "--interval"], "--interval needs a value (SECONDS)"),
+                       (["watch", "a", "--bogus"], "unknown option '--bogus'")):
         code, out, err = g.ctl(*args)
         d.check(code == 2 and len(err.splitlines()) == 1 and what in err
                 and "hgridctl watch --help" in err, "%s: %d %r" % (args, code, err))
     code, out, err = g.ctl("watch", "--help")
-    d.check(code == 0 and out.startswith("usage: hgridctl watch JOB") and "--once" in out
+    d.check(code == 0 and out.startswith("usage: hgridctl watch [--json] [--interval SECONDS] [--once] [--] JOB") and "--once" in out
             and "--json" in out and "--interval" in out, "watch --help")
     code, out, err = g.ctl("--help")
     d.check(code == 0 and "\n  watch " in out, "hgridctl --help lists watch")

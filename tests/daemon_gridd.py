@@ -290,7 +290,7 @@ def test_control(g):
     code, out, err = g.ctl("submit", "--job", "ctl-b", "--llm-cp", "2")
     check(code == 1 and "invalid layout" in err and "--llm-cp" in err, "invalid layout: %d %r" % (code, err))
     code, out, err = g.ctl("submit", "--job", "bad name!", "--token", "t")
-    check(code == 1 and "job name" in err, "bad job name: %d %r" % (code, err))
+    check(code == 2 and "job names are 1-64 bytes" in err, "bad job name: %d %r" % (code, err))
     code, out, err = g.ctl("submit", "--token", "t")
     check(code == 2 and "--job" in err, "submit without --job: %d %r" % (code, err))
     check(g.ctl("submit", "--job", "ctl-b", "--token", "t", "--llm-only", "--llm-dp", "4")[0] == 0,

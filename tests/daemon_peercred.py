@@ -10,19 +10,12 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from checks import check, skip, summary  # noqa: E402
+
 BIN = os.environ.get("HGRID_BIN", "bin")
 NOBODY = 65534
 LIST_JOBS = bytes([0x08, 0x02, 0xFA, 0x01, 0x00])  # Envelope{version 2, list {}}
-passed = failed = 0
-
-
-def check(cond, what):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print("FAIL:", what)
 
 
 def ask_as(uid, path):
@@ -83,8 +76,7 @@ def stop(proc):
 
 def main():
     if os.geteuid() != 0:
-        print("daemon_peercred: skipped: needs root to connect as another user")
-        return 0
+        skip("daemon_peercred: needs root to connect as another user")
     with tempfile.TemporaryDirectory() as tmp:
         os.chmod(tmp, 0o755)
         proc, path = run_gridd(tmp, [])
@@ -103,8 +95,7 @@ def main():
         check(b"may not control" not in allowed and len(allowed) > 4,
               "--allow-uid lets the user in: %r" % allowed[:80])
         stop(proc)
-    print("daemon_peercred: %d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+    return summary("daemon_peercred")
 
 
 if __name__ == "__main__":

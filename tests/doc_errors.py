@@ -11,13 +11,18 @@ program's prefix ("gridd: ", "hgrid-worker: ", "hgridctl: ", "hgrid-swarm: ",
 which the programs print after their prefix. Pure pass-through formats
 ("gridd: %s") and layout validation messages (they name the flags at
 fault; the doc covers them as a kind) are left out.
+The scan must find something: every source folder exists and holds a
+message, and each program's prefix starts at least one (a scan that finds
+nothing fails rather than passing vacuously).
 With --list: print the messages found, one per line."""
 import os
 import re
 import sys
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
-SOURCE_DIRS = ["daemon", "client", "wire", "train", "model"]
+SOURCE_DIRS = ["daemon", "daemon/core", "libhgrid", "ctl", "worker", "tools/swarm", "wire",
+               "train", "model", "util"]
+PROGRAMS = ["gridd", "hgrid-worker", "hgridctl", "hgrid-swarm"]
 PREFIX = re.compile(r"^(gridd|hgrid-worker|hgridctl|hgrid-swarm|hgrid-train|hgrid): ")
 # Calls whose format argument is an error message a user reads.
 CALLS = re.compile(r"\b(conn_fail|reply_error|hgrid_fail|usage_error|refuse\(|errlen,|snprintf\((?:err|message|why|w->error),)")
@@ -40,9 +45,14 @@ def strip_comments(src):
 
 
 def messages():
-    """{message format: first file:line} for every message found."""
-    found = {}
+    """{message format: first file:line} for every message found; a folder
+    that is missing or holds no message is a problem (in problems)."""
+    found, problems = {}, []
     for d in SOURCE_DIRS:
+        if not os.path.isdir(os.path.join(ROOT, d)):
+            problems.append(f"source folder {d}/ does not exist (update SOURCE_DIRS)")
+            continue
+        before_dir = len(found)
         for name in sorted(os.listdir(os.path.join(ROOT, d))):
             if not name.endswith(".c"):
                 continue
@@ -62,7 +72,12 @@ def messages():
                     if len(words.split()) < 2 or line.startswith("usage:") or line in NOT_ERRORS:
                         continue
                     found.setdefault(line, f"{path}:{src.count(chr(10), 0, m.start()) + 1}")
-    return found
+        if len(found) == before_dir:
+            problems.append(f"no error message found in {d}/ (do the patterns still match?)")
+    for prog in PROGRAMS:
+        if not any(f.startswith(prog + ": ") for f in found):
+            problems.append(f"no message starting '{prog}: ' found (do the patterns still match?)")
+    return found, problems
 
 
 def pattern(fmt):
@@ -81,7 +96,7 @@ def as_doc_row(fmt):
 
 
 def main():
-    found = messages()
+    found, problems = messages()
     if "--list" in sys.argv:
         for fmt, where in sorted(found.items(), key=lambda x: x[1]):
             print(f"{where}\t{fmt}")
@@ -101,8 +116,10 @@ def main():
         print("add rows like these to its troubleshooting section, saying what to do:")
         for m in missing:
             print("| `" + as_doc_row(m.split(": ", 1)[1]) + "` | what to do |")
+    for p in problems:
+        print("FAIL doc_errors: " + p)
     print(f"doc_errors: {len(found) - len(missing)} of {len(found)} error messages documented")
-    return 1 if missing else 0
+    return 1 if missing or problems else 0
 
 
 if __name__ == "__main__":

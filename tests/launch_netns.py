@@ -5,7 +5,7 @@ each live in their own network namespaces, joined by veth pairs on a bridge
 is down everywhere. Workers reach gridd only at its bridge address, get
 every rank once with tp groups inside a host, and a worker aiming at
 127.0.0.1 finds nothing. Needs root or CAP_NET_ADMIN (ip netns): without it
-the test says "skipped" and passes; as another user with password-less sudo
+the test is skipped (exit 77, saying why); as another user with password-less sudo
 it runs itself under sudo. Namespaces (and whatever still runs in them) are
 removed however it ends."""
 import os
@@ -16,7 +16,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from checks import check, summary  # noqa: E402
+from checks import check, skip, summary  # noqa: E402
 import launch_util as lu  # noqa: E402
 
 TAG = f"hg{os.getpid() % 100000}"
@@ -104,9 +104,8 @@ def main():
                     if k in ("ASAN_OPTIONS", "UBSAN_OPTIONS", "PATH")]
             os.execvp("sudo", ["sudo", "-n", "env", f"HGRID_BIN={os.path.abspath(lu.BIN)}", *keep,
                                sys.executable, os.path.abspath(__file__)])
-        print("launch_netns: skipped: no permission for network namespaces (not root, and no "
-              "password-less sudo)")
-        return 0
+        skip("launch_netns: no permission for network namespaces (not root, and no "
+             "password-less sudo)")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     signal.signal(signal.SIGINT, lambda *_: sys.exit(1))
     tmp = tempfile.mkdtemp(suffix=".hgrid-netns")
@@ -114,8 +113,7 @@ def main():
         try:
             setup()
         except (OSError, FileNotFoundError) as e:
-            print(f"launch_netns: skipped: no permission for network namespaces ({e})")
-            return 0
+            skip(f"launch_netns: no permission for network namespaces ({e})")
         run(tmp)
     finally:
         cleanup()

@@ -56,3 +56,17 @@ CPU_TESTS += tests/launch_env.py tests/launch_netns.py
 # make install and the systemd units (systemd-analyze verify); every
 # program's --help names its flags; docs/OPERATIONS.md lists every error message.
 CPU_TESTS += tests/install_units.sh tests/help_flags.py tests/doc_errors.py tests/include_graph.py
+# tests/run.sh itself: pass, skip (exit 77) and fail tally; one test by name.
+CPU_TESTS += tests/run_tally.sh
+# util/cli.h, every program's command-line parser; each program's
+# conventions (--help, --version, --flag=value, --, typos, ranges, job names).
+CPU_TESTS += $(BUILD)/tests/test_cli tests/cli_conventions.py
+$(BUILD)/tests/test_cli: $(call objs,tests/test_cli.c $(UTIL_CLI_SRCS))
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^
+# The man pages match the programs' --help (man/man_page.py makes them).
+CPU_TESTS += tests/man_pages.py
+# The launch scripts find hgrid-worker in a checkout and in an install.
+CPU_TESTS += tests/launch_scripts.sh
+# scripts/deps.sh: apt-get as root without sudo, through sudo as a user.
+CPU_TESTS += tests/deps_script.sh

@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# Runs test programs (compiled binaries or shell scripts) and prints one
-# closing line. Usage:
+# Runs test programs (compiled binaries or scripts) and prints one closing
+# line. A test passes with exit 0, is skipped with exit 77 (its last line
+# "SKIP: reason" says why) and fails with anything else. Usage:
 #   tests/run.sh --bin DIR --cpu "T..." [--gpu-count N]   CPU tests; GPU ones counted as skipped
 #   tests/run.sh --bin DIR --gpu "T..."                   GPU tests (fail without a GPU)
 #   tests/run.sh --bin DIR --bench "B..."                 benchmark programs
+#   --only NAME: run only the tests whose file name (without folder or
+#   extension) is NAME, e.g. test_layout or help_flags (`make test T=NAME`).
+# Exit status: 0 when nothing failed (skips do not fail), 1 otherwise.
 set -u
-bin=bin cpu="" gpu="" bench="" gpu_count=0
+bin=bin cpu="" gpu="" bench="" gpu_count=0 only=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --bin) bin=$2; shift 2 ;;
@@ -13,29 +17,53 @@ while [ $# -gt 0 ]; do
     --gpu) gpu=$2; shift 2 ;;
     --bench) bench=$2; shift 2 ;;
     --gpu-count) gpu_count=$2; shift 2 ;;
+    --only) only=$2; shift 2 ;;
     *) echo "tests/run.sh: unknown option '$1'" >&2; exit 2 ;;
   esac
 done
 export HGRID_BIN=$(cd "$bin" && pwd)
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+SKIP_STATUS=77
 
 have_gpu() { command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L 2>/dev/null | grep -q GPU; }
+# test_name PATH: the name `--only` matches (file name without folder and extension).
+test_name() { local n=${1##*/}; echo "${n%.*}"; }
+# pick "T...": the tests --only selects (all without --only).
+pick() {
+  local t out=""
+  for t in $1; do
+    [ -z "$only" ] || [ "$(test_name "$t")" = "$only" ] || [ "$t" = "$only" ] && out="$out $t"
+  done
+  echo "$out"
+}
 
-passed=0 failed=0 failed_names=""
+passed=0 failed=0 skipped=0 failed_names="" skip_reasons=()
 run_one() {
-  local t=$1 start end rc
+  local t=$1 start end rc log reason
+  log=$(mktemp)
   start=$(date +%s.%N)
-  "./$t" 2>&1 | sed "s|^|  |"
+  "./$t" 2>&1 | tee "$log" | sed "s|^|  |"
   rc=${PIPESTATUS[0]}
   end=$(date +%s.%N)
   if [ "$rc" -eq 0 ]; then
     passed=$((passed + 1)); printf 'PASS %s (%.1fs)\n' "$t" "$(echo "$end - $start" | bc)"
+  elif [ "$rc" -eq "$SKIP_STATUS" ]; then
+    reason=$(grep '^SKIP: ' "$log" | tail -n 1 | cut -c7-)
+    skipped=$((skipped + 1)); skip_reasons+=("$(test_name "$t"): ${reason:-no reason given}")
+    printf 'SKIP %s: %s\n' "$t" "${reason:-no reason given}"
   else
     failed=$((failed + 1)); failed_names="$failed_names $t"; printf 'FAIL %s (exit %d)\n' "$t" "$rc"
   fi
+  rm -f "$log"
 }
 
+cpu=$(pick "$cpu") bench=$(pick "$bench") gpu=$(pick "$gpu")
+if [ -n "$only" ] && [ -z "$cpu$bench$gpu" ]; then
+  echo "tests/run.sh: no test named '$only' here (the name of a test's file without its" \
+       "folder and extension, e.g. test_layout or help_flags; 'make test-gpu T=NAME' for GPU tests)" >&2
+  exit 2
+fi
 for t in $cpu $bench; do run_one "$t"; done
 if [ -n "$gpu" ]; then
   if ! have_gpu; then
@@ -45,10 +73,14 @@ if [ -n "$gpu" ]; then
   for t in $gpu; do run_one "$t"; done
 fi
 
-summary="$passed passed, $failed failed"
-if [ -n "$cpu" ] && [ "$gpu_count" -gt 0 ]; then
-  summary="$summary, $gpu_count skipped: no GPU (run 'make test-gpu' on a GPU machine)"
+# The closing line: the tally, each skip's reason, and the GPU tests a CPU run leaves out.
+summary="$passed passed, $failed failed, $skipped skipped"
+if [ "$skipped" -gt 0 ]; then
+  summary="$summary ($(IFS=';'; echo "${skip_reasons[*]}" | sed 's/;/; /g'))"
 fi
-echo "tests: $summary"
+if [ -z "$only" ] && [ -n "$cpu" ] && [ "$gpu_count" -gt 0 ]; then
+  summary="$summary; $gpu_count GPU tests skipped: no GPU (run 'make test-gpu' on a GPU machine)"
+fi
 [ -n "$failed_names" ] && echo "failed:$failed_names"
+echo "tests: $summary"
 [ "$failed" -eq 0 ]

@@ -28,13 +28,13 @@ static void test_two_hosts(void)
 {
     hg_plan plan;
     plan_of("--encoder-tp 2 --encoder-dp 2 --llm-tp 4 --llm-dp 1 --micro-batch-size 2", &plan);
-    assign_worker w[8];
+    gridd_assign_worker w[8];
     for (int i = 0; i < 8; i++) // a/0 b/0 a/1 b/1 ... with devices in reverse join order
-        w[i] = (assign_worker){i % 2, 3 - i / 2, -1};
+        w[i] = (gridd_assign_worker){i % 2, 3 - i / 2, -1};
     int rank[8];
-    CHECK_EQ(assign_ranks(&plan, w, rank), 0);
+    CHECK_EQ(gridd_assign_ranks(&plan, w, rank), 0);
     CHECK(is_permutation(rank, 8), "ranks are not a permutation");
-    CHECK_EQ(assign_split_tp_groups(&plan, w, rank), 0);
+    CHECK_EQ(gridd_assign_split_tp_groups(&plan, w, rank), 0);
     // Host by host, GPU by GPU: host 0 (first to join) holds ranks 0-3 in device order.
     for (int i = 0; i < 8; i++)
         CHECK(rank[i] == w[i].host * 4 + w[i].device, "worker %d/%d got rank %d", w[i].host,
@@ -47,11 +47,11 @@ static void test_uneven_hosts(void)
 {
     hg_plan plan;
     plan_of("--encoder-tp 2 --encoder-dp 1 --llm-tp 4 --llm-dp 1", &plan);
-    assign_worker w[6] = {{0, 0, -1}, {0, 1, -1}, {0, 2, -1}, {0, 3, -1}, {1, 0, -1}, {1, 1, -1}};
+    gridd_assign_worker w[6] = {{0, 0, -1}, {0, 1, -1}, {0, 2, -1}, {0, 3, -1}, {1, 0, -1}, {1, 1, -1}};
     int rank[6];
-    CHECK_EQ(assign_ranks(&plan, w, rank), 0);
+    CHECK_EQ(gridd_assign_ranks(&plan, w, rank), 0);
     CHECK(is_permutation(rank, 6), "ranks are not a permutation");
-    CHECK_EQ(assign_split_tp_groups(&plan, w, rank), 0);
+    CHECK_EQ(gridd_assign_split_tp_groups(&plan, w, rank), 0);
     CHECK_EQ(rank[0], 2); // host 0 takes the llm block 2..5
     CHECK_EQ(rank[4], 0); // host 1 the encoder block 0..1
 }
@@ -60,13 +60,13 @@ static void test_requested(void)
 {
     hg_plan plan;
     plan_of("", &plan); // encoder tp2 dp2 + llm tp2 dp2: 8 ranks
-    assign_worker w[8];
+    gridd_assign_worker w[8];
     for (int i = 0; i < 8; i++)
-        w[i] = (assign_worker){i / 4, i % 4, -1};
+        w[i] = (gridd_assign_worker){i / 4, i % 4, -1};
     w[6].requested = 1; // host 1 device 2 asks for rank 1
     w[0].requested = 7; // host 0 device 0 asks for rank 7
     int rank[8];
-    CHECK_EQ(assign_ranks(&plan, w, rank), 0);
+    CHECK_EQ(gridd_assign_ranks(&plan, w, rank), 0);
     CHECK(is_permutation(rank, 8), "ranks are not a permutation");
     CHECK_EQ(rank[6], 1);
     CHECK_EQ(rank[0], 7);
@@ -75,7 +75,7 @@ static void test_requested(void)
     const int want[8] = {7, 0, 2, 3, 4, 5, 1, 6};
     for (int i = 0; i < 8; i++)
         CHECK(rank[i] == want[i], "worker %d got rank %d, want %d", i, rank[i], want[i]);
-    CHECK_EQ(assign_split_tp_groups(&plan, w, rank), 2);
+    CHECK_EQ(gridd_assign_split_tp_groups(&plan, w, rank), 2);
 }
 
 // Every GPU count per host that tp divides keeps every tp group on one host.
@@ -87,15 +87,15 @@ static void test_large(void)
             &plan);
     int n = plan.world_size;
     CHECK_EQ(n, 16384);
-    assign_worker *w = malloc(sizeof *w * (size_t)n);
+    gridd_assign_worker *w = malloc(sizeof *w * (size_t)n);
     int *rank = malloc(sizeof *rank * (size_t)n);
     for (int i = 0; i < n; i++) // hosts join round-robin
-        w[i] = (assign_worker){i % 2048, i / 2048, -1};
+        w[i] = (gridd_assign_worker){i % 2048, i / 2048, -1};
     clock_t t0 = clock();
-    CHECK_EQ(assign_ranks(&plan, w, rank), 0);
+    CHECK_EQ(gridd_assign_ranks(&plan, w, rank), 0);
     double secs = (double)(clock() - t0) / CLOCKS_PER_SEC;
     CHECK(is_permutation(rank, n), "ranks are not a permutation");
-    CHECK_EQ(assign_split_tp_groups(&plan, w, rank), 0);
+    CHECK_EQ(gridd_assign_split_tp_groups(&plan, w, rank), 0);
     CHECK(secs < 0.5, "assigning %d ranks took %.3f s", n, secs);
     free(w);
     free(rank);

@@ -53,7 +53,7 @@ static const rule_case rule_cases[] = {
     {"--llm-tp two", 2, "--llm-tp 'two' is not an integer"},
     {"--llm-tp", 2, "--llm-tp needs an integer value"},
     {"--llm-tp 2x", 2, "not an integer"},
-    {"--llm-tp 99999999999", 2, "not an integer"},
+    {"--llm-tp 99999999999", 2, "is out of range: a whole number from 1 to 2147483647"},
     {"--no-such-flag 1", 2, "unknown"},
     {"--llm-tp=4 --num-attention-heads=16", 0, NULL},
     // rule 2: world size

@@ -18,12 +18,12 @@ expect() { # CODE PATTERN ARGS...: exit CODE and one line matching PATTERN
   fi
 }
 base=(--coordinator 127.0.0.1:1 --job j --token t)
-expect 2 "--comm-init needs init or split, got bogus" "${base[@]}" --comm-init bogus
+expect 2 "--comm-init 'bogus': needs init or split" "${base[@]}" --comm-init bogus
 expect 2 "--comm-init needs a value" "${base[@]}" --comm-init
 expect 2 "--self-test needs a GPU; drop --dry-run" "${base[@]}" --self-test --dry-run
 expect 2 "--bw-bytes needs a whole number of bytes" "${base[@]}" --bw-bytes 2
 expect 2 "--bw-bytes needs a whole number of bytes" "${base[@]}" --bw-bytes 4.5
-expect 2 "--comm-timeout needs a number >= 0.05" "${base[@]}" --comm-timeout 0
+expect 2 "--comm-timeout '0' is out of range: a number from 0.05 to" "${base[@]}" --comm-timeout 0
 # No GPU 7 here (or, on an 8-GPU host, no gridd at 127.0.0.1:1): one line, exit 1.
 expect 1 "GPU 7 unusable\|127.0.0.1:1" "${base[@]}" --device 7 --self-test --comm-init split
 # The token may come from the environment instead of the command line.

@@ -4,6 +4,7 @@
 // send/recv calls. Also: escaping a step whose communicators were aborted,
 // and timing each operation alone for --profile-comm.
 #include "train/comm_nccl.h"
+#include "util/clock.h"
 
 #include <sched.h>
 #include <stdatomic.h>
@@ -85,13 +86,6 @@ static double comm_s, op_start;
 
 void tr_nccl_timing(int on) { timing = on; }
 double tr_nccl_comm_seconds(void) { return comm_s; }
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static void cuda_ok(cudaError_t e, const char *call)
 {

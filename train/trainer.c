@@ -366,7 +366,4 @@ float tr_worker_optimizer_step(tr_worker *w, const hg_optim_config *o)
 
 int tr_worker_has_loss(const tr_worker *w) { return w->last; }
 const tr_shard *tr_worker_shard(const tr_worker *w) { return &w->shard; }
-float *tr_worker_params(tr_worker *w) { return w->params; }
 float *tr_worker_grads(tr_worker *w) { return w->grads; }
-float *tr_worker_moment(tr_worker *w, int which) { return which ? w->v : w->m; }
-int *tr_worker_step_count(tr_worker *w) { return &w->adam_steps; }

@@ -129,8 +129,58 @@ size_t wire_pack(const Hgrid__Envelope *env, uint8_t **frame)
     return len;
 }
 
+static bool read_varint(const uint8_t *p, size_t len, size_t *i, uint64_t *out)
+{
+    *out = 0;
+    for (int shift = 0; shift < 64 && *i < len; shift += 7) {
+        uint8_t b = p[(*i)++];
+        *out |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80))
+            return true;
+    }
+    return false;
+}
+
+// Whether a string field of message d (at any depth) holds a NUL byte,
+// where protobuf-c would silently cut the string. Malformed input is left
+// to the unpacker.
+static bool has_nul_string(const ProtobufCMessageDescriptor *d, const uint8_t *p, size_t len,
+                           int depth)
+{
+    size_t i = 0;
+    uint64_t key, n;
+    while (i < len && read_varint(p, len, &i, &key)) {
+        switch (key & 7) {
+        case 0:
+            if (!read_varint(p, len, &i, &n))
+                return false;
+            break;
+        case 1: i += 8; break;
+        case 5: i += 4; break;
+        case 2: {
+            if (!read_varint(p, len, &i, &n) || n > len - i)
+                return false;
+            const ProtobufCFieldDescriptor *f =
+                protobuf_c_message_descriptor_get_field(d, (unsigned)(key >> 3));
+            if (f && f->type == PROTOBUF_C_TYPE_STRING && memchr(p + i, 0, n))
+                return true;
+            if (f && f->type == PROTOBUF_C_TYPE_MESSAGE && depth < 32 &&
+                has_nul_string(f->descriptor, p + i, n, depth + 1))
+                return true;
+            i += n;
+            break;
+        }
+        default:
+            return false;
+        }
+    }
+    return false;
+}
+
 Hgrid__Envelope *wire_unpack(const uint8_t *body, size_t len)
 {
+    if (has_nul_string(&hgrid__envelope__descriptor, body, len, 0))
+        return NULL;
     return hgrid__envelope__unpack(NULL, len, body);
 }
 

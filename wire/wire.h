@@ -15,6 +15,14 @@
 #define WIRE_DEFAULT_MAX_FRAME (1u << 20)
 #define WIRE_DEFAULT_PORT 7420
 
+// ---- job names (hgridctl submit and gridd's submit handler)
+#define WIRE_JOB_NAME_MAX 64
+#define WIRE_JOB_NAME_RULE \
+    "job names are 1-64 bytes of letters, digits, '.', '_' and '-', not starting with '-'"
+// Whether name's len bytes (len: the name's full length, so that a NUL
+// byte inside counts against it) follow WIRE_JOB_NAME_RULE.
+bool wire_job_name_ok(const char *name, size_t len);
+
 // ---- framing
 // Called once per complete frame body; return non-zero to stop feeding
 // (e.g. the connection is being closed).
@@ -48,7 +56,8 @@ size_t wire_pack(const Hgrid__Envelope *env, uint8_t **frame);
 // Packs env into buf (cap bytes); returns the frame's length, or 0 if it
 // does not fit or packing failed.
 size_t wire_pack_into(const Hgrid__Envelope *env, uint8_t *buf, size_t cap);
-// Unpacks a frame body; NULL if undecodable. Free with wire_free_envelope.
+// Unpacks a frame body; NULL if undecodable or if a string holds a NUL byte
+// (which protobuf-c would silently cut). Free with wire_free_envelope.
 Hgrid__Envelope *wire_unpack(const uint8_t *body, size_t len);
 void wire_free_envelope(Hgrid__Envelope *env);
 // A one-line reason if env's version or content is unusable, else NULL.

@@ -2,53 +2,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/cli.h"
+#include "wire/wire.h"
 #include "worker/worker.h"
-
-static void usage(FILE *out)
-{
-    fprintf(out,
-            "usage: hgrid-worker --coordinator HOST:PORT --job NAME --token T [--dry-run]\n"
-            "                    [--device N] [--host NAME] [--use-launcher-rank] [--json]\n"
-            "                    [--self-test] [--comm-init init|split] [--comm-timeout S]\n"
-            "                    [--bw-bytes N] [--heartbeat-timeout S] [--assign-timeout S]\n"
-            "                    [--reconnect-timeout S]\n"
-            TRAIN_FLAGS_USAGE
-            "       hgrid-worker --single-gpu --config NAME --steps N [trainer flags]\n"
-            "Joins a job on gridd, creates this worker's NCCL communicators on its GPU,\n"
-            "self-tests them (membership, bridge edges, bus bandwidth; the results go to\n"
-            "gridd), reports ready and heartbeats until gridd releases the job (exit 0);\n"
-            "with --config and --steps it trains first, reporting every step to gridd.\n"
-            "--single-gpu trains both modules on one GPU instead (hgrid-train's flags).\n\n"
-            "  --coordinator HOST:PORT  gridd's worker address (gridd --listen); default:\n"
-            "                           $HGRID_COORDINATOR, else $MASTER_ADDR:$HGRID_PORT\n"
-            "                           (HGRID_PORT default 7420; MASTER_PORT is torch's)\n"
-            "  --job NAME               the job (default: $HGRID_JOB)\n"
-            "  --token T                its token (hgridctl submit prints it); default:\n"
-            "                           $HGRID_TOKEN, which ps does not show: prefer it\n"
-            "  --device N               local GPU (default: LOCAL_RANK, SLURM_LOCALID, 0)\n"
-            "  --host NAME              host name (default: $HGRID_HOSTNAME, SLURMD_NODENAME,\n"
-            "                           gethostname())\n"
-            "  --use-launcher-rank      ask gridd for rank RANK (or SLURM_PROCID), which must\n"
-            "                           be below WORLD_SIZE (or SLURM_NTASKS) when set\n"
-            "  --dry-run                the whole protocol without a GPU; leaders mint real\n"
-            "                           NCCL ids\n"
-            "  --self-test              exit after the self-test (0: every check right)\n"
-            "  --comm-init init|split   one ncclCommInitRank per group, or split the module\n"
-            "                           communicator (default: the faster, split)\n"
-            "  --comm-timeout S         communicators formed within S seconds, else all are\n"
-            "                           aborted and the worker exits 1 (default 60)\n"
-            "  --bw-bytes N             self-test all-reduce size (default 64 MiB; 0: none)\n"
-            "  --json                   print each assignment as one JSON line\n"
-            "  --heartbeat-timeout S    gridd's --heartbeat-timeout (default 3); heartbeats\n"
-            "                           go every S/3\n"
-            "  --assign-timeout S       give up if no assignment within S seconds (default:\n"
-            "                           wait as long as it takes)\n"
-            "  --reconnect-timeout S    when gridd is lost (restarted), reconnect with backoff\n"
-            "                           and carry on; exit 1 after S seconds without it\n"
-            "                           (default 60; 0: exit at once)\n"
-            "  -h, --help               this text\n"
-            "Exit status: 0 released, 1 refused, lost or a failed self-test, 2 usage error.\n");
-}
 
 static int usage_error(const char *what, const char *arg)
 {
@@ -57,17 +13,51 @@ static int usage_error(const char *what, const char *arg)
     return 2;
 }
 
-static int parse_number(const char *flag, const char *v, double lo, double *out)
+static int set_host(void *dest, const char *value, char *err, size_t errlen)
 {
-    char *end;
-    double x = strtod(v, &end);
-    if (*end || end == v || !(x >= lo) || x > 1e9) {
-        fprintf(stderr, "hgrid-worker: %s needs a number >= %g, got '%s' (try 'hgrid-worker --help')\n",
-                flag, lo, v);
-        return 2;
+    char *host = dest;
+    if (!*value || strlen(value) >= sizeof ((worker_options *)0)->host) {
+        snprintf(err, errlen, "needs a name of 1-255 characters");
+        return -1;
     }
-    *out = x;
+    strcpy(host, value);
     return 0;
+}
+
+static int set_comm_init(void *dest, const char *value, char *err, size_t errlen)
+{
+    if (strcmp(value, "init") && strcmp(value, "split")) {
+        snprintf(err, errlen, "needs init or split");
+        return -1;
+    }
+    *(hgrid_comms_strategy *)dest = strcmp(value, "split") ? HGRID_COMMS_INIT : HGRID_COMMS_SPLIT;
+    return 0;
+}
+
+// The training flags (worker/run_args.c) as util/cli.h's hook.
+static int parse_train_flag(void *ctx, int argc, char **argv, int *i, char *err, size_t errlen)
+{
+    int used = train_parse_flag(ctx, argc, argv, i, err, errlen);
+    if (used > 0)
+        (*i)++;
+    return used;
+}
+
+// The k-th training flag's name, from TRAIN_FLAGS_USAGE (for suggestions).
+static const char *train_flag_name(size_t k)
+{
+    static char names[32][32];
+    static size_t n = SIZE_MAX;
+    if (n == SIZE_MAX) {
+        n = 0;
+        for (const char *p = strstr(TRAIN_FLAGS_USAGE, "--"); p && n < 32; p = strstr(p, "--")) {
+            p += 2;
+            size_t len = strspn(p, "abcdefghijklmnopqrstuvwxyz0123456789-");
+            snprintf(names[n++], sizeof names[0], "%.*s", (int)(len < 31 ? len : 31), p);
+            p += len;
+        }
+    }
+    return k < n ? names[k] : NULL;
 }
 
 // A non-empty environment variable, or NULL.
@@ -100,86 +90,74 @@ int worker_parse_args(int argc, char **argv, worker_options *opt, bool *exit_now
     memset(opt, 0, sizeof *opt);
     opt->device = -1;
     opt->requested_rank = -1;
-    opt->heartbeat_timeout_s = 3;
-    opt->reconnect_timeout_s = 60;
     opt->comm_init = HGRID_COMMS_DEFAULT;
-    opt->comm_timeout_s = 60;
-    opt->bw_bytes = 64 << 20;
     train_options_defaults(&opt->train);
     bool launcher_rank = false;
-    char err[256];
     *exit_now = false;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char **str = NULL;
-        double *num = NULL, lo = 0;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage(stdout);
-            *exit_now = true;
-            return 0;
-        } else if (!strcmp(a, "--dry-run")) {
-            opt->dry_run = true;
-        } else if (!strcmp(a, "--json")) {
-            opt->json = true;
-        } else if (!strcmp(a, "--use-launcher-rank")) {
-            launcher_rank = true;
-        } else if (!strcmp(a, "--self-test")) {
-            opt->self_test = true;
-        } else if (!strcmp(a, "--comm-init")) {
-            if (i + 1 >= argc)
-                return usage_error(a, "needs a value");
-            const char *v = argv[++i];
-            if (strcmp(v, "init") && strcmp(v, "split"))
-                return usage_error("--comm-init needs init or split, got", v);
-            opt->comm_init = strcmp(v, "split") ? HGRID_COMMS_INIT : HGRID_COMMS_SPLIT;
-        } else if (!strcmp(a, "--coordinator")) {
-            str = &opt->coordinator;
-        } else if (!strcmp(a, "--job")) {
-            str = &opt->job;
-        } else if (!strcmp(a, "--token")) {
-            str = &opt->token;
-        } else if (!strcmp(a, "--host") || !strcmp(a, "--device") ||
-                   !strcmp(a, "--heartbeat-timeout") || !strcmp(a, "--assign-timeout") ||
-                   !strcmp(a, "--reconnect-timeout") ||
-                   !strcmp(a, "--comm-timeout") || !strcmp(a, "--bw-bytes")) {
-            if (i + 1 >= argc)
-                return usage_error(a, "needs a value");
-            const char *v = argv[++i];
-            double x;
-            if (!strcmp(a, "--host")) {
-                if (!*v || strlen(v) >= sizeof opt->host)
-                    return usage_error("--host needs a name of 1-255 characters, got", v);
-                strcpy(opt->host, v);
-                continue;
-            }
-            num = !strcmp(a, "--device")              ? &x
-                  : !strcmp(a, "--heartbeat-timeout") ? &opt->heartbeat_timeout_s
-                  : !strcmp(a, "--comm-timeout")      ? &opt->comm_timeout_s
-                  : !strcmp(a, "--bw-bytes")          ? &opt->bw_bytes
-                  : !strcmp(a, "--reconnect-timeout") ? &opt->reconnect_timeout_s
-                                                      : &opt->assign_timeout_s;
-            lo = !strcmp(a, "--heartbeat-timeout") || !strcmp(a, "--comm-timeout") ? 0.05 : 0;
-            if (parse_number(a, v, lo, num))
-                return 2;
-            if (num == &x) {
-                if (x != (int)x || x > 1 << 16)
-                    return usage_error("--device needs a GPU index, got", v);
-                opt->device = (int)x;
-            }
-            continue;
-        } else {
-            int used = train_parse_flag(&opt->train, argc, argv, &i, err, sizeof err);
-            if (used < 0)
-                return usage_error(err, NULL);
-            if (!used)
-                return usage_error("unknown option", a);
-            continue;
-        }
-        if (str) {
-            if (i + 1 >= argc)
-                return usage_error(a, "needs a value");
-            *str = argv[++i];
-        }
+    const cli_opt opts[] = {
+        CLI_OPT_STRING("coordinator", &opt->coordinator, NULL, "HOST[:PORT]",
+                       "gridd's worker address (gridd --listen; port\n"
+                       "default " CLI_STR(WIRE_DEFAULT_PORT) "); default: $HGRID_COORDINATOR, else\n"
+                       "$MASTER_ADDR:$HGRID_PORT (HGRID_PORT default " CLI_STR(WIRE_DEFAULT_PORT)
+                       ";\nMASTER_PORT is torch's)"),
+        CLI_OPT_STRING("job", &opt->job, NULL, "NAME", "the job (default: $HGRID_JOB)"),
+        CLI_OPT_STRING("token", &opt->token, NULL, "T",
+                       "its token (hgridctl submit prints it); default:\n"
+                       "$HGRID_TOKEN, which ps does not show: prefer it"),
+        CLI_OPT_INT("device", &opt->device, NULL, 0, 1 << 16, "N",
+                    "local GPU (default: LOCAL_RANK, SLURM_LOCALID, 0)"),
+        CLI_OPT_CALL("host", opt->host, NULL, "NAME",
+                     "host name (default: $HGRID_HOSTNAME, SLURMD_NODENAME,\ngethostname())",
+                     set_host),
+        CLI_OPT_SWITCH("use-launcher-rank", &launcher_rank,
+                       "ask gridd for rank RANK (or SLURM_PROCID), which must\n"
+                       "be below WORLD_SIZE (or SLURM_NTASKS) when set"),
+        CLI_OPT_SWITCH("dry-run", &opt->dry_run,
+                       "the whole protocol without a GPU; leaders mint real\nNCCL ids"),
+        CLI_OPT_SWITCH("self-test", &opt->self_test, "exit after the self-test (0: every check right)"),
+        CLI_OPT_CALL("comm-init", &opt->comm_init, NULL, "init|split",
+                     "one ncclCommInitRank per group, or split the module\n"
+                     "communicator (default: the faster, split)", set_comm_init),
+        CLI_OPT_NUM("comm-timeout", &opt->comm_timeout_s, "60", 0.05, 1e9, "S",
+                    "communicators formed within S seconds, else all are\n"
+                    "aborted and the worker exits 1"),
+        CLI_OPT_NUM("bw-bytes", &opt->bw_bytes, "67108864", 0, 1e9, "N",
+                    "self-test all-reduce size in bytes (0: none)"),
+        CLI_OPT_SWITCH("json", &opt->json, "print each assignment as one JSON line"),
+        CLI_OPT_NUM("heartbeat-timeout", &opt->heartbeat_timeout_s, "3", 0.05, 1e9, "S",
+                    "gridd's --heartbeat-timeout; heartbeats go every S/3"),
+        CLI_OPT_NUM("assign-timeout", &opt->assign_timeout_s, NULL, 0, 1e9, "S",
+                    "give up if no assignment within S seconds (default:\n"
+                    "wait as long as it takes)"),
+        CLI_OPT_NUM("reconnect-timeout", &opt->reconnect_timeout_s, "60", 0, 1e9, "S",
+                    "when gridd is lost (restarted), reconnect with backoff\n"
+                    "and carry on; exit 1 after S seconds without it\n(0: exit at once)"),
+        CLI_OPT_END,
+    };
+    const cli_more train = {parse_train_flag, &opt->train, train_flag_name,
+                            TRAIN_FLAGS_USAGE};
+    const cli_spec spec = {
+        .program = "hgrid-worker",
+        .usage =
+            "usage: hgrid-worker --coordinator HOST[:PORT] --job NAME --token T [options]\n"
+            "       hgrid-worker --single-gpu --config NAME --steps N [trainer flags]\n"
+            "Joins a job on gridd, creates this worker's NCCL communicators on its GPU,\n"
+            "self-tests them (membership, bridge edges, bus bandwidth; the results go to\n"
+            "gridd), reports ready and heartbeats until gridd releases the job (exit 0);\n"
+            "with --config and --steps it trains first, reporting every step to gridd.\n"
+            "--single-gpu trains both modules on one GPU instead (hgrid-train's flags).\n",
+        .opts = opts,
+        .more = &train,
+        .epilog = "Exit status: 0 released, 1 refused, lost or a failed self-test, 2 usage "
+                  "error.\n"};
+    char err[256];
+    int n;
+    switch (cli_parse(&spec, argc, argv, NULL, &n, err, sizeof err)) {
+    case CLI_EXIT:
+        *exit_now = true;
+        return 0;
+    case CLI_USAGE:
+        return usage_error(err, NULL);
     }
     if (opt->bw_bytes != (double)(size_t)opt->bw_bytes || (opt->bw_bytes > 0 && opt->bw_bytes < 4))
         return usage_error("--bw-bytes needs a whole number of bytes, 0 or >= 4", NULL);
@@ -195,6 +173,10 @@ int worker_parse_args(int argc, char **argv, worker_options *opt, bool *exit_now
         opt->job = env_value("HGRID_JOB");
     if (!opt->coordinator && default_coordinator(opt))
         return 2;
+    if (opt->coordinator) { // HOST (flag or $HGRID_COORDINATOR): the default port
+        static char addr[300];
+        opt->coordinator = cli_host_port(opt->coordinator, WIRE_DEFAULT_PORT, addr, sizeof addr);
+    }
     if (!opt->coordinator || !opt->job || !opt->token)
         return usage_error("--coordinator (or $HGRID_COORDINATOR or $MASTER_ADDR), --job (or "
                            "$HGRID_JOB) and --token (or $HGRID_TOKEN) are required",

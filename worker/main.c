@@ -10,13 +10,7 @@
 #include <time.h>
 
 #include "worker/worker.h"
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
+#include "util/clock.h"
 
 void worker_log(const worker_options *opt, const char *level, int rank, uint64_t gen,
                 const char *fmt, ...)

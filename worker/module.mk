@@ -26,3 +26,5 @@ CPU_TESTS += tests/worker_gpu_cli.sh tests/comm_layouts_dry.sh
 # The README's demo (scripts/demo.sh): without GPUs, and its GPU branch's
 # layouts and command lines with dry-run workers.
 CPU_TESTS += tests/demo_check.sh
+# (util/version.o comes with libhgrid.a)
+$(BIN)/hgrid-worker: $(call objs,util/cli.c)

@@ -16,13 +16,7 @@
 #include "train/ops_gpu.h"
 #include "worker/run_watch.h"
 #include "train/train.h"
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
+#include "util/clock.h"
 
 // The job's layout with the config's model, or with the job's own model
 // (--config job).

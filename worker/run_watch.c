@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "train/comm_nccl.h"
+#include "util/clock.h"
 
 enum { TICK_MS = 50 };
 #define MIN_GAP_S 0.25 // heartbeats at most this often while steps advance
@@ -25,13 +26,6 @@ struct train_watch {
     int stop, done; // set by the training thread, under lock
     int status, aborted;
 };
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 // gridd's messages that arrived within a tick: HGRID_OK, or what gridd
 // said. While libhgrid reconnects (no descriptor) hgrid_poll makes its

@@ -11,7 +11,7 @@ typedef struct {
 
 typedef struct {
     const hg_plan *plan;
-    const assign_worker *w;
+    const gridd_assign_worker *w;
     int n;
     block *blocks;
     int num_blocks;
@@ -26,8 +26,8 @@ typedef struct {
 
 static int by_host_device(const void *a, const void *b, void *workers)
 {
-    const assign_worker *w = workers;
-    const assign_worker *x = &w[*(const int *)a], *y = &w[*(const int *)b];
+    const gridd_assign_worker *w = workers;
+    const gridd_assign_worker *x = &w[*(const int *)a], *y = &w[*(const int *)b];
     if (x->host != y->host)
         return x->host < y->host ? -1 : 1;
     if (x->device != y->device)
@@ -148,7 +148,7 @@ static int pack(assigner *a, bool in_order, int *rank, char *taken, char *placed
             placed[k] = 1;
         }
     }
-    return assign_split_tp_groups(a->plan, a->w, rank);
+    return gridd_assign_split_tp_groups(a->plan, a->w, rank);
 }
 
 static void assigner_free(assigner *a)
@@ -164,7 +164,7 @@ static void assigner_free(assigner *a)
     free(a->requested);
 }
 
-int assign_ranks(const hg_plan *plan, const assign_worker *w, int *rank)
+int gridd_assign_ranks(const hg_plan *plan, const gridd_assign_worker *w, int *rank)
 {
     int n = plan->world_size;
     assigner a = {.plan = plan, .w = w, .n = n};
@@ -205,7 +205,7 @@ out:
     return rc;
 }
 
-int assign_split_tp_groups(const hg_plan *plan, const assign_worker *w, const int *rank)
+int gridd_assign_split_tp_groups(const hg_plan *plan, const gridd_assign_worker *w, const int *rank)
 {
     int n = plan->world_size;
     int *host_of = malloc(sizeof *host_of * (size_t)n);

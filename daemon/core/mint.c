@@ -79,21 +79,3 @@ void mint_id_group(const mint_plan *mp, int id, mint_group *out)
     }
     *out = (mint_group){HG_MODULE_ENCODER, -1, -1};
 }
-
-int mint_id_leader(const mint_plan *mp, int id)
-{
-    mint_group mg;
-    mint_id_group(mp, id, &mg);
-    if (mg.kind == MINT_BRIDGE)
-        return hg_bridge_member(mp->plan, 0);
-    if (mg.kind < 0)
-        return -1;
-    const hg_module_grid *m = hg_plan_module(mp->plan, mg.module);
-    int *members = malloc(sizeof *members * (size_t)hg_group_size(m, (hg_group_kind)mg.kind));
-    if (!members)
-        return -1;
-    hg_group_members(m, (hg_group_kind)mg.kind, mg.group, members);
-    int leader = members[0];
-    free(members);
-    return leader;
-}

@@ -33,8 +33,7 @@ int mint_leader_ids(const mint_plan *mp, int rank, int ids[MINT_MAX_PER_RANK]);
 // The id rank uses for its group of `kind` (whose module holds rank), or -1
 // when that group has one rank or does not hold rank.
 int mint_group_id(const mint_plan *mp, int rank, hg_group_kind kind);
-// What id stands for, and the rank that mints it (member 0 of its group).
+// What id stands for.
 void mint_id_group(const mint_plan *mp, int id, mint_group *out);
-int mint_id_leader(const mint_plan *mp, int id);
 
 #endif

@@ -248,15 +248,15 @@ void roster_leave(roster *r, int s)
 int roster_assign(roster *r, const hg_plan *plan)
 {
     int n = r->world_size;
-    assign_worker *w = calloc((size_t)n, sizeof *w);
+    gridd_assign_worker *w = calloc((size_t)n, sizeof *w);
     int *rank = malloc(sizeof *rank * (size_t)n);
     roster_slot *by_rank = malloc(sizeof *by_rank * (size_t)n);
     int rc = -1;
     if (!w || !rank || !by_rank)
         goto out;
     for (int s = 0; s < n; s++)
-        w[s] = (assign_worker){r->slots[s].host, r->slots[s].device, r->slots[s].requested};
-    if (assign_ranks(plan, w, rank))
+        w[s] = (gridd_assign_worker){r->slots[s].host, r->slots[s].device, r->slots[s].requested};
+    if (gridd_assign_ranks(plan, w, rank))
         goto out;
     // The index already has room for world_size entries: inserts cannot fail.
     table_clear(&r->device_index);

@@ -130,9 +130,9 @@ def main():
     args = ap.parse_args()
     os.environ.setdefault("NCCL_NVLS_ENABLE", "0")  # no NVLink multicast on shared hosts
     if gpu_count() < 4:
-        print("bench_comms: skipped: needs 4 GPUs, %d here (run 'make bench' on a 4-GPU machine)"
+        print("SKIP: bench_comms needs 4 GPUs, %d here (run 'make bench' on a 4-GPU machine)"
               % gpu_count())
-        return 0
+        return 77
     tmp = tempfile.mkdtemp(prefix="hgrid-bench-comms.")
     results, failed = [], False
     try:

@@ -12,7 +12,7 @@
 #     while.)
 #  3. tokens/s and step time (medians of the resumed run's steps after the
 #     first 5), and each rank's communication share (a --profile-comm run).
-# Skips (exit 0, saying so) with fewer GPUs than the layout's world. A
+# Skips (exit 77, saying so) with fewer GPUs than the layout's world. A
 # rehearsal on fewer GPUs: HGRID_REF_LAYOUT="layout flags" (and
 # HGRID_REF_STEPS / HGRID_REF_KILL_AT / HGRID_REF_SAVE_EVERY).
 set -uo pipefail
@@ -30,8 +30,8 @@ trap 'exit 1' TERM INT
 world=$(world_of "${LAYOUT[@]}") || { echo "hetero_reference: invalid layout"; exit 1; }
 gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
 if [ "$gpus" -lt "$world" ]; then
-  echo "hetero_reference: skipped, needs $world GPUs ($gpus here)"
-  exit 0
+  echo "SKIP: hetero_reference needs $world GPUs ($gpus here)"
+  exit 77
 fi
 last=$((world - 1))
 # losses FILE: "step loss" per step line.

@@ -38,7 +38,7 @@ fi
 # Two one-machine artifacts taken out of TCPStore's time; see tcpstore_shim.c.
 cc -O2 -shared -fPIC -o "$tmp/tcpstore_shim.so" tests/bench/tcpstore_shim.c -ldl || exit 1
 # The kernel's floor: the same connections and bytes with no protocol at all.
-cc -O2 -pthread -o "$tmp/tcp_floor" tests/bench/tcp_floor.c || exit 1
+cc -O2 -pthread -I. -o "$tmp/tcp_floor" tests/bench/tcp_floor.c || exit 1
 
 layout() { echo "--encoder-tp 2 --encoder-dp $(($1 / 8)) --llm-tp 4 --llm-pp 3 --llm-dp $(($1 / 16)) --micro-batch-size 2"; }
 field() { sed -n "s/.*$1=\([0-9.]*\).*/\1/p" <<<"$2"; }

@@ -21,9 +21,9 @@ drip=${HGRID_LOAD_DRIP:-256}
 workers=1024
 need=$((idle + drip + workers + 256))
 if ! ulimit -n "$need" 2>/dev/null; then
-  echo "rendezvous_load.sh: skipped: needs $need open files per process, but the hard limit is" \
+  echo "SKIP: rendezvous_load.sh needs $need open files per process, but the hard limit is" \
        "$(ulimit -Hn); raise it (ulimit -Hn, limits.conf) or lower HGRID_LOAD_IDLE"
-  exit 0
+  exit 77
 fi
 tmp=$(mktemp -d --suffix=.hgrid-load)
 gridd_pid="" load_pid=""

@@ -19,15 +19,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "util/clock.h"
+
 #define HELLO_BYTES 155  // what a swarm worker sends (Hello, half a MintReply)
 #define REPLY_BYTES 1100 // what it receives (Assignment, half a MintRequest)
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static void die(const char *what)
 {

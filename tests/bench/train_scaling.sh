@@ -6,7 +6,7 @@
 # + llm tp2 (the issue's) and encoder on 1 GPU + llm dp3 (balanced to
 # the modules' work); then each rank's time in communication per step,
 # every operation timed alone (--profile-comm). Medians over steps
-# 6..STEPS. Skips (exit 0, saying so) with fewer than 4 GPUs. Cases 3-5
+# 6..STEPS. Skips (exit 77, saying so) with fewer than 4 GPUs. Cases 3-5
 # give the layouts micro-batches of 8 and 16: one GPU's throughput grows
 # with the batch (small on an H200: 177K tokens/s at 2 sequences, 260K
 # at 4, 342K at 8, 399K at 16, 410K at 24), so small micro-batches cost
@@ -28,8 +28,8 @@ trap 'exit 1' TERM INT
 
 gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
 if [ "$gpus" -lt 4 ]; then
-  echo "train_scaling: skipped, needs 4 GPUs ($gpus here)"
-  exit 0
+  echo "SKIP: train_scaling needs 4 GPUs ($gpus here)"
+  exit 77
 fi
 # median_tok FILE: the median tokens/s over steps 6..STEPS.
 median_tok() {

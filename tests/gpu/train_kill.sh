@@ -27,8 +27,8 @@ if [ "$gpus" -lt 1 ]; then
   echo "train_kill: no GPU here"
   exit 1
 elif [ "$gpus" -lt 2 ]; then
-  echo "train_kill: skipped, needs 2 GPUs ($gpus here)"
-  exit 0
+  echo "SKIP: train_kill needs 2 GPUs ($gpus here)"
+  exit 77
 fi
 STEPS=4000
 TRAIN=(--comm-timeout 30 --bw-bytes 0 --config tiny --seed 1 --steps "$STEPS" --fp32

@@ -10,93 +10,65 @@
 #include <unistd.h>
 
 #include "tools/swarm/swarm.h"
+#include "util/cli.h"
 
-static void usage(FILE *out)
-{
-    fprintf(out,
-            "usage: hgrid-swarm --coordinator HOST:PORT --job NAME --token T --workers N\n"
-            "                   [--hosts H] [--gridd-pid PID] [--wait-release] [--busy-poll]\n"
-            "                   [--timeout S] [--connect-threads T]\n"
-            "Simulates N workers (hosts swarm-0..H-1 with N/H devices each; default H = N/8)\n"
-            "over N TCP connections from one thread, mints random ids as a leader, and\n"
-            "checks every assignment against the layout engine: ranks unique and complete,\n"
-            "coordinates, groups, shared and distinct ids, bridge peers, host-local tp.\n"
-            "Then it leaves, or with --wait-release waits for gridd's Release. --busy-poll\n"
-            "spins on the event queue instead of sleeping (benchmarks: over loopback each\n"
-            "wakeup of the swarm is charged to gridd's sends).\n"
-            "The last line: workers=N groups=G rendezvous_s=S p50_ms=.. p99_ms=.. gridd_rss_kib=..\n"
-            "  groups: distinct NCCL ids (communicators); rendezvous_s: first connect to last\n"
-            "  assignment; p50/p99: per worker, connect to assignment; gridd_rss_kib: VmRSS of\n"
-            "  --gridd-pid after the rendezvous (0 without it). --timeout: default 60 s.\n"
-            "--connect-threads: threads that connect and send the Hellos, as N real workers\n"
-            "  do in parallel (default: one per online CPU, at most %d).\n"
-            "Exit status: 0 every check passed, 1 a check failed, 2 usage error.\n",
-            SWARM_MAX_CONNECT_THREADS);
-}
-
-static int usage_error(const char *what, const char *arg)
-{
-    fprintf(stderr, "hgrid-swarm: %s '%s' (try 'hgrid-swarm --help')\n", what, arg);
-    return 2;
-}
-
-static int parse_args(int argc, char **argv, swarm_options *o, bool *help)
+// Returns 0 to run, 1 after --help or --version, 2 on a usage error.
+static int parse_args(int argc, char **argv, swarm_options *o)
 {
     memset(o, 0, sizeof *o);
-    o->timeout_s = 60;
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     o->connect_threads = cpus < 1 ? 1 : cpus > SWARM_MAX_CONNECT_THREADS ? SWARM_MAX_CONNECT_THREADS
                                                                         : (int)cpus;
-    *help = false;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            *help = true;
-            return 0;
-        }
-        if (!strcmp(a, "--wait-release")) {
-            o->wait_release = true;
-            continue;
-        }
-        if (!strcmp(a, "--busy-poll")) {
-            o->busy_poll = true;
-            continue;
-        }
-        if (i + 1 >= argc)
-            return usage_error("missing value after", a);
-        const char *v = argv[++i];
-        char *end;
-        long x = strtol(v, &end, 10);
-        bool number = *v && !*end && x > 0 && x <= HG_MAX_WORLD;
-        if (!strcmp(a, "--coordinator"))
-            o->coordinator = v;
-        else if (!strcmp(a, "--job"))
-            o->job = v;
-        else if (!strcmp(a, "--token"))
-            o->token = v;
-        else if (!strcmp(a, "--workers") && number)
-            o->workers = (int)x;
-        else if (!strcmp(a, "--hosts") && number)
-            o->hosts = (int)x;
-        else if (!strcmp(a, "--gridd-pid") && number)
-            o->gridd_pid = (int)x;
-        else if (!strcmp(a, "--timeout") && number)
-            o->timeout_s = (double)x;
-        else if (!strcmp(a, "--connect-threads") && number && x <= SWARM_MAX_CONNECT_THREADS)
-            o->connect_threads = (int)x;
-        else if (!strcmp(a, "--workers") || !strcmp(a, "--hosts") || !strcmp(a, "--gridd-pid") ||
-                 !strcmp(a, "--timeout"))
-            return usage_error("needs a positive integer:", a);
-        else if (!strcmp(a, "--connect-threads"))
-            return usage_error("needs an integer in 1..16:", a);
-        else
-            return usage_error("unknown option", a);
-    }
+    const cli_opt opts[] = {
+        CLI_OPT_STRING("coordinator", &o->coordinator, NULL, "HOST[:PORT]",
+                       "gridd's worker address (port default " CLI_STR(WIRE_DEFAULT_PORT) ")"),
+        CLI_OPT_STRING("job", &o->job, NULL, "NAME", "the job to join"),
+        CLI_OPT_STRING("token", &o->token, NULL, "T", "its token"),
+        CLI_OPT_INT("workers", &o->workers, NULL, 1, HG_MAX_WORLD, "N", "workers to simulate"),
+        CLI_OPT_INT("hosts", &o->hosts, NULL, 1, HG_MAX_WORLD, "H",
+                    "fake hosts swarm-0..H-1, N/H devices each\n(default: N/8 if 8 divides N, else 1)"),
+        CLI_OPT_INT("gridd-pid", &o->gridd_pid, NULL, 1, 1 << 30, "PID",
+                    "report gridd's VmRSS after the rendezvous"),
+        CLI_OPT_SWITCH("wait-release", &o->wait_release,
+                       "after the checks wait for gridd's Release instead\nof leaving"),
+        CLI_OPT_SWITCH("busy-poll", &o->busy_poll,
+                       "spin on the event queue instead of sleeping\n(benchmarks: over loopback "
+                       "each wakeup of the swarm\nis charged to gridd's sends)"),
+        CLI_OPT_NUM("timeout", &o->timeout_s, "60", 1, HG_MAX_WORLD, "S",
+                    "for the whole rendezvous, in seconds"),
+        CLI_OPT_INT("connect-threads", &o->connect_threads, NULL, 1, SWARM_MAX_CONNECT_THREADS, "T",
+                    "threads that connect and send the Hellos, as N real\nworkers do in parallel "
+                    "(default: one per online CPU,\nat most " CLI_STR(SWARM_MAX_CONNECT_THREADS) ")"),
+        CLI_OPT_END,
+    };
+    const cli_spec spec = {
+        .program = "hgrid-swarm",
+        .usage =
+            "usage: hgrid-swarm --coordinator HOST[:PORT] --job NAME --token T --workers N [options]\n"
+            "Simulates N workers over N TCP connections from one thread, mints random ids as a\n"
+            "leader, and checks every assignment against the layout engine: ranks unique and\n"
+            "complete, coordinates, groups, shared and distinct ids, bridge peers, host-local\n"
+            "tp. Then it leaves, or with --wait-release waits for gridd's Release.\n"
+            "The last line: workers=N groups=G rendezvous_s=S p50_ms=.. p99_ms=.. gridd_rss_kib=..\n"
+            "  groups: distinct NCCL ids (communicators); rendezvous_s: first connect to last\n"
+            "  assignment; p50/p99: per worker, connect to assignment; gridd_rss_kib: VmRSS of\n"
+            "  --gridd-pid after the rendezvous (0 without it).\n",
+        .opts = opts,
+        .epilog = "Exit status: 0 every check passed, 1 a check failed, 2 usage error.\n"};
+    char err[256];
+    int n;
+    int rc = cli_parse(&spec, argc, argv, NULL, &n, err, sizeof err);
+    if (rc == CLI_USAGE)
+        fprintf(stderr, "hgrid-swarm: %s (try 'hgrid-swarm --help')\n", err);
+    if (rc)
+        return rc;
     if (!o->coordinator || !o->job || !o->token || !o->workers) {
         fprintf(stderr, "hgrid-swarm: --coordinator, --job, --token and --workers are required "
                         "(try 'hgrid-swarm --help')\n");
         return 2;
     }
+    static char addr[300];
+    o->coordinator = cli_host_port(o->coordinator, WIRE_DEFAULT_PORT, addr, sizeof addr);
     if (!o->hosts)
         o->hosts = o->workers % 8 == 0 ? o->workers / 8 : 1;
     if (o->workers % o->hosts != 0) {
@@ -190,12 +162,9 @@ static void latencies(const swarm *s, double *p50, double *p99)
 int main(int argc, char **argv)
 {
     swarm s = {0};
-    bool help;
-    int rc = parse_args(argc, argv, &s.opt, &help);
-    if (help)
-        usage(stdout);
-    if (rc || help)
-        return rc;
+    int rc = parse_args(argc, argv, &s.opt);
+    if (rc)
+        return rc == CLI_EXIT ? 0 : rc;
     if (raise_fd_limit(s.opt.workers))
         return 1;
     s.conns = calloc((size_t)s.opt.workers, sizeof *s.conns);

@@ -10,3 +10,4 @@ BENCHES += tests/bench/rendezvous.sh
 # A 1,024-worker rendezvous alone and next to 16K idle + slow-drip connections.
 BENCHES += tests/bench/rendezvous_load.sh
 
+$(BIN)/hgrid-swarm: $(call objs,$(UTIL_CLI_SRCS))

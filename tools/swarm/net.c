@@ -14,16 +14,10 @@
 #include <unistd.h>
 
 #include "tools/swarm/swarm.h"
+#include "util/clock.h"
 
 #define MAX_EVENTS 1024
 #define READ_BUF 65536
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 typedef struct {
     swarm *s;
