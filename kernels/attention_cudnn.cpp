@@ -37,7 +37,7 @@ extern "C" int attention_cudnn_wanted(void)
 
 extern "C" int attention_cudnn_deterministic(void)
 {
-    return env_flag("HGRID_DETERMINISTIC", 0);
+    return env_flag("HGRID_DETERMINISTIC", 1);
 }
 
 #ifdef HGRID_HAVE_CUDNN_FRONTEND

@@ -14,7 +14,8 @@ extern "C" {
 int attention_cudnn_built(void);
 // HGRID_ATTENTION unset, "auto" or "cudnn": try cuDNN first; "hgrid": never.
 int attention_cudnn_wanted(void);
-// HGRID_DETERMINISTIC=1: cuDNN's deterministic backward (bit-identical runs).
+// HGRID_DETERMINISTIC unset or 1: cuDNN's deterministic backward (bit-identical
+// runs, as kernels.h promises); 0: its faster backward with atomic dQ sums.
 int attention_cudnn_deterministic(void);
 // 0 when cuDNN ran; -1 when it is unavailable for this call (the caller runs
 // its own kernels; the first refusal says why on stderr, once).
