@@ -100,6 +100,11 @@ void encoder_recvs(tr_worker *w, tr_sched_op op, int slot);
 void encoder_forward(tr_worker *w, int mb, int slot);
 void encoder_backward(tr_worker *w, int mb, int slot);
 
+// out (1, the ops' memory) += the squared norm of the gradients this rank
+// owns; and one AdamW step on the shard with clip factor scale.
+void tr_add_norm_squared(const tr_worker *w, float *out);
+void tr_adamw_shard(tr_worker *w, const hg_optim_config *o, float scale);
+
 // First global sample index of micro-batch mb for this rank's dp lane.
 uint64_t tr_first_sample(const tr_worker *w, int mb);
 

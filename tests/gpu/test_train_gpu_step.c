@@ -10,7 +10,7 @@
 
 #include "kernels/kernels.h"
 #include "model/config.h"
-#include "model/cuda_check.h"
+#include "kernels/cuda_check.h"
 #include "tests/check.h"
 #include "train/comm_nccl.h"
 #include "train/layout_groups.h"
@@ -67,7 +67,7 @@ int main(void)
     }
     cudaStream_t st;
     kernels_init();
-    cuda_check(cudaStreamCreate(&st));
+    cudaCheck(cudaStreamCreate(&st));
     float ref_loss[STEPS], ref_norm[STEPS];
     run(&plan, &tr_cpu_ops, st, ref_loss, ref_norm);
     for (int bf16 = 0; bf16 < 2; bf16++) {
@@ -85,7 +85,7 @@ int main(void)
         CHECK(wl <= tol && ref_loss[0] > 1, "%s: losses differ by %.3g relative", ops->name, wl);
         CHECK(wn <= tol * 5, "%s: gradient norms differ by %.3g relative", ops->name, wn);
     }
-    cuda_check(cudaStreamDestroy(st));
+    cudaCheck(cudaStreamDestroy(st));
     kernels_free();
     return check_summary("test_train_gpu_step (gpu)");
 }
