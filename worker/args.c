@@ -13,12 +13,11 @@ static void usage(FILE *out)
             "                    [--bw-bytes N] [--heartbeat-timeout S] [--assign-timeout S]\n"
             "                    [--reconnect-timeout S]\n"
             TRAIN_FLAGS_USAGE
-            "       hgrid-worker --single-gpu --config NAME --steps N [trainer flags]\n"
             "Joins a job on gridd, creates this worker's NCCL communicators on its GPU,\n"
             "self-tests them (membership, bridge edges, bus bandwidth; the results go to\n"
             "gridd), reports ready and heartbeats until gridd releases the job (exit 0);\n"
             "with --config and --steps it trains first, reporting every step to gridd.\n"
-            "--single-gpu trains both modules on one GPU instead (hgrid-train's flags).\n\n"
+            "--single-gpu trains both modules on one GPU instead, without gridd.\n\n"
             "  --coordinator HOST:PORT  gridd's worker address (gridd --listen); default:\n"
             "                           $HGRID_COORDINATOR, else $MASTER_ADDR:$HGRID_PORT\n"
             "                           (HGRID_PORT default 7420; MASTER_PORT is torch's)\n"
@@ -47,6 +46,7 @@ static void usage(FILE *out)
             "                           and carry on; exit 1 after S seconds without it\n"
             "                           (default 60; 0: exit at once)\n"
             "  -h, --help               this text\n"
+            TRAIN_FLAGS_HELP
             "Exit status: 0 released, 1 refused, lost or a failed self-test, 2 usage error.\n");
 }
 
@@ -187,6 +187,8 @@ int worker_parse_args(int argc, char **argv, worker_options *opt, bool *exit_now
         return usage_error("--self-test needs a GPU; drop --dry-run", NULL);
     if (train_options_check(&opt->train, opt->dry_run, opt->self_test, err, sizeof err) != 0)
         return usage_error(err, NULL);
+    if (opt->train.single_gpu) // trains without gridd
+        return 0;
     // Launchers and units pass these in the environment; the token is kept
     // out of the command line, which ps shows.
     if (!opt->token)

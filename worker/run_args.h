@@ -24,12 +24,40 @@ typedef struct {
     int save_interval;  // save every K steps (and after the last); 0: only after the last
     bool profile_comm;  // time each collective alone (waits before and after it)
     bool dp_overlap;    // reduce the blocks' large gradients during the last backward
+    // --single-gpu: both modules on this GPU, without gridd
+    bool single_gpu;
+    int batch;          // samples per step; 0: the config's
+    const char *dump;   // N steps on one batch, then the model state to this file
+    bool cpu;           // the dump from the CPU reference model
+    bool describe;      // print the config's shapes and exit
 } train_options;
 
 #define TRAIN_FLAGS_USAGE                                                                 \
     "       training (GPU workers): --config NAME|job --steps N [--fp32] [--seed S] [--lr X]\n" \
     "                    [--save DIR [--save-interval K]] [--load DIR] [--profile-comm]\n" \
-    "                    [--dp-overlap]\n"
+    "                    [--dp-overlap]\n"                                                    \
+    "       hgrid-worker --single-gpu --config NAME --steps N [--fp32] [--seed S] [--lr X]\n" \
+    "                    [--batch B] [--dump PATH [--cpu]] [--describe]\n"
+
+#define TRAIN_FLAGS_HELP                                                                  \
+    "Training:\n"                                                                         \
+    "  --config NAME|job        model config: tiny, tiny-moe, small, 1b; job: the model\n"  \
+    "                           the job was submitted with (workers only)\n"               \
+    "  --steps N                training steps\n"                                          \
+    "  --seed S                 data and initialisation seed (default 1)\n"                \
+    "  --fp32                   fp32 throughout (default: bf16 with fp32 master weights)\n" \
+    "  --lr X                   AdamW learning rate (default 1e-3)\n"                      \
+    "  --save DIR, --save-interval K, --load DIR   checkpoints (workers)\n"               \
+    "  --profile-comm           time each collective alone (workers)\n"                   \
+    "  --dp-overlap             reduce large gradients during the last backward (workers)\n" \
+    "  --single-gpu             train both modules on this one GPU, without gridd: the\n"  \
+    "                           workers' step with every group of one rank; prints the\n" \
+    "                           loss and tokens/s of every step\n"                         \
+    "  --batch B                samples per step (default: the config's; --single-gpu)\n"  \
+    "  --dump PATH              train N steps on one batch and write the losses,\n"        \
+    "                           gradients and weights to PATH (the PyTorch check reads it)\n" \
+    "  --cpu                    with --dump: compute it on the CPU reference model\n"      \
+    "  --describe               print the config's shapes and exit (--single-gpu)\n\n"
 
 void train_options_defaults(train_options *o);
 // Consumes argv[*i] (and its value, advancing *i) if it is a training
