@@ -18,7 +18,7 @@ typedef struct {
     const char *config; // TRAIN_CONFIG_JOB or a model config name; NULL: no training
     int steps;          // steps to have completed at the end (a resumed run counts its own)
     bool fp32;          // fp32 activations instead of bf16
-    uint64_t seed;      // parameters and data, as hgrid-train --seed
+    uint64_t seed;      // parameters and data
     float lr;           // 0: hg_optim_defaults' rate
     const char *save_dir, *load_dir;
     int save_interval;  // save every K steps (and after the last); 0: only after the last
