@@ -13,6 +13,7 @@ struct tr_local {
     hg_plan plan;
     tr_worker *w[2]; // by hg_module_id
     tr_group *groups[2][HG_NUM_GROUP_KINDS];
+    tr_samples ahead; // the next micro-batch, made while the GPU works
 };
 
 // A group of one: the collectives (comm.c) only copy, in the ops' memory.
@@ -67,6 +68,11 @@ tr_local *tr_local_create(const tr_ops *ops, const hg_model_config *model, int m
         free(l);
         return NULL;
     }
+    if (tr_samples_alloc(&l->ahead, model, micro_batch) != 0) {
+        snprintf(err, errlen, "out of memory for a batch of %d", micro_batch);
+        tr_local_free(l);
+        return NULL;
+    }
     for (int id = 0; id < 2; id++) {
         const hg_module_grid *m = hg_plan_module(&l->plan, id);
         for (int k = 0; k < HG_NUM_GROUP_KINDS; k++) {
@@ -84,6 +90,7 @@ tr_local *tr_local_create(const tr_ops *ops, const hg_model_config *model, int m
             tr_local_free(l);
             return NULL;
         }
+        l->w[id]->ahead = &l->ahead;
     }
     return l;
 }
@@ -97,11 +104,14 @@ void tr_local_free(tr_local *l)
         for (int k = 0; k < HG_NUM_GROUP_KINDS; k++)
             tr_group_free(l->groups[id][k]);
     }
+    tr_samples_free(&l->ahead);
     free(l);
 }
 
 // Micro-batch after micro-batch: the encoder's forward, the LLM's forward
-// and backward, the encoder's backward, each on its slot 0.
+// and backward, the encoder's backward, each on its slot 0; then, while
+// the device runs them, the next micro-batch's samples (the next step's
+// first, after the last).
 float tr_local_forward_backward(tr_local *l, uint64_t data_seed, int step)
 {
     tr_worker *enc = l->w[HG_MODULE_ENCODER], *llm = l->w[HG_MODULE_LLM];
@@ -119,6 +129,9 @@ float tr_local_forward_backward(tr_local *l, uint64_t data_seed, int step)
         llm_backward(llm, mb, 0);
         o->copy(enc->dimg, llm->dimg, img);
         encoder_backward(enc, mb, 0);
+        uint64_t next = mb + 1 < llm->nmb ? tr_first_sample(llm, mb + 1)
+                                          : (uint64_t)(step + 1) * l->plan.spec.global_batch_size;
+        tr_samples_make(&l->ahead, &l->plan.spec.model, data_seed, next);
     }
     return (float)(llm->loss_sum * llm->loss_scale);
 }

@@ -329,12 +329,22 @@ static float world_sum(tr_worker *w)
     return out;
 }
 
+// One call per run of owned tensors that follow each other in the shard.
 void tr_add_norm_squared(const tr_worker *w, float *out)
 {
     const hg_param_table *t = &w->shard.local;
-    for (int id = 0; id < t->num_tensors; id++)
-        if (w->shard.owner[id])
-            w->ops->norm_squared(out, w->grads + t->tensors[id].offset, t->tensors[id].count);
+    size_t from = 0, count = 0;
+    for (int id = 0; id <= t->num_tensors; id++) {
+        const hg_tensor_info *ti = id < t->num_tensors ? &t->tensors[id] : NULL;
+        if (ti && w->shard.owner[id] && ti->offset == from + count) {
+            count += ti->count;
+            continue;
+        }
+        if (count)
+            w->ops->norm_squared(out, w->grads + from, count);
+        from = ti && w->shard.owner[id] ? ti->offset : 0;
+        count = ti && w->shard.owner[id] ? ti->count : 0;
+    }
 }
 
 // Squared norm over both modules: each element counted once (its owner's copy).
