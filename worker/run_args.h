@@ -1,5 +1,6 @@
-// What a GPU worker trains (hgrid-worker's training flags) and the pure
-// decisions of its loop: when to save, what a step's throughput is.
+// What a GPU worker or --single-gpu trains (hgrid-worker's one set of
+// training flags and bounds) and the pure decisions of the workers' loop:
+// when to save, what a step's throughput is.
 #ifndef HGRID_TRAIN_RUN_ARGS_H
 #define HGRID_TRAIN_RUN_ARGS_H
 
