@@ -75,7 +75,7 @@ else
   mode=coordination
 fi
 
-# ---- 1 GPU: the single-GPU trainer
+# ---- 1 GPU: hgrid-worker --single-gpu, both modules on the one GPU
 # every_tenth FILE: the step lines of steps 1, N/10, 2N/10, ..., N.
 every_tenth() {
   awk -v n="$steps" '/step +[0-9]+ \| loss / {
@@ -95,7 +95,7 @@ loss_fell() {
 
 if [ "$mode" = single ]; then
   echo "== 1 GPU: the hetero layout needs 2 (encoder and LLM on disjoint GPUs), so the"
-  echo "   single-GPU trainer trains both modules on GPU 0, without gridd:"
+  echo "   workers' training step runs both modules on GPU 0, without gridd:"
   echo "   hgrid-worker --single-gpu --config $config --steps $steps"
   if [ "$dry_check" = 1 ]; then
     echo "   (HGRID_DEMO_DRY_RUN: its flags checked with --describe, no training)"

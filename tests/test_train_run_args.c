@@ -77,6 +77,36 @@ int main(void)
     expect_error((char *[]){"w", "--save", "", NULL}, false, false, "--save needs a directory");
     expect_error((char *[]){"w", "--bogus", NULL}, false, false, "not a training flag");
 
+    expect_error((char *[]){"w", "--lr", "0", NULL}, false, false, "--lr needs a number");
+    expect_error((char *[]){"w", "--seed", "1.5", NULL}, false, false, "whole number");
+
+    // --single-gpu: the same flags and bounds, plus its own; no gridd.
+    char *single[] = {"w", "--single-gpu", "--config", "small", "--steps", "4", "--batch", "2",
+                      "--dump", "/tmp/d.bin", "--cpu", "--lr", "0.002", NULL};
+    CHECK(parse(&o, single, false, false, err, sizeof err) == 0, "--single-gpu flags: %s", err);
+    CHECK(o.single_gpu && o.cpu && !o.describe, "--single-gpu, --cpu");
+    CHECK_EQ(o.batch, 2);
+    CHECK_EQ(o.steps, 4);
+    CHECK(o.dump && !strcmp(o.dump, "/tmp/d.bin"), "--dump");
+    char *describe[] = {"w", "--single-gpu", "--config", "1b", "--describe", NULL};
+    CHECK(parse(&o, describe, false, false, err, sizeof err) == 0 && o.describe,
+          "--describe needs no --steps: %s", err);
+    expect_error((char *[]){"w", "--single-gpu", "--config", "tiny", "--steps", "1", "--cpu", NULL},
+                 false, false, "--cpu only takes a --dump");
+    expect_error((char *[]){"w", "--single-gpu", "--steps", "1", NULL}, false, false,
+                 "--single-gpu needs --config NAME and --steps N");
+    expect_error((char *[]){"w", "--single-gpu", "--config", "job", "--steps", "1", NULL}, false,
+                 false, "a named config");
+    expect_error((char *[]){"w", "--single-gpu", "--config", "tiny", "--steps", "1", "--save",
+                            "/tmp/x", NULL},
+                 false, false, "not --single-gpu");
+    expect_error((char *[]){"w", "--single-gpu", "--config", "tiny", "--steps", "1", NULL}, true,
+                 false, "without gridd");
+    expect_error((char *[]){"w", "--config", "tiny", "--steps", "1", "--batch", "2", NULL}, false,
+                 false, "go with --single-gpu");
+    expect_error((char *[]){"w", "--batch", "0", NULL}, false, false, "--batch needs a number");
+    expect_error((char *[]){"w", "--dump", "", NULL}, false, false, "--dump needs a file");
+
     // Saves every K steps and after the last; never without --save.
     train_options s;
     train_options_defaults(&s);

@@ -145,10 +145,11 @@ int worker_parse_args(int argc, char **argv, worker_options *opt, bool *exit_now
             "self-tests them (membership, bridge edges, bus bandwidth; the results go to\n"
             "gridd), reports ready and heartbeats until gridd releases the job (exit 0);\n"
             "with --config and --steps it trains first, reporting every step to gridd.\n"
-            "--single-gpu trains both modules on one GPU instead (hgrid-train's flags).\n",
+            "--single-gpu trains both modules on one GPU instead, without gridd.\n",
         .opts = opts,
         .more = &train,
-        .epilog = "Exit status: 0 released, 1 refused, lost or a failed self-test, 2 usage "
+        .epilog = TRAIN_FLAGS_HELP
+                  "Exit status: 0 released, 1 refused, lost or a failed self-test, 2 usage "
                   "error.\n"};
     char err[256];
     int n;
@@ -165,6 +166,8 @@ int worker_parse_args(int argc, char **argv, worker_options *opt, bool *exit_now
         return usage_error("--self-test needs a GPU; drop --dry-run", NULL);
     if (train_options_check(&opt->train, opt->dry_run, opt->self_test, err, sizeof err) != 0)
         return usage_error(err, NULL);
+    if (opt->train.single_gpu) // trains without gridd
+        return 0;
     // Launchers and units pass these in the environment; the token is kept
     // out of the command line, which ps shows.
     if (!opt->token)

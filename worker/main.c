@@ -1,7 +1,8 @@
 // hgrid-worker: joins a job on gridd and follows it. With --dry-run it runs
 // the whole protocol without a GPU: assignment, Ready, heartbeats, aborts
 // and new generations, until gridd releases the job. Without it the worker
-// drives a GPU (worker_gpu.c); --single-gpu runs the single-GPU trainer.
+// drives a GPU (worker/gpu.c); --single-gpu trains both modules on one GPU
+// (worker/single_gpu.c).
 #include <errno.h>
 #include <poll.h>
 #include <stdarg.h>
@@ -82,13 +83,13 @@ int worker_run_generation(hgrid_worker *w, const worker_options *opt)
 
 int main(int argc, char **argv)
 {
-    if (argc > 1 && !strcmp(argv[1], "--single-gpu"))
-        return worker_train(argc, argv);
     worker_options opt;
     bool exit_now;
     int rc = worker_parse_args(argc, argv, &opt, &exit_now);
     if (rc || exit_now)
         return rc;
+    if (opt.train.single_gpu)
+        return worker_single_gpu(&opt.train);
     if (!opt.dry_run)
         return worker_run_gpu(&opt);
     char err[512];

@@ -10,7 +10,7 @@
 
 #include "kernels/kernels.h"
 #include "model/config.h"
-#include "model/cuda_check.h"
+#include "kernels/cuda_check.h"
 #include "train/checkpoint.h"
 #include "train/comm_nccl.h"
 #include "train/ops_gpu.h"
@@ -149,8 +149,8 @@ int train_run(hgrid_worker *w, hgrid_comms **comms, const train_options *o, doub
         return HGRID_ERR_STATE;
     cudaStream_t st, side;
     kernels_init();
-    cuda_check(cudaStreamCreate(&st));
-    cuda_check(cudaStreamCreate(&side));
+    cudaCheck(cudaStreamCreate(&st));
+    cudaCheck(cudaStreamCreate(&side));
     tr_group *groups[HG_NUM_GROUP_KINDS] = {0}, *bridge = NULL;
     tr_worker *volatile tw = NULL; // set after setjmp, read after longjmp
     char err[512];
@@ -180,10 +180,10 @@ int train_run(hgrid_worker *w, hgrid_comms **comms, const train_options *o, doub
         *comms = NULL;
     tr_worker_free(tw);
     free_groups(groups, bridge);
-    cuda_check(cudaStreamSynchronize(st));
-    cuda_check(cudaStreamSynchronize(side));
-    cuda_check(cudaStreamDestroy(st));
-    cuda_check(cudaStreamDestroy(side));
+    cudaCheck(cudaStreamSynchronize(st));
+    cudaCheck(cudaStreamSynchronize(side));
+    cudaCheck(cudaStreamDestroy(st));
+    cudaCheck(cudaStreamDestroy(side));
     kernels_free();
     return rc;
 }

@@ -28,15 +28,24 @@ static int number(const char *flag, const char *s, double lo, double hi, double 
     return 0;
 }
 
-static int whole(const char *flag, const char *s, int *out, char *err, size_t len)
+// A whole number in [lo, hi].
+static int whole(const char *flag, const char *s, double lo, double hi, double *out, char *err,
+                 size_t len)
 {
-    double v;
-    if (number(flag, s, 1, 1e9, &v, err, len))
+    if (number(flag, s, lo, hi, out, err, len))
         return -1;
-    if (v != (int)v) {
+    if (*out != (double)(uint64_t)*out) {
         snprintf(err, len, "%s needs a whole number, got '%s'", flag, s);
         return -1;
     }
+    return 0;
+}
+
+static int count(const char *flag, const char *s, int *out, char *err, size_t len)
+{
+    double v;
+    if (whole(flag, s, 1, 1e9, &v, err, len))
+        return -1;
     *out = (int)v;
     return 0;
 }
@@ -56,8 +65,16 @@ int train_parse_flag(train_options *o, int argc, char **argv, int *i, char *err,
         o->dp_overlap = true;
         return 1;
     }
+    bool *flag = !strcmp(f, "--single-gpu") ? &o->single_gpu
+                 : !strcmp(f, "--cpu")      ? &o->cpu
+                 : !strcmp(f, "--describe") ? &o->describe
+                                            : NULL;
+    if (flag) {
+        *flag = true;
+        return 1;
+    }
     static const char *const with_value[] = {"--config", "--steps", "--seed", "--lr", "--save",
-                                             "--save-interval", "--load"};
+                                             "--save-interval", "--load", "--batch", "--dump"};
     size_t k = 0, n = sizeof with_value / sizeof with_value[0];
     while (k < n && strcmp(f, with_value[k]))
         k++;
@@ -77,10 +94,13 @@ int train_parse_flag(train_options *o, int argc, char **argv, int *i, char *err,
         }
         o->config = v;
     } else if (!strcmp(f, "--steps")) {
-        if (whole(f, v, &o->steps, err, errlen))
+        if (count(f, v, &o->steps, err, errlen))
+            return -1;
+    } else if (!strcmp(f, "--batch")) {
+        if (count(f, v, &o->batch, err, errlen))
             return -1;
     } else if (!strcmp(f, "--seed")) {
-        if (number(f, v, 0, 9e15, &x, err, errlen))
+        if (whole(f, v, 0, 9e15, &x, err, errlen))
             return -1;
         o->seed = (uint64_t)x;
     } else if (!strcmp(f, "--lr")) {
@@ -88,11 +108,13 @@ int train_parse_flag(train_options *o, int argc, char **argv, int *i, char *err,
             return -1;
         o->lr = (float)x;
     } else if (!strcmp(f, "--save-interval")) {
-        if (whole(f, v, &o->save_interval, err, errlen))
+        if (count(f, v, &o->save_interval, err, errlen))
             return -1;
     } else if (!*v) {
-        snprintf(err, errlen, "%s needs a directory", f);
+        snprintf(err, errlen, "%s needs a %s", f, strcmp(f, "--dump") ? "directory" : "file");
         return -1;
+    } else if (!strcmp(f, "--dump")) {
+        o->dump = v;
     } else if (!strcmp(f, "--save")) {
         o->save_dir = v;
     } else {
@@ -101,14 +123,40 @@ int train_parse_flag(train_options *o, int argc, char **argv, int *i, char *err,
     return 1;
 }
 
+// --single-gpu's rules: a named config, no gridd, none of the workers' flags.
+static const char *single_gpu_check(const train_options *o, bool dry_run, bool self_test)
+{
+    if (!o->config || (!o->steps && !o->describe))
+        return "--single-gpu needs --config NAME and --steps N";
+    if (!strcmp(o->config, TRAIN_CONFIG_JOB))
+        return "--single-gpu trains a named config (no job): tiny, tiny-moe, small or 1b";
+    if (o->cpu && !o->dump)
+        return "--cpu only takes a --dump; training runs on the GPU";
+    if (dry_run || self_test)
+        return "--single-gpu trains without gridd; drop --dry-run and --self-test";
+    if (o->save_dir || o->load_dir || o->save_interval || o->profile_comm || o->dp_overlap)
+        return "--save, --load, --save-interval, --profile-comm and --dp-overlap are for "
+               "gridd's workers, not --single-gpu";
+    return NULL;
+}
+
 int train_options_check(const train_options *o, bool dry_run, bool self_test, char *err,
                         size_t errlen)
 {
+    const char *why = NULL;
+    if (o->single_gpu)
+        why = single_gpu_check(o, dry_run, self_test);
+    else if (o->batch || o->dump || o->cpu || o->describe)
+        why = "--batch, --dump, --cpu and --describe go with --single-gpu";
+    if (why || o->single_gpu) {
+        if (why)
+            snprintf(err, errlen, "%s", why);
+        return why ? -1 : 0;
+    }
     bool any = o->config || o->steps || o->fp32 || o->profile_comm || o->dp_overlap ||
                o->lr > 0 || o->save_dir || o->load_dir || o->save_interval;
     if (!any)
         return 0;
-    const char *why = NULL;
     if (!o->config || !o->steps)
         why = "training needs both --config NAME and --steps N";
     else if (o->save_interval && !o->save_dir)

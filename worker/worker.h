@@ -44,7 +44,9 @@ int worker_failed(const hgrid_worker *w, int status);
 // A GPU worker (worker_gpu.c): communicators, self-test, then heartbeats
 // (or exit after the self-test with --self-test). Returns the exit status.
 int worker_run_gpu(const worker_options *opt);
-// hgrid-worker --single-gpu ...: the single-GPU trainer (worker_train.c).
-int worker_train(int argc, char **argv);
+// hgrid-worker --single-gpu: both modules on one GPU through train/'s step,
+// without gridd (worker/single_gpu.c). Returns the exit status (0 done, 1
+// failed: CUDA, memory, files).
+int worker_single_gpu(const train_options *o);
 
 #endif
