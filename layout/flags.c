@@ -116,3 +116,34 @@ hg_flag_status hg_layout_parse_flag(hg_layout_spec *spec, int argc, char **argv,
     }
     return HG_FLAG_UNKNOWN;
 }
+
+// Normalised for comparison: the ffn default spelled out, top-k only with experts.
+static hg_model_config normalised(const hg_model_config *m)
+{
+    hg_model_config n = *m;
+    if (n.ffn_hidden_size == 0)
+        n.ffn_hidden_size = 4 * n.hidden_size;
+    if (n.num_experts == 0)
+        n.moe_router_topk = 0;
+    return n;
+}
+
+const char *hg_model_config_differs(const hg_model_config *a, const hg_model_config *b,
+                                    int *a_value, int *b_value)
+{
+    hg_model_config na = normalised(a), nb = normalised(b);
+    size_t first = offsetof(hg_layout_spec, model);
+    for (size_t f = 0; f < sizeof int_flags / sizeof int_flags[0]; f++) {
+        size_t at = int_flags[f].offset;
+        if (at < first || at >= first + sizeof(hg_model_config))
+            continue;
+        int va = *(const int *)((const char *)&na + at - first);
+        int vb = *(const int *)((const char *)&nb + at - first);
+        if (va != vb) {
+            *a_value = va;
+            *b_value = vb;
+            return int_flags[f].name;
+        }
+    }
+    return NULL;
+}

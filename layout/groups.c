@@ -46,14 +46,6 @@ const char *hg_group_name(hg_group_kind kind)
     return kinds[kind].name;
 }
 
-int hg_group_kind_from_name(const char *name)
-{
-    for (int k = 0; k < HG_NUM_GROUP_KINDS; k++)
-        if (strcmp(kinds[k].name, name) == 0)
-            return k;
-    return -1;
-}
-
 bool hg_group_applies(const hg_module_grid *m, hg_group_kind kind)
 {
     return !kinds[kind].llm_only || m->id == HG_MODULE_LLM;

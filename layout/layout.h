@@ -11,6 +11,21 @@
 #define HG_MAX_WORLD (1 << 20)
 #define HG_ERR_LEN 256
 
+// Model shape bounds: what one worker can hold, and what keeps every
+// derived size (patches, tensor elements) inside an int.
+#define HG_MAX_LAYERS 1024
+#define HG_MAX_HIDDEN 65536
+#define HG_MAX_FFN_HIDDEN (4 * HG_MAX_HIDDEN)
+#define HG_MAX_VOCAB (1 << 24)
+#define HG_MAX_SEQ_LENGTH (1 << 20)
+#define HG_MAX_EXPERTS 256
+#define HG_MAX_IMAGE_SIZE 8192
+#define HG_MAX_TENSOR 2147483647L // elements of one weight matrix
+// The synthetic data's needs: caption tokens (model/data.h's
+// HG_DATA_VOCAB) and positions after the image patches.
+#define HG_MIN_VOCAB 22
+#define HG_MIN_CAPTION_POSITIONS 8
+
 typedef struct {
     int num_layers;
     int hidden_size;
@@ -98,6 +113,13 @@ void hg_layout_spec_defaults(hg_layout_spec *spec);
 // reason naming the flags and their values in err.
 int hg_plan_build(const hg_layout_spec *spec, hg_plan *plan, char *err, size_t errlen);
 
+// The model shape's own rules and bounds (no grid): every size positive
+// and bounded, hidden sizes divisible by their head counts, whole patches
+// leaving caption positions, a vocabulary holding the caption tokens.
+// Returns 0, or -1 with a one-line reason naming the flags. hg_plan_build
+// applies it; model code calls it for shapes outside a plan.
+int hg_config_check(const hg_model_config *m, char *err, size_t errlen);
+
 const char *hg_module_name(hg_module_id id);
 const hg_module_grid *hg_plan_module(const hg_plan *plan, hg_module_id id); // NULL if absent
 const hg_module_grid *hg_plan_module_of_rank(const hg_plan *plan, int rank);
@@ -105,7 +127,6 @@ void hg_rank_coords(const hg_plan *plan, int rank, hg_coords *out);
 
 // ---- groups
 const char *hg_group_name(hg_group_kind kind);
-int hg_group_kind_from_name(const char *name); // -1 if unknown
 bool hg_group_applies(const hg_module_grid *m, hg_group_kind kind);
 int hg_group_count(const hg_module_grid *m, hg_group_kind kind);
 int hg_group_size(const hg_module_grid *m, hg_group_kind kind);
@@ -141,6 +162,10 @@ typedef enum {
 
 hg_flag_status hg_layout_parse_flag(hg_layout_spec *spec, int argc, char **argv, int *i,
                                     char *err, size_t errlen);
+// The first model flag (its name without "--") on which a and b differ,
+// with both values; NULL when they describe the same model.
+const char *hg_model_config_differs(const hg_model_config *a, const hg_model_config *b,
+                                    int *a_value, int *b_value);
 // One line per flag with its default, for --help.
 extern const char hg_layout_flags_help[];
 

@@ -18,6 +18,13 @@ expect unknown-flag 2 "unknown option '--bogus'" -- plan --bogus 3
 expect no-command 2 "usage" --
 expect unknown-command 2 "unknown command 'frob'" -- frob
 expect help 0 "" -- plan --help
+# the model's rules and bounds: plan refuses what every worker would refuse
+expect seq-length 1 "hgridctl: invalid layout: --seq-length 200 leaves 4 caption positions after 196 patches" -- plan --seq-length 200
+expect vocab 1 "hgridctl: invalid layout: --vocab-size 10 is below the 22 caption tokens" -- plan --vocab-size 10
+expect experts 1 "hgridctl: invalid layout: --num-experts 512 is above the limit of 256" -- plan --num-experts 512 --llm-ep 4
+expect layers 1 "hgridctl: invalid layout: --num-layers 1000000000 is above the limit of 1024" -- plan --num-layers 1000000000
+expect image 1 "hgridctl: invalid layout: --image-size 65536 is above the limit of 8192" -- plan --image-size 65536 --patch-size 1
+expect image-odd 1 "hgridctl: invalid layout: --image-size 65537 is above the limit of 8192" -- plan --image-size 65537 --patch-size 1
 
 out=$("$ctl" plan --encoder-tp 1 --encoder-dp 4 --llm-pp 2 --micro-batch-size 2)
 for needle in "world 12 ranks = encoder 4 + llm 8" "bridge (fan-in, 4 edges" "E0*" "L4*" \

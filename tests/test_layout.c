@@ -85,13 +85,37 @@ static const rule_case rule_cases[] = {
     // rule 8: model shape
     {"--llm-tp 4 --num-attention-heads 12 --hidden-size 768", 0, NULL},
     {"--llm-tp 8 --llm-dp 1 --encoder-dp 1", 1, "--num-attention-heads 12 is not divisible by --llm-tp 8"},
-    {"--hidden-size 770 --llm-tp 4 --num-attention-heads 4 --ffn-hidden-size 3080", 1, "--hidden-size 770 is not divisible by --llm-tp 4"},
+    {"--hidden-size 770 --llm-tp 2 --num-attention-heads 4 --ffn-hidden-size 3080", 1, "--hidden-size 770 is not divisible by --num-attention-heads 4"},
     {"--ffn-hidden-size 3001", 1, "--ffn-hidden-size 3001 is not divisible by --llm-tp 2"},
     {"--llm-pp 5", 1, "--num-layers 12 is not divisible by --llm-pp 5"},
     {"--llm-pp 4", 0, NULL},
     {"--encoder-tp 4 --encoder-num-attention-heads 6", 1, "--encoder-num-attention-heads 6 is not divisible by --encoder-tp 4"},
     {"--vocab-size 50257", 0, NULL}, // padded, said so
     {"--image-size 225", 1, "--image-size 225 is not a multiple of --patch-size 16"},
+    // the model's own rules (one validator: what a worker refuses, plan refuses)
+    {"--seq-length 200", 1, "--seq-length 200 leaves 4 caption positions after 196 patches"},
+    {"--seq-length 204", 0, NULL},
+    {"--vocab-size 10", 1, "--vocab-size 10 is below the 22 caption tokens"},
+    {"--vocab-size 22", 0, NULL},
+    {"--num-experts 512 --llm-ep 4", 1, "--num-experts 512 is above the limit of 256"},
+    {"--num-experts 256 --llm-ep 4 --llm-tp 1 --llm-dp 4", 0, NULL},
+    {"--hidden-size 768 --num-attention-heads 10 --llm-tp 1", 1, "--hidden-size 768 is not divisible by --num-attention-heads 10"},
+    {"--encoder-hidden-size 384 --encoder-num-attention-heads 5 --encoder-tp 1", 1, "--encoder-hidden-size 384 is not divisible by --encoder-num-attention-heads 5"},
+    {"--patch-size 448", 1, "--image-size 224 is not a multiple of --patch-size 448"},
+    // bounds: each named, and no derived size overflows
+    {"--num-layers 1000000000", 1, "--num-layers 1000000000 is above the limit of 1024"},
+    {"--num-layers 1024 --llm-pp 1", 0, NULL},
+    {"--encoder-num-layers 1025", 1, "--encoder-num-layers 1025 is above the limit of 1024"},
+    {"--seq-length 2000000", 1, "--seq-length 2000000 is above the limit of 1048576"},
+    {"--vocab-size 2147483647", 1, "--vocab-size 2147483647 is above the limit of 16777216"},
+    {"--hidden-size 131072", 1, "--hidden-size 131072 is above the limit of 65536"},
+    {"--image-size 65536 --patch-size 1", 1, "--image-size 65536 is above the limit of 8192"},
+    {"--image-size 65537 --patch-size 1", 1, "--image-size 65537 is above the limit of 8192"},
+    {"--image-size 8192 --patch-size 1", 1, "leaves -67107840 caption positions after 67108864 patches"},
+    {"--image-size 8192 --patch-size 8192", 1, "the patch embedding of 201326592 x 384"},
+    {"--hidden-size 65536 --num-attention-heads 64", 1, "an MLP weight of 65536 x 262144 exceeds the limit of 2147483647"},
+    {"--hidden-size 65536 --num-attention-heads 64 --ffn-hidden-size 1024 --vocab-size 40000", 1, "the token embedding of 40000 x 65536 exceeds the limit of 2147483647"},
+    {"--llm-only --image-size 65536 --patch-size 1", 1, "--image-size 65536 is above the limit"},
 };
 
 static void test_rules(void)

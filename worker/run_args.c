@@ -122,6 +122,22 @@ int train_options_check(const train_options *o, bool dry_run, bool self_test, ch
     return why ? -1 : 0;
 }
 
+int train_check_job(const train_options *o, const hg_plan *job, char *err, size_t errlen)
+{
+    if (!o->config || strcmp(o->config, TRAIN_CONFIG_JOB) == 0)
+        return 0;
+    int mine, theirs;
+    const char *flag = hg_model_config_differs(&hg_config_find(o->config)->model,
+                                               &job->spec.model, &mine, &theirs);
+    if (!flag)
+        return 0;
+    snprintf(err, errlen,
+             "--config %s has --%s %d but the job was submitted with %d; the worker trains the "
+             "job's model: use --config job, or submit the job with config %s's shape",
+             o->config, flag, mine, theirs, o->config);
+    return -1;
+}
+
 bool train_should_save(const train_options *o, int done)
 {
     if (!o->save_dir || done <= 0)
