@@ -142,7 +142,7 @@ static int create_by_split(hgrid_worker *w, hgrid_comms *c, double deadline)
     if (parent >= 0)
         want[parent] = true;
     for (int i = 0; i < c->num_groups; i++)
-        if (!strcmp(hgrid_group_at(w, i)->name, "bridge"))
+        if (!strncmp(hgrid_group_at(w, i)->name, "bridge", 6))
             want[i] = true;
     int st = start_inits(w, c, want);
     if (st == HGRID_OK)
@@ -152,7 +152,7 @@ static int create_by_split(hgrid_worker *w, hgrid_comms *c, double deadline)
     const hg_module_grid *m = hg_plan_module_of_rank(hgrid_plan(w), hgrid_rank(w));
     for (int k = 0; k < HG_NUM_GROUP_KINDS; k++) {
         if (!hg_group_applies(m, (hg_group_kind)k) ||
-            w->ref.canonical[hgrid_module(w)][k] != (hg_group_kind)k ||
+            w->ref.canonical.kind[m->index][k] != (hg_group_kind)k ||
             hg_group_size(m, (hg_group_kind)k) < 2)
             continue;
         int pos = group_position(w, (hg_group_kind)k);

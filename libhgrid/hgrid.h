@@ -47,7 +47,8 @@ typedef struct {
 
 // One process group of this worker.
 typedef struct {
-    const char *name;     // "tp", "dp", ..., "bridge"
+    const char *name;     // "tp", "dp", ..., "bridge" ("bridge:NAME" with several
+                          // encoders; "llm.tp", ... for a colocated rank's second module)
     int size, rank_in_group, index;
     const int *members;   // size global ranks, in group order
     const uint8_t *nccl_id; // HGRID_ID_BYTES bytes; NULL for one-rank groups
@@ -58,6 +59,7 @@ typedef struct {
 typedef struct {
     int rank, rank_in_bridge;
     bool send; // this worker sends activations to the peer
+    int bridge; // which bridge (its encoder's module index; 0 with one encoder)
 } hgrid_bridge_peer;
 
 typedef struct hgrid_worker hgrid_worker;

@@ -28,19 +28,25 @@ static int store_groups(hgrid_worker *w, const Hgrid__Assignment *a)
     if (!w->members)
         return hgrid_fail(w, HGRID_ERR_IO, "out of memory for %zu group members", total);
     const hg_plan *p = &w->ref.plan;
-    const hg_module_grid *m = hg_plan_module_of_rank(p, w->rank);
+    int first_module = want[0].module_index;
     int *at = w->members;
     for (int i = 0; i < n; i++) {
         group_slot *s = &w->groups[i];
-        const Hgrid__Group *g = a->groups[i];
-        if (want[i].kind == ASSIGN_BRIDGE) {
-            s->pub.name = "bridge";
-            for (int j = 0; j < want[i].size; j++)
-                at[j] = hg_bridge_member(p, j);
-        } else {
-            s->pub.name = hg_group_name((hg_group_kind)want[i].kind);
-            hg_group_members(m, (hg_group_kind)want[i].kind, want[i].index, at);
-        }
+        const assign_group *x = &want[i];
+        const hg_module_grid *m = &p->modules[x->module_index];
+        const Hgrid__Group *g = (size_t)i < a->n_groups
+                                    ? a->groups[i]
+                                    : a->colocated_modules[0]->groups[(size_t)i - a->n_groups];
+        hg_rank_group rg = {x->kind, x->bridge, x->canonical, x->index, x->size, x->rank_in_group};
+        char buf[HG_GROUP_NAME_LEN];
+        const char *name = hg_rank_group_name(p, &rg, buf, sizeof buf);
+        // A colocated rank's second module's groups: "llm.tp", ...
+        if (x->module_index != first_module)
+            snprintf(s->name, sizeof s->name, "%s.%s", m->name, name);
+        else
+            snprintf(s->name, sizeof s->name, "%s", name);
+        s->pub.name = s->name;
+        hg_rank_group_members(p, m, &rg, at);
         s->pub.size = want[i].size;
         s->pub.rank_in_group = want[i].rank_in_group;
         s->pub.index = want[i].index;
@@ -48,7 +54,7 @@ static int store_groups(hgrid_worker *w, const Hgrid__Assignment *a)
         at += want[i].size;
         s->pub.shares_with = i;
         for (int c = 0; c < i; c++)
-            if (want[c].kind == want[i].canonical)
+            if (want[c].kind == want[i].canonical && want[c].module_index == x->module_index)
                 s->pub.shares_with = c;
         // The id comes once per communicator, with the canonical group
         // (earlier in the list); every group sharing it gets a copy.
@@ -71,7 +77,8 @@ static int store_peers(hgrid_worker *w, const Hgrid__Assignment *a)
     for (size_t i = 0; i < a->n_bridge_peers; i++)
         w->peers[i] = (hgrid_bridge_peer){(int)a->bridge_peers[i]->rank,
                                           (int)a->bridge_peers[i]->rank_in_bridge,
-                                          a->bridge_peers[i]->send};
+                                          a->bridge_peers[i]->send,
+                                          (int)a->bridge_peers[i]->bridge};
     w->num_peers = (int)a->n_bridge_peers;
     return HGRID_OK;
 }

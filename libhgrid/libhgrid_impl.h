@@ -13,6 +13,7 @@
 typedef struct {
     hgrid_group pub;
     uint8_t id[HGRID_ID_BYTES];
+    char name[HG_NAME_LEN + HG_GROUP_NAME_LEN]; // pub.name's storage
 } group_slot;
 
 // Reconnecting after the connection to gridd dropped (libhgrid_reconnect.c).

@@ -60,8 +60,7 @@ static void group_id(int module, int kind, int index, uint8_t *id)
 // rank's own, in mint order) placed in the groups it leads.
 typedef struct {
     Hgrid__Assignment a;
-    Hgrid__Layout layout;
-    Hgrid__ModelConfig model;
+    wire_layout layout;
     Hgrid__Coordinates coords;
     Hgrid__Group groups[ASSIGN_MAX_GROUPS], *gp[ASSIGN_MAX_GROUPS];
     uint8_t ids[ASSIGN_MAX_GROUPS][ASSIGN_ID_BYTES];
@@ -73,17 +72,18 @@ static void build(built_assignment *b, const assign_ref *ref, int rank, uint64_t
 {
     const hg_plan *p = &ref->plan;
     hgrid__assignment__init(&b->a);
-    wire_layout_from_spec(&p->spec, &b->layout, &b->model);
+    wire_layout_from_spec(&p->spec, &b->layout);
     hgrid__coordinates__init(&b->coords);
     hg_coords c;
     hg_rank_coords(p, rank, &c);
     b->coords = (Hgrid__Coordinates){b->coords.base, c.tp, c.cp, c.dp, c.pp, c.ep, c.expt_tp,
                                      c.expt_dp};
     b->a.generation = generation;
-    b->a.layout = &b->layout;
+    b->a.layout = &b->layout.layout;
     b->a.rank = (uint32_t)rank;
     b->a.world_size = (uint32_t)p->world_size;
     b->a.module = (Hgrid__Module)c.module;
+    b->a.module_index = (uint32_t)c.module_index;
     b->a.coordinates = &b->coords;
     b->a.job = "unit";
     assign_group want[ASSIGN_MAX_GROUPS];
@@ -107,15 +107,15 @@ static void build(built_assignment *b, const assign_ref *ref, int rank, uint64_t
     b->a.n_groups = (size_t)n;
     b->a.groups = b->gp;
     size_t np = 0;
-    for (int e = 0; hg_plan_has_bridge(p) && e < hg_bridge_num_edges(p); e++) {
+    for (int e = 0; hg_plan_has_bridge(p) && e < hg_bridge_num_edges(p, 0); e++) {
         int enc, llm;
-        hg_bridge_edge(p, e, &enc, &llm);
+        hg_bridge_edge(p, 0, e, &enc, &llm);
         if (enc != rank && llm != rank)
             continue;
         int peer = enc == rank ? llm : enc;
         hgrid__bridge_peer__init(&b->peers[np]);
         b->peers[np].rank = (uint32_t)peer;
-        b->peers[np].rank_in_bridge = (uint32_t)hg_bridge_index_of_rank(p, peer);
+        b->peers[np].rank_in_bridge = (uint32_t)hg_bridge_index_of_rank(p, 0, peer);
         b->peers[np].send = enc == rank;
         b->pp[np] = &b->peers[np];
         np++;
@@ -150,11 +150,10 @@ static void plan_of(assign_ref *ref, int llm_pp)
     hg_layout_spec spec;
     hg_layout_spec_defaults(&spec);
     spec.llm_pp = llm_pp;
-    Hgrid__Layout l;
-    Hgrid__ModelConfig m;
-    wire_layout_from_spec(&spec, &l, &m);
+    wire_layout l;
+    wire_layout_from_spec(&spec, &l);
     char err[256];
-    if (assign_ref_build(ref, &l, err, sizeof err)) {
+    if (assign_ref_build(ref, &l.layout, err, sizeof err)) {
         fprintf(stderr, "test_client_lib: %s\n", err);
         exit(1);
     }
