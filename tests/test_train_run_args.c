@@ -65,6 +65,24 @@ static void test_check_job(void)
           "--config tiny on tiny with 8 experts: '%s'", err);
     to.config = "tiny-moe";
     CHECK(train_check_job(&to, &job_plan, err, sizeof err) == 0, "--config tiny-moe: %s", err);
+    // Layouts the trainer cannot run yet are refused at assignment, one line each.
+    hg_layout_spec_defaults(&spec);
+    spec.colocated = true;
+    CHECK(hg_plan_build(&spec, &job_plan, err, sizeof err) == 0, "colocated: %s", err);
+    to.config = TRAIN_CONFIG_JOB;
+    CHECK(train_check_job(&to, &job_plan, err, sizeof err) == -1 &&
+              strstr(err, "the job is colocated (--mimo-layout colocated)") && !strchr(err, '\n'),
+          "colocated: '%s'", err);
+    hg_layout_spec_defaults(&spec);
+    spec.num_encoders = 2;
+    spec.encoders[0] = (hg_encoder_spec){"vision", 2, 2};
+    spec.encoders[1] = (hg_encoder_spec){"audio", 1, 1};
+    CHECK(hg_plan_build(&spec, &job_plan, err, sizeof err) == 0, "two encoders: %s", err);
+    CHECK(train_check_job(&to, &job_plan, err, sizeof err) == -1 &&
+              strstr(err, "the job has 2 encoders (--encoder)"),
+          "two encoders: '%s'", err);
+    to.config = NULL; // no training: nothing to refuse
+    CHECK(train_check_job(&to, &job_plan, err, sizeof err) == 0, "no training: %s", err);
 }
 
 int main(void)

@@ -124,7 +124,22 @@ int train_options_check(const train_options *o, bool dry_run, bool self_test, ch
 
 int train_check_job(const train_options *o, const hg_plan *job, char *err, size_t errlen)
 {
-    if (!o->config || strcmp(o->config, TRAIN_CONFIG_JOB) == 0)
+    if (!o->config)
+        return 0;
+    if (job->colocated) {
+        snprintf(err, errlen,
+                 "the job is colocated (--mimo-layout colocated) and this worker trains one module "
+                 "per GPU; it cannot train it yet (dry-run workers and libhgrid trainers can join it)");
+        return -1;
+    }
+    if (job->num_encoders > 1) {
+        snprintf(err, errlen,
+                 "the job has %d encoders (--encoder) and this worker trains one encoder; it "
+                 "cannot train it yet (dry-run workers and libhgrid trainers can join it)",
+                 job->num_encoders);
+        return -1;
+    }
+    if (strcmp(o->config, TRAIN_CONFIG_JOB) == 0)
         return 0;
     int mine, theirs;
     const char *flag = hg_model_config_differs(&hg_config_find(o->config)->model,

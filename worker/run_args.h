@@ -42,7 +42,8 @@ int train_options_check(const train_options *o, bool dry_run, bool self_test, ch
                         size_t errlen);
 
 // At assignment: 0 when this worker can train the job as submitted, or -1
-// with a one-line reason (a --config whose model differs from the job's).
+// with a one-line reason (a --config whose model differs from the job's; a
+// colocated or several-encoder layout, which the trainer cannot run yet).
 int train_check_job(const train_options *o, const hg_plan *job, char *err, size_t errlen);
 // Whether to write a checkpoint after `done` completed steps of `steps`.
 bool train_should_save(const train_options *o, int done);
