@@ -146,10 +146,12 @@ int train_check_job(const train_options *o, const hg_plan *job, char *err, size_
                                                &job->spec.model, &mine, &theirs);
     if (!flag)
         return 0;
+    char name[64];
+    snprintf(name, sizeof name, "--%s", flag);
     snprintf(err, errlen,
-             "--config %s has --%s %d but the job was submitted with %d; the worker trains the "
+             "--config %s has %s %d but the job was submitted with %d; the worker trains the "
              "job's model: use --config job, or submit the job with config %s's shape",
-             o->config, flag, mine, theirs, o->config);
+             o->config, name, mine, theirs, o->config);
     return -1;
 }
 
