@@ -83,6 +83,10 @@ int hgrid_world_size(const hgrid_worker *w);
 uint64_t hgrid_generation(const hgrid_worker *w);
 hg_module_id hgrid_module(const hgrid_worker *w);
 const hg_coords *hgrid_coords(const hgrid_worker *w);
+// The modules this rank is in: 1, or 2 for a colocated rank (encoder, then
+// llm); the i-th one's coordinates (0: hgrid_coords), NULL past the last.
+int hgrid_num_modules(const hgrid_worker *w);
+const hg_coords *hgrid_coords_at(const hgrid_worker *w, int i);
 const hg_plan *hgrid_plan(const hgrid_worker *w);
 const char *hgrid_job(const hgrid_worker *w);
 int hgrid_num_groups(const hgrid_worker *w);

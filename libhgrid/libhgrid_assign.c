@@ -97,7 +97,11 @@ int hgrid_take_assignment(hgrid_worker *w, const Hgrid__Assignment *a)
     w->rank = (int)a->rank;
     w->generation = a->generation;
     snprintf(w->job, sizeof w->job, "%s", a->job ? a->job : "");
-    hg_rank_coords(&w->ref.plan, w->rank, &w->coords);
+    const hg_module_grid *mods[2];
+    w->num_modules = hg_plan_modules_of_rank(&w->ref.plan, w->rank, mods);
+    hg_module_coords(mods[0], w->rank, &w->coords);
+    if (w->num_modules == 2)
+        hg_module_coords(mods[1], w->rank, &w->colocated);
     int rc = store_groups(w, a);
     if (rc == HGRID_OK)
         rc = store_peers(w, a);
@@ -117,6 +121,12 @@ int hgrid_world_size(const hgrid_worker *w) { return w->ref.plan.world_size; }
 uint64_t hgrid_generation(const hgrid_worker *w) { return w->generation; }
 hg_module_id hgrid_module(const hgrid_worker *w) { return w->coords.module; }
 const hg_coords *hgrid_coords(const hgrid_worker *w) { return &w->coords; }
+int hgrid_num_modules(const hgrid_worker *w) { return w->num_modules; }
+
+const hg_coords *hgrid_coords_at(const hgrid_worker *w, int i)
+{
+    return i == 0 ? &w->coords : i == 1 && w->num_modules == 2 ? &w->colocated : NULL;
+}
 const hg_plan *hgrid_plan(const hgrid_worker *w) { return &w->ref.plan; }
 const char *hgrid_job(const hgrid_worker *w) { return w->job; }
 int hgrid_num_groups(const hgrid_worker *w) { return w->num_groups; }

@@ -62,6 +62,8 @@ struct hgrid_worker {
     int rank;
     assign_ref ref;
     hg_coords coords;
+    hg_coords colocated; // a colocated rank's second module
+    int num_modules;
     group_slot groups[ASSIGN_MAX_GROUPS];
     int num_groups;
     int *members; // backing store of every group's member list
