@@ -286,8 +286,9 @@ int grid_write(const Hgrid__JobInfo *info, const hg_plan *plan, const grid_optio
         choose_columns(&g);
         measure(&g);
         write_heading(info, plan, out);
-        fprintf(out, "cells: rank and module, then coordinates t=tp d=dp p=pp%s; '.' no worker\n",
-                plan->spec.llm_cp > 1 || plan->spec.llm_ep > 1 ? " c=cp e=ep" : "");
+        fprintf(out, "cells: rank and module, then coordinates t=tp d=dp p=pp%s%s; '.' no worker\n",
+                plan->spec.llm_cp > 1 || plan->spec.llm_ep > 1 ? " c=cp e=ep" : "",
+                plan->colocated ? " (e+l colocated: the encoder's t d / the llm's)" : "");
         int per_panel = (o->width - g.host_width) / (g.cell_width + 2);
         size_t step = per_panel > 0 ? (size_t)per_panel : 1;
         for (size_t d = 0; d < g.num_devices; d += step) {
