@@ -31,10 +31,12 @@ static void write_summary(const hg_plan *p, FILE *out)
                     g->expert[HG_XDIM_PP]);
         fputc('\n', out);
     }
-    fprintf(out, "  llm model: %d layers, hidden %d, %d heads, ffn %d, vocab %d (padded to %d: "
-            "a multiple of --make-vocab-size-divisible-by %d x --llm-tp %d)", m->num_layers,
-            m->hidden_size, m->num_attention_heads, m->ffn_hidden_size, m->vocab_size,
-            p->padded_vocab_size, s->make_vocab_size_divisible_by, s->llm_tp);
+    fprintf(out, "  llm model: %d layers, hidden %d, %d heads, ffn %d, vocab %d (padded to %d: a "
+            "multiple of ", m->num_layers, m->hidden_size, m->num_attention_heads,
+            m->ffn_hidden_size, m->vocab_size, p->padded_vocab_size);
+    if (s->make_vocab_size_divisible_by)
+        fprintf(out, "--make-vocab-size-divisible-by %d x ", s->make_vocab_size_divisible_by);
+    fprintf(out, "--llm-tp %d)", s->llm_tp);
     fprintf(out, ", seq %d, ", m->seq_length);
     if (m->num_experts)
         fprintf(out, "%d experts top-%d\n", m->num_experts, m->moe_router_topk);

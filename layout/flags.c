@@ -62,7 +62,7 @@ static const int_flag int_flags[] = {
     {"ffn-hidden-size", MODEL(ffn_hidden_size), true},
     {"vocab-size", MODEL(vocab_size), false},
     {"seq-length", MODEL(seq_length), false},
-    {"make-vocab-size-divisible-by", SPEC(make_vocab_size_divisible_by), false},
+    {"make-vocab-size-divisible-by", SPEC(make_vocab_size_divisible_by), true},
     {"num-experts", MODEL(num_experts), false},
     {"moe-router-topk", MODEL(moe_router_topk), false},
     {"encoder-num-layers", MODEL(encoder_num_layers), false},
@@ -196,6 +196,7 @@ hg_flag_status hg_layout_parse_flag(hg_layout_spec *spec, int argc, char **argv,
         *(int *)((char *)spec + flag->offset) = v;
         spec->encoder_shorthand |=
             flag->offset == SPEC(encoder_tp) || flag->offset == SPEC(encoder_dp);
+        spec->llm_offset_given |= flag->offset == SPEC(llm_offset);
         *i += eq ? 1 : 2;
         return HG_FLAG_OK;
     }

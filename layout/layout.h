@@ -60,13 +60,15 @@ typedef struct {
     hg_encoder_spec encoders[HG_MAX_ENCODERS]; // in rank order
     bool encoder_shorthand;     // set by the flag parser when --encoder-tp/-dp are given
     int llm_tp, llm_cp, llm_pp, llm_dp, llm_ep, llm_expt_tp;
-    int llm_offset;             // first rank of the LLM; -1: not given (right after the encoders)
+    bool llm_offset_given;      // else the LLM starts right after the encoders
+    int llm_offset;             // its first rank (--llm-offset)
     bool colocated;             // --mimo-layout colocated: every module spans every rank
     bool llm_only;
     int world_size;        // 0: not given
     int micro_batch_size;
     int global_batch_size; // 0: micro_batch_size * llm_dp
-    int make_vocab_size_divisible_by; // the padded vocabulary is a multiple of this x llm_tp
+    int make_vocab_size_divisible_by; // the vocabulary is padded to a multiple of this x
+                                      // llm_tp (0: of llm_tp, as before the flag)
     hg_model_config model;
 } hg_layout_spec;
 

@@ -18,7 +18,6 @@ void hg_layout_spec_defaults(hg_layout_spec *spec)
     spec->llm_dp = 2;
     spec->llm_ep = 1;
     spec->llm_expt_tp = 1;
-    spec->llm_offset = -1;
     spec->micro_batch_size = 1;
     spec->make_vocab_size_divisible_by = 128;
     hg_model_config *m = &spec->model;
@@ -143,16 +142,18 @@ static int check_grids(const hg_layout_spec *s, char *err, size_t errlen)
         {"--llm-tp", s->llm_tp}, {"--llm-cp", s->llm_cp}, {"--llm-pp", s->llm_pp},
         {"--llm-dp", s->llm_dp}, {"--llm-ep", s->llm_ep}, {"--llm-expt-tp", s->llm_expt_tp},
         {"--micro-batch-size", s->micro_batch_size},
-        {"--make-vocab-size-divisible-by", s->make_vocab_size_divisible_by},
     };
-    if (hg_rule_positive(llm, 8, err, errlen))
+    if (hg_rule_positive(llm, 7, err, errlen))
         return -1;
+    if (s->make_vocab_size_divisible_by < 0)
+        return hg_rule_fail(err, errlen, "--make-vocab-size-divisible-by %d must be a positive integer",
+                            s->make_vocab_size_divisible_by);
     if (s->global_batch_size < 0)
         return hg_rule_fail(err, errlen, "--global-batch-size %d must be a positive integer",
                     s->global_batch_size);
     if (s->world_size < 0)
         return hg_rule_fail(err, errlen, "--world-size %d must be a positive integer", s->world_size);
-    if (s->llm_offset < -1)
+    if (s->llm_offset_given && s->llm_offset < 0)
         return hg_rule_fail(err, errlen, "--llm-offset %d must be 0 or a positive integer", s->llm_offset);
     return 0;
 }
@@ -276,7 +277,7 @@ static int check_world(const hg_layout_spec *s, const encoder_list *l, const lon
 static int llm_offset(const hg_layout_spec *s, long enc, char *err, size_t errlen)
 {
     int want = s->llm_only || s->colocated ? 0 : (int)enc;
-    if (s->llm_offset < 0 || s->llm_offset == want)
+    if (!s->llm_offset_given || s->llm_offset == want)
         return want;
     if (s->llm_only)
         return hg_rule_fail(err, errlen, "--llm-offset %d: with --llm-only the llm starts at rank 0",
@@ -375,12 +376,13 @@ static int check_batch(hg_layout_spec *s, hg_plan *p, char *err, size_t errlen)
 // make_vocab_size_divisible_by x llm_tp.
 static int pad_vocab(const hg_layout_spec *s, hg_plan *p, char *err, size_t errlen)
 {
-    long multiple = (long)s->make_vocab_size_divisible_by * s->llm_tp;
+    int divisor = s->make_vocab_size_divisible_by ? s->make_vocab_size_divisible_by : 1;
+    long multiple = (long)divisor * s->llm_tp;
     if (multiple > HG_MAX_VOCAB)
         return hg_rule_fail(err, errlen,
                     "--make-vocab-size-divisible-by %d x --llm-tp %d = %ld is above the "
                     "vocabulary limit of %d",
-                    s->make_vocab_size_divisible_by, s->llm_tp, multiple, HG_MAX_VOCAB);
+                    divisor, s->llm_tp, multiple, HG_MAX_VOCAB);
     p->padded_vocab_size = (int)((s->model.vocab_size + multiple - 1) / multiple * multiple);
     return 0;
 }

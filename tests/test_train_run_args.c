@@ -48,11 +48,11 @@ static void test_check_job(void)
     CHECK(hg_plan_build(&spec, &job_plan, err, sizeof err) == 0, "default layout: %s", err);
     train_options_defaults(&to);
     to.config = "small";
-    CHECK(train_check_job(&to, &job_plan, err, sizeof err) == 0, "--config small on small: %s", err);
+    CHECK(train_check_job(&to, &job_plan, 0, err, sizeof err) == 0, "--config small on small: %s", err);
     to.config = TRAIN_CONFIG_JOB;
-    CHECK(train_check_job(&to, &job_plan, err, sizeof err) == 0, "--config job: %s", err);
+    CHECK(train_check_job(&to, &job_plan, 0, err, sizeof err) == 0, "--config job: %s", err);
     to.config = "tiny";
-    CHECK(train_check_job(&to, &job_plan, err, sizeof err) == -1 &&
+    CHECK(train_check_job(&to, &job_plan, 0, err, sizeof err) == -1 &&
               strstr(err, "--config tiny has --num-layers 2 but the job was submitted with 12") &&
               !strchr(err, '\n'),
           "--config tiny on a small job: '%s'", err);
@@ -61,16 +61,16 @@ static void test_check_job(void)
     spec.model.moe_router_topk = 2;
     spec.llm_ep = 2;
     CHECK(hg_plan_build(&spec, &job_plan, err, sizeof err) == 0, "tiny with experts: %s", err);
-    CHECK(train_check_job(&to, &job_plan, err, sizeof err) == -1 && strstr(err, "--num-experts 0"),
+    CHECK(train_check_job(&to, &job_plan, 0, err, sizeof err) == -1 && strstr(err, "--num-experts 0"),
           "--config tiny on tiny with 8 experts: '%s'", err);
     to.config = "tiny-moe";
-    CHECK(train_check_job(&to, &job_plan, err, sizeof err) == 0, "--config tiny-moe: %s", err);
+    CHECK(train_check_job(&to, &job_plan, 0, err, sizeof err) == 0, "--config tiny-moe: %s", err);
     // Layouts the trainer cannot run yet are refused at assignment, one line each.
     hg_layout_spec_defaults(&spec);
     spec.colocated = true;
     CHECK(hg_plan_build(&spec, &job_plan, err, sizeof err) == 0, "colocated: %s", err);
     to.config = TRAIN_CONFIG_JOB;
-    CHECK(train_check_job(&to, &job_plan, err, sizeof err) == -1 &&
+    CHECK(train_check_job(&to, &job_plan, 0, err, sizeof err) == -1 &&
               strstr(err, "the job is colocated (--mimo-layout colocated)") && !strchr(err, '\n'),
           "colocated: '%s'", err);
     hg_layout_spec_defaults(&spec);
@@ -78,11 +78,17 @@ static void test_check_job(void)
     spec.encoders[0] = (hg_encoder_spec){"vision", 2, 2};
     spec.encoders[1] = (hg_encoder_spec){"audio", 1, 1};
     CHECK(hg_plan_build(&spec, &job_plan, err, sizeof err) == 0, "two encoders: %s", err);
-    CHECK(train_check_job(&to, &job_plan, err, sizeof err) == -1 &&
+    CHECK(train_check_job(&to, &job_plan, 0, err, sizeof err) == -1 &&
               strstr(err, "the job has 2 encoders (--encoder)"),
           "two encoders: '%s'", err);
+    // The trainer's split rules at assignment (a padded vocabulary: 32001 on tp 2).
+    hg_layout_spec_defaults(&spec);
+    spec.model.vocab_size = 32001;
+    CHECK(hg_plan_build(&spec, &job_plan, err, sizeof err) == 0, "vocab 32001: %s", err);
+    CHECK(train_check_job(&to, &job_plan, 4, err, sizeof err) == -1 && strstr(err, "vocab size"),
+          "vocab 32001 on llm tp 2: '%s'", err);
     to.config = NULL; // no training: nothing to refuse
-    CHECK(train_check_job(&to, &job_plan, err, sizeof err) == 0, "no training: %s", err);
+    CHECK(train_check_job(&to, &job_plan, 0, err, sizeof err) == 0, "no training: %s", err);
 }
 
 int main(void)

@@ -38,7 +38,7 @@ void wire_layout_from_spec(const hg_layout_spec *s, wire_layout *out)
     m->image_size = (uint32_t)c->image_size;
     m->patch_size = (uint32_t)c->patch_size;
     l->model = m;
-    if (s->llm_offset >= 0) {
+    if (s->llm_offset_given) {
         hgrid__llm_offset__init(&out->llm_offset);
         out->llm_offset.rank = (uint32_t)s->llm_offset;
         l->llm_offset = &out->llm_offset;
@@ -115,13 +115,13 @@ int wire_layout_to_spec(const Hgrid__Layout *l, hg_layout_spec *s, char *err, si
     if (bad)
         return -1;
     // Layouts from before issue 17: no offset given, non-colocated, padded
-    // to a multiple of llm_tp, the one encoder of encoder_tp x encoder_dp.
-    s->llm_offset = -1;
+    // to a multiple of llm_tp (divisor 0), the one encoder of encoder_tp x
+    // encoder_dp.
+    s->llm_offset_given = l->llm_offset != NULL;
+    s->llm_offset = 0;
     if (l->llm_offset && take(l->llm_offset->rank, &s->llm_offset, "llm_offset", err, errlen))
         return -1;
     s->colocated = l->colocated;
-    if (s->make_vocab_size_divisible_by == 0)
-        s->make_vocab_size_divisible_by = 1;
     s->encoder_shorthand = false;
     if (l->n_encoders > HG_MAX_ENCODERS) {
         snprintf(err, errlen, "layout has %zu encoders, at most %d", l->n_encoders,

@@ -187,7 +187,7 @@ int worker_run_gpu(const worker_options *opt)
         if (!opt->json)
             worker_print_assignment(w, opt, stdout);
         char why[HG_ERR_LEN + 128];
-        if (train_check_job(&opt->train, hgrid_plan(w), why, sizeof why) != 0) {
+        if (train_check_job(&opt->train, hgrid_plan(w), hgrid_rank(w), why, sizeof why) != 0) {
             fprintf(stderr, "hgrid-worker: job %s: %s\n", opt->job, why);
             hgrid_leave(w, "this worker cannot train the job as submitted");
             hgrid_close(w);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "model/config.h"
+#include "train/shard.h"
 
 void train_options_defaults(train_options *o)
 {
@@ -122,7 +123,8 @@ int train_options_check(const train_options *o, bool dry_run, bool self_test, ch
     return why ? -1 : 0;
 }
 
-int train_check_job(const train_options *o, const hg_plan *job, char *err, size_t errlen)
+int train_check_job(const train_options *o, const hg_plan *job, int rank, char *err,
+                    size_t errlen)
 {
     if (!o->config)
         return 0;
@@ -139,6 +141,9 @@ int train_check_job(const train_options *o, const hg_plan *job, char *err, size_
                  job->num_encoders);
         return -1;
     }
+    tr_shard shard; // the trainer's own split rules, before any communicator forms
+    if (tr_shard_build(&shard, job, rank, err, errlen) != 0)
+        return -1;
     if (strcmp(o->config, TRAIN_CONFIG_JOB) == 0)
         return 0;
     int mine, theirs;
