@@ -130,7 +130,7 @@ static int group_position(const hgrid_worker *w, hg_group_kind kind)
     return -1;
 }
 
-// The module communicator (and the bridge's) by init, then every other
+// The module communicator (and the bridges') by init, then every other
 // distinct group of the module split from it, one split at a time: a split
 // is collective over the whole module, so every rank walks the kinds in the
 // same order, passing NCCL_SPLIT_NOCOLOR for kinds it is not in.
@@ -196,7 +196,8 @@ int hgrid_comms_create_with(hgrid_worker *w, int device, int timeout_ms,
     c->w = w;
     double deadline = now_s() + timeout_ms / 1000.0;
     int st;
-    if (how == HGRID_COMMS_SPLIT) {
+    // Splitting walks one module's kinds; a colocated rank's two modules init.
+    if (how == HGRID_COMMS_SPLIT && hgrid_num_modules(w) == 1) {
         st = create_by_split(w, c, deadline);
     } else {
         st = start_inits(w, c, NULL);
