@@ -52,13 +52,22 @@ static void cell_text(const hg_plan *plan, const Hgrid__WorkerInfo *w, char *top
         snprintf(bottom, CELL_LEN, "no rank yet");
         return;
     }
-    const hg_module_grid *m = hg_plan_module_of_rank(plan, (int)rank);
+    const hg_module_grid *mods[2];
+    int nm = hg_plan_modules_of_rank(plan, (int)rank, mods);
+    const hg_module_grid *m = mods[nm - 1];
     hg_coords c;
-    hg_rank_coords(plan, (int)rank, &c);
+    hg_module_coords(m, (int)rank, &c);
     bool lost = strcmp(w->state, "lost") == 0;
-    snprintf(top, CELL_LEN, "r%lld %s%s", rank, m->id == HG_MODULE_ENCODER ? "enc" : "llm",
-             lost ? " LOST" : "");
-    int n = snprintf(bottom, CELL_LEN, "t%d d%d p%d", c.tp, c.dp, c.pp);
+    const char *tag = nm == 2 ? "e+l" : m->id == HG_MODULE_LLM ? "llm"
+                                    : plan->num_encoders > 1 ? m->name : "enc";
+    snprintf(top, CELL_LEN, "r%lld %.8s%s", rank, tag, lost ? " LOST" : "");
+    int n = 0;
+    if (nm == 2) { // colocated: the encoder's coordinates, then the llm's
+        hg_coords e;
+        hg_module_coords(mods[0], (int)rank, &e);
+        n = snprintf(bottom, CELL_LEN, "t%d d%d / ", e.tp, e.dp);
+    }
+    n += snprintf(bottom + n, (size_t)(CELL_LEN - n), "t%d d%d p%d", c.tp, c.dp, c.pp);
     if (m->dense[HG_DIM_CP] > 1)
         n += snprintf(bottom + n, (size_t)(CELL_LEN - n), " c%d", c.cp);
     if (m->id == HG_MODULE_LLM && m->expert[HG_XDIM_EP] > 1)
@@ -163,7 +172,7 @@ static void write_heading(const Hgrid__JobInfo *info, const hg_plan *plan, FILE 
             (unsigned long long)info->generation, info->joined, info->world_size);
     for (int i = 0; i < plan->num_modules; i++) {
         const hg_module_grid *m = &plan->modules[i];
-        fprintf(out, "%-8s ranks %d-%d: tp %d, dp %d, pp %d", hg_module_name(m->id),
+        fprintf(out, "%-8s ranks %d-%d: tp %d, dp %d, pp %d", m->name,
                 m->rank_offset, m->rank_offset + m->num_ranks - 1, m->dense[HG_DIM_TP],
                 m->dense[HG_DIM_DP], m->dense[HG_DIM_PP]);
         if (m->dense[HG_DIM_CP] > 1)
@@ -277,8 +286,9 @@ int grid_write(const Hgrid__JobInfo *info, const hg_plan *plan, const grid_optio
         choose_columns(&g);
         measure(&g);
         write_heading(info, plan, out);
-        fprintf(out, "cells: rank and module, then coordinates t=tp d=dp p=pp%s; '.' no worker\n",
-                plan->spec.llm_cp > 1 || plan->spec.llm_ep > 1 ? " c=cp e=ep" : "");
+        fprintf(out, "cells: rank and module, then coordinates t=tp d=dp p=pp%s%s; '.' no worker\n",
+                plan->spec.llm_cp > 1 || plan->spec.llm_ep > 1 ? " c=cp e=ep" : "",
+                plan->colocated ? " (e+l colocated: the encoder's t d / the llm's)" : "");
         int per_panel = (o->width - g.host_width) / (g.cell_width + 2);
         size_t step = per_panel > 0 ? (size_t)per_panel : 1;
         for (size_t d = 0; d < g.num_devices; d += step) {

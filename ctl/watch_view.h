@@ -14,14 +14,15 @@
 typedef struct {
     const Hgrid__WorkerInfo *info;
     long long rank;    // -1 before gridd assigned ranks
-    int module;        // hg_module_id, -1 without a rank
+    int module;        // index of its (first) module in plan.modules, -1 without a rank
+    int module2;       // a colocated rank's second module, else -1
     bool has_loss;     // on the LLM's last pipeline stage: the ranks computing the loss
     bool reported;     // sent a heartbeat
 } watch_rank;
 
 // Over the module's ranks that reported and are not lost.
 typedef struct {
-    hg_module_id id;
+    int index; // in plan.modules
     int first_rank, num_ranks;
     int reporting;
     uint64_t step;       // the latest
@@ -34,7 +35,7 @@ typedef struct {
 typedef struct {
     const Hgrid__JobInfo *info;
     hg_plan plan;
-    watch_module modules[2]; // plan.num_modules of them, in plan order
+    watch_module modules[HG_MAX_MODULES]; // plan.num_modules of them, in plan order
     watch_rank *ranks;       // info->n_workers, in gridd's order
 } watch_view;
 

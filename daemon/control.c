@@ -109,7 +109,7 @@ static void fill_info(const job *j, Hgrid__JobInfo *info)
     info->generation = j->rec.generation;
     info->world_size = (uint32_t)j->plan.world_size;
     info->joined = (uint32_t)j->rec.roster.live;
-    info->layout = (Hgrid__Layout *)&j->layout;
+    info->layout = (Hgrid__Layout *)&j->wire.layout;
 }
 
 static void list(conn *c)

@@ -46,7 +46,7 @@ job *job_create(server *srv, const job_record *rec, const hg_plan *plan)
         free(j);
         return NULL;
     }
-    wire_layout_from_spec(&j->rec.spec, &j->layout, &j->model);
+    wire_layout_from_spec(&j->rec.spec, &j->wire);
     j->state = JOB_WAITING;
     j->srv = srv;
     j->next = srv->jobs;
@@ -172,22 +172,23 @@ static bool assign_rank(job *j, int rank)
 }
 
 // How many distinct ids rank's groups use (kinds sharing a communicator
-// share an id).
+// share an id), over every module holding it.
 static int ids_needed(const job *j, int rank)
 {
     int ids[MINT_MAX_PER_RANK], n = 0;
-    const hg_module_grid *m = hg_plan_module_of_rank(&j->plan, rank);
-    for (int k = 0; k < HG_NUM_GROUP_KINDS; k++) {
-        if (!hg_group_applies(m, (hg_group_kind)k))
-            continue;
-        int id = mint_group_id(&j->mint, rank, (hg_group_kind)k), seen = 0;
-        for (int i = 0; i < n; i++)
-            seen |= ids[i] == id;
-        if (id >= 0 && !seen)
-            ids[n++] = id;
+    const hg_module_grid *mods[2];
+    int nm = hg_plan_modules_of_rank(&j->plan, rank, mods);
+    for (int mi = 0; mi < nm; mi++) {
+        hg_rank_group groups[HG_MAX_RANK_GROUPS];
+        int ng = hg_rank_groups(&j->plan, &j->mint.canonical, mods[mi], rank, groups);
+        for (int k = 0; k < ng; k++) {
+            int id = mint_rank_group_id(&j->mint, mods[mi], rank, &groups[k]), seen = 0;
+            for (int i = 0; i < n; i++)
+                seen |= ids[i] == id;
+            if (id >= 0 && !seen)
+                ids[n++] = id;
+        }
     }
-    if (j->mint.bridge_id >= 0 && hg_bridge_index_of_rank(&j->plan, rank) >= 0)
-        n++;
     return n;
 }
 
@@ -197,16 +198,15 @@ static bool id_arrived(job *j, int id)
 {
     mint_group mg;
     mint_id_group(&j->mint, id, &mg);
-    int n;
-    if (mg.kind == MINT_BRIDGE) {
-        n = hg_bridge_size(&j->plan);
-        for (int i = 0; i < n; i++)
-            j->members[i] = hg_bridge_member(&j->plan, i);
-    } else {
-        const hg_module_grid *m = hg_plan_module(&j->plan, mg.module);
-        n = hg_group_size(m, (hg_group_kind)mg.kind);
-        hg_group_members(m, (hg_group_kind)mg.kind, mg.group, j->members);
-    }
+    const hg_module_grid *m = &j->plan.modules[mg.module_index];
+    hg_rank_group g = {mg.kind, -1, mg.kind, mg.group, 0, 0};
+    if (mg.kind == MINT_BRIDGE)
+        g = (hg_rank_group){HG_GROUP_BRIDGE, mg.group, HG_GROUP_BRIDGE, 0,
+                            hg_bridge_size(&j->plan, mg.group), 0};
+    else
+        g.size = hg_group_size(m, (hg_group_kind)mg.kind);
+    int n = g.size;
+    hg_rank_group_members(&j->plan, m, &g, j->members);
     for (int i = 0; i < n; i++)
         if (--j->missing[j->members[i]] == 0 && !assign_rank(j, j->members[i]))
             return false;

@@ -18,8 +18,7 @@ struct job {
     job_record rec;
     hg_plan plan;
     mint_plan mint;
-    Hgrid__Layout layout; // rec.spec on the wire (Assignment, JobInfo)
-    Hgrid__ModelConfig model;
+    wire_layout wire; // rec.spec on the wire (Assignment, JobInfo)
     job_state state;
     uint8_t *ids;  // mint.num_ids ids of MINT_ID_BYTES, this generation's
     int *missing;  // per rank: ids its Assignment still waits for

@@ -22,6 +22,8 @@ CPU_TESTS += $(addprefix $(BUILD)/tests/,$(DAEMON_UNIT_TESTS)) tests/daemon_grid
              tests/daemon_peercred.py tests/daemon_load.py
 # Reliability drills (docs/RELIABILITY.md): gridd killed and restarted under
 # running workers; workers killed and frozen, timed; the job limit.
+# A state file from before issue 17 restores with its layouts (tests/data/).
+CPU_TESTS += tests/daemon_state_compat.py
 CPU_TESTS += tests/daemon_restart.py tests/worker_failure.py tests/daemon_limits.py
 
 $(addprefix $(BUILD)/tests/,$(DAEMON_UNIT_TESTS)): $(BUILD)/tests/%: $(BUILD)/tests/%.o \

@@ -47,7 +47,8 @@ typedef struct {
 
 // One process group of this worker.
 typedef struct {
-    const char *name;     // "tp", "dp", ..., "bridge"
+    const char *name;     // "tp", "dp", ..., "bridge" ("bridge:NAME" with several
+                          // encoders; "llm.tp", ... for a colocated rank's second module)
     int size, rank_in_group, index;
     const int *members;   // size global ranks, in group order
     const uint8_t *nccl_id; // HGRID_ID_BYTES bytes; NULL for one-rank groups
@@ -58,6 +59,7 @@ typedef struct {
 typedef struct {
     int rank, rank_in_bridge;
     bool send; // this worker sends activations to the peer
+    int bridge; // which bridge (its encoder's module index; 0 with one encoder)
 } hgrid_bridge_peer;
 
 typedef struct hgrid_worker hgrid_worker;
@@ -81,6 +83,10 @@ int hgrid_world_size(const hgrid_worker *w);
 uint64_t hgrid_generation(const hgrid_worker *w);
 hg_module_id hgrid_module(const hgrid_worker *w);
 const hg_coords *hgrid_coords(const hgrid_worker *w);
+// The modules this rank is in: 1, or 2 for a colocated rank (encoder, then
+// llm); the i-th one's coordinates (0: hgrid_coords), NULL past the last.
+int hgrid_num_modules(const hgrid_worker *w);
+const hg_coords *hgrid_coords_at(const hgrid_worker *w, int i);
 const hg_plan *hgrid_plan(const hgrid_worker *w);
 const char *hgrid_job(const hgrid_worker *w);
 int hgrid_num_groups(const hgrid_worker *w);

@@ -13,6 +13,7 @@
 typedef struct {
     hgrid_group pub;
     uint8_t id[HGRID_ID_BYTES];
+    char name[HG_NAME_LEN + HG_GROUP_NAME_LEN]; // pub.name's storage
 } group_slot;
 
 // Reconnecting after the connection to gridd dropped (libhgrid_reconnect.c).
@@ -61,6 +62,8 @@ struct hgrid_worker {
     int rank;
     assign_ref ref;
     hg_coords coords;
+    hg_coords colocated; // a colocated rank's second module
+    int num_modules;
     group_slot groups[ASSIGN_MAX_GROUPS];
     int num_groups;
     int *members; // backing store of every group's member list

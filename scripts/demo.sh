@@ -26,6 +26,8 @@ bin=${HGRID_BIN:-bin}
 for p in gridd hgridctl hgrid-worker; do
   [ -x "$bin/$p" ] || { echo "demo: $bin/$p is missing; run 'make' first" >&2; exit 1; }
 done
+# shellcheck source=scripts/config_flags.sh
+. scripts/config_flags.sh
 config=${HGRID_DEMO_CONFIG:-tiny}
 dry_check=${HGRID_DEMO_DRY_RUN:-0}
 steps=${HGRID_DEMO_STEPS:-$([ "$dry_check" = 1 ] && echo 4 || echo 1000)}
@@ -126,7 +128,8 @@ port=$(cat "$tmp/port")
 
 echo "== hgridctl submit --job demo ${layout[*]:-(the default layout)} ($world ranks)"
 "$bin/hgridctl" plan "${layout[@]}" | sed -n '2,3p'
-HGRID_TOKEN=$(ctl submit --job demo "${layout[@]}" 2>/dev/null)
+# shellcheck disable=SC2046 # config_flags prints separate flags
+HGRID_TOKEN=$(ctl submit --job demo "${layout[@]}" $(config_flags "$config") 2>/dev/null)
 export HGRID_TOKEN # the workers read it from the environment, out of ps's sight
 
 worker_flags=()

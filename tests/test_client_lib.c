@@ -60,12 +60,14 @@ static void group_id(int module, int kind, int index, uint8_t *id)
 // rank's own, in mint order) placed in the groups it leads.
 typedef struct {
     Hgrid__Assignment a;
-    Hgrid__Layout layout;
-    Hgrid__ModelConfig model;
+    wire_layout layout;
     Hgrid__Coordinates coords;
     Hgrid__Group groups[ASSIGN_MAX_GROUPS], *gp[ASSIGN_MAX_GROUPS];
     uint8_t ids[ASSIGN_MAX_GROUPS][ASSIGN_ID_BYTES];
     Hgrid__BridgePeer peers[64], *pp[64];
+    Hgrid__ModuleAssignment colocated, *colocated_ptr;
+    Hgrid__Coordinates colocated_coords;
+    char names[ASSIGN_MAX_GROUPS][HG_GROUP_NAME_LEN];
 } built_assignment;
 
 static void build(built_assignment *b, const assign_ref *ref, int rank, uint64_t generation,
@@ -73,17 +75,18 @@ static void build(built_assignment *b, const assign_ref *ref, int rank, uint64_t
 {
     const hg_plan *p = &ref->plan;
     hgrid__assignment__init(&b->a);
-    wire_layout_from_spec(&p->spec, &b->layout, &b->model);
+    wire_layout_from_spec(&p->spec, &b->layout);
     hgrid__coordinates__init(&b->coords);
     hg_coords c;
     hg_rank_coords(p, rank, &c);
     b->coords = (Hgrid__Coordinates){b->coords.base, c.tp, c.cp, c.dp, c.pp, c.ep, c.expt_tp,
                                      c.expt_dp};
     b->a.generation = generation;
-    b->a.layout = &b->layout;
+    b->a.layout = &b->layout.layout;
     b->a.rank = (uint32_t)rank;
     b->a.world_size = (uint32_t)p->world_size;
     b->a.module = (Hgrid__Module)c.module;
+    b->a.module_index = (uint32_t)c.module_index;
     b->a.coordinates = &b->coords;
     b->a.job = "unit";
     assign_group want[ASSIGN_MAX_GROUPS];
@@ -91,12 +94,13 @@ static void build(built_assignment *b, const assign_ref *ref, int rank, uint64_t
     int led = assign_mint_plan(ref, rank, which);
     for (int i = 0; i < n; i++) {
         hgrid__group__init(&b->groups[i]);
-        b->groups[i].name = (char *)(want[i].kind == ASSIGN_BRIDGE ? "bridge"
-                                                                   : hg_group_name(want[i].kind));
+        hg_rank_group rg = {want[i].kind, want[i].bridge, want[i].canonical, want[i].index,
+                            want[i].size, want[i].rank_in_group};
+        b->groups[i].name = (char *)hg_rank_group_name(p, &rg, b->names[i], sizeof b->names[i]);
         b->groups[i].size = (uint32_t)want[i].size;
         b->groups[i].rank_in_group = (uint32_t)want[i].rank_in_group;
         b->groups[i].index = (uint32_t)want[i].index;
-        group_id((int)c.module, want[i].canonical, want[i].index, b->ids[i]);
+        group_id(want[i].module_index, want[i].canonical, want[i].index, b->ids[i]);
         for (int m = 0; minted && m < led; m++)
             if (want[which[m]].canonical == want[i].canonical)
                 memcpy(b->ids[i], minted + m * ASSIGN_ID_BYTES, ASSIGN_ID_BYTES);
@@ -104,18 +108,38 @@ static void build(built_assignment *b, const assign_ref *ref, int rank, uint64_t
         b->groups[i].nccl_id = (ProtobufCBinaryData){carries ? ASSIGN_ID_BYTES : 0, b->ids[i]};
         b->gp[i] = &b->groups[i];
     }
-    b->a.n_groups = (size_t)n;
+    // A colocated rank: the first module's groups, then the llm's in colocated_modules.
+    int first = 0;
+    while (first < n && want[first].module_index == want[0].module_index)
+        first++;
+    b->a.n_groups = (size_t)first;
     b->a.groups = b->gp;
+    if (first < n) {
+        hg_coords lc;
+        hg_module_coords(&p->modules[want[first].module_index], rank, &lc);
+        hgrid__coordinates__init(&b->colocated_coords);
+        b->colocated_coords = (Hgrid__Coordinates){b->colocated_coords.base, lc.tp, lc.cp, lc.dp,
+                                                   lc.pp, lc.ep, lc.expt_tp, lc.expt_dp};
+        hgrid__module_assignment__init(&b->colocated);
+        b->colocated.module_index = (uint32_t)want[first].module_index;
+        b->colocated.module = (Hgrid__Module)lc.module;
+        b->colocated.coordinates = &b->colocated_coords;
+        b->colocated.n_groups = (size_t)(n - first);
+        b->colocated.groups = b->gp + first;
+        b->colocated_ptr = &b->colocated;
+        b->a.n_colocated_modules = 1;
+        b->a.colocated_modules = &b->colocated_ptr;
+    }
     size_t np = 0;
-    for (int e = 0; hg_plan_has_bridge(p) && e < hg_bridge_num_edges(p); e++) {
+    for (int e = 0; hg_plan_has_bridge(p) && e < hg_bridge_num_edges(p, 0); e++) {
         int enc, llm;
-        hg_bridge_edge(p, e, &enc, &llm);
+        hg_bridge_edge(p, 0, e, &enc, &llm);
         if (enc != rank && llm != rank)
             continue;
         int peer = enc == rank ? llm : enc;
         hgrid__bridge_peer__init(&b->peers[np]);
         b->peers[np].rank = (uint32_t)peer;
-        b->peers[np].rank_in_bridge = (uint32_t)hg_bridge_index_of_rank(p, peer);
+        b->peers[np].rank_in_bridge = (uint32_t)hg_bridge_index_of_rank(p, 0, peer);
         b->peers[np].send = enc == rank;
         b->pp[np] = &b->peers[np];
         np++;
@@ -145,19 +169,24 @@ static void send_mint_request(fake_gridd *g, uint64_t generation, int count)
     fake_send(g, &env);
 }
 
+static void ref_of(assign_ref *ref, const hg_layout_spec *spec_in)
+{
+    hg_layout_spec spec = *spec_in;
+    wire_layout l;
+    wire_layout_from_spec(&spec, &l);
+    char err[256];
+    if (assign_ref_build(ref, &l.layout, err, sizeof err)) {
+        fprintf(stderr, "test_client_lib: %s\n", err);
+        exit(1);
+    }
+}
+
 static void plan_of(assign_ref *ref, int llm_pp)
 {
     hg_layout_spec spec;
     hg_layout_spec_defaults(&spec);
     spec.llm_pp = llm_pp;
-    Hgrid__Layout l;
-    Hgrid__ModelConfig m;
-    wire_layout_from_spec(&spec, &l, &m);
-    char err[256];
-    if (assign_ref_build(ref, &l, err, sizeof err)) {
-        fprintf(stderr, "test_client_lib: %s\n", err);
-        exit(1);
-    }
+    ref_of(ref, &spec);
 }
 
 // A vanished gridd host is noticed: limits on unacknowledged data and on
@@ -292,6 +321,39 @@ static void test_member_accessors(fake_gridd *g)
 
 // Rank 0 of the default layout leads groups: it mints, and its ids must
 // come back in the groups it leads.
+// A colocated rank holds both modules: its encoder coordinates and groups,
+// then the llm's (hgrid_coords_at(w, 1), groups "llm.tp", ...).
+static void test_colocated(fake_gridd *g)
+{
+    assign_ref ref;
+    hg_layout_spec spec;
+    hg_layout_spec_defaults(&spec); // encoder 2x2, llm tp 2 dp 2: 4 ranks, colocated
+    spec.colocated = true;
+    ref_of(&ref, &spec);
+    hgrid_worker *w = join(g, 3);
+    built_assignment b;
+    build(&b, &ref, 3, 1, NULL);
+    CHECK_EQ(b.a.n_colocated_modules, 1);
+    send_assignment(g, &b);
+    int st = hgrid_wait_assignment(w, 2000);
+    CHECK(st == HGRID_OK, "colocated: status %d: %s", st, hgrid_error(w));
+    CHECK_EQ(hgrid_num_modules(w), 2);
+    CHECK(hgrid_coords_at(w, 0)->module == HG_MODULE_ENCODER &&
+              hgrid_coords_at(w, 1)->module == HG_MODULE_LLM && !hgrid_coords_at(w, 2),
+          "colocated rank 3: encoder, then llm");
+    const hgrid_group *etp = hgrid_group_find(w, "tp"), *ltp = hgrid_group_find(w, "llm.tp");
+    CHECK(etp && ltp && etp->members[0] == 2 && ltp->members[0] == 2 && ltp->rank_in_group == 1,
+          "colocated groups tp and llm.tp");
+    CHECK(!hgrid_group_find(w, "bridge"), "colocated: no bridge");
+    // An Assignment that leaves out the second module is refused.
+    b.a.n_colocated_modules = 0;
+    send_assignment(g, &b);
+    st = hgrid_wait_assignment(w, 2000);
+    CHECK(st == HGRID_ERR_MISMATCH && strstr(hgrid_error(w), "0 colocated modules, the engine says 1"),
+          "colocated module missing: %d %s", st, hgrid_error(w));
+    part(w, g);
+}
+
 static void test_leader_mints(fake_gridd *g, bool relay_right)
 {
     assign_ref ref;
@@ -571,6 +633,7 @@ int main(void)
     fake_gridd g;
     fake_listen(&g);
     test_member_accessors(&g);
+    test_colocated(&g);
     test_leader_mints(&g, true);
     test_leader_mints(&g, false);
     test_mismatch(&g);

@@ -35,15 +35,13 @@ static int fail(char *err, size_t len, const char *msg, int rank)
 // This leader's bridge edges, in hg_bridge_edge order.
 static int bridge_setup(tr_worker *w, char *err, size_t len)
 {
-    for (int e = 0; e < hg_bridge_num_edges(&w->plan); e++) {
-        int er, lr;
-        hg_bridge_edge(&w->plan, e, &er, &lr);
-        if ((w->llm ? lr : er) != w->rank)
-            continue;
-        if (w->num_edges == TR_MAX_EDGES)
-            return fail(err, len, "a bridge fan-in/out above 64 is not supported", w->rank);
-        w->edge_peer[w->num_edges++] = hg_bridge_index_of_rank(&w->plan, w->llm ? er : lr);
-    }
+    hg_bridge_peer peers[TR_MAX_EDGES];
+    int n = hg_bridge_peers(&w->plan, 0, w->rank, peers, TR_MAX_EDGES);
+    if (n > TR_MAX_EDGES)
+        return fail(err, len, "a bridge fan-in/out above 64 is not supported", w->rank);
+    for (int e = 0; e < n; e++)
+        w->edge_peer[e] = peers[e].rank_in_bridge;
+    w->num_edges = n;
     return 0;
 }
 

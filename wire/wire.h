@@ -86,9 +86,17 @@ void wire_watch_peer(int fd);
 void wire_default_control_path(char *buf, size_t buflen);
 
 // ---- layouts
-// Fills layout and model (caller-owned; model is linked into layout).
-void wire_layout_from_spec(const hg_layout_spec *spec, Hgrid__Layout *layout,
-                           Hgrid__ModelConfig *model);
+// A Layout message with the sub-messages it links to (caller-owned; not
+// to be copied once filled: layout points into it). The encoders' names
+// point into the spec, which must outlive it.
+typedef struct {
+    Hgrid__Layout layout;
+    Hgrid__ModelConfig model;
+    Hgrid__LlmOffset llm_offset;
+    Hgrid__EncoderGrid encoders[HG_MAX_ENCODERS];
+    Hgrid__EncoderGrid *encoder_ptrs[HG_MAX_ENCODERS];
+} wire_layout;
+void wire_layout_from_spec(const hg_layout_spec *spec, wire_layout *out);
 // Converts a received Layout; -1 with a reason if it has no model or a
 // value is out of range.
 int wire_layout_to_spec(const Hgrid__Layout *layout, hg_layout_spec *spec, char *err,

@@ -186,6 +186,13 @@ int worker_run_gpu(const worker_options *opt)
             break;
         if (!opt->json)
             worker_print_assignment(w, opt, stdout);
+        char why[HG_ERR_LEN + 128];
+        if (train_check_job(&opt->train, hgrid_plan(w), hgrid_rank(w), why, sizeof why) != 0) {
+            fprintf(stderr, "hgrid-worker: job %s: %s\n", opt->job, why);
+            hgrid_leave(w, "this worker cannot train the job as submitted");
+            hgrid_close(w);
+            return 1;
+        }
         st = run_one(w, opt);
         if (st == HGRID_OK && opt->self_test)
             break;

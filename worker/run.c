@@ -18,22 +18,6 @@
 #include "train/train.h"
 #include "util/clock.h"
 
-// The job's layout with the config's model, or with the job's own model
-// (--config job).
-static int plan_for(hgrid_worker *w, const train_options *o, hg_plan *plan)
-{
-    hg_layout_spec spec = hgrid_plan(w)->spec;
-    char err[HG_ERR_LEN];
-    if (strcmp(o->config, TRAIN_CONFIG_JOB) != 0)
-        spec.model = hg_config_find(o->config)->model;
-    if (hg_config_check(&spec.model, err, sizeof err) != 0 ||
-        hg_plan_build(&spec, plan, err, sizeof err) != 0) {
-        fprintf(stderr, "hgrid-worker: config %s on this job's layout: %s\n", o->config, err);
-        return -1;
-    }
-    return 0;
-}
-
 // groups[kind] and *bridge on the communicators, the gradient reductions'
 // (dp_cp, expt_dp) on stream `side` beside the compute on `st`; 0, or -1
 // if memory is short.
@@ -144,9 +128,7 @@ static int resume_and_train(hgrid_worker *w, tr_worker *tw, const hg_plan *plan,
 
 int train_run(hgrid_worker *w, hgrid_comms **comms, const train_options *o, double beat_s)
 {
-    hg_plan plan;
-    if (plan_for(w, o, &plan) != 0)
-        return HGRID_ERR_STATE;
+    hg_plan plan = *hgrid_plan(w); // checked at assignment (train_check_job)
     cudaStream_t st, side;
     kernels_init();
     cudaCheck(cudaStreamCreate(&st));

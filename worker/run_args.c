@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "model/config.h"
+#include "train/shard.h"
 
 void train_options_defaults(train_options *o)
 {
@@ -168,6 +169,43 @@ int train_options_check(const train_options *o, bool dry_run, bool self_test, ch
     if (why)
         snprintf(err, errlen, "%s", why);
     return why ? -1 : 0;
+}
+
+int train_check_job(const train_options *o, const hg_plan *job, int rank, char *err,
+                    size_t errlen)
+{
+    if (!o->config)
+        return 0;
+    if (job->colocated) {
+        snprintf(err, errlen,
+                 "the job is colocated (--mimo-layout colocated) and this worker trains one module "
+                 "per GPU; it cannot train it yet (dry-run workers and libhgrid trainers can join it)");
+        return -1;
+    }
+    if (job->num_encoders > 1) {
+        snprintf(err, errlen,
+                 "the job has %d encoders (--encoder) and this worker trains one encoder; it "
+                 "cannot train it yet (dry-run workers and libhgrid trainers can join it)",
+                 job->num_encoders);
+        return -1;
+    }
+    tr_shard shard; // the trainer's own split rules, before any communicator forms
+    if (tr_shard_build(&shard, job, rank, err, errlen) != 0)
+        return -1;
+    if (strcmp(o->config, TRAIN_CONFIG_JOB) == 0)
+        return 0;
+    int mine, theirs;
+    const char *flag = hg_model_config_differs(&hg_config_find(o->config)->model,
+                                               &job->spec.model, &mine, &theirs);
+    if (!flag)
+        return 0;
+    char name[64];
+    snprintf(name, sizeof name, "--%s", flag);
+    snprintf(err, errlen,
+             "--config %s has %s %d but the job was submitted with %d; the worker trains the "
+             "job's model: use --config job, or submit the job with config %s's shape",
+             o->config, name, mine, theirs, o->config);
+    return -1;
 }
 
 bool train_should_save(const train_options *o, int done)

@@ -12,7 +12,8 @@
 
 // --config job: train the model the job's layout names (hgridctl submit's
 // model flags, e.g. --num-layers 20 --num-experts 128); any other name is
-// a config of model/config.h and replaces the job's model.
+// a config of model/config.h that must be the job's model (a check, never
+// an override).
 #define TRAIN_CONFIG_JOB "job"
 
 typedef struct {
@@ -69,6 +70,13 @@ int train_parse_flag(train_options *o, int argc, char **argv, int *i, char *err,
 int train_options_check(const train_options *o, bool dry_run, bool self_test, char *err,
                         size_t errlen);
 
+// At assignment: 0 when this worker can train the job as submitted as rank,
+// or -1 with a one-line reason (a colocated or several-encoder layout, which
+// the trainer cannot run yet; a model its shards cannot split, e.g. a
+// vocabulary not divisible by llm_tp or expert tp > 1; a --config whose
+// model differs from the job's).
+int train_check_job(const train_options *o, const hg_plan *job, int rank, char *err,
+                    size_t errlen);
 // Whether to write a checkpoint after `done` completed steps of `steps`.
 bool train_should_save(const train_options *o, int done);
 // Tokens of one global batch: global_batch_size sequences of seq_length.

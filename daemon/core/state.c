@@ -97,13 +97,12 @@ static void put_bytes(buffer *b, const void *data, uint32_t len)
 
 static void put_layout(buffer *b, const hg_layout_spec *spec)
 {
-    Hgrid__Layout layout;
-    Hgrid__ModelConfig model;
-    wire_layout_from_spec(spec, &layout, &model);
-    size_t n = hgrid__layout__get_packed_size(&layout);
+    wire_layout wl;
+    wire_layout_from_spec(spec, &wl);
+    size_t n = hgrid__layout__get_packed_size(&wl.layout);
     put_uint(b, n, 4);
     uint8_t *p = reserve(b, n);
-    if (p && hgrid__layout__pack(&layout, p) != n)
+    if (p && hgrid__layout__pack(&wl.layout, p) != n)
         b->failed = true;
 }
 

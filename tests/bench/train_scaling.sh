@@ -44,7 +44,8 @@ hetero() {
   local prefix=$1 token r
   shift
   start_gridd 30 || return 1
-  token=$(ctl submit --job scaling "${LAYOUT[@]}" 2>/dev/null) || return 1
+  # shellcheck disable=SC2046 # config_flags prints separate flags
+  token=$(ctl submit --job scaling "${LAYOUT[@]}" $(config_flags "$CONFIG") 2>/dev/null) || return 1
   for r in 0 1 2 3; do
     start_worker scaling "$token" "$r" "$tmp/$prefix.$r.out" --comm-timeout 60 --bw-bytes 0 \
       --config "$CONFIG" --seed 1 "${EXTRA[@]}" "$@"

@@ -86,9 +86,12 @@ all_done() { # WORLD NAME: every worker trained, or one exited
 # output, which prints the losses). 0 when every worker trained and
 # exited 0, 1 on a failure, 2 when the host has too few GPUs.
 train() {
-  local name=$1 wflags=() world token rank
+  local name=$1 wflags=() world token rank config=job
   shift
-  while [ "$1" != "--" ]; do wflags+=("$1"); shift; done
+  while [ "$1" != "--" ]; do
+    [ "$1" = --config ] && config=$2
+    wflags+=("$1"); shift
+  done
   shift
   world=$(world_of "$@")
   out=$tmp/$name.$((world - 1)).out
@@ -99,7 +102,9 @@ train() {
   fi
   echo "== $name ($world workers)"
   start_gridd 30 || return 1
-  token=$(ctl submit --job "$name" "$@" 2>/dev/null) || { stop_gridd; return 1; }
+  # shellcheck disable=SC2046 # config_flags prints separate flags
+  token=$(ctl submit --job "$name" "$@" $(config_flags "$config") 2>/dev/null) ||
+    { stop_gridd; return 1; }
   for rank in $(seq 0 $((world - 1))); do
     start_worker "$name" "$token" "$rank" "$tmp/$name.$rank.out" --comm-timeout 30 \
       --bw-bytes 0 "${wflags[@]}"
