@@ -32,6 +32,10 @@ static void usage(FILE *out)
             "  --hello-timeout SEC        drop connections without a Hello (default 5)\n"
             "  --resume-timeout SEC       after a restart, how long a running generation's\n"
             "                             workers have to come back with it (default 10)\n"
+            "  --keep-finished SEC        how long a finished, failed or cancelled job stays\n"
+            "                             listed with its outcome (default %d; 0: drop at once)\n"
+            "  --max-restarts N           new generations a job may start after its first;\n"
+            "                             one more failure fails the job (default %d)\n"
             "  --max-jobs N               jobs held at once; more are refused (default %d)\n"
             "  --max-frame BYTES          largest frame accepted (default %u)\n"
             "  --max-connections N        worker connection cap (default: open-file limit - 64)\n"
@@ -45,7 +49,7 @@ static void usage(FILE *out)
             "  -v, --verbose              log per-worker events too; -vv: every frame\n"
             "                             (default: errors, warnings, job lifecycle)\n"
             "  --help                     this text\n",
-            WIRE_DEFAULT_PORT, GRIDD_DEFAULT_MAX_JOBS, WIRE_DEFAULT_MAX_FRAME, GRIDD_MAX_PENDING);
+            WIRE_DEFAULT_PORT, GRIDD_KEEP_FINISHED_S, GRIDD_MAX_RESTARTS, GRIDD_DEFAULT_MAX_JOBS, WIRE_DEFAULT_MAX_FRAME, GRIDD_MAX_PENDING);
 }
 
 static int bad_value(const char *flag, const char *value, const char *want)
@@ -102,11 +106,15 @@ static int parse_options(int argc, char **argv, gridd_options *o)
         {"allow-uid", required_argument, 0, 'u'}, {"max-pending", required_argument, 0, 'n'},
         {"resume-timeout", required_argument, 0, 'R'}, {"max-jobs", required_argument, 0, 'J'},
         {"metrics", required_argument, 0, 'M'},   {"verbose", no_argument, 0, 'v'},
+        {"keep-finished", required_argument, 0, 'K'},
+        {"max-restarts", required_argument, 0, 'X'},
         {"help", no_argument, 0, 'h'},            {0, 0, 0, 0},
     };
     long nofile = raise_nofile();
     *o = (gridd_options){.listen = "0.0.0.0:7420", .heartbeat_timeout = 3, .ready_timeout = 120,
                          .hello_timeout = 5, .resume_timeout = 10,
+                         .keep_finished = GRIDD_KEEP_FINISHED_S,
+                         .max_restarts = GRIDD_MAX_RESTARTS,
                          .max_jobs = GRIDD_DEFAULT_MAX_JOBS,
                          .max_frame = WIRE_DEFAULT_MAX_FRAME,
                          .max_connections = (int)(nofile > 128 ? nofile - 64 : 64),
@@ -128,6 +136,14 @@ static int parse_options(int argc, char **argv, gridd_options *o)
         case 'r': rc = parse_seconds("--ready-timeout", optarg, &o->ready_timeout); break;
         case 'o': rc = parse_seconds("--hello-timeout", optarg, &o->hello_timeout); break;
         case 'R': rc = parse_seconds("--resume-timeout", optarg, &o->resume_timeout); break;
+        case 'K':
+            if (!(rc = parse_count("--keep-finished", optarg, 0, 30L * 86400, &n)))
+                o->keep_finished = (double)n;
+            break;
+        case 'X':
+            if (!(rc = parse_count("--max-restarts", optarg, 0, 1000000, &n)))
+                o->max_restarts = (int)n;
+            break;
         case 'J':
             if (!(rc = parse_count("--max-jobs", optarg, 1, 1L << 20, &n)))
                 o->max_jobs = (int)n;
@@ -204,7 +220,10 @@ static int load_state(server *srv)
             continue;
         }
         job_restored(j);
-        if (j->state == JOB_RESUMING)
+        if (job_ended(j))
+            gridd_log_at(GRIDD_NOTICE, j, -1, "job restored, %s reason=\"%s\"",
+                         job_state_name(j->state), j->rec.end_reason);
+        else if (j->state == JOB_RESUMING)
             gridd_log_at(GRIDD_NOTICE, j, -1, "job restored, ranks assigned; its workers have "
                          "until resume_timeout to resume the generation workers=%d "
                          "resume_timeout=%.3gs", j->plan.world_size, srv->opt.resume_timeout);

@@ -15,6 +15,9 @@ GRIDD_SRCS += daemon/notify.c
 PROGS += $(BIN)/gridd
 LDLIBS_gridd := -luv -lprotobuf-c
 GRIDD_SRCS += daemon/metrics.c daemon/metrics_http.c # Prometheus endpoint (docs/OPERATIONS.md)
+# Jobs that end (issue 21): Done, Failure, outcomes kept for --keep-finished;
+# per-module progress for /metrics and hgridctl watch.
+GRIDD_SRCS += daemon/job_end.c daemon/job_progress.c
 $(BIN)/gridd: $(call objs,$(GRIDD_SRCS)) $(WIRE_LIB) $(LAYOUT_LIB)
 
 DAEMON_UNIT_TESTS := test_daemon_assign test_daemon_mint test_daemon_state test_daemon_table
