@@ -11,15 +11,18 @@ static void usage(FILE *out)
             "                    [--device N] [--host NAME] [--use-launcher-rank] [--json]\n"
             "                    [--self-test] [--comm-init init|split] [--comm-timeout S]\n"
             "                    [--bw-bytes N] [--heartbeat-timeout S] [--assign-timeout S]\n"
-            "                    [--reconnect-timeout S]\n"
+            "                    [--connect-timeout S] [--reconnect-timeout S]\n"
+            "                    [--steps N [--step-ms MS] [--fail-at-step K]] (dry run)\n"
             TRAIN_FLAGS_USAGE
             "       hgrid-worker --single-gpu --config NAME --steps N [trainer flags]\n"
             "Joins a job on gridd, creates this worker's NCCL communicators on its GPU,\n"
             "self-tests them (membership, bridge edges, bus bandwidth; the results go to\n"
-            "gridd), reports ready and heartbeats until gridd releases the job (exit 0);\n"
-            "with --config and --steps it trains first, reporting every step to gridd.\n"
+            "gridd), reports ready and heartbeats until gridd releases the job; with\n"
+            "--config and --steps it trains, reporting every step to gridd, then reports\n"
+            "done: once every rank is done gridd ends the job and releases the workers.\n"
             "--single-gpu trains both modules on one GPU instead (hgrid-train's flags).\n\n"
-            "  --coordinator HOST:PORT  gridd's worker address (gridd --listen); default:\n"
+            "  --coordinator HOST:PORT  gridd's worker address (gridd --listen; HOST alone:\n"
+            "                           port 7420); default:\n"
             "                           $HGRID_COORDINATOR, else $MASTER_ADDR:$HGRID_PORT\n"
             "                           (HGRID_PORT default 7420; MASTER_PORT is torch's)\n"
             "  --job NAME               the job (default: $HGRID_JOB)\n"
@@ -31,7 +34,13 @@ static void usage(FILE *out)
             "  --use-launcher-rank      ask gridd for rank RANK (or SLURM_PROCID), which must\n"
             "                           be below WORLD_SIZE (or SLURM_NTASKS) when set\n"
             "  --dry-run                the whole protocol without a GPU; leaders mint real\n"
-            "                           NCCL ids\n"
+            "                           NCCL ids; reports no loss\n"
+            "  --steps N                (dry run) report done after N steps (default: run\n"
+            "                           until gridd releases the job)\n"
+            "  --step-ms MS             (dry run) one step every MS ms (default: one per\n"
+            "                           heartbeat, every --heartbeat-timeout/3)\n"
+            "  --fail-at-step K         (dry run) at step K report a failure no restart\n"
+            "                           cures and exit 1: rehearses a failing job\n"
             "  --self-test              exit after the self-test (0: every check right)\n"
             "  --comm-init init|split   one ncclCommInitRank per group, or split the module\n"
             "                           communicator (default: the faster, split)\n"
@@ -43,11 +52,15 @@ static void usage(FILE *out)
             "                           go every S/3\n"
             "  --assign-timeout S       give up if no assignment within S seconds (default:\n"
             "                           wait as long as it takes)\n"
+            "  --connect-timeout S      at start, wait up to S seconds for gridd (refused,\n"
+            "                           unreachable, unresolvable: tried again with backoff,\n"
+            "                           a line every 10 s), then exit 1 (default 300)\n"
             "  --reconnect-timeout S    when gridd is lost (restarted), reconnect with backoff\n"
             "                           and carry on; exit 1 after S seconds without it\n"
-            "                           (default 60; 0: exit at once)\n"
+            "                           (default: --connect-timeout; 0: exit at once)\n"
             "  -h, --help               this text\n"
-            "Exit status: 0 released, 1 refused, lost or a failed self-test, 2 usage error.\n");
+            "Exit status: 0 the job finished or was cancelled; 1 it failed, or this worker\n"
+            "was refused, lost gridd, failed its self-test or training; 2 usage error.\n");
 }
 
 static int usage_error(const char *what, const char *arg)
@@ -101,7 +114,8 @@ int worker_parse_args(int argc, char **argv, worker_options *opt, bool *exit_now
     opt->device = -1;
     opt->requested_rank = -1;
     opt->heartbeat_timeout_s = 3;
-    opt->reconnect_timeout_s = 60;
+    opt->reconnect_timeout_s = -1; // the connect timeout
+    opt->connect_timeout_s = HGRID_CONNECT_TIMEOUT_S;
     opt->comm_init = HGRID_COMMS_DEFAULT;
     opt->comm_timeout_s = 60;
     opt->bw_bytes = 64 << 20;
@@ -140,7 +154,8 @@ int worker_parse_args(int argc, char **argv, worker_options *opt, bool *exit_now
             str = &opt->token;
         } else if (!strcmp(a, "--host") || !strcmp(a, "--device") ||
                    !strcmp(a, "--heartbeat-timeout") || !strcmp(a, "--assign-timeout") ||
-                   !strcmp(a, "--reconnect-timeout") ||
+                   !strcmp(a, "--reconnect-timeout") || !strcmp(a, "--connect-timeout") ||
+                   !strcmp(a, "--step-ms") || !strcmp(a, "--fail-at-step") ||
                    !strcmp(a, "--comm-timeout") || !strcmp(a, "--bw-bytes")) {
             if (i + 1 >= argc)
                 return usage_error(a, "needs a value");
@@ -157,6 +172,9 @@ int worker_parse_args(int argc, char **argv, worker_options *opt, bool *exit_now
                   : !strcmp(a, "--comm-timeout")      ? &opt->comm_timeout_s
                   : !strcmp(a, "--bw-bytes")          ? &opt->bw_bytes
                   : !strcmp(a, "--reconnect-timeout") ? &opt->reconnect_timeout_s
+                  : !strcmp(a, "--connect-timeout")   ? &opt->connect_timeout_s
+                  : !strcmp(a, "--step-ms")           ? &opt->step_ms
+                  : !strcmp(a, "--fail-at-step")      ? &opt->fail_at_step
                                                       : &opt->assign_timeout_s;
             lo = !strcmp(a, "--heartbeat-timeout") || !strcmp(a, "--comm-timeout") ? 0.05 : 0;
             if (parse_number(a, v, lo, num))
@@ -185,6 +203,12 @@ int worker_parse_args(int argc, char **argv, worker_options *opt, bool *exit_now
         return usage_error("--bw-bytes needs a whole number of bytes, 0 or >= 4", NULL);
     if (opt->self_test && opt->dry_run)
         return usage_error("--self-test needs a GPU; drop --dry-run", NULL);
+    if ((opt->step_ms > 0 || opt->fail_at_step > 0) && !opt->dry_run)
+        return usage_error("--step-ms and --fail-at-step pace a dry run; add --dry-run", NULL);
+    if (opt->fail_at_step != (double)(long)opt->fail_at_step)
+        return usage_error("--fail-at-step needs a whole step number", NULL);
+    if (opt->reconnect_timeout_s < 0)
+        opt->reconnect_timeout_s = opt->connect_timeout_s;
     if (train_options_check(&opt->train, opt->dry_run, opt->self_test, err, sizeof err) != 0)
         return usage_error(err, NULL);
     // Launchers and units pass these in the environment; the token is kept
