@@ -41,8 +41,9 @@ static void usage(FILE *out)
             "reports the global batch's tokens over its step time) and the longest step time.\n"
             "Per rank: module, host/device, state, step, loss, tokens/s, step time and the\n"
             "age of its last heartbeat. While workers join, a bar shows joined/world. On a\n"
-            "terminal the view is redrawn in place every interval; otherwise (a pipe, a file)\n"
-            "one block is printed per interval, without escape codes.\n\n"
+            "terminal the view is redrawn in place every interval, with each module's recent\n"
+            "losses as a sparkline (gridd keeps the last 64 reports); otherwise (a pipe, a\n"
+            "file) one block is printed per interval, without escape codes.\n\n"
             "  --interval SECONDS  time between polls of gridd (default 2, at least 0.05)\n"
             "  --once              print one block (or JSON line) and exit\n"
             "  --json              one JSON object per line per poll (JSON lines):\n"
@@ -53,9 +54,10 @@ static void usage(FILE *out)
             "                      \"workers\": [{\"rank\", \"module\", \"host\", \"device\",\n"
             "                      \"state\", \"step\", \"loss\", \"tokens_per_s\",\n"
             "                      \"step_time_s\", \"last_heartbeat_ms\", \"self_test\"}]}\n"
-            "                      (null: no value yet); the last line, once the job is\n"
-            "                      gone, is {\"job\", \"state\": \"ended\"}\n\n"
-            "Watching ends when gridd no longer holds the job (cancelled or finished).\n"
+            "                      (null: no value yet); the last line is the job's\n"
+            "                      ended state (finished, failed, cancelled), or, if gridd\n"
+            "                      dropped the job meanwhile, {\"job\", \"state\": \"ended\"}\n\n"
+            "Watching ends when the job ends (its last view is shown) or gridd drops it.\n"
             "Exit status: 0 the job ended, --once printed, or interrupted (Ctrl-C); 1 no such\n"
             "job, or gridd not reachable or gone; 2 usage error.\n");
 }
@@ -152,7 +154,8 @@ static int terminal_rows(const watch_view *v)
     struct winsize ws;
     if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) || ws.ws_row == 0)
         return -1;
-    int head = v->plan.num_modules + 5 + (v->info->joined < v->info->world_size); // + joining bar
+    int head = v->plan.num_modules + 5 + (v->info->joined < v->info->world_size) + // joining bar
+               (v->info->ended_unix_ms != 0) + (v->sparklines ? v->plan.num_modules : 0);
     int rows = (int)ws.ws_row - head - 2; // the "more" line and the cursor's
     return rows > 1 ? rows : 1;
 }
@@ -217,11 +220,12 @@ static int watch_loop(int fd, int sig_fd, const char *path, const watch_args *a)
         } else if (watch_view_build(reply->job_info, &v, err, sizeof err)) {
             rc = ctl_fail(CTL_FAILED, CTL_ERR_BAD_REPLY, "hgridctl: %s", err);
         } else {
+            v.sparklines = tty;
             draw(&v, a, tty, !seen);
             watch_view_free(&v);
             seen = true;
-            if (a->once)
-                rc = 0;
+            if (a->once || reply->job_info->ended_unix_ms)
+                rc = 0; // the job ended: its last view is drawn
         }
         wire_free_envelope(reply);
         if (rc >= 0)

@@ -15,7 +15,8 @@ typedef struct {
     const Hgrid__WorkerInfo *info;
     long long rank;    // -1 before gridd assigned ranks
     int module;        // hg_module_id, -1 without a rank
-    bool has_loss;     // on the LLM's last pipeline stage: the ranks computing the loss
+    bool has_loss;     // on the LLM's last pipeline stage (the ranks computing the
+                       // loss) and reporting one (a dry run reports none)
     bool reported;     // sent a heartbeat
 } watch_rank;
 
@@ -36,6 +37,7 @@ typedef struct {
     hg_plan plan;
     watch_module modules[2]; // plan.num_modules of them, in plan order
     watch_rank *ranks;       // info->n_workers, in gridd's order
+    bool sparklines;         // the text shows each module's recent losses (a terminal)
 } watch_view;
 
 // Builds the view (info must outlive it). Returns 0, or -1 with a one-line
