@@ -26,6 +26,10 @@ CPU_TESTS += $(addprefix $(BUILD)/tests/,$(DAEMON_UNIT_TESTS)) tests/daemon_grid
 # Reliability drills (docs/RELIABILITY.md): gridd killed and restarted under
 # running workers; workers killed and frozen, timed; the job limit.
 CPU_TESTS += tests/daemon_restart.py tests/worker_failure.py tests/daemon_limits.py
+# Jobs that end (issue 21): finish, fail, --max-restarts, cancel, hgridctl wait,
+# --keep-finished, gridd restarted in each state, a worker started before
+# gridd, an srun-style launch, per-module progress in /metrics and watch.
+CPU_TESTS += tests/jobs_lifecycle.py
 
 $(addprefix $(BUILD)/tests/,$(DAEMON_UNIT_TESTS)): $(BUILD)/tests/%: $(BUILD)/tests/%.o \
 		$(DAEMON_CORE_LIB) $(WIRE_LIB) $(LAYOUT_LIB)

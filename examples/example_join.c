@@ -1,20 +1,23 @@
 // A training program's view of libhgrid, as small as it gets: join a job as
-// a dry-run worker, read the assignment, report progress until released.
+// a dry-run worker, read the assignment, report progress until released;
+// with STEPS, report done after that many steps and wait for the job's end.
 // Linked against the shared libhgrid (bin/libhgrid.so).
-//   usage: hgrid-example-join HOST:PORT JOB TOKEN
+//   usage: hgrid-example-join HOST:PORT JOB TOKEN [STEPS]
 // The host comes from $HGRID_HOSTNAME (else gethostname()), the device from
 // LOCAL_RANK (else SLURM_LOCALID, else 0).
 #include <poll.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "libhgrid/hgrid.h"
 
 int main(int argc, char **argv)
 {
-    if (argc != 4) {
-        fprintf(stderr, "usage: hgrid-example-join HOST:PORT JOB TOKEN\n");
+    if (argc != 4 && argc != 5) {
+        fprintf(stderr, "usage: hgrid-example-join HOST:PORT JOB TOKEN [STEPS]\n");
         return 2;
     }
+    uint64_t steps = argc == 5 ? strtoull(argv[4], NULL, 10) : 0;
     char err[512];
     hgrid_worker *w = hgrid_connect(argv[1], err, sizeof err);
     if (!w) {
@@ -47,12 +50,17 @@ int main(int argc, char **argv)
             step++;
             if (st == HGRID_OK)
                 st = hgrid_heartbeat(w, step, 1.0f / (float)step, 1000.0f);
+            if (st == HGRID_OK && steps && step >= steps) { // trained: the others may be too
+                st = hgrid_done(w, step);
+                if (st == HGRID_OK)
+                    st = hgrid_wait_end(w, 1000, -1);
+            }
         }
         if (st == HGRID_ABORTED)
             st = HGRID_OK; // wait for the next generation
     }
-    int rc = st == HGRID_RELEASED ? 0 : 1;
-    if (rc)
+    int rc = st == HGRID_RELEASED ? hgrid_job_outcome(w) == HGRID_OUTCOME_FAILED : 1;
+    if (st != HGRID_RELEASED)
         fprintf(stderr, "hgrid-example-join: %s\n", hgrid_error(w));
     else
         printf("released: %s\n", hgrid_reason(w));
