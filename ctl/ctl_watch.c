@@ -155,7 +155,7 @@ static int terminal_rows(const watch_view *v)
     if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) || ws.ws_row == 0)
         return -1;
     int head = v->plan.num_modules + 5 + (v->info->joined < v->info->world_size) + // joining bar
-               (v->info->ended_unix_ms != 0) + (v->sparklines ? v->plan.num_modules : 0);
+               (v->info->ended_unix_ms != 0) + watch_view_sparkline_lines(v);
     int rows = (int)ws.ws_row - head - 2; // the "more" line and the cursor's
     return rows > 1 ? rows : 1;
 }

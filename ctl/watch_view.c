@@ -144,6 +144,14 @@ static const Hgrid__ModuleProgress *progress_of(const Hgrid__JobInfo *info, hg_m
     return NULL;
 }
 
+int watch_view_sparkline_lines(const watch_view *v)
+{
+    int n = 0;
+    for (int i = 0; v->sparklines && i < v->plan.num_modules; i++)
+        n += progress_of(v->info, v->modules[i].id) != NULL;
+    return n;
+}
+
 // Per module with a loss: its recent losses as a sparkline, scaled from
 // their lowest to their highest, then the first and last of them.
 static void text_sparklines(const watch_view *v, FILE *out, const char *eol)

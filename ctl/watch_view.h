@@ -48,6 +48,8 @@ void watch_view_free(watch_view *v);
 // The text block: a heading, the module summaries and at most max_rows
 // rank rows (-1: all), each line ended by eol.
 void watch_view_text(const watch_view *v, FILE *out, int max_rows, const char *eol);
+// Lines the sparklines take in the text (when v->sparklines).
+int watch_view_sparkline_lines(const watch_view *v);
 // One JSON object on one line.
 void watch_view_json(const watch_view *v, FILE *out);
 

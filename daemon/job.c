@@ -200,7 +200,8 @@ static void start_generation(job *j)
     j->assigned = 0;
     j->ready = 0;
     j->whole_at = gridd_now_ms();
-    memset(j->ranks, 0, sizeof *j->ranks * (size_t)j->plan.world_size);
+    for (int s = 0; s < j->plan.world_size; s++)
+        j->ranks[s].done = false;
     j->num_done = 0;
     Hgrid__Envelope env;
     Hgrid__MintRequest req;
@@ -256,7 +257,8 @@ void job_abort_generation(job *j, const char *reason, const conn *skip)
         return;
     }
     j->state = JOB_WAITING;
-    memset(j->ranks, 0, sizeof *j->ranks * (size_t)j->plan.world_size);
+    for (int s = 0; s < j->plan.world_size; s++)
+        j->ranks[s].done = false;
     j->num_done = 0;
     j->mint_pending = 0;
     j->assigned = 0;

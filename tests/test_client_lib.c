@@ -566,6 +566,33 @@ static void test_defaults(void)
     CHECK_EQ(hgrid_launcher_rank(), 11);
 }
 
+// Coordinator addresses: the port defaults to 7420 (hgrid-worker
+// --coordinator HOST); malformed ones are refused.
+static void test_split_coordinator(void)
+{
+    static const struct {
+        const char *addr, *host, *port;
+    } ok[] = {{"head:7421", "head", "7421"}, {"head", "head", "7420"},
+              {"10.0.0.1", "10.0.0.1", "7420"}, {"[::1]:9", "::1", "9"},
+              {"[fe80::1]", "fe80::1", "7420"}, {"fe80::1", "fe80::1", "7420"}};
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        char host[64] = "", port[8] = "";
+        int rc = hgrid_split_coordinator(ok[i].addr, host, sizeof host, port, sizeof port);
+        CHECK(rc == 0 && !strcmp(host, ok[i].host) && !strcmp(port, ok[i].port),
+              "%s -> %s %s (rc %d)", ok[i].addr, host, port, rc);
+    }
+    static const char *const bad[] = {"", "head:", ":7420", "head:0", "head:65536", "head:x",
+                                      "[::1", "[::1]x", "[]:7420"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char host[64], port[8];
+        CHECK(hgrid_split_coordinator(bad[i], host, sizeof host, port, sizeof port) == -1,
+              "'%s' is refused", bad[i]);
+    }
+    char err[256];
+    CHECK(hgrid_connect_wait("head:0", 5, err, sizeof err) == NULL && strstr(err, "is not HOST"),
+          "a malformed address fails at once: %s", err);
+}
+
 int main(void)
 {
     fake_gridd g;
@@ -579,6 +606,7 @@ int main(void)
     test_reconnect_waiting(&g);
     test_hello_needs_job_and_token(&g);
     test_defaults();
+    test_split_coordinator();
     close(g.listen_fd);
     return check_summary("test_client_lib");
 }
