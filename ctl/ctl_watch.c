@@ -154,8 +154,9 @@ static int terminal_rows(const watch_view *v)
     struct winsize ws;
     if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) || ws.ws_row == 0)
         return -1;
-    int head = v->plan.num_modules + 5 + (v->info->joined < v->info->world_size) + // joining bar
-               (v->info->ended_unix_ms != 0) + watch_view_sparkline_lines(v);
+    bool joining = v->info->joined < v->info->world_size && !v->info->ended_unix_ms;
+    int head = v->plan.num_modules + 5 + joining + (v->info->ended_unix_ms != 0) +
+               watch_view_sparkline_lines(v);
     int rows = (int)ws.ws_row - head - 2; // the "more" line and the cursor's
     return rows > 1 ? rows : 1;
 }

@@ -216,7 +216,7 @@ void watch_view_text(const watch_view *v, FILE *out, int max_rows, const char *e
     const Hgrid__JobInfo *info = v->info;
     fprintf(out, "job %s: %s, generation %llu, joined %u/%u%s", info->job, info->state,
             (unsigned long long)info->generation, info->joined, info->world_size, eol);
-    if (info->joined < info->world_size)
+    if (info->joined < info->world_size && !info->ended_unix_ms)
         text_joining(info, out, eol);
     if (info->ended_unix_ms) {
         char end[320];
