@@ -251,8 +251,8 @@ void job_abort_generation(job *j, const char *reason, const conn *skip)
     uint64_t gen = j->rec.generation;
     if (gen > (uint64_t)j->srv->opt.max_restarts) {
         char why[STATE_REASON_MAX + 1];
-        snprintf(why, sizeof why, "generation %llu aborted (%.160s) after %d restarts "
-                 "(--max-restarts)", (unsigned long long)gen, reason, j->srv->opt.max_restarts);
+        snprintf(why, sizeof why, "generation %llu aborted (%.160s); --max-restarts %d reached",
+                 (unsigned long long)gen, reason, j->srv->opt.max_restarts);
         job_end(j, HGRID__OUTCOME__OUTCOME_FAILED, why);
         return;
     }
