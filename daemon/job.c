@@ -190,7 +190,7 @@ static bool id_arrived(job *j, int id)
     return true;
 }
 
-static void start_generation(job *j)
+void job_start_generation(job *j)
 {
     uint64_t gen = ++j->rec.generation;
     j->srv->metrics.generations_started++;
@@ -392,7 +392,7 @@ void job_joined(job *j, conn *c, const Hgrid__Resume *resume)
             ((conn *)r->slots[s].conn)->slot = s;
         gridd_log_at(GRIDD_NOTICE, j, -1, "ranks assigned hosts=%d", r->num_hosts);
     }
-    start_generation(j);
+    job_start_generation(j);
 }
 
 void job_worker_gone(conn *c, const char *why)

@@ -74,6 +74,8 @@ void job_end(job *j, Hgrid__Outcome outcome, const char *reason);
 void job_release_late(job *j, conn *c);
 void job_done(conn *c, const Hgrid__Done *done);
 void job_failure(conn *c, const Hgrid__Failure *failure);
+// Mints and assigns the next generation (the worker set is whole).
+void job_start_generation(job *j);
 // Aborts the generation (every connected worker but skip gets Abort) and
 // waits for the worker set to be whole again; past --max-restarts the job
 // fails instead.

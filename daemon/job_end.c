@@ -133,4 +133,6 @@ void job_failure(conn *c, const Hgrid__Failure *f)
         return;
     }
     job_abort_generation(j, reason, NULL);
+    if (!job_ended(j) && roster_full(r)) // nobody left: the next generation at once
+        job_start_generation(j);
 }

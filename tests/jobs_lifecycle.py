@@ -10,7 +10,9 @@ one rank done, finished, failed, cancelled) keeps each one; a `wait` running
 through the restart still returns the outcome. A worker started 2 s before
 gridd joins once gridd listens. /metrics exports per job and module the
 latest step, loss and tokens/s and counts ended jobs; dry runs report no
-loss; `hgridctl watch` on a terminal draws the loss sparkline. Stdlib only."""
+loss; `hgridctl watch` on a terminal draws the loss sparkline. By hand on
+the wire: Failure with retry starts the next generation, Done before Ready
+is refused, a Hello for an ended job gets its Release. Stdlib only."""
 import json
 import os
 import pty
@@ -26,6 +28,12 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from checks import check, summary  # noqa: E402
+import daemon_gridd as d  # noqa: E402  (the raw gridd client and protobuf helpers)
+
+d.check = check  # its checks count here
+d.MSG.update(done=60, failure=61)
+d.MSG_NAME.update({60: "done", 61: "failure"})
+OUTCOME_FAILED = 61
 
 BIN = os.environ.get("HGRID_BIN", "bin")
 HB = 3.0      # gridd's --heartbeat-timeout (the example program beats every second)
@@ -393,6 +401,39 @@ def metrics_and_watch(g):
     check(sample(text, "gridd_jobs_ended_total", outcome="cancelled") == 1, "metrics: cancelled counted")
 
 
+def raw_protocol(g):
+    """By hand: a Failure that a restart may cure starts the next generation at
+    once; Done before Ready is refused; past --max-restarts the job fails and
+    a Hello for it gets its Release with the outcome."""
+    g.submit("raw")
+    peers = d.join_all(g, "raw", "tok", [("r", 0), ("r", 1)])
+    got, _ = d.rendezvous(peers, 1)
+    check(len(got) == 2, "raw: generation 1 assigned")
+    for p in peers:
+        p.send(d.frame("ready", d.fv(1, 1)))
+    peers[1].send(d.frame("failure", d.fv(1, 1) + d.fb(2, b"nccl timeout") + d.fv(3, 1)))
+    aborts = [p.recv() for p in peers]
+    check(all(k == "abort" and b"rank 1 (r/1) failed: nccl timeout" in d.one(f, 2, b"")
+              for k, f in aborts), f"raw: Failure(retry) aborts the generation: {aborts}")
+    got, _ = d.rendezvous(peers, 2)
+    check(len(got) == 2, "raw: generation 2 forms at once (nobody left)")
+    peers[0].send(d.frame("done", d.fv(1, 2) + d.fv(2, 7)))
+    code, msg, closed = peers[0].error()
+    check(code == "BAD_REQUEST" and "Done from rank" in msg and "before its Ready" in msg and closed,
+          f"raw: Done before Ready is refused: {code} {msg} {closed}")
+    kind, f = peers[1].recv()
+    check(kind == "release" and d.one(f, 60) == OUTCOME_FAILED and
+          b"--max-restarts 1 reached" in d.one(f, 1, b""),
+          f"raw: rank 0 lost in generation 2 fails the job (--max-restarts 1): {kind} {f}")
+    late = d.Peer(g.port)
+    late.hello("raw", "tok", "r", 5)
+    kind, f = late.recv()
+    check(kind == "release" and d.one(f, 60) == OUTCOME_FAILED and late.recv()[0] == "eof",
+          f"raw: a Hello for the failed job gets its Release: {kind} {f}")
+    for p in peers + [late]:
+        p.close()
+
+
 def main():
     with tempfile.TemporaryDirectory(prefix="hgrid-jobs-") as tmp:
         g = Gridd(tmp, free_port(), ["--max-restarts", "1"])
@@ -402,6 +443,7 @@ def main():
             fail(g)
             restarts(g)
             cancel(g)
+            raw_protocol(g)
             restart_in_each_state(g, fin_ended)
             retention(g)
             early_worker(g)
