@@ -348,6 +348,7 @@ void watch_view_json(const watch_view *v, FILE *out)
     ctl_json_job_head(&w, info);
     json_key(&w, "joined");
     json_int(&w, info->joined);
+    ctl_json_job_end(&w, info);
     json_key(&w, "modules");
     json_modules(v, &w);
     json_key(&w, "workers");

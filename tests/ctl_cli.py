@@ -25,7 +25,7 @@ WORKER = os.path.join(d.BIN, "hgrid-worker")
 LAYOUT = ["--encoder-tp", "2", "--encoder-dp", "2", "--llm-tp", "2", "--llm-pp", "2",
           "--llm-dp", "1", "--micro-batch-size", "2"]
 JOB_HEAD = ["job", "state", "generation", "world_size"]
-WATCH_KEYS = JOB_HEAD + ["joined", "modules", "workers"]
+WATCH_KEYS = JOB_HEAD + ["joined", "ended_unix_ms", "reason", "modules", "workers"]
 WATCH_WORKER = ["rank", "module", "host", "device", "state", "step", "loss", "tokens_per_s",
                 "step_time_s", "last_heartbeat_ms", "self_test"]
 

@@ -93,8 +93,9 @@ def test_exact(g):
                        and all(w["step"] is not None for w in watch_json(g, "hb")["workers"])),
             "every heartbeat arrived")
     v = watch_json(g, "hb")
-    d.check(list(v.keys()) == ["job", "state", "generation", "world_size", "joined", "modules",
-                               "workers"], "json keys: %s" % list(v.keys()))
+    d.check(list(v.keys()) == ["job", "state", "generation", "world_size", "joined",
+                               "ended_unix_ms", "reason", "modules", "workers"]
+            and v["ended_unix_ms"] is None and v["reason"] == "", "json keys: %s" % list(v.keys()))
     enc, llm = v["modules"]
     d.check(enc == {"module": "encoder", "first_rank": 0, "num_ranks": 2, "reporting": 2,
                     "step": 41, "loss": None, "loss_ranks": 0, "tokens_per_s": 1000,
