@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ctl/ctl_jobs.h"
+
 #define CELL_LEN 48
 #define HOST_WIDTH_MAX 24 // longer host names are cut, ending in '~'
 #define LOST_LISTED 8     // lost workers named one by one
@@ -170,6 +172,11 @@ static void write_heading(const Hgrid__JobInfo *info, const hg_plan *plan, FILE 
 {
     fprintf(out, "job %s: %s, generation %llu, joined %u/%u\n", info->job, info->state,
             (unsigned long long)info->generation, info->joined, info->world_size);
+    if (info->ended_unix_ms) {
+        char end[320];
+        ctl_format_end(info, end, sizeof end);
+        fprintf(out, "%s\n", end);
+    }
     for (int i = 0; i < plan->num_modules; i++) {
         const hg_module_grid *m = &plan->modules[i];
         fprintf(out, "%-8s ranks %d-%d: tp %d, dp %d, pp %d", m->name,
@@ -186,20 +193,21 @@ static void write_heading(const Hgrid__JobInfo *info, const hg_plan *plan, FILE 
 // Worker counts by state, the lost ones named, and those not joined yet.
 static void write_states(const Hgrid__JobInfo *info, FILE *out)
 {
-    static const char *states[] = {"joined", "assigned", "ready", "lost"};
-    size_t counts[4] = {0}, other = 0;
+    static const char *states[] = {"joined", "assigned", "ready", "done", "released", "lost"};
+    enum { NUM_STATES = sizeof states / sizeof states[0], LOST = NUM_STATES - 1 };
+    size_t counts[NUM_STATES] = {0}, other = 0;
     for (size_t i = 0; i < info->n_workers; i++) {
         size_t s = 0;
-        while (s < 4 && strcmp(info->workers[i]->state, states[s]) != 0)
+        while (s < NUM_STATES && strcmp(info->workers[i]->state, states[s]) != 0)
             s++;
-        if (s < 4)
+        if (s < NUM_STATES)
             counts[s]++;
         else
             other++;
     }
     fprintf(out, "workers:");
     const char *sep = " ";
-    for (size_t s = 0; s < 4; s++) {
+    for (size_t s = 0; s < NUM_STATES; s++) {
         if (counts[s]) {
             fprintf(out, "%s%zu %s", sep, counts[s], states[s]);
             sep = ", ";
@@ -214,12 +222,12 @@ static void write_states(const Hgrid__JobInfo *info, FILE *out)
         fprintf(out, " none");
     fputc('\n', out);
     size_t listed = 0;
-    for (size_t i = 0; i < info->n_workers && counts[3]; i++) {
+    for (size_t i = 0; i < info->n_workers && counts[LOST]; i++) {
         const Hgrid__WorkerInfo *w = info->workers[i];
         if (strcmp(w->state, "lost") != 0)
             continue;
         if (listed++ == LOST_LISTED) {
-            fprintf(out, " ... (%zu lost in all)", counts[3]);
+            fprintf(out, " ... (%zu lost in all)", counts[LOST]);
             break;
         }
         fprintf(out, "%s rank %lld on %s/%u", listed == 1 ? "lost:" : ",", rank_of(w), w->host,

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "ctl/ctl_conn.h"
 #include "ctl/ctl_error.h"
@@ -30,7 +31,9 @@ int ctl_parse_job_args(const job_command *cmd, int argc, char **argv, const cli_
              cmd->options, cmd->help);
     const cli_spec spec = {
         .program = program, .usage = usage, .opts = table, .max_operands = 1,
-        .epilog = "Exit status: 0 ok, 1 refused by gridd or gridd not reachable, 2 usage error.\n"};
+        .epilog = cmd->exit_status ? cmd->exit_status
+                                   : "Exit status: 0 ok, 1 refused by gridd or gridd not "
+                                     "reachable, 2 usage error.\n"};
     char err[256], *operand;
     int n_operands;
     switch (cli_parse(&spec, argc, argv, &operand, &n_operands, err, sizeof err)) {
@@ -66,6 +69,36 @@ void ctl_json_job_head(json_writer *w, const Hgrid__JobInfo *info)
     json_int(w, info->world_size);
 }
 
+void ctl_json_job_end(json_writer *w, const Hgrid__JobInfo *info)
+{
+    json_key(w, "ended_unix_ms");
+    if (info->ended_unix_ms)
+        json_int(w, info->ended_unix_ms);
+    else
+        json_null(w);
+    json_key(w, "reason");
+    json_string(w, info->end_reason);
+}
+
+void ctl_format_time(int64_t unix_ms, char *buf, size_t len)
+{
+    time_t t = (time_t)(unix_ms / 1000);
+    struct tm tm;
+    if (!unix_ms || !gmtime_r(&t, &tm) || !strftime(buf, len, "%Y-%m-%d %H:%M:%S UTC", &tm))
+        snprintf(buf, len, "-");
+}
+
+void ctl_format_end(const Hgrid__JobInfo *info, char *buf, size_t len)
+{
+    if (!info->ended_unix_ms) {
+        snprintf(buf, len, "%s", info->state);
+        return;
+    }
+    char when[64];
+    ctl_format_time(info->ended_unix_ms, when, sizeof when);
+    snprintf(buf, len, "%s at %s: %s", info->state, when, info->end_reason);
+}
+
 Hgrid__Envelope *ctl_fetch_job(const ctl_options *opt, const char *job)
 {
     Hgrid__Envelope env;
@@ -80,12 +113,17 @@ static const job_command status_cmd = {
     "status", "",
     "Shows how far a job got: workers joined, generation, state, and per rank its\n"
     "heartbeat age, step, loss and throughput, and its self-test per group.\n",
-    "the object one line of 'hgridctl watch JOB --json' holds"};
+    "the object one line of 'hgridctl watch JOB --json' holds", NULL};
 
 static void write_status_text(const Hgrid__JobInfo *info)
 {
     printf("job %s: %s, generation %llu, joined %u/%u\n", info->job, info->state,
            (unsigned long long)info->generation, info->joined, info->world_size);
+    if (info->ended_unix_ms) {
+        char end[320];
+        ctl_format_end(info, end, sizeof end);
+        printf("%s\n", end);
+    }
     for (size_t i = 0; i < info->n_workers; i++) {
         const Hgrid__WorkerInfo *w = info->workers[i];
         char age[32];
@@ -135,8 +173,10 @@ int ctl_status(const ctl_options *opt, int argc, char **argv)
 // ---- cancel
 
 static const job_command cancel_cmd = {
-    "cancel", "", "Cancels a job: gridd releases its workers (they exit 0) and forgets it.\n",
-    "{\"job\", \"state\": \"cancelled\", \"message\"}"};
+    "cancel", "",
+    "Cancels a job: gridd releases its workers (they exit 0) and keeps it listed as\n"
+    "cancelled for its --keep-finished. Cancelling a job that already ended removes it.\n",
+    "{\"job\", \"state\": \"cancelled\", \"message\"}", NULL};
 
 int ctl_cancel(const ctl_options *opt, int argc, char **argv)
 {
@@ -188,6 +228,7 @@ static void write_list_json(const Hgrid__JobList *jl)
         ctl_json_job_head(&w, jl->jobs[i]);
         json_key(&w, "joined");
         json_int(&w, jl->jobs[i]->joined);
+        ctl_json_job_end(&w, jl->jobs[i]);
         json_end_object(&w);
     }
     json_end_array(&w);
@@ -201,13 +242,16 @@ int ctl_list(const ctl_options *opt, int argc, char **argv)
     const cli_opt opts[] = {
         CLI_OPT_SWITCH("json", &json,
                        "{\"jobs\": [{\"job\", \"state\", \"generation\", \"world_size\",\n"
-                       "\"joined\"}]}"),
+                       "\"joined\", \"ended_unix_ms\", \"reason\"}]} (ended_unix_ms null\n"
+                       "while it runs)"),
         CLI_OPT_END,
     };
     const cli_spec spec = {
         .program = "hgridctl list",
         .usage = "usage: hgridctl list [--json]\n"
-                 "Lists gridd's jobs: state, generation, workers joined.\n",
+                 "Lists gridd's jobs: state (waiting, minting, assigned, running, resuming;\n"
+                 "ended: finished, failed, cancelled), generation, workers joined, and when\n"
+                 "an ended job ended (gridd keeps it for its --keep-finished).\n",
         .opts = opts,
         .epilog = "Exit status: 0 ok, 1 gridd not reachable, 2 usage error.\n"};
     char err[256];
@@ -231,13 +275,15 @@ int ctl_list(const ctl_options *opt, int argc, char **argv)
     if (json) {
         write_list_json(jl);
     } else {
-        printf("%-24s %-9s %10s %13s\n", "job", "state", "generation", "joined/world");
+        printf("%-24s %-9s %10s %13s  %s\n", "job", "state", "generation", "joined/world",
+               "ended");
         for (size_t i = 0; i < jl->n_jobs; i++) {
-            char joined[32];
+            char joined[32], ended[64];
             snprintf(joined, sizeof joined, "%u/%u", jl->jobs[i]->joined,
                      jl->jobs[i]->world_size);
-            printf("%-24s %-9s %10llu %13s\n", jl->jobs[i]->job, jl->jobs[i]->state,
-                   (unsigned long long)jl->jobs[i]->generation, joined);
+            ctl_format_time(jl->jobs[i]->ended_unix_ms, ended, sizeof ended);
+            printf("%-24s %-9s %10llu %13s  %s\n", jl->jobs[i]->job, jl->jobs[i]->state,
+                   (unsigned long long)jl->jobs[i]->generation, joined, ended);
         }
         if (jl->n_jobs == 0)
             printf("(no jobs: hgridctl submit --job NAME [layout flags] adds one)\n");

@@ -29,7 +29,7 @@ static void classify(const hg_plan *plan, const Hgrid__WorkerInfo *w, watch_rank
     hg_coords c;
     hg_module_coords(llm, (int)r->rank, &c);
     r->has_loss = (mods[0] == llm || (n == 2 && mods[1] == llm)) &&
-                  c.pp == llm->dense[HG_DIM_PP] - 1;
+                  c.pp == llm->dense[HG_DIM_PP] - 1 && w->has_loss;
 }
 
 static void summarize(watch_view *v, int n)
@@ -146,6 +146,50 @@ static void text_modules(const watch_view *v, FILE *out, const char *eol)
     }
 }
 
+// gridd's recent losses of a module (by its kind), oldest first; NULL when none.
+static const Hgrid__ModuleProgress *progress_of(const Hgrid__JobInfo *info, hg_module_id id)
+{
+    Hgrid__Module want = id == HG_MODULE_LLM ? HGRID__MODULE__MODULE_LLM
+                                             : HGRID__MODULE__MODULE_ENCODER;
+    for (size_t i = 0; i < info->n_modules; i++)
+        if (info->modules[i]->module == want && info->modules[i]->n_recent_loss > 0)
+            return info->modules[i];
+    return NULL;
+}
+
+int watch_view_sparkline_lines(const watch_view *v)
+{
+    int n = 0;
+    for (int i = 0; v->sparklines && i < v->plan.num_modules; i++)
+        n += progress_of(v->info, v->plan.modules[i].id) != NULL;
+    return n;
+}
+
+// Per module with a loss: its recent losses as a sparkline, scaled from
+// their lowest to their highest, then the first and last of them.
+static void text_sparklines(const watch_view *v, FILE *out, const char *eol)
+{
+    static const char *const bars[] = {"\u2581", "\u2582", "\u2583", "\u2584",
+                                       "\u2585", "\u2586", "\u2587", "\u2588"};
+    for (int i = 0; i < v->plan.num_modules; i++) {
+        const Hgrid__ModuleProgress *p = progress_of(v->info, v->plan.modules[i].id);
+        if (!p)
+            continue;
+        float lo = p->recent_loss[0], hi = lo;
+        for (size_t k = 1; k < p->n_recent_loss; k++) {
+            lo = p->recent_loss[k] < lo ? p->recent_loss[k] : lo;
+            hi = p->recent_loss[k] > hi ? p->recent_loss[k] : hi;
+        }
+        fprintf(out, "%-8s loss ", module_name(v, i));
+        for (size_t k = 0; k < p->n_recent_loss; k++) {
+            int b = hi > lo ? (int)((p->recent_loss[k] - lo) / (hi - lo) * 7.0f + 0.5f) : 0;
+            fputs(bars[b < 0 ? 0 : b > 7 ? 7 : b], out);
+        }
+        fprintf(out, " %.4f .. %.4f (last %zu reports)%s", (double)p->recent_loss[0],
+                (double)p->recent_loss[p->n_recent_loss - 1], p->n_recent_loss, eol);
+    }
+}
+
 static void text_rank(const watch_view *v, const watch_rank *r, FILE *out, int host_width,
                       const char *eol)
 {
@@ -192,10 +236,17 @@ void watch_view_text(const watch_view *v, FILE *out, int max_rows, const char *e
     const Hgrid__JobInfo *info = v->info;
     fprintf(out, "job %s: %s, generation %llu, joined %u/%u%s", info->job, info->state,
             (unsigned long long)info->generation, info->joined, info->world_size, eol);
-    if (info->joined < info->world_size)
+    if (info->joined < info->world_size && !info->ended_unix_ms)
         text_joining(info, out, eol);
+    if (info->ended_unix_ms) {
+        char end[320];
+        ctl_format_end(info, end, sizeof end);
+        fprintf(out, "%s%s", end, eol);
+    }
     fprintf(out, "%s", eol);
     text_modules(v, out, eol);
+    if (v->sparklines)
+        text_sparklines(v, out, eol);
     fprintf(out, "%s", eol);
     int host_width = (int)strlen("host/device");
     for (size_t k = 0; k < info->n_workers; k++) {
@@ -324,6 +375,7 @@ void watch_view_json(const watch_view *v, FILE *out)
     ctl_json_job_head(&w, info);
     json_key(&w, "joined");
     json_int(&w, info->joined);
+    ctl_json_job_end(&w, info);
     json_key(&w, "modules");
     json_modules(v, &w);
     json_key(&w, "workers");

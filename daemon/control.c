@@ -42,6 +42,21 @@ static void reply_error(conn *c, Hgrid__ErrorCode code, const char *fmt, ...)
     conn_send(c, &env);
 }
 
+// Makes room for a new job at --max-jobs: the ended job that ended first
+// goes before its --keep-finished is up.
+static void drop_oldest_ended(server *srv)
+{
+    job *oldest = NULL;
+    for (job *j = srv->jobs; j; j = j->next)
+        if (job_ended(j) && (!oldest || j->rec.ended_unix_ms < oldest->rec.ended_unix_ms))
+            oldest = j;
+    if (!oldest)
+        return;
+    gridd_log_at(GRIDD_NOTICE, oldest, -1, "ended job dropped early to make room (--max-jobs %d)",
+                 srv->opt.max_jobs);
+    job_remove(srv, oldest);
+}
+
 static void submit(conn *c, const Hgrid__SubmitJob *s)
 {
     server *srv = c->srv;
@@ -67,11 +82,17 @@ static void submit(conn *c, const Hgrid__SubmitJob *s)
                     s->job, err);
         return;
     }
-    if (job_find(srv, s->job)) {
+    job *old = job_find(srv, s->job);
+    if (old && !job_ended(old)) {
         reply_error(c, HGRID__ERROR_CODE__ERROR_JOB_EXISTS,
-                    "job %s exists; cancel it first or pick another name", s->job);
+                    "job %s exists (%s); cancel it first or pick another name", s->job,
+                    job_state_name(old->state));
         return;
     }
+    if (old) // an ended job's name is free again
+        job_remove(srv, old);
+    if (srv->num_jobs >= srv->opt.max_jobs)
+        drop_oldest_ended(srv);
     if (srv->num_jobs >= srv->opt.max_jobs) {
         reply_error(c, HGRID__ERROR_CODE__ERROR_LIMIT,
                     "job %s: gridd holds its limit of %d jobs (--max-jobs); cancel one, or "
@@ -110,6 +131,46 @@ static void fill_info(const job *j, Hgrid__JobInfo *info)
     info->world_size = (uint32_t)j->plan.world_size;
     info->joined = (uint32_t)j->rec.roster.live;
     info->layout = (Hgrid__Layout *)&j->wire.layout;
+    info->ended_unix_ms = j->rec.ended_unix_ms;
+    info->end_reason = (char *)j->rec.end_reason;
+    info->done = (uint32_t)j->num_done;
+    info->max_restarts = (uint32_t)j->srv->opt.max_restarts;
+}
+
+// Each module's progress and recent losses (oldest first) into mp, pointed
+// to by info; losses holds the copies.
+static void fill_progress(const job *j, Hgrid__JobInfo *info, Hgrid__ModuleProgress mp[2],
+                          Hgrid__ModuleProgress *ptrs[2], float losses[2][JOB_LOSS_HISTORY])
+{
+    metrics_module m[2];
+    int n;
+    job_progress(j, m, &n);
+    for (int i = 0; i < n; i++) {
+        const job_loss_history *h = &j->history[i];
+        hgrid__module_progress__init(&mp[i]);
+        mp[i].module = j->plan.modules[i].id == HG_MODULE_LLM ? HGRID__MODULE__MODULE_LLM
+                                                              : HGRID__MODULE__MODULE_ENCODER;
+        mp[i].step = m[i].step;
+        mp[i].has_loss = m[i].loss_ranks > 0;
+        mp[i].loss = (float)m[i].loss;
+        mp[i].tokens_per_s = (float)m[i].tokens_per_s;
+        for (int k = 0; k < h->count; k++)
+            losses[i][k] = h->loss[(h->next - h->count + k + JOB_LOSS_HISTORY) % JOB_LOSS_HISTORY];
+        mp[i].n_recent_loss = (size_t)h->count;
+        mp[i].recent_loss = losses[i];
+        ptrs[i] = &mp[i];
+    }
+    info->n_modules = (size_t)n;
+    info->modules = ptrs;
+}
+
+// A worker's state as hgridctl shows it: done once it reported Done; in an
+// ended job the others were released.
+static const char *worker_state(const job *j, int s)
+{
+    if (j->ranks[s].done && j->rec.roster.assigned)
+        return "done";
+    return job_ended(j) ? "released" : slot_state_name(j->rec.roster.slots[s].state);
 }
 
 static void list(conn *c)
@@ -153,8 +214,9 @@ static void attach_self_test(const job *j, const roster_slot *slot, Hgrid__Worke
     }
 }
 
-static void show(conn *c, const char *name)
+static void show(conn *c, const Hgrid__ShowJob *req)
 {
+    const char *name = req->job;
     job *j = job_find(c->srv, name);
     if (!j) {
         reply_error(c, HGRID__ERROR_CODE__ERROR_UNKNOWN_JOB, "no job named '%.64s' (see hgridctl list)",
@@ -162,6 +224,16 @@ static void show(conn *c, const char *name)
         return;
     }
     const roster *r = &j->rec.roster;
+    if (req->brief) {
+        Hgrid__Envelope env;
+        Hgrid__JobInfo info;
+        wire_envelope_init(&env);
+        fill_info(j, &info);
+        env.msg_case = HGRID__ENVELOPE__MSG_JOB_INFO;
+        env.job_info = &info;
+        conn_send(c, &env);
+        return;
+    }
     Hgrid__WorkerInfo *w = calloc((size_t)r->world_size, sizeof *w);
     Hgrid__WorkerInfo **ptrs = calloc((size_t)r->world_size, sizeof *ptrs);
     Hgrid__SelfTestReport **reports = calloc((size_t)r->world_size, sizeof *reports);
@@ -179,7 +251,9 @@ static void show(conn *c, const char *name)
             w[n].rank = r->assigned ? (uint32_t)s : UINT32_MAX;
             w[n].host = (char *)roster_host_name(r, slot->host);
             w[n].device = (uint32_t)slot->device;
-            w[n].state = (char *)slot_state_name(slot->state);
+            w[n].state = (char *)worker_state(j, s);
+            w[n].done = r->assigned && j->ranks[s].done;
+            w[n].has_loss = r->assigned && j->ranks[s].has_loss && slot->last_heartbeat;
             w[n].last_heartbeat_ms = slot->last_heartbeat ? now - slot->last_heartbeat : -1;
             w[n].step = slot->step;
             w[n].loss = slot->loss;
@@ -191,8 +265,11 @@ static void show(conn *c, const char *name)
         }
         Hgrid__Envelope env;
         Hgrid__JobInfo info;
+        Hgrid__ModuleProgress mp[2], *mp_ptrs[2];
+        static float losses[2][JOB_LOSS_HISTORY];
         wire_envelope_init(&env);
         fill_info(j, &info);
+        fill_progress(j, &info, mp, mp_ptrs, losses);
         info.n_workers = n;
         info.workers = ptrs;
         env.msg_case = HGRID__ENVELOPE__MSG_JOB_INFO;
@@ -216,8 +293,17 @@ static void cancel(conn *c, const char *name)
         return;
     }
     char message[160];
-    snprintf(message, sizeof message, "job %s cancelled", j->rec.name);
-    job_cancel(c->srv, j, "job cancelled");
+    if (job_ended(j)) {
+        snprintf(message, sizeof message, "job %s had ended (%s); removed", j->rec.name,
+                 job_state_name(j->state));
+        gridd_log_at(GRIDD_NOTICE, j, -1, "ended job removed by hgridctl cancel");
+        job_remove(c->srv, j);
+        jobs_save(c->srv);
+    } else {
+        snprintf(message, sizeof message, "job %s cancelled; its workers were released",
+                 j->rec.name);
+        job_end(j, HGRID__OUTCOME__OUTCOME_CANCELLED, "cancelled by hgridctl cancel");
+    }
     reply_ok(c, message);
 }
 
@@ -231,7 +317,7 @@ void control_handle(conn *c, const Hgrid__Envelope *env)
         list(c);
         break;
     case HGRID__ENVELOPE__MSG_SHOW:
-        show(c, env->show->job);
+        show(c, env->show);
         break;
     case HGRID__ENVELOPE__MSG_CANCEL:
         cancel(c, env->cancel->job);

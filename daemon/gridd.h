@@ -20,6 +20,8 @@
 #define GRIDD_SELF_TEST_MAX 16384       // largest SelfTestReport kept per worker (bytes)
 #define GRIDD_MAX_PENDING 1024          // default cap on connections without an accepted Hello
 #define GRIDD_REFUSAL_LOG_MS 1000       // refusals and Hello timeouts: one log line per period
+#define GRIDD_KEEP_FINISHED_S 3600      // default --keep-finished
+#define GRIDD_MAX_RESTARTS 10           // default --max-restarts
 
 typedef struct {
     const char *listen;        // HOST:PORT for workers
@@ -30,6 +32,8 @@ typedef struct {
     double ready_timeout;      // seconds from Assignment to Ready (communicator setup)
     double hello_timeout;      // seconds
     double resume_timeout;     // seconds after a restart for a running generation's workers to return
+    double keep_finished;      // seconds an ended job stays listed
+    int max_restarts;          // generations after the first before a job fails
     int max_jobs;
     uint32_t max_frame;        // bytes
     int max_connections;

@@ -9,7 +9,8 @@
 
 const char *job_state_name(job_state s)
 {
-    static const char *names[] = {"waiting", "minting", "assigned", "running", "resuming"};
+    static const char *names[] = {"waiting",  "minting", "assigned", "running",
+                                  "resuming", "finished", "failed",  "cancelled"};
     return names[s];
 }
 
@@ -39,10 +40,12 @@ job *job_create(server *srv, const job_record *rec, const hg_plan *plan)
     j->ids = malloc((size_t)j->mint.num_ids * MINT_ID_BYTES + 1);
     j->missing = malloc(sizeof *j->missing * world);
     j->members = malloc(sizeof *j->members * world);
-    if (!j->ids || !j->missing || !j->members) {
+    j->ranks = calloc(world, sizeof *j->ranks);
+    if (!j->ids || !j->missing || !j->members || !j->ranks) {
         free(j->ids);
         free(j->missing);
         free(j->members);
+        free(j->ranks);
         free(j);
         return NULL;
     }
@@ -57,6 +60,12 @@ job *job_create(server *srv, const job_record *rec, const hg_plan *plan)
 
 void job_restored(job *j)
 {
+    if (j->rec.outcome) {
+        j->state = j->rec.outcome == HGRID__OUTCOME__OUTCOME_FINISHED ? JOB_FINISHED
+                   : j->rec.outcome == HGRID__OUTCOME__OUTCOME_FAILED ? JOB_FAILED
+                                                                       : JOB_CANCELLED;
+        return;
+    }
     if (!j->rec.roster.assigned || j->rec.generation == 0)
         return;
     j->state = JOB_RESUMING;
@@ -69,6 +78,7 @@ void job_free(job *j)
     free(j->ids);
     free(j->missing);
     free(j->members);
+    free(j->ranks);
     free(j);
 }
 
@@ -113,39 +123,6 @@ int jobs_save(server *srv)
     for (job *j = srv->jobs; j; j = j->next)
         j->saved_map_version = j->rec.roster.map_version;
     return 0;
-}
-
-static conn *slot_conn(job *j, int s)
-{
-    return j->rec.roster.slots[s].conn;
-}
-
-void job_cancel(server *srv, job *j, const char *reason)
-{
-    unlink_job(srv, j);
-    jobs_save(srv); // before any worker hears of it
-    roster *r = &j->rec.roster;
-    Hgrid__Envelope env;
-    Hgrid__Release release;
-    wire_envelope_init(&env);
-    hgrid__release__init(&release);
-    release.reason = (char *)reason;
-    env.msg_case = HGRID__ENVELOPE__MSG_RELEASE;
-    env.release = &release;
-    int released = 0;
-    for (int s = 0; s < r->world_size; s++) {
-        conn *c = slot_conn(j, s);
-        if (!c)
-            continue;
-        r->slots[s].conn = NULL;
-        c->job = NULL;
-        conn_unwatch(c);
-        conn_send(c, &env);
-        conn_finish(c);
-        released++;
-    }
-    gridd_log_at(GRIDD_NOTICE, j, -1, "%s released=%d", reason, released);
-    job_free(j);
 }
 
 // Sends rank's Assignment. Returns false if that lost a worker and so
@@ -213,7 +190,7 @@ static bool id_arrived(job *j, int id)
     return true;
 }
 
-static void start_generation(job *j)
+void job_start_generation(job *j)
 {
     uint64_t gen = ++j->rec.generation;
     j->srv->metrics.generations_started++;
@@ -223,6 +200,9 @@ static void start_generation(job *j)
     j->assigned = 0;
     j->ready = 0;
     j->whole_at = gridd_now_ms();
+    for (int s = 0; s < j->plan.world_size; s++)
+        j->ranks[s].done = false;
+    j->num_done = 0;
     Hgrid__Envelope env;
     Hgrid__MintRequest req;
     wire_envelope_init(&env);
@@ -266,12 +246,20 @@ static void send_abort(conn *c, uint64_t generation, const char *reason)
     conn_send(c, &env);
 }
 
-// Every connected worker but skip (one that never held this generation)
-// gets Abort; the job waits for its set to be whole again.
-static void abort_generation(job *j, const char *reason, const conn *skip)
+void job_abort_generation(job *j, const char *reason, const conn *skip)
 {
     uint64_t gen = j->rec.generation;
+    if (gen > (uint64_t)j->srv->opt.max_restarts) {
+        char why[STATE_REASON_MAX + 1];
+        snprintf(why, sizeof why, "generation %llu aborted (%.160s); --max-restarts %d reached",
+                 (unsigned long long)gen, reason, j->srv->opt.max_restarts);
+        job_end(j, HGRID__OUTCOME__OUTCOME_FAILED, why);
+        return;
+    }
     j->state = JOB_WAITING;
+    for (int s = 0; s < j->plan.world_size; s++)
+        j->ranks[s].done = false;
+    j->num_done = 0;
     j->mint_pending = 0;
     j->assigned = 0;
     j->ready = 0;
@@ -292,10 +280,15 @@ static void abort_generation(job *j, const char *reason, const conn *skip)
 
 // A worker back with the generation gridd restored: it keeps its
 // communicators; once every rank is back the generation carries on.
-static void resumed(job *j, conn *c, bool ready)
+static void resumed(job *j, conn *c, const Hgrid__Resume *resume)
 {
+    bool ready = resume->ready;
     roster *r = &j->rec.roster;
     roster_slot *slot = &r->slots[c->slot];
+    if (ready && resume->done && !j->ranks[c->slot].done) {
+        j->ranks[c->slot].done = true;
+        j->num_done++;
+    }
     slot->state = ready ? SLOT_READY : SLOT_ASSIGNED;
     j->assigned++;
     if (ready) {
@@ -314,11 +307,25 @@ static void resumed(job *j, conn *c, bool ready)
     gridd_log_at(GRIDD_NOTICE, j, -1, "generation resumed by all workers, no new ids workers=%d "
                  "after_start_ms=%lld", r->world_size,
                  (long long)(j->whole_at - j->srv->started_ms));
+    if (j->num_done == r->world_size)
+        job_end(j, HGRID__OUTCOME__OUTCOME_FINISHED, "every rank finished its training");
 }
 
 void jobs_sweep(server *srv)
 {
-    int64_t now = gridd_now_ms();
+    int64_t now = gridd_now_ms(), unix_now = gridd_unix_ms();
+    int dropped = 0;
+    for (job *j = srv->jobs, *next; j; j = next) {
+        next = j->next;
+        if (job_expired(j, unix_now)) {
+            gridd_log_at(GRIDD_NOTICE, j, -1, "job dropped %.3g s after it ended (--keep-finished)",
+                         srv->opt.keep_finished);
+            job_remove(srv, j);
+            dropped++;
+        }
+    }
+    if (dropped)
+        jobs_save(srv);
     for (job *j = srv->jobs; j; j = j->next) {
         if (j->state != JOB_RESUMING || now < j->resume_deadline)
             continue;
@@ -332,7 +339,7 @@ void jobs_sweep(server *srv)
                  "rank %d, %s/%d)", r->world_size - r->live, r->world_size,
                  srv->opt.resume_timeout, first, roster_host_name(r, r->slots[first].host),
                  r->slots[first].device);
-        abort_generation(j, reason, NULL);
+        job_abort_generation(j, reason, NULL);
     }
 }
 
@@ -346,13 +353,15 @@ void job_joined(job *j, conn *c, const Hgrid__Resume *resume)
         bool same_device = r->map_version == j->saved_map_version;
         if (resume && resume->generation == j->rec.generation && same_device) {
             c->hello_ns = 0; // it keeps its Assignment
-            resumed(j, c, resume->ready);
+            resumed(j, c, resume);
             return;
         }
         char reason[512];
         snprintf(reason, sizeof reason, "rank %d (%s/%d) came back without it after gridd's "
                  "restart", c->slot, host, slot->device);
-        abort_generation(j, reason, c);
+        job_abort_generation(j, reason, c);
+        if (job_ended(j))
+            return;
     }
     if (resume && resume->generation) { // its generation ended while it was away
         char reason[128];
@@ -383,7 +392,7 @@ void job_joined(job *j, conn *c, const Hgrid__Resume *resume)
             ((conn *)r->slots[s].conn)->slot = s;
         gridd_log_at(GRIDD_NOTICE, j, -1, "ranks assigned hosts=%d", r->num_hosts);
     }
-    start_generation(j);
+    job_start_generation(j);
 }
 
 void job_worker_gone(conn *c, const char *why)
@@ -411,7 +420,7 @@ void job_worker_gone(conn *c, const char *why)
         return;
     char reason[512];
     snprintf(reason, sizeof reason, "rank %d (%s/%d) lost: %s", s, host, device, why);
-    abort_generation(j, reason, NULL);
+    job_abort_generation(j, reason, NULL);
 }
 
 void job_mint_reply(conn *c, const Hgrid__MintReply *reply)
@@ -464,10 +473,16 @@ void job_ready(conn *c, uint64_t generation)
 
 void job_heartbeat(conn *c, const Hgrid__Heartbeat *hb)
 {
-    roster_slot *slot = &c->job->rec.roster.slots[c->slot];
+    job *j = c->job;
+    roster_slot *slot = &j->rec.roster.slots[c->slot];
     slot->last_heartbeat = gridd_now_ms();
     slot->step = hb->step;
-    slot->loss = hb->loss;
+    slot->loss = hb->no_loss ? 0 : hb->loss;
+    if (j->rec.roster.assigned) {
+        j->ranks[c->slot].has_loss = !hb->no_loss;
+        if (!hb->no_loss)
+            job_record_loss(j, c->slot, hb->step, hb->loss);
+    }
     slot->throughput = hb->throughput;
     slot->step_time_s = hb->step_time_s;
 }

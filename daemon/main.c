@@ -65,6 +65,7 @@ static int parse_options(int argc, char **argv, gridd_options *o)
 {
     long nofile = raise_nofile();
     *o = (gridd_options){.max_connections = (int)(nofile > 128 ? nofile - 64 : 64)};
+    double keep_finished = GRIDD_KEEP_FINISHED_S;
     wire_default_control_path(o->control, sizeof o->control);
     int max_frame = WIRE_DEFAULT_MAX_FRAME;
     const cli_opt opts[] = {
@@ -86,6 +87,12 @@ static int parse_options(int argc, char **argv, gridd_options *o)
         CLI_OPT_NUM("resume-timeout", &o->resume_timeout, "10", 0.001, 86400, "SEC",
                     "after a restart, how long a running generation's\nworkers have to come "
                     "back with it"),
+        CLI_OPT_NUM("keep-finished", &keep_finished, CLI_STR(GRIDD_KEEP_FINISHED_S), 0, 30 * 86400,
+                    "SEC", "how long a finished, failed or cancelled job stays\nlisted with its "
+                    "outcome (0: drop at once)"),
+        CLI_OPT_INT("max-restarts", &o->max_restarts, CLI_STR(GRIDD_MAX_RESTARTS), 0, 1000000, "N",
+                    "new generations a job may start after its first;\none more failure fails "
+                    "the job"),
         CLI_OPT_INT("max-jobs", &o->max_jobs, CLI_STR(GRIDD_DEFAULT_MAX_JOBS), 1, 1 << 20, "N",
                     "jobs held at once; more are refused"),
         CLI_OPT_INT("max-frame", &max_frame, NULL, 1024, 1 << 30, "BYTES",
@@ -120,6 +127,7 @@ static int parse_options(int argc, char **argv, gridd_options *o)
     if (rc == CLI_USAGE)
         fprintf(stderr, "gridd: %s (try 'gridd --help')\n", err);
     o->max_frame = (uint32_t)max_frame;
+    o->keep_finished = keep_finished;
     return rc;
 }
 
@@ -160,7 +168,10 @@ static int load_state(server *srv)
             continue;
         }
         job_restored(j);
-        if (j->state == JOB_RESUMING)
+        if (job_ended(j))
+            gridd_log_at(GRIDD_NOTICE, j, -1, "job restored, %s reason=\"%s\"",
+                         job_state_name(j->state), j->rec.end_reason);
+        else if (j->state == JOB_RESUMING)
             gridd_log_at(GRIDD_NOTICE, j, -1, "job restored, ranks assigned; its workers have "
                          "until resume_timeout to resume the generation workers=%d "
                          "resume_timeout=%.3gs", j->plan.world_size, srv->opt.resume_timeout);

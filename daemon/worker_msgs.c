@@ -35,6 +35,10 @@ static void hello(conn *c, const Hgrid__Hello *h)
                   "wrong token for job %s; use the token hgridctl submit printed", j->rec.name);
         return;
     }
+    if (job_ended(j)) { // e.g. back after gridd's restart, or started late
+        job_release_late(j, c);
+        return;
+    }
     if (!valid_host(h->host)) {
         conn_fail(c, HGRID__ERROR_CODE__ERROR_BAD_REQUEST,
                   "host name must be 1-%d printable characters without '/' or spaces",
@@ -125,6 +129,12 @@ void worker_handle(conn *c, const Hgrid__Envelope *env)
         break;
     case HGRID__ENVELOPE__MSG_SELF_TEST:
         self_test(c, env->self_test);
+        break;
+    case HGRID__ENVELOPE__MSG_DONE:
+        job_done(c, env->done);
+        break;
+    case HGRID__ENVELOPE__MSG_FAILURE:
+        job_failure(c, env->failure);
         break;
     case HGRID__ENVELOPE__MSG_LEAVE: {
         char why[256];

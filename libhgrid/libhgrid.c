@@ -1,5 +1,6 @@
 // libhgrid: the worker side of the gridd protocol over one TCP connection.
 #include <errno.h>
+#include <math.h>
 #include <nccl.h>
 #include <poll.h>
 #include <stdarg.h>
@@ -27,9 +28,11 @@ int hgrid_fail(hgrid_worker *w, int status, const char *fmt, ...)
 
 hgrid_worker *hgrid_connect(const char *coordinator, char *err, size_t errlen)
 {
-    int fd = wire_connect(coordinator, err, errlen);
-    if (fd < 0)
-        return NULL;
+    return hgrid_connect_wait(coordinator, 0, err, errlen);
+}
+
+hgrid_worker *hgrid_worker_new(int fd, const char *coordinator, char *err, size_t errlen)
+{
     wire_watch_peer(fd);
     hgrid_worker *w = calloc(1, sizeof *w);
     if (!w) {
@@ -39,6 +42,7 @@ hgrid_worker *hgrid_connect(const char *coordinator, char *err, size_t errlen)
     }
     w->fd = fd;
     w->rank = -1;
+    w->end.loss = HGRID_NO_LOSS;
     wire_reader_init(&w->reader, WIRE_DEFAULT_MAX_FRAME);
     hgrid_reconnect_init(w, coordinator);
     return w;
@@ -80,6 +84,7 @@ int hgrid_send_hello(hgrid_worker *w)
     if (w->assigned) {
         resume.generation = w->generation;
         resume.ready = w->ready_sent;
+        resume.done = w->end.done_sent;
         hello.resume = &resume;
     }
     Hgrid__Envelope env;
@@ -276,6 +281,8 @@ static int handle(hgrid_worker *w, const Hgrid__Envelope *env)
         return mint(w, env->mint_request);
     case HGRID__ENVELOPE__MSG_ASSIGNMENT: {
         int rc = hgrid_take_assignment(w, env->assignment);
+        if (rc == HGRID_OK)
+            w->end.done_sent = false;
         return rc == HGRID_OK ? ASSIGNED : rc;
     }
     case HGRID__ENVELOPE__MSG_ABORT:
@@ -286,6 +293,7 @@ static int handle(hgrid_worker *w, const Hgrid__Envelope *env)
         return HGRID_ABORTED;
     case HGRID__ENVELOPE__MSG_RELEASE:
         keep_reason(w, env->release->reason);
+        hgrid_take_release(w, env->release);
         w->assigned = false;
         return HGRID_RELEASED;
     case HGRID__ENVELOPE__MSG_ERROR:
@@ -357,8 +365,11 @@ int hgrid_heartbeat(hgrid_worker *w, uint64_t step, float loss, float throughput
     Hgrid__Heartbeat hb = HGRID__HEARTBEAT__INIT;
     hb.generation = w->generation;
     hb.step = step;
-    hb.loss = loss;
+    hb.no_loss = isnan(loss);
+    hb.loss = hb.no_loss ? 0.0f : loss;
     hb.throughput = throughput;
+    w->end.loss = loss;
+    w->end.throughput = throughput;
     // The mean over the steps since the last report that advanced; none
     // for the first (it would include the setup since Ready), the last
     // one again while the step stands still.

@@ -39,10 +39,19 @@ typedef struct {
     bool dry_run;
 } hello_copy;
 
+// The end of the job (libhgrid_end.c).
+typedef struct {
+    bool done_sent;        // Done went out for the current assignment
+    uint64_t done_step;
+    hgrid_outcome outcome; // from gridd's Release
+    float loss, throughput; // the last heartbeat's, repeated while waiting for the end
+} end_state;
+
 struct hgrid_worker {
     int fd;             // -1 while reconnecting between attempts
     reconnect_state rc;
     hello_copy hello;
+    end_state end;
     bool ready_sent;    // Ready went out for the current assignment
     wire_reader reader;
     Hgrid__Envelope **queue; // frames received, not yet handled (FIFO)
@@ -84,11 +93,17 @@ int hgrid_take_assignment(hgrid_worker *w, const Hgrid__Assignment *a);
 void hgrid_drop_assignment(hgrid_worker *w);
 
 // ---- libhgrid.c
+// A worker on the connected socket fd (closed on failure).
+hgrid_worker *hgrid_worker_new(int fd, const char *coordinator, char *err, size_t errlen);
 // Sends the kept Hello, with this worker's rank and generation when it
 // holds an assignment.
 int hgrid_send_hello(hgrid_worker *w);
 // Sends env; while gridd is away it is dropped (HGRID_OK).
 int hgrid_send(hgrid_worker *w, const Hgrid__Envelope *env);
+
+// ---- libhgrid_end.c
+// gridd's Release: keeps its outcome.
+void hgrid_take_release(hgrid_worker *w, const Hgrid__Release *release);
 
 // ---- libhgrid_reconnect.c
 void hgrid_reconnect_init(hgrid_worker *w, const char *coordinator);

@@ -141,8 +141,9 @@ if [ "$mode" = train ]; then
   echo "   RANK=i LOCAL_RANK=i hgrid-worker --coordinator 127.0.0.1:$port --job demo" \
        "--use-launcher-rank --heartbeat-timeout $hb_timeout ${train_flags[*]}"
   if [ "$dry_check" = 1 ]; then
-    echo "   (HGRID_DEMO_DRY_RUN: --dry-run in place of ${train_flags[*]}: no GPU, no training)"
-    train_flags=(--dry-run)
+    echo "   (HGRID_DEMO_DRY_RUN: --dry-run --steps $steps in place of ${train_flags[*]}: no GPU,"
+    echo "   no training)"
+    train_flags=(--dry-run --steps "$steps" --step-ms 250)
   fi
   for i in $(seq 0 $((world - 1))); do
     RANK=$i LOCAL_RANK=$i "$bin/hgrid-worker" --coordinator "127.0.0.1:$port" --job demo \
@@ -185,6 +186,7 @@ wait_steps() {
   local now last=-1 since=$SECONDS
   while now=$(min_step) && [ "$now" -lt "$1" ]; do
     if a_worker_exited; then
+      [ "$(min_step)" -ge "$1" ] && return 0 # the job finished and released them
       echo "demo: a worker exited before every rank reached step $1" >&2
       return 1
     fi
@@ -200,12 +202,13 @@ wait_steps() {
 status=0
 if [ "$mode" = train ]; then
   echo
-  echo "== hgridctl watch demo (every second until the job ends)"
+  echo "== hgridctl watch demo (every second until the job ends: every rank reports done"
+  echo "   after its last step, then gridd finishes the job and releases the workers)"
   ctl watch demo --interval 1 &
   watch_pid=$!
   wait_steps "$steps" || status=1
-  sleep 1.2 # one more view of the final state (or of what the failure left)
-  ctl cancel demo >/dev/null
+  [ "$status" -eq 0 ] && { ctl wait demo --timeout 60 >/dev/null || status=1; }
+  [ "$status" -eq 0 ] || ctl cancel demo >/dev/null
   wait "$watch_pid" || status=1
   watch_pid=""
   if [ "$status" -ne 0 ]; then

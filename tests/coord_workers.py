@@ -215,11 +215,11 @@ def run(port, sock, workers):
     rc = bad.wait()
     check(rc not in (0, None) and "nosuchjob" in bad.err_text(), f"unknown job refused: {bad.err_text()}")
     r = subprocess.run([f"{BIN}/hgrid-worker", "--coordinator", "127.0.0.1:1", "--job", "j", "--token", "t",
-                        "--dry-run"], capture_output=True, text=True, timeout=20)
+                        "--dry-run", "--connect-timeout", "0"], capture_output=True, text=True, timeout=20)
     check(r.returncode == 1 and "127.0.0.1:1" in r.stderr and r.stderr.count("\n") == 1,
           f"unreachable gridd: one line naming the address: {r.stderr!r}")
-    r = subprocess.run([f"{BIN}/hgrid-worker", "--coordinator", "127.0.0.1:1", "--job", "j", "--token", "t"],
-                       capture_output=True, text=True, timeout=20)
+    r = subprocess.run([f"{BIN}/hgrid-worker", "--coordinator", "127.0.0.1:1", "--job", "j", "--token", "t",
+                        "--connect-timeout", "0"], capture_output=True, text=True, timeout=20)
     # without --dry-run the worker opens its GPU first: here (no GPU, or no
     # gridd at 127.0.0.1:1) that fails with one line and exit 1
     check(r.returncode == 1 and r.stderr.count("\n") == 1 and

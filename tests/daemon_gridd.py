@@ -313,8 +313,10 @@ def test_control(g):
     check(code == 1 and "no job named 'nope'" in err, "show unknown: %d %r" % (code, err))
     code, out, err = g.ctl("cancel", "ctl-a")
     check(code == 0 and "cancelled" in out, "cancel: %d %r" % (code, err))
+    code, out, err = g.ctl("cancel", "ctl-a")  # kept as cancelled: a second cancel removes it
+    check(code == 0 and "had ended (cancelled); removed" in out, "cancel twice: %d %r" % (code, out))
     code, out, err = g.ctl("cancel", "ctl-a")
-    check(code == 1, "cancel twice: %d" % code)
+    check(code == 1, "cancel thrice: %d" % code)
     check(g.ctl("cancel", "ctl-b")[0] == 0, "cancel ctl-b")
     for cmd in ("submit", "list", "show", "status", "cancel"):
         code, out, _ = g.ctl(cmd, "--help")

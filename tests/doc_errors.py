@@ -28,7 +28,8 @@ PREFIX = re.compile(r"^(gridd|hgrid-worker|hgridctl|hgrid-swarm|hgrid): ")
 CALLS = re.compile(r"\b(conn_fail|reply_error|hgrid_fail|usage_error|refuse\(|errlen,|snprintf\((?:err|message|why|w->error),)")
 DIRECTIVE = re.compile(r"%[-+ #0]*(?:\d+|\*)?(?:\.(?:\d+|\*))?(?:hh|h|ll|l|z|j|t)?[diouxXeEfgGcsp]")
 # Replies that are not errors.
-NOT_ERRORS = {"job %s submitted: waiting for %d workers", "job %s cancelled"}
+NOT_ERRORS = {"job %s submitted: waiting for %d workers", "job %s cancelled; its workers were released",
+              "job %s had ended (%s); removed"}
 LITERALS = re.compile(r'(?:"(?:[^"\\\n]|\\.)*"\s*)+')
 
 

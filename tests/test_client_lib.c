@@ -1,6 +1,7 @@
 // libhgrid against a scripted gridd in the same thread: mint, assignment
 // checks against the layout engine, accessors, ready/heartbeat, abort,
-// release, refusal, assignments that must be refused, and reconnecting.
+// release, refusal, assignments that must be refused, reconnecting, the
+// end of a job (Done, Failure, outcomes) and coordinator addresses.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -628,6 +629,106 @@ static void test_defaults(void)
     CHECK_EQ(hgrid_launcher_rank(), 11);
 }
 
+static void send_release(fake_gridd *g, const char *reason, Hgrid__Outcome outcome)
+{
+    Hgrid__Release rel = HGRID__RELEASE__INIT;
+    rel.reason = (char *)reason;
+    rel.outcome = outcome;
+    Hgrid__Envelope out;
+    wire_envelope_init(&out);
+    out.msg_case = HGRID__ENVELOPE__MSG_RELEASE;
+    out.release = &rel;
+    fake_send(g, &out);
+}
+
+// The end of a job: a heartbeat without a loss, Done with the generation
+// and step, heartbeats while waiting for the end, the outcome of Release;
+// Failure with its reason and retry.
+static void test_job_end(fake_gridd *g)
+{
+    assign_ref ref;
+    plan_of(&ref, 2);
+    hgrid_worker *w = join(g, 11);
+    built_assignment b;
+    build(&b, &ref, 11, 3, NULL);
+    send_assignment(g, &b);
+    CHECK_EQ(hgrid_wait_assignment(w, 2000), HGRID_OK);
+    CHECK_EQ(hgrid_done(w, 9), HGRID_ERR_STATE); // not Ready yet
+    CHECK_EQ(hgrid_ready(w), HGRID_OK);
+    CHECK_EQ(hgrid_heartbeat(w, 9, HGRID_NO_LOSS, 50.0f), HGRID_OK);
+    CHECK_EQ(hgrid_wait_end(w, 50, 10), HGRID_ERR_STATE); // before hgrid_done
+    CHECK_EQ(hgrid_done(w, 9), HGRID_OK);
+    Hgrid__Envelope *env = fake_recv(g);
+    CHECK(env && env->msg_case == HGRID__ENVELOPE__MSG_READY, "ready");
+    wire_free_envelope(env);
+    env = fake_recv(g);
+    CHECK(env && env->msg_case == HGRID__ENVELOPE__MSG_HEARTBEAT && env->heartbeat->no_loss &&
+              env->heartbeat->loss == 0 && env->heartbeat->throughput == 50.0f,
+          "a heartbeat without a loss says so");
+    wire_free_envelope(env);
+    env = fake_recv(g);
+    CHECK(env && env->msg_case == HGRID__ENVELOPE__MSG_DONE && env->done->generation == 3 &&
+              env->done->step == 9, "Done(generation 3, step 9)");
+    wire_free_envelope(env);
+    CHECK_EQ(hgrid_wait_end(w, 20, 150), HGRID_ERR_TIMEOUT);
+    int beats = 0;
+    char err[256];
+    while ((env = wire_recv(g->fd, WIRE_DEFAULT_MAX_FRAME, 100, err, sizeof err))) {
+        beats += env->msg_case == HGRID__ENVELOPE__MSG_HEARTBEAT && env->heartbeat->step == 9 &&
+                 env->heartbeat->no_loss;
+        wire_free_envelope(env);
+    }
+    CHECK(beats >= 3, "waiting for the end, the last progress is repeated (%d beats)", beats);
+    CHECK_EQ(hgrid_job_outcome(w), HGRID_OUTCOME_NONE);
+    send_release(g, "every rank finished its training (12 ranks)", HGRID__OUTCOME__OUTCOME_FINISHED);
+    CHECK_EQ(hgrid_wait_end(w, 20, 2000), HGRID_RELEASED);
+    CHECK_EQ(hgrid_job_outcome(w), HGRID_OUTCOME_FINISHED);
+    part(w, g);
+
+    w = join(g, 11);
+    build(&b, &ref, 11, 4, NULL);
+    send_assignment(g, &b);
+    CHECK_EQ(hgrid_wait_assignment(w, 2000), HGRID_OK);
+    CHECK_EQ(hgrid_report_failure(w, "checkpoint missing", false), HGRID_OK);
+    env = fake_recv(g);
+    CHECK(env && env->msg_case == HGRID__ENVELOPE__MSG_FAILURE && env->failure->generation == 4 &&
+              !strcmp(env->failure->reason, "checkpoint missing") && !env->failure->retry,
+          "Failure(generation 4, reason, no retry)");
+    wire_free_envelope(env);
+    send_release(g, "rank 11 (node-a/3) failed: checkpoint missing", HGRID__OUTCOME__OUTCOME_FAILED);
+    usleep(50000);
+    CHECK_EQ(hgrid_poll(w), HGRID_RELEASED);
+    CHECK_EQ(hgrid_job_outcome(w), HGRID_OUTCOME_FAILED);
+    part(w, g);
+}
+
+// Coordinator addresses: the port defaults to 7420 (hgrid-worker
+// --coordinator HOST); malformed ones are refused.
+static void test_split_coordinator(void)
+{
+    static const struct {
+        const char *addr, *host, *port;
+    } ok[] = {{"head:7421", "head", "7421"}, {"head", "head", "7420"},
+              {"10.0.0.1", "10.0.0.1", "7420"}, {"[::1]:9", "::1", "9"},
+              {"[fe80::1]", "fe80::1", "7420"}, {"fe80::1", "fe80::1", "7420"}};
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        char host[64] = "", port[8] = "";
+        int rc = hgrid_split_coordinator(ok[i].addr, host, sizeof host, port, sizeof port);
+        CHECK(rc == 0 && !strcmp(host, ok[i].host) && !strcmp(port, ok[i].port),
+              "%s -> %s %s (rc %d)", ok[i].addr, host, port, rc);
+    }
+    static const char *const bad[] = {"", "head:", ":7420", "head:0", "head:65536", "head:x",
+                                      "[::1", "[::1]x", "[]:7420"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char host[64], port[8];
+        CHECK(hgrid_split_coordinator(bad[i], host, sizeof host, port, sizeof port) == -1,
+              "'%s' is refused", bad[i]);
+    }
+    char err[256];
+    CHECK(hgrid_connect_wait("head:0", 5, err, sizeof err) == NULL && strstr(err, "is not HOST"),
+          "a malformed address fails at once: %s", err);
+}
+
 int main(void)
 {
     fake_gridd g;
@@ -642,6 +743,8 @@ int main(void)
     test_reconnect_waiting(&g);
     test_hello_needs_job_and_token(&g);
     test_defaults();
+    test_split_coordinator();
+    test_job_end(&g);
     close(g.listen_fd);
     return check_summary("test_client_lib");
 }

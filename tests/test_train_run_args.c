@@ -129,6 +129,11 @@ int main(void)
                  "drop --dry-run");
     expect_error((char *[]){"w", "--config", "tiny", "--steps", "3", NULL}, false, true,
                  "--self-test exits before training");
+    // A dry run counts --steps without training; with training flags it refuses.
+    char *dry[] = {"w", "--steps", "7", NULL};
+    CHECK(parse(&o, dry, true, false, err, sizeof err) == 0 && o.steps == 7 && !o.config,
+          "a dry run's --steps: %s", err);
+    expect_error((char *[]){"w", "--steps", "3", "--fp32", NULL}, true, false, "both --config");
     expect_error((char *[]){"w", "--save", "", NULL}, false, false, "--save needs a directory");
     expect_error((char *[]){"w", "--bogus", NULL}, false, false, "not a training flag");
 

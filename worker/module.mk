@@ -31,6 +31,9 @@ $(BIN)/hgrid-worker: $(call objs,$(WORKER_SRCS)) $$(TRAIN_RUN_LINK) $(BIN)/libhg
 endif
 
 CPU_TESTS += tests/worker_gpu_cli.sh tests/comm_layouts_dry.sh
+# On GPUs: a training job ends by itself (workers report done, exit 0;
+# hgridctl wait returns 0).
+GPU_TESTS += tests/gpu/job_ends.sh
 # The README's demo (scripts/demo.sh): without GPUs, and its GPU branch's
 # layouts and command lines with dry-run workers.
 CPU_TESTS += tests/demo_check.sh

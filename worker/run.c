@@ -87,8 +87,8 @@ static int loop(hgrid_worker *w, tr_worker *tw, const hg_plan *plan, const train
                    step + 1, loss, norm, dt * 1e3, tok_s);
             fflush(stdout);
         }
-        train_watch_progress(watch, (uint64_t)step + 1, tr_worker_has_loss(tw) ? loss : 0.0f,
-                             (float)tok_s);
+        train_watch_progress(watch, (uint64_t)step + 1,
+                             tr_worker_has_loss(tw) ? loss : HGRID_NO_LOSS, (float)tok_s);
         if (train_should_save(o, step + 1) &&
             tr_checkpoint_save(tw, o->save_dir, step + 1, gen, err, sizeof err) != 0) {
             fprintf(stderr, "hgrid-worker: checkpoint after step %d: %s\n", step + 1, err);

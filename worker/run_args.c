@@ -154,10 +154,10 @@ int train_options_check(const train_options *o, bool dry_run, bool self_test, ch
             snprintf(err, errlen, "%s", why);
         return why ? -1 : 0;
     }
-    bool any = o->config || o->steps || o->fp32 || o->profile_comm || o->dp_overlap ||
-               o->lr > 0 || o->save_dir || o->load_dir || o->save_interval;
-    if (!any)
-        return 0;
+    bool training = o->config || o->fp32 || o->profile_comm || o->dp_overlap || o->lr > 0 ||
+                    o->save_dir || o->load_dir || o->save_interval;
+    if (!training && (!o->steps || dry_run))
+        return 0; // a dry run counts --steps without training
     if (!o->config || !o->steps)
         why = "training needs both --config NAME and --steps N";
     else if (o->save_interval && !o->save_dir)

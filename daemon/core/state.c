@@ -1,6 +1,8 @@
 // The state file: magic, format version, CRC-32 and length of the payload,
 // then the payload (big-endian integers, length-prefixed strings, layouts
-// as packed hgrid.Layout messages).
+// as packed hgrid.Layout messages): the jobs, then optional sections (tag 4,
+// length 4, body; files written before sections existed have none, and
+// unknown tags are skipped).
 #include "daemon/core/state.h"
 
 #include <errno.h>
@@ -15,6 +17,9 @@
 // Ranks restored over all jobs at most: each costs ~100 bytes of rosters,
 // so a damaged or hostile file cannot make gridd exhaust memory at start.
 #define STATE_MAX_RANKS (1 << 22)
+// The jobs that ended: count 4, then per job its index 4, outcome 4,
+// ended_unix_ms 8 and reason.
+#define SECTION_ENDS 1u
 
 uint32_t state_crc32(const uint8_t *p, size_t n)
 {
@@ -126,6 +131,32 @@ static void put_job(buffer *b, const job_record *j)
     }
 }
 
+static void put_ends(buffer *b, const job_record *const *jobs, int num_jobs)
+{
+    uint32_t ended = 0;
+    for (int i = 0; i < num_jobs; i++)
+        ended += jobs[i]->outcome != 0;
+    if (ended == 0)
+        return;
+    put_uint(b, SECTION_ENDS, 4);
+    size_t at = b->len;
+    put_uint(b, 0, 4); // the length, filled in below
+    put_uint(b, ended, 4);
+    for (int i = 0; i < num_jobs; i++) {
+        const job_record *j = jobs[i];
+        if (j->outcome == 0)
+            continue;
+        put_uint(b, (uint32_t)i, 4);
+        put_uint(b, j->outcome, 4);
+        put_uint(b, (uint64_t)j->ended_unix_ms, 8);
+        put_bytes(b, j->end_reason, (uint32_t)strlen(j->end_reason));
+    }
+    if (b->failed)
+        return;
+    buffer len = {b->data + at, 0, 4, false};
+    put_uint(&len, b->len - at - 4, 4);
+}
+
 int state_encode(const job_record *const *jobs, int num_jobs, uint8_t **out, size_t *len)
 {
     buffer b = {0};
@@ -133,6 +164,7 @@ int state_encode(const job_record *const *jobs, int num_jobs, uint8_t **out, siz
     put_uint(&b, (uint32_t)num_jobs, 4);
     for (int i = 0; i < num_jobs; i++)
         put_job(&b, jobs[i]);
+    put_ends(&b, jobs, num_jobs);
     if (b.failed) {
         free(b.data);
         return -1;
@@ -357,6 +389,49 @@ static int get_job(reader *r, job_record *j, uint64_t *ranks, char *err, size_t 
     return 0;
 }
 
+static int get_ends(reader *r, job_record *jobs, uint32_t num_jobs, char *err, size_t errlen)
+{
+    uint32_t n = (uint32_t)get_uint(r, 4);
+    if (r->bad || n > num_jobs) {
+        snprintf(err, errlen, "bad count of ended jobs");
+        return -1;
+    }
+    for (uint32_t k = 0; k < n; k++) {
+        uint32_t i = (uint32_t)get_uint(r, 4), outcome = (uint32_t)get_uint(r, 4);
+        int64_t ended = (int64_t)get_uint(r, 8);
+        if (r->bad || i >= num_jobs || jobs[i].outcome || !protobuf_c_enum_descriptor_get_value(
+                                           &hgrid__outcome__descriptor, (int)outcome) ||
+            outcome == 0 || get_string(r, jobs[i].end_reason, STATE_REASON_MAX)) {
+            snprintf(err, errlen, "bad ended job entry %u", k);
+            return -1;
+        }
+        jobs[i].outcome = outcome;
+        jobs[i].ended_unix_ms = ended;
+    }
+    if (r->left > 0) {
+        snprintf(err, errlen, "%zu bytes after the ended jobs", r->left);
+        return -1;
+    }
+    return 0;
+}
+
+// The sections after the jobs.
+static int get_sections(reader *r, job_record *jobs, uint32_t num_jobs, char *err, size_t errlen)
+{
+    while (r->left > 0) {
+        uint32_t tag = (uint32_t)get_uint(r, 4), len;
+        const uint8_t *body = get_bytes(r, UINT32_MAX, &len);
+        if (!body) {
+            snprintf(err, errlen, "truncated section after the last job");
+            return -1;
+        }
+        reader sr = {body, len, false};
+        if (tag == SECTION_ENDS && get_ends(&sr, jobs, num_jobs, err, errlen))
+            return -1;
+    }
+    return 0;
+}
+
 int state_decode(const uint8_t *data, size_t len, job_record **jobs, int *num_jobs, char *err,
                  size_t errlen)
 {
@@ -393,9 +468,7 @@ int state_decode(const uint8_t *data, size_t len, job_record **jobs, int *num_jo
     uint32_t got = 0;
     while (got < n && get_job(&r, &out[got], &ranks, err, errlen) == 0)
         got++;
-    if (got == n && r.left > 0)
-        snprintf(err, errlen, "%zu bytes after the last job", r.left);
-    if (got < n || r.left > 0) {
+    if (got < n || get_sections(&r, out, n, err, errlen)) {
         for (uint32_t k = 0; k < got; k++)
             roster_free(&out[k].roster);
         free(out);

@@ -1,5 +1,5 @@
-// gridd's saved state: every job's name, token, layout, generation and
-// sticky rank map, in one versioned, checksummed file written atomically
+// gridd's saved state: every job's name, token, layout, generation, sticky
+// rank map and, once it ended, its outcome, in one versioned, checksummed file written atomically
 // (temp file, fsync, rename, fsync of the directory) on every change.
 #ifndef HGRID_DAEMON_STATE_H
 #define HGRID_DAEMON_STATE_H
@@ -17,6 +17,7 @@
 #define STATE_MAGIC "hgridst\n"
 #define STATE_VERSION 1u
 #define STATE_HEADER 24 // magic 8, version 4, CRC-32 of the payload 4, its length 8
+#define STATE_REASON_MAX 255 // bytes of an ended job's reason
 
 // The part of a job that outlives gridd.
 typedef struct {
@@ -26,6 +27,9 @@ typedef struct {
     hg_layout_spec spec;
     uint64_t generation;
     roster roster; // only an assigned roster's hosts and rank map are saved
+    uint32_t outcome;      // Hgrid__Outcome; 0 (UNSPECIFIED) while the job runs
+    int64_t ended_unix_ms; // when it ended (wall clock), once it did
+    char end_reason[STATE_REASON_MAX + 1];
 } job_record;
 
 // 1-64 characters of [A-Za-z0-9._-].
