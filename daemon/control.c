@@ -73,6 +73,16 @@ static void submit(conn *c, const Hgrid__SubmitJob *s)
                     "job %s exists; cancel it first or pick another name", s->job);
         return;
     }
+    long long ranks = plan.world_size;
+    for (const job *o = srv->jobs; o; o = o->next)
+        ranks += o->plan.world_size;
+    if (ranks > STATE_MAX_RANKS) {
+        reply_error(c, HGRID__ERROR_CODE__ERROR_LIMIT,
+                    "job %s: its %d ranks would bring gridd's jobs to %lld ranks, over the "
+                    "limit of %d in all; cancel a job first", s->job, plan.world_size, ranks,
+                    STATE_MAX_RANKS);
+        return;
+    }
     if (srv->num_jobs >= srv->opt.max_jobs) {
         reply_error(c, HGRID__ERROR_CODE__ERROR_LIMIT,
                     "job %s: gridd holds its limit of %d jobs (--max-jobs); cancel one, or "
@@ -218,7 +228,12 @@ static void cancel(conn *c, const char *name)
     }
     char message[160];
     snprintf(message, sizeof message, "job %s cancelled", j->rec.name);
-    job_cancel(c->srv, j, "job cancelled");
+    if (job_cancel(c->srv, j, "job cancelled")) {
+        reply_error(c, HGRID__ERROR_CODE__ERROR_LIMIT,
+                    "job %s: gridd cannot save its state (see gridd's log); not cancelled",
+                    j->rec.name);
+        return;
+    }
     reply_ok(c, message);
 }
 

@@ -120,10 +120,18 @@ static conn *slot_conn(job *j, int s)
     return j->rec.roster.slots[s].conn;
 }
 
-void job_cancel(server *srv, job *j, const char *reason)
+int job_cancel(server *srv, job *j, const char *reason)
 {
+    job **at = &srv->jobs;
+    while (*at != j)
+        at = &(*at)->next;
     unlink_job(srv, j);
-    jobs_save(srv); // before any worker hears of it
+    if (jobs_save(srv)) { // before any worker hears of it; unsaved, it is not cancelled
+        j->next = *at;
+        *at = j;
+        srv->num_jobs++;
+        return -1;
+    }
     roster *r = &j->rec.roster;
     Hgrid__Envelope env;
     Hgrid__Release release;
@@ -146,6 +154,7 @@ void job_cancel(server *srv, job *j, const char *reason)
     }
     gridd_log_at(GRIDD_NOTICE, j, -1, "%s released=%d", reason, released);
     job_free(j);
+    return 0;
 }
 
 // Sends rank's Assignment. Returns false if that lost a worker and so

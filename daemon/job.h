@@ -38,8 +38,9 @@ job *job_create(server *srv, const job_record *rec, const hg_plan *plan);
 // A restored job whose ranks were assigned waits --resume-timeout for its
 // workers to resume its generation.
 void job_restored(job *j);
-// Saves the job list without j, then sends Release to its workers.
-void job_cancel(server *srv, job *j, const char *reason);
+// Saves the job list without j, then sends Release to its workers and
+// frees j. Returns 0, or -1 (j kept, nothing sent) if the save failed.
+int job_cancel(server *srv, job *j, const char *reason);
 void job_remove(server *srv, job *j); // unlinks and frees, nothing sent
 void job_free(job *j);
 // After roster_join put c into its slot; resume: the Hello's (NULL: none).

@@ -37,6 +37,8 @@ static void usage(FILE *out)
             "  --max-connections N        worker connection cap (default: open-file limit - 64)\n"
             "  --max-pending N            connections without a Hello yet; at the cap the\n"
             "                             oldest is dropped (default %d)\n"
+            "  --control-idle-timeout SEC close hgridctl connections idle this long\n"
+            "                             (default 60; at most %d are served at once)\n"
             "  --port-file PATH           write the bound port there once listening\n"
             "  --allow-uid UID            also accept hgridctl from this user (repeatable;\n"
             "                             root and gridd's own user always are)\n"
@@ -45,7 +47,8 @@ static void usage(FILE *out)
             "  -v, --verbose              log per-worker events too; -vv: every frame\n"
             "                             (default: errors, warnings, job lifecycle)\n"
             "  --help                     this text\n",
-            WIRE_DEFAULT_PORT, GRIDD_DEFAULT_MAX_JOBS, WIRE_DEFAULT_MAX_FRAME, GRIDD_MAX_PENDING);
+            WIRE_DEFAULT_PORT, GRIDD_DEFAULT_MAX_JOBS, WIRE_DEFAULT_MAX_FRAME, GRIDD_MAX_PENDING,
+            GRIDD_MAX_CONTROL);
 }
 
 static int bad_value(const char *flag, const char *value, const char *want)
@@ -102,11 +105,13 @@ static int parse_options(int argc, char **argv, gridd_options *o)
         {"allow-uid", required_argument, 0, 'u'}, {"max-pending", required_argument, 0, 'n'},
         {"resume-timeout", required_argument, 0, 'R'}, {"max-jobs", required_argument, 0, 'J'},
         {"metrics", required_argument, 0, 'M'},   {"verbose", no_argument, 0, 'v'},
+        {"control-idle-timeout", required_argument, 0, 'I'},
         {"help", no_argument, 0, 'h'},            {0, 0, 0, 0},
     };
     long nofile = raise_nofile();
     *o = (gridd_options){.listen = "0.0.0.0:7420", .heartbeat_timeout = 3, .ready_timeout = 120,
                          .hello_timeout = 5, .resume_timeout = 10,
+                         .control_idle_timeout = GRIDD_CONTROL_IDLE_MS / 1000.0,
                          .max_jobs = GRIDD_DEFAULT_MAX_JOBS,
                          .max_frame = WIRE_DEFAULT_MAX_FRAME,
                          .max_connections = (int)(nofile > 128 ? nofile - 64 : 64),
@@ -128,6 +133,7 @@ static int parse_options(int argc, char **argv, gridd_options *o)
         case 'r': rc = parse_seconds("--ready-timeout", optarg, &o->ready_timeout); break;
         case 'o': rc = parse_seconds("--hello-timeout", optarg, &o->hello_timeout); break;
         case 'R': rc = parse_seconds("--resume-timeout", optarg, &o->resume_timeout); break;
+        case 'I': rc = parse_seconds("--control-idle-timeout", optarg, &o->control_idle_timeout); break;
         case 'J':
             if (!(rc = parse_count("--max-jobs", optarg, 1, 1L << 20, &n)))
                 o->max_jobs = (int)n;
@@ -174,6 +180,11 @@ static int load_state(server *srv)
     if ((mkdir(dir, 0700) && errno != EEXIST) || access(dir, R_OK | W_OK | X_OK)) {
         fprintf(stderr, "gridd: --state-dir %s is not a writable directory: %s\n", dir,
                 strerror(errno));
+        return -1;
+    }
+    char why_dir[512];
+    if (state_dir_check(dir, why_dir, sizeof why_dir)) {
+        fprintf(stderr, "gridd: --state-dir: %s\n", why_dir);
         return -1;
     }
     job_record *recs;
@@ -255,8 +266,21 @@ static void on_sweep(uv_timer_t *t)
 // a rendezvous of 16K workers logs ~50K lines.
 static void on_prepare(uv_prepare_t *p)
 {
-    (void)p;
+    server *srv = p->data;
+    if (srv->loop_woke_ms) { // how long this iteration held the loop
+        int64_t busy = gridd_now_ms() - srv->loop_woke_ms;
+        if (busy > srv->metrics.loop_busy_max_ms)
+            srv->metrics.loop_busy_max_ms = busy;
+        if (busy >= GRIDD_LOOP_BUSY_LOG_MS)
+            gridd_log_at(GRIDD_WARN, NULL, -1, "event loop busy busy_ms=%lld", (long long)busy);
+    }
     fflush(stderr);
+}
+
+static void on_loop_woke(uv_check_t *check)
+{
+    server *srv = check->data;
+    srv->loop_woke_ms = gridd_now_ms();
 }
 
 int main(int argc, char **argv)
@@ -279,6 +303,7 @@ int main(int argc, char **argv)
     srv.lists[LIST_WATCH].timeout_ms = (int64_t)(srv.opt.heartbeat_timeout * 1000);
     srv.lists[LIST_READY].timeout_ms = (int64_t)(srv.opt.ready_timeout * 1000);
     srv.lists[LIST_LINGER].timeout_ms = GRIDD_LINGER_MS;
+    srv.lists[LIST_CONTROL].timeout_ms = (int64_t)(srv.opt.control_idle_timeout * 1000);
     int status = 1;
     srv.started_ms = gridd_now_ms();
     if (srv.opt.state_dir && load_state(&srv))
@@ -299,6 +324,9 @@ int main(int argc, char **argv)
     uv_prepare_init(&loop, &srv.flush_log);
     srv.flush_log.data = &srv;
     uv_prepare_start(&srv.flush_log, on_prepare);
+    uv_check_init(&loop, &srv.loop_woke);
+    srv.loop_woke.data = &srv;
+    uv_check_start(&srv.loop_woke, on_loop_woke);
     gridd_log("ready: heartbeat timeout %.3g s, max frame %u bytes, max %d worker connections, "
               "%d of them without a Hello",
               srv.opt.heartbeat_timeout, srv.opt.max_frame, srv.opt.max_connections,

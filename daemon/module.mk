@@ -18,6 +18,9 @@ GRIDD_SRCS += daemon/metrics.c daemon/metrics_http.c # Prometheus endpoint (docs
 $(BIN)/gridd: $(call objs,$(GRIDD_SRCS)) $(WIRE_LIB) $(LAYOUT_LIB)
 
 DAEMON_UNIT_TESTS := test_daemon_assign test_daemon_mint test_daemon_state test_daemon_table
+# Issue 18 (docs/RELIABILITY.md): saved state loads, bounded host tables,
+# no planted files, bounded decoding, printable peer strings.
+DAEMON_UNIT_TESTS += test_daemon_reliability
 CPU_TESTS += $(addprefix $(BUILD)/tests/,$(DAEMON_UNIT_TESTS)) tests/daemon_gridd.py tests/daemon_soak.py \
              tests/daemon_peercred.py tests/daemon_load.py
 # Reliability drills (docs/RELIABILITY.md): gridd killed and restarted under

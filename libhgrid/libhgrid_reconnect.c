@@ -20,6 +20,11 @@
 #define ATTEMPT_S 2.0   // a connect() still pending this long has failed
 #define CONNECTING_WAKE_MS 10
 #define DEFAULT_TOTAL_S 60.0
+// A reconnection ends the outage once gridd has sent a frame on it or it
+// has stayed up this long: an address that accepts and then drops (a proxy
+// whose backend is down) keeps the backoff growing and the give-up clock
+// running from the first loss.
+#define STABLE_S 10.0
 
 static double now_s(void)
 {
@@ -99,9 +104,18 @@ int hgrid_lost(hgrid_worker *w, const char *why, bool same_outage)
     wire_reader_init(&w->reader, WIRE_DEFAULT_MAX_FRAME);
     double now = now_s();
     rc->lost = true;
+    bool unproven = rc->reconnects > 0 && !rc->heard && now - rc->connected_at < STABLE_S;
     if (same_outage) {
         rc->attempts++;
         say(w, "gridd turned the Hello away (%s); trying again", why);
+    } else if (unproven) { // accepted, then dropped before gridd said anything
+        rc->attempts++;
+        char what[sizeof rc->said];
+        snprintf(what, sizeof what, "dropped again before gridd answered: %.100s", why);
+        if (strcmp(rc->said, what) != 0) {
+            snprintf(rc->said, sizeof rc->said, "%s", what);
+            say(w, "gridd at %s %s; still trying", rc->coordinator, what);
+        }
     } else {
         rc->lost_at = now;
         rc->attempts = 0;
@@ -137,6 +151,8 @@ static void connected(hgrid_worker *w, double now)
     }
     rc->lost = false;
     rc->reconnects++;
+    rc->connected_at = now;
+    rc->heard = false;
     char what[96];
     if (w->assigned)
         snprintf(what, sizeof what, "rank %d resuming generation %llu", w->rank,
