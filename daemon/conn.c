@@ -217,7 +217,10 @@ static void on_closed(uv_handle_t *h)
         c->srv->worker_connections--;
     else
         c->srv->control_connections--;
-    free(c);
+    if (c->busy)
+        c->closed = true; // freed when its work is done
+    else
+        free(c);
 }
 
 void conn_close(conn *c, const char *reason)

@@ -29,6 +29,8 @@ struct conn {
     uint64_t hello_ns; // uv_hrtime() of its accepted Hello until its first Assignment; else 0
     char peer[64]; // "address:port" for the log, filled on first use
     bool authenticated; // a control peer that passed SO_PEERCRED; a worker that once joined
+    bool busy;   // a request of this control connection is being worked on off the loop
+    bool closed; // the handle is closed while busy: the work's callback frees the conn
 };
 
 conn *conn_new(server *srv, conn_kind kind);

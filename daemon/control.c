@@ -42,6 +42,107 @@ static void reply_error(conn *c, Hgrid__ErrorCode code, const char *fmt, ...)
     conn_send(c, &env);
 }
 
+// A submit's heavy part (the plan, the roster, the id plan: O(world size)
+// and, for the id plan, more) runs on libuv's thread pool; the loop checks
+// names and limits, links the job, saves the state and answers.
+typedef struct {
+    uv_work_t req;
+    conn *c;
+    job_record rec;
+    hg_plan plan;
+    job *j;
+    bool invalid; // the layout: err says why; else !j is out of memory
+    char err[HG_ERR_LEN];
+} submit_work;
+
+static void build_job(uv_work_t *req)
+{
+    submit_work *w = req->data;
+    if (hg_plan_build(&w->rec.spec, &w->plan, w->err, sizeof w->err)) {
+        w->invalid = true;
+        return;
+    }
+    if (roster_init(&w->rec.roster, w->plan.world_size))
+        return;
+    if (!(w->j = job_build(&w->rec, &w->plan)))
+        roster_free(&w->rec.roster);
+}
+
+// The checks that depend on the other jobs, made when the job is ready to
+// be linked (other submits may have finished meanwhile). 0 or -1 (answered).
+static int submit_fits(conn *c, const job *j)
+{
+    server *srv = c->srv;
+    const char *name = j->rec.name;
+    if (job_find(srv, name)) {
+        reply_error(c, HGRID__ERROR_CODE__ERROR_JOB_EXISTS,
+                    "job %s exists; cancel it first or pick another name", name);
+        return -1;
+    }
+    long long ranks = j->plan.world_size;
+    for (const job *o = srv->jobs; o; o = o->next)
+        ranks += o->plan.world_size;
+    if (ranks > STATE_MAX_RANKS) { // what gridd restores at most: it loads what it acknowledges
+        reply_error(c, HGRID__ERROR_CODE__ERROR_LIMIT,
+                    "job %s: its %d ranks would bring gridd's jobs to %lld ranks, over the "
+                    "limit of %d in all; cancel a job first", name, j->plan.world_size, ranks,
+                    STATE_MAX_RANKS);
+        return -1;
+    }
+    if (srv->num_jobs >= srv->opt.max_jobs) {
+        reply_error(c, HGRID__ERROR_CODE__ERROR_LIMIT,
+                    "job %s: gridd holds its limit of %d jobs (--max-jobs); cancel one, or "
+                    "restart gridd with a larger --max-jobs", name, srv->opt.max_jobs);
+        return -1;
+    }
+    return 0;
+}
+
+static void job_built(uv_work_t *req, int status)
+{
+    (void)status;
+    submit_work *w = req->data;
+    conn *c = w->c;
+    server *srv = c->srv;
+    job *j = w->j;
+    c->busy = false;
+    srv->submits_in_flight--;
+    if (c->closed || srv->stopping) { // nobody to answer, or gridd is going away
+        if (j)
+            job_free(j);
+        if (c->closed)
+            free(c);
+        free(w);
+        return;
+    }
+    if (w->invalid)
+        reply_error(c, HGRID__ERROR_CODE__ERROR_INVALID_LAYOUT, "job %s: invalid layout: %s",
+                    w->rec.name, w->err);
+    else if (!j)
+        reply_error(c, HGRID__ERROR_CODE__ERROR_LIMIT, "job %s: out of memory", w->rec.name);
+    if (!j || submit_fits(c, j)) {
+        if (j)
+            job_free(j);
+        free(w);
+        return;
+    }
+    job_link(srv, j);
+    if (jobs_save(srv)) { // acknowledged only once it would survive a restart
+        job_remove(srv, j);
+        reply_error(c, HGRID__ERROR_CODE__ERROR_LIMIT,
+                    "job %s: gridd cannot save its state (see gridd's log); not submitted",
+                    w->rec.name);
+        free(w);
+        return;
+    }
+    gridd_log_at(GRIDD_NOTICE, j, -1, "job submitted workers=%d", j->plan.world_size);
+    char message[160];
+    snprintf(message, sizeof message, "job %s submitted: waiting for %d workers", j->rec.name,
+             j->plan.world_size);
+    reply_ok(c, message);
+    free(w);
+}
+
 static void submit(conn *c, const Hgrid__SubmitJob *s)
 {
     server *srv = c->srv;
@@ -57,59 +158,37 @@ static void submit(conn *c, const Hgrid__SubmitJob *s)
                     s->token.len);
         return;
     }
-    job_record rec;
-    memset(&rec, 0, sizeof rec);
-    hg_plan plan;
-    char err[HG_ERR_LEN];
-    hg_layout_spec_defaults(&rec.spec);
-    if (wire_layout_to_spec(s->layout, &rec.spec, err, sizeof err) ||
-        hg_plan_build(&rec.spec, &plan, err, sizeof err)) {
-        reply_error(c, HGRID__ERROR_CODE__ERROR_INVALID_LAYOUT, "job %s: invalid layout: %s",
-                    s->job, err);
-        return;
-    }
-    if (job_find(srv, s->job)) {
-        reply_error(c, HGRID__ERROR_CODE__ERROR_JOB_EXISTS,
-                    "job %s exists; cancel it first or pick another name", s->job);
-        return;
-    }
-    long long ranks = plan.world_size;
-    for (const job *o = srv->jobs; o; o = o->next)
-        ranks += o->plan.world_size;
-    if (ranks > STATE_MAX_RANKS) {
+    if (srv->submits_in_flight >= GRIDD_MAX_SUBMITS) {
         reply_error(c, HGRID__ERROR_CODE__ERROR_LIMIT,
-                    "job %s: its %d ranks would bring gridd's jobs to %lld ranks, over the "
-                    "limit of %d in all; cancel a job first", s->job, plan.world_size, ranks,
-                    STATE_MAX_RANKS);
+                    "job %s: gridd is busy with %d submits; retry in a moment", s->job,
+                    srv->submits_in_flight);
         return;
     }
-    if (srv->num_jobs >= srv->opt.max_jobs) {
-        reply_error(c, HGRID__ERROR_CODE__ERROR_LIMIT,
-                    "job %s: gridd holds its limit of %d jobs (--max-jobs); cancel one, or "
-                    "restart gridd with a larger --max-jobs", s->job, srv->opt.max_jobs);
-        return;
-    }
-    snprintf(rec.name, sizeof rec.name, "%s", s->job);
-    memcpy(rec.token, s->token.data, s->token.len);
-    rec.token_len = (uint32_t)s->token.len;
-    job *j = NULL;
-    if (roster_init(&rec.roster, plan.world_size) || !(j = job_create(srv, &rec, &plan))) {
-        roster_free(&rec.roster);
+    submit_work *w = calloc(1, sizeof *w);
+    if (!w) {
         reply_error(c, HGRID__ERROR_CODE__ERROR_LIMIT, "job %s: out of memory", s->job);
         return;
     }
-    if (jobs_save(srv)) { // acknowledged only once it would survive a restart
-        job_remove(srv, j);
-        reply_error(c, HGRID__ERROR_CODE__ERROR_LIMIT,
-                    "job %s: gridd cannot save its state (see gridd's log); not submitted",
-                    s->job);
+    hg_layout_spec_defaults(&w->rec.spec);
+    if (wire_layout_to_spec(s->layout, &w->rec.spec, w->err, sizeof w->err)) {
+        reply_error(c, HGRID__ERROR_CODE__ERROR_INVALID_LAYOUT, "job %s: invalid layout: %s",
+                    s->job, w->err);
+        free(w);
         return;
     }
-    gridd_log_at(GRIDD_NOTICE, j, -1, "job submitted workers=%d", plan.world_size);
-    char message[160];
-    snprintf(message, sizeof message, "job %s submitted: waiting for %d workers", s->job,
-             plan.world_size);
-    reply_ok(c, message);
+    snprintf(w->rec.name, sizeof w->rec.name, "%s", s->job);
+    memcpy(w->rec.token, s->token.data, s->token.len);
+    w->rec.token_len = (uint32_t)s->token.len;
+    w->c = c;
+    w->req.data = w;
+    if (uv_queue_work(srv->loop, &w->req, build_job, job_built)) {
+        reply_error(c, HGRID__ERROR_CODE__ERROR_LIMIT, "job %s: cannot start building it",
+                    s->job);
+        free(w);
+        return;
+    }
+    c->busy = true;
+    srv->submits_in_flight++;
 }
 
 static void fill_info(const job *j, Hgrid__JobInfo *info)
@@ -239,6 +318,11 @@ static void cancel(conn *c, const char *name)
 
 void control_handle(conn *c, const Hgrid__Envelope *env)
 {
+    if (c->busy) {
+        conn_fail(c, HGRID__ERROR_CODE__ERROR_BAD_REQUEST,
+                  "one request at a time: wait for the reply to the last one");
+        return;
+    }
     switch (env->msg_case) {
     case HGRID__ENVELOPE__MSG_SUBMIT:
         submit(c, env->submit);

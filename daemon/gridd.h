@@ -25,6 +25,7 @@
 #define GRIDD_CONTROL_IDLE_MS 60000     // default --control-idle-timeout
 #define GRIDD_CONTROL_MAX_FRAME 65536   // largest control request (a submit is ~1 KiB)
 #define GRIDD_LOOP_BUSY_LOG_MS 200      // a loop iteration busy this long is logged
+#define GRIDD_MAX_SUBMITS 4             // submits being built off the loop at once
 
 typedef struct {
     const char *listen;        // HOST:PORT for workers
@@ -77,11 +78,11 @@ struct server {
     conn_list lists[NUM_LISTS];
     int worker_connections; // capped by --max-connections
     int control_connections; // capped by GRIDD_MAX_CONTROL
+    int submits_in_flight;   // on the thread pool, capped by GRIDD_MAX_SUBMITS
     // Peers refused before they proved themselves, since the last summary.
     int refused_unauth;
     char refused_unauth_peer[64], refused_unauth_reason[160];
-    uv_check_t loop_woke;   // after each wait: the time, for the busy gauge
-    int64_t loop_woke_ms;
+    uint64_t loop_prepared_ns, loop_idle_ns; // at the last prepare: time, poll's idle total
     int pending;            // worker connections on lists[LIST_HELLO], capped by --max-pending
     // Refusals at the caps and Hello timeouts since the last summary line
     // (conn_sweep logs them).

@@ -29,6 +29,14 @@ job *job_find(server *srv, const char *name)
 
 job *job_create(server *srv, const job_record *rec, const hg_plan *plan)
 {
+    job *j = job_build(rec, plan);
+    if (j)
+        job_link(srv, j);
+    return j;
+}
+
+job *job_build(const job_record *rec, const hg_plan *plan)
+{
     job *j = calloc(1, sizeof *j);
     if (!j)
         return NULL;
@@ -48,11 +56,15 @@ job *job_create(server *srv, const job_record *rec, const hg_plan *plan)
     }
     wire_layout_from_spec(&j->rec.spec, &j->layout, &j->model);
     j->state = JOB_WAITING;
+    return j;
+}
+
+void job_link(server *srv, job *j)
+{
     j->srv = srv;
     j->next = srv->jobs;
     srv->jobs = j;
     srv->num_jobs++;
-    return j;
 }
 
 void job_restored(job *j)

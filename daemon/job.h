@@ -35,6 +35,10 @@ struct job {
 job *job_find(server *srv, const char *name);
 // A new job from a validated plan; NULL if out of memory.
 job *job_create(server *srv, const job_record *rec, const hg_plan *plan);
+// job_create in two steps: job_build touches nothing shared (any thread;
+// O(world size) and more: the id plan), job_link adds it to srv's jobs.
+job *job_build(const job_record *rec, const hg_plan *plan);
+void job_link(server *srv, job *j);
 // A restored job whose ranks were assigned waits --resume-timeout for its
 // workers to resume its generation.
 void job_restored(job *j);

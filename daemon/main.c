@@ -267,20 +267,19 @@ static void on_sweep(uv_timer_t *t)
 static void on_prepare(uv_prepare_t *p)
 {
     server *srv = p->data;
-    if (srv->loop_woke_ms) { // how long this iteration held the loop
-        int64_t busy = gridd_now_ms() - srv->loop_woke_ms;
+    // How long the loop worked since the last prepare: the time that passed
+    // less the time it waited in poll.
+    uint64_t now = uv_hrtime(), idle = uv_metrics_idle_time(srv->loop);
+    if (srv->loop_prepared_ns) {
+        int64_t busy = (int64_t)((now - srv->loop_prepared_ns) - (idle - srv->loop_idle_ns)) / 1000000;
         if (busy > srv->metrics.loop_busy_max_ms)
             srv->metrics.loop_busy_max_ms = busy;
         if (busy >= GRIDD_LOOP_BUSY_LOG_MS)
             gridd_log_at(GRIDD_WARN, NULL, -1, "event loop busy busy_ms=%lld", (long long)busy);
     }
     fflush(stderr);
-}
-
-static void on_loop_woke(uv_check_t *check)
-{
-    server *srv = check->data;
-    srv->loop_woke_ms = gridd_now_ms();
+    srv->loop_prepared_ns = now;
+    srv->loop_idle_ns = idle;
 }
 
 int main(int argc, char **argv)
@@ -293,7 +292,7 @@ int main(int argc, char **argv)
         return rc == 1 ? 0 : rc;
     gridd_log_init(srv.opt.verbosity);
     uv_loop_t loop;
-    if (uv_loop_init(&loop)) {
+    if (uv_loop_init(&loop) || uv_loop_configure(&loop, UV_METRICS_IDLE_TIME)) {
         fprintf(stderr, "gridd: cannot create the event loop\n");
         return 1;
     }
@@ -324,9 +323,7 @@ int main(int argc, char **argv)
     uv_prepare_init(&loop, &srv.flush_log);
     srv.flush_log.data = &srv;
     uv_prepare_start(&srv.flush_log, on_prepare);
-    uv_check_init(&loop, &srv.loop_woke);
-    srv.loop_woke.data = &srv;
-    uv_check_start(&srv.loop_woke, on_loop_woke);
+
     gridd_log("ready: heartbeat timeout %.3g s, max frame %u bytes, max %d worker connections, "
               "%d of them without a Hello",
               srv.opt.heartbeat_timeout, srv.opt.max_frame, srv.opt.max_connections,

@@ -20,10 +20,12 @@ void mint_plan_init(mint_plan *mp, const hg_plan *plan)
     for (int mi = 0; mi < plan->num_modules; mi++) {
         const hg_module_grid *m = &plan->modules[mi];
         for (int k = 0; k < HG_NUM_GROUP_KINDS; k++) {
-            if (!hg_group_applies(m, (hg_group_kind)k))
+            // A group of one rank needs no id: no need to look for its twin
+            // (an O(world size) scan per pair of kinds).
+            if (!hg_group_applies(m, (hg_group_kind)k) || hg_group_size(m, (hg_group_kind)k) < 2)
                 continue;
             mp->canonical[mi][k] = hg_group_canonical(m, (hg_group_kind)k);
-            if (mp->canonical[mi][k] != (hg_group_kind)k || hg_group_size(m, (hg_group_kind)k) < 2)
+            if (mp->canonical[mi][k] != (hg_group_kind)k)
                 continue;
             mp->id_base[mi][k] = mp->num_ids;
             mp->num_ids += hg_group_count(m, (hg_group_kind)k);
