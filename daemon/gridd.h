@@ -17,7 +17,7 @@
 #define GRIDD_SLOW_CONSUMER (4u << 20)  // bytes queued to a peer (beyond one frame) before it is dropped
 #define GRIDD_SWEEP_MS 100              // deadline check period
 #define GRIDD_HELLO_MAX_FRAME 4096      // frame limit before a worker's Hello is accepted
-#define GRIDD_SELF_TEST_MAX 4096        // largest SelfTestReport kept per worker (bytes)
+#define GRIDD_SELF_TEST_MAX 8192        // largest SelfTestReport kept per worker (bytes)
 #define GRIDD_SELF_TEST_GROUPS 32       // checks kept per SelfTestReport
 #define GRIDD_MAX_PENDING 1024          // default cap on connections without an accepted Hello
 #define GRIDD_REFUSAL_LOG_MS 1000       // refusals and Hello timeouts: one log line per period

@@ -165,8 +165,31 @@ int job_cancel(server *srv, job *j, const char *reason)
         released++;
     }
     gridd_log_at(GRIDD_NOTICE, j, -1, "%s released=%d", reason, released);
-    job_free(j);
+    job_free_later(srv, j);
     return 0;
+}
+
+static void free_job_work(uv_work_t *req)
+{
+    job_free(req->data);
+}
+
+static void free_job_done(uv_work_t *req, int status)
+{
+    (void)status;
+    free(req);
+}
+
+void job_free_later(server *srv, job *j)
+{
+    uv_work_t *req = malloc(sizeof *req);
+    if (req) {
+        req->data = j;
+        if (uv_queue_work(srv->loop, req, free_job_work, free_job_done) == 0)
+            return;
+    }
+    free(req);
+    job_free(j);
 }
 
 // Sends rank's Assignment. Returns false if that lost a worker and so

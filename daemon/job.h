@@ -47,6 +47,9 @@ void job_restored(job *j);
 int job_cancel(server *srv, job *j, const char *reason);
 void job_remove(server *srv, job *j); // unlinks and frees, nothing sent
 void job_free(job *j);
+// Frees an unlinked job on the thread pool (a huge job's arrays are slow
+// to give back).
+void job_free_later(server *srv, job *j);
 // After roster_join put c into its slot; resume: the Hello's (NULL: none).
 void job_joined(job *j, conn *c, const Hgrid__Resume *resume);
 void job_worker_gone(conn *c, const char *reason);

@@ -26,6 +26,11 @@ CPU_TESTS += $(addprefix $(BUILD)/tests/,$(DAEMON_UNIT_TESTS)) tests/daemon_grid
 # Reliability drills (docs/RELIABILITY.md): gridd killed and restarted under
 # running workers; workers killed and frozen, timed; the job limit.
 CPU_TESTS += tests/daemon_restart.py tests/worker_failure.py tests/daemon_limits.py
+# Issue 18: hostile peers and unlucky operators (gridd, hgridctl, workers),
+# no stall loses a worker, and a random walk of restarts loses nothing
+# acknowledged (HGRID_RESTORE_STEPS for a long run).
+CPU_TESTS += tests/daemon_reliability.py tests/daemon_stall.py tests/daemon_restore_random.py \
+             tests/worker_hostile.py
 
 $(addprefix $(BUILD)/tests/,$(DAEMON_UNIT_TESTS)): $(BUILD)/tests/%: $(BUILD)/tests/%.o \
 		$(DAEMON_CORE_LIB) $(WIRE_LIB) $(LAYOUT_LIB)

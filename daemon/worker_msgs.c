@@ -101,7 +101,7 @@ static void self_test(conn *c, const Hgrid__SelfTestReport *report)
     size_t n = report->n_groups < GRIDD_SELF_TEST_GROUPS ? report->n_groups : GRIDD_SELF_TEST_GROUPS;
     static Hgrid__GroupCheck checks[GRIDD_SELF_TEST_GROUPS];
     static Hgrid__GroupCheck *ptrs[GRIDD_SELF_TEST_GROUPS];
-    static char names[GRIDD_SELF_TEST_GROUPS][64], details[GRIDD_SELF_TEST_GROUPS][160];
+    static char names[GRIDD_SELF_TEST_GROUPS][64], details[GRIDD_SELF_TEST_GROUPS][96];
     for (size_t i = 0; i < n; i++) {
         checks[i] = *report->groups[i];
         keep_text(names[i], sizeof names[i], report->groups[i]->name);
