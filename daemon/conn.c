@@ -317,7 +317,9 @@ void conn_refuse(conn *c, Hgrid__ErrorCode code, const char *message)
 
 bool conn_trusted(const conn *c)
 {
-    return c->kind == CONN_WORKER ? c->job != NULL || c->authenticated : c->authenticated;
+    // The control socket's mode admits local users only: a refused one
+    // (SO_PEERCRED) gets its line, a worker peer not before its Hello.
+    return c->kind == CONN_CONTROL || c->job != NULL || c->authenticated;
 }
 
 // ---- sending

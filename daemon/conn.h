@@ -53,8 +53,8 @@ void conn_await_ready(conn *c); // starts c's Ready deadline
 void conn_unwatch(conn *c);     // no deadline
 void conn_list_remove(conn *c); // off its deadline list (e.g. Hello accepted)
 void conn_list_append(conn *c, deadline_list list); // (re)starts c's deadline on list
-// Whether c's peer proved itself (an accepted Hello, an allowed control
-// uid): only those get a log line and a lingering close per refusal.
+// Whether c's peer is a control client or a worker whose Hello was
+// accepted: only those get a log line and a lingering close per refusal.
 bool conn_trusted(const conn *c);
 void conn_sweep(server *srv);   // expires deadlines
 
