@@ -21,10 +21,11 @@
 #define CONNECTING_WAKE_MS 10
 #define DEFAULT_TOTAL_S 60.0
 // A reconnection ends the outage once gridd has sent a frame on it or it
-// has stayed up this long: an address that accepts and then drops (a proxy
-// whose backend is down) keeps the backoff growing and the give-up clock
-// running from the first loss.
-#define STABLE_S 10.0
+// has stayed up this long (a resumed generation hears nothing from gridd):
+// an address that accepts and then drops at once (a proxy whose backend is
+// down) keeps the backoff growing and the give-up clock running from the
+// first loss; one that holds connections longer is tried once per STABLE_S.
+#define STABLE_S 1.0
 
 static double now_s(void)
 {
@@ -108,14 +109,11 @@ int hgrid_lost(hgrid_worker *w, const char *why, bool same_outage)
     if (same_outage) {
         rc->attempts++;
         say(w, "gridd turned the Hello away (%s); trying again", why);
-    } else if (unproven) { // accepted, then dropped before gridd said anything
-        rc->attempts++;
-        char what[sizeof rc->said];
-        snprintf(what, sizeof what, "dropped again before gridd answered: %.100s", why);
-        if (strcmp(rc->said, what) != 0) {
-            snprintf(rc->said, sizeof rc->said, "%s", what);
-            say(w, "gridd at %s %s; still trying", rc->coordinator, what);
-        }
+    } else if (unproven) { // accepted, then dropped before gridd proved itself
+        rc->attempts++; // one line per attempt: the backoff keeps them apart
+        say(w, "lost gridd at %s again (%s) %.3f s into the outage, before it answered; "
+               "reconnecting, giving up %.3g s after the first loss", rc->coordinator, why,
+            now - rc->lost_at, rc->total_s);
     } else {
         rc->lost_at = now;
         rc->attempts = 0;
