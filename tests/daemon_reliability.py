@@ -35,8 +35,9 @@ class Gridd:
         self.sock = os.path.join(tmp, name + ".sock")
         self.log = os.path.join(tmp, name + ".log")
         port_file = os.path.join(tmp, name + ".port")
-        if os.path.exists(port_file):
-            os.unlink(port_file)
+        for stale in (port_file, self.sock):  # a killed gridd's: wait for the new ones
+            if os.path.exists(stale):
+                os.unlink(stale)
         self.proc = subprocess.Popen([GRIDD, "--listen", "127.0.0.1:0", "--control", self.sock,
                                       "--port-file", port_file, *extra],
                                      stderr=open(self.log, "a"))
