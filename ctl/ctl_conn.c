@@ -2,6 +2,7 @@
 #include "ctl/ctl_conn.h"
 
 #include <errno.h>
+#include <pwd.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,7 +54,8 @@ static int connect_unix(const char *path)
 }
 
 // Whether the process answering on fd may hear this user's requests (a
-// submit carries the job's token): root, this user, or $HGRID_GRIDD_UID.
+// submit carries the job's token): root, this user, the "hgrid" service
+// account gridd.service runs as, or $HGRID_GRIDD_UID.
 static bool peer_trusted(int fd, unsigned *peer_uid)
 {
     struct ucred cred;
@@ -63,11 +65,15 @@ static bool peer_trusted(int fd, unsigned *peer_uid)
         return false;
     }
     *peer_uid = (unsigned)cred.uid;
+    if (cred.uid == 0 || cred.uid == getuid())
+        return true;
+    const struct passwd *service = getpwnam(CTL_SERVICE_USER);
+    if (service && service->pw_uid == cred.uid)
+        return true;
     const char *allowed = getenv("HGRID_GRIDD_UID");
     char *end;
-    unsigned long trusted = allowed && *allowed ? strtoul(allowed, &end, 10) : (unsigned long)-1;
-    return cred.uid == 0 || cred.uid == getuid() ||
-           (allowed && *allowed && *end == '\0' && cred.uid == trusted);
+    unsigned long uid = allowed && *allowed ? strtoul(allowed, &end, 10) : 0;
+    return allowed && *allowed && *end == '\0' && uid == cred.uid;
 }
 
 int ctl_connect(const ctl_options *opt, char *path, size_t pathlen)
@@ -104,9 +110,9 @@ int ctl_connect(const ctl_options *opt, char *path, size_t pathlen)
     if (fd >= 0 && !peer_trusted(fd, &peer_uid)) {
         close(fd);
         return ctl_fail(-1, CTL_ERR_UNREACHABLE,
-                        "hgridctl: the control socket %s (%s) is served by uid %u, neither root "
-                        "nor you (uid %u); not sending it anything (set HGRID_GRIDD_UID=%u if "
-                        "that user runs your gridd)", path, from, peer_uid, (unsigned)getuid(),
+                        "hgridctl: the control socket %s (%s) is served by uid %u, neither root, "
+                        "you (uid %u) nor the hgrid service account; not sending it anything "
+                        "(set HGRID_GRIDD_UID=%u if that user runs your gridd)", path, from, peer_uid, (unsigned)getuid(),
                         peer_uid);
     }
     if (fd >= 0)

@@ -12,11 +12,12 @@
 // gridd.service's --control: hgridctl tries it first when neither --socket
 // nor $HGRID_CONTROL names a socket.
 #define CTL_SYSTEM_SOCKET "/run/hgrid/gridd.sock"
+#define CTL_SERVICE_USER "hgrid" // gridd.service's User=: hgridctl trusts its socket
 
 // Connects to the control socket (--socket, else $HGRID_CONTROL, else
 // CTL_SYSTEM_SOCKET if it exists, else the user's default path), the path
-// used into path. The peer must be root, this user or $HGRID_GRIDD_UID
-// (SO_PEERCRED), else nothing is sent. The descriptor, or -1 after
+// used into path. The peer must be root, this user, the hgrid service
+// account or $HGRID_GRIDD_UID (SO_PEERCRED), else nothing is sent. The descriptor, or -1 after
 // reporting why with what to do.
 int ctl_connect(const ctl_options *opt, char *path, size_t pathlen);
 
