@@ -213,10 +213,6 @@ static void on_closed(uv_handle_t *h)
 {
     conn *c = h->data;
     wire_reader_free(&c->reader);
-    if (c->kind == CONN_WORKER)
-        c->srv->worker_connections--;
-    else
-        c->srv->control_connections--;
     if (c->busy)
         c->closed = true; // freed when its work is done
     else
@@ -234,6 +230,13 @@ void conn_close(conn *c, const char *reason)
     else if (reason && !c->draining && c->kind == CONN_WORKER && gridd_log_enabled(GRIDD_INFO))
         gridd_log_at(GRIDD_INFO, NULL, -1, "connection closed peer=%s reason=\"%s\"",
                      conn_peer(c), reason);
+    // uv_close closes the descriptor now: the caps count open descriptors
+    // (a burst of accepts and refusals in one loop iteration frees each slot
+    // at once, not when the close callbacks run).
+    if (c->kind == CONN_WORKER)
+        c->srv->worker_connections--;
+    else
+        c->srv->control_connections--;
     uv_close(&c->h.handle, on_closed);
 }
 

@@ -77,6 +77,8 @@ static void on_connection(uv_stream_t *listener, int status)
         gridd_log_at(GRIDD_ERROR, NULL, -1, "cannot set up a connection: %s", uv_strerror(rc));
         if (kind == CONN_WORKER)
             srv->worker_connections--;
+        else
+            srv->control_connections--;
         free(c);
         return;
     }
