@@ -110,12 +110,35 @@ Hgrid__Envelope *ctl_fetch_job(const ctl_options *opt, const char *job)
 // ---- status
 
 static const job_command status_cmd = {
-    "status", "",
-    "Shows how far a job got: workers joined, generation, state, and per rank its\n"
-    "heartbeat age, step, loss and throughput, and its self-test per group.\n",
+    "status", " [--all | --rank R]",
+    "Shows how far a job got: workers joined, generation, state, failed self-test\n"
+    "checks, and per rank (the first 32) its heartbeat age, step, loss and\n"
+    "throughput, and its self-test per group.\n",
     "the object one line of 'hgridctl watch JOB --json' holds", NULL};
 
-static void write_status_text(const Hgrid__JobInfo *info)
+#define STATUS_ROWS 32 // ranks listed without --all
+
+static void write_worker_status(const Hgrid__WorkerInfo *w)
+{
+    char age[32];
+    if (w->last_heartbeat_ms < 0)
+        snprintf(age, sizeof age, "none yet");
+    else
+        snprintf(age, sizeof age, "%lld ms ago", (long long)w->last_heartbeat_ms);
+    printf("  rank %lld %s/%u %s: heartbeat %s, step %llu, loss %.4g, %.4g tokens/s\n",
+           w->rank == UINT32_MAX ? -1 : (long long)w->rank, w->host, w->device, w->state, age,
+           (unsigned long long)w->step, (double)w->loss, (double)w->throughput);
+    char line[400];
+    for (size_t k = 0; k < w->n_checks; k++) { // the self-test, per group and edge
+        const Hgrid__GroupCheck *ck = w->checks[k];
+        selftest_format_check(line, sizeof line, ck->name, ck->ok, ck->busbw_gbps, ck->detail);
+        printf("    self-test %s\n", line);
+    }
+}
+
+// A summary line, then the workers: rank only (>= 0), all, or the first
+// STATUS_ROWS, so that a huge job prints a bounded page.
+static int write_status_text(const Hgrid__JobInfo *info, int rank, bool all)
 {
     printf("job %s: %s, generation %llu, joined %u/%u\n", info->job, info->state,
            (unsigned long long)info->generation, info->joined, info->world_size);
@@ -124,30 +147,45 @@ static void write_status_text(const Hgrid__JobInfo *info)
         ctl_format_end(info, end, sizeof end);
         printf("%s\n", end);
     }
+    size_t failed_checks = 0, failed_ranks = 0;
+    for (size_t i = 0; i < info->n_workers; i++) {
+        size_t bad = 0;
+        for (size_t k = 0; k < info->workers[i]->n_checks; k++)
+            bad += !info->workers[i]->checks[k]->ok;
+        failed_checks += bad;
+        failed_ranks += bad > 0;
+    }
+    if (failed_checks)
+        printf("self-test: %zu checks failed on %zu workers\n", failed_checks, failed_ranks);
+    size_t shown = 0;
     for (size_t i = 0; i < info->n_workers; i++) {
         const Hgrid__WorkerInfo *w = info->workers[i];
-        char age[32];
-        if (w->last_heartbeat_ms < 0)
-            snprintf(age, sizeof age, "none yet");
-        else
-            snprintf(age, sizeof age, "%lld ms ago", (long long)w->last_heartbeat_ms);
-        printf("  rank %lld %s/%u %s: heartbeat %s, step %llu, loss %.4g, %.4g tokens/s\n",
-               w->rank == UINT32_MAX ? -1 : (long long)w->rank, w->host, w->device, w->state, age,
-               (unsigned long long)w->step, (double)w->loss, (double)w->throughput);
-        char line[400];
-        for (size_t k = 0; k < w->n_checks; k++) { // the self-test, per group and edge
-            const Hgrid__GroupCheck *ck = w->checks[k];
-            selftest_format_check(line, sizeof line, ck->name, ck->ok, ck->busbw_gbps, ck->detail);
-            printf("    self-test %s\n", line);
-        }
+        if (rank >= 0 ? w->rank != (uint32_t)rank : !all && shown == STATUS_ROWS)
+            continue;
+        write_worker_status(w);
+        shown++;
     }
+    if (rank >= 0 && shown == 0)
+        return ctl_fail(CTL_FAILED, CTL_ERR_USAGE, "hgridctl: job %s has no worker at rank %d",
+                        info->job, rank);
+    if (rank < 0 && shown < info->n_workers)
+        printf("... %zu more workers (hgridctl status %s --all, or --rank R)\n",
+               info->n_workers - shown, info->job);
+    return CTL_OK;
 }
 
 int ctl_status(const ctl_options *opt, int argc, char **argv)
 {
     const char *name;
-    bool json;
-    int rc = ctl_parse_job_args(&status_cmd, argc, argv, NULL, &name, &json);
+    bool json, all = false;
+    int rank = -1;
+    const cli_opt opts[] = {
+        CLI_OPT_SWITCH("all", &all, "every rank"),
+        CLI_OPT_INT("rank", &rank, NULL, 0, HG_MAX_WORLD - 1, "R",
+                    "rank R only (default: the first " CLI_STR(STATUS_ROWS) " ranks)"),
+        CLI_OPT_END,
+    };
+    int rc = ctl_parse_job_args(&status_cmd, argc, argv, opts, &name, &json);
     if (rc >= 0)
         return rc;
     Hgrid__Envelope *reply = ctl_fetch_job(opt, name);
@@ -164,7 +202,7 @@ int ctl_status(const ctl_options *opt, int argc, char **argv)
             watch_view_free(&v);
         }
     } else {
-        write_status_text(reply->job_info);
+        rc = write_status_text(reply->job_info, rank, all);
     }
     wire_free_envelope(reply);
     return rc;

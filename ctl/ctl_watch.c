@@ -117,7 +117,9 @@ static Hgrid__Envelope *show_job(int fd, int sig_fd, const char *job, bool *sign
         snprintf(err, errlen, "no reply within %d s", CTL_REPLY_TIMEOUT_MS / 1000);
     if (w != WAIT_READY)
         return NULL;
-    return wire_recv(fd, CTL_REPLY_MAX_FRAME, CTL_REPLY_TIMEOUT_MS, err, errlen);
+    Hgrid__Envelope *reply = wire_recv(fd, CTL_REPLY_MAX_JOB_INFO, CTL_REPLY_TIMEOUT_MS, err, errlen);
+    wire_printable_envelope(reply);
+    return reply;
 }
 
 // Rank rows that fit the terminal under the heading and module lines.

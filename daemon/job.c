@@ -30,6 +30,14 @@ job *job_find(server *srv, const char *name)
 
 job *job_create(server *srv, const job_record *rec, const hg_plan *plan)
 {
+    job *j = job_build(rec, plan);
+    if (j)
+        job_link(srv, j);
+    return j;
+}
+
+job *job_build(const job_record *rec, const hg_plan *plan)
+{
     job *j = calloc(1, sizeof *j);
     if (!j)
         return NULL;
@@ -51,11 +59,15 @@ job *job_create(server *srv, const job_record *rec, const hg_plan *plan)
     }
     wire_layout_from_spec(&j->rec.spec, &j->wire);
     j->state = JOB_WAITING;
+    return j;
+}
+
+void job_link(server *srv, job *j)
+{
     j->srv = srv;
     j->next = srv->jobs;
     srv->jobs = j;
     srv->num_jobs++;
-    return j;
 }
 
 void job_restored(job *j)
@@ -95,7 +107,7 @@ static void unlink_job(server *srv, job *j)
 void job_remove(server *srv, job *j)
 {
     unlink_job(srv, j);
-    job_free(j);
+    job_free_later(srv, j);
 }
 
 int jobs_save(server *srv)
@@ -110,7 +122,8 @@ int jobs_save(server *srv)
     } else {
         int n = 0;
         for (job *j = srv->jobs; j; j = j->next)
-            recs[n++] = &j->rec;
+            if (!j->leaving)
+                recs[n++] = &j->rec;
         rc = state_save(srv->opt.state_dir, recs, n, err, sizeof err);
     }
     free(recs);
@@ -123,6 +136,29 @@ int jobs_save(server *srv)
     for (job *j = srv->jobs; j; j = j->next)
         j->saved_map_version = j->rec.roster.map_version;
     return 0;
+}
+
+static void free_job_work(uv_work_t *req)
+{
+    job_free(req->data);
+}
+
+static void free_job_done(uv_work_t *req, int status)
+{
+    (void)status;
+    free(req);
+}
+
+void job_free_later(server *srv, job *j)
+{
+    uv_work_t *req = malloc(sizeof *req);
+    if (req) {
+        req->data = j;
+        if (uv_queue_work(srv->loop, req, free_job_work, free_job_done) == 0)
+            return;
+    }
+    free(req);
+    job_free(j);
 }
 
 // Sends rank's Assignment. Returns false if that lost a worker and so

@@ -51,12 +51,17 @@ struct job {
     job_rank *ranks;         // per rank
     int num_done;            // ranks done in this generation
     job_loss_history history[2]; // per module, in plan order
+    bool leaving;                // about to be removed: jobs_save leaves it out
     job *next;
 };
 
 job *job_find(server *srv, const char *name);
 // A new job from a validated plan; NULL if out of memory.
 job *job_create(server *srv, const job_record *rec, const hg_plan *plan);
+// job_create in two steps: job_build touches nothing shared (any thread;
+// O(world size) and more: the id plan), job_link adds it to srv's jobs.
+job *job_build(const job_record *rec, const hg_plan *plan);
+void job_link(server *srv, job *j);
 // A restored job whose ranks were assigned waits --resume-timeout for its
 // workers to resume its generation.
 void job_restored(job *j);
@@ -69,6 +74,9 @@ static inline bool job_ended(const job *j)
 // saves, releases every worker with it (workers of a failed job exit
 // non-zero) and counts it.
 void job_end(job *j, Hgrid__Outcome outcome, const char *reason);
+// job_end with the cancelled outcome for a job that has not ended, once that
+// is saved: -1 (j unchanged, nothing sent) if the state could not be saved.
+int job_cancel(job *j, const char *reason);
 // Sends an ended job's Release to a worker that says Hello, and finishes c.
 void job_release_late(job *j, conn *c);
 void job_done(conn *c, const Hgrid__Done *done);
@@ -87,8 +95,12 @@ int64_t gridd_unix_ms(void);
 void job_record_loss(job *j, int rank, uint64_t step, float loss);
 // Each module's progress, in plan order.
 void job_progress(const job *j, metrics_module out[2], int *num_modules);
-void job_remove(server *srv, job *j); // unlinks and frees, nothing sent
+// Unlinks j and frees it on the thread pool; nothing sent.
+void job_remove(server *srv, job *j);
 void job_free(job *j);
+// Frees an unlinked job on the thread pool (a huge job's arrays are slow
+// to give back).
+void job_free_later(server *srv, job *j);
 // After roster_join put c into its slot; resume: the Hello's (NULL: none).
 void job_joined(job *j, conn *c, const Hgrid__Resume *resume);
 void job_worker_gone(conn *c, const char *reason);
@@ -97,8 +109,8 @@ void job_ready(conn *c, uint64_t generation);
 void job_heartbeat(conn *c, const Hgrid__Heartbeat *hb);
 const char *job_state_name(job_state s);
 const char *slot_state_name(slot_state s);
-// Saves every job to --state-dir (if given). Returns 0, or -1 after logging
-// why.
+// Saves every job but those leaving to --state-dir (if given). Returns 0,
+// or -1 after logging why.
 int jobs_save(server *srv);
 // Ends resumptions past their deadline and drops ended jobs past
 // --keep-finished (called by the sweep timer).

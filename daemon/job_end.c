@@ -35,16 +35,20 @@ static void send_release(const job *j, conn *c)
     conn_finish(c);
 }
 
-void job_end(job *j, Hgrid__Outcome outcome, const char *reason)
+static void record_end(job *j, Hgrid__Outcome outcome, const char *reason)
 {
-    server *srv = j->srv;
-    roster *r = &j->rec.roster;
     j->state = ended_state(outcome);
     j->rec.outcome = (uint32_t)outcome;
     j->rec.ended_unix_ms = gridd_unix_ms();
     snprintf(j->rec.end_reason, sizeof j->rec.end_reason, "%s", reason);
+}
+
+// Counts the recorded end, releases every worker with it and logs it.
+static void release_all(job *j)
+{
+    server *srv = j->srv;
+    roster *r = &j->rec.roster;
     srv->metrics.jobs_ended[j->state - JOB_FINISHED]++;
-    jobs_save(srv); // before any worker hears of it
     int released = 0;
     for (int s = 0; s < r->world_size; s++) {
         conn *c = r->slots[s].conn;
@@ -57,10 +61,32 @@ void job_end(job *j, Hgrid__Outcome outcome, const char *reason)
         send_release(j, c);
         released++;
     }
-    gridd_log_at(outcome == HGRID__OUTCOME__OUTCOME_FAILED ? GRIDD_WARN : GRIDD_NOTICE, j, -1,
+    gridd_log_at(j->state == JOB_FAILED ? GRIDD_WARN : GRIDD_NOTICE, j, -1,
                  "job %s reason=\"%s\" generation=%llu released=%d kept_for=%.3gs",
-                 job_state_name(j->state), reason, (unsigned long long)j->rec.generation,
-                 released, srv->opt.keep_finished);
+                 job_state_name(j->state), j->rec.end_reason,
+                 (unsigned long long)j->rec.generation, released, srv->opt.keep_finished);
+}
+
+void job_end(job *j, Hgrid__Outcome outcome, const char *reason)
+{
+    record_end(j, outcome, reason);
+    jobs_save(j->srv); // before any worker hears of it; unsaved, it ends all the same
+    release_all(j);
+}
+
+int job_cancel(job *j, const char *reason)
+{
+    job_state state = j->state;
+    record_end(j, HGRID__OUTCOME__OUTCOME_CANCELLED, reason);
+    if (jobs_save(j->srv)) { // unsaved, it is not cancelled: it runs on
+        j->state = state;
+        j->rec.outcome = HGRID__OUTCOME__OUTCOME_UNSPECIFIED;
+        j->rec.ended_unix_ms = 0;
+        j->rec.end_reason[0] = '\0';
+        return -1;
+    }
+    release_all(j);
+    return 0;
 }
 
 void job_release_late(job *j, conn *c)

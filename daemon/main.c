@@ -101,6 +101,10 @@ static int parse_options(int argc, char **argv, gridd_options *o)
                     "worker connection cap (default: open-file limit - 64)"),
         CLI_OPT_INT("max-pending", &o->max_pending, CLI_STR(GRIDD_MAX_PENDING), 1, 1 << 24, "N",
                     "connections without a Hello yet; at the cap the\noldest is dropped"),
+        CLI_OPT_NUM("control-idle-timeout", &o->control_idle_timeout,
+                    CLI_STR(GRIDD_CONTROL_IDLE_S), 0.001, 86400, "SEC",
+                    "close hgridctl connections idle this long\n(at most "
+                    CLI_STR(GRIDD_MAX_CONTROL) " are served at once)"),
         CLI_OPT_STRING("port-file", &o->port_file, NULL, "PATH",
                        "write the bound port there once listening"),
         CLI_OPT_CALL("allow-uid", o, NULL, "UID",
@@ -138,6 +142,11 @@ static int load_state(server *srv)
     if ((mkdir(dir, 0700) && errno != EEXIST) || access(dir, R_OK | W_OK | X_OK)) {
         fprintf(stderr, "gridd: --state-dir %s is not a writable directory: %s\n", dir,
                 strerror(errno));
+        return -1;
+    }
+    char why_dir[512];
+    if (state_dir_check(dir, why_dir, sizeof why_dir)) {
+        fprintf(stderr, "gridd: --state-dir: %s\n", why_dir);
         return -1;
     }
     job_record *recs;
@@ -222,8 +231,20 @@ static void on_sweep(uv_timer_t *t)
 // a rendezvous of 16K workers logs ~50K lines.
 static void on_prepare(uv_prepare_t *p)
 {
-    (void)p;
+    server *srv = p->data;
+    // How long the loop worked since the last prepare: the time that passed
+    // less the time it waited in poll.
+    uint64_t now = uv_hrtime(), idle = uv_metrics_idle_time(srv->loop);
+    if (srv->loop_prepared_ns) {
+        int64_t busy = (int64_t)((now - srv->loop_prepared_ns) - (idle - srv->loop_idle_ns)) / 1000000;
+        if (busy > srv->metrics.loop_busy_max_ms)
+            srv->metrics.loop_busy_max_ms = busy;
+        if (busy >= GRIDD_LOOP_BUSY_LOG_MS)
+            gridd_log_at(GRIDD_WARN, NULL, -1, "event loop busy busy_ms=%lld", (long long)busy);
+    }
     fflush(stderr);
+    srv->loop_prepared_ns = now;
+    srv->loop_idle_ns = idle;
 }
 
 int main(int argc, char **argv)
@@ -236,7 +257,7 @@ int main(int argc, char **argv)
         return rc == 1 ? 0 : rc;
     gridd_log_init(srv.opt.verbosity);
     uv_loop_t loop;
-    if (uv_loop_init(&loop)) {
+    if (uv_loop_init(&loop) || uv_loop_configure(&loop, UV_METRICS_IDLE_TIME)) {
         fprintf(stderr, "gridd: cannot create the event loop\n");
         return 1;
     }
@@ -246,6 +267,7 @@ int main(int argc, char **argv)
     srv.lists[LIST_WATCH].timeout_ms = (int64_t)(srv.opt.heartbeat_timeout * 1000);
     srv.lists[LIST_READY].timeout_ms = (int64_t)(srv.opt.ready_timeout * 1000);
     srv.lists[LIST_LINGER].timeout_ms = GRIDD_LINGER_MS;
+    srv.lists[LIST_CONTROL].timeout_ms = (int64_t)(srv.opt.control_idle_timeout * 1000);
     int status = 1;
     srv.started_ms = gridd_now_ms();
     if (srv.opt.state_dir && load_state(&srv))
@@ -266,6 +288,7 @@ int main(int argc, char **argv)
     uv_prepare_init(&loop, &srv.flush_log);
     srv.flush_log.data = &srv;
     uv_prepare_start(&srv.flush_log, on_prepare);
+
     gridd_log("ready: heartbeat timeout %.3g s, max frame %u bytes, max %d worker connections, "
               "%d of them without a Hello",
               srv.opt.heartbeat_timeout, srv.opt.max_frame, srv.opt.max_connections,

@@ -185,6 +185,9 @@ static void put_workers(text *t, const metrics_counters *m, const metrics_snapsh
     family(t, "gridd_ready_timeouts_total", "counter",
            "Workers dropped after --ready-timeout without Ready.");
     put(t, "gridd_ready_timeouts_total %llu\n", (unsigned long long)m->ready_timeouts);
+    family(t, "gridd_loop_busy_max_seconds", "gauge",
+           "The longest event-loop iteration since start (work between two waits).");
+    put(t, "gridd_loop_busy_max_seconds %.3f\n", (double)m->loop_busy_max_ms / 1000);
 }
 
 static void put_join_latency(text *t, const metrics_counters *m)

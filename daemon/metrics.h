@@ -45,6 +45,7 @@ typedef struct {
     uint64_t generations_started, aborts;
     uint64_t jobs_ended[3]; // finished, failed, cancelled
     uint64_t heartbeat_timeouts, ready_timeouts;
+    int64_t loop_busy_max_ms; // the longest loop iteration (between two waits)
     uint64_t join_buckets[METRICS_JOIN_BUCKETS + 1]; // not cumulative; the last is +Inf
     uint64_t join_count;
     double join_sum; // seconds

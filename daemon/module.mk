@@ -21,6 +21,9 @@ GRIDD_SRCS += daemon/job_end.c daemon/job_progress.c
 $(BIN)/gridd: $(call objs,$(GRIDD_SRCS)) $(WIRE_LIB) $(LAYOUT_LIB)
 
 DAEMON_UNIT_TESTS := test_daemon_assign test_daemon_mint test_daemon_state test_daemon_table
+# Issue 18 (docs/RELIABILITY.md): saved state loads, bounded host tables,
+# no planted files, bounded decoding, printable peer strings.
+DAEMON_UNIT_TESTS += test_daemon_reliability
 CPU_TESTS += $(addprefix $(BUILD)/tests/,$(DAEMON_UNIT_TESTS)) tests/daemon_gridd.py tests/daemon_soak.py \
              tests/daemon_peercred.py tests/daemon_load.py
 # Reliability drills (docs/RELIABILITY.md): gridd killed and restarted under
@@ -32,6 +35,11 @@ CPU_TESTS += tests/daemon_restart.py tests/worker_failure.py tests/daemon_limits
 # --keep-finished, gridd restarted in each state, a worker started before
 # gridd, an srun-style launch, per-module progress in /metrics and watch.
 CPU_TESTS += tests/jobs_lifecycle.py
+# Issue 18: hostile peers and unlucky operators (gridd, hgridctl, workers),
+# no stall loses a worker, and a random walk of restarts loses nothing
+# acknowledged (HGRID_RESTORE_STEPS for a long run).
+CPU_TESTS += tests/daemon_reliability.py tests/daemon_stall.py tests/daemon_restore_random.py \
+             tests/worker_hostile.py
 
 $(addprefix $(BUILD)/tests/,$(DAEMON_UNIT_TESTS)): $(BUILD)/tests/%: $(BUILD)/tests/%.o \
 		$(DAEMON_CORE_LIB) $(WIRE_LIB) $(LAYOUT_LIB)

@@ -86,6 +86,9 @@ static int store_peers(hgrid_worker *w, const Hgrid__Assignment *a)
 int hgrid_take_assignment(hgrid_worker *w, const Hgrid__Assignment *a)
 {
     hgrid_drop_assignment(w);
+    if (a->job && *a->job && strcmp(a->job, w->hello.job) != 0)
+        return hgrid_fail(w, HGRID_ERR_MISMATCH, "gridd sent an Assignment for job '%.64s'; "
+                          "this worker joined job '%.64s'", a->job, w->hello.job);
     char err[HGRID_ERR_LEN - 64];
     if (assign_ref_build(&w->ref, a->layout, err, sizeof err) || assign_check(&w->ref, a, err, sizeof err))
         return hgrid_fail(w, HGRID_ERR_MISMATCH,
@@ -96,6 +99,7 @@ int hgrid_take_assignment(hgrid_worker *w, const Hgrid__Assignment *a)
         return hgrid_fail(w, HGRID_ERR_MISMATCH, "gridd relayed the wrong ids: %s", err);
     w->rank = (int)a->rank;
     w->generation = a->generation;
+    w->unused_mints = 0;
     snprintf(w->job, sizeof w->job, "%s", a->job ? a->job : "");
     const hg_module_grid *mods[2];
     w->num_modules = hg_plan_modules_of_rank(&w->ref.plan, w->rank, mods);

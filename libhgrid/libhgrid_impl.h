@@ -27,6 +27,8 @@ typedef struct {
     double lost_at, attempt_at, next_at; // monotonic seconds
     int attempts;       // failed attempts since lost_at
     int reconnects;     // completed reconnections
+    double connected_at; // when the last reconnection completed
+    bool heard;         // a frame came from gridd since then
     char said[160];     // the last failure logged (a new one gets a line)
     uint64_t rng;       // jitter
 } reconnect_state;
@@ -63,6 +65,7 @@ struct hgrid_worker {
     uint64_t mint_generation;
     uint8_t *minted;
     int minted_count;
+    int unused_mints;   // generations minted for in a row without an Assignment
 
     // the current assignment
     bool assigned;

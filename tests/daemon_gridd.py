@@ -429,7 +429,9 @@ def test_workers(g, tmp):
     check(code == "RANK_REFUSED" and "rank 8" in msg, "out-of-range rank: %s %s" % (code, msg))
     p = Peer(g.port)
     p.hello("nojob", token, "node-a", 0)
-    check(p.error()[0] == "UNKNOWN_JOB", "unknown job")
+    code, msg, _ = p.error()
+    check(code == "BAD_TOKEN" and "unknown job 'nojob' or wrong token" in msg,
+          "an unknown job gets a wrong token's answer: %s %s" % (code, msg))
 
     # 8 workers, 2 hosts, joining interleaved: tp groups stay on their host.
     order = [("node-a", 3), ("node-b", 0), ("node-a", 0), ("node-b", 3), ("node-a", 1),

@@ -336,7 +336,7 @@ def test_quiet_log(g, tokens):
                  "gridd: notice job=demo gen=0 ranks assigned hosts=2",
                  "gridd: notice job=demo gen=1 generation running ready=4",
                  "gridd: warn job=demo gen=1 generation aborted reason=",
-                 "gridd: warn refused peer=127.0.0.1:",
+                 "connections before an accepted Hello or control request (last: peer=127.0.0.1:",
                  "gridd: notice job=demo gen=2 job cancelled reason=\"cancelled by hgridctl cancel\" "
                  "generation=2 released=4",
                  "gridd: notice stopped"]:

@@ -438,6 +438,25 @@ static void test_mismatch(fake_gridd *g)
     part(w, g);
 }
 
+// Issue 18.12: a MintRequest while a generation runs (no Abort before it)
+// is refused, not obeyed.
+static void test_mint_mid_generation(fake_gridd *g)
+{
+    assign_ref ref;
+    plan_of(&ref, 2);
+    hgrid_worker *w = join(g, 11);
+    built_assignment b;
+    build(&b, &ref, 11, 1, NULL);
+    send_assignment(g, &b);
+    CHECK_EQ(hgrid_wait_assignment(w, 2000), HGRID_OK);
+    send_mint_request(g, 2, 3);
+    usleep(50000);
+    CHECK_EQ(hgrid_poll(w), HGRID_ERR_IO);
+    CHECK(strstr(hgrid_error(w), "ids of generation 2 while generation 1 runs") != NULL, "%s",
+          hgrid_error(w));
+    part(w, g);
+}
+
 static void test_refused_and_lost(fake_gridd *g)
 {
     hgrid_worker *w = join(g, -1);
@@ -738,6 +757,7 @@ int main(void)
     test_leader_mints(&g, true);
     test_leader_mints(&g, false);
     test_mismatch(&g);
+    test_mint_mid_generation(&g);
     test_refused_and_lost(&g);
     test_reconnect_running(&g);
     test_reconnect_waiting(&g);

@@ -114,7 +114,7 @@ int worker_parse_args(int argc, char **argv, worker_options *opt, bool *exit_now
                        "ask gridd for rank RANK (or SLURM_PROCID), which must\n"
                        "be below WORLD_SIZE (or SLURM_NTASKS) when set"),
         CLI_OPT_SWITCH("dry-run", &opt->dry_run,
-                       "the whole protocol without a GPU; leaders mint real\nNCCL ids; "
+                       "the whole protocol without a GPU; leaders mint\nrandom ids (no communicator forms); "
                        "reports no loss; with --steps N, reports done\nafter N steps (default: "
                        "run until gridd releases the job)"),
         CLI_OPT_SWITCH("self-test", &opt->self_test, "exit after the self-test (0: every check right)"),

@@ -14,8 +14,13 @@
 #define JOB_NAME_MAX 64
 #define JOB_TOKEN_MAX 256
 #define STATE_FILE "gridd.state"
+#define STATE_TEMP_TEMPLATE ".gridd.state.XXXXXX" // mkostemp's, in the same directory
 #define STATE_MAGIC "hgridst\n"
 #define STATE_VERSION 1u
+// Ranks over all jobs at most, restored and submitted alike: each costs
+// ~100 bytes of rosters, so neither a damaged file nor submits can make
+// gridd exhaust memory, and what gridd acknowledges it can load.
+#define STATE_MAX_RANKS (1 << 22)
 #define STATE_HEADER 24 // magic 8, version 4, CRC-32 of the payload 4, its length 8
 #define STATE_REASON_MAX 255 // bytes of an ended job's reason
 
@@ -41,6 +46,10 @@ bool state_token_matches(const job_record *j, const uint8_t *token, size_t len);
 // Writes every record to DIR/gridd.state. Returns 0 or -1 with a reason.
 int state_save(const char *dir, const job_record *const *jobs, int num_jobs, char *err,
                size_t errlen);
+// Whether gridd may keep its state in DIR: a directory of gridd's user that
+// no one else can write to. Removes temporary files a crash left there.
+// Returns 0 or -1 with a reason.
+int state_dir_check(const char *dir, char *err, size_t errlen);
 // Reads DIR/gridd.state into a new array of records (rosters initialised:
 // restored if they were assigned, else empty). A missing file is no jobs.
 // Returns 0 or -1 with a reason (corrupt, wrong version, unreadable).
