@@ -84,11 +84,13 @@ def main():
     code, _, err = g.submit("j6")
     check(code == 1 and "cannot save its state" in err and "not submitted" in err and err.count("\n") == 1,
           f"an unsaved submit is refused: {err!r}")
-    check(g.jobs() == ["j3", "j4"], f"the refused changes are not held: {g.jobs()}")
+    # j1, cancelled, stays listed: the refused submit dropped no ended job either.
+    check(g.jobs() == ["j1", "j3", "j4"], f"the refused changes are not held: {g.jobs()}")
     os.unlink(os.path.join(path, "x"))
     os.rmdir(path)
     os.rename(path + ".aside", path)
     check(g.submit("j6")[0] == 0, "submit j6 once the state can be saved")
+    check(g.jobs() == ["j3", "j4", "j6"], f"j6 took the place of the ended j1: {g.jobs()}")
     g.stop()
     log = open(os.path.join(tmp, "gridd.log")).read()
     check("cannot save state:" in log and "a restart would lose this change" in log,
