@@ -225,6 +225,10 @@ static bool same_groups(const hg_module_grid *m, hg_group_kind a, hg_group_kind 
 {
     if (hg_group_count(m, a) != hg_group_count(m, b) || hg_group_size(m, a) != hg_group_size(m, b))
         return false;
+    // One-rank groups covering every rank: each rank leads its own group in
+    // both kinds (no O(world size) scan for the huge one-rank-group layouts).
+    if (hg_group_size(m, a) == 1 && hg_group_count(m, a) == m->num_ranks)
+        return true;
     for (int r = m->rank_offset; r < m->rank_offset + m->num_ranks; r++) {
         int ga, ja, gb, jb;
         bool in_a = hg_group_of_rank(m, a, r, &ga, &ja);
