@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """What gridd acknowledges, it restores (issue 18, docs/RELIABILITY.md): a
-seeded random walk of submits (some in bursts cut by kill -9), cancels,
-joins, leaves, replacements from new hosts, refusals at the limits
+seeded random walk of submits (some in bursts cut by kill -9), cancels
+(the job stays listed as cancelled; cancelling it again removes it; a
+submit at --max-jobs drops the oldest cancelled one), joins, leaves, replacements from new hosts, refusals at the limits
 (--max-jobs, a full job, a taken device), and restarts by SIGTERM or kill -9
 at random points. After every restart gridd must start, load, and show
 exactly the acknowledged jobs, tokens, world sizes, generations and rank
@@ -47,7 +48,8 @@ class Walk:
     def __init__(self, tmp, rng):
         self.tmp, self.rng = tmp, rng
         self.state = os.path.join(tmp, "state")
-        self.jobs = {}         # acknowledged
+        self.jobs = {}         # acknowledged, running
+        self.ended = []        # acknowledged cancels still listed, oldest first
         self.maybe = {}        # submitted, not acknowledged (a kill cut the reply)
         self.counter = 0
         self.hosts = 0
@@ -56,8 +58,11 @@ class Walk:
         self.start()
 
     def start(self):
+        # --max-restarts: the walk's leaves abort generations without end;
+        # a job that failed would be an ended job the walk never asked for.
         self.g = Gridd(self.tmp, "gridd", "--state-dir", self.state, "--max-jobs", str(MAX_JOBS),
-                       "--ready-timeout", "3600", "--heartbeat-timeout", "3600")
+                       "--ready-timeout", "3600", "--heartbeat-timeout", "3600",
+                       "--max-restarts", "1000000")
 
     # ---- workers
 
@@ -169,7 +174,13 @@ class Walk:
             return
         check(code == 0, "seed %d: submit %s: %r" % (SEED, job.name, err))
         if code == 0:
-            self.jobs[job.name] = job
+            self.acknowledged(job)
+
+    def acknowledged(self, job):
+        """A submit gridd acknowledged: at --max-jobs the oldest ended job made room."""
+        if len(self.jobs) + len(self.ended) >= MAX_JOBS:
+            self.ended.pop(0)
+        self.jobs[job.name] = job
 
     def step_burst_killed(self):
         """Submits in flight when gridd is killed: acknowledged ones stay."""
@@ -187,7 +198,7 @@ class Walk:
         for job, p in procs:
             p.wait()
             if p.returncode == 0:
-                self.jobs[job.name] = job
+                self.acknowledged(job)
             else:
                 self.maybe[job.name] = job
         self.restarts["SIGKILL"] += 1
@@ -199,15 +210,23 @@ class Walk:
         return os.path.join(os.environ.get("HGRID_BIN", "bin"), "hgridctl")
 
     def step_cancel(self):
-        if not self.jobs:
+        names = sorted(self.jobs) + [j.name for j in self.ended]
+        if not names:
             return
-        job = self.jobs[self.rng.choice(sorted(self.jobs))]
-        code, _, err = self.g.ctl("cancel", job.name)
-        check(code == 0, "seed %d: cancel %s: %r" % (SEED, job.name, err))
-        if code == 0:
+        name = self.rng.choice(names)
+        code, out, err = self.g.ctl("cancel", name)
+        check(code == 0, "seed %d: cancel %s: %r" % (SEED, name, err))
+        if code != 0:
+            return
+        if name in self.jobs:  # it ends, listed as cancelled
+            job = self.jobs.pop(name)
             for p in job.peers.values():
                 p.close()
-            del self.jobs[job.name]
+            job.peers = {}
+            self.ended.append(job)
+        else:  # an ended job's cancel removes it
+            check("removed" in out, "seed %d: cancel of the ended %s removes it: %r" % (SEED, name, out))
+            self.ended = [j for j in self.ended if j.name != name]
 
     def step_join(self):
         open_jobs = [j for j in self.jobs.values() if len(j.peers) < j.world]
@@ -262,12 +281,20 @@ class Walk:
         code, out, err = self.g.ctl("list", "--json")
         check(code == 0, "seed %d: list after a restart: %r" % (SEED, err))
         listed = {j["job"]: j for j in json.loads(out)["jobs"]} if code == 0 else {}
+        cut = bool(self.maybe)
         for name in list(self.maybe):  # an unacknowledged submit: there or not, never half
             job = self.maybe.pop(name)
             if name in listed:
-                self.jobs[name] = job
-        check(sorted(listed) == sorted(self.jobs),
-              "seed %d: jobs after a restart: %s, acknowledged %s" % (SEED, sorted(listed), sorted(self.jobs)))
+                self.acknowledged(job)
+        running = sorted(n for n, j in listed.items() if j["state"] != "cancelled")
+        cancelled = [j.name for j in self.ended]
+        check(running == sorted(self.jobs),
+              "seed %d: running jobs after a restart: %s, acknowledged %s" % (SEED, running, sorted(self.jobs)))
+        # An unacknowledged submit may have dropped an ended job: only the oldest.
+        kept = [n for n in cancelled if n in listed and listed[n]["state"] == "cancelled"]
+        check(kept == cancelled or (cut and kept == cancelled[len(cancelled) - len(kept):]),
+              "seed %d: cancelled jobs after a restart: %s, acknowledged %s" % (SEED, kept, cancelled))
+        self.ended = [j for j in self.ended if j.name in kept]
         for name, job in self.jobs.items():
             info = listed.get(name)
             if not info:
