@@ -84,6 +84,9 @@ def main():
     code, _, err = g.submit("j6")
     check(code == 1 and "cannot save its state" in err and "not submitted" in err and err.count("\n") == 1,
           f"an unsaved submit is refused: {err!r}")
+    code, _, err = g.ctl("cancel", "j1")
+    check(code == 1 and "not removed" in err and err.count("\n") == 1,
+          f"an unsaved removal of the ended j1 is refused: {err!r}")
     # j1, cancelled, stays listed: the refused submit dropped no ended job either.
     check(g.jobs() == ["j1", "j3", "j4"], f"the refused changes are not held: {g.jobs()}")
     os.unlink(os.path.join(path, "x"))
