@@ -2,10 +2,13 @@
 #include "ctl/ctl_conn.h"
 
 #include <errno.h>
+#include <pwd.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -50,20 +53,49 @@ static int connect_unix(const char *path)
     return -1;
 }
 
+// Whether the process answering on fd may hear this user's requests (a
+// submit carries the job's token): root, this user, the "hgrid" service
+// account gridd.service runs as, or $HGRID_GRIDD_UID.
+static bool peer_trusted(int fd, unsigned *peer_uid)
+{
+    struct ucred cred;
+    socklen_t len = sizeof cred;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len)) {
+        *peer_uid = (unsigned)-1;
+        return false;
+    }
+    *peer_uid = (unsigned)cred.uid;
+    if (cred.uid == 0 || cred.uid == getuid())
+        return true;
+    const struct passwd *service = getpwnam(CTL_SERVICE_USER);
+    if (service && service->pw_uid == cred.uid)
+        return true;
+    const char *allowed = getenv("HGRID_GRIDD_UID");
+    char *end;
+    unsigned long uid = allowed && *allowed ? strtoul(allowed, &end, 10) : 0;
+    return allowed && *allowed && *end == '\0' && uid == cred.uid;
+}
+
 int ctl_connect(const ctl_options *opt, char *path, size_t pathlen)
 {
     const char *env = getenv("HGRID_CONTROL");
+    bool named = opt->socket_path || (env && *env);
     const char *from = opt->socket_path ? "from --socket"
                        : env && *env    ? "from $HGRID_CONTROL"
                                         : "the default path";
+    struct stat st;
+    // Nothing named a socket: the system gridd's first, then the user's own.
+    bool system_first = !named && stat(CTL_SYSTEM_SOCKET, &st) == 0;
     if (opt->socket_path)
         snprintf(path, pathlen, "%s", opt->socket_path);
+    else if (system_first)
+        snprintf(path, pathlen, "%s", CTL_SYSTEM_SOCKET);
     else
         wire_default_control_path(path, pathlen);
+    if (system_first)
+        from = "the system gridd's";
     int fd = connect_unix(path);
     int saved = errno;
-    // Nothing named a socket and the user's own is absent: the system gridd's.
-    bool named = opt->socket_path || (env && *env);
     bool try_system = fd < 0 && saved == ENOENT && !named && strcmp(path, CTL_SYSTEM_SOCKET) != 0;
     if (try_system) {
         fd = connect_unix(CTL_SYSTEM_SOCKET);
@@ -73,6 +105,15 @@ int ctl_connect(const ctl_options *opt, char *path, size_t pathlen)
             from = "the system gridd's";
             try_system = false;
         }
+    }
+    unsigned peer_uid;
+    if (fd >= 0 && !peer_trusted(fd, &peer_uid)) {
+        close(fd);
+        return ctl_fail(-1, CTL_ERR_UNREACHABLE,
+                        "hgridctl: the control socket %s (%s) is served by uid %u, neither root, "
+                        "you (uid %u) nor the hgrid service account; not sending it anything "
+                        "(set HGRID_GRIDD_UID=%u if that user runs your gridd)", path, from, peer_uid, (unsigned)getuid(),
+                        peer_uid);
     }
     if (fd >= 0)
         return fd;
@@ -93,6 +134,13 @@ int ctl_fail_unexpected(const Hgrid__Envelope *reply)
                     "hgridctl of gridd's build)", (int)reply->msg_case);
 }
 
+uint32_t ctl_reply_max(Hgrid__Envelope__MsgCase want)
+{
+    return want == HGRID__ENVELOPE__MSG_JOB_INFO   ? CTL_REPLY_MAX_JOB_INFO
+           : want == HGRID__ENVELOPE__MSG_JOB_LIST ? CTL_REPLY_MAX_JOB_LIST
+                                                   : CTL_REPLY_MAX_OTHER;
+}
+
 Hgrid__Envelope *ctl_request(const ctl_options *opt, const Hgrid__Envelope *req,
                              Hgrid__Envelope__MsgCase want)
 {
@@ -105,11 +153,12 @@ Hgrid__Envelope *ctl_request(const ctl_options *opt, const Hgrid__Envelope *req,
         ctl_fail(CTL_FAILED, CTL_ERR_DISCONNECTED,
                  "hgridctl: cannot send to gridd at %s: %s (is it still running? see its log)",
                  path, strerror(errno));
-    else if (!(reply = wire_recv(fd, CTL_REPLY_MAX_FRAME, CTL_REPLY_TIMEOUT_MS, err, sizeof err)))
+    else if (!(reply = wire_recv(fd, ctl_reply_max(want), CTL_REPLY_TIMEOUT_MS, err, sizeof err)))
         ctl_fail(CTL_FAILED, CTL_ERR_DISCONNECTED,
                  "hgridctl: no reply from gridd at %s: %s (is it still running? see its log)",
                  path, err);
     close(fd);
+    wire_printable_envelope(reply); // gridd's strings reach the terminal
     if (!reply || reply->msg_case == want)
         return reply;
     if (reply->msg_case == HGRID__ENVELOPE__MSG_ERROR)

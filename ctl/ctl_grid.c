@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ctl/ctl_jobs.h"
+
 #define CELL_LEN 48
 #define HOST_WIDTH_MAX 24 // longer host names are cut, ending in '~'
 #define LOST_LISTED 8     // lost workers named one by one
@@ -52,13 +54,22 @@ static void cell_text(const hg_plan *plan, const Hgrid__WorkerInfo *w, char *top
         snprintf(bottom, CELL_LEN, "no rank yet");
         return;
     }
-    const hg_module_grid *m = hg_plan_module_of_rank(plan, (int)rank);
+    const hg_module_grid *mods[2];
+    int nm = hg_plan_modules_of_rank(plan, (int)rank, mods);
+    const hg_module_grid *m = mods[nm - 1];
     hg_coords c;
-    hg_rank_coords(plan, (int)rank, &c);
+    hg_module_coords(m, (int)rank, &c);
     bool lost = strcmp(w->state, "lost") == 0;
-    snprintf(top, CELL_LEN, "r%lld %s%s", rank, m->id == HG_MODULE_ENCODER ? "enc" : "llm",
-             lost ? " LOST" : "");
-    int n = snprintf(bottom, CELL_LEN, "t%d d%d p%d", c.tp, c.dp, c.pp);
+    const char *tag = nm == 2 ? "e+l" : m->id == HG_MODULE_LLM ? "llm"
+                                    : plan->num_encoders > 1 ? m->name : "enc";
+    snprintf(top, CELL_LEN, "r%lld %.8s%s", rank, tag, lost ? " LOST" : "");
+    int n = 0;
+    if (nm == 2) { // colocated: the encoder's coordinates, then the llm's
+        hg_coords e;
+        hg_module_coords(mods[0], (int)rank, &e);
+        n = snprintf(bottom, CELL_LEN, "t%d d%d / ", e.tp, e.dp);
+    }
+    n += snprintf(bottom + n, (size_t)(CELL_LEN - n), "t%d d%d p%d", c.tp, c.dp, c.pp);
     if (m->dense[HG_DIM_CP] > 1)
         n += snprintf(bottom + n, (size_t)(CELL_LEN - n), " c%d", c.cp);
     if (m->id == HG_MODULE_LLM && m->expert[HG_XDIM_EP] > 1)
@@ -161,9 +172,14 @@ static void write_heading(const Hgrid__JobInfo *info, const hg_plan *plan, FILE 
 {
     fprintf(out, "job %s: %s, generation %llu, joined %u/%u\n", info->job, info->state,
             (unsigned long long)info->generation, info->joined, info->world_size);
+    if (info->ended_unix_ms) {
+        char end[320];
+        ctl_format_end(info, end, sizeof end);
+        fprintf(out, "%s\n", end);
+    }
     for (int i = 0; i < plan->num_modules; i++) {
         const hg_module_grid *m = &plan->modules[i];
-        fprintf(out, "%-8s ranks %d-%d: tp %d, dp %d, pp %d", hg_module_name(m->id),
+        fprintf(out, "%-8s ranks %d-%d: tp %d, dp %d, pp %d", m->name,
                 m->rank_offset, m->rank_offset + m->num_ranks - 1, m->dense[HG_DIM_TP],
                 m->dense[HG_DIM_DP], m->dense[HG_DIM_PP]);
         if (m->dense[HG_DIM_CP] > 1)
@@ -177,20 +193,21 @@ static void write_heading(const Hgrid__JobInfo *info, const hg_plan *plan, FILE 
 // Worker counts by state, the lost ones named, and those not joined yet.
 static void write_states(const Hgrid__JobInfo *info, FILE *out)
 {
-    static const char *states[] = {"joined", "assigned", "ready", "lost"};
-    size_t counts[4] = {0}, other = 0;
+    static const char *states[] = {"joined", "assigned", "ready", "done", "released", "lost"};
+    enum { NUM_STATES = sizeof states / sizeof states[0], LOST = NUM_STATES - 1 };
+    size_t counts[NUM_STATES] = {0}, other = 0;
     for (size_t i = 0; i < info->n_workers; i++) {
         size_t s = 0;
-        while (s < 4 && strcmp(info->workers[i]->state, states[s]) != 0)
+        while (s < NUM_STATES && strcmp(info->workers[i]->state, states[s]) != 0)
             s++;
-        if (s < 4)
+        if (s < NUM_STATES)
             counts[s]++;
         else
             other++;
     }
     fprintf(out, "workers:");
     const char *sep = " ";
-    for (size_t s = 0; s < 4; s++) {
+    for (size_t s = 0; s < NUM_STATES; s++) {
         if (counts[s]) {
             fprintf(out, "%s%zu %s", sep, counts[s], states[s]);
             sep = ", ";
@@ -205,12 +222,12 @@ static void write_states(const Hgrid__JobInfo *info, FILE *out)
         fprintf(out, " none");
     fputc('\n', out);
     size_t listed = 0;
-    for (size_t i = 0; i < info->n_workers && counts[3]; i++) {
+    for (size_t i = 0; i < info->n_workers && counts[LOST]; i++) {
         const Hgrid__WorkerInfo *w = info->workers[i];
         if (strcmp(w->state, "lost") != 0)
             continue;
         if (listed++ == LOST_LISTED) {
-            fprintf(out, " ... (%zu lost in all)", counts[3]);
+            fprintf(out, " ... (%zu lost in all)", counts[LOST]);
             break;
         }
         fprintf(out, "%s rank %lld on %s/%u", listed == 1 ? "lost:" : ",", rank_of(w), w->host,
@@ -277,8 +294,9 @@ int grid_write(const Hgrid__JobInfo *info, const hg_plan *plan, const grid_optio
         choose_columns(&g);
         measure(&g);
         write_heading(info, plan, out);
-        fprintf(out, "cells: rank and module, then coordinates t=tp d=dp p=pp%s; '.' no worker\n",
-                plan->spec.llm_cp > 1 || plan->spec.llm_ep > 1 ? " c=cp e=ep" : "");
+        fprintf(out, "cells: rank and module, then coordinates t=tp d=dp p=pp%s%s; '.' no worker\n",
+                plan->spec.llm_cp > 1 || plan->spec.llm_ep > 1 ? " c=cp e=ep" : "",
+                plan->colocated ? " (e+l colocated: the encoder's t d / the llm's)" : "");
         int per_panel = (o->width - g.host_width) / (g.cell_width + 2);
         size_t step = per_panel > 0 ? (size_t)per_panel : 1;
         for (size_t d = 0; d < g.num_devices; d += step) {

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "ctl/ctl_conn.h"
 #include "ctl/ctl_error.h"
@@ -30,7 +31,9 @@ int ctl_parse_job_args(const job_command *cmd, int argc, char **argv, const cli_
              cmd->options, cmd->help);
     const cli_spec spec = {
         .program = program, .usage = usage, .opts = table, .max_operands = 1,
-        .epilog = "Exit status: 0 ok, 1 refused by gridd or gridd not reachable, 2 usage error.\n"};
+        .epilog = cmd->exit_status ? cmd->exit_status
+                                   : "Exit status: 0 ok, 1 refused by gridd or gridd not "
+                                     "reachable, 2 usage error.\n"};
     char err[256], *operand;
     int n_operands;
     switch (cli_parse(&spec, argc, argv, &operand, &n_operands, err, sizeof err)) {
@@ -66,6 +69,36 @@ void ctl_json_job_head(json_writer *w, const Hgrid__JobInfo *info)
     json_int(w, info->world_size);
 }
 
+void ctl_json_job_end(json_writer *w, const Hgrid__JobInfo *info)
+{
+    json_key(w, "ended_unix_ms");
+    if (info->ended_unix_ms)
+        json_int(w, info->ended_unix_ms);
+    else
+        json_null(w);
+    json_key(w, "reason");
+    json_string(w, info->end_reason);
+}
+
+void ctl_format_time(int64_t unix_ms, char *buf, size_t len)
+{
+    time_t t = (time_t)(unix_ms / 1000);
+    struct tm tm;
+    if (!unix_ms || !gmtime_r(&t, &tm) || !strftime(buf, len, "%Y-%m-%d %H:%M:%S UTC", &tm))
+        snprintf(buf, len, "-");
+}
+
+void ctl_format_end(const Hgrid__JobInfo *info, char *buf, size_t len)
+{
+    if (!info->ended_unix_ms) {
+        snprintf(buf, len, "%s", info->state);
+        return;
+    }
+    char when[64];
+    ctl_format_time(info->ended_unix_ms, when, sizeof when);
+    snprintf(buf, len, "%s at %s: %s", info->state, when, info->end_reason);
+}
+
 Hgrid__Envelope *ctl_fetch_job(const ctl_options *opt, const char *job)
 {
     Hgrid__Envelope env;
@@ -77,39 +110,82 @@ Hgrid__Envelope *ctl_fetch_job(const ctl_options *opt, const char *job)
 // ---- status
 
 static const job_command status_cmd = {
-    "status", "",
-    "Shows how far a job got: workers joined, generation, state, and per rank its\n"
-    "heartbeat age, step, loss and throughput, and its self-test per group.\n",
-    "the object one line of 'hgridctl watch JOB --json' holds"};
+    "status", " [--all | --rank R]",
+    "Shows how far a job got: workers joined, generation, state, failed self-test\n"
+    "checks, and per rank (the first 32) its heartbeat age, step, loss and\n"
+    "throughput, and its self-test per group.\n",
+    "the object one line of 'hgridctl watch JOB --json' holds", NULL};
 
-static void write_status_text(const Hgrid__JobInfo *info)
+#define STATUS_ROWS 32 // ranks listed without --all
+
+static void write_worker_status(const Hgrid__WorkerInfo *w)
+{
+    char age[32];
+    if (w->last_heartbeat_ms < 0)
+        snprintf(age, sizeof age, "none yet");
+    else
+        snprintf(age, sizeof age, "%lld ms ago", (long long)w->last_heartbeat_ms);
+    printf("  rank %lld %s/%u %s: heartbeat %s, step %llu, loss %.4g, %.4g tokens/s\n",
+           w->rank == UINT32_MAX ? -1 : (long long)w->rank, w->host, w->device, w->state, age,
+           (unsigned long long)w->step, (double)w->loss, (double)w->throughput);
+    char line[400];
+    for (size_t k = 0; k < w->n_checks; k++) { // the self-test, per group and edge
+        const Hgrid__GroupCheck *ck = w->checks[k];
+        selftest_format_check(line, sizeof line, ck->name, ck->ok, ck->busbw_gbps, ck->detail);
+        printf("    self-test %s\n", line);
+    }
+}
+
+// A summary line, then the workers: rank only (>= 0), all, or the first
+// STATUS_ROWS, so that a huge job prints a bounded page.
+static int write_status_text(const Hgrid__JobInfo *info, int rank, bool all)
 {
     printf("job %s: %s, generation %llu, joined %u/%u\n", info->job, info->state,
            (unsigned long long)info->generation, info->joined, info->world_size);
+    if (info->ended_unix_ms) {
+        char end[320];
+        ctl_format_end(info, end, sizeof end);
+        printf("%s\n", end);
+    }
+    size_t failed_checks = 0, failed_ranks = 0;
+    for (size_t i = 0; i < info->n_workers; i++) {
+        size_t bad = 0;
+        for (size_t k = 0; k < info->workers[i]->n_checks; k++)
+            bad += !info->workers[i]->checks[k]->ok;
+        failed_checks += bad;
+        failed_ranks += bad > 0;
+    }
+    if (failed_checks)
+        printf("self-test: %zu checks failed on %zu workers\n", failed_checks, failed_ranks);
+    size_t shown = 0;
     for (size_t i = 0; i < info->n_workers; i++) {
         const Hgrid__WorkerInfo *w = info->workers[i];
-        char age[32];
-        if (w->last_heartbeat_ms < 0)
-            snprintf(age, sizeof age, "none yet");
-        else
-            snprintf(age, sizeof age, "%lld ms ago", (long long)w->last_heartbeat_ms);
-        printf("  rank %lld %s/%u %s: heartbeat %s, step %llu, loss %.4g, %.4g tokens/s\n",
-               w->rank == UINT32_MAX ? -1 : (long long)w->rank, w->host, w->device, w->state, age,
-               (unsigned long long)w->step, (double)w->loss, (double)w->throughput);
-        char line[400];
-        for (size_t k = 0; k < w->n_checks; k++) { // the self-test, per group and edge
-            const Hgrid__GroupCheck *ck = w->checks[k];
-            selftest_format_check(line, sizeof line, ck->name, ck->ok, ck->busbw_gbps, ck->detail);
-            printf("    self-test %s\n", line);
-        }
+        if (rank >= 0 ? w->rank != (uint32_t)rank : !all && shown == STATUS_ROWS)
+            continue;
+        write_worker_status(w);
+        shown++;
     }
+    if (rank >= 0 && shown == 0)
+        return ctl_fail(CTL_FAILED, CTL_ERR_USAGE, "hgridctl: job %s has no worker at rank %d",
+                        info->job, rank);
+    if (rank < 0 && shown < info->n_workers)
+        printf("... %zu more workers (hgridctl status %s --all, or --rank R)\n",
+               info->n_workers - shown, info->job);
+    return CTL_OK;
 }
 
 int ctl_status(const ctl_options *opt, int argc, char **argv)
 {
     const char *name;
-    bool json;
-    int rc = ctl_parse_job_args(&status_cmd, argc, argv, NULL, &name, &json);
+    bool json, all = false;
+    int rank = -1;
+    const cli_opt opts[] = {
+        CLI_OPT_SWITCH("all", &all, "every rank"),
+        CLI_OPT_INT("rank", &rank, NULL, 0, HG_MAX_WORLD - 1, "R",
+                    "rank R only (default: the first " CLI_STR(STATUS_ROWS) " ranks)"),
+        CLI_OPT_END,
+    };
+    int rc = ctl_parse_job_args(&status_cmd, argc, argv, opts, &name, &json);
     if (rc >= 0)
         return rc;
     Hgrid__Envelope *reply = ctl_fetch_job(opt, name);
@@ -126,7 +202,7 @@ int ctl_status(const ctl_options *opt, int argc, char **argv)
             watch_view_free(&v);
         }
     } else {
-        write_status_text(reply->job_info);
+        rc = write_status_text(reply->job_info, rank, all);
     }
     wire_free_envelope(reply);
     return rc;
@@ -135,8 +211,10 @@ int ctl_status(const ctl_options *opt, int argc, char **argv)
 // ---- cancel
 
 static const job_command cancel_cmd = {
-    "cancel", "", "Cancels a job: gridd releases its workers (they exit 0) and forgets it.\n",
-    "{\"job\", \"state\": \"cancelled\", \"message\"}"};
+    "cancel", "",
+    "Cancels a job: gridd releases its workers (they exit 0) and keeps it listed as\n"
+    "cancelled for its --keep-finished. Cancelling a job that already ended removes it.\n",
+    "{\"job\", \"state\": \"cancelled\", \"message\"}", NULL};
 
 int ctl_cancel(const ctl_options *opt, int argc, char **argv)
 {
@@ -188,6 +266,7 @@ static void write_list_json(const Hgrid__JobList *jl)
         ctl_json_job_head(&w, jl->jobs[i]);
         json_key(&w, "joined");
         json_int(&w, jl->jobs[i]->joined);
+        ctl_json_job_end(&w, jl->jobs[i]);
         json_end_object(&w);
     }
     json_end_array(&w);
@@ -201,13 +280,16 @@ int ctl_list(const ctl_options *opt, int argc, char **argv)
     const cli_opt opts[] = {
         CLI_OPT_SWITCH("json", &json,
                        "{\"jobs\": [{\"job\", \"state\", \"generation\", \"world_size\",\n"
-                       "\"joined\"}]}"),
+                       "\"joined\", \"ended_unix_ms\", \"reason\"}]} (ended_unix_ms null\n"
+                       "while it runs)"),
         CLI_OPT_END,
     };
     const cli_spec spec = {
         .program = "hgridctl list",
         .usage = "usage: hgridctl list [--json]\n"
-                 "Lists gridd's jobs: state, generation, workers joined.\n",
+                 "Lists gridd's jobs: state (waiting, minting, assigned, running, resuming;\n"
+                 "ended: finished, failed, cancelled), generation, workers joined, and when\n"
+                 "an ended job ended (gridd keeps it for its --keep-finished).\n",
         .opts = opts,
         .epilog = "Exit status: 0 ok, 1 gridd not reachable, 2 usage error.\n"};
     char err[256];
@@ -231,13 +313,15 @@ int ctl_list(const ctl_options *opt, int argc, char **argv)
     if (json) {
         write_list_json(jl);
     } else {
-        printf("%-24s %-9s %10s %13s\n", "job", "state", "generation", "joined/world");
+        printf("%-24s %-9s %10s %13s  %s\n", "job", "state", "generation", "joined/world",
+               "ended");
         for (size_t i = 0; i < jl->n_jobs; i++) {
-            char joined[32];
+            char joined[32], ended[64];
             snprintf(joined, sizeof joined, "%u/%u", jl->jobs[i]->joined,
                      jl->jobs[i]->world_size);
-            printf("%-24s %-9s %10llu %13s\n", jl->jobs[i]->job, jl->jobs[i]->state,
-                   (unsigned long long)jl->jobs[i]->generation, joined);
+            ctl_format_time(jl->jobs[i]->ended_unix_ms, ended, sizeof ended);
+            printf("%-24s %-9s %10llu %13s  %s\n", jl->jobs[i]->job, jl->jobs[i]->state,
+                   (unsigned long long)jl->jobs[i]->generation, joined, ended);
         }
         if (jl->n_jobs == 0)
             printf("(no jobs: hgridctl submit --job NAME [layout flags] adds one)\n");

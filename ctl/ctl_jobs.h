@@ -5,6 +5,8 @@
 #define HGRID_CTL_JOBS_H
 
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 
 #include "ctl/hgridctl.h"
 #include "util/cli.h"
@@ -16,6 +18,10 @@ int ctl_list(const ctl_options *opt, int argc, char **argv);
 int ctl_show(const ctl_options *opt, int argc, char **argv);
 int ctl_status(const ctl_options *opt, int argc, char **argv);
 int ctl_cancel(const ctl_options *opt, int argc, char **argv);
+// hgridctl wait (ctl/ctl_wait.c): 0 finished, 1 failed or cancelled,
+// CTL_WAIT_TIMED_OUT when --timeout passed first.
+#define CTL_WAIT_TIMED_OUT 3
+int ctl_wait(const ctl_options *opt, int argc, char **argv);
 
 // A command naming one job: "hgridctl NAME [options] JOB".
 typedef struct {
@@ -23,6 +29,7 @@ typedef struct {
     const char *options; // its own options for the usage line, "" if none
     const char *help;    // what it does, for --help
     const char *json;    // what --json prints, for --help
+    const char *exit_status; // its exit statuses, when not the usual ones (NULL)
 } job_command;
 
 // Parses "[--json] [opts...] [--] JOB" (opts: the command's own options, a
@@ -37,5 +44,11 @@ Hgrid__Envelope *ctl_fetch_job(const ctl_options *opt, const char *job);
 // world_size).
 void ctl_show_request(Hgrid__Envelope *env, Hgrid__ShowJob *show, const char *job);
 void ctl_json_job_head(json_writer *w, const Hgrid__JobInfo *info);
+// "ended_unix_ms" (null while the job runs) and "reason" ("" then).
+void ctl_json_job_end(json_writer *w, const Hgrid__JobInfo *info);
+// A wall-clock time in ms as "2026-12-07 04:12:33 UTC" ("-" for 0).
+void ctl_format_time(int64_t unix_ms, char *buf, size_t len);
+// An ended job's "STATE at TIME: REASON"; a live job's state alone.
+void ctl_format_end(const Hgrid__JobInfo *info, char *buf, size_t len);
 
 #endif

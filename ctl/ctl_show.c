@@ -25,7 +25,7 @@ static const job_command show_cmd = {
     "{\"job\", \"state\", \"generation\", \"world_size\",\n"
     "\"workers\": [{\"rank\", \"host\", \"device\", \"state\",\n"
     "\"last_heartbeat_ms\"}], \"plan\": the object 'hgridctl plan --json'\n"
-    "prints}; rank and last_heartbeat_ms are -1 when there is none yet"};
+    "prints}; rank and last_heartbeat_ms are -1 when there is none yet", NULL};
 
 static int terminal_width(void)
 {

@@ -83,15 +83,14 @@ int ctl_submit(const ctl_options *opt, int argc, char **argv)
         return ctl_usage_error("submit", "--token must be 1-256 bytes");
     Hgrid__Envelope env;
     Hgrid__SubmitJob submit;
-    Hgrid__Layout layout;
-    Hgrid__ModelConfig model;
+    wire_layout layout;
     wire_envelope_init(&env);
     hgrid__submit_job__init(&submit);
-    wire_layout_from_spec(&plan.spec, &layout, &model);
+    wire_layout_from_spec(&plan.spec, &layout);
     submit.job = (char *)name;
     submit.token.data = (uint8_t *)token;
     submit.token.len = strlen(token);
-    submit.layout = &layout;
+    submit.layout = &layout.layout;
     env.msg_case = HGRID__ENVELOPE__MSG_SUBMIT;
     env.submit = &submit;
     Hgrid__Envelope *reply = ctl_request(opt, &env, HGRID__ENVELOPE__MSG_OK);

@@ -39,20 +39,24 @@ static const job_command watch_cmd = {
     "reports the global batch's tokens over its step time) and the longest step time.\n"
     "Per rank: module, host/device, state, step, loss, tokens/s, step time and the\n"
     "age of its last heartbeat. While workers join, a bar shows joined/world. On a\n"
-    "terminal the view is redrawn in place every interval; otherwise (a pipe, a file)\n"
-    "one block is printed per interval, without escape codes. Watching ends when\n"
-    "gridd no longer holds the job (cancelled or finished); exit status 0 then, after\n"
-    "--once, or when interrupted (Ctrl-C).\n",
+    "terminal the view is redrawn in place every interval, with each module's recent\n"
+    "losses as a sparkline (gridd keeps the last 64 reports); otherwise (a pipe, a\n"
+    "file) one block is printed per interval, without escape codes. Watching ends\n"
+    "when the job ends (its last view is shown) or gridd drops it; exit status 0\n"
+    "then, after --once, or when interrupted (Ctrl-C); 1 no such job, or gridd not\n"
+    "reachable or gone.\n",
     "one JSON object per line per poll (JSON lines):\n"
     "{\"job\", \"state\", \"generation\", \"world_size\",\n"
-    "\"joined\", \"modules\": [{\"module\", \"first_rank\",\n"
+    "\"joined\", \"ended_unix_ms\", \"reason\",\n"
+    "\"modules\": [{\"module\", \"first_rank\",\n"
     "\"num_ranks\", \"reporting\", \"step\", \"loss\",\n"
     "\"loss_ranks\", \"tokens_per_s\", \"step_time_s\"}],\n"
     "\"workers\": [{\"rank\", \"module\", \"host\", \"device\",\n"
     "\"state\", \"step\", \"loss\", \"tokens_per_s\",\n"
     "\"step_time_s\", \"last_heartbeat_ms\", \"self_test\"}]}\n"
-    "(null: no value yet); the last line, once the job is\n"
-    "gone, is {\"job\", \"state\": \"ended\"}"};
+    "(null: no value yet); the last line is the job's\n"
+    "ended state (finished, failed, cancelled), or, if gridd\n"
+    "dropped the job meanwhile, {\"job\", \"state\": \"ended\"}", NULL};
 
 // Returns -1 to go on, else the exit status.
 static int parse_args(int argc, char **argv, watch_args *a)
@@ -113,7 +117,9 @@ static Hgrid__Envelope *show_job(int fd, int sig_fd, const char *job, bool *sign
         snprintf(err, errlen, "no reply within %d s", CTL_REPLY_TIMEOUT_MS / 1000);
     if (w != WAIT_READY)
         return NULL;
-    return wire_recv(fd, CTL_REPLY_MAX_FRAME, CTL_REPLY_TIMEOUT_MS, err, errlen);
+    Hgrid__Envelope *reply = wire_recv(fd, CTL_REPLY_MAX_JOB_INFO, CTL_REPLY_TIMEOUT_MS, err, errlen);
+    wire_printable_envelope(reply);
+    return reply;
 }
 
 // Rank rows that fit the terminal under the heading and module lines.
@@ -122,7 +128,9 @@ static int terminal_rows(const watch_view *v)
     struct winsize ws;
     if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) || ws.ws_row == 0)
         return -1;
-    int head = v->plan.num_modules + 5 + (v->info->joined < v->info->world_size); // + joining bar
+    bool joining = v->info->joined < v->info->world_size && !v->info->ended_unix_ms;
+    int head = v->plan.num_modules + 5 + joining + (v->info->ended_unix_ms != 0) +
+               watch_view_sparkline_lines(v);
     int rows = (int)ws.ws_row - head - 2; // the "more" line and the cursor's
     return rows > 1 ? rows : 1;
 }
@@ -187,11 +195,12 @@ static int watch_loop(int fd, int sig_fd, const char *path, const watch_args *a)
         } else if (watch_view_build(reply->job_info, &v, err, sizeof err)) {
             rc = ctl_fail(CTL_FAILED, CTL_ERR_BAD_REPLY, "hgridctl: %s", err);
         } else {
+            v.sparklines = tty;
             draw(&v, a, tty, !seen);
             watch_view_free(&v);
             seen = true;
-            if (a->once)
-                rc = 0;
+            if (a->once || reply->job_info->ended_unix_ms)
+                rc = 0; // the job ended: its last view is drawn
         }
         wire_free_envelope(reply);
         if (rc >= 0)

@@ -16,11 +16,12 @@ typedef struct {
 static const command commands[] = {
     {"plan", ctl_plan, "validate a layout; print its ranks, groups and bridge (no gridd needed)"},
     {"submit", ctl_submit, "submit a layout to gridd as a job (prints a generated token)"},
-    {"list", ctl_list, "list gridd's jobs: state, generation, workers joined"},
+    {"list", ctl_list, "list gridd's jobs: state, generation, workers joined, end time"},
     {"show", ctl_show, "draw a job's grid: hosts x GPUs, each worker's rank, module, coordinates"},
     {"status", ctl_status, "show a job's progress: joined workers, heartbeats, self-tests"},
     {"watch", ctl_watch, "follow a job live per module and rank: step, loss, tokens/s"},
     {"cancel", ctl_cancel, "cancel a job; gridd releases its workers"},
+    {"wait", ctl_wait, "block until a job ends; exit 0 finished, 1 failed or cancelled"},
 };
 
 static const char options_help[] =

@@ -8,7 +8,13 @@ typedef struct {
 } ctl_options;
 
 // gridd's replies: the largest (a JobInfo of a very large job), and how long one may take.
-#define CTL_REPLY_MAX_FRAME (256u << 20)
+// Largest reply accepted, by kind: a JobInfo lists every worker of a job
+// of up to 2^20 ranks; a JobList every job without workers; the rest are
+// one line.
+#define CTL_REPLY_MAX_JOB_INFO (64u << 20)
+#define CTL_REPLY_MAX_JOB_LIST (16u << 20)
+#define CTL_REPLY_MAX_OTHER (64u << 10)
+#define CTL_REPLY_MAX_FRAME CTL_REPLY_MAX_JOB_INFO
 #define CTL_REPLY_TIMEOUT_MS 10000
 
 int ctl_plan(const ctl_options *opt, int argc, char **argv);

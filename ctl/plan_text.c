@@ -12,15 +12,17 @@ static void write_summary(const hg_plan *p, FILE *out)
     const hg_layout_spec *s = &p->spec;
     const hg_model_config *m = &s->model;
     fprintf(out, "world %d ranks", p->world_size);
-    for (int i = 0; i < p->num_modules; i++)
-        fprintf(out, "%s %s %d", i ? " +" : " =", hg_module_name(p->modules[i].id),
-                p->modules[i].num_ranks);
+    if (p->colocated)
+        fprintf(out, ", colocated: every rank in each module");
+    else
+        for (int i = 0; i < p->num_modules; i++)
+            fprintf(out, "%s %s %d", i ? " +" : " =", p->modules[i].name, p->modules[i].num_ranks);
     fprintf(out, "; %d micro-batch%s of %d per llm dp rank (global batch %d)\n",
             p->num_microbatches, p->num_microbatches == 1 ? "" : "es", s->micro_batch_size,
             s->global_batch_size);
     for (int i = 0; i < p->num_modules; i++) {
         const hg_module_grid *g = &p->modules[i];
-        fprintf(out, "  %-8s ranks %d-%d  tp %d x cp %d x dp %d x pp %d", hg_module_name(g->id),
+        fprintf(out, "  %-8s ranks %d-%d  tp %d x cp %d x dp %d x pp %d", g->name,
                 g->rank_offset, g->rank_offset + g->num_ranks - 1, g->dense[HG_DIM_TP],
                 g->dense[HG_DIM_CP], g->dense[HG_DIM_DP], g->dense[HG_DIM_PP]);
         if (g->id == HG_MODULE_LLM)
@@ -29,23 +31,38 @@ static void write_summary(const hg_plan *p, FILE *out)
                     g->expert[HG_XDIM_PP]);
         fputc('\n', out);
     }
-    fprintf(out, "  llm model: %d layers, hidden %d, %d heads, ffn %d, vocab %d", m->num_layers,
-            m->hidden_size, m->num_attention_heads, m->ffn_hidden_size, m->vocab_size);
-    if (p->padded_vocab_size != m->vocab_size)
-        fprintf(out, " (padded to %d for --llm-tp %d)", p->padded_vocab_size, s->llm_tp);
+    fprintf(out, "  llm model: %d layers, hidden %d, %d heads, ffn %d, vocab %d (padded to %d: a "
+            "multiple of ", m->num_layers, m->hidden_size, m->num_attention_heads,
+            m->ffn_hidden_size, m->vocab_size, p->padded_vocab_size);
+    if (s->make_vocab_size_divisible_by)
+        fprintf(out, "--make-vocab-size-divisible-by %d x ", s->make_vocab_size_divisible_by);
+    fprintf(out, "--llm-tp %d)", s->llm_tp);
     fprintf(out, ", seq %d, ", m->seq_length);
     if (m->num_experts)
         fprintf(out, "%d experts top-%d\n", m->num_experts, m->moe_router_topk);
     else
         fprintf(out, "dense\n");
-    if (!s->llm_only) {
-        int side = m->image_size / m->patch_size;
-        fprintf(out, "  encoder model: %d layers, hidden %d, %d heads, image %d / patch %d = %d "
-                "patches; %d sample(s) per encoder rank per micro-batch\n",
-                m->encoder_num_layers, m->encoder_hidden_size, m->encoder_num_attention_heads,
-                m->image_size, m->patch_size, side * side,
-                s->micro_batch_size * s->llm_dp / s->encoder_dp);
-    }
+    if (p->num_encoders == 0)
+        return;
+    int side = m->image_size / m->patch_size;
+    fprintf(out, "  encoder model: %d layers, hidden %d, %d heads, image %d / patch %d = %d "
+            "patches; per micro-batch:",
+            m->encoder_num_layers, m->encoder_hidden_size, m->encoder_num_attention_heads,
+            m->image_size, m->patch_size, side * side);
+    for (int i = 0; i < p->num_encoders; i++)
+        fprintf(out, "%s %d sample(s) per %s rank", i ? "," : "",
+                s->micro_batch_size * s->llm_dp / p->modules[i].dense[HG_DIM_DP],
+                p->modules[i].name);
+    fputc('\n', out);
+}
+
+// Whether rank leads in any bridge.
+static bool bridge_leader(const hg_plan *p, int rank)
+{
+    for (int b = 0; b < hg_plan_num_bridges(p); b++)
+        if (hg_bridge_index_of_rank(p, b, rank) >= 0)
+            return true;
+    return false;
 }
 
 // One block per (pp stage, cp rank): rows are dp lanes, columns tp ranks.
@@ -60,7 +77,7 @@ static void write_picture(const hg_plan *p, FILE *out)
         char tag = g->id == HG_MODULE_ENCODER ? 'E' : 'L';
         for (int stage = 0; stage < pp && stage < SHOW_ROWS; stage++) {
             for (int c = 0; c < cp; c++) {
-                fprintf(out, "  %-8s pp %d", hg_module_name(g->id), stage);
+                fprintf(out, "  %-8s pp %d", g->name, stage);
                 if (cp > 1)
                     fprintf(out, " cp %d", c);
                 fputc('\n', out);
@@ -70,7 +87,7 @@ static void write_picture(const hg_plan *p, FILE *out)
                         int r = g->rank_offset + t + tp * (c + cp * (d + dp * stage));
                         char cell[16];
                         snprintf(cell, sizeof cell, "%c%d%s", tag, r,
-                                 hg_bridge_index_of_rank(p, r) >= 0 ? "*" : "");
+                                 bridge_leader(p, r) ? "*" : "");
                         fprintf(out, " %-7s", cell);
                     }
                     fprintf(out, tp > SHOW_ROWS ? " ... (%d tp ranks)\n" : "\n", tp);
@@ -84,15 +101,18 @@ static void write_picture(const hg_plan *p, FILE *out)
     }
 }
 
-static void write_bridge(const hg_plan *p, FILE *out)
+static void write_bridge(const hg_plan *p, int b, FILE *out)
 {
     static const char *fans[] = {[HG_FAN_EQUAL] = "equal", [HG_FAN_IN] = "fan-in",
                                  [HG_FAN_OUT] = "fan-out"};
-    int n = hg_bridge_num_edges(p);
-    fprintf(out, "\nbridge (%s, %d edges, encoder -> llm):", fans[hg_bridge_fan(p)], n);
+    int n = hg_bridge_num_edges(p, b);
+    if (b == 0)
+        fputc('\n', out);
+    fprintf(out, "bridge (%s, %d edges, %s -> llm):", fans[hg_bridge_fan(p, b)], n,
+            p->modules[b].name);
     for (int e = 0; e < n && e < SHOW_GROUPS * 2; e++) {
         int enc, llm;
-        hg_bridge_edge(p, e, &enc, &llm);
+        hg_bridge_edge(p, b, e, &enc, &llm);
         fprintf(out, " %d->%d", enc, llm);
     }
     fprintf(out, n > SHOW_GROUPS * 2 ? " ...\n" : "\n");
@@ -112,7 +132,7 @@ static void write_groups(const hg_plan *p, FILE *out)
             int count = hg_group_count(g, (hg_group_kind)k);
             int size = hg_group_size(g, (hg_group_kind)k);
             hg_group_kind same = hg_group_canonical(g, (hg_group_kind)k);
-            fprintf(out, "  %-8s %-9s %4d x %-4d", hg_module_name(g->id),
+            fprintf(out, "  %-8s %-9s %4d x %-4d", g->name,
                     hg_group_name((hg_group_kind)k), count, size);
             if (same != (hg_group_kind)k && size > 1)
                 fprintf(out, " =%s", hg_group_name(same));
@@ -133,7 +153,7 @@ void plan_write_text(const hg_plan *p, FILE *out)
 {
     write_summary(p, out);
     write_picture(p, out);
-    if (hg_plan_has_bridge(p))
-        write_bridge(p, out);
+    for (int b = 0; b < hg_plan_num_bridges(p); b++)
+        write_bridge(p, b, out);
     write_groups(p, out);
 }

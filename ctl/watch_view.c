@@ -16,16 +16,20 @@ static void classify(const hg_plan *plan, const Hgrid__WorkerInfo *w, watch_rank
 {
     r->info = w;
     r->rank = w->rank == UINT32_MAX ? -1 : (long long)w->rank;
-    r->module = -1;
+    r->module = r->module2 = -1;
     r->has_loss = false;
     r->reported = w->last_heartbeat_ms >= 0;
     if (r->rank < 0 || r->rank >= plan->world_size)
         return;
-    const hg_module_grid *m = hg_plan_module_of_rank(plan, (int)r->rank);
+    const hg_module_grid *mods[2];
+    int n = hg_plan_modules_of_rank(plan, (int)r->rank, mods);
+    r->module = mods[0]->index;
+    r->module2 = n == 2 ? mods[1]->index : -1;
+    const hg_module_grid *llm = hg_plan_module(plan, HG_MODULE_LLM);
     hg_coords c;
-    hg_rank_coords(plan, (int)r->rank, &c);
-    r->module = m->id;
-    r->has_loss = m->id == HG_MODULE_LLM && c.pp == m->dense[HG_DIM_PP] - 1;
+    hg_module_coords(llm, (int)r->rank, &c);
+    r->has_loss = (mods[0] == llm || (n == 2 && mods[1] == llm)) &&
+                  c.pp == llm->dense[HG_DIM_PP] - 1 && w->has_loss;
 }
 
 static void summarize(watch_view *v, int n)
@@ -33,7 +37,7 @@ static void summarize(watch_view *v, int n)
     for (int i = 0; i < v->plan.num_modules; i++) {
         watch_module *s = &v->modules[i];
         memset(s, 0, sizeof *s);
-        s->id = v->plan.modules[i].id;
+        s->index = i;
         s->first_rank = v->plan.modules[i].rank_offset;
         s->num_ranks = v->plan.modules[i].num_ranks;
     }
@@ -41,18 +45,24 @@ static void summarize(watch_view *v, int n)
         const watch_rank *r = &v->ranks[k];
         if (r->module < 0 || !r->reported || is_lost(r->info))
             continue;
-        watch_module *s = &v->modules[v->plan.modules[0].id == (hg_module_id)r->module ? 0 : 1];
-        const Hgrid__WorkerInfo *w = r->info;
-        if (s->reporting == 0 || w->throughput < s->tokens_per_s)
-            s->tokens_per_s = w->throughput;
-        s->reporting++;
-        if (w->step > s->step)
-            s->step = w->step;
-        if (w->step_time_s > s->step_time_s)
-            s->step_time_s = w->step_time_s;
-        if (r->has_loss) {
-            s->loss += w->loss;
-            s->loss_ranks++;
+        // A colocated rank counts in both its modules.
+        for (int in = 0; in < 2; in++) {
+            int mi = in == 0 ? r->module : r->module2;
+            if (mi < 0)
+                continue;
+            watch_module *s = &v->modules[mi];
+            const Hgrid__WorkerInfo *w = r->info;
+            if (s->reporting == 0 || w->throughput < s->tokens_per_s)
+                s->tokens_per_s = w->throughput;
+            s->reporting++;
+            if (w->step > s->step)
+                s->step = w->step;
+            if (w->step_time_s > s->step_time_s)
+                s->step_time_s = w->step_time_s;
+            if (r->has_loss && v->plan.modules[mi].id == HG_MODULE_LLM) {
+                s->loss += w->loss;
+                s->loss_ranks++;
+            }
         }
     }
     for (int i = 0; i < v->plan.num_modules; i++)
@@ -92,7 +102,10 @@ void watch_view_free(watch_view *v)
 
 // ---- text
 
-static const char *module_name(int id) { return id < 0 ? "-" : hg_module_name((hg_module_id)id); }
+static const char *module_name(const watch_view *v, int index)
+{
+    return index < 0 ? "-" : v->plan.modules[index].name;
+}
 
 static void format_seconds(char *buf, size_t len, double s)
 {
@@ -128,13 +141,64 @@ static void text_modules(const watch_view *v, FILE *out, const char *eol)
         if (s->loss_ranks)
             snprintf(loss, sizeof loss, "%.4f", s->loss);
         format_seconds(st, sizeof st, s->step_time_s);
-        fprintf(out, "%-8s %-11s %9s %8s %9s %11s %10s%s", module_name(s->id), ranks, reporting,
+        fprintf(out, "%-8s %-11s %9s %8s %9s %11s %10s%s", module_name(v, s->index), ranks, reporting,
                 step, loss, tok, st, eol);
     }
 }
 
-static void text_rank(const watch_rank *r, FILE *out, int host_width, const char *eol)
+// gridd's recent losses of a module (by its kind), oldest first; NULL when none.
+static const Hgrid__ModuleProgress *progress_of(const Hgrid__JobInfo *info, hg_module_id id)
 {
+    Hgrid__Module want = id == HG_MODULE_LLM ? HGRID__MODULE__MODULE_LLM
+                                             : HGRID__MODULE__MODULE_ENCODER;
+    for (size_t i = 0; i < info->n_modules; i++)
+        if (info->modules[i]->module == want && info->modules[i]->n_recent_loss > 0)
+            return info->modules[i];
+    return NULL;
+}
+
+int watch_view_sparkline_lines(const watch_view *v)
+{
+    int n = 0;
+    for (int i = 0; v->sparklines && i < v->plan.num_modules; i++)
+        n += progress_of(v->info, v->plan.modules[i].id) != NULL;
+    return n;
+}
+
+// Per module with a loss: its recent losses as a sparkline, scaled from
+// their lowest to their highest, then the first and last of them.
+static void text_sparklines(const watch_view *v, FILE *out, const char *eol)
+{
+    static const char *const bars[] = {"\u2581", "\u2582", "\u2583", "\u2584",
+                                       "\u2585", "\u2586", "\u2587", "\u2588"};
+    for (int i = 0; i < v->plan.num_modules; i++) {
+        const Hgrid__ModuleProgress *p = progress_of(v->info, v->plan.modules[i].id);
+        if (!p)
+            continue;
+        float lo = p->recent_loss[0], hi = lo;
+        for (size_t k = 1; k < p->n_recent_loss; k++) {
+            lo = p->recent_loss[k] < lo ? p->recent_loss[k] : lo;
+            hi = p->recent_loss[k] > hi ? p->recent_loss[k] : hi;
+        }
+        fprintf(out, "%-8s loss ", module_name(v, i));
+        for (size_t k = 0; k < p->n_recent_loss; k++) {
+            int b = hi > lo ? (int)((p->recent_loss[k] - lo) / (hi - lo) * 7.0f + 0.5f) : 0;
+            fputs(bars[b < 0 ? 0 : b > 7 ? 7 : b], out);
+        }
+        fprintf(out, " %.4f .. %.4f (last %zu reports)%s", (double)p->recent_loss[0],
+                (double)p->recent_loss[p->n_recent_loss - 1], p->n_recent_loss, eol);
+    }
+}
+
+static void text_rank(const watch_view *v, const watch_rank *r, FILE *out, int host_width,
+                      const char *eol)
+{
+    char module[2 * HG_NAME_LEN];
+    if (r->module2 >= 0)
+        snprintf(module, sizeof module, "%s+%s", module_name(v, r->module),
+                 module_name(v, r->module2));
+    else
+        snprintf(module, sizeof module, "%s", module_name(v, r->module));
     const Hgrid__WorkerInfo *w = r->info;
     char rank[24] = "-", where[320], step[24] = "-", loss[24] = "-", tok[24] = "-", st[24] = "-",
          age[24] = "never";
@@ -149,7 +213,7 @@ static void text_rank(const watch_rank *r, FILE *out, int host_width, const char
         if (r->has_loss)
             snprintf(loss, sizeof loss, "%.4f", (double)w->loss);
     }
-    fprintf(out, "%6s  %-8s %-*s %-8s %8s %9s %11s %10s %9s%s", rank, module_name(r->module),
+    fprintf(out, "%6s  %-8s %-*s %-8s %8s %9s %11s %10s %9s%s", rank, module,
             host_width, where, w->state, step, loss, tok, st, age, eol);
 }
 
@@ -172,10 +236,17 @@ void watch_view_text(const watch_view *v, FILE *out, int max_rows, const char *e
     const Hgrid__JobInfo *info = v->info;
     fprintf(out, "job %s: %s, generation %llu, joined %u/%u%s", info->job, info->state,
             (unsigned long long)info->generation, info->joined, info->world_size, eol);
-    if (info->joined < info->world_size)
+    if (info->joined < info->world_size && !info->ended_unix_ms)
         text_joining(info, out, eol);
+    if (info->ended_unix_ms) {
+        char end[320];
+        ctl_format_end(info, end, sizeof end);
+        fprintf(out, "%s%s", end, eol);
+    }
     fprintf(out, "%s", eol);
     text_modules(v, out, eol);
+    if (v->sparklines)
+        text_sparklines(v, out, eol);
     fprintf(out, "%s", eol);
     int host_width = (int)strlen("host/device");
     for (size_t k = 0; k < info->n_workers; k++) {
@@ -189,7 +260,7 @@ void watch_view_text(const watch_view *v, FILE *out, int max_rows, const char *e
     if (max_rows >= 0 && rows > (size_t)max_rows)
         rows = (size_t)max_rows;
     for (size_t k = 0; k < rows; k++)
-        text_rank(&v->ranks[k], out, host_width, eol);
+        text_rank(v, &v->ranks[k], out, host_width, eol);
     if (rows < info->n_workers)
         fprintf(out, "  ... %zu more ranks (all of them: hgridctl watch %s --once)%s",
                 info->n_workers - rows, info->job, eol);
@@ -221,7 +292,7 @@ static void json_modules(const watch_view *v, json_writer *w)
         const watch_module *s = &v->modules[i];
         json_begin_object(w);
         json_key(w, "module");
-        json_string(w, module_name(s->id));
+        json_string(w, module_name(v, s->index));
         json_key(w, "first_rank");
         json_int(w, s->first_rank);
         json_key(w, "num_ranks");
@@ -243,7 +314,7 @@ static void json_modules(const watch_view *v, json_writer *w)
     json_end_array(w);
 }
 
-static void json_rank(const watch_rank *r, json_writer *w)
+static void json_rank(const watch_view *v, const watch_rank *r, json_writer *w)
 {
     const Hgrid__WorkerInfo *wi = r->info;
     json_begin_object(w);
@@ -253,7 +324,14 @@ static void json_rank(const watch_rank *r, json_writer *w)
     if (r->module < 0)
         json_null(w);
     else
-        json_string(w, module_name(r->module));
+        json_string(w, module_name(v, r->module));
+    if (r->module2 >= 0) { // colocated: every module the rank is in
+        json_key(w, "modules");
+        json_begin_array(w);
+        json_string(w, module_name(v, r->module));
+        json_string(w, module_name(v, r->module2));
+        json_end_array(w);
+    }
     json_key(w, "host");
     json_string(w, wi->host);
     json_key(w, "device");
@@ -297,12 +375,13 @@ void watch_view_json(const watch_view *v, FILE *out)
     ctl_json_job_head(&w, info);
     json_key(&w, "joined");
     json_int(&w, info->joined);
+    ctl_json_job_end(&w, info);
     json_key(&w, "modules");
     json_modules(v, &w);
     json_key(&w, "workers");
     json_begin_array(&w);
     for (size_t k = 0; k < info->n_workers; k++)
-        json_rank(&v->ranks[k], &w);
+        json_rank(v, &v->ranks[k], &w);
     json_end_array(&w);
     json_end_object(&w);
     fputc('\n', out);

@@ -1,6 +1,7 @@
 // One worker's Assignment, built on the stack from the layout engine: its
-// rank, module, coordinates, groups with the NCCL ids of its communicators
-// (once each) and bridge peers.
+// rank, module(s), coordinates, groups with the NCCL ids of its
+// communicators (once each) and bridge peers.
+#include <stdint.h>
 #include <stdlib.h>
 
 #include "daemon/assignment.h"
@@ -15,113 +16,133 @@ static void set_id(const job *j, Hgrid__Group *g, int id)
     g->nccl_id.len = MINT_ID_BYTES;
 }
 
-// The bridge edges touching a leader: encoder lane e feeds LLM lanes
-// [e*k, (e+1)*k) on fan-out, lane e/k on fan-in (k = the dp ratio).
-static int bridge_peers(const hg_plan *p, int index, Hgrid__BridgePeer *peers, int max)
+// One module's coordinates and groups of rank, in the engine's order.
+typedef struct {
+    Hgrid__Coordinates coords;
+    Hgrid__Group groups[HG_MAX_RANK_GROUPS], *group_ptrs[HG_MAX_RANK_GROUPS];
+    char names[HG_MAX_RANK_GROUPS][HG_GROUP_NAME_LEN];
+    hg_rank_group rank_groups[HG_MAX_RANK_GROUPS];
+    size_t n;
+} module_part;
+
+static void fill_module(const job *j, const hg_module_grid *m, int rank, module_part *out)
 {
-    int enc = p->modules[0].dense[HG_DIM_DP], llm = p->modules[1].dense[HG_DIM_DP];
-    bool encoder = index < enc;
-    int lane = encoder ? index : index - enc;
-    int mine = encoder ? enc : llm, theirs = encoder ? llm : enc;
-    int first = lane, count = 1;
-    if (theirs > mine) { // each of my lanes meets k of theirs
-        count = theirs / mine;
-        first = lane * count;
-    } else if (theirs < mine) {
-        first = lane / (mine / theirs);
+    const hg_plan *p = &j->plan;
+    hg_coords co;
+    hg_module_coords(m, rank, &co);
+    hgrid__coordinates__init(&out->coords);
+    out->coords.tp = (uint32_t)co.tp;
+    out->coords.cp = (uint32_t)co.cp;
+    out->coords.dp = (uint32_t)co.dp;
+    out->coords.pp = (uint32_t)co.pp;
+    out->coords.ep = (uint32_t)co.ep;
+    out->coords.expt_tp = (uint32_t)co.expt_tp;
+    out->coords.expt_dp = (uint32_t)co.expt_dp;
+    int n = hg_rank_groups(p, &j->mint.canonical, m, rank, out->rank_groups);
+    for (int i = 0; i < n; i++) {
+        const hg_rank_group *rg = &out->rank_groups[i];
+        Hgrid__Group *grp = &out->groups[i];
+        hgrid__group__init(grp);
+        grp->name = (char *)hg_rank_group_name(p, rg, out->names[i], sizeof out->names[i]);
+        grp->size = (uint32_t)rg->size;
+        grp->rank_in_group = (uint32_t)rg->rank_in_group;
+        grp->index = (uint32_t)rg->index;
+        // A kind sharing its canonical kind's communicator carries no id:
+        // the worker's layout engine knows which earlier group holds it.
+        if (rg->canonical == rg->kind)
+            set_id(j, grp, mint_rank_group_id(&j->mint, m, rank, rg));
+        out->group_ptrs[i] = grp;
     }
-    if (count > max)
-        return -1;
-    hg_module_id other = encoder ? HG_MODULE_LLM : HG_MODULE_ENCODER;
-    for (int i = 0; i < count; i++) {
-        hgrid__bridge_peer__init(&peers[i]);
-        peers[i].rank = (uint32_t)hg_bridge_leader(p, other, first + i);
-        peers[i].rank_in_bridge = (uint32_t)(encoder ? enc + first + i : first + i);
-        peers[i].send = encoder;
+    out->n = (size_t)n;
+}
+
+// The bridge peers of rank over its bridges (in group order) into peers,
+// which holds as many as the edges touching rank.
+static void fill_peers(const job *j, const module_part *part, int rank, Hgrid__BridgePeer *peers,
+                       hg_bridge_peer *scratch)
+{
+    int total = 0;
+    for (size_t i = 0; i < part->n; i++) {
+        const hg_rank_group *rg = &part->rank_groups[i];
+        if (rg->kind != HG_GROUP_BRIDGE)
+            continue;
+        int count = hg_bridge_peers(&j->plan, rg->bridge, rank, scratch, INT32_MAX);
+        for (int k = 0; k < count; k++, total++) {
+            hgrid__bridge_peer__init(&peers[total]);
+            peers[total].rank = (uint32_t)scratch[k].rank;
+            peers[total].rank_in_bridge = (uint32_t)scratch[k].rank_in_bridge;
+            peers[total].send = scratch[k].send;
+            peers[total].bridge = (uint32_t)rg->bridge;
+        }
     }
-    return count;
+}
+
+// How many bridge edges touch rank.
+static int count_peers(const job *j, const module_part *part, int rank)
+{
+    int total = 0;
+    for (size_t i = 0; i < part->n; i++)
+        if (part->rank_groups[i].kind == HG_GROUP_BRIDGE)
+            total += hg_bridge_peers(&j->plan, part->rank_groups[i].bridge, rank, NULL, 0);
+    return total;
 }
 
 int assignment_send(job *j, int rank, conn *c)
 {
     const hg_plan *p = &j->plan;
-    const hg_module_grid *m = hg_plan_module_of_rank(p, rank);
-    int mi = m == &p->modules[0] ? 0 : 1; // index into j->mint's tables
-    hg_coords co;
-    hg_rank_coords(p, rank, &co);
-    Hgrid__Coordinates coords;
-    hgrid__coordinates__init(&coords);
-    coords.tp = (uint32_t)co.tp;
-    coords.cp = (uint32_t)co.cp;
-    coords.dp = (uint32_t)co.dp;
-    coords.pp = (uint32_t)co.pp;
-    coords.ep = (uint32_t)co.ep;
-    coords.expt_tp = (uint32_t)co.expt_tp;
-    coords.expt_dp = (uint32_t)co.expt_dp;
+    const hg_module_grid *mods[2];
+    int nm = hg_plan_modules_of_rank(p, rank, mods);
+    module_part parts[2];
+    for (int i = 0; i < nm; i++)
+        fill_module(j, mods[i], rank, &parts[i]);
 
-    Hgrid__Group groups[HG_NUM_GROUP_KINDS + 1], *group_ptrs[HG_NUM_GROUP_KINDS + 1];
-    size_t n = 0;
-    for (int k = 0; k < HG_NUM_GROUP_KINDS; k++) {
-        int g, rank_in_group;
-        if (!hg_group_applies(m, (hg_group_kind)k) ||
-            !hg_group_of_rank(m, (hg_group_kind)k, rank, &g, &rank_in_group))
-            continue;
-        Hgrid__Group *grp = &groups[n];
-        hgrid__group__init(grp);
-        grp->name = (char *)hg_group_name((hg_group_kind)k);
-        grp->size = (uint32_t)hg_group_size(m, (hg_group_kind)k);
-        grp->rank_in_group = (uint32_t)rank_in_group;
-        grp->index = (uint32_t)g;
-        // A kind sharing its canonical kind's communicator carries no id:
-        // the worker's layout engine knows which earlier group holds it.
-        if (j->mint.canonical[mi][k] == (hg_group_kind)k)
-            set_id(j, grp, mint_group_id(&j->mint, rank, (hg_group_kind)k));
-        group_ptrs[n] = grp;
-        n++;
-    }
+    // Peers: one per edge touching rank, on the stack unless a wide fan-out.
+    int num_peers = count_peers(j, &parts[0], rank);
     Hgrid__BridgePeer stack_peers[STACK_PEERS], *peers = stack_peers;
-    Hgrid__BridgePeer *peer_ptrs_stack[STACK_PEERS], **peer_ptrs = peer_ptrs_stack;
-    int num_peers = 0;
-    int bridge_index = hg_bridge_index_of_rank(p, rank);
-    if (bridge_index >= 0) {
-        Hgrid__Group *grp = &groups[n];
-        hgrid__group__init(grp);
-        grp->name = "bridge";
-        grp->size = (uint32_t)hg_bridge_size(p);
-        grp->rank_in_group = (uint32_t)bridge_index;
-        set_id(j, grp, j->mint.bridge_id);
-        group_ptrs[n] = grp;
-        n++;
-        num_peers = bridge_peers(p, bridge_index, peers, STACK_PEERS);
-        if (num_peers < 0) { // a wide fan-out: more peers than the stack holds
-            int max = p->world_size;
-            peers = malloc(sizeof *peers * (size_t)max);
-            peer_ptrs = malloc(sizeof *peer_ptrs * (size_t)max);
-            if (!peers || !peer_ptrs) {
-                free(peers);
-                free(peer_ptrs);
-                conn_close(c, "out of memory for bridge peers");
-                return -1;
-            }
-            num_peers = bridge_peers(p, bridge_index, peers, max);
+    Hgrid__BridgePeer *stack_ptrs[STACK_PEERS], **peer_ptrs = stack_ptrs;
+    hg_bridge_peer stack_scratch[STACK_PEERS], *scratch = stack_scratch;
+    if (num_peers > STACK_PEERS) {
+        peers = malloc(sizeof *peers * (size_t)num_peers);
+        peer_ptrs = malloc(sizeof *peer_ptrs * (size_t)num_peers);
+        scratch = malloc(sizeof *scratch * (size_t)num_peers);
+        if (!peers || !peer_ptrs || !scratch) {
+            free(peers);
+            free(peer_ptrs);
+            free(scratch);
+            conn_close(c, "out of memory for bridge peers");
+            return -1;
         }
-        for (int i = 0; i < num_peers; i++)
-            peer_ptrs[i] = &peers[i];
     }
+    fill_peers(j, &parts[0], rank, peers, scratch);
+    for (int i = 0; i < num_peers; i++)
+        peer_ptrs[i] = &peers[i];
 
+    Hgrid__ModuleAssignment colocated, *colocated_ptrs[1] = {&colocated};
+    if (nm == 2) {
+        hgrid__module_assignment__init(&colocated);
+        colocated.module_index = (uint32_t)mods[1]->index;
+        colocated.module = mods[1]->id == HG_MODULE_ENCODER ? HGRID__MODULE__MODULE_ENCODER
+                                                            : HGRID__MODULE__MODULE_LLM;
+        colocated.coordinates = &parts[1].coords;
+        colocated.n_groups = parts[1].n;
+        colocated.groups = parts[1].group_ptrs;
+    }
     Hgrid__Assignment a;
     hgrid__assignment__init(&a);
     a.generation = j->rec.generation;
-    a.layout = &j->layout;
+    a.layout = &j->wire.layout;
     a.rank = (uint32_t)rank;
     a.world_size = (uint32_t)p->world_size;
-    a.module = m->id == HG_MODULE_ENCODER ? HGRID__MODULE__MODULE_ENCODER
-                                          : HGRID__MODULE__MODULE_LLM;
-    a.coordinates = &coords;
-    a.n_groups = n;
-    a.groups = group_ptrs;
+    a.module = mods[0]->id == HG_MODULE_ENCODER ? HGRID__MODULE__MODULE_ENCODER
+                                                : HGRID__MODULE__MODULE_LLM;
+    a.module_index = (uint32_t)mods[0]->index;
+    a.coordinates = &parts[0].coords;
+    a.n_groups = parts[0].n;
+    a.groups = parts[0].group_ptrs;
     a.n_bridge_peers = (size_t)num_peers;
     a.bridge_peers = peer_ptrs;
+    a.n_colocated_modules = nm == 2 ? 1 : 0;
+    a.colocated_modules = colocated_ptrs;
     a.job = j->rec.name;
     Hgrid__Envelope env;
     wire_envelope_init(&env);
@@ -131,6 +152,7 @@ int assignment_send(job *j, int rank, conn *c)
     if (peers != stack_peers) {
         free(peers);
         free(peer_ptrs);
+        free(scratch);
     }
     return rc;
 }

@@ -36,12 +36,13 @@ conn *conn_new(server *srv, conn_kind kind)
     c->h.handle.data = c;
     // Until its Hello is accepted a worker may send only small frames, so
     // that unauthenticated peers cannot make gridd hold large partial frames.
-    uint32_t max = kind == CONN_WORKER && srv->opt.max_frame > GRIDD_HELLO_MAX_FRAME
-                       ? GRIDD_HELLO_MAX_FRAME
-                       : srv->opt.max_frame;
-    wire_reader_init(&c->reader, max);
+    // A control request (a submit's layout) is small, so is hgridctl's buffer.
+    uint32_t first = kind == CONN_WORKER ? GRIDD_HELLO_MAX_FRAME : GRIDD_CONTROL_MAX_FRAME;
+    wire_reader_init(&c->reader, srv->opt.max_frame > first ? first : srv->opt.max_frame);
     if (kind == CONN_WORKER)
         srv->worker_connections++;
+    else
+        srv->control_connections++;
     return c;
 }
 
@@ -91,7 +92,7 @@ void conn_list_remove(conn *c)
     c->list = LIST_NONE;
 }
 
-static void conn_list_append(conn *c, deadline_list list)
+void conn_list_append(conn *c, deadline_list list)
 {
     conn_list_remove(c);
     conn_list *l = &c->srv->lists[list];
@@ -131,9 +132,19 @@ void conn_unwatch(conn *c)
 // of log lines.
 static void log_refusals(server *srv, int64_t now)
 {
-    if (srv->refused_pending + srv->refused_full + srv->timed_out + srv->accept_errors == 0 ||
+    if (srv->refused_pending + srv->refused_full + srv->timed_out + srv->accept_errors +
+                srv->refused_unauth == 0 ||
         now - srv->refusals_logged_at < GRIDD_REFUSAL_LOG_MS)
         return;
+    if (srv->refused_unauth) {
+        gridd_log_at(GRIDD_WARN, NULL, -1, "refused %d connections before an accepted Hello "
+                     "or control request (last: peer=%s reason=\"%s\")", srv->refused_unauth,
+                     srv->refused_unauth_peer, srv->refused_unauth_reason);
+        srv->refused_unauth = 0;
+        srv->refusals_logged_at = now;
+        if (srv->refused_pending + srv->refused_full + srv->timed_out + srv->accept_errors == 0)
+            return;
+    }
     char accept_err[128] = "";
     if (srv->accept_errors)
         snprintf(accept_err, sizeof accept_err, ", %d failed accepts (last: %s)",
@@ -145,6 +156,19 @@ static void log_refusals(server *srv, int64_t now)
                  srv->opt.max_pending, srv->refused_full, srv->opt.max_connections, accept_err);
     srv->refused_pending = srv->refused_full = srv->timed_out = srv->accept_errors = 0;
     srv->refusals_logged_at = now;
+}
+
+// The head of list if its deadline passed even after reading what its
+// socket holds; NULL when no connection on list is overdue.
+static conn *expired(server *srv, deadline_list list, int64_t now)
+{
+    conn *c;
+    while ((c = srv->lists[list].head) && c->deadline <= now) {
+        conn_read_now(c); // a frame restarts the deadline (moves c) or fails it
+        if (srv->lists[list].head == c && c->deadline <= now)
+            return c;
+    }
+    return NULL;
 }
 
 void conn_sweep(server *srv)
@@ -160,13 +184,16 @@ void conn_sweep(server *srv)
             srv->metrics.refused[REFUSED_HELLO_TIMEOUT]++;
         }
     }
-    while ((c = srv->lists[LIST_WATCH].head) && c->deadline <= now) {
+    // A worker is silent only if nothing it sent waits in its socket: after
+    // a stalled loop (a huge submit, a slow disk) its heartbeats are queued
+    // there, unread. Each overdue connection is read once, then judged.
+    while ((c = expired(srv, LIST_WATCH, now))) {
         char reason[128];
         snprintf(reason, sizeof reason, "silent for more than %.3g s", srv->opt.heartbeat_timeout);
         srv->metrics.heartbeat_timeouts++;
         conn_close(c, reason);
     }
-    while ((c = srv->lists[LIST_READY].head) && c->deadline <= now) {
+    while ((c = expired(srv, LIST_READY, now))) {
         char reason[128];
         snprintf(reason, sizeof reason, "not Ready %.3g s after its Assignment",
                  srv->opt.ready_timeout);
@@ -175,6 +202,8 @@ void conn_sweep(server *srv)
     }
     while ((c = srv->lists[LIST_LINGER].head) && c->deadline <= now)
         conn_close(c, "no EOF after the final message");
+    while ((c = srv->lists[LIST_CONTROL].head) && c->deadline <= now)
+        conn_refuse(c, HGRID__ERROR_CODE__ERROR_TIMEOUT, "control connection idle too long");
     log_refusals(srv, now);
 }
 
@@ -184,9 +213,10 @@ static void on_closed(uv_handle_t *h)
 {
     conn *c = h->data;
     wire_reader_free(&c->reader);
-    if (c->kind == CONN_WORKER)
-        c->srv->worker_connections--;
-    free(c);
+    if (c->busy)
+        c->closed = true; // freed when its work is done
+    else
+        free(c);
 }
 
 void conn_close(conn *c, const char *reason)
@@ -200,6 +230,13 @@ void conn_close(conn *c, const char *reason)
     else if (reason && !c->draining && c->kind == CONN_WORKER && gridd_log_enabled(GRIDD_INFO))
         gridd_log_at(GRIDD_INFO, NULL, -1, "connection closed peer=%s reason=\"%s\"",
                      conn_peer(c), reason);
+    // uv_close closes the descriptor now: the caps count open descriptors
+    // (a burst of accepts and refusals in one loop iteration frees each slot
+    // at once, not when the close callbacks run).
+    if (c->kind == CONN_WORKER)
+        c->srv->worker_connections--;
+    else
+        c->srv->control_connections--;
     uv_close(&c->h.handle, on_closed);
 }
 
@@ -233,6 +270,16 @@ void conn_fail(conn *c, Hgrid__ErrorCode code, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(message, sizeof message, fmt, ap);
     va_end(ap);
+    if (!conn_trusted(c)) {
+        // Counted until closed (--max-pending): no linger, and one summary
+        // line a second however many are refused.
+        server *srv = c->srv;
+        srv->refused_unauth++;
+        snprintf(srv->refused_unauth_peer, sizeof srv->refused_unauth_peer, "%s", conn_peer(c));
+        snprintf(srv->refused_unauth_reason, sizeof srv->refused_unauth_reason, "%.159s", message);
+        conn_refuse(c, code, message);
+        return;
+    }
     gridd_log_at(GRIDD_WARN, c->job, conn_rank(c), "refused peer=%s reason=\"%s\"",
                  conn_peer(c), message);
     Hgrid__Envelope env;
@@ -269,6 +316,13 @@ void conn_refuse(conn *c, Hgrid__ErrorCode code, const char *message)
         uv_try_write(&c->h.stream, &buf, 1);
     }
     conn_close(c, NULL);
+}
+
+bool conn_trusted(const conn *c)
+{
+    // The control socket's mode admits local users only: a refused one
+    // (SO_PEERCRED) gets its line, a worker peer not before its Hello.
+    return c->kind == CONN_CONTROL || c->job != NULL || c->authenticated;
 }
 
 // ---- sending
@@ -379,6 +433,7 @@ static int on_frame(void *ctx, const uint8_t *body, uint32_t len)
                                     : HGRID__ERROR_CODE__ERROR_BAD_REQUEST;
         conn_fail(c, code, "%s", why);
     } else if (c->kind == CONN_CONTROL) {
+        conn_list_append(c, LIST_CONTROL);
         control_handle(c, env);
     } else {
         if (c->list == LIST_WATCH)
@@ -431,8 +486,7 @@ void conn_read_now(conn *c)
 
 void conn_start(conn *c)
 {
-    if (c->kind == CONN_WORKER)
-        conn_list_append(c, LIST_HELLO);
+    conn_list_append(c, c->kind == CONN_WORKER ? LIST_HELLO : LIST_CONTROL);
     int rc = uv_read_start(&c->h.stream, on_alloc, on_read);
     if (rc)
         conn_close(c, uv_strerror(rc));

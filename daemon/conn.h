@@ -28,6 +28,9 @@ struct conn {
     int slot;      // its roster slot (= rank once ranks are assigned)
     uint64_t hello_ns; // uv_hrtime() of its accepted Hello until its first Assignment; else 0
     char peer[64]; // "address:port" for the log, filled on first use
+    bool authenticated; // a control peer that passed SO_PEERCRED; a worker that once joined
+    bool busy;   // a request of this control connection is being worked on off the loop
+    bool closed; // the handle is closed while busy: the work's callback frees the conn
 };
 
 conn *conn_new(server *srv, conn_kind kind);
@@ -49,6 +52,10 @@ void conn_watch(conn *c);       // (re)starts c's heartbeat deadline
 void conn_await_ready(conn *c); // starts c's Ready deadline
 void conn_unwatch(conn *c);     // no deadline
 void conn_list_remove(conn *c); // off its deadline list (e.g. Hello accepted)
+void conn_list_append(conn *c, deadline_list list); // (re)starts c's deadline on list
+// Whether c's peer is a control client or a worker whose Hello was
+// accepted: only those get a log line and a lingering close per refusal.
+bool conn_trusted(const conn *c);
 void conn_sweep(server *srv);   // expires deadlines
 
 #endif

@@ -42,6 +42,162 @@ static void reply_error(conn *c, Hgrid__ErrorCode code, const char *fmt, ...)
     conn_send(c, &env);
 }
 
+// A submit's heavy part (the plan, the roster, the id plan: O(world size)
+// and, for the id plan, more) runs on libuv's thread pool; the loop checks
+// names and limits, links the job, saves the state and answers.
+typedef struct {
+    uv_work_t req;
+    conn *c;
+    job_record rec;
+    hg_plan plan;
+    job *j;
+    bool invalid; // the layout: err says why; else !j is out of memory
+    char err[HG_ERR_LEN];
+} submit_work;
+
+static void build_job(uv_work_t *req)
+{
+    submit_work *w = req->data;
+    if (hg_plan_build(&w->rec.spec, &w->plan, w->err, sizeof w->err)) {
+        w->invalid = true;
+        return;
+    }
+    if (roster_init(&w->rec.roster, w->plan.world_size))
+        return;
+    if (!(w->j = job_build(&w->rec, &w->plan)))
+        roster_free(&w->rec.roster);
+}
+
+// The ended job that ended first and is not leaving yet, or NULL.
+static job *oldest_ended(server *srv)
+{
+    job *oldest = NULL;
+    for (job *j = srv->jobs; j; j = j->next)
+        if (job_ended(j) && !j->leaving &&
+            (!oldest || j->rec.ended_unix_ms < oldest->rec.ended_unix_ms))
+            oldest = j;
+    return oldest;
+}
+
+static void stay_all(server *srv)
+{
+    for (job *j = srv->jobs; j; j = j->next)
+        j->leaving = false;
+}
+
+// The checks that depend on the other jobs, made when the job is ready to
+// be linked (other submits may have finished meanwhile). An ended job of
+// its name gives way, and so, oldest first, do as many other ended jobs as
+// --max-jobs and the total-rank limit need: they are marked leaving (ended
+// jobs are saved, so they count until they go). 0, or -1 (answered, none
+// marked).
+static int submit_fits(conn *c, const job *j)
+{
+    server *srv = c->srv;
+    const char *name = j->rec.name;
+    job *old = job_find(srv, name);
+    if (old && !job_ended(old)) {
+        reply_error(c, HGRID__ERROR_CODE__ERROR_JOB_EXISTS,
+                    "job %s exists (%s); cancel it first or pick another name", name,
+                    job_state_name(old->state));
+        return -1;
+    }
+    if (old) // an ended job's name is free again
+        old->leaving = true;
+    int jobs = 1;
+    long long ranks = j->plan.world_size;
+    for (const job *o = srv->jobs; o; o = o->next)
+        if (!o->leaving) {
+            jobs++;
+            ranks += o->plan.world_size;
+        }
+    job *drop;
+    while ((jobs > srv->opt.max_jobs || ranks > STATE_MAX_RANKS) && (drop = oldest_ended(srv))) {
+        drop->leaving = true;
+        jobs--;
+        ranks -= drop->plan.world_size;
+    }
+    if (ranks > STATE_MAX_RANKS) { // what gridd restores at most: it loads what it acknowledges
+        stay_all(srv);
+        reply_error(c, HGRID__ERROR_CODE__ERROR_LIMIT,
+                    "job %s: its %d ranks would bring gridd's jobs to %lld ranks, over the "
+                    "limit of %d in all; cancel a job first", name, j->plan.world_size, ranks,
+                    STATE_MAX_RANKS);
+        return -1;
+    }
+    if (jobs > srv->opt.max_jobs) {
+        stay_all(srv);
+        reply_error(c, HGRID__ERROR_CODE__ERROR_LIMIT,
+                    "job %s: gridd holds its limit of %d jobs (--max-jobs); cancel one, or "
+                    "restart gridd with a larger --max-jobs", name, srv->opt.max_jobs);
+        return -1;
+    }
+    return 0;
+}
+
+// Removes the jobs submit_fits marked leaving, now that the state without
+// them is saved.
+static void drop_leaving(server *srv, const char *new_name)
+{
+    for (job *o = srv->jobs, *next; o; o = next) {
+        next = o->next;
+        if (!o->leaving)
+            continue;
+        if (strcmp(o->rec.name, new_name) != 0)
+            gridd_log_at(GRIDD_NOTICE, o, -1, "ended job dropped early to make room "
+                         "(--max-jobs %d, at most %d ranks in all)", srv->opt.max_jobs,
+                         STATE_MAX_RANKS);
+        job_remove(srv, o);
+    }
+}
+
+static void job_built(uv_work_t *req, int status)
+{
+    (void)status;
+    submit_work *w = req->data;
+    conn *c = w->c;
+    server *srv = c->srv;
+    job *j = w->j;
+    c->busy = false;
+    srv->submits_in_flight--;
+    if (c->closed || srv->stopping) { // nobody to answer, or gridd is going away
+        if (j)
+            job_free(j);
+        if (c->closed)
+            free(c);
+        free(w);
+        return;
+    }
+    if (w->invalid)
+        reply_error(c, HGRID__ERROR_CODE__ERROR_INVALID_LAYOUT, "job %s: invalid layout: %s",
+                    w->rec.name, w->err);
+    else if (!j)
+        reply_error(c, HGRID__ERROR_CODE__ERROR_LIMIT, "job %s: out of memory", w->rec.name);
+    if (!j || submit_fits(c, j)) {
+        if (j)
+            job_free(j);
+        free(w);
+        return;
+    }
+    job_link(srv, j);
+    if (jobs_save(srv)) { // acknowledged only once it would survive a restart
+        job_remove(srv, j);
+        stay_all(srv);
+        reply_error(c, HGRID__ERROR_CODE__ERROR_LIMIT,
+                    "job %s: gridd cannot save its state (see gridd's log); not submitted",
+                    w->rec.name);
+        free(w);
+        return;
+    }
+    drop_leaving(srv, j->rec.name);
+    gridd_log_at(GRIDD_NOTICE, j, -1, "job submitted workers=%d", j->plan.world_size);
+    char message[160];
+    snprintf(message, sizeof message, "job %s submitted: waiting for %d workers", j->rec.name,
+             j->plan.world_size);
+    reply_ok(c, message);
+    free(w);
+}
+
 static void submit(conn *c, const Hgrid__SubmitJob *s)
 {
     server *srv = c->srv;
@@ -56,49 +212,37 @@ static void submit(conn *c, const Hgrid__SubmitJob *s)
                     s->token.len);
         return;
     }
-    job_record rec;
-    memset(&rec, 0, sizeof rec);
-    hg_plan plan;
-    char err[HG_ERR_LEN];
-    hg_layout_spec_defaults(&rec.spec);
-    if (wire_layout_to_spec(s->layout, &rec.spec, err, sizeof err) ||
-        hg_plan_build(&rec.spec, &plan, err, sizeof err)) {
-        reply_error(c, HGRID__ERROR_CODE__ERROR_INVALID_LAYOUT, "job %s: invalid layout: %s",
-                    s->job, err);
-        return;
-    }
-    if (job_find(srv, s->job)) {
-        reply_error(c, HGRID__ERROR_CODE__ERROR_JOB_EXISTS,
-                    "job %s exists; cancel it first or pick another name", s->job);
-        return;
-    }
-    if (srv->num_jobs >= srv->opt.max_jobs) {
+    if (srv->submits_in_flight >= GRIDD_MAX_SUBMITS) {
         reply_error(c, HGRID__ERROR_CODE__ERROR_LIMIT,
-                    "job %s: gridd holds its limit of %d jobs (--max-jobs); cancel one, or "
-                    "restart gridd with a larger --max-jobs", s->job, srv->opt.max_jobs);
+                    "job %s: gridd is busy with %d submits; retry in a moment", s->job,
+                    srv->submits_in_flight);
         return;
     }
-    snprintf(rec.name, sizeof rec.name, "%s", s->job);
-    memcpy(rec.token, s->token.data, s->token.len);
-    rec.token_len = (uint32_t)s->token.len;
-    job *j = NULL;
-    if (roster_init(&rec.roster, plan.world_size) || !(j = job_create(srv, &rec, &plan))) {
-        roster_free(&rec.roster);
+    submit_work *w = calloc(1, sizeof *w);
+    if (!w) {
         reply_error(c, HGRID__ERROR_CODE__ERROR_LIMIT, "job %s: out of memory", s->job);
         return;
     }
-    if (jobs_save(srv)) { // acknowledged only once it would survive a restart
-        job_remove(srv, j);
-        reply_error(c, HGRID__ERROR_CODE__ERROR_LIMIT,
-                    "job %s: gridd cannot save its state (see gridd's log); not submitted",
-                    s->job);
+    hg_layout_spec_defaults(&w->rec.spec);
+    if (wire_layout_to_spec(s->layout, &w->rec.spec, w->err, sizeof w->err)) {
+        reply_error(c, HGRID__ERROR_CODE__ERROR_INVALID_LAYOUT, "job %s: invalid layout: %s",
+                    s->job, w->err);
+        free(w);
         return;
     }
-    gridd_log_at(GRIDD_NOTICE, j, -1, "job submitted workers=%d", plan.world_size);
-    char message[160];
-    snprintf(message, sizeof message, "job %s submitted: waiting for %d workers", s->job,
-             plan.world_size);
-    reply_ok(c, message);
+    snprintf(w->rec.name, sizeof w->rec.name, "%s", s->job);
+    memcpy(w->rec.token, s->token.data, s->token.len);
+    w->rec.token_len = (uint32_t)s->token.len;
+    w->c = c;
+    w->req.data = w;
+    if (uv_queue_work(srv->loop, &w->req, build_job, job_built)) {
+        reply_error(c, HGRID__ERROR_CODE__ERROR_LIMIT, "job %s: cannot start building it",
+                    s->job);
+        free(w);
+        return;
+    }
+    c->busy = true;
+    srv->submits_in_flight++;
 }
 
 static void fill_info(const job *j, Hgrid__JobInfo *info)
@@ -109,7 +253,49 @@ static void fill_info(const job *j, Hgrid__JobInfo *info)
     info->generation = j->rec.generation;
     info->world_size = (uint32_t)j->plan.world_size;
     info->joined = (uint32_t)j->rec.roster.live;
-    info->layout = (Hgrid__Layout *)&j->layout;
+    info->layout = (Hgrid__Layout *)&j->wire.layout;
+    info->ended_unix_ms = j->rec.ended_unix_ms;
+    info->end_reason = (char *)j->rec.end_reason;
+    info->done = (uint32_t)j->num_done;
+    info->max_restarts = (uint32_t)j->srv->opt.max_restarts;
+}
+
+// Each module's progress and recent losses (oldest first) into mp, pointed
+// to by info; losses holds the copies.
+static void fill_progress(const job *j, Hgrid__JobInfo *info,
+                          Hgrid__ModuleProgress mp[HG_MAX_MODULES],
+                          Hgrid__ModuleProgress *ptrs[HG_MAX_MODULES],
+                          float losses[HG_MAX_MODULES][JOB_LOSS_HISTORY])
+{
+    metrics_module m[HG_MAX_MODULES];
+    int n;
+    job_progress(j, m, &n);
+    for (int i = 0; i < n; i++) {
+        const job_loss_history *h = &j->history[i];
+        hgrid__module_progress__init(&mp[i]);
+        mp[i].module = j->plan.modules[i].id == HG_MODULE_LLM ? HGRID__MODULE__MODULE_LLM
+                                                              : HGRID__MODULE__MODULE_ENCODER;
+        mp[i].step = m[i].step;
+        mp[i].has_loss = m[i].loss_ranks > 0;
+        mp[i].loss = (float)m[i].loss;
+        mp[i].tokens_per_s = (float)m[i].tokens_per_s;
+        for (int k = 0; k < h->count; k++)
+            losses[i][k] = h->loss[(h->next - h->count + k + JOB_LOSS_HISTORY) % JOB_LOSS_HISTORY];
+        mp[i].n_recent_loss = (size_t)h->count;
+        mp[i].recent_loss = losses[i];
+        ptrs[i] = &mp[i];
+    }
+    info->n_modules = (size_t)n;
+    info->modules = ptrs;
+}
+
+// A worker's state as hgridctl shows it: done once it reported Done; in an
+// ended job the others were released.
+static const char *worker_state(const job *j, int s)
+{
+    if (j->ranks[s].done && j->rec.roster.assigned)
+        return "done";
+    return job_ended(j) ? "released" : slot_state_name(j->rec.roster.slots[s].state);
 }
 
 static void list(conn *c)
@@ -153,8 +339,9 @@ static void attach_self_test(const job *j, const roster_slot *slot, Hgrid__Worke
     }
 }
 
-static void show(conn *c, const char *name)
+static void show(conn *c, const Hgrid__ShowJob *req)
 {
+    const char *name = req->job;
     job *j = job_find(c->srv, name);
     if (!j) {
         reply_error(c, HGRID__ERROR_CODE__ERROR_UNKNOWN_JOB, "no job named '%.64s' (see hgridctl list)",
@@ -162,6 +349,16 @@ static void show(conn *c, const char *name)
         return;
     }
     const roster *r = &j->rec.roster;
+    if (req->brief) {
+        Hgrid__Envelope env;
+        Hgrid__JobInfo info;
+        wire_envelope_init(&env);
+        fill_info(j, &info);
+        env.msg_case = HGRID__ENVELOPE__MSG_JOB_INFO;
+        env.job_info = &info;
+        conn_send(c, &env);
+        return;
+    }
     Hgrid__WorkerInfo *w = calloc((size_t)r->world_size, sizeof *w);
     Hgrid__WorkerInfo **ptrs = calloc((size_t)r->world_size, sizeof *ptrs);
     Hgrid__SelfTestReport **reports = calloc((size_t)r->world_size, sizeof *reports);
@@ -179,7 +376,9 @@ static void show(conn *c, const char *name)
             w[n].rank = r->assigned ? (uint32_t)s : UINT32_MAX;
             w[n].host = (char *)roster_host_name(r, slot->host);
             w[n].device = (uint32_t)slot->device;
-            w[n].state = (char *)slot_state_name(slot->state);
+            w[n].state = (char *)worker_state(j, s);
+            w[n].done = r->assigned && j->ranks[s].done;
+            w[n].has_loss = r->assigned && j->ranks[s].has_loss && slot->last_heartbeat;
             w[n].last_heartbeat_ms = slot->last_heartbeat ? now - slot->last_heartbeat : -1;
             w[n].step = slot->step;
             w[n].loss = slot->loss;
@@ -191,8 +390,11 @@ static void show(conn *c, const char *name)
         }
         Hgrid__Envelope env;
         Hgrid__JobInfo info;
+        Hgrid__ModuleProgress mp[HG_MAX_MODULES], *mp_ptrs[HG_MAX_MODULES];
+        static float losses[HG_MAX_MODULES][JOB_LOSS_HISTORY];
         wire_envelope_init(&env);
         fill_info(j, &info);
+        fill_progress(j, &info, mp, mp_ptrs, losses);
         info.n_workers = n;
         info.workers = ptrs;
         env.msg_case = HGRID__ENVELOPE__MSG_JOB_INFO;
@@ -216,13 +418,39 @@ static void cancel(conn *c, const char *name)
         return;
     }
     char message[160];
-    snprintf(message, sizeof message, "job %s cancelled", j->rec.name);
-    job_cancel(c->srv, j, "job cancelled");
+    if (job_ended(j)) {
+        snprintf(message, sizeof message, "job %s had ended (%s); removed", j->rec.name,
+                 job_state_name(j->state));
+        j->leaving = true;
+        if (jobs_save(c->srv)) { // acknowledged only once saved
+            j->leaving = false;
+            reply_error(c, HGRID__ERROR_CODE__ERROR_LIMIT,
+                        "job %s: gridd cannot save its state (see gridd's log); not removed",
+                        j->rec.name);
+            return;
+        }
+        gridd_log_at(GRIDD_NOTICE, j, -1, "ended job removed by hgridctl cancel");
+        job_remove(c->srv, j);
+    } else {
+        snprintf(message, sizeof message, "job %s cancelled; its workers were released",
+                 j->rec.name);
+        if (job_cancel(j, "cancelled by hgridctl cancel")) {
+            reply_error(c, HGRID__ERROR_CODE__ERROR_LIMIT,
+                        "job %s: gridd cannot save its state (see gridd's log); not cancelled",
+                        j->rec.name);
+            return;
+        }
+    }
     reply_ok(c, message);
 }
 
 void control_handle(conn *c, const Hgrid__Envelope *env)
 {
+    if (c->busy) {
+        conn_fail(c, HGRID__ERROR_CODE__ERROR_BAD_REQUEST,
+                  "one request at a time: wait for the reply to the last one");
+        return;
+    }
     switch (env->msg_case) {
     case HGRID__ENVELOPE__MSG_SUBMIT:
         submit(c, env->submit);
@@ -231,7 +459,7 @@ void control_handle(conn *c, const Hgrid__Envelope *env)
         list(c);
         break;
     case HGRID__ENVELOPE__MSG_SHOW:
-        show(c, env->show->job);
+        show(c, env->show);
         break;
     case HGRID__ENVELOPE__MSG_CANCEL:
         cancel(c, env->cancel->job);

@@ -17,9 +17,17 @@
 #define GRIDD_SLOW_CONSUMER (4u << 20)  // bytes queued to a peer (beyond one frame) before it is dropped
 #define GRIDD_SWEEP_MS 100              // deadline check period
 #define GRIDD_HELLO_MAX_FRAME 4096      // frame limit before a worker's Hello is accepted
-#define GRIDD_SELF_TEST_MAX 16384       // largest SelfTestReport kept per worker (bytes)
+#define GRIDD_SELF_TEST_MAX 8192        // largest SelfTestReport kept per worker (bytes)
+#define GRIDD_SELF_TEST_GROUPS 32       // checks kept per SelfTestReport
 #define GRIDD_MAX_PENDING 1024          // default cap on connections without an accepted Hello
 #define GRIDD_REFUSAL_LOG_MS 1000       // refusals and Hello timeouts: one log line per period
+#define GRIDD_KEEP_FINISHED_S 3600      // default --keep-finished
+#define GRIDD_MAX_RESTARTS 10           // default --max-restarts
+#define GRIDD_MAX_CONTROL 64            // hgridctl connections at once
+#define GRIDD_CONTROL_IDLE_S 60         // default --control-idle-timeout
+#define GRIDD_CONTROL_MAX_FRAME 65536   // largest control request (a submit is ~1 KiB)
+#define GRIDD_LOOP_BUSY_LOG_MS 200      // a loop iteration busy this long is logged
+#define GRIDD_MAX_SUBMITS 4             // submits being built off the loop at once
 
 typedef struct {
     const char *listen;        // HOST:PORT for workers
@@ -30,6 +38,9 @@ typedef struct {
     double ready_timeout;      // seconds from Assignment to Ready (communicator setup)
     double hello_timeout;      // seconds
     double resume_timeout;     // seconds after a restart for a running generation's workers to return
+    double keep_finished;      // seconds an ended job stays listed
+    int max_restarts;          // generations after the first before a job fails
+    double control_idle_timeout; // seconds: an idle hgridctl connection is closed
     int max_jobs;
     uint32_t max_frame;        // bytes
     int max_connections;
@@ -51,6 +62,7 @@ typedef enum {
     LIST_WATCH,  // owes a MintReply or is running: any frame restarts its deadline
     LIST_READY,  // assigned, setting up communicators: Ready is due
     LIST_LINGER, // sent its last message, waiting for EOF
+    LIST_CONTROL, // hgridctl's: closed when idle
     NUM_LISTS
 } deadline_list;
 
@@ -68,7 +80,13 @@ struct server {
     uv_timer_t sweep;
     uv_prepare_t flush_log;
     conn_list lists[NUM_LISTS];
-    int worker_connections; // capped by --max-connections; hgridctl's are not
+    int worker_connections; // capped by --max-connections
+    int control_connections; // capped by GRIDD_MAX_CONTROL
+    int submits_in_flight;   // on the thread pool, capped by GRIDD_MAX_SUBMITS
+    // Peers refused before they proved themselves, since the last summary.
+    int refused_unauth;
+    char refused_unauth_peer[64], refused_unauth_reason[160];
+    uint64_t loop_prepared_ns, loop_idle_ns; // at the last prepare: time, poll's idle total
     int pending;            // worker connections on lists[LIST_HELLO], capped by --max-pending
     // Refusals at the caps and Hello timeouts since the last summary line
     // (conn_sweep logs them).

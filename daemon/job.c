@@ -9,7 +9,8 @@
 
 const char *job_state_name(job_state s)
 {
-    static const char *names[] = {"waiting", "minting", "assigned", "running", "resuming"};
+    static const char *names[] = {"waiting",  "minting", "assigned", "running",
+                                  "resuming", "finished", "failed",  "cancelled"};
     return names[s];
 }
 
@@ -29,6 +30,14 @@ job *job_find(server *srv, const char *name)
 
 job *job_create(server *srv, const job_record *rec, const hg_plan *plan)
 {
+    job *j = job_build(rec, plan);
+    if (j)
+        job_link(srv, j);
+    return j;
+}
+
+job *job_build(const job_record *rec, const hg_plan *plan)
+{
     job *j = calloc(1, sizeof *j);
     if (!j)
         return NULL;
@@ -39,24 +48,36 @@ job *job_create(server *srv, const job_record *rec, const hg_plan *plan)
     j->ids = malloc((size_t)j->mint.num_ids * MINT_ID_BYTES + 1);
     j->missing = malloc(sizeof *j->missing * world);
     j->members = malloc(sizeof *j->members * world);
-    if (!j->ids || !j->missing || !j->members) {
+    j->ranks = calloc(world, sizeof *j->ranks);
+    if (!j->ids || !j->missing || !j->members || !j->ranks) {
         free(j->ids);
         free(j->missing);
         free(j->members);
+        free(j->ranks);
         free(j);
         return NULL;
     }
-    wire_layout_from_spec(&j->rec.spec, &j->layout, &j->model);
+    wire_layout_from_spec(&j->rec.spec, &j->wire);
     j->state = JOB_WAITING;
+    return j;
+}
+
+void job_link(server *srv, job *j)
+{
     j->srv = srv;
     j->next = srv->jobs;
     srv->jobs = j;
     srv->num_jobs++;
-    return j;
 }
 
 void job_restored(job *j)
 {
+    if (j->rec.outcome) {
+        j->state = j->rec.outcome == HGRID__OUTCOME__OUTCOME_FINISHED ? JOB_FINISHED
+                   : j->rec.outcome == HGRID__OUTCOME__OUTCOME_FAILED ? JOB_FAILED
+                                                                       : JOB_CANCELLED;
+        return;
+    }
     if (!j->rec.roster.assigned || j->rec.generation == 0)
         return;
     j->state = JOB_RESUMING;
@@ -69,6 +90,7 @@ void job_free(job *j)
     free(j->ids);
     free(j->missing);
     free(j->members);
+    free(j->ranks);
     free(j);
 }
 
@@ -85,7 +107,7 @@ static void unlink_job(server *srv, job *j)
 void job_remove(server *srv, job *j)
 {
     unlink_job(srv, j);
-    job_free(j);
+    job_free_later(srv, j);
 }
 
 int jobs_save(server *srv)
@@ -100,7 +122,8 @@ int jobs_save(server *srv)
     } else {
         int n = 0;
         for (job *j = srv->jobs; j; j = j->next)
-            recs[n++] = &j->rec;
+            if (!j->leaving)
+                recs[n++] = &j->rec;
         rc = state_save(srv->opt.state_dir, recs, n, err, sizeof err);
     }
     free(recs);
@@ -115,36 +138,26 @@ int jobs_save(server *srv)
     return 0;
 }
 
-static conn *slot_conn(job *j, int s)
+static void free_job_work(uv_work_t *req)
 {
-    return j->rec.roster.slots[s].conn;
+    job_free(req->data);
 }
 
-void job_cancel(server *srv, job *j, const char *reason)
+static void free_job_done(uv_work_t *req, int status)
 {
-    unlink_job(srv, j);
-    jobs_save(srv); // before any worker hears of it
-    roster *r = &j->rec.roster;
-    Hgrid__Envelope env;
-    Hgrid__Release release;
-    wire_envelope_init(&env);
-    hgrid__release__init(&release);
-    release.reason = (char *)reason;
-    env.msg_case = HGRID__ENVELOPE__MSG_RELEASE;
-    env.release = &release;
-    int released = 0;
-    for (int s = 0; s < r->world_size; s++) {
-        conn *c = slot_conn(j, s);
-        if (!c)
-            continue;
-        r->slots[s].conn = NULL;
-        c->job = NULL;
-        conn_unwatch(c);
-        conn_send(c, &env);
-        conn_finish(c);
-        released++;
+    (void)status;
+    free(req);
+}
+
+void job_free_later(server *srv, job *j)
+{
+    uv_work_t *req = malloc(sizeof *req);
+    if (req) {
+        req->data = j;
+        if (uv_queue_work(srv->loop, req, free_job_work, free_job_done) == 0)
+            return;
     }
-    gridd_log_at(GRIDD_NOTICE, j, -1, "%s released=%d", reason, released);
+    free(req);
     job_free(j);
 }
 
@@ -172,22 +185,23 @@ static bool assign_rank(job *j, int rank)
 }
 
 // How many distinct ids rank's groups use (kinds sharing a communicator
-// share an id).
+// share an id), over every module holding it.
 static int ids_needed(const job *j, int rank)
 {
     int ids[MINT_MAX_PER_RANK], n = 0;
-    const hg_module_grid *m = hg_plan_module_of_rank(&j->plan, rank);
-    for (int k = 0; k < HG_NUM_GROUP_KINDS; k++) {
-        if (!hg_group_applies(m, (hg_group_kind)k))
-            continue;
-        int id = mint_group_id(&j->mint, rank, (hg_group_kind)k), seen = 0;
-        for (int i = 0; i < n; i++)
-            seen |= ids[i] == id;
-        if (id >= 0 && !seen)
-            ids[n++] = id;
+    const hg_module_grid *mods[2];
+    int nm = hg_plan_modules_of_rank(&j->plan, rank, mods);
+    for (int mi = 0; mi < nm; mi++) {
+        hg_rank_group groups[HG_MAX_RANK_GROUPS];
+        int ng = hg_rank_groups(&j->plan, &j->mint.canonical, mods[mi], rank, groups);
+        for (int k = 0; k < ng; k++) {
+            int id = mint_rank_group_id(&j->mint, mods[mi], rank, &groups[k]), seen = 0;
+            for (int i = 0; i < n; i++)
+                seen |= ids[i] == id;
+            if (id >= 0 && !seen)
+                ids[n++] = id;
+        }
     }
-    if (j->mint.bridge_id >= 0 && hg_bridge_index_of_rank(&j->plan, rank) >= 0)
-        n++;
     return n;
 }
 
@@ -197,23 +211,22 @@ static bool id_arrived(job *j, int id)
 {
     mint_group mg;
     mint_id_group(&j->mint, id, &mg);
-    int n;
-    if (mg.kind == MINT_BRIDGE) {
-        n = hg_bridge_size(&j->plan);
-        for (int i = 0; i < n; i++)
-            j->members[i] = hg_bridge_member(&j->plan, i);
-    } else {
-        const hg_module_grid *m = hg_plan_module(&j->plan, mg.module);
-        n = hg_group_size(m, (hg_group_kind)mg.kind);
-        hg_group_members(m, (hg_group_kind)mg.kind, mg.group, j->members);
-    }
+    const hg_module_grid *m = &j->plan.modules[mg.module_index];
+    hg_rank_group g = {mg.kind, -1, mg.kind, mg.group, 0, 0};
+    if (mg.kind == MINT_BRIDGE)
+        g = (hg_rank_group){HG_GROUP_BRIDGE, mg.group, HG_GROUP_BRIDGE, 0,
+                            hg_bridge_size(&j->plan, mg.group), 0};
+    else
+        g.size = hg_group_size(m, (hg_group_kind)mg.kind);
+    int n = g.size;
+    hg_rank_group_members(&j->plan, m, &g, j->members);
     for (int i = 0; i < n; i++)
         if (--j->missing[j->members[i]] == 0 && !assign_rank(j, j->members[i]))
             return false;
     return true;
 }
 
-static void start_generation(job *j)
+void job_start_generation(job *j)
 {
     uint64_t gen = ++j->rec.generation;
     j->srv->metrics.generations_started++;
@@ -223,6 +236,9 @@ static void start_generation(job *j)
     j->assigned = 0;
     j->ready = 0;
     j->whole_at = gridd_now_ms();
+    for (int s = 0; s < j->plan.world_size; s++)
+        j->ranks[s].done = false;
+    j->num_done = 0;
     Hgrid__Envelope env;
     Hgrid__MintRequest req;
     wire_envelope_init(&env);
@@ -266,12 +282,20 @@ static void send_abort(conn *c, uint64_t generation, const char *reason)
     conn_send(c, &env);
 }
 
-// Every connected worker but skip (one that never held this generation)
-// gets Abort; the job waits for its set to be whole again.
-static void abort_generation(job *j, const char *reason, const conn *skip)
+void job_abort_generation(job *j, const char *reason, const conn *skip)
 {
     uint64_t gen = j->rec.generation;
+    if (gen > (uint64_t)j->srv->opt.max_restarts) {
+        char why[STATE_REASON_MAX + 1];
+        snprintf(why, sizeof why, "generation %llu aborted (%.160s); --max-restarts %d reached",
+                 (unsigned long long)gen, reason, j->srv->opt.max_restarts);
+        job_end(j, HGRID__OUTCOME__OUTCOME_FAILED, why);
+        return;
+    }
     j->state = JOB_WAITING;
+    for (int s = 0; s < j->plan.world_size; s++)
+        j->ranks[s].done = false;
+    j->num_done = 0;
     j->mint_pending = 0;
     j->assigned = 0;
     j->ready = 0;
@@ -292,10 +316,15 @@ static void abort_generation(job *j, const char *reason, const conn *skip)
 
 // A worker back with the generation gridd restored: it keeps its
 // communicators; once every rank is back the generation carries on.
-static void resumed(job *j, conn *c, bool ready)
+static void resumed(job *j, conn *c, const Hgrid__Resume *resume)
 {
+    bool ready = resume->ready;
     roster *r = &j->rec.roster;
     roster_slot *slot = &r->slots[c->slot];
+    if (ready && resume->done && !j->ranks[c->slot].done) {
+        j->ranks[c->slot].done = true;
+        j->num_done++;
+    }
     slot->state = ready ? SLOT_READY : SLOT_ASSIGNED;
     j->assigned++;
     if (ready) {
@@ -314,11 +343,25 @@ static void resumed(job *j, conn *c, bool ready)
     gridd_log_at(GRIDD_NOTICE, j, -1, "generation resumed by all workers, no new ids workers=%d "
                  "after_start_ms=%lld", r->world_size,
                  (long long)(j->whole_at - j->srv->started_ms));
+    if (j->num_done == r->world_size)
+        job_end(j, HGRID__OUTCOME__OUTCOME_FINISHED, "every rank finished its training");
 }
 
 void jobs_sweep(server *srv)
 {
-    int64_t now = gridd_now_ms();
+    int64_t now = gridd_now_ms(), unix_now = gridd_unix_ms();
+    int dropped = 0;
+    for (job *j = srv->jobs, *next; j; j = next) {
+        next = j->next;
+        if (job_expired(j, unix_now)) {
+            gridd_log_at(GRIDD_NOTICE, j, -1, "job dropped %.3g s after it ended (--keep-finished)",
+                         srv->opt.keep_finished);
+            job_remove(srv, j);
+            dropped++;
+        }
+    }
+    if (dropped)
+        jobs_save(srv);
     for (job *j = srv->jobs; j; j = j->next) {
         if (j->state != JOB_RESUMING || now < j->resume_deadline)
             continue;
@@ -332,7 +375,7 @@ void jobs_sweep(server *srv)
                  "rank %d, %s/%d)", r->world_size - r->live, r->world_size,
                  srv->opt.resume_timeout, first, roster_host_name(r, r->slots[first].host),
                  r->slots[first].device);
-        abort_generation(j, reason, NULL);
+        job_abort_generation(j, reason, NULL);
     }
 }
 
@@ -346,13 +389,15 @@ void job_joined(job *j, conn *c, const Hgrid__Resume *resume)
         bool same_device = r->map_version == j->saved_map_version;
         if (resume && resume->generation == j->rec.generation && same_device) {
             c->hello_ns = 0; // it keeps its Assignment
-            resumed(j, c, resume->ready);
+            resumed(j, c, resume);
             return;
         }
         char reason[512];
         snprintf(reason, sizeof reason, "rank %d (%s/%d) came back without it after gridd's "
                  "restart", c->slot, host, slot->device);
-        abort_generation(j, reason, c);
+        job_abort_generation(j, reason, c);
+        if (job_ended(j))
+            return;
     }
     if (resume && resume->generation) { // its generation ended while it was away
         char reason[128];
@@ -383,7 +428,7 @@ void job_joined(job *j, conn *c, const Hgrid__Resume *resume)
             ((conn *)r->slots[s].conn)->slot = s;
         gridd_log_at(GRIDD_NOTICE, j, -1, "ranks assigned hosts=%d", r->num_hosts);
     }
-    start_generation(j);
+    job_start_generation(j);
 }
 
 void job_worker_gone(conn *c, const char *why)
@@ -411,7 +456,7 @@ void job_worker_gone(conn *c, const char *why)
         return;
     char reason[512];
     snprintf(reason, sizeof reason, "rank %d (%s/%d) lost: %s", s, host, device, why);
-    abort_generation(j, reason, NULL);
+    job_abort_generation(j, reason, NULL);
 }
 
 void job_mint_reply(conn *c, const Hgrid__MintReply *reply)
@@ -464,10 +509,16 @@ void job_ready(conn *c, uint64_t generation)
 
 void job_heartbeat(conn *c, const Hgrid__Heartbeat *hb)
 {
-    roster_slot *slot = &c->job->rec.roster.slots[c->slot];
+    job *j = c->job;
+    roster_slot *slot = &j->rec.roster.slots[c->slot];
     slot->last_heartbeat = gridd_now_ms();
     slot->step = hb->step;
-    slot->loss = hb->loss;
+    slot->loss = hb->no_loss ? 0 : hb->loss;
+    if (j->rec.roster.assigned) {
+        j->ranks[c->slot].has_loss = !hb->no_loss;
+        if (!hb->no_loss)
+            job_record_loss(j, c->slot, hb->step, hb->loss);
+    }
     slot->throughput = hb->throughput;
     slot->step_time_s = hb->step_time_s;
 }

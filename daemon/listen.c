@@ -77,6 +77,8 @@ static void on_connection(uv_stream_t *listener, int status)
         gridd_log_at(GRIDD_ERROR, NULL, -1, "cannot set up a connection: %s", uv_strerror(rc));
         if (kind == CONN_WORKER)
             srv->worker_connections--;
+        else
+            srv->control_connections--;
         free(c);
         return;
     }
@@ -98,8 +100,14 @@ static void on_connection(uv_stream_t *listener, int status)
                   (unsigned)uid, (unsigned)geteuid(), (unsigned)uid);
         return;
     }
-    if (kind == CONN_CONTROL)
+    if (kind == CONN_CONTROL) {
+        c->authenticated = true;
+        if (srv->control_connections > GRIDD_MAX_CONTROL)
+            conn_fail(c, HGRID__ERROR_CODE__ERROR_LIMIT,
+                      "gridd serves %d hgridctl connections at once; retry when one closes",
+                      GRIDD_MAX_CONTROL);
         return;
+    }
     // hgridctl stays usable however many workers connect.
     if (srv->worker_connections > srv->opt.max_connections) {
         char message[160];
@@ -196,7 +204,35 @@ int listen_tcp(server *srv)
     return 0;
 }
 
-// Creates the socket's parent directory (mode 0750) and its parents.
+// Whether the directory dir holding the control socket is safe: a real
+// directory of gridd's user or root that no one else may write to (else
+// another user could swap the socket and collect tokens). 0, or -1 and why.
+static int check_parent(const char *dir, char *err, size_t errlen)
+{
+    struct stat st;
+    if (lstat(dir, &st)) {
+        snprintf(err, errlen, "%s: %s", dir, strerror(errno));
+        return -1;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        snprintf(err, errlen, "%s is not a directory (a symbolic link?)", dir);
+        return -1;
+    }
+    if (st.st_uid != geteuid() && st.st_uid != 0) {
+        snprintf(err, errlen, "%s belongs to uid %u, not to gridd's uid %u or root", dir,
+                 (unsigned)st.st_uid, (unsigned)geteuid());
+        return -1;
+    }
+    if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+        snprintf(err, errlen, "%s has mode %04o: others may write there", dir,
+                 (unsigned)(st.st_mode & 07777));
+        return -1;
+    }
+    return 0;
+}
+
+// Creates the socket's parent directory and its parents: 0750, or 0700 for
+// the per-user fallback under /tmp.
 static int make_parent(const char *path)
 {
     char dir[sizeof ((struct sockaddr_un *)0)->sun_path];
@@ -213,7 +249,8 @@ static int make_parent(const char *path)
             return -1;
         *p = '/';
     }
-    return mkdir(dir, 0750) && errno != EEXIST ? -1 : 0;
+    mode_t mode = strncmp(dir, "/tmp/hgrid-", 11) == 0 ? 0700 : 0750;
+    return mkdir(dir, mode) && errno != EEXIST ? -1 : 0;
 }
 
 // True if a process answers on the Unix socket at path.
@@ -235,6 +272,16 @@ int listen_control(server *srv)
     if (make_parent(path)) {
         fprintf(stderr, "gridd: cannot create the directory of --control %s: %s\n", path,
                 strerror(errno));
+        return -1;
+    }
+    char dir[sizeof ((struct sockaddr_un *)0)->sun_path], why[256];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash)
+        *(slash == dir ? slash + 1 : slash) = '\0';
+    if (check_parent(slash ? dir : ".", why, sizeof why)) {
+        fprintf(stderr, "gridd: the directory of --control %s is not safe: %s; pick another "
+                        "path or fix its owner and mode\n", path, why);
         return -1;
     }
     struct stat st;

@@ -60,7 +60,7 @@ static void vlog(gridd_level level, const job *j, int rank, const char *fmt, va_
     vsnprintf(line + n, sizeof line - n, fmt, ap);
     // Peers supply some of the text (a Leave's reason): one event stays one line.
     for (char *p = line + text; *p; p++)
-        if ((unsigned char)*p < ' ' || *p == 0x7f)
+        if ((unsigned char)*p < ' ' || (unsigned char)*p >= 0x7f) // C0, DEL, C1 and non-ASCII
             *p = '?';
     fprintf(stderr, "%s\n", line);
 }

@@ -65,6 +65,7 @@ static int parse_options(int argc, char **argv, gridd_options *o)
 {
     long nofile = raise_nofile();
     *o = (gridd_options){.max_connections = (int)(nofile > 128 ? nofile - 64 : 64)};
+    double keep_finished = GRIDD_KEEP_FINISHED_S;
     wire_default_control_path(o->control, sizeof o->control);
     int max_frame = WIRE_DEFAULT_MAX_FRAME;
     const cli_opt opts[] = {
@@ -86,6 +87,12 @@ static int parse_options(int argc, char **argv, gridd_options *o)
         CLI_OPT_NUM("resume-timeout", &o->resume_timeout, "10", 0.001, 86400, "SEC",
                     "after a restart, how long a running generation's\nworkers have to come "
                     "back with it"),
+        CLI_OPT_NUM("keep-finished", &keep_finished, CLI_STR(GRIDD_KEEP_FINISHED_S), 0, 30 * 86400,
+                    "SEC", "how long a finished, failed or cancelled job stays\nlisted with its "
+                    "outcome (0: drop at once)"),
+        CLI_OPT_INT("max-restarts", &o->max_restarts, CLI_STR(GRIDD_MAX_RESTARTS), 0, 1000000, "N",
+                    "new generations a job may start after its first;\none more failure fails "
+                    "the job"),
         CLI_OPT_INT("max-jobs", &o->max_jobs, CLI_STR(GRIDD_DEFAULT_MAX_JOBS), 1, 1 << 20, "N",
                     "jobs held at once; more are refused"),
         CLI_OPT_INT("max-frame", &max_frame, NULL, 1024, 1 << 30, "BYTES",
@@ -94,6 +101,10 @@ static int parse_options(int argc, char **argv, gridd_options *o)
                     "worker connection cap (default: open-file limit - 64)"),
         CLI_OPT_INT("max-pending", &o->max_pending, CLI_STR(GRIDD_MAX_PENDING), 1, 1 << 24, "N",
                     "connections without a Hello yet; at the cap the\noldest is dropped"),
+        CLI_OPT_NUM("control-idle-timeout", &o->control_idle_timeout,
+                    CLI_STR(GRIDD_CONTROL_IDLE_S), 0.001, 86400, "SEC",
+                    "close hgridctl connections idle this long\n(at most "
+                    CLI_STR(GRIDD_MAX_CONTROL) " are served at once)"),
         CLI_OPT_STRING("port-file", &o->port_file, NULL, "PATH",
                        "write the bound port there once listening"),
         CLI_OPT_CALL("allow-uid", o, NULL, "UID",
@@ -120,6 +131,7 @@ static int parse_options(int argc, char **argv, gridd_options *o)
     if (rc == CLI_USAGE)
         fprintf(stderr, "gridd: %s (try 'gridd --help')\n", err);
     o->max_frame = (uint32_t)max_frame;
+    o->keep_finished = keep_finished;
     return rc;
 }
 
@@ -130,6 +142,11 @@ static int load_state(server *srv)
     if ((mkdir(dir, 0700) && errno != EEXIST) || access(dir, R_OK | W_OK | X_OK)) {
         fprintf(stderr, "gridd: --state-dir %s is not a writable directory: %s\n", dir,
                 strerror(errno));
+        return -1;
+    }
+    char why_dir[512];
+    if (state_dir_check(dir, why_dir, sizeof why_dir)) {
+        fprintf(stderr, "gridd: --state-dir: %s\n", why_dir);
         return -1;
     }
     job_record *recs;
@@ -160,7 +177,10 @@ static int load_state(server *srv)
             continue;
         }
         job_restored(j);
-        if (j->state == JOB_RESUMING)
+        if (job_ended(j))
+            gridd_log_at(GRIDD_NOTICE, j, -1, "job restored, %s reason=\"%s\"",
+                         job_state_name(j->state), j->rec.end_reason);
+        else if (j->state == JOB_RESUMING)
             gridd_log_at(GRIDD_NOTICE, j, -1, "job restored, ranks assigned; its workers have "
                          "until resume_timeout to resume the generation workers=%d "
                          "resume_timeout=%.3gs", j->plan.world_size, srv->opt.resume_timeout);
@@ -211,8 +231,20 @@ static void on_sweep(uv_timer_t *t)
 // a rendezvous of 16K workers logs ~50K lines.
 static void on_prepare(uv_prepare_t *p)
 {
-    (void)p;
+    server *srv = p->data;
+    // How long the loop worked since the last prepare: the time that passed
+    // less the time it waited in poll.
+    uint64_t now = uv_hrtime(), idle = uv_metrics_idle_time(srv->loop);
+    if (srv->loop_prepared_ns) {
+        int64_t busy = (int64_t)((now - srv->loop_prepared_ns) - (idle - srv->loop_idle_ns)) / 1000000;
+        if (busy > srv->metrics.loop_busy_max_ms)
+            srv->metrics.loop_busy_max_ms = busy;
+        if (busy >= GRIDD_LOOP_BUSY_LOG_MS)
+            gridd_log_at(GRIDD_WARN, NULL, -1, "event loop busy busy_ms=%lld", (long long)busy);
+    }
     fflush(stderr);
+    srv->loop_prepared_ns = now;
+    srv->loop_idle_ns = idle;
 }
 
 int main(int argc, char **argv)
@@ -225,7 +257,7 @@ int main(int argc, char **argv)
         return rc == 1 ? 0 : rc;
     gridd_log_init(srv.opt.verbosity);
     uv_loop_t loop;
-    if (uv_loop_init(&loop)) {
+    if (uv_loop_init(&loop) || uv_loop_configure(&loop, UV_METRICS_IDLE_TIME)) {
         fprintf(stderr, "gridd: cannot create the event loop\n");
         return 1;
     }
@@ -235,6 +267,7 @@ int main(int argc, char **argv)
     srv.lists[LIST_WATCH].timeout_ms = (int64_t)(srv.opt.heartbeat_timeout * 1000);
     srv.lists[LIST_READY].timeout_ms = (int64_t)(srv.opt.ready_timeout * 1000);
     srv.lists[LIST_LINGER].timeout_ms = GRIDD_LINGER_MS;
+    srv.lists[LIST_CONTROL].timeout_ms = (int64_t)(srv.opt.control_idle_timeout * 1000);
     int status = 1;
     srv.started_ms = gridd_now_ms();
     if (srv.opt.state_dir && load_state(&srv))
@@ -255,6 +288,7 @@ int main(int argc, char **argv)
     uv_prepare_init(&loop, &srv.flush_log);
     srv.flush_log.data = &srv;
     uv_prepare_start(&srv.flush_log, on_prepare);
+
     gridd_log("ready: heartbeat timeout %.3g s, max frame %u bytes, max %d worker connections, "
               "%d of them without a Hello",
               srv.opt.heartbeat_timeout, srv.opt.max_frame, srv.opt.max_connections,

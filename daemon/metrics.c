@@ -133,6 +133,34 @@ static void put_jobs(text *t, const metrics_snapshot *s)
     }
 }
 
+// Per job and module: the latest step, the loss and tokens/s (Grafana draws
+// the loss curve from these); a module without a loss has no loss sample.
+static void put_progress(text *t, const metrics_snapshot *s)
+{
+    static const char *const names[] = {"gridd_job_step", "gridd_job_loss",
+                                        "gridd_job_tokens_per_second"};
+    static const char *const helps[] = {
+        "The latest training step a rank of the module reported.",
+        "The module's loss: the mean over its ranks that compute one (the LLM's last stage).",
+        "The module's tokens/s: the slowest rank's (each reports the global batch's)."};
+    for (int k = 0; k < 3; k++) {
+        family(t, names[k], "gauge", helps[k]);
+        for (int i = 0; i < s->num_jobs; i++)
+            for (int mi = 0; mi < s->jobs[i].num_modules; mi++) {
+                const metrics_module *p = &s->jobs[i].modules[mi];
+                if (p->reporting == 0 || (k == 1 && p->loss_ranks == 0))
+                    continue;
+                put(t, "%s{job=\"", names[k]);
+                put_label_value(t, s->jobs[i].name);
+                put(t, "\",module=\"%s\"} ", p->module);
+                if (k == 0)
+                    put(t, "%llu\n", (unsigned long long)p->step);
+                else
+                    put(t, "%.9g\n", k == 1 ? p->loss : p->tokens_per_s);
+            }
+    }
+}
+
 static void put_workers(text *t, const metrics_counters *m, const metrics_snapshot *s)
 {
     family(t, "gridd_worker_connections", "gauge", "Open worker connections.");
@@ -145,12 +173,21 @@ static void put_workers(text *t, const metrics_counters *m, const metrics_snapsh
     put(t, "gridd_generations_started_total %llu\n", (unsigned long long)m->generations_started);
     family(t, "gridd_generation_aborts_total", "counter", "Generations aborted (all jobs).");
     put(t, "gridd_generation_aborts_total %llu\n", (unsigned long long)m->aborts);
+    family(t, "gridd_jobs_ended_total", "counter",
+           "Jobs that ended since gridd started, by outcome.");
+    static const char *const outcomes[] = {"finished", "failed", "cancelled"};
+    for (int i = 0; i < 3; i++)
+        put(t, "gridd_jobs_ended_total{outcome=\"%s\"} %llu\n", outcomes[i],
+            (unsigned long long)m->jobs_ended[i]);
     family(t, "gridd_heartbeat_timeouts_total", "counter",
            "Workers dropped after --heartbeat-timeout without a frame.");
     put(t, "gridd_heartbeat_timeouts_total %llu\n", (unsigned long long)m->heartbeat_timeouts);
     family(t, "gridd_ready_timeouts_total", "counter",
            "Workers dropped after --ready-timeout without Ready.");
     put(t, "gridd_ready_timeouts_total %llu\n", (unsigned long long)m->ready_timeouts);
+    family(t, "gridd_loop_busy_max_seconds", "gauge",
+           "The longest event-loop iteration since start (work between two waits).");
+    put(t, "gridd_loop_busy_max_seconds %.3f\n", (double)m->loop_busy_max_ms / 1000);
 }
 
 static void put_join_latency(text *t, const metrics_counters *m)
@@ -220,6 +257,7 @@ int metrics_format(const metrics_counters *m, const metrics_snapshot *s, char **
     text t = {.p = malloc(16384), .cap = 16384};
     t.failed = !t.p;
     put_jobs(&t, s);
+    put_progress(&t, s);
     put_workers(&t, m, s);
     put_join_latency(&t, m);
     put_traffic(&t, m);

@@ -10,7 +10,7 @@
 #include "wire/wire.h"
 
 #define METRICS_MSG_TYPES 64   // Envelope oneof field numbers are below this
-#define METRICS_ERROR_CODES 16 // Hgrid__ErrorCode values are below this
+#define METRICS_ERROR_CODES 64 // Hgrid__ErrorCode values are below this
 #define METRICS_JOIN_BUCKETS 14
 
 // Join latency bucket bounds (seconds), 1 ms to 30 s.
@@ -43,7 +43,9 @@ typedef struct {
     uint64_t accepted_workers, accepted_control;
     uint64_t refused[NUM_REFUSALS];
     uint64_t generations_started, aborts;
+    uint64_t jobs_ended[3]; // finished, failed, cancelled
     uint64_t heartbeat_timeouts, ready_timeouts;
+    int64_t loop_busy_max_ms; // the longest loop iteration (between two waits)
     uint64_t join_buckets[METRICS_JOIN_BUCKETS + 1]; // not cumulative; the last is +Inf
     uint64_t join_count;
     double join_sum; // seconds
@@ -51,11 +53,23 @@ typedef struct {
     uint64_t http_dropped; // timed out, or evicted at the connection cap
 } metrics_counters;
 
+// A module's training progress (daemon/job_progress.c).
+typedef struct {
+    const char *module;  // "encoder", "llm"
+    int reporting;       // ranks with a heartbeat counted
+    uint64_t step;       // the latest
+    int loss_ranks;      // of them, ranks that compute a loss
+    double loss;         // their mean
+    double tokens_per_s; // the slowest rank's
+} metrics_module;
+
 // What gauges show, read from the server when scraped.
 typedef struct {
     const char *name;
     uint64_t generation;
     int joined, world_size;
+    metrics_module modules[HG_MAX_MODULES];
+    int num_modules;
 } metrics_job;
 
 typedef struct {

@@ -15,7 +15,6 @@
 #include "daemon/listen.h"
 
 #define SWEEP_MS 500
-#define NUM_JOB_STATES (JOB_RESUMING + 1)
 
 typedef struct {
     uv_tcp_t tcp; // first: the handle's address is the connection's
@@ -123,9 +122,10 @@ static void serve_metrics(http_conn *c)
     for (job *j = srv->jobs; j; j = j->next) {
         in_state[j->state]++;
         s.workers_joined += j->rec.roster.live;
-        jobs[s.num_jobs++] = (metrics_job){.name = j->rec.name, .generation = j->rec.generation,
-                                           .joined = j->rec.roster.live,
-                                           .world_size = j->plan.world_size};
+        metrics_job *mj = &jobs[s.num_jobs++];
+        *mj = (metrics_job){.name = j->rec.name, .generation = j->rec.generation,
+                            .joined = j->rec.roster.live, .world_size = j->plan.world_size};
+        job_progress(j, mj->modules, &mj->num_modules);
     }
     char *text;
     size_t len;

@@ -15,14 +15,31 @@ GRIDD_SRCS += daemon/notify.c
 PROGS += $(BIN)/gridd
 LDLIBS_gridd := -luv -lprotobuf-c
 GRIDD_SRCS += daemon/metrics.c daemon/metrics_http.c # Prometheus endpoint (docs/OPERATIONS.md)
+# Jobs that end (issue 21): Done, Failure, outcomes kept for --keep-finished;
+# per-module progress for /metrics and hgridctl watch.
+GRIDD_SRCS += daemon/job_end.c daemon/job_progress.c
 $(BIN)/gridd: $(call objs,$(GRIDD_SRCS)) $(WIRE_LIB) $(LAYOUT_LIB)
 
 DAEMON_UNIT_TESTS := test_daemon_assign test_daemon_mint test_daemon_state test_daemon_table
+# Issue 18 (docs/RELIABILITY.md): saved state loads, bounded host tables,
+# no planted files, bounded decoding, printable peer strings.
+DAEMON_UNIT_TESTS += test_daemon_reliability
 CPU_TESTS += $(addprefix $(BUILD)/tests/,$(DAEMON_UNIT_TESTS)) tests/daemon_gridd.py tests/daemon_soak.py \
              tests/daemon_peercred.py tests/daemon_load.py
 # Reliability drills (docs/RELIABILITY.md): gridd killed and restarted under
 # running workers; workers killed and frozen, timed; the job limit.
+# A state file from before issue 17 restores with its layouts (tests/data/).
+CPU_TESTS += tests/daemon_state_compat.py
 CPU_TESTS += tests/daemon_restart.py tests/worker_failure.py tests/daemon_limits.py
+# Jobs that end (issue 21): finish, fail, --max-restarts, cancel, hgridctl wait,
+# --keep-finished, gridd restarted in each state, a worker started before
+# gridd, an srun-style launch, per-module progress in /metrics and watch.
+CPU_TESTS += tests/jobs_lifecycle.py
+# Issue 18: hostile peers and unlucky operators (gridd, hgridctl, workers),
+# no stall loses a worker, and a random walk of restarts loses nothing
+# acknowledged (HGRID_RESTORE_STEPS for a long run).
+CPU_TESTS += tests/daemon_reliability.py tests/daemon_stall.py tests/daemon_restore_random.py \
+             tests/worker_hostile.py
 
 $(addprefix $(BUILD)/tests/,$(DAEMON_UNIT_TESTS)): $(BUILD)/tests/%: $(BUILD)/tests/%.o \
 		$(DAEMON_CORE_LIB) $(WIRE_LIB) $(LAYOUT_LIB)

@@ -13,7 +13,7 @@ static bool valid_host(const char *host)
     if (n < 1 || n > ROSTER_MAX_HOST)
         return false;
     for (size_t i = 0; i < n; i++)
-        if ((unsigned char)host[i] <= ' ' || host[i] == '/' || host[i] == 0x7f)
+        if ((unsigned char)host[i] <= ' ' || host[i] == '/' || (unsigned char)host[i] >= 0x7f)
             return false;
     return true;
 }
@@ -24,20 +24,24 @@ static void hello(conn *c, const Hgrid__Hello *h)
         conn_fail(c, HGRID__ERROR_CODE__ERROR_BAD_REQUEST, "Hello sent twice");
         return;
     }
+    // An unknown job and a wrong token get the same answer, after the same
+    // comparison: a peer without the token learns nothing about job names.
+    static job_record nobody = {.token_len = JOB_TOKEN_MAX};
     job *j = job_find(c->srv, h->job);
-    if (!j) {
-        conn_fail(c, HGRID__ERROR_CODE__ERROR_UNKNOWN_JOB,
-                  "no job named '%.64s'; submit it first with hgridctl submit", h->job);
+    bool token_ok = state_token_matches(j ? &j->rec : &nobody, h->token.data, h->token.len);
+    if (!j || !token_ok) {
+        conn_fail(c, HGRID__ERROR_CODE__ERROR_BAD_TOKEN,
+                  "unknown job '%.64s' or wrong token; use the job name and token hgridctl "
+                  "submit printed", h->job);
         return;
     }
-    if (!state_token_matches(&j->rec, h->token.data, h->token.len)) {
-        conn_fail(c, HGRID__ERROR_CODE__ERROR_BAD_TOKEN,
-                  "wrong token for job %s; use the token hgridctl submit printed", j->rec.name);
+    if (job_ended(j)) { // e.g. back after gridd's restart, or started late
+        job_release_late(j, c);
         return;
     }
     if (!valid_host(h->host)) {
         conn_fail(c, HGRID__ERROR_CODE__ERROR_BAD_REQUEST,
-                  "host name must be 1-%d printable characters without '/' or spaces",
+                  "host name must be 1-%d printable ASCII characters without '/' or spaces",
                   ROSTER_MAX_HOST);
         return;
     }
@@ -68,6 +72,7 @@ static void hello(conn *c, const Hgrid__Hello *h)
         return;
     }
     conn_list_remove(c); // the Hello deadline
+    c->authenticated = true;
     c->reader.max_frame = c->srv->opt.max_frame;
     c->job = j;
     c->slot = slot;
@@ -76,7 +81,19 @@ static void hello(conn *c, const Hgrid__Hello *h)
     job_joined(j, c, h->resume);
 }
 
-// Logs the report and keeps it, packed, for hgridctl status.
+// A peer's text as gridd keeps it: at most max bytes, printable ASCII
+// (anything else becomes '?'), so no terminal that shows it obeys it.
+static void keep_text(char *out, size_t size, const char *in)
+{
+    size_t n = 0;
+    for (; in && in[n] && n + 1 < size; n++)
+        out[n] = (unsigned char)in[n] < ' ' || (unsigned char)in[n] >= 0x7f ? '?' : in[n];
+    out[n] = '\0';
+}
+
+// Logs the report and keeps a bounded, printable copy of it, packed, for
+// hgridctl status: at most GRIDD_SELF_TEST_GROUPS checks, names and details
+// cut short, GRIDD_SELF_TEST_MAX bytes in all.
 static void self_test(conn *c, const Hgrid__SelfTestReport *report)
 {
     size_t ok = 0;
@@ -85,14 +102,29 @@ static void self_test(conn *c, const Hgrid__SelfTestReport *report)
     gridd_log_at(GRIDD_INFO, c->job, c->slot, "self-test report report_gen=%llu ok=%zu/%zu",
                  (unsigned long long)report->generation, ok, report->n_groups);
     roster_slot *slot = &c->job->rec.roster.slots[c->slot];
-    size_t len = hgrid__self_test_report__get_packed_size(report);
+    size_t n = report->n_groups < GRIDD_SELF_TEST_GROUPS ? report->n_groups : GRIDD_SELF_TEST_GROUPS;
+    static Hgrid__GroupCheck checks[GRIDD_SELF_TEST_GROUPS];
+    static Hgrid__GroupCheck *ptrs[GRIDD_SELF_TEST_GROUPS];
+    static char names[GRIDD_SELF_TEST_GROUPS][64], details[GRIDD_SELF_TEST_GROUPS][96];
+    for (size_t i = 0; i < n; i++) {
+        checks[i] = *report->groups[i];
+        keep_text(names[i], sizeof names[i], report->groups[i]->name);
+        keep_text(details[i], sizeof details[i], report->groups[i]->detail);
+        checks[i].name = names[i];
+        checks[i].detail = details[i];
+        ptrs[i] = &checks[i];
+    }
+    Hgrid__SelfTestReport kept = *report;
+    kept.n_groups = n;
+    kept.groups = ptrs;
+    size_t len = hgrid__self_test_report__get_packed_size(&kept);
     if (len > GRIDD_SELF_TEST_MAX) { // keeps gridd's memory per worker bounded
         gridd_log_at(GRIDD_WARN, c->job, c->slot, "self-test report not kept bytes=%zu limit=%d",
                      len, GRIDD_SELF_TEST_MAX);
         return;
     }
     uint8_t *packed = malloc(len ? len : 1);
-    if (!packed || hgrid__self_test_report__pack(report, packed) != len) {
+    if (!packed || hgrid__self_test_report__pack(&kept, packed) != len) {
         free(packed);
         gridd_log_at(GRIDD_ERROR, c->job, c->slot, "self-test report not kept: out of memory");
         return;
@@ -125,6 +157,12 @@ void worker_handle(conn *c, const Hgrid__Envelope *env)
         break;
     case HGRID__ENVELOPE__MSG_SELF_TEST:
         self_test(c, env->self_test);
+        break;
+    case HGRID__ENVELOPE__MSG_DONE:
+        job_done(c, env->done);
+        break;
+    case HGRID__ENVELOPE__MSG_FAILURE:
+        job_failure(c, env->failure);
         break;
     case HGRID__ENVELOPE__MSG_LEAVE: {
         char why[256];

@@ -1,11 +1,13 @@
 // A training program's view of libhgrid, as small as it gets: join a job as
-// a dry-run worker, read the assignment, report progress until released.
+// a dry-run worker, read the assignment, report progress until released;
+// with STEPS, report done after that many steps and wait for the job's end.
 // Linked against the shared libhgrid (bin/libhgrid.so).
-//   usage: hgrid-example-join HOST:PORT JOB TOKEN
+//   usage: hgrid-example-join HOST:PORT JOB TOKEN [STEPS]
 // The host comes from $HGRID_HOSTNAME (else gethostname()), the device from
 // LOCAL_RANK (else SLURM_LOCALID, else 0).
 #include <poll.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "libhgrid/hgrid.h"
@@ -13,9 +15,10 @@
 int main(int argc, char **argv)
 {
     static const char usage[] =
-        "usage: hgrid-example-join [--] HOST:PORT JOB TOKEN\n"
+        "usage: hgrid-example-join [--] HOST:PORT JOB TOKEN [STEPS]\n"
         "Joins JOB on gridd at HOST:PORT as a dry-run worker, prints its assignment and\n"
-        "reports a step a second until gridd releases the job.\n"
+        "reports a step a second until gridd releases the job; with STEPS, reports done\n"
+        "after that many steps.\n"
         "  -h, --help  print this help and exit\n"
         "  --version   print the program's name and version and exit\n"
         "Exit status: 0 released, 1 refused or lost, 2 usage error.\n";
@@ -30,11 +33,12 @@ int main(int argc, char **argv)
     }
     if (argc > 1 && !strcmp(argv[1], "--"))
         first = 2;
-    if (argc - first != 3 || (first == 1 && argv[1][0] == '-')) {
+    if ((argc - first != 3 && argc - first != 4) || (first == 1 && argv[1][0] == '-')) {
         fprintf(stderr, "%s", usage);
         return 2;
     }
     argv += first - 1;
+    uint64_t steps = argc - first == 4 ? strtoull(argv[4], NULL, 10) : 0;
     char err[512];
     hgrid_worker *w = hgrid_connect(argv[1], err, sizeof err);
     if (!w) {
@@ -67,12 +71,17 @@ int main(int argc, char **argv)
             step++;
             if (st == HGRID_OK)
                 st = hgrid_heartbeat(w, step, 1.0f / (float)step, 1000.0f);
+            if (st == HGRID_OK && steps && step >= steps) { // trained: the others may be too
+                st = hgrid_done(w, step);
+                if (st == HGRID_OK)
+                    st = hgrid_wait_end(w, 1000, -1);
+            }
         }
         if (st == HGRID_ABORTED)
             st = HGRID_OK; // wait for the next generation
     }
-    int rc = st == HGRID_RELEASED ? 0 : 1;
-    if (rc)
+    int rc = st == HGRID_RELEASED ? hgrid_job_outcome(w) == HGRID_OUTCOME_FAILED : 1;
+    if (st != HGRID_RELEASED)
         fprintf(stderr, "hgrid-example-join: %s\n", hgrid_error(w));
     else
         printf("released: %s\n", hgrid_reason(w));

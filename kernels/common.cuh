@@ -9,17 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "kernels/cuda_check.h"
 #include "kernels/kernels.h"
-
-#define cudaCheck(call)                                                                   \
-    do {                                                                                  \
-        cudaError_t err_ = (call);                                                        \
-        if (err_ != cudaSuccess) {                                                        \
-            fprintf(stderr, "%s:%d: CUDA error: %s\n", __FILE__, __LINE__,                \
-                    cudaGetErrorString(err_));                                            \
-            exit(EXIT_FAILURE);                                                           \
-        }                                                                                 \
-    } while (0)
 
 #define cublasCheck(call)                                                                 \
     do {                                                                                  \

@@ -1,6 +1,7 @@
 // Rank, coordinate and process-group enumeration in HyperCommGrid order.
 #include "layout/layout.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #define DIM(d) (1u << (d))
@@ -44,14 +45,6 @@ const char *hg_module_name(hg_module_id id)
 const char *hg_group_name(hg_group_kind kind)
 {
     return kinds[kind].name;
-}
-
-int hg_group_kind_from_name(const char *name)
-{
-    for (int k = 0; k < HG_NUM_GROUP_KINDS; k++)
-        if (strcmp(kinds[k].name, name) == 0)
-            return k;
-    return -1;
 }
 
 bool hg_group_applies(const hg_module_grid *m, hg_group_kind kind)
@@ -166,13 +159,13 @@ bool hg_group_of_rank(const hg_module_grid *m, hg_group_kind kind, int rank, int
     return true;
 }
 
-void hg_rank_coords(const hg_plan *plan, int rank, hg_coords *out)
+void hg_module_coords(const hg_module_grid *m, int rank, hg_coords *out)
 {
-    const hg_module_grid *m = hg_plan_module_of_rank(plan, rank);
     int dense[4], expert[4];
     split_index(rank - m->rank_offset, m->dense, 0xf, true, dense);
     split_index(rank - m->rank_offset, m->expert, 0xf, true, expert);
     out->module = m->id;
+    out->module_index = m->index;
     out->tp = dense[HG_DIM_TP];
     out->cp = dense[HG_DIM_CP];
     out->dp = dense[HG_DIM_DP];
@@ -180,6 +173,11 @@ void hg_rank_coords(const hg_plan *plan, int rank, hg_coords *out)
     out->expt_tp = expert[HG_XDIM_TP];
     out->ep = expert[HG_XDIM_EP];
     out->expt_dp = expert[HG_XDIM_DP];
+}
+
+void hg_rank_coords(const hg_plan *plan, int rank, hg_coords *out)
+{
+    hg_module_coords(hg_plan_module_of_rank(plan, rank), rank, out);
 }
 
 const hg_module_grid *hg_plan_module(const hg_plan *plan, hg_module_id id)
@@ -190,14 +188,26 @@ const hg_module_grid *hg_plan_module(const hg_plan *plan, hg_module_id id)
     return NULL;
 }
 
+static bool holds(const hg_module_grid *m, int rank)
+{
+    return rank >= m->rank_offset && rank < m->rank_offset + m->num_ranks;
+}
+
 const hg_module_grid *hg_plan_module_of_rank(const hg_plan *plan, int rank)
 {
-    for (int i = 0; i < plan->num_modules; i++) {
-        const hg_module_grid *m = &plan->modules[i];
-        if (rank >= m->rank_offset && rank < m->rank_offset + m->num_ranks)
-            return m;
-    }
+    for (int i = 0; i < plan->num_modules; i++)
+        if (holds(&plan->modules[i], rank))
+            return &plan->modules[i];
     return NULL;
+}
+
+int hg_plan_modules_of_rank(const hg_plan *plan, int rank, const hg_module_grid *out[2])
+{
+    int n = 0;
+    for (int i = 0; i < plan->num_modules && n < 2; i++)
+        if (holds(&plan->modules[i], rank))
+            out[n++] = &plan->modules[i];
+    return n;
 }
 
 // Member 0 of group g.
@@ -215,6 +225,10 @@ static bool same_groups(const hg_module_grid *m, hg_group_kind a, hg_group_kind 
 {
     if (hg_group_count(m, a) != hg_group_count(m, b) || hg_group_size(m, a) != hg_group_size(m, b))
         return false;
+    // One-rank groups covering every rank: each rank leads its own group in
+    // both kinds (no O(world size) scan for the huge one-rank-group layouts).
+    if (hg_group_size(m, a) == 1 && hg_group_count(m, a) == m->num_ranks)
+        return true;
     for (int r = m->rank_offset; r < m->rank_offset + m->num_ranks; r++) {
         int ga, ja, gb, jb;
         bool in_a = hg_group_of_rank(m, a, r, &ga, &ja);
@@ -233,4 +247,58 @@ hg_group_kind hg_group_canonical(const hg_module_grid *m, hg_group_kind kind)
         if (hg_group_applies(m, (hg_group_kind)k) && same_groups(m, (hg_group_kind)k, kind))
             return (hg_group_kind)k;
     return kind;
+}
+
+void hg_canonical_kinds_build(const hg_plan *plan, hg_canonical_kinds *out)
+{
+    for (int i = 0; i < HG_MAX_MODULES; i++)
+        for (int k = 0; k < HG_NUM_GROUP_KINDS; k++)
+            out->kind[i][k] = i < plan->num_modules &&
+                                      hg_group_applies(&plan->modules[i], (hg_group_kind)k)
+                                  ? hg_group_canonical(&plan->modules[i], (hg_group_kind)k)
+                                  : (hg_group_kind)k;
+}
+
+int hg_rank_groups(const hg_plan *plan, const hg_canonical_kinds *canonical,
+                   const hg_module_grid *m, int rank, hg_rank_group *out)
+{
+    int n = 0;
+    for (int k = 0; k < HG_NUM_GROUP_KINDS; k++) {
+        int g, j;
+        if (!hg_group_applies(m, (hg_group_kind)k) ||
+            !hg_group_of_rank(m, (hg_group_kind)k, rank, &g, &j))
+            continue;
+        int same = canonical ? (int)canonical->kind[m->index][k] : k;
+        out[n++] = (hg_rank_group){k, -1, same, g, hg_group_size(m, (hg_group_kind)k), j};
+    }
+    for (int b = 0; b < hg_plan_num_bridges(plan); b++) {
+        if (m->id == HG_MODULE_ENCODER && m->index != b)
+            continue;
+        int j = hg_bridge_index_of_rank(plan, b, rank);
+        if (j >= 0)
+            out[n++] = (hg_rank_group){HG_GROUP_BRIDGE, b, HG_GROUP_BRIDGE, 0,
+                                       hg_bridge_size(plan, b), j};
+    }
+    return n;
+}
+
+void hg_rank_group_members(const hg_plan *plan, const hg_module_grid *m, const hg_rank_group *g,
+                           int *ranks)
+{
+    if (g->kind != HG_GROUP_BRIDGE) {
+        hg_group_members(m, (hg_group_kind)g->kind, g->index, ranks);
+        return;
+    }
+    for (int i = 0; i < g->size; i++)
+        ranks[i] = hg_bridge_member(plan, g->bridge, i);
+}
+
+const char *hg_rank_group_name(const hg_plan *plan, const hg_rank_group *g, char *buf, size_t len)
+{
+    if (g->kind != HG_GROUP_BRIDGE)
+        return hg_group_name((hg_group_kind)g->kind);
+    if (plan->num_encoders == 1)
+        return "bridge";
+    snprintf(buf, len, "bridge:%s", plan->modules[g->bridge].name);
+    return buf;
 }

@@ -124,7 +124,7 @@ static int group_position(const hgrid_worker *w, hg_group_kind kind)
     return -1;
 }
 
-// The module communicator (and the bridge's) by init, then every other
+// The module communicator (and the bridges') by init, then every other
 // distinct group of the module split from it, one split at a time: a split
 // is collective over the whole module, so every rank walks the kinds in the
 // same order, passing NCCL_SPLIT_NOCOLOR for kinds it is not in.
@@ -136,7 +136,7 @@ static int create_by_split(hgrid_worker *w, hgrid_comms *c, double deadline)
     if (parent >= 0)
         want[parent] = true;
     for (int i = 0; i < c->num_groups; i++)
-        if (!strcmp(hgrid_group_at(w, i)->name, "bridge"))
+        if (!strncmp(hgrid_group_at(w, i)->name, "bridge", 6))
             want[i] = true;
     int st = start_inits(w, c, want);
     if (st == HGRID_OK)
@@ -146,7 +146,7 @@ static int create_by_split(hgrid_worker *w, hgrid_comms *c, double deadline)
     const hg_module_grid *m = hg_plan_module_of_rank(hgrid_plan(w), hgrid_rank(w));
     for (int k = 0; k < HG_NUM_GROUP_KINDS; k++) {
         if (!hg_group_applies(m, (hg_group_kind)k) ||
-            w->ref.canonical[hgrid_module(w)][k] != (hg_group_kind)k ||
+            w->ref.canonical.kind[m->index][k] != (hg_group_kind)k ||
             hg_group_size(m, (hg_group_kind)k) < 2)
             continue;
         int pos = group_position(w, (hg_group_kind)k);
@@ -190,7 +190,8 @@ int hgrid_comms_create_with(hgrid_worker *w, int device, int timeout_ms,
     c->w = w;
     double deadline = now_s() + timeout_ms / 1000.0;
     int st;
-    if (how == HGRID_COMMS_SPLIT) {
+    // Splitting walks one module's kinds; a colocated rank's two modules init.
+    if (how == HGRID_COMMS_SPLIT && hgrid_num_modules(w) == 1) {
         st = create_by_split(w, c, deadline);
     } else {
         st = start_inits(w, c, NULL);

@@ -7,9 +7,12 @@
 //   while ((st = hgrid_wait_assignment(w, 60000)) == HGRID_ABORTED) {}
 //   ... hgrid_rank(w), hgrid_group_find(w, "tp")->members ...
 //   hgrid_ready(w);
-//   for (;;) { train a step; hgrid_heartbeat(w, step, loss, tok_s);
-//              if (hgrid_poll(w) != HGRID_OK) break; }
-//   hgrid_leave(w, "done"); hgrid_close(w);
+//   for (step = 1; step <= steps; step++) {
+//       train a step; hgrid_heartbeat(w, step, loss, tok_s);
+//       if (hgrid_poll(w) != HGRID_OK) break; }
+//   hgrid_done(w, steps);   // every rank done: gridd releases them all
+//   st = hgrid_wait_end(w, 1000, -1);  // HGRID_RELEASED, hgrid_outcome(w)
+//   hgrid_close(w);
 //
 // Functions returning int return an hgrid_status; on a negative one,
 // hgrid_error(w) says why in one line.
@@ -47,7 +50,8 @@ typedef struct {
 
 // One process group of this worker.
 typedef struct {
-    const char *name;     // "tp", "dp", ..., "bridge"
+    const char *name;     // "tp", "dp", ..., "bridge" ("bridge:NAME" with several
+                          // encoders; "llm.tp", ... for a colocated rank's second module)
     int size, rank_in_group, index;
     const int *members;   // size global ranks, in group order
     const uint8_t *nccl_id; // HGRID_ID_BYTES bytes; NULL for one-rank groups
@@ -58,12 +62,28 @@ typedef struct {
 typedef struct {
     int rank, rank_in_bridge;
     bool send; // this worker sends activations to the peer
+    int bridge; // which bridge (its encoder's module index; 0 with one encoder)
 } hgrid_bridge_peer;
 
 typedef struct hgrid_worker hgrid_worker;
 
-// Connects to gridd at "HOST:PORT". NULL with a one-line reason in err.
+#define HGRID_DEFAULT_PORT 7420
+#define HGRID_CONNECT_TIMEOUT_S 300.0 // hgrid-worker's --connect-timeout default
+
+// Connects to gridd at "HOST:PORT" ("HOST", "[V6]" or a bare IPv6 address:
+// port 7420). One attempt; NULL with a one-line reason in err.
 hgrid_worker *hgrid_connect(const char *coordinator, char *err, size_t errlen);
+// The same, waiting for gridd: a refused, unreachable or unresolvable
+// address is tried again with exponential backoff (100 ms doubling to 2 s,
+// each +-50% jitter) until timeout_s, with one line on stderr every 10 s;
+// timeout_s then also bounds reconnections (hgrid_set_reconnect). A
+// malformed address fails at once.
+hgrid_worker *hgrid_connect_wait(const char *coordinator, double timeout_s, char *err,
+                                 size_t errlen);
+// Splits a coordinator address as hgrid_connect reads it into host and port
+// (port: HGRID_DEFAULT_PORT when none). Returns 0, or -1 if malformed.
+int hgrid_split_coordinator(const char *coordinator, char *host, size_t hostlen, char *port,
+                            size_t portlen);
 int hgrid_hello(hgrid_worker *w, const hgrid_hello_options *opt);
 // Waits up to timeout_ms (-1: forever) for this worker's next Assignment,
 // minting NCCL ids when gridd asks. HGRID_OK once assigned and checked;
@@ -81,6 +101,10 @@ int hgrid_world_size(const hgrid_worker *w);
 uint64_t hgrid_generation(const hgrid_worker *w);
 hg_module_id hgrid_module(const hgrid_worker *w);
 const hg_coords *hgrid_coords(const hgrid_worker *w);
+// The modules this rank is in: 1, or 2 for a colocated rank (encoder, then
+// llm); the i-th one's coordinates (0: hgrid_coords), NULL past the last.
+int hgrid_num_modules(const hgrid_worker *w);
+const hg_coords *hgrid_coords_at(const hgrid_worker *w, int i);
 const hg_plan *hgrid_plan(const hgrid_worker *w);
 const char *hgrid_job(const hgrid_worker *w);
 int hgrid_num_groups(const hgrid_worker *w);
@@ -95,6 +119,8 @@ const hgrid_bridge_peer *hgrid_bridge_peer_at(const hgrid_worker *w, int i);
 // Tells gridd this worker's communicators exist.
 int hgrid_ready(hgrid_worker *w);
 // Progress report; also the liveness signal (send every ~heartbeat timeout / 3).
+// loss HGRID_NO_LOSS (NaN): this rank computes none (hgridctl shows none).
+#define HGRID_NO_LOSS (__builtin_nanf(""))
 int hgrid_heartbeat(hgrid_worker *w, uint64_t step, float loss, float throughput);
 // Handles whatever gridd sent, without blocking: HGRID_OK (nothing to act
 // on), HGRID_ABORTED, HGRID_RELEASED, or a negative status.
@@ -102,6 +128,30 @@ int hgrid_poll(hgrid_worker *w);
 // gridd's reason for the last Abort or Release.
 const char *hgrid_reason(const hgrid_worker *w);
 int hgrid_leave(hgrid_worker *w, const char *reason);
+
+// ---- the end of a job
+// Tells gridd this rank's training finished at step (after Ready). Once
+// every rank is done gridd releases them all (HGRID_RELEASED, outcome
+// finished). Said again after a reconnection; a new generation (another
+// rank failed first) needs it again.
+int hgrid_done(hgrid_worker *w, uint64_t step);
+// After hgrid_done: heartbeats every heartbeat_ms with the last progress
+// until gridd's word: HGRID_RELEASED (see hgrid_outcome), HGRID_ABORTED (a
+// rank failed before the job finished: wait for the next assignment), or a
+// negative status (HGRID_ERR_TIMEOUT after timeout_ms; -1: no limit).
+int hgrid_wait_end(hgrid_worker *w, int heartbeat_ms, int timeout_ms);
+// Tells gridd this rank cannot go on, why in one line. retry: a new
+// generation may cure it (gridd aborts this one, up to its --max-restarts);
+// else the job fails and every worker is released with that outcome.
+int hgrid_report_failure(hgrid_worker *w, const char *reason, bool retry);
+typedef enum {
+    HGRID_OUTCOME_NONE,      // not released yet
+    HGRID_OUTCOME_FINISHED,  // every rank done: exit 0
+    HGRID_OUTCOME_FAILED,    // exit non-zero (hgrid_reason says why)
+    HGRID_OUTCOME_CANCELLED, // hgridctl cancel
+} hgrid_outcome;
+// How the job ended, after HGRID_RELEASED.
+hgrid_outcome hgrid_job_outcome(const hgrid_worker *w);
 void hgrid_close(hgrid_worker *w);
 const char *hgrid_error(const hgrid_worker *w);
 

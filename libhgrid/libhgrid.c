@@ -1,11 +1,13 @@
 // libhgrid: the worker side of the gridd protocol over one TCP connection.
 #include <errno.h>
+#include <math.h>
 #include <nccl.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -15,6 +17,7 @@
 
 #define READ_CHUNK 65536
 #define MAX_MINT (ASSIGN_MAX_GROUPS)
+#define MAX_UNUSED_MINTS 8 // generations in a row minted for without an Assignment
 
 int hgrid_fail(hgrid_worker *w, int status, const char *fmt, ...)
 {
@@ -27,9 +30,11 @@ int hgrid_fail(hgrid_worker *w, int status, const char *fmt, ...)
 
 hgrid_worker *hgrid_connect(const char *coordinator, char *err, size_t errlen)
 {
-    int fd = wire_connect(coordinator, err, errlen);
-    if (fd < 0)
-        return NULL;
+    return hgrid_connect_wait(coordinator, 0, err, errlen);
+}
+
+hgrid_worker *hgrid_worker_new(int fd, const char *coordinator, char *err, size_t errlen)
+{
     wire_watch_peer(fd);
     hgrid_worker *w = calloc(1, sizeof *w);
     if (!w) {
@@ -39,6 +44,7 @@ hgrid_worker *hgrid_connect(const char *coordinator, char *err, size_t errlen)
     }
     w->fd = fd;
     w->rank = -1;
+    w->end.loss = HGRID_NO_LOSS;
     wire_reader_init(&w->reader, WIRE_DEFAULT_MAX_FRAME);
     hgrid_reconnect_init(w, coordinator);
     return w;
@@ -80,6 +86,7 @@ int hgrid_send_hello(hgrid_worker *w)
     if (w->assigned) {
         resume.generation = w->generation;
         resume.ready = w->ready_sent;
+        resume.done = w->end.done_sent;
         hello.resume = &resume;
     }
     Hgrid__Envelope env;
@@ -131,6 +138,8 @@ static int enqueue(void *ctx, const uint8_t *body, uint32_t len)
         hgrid_fail(w, HGRID_ERR_IO, "undecodable %u-byte frame from gridd", len);
         return 1;
     }
+    wire_printable_envelope(env); // reasons and names reach stderr and logs
+    w->rc.heard = true;
     if (w->queue_head + w->queue_len == w->queue_cap) {
         if (w->queue_head > 0) { // slide to the front before growing
             memmove(w->queue, w->queue + w->queue_head, w->queue_len * sizeof *w->queue);
@@ -229,27 +238,69 @@ static Hgrid__Envelope *next_message(hgrid_worker *w, double deadline, int *stat
 
 // ---- handling gridd's messages
 
+// Fresh ids for a generation. GPU workers take them from NCCL (each keeps
+// a bootstrap thread and socket until its group forms); dry-run workers,
+// which form no group, draw random bytes.
+static int mint_ids(hgrid_worker *w, uint8_t *out, uint32_t count)
+{
+    for (uint32_t i = 0; i < count; i++) {
+        uint8_t *id = out + (size_t)i * HGRID_ID_BYTES;
+        if (w->hello.dry_run) {
+            if (getrandom(id, HGRID_ID_BYTES, 0) != HGRID_ID_BYTES)
+                return hgrid_fail(w, HGRID_ERR_IO, "no random bytes for an id: %s",
+                                  strerror(errno));
+            continue;
+        }
+        ncclUniqueId nid;
+        ncclResult_t nr = ncclGetUniqueId(&nid);
+        if (nr != ncclSuccess)
+            return hgrid_fail(w, HGRID_ERR_IO, "ncclGetUniqueId failed: %s",
+                              ncclGetErrorString(nr));
+        memcpy(id, nid.internal, HGRID_ID_BYTES);
+    }
+    return HGRID_OK;
+}
+
+// A MintRequest is obeyed only between generations (no Assignment held,
+// or the last one aborted), once per generation (asked again, the same ids
+// go back; older generations are ignored), and for at most MAX_UNUSED_MINTS
+// generations in a row that never brought an Assignment: whatever gridd
+// sends, a worker holds at most MAX_UNUSED_MINTS x MAX_MINT unused ids.
 static int mint(hgrid_worker *w, const Hgrid__MintRequest *req)
 {
     if (req->count > MAX_MINT)
         return hgrid_fail(w, HGRID_ERR_IO, "gridd asked for %u ids; no worker leads more than %d",
                           req->count, MAX_MINT);
-    free(w->minted);
-    w->minted = malloc((size_t)(req->count ? req->count : 1) * HGRID_ID_BYTES);
-    if (!w->minted)
-        return hgrid_fail(w, HGRID_ERR_IO, "out of memory minting ids");
-    w->mint_generation = req->generation;
-    w->minted_count = (int)req->count;
-    ProtobufCBinaryData ids[MAX_MINT];
-    for (uint32_t i = 0; i < req->count; i++) {
-        ncclUniqueId id;
-        ncclResult_t nr = ncclGetUniqueId(&id);
-        if (nr != ncclSuccess)
-            return hgrid_fail(w, HGRID_ERR_IO, "ncclGetUniqueId failed: %s",
-                              ncclGetErrorString(nr));
-        memcpy(w->minted + (size_t)i * HGRID_ID_BYTES, id.internal, HGRID_ID_BYTES);
-        ids[i] = (ProtobufCBinaryData){HGRID_ID_BYTES, w->minted + (size_t)i * HGRID_ID_BYTES};
+    if (w->assigned)
+        return hgrid_fail(w, HGRID_ERR_IO, "gridd asked for ids of generation %llu while "
+                          "generation %llu runs, without an Abort",
+                          (unsigned long long)req->generation, (unsigned long long)w->generation);
+    if (w->minted && req->generation < w->mint_generation)
+        return HGRID_OK; // an old request: nothing to do
+    bool again = w->minted && req->generation == w->mint_generation;
+    if (again && req->count != (uint32_t)w->minted_count)
+        return hgrid_fail(w, HGRID_ERR_IO, "gridd asked for %u ids of generation %llu after "
+                          "asking for %d", req->count, (unsigned long long)req->generation,
+                          w->minted_count);
+    if (!again) {
+        if (w->unused_mints >= MAX_UNUSED_MINTS)
+            return hgrid_fail(w, HGRID_ERR_IO, "gridd asked for ids of %d generations in a row "
+                              "that never reached this worker's Assignment", MAX_UNUSED_MINTS);
+        free(w->minted);
+        w->minted = malloc((size_t)(req->count ? req->count : 1) * HGRID_ID_BYTES);
+        w->minted_count = 0;
+        if (!w->minted)
+            return hgrid_fail(w, HGRID_ERR_IO, "out of memory minting ids");
+        int rc = mint_ids(w, w->minted, req->count);
+        if (rc != HGRID_OK)
+            return rc;
+        w->mint_generation = req->generation;
+        w->minted_count = (int)req->count;
+        w->unused_mints++;
     }
+    ProtobufCBinaryData ids[MAX_MINT];
+    for (uint32_t i = 0; i < req->count; i++)
+        ids[i] = (ProtobufCBinaryData){HGRID_ID_BYTES, w->minted + (size_t)i * HGRID_ID_BYTES};
     Hgrid__MintReply reply = HGRID__MINT_REPLY__INIT;
     reply.generation = req->generation;
     reply.n_ids = req->count;
@@ -276,6 +327,8 @@ static int handle(hgrid_worker *w, const Hgrid__Envelope *env)
         return mint(w, env->mint_request);
     case HGRID__ENVELOPE__MSG_ASSIGNMENT: {
         int rc = hgrid_take_assignment(w, env->assignment);
+        if (rc == HGRID_OK)
+            w->end.done_sent = false;
         return rc == HGRID_OK ? ASSIGNED : rc;
     }
     case HGRID__ENVELOPE__MSG_ABORT:
@@ -286,6 +339,7 @@ static int handle(hgrid_worker *w, const Hgrid__Envelope *env)
         return HGRID_ABORTED;
     case HGRID__ENVELOPE__MSG_RELEASE:
         keep_reason(w, env->release->reason);
+        hgrid_take_release(w, env->release);
         w->assigned = false;
         return HGRID_RELEASED;
     case HGRID__ENVELOPE__MSG_ERROR:
@@ -357,8 +411,11 @@ int hgrid_heartbeat(hgrid_worker *w, uint64_t step, float loss, float throughput
     Hgrid__Heartbeat hb = HGRID__HEARTBEAT__INIT;
     hb.generation = w->generation;
     hb.step = step;
-    hb.loss = loss;
+    hb.no_loss = isnan(loss);
+    hb.loss = hb.no_loss ? 0.0f : loss;
     hb.throughput = throughput;
+    w->end.loss = loss;
+    w->end.throughput = throughput;
     // The mean over the steps since the last report that advanced; none
     // for the first (it would include the setup since Ready), the last
     // one again while the step stands still.

@@ -28,19 +28,25 @@ static int store_groups(hgrid_worker *w, const Hgrid__Assignment *a)
     if (!w->members)
         return hgrid_fail(w, HGRID_ERR_IO, "out of memory for %zu group members", total);
     const hg_plan *p = &w->ref.plan;
-    const hg_module_grid *m = hg_plan_module_of_rank(p, w->rank);
+    int first_module = want[0].module_index;
     int *at = w->members;
     for (int i = 0; i < n; i++) {
         group_slot *s = &w->groups[i];
-        const Hgrid__Group *g = a->groups[i];
-        if (want[i].kind == ASSIGN_BRIDGE) {
-            s->pub.name = "bridge";
-            for (int j = 0; j < want[i].size; j++)
-                at[j] = hg_bridge_member(p, j);
-        } else {
-            s->pub.name = hg_group_name((hg_group_kind)want[i].kind);
-            hg_group_members(m, (hg_group_kind)want[i].kind, want[i].index, at);
-        }
+        const assign_group *x = &want[i];
+        const hg_module_grid *m = &p->modules[x->module_index];
+        const Hgrid__Group *g = (size_t)i < a->n_groups
+                                    ? a->groups[i]
+                                    : a->colocated_modules[0]->groups[(size_t)i - a->n_groups];
+        hg_rank_group rg = {x->kind, x->bridge, x->canonical, x->index, x->size, x->rank_in_group};
+        char buf[HG_GROUP_NAME_LEN];
+        const char *name = hg_rank_group_name(p, &rg, buf, sizeof buf);
+        // A colocated rank's second module's groups: "llm.tp", ...
+        if (x->module_index != first_module)
+            snprintf(s->name, sizeof s->name, "%s.%s", m->name, name);
+        else
+            snprintf(s->name, sizeof s->name, "%s", name);
+        s->pub.name = s->name;
+        hg_rank_group_members(p, m, &rg, at);
         s->pub.size = want[i].size;
         s->pub.rank_in_group = want[i].rank_in_group;
         s->pub.index = want[i].index;
@@ -48,7 +54,7 @@ static int store_groups(hgrid_worker *w, const Hgrid__Assignment *a)
         at += want[i].size;
         s->pub.shares_with = i;
         for (int c = 0; c < i; c++)
-            if (want[c].kind == want[i].canonical)
+            if (want[c].kind == want[i].canonical && want[c].module_index == x->module_index)
                 s->pub.shares_with = c;
         // The id comes once per communicator, with the canonical group
         // (earlier in the list); every group sharing it gets a copy.
@@ -71,7 +77,8 @@ static int store_peers(hgrid_worker *w, const Hgrid__Assignment *a)
     for (size_t i = 0; i < a->n_bridge_peers; i++)
         w->peers[i] = (hgrid_bridge_peer){(int)a->bridge_peers[i]->rank,
                                           (int)a->bridge_peers[i]->rank_in_bridge,
-                                          a->bridge_peers[i]->send};
+                                          a->bridge_peers[i]->send,
+                                          (int)a->bridge_peers[i]->bridge};
     w->num_peers = (int)a->n_bridge_peers;
     return HGRID_OK;
 }
@@ -79,6 +86,9 @@ static int store_peers(hgrid_worker *w, const Hgrid__Assignment *a)
 int hgrid_take_assignment(hgrid_worker *w, const Hgrid__Assignment *a)
 {
     hgrid_drop_assignment(w);
+    if (a->job && *a->job && strcmp(a->job, w->hello.job) != 0)
+        return hgrid_fail(w, HGRID_ERR_MISMATCH, "gridd sent an Assignment for job '%.64s'; "
+                          "this worker joined job '%.64s'", a->job, w->hello.job);
     char err[HGRID_ERR_LEN - 64];
     if (assign_ref_build(&w->ref, a->layout, err, sizeof err) || assign_check(&w->ref, a, err, sizeof err))
         return hgrid_fail(w, HGRID_ERR_MISMATCH,
@@ -89,8 +99,13 @@ int hgrid_take_assignment(hgrid_worker *w, const Hgrid__Assignment *a)
         return hgrid_fail(w, HGRID_ERR_MISMATCH, "gridd relayed the wrong ids: %s", err);
     w->rank = (int)a->rank;
     w->generation = a->generation;
+    w->unused_mints = 0;
     snprintf(w->job, sizeof w->job, "%s", a->job ? a->job : "");
-    hg_rank_coords(&w->ref.plan, w->rank, &w->coords);
+    const hg_module_grid *mods[2];
+    w->num_modules = hg_plan_modules_of_rank(&w->ref.plan, w->rank, mods);
+    hg_module_coords(mods[0], w->rank, &w->coords);
+    if (w->num_modules == 2)
+        hg_module_coords(mods[1], w->rank, &w->colocated);
     int rc = store_groups(w, a);
     if (rc == HGRID_OK)
         rc = store_peers(w, a);
@@ -110,6 +125,12 @@ int hgrid_world_size(const hgrid_worker *w) { return w->ref.plan.world_size; }
 uint64_t hgrid_generation(const hgrid_worker *w) { return w->generation; }
 hg_module_id hgrid_module(const hgrid_worker *w) { return w->coords.module; }
 const hg_coords *hgrid_coords(const hgrid_worker *w) { return &w->coords; }
+int hgrid_num_modules(const hgrid_worker *w) { return w->num_modules; }
+
+const hg_coords *hgrid_coords_at(const hgrid_worker *w, int i)
+{
+    return i == 0 ? &w->coords : i == 1 && w->num_modules == 2 ? &w->colocated : NULL;
+}
 const hg_plan *hgrid_plan(const hgrid_worker *w) { return &w->ref.plan; }
 const char *hgrid_job(const hgrid_worker *w) { return w->job; }
 int hgrid_num_groups(const hgrid_worker *w) { return w->num_groups; }

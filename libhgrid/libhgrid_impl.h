@@ -13,6 +13,7 @@
 typedef struct {
     hgrid_group pub;
     uint8_t id[HGRID_ID_BYTES];
+    char name[HG_NAME_LEN + HG_GROUP_NAME_LEN]; // pub.name's storage
 } group_slot;
 
 // Reconnecting after the connection to gridd dropped (libhgrid_reconnect.c).
@@ -26,6 +27,8 @@ typedef struct {
     double lost_at, attempt_at, next_at; // monotonic seconds
     int attempts;       // failed attempts since lost_at
     int reconnects;     // completed reconnections
+    double connected_at; // when the last reconnection completed
+    bool heard;         // a frame came from gridd since then
     char said[160];     // the last failure logged (a new one gets a line)
     uint64_t rng;       // jitter
 } reconnect_state;
@@ -38,10 +41,19 @@ typedef struct {
     bool dry_run;
 } hello_copy;
 
+// The end of the job (libhgrid_end.c).
+typedef struct {
+    bool done_sent;        // Done went out for the current assignment
+    uint64_t done_step;
+    hgrid_outcome outcome; // from gridd's Release
+    float loss, throughput; // the last heartbeat's, repeated while waiting for the end
+} end_state;
+
 struct hgrid_worker {
     int fd;             // -1 while reconnecting between attempts
     reconnect_state rc;
     hello_copy hello;
+    end_state end;
     bool ready_sent;    // Ready went out for the current assignment
     wire_reader reader;
     Hgrid__Envelope **queue; // frames received, not yet handled (FIFO)
@@ -53,6 +65,7 @@ struct hgrid_worker {
     uint64_t mint_generation;
     uint8_t *minted;
     int minted_count;
+    int unused_mints;   // generations minted for in a row without an Assignment
 
     // the current assignment
     bool assigned;
@@ -61,6 +74,8 @@ struct hgrid_worker {
     int rank;
     assign_ref ref;
     hg_coords coords;
+    hg_coords colocated; // a colocated rank's second module
+    int num_modules;
     group_slot groups[ASSIGN_MAX_GROUPS];
     int num_groups;
     int *members; // backing store of every group's member list
@@ -81,11 +96,17 @@ int hgrid_take_assignment(hgrid_worker *w, const Hgrid__Assignment *a);
 void hgrid_drop_assignment(hgrid_worker *w);
 
 // ---- libhgrid.c
+// A worker on the connected socket fd (closed on failure).
+hgrid_worker *hgrid_worker_new(int fd, const char *coordinator, char *err, size_t errlen);
 // Sends the kept Hello, with this worker's rank and generation when it
 // holds an assignment.
 int hgrid_send_hello(hgrid_worker *w);
 // Sends env; while gridd is away it is dropped (HGRID_OK).
 int hgrid_send(hgrid_worker *w, const Hgrid__Envelope *env);
+
+// ---- libhgrid_end.c
+// gridd's Release: keeps its outcome.
+void hgrid_take_release(hgrid_worker *w, const Hgrid__Release *release);
 
 // ---- libhgrid_reconnect.c
 void hgrid_reconnect_init(hgrid_worker *w, const char *coordinator);

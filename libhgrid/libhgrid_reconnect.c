@@ -21,6 +21,12 @@
 #define ATTEMPT_S 2.0   // a connect() still pending this long has failed
 #define CONNECTING_WAKE_MS 10
 #define DEFAULT_TOTAL_S 60.0
+// A reconnection ends the outage once gridd has sent a frame on it or it
+// has stayed up this long (a resumed generation hears nothing from gridd):
+// an address that accepts and then drops at once (a proxy whose backend is
+// down) keeps the backoff growing and the give-up clock running from the
+// first loss; one that holds connections longer is tried once per STABLE_S.
+#define STABLE_S 1.0
 
 // One line on stderr per change of the reconnection's state.
 static void say(const hgrid_worker *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -93,9 +99,15 @@ int hgrid_lost(hgrid_worker *w, const char *why, bool same_outage)
     wire_reader_init(&w->reader, WIRE_DEFAULT_MAX_FRAME);
     double now = now_s();
     rc->lost = true;
+    bool unproven = rc->reconnects > 0 && !rc->heard && now - rc->connected_at < STABLE_S;
     if (same_outage) {
         rc->attempts++;
         say(w, "gridd turned the Hello away (%s); trying again", why);
+    } else if (unproven) { // accepted, then dropped before gridd proved itself
+        rc->attempts++; // one line per attempt: the backoff keeps them apart
+        say(w, "lost gridd at %s again (%s) %.3f s into the outage, before it answered; "
+               "reconnecting, giving up %.3g s after the first loss", rc->coordinator, why,
+            now - rc->lost_at, rc->total_s);
     } else {
         rc->lost_at = now;
         rc->attempts = 0;
@@ -131,6 +143,8 @@ static void connected(hgrid_worker *w, double now)
     }
     rc->lost = false;
     rc->reconnects++;
+    rc->connected_at = now;
+    rc->heard = false;
     char what[96];
     if (w->assigned)
         snprintf(what, sizeof what, "rank %d resuming generation %llu", w->rank,

@@ -3,6 +3,7 @@
 # so a training program links -lhgrid -lprotobuf-c -lnccl -lcudart and nothing else.
 LIBHGRID_SRCS := libhgrid/libhgrid.c libhgrid/libhgrid_assign.c libhgrid/libhgrid_env.c \
                  libhgrid/libhgrid_reconnect.c \
+                 libhgrid/libhgrid_connect.c libhgrid/libhgrid_end.c \
                  libhgrid/assignment_check.c libhgrid/comms.c libhgrid/selftest.c libhgrid/selftest_calc.c
 LIBHGRID_SRCS += util/version.c
 LIBHGRID_DEPS := $(LIBHGRID_SRCS) $(WIRE_SRCS) $(LAYOUT_SRCS)

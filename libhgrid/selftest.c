@@ -154,14 +154,24 @@ static int check_group(const run_ctx *ctx, const hgrid_comms *c, int i, int64_t 
 
 // ---- bridge: a known payload over every edge, all in one group call
 
+// The communicator of bridge b ("bridge", or "bridge:NAME" with several encoders).
+static ncclComm_t bridge_comm(const hgrid_worker *w, const hgrid_comms *c, int b)
+{
+    const hg_plan *p = hgrid_plan(w);
+    char name[HG_GROUP_NAME_LEN];
+    hg_rank_group g = {.kind = HG_GROUP_BRIDGE, .bridge = b};
+    return hgrid_comms_get(c, hg_rank_group_name(p, &g, name, sizeof name));
+}
+
 static int check_bridge(const run_ctx *ctx, const hgrid_comms *c, int32_t *dev,
                         hgrid_check *out)
 {
     hgrid_worker *w = ctx->w;
     int n = hgrid_num_bridge_peers(w), me = hgrid_rank(w);
-    ncclComm_t comm = hgrid_comms_get(c, "bridge");
-    if (!comm)
-        return hgrid_fail(w, HGRID_ERR_STATE, "bridge peers but no bridge communicator");
+    for (int k = 0; k < n; k++)
+        if (!bridge_comm(w, c, hgrid_bridge_peer_at(w, k)->bridge))
+            return hgrid_fail(w, HGRID_ERR_STATE, "bridge peers but no bridge communicator");
+    ncclComm_t comm = bridge_comm(w, c, hgrid_bridge_peer_at(w, 0)->bridge); // watched for a stall
     int32_t *host = malloc(EDGE_ELEMS * sizeof *host);
     if (!host)
         return hgrid_fail(w, HGRID_ERR_IO, "out of memory for the bridge payload");
@@ -184,12 +194,13 @@ static int check_bridge(const run_ctx *ctx, const hgrid_comms *c, int32_t *dev,
     for (int k = 0; k < n; k++) {
         const hgrid_bridge_peer *p = hgrid_bridge_peer_at(w, k);
         int32_t *buf = dev + (size_t)k * EDGE_ELEMS;
+        ncclComm_t edge = bridge_comm(w, c, p->bridge);
         if (p->send)
             NCCL_CHECK(ctx, comm, "bridge",
-                       ncclSend(buf, EDGE_ELEMS, ncclInt32, p->rank_in_bridge, comm, ctx->stream));
+                       ncclSend(buf, EDGE_ELEMS, ncclInt32, p->rank_in_bridge, edge, ctx->stream));
         else
             NCCL_CHECK(ctx, comm, "bridge",
-                       ncclRecv(buf, EDGE_ELEMS, ncclInt32, p->rank_in_bridge, comm, ctx->stream));
+                       ncclRecv(buf, EDGE_ELEMS, ncclInt32, p->rank_in_bridge, edge, ctx->stream));
     }
     NCCL_CHECK(ctx, comm, "bridge", ncclGroupEnd());
     int st = wait_stream(ctx, comm, "bridge");

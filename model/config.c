@@ -1,9 +1,6 @@
 // The named configurations and the sizes derived from them.
 #include "model/config.h"
 
-#include "model/data.h"
-
-#include <stdio.h>
 #include <string.h>
 
 static const hg_config configs[] = {
@@ -62,36 +59,3 @@ int hg_ffn_size(const hg_model_config *m)
 }
 
 int hg_encoder_ffn_size(const hg_model_config *m) { return 4 * m->encoder_hidden_size; }
-
-int hg_config_check(const hg_model_config *m, char *err, size_t errlen)
-{
-    if (m->patch_size <= 0 || m->image_size % m->patch_size != 0) {
-        snprintf(err, errlen, "image size %d is not a multiple of patch size %d", m->image_size,
-                 m->patch_size);
-        return -1;
-    }
-    if (m->hidden_size % m->num_attention_heads != 0 ||
-        m->encoder_hidden_size % m->encoder_num_attention_heads != 0) {
-        snprintf(err, errlen, "hidden sizes %d/%d are not multiples of their head counts %d/%d",
-                 m->hidden_size, m->encoder_hidden_size, m->num_attention_heads,
-                 m->encoder_num_attention_heads);
-        return -1;
-    }
-    if (hg_text_len(m) < 8) {
-        snprintf(err, errlen, "seq length %d leaves %d caption positions after %d patches; need 8",
-                 m->seq_length, hg_text_len(m), hg_num_patches(m));
-        return -1;
-    }
-    if (m->vocab_size < HG_DATA_VOCAB) {
-        snprintf(err, errlen, "vocab size %d is below the %d caption tokens", m->vocab_size,
-                 HG_DATA_VOCAB);
-        return -1;
-    }
-    if (m->num_experts < 0 || m->num_experts > 256 ||
-        (m->num_experts > 0 && (m->moe_router_topk < 1 || m->moe_router_topk > m->num_experts))) {
-        snprintf(err, errlen, "num_experts %d with top-k %d: need 0 (dense), or 1 <= k <= E <= 256",
-                 m->num_experts, m->moe_router_topk);
-        return -1;
-    }
-    return 0;
-}

@@ -27,8 +27,4 @@ int hg_text_len(const hg_model_config *m);     // caption positions: seq_length 
 int hg_ffn_size(const hg_model_config *m);     // ffn_hidden_size, or 4 * hidden_size
 int hg_encoder_ffn_size(const hg_model_config *m); // 4 * encoder_hidden_size
 
-// Checks the shape rules the model relies on; returns 0, or -1 with a
-// one-line reason in err.
-int hg_config_check(const hg_model_config *m, char *err, size_t errlen);
-
 #endif

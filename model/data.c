@@ -2,6 +2,7 @@
 // text-only floor.
 #include "model/data.h"
 
+#include "layout/layout.h"
 #include "model/rng.h"
 
 #include <math.h>
@@ -140,6 +141,8 @@ double hg_text_only_floor(void)
         }
     return nll / targets;
 }
+
+_Static_assert(HG_DATA_VOCAB == HG_MIN_VOCAB, "layout.h's HG_MIN_VOCAB is the caption vocabulary");
 
 static const char *const words[HG_DATA_VOCAB] = {
     "<pad>", "<bos>", "<eos>", "red", "green", "blue", "yellow", "magenta", "cyan", "white",

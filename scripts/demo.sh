@@ -26,6 +26,8 @@ bin=${HGRID_BIN:-bin}
 for p in gridd hgridctl hgrid-worker; do
   [ -x "$bin/$p" ] || { echo "demo: $bin/$p is missing; run 'make' first" >&2; exit 1; }
 done
+# shellcheck source=scripts/config_flags.sh
+. scripts/config_flags.sh
 config=${HGRID_DEMO_CONFIG:-tiny}
 dry_check=${HGRID_DEMO_DRY_RUN:-0}
 steps=${HGRID_DEMO_STEPS:-$([ "$dry_check" = 1 ] && echo 4 || echo 1000)}
@@ -75,7 +77,7 @@ else
   mode=coordination
 fi
 
-# ---- 1 GPU: the single-GPU trainer
+# ---- 1 GPU: hgrid-worker --single-gpu, both modules on the one GPU
 # every_tenth FILE: the step lines of steps 1, N/10, 2N/10, ..., N.
 every_tenth() {
   awk -v n="$steps" '/step +[0-9]+ \| loss / {
@@ -95,7 +97,7 @@ loss_fell() {
 
 if [ "$mode" = single ]; then
   echo "== 1 GPU: the hetero layout needs 2 (encoder and LLM on disjoint GPUs), so the"
-  echo "   single-GPU trainer trains both modules on GPU 0, without gridd:"
+  echo "   workers' training step runs both modules on GPU 0, without gridd:"
   echo "   hgrid-worker --single-gpu --config $config --steps $steps"
   if [ "$dry_check" = 1 ]; then
     echo "   (HGRID_DEMO_DRY_RUN: its flags checked with --describe, no training)"
@@ -126,7 +128,8 @@ port=$(cat "$tmp/port")
 
 echo "== hgridctl submit --job demo ${layout[*]:-(the default layout)} ($world ranks)"
 "$bin/hgridctl" plan "${layout[@]}" | sed -n '2,3p'
-HGRID_TOKEN=$(ctl submit --job demo "${layout[@]}" 2>/dev/null)
+# shellcheck disable=SC2046 # config_flags prints separate flags
+HGRID_TOKEN=$(ctl submit --job demo "${layout[@]}" $(config_flags "$config") 2>/dev/null)
 export HGRID_TOKEN # the workers read it from the environment, out of ps's sight
 
 worker_flags=()
@@ -138,8 +141,9 @@ if [ "$mode" = train ]; then
   echo "   RANK=i LOCAL_RANK=i hgrid-worker --coordinator 127.0.0.1:$port --job demo" \
        "--use-launcher-rank --heartbeat-timeout $hb_timeout ${train_flags[*]}"
   if [ "$dry_check" = 1 ]; then
-    echo "   (HGRID_DEMO_DRY_RUN: --dry-run in place of ${train_flags[*]}: no GPU, no training)"
-    train_flags=(--dry-run)
+    echo "   (HGRID_DEMO_DRY_RUN: --dry-run --steps $steps in place of ${train_flags[*]}: no GPU,"
+    echo "   no training)"
+    train_flags=(--dry-run --steps "$steps" --step-ms 250)
   fi
   for i in $(seq 0 $((world - 1))); do
     RANK=$i LOCAL_RANK=$i "$bin/hgrid-worker" --coordinator "127.0.0.1:$port" --job demo \
@@ -182,6 +186,7 @@ wait_steps() {
   local now last=-1 since=$SECONDS
   while now=$(min_step) && [ "$now" -lt "$1" ]; do
     if a_worker_exited; then
+      [ "$(min_step)" -ge "$1" ] && return 0 # the job finished and released them
       echo "demo: a worker exited before every rank reached step $1" >&2
       return 1
     fi
@@ -197,12 +202,13 @@ wait_steps() {
 status=0
 if [ "$mode" = train ]; then
   echo
-  echo "== hgridctl watch demo (every second until the job ends)"
+  echo "== hgridctl watch demo (every second until the job ends: every rank reports done"
+  echo "   after its last step, then gridd finishes the job and releases the workers)"
   ctl watch demo --interval 1 &
   watch_pid=$!
   wait_steps "$steps" || status=1
-  sleep 1.2 # one more view of the final state (or of what the failure left)
-  ctl cancel demo >/dev/null
+  [ "$status" -eq 0 ] && { ctl wait demo --timeout 60 >/dev/null || status=1; }
+  [ "$status" -eq 0 ] || ctl cancel demo >/dev/null
   wait "$watch_pid" || status=1
   watch_pid=""
   if [ "$status" -ne 0 ]; then

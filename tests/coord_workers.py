@@ -215,11 +215,11 @@ def run(port, sock, workers):
     rc = bad.wait()
     check(rc not in (0, None) and "nosuchjob" in bad.err_text(), f"unknown job refused: {bad.err_text()}")
     r = subprocess.run([f"{BIN}/hgrid-worker", "--coordinator", "127.0.0.1:1", "--job", "j", "--token", "t",
-                        "--dry-run"], capture_output=True, text=True, timeout=20)
+                        "--dry-run", "--connect-timeout", "0"], capture_output=True, text=True, timeout=20)
     check(r.returncode == 1 and "127.0.0.1:1" in r.stderr and r.stderr.count("\n") == 1,
           f"unreachable gridd: one line naming the address: {r.stderr!r}")
-    r = subprocess.run([f"{BIN}/hgrid-worker", "--coordinator", "127.0.0.1:1", "--job", "j", "--token", "t"],
-                       capture_output=True, text=True, timeout=20)
+    r = subprocess.run([f"{BIN}/hgrid-worker", "--coordinator", "127.0.0.1:1", "--job", "j", "--token", "t",
+                        "--connect-timeout", "0"], capture_output=True, text=True, timeout=20)
     # without --dry-run the worker opens its GPU first: here (no GPU, or no
     # gridd at 127.0.0.1:1) that fails with one line and exit 1
     check(r.returncode == 1 and r.stderr.count("\n") == 1 and
@@ -323,6 +323,44 @@ def run(port, sock, workers):
     last = out.strip().splitlines()[-1] if out.strip() else ""
     check(swarm.returncode == 0 and last.startswith("workers=256 groups=244 rendezvous_s=")
           and last.endswith("gridd_rss_kib=0"), f"swarm of 256: exit {swarm.returncode}, {last!r}, {err.strip()[-500:]}")
+
+    # ---- issue 17's layouts from one swarm each, every assignment checked:
+    # colocated (each rank in both modules, ids for both) and two encoders
+    # (a bridge each; the llm leaders in both).
+    for job, workers, hosts, layout in (
+            ("swarm-co", 64, 8, ["--mimo-layout", "colocated", "--encoder-tp", "2", "--encoder-dp", "32",
+                                 "--llm-tp", "4", "--llm-dp", "16", "--micro-batch-size", "2"]),
+            ("swarm-enc", 48, 6, ["--encoder", "vision:tp=2,dp=8", "--encoder", "audio:tp=1,dp=16",
+                                  "--llm-offset", "32", "--llm-tp", "2", "--llm-dp", "8",
+                                  "--micro-batch-size", "2"])):
+        plan = json.loads(subprocess.run([f"{BIN}/hgridctl", "plan", "--json", *layout],
+                                         capture_output=True, text=True).stdout)
+        ctl(sock, "submit", "--job", job, "--token", "tok-" + job, *layout)
+        swarm = subprocess.Popen([f"{BIN}/hgrid-swarm", "--coordinator", f"127.0.0.1:{port}", "--job", job,
+                                  "--token", "tok-" + job, "--workers", str(workers), "--hosts", str(hosts),
+                                  "--wait-release"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        info = wait_state(sock, job, "running", timeout=60)
+        check(info["state"] == "running" and len(info["workers"]) == workers,
+              f"{job} running: {info['state']}")
+        ctl(sock, "cancel", job)
+        out, err = swarm.communicate(timeout=60)
+        last = out.strip().splitlines()[-1] if out.strip() else ""
+        # every canonical group of size > 1 of every module, plus a bridge per encoder
+        want = sum(len(groups) for m in plan["modules"] for kind, groups in m["groups"].items()
+                   if len(groups[0]) > 1 and kind in distinct_kinds(m)) + len(plan.get("bridges", []))
+        check(swarm.returncode == 0 and last.startswith(f"workers={workers} groups={want} "),
+              f"{job}: exit {swarm.returncode}, {last!r} (want {want} groups), {err.strip()[-500:]}")
+
+
+def distinct_kinds(module):
+    """Kinds whose groups differ from every earlier kind's (one communicator each)."""
+    seen, out = [], set()
+    for kind, groups in module["groups"].items():
+        if groups not in seen:
+            seen.append(groups)
+            out.add(kind)
+    return out
 
 if __name__ == "__main__":
     sys.exit(main())

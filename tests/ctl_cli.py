@@ -25,7 +25,7 @@ WORKER = os.path.join(d.BIN, "hgrid-worker")
 LAYOUT = ["--encoder-tp", "2", "--encoder-dp", "2", "--llm-tp", "2", "--llm-pp", "2",
           "--llm-dp", "1", "--micro-batch-size", "2"]
 JOB_HEAD = ["job", "state", "generation", "world_size"]
-WATCH_KEYS = JOB_HEAD + ["joined", "modules", "workers"]
+WATCH_KEYS = JOB_HEAD + ["joined", "ended_unix_ms", "reason", "modules", "workers"]
 WATCH_WORKER = ["rank", "module", "host", "device", "state", "step", "loss", "tokens_per_s",
                 "step_time_s", "last_heartbeat_ms", "self_test"]
 
@@ -128,10 +128,12 @@ def test_json_and_grid(g, tmp, procs):
     rc, out, _ = ctl(g, "list", "--json")
     lst = one_object(out, "list --json")
     d.check(ctl(g, "--json", "list") == (0, out, ""), "--json before the command")
-    d.check(rc == 0 and list(lst) == ["jobs"] and sorted(j["job"] for j in lst["jobs"])
-            == ["given", "grid"] and all(list(j) == JOB_HEAD + ["joined"] for j in lst["jobs"])
-            and all(j["joined"] == 0 and j["state"] == "waiting" for j in lst["jobs"]),
-            "list --json: %r" % lst)
+    live = [j for j in lst["jobs"] if j["ended_unix_ms"] is None]  # ended ones stay listed a while
+    d.check(rc == 0 and list(lst) == ["jobs"] and sorted(j["job"] for j in live)
+            == ["given", "grid"] and all(list(j) == JOB_HEAD + ["joined", "ended_unix_ms", "reason"]
+                                         for j in lst["jobs"])
+            and all(j["joined"] == 0 and j["state"] == "waiting" and j["reason"] == ""
+                    for j in live), "list --json: %r" % lst)
 
     # The job's token from submit --json lets the workers in: 4 on a host
     # named by HGRID_HOSTNAME, 4 on one named by --host.
@@ -195,18 +197,19 @@ def test_json_and_grid(g, tmp, procs):
                 and all(w["self_test"] == [] for w in obj["workers"]),
                 "%s --json keys: %s" % (what, list(obj)))
 
-    # watch --json streams one object per line and ends with the job.
+    # watch --json streams one object per line and ends with the job's last view.
     proc = subprocess.Popen([d.CTL, "--socket", g.sock, "watch", "grid", "--json", "--interval",
                              "0.1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     first_lines = [proc.stdout.readline() for _ in range(3)]
     rc, out, _ = ctl(g, "cancel", "grid", "--json")
     d.check(rc == 0 and one_object(out, "cancel --json") == {
-        "job": "grid", "state": "cancelled", "message": "job grid cancelled"}, "cancel --json")
+        "job": "grid", "state": "cancelled",
+        "message": "job grid cancelled; its workers were released"}, "cancel --json")
     rest = proc.stdout.read().splitlines()
     rc = proc.wait(timeout=10)
     objs = [json.loads(l) for l in first_lines + rest]
-    d.check(rc == 0 and all(list(o) == WATCH_KEYS for o in objs[:-1]) and len(objs) >= 4
-            and objs[-1] == {"job": "grid", "state": "ended"},
+    d.check(rc == 0 and all(list(o) == WATCH_KEYS for o in objs) and len(objs) >= 4
+            and objs[-1]["state"] == "cancelled",
             "watch --json: %d lines, keys %s, last %s" % (len(objs), list(objs[0]), objs[-1]))
     d.check(ctl(g, "cancel", "given")[0] == 0, "cancel given")
 
@@ -304,7 +307,7 @@ def test_errors(g, tmp):
                  ["hgridctl: invalid layout: --world-size 5 does not match"])
     d.check(ctl(g, "submit", "--job", "dup", "--token", "t")[0] == 0, "submit dup")
     expect_error(sock + ["submit", "--job", "dup", "--token", "t"], 1, "job_exists",
-                 ["job dup exists; cancel it first or pick another name"])
+                 ["job dup exists (waiting); cancel it first or pick another name"])
     d.check(ctl(g, "cancel", "dup")[0] == 0, "cancel dup")
     expect_error(sock + ["submit", "--job", "bad name!", "--token", "t"], 2, "usage",
                  ["--job 'bad name!': job names are 1-64 bytes of letters, digits, '.', '_' and "

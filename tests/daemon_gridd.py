@@ -313,12 +313,43 @@ def test_control(g):
     check(code == 1 and "no job named 'nope'" in err, "show unknown: %d %r" % (code, err))
     code, out, err = g.ctl("cancel", "ctl-a")
     check(code == 0 and "cancelled" in out, "cancel: %d %r" % (code, err))
+    code, out, err = g.ctl("cancel", "ctl-a")  # kept as cancelled: a second cancel removes it
+    check(code == 0 and "had ended (cancelled); removed" in out, "cancel twice: %d %r" % (code, out))
     code, out, err = g.ctl("cancel", "ctl-a")
-    check(code == 1, "cancel twice: %d" % code)
+    check(code == 1, "cancel thrice: %d" % code)
     check(g.ctl("cancel", "ctl-b")[0] == 0, "cancel ctl-b")
     for cmd in ("submit", "list", "show", "status", "cancel"):
         code, out, _ = g.ctl(cmd, "--help")
         check(code == 0 and "usage: hgridctl " + cmd in out, "%s --help" % cmd)
+    # gridd refuses at submit, with the engine's own line, every shape its
+    # workers would refuse (a submit that bypasses hgridctl's check).
+    for flags, fields in ((["--seq-length", "200"], {6: 200}), (["--vocab-size", "10"], {5: 10}),
+                          (["--num-layers", "1000000000"], {1: 10 ** 9}),
+                          (["--image-size", "65537", "--patch-size", "1"], {12: 65537, 13: 1})):
+        model = {1: 12, 2: 768, 3: 12, 5: 32000, 6: 1024, 8: 2, 9: 12, 10: 384, 11: 6, 12: 224,
+                 13: 16}
+        model.update(fields)
+        layout = b"".join(fv(k, v) for k, v in ((1, 2), (2, 2), (3, 2), (4, 1), (5, 1), (6, 2),
+                                                (7, 1), (8, 1), (11, 1)))
+        layout += fb(13, b"".join(fv(k, v) for k, v in sorted(model.items())))
+        raw = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        raw.connect(g.sock)
+        body = fv(1, 2) + fb(30, fb(1, "raw-shape") + fb(2, "t") + fb(3, layout))
+        raw.sendall(struct.pack(">I", len(body)) + body)
+        raw.settimeout(5)
+        reply = b""
+        while len(reply) < 4 or len(reply) < 4 + struct.unpack(">I", reply[:4])[0]:
+            chunk = raw.recv(65536)
+            if not chunk:
+                break
+            reply += chunk
+        raw.close()
+        env = parse(reply[4:])
+        err = parse(one(env, 20, b""))
+        why = subprocess.run([CTL, "plan", *flags], capture_output=True, text=True).stderr.strip()
+        why = why.replace("hgridctl: invalid layout: ", "")
+        check(one(err, 1) == 10 and why and one(err, 2, b"").decode().endswith(why),
+              "raw submit %s: gridd says %r, plan says %r" % (flags, one(err, 2, b""), why))
     # A control client that never reads its replies is dropped, not buffered forever.
     greedy = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     greedy.connect(g.sock)
@@ -398,7 +429,9 @@ def test_workers(g, tmp):
     check(code == "RANK_REFUSED" and "rank 8" in msg, "out-of-range rank: %s %s" % (code, msg))
     p = Peer(g.port)
     p.hello("nojob", token, "node-a", 0)
-    check(p.error()[0] == "UNKNOWN_JOB", "unknown job")
+    code, msg, _ = p.error()
+    check(code == "BAD_TOKEN" and "unknown job 'nojob' or wrong token" in msg,
+          "an unknown job gets a wrong token's answer: %s %s" % (code, msg))
 
     # 8 workers, 2 hosts, joining interleaved: tp groups stay on their host.
     order = [("node-a", 3), ("node-b", 0), ("node-a", 0), ("node-b", 3), ("node-a", 1),

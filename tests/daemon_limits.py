@@ -72,17 +72,28 @@ def main():
     check(g.ctl("cancel", "j2")[0] == 0, "cancel j2")
     check(g.submit("j4")[0] == 0, "a cancel makes room for j4")
     check(g.submit("j5")[0] == 1, "and the limit holds again")
-    # A submit gridd cannot save is refused, not acknowledged (the temporary
-    # file's name is taken by a directory, which no write can replace).
-    blocker = os.path.join(state, "gridd.state.tmp")
-    os.mkdir(blocker)
-    check(g.ctl("cancel", "j1")[0] == 0, "cancel j1 (its save fails: logged)")
+    # A submit or cancel gridd cannot save is refused, not acknowledged (the
+    # state file's place is taken by a non-empty directory: no rename replaces it).
+    check(g.ctl("cancel", "j1")[0] == 0, "cancel j1")
+    path = os.path.join(state, "gridd.state")
+    os.rename(path, path + ".aside")
+    os.mkdir(path)
+    open(os.path.join(path, "x"), "w").close()
+    code, _, err = g.ctl("cancel", "j3")
+    check(code == 1 and "not cancelled" in err, f"an unsaved cancel is refused: {err!r}")
     code, _, err = g.submit("j6")
     check(code == 1 and "cannot save its state" in err and "not submitted" in err and err.count("\n") == 1,
           f"an unsaved submit is refused: {err!r}")
-    check("j6" not in g.jobs(), "the refused job is not held")
-    os.rmdir(blocker)
+    code, _, err = g.ctl("cancel", "j1")
+    check(code == 1 and "not removed" in err and err.count("\n") == 1,
+          f"an unsaved removal of the ended j1 is refused: {err!r}")
+    # j1, cancelled, stays listed: the refused submit dropped no ended job either.
+    check(g.jobs() == ["j1", "j3", "j4"], f"the refused changes are not held: {g.jobs()}")
+    os.unlink(os.path.join(path, "x"))
+    os.rmdir(path)
+    os.rename(path + ".aside", path)
     check(g.submit("j6")[0] == 0, "submit j6 once the state can be saved")
+    check(g.jobs() == ["j3", "j4", "j6"], f"j6 took the place of the ended j1: {g.jobs()}")
     g.stop()
     log = open(os.path.join(tmp, "gridd.log")).read()
     check("cannot save state:" in log and "a restart would lose this change" in log,

@@ -219,8 +219,10 @@ def test_values(g):
     g.ctl("cancel", "swarm")
     check(swarm.wait(timeout=60) == 0, "swarm released")
     s = wait_metric(g, lambda s: val(s, "gridd_workers_joined") == 4, "swarm gone")
-    check(val(s, "gridd_jobs", state="running") == 1 and ("gridd_job_generation", (("job", "swarm"),)) not in s,
-          "a cancelled job's series go with it")
+    check(val(s, "gridd_jobs", state="running") == 1 and val(s, "gridd_jobs", state="cancelled") == 1
+          and ("gridd_job_generation", (("job", "swarm"),)) in s
+          and val(s, "gridd_jobs_ended_total", outcome="cancelled") == 1,
+          "a cancelled job stays listed (--keep-finished) and is counted")
 
     # A frozen worker: heartbeat timeout, generation aborted; a replacement
     # starts generation 2 and is the one new join.
@@ -334,8 +336,9 @@ def test_quiet_log(g, tokens):
                  "gridd: notice job=demo gen=0 ranks assigned hosts=2",
                  "gridd: notice job=demo gen=1 generation running ready=4",
                  "gridd: warn job=demo gen=1 generation aborted reason=",
-                 "gridd: warn refused peer=127.0.0.1:",
-                 "gridd: notice job=demo gen=2 job cancelled released=4",
+                 "connections before an accepted Hello or control request (last: peer=127.0.0.1:",
+                 "gridd: notice job=demo gen=2 job cancelled reason=\"cancelled by hgridctl cancel\" "
+                 "generation=2 released=4",
                  "gridd: notice stopped"]:
         check(want in text, f"log has {want!r}")
     check(re.search(r'gridd: warn job=demo rank=\d gen=1 worker lost host=node-1 device=1 joined=3/4 '
@@ -353,7 +356,8 @@ def test_verbose_logs(tmp):
     g.ctl("cancel", "v")
     check([w.wait(timeout=30) for w in ws] == [0, 0], "-v workers released")
     errs = "".join(w.stderr.read() for w in ws)
-    check(re.search(r"^hgrid-worker: notice job=v rank=[01] gen=1 host=host-v device=[01] released: job cancelled$",
+    check(re.search(r"^hgrid-worker: notice job=v rank=[01] gen=1 host=host-v device=[01] released: job "
+                    r"cancelled: cancelled by hgridctl cancel; exiting 0$",
                     errs, re.M), f"worker event line: {errs!r}")
     g.stop("-v gridd")
     text = g.log_text()

@@ -48,11 +48,12 @@ check() {
   [ "$(grep -c ': job demo generation 1: rank .*, encoder ' "$out")" -eq "$enc" ] &&
     [ "$(grep -c ': job demo generation 1: rank .*, llm ' "$out")" -eq "$llm" ] ||
     fail "$gpus GPUs: not $enc encoder and $llm llm assignments"
-  # watch's last view before the end: every rank ready at step 4 or later.
-  awk '/^job demo: running/ {n = 0} /^ +[0-9]+  (encoder|llm) .* ready +[0-9]+ / && $5 >= 4 {n++}
-       /^job demo ended/ {ended = 1; exit} END {exit !(ended && n == w)}' w="$world" "$out" ||
-    fail "$gpus GPUs: watch's last view does not show $world ranks ready at step 4"
-  has "$out" "job demo ended: gridd no longer holds it" "$gpus GPUs: watch ends with the job"
+  # watch's last view: the job finished by itself, every rank done at step 4.
+  awk '/^job demo: / {n = 0; ended = /^job demo: finished/}
+       /^ +[0-9]+  (encoder|llm) .* done +[0-9]+ / && $5 == 4 {n++}
+       END {exit !(ended && n == w)}' w="$world" "$out" ||
+    fail "$gpus GPUs: watch's last view does not show the job finished, $world ranks done at step 4"
+  has "$out" "finished at " "$gpus GPUs: watch ends with the job's outcome"
   has "$out" "every worker was released and exited 0" "$gpus GPUs"
 }
 check 2 "--encoder-tp 1 --encoder-dp 1 --llm-tp 1 --llm-dp 1 --micro-batch-size 16 --global-batch-size 16" 1 1

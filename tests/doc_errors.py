@@ -5,8 +5,8 @@ every error message a user can meet, taken from the sources, must match a
 (%s, %d, ...) as a word of its own that names the value (NAME, REASON, ...).
 
 The messages: string literals (adjacent ones joined) that start with a
-program's prefix ("gridd: ", "hgrid-worker: ", "hgridctl: ", "hgrid-swarm: ",
-"hgrid-train: ") and the messages gridd sends workers and hgridctl
+program's prefix ("gridd: ", "hgrid-worker: ", "hgridctl: ", "hgrid-swarm: ")
+and the messages gridd sends workers and hgridctl
 (conn_fail, reply_error, refusal texts) and libhgrid's hgrid_fail texts,
 which the programs print after their prefix. Pure pass-through formats
 ("gridd: %s") and layout validation messages (they name the flags at
@@ -21,14 +21,15 @@ import sys
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 SOURCE_DIRS = ["daemon", "daemon/core", "libhgrid", "ctl", "worker", "tools/swarm", "wire",
-               "train", "model", "util"]
+               "train", "util"]
 PROGRAMS = ["gridd", "hgrid-worker", "hgridctl", "hgrid-swarm"]
-PREFIX = re.compile(r"^(gridd|hgrid-worker|hgridctl|hgrid-swarm|hgrid-train|hgrid): ")
+PREFIX = re.compile(r"^(gridd|hgrid-worker|hgridctl|hgrid-swarm|hgrid): ")
 # Calls whose format argument is an error message a user reads.
 CALLS = re.compile(r"\b(conn_fail|reply_error|hgrid_fail|usage_error|refuse\(|errlen,|snprintf\((?:err|message|why|w->error),)")
 DIRECTIVE = re.compile(r"%[-+ #0]*(?:\d+|\*)?(?:\.(?:\d+|\*))?(?:hh|h|ll|l|z|j|t)?[diouxXeEfgGcsp]")
 # Replies that are not errors.
-NOT_ERRORS = {"job %s submitted: waiting for %d workers", "job %s cancelled"}
+NOT_ERRORS = {"job %s submitted: waiting for %d workers", "job %s cancelled; its workers were released",
+              "job %s had ended (%s); removed"}
 LITERALS = re.compile(r'(?:"(?:[^"\\\n]|\\.)*"\s*)+')
 
 

@@ -28,7 +28,6 @@ install_to() {
 stage=$tmp/stage
 install_to DESTDIR="$stage" PREFIX=/opt/hgrid
 programs="gridd hgrid-worker hgridctl hgrid-swarm"
-[ -x "${HGRID_BIN:-bin}/hgrid-train" ] && programs="$programs hgrid-train" # built where nvcc is
 for f in $programs hgrid-srun hgrid-torchrun hgrid-ssh; do
   f=bin/$f
   [ -x "$stage/opt/hgrid/$f" ] && ok || fail "DESTDIR: $f missing or not executable"

@@ -89,7 +89,7 @@ def run(tmp):
     # From a worker's namespace gridd is only at its bridge address.
     r = subprocess.run(["ip", "netns", "exec", HOSTS[0][0], WORKER, "--coordinator",
                         f"127.0.0.1:{port}", "--job", "apart", "--token", token, "--dry-run",
-                        "--reconnect-timeout", "0", "--assign-timeout", "2"],
+                        "--connect-timeout", "0", "--assign-timeout", "2"],
                        capture_output=True, text=True, timeout=60)
     check(r.returncode != 0, f"no gridd on loopback from a worker's namespace: {r.returncode}")
     gridd.send_signal(signal.SIGTERM)

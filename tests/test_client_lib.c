@@ -1,6 +1,7 @@
 // libhgrid against a scripted gridd in the same thread: mint, assignment
 // checks against the layout engine, accessors, ready/heartbeat, abort,
-// release, refusal, assignments that must be refused, and reconnecting.
+// release, refusal, assignments that must be refused, reconnecting, the
+// end of a job (Done, Failure, outcomes) and coordinator addresses.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -60,12 +61,14 @@ static void group_id(int module, int kind, int index, uint8_t *id)
 // rank's own, in mint order) placed in the groups it leads.
 typedef struct {
     Hgrid__Assignment a;
-    Hgrid__Layout layout;
-    Hgrid__ModelConfig model;
+    wire_layout layout;
     Hgrid__Coordinates coords;
     Hgrid__Group groups[ASSIGN_MAX_GROUPS], *gp[ASSIGN_MAX_GROUPS];
     uint8_t ids[ASSIGN_MAX_GROUPS][ASSIGN_ID_BYTES];
     Hgrid__BridgePeer peers[64], *pp[64];
+    Hgrid__ModuleAssignment colocated, *colocated_ptr;
+    Hgrid__Coordinates colocated_coords;
+    char names[ASSIGN_MAX_GROUPS][HG_GROUP_NAME_LEN];
 } built_assignment;
 
 static void build(built_assignment *b, const assign_ref *ref, int rank, uint64_t generation,
@@ -73,17 +76,18 @@ static void build(built_assignment *b, const assign_ref *ref, int rank, uint64_t
 {
     const hg_plan *p = &ref->plan;
     hgrid__assignment__init(&b->a);
-    wire_layout_from_spec(&p->spec, &b->layout, &b->model);
+    wire_layout_from_spec(&p->spec, &b->layout);
     hgrid__coordinates__init(&b->coords);
     hg_coords c;
     hg_rank_coords(p, rank, &c);
     b->coords = (Hgrid__Coordinates){b->coords.base, c.tp, c.cp, c.dp, c.pp, c.ep, c.expt_tp,
                                      c.expt_dp};
     b->a.generation = generation;
-    b->a.layout = &b->layout;
+    b->a.layout = &b->layout.layout;
     b->a.rank = (uint32_t)rank;
     b->a.world_size = (uint32_t)p->world_size;
     b->a.module = (Hgrid__Module)c.module;
+    b->a.module_index = (uint32_t)c.module_index;
     b->a.coordinates = &b->coords;
     b->a.job = "unit";
     assign_group want[ASSIGN_MAX_GROUPS];
@@ -91,12 +95,13 @@ static void build(built_assignment *b, const assign_ref *ref, int rank, uint64_t
     int led = assign_mint_plan(ref, rank, which);
     for (int i = 0; i < n; i++) {
         hgrid__group__init(&b->groups[i]);
-        b->groups[i].name = (char *)(want[i].kind == ASSIGN_BRIDGE ? "bridge"
-                                                                   : hg_group_name(want[i].kind));
+        hg_rank_group rg = {want[i].kind, want[i].bridge, want[i].canonical, want[i].index,
+                            want[i].size, want[i].rank_in_group};
+        b->groups[i].name = (char *)hg_rank_group_name(p, &rg, b->names[i], sizeof b->names[i]);
         b->groups[i].size = (uint32_t)want[i].size;
         b->groups[i].rank_in_group = (uint32_t)want[i].rank_in_group;
         b->groups[i].index = (uint32_t)want[i].index;
-        group_id((int)c.module, want[i].canonical, want[i].index, b->ids[i]);
+        group_id(want[i].module_index, want[i].canonical, want[i].index, b->ids[i]);
         for (int m = 0; minted && m < led; m++)
             if (want[which[m]].canonical == want[i].canonical)
                 memcpy(b->ids[i], minted + m * ASSIGN_ID_BYTES, ASSIGN_ID_BYTES);
@@ -104,18 +109,38 @@ static void build(built_assignment *b, const assign_ref *ref, int rank, uint64_t
         b->groups[i].nccl_id = (ProtobufCBinaryData){carries ? ASSIGN_ID_BYTES : 0, b->ids[i]};
         b->gp[i] = &b->groups[i];
     }
-    b->a.n_groups = (size_t)n;
+    // A colocated rank: the first module's groups, then the llm's in colocated_modules.
+    int first = 0;
+    while (first < n && want[first].module_index == want[0].module_index)
+        first++;
+    b->a.n_groups = (size_t)first;
     b->a.groups = b->gp;
+    if (first < n) {
+        hg_coords lc;
+        hg_module_coords(&p->modules[want[first].module_index], rank, &lc);
+        hgrid__coordinates__init(&b->colocated_coords);
+        b->colocated_coords = (Hgrid__Coordinates){b->colocated_coords.base, lc.tp, lc.cp, lc.dp,
+                                                   lc.pp, lc.ep, lc.expt_tp, lc.expt_dp};
+        hgrid__module_assignment__init(&b->colocated);
+        b->colocated.module_index = (uint32_t)want[first].module_index;
+        b->colocated.module = (Hgrid__Module)lc.module;
+        b->colocated.coordinates = &b->colocated_coords;
+        b->colocated.n_groups = (size_t)(n - first);
+        b->colocated.groups = b->gp + first;
+        b->colocated_ptr = &b->colocated;
+        b->a.n_colocated_modules = 1;
+        b->a.colocated_modules = &b->colocated_ptr;
+    }
     size_t np = 0;
-    for (int e = 0; hg_plan_has_bridge(p) && e < hg_bridge_num_edges(p); e++) {
+    for (int e = 0; hg_plan_has_bridge(p) && e < hg_bridge_num_edges(p, 0); e++) {
         int enc, llm;
-        hg_bridge_edge(p, e, &enc, &llm);
+        hg_bridge_edge(p, 0, e, &enc, &llm);
         if (enc != rank && llm != rank)
             continue;
         int peer = enc == rank ? llm : enc;
         hgrid__bridge_peer__init(&b->peers[np]);
         b->peers[np].rank = (uint32_t)peer;
-        b->peers[np].rank_in_bridge = (uint32_t)hg_bridge_index_of_rank(p, peer);
+        b->peers[np].rank_in_bridge = (uint32_t)hg_bridge_index_of_rank(p, 0, peer);
         b->peers[np].send = enc == rank;
         b->pp[np] = &b->peers[np];
         np++;
@@ -145,19 +170,24 @@ static void send_mint_request(fake_gridd *g, uint64_t generation, int count)
     fake_send(g, &env);
 }
 
+static void ref_of(assign_ref *ref, const hg_layout_spec *spec_in)
+{
+    hg_layout_spec spec = *spec_in;
+    wire_layout l;
+    wire_layout_from_spec(&spec, &l);
+    char err[256];
+    if (assign_ref_build(ref, &l.layout, err, sizeof err)) {
+        fprintf(stderr, "test_client_lib: %s\n", err);
+        exit(1);
+    }
+}
+
 static void plan_of(assign_ref *ref, int llm_pp)
 {
     hg_layout_spec spec;
     hg_layout_spec_defaults(&spec);
     spec.llm_pp = llm_pp;
-    Hgrid__Layout l;
-    Hgrid__ModelConfig m;
-    wire_layout_from_spec(&spec, &l, &m);
-    char err[256];
-    if (assign_ref_build(ref, &l, err, sizeof err)) {
-        fprintf(stderr, "test_client_lib: %s\n", err);
-        exit(1);
-    }
+    ref_of(ref, &spec);
 }
 
 // A vanished gridd host is noticed: limits on unacknowledged data and on
@@ -292,6 +322,39 @@ static void test_member_accessors(fake_gridd *g)
 
 // Rank 0 of the default layout leads groups: it mints, and its ids must
 // come back in the groups it leads.
+// A colocated rank holds both modules: its encoder coordinates and groups,
+// then the llm's (hgrid_coords_at(w, 1), groups "llm.tp", ...).
+static void test_colocated(fake_gridd *g)
+{
+    assign_ref ref;
+    hg_layout_spec spec;
+    hg_layout_spec_defaults(&spec); // encoder 2x2, llm tp 2 dp 2: 4 ranks, colocated
+    spec.colocated = true;
+    ref_of(&ref, &spec);
+    hgrid_worker *w = join(g, 3);
+    built_assignment b;
+    build(&b, &ref, 3, 1, NULL);
+    CHECK_EQ(b.a.n_colocated_modules, 1);
+    send_assignment(g, &b);
+    int st = hgrid_wait_assignment(w, 2000);
+    CHECK(st == HGRID_OK, "colocated: status %d: %s", st, hgrid_error(w));
+    CHECK_EQ(hgrid_num_modules(w), 2);
+    CHECK(hgrid_coords_at(w, 0)->module == HG_MODULE_ENCODER &&
+              hgrid_coords_at(w, 1)->module == HG_MODULE_LLM && !hgrid_coords_at(w, 2),
+          "colocated rank 3: encoder, then llm");
+    const hgrid_group *etp = hgrid_group_find(w, "tp"), *ltp = hgrid_group_find(w, "llm.tp");
+    CHECK(etp && ltp && etp->members[0] == 2 && ltp->members[0] == 2 && ltp->rank_in_group == 1,
+          "colocated groups tp and llm.tp");
+    CHECK(!hgrid_group_find(w, "bridge"), "colocated: no bridge");
+    // An Assignment that leaves out the second module is refused.
+    b.a.n_colocated_modules = 0;
+    send_assignment(g, &b);
+    st = hgrid_wait_assignment(w, 2000);
+    CHECK(st == HGRID_ERR_MISMATCH && strstr(hgrid_error(w), "0 colocated modules, the engine says 1"),
+          "colocated module missing: %d %s", st, hgrid_error(w));
+    part(w, g);
+}
+
 static void test_leader_mints(fake_gridd *g, bool relay_right)
 {
     assign_ref ref;
@@ -371,6 +434,25 @@ static void test_mismatch(fake_gridd *g)
     send_assignment(g, &b);
     CHECK_EQ(hgrid_wait_assignment(w, 2000), HGRID_ERR_MISMATCH);
     CHECK(strstr(hgrid_error(w), "group dp_cp carries a 128-byte id, expected 0") != NULL, "%s",
+          hgrid_error(w));
+    part(w, g);
+}
+
+// Issue 18.12: a MintRequest while a generation runs (no Abort before it)
+// is refused, not obeyed.
+static void test_mint_mid_generation(fake_gridd *g)
+{
+    assign_ref ref;
+    plan_of(&ref, 2);
+    hgrid_worker *w = join(g, 11);
+    built_assignment b;
+    build(&b, &ref, 11, 1, NULL);
+    send_assignment(g, &b);
+    CHECK_EQ(hgrid_wait_assignment(w, 2000), HGRID_OK);
+    send_mint_request(g, 2, 3);
+    usleep(50000);
+    CHECK_EQ(hgrid_poll(w), HGRID_ERR_IO);
+    CHECK(strstr(hgrid_error(w), "ids of generation 2 while generation 1 runs") != NULL, "%s",
           hgrid_error(w));
     part(w, g);
 }
@@ -566,19 +648,123 @@ static void test_defaults(void)
     CHECK_EQ(hgrid_launcher_rank(), 11);
 }
 
+static void send_release(fake_gridd *g, const char *reason, Hgrid__Outcome outcome)
+{
+    Hgrid__Release rel = HGRID__RELEASE__INIT;
+    rel.reason = (char *)reason;
+    rel.outcome = outcome;
+    Hgrid__Envelope out;
+    wire_envelope_init(&out);
+    out.msg_case = HGRID__ENVELOPE__MSG_RELEASE;
+    out.release = &rel;
+    fake_send(g, &out);
+}
+
+// The end of a job: a heartbeat without a loss, Done with the generation
+// and step, heartbeats while waiting for the end, the outcome of Release;
+// Failure with its reason and retry.
+static void test_job_end(fake_gridd *g)
+{
+    assign_ref ref;
+    plan_of(&ref, 2);
+    hgrid_worker *w = join(g, 11);
+    built_assignment b;
+    build(&b, &ref, 11, 3, NULL);
+    send_assignment(g, &b);
+    CHECK_EQ(hgrid_wait_assignment(w, 2000), HGRID_OK);
+    CHECK_EQ(hgrid_done(w, 9), HGRID_ERR_STATE); // not Ready yet
+    CHECK_EQ(hgrid_ready(w), HGRID_OK);
+    CHECK_EQ(hgrid_heartbeat(w, 9, HGRID_NO_LOSS, 50.0f), HGRID_OK);
+    CHECK_EQ(hgrid_wait_end(w, 50, 10), HGRID_ERR_STATE); // before hgrid_done
+    CHECK_EQ(hgrid_done(w, 9), HGRID_OK);
+    Hgrid__Envelope *env = fake_recv(g);
+    CHECK(env && env->msg_case == HGRID__ENVELOPE__MSG_READY, "ready");
+    wire_free_envelope(env);
+    env = fake_recv(g);
+    CHECK(env && env->msg_case == HGRID__ENVELOPE__MSG_HEARTBEAT && env->heartbeat->no_loss &&
+              env->heartbeat->loss == 0 && env->heartbeat->throughput == 50.0f,
+          "a heartbeat without a loss says so");
+    wire_free_envelope(env);
+    env = fake_recv(g);
+    CHECK(env && env->msg_case == HGRID__ENVELOPE__MSG_DONE && env->done->generation == 3 &&
+              env->done->step == 9, "Done(generation 3, step 9)");
+    wire_free_envelope(env);
+    CHECK_EQ(hgrid_wait_end(w, 20, 150), HGRID_ERR_TIMEOUT);
+    int beats = 0;
+    char err[256];
+    while ((env = wire_recv(g->fd, WIRE_DEFAULT_MAX_FRAME, 100, err, sizeof err))) {
+        beats += env->msg_case == HGRID__ENVELOPE__MSG_HEARTBEAT && env->heartbeat->step == 9 &&
+                 env->heartbeat->no_loss;
+        wire_free_envelope(env);
+    }
+    CHECK(beats >= 3, "waiting for the end, the last progress is repeated (%d beats)", beats);
+    CHECK_EQ(hgrid_job_outcome(w), HGRID_OUTCOME_NONE);
+    send_release(g, "every rank finished its training (12 ranks)", HGRID__OUTCOME__OUTCOME_FINISHED);
+    CHECK_EQ(hgrid_wait_end(w, 20, 2000), HGRID_RELEASED);
+    CHECK_EQ(hgrid_job_outcome(w), HGRID_OUTCOME_FINISHED);
+    part(w, g);
+
+    w = join(g, 11);
+    build(&b, &ref, 11, 4, NULL);
+    send_assignment(g, &b);
+    CHECK_EQ(hgrid_wait_assignment(w, 2000), HGRID_OK);
+    CHECK_EQ(hgrid_report_failure(w, "checkpoint missing", false), HGRID_OK);
+    env = fake_recv(g);
+    CHECK(env && env->msg_case == HGRID__ENVELOPE__MSG_FAILURE && env->failure->generation == 4 &&
+              !strcmp(env->failure->reason, "checkpoint missing") && !env->failure->retry,
+          "Failure(generation 4, reason, no retry)");
+    wire_free_envelope(env);
+    send_release(g, "rank 11 (node-a/3) failed: checkpoint missing", HGRID__OUTCOME__OUTCOME_FAILED);
+    usleep(50000);
+    CHECK_EQ(hgrid_poll(w), HGRID_RELEASED);
+    CHECK_EQ(hgrid_job_outcome(w), HGRID_OUTCOME_FAILED);
+    part(w, g);
+}
+
+// Coordinator addresses: the port defaults to 7420 (hgrid-worker
+// --coordinator HOST); malformed ones are refused.
+static void test_split_coordinator(void)
+{
+    static const struct {
+        const char *addr, *host, *port;
+    } ok[] = {{"head:7421", "head", "7421"}, {"head", "head", "7420"},
+              {"10.0.0.1", "10.0.0.1", "7420"}, {"[::1]:9", "::1", "9"},
+              {"[fe80::1]", "fe80::1", "7420"}, {"fe80::1", "fe80::1", "7420"}};
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        char host[64] = "", port[8] = "";
+        int rc = hgrid_split_coordinator(ok[i].addr, host, sizeof host, port, sizeof port);
+        CHECK(rc == 0 && !strcmp(host, ok[i].host) && !strcmp(port, ok[i].port),
+              "%s -> %s %s (rc %d)", ok[i].addr, host, port, rc);
+    }
+    static const char *const bad[] = {"", "head:", ":7420", "head:0", "head:65536", "head:x",
+                                      "[::1", "[::1]x", "[]:7420"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char host[64], port[8];
+        CHECK(hgrid_split_coordinator(bad[i], host, sizeof host, port, sizeof port) == -1,
+              "'%s' is refused", bad[i]);
+    }
+    char err[256];
+    CHECK(hgrid_connect_wait("head:0", 5, err, sizeof err) == NULL && strstr(err, "is not HOST"),
+          "a malformed address fails at once: %s", err);
+}
+
 int main(void)
 {
     fake_gridd g;
     fake_listen(&g);
     test_member_accessors(&g);
+    test_colocated(&g);
     test_leader_mints(&g, true);
     test_leader_mints(&g, false);
     test_mismatch(&g);
+    test_mint_mid_generation(&g);
     test_refused_and_lost(&g);
     test_reconnect_running(&g);
     test_reconnect_waiting(&g);
     test_hello_needs_job_and_token(&g);
     test_defaults();
+    test_split_coordinator();
+    test_job_end(&g);
     close(g.listen_fd);
     return check_summary("test_client_lib");
 }

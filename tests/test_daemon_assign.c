@@ -56,6 +56,23 @@ static void test_uneven_hosts(void)
     CHECK_EQ(rank[4], 0); // host 1 the encoder block 0..1
 }
 
+// Colocated: both modules over ranks 0-7 (encoder tp 2, llm tp 4); blocks
+// of 4 keep both tp groups on one host, and every rank is given once.
+static void test_colocated(void)
+{
+    hg_plan plan;
+    plan_of("--mimo-layout colocated --encoder-tp 2 --encoder-dp 4 --llm-tp 4 --llm-dp 2 "
+            "--micro-batch-size 2",
+            &plan);
+    gridd_assign_worker w[8];
+    for (int i = 0; i < 8; i++) // two 4-GPU hosts joining interleaved
+        w[i] = (gridd_assign_worker){i % 2, i / 2, -1};
+    int rank[8];
+    CHECK_EQ(gridd_assign_ranks(&plan, w, rank), 0);
+    CHECK(is_permutation(rank, 8), "colocated ranks are not a permutation");
+    CHECK_EQ(gridd_assign_split_tp_groups(&plan, w, rank), 0);
+}
+
 static void test_requested(void)
 {
     hg_plan plan;
@@ -161,6 +178,7 @@ int main(void)
 {
     test_two_hosts();
     test_uneven_hosts();
+    test_colocated();
     test_requested();
     test_large();
     test_roster_sticky();

@@ -14,10 +14,10 @@ static int mint_id_leader(const mint_plan *mp, int id)
     mint_group mg;
     mint_id_group(mp, id, &mg);
     if (mg.kind == MINT_BRIDGE)
-        return hg_bridge_member(mp->plan, 0);
+        return hg_bridge_member(mp->plan, mg.group, 0);
     if (mg.kind < 0)
         return -1;
-    const hg_module_grid *m = hg_plan_module(mp->plan, mg.module);
+    const hg_module_grid *m = &mp->plan->modules[mg.module_index];
     int *members = malloc(sizeof *members * (size_t)hg_group_size(m, (hg_group_kind)mg.kind));
     if (!members)
         return -1;
@@ -119,10 +119,10 @@ static void test_default_order(void)
     // Per module: tp (2 groups), dp (2), tp_dp (1); every other kind shares
     // one of these or has one rank. Then the bridge.
     CHECK_EQ(mp.num_ids, 11);
-    CHECK_EQ(mp.canonical[0][HG_GROUP_TP_CP], HG_GROUP_TP);
-    CHECK_EQ(mp.canonical[0][HG_GROUP_DP_CP], HG_GROUP_DP);
-    CHECK_EQ(mp.canonical[0][HG_GROUP_MODULE], HG_GROUP_TP_DP);
-    CHECK_EQ(mp.canonical[1][HG_GROUP_EXPT_DP], HG_GROUP_TP_DP);
+    CHECK_EQ(mp.canonical.kind[0][HG_GROUP_TP_CP], HG_GROUP_TP);
+    CHECK_EQ(mp.canonical.kind[0][HG_GROUP_DP_CP], HG_GROUP_DP);
+    CHECK_EQ(mp.canonical.kind[0][HG_GROUP_MODULE], HG_GROUP_TP_DP);
+    CHECK_EQ(mp.canonical.kind[1][HG_GROUP_EXPT_DP], HG_GROUP_TP_DP);
     int ids[MINT_MAX_PER_RANK];
     mint_group mg;
     // Rank 0: tp 0, dp 0, tp_dp 0 and bridge member 0.
@@ -142,7 +142,7 @@ static void test_default_order(void)
     CHECK_EQ(mint_leader_ids(&mp, 3, ids), 0);
     // Rank 4 leads the llm's tp 0, dp 0, tp_dp 0 but not the bridge (member 2).
     CHECK_EQ(mint_leader_ids(&mp, 4, ids), 3);
-    CHECK_EQ(mint_id_leader(&mp, mp.bridge_id), 0);
+    CHECK_EQ(mint_id_leader(&mp, mp.bridge_id[0]), 0);
     CHECK_EQ(mint_group_id(&mp, 5, HG_GROUP_MP), mint_group_id(&mp, 4, HG_GROUP_TP));
 }
 
@@ -154,7 +154,7 @@ static void test_embedding(void)
     plan_of("--llm-pp 4 --encoder-dp 1 --llm-dp 1", &plan);
     mint_plan mp;
     mint_plan_init(&mp, &plan);
-    CHECK_EQ(mp.canonical[1][HG_GROUP_EMBD], HG_GROUP_EMBD);
+    CHECK_EQ(mp.canonical.kind[1][HG_GROUP_EMBD], HG_GROUP_EMBD);
     CHECK(mp.id_base[1][HG_GROUP_EMBD] >= 0, "embd has no ids");
     CHECK(mp.id_base[1][HG_GROUP_POS_EMBD] < 0, "pos_embd (one rank) has ids");
     int llm0 = plan.modules[1].rank_offset, tp = plan.modules[1].dense[HG_DIM_TP];

@@ -1,5 +1,5 @@
-// gridd's state file: a round trip keeps jobs, tokens, layouts, generations
-// and sticky rank maps; damage, foreign versions and records gridd never
+// gridd's state file: a round trip keeps jobs, tokens, layouts, generations,
+// sticky rank maps and ended jobs' outcomes; damage, foreign versions and records gridd never
 // writes are refused. Token checks take the same time wherever tokens differ.
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +10,7 @@
 #include "daemon/core/state.h"
 #include "tests/check.h"
 #include "tests/daemon_test_plan.h"
+#include "wire/wire.h"
 
 // A job whose 8 workers joined from 2 hosts and got their ranks.
 static void assigned_job(job_record *j)
@@ -175,6 +176,77 @@ static void test_invalid_records(void)
     roster_free(&a.roster);
 }
 
+// The header's CRC and length for a payload changed after encoding.
+static void reseal(uint8_t *data, size_t len)
+{
+    uint32_t crc = state_crc32(data + STATE_HEADER, len - STATE_HEADER);
+    uint64_t payload = len - STATE_HEADER;
+    for (int i = 0; i < 4; i++)
+        data[12 + i] = (uint8_t)(crc >> (24 - 8 * i));
+    for (int i = 0; i < 8; i++)
+        data[16 + i] = (uint8_t)(payload >> (56 - 8 * i));
+}
+
+// Ended jobs keep their outcome, end time and reason; files without them
+// (written before jobs could end) still load, and sections a later gridd
+// adds are skipped.
+static void test_outcomes(void)
+{
+    job_record a, b;
+    assigned_job(&a);
+    waiting_job(&b);
+    a.outcome = HGRID__OUTCOME__OUTCOME_FAILED;
+    a.ended_unix_ms = 1796615461730;
+    snprintf(a.end_reason, sizeof a.end_reason, "rank 3 (node-b/1) failed: out of memory");
+    const job_record *recs[] = {&a, &b};
+    uint8_t *data;
+    size_t len;
+    CHECK_EQ(state_encode(recs, 2, &data, &len), 0);
+    job_record *back;
+    int n;
+    char err[256] = "";
+    CHECK(state_decode(data, len, &back, &n, err, sizeof err) == 0, "decode: %s", err);
+    CHECK_EQ(n, 2);
+    if (n == 2) {
+        check_same(&a, &back[0]);
+        CHECK_EQ(back[0].outcome, (uint32_t)HGRID__OUTCOME__OUTCOME_FAILED);
+        CHECK_EQ(back[0].ended_unix_ms, (int64_t)1796615461730);
+        CHECK(!strcmp(back[0].end_reason, a.end_reason), "reason '%s'", back[0].end_reason);
+        CHECK_EQ(back[1].outcome, 0u);
+        CHECK_EQ(back[1].ended_unix_ms, (int64_t)0);
+    }
+    free_all(back, n);
+    free(data);
+
+    // Without ended jobs the file has no section: the format of the gridds
+    // before outcomes, byte for byte (the payload ends with the last job).
+    const job_record *live[] = {&b};
+    CHECK_EQ(state_encode(live, 1, &data, &len), 0);
+    size_t plain = len;
+    b.outcome = HGRID__OUTCOME__OUTCOME_CANCELLED;
+    uint8_t *ended;
+    size_t ended_len;
+    CHECK_EQ(state_encode(live, 1, &ended, &ended_len), 0);
+    CHECK(ended_len > plain && !memcmp(ended + STATE_HEADER, data + STATE_HEADER,
+                                       plain - STATE_HEADER),
+          "the outcome comes after the jobs, which are written as before");
+    free(ended);
+    uint8_t *more = malloc(len + 11);
+    memcpy(more, data, len);
+    memcpy(more + len, "\0\0\0\x63\0\0\0\x03xyz", 11); // tag 99, 3 bytes
+    reseal(more, len + 11);
+    CHECK(state_decode(more, len + 11, &back, &n, err, sizeof err) == 0 && n == 1,
+          "an unknown section is skipped: %s", err);
+    free_all(back, n);
+    more[len + 7] = 9; // its length now runs past the end
+    reseal(more, len + 11);
+    CHECK(state_decode(more, len + 11, &back, &n, err, sizeof err) != 0, "a truncated section");
+    free(more);
+    free(data);
+    roster_free(&a.roster);
+    roster_free(&b.roster);
+}
+
 static double seconds(void)
 {
     struct timespec ts;
@@ -249,5 +321,6 @@ int main(void)
     test_round_trip();
     test_files();
     test_invalid_records();
+    test_outcomes();
     return check_summary("test_daemon_state");
 }

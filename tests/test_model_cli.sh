@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# hgrid-train without a GPU: usage errors exit 2 with a one-line reason,
-# --describe prints the config, and --cpu --dump trains the CPU model on one
-# batch and writes the dump PyTorch reads.
+# hgrid-worker --single-gpu without a GPU: usage errors exit 2 with a
+# one-line reason, --help prints hgrid-worker's usage, --describe prints the
+# config, and --cpu --dump trains the CPU model on one batch and writes the
+# dump PyTorch reads.
 set -u
 bin=${HGRID_BIN:-bin}
-train="$bin/hgrid-train"
+train() { "$bin/hgrid-worker" --single-gpu "$@"; }
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 passed=0 failed=0
@@ -13,23 +14,32 @@ check() { # check NAME CONDITION...
   if "$@"; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAILED: $name"; fi
 }
 
-"$train" --config nope --steps 1 >/dev/null 2>"$dir/err"; rc=$?
+train --config nope --steps 1 >/dev/null 2>"$dir/err"; rc=$?
 check "unknown config exits 2" test "$rc" -eq 2
 check "unknown config lists the configs" grep -q "tiny tiny-moe small 1b" "$dir/err"
-"$train" --steps 1 >/dev/null 2>&1; rc=$?
+train --steps 1 >/dev/null 2>&1; rc=$?
 check "missing --config exits 2" test "$rc" -eq 2
-"$train" --config tiny --steps 1 --cpu >/dev/null 2>&1; rc=$?
+train --config tiny --steps 1 --cpu >/dev/null 2>&1; rc=$?
 check "--cpu without --dump exits 2" test "$rc" -eq 2
-"$train" --config tiny --steps x >/dev/null 2>&1; rc=$?
+train --config tiny --steps x >/dev/null 2>&1; rc=$?
 check "non-numeric --steps exits 2" test "$rc" -eq 2
+train --config tiny --steps 2.5 >/dev/null 2>&1; rc=$?
+check "fractional --steps exits 2" test "$rc" -eq 2
+train --config tiny --steps 1 --lr 0 >/dev/null 2>"$dir/err"; rc=$?
+check "--lr 0 exits 2, as for the workers" test "$rc" -eq 2
+check "--lr 0: the workers' one-line reason" grep -q "^hgrid-worker: --lr needs a number" "$dir/err"
+train --help >"$dir/help"; rc=$?
+check "--help exits 0" test "$rc" -eq 0
+check "--help prints hgrid-worker's usage" grep -q "^usage: hgrid-worker" "$dir/help"
+check "--help lists --dump" grep -q -- "--dump PATH" "$dir/help"
 
-"$train" --config small --describe >"$dir/small"; rc=$?
+train --config small --describe >"$dir/small"; rc=$?
 check "--describe exits 0" test "$rc" -eq 0
 check "--describe prints small's hidden size" grep -qx "hidden_size 768" "$dir/small"
 check "--describe prints small's batch" grep -qx "batch 16" "$dir/small"
 
 for config in tiny tiny-moe; do
-  "$train" --config "$config" --steps 3 --batch 2 --cpu --dump "$dir/$config.bin" >"$dir/out"; rc=$?
+  train --config "$config" --steps 3 --batch 2 --cpu --dump "$dir/$config.bin" >"$dir/out"; rc=$?
   check "$config dump exits 0" test "$rc" -eq 0
   check "$config dump written" test -s "$dir/$config.bin"
   check "$config dump starts with its magic" test "$(head -c 7 "$dir/$config.bin")" = HGDUMP1

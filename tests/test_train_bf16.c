@@ -81,6 +81,18 @@ static void b_matmul_backward(void *dinp, float *dw, float *db, const void *dout
     put(dinp, di, (size_t)M * K), free(d), free(x), free(wf);
 }
 
+// As the GPU's epilogue: the sum in fp32, rounded once (out may alias resid).
+static void b_matmul_forward_residual(void *out, const void *inp, const void *w, const void *b,
+                                      const void *resid, int M, int K, int N)
+{
+    size_t n = (size_t)M * N;
+    float *o = calloc(n + 1, sizeof(float)), *x = get(inp, (size_t)M * K);
+    float *wf = get(w, (size_t)N * K), *bb = get(b, N), *r = get(resid, n);
+    ref_matmul_forward(o, x, wf, bb, M, K, N);
+    ref_add_forward(o, o, r, n);
+    put(out, o, n), free(x), free(wf), free(bb), free(r);
+}
+
 static void b_layernorm_forward(void *out, float *mean, float *rstd, const void *inp,
                                 const void *w, const void *b, int N, int C)
 {
@@ -171,6 +183,24 @@ static void b_pos_backward(float *dwpe, const void *dout, int B, int T, int C)
     free(d);
 }
 
+static void b_embedding_forward(void *out, const int *tokens, const void *wte, const void *wpe,
+                                int B, int T, int C, int V)
+{
+    size_t n = (size_t)B * T * C;
+    float *o = calloc(n + 1, sizeof(float)), *w = get(wte, (size_t)V * C);
+    float *p = get(wpe, (size_t)T * C);
+    ref_embedding_forward(o, tokens, w, p, B, T, C, V);
+    put(out, o, n), free(w), free(p);
+}
+
+static void b_crossentropy(void *logits, float *losses, const int *targets, const float *mask,
+                           float dloss, int N, int V)
+{
+    float *l = get(logits, (size_t)N * V);
+    ref_crossentropy_forward_backward(l, losses, targets, mask, dloss, N, V, V, 1);
+    put(logits, l, (size_t)N * V);
+}
+
 static void b_vp_embedding_forward(void *out, const int *tokens, const void *wte, int N, int C,
                                    int v0, int Vl)
 {
@@ -233,6 +263,7 @@ static void make_bf16_ops(void)
     bf16_ops.matmul_backward = b_matmul_backward;
     bf16_ops.matmul_forward_gelu = b_matmul_forward_gelu;
     bf16_ops.matmul_backward_dgelu = b_matmul_backward_dgelu;
+    bf16_ops.matmul_forward_residual = b_matmul_forward_residual;
     bf16_ops.layernorm_forward = b_layernorm_forward;
     bf16_ops.layernorm_backward = b_layernorm_backward;
     bf16_ops.attention_forward = b_attention_forward;
@@ -242,6 +273,8 @@ static void make_bf16_ops(void)
     bf16_ops.add = b_add;
     bf16_ops.position_embedding_forward = b_pos_forward;
     bf16_ops.position_embedding_backward = b_pos_backward;
+    bf16_ops.embedding_forward = b_embedding_forward;
+    bf16_ops.crossentropy = b_crossentropy;
     bf16_ops.vp_embedding_forward = b_vp_embedding_forward;
     bf16_ops.embedding_backward_rows = b_embedding_backward_rows;
     bf16_ops.vp_crossentropy_max = b_ce_max;

@@ -36,6 +36,61 @@ static void expect_error(char **argv, bool dry_run, bool self_test, const char *
           argv[1], argv[2] ? argv[2] : "", rc, err, want);
 }
 
+// The worker trains the job's model: a --config naming another shape is
+// refused at assignment, never substituted.
+static void test_check_job(void)
+{
+    train_options to;
+    char err[512];
+    hg_layout_spec spec;
+    hg_layout_spec_defaults(&spec); // the job: layout defaults = config small's shape
+    hg_plan job_plan;
+    CHECK(hg_plan_build(&spec, &job_plan, err, sizeof err) == 0, "default layout: %s", err);
+    train_options_defaults(&to);
+    to.config = "small";
+    CHECK(train_check_job(&to, &job_plan, 0, err, sizeof err) == 0, "--config small on small: %s", err);
+    to.config = TRAIN_CONFIG_JOB;
+    CHECK(train_check_job(&to, &job_plan, 0, err, sizeof err) == 0, "--config job: %s", err);
+    to.config = "tiny";
+    CHECK(train_check_job(&to, &job_plan, 0, err, sizeof err) == -1 &&
+              strstr(err, "--config tiny has --num-layers 2 but the job was submitted with 12") &&
+              !strchr(err, '\n'),
+          "--config tiny on a small job: '%s'", err);
+    spec.model = hg_config_find("tiny")->model;
+    spec.model.num_experts = 8;
+    spec.model.moe_router_topk = 2;
+    spec.llm_ep = 2;
+    CHECK(hg_plan_build(&spec, &job_plan, err, sizeof err) == 0, "tiny with experts: %s", err);
+    CHECK(train_check_job(&to, &job_plan, 0, err, sizeof err) == -1 && strstr(err, "--num-experts 0"),
+          "--config tiny on tiny with 8 experts: '%s'", err);
+    to.config = "tiny-moe";
+    CHECK(train_check_job(&to, &job_plan, 0, err, sizeof err) == 0, "--config tiny-moe: %s", err);
+    // Layouts the trainer cannot run yet are refused at assignment, one line each.
+    hg_layout_spec_defaults(&spec);
+    spec.colocated = true;
+    CHECK(hg_plan_build(&spec, &job_plan, err, sizeof err) == 0, "colocated: %s", err);
+    to.config = TRAIN_CONFIG_JOB;
+    CHECK(train_check_job(&to, &job_plan, 0, err, sizeof err) == -1 &&
+              strstr(err, "the job is colocated (--mimo-layout colocated)") && !strchr(err, '\n'),
+          "colocated: '%s'", err);
+    hg_layout_spec_defaults(&spec);
+    spec.num_encoders = 2;
+    spec.encoders[0] = (hg_encoder_spec){"vision", 2, 2};
+    spec.encoders[1] = (hg_encoder_spec){"audio", 1, 1};
+    CHECK(hg_plan_build(&spec, &job_plan, err, sizeof err) == 0, "two encoders: %s", err);
+    CHECK(train_check_job(&to, &job_plan, 0, err, sizeof err) == -1 &&
+              strstr(err, "the job has 2 encoders (--encoder)"),
+          "two encoders: '%s'", err);
+    // The trainer's split rules at assignment (a padded vocabulary: 32001 on tp 2).
+    hg_layout_spec_defaults(&spec);
+    spec.model.vocab_size = 32001;
+    CHECK(hg_plan_build(&spec, &job_plan, err, sizeof err) == 0, "vocab 32001: %s", err);
+    CHECK(train_check_job(&to, &job_plan, 4, err, sizeof err) == -1 && strstr(err, "vocab size"),
+          "vocab 32001 on llm tp 2: '%s'", err);
+    to.config = NULL; // no training: nothing to refuse
+    CHECK(train_check_job(&to, &job_plan, 0, err, sizeof err) == 0, "no training: %s", err);
+}
+
 int main(void)
 {
     train_options o;
@@ -74,8 +129,43 @@ int main(void)
                  "drop --dry-run");
     expect_error((char *[]){"w", "--config", "tiny", "--steps", "3", NULL}, false, true,
                  "--self-test exits before training");
+    // A dry run counts --steps without training; with training flags it refuses.
+    char *dry[] = {"w", "--steps", "7", NULL};
+    CHECK(parse(&o, dry, true, false, err, sizeof err) == 0 && o.steps == 7 && !o.config,
+          "a dry run's --steps: %s", err);
+    expect_error((char *[]){"w", "--steps", "3", "--fp32", NULL}, true, false, "both --config");
     expect_error((char *[]){"w", "--save", "", NULL}, false, false, "--save needs a directory");
     expect_error((char *[]){"w", "--bogus", NULL}, false, false, "not a training flag");
+
+    expect_error((char *[]){"w", "--lr", "0", NULL}, false, false, "--lr needs a number");
+    expect_error((char *[]){"w", "--seed", "1.5", NULL}, false, false, "whole number");
+
+    // --single-gpu: the same flags and bounds, plus its own; no gridd.
+    char *single[] = {"w", "--single-gpu", "--config", "small", "--steps", "4", "--batch", "2",
+                      "--dump", "/tmp/d.bin", "--cpu", "--lr", "0.002", NULL};
+    CHECK(parse(&o, single, false, false, err, sizeof err) == 0, "--single-gpu flags: %s", err);
+    CHECK(o.single_gpu && o.cpu && !o.describe, "--single-gpu, --cpu");
+    CHECK_EQ(o.batch, 2);
+    CHECK_EQ(o.steps, 4);
+    CHECK(o.dump && !strcmp(o.dump, "/tmp/d.bin"), "--dump");
+    char *describe[] = {"w", "--single-gpu", "--config", "1b", "--describe", NULL};
+    CHECK(parse(&o, describe, false, false, err, sizeof err) == 0 && o.describe,
+          "--describe needs no --steps: %s", err);
+    expect_error((char *[]){"w", "--single-gpu", "--config", "tiny", "--steps", "1", "--cpu", NULL},
+                 false, false, "--cpu only takes a --dump");
+    expect_error((char *[]){"w", "--single-gpu", "--steps", "1", NULL}, false, false,
+                 "--single-gpu needs --config NAME and --steps N");
+    expect_error((char *[]){"w", "--single-gpu", "--config", "job", "--steps", "1", NULL}, false,
+                 false, "a named config");
+    expect_error((char *[]){"w", "--single-gpu", "--config", "tiny", "--steps", "1", "--save",
+                            "/tmp/x", NULL},
+                 false, false, "not --single-gpu");
+    expect_error((char *[]){"w", "--single-gpu", "--config", "tiny", "--steps", "1", NULL}, true,
+                 false, "without gridd");
+    expect_error((char *[]){"w", "--config", "tiny", "--steps", "1", "--batch", "2", NULL}, false,
+                 false, "go with --single-gpu");
+    expect_error((char *[]){"w", "--batch", "0", NULL}, false, false, "--batch needs a number");
+    expect_error((char *[]){"w", "--dump", "", NULL}, false, false, "--dump needs a file");
 
     // Saves every K steps and after the last; never without --save.
     train_options s;
@@ -96,5 +186,7 @@ int main(void)
     plan.spec.model = hg_config_find("tiny")->model;
     CHECK(train_tokens_per_step(&plan) == 16.0 * 64, "tokens per step %g",
           train_tokens_per_step(&plan));
+
+    test_check_job();
     return check_summary("test_train_run_args");
 }

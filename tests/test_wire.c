@@ -135,13 +135,43 @@ static void test_layout_round_trip(void)
     spec.llm_pp = 2;
     spec.model.num_experts = 4;
     spec.global_batch_size = 16;
-    Hgrid__Layout l;
-    Hgrid__ModelConfig m;
-    wire_layout_from_spec(&spec, &l, &m);
+    wire_layout wl;
+    wire_layout_from_spec(&spec, &wl);
+    Hgrid__Layout l = wl.layout;
     char err[128];
     memset(&back, 0, sizeof back);
     CHECK_EQ(wire_layout_to_spec(&l, &back, err, sizeof err), 0);
     CHECK(memcmp(&spec, &back, sizeof spec) == 0, "layout changed on the round trip");
+    // Issue 17's fields: an offset, colocated, padding, several encoders.
+    hg_layout_spec more = spec;
+    more.llm_offset_given = true;
+    more.llm_offset = 6;
+    more.colocated = true;
+    more.make_vocab_size_divisible_by = 64;
+    more.num_encoders = 2;
+    more.encoders[0] = (hg_encoder_spec){"vision", 2, 2};
+    more.encoders[1] = (hg_encoder_spec){"audio", 1, 2};
+    wire_layout wm;
+    wire_layout_from_spec(&more, &wm);
+    uint8_t packed[1024];
+    size_t n = hgrid__layout__pack(&wm.layout, packed);
+    Hgrid__Layout *un = hgrid__layout__unpack(NULL, n, packed);
+    hg_layout_spec back_more;
+    memset(&back_more, 0, sizeof back_more);
+    CHECK(un && wire_layout_to_spec(un, &back_more, err, sizeof err) == 0, "unpack: %s", err);
+    more.encoder_tp = more.encoder_dp = 0; // an encoder list replaces the shorthand on the wire
+    CHECK(memcmp(&more, &back_more, sizeof more) == 0, "issue 17 fields changed on the round trip");
+    hgrid__layout__free_unpacked(un, NULL);
+    // A layout from before them: no offset, non-colocated, padding to llm_tp.
+    l.llm_offset = NULL;
+    l.colocated = false;
+    l.make_vocab_size_divisible_by = 0;
+    l.n_encoders = 0;
+    CHECK_EQ(wire_layout_to_spec(&l, &back, err, sizeof err), 0);
+    CHECK(!back.llm_offset_given && !back.colocated && back.make_vocab_size_divisible_by == 0 &&
+              back.num_encoders == 0,
+          "an older layout: offset %d, divisor %d", back.llm_offset,
+          back.make_vocab_size_divisible_by);
     l.llm_tp = 0x80000000u;
     CHECK_EQ(wire_layout_to_spec(&l, &back, err, sizeof err), -1);
     l.model = NULL;

@@ -17,7 +17,7 @@ expect() { # CODE PATTERN ARGS...: exit CODE and one line matching PATTERN
     echo "FAIL: hgrid-worker $* -> exit $rc, want $code and /$pat/: $out"
   fi
 }
-base=(--coordinator 127.0.0.1:1 --job j --token t)
+base=(--coordinator 127.0.0.1:1 --job j --token t --connect-timeout 0)
 expect 2 "--comm-init 'bogus': needs init or split" "${base[@]}" --comm-init bogus
 expect 2 "--comm-init needs a value" "${base[@]}" --comm-init
 expect 2 "--self-test needs a GPU; drop --dry-run" "${base[@]}" --self-test --dry-run
@@ -28,7 +28,11 @@ expect 2 "--comm-timeout '0' is out of range: a number from 0.05 to" "${base[@]}
 expect 1 "GPU 7 unusable\|127.0.0.1:1" "${base[@]}" --device 7 --self-test --comm-init split
 # The token may come from the environment instead of the command line.
 expect 2 "--token (or \$HGRID_TOKEN) are required" --coordinator 127.0.0.1:1 --job j --dry-run
-HGRID_TOKEN=t expect 1 "cannot connect to gridd at 127.0.0.1:1" --coordinator 127.0.0.1:1 --job j --dry-run
+HGRID_TOKEN=t expect 1 "cannot connect to gridd at 127.0.0.1:1" --coordinator 127.0.0.1:1 --job j --dry-run \
+  --connect-timeout 0
+# --connect-timeout: tried again until it passes, then one line.
+HGRID_TOKEN=t expect 1 "no gridd at 127.0.0.1:1 within 0.3 s" --coordinator 127.0.0.1:1 --job j \
+  --dry-run --connect-timeout 0.3
 if "$w" --help | grep -q -- "--comm-init init|split"; then
   passed=$((passed + 1))
 else

@@ -5,7 +5,6 @@
 #include <string.h>
 
 #include "model/config.h"
-#include "model/data.h"
 #include "train/worker_impl.h"
 
 #define W(id) hg_tensor_at(&w->shard.local, w->work, w->es, (id))
@@ -56,9 +55,7 @@ void encoder_forward(tr_worker *w, int mb, int slot)
     tr_slot *s = &w->slots[slot];
     int B = w->B, P = w->P, Ce = w->Ce, N = B * P;
     char *res = w->stack.slots[slot].res;
-    hg_batch(w->data_seed, tr_first_sample(w, mb), B, w->S, w->Tt, w->images, w->tokens);
-    hg_patchify(w->images, B, w->S, w->plan.spec.model.patch_size, w->h_patches);
-    o->upload(w->patches_f32, w->h_patches, sizeof(float) * N * w->D);
+    o->upload(w->patches_f32, tr_patches(w, mb), sizeof(float) * N * w->D);
     o->to_act(s->patches, w->patches_f32, (size_t)N * w->D);
     o->matmul_forward(res, s->patches, W(HG_ENC_PATCH_W), W(HG_ENC_PATCH_B), N, w->D, Ce);
     o->position_embedding_forward(res, res, W(HG_ENC_POS), B, P, Ce);

@@ -223,9 +223,8 @@ void ep_moe_forward(ep_moe *m, ep_moe_saved *s, int l, const hg_block_view *w, c
         if (!rows)
             continue;
         char *hr = v.hr + r0 * F * es, *hrg = v.hrg + r0 * F * es;
-        o->matmul_forward(hr, v.xr + r0 * C * es, fc_w + (size_t)e * F * C * es,
-                          fc_b + (size_t)e * F * es, rows, C, F);
-        o->gelu_forward(hrg, hr, (size_t)rows * F);
+        o->matmul_forward_gelu(hrg, hr, v.xr + r0 * C * es, fc_w + (size_t)e * F * C * es,
+                               fc_b + (size_t)e * F * es, rows, C, F);
         o->matmul_forward(m->yr + r0 * C * es, hrg, pw + (size_t)e * C * F * es,
                           pb + (size_t)e * C * es, rows, F, C);
     }
@@ -257,9 +256,9 @@ void ep_moe_backward(ep_moe *m, ep_moe_saved *s, int l, const hg_block_view *w,
         if (!rows)
             continue;
         char *dhr = m->dhr + r0 * F * es;
-        o->matmul_backward(dhr, dpw + (size_t)e * C * F, dpb + (size_t)e * C, m->dyr + r0 * C * es,
-                           v.hrg + r0 * F * es, pw + (size_t)e * C * F * es, rows, F, C);
-        o->gelu_backward(dhr, v.hr + r0 * F * es, dhr, (size_t)rows * F);
+        o->matmul_backward_dgelu(dhr, dpw + (size_t)e * C * F, dpb + (size_t)e * C,
+                                 m->dyr + r0 * C * es, v.hrg + r0 * F * es,
+                                 pw + (size_t)e * C * F * es, v.hr + r0 * F * es, rows, F, C);
         o->matmul_backward(m->dxr + r0 * C * es, dfc_w + (size_t)e * F * C, dfc_b + (size_t)e * F,
                            dhr, v.xr + r0 * C * es, fc_w + (size_t)e * F * C * es, rows, C, F);
     }

@@ -7,27 +7,23 @@ int tr_threads_layout_groups(tr_threads_world *w, const hg_plan *plan, int rank,
                              tr_group *groups[HG_NUM_GROUP_KINDS], tr_group **bridge)
 {
     const hg_module_grid *m = hg_plan_module_of_rank(plan, rank);
-    int bad = 0;
-    for (int k = 0; k < HG_NUM_GROUP_KINDS; k++) {
-        int g, r;
+    hg_rank_group mine[HG_MAX_RANK_GROUPS];
+    int n = hg_rank_groups(plan, NULL, m, rank, mine), bad = 0;
+    for (int k = 0; k < HG_NUM_GROUP_KINDS; k++)
         groups[k] = NULL;
-        if (!hg_group_applies(m, k) || !hg_group_of_rank(m, k, rank, &g, &r))
-            continue;
-        int size = hg_group_size(m, k), *members = malloc(sizeof(int) * size);
-        if (members) {
-            hg_group_members(m, k, g, members);
-            groups[k] = tr_threads_group(w, members, size, rank);
-        }
-        bad |= !groups[k];
-        free(members);
-    }
     *bridge = NULL;
-    if (hg_plan_has_bridge(plan) && hg_bridge_index_of_rank(plan, rank) >= 0) {
-        int size = hg_bridge_size(plan), *members = malloc(sizeof(int) * size);
-        for (int i = 0; members && i < size; i++)
-            members[i] = hg_bridge_member(plan, i);
-        *bridge = members ? tr_threads_group(w, members, size, rank) : NULL;
-        bad |= !*bridge;
+    for (int i = 0; i < n; i++) {
+        int size = mine[i].size, *members = malloc(sizeof(int) * size);
+        tr_group *g = NULL;
+        if (members) {
+            hg_rank_group_members(plan, m, &mine[i], members);
+            g = tr_threads_group(w, members, size, rank);
+        }
+        if (mine[i].kind == HG_GROUP_BRIDGE)
+            *bridge = g;
+        else
+            groups[mine[i].kind] = g;
+        bad |= !g;
         free(members);
     }
     return bad ? -1 : 0;

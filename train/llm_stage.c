@@ -108,7 +108,7 @@ void llm_forward(tr_worker *w, int mb, int slot)
     tr_slot *s = &w->slots[slot];
     int N = w->B * w->T, C = w->C;
     if (w->first || w->last) { // the tokens: embedded on the first stage, targets on the last
-        hg_batch(w->data_seed, tr_first_sample(w, mb), w->B, w->S, w->Tt, w->images, s->h_tokens);
+        tr_tokens(w, mb, s->h_tokens);
         o->upload(s->tokens, s->h_tokens, sizeof(int) * w->B * w->Tt);
     }
     if (w->first)

@@ -40,6 +40,10 @@ typedef struct tr_ops {
     void (*matmul_backward_dgelu)(void *dinp, float *dweight, float *dbias, const void *dout,
                                   const void *inp, const void *weight, const void *pre_gelu,
                                   int M, int K, int N);
+    // out = inp @ weight^T + bias + resid: a block's residual add in the
+    // matmul's epilogue (out may alias resid; resid required).
+    void (*matmul_forward_residual)(void *out, const void *inp, const void *weight,
+                                    const void *bias, const void *resid, int M, int K, int N);
     void (*layernorm_forward)(void *out, float *mean, float *rstd, const void *inp,
                               const void *weight, const void *bias, int N, int C);
     void (*layernorm_backward)(void *dinp, float *dweight, float *dbias, const void *dout,
@@ -55,6 +59,14 @@ typedef struct tr_ops {
     void (*position_embedding_forward)(void *out, const void *inp, const void *wpe, int B,
                                        int T, int C);
     void (*position_embedding_backward)(float *dwpe, const void *dout, int B, int T, int C);
+    // The whole vocabulary on one rank: out (B, T, C) = wte[tokens] + wpe[t]
+    // in one pass, and the softmax cross-entropy of logits (N, V) in one pass
+    // (kernels.h's embedding_forward and crossentropy_forward_backward with
+    // write_dlogits); the vp_ ops below are their pieces over a tp group.
+    void (*embedding_forward)(void *out, const int *tokens, const void *wte, const void *wpe,
+                              int B, int T, int C, int V);
+    void (*crossentropy)(void *logits, float *losses, const int *targets, const float *mask,
+                         float dloss, int N, int V);
     void (*vp_embedding_forward)(void *out, const int *tokens, const void *wte, int N, int C,
                                  int v0, int Vl);
     void (*embedding_backward_rows)(float *dwte, const void *dout, const int *rows,

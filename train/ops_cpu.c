@@ -50,6 +50,21 @@ static void c_matmul_backward_dgelu(void *dinp, float *dw, float *db, const void
     ref_gelu_backward(dinp, pre, dinp, (size_t)M * K);
 }
 
+// The matmul then the add, as before the fusion (same values); through a
+// temporary when out aliases resid.
+static void c_matmul_forward_residual(void *out, const void *inp, const void *w, const void *b,
+                                      const void *resid, int M, int K, int N)
+{
+    size_t n = (size_t)M * N;
+    float *y = out == resid ? malloc(sizeof(float) * (n + 1)) : out;
+    if (!y)
+        abort();
+    ref_matmul_forward(y, inp, w, b, M, K, N);
+    ref_add_forward(out, y, resid, n);
+    if (y != out)
+        free(y);
+}
+
 static void c_layernorm_forward(void *out, float *mean, float *rstd, const void *inp,
                                 const void *w, const void *b, int N, int C)
 {
@@ -95,6 +110,18 @@ static void c_pos_forward(void *out, const void *inp, const void *wpe, int B, in
 static void c_pos_backward(float *dwpe, const void *dout, int B, int T, int C)
 {
     ref_position_embedding_backward(dwpe, dout, B, T, C);
+}
+
+static void c_embedding_forward(void *out, const int *tokens, const void *wte, const void *wpe,
+                                int B, int T, int C, int V)
+{
+    ref_embedding_forward(out, tokens, wte, wpe, B, T, C, V);
+}
+
+static void c_crossentropy(void *logits, float *losses, const int *targets, const float *mask,
+                           float dloss, int N, int V)
+{
+    ref_crossentropy_forward_backward(logits, losses, targets, mask, dloss, N, V, V, 1);
 }
 
 static void c_vp_embedding_forward(void *out, const int *tokens, const void *wte, int N, int C,
@@ -181,6 +208,7 @@ const tr_ops tr_cpu_ops = {
     .matmul_backward = c_matmul_backward,
     .matmul_forward_gelu = c_matmul_forward_gelu,
     .matmul_backward_dgelu = c_matmul_backward_dgelu,
+    .matmul_forward_residual = c_matmul_forward_residual,
     .layernorm_forward = c_layernorm_forward,
     .layernorm_backward = c_layernorm_backward,
     .attention_forward = c_attention_forward,
@@ -190,6 +218,8 @@ const tr_ops tr_cpu_ops = {
     .add = c_add,
     .position_embedding_forward = c_pos_forward,
     .position_embedding_backward = c_pos_backward,
+    .embedding_forward = c_embedding_forward,
+    .crossentropy = c_crossentropy,
     .vp_embedding_forward = c_vp_embedding_forward,
     .embedding_backward_rows = c_embedding_backward_rows,
     .vp_crossentropy_max = c_ce_max,

@@ -4,7 +4,7 @@
 
 #include "kernels/kernels.h"
 #include "kernels/vocab_parallel.h"
-#include "model/cuda_check.h"
+#include "kernels/cuda_check.h"
 
 static cudaStream_t st;
 static kdtype dt;
@@ -14,22 +14,22 @@ static void *g_alloc(size_t bytes)
     void *p;
     if (cudaMalloc(&p, bytes + sizeof(float)) != cudaSuccess)
         return NULL;
-    cuda_check(cudaMemset(p, 0, bytes + sizeof(float)));
+    cudaCheck(cudaMemset(p, 0, bytes + sizeof(float)));
     return p;
 }
 
-static void g_release(void *p) { cuda_check(cudaFree(p)); }
-static void g_zero(void *p, size_t bytes) { cuda_check(cudaMemsetAsync(p, 0, bytes, st)); }
+static void g_release(void *p) { cudaCheck(cudaFree(p)); }
+static void g_zero(void *p, size_t bytes) { cudaCheck(cudaMemsetAsync(p, 0, bytes, st)); }
 
 static void g_copy(void *dst, const void *src, size_t bytes)
 {
-    cuda_check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, st));
+    cudaCheck(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, st));
 }
 
 static void g_copy_rows(void *dst, size_t dpitch, const void *src, size_t spitch, size_t width,
                         size_t rows)
 {
-    cuda_check(cudaMemcpy2DAsync(dst, dpitch, src, spitch, width, rows, cudaMemcpyDeviceToDevice,
+    cudaCheck(cudaMemcpy2DAsync(dst, dpitch, src, spitch, width, rows, cudaMemcpyDeviceToDevice,
                                  st));
 }
 
@@ -37,13 +37,13 @@ static void g_copy_rows(void *dst, size_t dpitch, const void *src, size_t spitch
 // its buffer as soon as this returns.
 static void g_upload(void *dst, const void *host, size_t bytes)
 {
-    cuda_check(cudaMemcpyAsync(dst, host, bytes, cudaMemcpyHostToDevice, st));
+    cudaCheck(cudaMemcpyAsync(dst, host, bytes, cudaMemcpyHostToDevice, st));
 }
 
 static void g_download(void *host, const void *src, size_t bytes)
 {
-    cuda_check(cudaMemcpyAsync(host, src, bytes, cudaMemcpyDeviceToHost, st));
-    cuda_check(cudaStreamSynchronize(st));
+    cudaCheck(cudaMemcpyAsync(host, src, bytes, cudaMemcpyDeviceToHost, st));
+    cudaCheck(cudaStreamSynchronize(st));
 }
 
 static void g_to_act(void *dst, const float *src, size_t n)
@@ -74,6 +74,12 @@ static void g_matmul_backward_dgelu(void *dinp, float *dw, float *db, const void
                                     int N)
 {
     matmul_backward_dgelu(dinp, dw, db, dout, inp, w, pre, M, K, N, dt, st);
+}
+
+static void g_matmul_forward_residual(void *out, const void *inp, const void *w, const void *b,
+                                      const void *resid, int M, int K, int N)
+{
+    matmul_forward_residual(out, inp, w, b, resid, M, K, N, dt, st);
 }
 
 static void g_layernorm_forward(void *out, float *mean, float *rstd, const void *inp,
@@ -124,6 +130,18 @@ static void g_pos_forward(void *out, const void *inp, const void *wpe, int B, in
 static void g_pos_backward(float *dwpe, const void *dout, int B, int T, int C)
 {
     position_embedding_backward(dwpe, dout, B, T, C, dt, st);
+}
+
+static void g_embedding_forward(void *out, const int *tokens, const void *wte, const void *wpe,
+                                int B, int T, int C, int V)
+{
+    embedding_forward(out, tokens, wte, wpe, B, T, C, V, dt, st);
+}
+
+static void g_crossentropy(void *logits, float *losses, const int *targets, const float *mask,
+                           float dloss, int N, int V)
+{
+    crossentropy_forward_backward(logits, losses, targets, mask, dloss, N, V, V, 1, dt, st);
 }
 
 static void g_vp_embedding_forward(void *out, const int *tokens, const void *wte, int N, int C,
@@ -225,6 +243,7 @@ static tr_ops gpu_ops = {
     .matmul_backward = g_matmul_backward,
     .matmul_forward_gelu = g_matmul_forward_gelu,
     .matmul_backward_dgelu = g_matmul_backward_dgelu,
+    .matmul_forward_residual = g_matmul_forward_residual,
     .layernorm_forward = g_layernorm_forward,
     .layernorm_backward = g_layernorm_backward,
     .attention_forward = g_attention_forward,
@@ -234,6 +253,8 @@ static tr_ops gpu_ops = {
     .add = g_add,
     .position_embedding_forward = g_pos_forward,
     .position_embedding_backward = g_pos_backward,
+    .embedding_forward = g_embedding_forward,
+    .crossentropy = g_crossentropy,
     .vp_embedding_forward = g_vp_embedding_forward,
     .embedding_backward_rows = g_embedding_backward_rows,
     .vp_crossentropy_max = g_ce_max,

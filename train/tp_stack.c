@@ -79,15 +79,19 @@ char *tp_stack_output(const tp_stack *s, int slot)
     return s->slots[slot].res + (size_t)s->L * s->B * s->T * s->C * s->es;
 }
 
-// out (N, C) = inp @ w^T, all-reduced over tp, + residual. The replicated
-// bias joins on tp rank 0 only, so the sum holds it once.
+// out (N, C) = inp @ w^T, all-reduced over tp, + bias + residual. The
+// replicated bias and residual join on tp rank 0 only, in its matmul's
+// epilogue (before the all-reduce), so the sum holds each once; with tp 1
+// that is the whole row-parallel layer in one matmul.
 static void row_parallel(tp_stack *s, char *out, const char *inp, const void *w,
                          const void *bias, int K, const char *resid)
 {
     int N = s->B * s->T, C = s->C;
-    s->ops->matmul_forward(out, inp, w, s->tp->rank == 0 ? bias : NULL, N, K, C);
+    if (s->tp->rank == 0)
+        s->ops->matmul_forward_residual(out, inp, w, bias, resid, N, K, C);
+    else
+        s->ops->matmul_forward(out, inp, w, NULL, N, K, C);
     tr_all_reduce(s->tp, out, (size_t)N * C, s->ops->act);
-    s->ops->add(out, out, resid, (size_t)N * C);
 }
 
 void tp_stack_forward(tp_stack *s, int slot, const hg_param_table *t, void *work)

@@ -1,8 +1,9 @@
 // A stack of pre-LN transformer blocks split Megatron-style over a tp
 // group: qkv and fc column-parallel (each rank holds NH/tp heads and F/tp
-// MLP columns), attn_proj and fc_proj row-parallel (partial sums all-reduced
-// over tp, then the replicated bias). The residual stream (B, T, C) is
-// replicated over tp. With experts the MLP is ep_moe. Activations are kept
+// MLP columns; fc with its GELU in the matmul's epilogue), attn_proj and
+// fc_proj row-parallel (partial sums all-reduced over tp; the replicated
+// bias and residual added once, by tp rank 0's matmul epilogue before the
+// all-reduce). The residual stream (B, T, C) is replicated over tp. With experts the MLP is ep_moe. Activations are kept
 // per slot, one slot per micro-batch in flight. Activations have the ops'
 // type (char * below: byte arithmetic by the element size); statistics
 // are fp32.

@@ -35,15 +35,13 @@ static int fail(char *err, size_t len, const char *msg, int rank)
 // This leader's bridge edges, in hg_bridge_edge order.
 static int bridge_setup(tr_worker *w, char *err, size_t len)
 {
-    for (int e = 0; e < hg_bridge_num_edges(&w->plan); e++) {
-        int er, lr;
-        hg_bridge_edge(&w->plan, e, &er, &lr);
-        if ((w->llm ? lr : er) != w->rank)
-            continue;
-        if (w->num_edges == TR_MAX_EDGES)
-            return fail(err, len, "a bridge fan-in/out above 64 is not supported", w->rank);
-        w->edge_peer[w->num_edges++] = hg_bridge_index_of_rank(&w->plan, w->llm ? er : lr);
-    }
+    hg_bridge_peer peers[TR_MAX_EDGES];
+    int n = hg_bridge_peers(&w->plan, 0, w->rank, peers, TR_MAX_EDGES);
+    if (n > TR_MAX_EDGES)
+        return fail(err, len, "a bridge fan-in/out above 64 is not supported", w->rank);
+    for (int e = 0; e < n; e++)
+        w->edge_peer[e] = peers[e].rank_in_bridge;
+    w->num_edges = n;
     return 0;
 }
 
@@ -329,15 +327,29 @@ static float world_sum(tr_worker *w)
     return out;
 }
 
+// One call per run of owned tensors that follow each other in the shard.
+void tr_add_norm_squared(const tr_worker *w, float *out)
+{
+    const hg_param_table *t = &w->shard.local;
+    size_t from = 0, count = 0;
+    for (int id = 0; id <= t->num_tensors; id++) {
+        const hg_tensor_info *ti = id < t->num_tensors ? &t->tensors[id] : NULL;
+        if (ti && w->shard.owner[id] && ti->offset == from + count) {
+            count += ti->count;
+            continue;
+        }
+        if (count)
+            w->ops->norm_squared(out, w->grads + from, count);
+        from = ti && w->shard.owner[id] ? ti->offset : 0;
+        count = ti && w->shard.owner[id] ? ti->count : 0;
+    }
+}
+
 // Squared norm over both modules: each element counted once (its owner's copy).
 static float global_norm_squared(tr_worker *w)
 {
-    const hg_param_table *t = &w->shard.local;
     w->ops->zero(w->scalar, sizeof(float));
-    for (int id = 0; id < t->num_tensors; id++)
-        if (w->shard.owner[id])
-            w->ops->norm_squared(w->scalar, w->grads + t->tensors[id].offset,
-                                 t->tensors[id].count);
+    tr_add_norm_squared(w, w->scalar);
     return world_sum(w);
 }
 
@@ -348,9 +360,8 @@ int tr_worker_all_ok(tr_worker *w, int ok)
     return world_sum(w) == 0.0f;
 }
 
-float tr_worker_optimizer_step(tr_worker *w, const hg_optim_config *o)
+void tr_adamw_shard(tr_worker *w, const hg_optim_config *o, float scale)
 {
-    float norm = sqrtf(global_norm_squared(w)), scale = hg_clip_scale(o, norm);
     const hg_param_table *t = &w->shard.local;
     w->adam_steps++;
     for (int id = 0; id < t->num_tensors; id++) {
@@ -361,9 +372,16 @@ float tr_worker_optimizer_step(tr_worker *w, const hg_optim_config *o)
                       o->lr, o->beta1, o->beta2, o->eps, ti->decay ? o->weight_decay : 0, scale,
                       w->adam_steps);
     }
+}
+
+float tr_worker_optimizer_step(tr_worker *w, const hg_optim_config *o)
+{
+    float norm = sqrtf(global_norm_squared(w));
+    tr_adamw_shard(w, o, hg_clip_scale(o, norm));
     return norm;
 }
 
 int tr_worker_has_loss(const tr_worker *w) { return w->last; }
 const tr_shard *tr_worker_shard(const tr_worker *w) { return &w->shard; }
+float *tr_worker_params(tr_worker *w) { return w->params; }
 float *tr_worker_grads(tr_worker *w) { return w->grads; }

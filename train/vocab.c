@@ -69,6 +69,10 @@ void tr_vocab_embedding_forward(const tr_ops *o, tr_group *tp, void *out, const 
                                 int Vl)
 {
     size_t n = (size_t)B * T;
+    if (tp->size == 1) { // the whole vocabulary here: one pass
+        o->embedding_forward(out, tokens, wte, wpe, B, T, C, Vl);
+        return;
+    }
     o->vp_embedding_forward(out, tokens, wte, (int)n, C, v0, Vl);
     tr_all_reduce(tp, out, n * C, o->act);
     o->position_embedding_forward(out, out, wpe, B, T, C);
@@ -90,6 +94,10 @@ void tr_vocab_crossentropy(const tr_ops *o, tr_group *tp, void *logits, float *l
                            const int *targets, const float *mask, float dloss, int N, int v0,
                            int Vl, float *scratch)
 {
+    if (tp->size == 1) {
+        o->crossentropy(logits, losses, targets, mask, dloss, N, Vl);
+        return;
+    }
     float *mx = scratch, *sums = scratch + N, *gathered = scratch + 3 * (size_t)N;
     o->vp_crossentropy_max(mx, logits, N, Vl);
     tr_all_gather(tp, mx, gathered, N, TR_F32);

@@ -23,7 +23,8 @@ int vp_rows_build(const int *tokens, int N, int v0, int Vl, int *rows, int *star
                   int *positions);
 
 // out (B, T, C) = wte[tokens] summed over tp (only the owner of a token's
-// row contributes it) + wpe (T, C). tokens in the ops' memory.
+// row contributes it) + wpe (T, C). tokens in the ops' memory. A tp group
+// of one runs the ops' whole-vocabulary forms (one pass each).
 void tr_vocab_embedding_forward(const tr_ops *o, tr_group *tp, void *out, const int *tokens,
                                 const void *wte, const void *wpe, int B, int T, int C, int v0,
                                 int Vl);

@@ -14,6 +14,17 @@
 // the first step's connecting exchange holds both directions of each.
 enum { TR_MAX_EDGES = 64, TR_MAX_P2P = 2 * TR_MAX_EDGES + 4 };
 
+// A micro-batch's samples on the host, made ahead of their use (train/
+// local.c makes the next one while the GPU works); the stages take them
+// when they are the ones asked for, else make their own.
+typedef struct {
+    uint64_t seed, first; // data seed and first sample
+    int B, valid;
+    float *images;  // (B, S, S, 3)
+    float *patches; // (B, P, D)
+    int *tokens;    // (B, Tt)
+} tr_samples;
+
 // Per micro-batch in flight, module-specific. In the ops' memory unless
 // marked host; char * buffers hold activations (the ops' type).
 typedef struct {
@@ -50,6 +61,7 @@ struct tr_worker {
     int P, T, Tt, C, Ce, D, S, V, Vl, v0;
     int pp, stage, first, last;
     int in_flight;
+    tr_samples *ahead; // samples made ahead (NULL: none)
     tr_sched_op *sched; // (2 nmb) this rank's schedule (the encoder runs stage 0's)
     tp_stack stack;
     tr_slot *slots;   // (in_flight)
@@ -100,7 +112,21 @@ void encoder_recvs(tr_worker *w, tr_sched_op op, int slot);
 void encoder_forward(tr_worker *w, int mb, int slot);
 void encoder_backward(tr_worker *w, int mb, int slot);
 
+// out (1, the ops' memory) += the squared norm of the gradients this rank
+// owns; and one AdamW step on the shard with clip factor scale.
+void tr_add_norm_squared(const tr_worker *w, float *out);
+void tr_adamw_shard(tr_worker *w, const hg_optim_config *o, float scale);
+
 // First global sample index of micro-batch mb for this rank's dp lane.
 uint64_t tr_first_sample(const tr_worker *w, int mb);
+// Micro-batch mb's patches (B, P, D) on the host; its captions into
+// tokens (B, Tt). Taken from w->ahead when it holds them, else made.
+const float *tr_patches(tr_worker *w, int mb);
+void tr_tokens(tr_worker *w, int mb, int *tokens);
+// x: B samples of the model from seed's sample first onward; 0, or -1 if
+// memory is short.
+int tr_samples_alloc(tr_samples *x, const hg_model_config *m, int B);
+void tr_samples_make(tr_samples *x, const hg_model_config *m, uint64_t seed, uint64_t first);
+void tr_samples_free(tr_samples *x);
 
 #endif

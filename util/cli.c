@@ -132,14 +132,15 @@ const char *cli_nearest(const char *typed, const char *const *names)
 {
     while (*typed == '-')
         typed++;
-    size_t len = strcspn(typed, "="), best_d = 99;
+    size_t len = strcspn(typed, "="), best_d = 99, best_edit = 99;
     const char *best = NULL;
     for (const char *const *n = names; *n; n++) {
-        size_t d = edit_distance(typed, len, *n);
-        if (len >= 3 && strncmp(*n, typed, len) == 0)
-            d = 1; // an abbreviation
-        if (d < best_d) {
+        size_t edit = edit_distance(typed, len, *n), d = edit;
+        if (len >= 3 && strncmp(*n, typed, len) == 0 && d > 1)
+            d = 1; // an abbreviation; among equals the fewest edits wins
+        if (d < best_d || (d == best_d && edit < best_edit)) {
             best_d = d;
+            best_edit = edit;
             best = *n;
         }
     }

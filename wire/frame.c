@@ -177,11 +177,34 @@ static bool has_nul_string(const ProtobufCMessageDescriptor *d, const uint8_t *p
     return false;
 }
 
+// protobuf-c's allocations for one unpack, counted against a budget: a
+// frame of many empty repeated entries would otherwise inflate ~77x.
+typedef struct {
+    size_t left;
+} unpack_budget;
+
+static void *budget_alloc(void *data, size_t size)
+{
+    unpack_budget *b = data;
+    if (size > b->left)
+        return NULL;
+    b->left -= size;
+    return malloc(size);
+}
+
+static void budget_free(void *data, void *p)
+{
+    (void)data;
+    free(p); // the same free as protobuf-c's default: wire_free_envelope needs no budget
+}
+
 Hgrid__Envelope *wire_unpack(const uint8_t *body, size_t len)
 {
     if (has_nul_string(&hgrid__envelope__descriptor, body, len, 0))
         return NULL;
-    return hgrid__envelope__unpack(NULL, len, body);
+    unpack_budget budget = {WIRE_UNPACK_FACTOR * len + WIRE_UNPACK_BASE};
+    ProtobufCAllocator allocator = {budget_alloc, budget_free, &budget};
+    return hgrid__envelope__unpack(&allocator, len, body);
 }
 
 void wire_free_envelope(Hgrid__Envelope *env)
@@ -204,4 +227,47 @@ const char *wire_check_version(const Hgrid__Envelope *env, char *buf, size_t buf
         return buf;
     }
     return NULL;
+}
+
+// Replaces what a terminal could obey in s: C0 controls, DEL and every
+// byte >= 0x80 (C1 controls, raw or UTF-8 encoded) become '?'.
+void wire_printable(char *s)
+{
+    for (; s && *s; s++)
+        if ((unsigned char)*s < ' ' || (unsigned char)*s >= 0x7f)
+            *s = '?';
+}
+
+static void printable_message(ProtobufCMessage *m, int depth)
+{
+    const ProtobufCMessageDescriptor *d = m->descriptor;
+    for (unsigned i = 0; i < d->n_fields && depth < 16; i++) {
+        const ProtobufCFieldDescriptor *f = &d->fields[i];
+        if (f->type != PROTOBUF_C_TYPE_STRING && f->type != PROTOBUF_C_TYPE_MESSAGE)
+            continue;
+        char *base = (char *)m;
+        if ((f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) &&
+            *(uint32_t *)(base + f->quantifier_offset) != f->id)
+            continue;
+        void **values = (void **)(base + f->offset);
+        size_t n = 1;
+        if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+            n = *(size_t *)(base + f->quantifier_offset);
+            values = *(void ***)values;
+        }
+        for (size_t k = 0; values && k < n; k++) {
+            if (!values[k])
+                continue;
+            if (f->type == PROTOBUF_C_TYPE_STRING)
+                wire_printable(values[k]);
+            else
+                printable_message(values[k], depth + 1);
+        }
+    }
+}
+
+void wire_printable_envelope(Hgrid__Envelope *env)
+{
+    if (env)
+        printable_message(&env->base, 0);
 }

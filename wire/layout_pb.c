@@ -1,11 +1,14 @@
 // Layouts on the wire: hg_layout_spec <-> hgrid.Layout.
 #include <limits.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "wire/wire.h"
 
-void wire_layout_from_spec(const hg_layout_spec *s, Hgrid__Layout *l, Hgrid__ModelConfig *m)
+void wire_layout_from_spec(const hg_layout_spec *s, wire_layout *out)
 {
+    Hgrid__Layout *l = &out->layout;
+    Hgrid__ModelConfig *m = &out->model;
     hgrid__layout__init(l);
     hgrid__model_config__init(m);
     l->encoder_tp = (uint32_t)s->encoder_tp;
@@ -35,6 +38,28 @@ void wire_layout_from_spec(const hg_layout_spec *s, Hgrid__Layout *l, Hgrid__Mod
     m->image_size = (uint32_t)c->image_size;
     m->patch_size = (uint32_t)c->patch_size;
     l->model = m;
+    if (s->llm_offset_given) {
+        hgrid__llm_offset__init(&out->llm_offset);
+        out->llm_offset.rank = (uint32_t)s->llm_offset;
+        l->llm_offset = &out->llm_offset;
+    }
+    l->colocated = s->colocated;
+    l->make_vocab_size_divisible_by = (uint32_t)s->make_vocab_size_divisible_by;
+    int n = s->num_encoders > 0 && s->num_encoders <= HG_MAX_ENCODERS ? s->num_encoders : 0;
+    for (int i = 0; i < n; i++) {
+        Hgrid__EncoderGrid *e = &out->encoders[i];
+        hgrid__encoder_grid__init(e);
+        e->name = (char *)s->encoders[i].name;
+        e->tp = (uint32_t)s->encoders[i].tp;
+        e->dp = (uint32_t)s->encoders[i].dp;
+        out->encoder_ptrs[i] = e;
+    }
+    l->n_encoders = (size_t)n;
+    l->encoders = out->encoder_ptrs;
+    if (n) { // an encoder list replaces the shorthand; older readers refuse 0
+        l->encoder_tp = 0;
+        l->encoder_dp = 0;
+    }
 }
 
 // Copies a wire value into an int field, refusing values past INT_MAX.
@@ -84,6 +109,38 @@ int wire_layout_to_spec(const Hgrid__Layout *l, hg_layout_spec *s, char *err, si
               take(m->encoder_num_attention_heads, &c->encoder_num_attention_heads,
                    "encoder_num_attention_heads", err, errlen) ||
               take(m->image_size, &c->image_size, "image_size", err, errlen) ||
-              take(m->patch_size, &c->patch_size, "patch_size", err, errlen);
-    return bad ? -1 : 0;
+              take(m->patch_size, &c->patch_size, "patch_size", err, errlen) ||
+              take(l->make_vocab_size_divisible_by, &s->make_vocab_size_divisible_by,
+                   "make_vocab_size_divisible_by", err, errlen);
+    if (bad)
+        return -1;
+    // Layouts from before issue 17: no offset given, non-colocated, padded
+    // to a multiple of llm_tp (divisor 0), the one encoder of encoder_tp x
+    // encoder_dp.
+    s->llm_offset_given = l->llm_offset != NULL;
+    s->llm_offset = 0;
+    if (l->llm_offset && take(l->llm_offset->rank, &s->llm_offset, "llm_offset", err, errlen))
+        return -1;
+    s->colocated = l->colocated;
+    s->encoder_shorthand = false;
+    if (l->n_encoders > HG_MAX_ENCODERS) {
+        snprintf(err, errlen, "layout has %zu encoders, at most %d", l->n_encoders,
+                 HG_MAX_ENCODERS);
+        return -1;
+    }
+    s->num_encoders = (int)l->n_encoders;
+    for (int i = 0; i < s->num_encoders; i++) {
+        const Hgrid__EncoderGrid *e = l->encoders[i];
+        hg_encoder_spec *d = &s->encoders[i];
+        if (!e->name || strlen(e->name) >= sizeof d->name) {
+            snprintf(err, errlen, "layout encoder %d has no name or one over %zu bytes", i,
+                     sizeof d->name - 1);
+            return -1;
+        }
+        snprintf(d->name, sizeof d->name, "%s", e->name);
+        if (take(e->tp, &d->tp, "encoders.tp", err, errlen) ||
+            take(e->dp, &d->dp, "encoders.dp", err, errlen))
+            return -1;
+    }
+    return 0;
 }

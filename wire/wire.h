@@ -56,10 +56,20 @@ size_t wire_pack(const Hgrid__Envelope *env, uint8_t **frame);
 // Packs env into buf (cap bytes); returns the frame's length, or 0 if it
 // does not fit or packing failed.
 size_t wire_pack_into(const Hgrid__Envelope *env, uint8_t *buf, size_t cap);
-// Unpacks a frame body; NULL if undecodable or if a string holds a NUL byte
-// (which protobuf-c would silently cut). Free with wire_free_envelope.
+// Unpacks a frame body; NULL if undecodable, if a string holds a NUL byte
+// (which protobuf-c would silently cut) or if decoding would allocate more
+// than WIRE_UNPACK_FACTOR x len + WIRE_UNPACK_BASE bytes (legitimate
+// messages need under 8x). Free with wire_free_envelope.
+#define WIRE_UNPACK_FACTOR 16
+#define WIRE_UNPACK_BASE (64u << 10)
 Hgrid__Envelope *wire_unpack(const uint8_t *body, size_t len);
 void wire_free_envelope(Hgrid__Envelope *env);
+// Makes a peer's text safe for a terminal or a log, in place: C0 and C1
+// controls, DEL and non-ASCII bytes become '?'. The _envelope form does
+// every string field of a received message (hgridctl's replies, gridd's
+// messages to a worker) before anything prints them.
+void wire_printable(char *s);
+void wire_printable_envelope(Hgrid__Envelope *env);
 // A one-line reason if env's version or content is unusable, else NULL.
 const char *wire_check_version(const Hgrid__Envelope *env, char *buf, size_t buflen);
 
@@ -86,9 +96,17 @@ void wire_watch_peer(int fd);
 void wire_default_control_path(char *buf, size_t buflen);
 
 // ---- layouts
-// Fills layout and model (caller-owned; model is linked into layout).
-void wire_layout_from_spec(const hg_layout_spec *spec, Hgrid__Layout *layout,
-                           Hgrid__ModelConfig *model);
+// A Layout message with the sub-messages it links to (caller-owned; not
+// to be copied once filled: layout points into it). The encoders' names
+// point into the spec, which must outlive it.
+typedef struct {
+    Hgrid__Layout layout;
+    Hgrid__ModelConfig model;
+    Hgrid__LlmOffset llm_offset;
+    Hgrid__EncoderGrid encoders[HG_MAX_ENCODERS];
+    Hgrid__EncoderGrid *encoder_ptrs[HG_MAX_ENCODERS];
+} wire_layout;
+void wire_layout_from_spec(const hg_layout_spec *spec, wire_layout *out);
 // Converts a received Layout; -1 with a reason if it has no model or a
 // value is out of range.
 int wire_layout_to_spec(const Hgrid__Layout *layout, hg_layout_spec *spec, char *err,

@@ -90,6 +90,7 @@ int worker_parse_args(int argc, char **argv, worker_options *opt, bool *exit_now
     memset(opt, 0, sizeof *opt);
     opt->device = -1;
     opt->requested_rank = -1;
+    opt->reconnect_timeout_s = -1; // the connect timeout
     opt->comm_init = HGRID_COMMS_DEFAULT;
     train_options_defaults(&opt->train);
     bool launcher_rank = false;
@@ -113,7 +114,9 @@ int worker_parse_args(int argc, char **argv, worker_options *opt, bool *exit_now
                        "ask gridd for rank RANK (or SLURM_PROCID), which must\n"
                        "be below WORLD_SIZE (or SLURM_NTASKS) when set"),
         CLI_OPT_SWITCH("dry-run", &opt->dry_run,
-                       "the whole protocol without a GPU; leaders mint real\nNCCL ids"),
+                       "the whole protocol without a GPU; leaders mint\nrandom ids (no communicator forms); "
+                       "reports no loss; with --steps N, reports done\nafter N steps (default: "
+                       "run until gridd releases the job)"),
         CLI_OPT_SWITCH("self-test", &opt->self_test, "exit after the self-test (0: every check right)"),
         CLI_OPT_CALL("comm-init", &opt->comm_init, NULL, "init|split",
                      "one ncclCommInitRank per group, or split the module\n"
@@ -129,9 +132,20 @@ int worker_parse_args(int argc, char **argv, worker_options *opt, bool *exit_now
         CLI_OPT_NUM("assign-timeout", &opt->assign_timeout_s, NULL, 0, 1e9, "S",
                     "give up if no assignment within S seconds (default:\n"
                     "wait as long as it takes)"),
-        CLI_OPT_NUM("reconnect-timeout", &opt->reconnect_timeout_s, "60", 0, 1e9, "S",
+        CLI_OPT_NUM("connect-timeout", &opt->connect_timeout_s, "300", 0, 1e9, "S",
+                    "at start, wait up to S seconds for gridd (refused,\n"
+                    "unreachable, unresolvable: tried again with backoff,\n"
+                    "a line every 10 s), then exit 1"),
+        CLI_OPT_NUM("reconnect-timeout", &opt->reconnect_timeout_s, NULL, 0, 1e9, "S",
                     "when gridd is lost (restarted), reconnect with backoff\n"
-                    "and carry on; exit 1 after S seconds without it\n(0: exit at once)"),
+                    "and carry on; exit 1 after S seconds without it\n"
+                    "(default: --connect-timeout; 0: exit at once)"),
+        CLI_OPT_NUM("step-ms", &opt->step_ms, NULL, 0, 1e9, "MS",
+                    "(dry run) one step every MS ms (default: one per\n"
+                    "heartbeat, every --heartbeat-timeout/3)"),
+        CLI_OPT_NUM("fail-at-step", &opt->fail_at_step, NULL, 0, 1e18, "K",
+                    "(dry run) at step K report a failure no restart\n"
+                    "cures and exit 1: rehearses a failing job"),
         CLI_OPT_END,
     };
     const cli_more train = {parse_train_flag, &opt->train, train_flag_name,
@@ -143,13 +157,15 @@ int worker_parse_args(int argc, char **argv, worker_options *opt, bool *exit_now
             "       hgrid-worker --single-gpu --config NAME --steps N [trainer flags]\n"
             "Joins a job on gridd, creates this worker's NCCL communicators on its GPU,\n"
             "self-tests them (membership, bridge edges, bus bandwidth; the results go to\n"
-            "gridd), reports ready and heartbeats until gridd releases the job (exit 0);\n"
-            "with --config and --steps it trains first, reporting every step to gridd.\n"
-            "--single-gpu trains both modules on one GPU instead (hgrid-train's flags).\n",
+            "gridd), reports ready and heartbeats until gridd releases the job; with\n"
+            "--config and --steps it trains, reporting every step to gridd, then reports\n"
+            "done: once every rank is done gridd ends the job and releases the workers.\n"
+            "--single-gpu trains both modules on one GPU instead, without gridd.\n",
         .opts = opts,
         .more = &train,
-        .epilog = "Exit status: 0 released, 1 refused, lost or a failed self-test, 2 usage "
-                  "error.\n"};
+        .epilog = TRAIN_FLAGS_HELP
+                  "Exit status: 0 the job finished or was cancelled; 1 it failed, or this worker\n"
+                  "was refused, lost gridd, failed its self-test or training; 2 usage error.\n"};
     char err[256];
     int n;
     switch (cli_parse(&spec, argc, argv, NULL, &n, err, sizeof err)) {
@@ -163,8 +179,16 @@ int worker_parse_args(int argc, char **argv, worker_options *opt, bool *exit_now
         return usage_error("--bw-bytes needs a whole number of bytes, 0 or >= 4", NULL);
     if (opt->self_test && opt->dry_run)
         return usage_error("--self-test needs a GPU; drop --dry-run", NULL);
+    if ((opt->step_ms > 0 || opt->fail_at_step > 0) && !opt->dry_run)
+        return usage_error("--step-ms and --fail-at-step pace a dry run; add --dry-run", NULL);
+    if (opt->fail_at_step != (double)(long)opt->fail_at_step)
+        return usage_error("--fail-at-step needs a whole step number", NULL);
+    if (opt->reconnect_timeout_s < 0)
+        opt->reconnect_timeout_s = opt->connect_timeout_s;
     if (train_options_check(&opt->train, opt->dry_run, opt->self_test, err, sizeof err) != 0)
         return usage_error(err, NULL);
+    if (opt->train.single_gpu) // trains without gridd
+        return 0;
     // Launchers and units pass these in the environment; the token is kept
     // out of the command line, which ps shows.
     if (!opt->token)

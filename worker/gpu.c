@@ -150,10 +150,16 @@ static int run_one(hgrid_worker *w, const worker_options *opt)
     }
     if (st == HGRID_OK)
         st = hgrid_ready(w);
-    if (st == HGRID_OK && opt->train.config) // returns once gridd ends the job
+    if (st == HGRID_OK && opt->train.config) { // returns once gridd ends the job
         st = train_run(w, &comms, &opt->train, opt->heartbeat_timeout_s / 3);
+        if (st == HGRID_ERR_STATE) { // it said why; a restart would fail the same way
+            hgrid_report_failure(w, "training failed (see this worker's log)", false);
+            st = WORKER_FAILED;
+        }
+    }
+    uint64_t step = 0;
     if (st == HGRID_OK)
-        st = worker_run_generation(w, opt);
+        st = worker_run_generation(w, opt, &step);
     alarm(TEARDOWN_LIMIT_S);
     if (st == HGRID_RELEASED)
         hgrid_comms_destroy(comms);
@@ -168,14 +174,9 @@ int worker_run_gpu(const worker_options *opt)
     char uuid[64];
     if (open_device(opt->device, uuid, sizeof uuid))
         return 1;
-    char err[512];
-    hgrid_worker *w = hgrid_connect(opt->coordinator, err, sizeof err);
-    if (!w) {
-        fprintf(stderr, "hgrid-worker: %s; start gridd or pass its address with --coordinator\n",
-                err);
+    hgrid_worker *w = worker_connect(opt);
+    if (!w)
         return 1;
-    }
-    hgrid_set_reconnect(w, opt->reconnect_timeout_s);
     hgrid_hello_options hello = {.job = opt->job, .token = opt->token, .host = opt->host,
                                  .device = opt->device, .gpu_uuid = uuid,
                                  .requested_rank = opt->requested_rank};
@@ -186,6 +187,13 @@ int worker_run_gpu(const worker_options *opt)
             break;
         if (!opt->json)
             worker_print_assignment(w, opt, stdout);
+        char why[HG_ERR_LEN + 128];
+        if (train_check_job(&opt->train, hgrid_plan(w), hgrid_rank(w), why, sizeof why) != 0) {
+            fprintf(stderr, "hgrid-worker: job %s: %s\n", opt->job, why);
+            hgrid_leave(w, "this worker cannot train the job as submitted");
+            hgrid_close(w);
+            return 1;
+        }
         st = run_one(w, opt);
         if (st == HGRID_OK && opt->self_test)
             break;
@@ -196,12 +204,9 @@ int worker_run_gpu(const worker_options *opt)
             st = HGRID_OK;
         }
     }
-    int rc = 0;
-    if (st == HGRID_RELEASED)
-        worker_log(opt, "notice", hgrid_rank(w), hgrid_generation(w), "released: %s",
-                   hgrid_reason(w));
-    else if (st != HGRID_OK)
-        rc = worker_failed(w, st);
-    hgrid_close(w);
-    return rc;
+    if (st == HGRID_OK) { // --self-test passed
+        hgrid_close(w);
+        return 0;
+    }
+    return worker_exit(w, opt, st);
 }

@@ -28,8 +28,13 @@ static void print_text(const hgrid_worker *w, const worker_options *opt, FILE *o
     fprintf(out, "%s/%d: job %s generation %llu: rank %d of %d, %s tp %d cp %d dp %d pp %d ep %d "
                  "expt_tp %d expt_dp %d\n",
             opt->host, opt->device, hgrid_job(w), (unsigned long long)hgrid_generation(w),
-            hgrid_rank(w), hgrid_world_size(w), hg_module_name(c->module), c->tp, c->cp, c->dp,
-            c->pp, c->ep, c->expt_tp, c->expt_dp);
+            hgrid_rank(w), hgrid_world_size(w), hgrid_plan(w)->modules[c->module_index].name, c->tp,
+            c->cp, c->dp, c->pp, c->ep, c->expt_tp, c->expt_dp);
+    const hg_coords *co = hgrid_coords_at(w, 1); // colocated: the llm too
+    if (co)
+        fprintf(out, "  also %s tp %d cp %d dp %d pp %d ep %d expt_tp %d expt_dp %d\n",
+                hgrid_plan(w)->modules[co->module_index].name, co->tp, co->cp, co->dp, co->pp,
+                co->ep, co->expt_tp, co->expt_dp);
     for (int i = 0; i < hgrid_num_groups(w); i++) {
         const hgrid_group *g = hgrid_group_at(w, i);
         fprintf(out, "  %-9s [", g->name);
@@ -65,7 +70,7 @@ static void print_json(const hgrid_worker *w, const worker_options *opt, FILE *o
     json_key(&j, "world_size");
     json_int(&j, hgrid_world_size(w));
     json_key(&j, "module");
-    json_string(&j, hg_module_name(c->module));
+    json_string(&j, hgrid_plan(w)->modules[c->module_index].name);
     json_key(&j, "host");
     json_string(&j, opt->host);
     json_key(&j, "device");

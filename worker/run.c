@@ -10,29 +10,13 @@
 
 #include "kernels/kernels.h"
 #include "model/config.h"
-#include "model/cuda_check.h"
+#include "kernels/cuda_check.h"
 #include "train/checkpoint.h"
 #include "train/comm_nccl.h"
 #include "train/ops_gpu.h"
 #include "worker/run_watch.h"
 #include "train/train.h"
 #include "util/clock.h"
-
-// The job's layout with the config's model, or with the job's own model
-// (--config job).
-static int plan_for(hgrid_worker *w, const train_options *o, hg_plan *plan)
-{
-    hg_layout_spec spec = hgrid_plan(w)->spec;
-    char err[HG_ERR_LEN];
-    if (strcmp(o->config, TRAIN_CONFIG_JOB) != 0)
-        spec.model = hg_config_find(o->config)->model;
-    if (hg_config_check(&spec.model, err, sizeof err) != 0 ||
-        hg_plan_build(&spec, plan, err, sizeof err) != 0) {
-        fprintf(stderr, "hgrid-worker: config %s on this job's layout: %s\n", o->config, err);
-        return -1;
-    }
-    return 0;
-}
 
 // groups[kind] and *bridge on the communicators, the gradient reductions'
 // (dp_cp, expt_dp) on stream `side` beside the compute on `st`; 0, or -1
@@ -103,8 +87,8 @@ static int loop(hgrid_worker *w, tr_worker *tw, const hg_plan *plan, const train
                    step + 1, loss, norm, dt * 1e3, tok_s);
             fflush(stdout);
         }
-        train_watch_progress(watch, (uint64_t)step + 1, tr_worker_has_loss(tw) ? loss : 0.0f,
-                             (float)tok_s);
+        train_watch_progress(watch, (uint64_t)step + 1,
+                             tr_worker_has_loss(tw) ? loss : HGRID_NO_LOSS, (float)tok_s);
         if (train_should_save(o, step + 1) &&
             tr_checkpoint_save(tw, o->save_dir, step + 1, gen, err, sizeof err) != 0) {
             fprintf(stderr, "hgrid-worker: checkpoint after step %d: %s\n", step + 1, err);
@@ -144,13 +128,11 @@ static int resume_and_train(hgrid_worker *w, tr_worker *tw, const hg_plan *plan,
 
 int train_run(hgrid_worker *w, hgrid_comms **comms, const train_options *o, double beat_s)
 {
-    hg_plan plan;
-    if (plan_for(w, o, &plan) != 0)
-        return HGRID_ERR_STATE;
+    hg_plan plan = *hgrid_plan(w); // checked at assignment (train_check_job)
     cudaStream_t st, side;
     kernels_init();
-    cuda_check(cudaStreamCreate(&st));
-    cuda_check(cudaStreamCreate(&side));
+    cudaCheck(cudaStreamCreate(&st));
+    cudaCheck(cudaStreamCreate(&side));
     tr_group *groups[HG_NUM_GROUP_KINDS] = {0}, *bridge = NULL;
     tr_worker *volatile tw = NULL; // set after setjmp, read after longjmp
     char err[512];
@@ -180,10 +162,10 @@ int train_run(hgrid_worker *w, hgrid_comms **comms, const train_options *o, doub
         *comms = NULL;
     tr_worker_free(tw);
     free_groups(groups, bridge);
-    cuda_check(cudaStreamSynchronize(st));
-    cuda_check(cudaStreamSynchronize(side));
-    cuda_check(cudaStreamDestroy(st));
-    cuda_check(cudaStreamDestroy(side));
+    cudaCheck(cudaStreamSynchronize(st));
+    cudaCheck(cudaStreamSynchronize(side));
+    cudaCheck(cudaStreamDestroy(st));
+    cudaCheck(cudaStreamDestroy(side));
     kernels_free();
     return rc;
 }

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "model/config.h"
+#include "train/shard.h"
 
 void train_options_defaults(train_options *o)
 {
@@ -28,15 +29,24 @@ static int number(const char *flag, const char *s, double lo, double hi, double 
     return 0;
 }
 
-static int whole(const char *flag, const char *s, int *out, char *err, size_t len)
+// A whole number in [lo, hi].
+static int whole(const char *flag, const char *s, double lo, double hi, double *out, char *err,
+                 size_t len)
 {
-    double v;
-    if (number(flag, s, 1, 1e9, &v, err, len))
+    if (number(flag, s, lo, hi, out, err, len))
         return -1;
-    if (v != (int)v) {
+    if (*out != (double)(uint64_t)*out) {
         snprintf(err, len, "%s needs a whole number, got '%s'", flag, s);
         return -1;
     }
+    return 0;
+}
+
+static int count(const char *flag, const char *s, int *out, char *err, size_t len)
+{
+    double v;
+    if (whole(flag, s, 1, 1e9, &v, err, len))
+        return -1;
     *out = (int)v;
     return 0;
 }
@@ -56,8 +66,16 @@ int train_parse_flag(train_options *o, int argc, char **argv, int *i, char *err,
         o->dp_overlap = true;
         return 1;
     }
+    bool *flag = !strcmp(f, "--single-gpu") ? &o->single_gpu
+                 : !strcmp(f, "--cpu")      ? &o->cpu
+                 : !strcmp(f, "--describe") ? &o->describe
+                                            : NULL;
+    if (flag) {
+        *flag = true;
+        return 1;
+    }
     static const char *const with_value[] = {"--config", "--steps", "--seed", "--lr", "--save",
-                                             "--save-interval", "--load"};
+                                             "--save-interval", "--load", "--batch", "--dump"};
     size_t k = 0, n = sizeof with_value / sizeof with_value[0];
     while (k < n && strcmp(f, with_value[k]))
         k++;
@@ -77,10 +95,13 @@ int train_parse_flag(train_options *o, int argc, char **argv, int *i, char *err,
         }
         o->config = v;
     } else if (!strcmp(f, "--steps")) {
-        if (whole(f, v, &o->steps, err, errlen))
+        if (count(f, v, &o->steps, err, errlen))
+            return -1;
+    } else if (!strcmp(f, "--batch")) {
+        if (count(f, v, &o->batch, err, errlen))
             return -1;
     } else if (!strcmp(f, "--seed")) {
-        if (number(f, v, 0, 9e15, &x, err, errlen))
+        if (whole(f, v, 0, 9e15, &x, err, errlen))
             return -1;
         o->seed = (uint64_t)x;
     } else if (!strcmp(f, "--lr")) {
@@ -88,11 +109,13 @@ int train_parse_flag(train_options *o, int argc, char **argv, int *i, char *err,
             return -1;
         o->lr = (float)x;
     } else if (!strcmp(f, "--save-interval")) {
-        if (whole(f, v, &o->save_interval, err, errlen))
+        if (count(f, v, &o->save_interval, err, errlen))
             return -1;
     } else if (!*v) {
-        snprintf(err, errlen, "%s needs a directory", f);
+        snprintf(err, errlen, "%s needs a %s", f, strcmp(f, "--dump") ? "directory" : "file");
         return -1;
+    } else if (!strcmp(f, "--dump")) {
+        o->dump = v;
     } else if (!strcmp(f, "--save")) {
         o->save_dir = v;
     } else {
@@ -101,14 +124,40 @@ int train_parse_flag(train_options *o, int argc, char **argv, int *i, char *err,
     return 1;
 }
 
+// --single-gpu's rules: a named config, no gridd, none of the workers' flags.
+static const char *single_gpu_check(const train_options *o, bool dry_run, bool self_test)
+{
+    if (!o->config || (!o->steps && !o->describe))
+        return "--single-gpu needs --config NAME and --steps N";
+    if (!strcmp(o->config, TRAIN_CONFIG_JOB))
+        return "--single-gpu trains a named config (no job): tiny, tiny-moe, small or 1b";
+    if (o->cpu && !o->dump)
+        return "--cpu only takes a --dump; training runs on the GPU";
+    if (dry_run || self_test)
+        return "--single-gpu trains without gridd; drop --dry-run and --self-test";
+    if (o->save_dir || o->load_dir || o->save_interval || o->profile_comm || o->dp_overlap)
+        return "--save, --load, --save-interval, --profile-comm and --dp-overlap are for "
+               "gridd's workers, not --single-gpu";
+    return NULL;
+}
+
 int train_options_check(const train_options *o, bool dry_run, bool self_test, char *err,
                         size_t errlen)
 {
-    bool any = o->config || o->steps || o->fp32 || o->profile_comm || o->dp_overlap ||
-               o->lr > 0 || o->save_dir || o->load_dir || o->save_interval;
-    if (!any)
-        return 0;
     const char *why = NULL;
+    if (o->single_gpu)
+        why = single_gpu_check(o, dry_run, self_test);
+    else if (o->batch || o->dump || o->cpu || o->describe)
+        why = "--batch, --dump, --cpu and --describe go with --single-gpu";
+    if (why || o->single_gpu) {
+        if (why)
+            snprintf(err, errlen, "%s", why);
+        return why ? -1 : 0;
+    }
+    bool training = o->config || o->fp32 || o->profile_comm || o->dp_overlap || o->lr > 0 ||
+                    o->save_dir || o->load_dir || o->save_interval;
+    if (!training && (!o->steps || dry_run))
+        return 0; // a dry run counts --steps without training
     if (!o->config || !o->steps)
         why = "training needs both --config NAME and --steps N";
     else if (o->save_interval && !o->save_dir)
@@ -120,6 +169,43 @@ int train_options_check(const train_options *o, bool dry_run, bool self_test, ch
     if (why)
         snprintf(err, errlen, "%s", why);
     return why ? -1 : 0;
+}
+
+int train_check_job(const train_options *o, const hg_plan *job, int rank, char *err,
+                    size_t errlen)
+{
+    if (!o->config)
+        return 0;
+    if (job->colocated) {
+        snprintf(err, errlen,
+                 "the job is colocated (--mimo-layout colocated) and this worker trains one module "
+                 "per GPU; it cannot train it yet (dry-run workers and libhgrid trainers can join it)");
+        return -1;
+    }
+    if (job->num_encoders > 1) {
+        snprintf(err, errlen,
+                 "the job has %d encoders (--encoder) and this worker trains one encoder; it "
+                 "cannot train it yet (dry-run workers and libhgrid trainers can join it)",
+                 job->num_encoders);
+        return -1;
+    }
+    tr_shard shard; // the trainer's own split rules, before any communicator forms
+    if (tr_shard_build(&shard, job, rank, err, errlen) != 0)
+        return -1;
+    if (strcmp(o->config, TRAIN_CONFIG_JOB) == 0)
+        return 0;
+    int mine, theirs;
+    const char *flag = hg_model_config_differs(&hg_config_find(o->config)->model,
+                                               &job->spec.model, &mine, &theirs);
+    if (!flag)
+        return 0;
+    char name[64];
+    snprintf(name, sizeof name, "--%s", flag);
+    snprintf(err, errlen,
+             "--config %s has %s %d but the job was submitted with %d; the worker trains the "
+             "job's model: use --config job, or submit the job with config %s's shape",
+             o->config, name, mine, theirs, o->config);
+    return -1;
 }
 
 bool train_should_save(const train_options *o, int done)

@@ -60,7 +60,7 @@ static void *watch_main(void *arg)
     train_watch *t = arg;
     uint64_t sent_step = 0;
     double last = 0;
-    int st = HGRID_OK;
+    int st = HGRID_OK, said_done = 0;
     for (;;) {
         pthread_mutex_lock(&t->lock);
         uint64_t step = t->step;
@@ -69,8 +69,13 @@ static void *watch_main(void *arg)
         pthread_mutex_unlock(&t->lock);
         if (stop && !done)
             break;
+        if (done && !said_done) { // every step ran: gridd ends the job once all ranks say so
+            st = hgrid_done(t->w, step);
+            said_done = 1;
+        }
         double now = now_s();
-        if (now - last >= t->beat_s || (step != sent_step && now - last >= MIN_GAP_S)) {
+        if (st == HGRID_OK &&
+            (now - last >= t->beat_s || (step != sent_step && now - last >= MIN_GAP_S))) {
             st = hgrid_heartbeat(t->w, step, loss, tok_s);
             sent_step = step, last = now;
         }
@@ -97,7 +102,7 @@ train_watch *train_watch_start(hgrid_worker *w, hgrid_comms *comms, double beat_
         fprintf(stderr, "hgrid-worker: out of memory for the heartbeat thread\n");
         return NULL;
     }
-    *t = (train_watch){.w = w, .comms = comms, .beat_s = beat_s};
+    *t = (train_watch){.w = w, .comms = comms, .beat_s = beat_s, .loss = HGRID_NO_LOSS};
     pthread_mutex_init(&t->lock, NULL);
     int e = pthread_create(&t->thread, NULL, watch_main, t);
     if (e) {

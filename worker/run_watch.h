@@ -22,8 +22,8 @@ train_watch *train_watch_start(hgrid_worker *w, hgrid_comms *comms, double beat_
 void train_watch_progress(train_watch *t, uint64_t step, float loss, float tokens_per_s);
 
 // Training is over (done = 1: every step ran; 0: it failed or escaped).
-// Once done, the thread keeps reporting the final progress until gridd
-// ends the job; otherwise it stops at once. Joins the thread and frees t.
+// Once done, the thread reports Done (hgrid_done) and keeps reporting the
+// final progress until gridd ends the job; otherwise it stops at once. Joins the thread and frees t.
 // Returns gridd's word (HGRID_RELEASED, HGRID_ABORTED) or a negative
 // status; *aborted says whether the thread aborted the communicators
 // (they are freed then and must not be used).

@@ -35,18 +35,31 @@ static int by_host_device(const void *a, const void *b, void *workers)
     return *(const int *)a - *(const int *)b;
 }
 
+static int gcd(int x, int y)
+{
+    return y ? gcd(y, x % y) : x;
+}
+
+// One block per tp group; a colocated plan's modules share their ranks, so
+// a block there holds whole tp groups of both (the lcm of their tp sizes).
 static int build_blocks(assigner *a)
 {
     const hg_plan *p = a->plan;
-    for (int m = 0; m < p->num_modules; m++)
-        a->num_blocks += p->modules[m].num_ranks / p->modules[m].dense[HG_DIM_TP];
+    int spans = p->colocated ? 1 : p->num_modules, colocated_tp = 1;
+    for (int m = 0; p->colocated && m < p->num_modules; m++) {
+        int tp = p->modules[m].dense[HG_DIM_TP];
+        colocated_tp = colocated_tp / gcd(colocated_tp, tp) * tp;
+    }
+    for (int m = 0; m < spans; m++)
+        a->num_blocks += p->modules[m].num_ranks /
+                         (p->colocated ? colocated_tp : p->modules[m].dense[HG_DIM_TP]);
     a->blocks = malloc(sizeof *a->blocks * (size_t)a->num_blocks);
     if (!a->blocks)
         return -1;
     int b = 0;
-    for (int m = 0; m < p->num_modules; m++) {
+    for (int m = 0; m < spans; m++) {
         const hg_module_grid *g = &p->modules[m];
-        int tp = g->dense[HG_DIM_TP];
+        int tp = p->colocated ? colocated_tp : g->dense[HG_DIM_TP];
         for (int s = g->rank_offset; s < g->rank_offset + g->num_ranks; s += tp, b++) {
             a->blocks[b] = (block){s, tp, 0};
             for (int r = s; r < s + tp; r++)

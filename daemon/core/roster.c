@@ -31,8 +31,48 @@ static int find_host(const roster *r, const char *name)
                       &m);
 }
 
+// Drops the hosts no slot refers to and renumbers the rest (order kept).
+static int compact_hosts(roster *r)
+{
+    int *renumber = malloc(sizeof *renumber * (size_t)(r->num_hosts ? r->num_hosts : 1));
+    if (!renumber)
+        return -1;
+    for (int h = 0; h < r->num_hosts; h++)
+        renumber[h] = -1;
+    for (int s = 0; s < r->world_size; s++)
+        if (r->slots[s].host >= 0)
+            renumber[r->slots[s].host] = 0;
+    int kept = 0;
+    table_clear(&r->host_index);
+    for (int h = 0; h < r->num_hosts; h++) {
+        if (renumber[h] < 0) {
+            free(r->hosts[h]);
+            continue;
+        }
+        renumber[h] = kept;
+        r->hosts[kept] = r->hosts[h];
+        // Fewer entries than before: the index does not grow, inserts cannot fail.
+        table_insert(&r->host_index, table_hash_bytes(r->hosts[kept], (uint32_t)strlen(r->hosts[kept])),
+                     kept);
+        kept++;
+    }
+    r->num_hosts = kept;
+    table_clear(&r->device_index);
+    for (int s = 0; s < r->world_size; s++) {
+        roster_slot *slot = &r->slots[s];
+        if (slot->host < 0)
+            continue;
+        slot->host = renumber[slot->host];
+        table_insert(&r->device_index, device_key(slot->host, slot->device), s);
+    }
+    free(renumber);
+    return 0;
+}
+
 static int add_host(roster *r, const char *name)
 {
+    if (r->num_hosts >= ROSTER_MAX_HOSTS(r->world_size) && compact_hosts(r))
+        return -1;
     if (r->num_hosts == r->hosts_cap) {
         int cap = r->hosts_cap ? 2 * r->hosts_cap : 16;
         char **hosts = realloc(r->hosts, sizeof *hosts * (size_t)cap);

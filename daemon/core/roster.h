@@ -12,6 +12,10 @@
 #include "layout/layout.h"
 
 #define ROSTER_MAX_HOST 255 // bytes in a host name
+// Host names a roster holds at most: the hosts no slot refers to any more
+// (workers that left, ranks taken over from a new host) are dropped when
+// the table reaches this, so join/leave cycles cannot grow it.
+#define ROSTER_MAX_HOSTS(world_size) (2 * (world_size) + 16)
 
 typedef enum { SLOT_EMPTY, SLOT_JOINED, SLOT_ASSIGNED, SLOT_READY, SLOT_LOST } slot_state;
 

@@ -1,20 +1,24 @@
 // The state file: magic, format version, CRC-32 and length of the payload,
 // then the payload (big-endian integers, length-prefixed strings, layouts
-// as packed hgrid.Layout messages).
+// as packed hgrid.Layout messages): the jobs, then optional sections (tag 4,
+// length 4, body; files written before sections existed have none, and
+// unknown tags are skipped).
 #include "daemon/core/state.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "wire/wire.h"
 
-// Ranks restored over all jobs at most: each costs ~100 bytes of rosters,
-// so a damaged or hostile file cannot make gridd exhaust memory at start.
-#define STATE_MAX_RANKS (1 << 22)
+// The jobs that ended: count 4, then per job its index 4, outcome 4,
+// ended_unix_ms 8 and reason.
+#define SECTION_ENDS 1u
 
 uint32_t state_crc32(const uint8_t *p, size_t n)
 {
@@ -97,13 +101,12 @@ static void put_bytes(buffer *b, const void *data, uint32_t len)
 
 static void put_layout(buffer *b, const hg_layout_spec *spec)
 {
-    Hgrid__Layout layout;
-    Hgrid__ModelConfig model;
-    wire_layout_from_spec(spec, &layout, &model);
-    size_t n = hgrid__layout__get_packed_size(&layout);
+    wire_layout wl;
+    wire_layout_from_spec(spec, &wl);
+    size_t n = hgrid__layout__get_packed_size(&wl.layout);
     put_uint(b, n, 4);
     uint8_t *p = reserve(b, n);
-    if (p && hgrid__layout__pack(&layout, p) != n)
+    if (p && hgrid__layout__pack(&wl.layout, p) != n)
         b->failed = true;
 }
 
@@ -118,13 +121,56 @@ static void put_job(buffer *b, const job_record *j)
     put_uint(b, (uint32_t)r->world_size, 4);
     if (!r->assigned)
         return;
-    put_uint(b, (uint32_t)r->num_hosts, 4);
+    // Only the hosts some rank is on: hosts that workers left from stay
+    // in memory a while but never reach the file (the loader's bound).
+    int *renumber = malloc(sizeof *renumber * (size_t)(r->num_hosts ? r->num_hosts : 1));
+    if (!renumber) {
+        b->failed = true;
+        return;
+    }
     for (int h = 0; h < r->num_hosts; h++)
-        put_bytes(b, r->hosts[h], (uint32_t)strlen(r->hosts[h]));
+        renumber[h] = -1;
+    for (int i = 0; i < r->world_size; i++)
+        renumber[r->slots[i].host] = 0;
+    uint32_t used = 0;
+    for (int h = 0; h < r->num_hosts; h++)
+        if (renumber[h] == 0)
+            renumber[h] = (int)used++;
+    put_uint(b, used, 4);
+    for (int h = 0; h < r->num_hosts; h++)
+        if (renumber[h] >= 0)
+            put_bytes(b, r->hosts[h], (uint32_t)strlen(r->hosts[h]));
     for (int i = 0; i < r->world_size; i++) {
-        put_uint(b, (uint32_t)r->slots[i].host, 4);
+        put_uint(b, (uint32_t)renumber[r->slots[i].host], 4);
         put_uint(b, (uint32_t)r->slots[i].device, 4);
     }
+    free(renumber);
+}
+
+static void put_ends(buffer *b, const job_record *const *jobs, int num_jobs)
+{
+    uint32_t ended = 0;
+    for (int i = 0; i < num_jobs; i++)
+        ended += jobs[i]->outcome != 0;
+    if (ended == 0)
+        return;
+    put_uint(b, SECTION_ENDS, 4);
+    size_t at = b->len;
+    put_uint(b, 0, 4); // the length, filled in below
+    put_uint(b, ended, 4);
+    for (int i = 0; i < num_jobs; i++) {
+        const job_record *j = jobs[i];
+        if (j->outcome == 0)
+            continue;
+        put_uint(b, (uint32_t)i, 4);
+        put_uint(b, j->outcome, 4);
+        put_uint(b, (uint64_t)j->ended_unix_ms, 8);
+        put_bytes(b, j->end_reason, (uint32_t)strlen(j->end_reason));
+    }
+    if (b->failed)
+        return;
+    buffer len = {b->data + at, 0, 4, false};
+    put_uint(&len, b->len - at - 4, 4);
 }
 
 int state_encode(const job_record *const *jobs, int num_jobs, uint8_t **out, size_t *len)
@@ -134,6 +180,7 @@ int state_encode(const job_record *const *jobs, int num_jobs, uint8_t **out, siz
     put_uint(&b, (uint32_t)num_jobs, 4);
     for (int i = 0; i < num_jobs; i++)
         put_job(&b, jobs[i]);
+    put_ends(&b, jobs, num_jobs);
     if (b.failed) {
         free(b.data);
         return -1;
@@ -174,14 +221,15 @@ int state_save(const char *dir, const job_record *const *jobs, int num_jobs, cha
     }
     char path[4096], tmp[4096];
     snprintf(path, sizeof path, "%s/%s", dir, STATE_FILE);
-    snprintf(tmp, sizeof tmp, "%s/%s.tmp", dir, STATE_FILE);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    snprintf(tmp, sizeof tmp, "%s/%s", dir, STATE_TEMP_TEMPLATE);
+    // A fresh name, created exclusively (never through a planted link), 0600.
+    int fd = mkostemp(tmp, O_CLOEXEC);
     int rc = -1;
     if (fd < 0) {
-        snprintf(err, errlen, "cannot create %s: %s", tmp, strerror(errno));
+        snprintf(err, errlen, "cannot create a temporary file in %s: %s", dir, strerror(errno));
         goto out;
     }
-    if (write_all(fd, data, len) || fsync(fd)) {
+    if (fchmod(fd, 0600) || write_all(fd, data, len) || fsync(fd)) {
         snprintf(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
         close(fd);
         unlink(tmp);
@@ -205,6 +253,40 @@ int state_save(const char *dir, const job_record *const *jobs, int num_jobs, cha
 out:
     free(data);
     return rc;
+}
+
+int state_dir_check(const char *dir, char *err, size_t errlen)
+{
+    struct stat st;
+    if (stat(dir, &st)) {
+        snprintf(err, errlen, "%s: %s", dir, strerror(errno));
+        return -1;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        snprintf(err, errlen, "%s is not a directory", dir);
+        return -1;
+    }
+    if (st.st_uid != geteuid()) {
+        snprintf(err, errlen, "%s belongs to uid %u, not to gridd's uid %u (whoever owns it "
+                 "can plant its state); chown it", dir, (unsigned)st.st_uid, (unsigned)geteuid());
+        return -1;
+    }
+    if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+        snprintf(err, errlen, "%s has mode %04o: others can write there and plant its state; "
+                 "chmod 0700 it", dir, (unsigned)(st.st_mode & 07777));
+        return -1;
+    }
+    // Temporary files of a save that a crash interrupted.
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    size_t prefix = strlen(STATE_TEMP_TEMPLATE) - 6;
+    while (d && (e = readdir(d)))
+        if (strncmp(e->d_name, STATE_TEMP_TEMPLATE, prefix) == 0 &&
+            strlen(e->d_name) == prefix + 6)
+            unlinkat(dirfd(d), e->d_name, 0);
+    if (d)
+        closedir(d);
+    return 0;
 }
 
 // ---- reading
@@ -277,7 +359,7 @@ static int get_layout(reader *r, hg_layout_spec *spec, hg_plan *plan, char *err,
 static int get_rank_map(reader *r, roster *ro, int world, char *err, size_t errlen)
 {
     uint32_t num_hosts = (uint32_t)get_uint(r, 4);
-    if (r->bad || num_hosts > (uint32_t)world) {
+    if (r->bad || num_hosts > (uint32_t)ROSTER_MAX_HOSTS(world)) {
         snprintf(err, errlen, "rank map has %u hosts for %d ranks", num_hosts, world);
         return -1;
     }
@@ -358,6 +440,49 @@ static int get_job(reader *r, job_record *j, uint64_t *ranks, char *err, size_t 
     return 0;
 }
 
+static int get_ends(reader *r, job_record *jobs, uint32_t num_jobs, char *err, size_t errlen)
+{
+    uint32_t n = (uint32_t)get_uint(r, 4);
+    if (r->bad || n > num_jobs) {
+        snprintf(err, errlen, "bad count of ended jobs");
+        return -1;
+    }
+    for (uint32_t k = 0; k < n; k++) {
+        uint32_t i = (uint32_t)get_uint(r, 4), outcome = (uint32_t)get_uint(r, 4);
+        int64_t ended = (int64_t)get_uint(r, 8);
+        if (r->bad || i >= num_jobs || jobs[i].outcome || !protobuf_c_enum_descriptor_get_value(
+                                           &hgrid__outcome__descriptor, (int)outcome) ||
+            outcome == 0 || get_string(r, jobs[i].end_reason, STATE_REASON_MAX)) {
+            snprintf(err, errlen, "bad ended job entry %u", k);
+            return -1;
+        }
+        jobs[i].outcome = outcome;
+        jobs[i].ended_unix_ms = ended;
+    }
+    if (r->left > 0) {
+        snprintf(err, errlen, "%zu bytes after the ended jobs", r->left);
+        return -1;
+    }
+    return 0;
+}
+
+// The sections after the jobs.
+static int get_sections(reader *r, job_record *jobs, uint32_t num_jobs, char *err, size_t errlen)
+{
+    while (r->left > 0) {
+        uint32_t tag = (uint32_t)get_uint(r, 4), len;
+        const uint8_t *body = get_bytes(r, UINT32_MAX, &len);
+        if (!body) {
+            snprintf(err, errlen, "truncated section after the last job");
+            return -1;
+        }
+        reader sr = {body, len, false};
+        if (tag == SECTION_ENDS && get_ends(&sr, jobs, num_jobs, err, errlen))
+            return -1;
+    }
+    return 0;
+}
+
 int state_decode(const uint8_t *data, size_t len, job_record **jobs, int *num_jobs, char *err,
                  size_t errlen)
 {
@@ -394,9 +519,7 @@ int state_decode(const uint8_t *data, size_t len, job_record **jobs, int *num_jo
     uint32_t got = 0;
     while (got < n && get_job(&r, &out[got], &ranks, err, errlen) == 0)
         got++;
-    if (got == n && r.left > 0)
-        snprintf(err, errlen, "%zu bytes after the last job", r.left);
-    if (got < n || r.left > 0) {
+    if (got < n || get_sections(&r, out, n, err, errlen)) {
         for (uint32_t k = 0; k < got; k++)
             roster_free(&out[k].roster);
         free(out);
@@ -413,11 +536,26 @@ int state_load(const char *dir, job_record **jobs, int *num_jobs, char *err, siz
     *num_jobs = 0;
     char path[4096];
     snprintf(path, sizeof path, "%s/%s", dir, STATE_FILE);
-    FILE *f = fopen(path, "rb");
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 && errno == ENOENT)
+        return 0;
+    if (fd < 0 || fstat(fd, &st)) {
+        snprintf(err, errlen, "cannot open %s: %s%s", path, strerror(errno),
+                 errno == ELOOP ? " (a symbolic link: gridd writes a regular file there)" : "");
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    if (!S_ISREG(st.st_mode) || st.st_uid != geteuid()) {
+        snprintf(err, errlen, "%s is not a regular file of gridd's user", path);
+        close(fd);
+        return -1;
+    }
+    FILE *f = fdopen(fd, "rb");
     if (!f) {
-        if (errno == ENOENT)
-            return 0;
         snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
+        close(fd);
         return -1;
     }
     uint8_t *data = NULL;

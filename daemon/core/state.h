@@ -1,5 +1,5 @@
-// gridd's saved state: every job's name, token, layout, generation and
-// sticky rank map, in one versioned, checksummed file written atomically
+// gridd's saved state: every job's name, token, layout, generation, sticky
+// rank map and, once it ended, its outcome, in one versioned, checksummed file written atomically
 // (temp file, fsync, rename, fsync of the directory) on every change.
 #ifndef HGRID_DAEMON_STATE_H
 #define HGRID_DAEMON_STATE_H
@@ -14,9 +14,15 @@
 #define JOB_NAME_MAX 64
 #define JOB_TOKEN_MAX 256
 #define STATE_FILE "gridd.state"
+#define STATE_TEMP_TEMPLATE ".gridd.state.XXXXXX" // mkostemp's, in the same directory
 #define STATE_MAGIC "hgridst\n"
 #define STATE_VERSION 1u
+// Ranks over all jobs at most, restored and submitted alike: each costs
+// ~100 bytes of rosters, so neither a damaged file nor submits can make
+// gridd exhaust memory, and what gridd acknowledges it can load.
+#define STATE_MAX_RANKS (1 << 22)
 #define STATE_HEADER 24 // magic 8, version 4, CRC-32 of the payload 4, its length 8
+#define STATE_REASON_MAX 255 // bytes of an ended job's reason
 
 // The part of a job that outlives gridd.
 typedef struct {
@@ -26,6 +32,9 @@ typedef struct {
     hg_layout_spec spec;
     uint64_t generation;
     roster roster; // only an assigned roster's hosts and rank map are saved
+    uint32_t outcome;      // Hgrid__Outcome; 0 (UNSPECIFIED) while the job runs
+    int64_t ended_unix_ms; // when it ended (wall clock), once it did
+    char end_reason[STATE_REASON_MAX + 1];
 } job_record;
 
 // 1-64 characters of [A-Za-z0-9._-].
@@ -37,6 +46,10 @@ bool state_token_matches(const job_record *j, const uint8_t *token, size_t len);
 // Writes every record to DIR/gridd.state. Returns 0 or -1 with a reason.
 int state_save(const char *dir, const job_record *const *jobs, int num_jobs, char *err,
                size_t errlen);
+// Whether gridd may keep its state in DIR: a directory of gridd's user that
+// no one else can write to. Removes temporary files a crash left there.
+// Returns 0 or -1 with a reason.
+int state_dir_check(const char *dir, char *err, size_t errlen);
 // Reads DIR/gridd.state into a new array of records (rosters initialised:
 // restored if they were assigned, else empty). A missing file is no jobs.
 // Returns 0 or -1 with a reason (corrupt, wrong version, unreadable).

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Model benchmark: step time, tokens/s and MFU of hgrid's single-GPU trainer
-(bf16) for `small` and `1b`, against the same model in PyTorch eager and
+"""Model benchmark: step time, tokens/s and MFU of hgrid's training step on one
+GPU (`hgrid-worker --single-gpu`: the workers' step with every group of one
+rank, bf16) for `small` and `1b`, against the same model in PyTorch eager and
 torch.compile (bf16 autocast, fp32 master weights, fused AdamW, clipping),
 in the same run on the same GPU. Usage: bench_model.py [--configs small,1b]
 [--out FILE.md]. Exits 1 if any run fails.
@@ -29,7 +30,8 @@ WARMUP = 5
 
 
 def describe(name):
-    out = subprocess.run([f"{BIN}/hgrid-train", "--config", name, "--describe"], check=True,
+    out = subprocess.run([f"{BIN}/hgrid-worker", "--single-gpu", "--config", name, "--describe"],
+                         check=True,
                          capture_output=True, text=True).stdout
     return {k: int(v) for k, v in (line.split() for line in out.splitlines())}
 
@@ -117,7 +119,7 @@ def time_torch(c, compiled, steps):
 
 
 def time_hgrid(name, steps):
-    out = subprocess.run([f"{BIN}/hgrid-train", "--config", name, "--steps",
+    out = subprocess.run([f"{BIN}/hgrid-worker", "--single-gpu", "--config", name, "--steps",
                           str(WARMUP + steps)], check=True, capture_output=True, text=True).stdout
     ms = [float(line.split("|")[3].split()[0]) for line in out.splitlines()
           if line.startswith("step")]

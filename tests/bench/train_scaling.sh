@@ -44,7 +44,8 @@ hetero() {
   local prefix=$1 token r
   shift
   start_gridd 30 || return 1
-  token=$(ctl submit --job scaling "${LAYOUT[@]}" 2>/dev/null) || return 1
+  # shellcheck disable=SC2046 # config_flags prints separate flags
+  token=$(ctl submit --job scaling "${LAYOUT[@]}" $(config_flags "$CONFIG") 2>/dev/null) || return 1
   for r in 0 1 2 3; do
     start_worker scaling "$token" "$r" "$tmp/$prefix.$r.out" --comm-timeout 60 --bw-bytes 0 \
       --config "$CONFIG" --seed 1 "${EXTRA[@]}" "$@"
@@ -62,8 +63,8 @@ measure() {
   local name=$1 batch=$2 r one four
   shift 2
   LAYOUT=("$@" --global-batch-size "$batch")
-  CUDA_VISIBLE_DEVICES=0 "$bin/hgrid-train" --config "$CONFIG" --steps "$STEPS" --batch "$batch" \
-    >"$tmp/single.out" 2>&1 || { echo "train_scaling: hgrid-train failed"; tail -n 3 "$tmp/single.out"; return 1; }
+  CUDA_VISIBLE_DEVICES=0 "$bin/hgrid-worker" --single-gpu --config "$CONFIG" --steps "$STEPS" --batch "$batch" \
+    >"$tmp/single.out" 2>&1 || { echo "train_scaling: hgrid-worker --single-gpu failed"; tail -n 3 "$tmp/single.out"; return 1; }
   hetero step --steps "$STEPS" ||
     { echo "train_scaling: the 4-GPU job failed"; tail -n 3 "$tmp"/step.*.out; return 1; }
   hetero prof --steps 15 --profile-comm ||
@@ -71,7 +72,7 @@ measure() {
   one=$(median_tok "$tmp/single.out") four=$(median_tok "$tmp/step.3.out")
   echo "== $name: config $CONFIG, bf16, global batch $batch${EXTRA[*]:+, worker flags ${EXTRA[*]}}"
   awk -v one="$one" -v four="$four" 'BEGIN {
-    printf "  1 GPU (hgrid-train, batch %s):       %10.0f tokens/s\n", "'"$batch"'", one
+    printf "  1 GPU (--single-gpu, batch %s):      %10.0f tokens/s\n", "'"$batch"'", one
     printf "  4 GPUs:                              %10.0f tokens/s\n", four
     printf "  scaling efficiency (4 GPUs / (4 x 1 GPU)): %.1f%%\n", 100 * four / (4 * one) }'
   echo "  communication per step (each operation timed alone; waits for the peer included):"

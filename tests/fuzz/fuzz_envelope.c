@@ -19,15 +19,22 @@ static void walk_plan(const hg_plan *plan)
                 hg_group_members(m, (hg_group_kind)k, g, members);
         }
     }
-    if (hg_plan_has_bridge(plan))
-        for (int e = 0; e < hg_bridge_num_edges(plan); e++) {
+    for (int b = 0; b < hg_plan_num_bridges(plan); b++)
+        for (int e = 0; e < hg_bridge_num_edges(plan, b); e++) {
             int enc, llm;
-            hg_bridge_edge(plan, e, &enc, &llm);
+            hg_bridge_edge(plan, b, e, &enc, &llm);
         }
     for (int r = 0; r < plan->world_size; r++) {
+        const hg_module_grid *mods[2];
+        int n = hg_plan_modules_of_rank(plan, r, mods);
+        for (int i = 0; i < n; i++) {
+            hg_rank_group groups[HG_MAX_RANK_GROUPS];
+            hg_rank_groups(plan, NULL, mods[i], r, groups);
+        }
         hg_coords c;
         hg_rank_coords(plan, r, &c);
-        hg_bridge_index_of_rank(plan, r);
+        for (int b = 0; b < hg_plan_num_bridges(plan); b++)
+            hg_bridge_index_of_rank(plan, b, r);
     }
 }
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GPU test (make test-gpu): issue 4's layouts on local GPUs. Each job forms
+# GPU test (make test-gpu): issue 4's and issue 17's layouts on local GPUs. Each job forms
 # (gridd + one hgrid-worker per GPU), every worker self-tests its groups and
 # bridge edges, hgridctl status shows every rank's checks, and a cancel ends
 # every worker with exit 0. Then a worker dies during communicator init:
@@ -19,7 +19,7 @@ tmp=$(mktemp -d --suffix=.hgrid-comm)
 trap 'comm_cleanup; rm -rf "$tmp"' EXIT
 trap 'exit 1' TERM INT
 
-gpus=4
+gpus=8 # dry run: as many workers as the largest layout
 [ "$dry" -eq 0 ] && gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
 mode=(--comm-timeout 20)
 [ "$dry" -eq 1 ] && mode=(--dry-run)
@@ -88,6 +88,16 @@ layout enc1x1-llm1x1 --encoder-tp 1 --encoder-dp 1 --llm-tp 1 --llm-dp 1
 layout enc-dp2-llm-tp2 --encoder-tp 1 --encoder-dp 2 --llm-tp 2 --llm-dp 1 --micro-batch-size 2
 layout enc-tp2-llm-pp2 --encoder-tp 2 --encoder-dp 1 --llm-tp 1 --llm-pp 2 --llm-dp 1
 layout llm-only-tp2-dp2-ep2 --llm-only --llm-tp 2 --llm-dp 2 --num-experts 4 --llm-ep 2
+# Issue 17's layouts: every rank in both colocated modules (communicators
+# and self-tests for both modules' groups), two encoders with a bridge each
+# (the llm leaders in both), and upstream's 8-rank MoE recipe. GPU workers
+# form and self-test them; they do not train them yet.
+layout colocated-enc-dp4-llm-tp2 --mimo-layout colocated --encoder-tp 1 --encoder-dp 4 \
+  --llm-tp 2 --llm-dp 2 --micro-batch-size 2
+layout two-encoders --encoder vision:tp=1,dp=2 --encoder audio:tp=1,dp=1 --llm-tp 1 --llm-dp 1 \
+  --micro-batch-size 2
+layout moe-recipe-offset4 --encoder-tp 2 --encoder-dp 2 --llm-offset 4 --llm-tp 2 --llm-dp 2 \
+  --llm-ep 4 --num-experts 128 --num-layers 20
 
 # ---- a worker dies during init (4 GPUs): ranks 0-2 on GPUs, rank 3 a
 # dry-run worker that takes its assignment but never joins a communicator.

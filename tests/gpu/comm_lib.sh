@@ -12,6 +12,8 @@ comm_cleanup() {
   gridd_pid="" worker_pids=()
 }
 
+# shellcheck source=scripts/config_flags.sh
+. scripts/config_flags.sh
 ctl() { "$bin/hgridctl" --socket "$tmp/gridd.sock" "$@"; }
 
 # start_gridd HEARTBEAT_TIMEOUT [GRIDD-FLAGS...]: a gridd on an ephemeral

@@ -7,7 +7,7 @@ bin=${HGRID_BIN:-bin}
 steps=${STEPS:-1500}
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-"$bin/hgrid-train" --config tiny --steps "$steps" --seed 11 >"$log"
+"$bin/hgrid-worker" --single-gpu --config tiny --steps "$steps" --seed 11 >"$log"
 awk -v steps="$steps" '
   /text-only floor/ { floor = $NF }
   /^step/ { loss[$2] = $5; if (!first && $5 < floor) first = $2 }

@@ -41,7 +41,7 @@ losses() { awk '/step +[0-9]+ \| loss / {print $4, $7}' "$1"; }
 
 start_gridd 3 --state-dir "$tmp/state" || exit 1
 token=$(ctl submit --job kill --encoder-tp 1 --encoder-dp 1 --llm-tp 1 --llm-dp 1 \
-  --micro-batch-size 16 --global-batch-size 16 2>/dev/null) || exit 1
+  --micro-batch-size 16 --global-batch-size 16 $(config_flags tiny) 2>/dev/null) || exit 1
 start_worker kill "$token" 0 "$tmp/enc.0.out" "${TRAIN[@]}"
 start_worker kill "$token" 1 "$tmp/llm.out" "${TRAIN[@]}"
 

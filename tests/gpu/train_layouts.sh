@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# GPU test (make test-gpu): distributed training gives the single-GPU
-# trainer's losses. The same global batch and seed (config tiny, batch 16,
-# seed 1, 20 steps) on 1 GPU (hgrid-train), on 2 GPUs (encoder | llm) and
+# GPU test (make test-gpu): distributed training gives one GPU's losses
+# (hgrid-worker --single-gpu). The same global batch and seed (config tiny, batch 16,
+# seed 1, 20 steps) on 1 GPU (--single-gpu), on 2 GPUs (encoder | llm) and
 # on the 4-GPU layouts encoder tp1 dp2 + llm tp2 and encoder tp2 + llm pp2:
 # losses equal within 1e-4 relative in fp32 and 2e-2 in bf16, and falling.
 # The 1F1B pipeline (4 micro-batches) on encoder tp2 + llm pp2 against
@@ -27,7 +27,7 @@ set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
 bin=${HGRID_BIN:-bin}
 export NCCL_NVLS_ENABLE=0 # never NVLink multicast on shared hosts
-tmp=$(mktemp -d --suffix=.hgrid-train)
+tmp=$(mktemp -d --suffix=.hgrid-layouts)
 # shellcheck source=tests/gpu/comm_lib.sh
 . tests/gpu/comm_lib.sh
 # HGRID_KEEP_LOGS=DIR keeps every worker's and gridd's output there.
@@ -40,7 +40,7 @@ gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
 failures=0 summary=()
 fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
 
-# losses FILE: "step loss" per step line (hgrid-train's and the workers').
+# losses FILE: "step loss" per step line (--single-gpu's and the workers').
 losses() {
   awk '/step +[0-9]+ \| loss / {
          for (i = 1; i < NF; i++) if ($i == "step") s = $(i + 1)
@@ -86,9 +86,12 @@ all_done() { # WORLD NAME: every worker trained, or one exited
 # output, which prints the losses). 0 when every worker trained and
 # exited 0, 1 on a failure, 2 when the host has too few GPUs.
 train() {
-  local name=$1 wflags=() world token rank
+  local name=$1 wflags=() world token rank config=job
   shift
-  while [ "$1" != "--" ]; do wflags+=("$1"); shift; done
+  while [ "$1" != "--" ]; do
+    [ "$1" = --config ] && config=$2
+    wflags+=("$1"); shift
+  done
   shift
   world=$(world_of "$@")
   out=$tmp/$name.$((world - 1)).out
@@ -99,7 +102,9 @@ train() {
   fi
   echo "== $name ($world workers)"
   start_gridd 30 || return 1
-  token=$(ctl submit --job "$name" "$@" 2>/dev/null) || { stop_gridd; return 1; }
+  # shellcheck disable=SC2046 # config_flags prints separate flags
+  token=$(ctl submit --job "$name" "$@" $(config_flags "$config") 2>/dev/null) ||
+    { stop_gridd; return 1; }
   for rank in $(seq 0 $((world - 1))); do
     start_worker "$name" "$token" "$rank" "$tmp/$name.$rank.out" --comm-timeout 30 \
       --bw-bytes 0 "${wflags[@]}"
@@ -140,9 +145,9 @@ for mode in fp32 bf16; do
   single=$tmp/single-$mode.out
   flags=()
   [ "$mode" = fp32 ] && flags=(--fp32)
-  if ! CUDA_VISIBLE_DEVICES=0 "$bin/hgrid-train" "${MODEL[@]}" --steps "$STEPS" --batch 16 \
+  if ! CUDA_VISIBLE_DEVICES=0 "$bin/hgrid-worker" --single-gpu "${MODEL[@]}" --steps "$STEPS" --batch 16 \
     "${flags[@]}" >"$single" 2>&1; then
-    fail "single GPU ($mode): hgrid-train failed"; tail -n 3 "$single"
+    fail "single GPU ($mode): hgrid-worker --single-gpu failed"; tail -n 3 "$single"
     continue
   fi
   run_layout enc-llm "encoder | llm" "$mode" "$single" -- "${ENC_LLM[@]}" "${ONE_MB[@]}"

@@ -29,10 +29,10 @@ static void fail(report *r, const char *fmt, ...)
 }
 
 // One id slot per group that needs a communicator: per module and canonical
-// kind of size > 1, then the bridge.
+// kind of size > 1, then the bridges.
 typedef struct {
-    int base[2][HG_NUM_GROUP_KINDS]; // -1: no slots
-    int bridge;                      // -1: no bridge
+    int base[HG_MAX_MODULES][HG_NUM_GROUP_KINDS]; // by module index; -1: no slots
+    int bridge[HG_MAX_ENCODERS];                  // -1: no bridge
     int count;
     uint8_t *ids;   // count * ASSIGN_ID_BYTES
     int *owner;     // rank that filled the slot, -1 while empty
@@ -46,14 +46,15 @@ static int slots_init(id_slots *t, const assign_ref *ref)
     for (int i = 0; i < p->num_modules; i++) {
         const hg_module_grid *m = &p->modules[i];
         for (int k = 0; k < HG_NUM_GROUP_KINDS; k++) {
-            if (!hg_group_applies(m, (hg_group_kind)k) || (int)ref->canonical[m->id][k] != k ||
+            if (!hg_group_applies(m, (hg_group_kind)k) || (int)ref->canonical.kind[i][k] != k ||
                 hg_group_size(m, (hg_group_kind)k) < 2)
                 continue;
-            t->base[m->id][k] = t->count;
+            t->base[i][k] = t->count;
             t->count += hg_group_count(m, (hg_group_kind)k);
         }
     }
-    t->bridge = hg_plan_has_bridge(p) && hg_bridge_size(p) > 1 ? t->count++ : -1;
+    for (int b = 0; b < HG_MAX_ENCODERS; b++)
+        t->bridge[b] = b < hg_plan_num_bridges(p) && hg_bridge_size(p, b) > 1 ? t->count++ : -1;
     t->ids = malloc((size_t)t->count * ASSIGN_ID_BYTES + 1);
     t->owner = malloc(((size_t)t->count + 1) * sizeof(int));
     if (!t->ids || !t->owner)
@@ -116,15 +117,18 @@ static void check_worker(const assign_ref *ref, const swarm_conn *c,
     int minted = c->mint_generation == a->generation ? c->minted_count : 0;
     if (assign_check_minted(ref, a, c->minted, minted, err, sizeof err))
         fail(r, "swarm-%d/%d: %s", c->host, c->device, err);
-    hg_module_id module = (hg_module_id)a->module;
     assign_group want[ASSIGN_MAX_GROUPS];
     int n = assign_expected_groups(ref, (int)a->rank, want);
     for (int i = 0; i < n; i++) {
         if (want[i].size < 2 || want[i].kind != want[i].canonical)
             continue; // one-rank groups have no id; shared ids were checked per worker
-        int slot = want[i].kind == ASSIGN_BRIDGE ? t->bridge
-                                                 : t->base[module][want[i].kind] + want[i].index;
-        slot_visit(t, r, slot, (int)a->rank, a->groups[i]);
+        int slot = want[i].kind == ASSIGN_BRIDGE
+                       ? t->bridge[want[i].bridge]
+                       : t->base[want[i].module_index][want[i].kind] + want[i].index;
+        const Hgrid__Group *g = (size_t)i < a->n_groups
+                                    ? a->groups[i]
+                                    : a->colocated_modules[0]->groups[(size_t)i - a->n_groups];
+        slot_visit(t, r, slot, (int)a->rank, g);
     }
 }
 

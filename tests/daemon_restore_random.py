@@ -1,0 +1,349 @@
+#!/usr/bin/env python3
+"""What gridd acknowledges, it restores (issue 18, docs/RELIABILITY.md): a
+seeded random walk of submits (some in bursts cut by kill -9), cancels
+(the job stays listed as cancelled; cancelling it again removes it; a
+submit at --max-jobs drops the oldest cancelled one), joins, leaves, replacements from new hosts, refusals at the limits
+(--max-jobs, a full job, a taken device), and restarts by SIGTERM or kill -9
+at random points. After every restart gridd must start, load, and show
+exactly the acknowledged jobs, tokens, world sizes, generations and rank
+maps. Workers are raw protocol peers that answer MintRequests.
+HGRID_RESTORE_STEPS (default 3000) and HGRID_TEST_SEED replay or lengthen
+a run."""
+import json
+import os
+import random
+import select
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from checks import check, summary  # noqa: E402
+from daemon_gridd import Peer, fb, frame, fv, one, parse  # noqa: E402
+from daemon_reliability import Gridd, recv_ctl, send_ctl  # noqa: E402
+
+STEPS = int(os.environ.get("HGRID_RESTORE_STEPS", "3000"))
+SEED = int(os.environ.get("HGRID_TEST_SEED", str(int(time.time()) % 100000)))
+MAX_JOBS = 6
+
+
+class Job:
+    def __init__(self, name, token, world):
+        self.name, self.token, self.world = name, token, world
+        self.generation = 0
+        self.ranks = None   # after assignment: [(host, device)] by rank
+        self.peers = {}     # (host, device) -> Peer, live
+        self.lost = set()   # assigned ranks without a live peer
+
+    def submit_args(self):
+        return ["--job", self.name, "--token", self.token, "--llm-only", "--llm-tp", "1",
+                "--llm-dp", str(self.world), "--micro-batch-size", "1",
+                "--global-batch-size", str(self.world)]
+
+
+class Walk:
+    def __init__(self, tmp, rng):
+        self.tmp, self.rng = tmp, rng
+        self.state = os.path.join(tmp, "state")
+        self.jobs = {}         # acknowledged, running
+        self.ended = []        # acknowledged cancels still listed, oldest first
+        self.maybe = {}        # submitted, not acknowledged (a kill cut the reply)
+        self.counter = 0
+        self.hosts = 0
+        self.restarts = {"SIGTERM": 0, "SIGKILL": 0}
+        self.checked = 0
+        self.start()
+
+    def start(self):
+        # --max-restarts: the walk's leaves abort generations without end;
+        # a job that failed would be an ended job the walk never asked for.
+        self.g = Gridd(self.tmp, "gridd", "--state-dir", self.state, "--max-jobs", str(MAX_JOBS),
+                       "--ready-timeout", "3600", "--heartbeat-timeout", "3600",
+                       "--max-restarts", "1000000")
+
+    # ---- workers
+
+    def rendezvous(self, job):
+        """Answers MintRequests of the job's live peers until each got its
+        Assignment; records ranks and generation."""
+        peers = dict(job.peers)
+        got = {}
+        deadline = time.time() + 20
+        while len(got) < len(peers) and time.time() < deadline:
+            socks = {p.s: k for k, p in peers.items() if k not in got}
+            ready, _, _ = select.select(list(socks), [], [], 0.5)
+            for s in ready:
+                key = socks[s]
+                kind, f = peers[key].recv()
+                if kind == "mint_request":
+                    gen, n = one(f, 1), one(f, 2)
+                    ids = [os.urandom(128) for _ in range(n)]
+                    peers[key].send(frame("mint_reply", fv(1, gen) + b"".join(fb(2, x) for x in ids)))
+                elif kind == "assignment":
+                    got[key] = (one(f, 3), one(f, 1))
+                elif kind in ("eof", "error"):
+                    check(False, "seed %d: worker %s/%d dropped during a rendezvous (%s)" % (SEED, key[0], key[1], kind))
+                    return False
+        check(len(got) == len(peers), "seed %d: job %s: %d of %d assignments" % (SEED, job.name, len(got), len(peers)))
+        if len(got) < len(peers):
+            return False
+        gens = {g for _, g in got.values()}
+        check(len(gens) == 1 and gens.pop() == job.generation + 1, "seed %d: job %s: one new generation" % (SEED, job.name))
+        job.generation += 1
+        ranks = [None] * job.world
+        for key, (rank, _) in got.items():
+            ranks[rank] = key
+        if job.ranks is not None:  # sticky: only the lost ranks moved
+            for r in range(job.world):
+                if r not in job.lost:
+                    check(ranks[r] == job.ranks[r], "seed %d: job %s: rank %d moved" % (SEED, job.name, r))
+        job.ranks, job.lost = ranks, set()
+        return True
+
+    def joined(self):
+        """{job: joined workers} as gridd counts them (ListJobs on the control socket)."""
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(self.g.sock)
+        send_ctl(s, 31, b"")
+        kind, f = recv_ctl(s)
+        s.close()
+        out = {}
+        for raw in (f or {}).get(1, []):
+            info = parse(raw)
+            out[one(info, 1, b"").decode()] = one(info, 5)
+        return out
+
+    def settle(self, job):
+        """Waits until gridd has taken in every join and leave of job."""
+        deadline = time.time() + 10
+        while self.joined().get(job.name) != len(job.peers) and time.time() < deadline:
+            time.sleep(0.005)
+        check(self.joined().get(job.name) == len(job.peers),
+              "seed %d: job %s: gridd counts %s workers, %d live" % (SEED, job.name, self.joined().get(job.name), len(job.peers)))
+
+    def join(self, job, host, device):
+        p = Peer(self.g.port)
+        p.hello(job.name, job.token, host, device)
+        job.peers[(host, device)] = p
+        full = len(job.peers) == job.world
+        if job.ranks is not None:
+            if (host, device) in job.ranks:
+                job.lost.discard(job.ranks.index((host, device)))
+            else:  # a replacement takes the lowest lost rank
+                r = min(job.lost)
+                job.ranks[r] = (host, device)
+                job.lost.discard(r)
+        if full:
+            self.rendezvous(job)
+        else:
+            self.settle(job)
+
+    def leave(self, job, key):
+        p = job.peers.pop(key)
+        if self.rng.random() < 0.5:
+            p.send(frame("leave", fb(1, "walk")))
+        p.close()
+        if job.ranks is not None:
+            job.lost.add(job.ranks.index(key))
+        self.settle(job)
+
+    def drop_all_peers(self):
+        for job in self.jobs.values():
+            for p in job.peers.values():
+                p.close()
+            job.peers = {}
+            if job.ranks is not None:
+                job.lost = set(range(job.world))
+
+    # ---- steps
+
+    def new_host(self):
+        self.hosts += 1
+        return "h%d" % self.hosts
+
+    def step_submit(self):
+        self.counter += 1
+        job = Job("j%d" % self.counter, "tok-%d-%d" % (self.counter, self.rng.randrange(10 ** 6)),
+                  self.rng.randint(1, 4))
+        code, _, err = self.g.ctl("submit", *job.submit_args())
+        if len(self.jobs) >= MAX_JOBS:
+            check(code != 0 and "--max-jobs" in err, "seed %d: submit past --max-jobs refused: %r" % (SEED, err))
+            return
+        check(code == 0, "seed %d: submit %s: %r" % (SEED, job.name, err))
+        if code == 0:
+            self.acknowledged(job)
+
+    def acknowledged(self, job):
+        """A submit gridd acknowledged: at --max-jobs the oldest ended job made room."""
+        if len(self.jobs) + len(self.ended) >= MAX_JOBS:
+            self.ended.pop(0)
+        self.jobs[job.name] = job
+
+    def step_burst_killed(self):
+        """Submits in flight when gridd is killed: acknowledged ones stay."""
+        room = MAX_JOBS - len(self.jobs)
+        procs = []
+        for _ in range(min(room, 3)):
+            self.counter += 1
+            job = Job("j%d" % self.counter, "tok-b%d" % self.counter, self.rng.randint(1, 4))
+            procs.append((job, subprocess.Popen([self.ctl_path(), "--socket", self.g.sock, "submit",
+                                                 *job.submit_args()],
+                                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)))
+        time.sleep(self.rng.uniform(0, 0.05))
+        self.g.proc.kill()
+        self.g.proc.wait()
+        for job, p in procs:
+            p.wait()
+            if p.returncode == 0:
+                self.acknowledged(job)
+            else:
+                self.maybe[job.name] = job
+        self.restarts["SIGKILL"] += 1
+        self.drop_all_peers()
+        self.start()
+        self.verify()
+
+    def ctl_path(self):
+        return os.path.join(os.environ.get("HGRID_BIN", "bin"), "hgridctl")
+
+    def step_cancel(self):
+        names = sorted(self.jobs) + [j.name for j in self.ended]
+        if not names:
+            return
+        name = self.rng.choice(names)
+        code, out, err = self.g.ctl("cancel", name)
+        check(code == 0, "seed %d: cancel %s: %r" % (SEED, name, err))
+        if code != 0:
+            return
+        if name in self.jobs:  # it ends, listed as cancelled
+            job = self.jobs.pop(name)
+            for p in job.peers.values():
+                p.close()
+            job.peers = {}
+            self.ended.append(job)
+        else:  # an ended job's cancel removes it
+            check("removed" in out, "seed %d: cancel of the ended %s removes it: %r" % (SEED, name, out))
+            self.ended = [j for j in self.ended if j.name != name]
+
+    def step_join(self):
+        open_jobs = [j for j in self.jobs.values() if len(j.peers) < j.world]
+        if not open_jobs:
+            full = [j for j in self.jobs.values() if j.peers]
+            if full:  # a limit: the job is full
+                job = self.rng.choice(full)
+                p = Peer(self.g.port)
+                p.hello(job.name, job.token, self.new_host(), 0)
+                code, _, _ = p.error()
+                check(code == "JOB_FULL", "seed %d: join of a full job refused: %s" % (SEED, code))
+            return
+        job = self.rng.choice(open_jobs)
+        if job.ranks is not None:
+            lost = sorted(job.lost)
+            if self.rng.random() < 0.5:  # back from its own device
+                self.join(job, *job.ranks[self.rng.choice(lost)])
+            else:  # a replacement on a new machine
+                self.join(job, self.new_host(), 0)
+            return
+        if job.peers and self.rng.random() < 0.2:  # a device that is already joined
+            key = self.rng.choice(sorted(job.peers))
+            p = Peer(self.g.port)
+            p.hello(job.name, job.token, *key)
+            check(p.error()[0] == "DUPLICATE_DEVICE", "seed %d: a taken device refused" % SEED)
+            return
+        self.join(job, self.new_host(), self.rng.randrange(2))
+
+    def step_leave(self):
+        busy = [j for j in self.jobs.values() if j.peers]
+        if not busy:
+            return
+        job = self.rng.choice(busy)
+        self.leave(job, self.rng.choice(sorted(job.peers)))
+
+    def step_restart(self):
+        sig = self.rng.choice(["SIGTERM", "SIGKILL"])
+        if sig == "SIGTERM":
+            self.g.proc.send_signal(signal.SIGTERM)
+            check(self.g.proc.wait(timeout=60) == 0, "seed %d: gridd exits 0 on SIGTERM" % SEED)
+        else:
+            self.g.proc.kill()
+            self.g.proc.wait()
+        self.restarts[sig] += 1
+        self.drop_all_peers()
+        self.start()
+        self.verify()
+
+    # ---- the property
+
+    def verify(self):
+        code, out, err = self.g.ctl("list", "--json")
+        check(code == 0, "seed %d: list after a restart: %r" % (SEED, err))
+        listed = {j["job"]: j for j in json.loads(out)["jobs"]} if code == 0 else {}
+        cut = bool(self.maybe)
+        for name in list(self.maybe):  # an unacknowledged submit: there or not, never half
+            job = self.maybe.pop(name)
+            if name in listed:
+                self.acknowledged(job)
+        running = sorted(n for n, j in listed.items() if j["state"] != "cancelled")
+        cancelled = [j.name for j in self.ended]
+        check(running == sorted(self.jobs),
+              "seed %d: running jobs after a restart: %s, acknowledged %s" % (SEED, running, sorted(self.jobs)))
+        # An unacknowledged submit may have dropped an ended job: only the oldest.
+        kept = [n for n in cancelled if n in listed and listed[n]["state"] == "cancelled"]
+        check(kept == cancelled or (cut and kept == cancelled[len(cancelled) - len(kept):]),
+              "seed %d: cancelled jobs after a restart: %s, acknowledged %s" % (SEED, kept, cancelled))
+        self.ended = [j for j in self.ended if j.name in kept]
+        for name, job in self.jobs.items():
+            info = listed.get(name)
+            if not info:
+                continue
+            self.checked += 1
+            check(info["world_size"] == job.world and info["generation"] == job.generation,
+                  "seed %d: job %s restored as world %s gen %s, acknowledged %d gen %d" %
+                  (SEED, name, info["world_size"], info["generation"], job.world, job.generation))
+            if job.ranks is not None:
+                code, out, _ = self.g.ctl("show", name, "--json")
+                workers = json.loads(out)["workers"] if code == 0 else []
+                got = {w["rank"]: (w["host"], w["device"]) for w in workers}
+                check(got == dict(enumerate(job.ranks)),
+                      "seed %d: job %s rank map %s, acknowledged %s" % (SEED, name, got, job.ranks))
+            # The token: a wrong one is refused, the right one is taken.
+            p = Peer(self.g.port)
+            p.hello(name, job.token + "x", "probe", 0)
+            check(p.error()[0] == "BAD_TOKEN", "seed %d: job %s: a wrong token refused" % (SEED, name))
+            key = job.ranks[0] if job.ranks is not None else (self.new_host(), 0)
+            self.join(job, *key)  # settles: the token was taken
+            self.leave(job, key)
+
+
+def main():
+    rng = random.Random(SEED)
+    print("daemon_restore_random: seed %d, %d steps (HGRID_TEST_SEED, HGRID_RESTORE_STEPS)" % (SEED, STEPS),
+          flush=True)
+    tmp = tempfile.mkdtemp(prefix="hgrid-restore-")
+    walk = Walk(tmp, rng)
+    steps = [(walk.step_submit, 14), (walk.step_cancel, 5), (walk.step_join, 40), (walk.step_leave, 18),
+             (walk.step_restart, 3), (walk.step_burst_killed, 1)]
+    table = [f for f, w in steps for _ in range(w)]
+    t0 = time.time()
+    done = 0
+    for done in range(1, STEPS + 1):
+        rng.choice(table)()
+        if os.environ.get("HGRID_RESTORE_VERBOSE") and done % 100 == 0:
+            print("step %d jobs %d restarts %s" % (done, len(walk.jobs), walk.restarts), flush=True)
+    walk.step_restart()
+    text = walk.g.log_text()
+    check("Sanitizer" not in text and "runtime error" not in text, "seed %d: sanitizer report" % SEED)
+    check(walk.checked > 0, "jobs were checked after restarts")
+    walk.g.stop("restore")
+    print("daemon_restore_random: %d steps, %d restarts (%d SIGTERM, %d kill -9), %d job restorations "
+          "checked, 0 acknowledged operations lost unless a FAIL says so, %.0f s" %
+          (done, sum(walk.restarts.values()), walk.restarts["SIGTERM"], walk.restarts["SIGKILL"],
+           walk.checked, time.time() - t0))
+    return summary("daemon_restore_random", " (seed %d)" % SEED)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,137 @@
+// Both modules on one rank (train/local.h) with the CPU ops against the
+// unsharded CPU reference model (model/cpu_model.c), fp32: every step's
+// caption loss and gradient norm, the first step's gradients and the
+// parameters after the last step, element by element, over several
+// clipped AdamW steps, dense and MoE, one and two micro-batches a step.
+#include "model/config.h"
+#include "model/cpu_model.h"
+#include "model/data.h"
+#include "tests/check.h"
+#include "train/local.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { STEPS = 4 };
+#define SEED 99
+#define DATA_SEED 5
+#define TOL 2e-6 // relative: the same ops in the same order, up to summation order
+// Parameters after the steps, absolute, in units of the learning rate: AdamW
+// moves an element by about lr a step whatever its gradient's size, so the
+// last bits of a near-zero gradient can move it by a visible part of lr.
+#define PARAM_TOL_LR 0.05
+
+typedef struct {
+    const char *config;
+    int mbs, gbs;
+} local_case;
+
+// Worst per-tensor max|a - b| / max|b| over a module's tables.
+static double worst_rel(const hg_param_table *t, const float *a, const float *b)
+{
+    double worst = 0;
+    for (int id = 0; id < t->num_tensors; id++) {
+        const hg_tensor_info *ti = &t->tensors[id];
+        double diff = 0, mag = 1e-30;
+        for (size_t i = ti->offset; i < ti->offset + ti->count; i++) {
+            diff = fmax(diff, fabs((double)a[i] - b[i]));
+            mag = fmax(mag, fabs(b[i]));
+        }
+        if (ti->count && mag > 1e-20)
+            worst = fmax(worst, diff / mag);
+    }
+    return worst;
+}
+
+// max |a - b| over n elements.
+static double max_abs(const float *a, const float *b, size_t n)
+{
+    double worst = 0;
+    for (size_t i = 0; i < n; i++)
+        worst = fmax(worst, fabs((double)a[i] - b[i]));
+    return worst;
+}
+
+static void run_case(const local_case *c)
+{
+    hg_model_config m = hg_config_find(c->config)->model;
+    m.seq_length = 32; // 16 patches, 16 caption positions
+    int n = c->gbs / c->mbs, P = hg_num_patches(&m), Tt = hg_text_len(&m);
+    hg_optim_config o;
+    hg_optim_defaults(&o);
+    o.lr = 3e-3f;
+    char err[HG_ERR_LEN];
+    tr_local *l = tr_local_create(&tr_cpu_ops, &m, c->mbs, c->gbs, SEED, err, sizeof err);
+    hg_cpu_model *cpu = hg_cpu_model_create(&m, c->mbs, SEED);
+    CHECK(l && cpu, "%s: %s", c->config, l ? "cpu model" : err);
+    if (!l || !cpu) {
+        tr_local_free(l);
+        hg_cpu_model_free(cpu);
+        return;
+    }
+    tr_worker *we = tr_local_worker(l, HG_MODULE_ENCODER), *wl = tr_local_worker(l, HG_MODULE_LLM);
+    size_t ne = cpu->enc_table.total, nl = cpu->llm_table.total;
+    CHECK_EQ(tr_worker_shard(we)->local.total, ne);
+    CHECK_EQ(tr_worker_shard(wl)->local.total, nl);
+    float *images = malloc(sizeof(float) * c->mbs * m.image_size * m.image_size * 3);
+    float *patches = malloc(sizeof(float) * c->mbs * P * hg_patch_dim(&m));
+    int *tokens = malloc(sizeof(int) * c->mbs * Tt);
+    float *acc[2] = {calloc(ne, sizeof(float)), calloc(nl, sizeof(float))};
+    double worst_loss = 0, worst_norm = 0, grad_enc = 0, grad_llm = 0;
+    for (int step = 0; step < STEPS; step++) {
+        memset(acc[0], 0, sizeof(float) * ne), memset(acc[1], 0, sizeof(float) * nl);
+        double ref_loss = 0;
+        for (int i = 0; i < n; i++) {
+            hg_batch(DATA_SEED, (uint64_t)step * c->gbs + (uint64_t)i * c->mbs, c->mbs,
+                     m.image_size, Tt, images, tokens);
+            hg_patchify(images, c->mbs, m.image_size, m.patch_size, patches);
+            ref_loss += hg_cpu_model_forward(cpu, patches, tokens);
+            hg_cpu_model_backward(cpu);
+            for (size_t k = 0; k < ne; k++)
+                acc[0][k] += cpu->enc_grads[k] / n;
+            for (size_t k = 0; k < nl; k++)
+                acc[1][k] += cpu->llm_grads[k] / n;
+        }
+        ref_loss /= n;
+        memcpy(cpu->enc_grads, acc[0], sizeof(float) * ne);
+        memcpy(cpu->llm_grads, acc[1], sizeof(float) * nl);
+        float loss = tr_local_forward_backward(l, DATA_SEED, step);
+        if (step == 0) {
+            grad_enc = worst_rel(&cpu->enc_table, tr_worker_grads(we), cpu->enc_grads);
+            grad_llm = worst_rel(&cpu->llm_table, tr_worker_grads(wl), cpu->llm_grads);
+        }
+        float ref_norm = hg_cpu_model_step(cpu, &o), norm = tr_local_optimizer_step(l, &o);
+        worst_loss = fmax(worst_loss, fabs(loss - ref_loss) / fabs(ref_loss));
+        worst_norm = fmax(worst_norm, fabs(norm - ref_norm) / fabs(ref_norm));
+        CHECK(isfinite(loss) && loss > 0, "%s: step %d loss %g", c->config, step, loss);
+    }
+    double par_enc = max_abs(tr_worker_params(we), cpu->enc_params, ne) / o.lr;
+    double par_llm = max_abs(tr_worker_params(wl), cpu->llm_params, nl) / o.lr;
+    printf("%-9s mbs %d gbs %d: relative loss %.1e norm %.1e grads %.1e %.1e; params %.1e "
+           "%.1e lr\n",
+           c->config, c->mbs, c->gbs, worst_loss, worst_norm, grad_enc, grad_llm, par_enc,
+           par_llm);
+    CHECK(worst_loss <= TOL, "%s: losses differ by %.3g relative", c->config, worst_loss);
+    CHECK(worst_norm <= TOL, "%s: norms differ by %.3g relative", c->config, worst_norm);
+    CHECK(grad_enc <= TOL && grad_llm <= TOL, "%s: gradients differ by %.3g / %.3g relative",
+          c->config, grad_enc, grad_llm);
+    CHECK(par_enc <= PARAM_TOL_LR && par_llm <= PARAM_TOL_LR,
+          "%s: parameters differ by %.3g / %.3g lr",
+          c->config, par_enc, par_llm);
+    free(images), free(patches), free(tokens), free(acc[0]), free(acc[1]);
+    tr_local_free(l);
+    hg_cpu_model_free(cpu);
+}
+
+int main(void)
+{
+    static const local_case cases[] = {{"tiny", 2, 2}, {"tiny", 2, 4}, {"tiny-moe", 2, 4}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        run_case(&cases[i]);
+    char err[HG_ERR_LEN];
+    hg_model_config m = hg_config_find("tiny")->model;
+    CHECK(!tr_local_create(&tr_cpu_ops, &m, 2, 3, SEED, err, sizeof err) && err[0],
+          "a global batch that is not a multiple of the micro-batch is refused");
+    return check_summary("test_train_local");
+}

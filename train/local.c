@@ -1,0 +1,175 @@
+// Both modules on one rank: two workers of a layout of one-rank groups,
+// driven micro-batch by micro-batch with the bridge as a local copy.
+#include "train/local.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "train/worker_impl.h"
+
+struct tr_local {
+    const tr_ops *ops;
+    hg_plan plan;
+    tr_worker *w[2]; // by hg_module_id
+    tr_group *groups[2][HG_NUM_GROUP_KINDS];
+    tr_samples ahead; // the next micro-batch, made while the GPU works
+};
+
+// A group of one: the collectives (comm.c) only copy, in the ops' memory.
+static void solo_copy(tr_group *g, void *dst, const void *src, size_t bytes)
+{
+    ((const tr_ops *)g->impl)->copy(dst, src, bytes);
+}
+
+static void solo_free(tr_group *g)
+{
+    free(g->members);
+    free(g);
+}
+
+static const tr_backend solo_backend = {.copy = solo_copy, .free = solo_free};
+
+static tr_group *solo_group(const tr_ops *ops, int rank)
+{
+    tr_group *g = calloc(1, sizeof *g);
+    int *members = malloc(sizeof(int));
+    if (!g || !members) {
+        free(g), free(members);
+        return NULL;
+    }
+    *members = rank;
+    *g = (tr_group){.be = &solo_backend, .impl = (void *)ops, .size = 1, .members = members};
+    return g;
+}
+
+static int plan_for(const hg_model_config *model, int micro_batch, int global_batch,
+                    hg_plan *plan, char *err, size_t errlen)
+{
+    hg_layout_spec spec;
+    hg_layout_spec_defaults(&spec);
+    spec.encoder_tp = spec.encoder_dp = 1;
+    spec.llm_tp = spec.llm_cp = spec.llm_pp = spec.llm_dp = spec.llm_ep = spec.llm_expt_tp = 1;
+    spec.micro_batch_size = micro_batch, spec.global_batch_size = global_batch;
+    spec.model = *model;
+    return hg_plan_build(&spec, plan, err, errlen);
+}
+
+tr_local *tr_local_create(const tr_ops *ops, const hg_model_config *model, int micro_batch,
+                          int global_batch, uint64_t seed, char *err, size_t errlen)
+{
+    tr_local *l = calloc(1, sizeof *l);
+    if (!l) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    l->ops = ops;
+    if (plan_for(model, micro_batch, global_batch, &l->plan, err, errlen) != 0) {
+        free(l);
+        return NULL;
+    }
+    if (tr_samples_alloc(&l->ahead, model, micro_batch) != 0) {
+        snprintf(err, errlen, "out of memory for a batch of %d", micro_batch);
+        tr_local_free(l);
+        return NULL;
+    }
+    for (int id = 0; id < 2; id++) {
+        const hg_module_grid *m = hg_plan_module(&l->plan, id);
+        for (int k = 0; k < HG_NUM_GROUP_KINDS; k++) {
+            if (!hg_group_applies(m, k))
+                continue;
+            if (!(l->groups[id][k] = solo_group(ops, m->rank_offset))) {
+                snprintf(err, errlen, "out of memory for groups");
+                tr_local_free(l);
+                return NULL;
+            }
+        }
+        l->w[id] = tr_worker_create_with(ops, &l->plan, m->rank_offset, l->groups[id], NULL, seed,
+                                         err, errlen);
+        if (!l->w[id]) {
+            tr_local_free(l);
+            return NULL;
+        }
+        l->w[id]->ahead = &l->ahead;
+    }
+    return l;
+}
+
+void tr_local_free(tr_local *l)
+{
+    if (!l)
+        return;
+    for (int id = 0; id < 2; id++) {
+        tr_worker_free(l->w[id]);
+        for (int k = 0; k < HG_NUM_GROUP_KINDS; k++)
+            tr_group_free(l->groups[id][k]);
+    }
+    tr_samples_free(&l->ahead);
+    free(l);
+}
+
+// Micro-batch after micro-batch: the encoder's forward, the LLM's forward
+// and backward, the encoder's backward, each on its slot 0; then, while
+// the device runs them, the next micro-batch's samples (the next step's
+// first, after the last).
+float tr_local_forward_backward(tr_local *l, uint64_t data_seed, int step)
+{
+    tr_worker *enc = l->w[HG_MODULE_ENCODER], *llm = l->w[HG_MODULE_LLM];
+    const tr_ops *o = l->ops;
+    size_t img = (size_t)llm->B * llm->P * llm->C * llm->es;
+    for (int id = 0; id < 2; id++) {
+        tr_worker *w = l->w[id];
+        w->data_seed = data_seed, w->step = step, w->loss_sum = 0;
+        o->zero(w->grads, sizeof(float) * w->shard.local.total);
+    }
+    for (int mb = 0; mb < llm->nmb; mb++) {
+        encoder_forward(enc, mb, 0);
+        o->copy(llm->img, enc->slots[0].img, img);
+        llm_forward(llm, mb, 0);
+        llm_backward(llm, mb, 0);
+        o->copy(enc->dimg, llm->dimg, img);
+        encoder_backward(enc, mb, 0);
+        uint64_t next = mb + 1 < llm->nmb ? tr_first_sample(llm, mb + 1)
+                                          : (uint64_t)(step + 1) * l->plan.spec.global_batch_size;
+        tr_samples_make(&l->ahead, &l->plan.spec.model, data_seed, next);
+    }
+    return (float)(llm->loss_sum * llm->loss_scale);
+}
+
+float tr_local_optimizer_step(tr_local *l, const hg_optim_config *opt)
+{
+    float *sq = l->w[HG_MODULE_LLM]->scalar, host;
+    l->ops->zero(sq, sizeof(float));
+    for (int id = 0; id < 2; id++)
+        tr_add_norm_squared(l->w[id], sq);
+    l->ops->download(&host, sq, sizeof host);
+    float norm = sqrtf(host), scale = hg_clip_scale(opt, norm);
+    for (int id = 0; id < 2; id++)
+        tr_adamw_shard(l->w[id], opt, scale);
+    return norm;
+}
+
+float tr_local_aux_loss(tr_local *l)
+{
+    tp_stack *s = &l->w[HG_MODULE_LLM]->stack;
+    if (!s->experts)
+        return 0;
+    float *aux = malloc(sizeof(float) * s->L), sum = 0;
+    if (!aux)
+        return NAN;
+    l->ops->download(aux, s->slots[0].moe.aux, sizeof(float) * s->L);
+    for (int i = 0; i < s->L; i++)
+        sum += aux[i];
+    free(aux);
+    return sum;
+}
+
+void tr_local_routing(tr_local *l, int *topk)
+{
+    tp_stack *s = &l->w[HG_MODULE_LLM]->stack;
+    if (s->experts)
+        l->ops->download(topk, s->slots[0].moe.topk,
+                         sizeof(int) * s->L * s->moe.N * s->moe.K);
+}
+
+tr_worker *tr_local_worker(tr_local *l, hg_module_id module) { return l->w[module]; }
