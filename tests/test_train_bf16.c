@@ -294,11 +294,11 @@ typedef struct {
 } rank_run;
 
 // The loaded worker's loss of step 1 (after w took steps 0 and 1).
-static float resume(rank_run *r, tr_group *groups[], tr_group *bridge, const hg_optim_config *o)
+static float resume(rank_run *r, const tr_rank_groups *groups, const hg_optim_config *o)
 {
     int step, gen;
     float loss = -1;
-    tr_worker *w2 = tr_worker_create_with(r->ops, r->plan, r->rank, groups, bridge, 99, r->err,
+    tr_worker *w2 = tr_worker_create_with(r->ops, r->plan, r->rank, groups, 99, r->err,
                                           sizeof r->err);
     if (w2 && tr_checkpoint_load(w2, r->ckdir, &step, &gen, r->err, sizeof r->err) == 0) {
         loss = tr_worker_forward_backward(w2, 77, step);
@@ -311,15 +311,15 @@ static float resume(rank_run *r, tr_group *groups[], tr_group *bridge, const hg_
 static void *run_rank(void *arg)
 {
     rank_run *r = arg;
-    tr_group *groups[HG_NUM_GROUP_KINDS], *bridge;
+    tr_rank_groups groups;
     hg_optim_config o;
     hg_optim_defaults(&o);
     o.lr = 3e-3f;
-    if (tr_threads_layout_groups(r->world, r->plan, r->rank, groups, &bridge) != 0) {
+    if (tr_threads_layout_groups(r->world, r->plan, r->rank, &groups) != 0) {
         snprintf(r->err, sizeof r->err, "rank %d: no memory for groups", r->rank);
         return NULL;
     }
-    tr_worker *w = tr_worker_create_with(r->ops, r->plan, r->rank, groups, bridge, 1234, r->err,
+    tr_worker *w = tr_worker_create_with(r->ops, r->plan, r->rank, &groups, 1234, r->err,
                                          sizeof r->err);
     for (int step = 0; w && step < STEPS; step++) {
         r->loss[step] = tr_worker_forward_backward(w, 77, step);
@@ -329,9 +329,9 @@ static void *run_rank(void *arg)
             break;
     }
     if (w && r->ckdir && !r->err[0])
-        r->resumed = resume(r, groups, bridge, &o);
+        r->resumed = resume(r, &groups, &o);
     tr_worker_free(w);
-    tr_layout_groups_free(groups, bridge);
+    tr_layout_groups_free(&groups);
     return NULL;
 }
 

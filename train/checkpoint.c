@@ -1,6 +1,7 @@
 // Checkpoint files. Shard: an 8-byte magic, rank, AdamW steps and element
 // count (int32, int32, int64), then params, first and second moments
-// (fp32, count each). Manifest: text lines "key value".
+// (fp32, count each; a colocated rank's encoder part, then its LLM part,
+// in each). Manifest: text lines "key value".
 #include "train/checkpoint.h"
 
 #include <errno.h>
@@ -27,15 +28,24 @@ static uint64_t fnv1a(uint64_t h, const void *p, size_t n)
 #define FNV_START 0xcbf29ce484222325ull
 
 // The layout and model lines: a checkpoint loads only where both match.
+// The first encoder's grid stands where the one encoder's did; several
+// encoders and the colocated layout add words (older lines stay as they were).
 static void layout_line(const hg_plan *p, char *out, size_t len)
 {
     const hg_layout_spec *s = &p->spec;
-    snprintf(out, len,
-             "encoder_tp=%d encoder_dp=%d llm_tp=%d llm_cp=%d llm_pp=%d llm_dp=%d llm_ep=%d "
-             "llm_expt_tp=%d llm_only=%d micro_batch_size=%d global_batch_size=%d",
-             s->llm_only ? 0 : s->encoder_tp, s->llm_only ? 0 : s->encoder_dp, s->llm_tp,
-             s->llm_cp, s->llm_pp, s->llm_dp, s->llm_ep, s->llm_expt_tp, s->llm_only,
-             s->micro_batch_size, s->global_batch_size);
+    const hg_module_grid *enc = hg_plan_module(p, HG_MODULE_ENCODER);
+    int at = snprintf(out, len,
+                      "encoder_tp=%d encoder_dp=%d llm_tp=%d llm_cp=%d llm_pp=%d llm_dp=%d "
+                      "llm_ep=%d llm_expt_tp=%d llm_only=%d micro_batch_size=%d "
+                      "global_batch_size=%d",
+                      enc ? enc->dense[HG_DIM_TP] : 0, enc ? enc->dense[HG_DIM_DP] : 0, s->llm_tp,
+                      s->llm_cp, s->llm_pp, s->llm_dp, s->llm_ep, s->llm_expt_tp, s->llm_only,
+                      s->micro_batch_size, s->global_batch_size);
+    for (int i = 1; i < p->num_encoders && at > 0 && (size_t)at < len; i++)
+        at += snprintf(out + at, len - at, " encoder=%s:tp=%d,dp=%d", p->modules[i].name,
+                       p->modules[i].dense[HG_DIM_TP], p->modules[i].dense[HG_DIM_DP]);
+    if (p->colocated && at > 0 && (size_t)at < len)
+        snprintf(out + at, len - at, " mimo_layout=colocated");
 }
 
 static void model_line(const hg_model_config *m, char *out, size_t len)
@@ -92,6 +102,34 @@ static int write_atomic(const char *dir, const char *name, const void *const *pi
     return 0;
 }
 
+// Elements of the rank's shard: both parts' on a colocated rank.
+static size_t shard_count(const tr_worker *w)
+{
+    return w->shard.local.total + (w->colo ? w->colo->shard.local.total : 0);
+}
+
+// The parts' params, m and v to (or, load, from) host, each (count) as the
+// shard file holds them.
+static void move_state(tr_worker *w, float *host, size_t count, int load)
+{
+    size_t at = 0;
+    for (tr_worker *part = w; part; part = part == w ? w->colo : NULL) {
+        float *dev[3] = {part->params, part->m, part->v};
+        size_t bytes = sizeof(float) * part->shard.local.total;
+        for (int i = 0; i < 3; i++) {
+            if (load)
+                part->ops->upload(dev[i], host + i * count + at, bytes);
+            else
+                part->ops->download(host + i * count + at, dev[i], bytes);
+        }
+        at += part->shard.local.total;
+        if (load) {
+            part->adam_steps = w->adam_steps;
+            tr_refresh_work(part);
+        }
+    }
+}
+
 static void shard_name(int rank, char *out, size_t len) { snprintf(out, len, "rank-%05d.bin", rank); }
 
 // Every rank's checksum on every rank of this one's module, then across
@@ -103,19 +141,16 @@ static void gather_checksums(tr_worker *w, uint64_t mine, int *sums /* (2 world)
     const tr_ops *o = w->ops;
     const hg_module_grid *g = w->grid;
     size_t world = (size_t)w->plan.world_size, bytes = sizeof(int) * 2 * world;
-    int *dev = o->alloc(bytes + sizeof(int) * 2); // (2 world) then this rank's word
+    int *dev = o->alloc(2 * bytes + sizeof(int) * 2); // (2 world), scratch, this rank's word
     if (!dev) {
         fprintf(stderr, "rank %d: out of memory for checkpoint checksums\n", w->rank);
         abort();
     }
-    o->upload(dev + 2 * world, &mine, sizeof mine);
-    tr_all_gather(w->g[HG_GROUP_MODULE], dev + 2 * world, dev + 2 * (size_t)g->rank_offset, 2,
+    o->zero(dev, bytes);
+    o->upload(dev + 4 * world, &mine, sizeof mine);
+    tr_all_gather(w->g[HG_GROUP_MODULE], dev + 4 * world, dev + 2 * (size_t)g->rank_offset, 2,
                   TR_I32);
-    if (w->bridge) {
-        if (w->rank != g->rank_offset)
-            o->zero(dev, bytes);
-        tr_all_reduce(w->bridge, dev, 2 * world, TR_I32);
-    }
+    tr_across_modules(w, dev, dev + 2 * world, 2 * world, TR_I32);
     o->download(sums, dev, bytes);
     o->release(dev);
 }
@@ -125,7 +160,7 @@ int tr_checkpoint_save(tr_worker *w, const char *dir, int step, int generation, 
 {
     if (mkdir(dir, 0755) != 0 && errno != EEXIST)
         return fail(err, errlen, "cannot create checkpoint directory", dir);
-    size_t count = w->shard.local.total, bytes = sizeof(float) * count;
+    size_t count = shard_count(w), bytes = sizeof(float) * count;
     int32_t head_ints[2] = {w->rank, w->adam_steps};
     int64_t n64 = (int64_t)count;
     float *state = malloc(3 * bytes + 1); // params, m, v on the host
@@ -133,9 +168,7 @@ int tr_checkpoint_save(tr_worker *w, const char *dir, int step, int generation, 
     uint64_t sum = FNV_START;
     int rc = -1;
     if (state) {
-        w->ops->download(state, w->params, bytes);
-        w->ops->download(state + count, w->m, bytes);
-        w->ops->download(state + 2 * count, w->v, bytes);
+        move_state(w, state, count, 0);
         const void *pieces[] = {shard_magic, head_ints, &n64,
                                 state, state + count, state + 2 * count};
         size_t sizes[] = {sizeof shard_magic, sizeof head_ints, sizeof n64, bytes, bytes, bytes};
@@ -281,7 +314,7 @@ int tr_checkpoint_load(tr_worker *w, const char *dir, int *step, int *generation
     char *buf = read_file(path, &size);
     if (!buf)
         return fail(err, errlen, "cannot read", path);
-    size_t count = w->shard.local.total, bytes = sizeof(float) * count;
+    size_t count = shard_count(w), bytes = sizeof(float) * count;
     size_t head = sizeof shard_magic + 2 * sizeof(int32_t) + sizeof(int64_t);
     int32_t ints[2];
     int64_t n64 = -1;
@@ -302,10 +335,15 @@ int tr_checkpoint_load(tr_worker *w, const char *dir, int *step, int *generation
         return -1;
     }
     w->adam_steps = ints[1];
-    w->ops->upload(w->params, buf + head, bytes);
-    w->ops->upload(w->m, buf + head + bytes, bytes);
-    w->ops->upload(w->v, buf + head + 2 * bytes, bytes);
-    tr_refresh_work(w);
+    float *state = malloc(3 * bytes + 1); // the file's floats, aligned
+    if (!state) {
+        snprintf(err, errlen, "rank %d: out of memory for the shard's host copy", w->rank);
+        free(buf);
+        return -1;
+    }
+    memcpy(state, buf + head, 3 * bytes);
+    move_state(w, state, count, 1);
+    free(state);
     free(buf);
     return 0;
 }

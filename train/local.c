@@ -12,7 +12,7 @@ struct tr_local {
     const tr_ops *ops;
     hg_plan plan;
     tr_worker *w[2]; // by hg_module_id
-    tr_group *groups[2][HG_NUM_GROUP_KINDS];
+    tr_rank_groups groups[2]; // each module's rank: g[0] its groups, no bridges
     tr_samples ahead; // the next micro-batch, made while the GPU works
 };
 
@@ -78,13 +78,13 @@ tr_local *tr_local_create(const tr_ops *ops, const hg_model_config *model, int m
         for (int k = 0; k < HG_NUM_GROUP_KINDS; k++) {
             if (!hg_group_applies(m, k))
                 continue;
-            if (!(l->groups[id][k] = solo_group(ops, m->rank_offset))) {
+            if (!(l->groups[id].g[0][k] = solo_group(ops, m->rank_offset))) {
                 snprintf(err, errlen, "out of memory for groups");
                 tr_local_free(l);
                 return NULL;
             }
         }
-        l->w[id] = tr_worker_create_with(ops, &l->plan, m->rank_offset, l->groups[id], NULL, seed,
+        l->w[id] = tr_worker_create_with(ops, &l->plan, m->rank_offset, &l->groups[id], seed,
                                          err, errlen);
         if (!l->w[id]) {
             tr_local_free(l);
@@ -102,7 +102,7 @@ void tr_local_free(tr_local *l)
     for (int id = 0; id < 2; id++) {
         tr_worker_free(l->w[id]);
         for (int k = 0; k < HG_NUM_GROUP_KINDS; k++)
-            tr_group_free(l->groups[id][k]);
+            tr_group_free(l->groups[id].g[0][k]);
     }
     tr_samples_free(&l->ahead);
     free(l);

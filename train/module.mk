@@ -5,7 +5,7 @@
 # (the NCCL backend and the GPU ops) needs CUDA + NCCL and the kernels.
 TRAIN_SRCS := train/comm.c train/comm_threads.c train/schedule.c train/layout_groups.c \
               train/shard.c train/vocab.c train/ep_moe.c train/tp_stack.c train/trainer.c \
-              train/llm_stage.c train/encoder_stage.c train/samples.c train/local.c \
+              train/llm_stage.c train/encoder_stage.c train/samples.c train/local.c train/colocated.c \
               train/checkpoint.c train/ops_cpu.c
 TRAIN_LIB  := $(BUILD)/libtrain.a
 TRAIN_NCCL_SRCS := train/comm_nccl.c train/ops_gpu.c

@@ -176,22 +176,15 @@ int train_check_job(const train_options *o, const hg_plan *job, int rank, char *
 {
     if (!o->config)
         return 0;
-    if (job->colocated) {
-        snprintf(err, errlen,
-                 "the job is colocated (--mimo-layout colocated) and this worker trains one module "
-                 "per GPU; it cannot train it yet (dry-run workers and libhgrid trainers can join it)");
-        return -1;
+    // The trainer's own split rules, in every module holding the rank (a
+    // colocated rank trains both), before any communicator forms.
+    const hg_module_grid *mine_modules[2];
+    int n = hg_plan_modules_of_rank(job, rank, mine_modules);
+    for (int i = 0; i < n; i++) {
+        tr_shard shard;
+        if (tr_shard_build(&shard, job, mine_modules[i], rank, err, errlen) != 0)
+            return -1;
     }
-    if (job->num_encoders > 1) {
-        snprintf(err, errlen,
-                 "the job has %d encoders (--encoder) and this worker trains one encoder; it "
-                 "cannot train it yet (dry-run workers and libhgrid trainers can join it)",
-                 job->num_encoders);
-        return -1;
-    }
-    tr_shard shard; // the trainer's own split rules, before any communicator forms
-    if (tr_shard_build(&shard, job, rank, err, errlen) != 0)
-        return -1;
     if (strcmp(o->config, TRAIN_CONFIG_JOB) == 0)
         return 0;
     int mine, theirs;
