@@ -2,7 +2,8 @@
 // unsharded CPU reference model (model/cpu_model.c), fp32: every step's
 // caption loss and gradient norm, the first step's gradients and the
 // parameters after the last step, element by element, over several
-// clipped AdamW steps, dense and MoE, one and two micro-batches a step.
+// clipped AdamW steps, dense and MoE, one and two micro-batches a step,
+// one encoder and two (each its own weights and images).
 #include "model/config.h"
 #include "model/cpu_model.h"
 #include "model/data.h"
@@ -24,7 +25,7 @@ enum { STEPS = 4 };
 
 typedef struct {
     const char *config;
-    int mbs, gbs;
+    int mbs, gbs, streams; // streams: encoders (0: one)
 } local_case;
 
 // Worst per-tensor max|a - b| / max|b| over a module's tables.
@@ -56,8 +57,11 @@ static double max_abs(const float *a, const float *b, size_t n)
 static void run_case(const local_case *c)
 {
     hg_model_config m = hg_config_find(c->config)->model;
-    m.seq_length = 32; // 16 patches, 16 caption positions
+    m.image_streams = c->streams;
+    m.seq_length = 32 + 16 * (hg_image_streams(&m) - 1); // 16 patches each, 16 caption positions
     int n = c->gbs / c->mbs, P = hg_num_patches(&m), Tt = hg_text_len(&m);
+    int E = hg_image_streams(&m);
+    size_t np = (size_t)c->mbs * P * hg_patch_dim(&m); // one encoder's patches
     hg_optim_config o;
     hg_optim_defaults(&o);
     o.lr = 3e-3f;
@@ -71,11 +75,11 @@ static void run_case(const local_case *c)
         return;
     }
     tr_worker *we = tr_local_worker(l, HG_MODULE_ENCODER), *wl = tr_local_worker(l, HG_MODULE_LLM);
-    size_t ne = cpu->enc_table.total, nl = cpu->llm_table.total;
-    CHECK_EQ(tr_worker_shard(we)->local.total, ne);
+    size_t ne1 = cpu->enc_table.total, ne = E * ne1, nl = cpu->llm_table.total; // every encoder's
+    CHECK_EQ(tr_worker_shard(we)->local.total, ne1);
     CHECK_EQ(tr_worker_shard(wl)->local.total, nl);
     float *images = malloc(sizeof(float) * c->mbs * m.image_size * m.image_size * 3);
-    float *patches = malloc(sizeof(float) * c->mbs * P * hg_patch_dim(&m));
+    float *patches = malloc(sizeof(float) * E * np);
     int *tokens = malloc(sizeof(int) * c->mbs * Tt);
     float *acc[2] = {calloc(ne, sizeof(float)), calloc(nl, sizeof(float))};
     double worst_loss = 0, worst_norm = 0, grad_enc = 0, grad_llm = 0;
@@ -83,9 +87,13 @@ static void run_case(const local_case *c)
         memset(acc[0], 0, sizeof(float) * ne), memset(acc[1], 0, sizeof(float) * nl);
         double ref_loss = 0;
         for (int i = 0; i < n; i++) {
-            hg_batch(DATA_SEED, (uint64_t)step * c->gbs + (uint64_t)i * c->mbs, c->mbs,
-                     m.image_size, Tt, images, tokens);
-            hg_patchify(images, c->mbs, m.image_size, m.patch_size, patches);
+            uint64_t first = (uint64_t)step * c->gbs + (uint64_t)i * c->mbs;
+            hg_batch(DATA_SEED, first, c->mbs, m.image_size, Tt, images, tokens);
+            for (int e = 0; e < E; e++) {
+                if (e > 0)
+                    hg_encoder_images(DATA_SEED, e, first, c->mbs, m.image_size, images);
+                hg_patchify(images, c->mbs, m.image_size, m.patch_size, patches + e * np);
+            }
             ref_loss += hg_cpu_model_forward(cpu, patches, tokens);
             hg_cpu_model_backward(cpu);
             for (size_t k = 0; k < ne; k++)
@@ -106,11 +114,11 @@ static void run_case(const local_case *c)
         worst_norm = fmax(worst_norm, fabs(norm - ref_norm) / fabs(ref_norm));
         CHECK(isfinite(loss) && loss > 0, "%s: step %d loss %g", c->config, step, loss);
     }
-    double par_enc = max_abs(tr_worker_params(we), cpu->enc_params, ne) / o.lr;
+    double par_enc = max_abs(tr_worker_params(we), cpu->enc_params, ne1) / o.lr; // the first's
     double par_llm = max_abs(tr_worker_params(wl), cpu->llm_params, nl) / o.lr;
-    printf("%-9s mbs %d gbs %d: relative loss %.1e norm %.1e grads %.1e %.1e; params %.1e "
+    printf("%-9s %d enc mbs %d gbs %d: relative loss %.1e norm %.1e grads %.1e %.1e; params %.1e "
            "%.1e lr\n",
-           c->config, c->mbs, c->gbs, worst_loss, worst_norm, grad_enc, grad_llm, par_enc,
+           c->config, E, c->mbs, c->gbs, worst_loss, worst_norm, grad_enc, grad_llm, par_enc,
            par_llm);
     CHECK(worst_loss <= TOL, "%s: losses differ by %.3g relative", c->config, worst_loss);
     CHECK(worst_norm <= TOL, "%s: norms differ by %.3g relative", c->config, worst_norm);
@@ -126,7 +134,8 @@ static void run_case(const local_case *c)
 
 int main(void)
 {
-    static const local_case cases[] = {{"tiny", 2, 2}, {"tiny", 2, 4}, {"tiny-moe", 2, 4}};
+    static const local_case cases[] = {
+        {"tiny", 2, 2, 0}, {"tiny", 2, 4, 0}, {"tiny-moe", 2, 4, 0}, {"tiny", 2, 4, 2}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         run_case(&cases[i]);
     char err[HG_ERR_LEN];
