@@ -4,7 +4,8 @@
 // back), through the threads backend's bf16 collectives. Every buffer
 // offset and transfer size then counts 2-byte elements, as on the GPU, and
 // the losses must stay within bf16's reach (2e-2 relative) of the fp32
-// ops' on several layouts, while the fp32 master weights keep training.
+// ops' on several layouts (colocated and two-encoder ones among them),
+// while the fp32 master weights keep training.
 // A checkpoint taken in bf16 and loaded into a fresh worker (its bf16
 // working copy rebuilt from the master) continues with identical losses.
 #include <math.h>
@@ -362,10 +363,13 @@ int main(void)
     static const struct {
         const char *name;
         int etp, edp, tp, pp, dp, mbs, gbs;
+        int colocated, encoders; // encoders: 2 lists vision (etp, edp) and audio (1, 1)
     } cases[] = {
-        {"encoder | llm", 1, 1, 1, 1, 1, 2, 4},
-        {"encoder tp1 dp2 + llm tp2 (fan-in)", 1, 2, 2, 1, 1, 2, 4},
-        {"encoder tp2 + llm pp2 dp2 (fan-out)", 2, 1, 1, 2, 2, 1, 4},
+        {"encoder | llm", 1, 1, 1, 1, 1, 2, 4, 0, 0},
+        {"encoder tp1 dp2 + llm tp2 (fan-in)", 1, 2, 2, 1, 1, 2, 4, 0, 0},
+        {"encoder tp2 + llm pp2 dp2 (fan-out)", 2, 1, 1, 2, 2, 1, 4, 0, 0},
+        {"colocated encoder tp2 / llm dp2", 2, 1, 1, 1, 2, 1, 4, 1, 0},
+        {"vision dp2 + audio | llm tp2", 1, 2, 2, 1, 1, 2, 4, 0, 2},
     };
     make_bf16_ops();
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -374,8 +378,14 @@ int main(void)
         char err[HG_ERR_LEN];
         hg_layout_spec_defaults(&spec);
         spec.model = hg_config_find("tiny")->model;
-        spec.model.seq_length = 32;
+        spec.model.seq_length = 32 + 16 * (cases[i].encoders > 1); // 16 patches an encoder
         spec.encoder_tp = cases[i].etp, spec.encoder_dp = cases[i].edp;
+        spec.colocated = cases[i].colocated;
+        spec.num_encoders = cases[i].encoders;
+        if (cases[i].encoders) {
+            spec.encoders[0] = (hg_encoder_spec){"vision", cases[i].etp, cases[i].edp};
+            spec.encoders[1] = (hg_encoder_spec){"audio", 1, 1};
+        }
         spec.llm_tp = cases[i].tp, spec.llm_pp = cases[i].pp, spec.llm_dp = cases[i].dp;
         spec.micro_batch_size = cases[i].mbs, spec.global_batch_size = cases[i].gbs;
         if (hg_plan_build(&spec, &plan, err, sizeof err) != 0) {
