@@ -162,9 +162,9 @@ void llm_backward(tr_worker *w, int mb, int slot)
     o->copy_rows(w->dimg, P * row, st->dres, T * row, P * row, B);
     o->copy_rows(w->emb, Tt * row, st->dres + P * row, T * row, Tt * row, B);
     o->position_embedding_backward(dwpe, w->dimg, B, P, C);
-    tr_vocab_embedding_backward(o, &w->rows, G(HG_LLM_WTE), w->emb, s->h_tokens, B * Tt, C,
+    tr_vocab_embedding_backward(o, w->g[HG_GROUP_TP], &w->rows, G(HG_LLM_WTE),
+                                dwpe + (size_t)P * C, w->emb, s->tokens, s->h_tokens, B, Tt, C,
                                 w->v0, w->Vl);
-    o->position_embedding_backward(dwpe + (size_t)P * C, w->emb, B, Tt, C);
     size_t piece = (size_t)w->piece * P * C;
     for (int q = 0; q < w->num_edges; q++)
         tr_add_op(w, w->pending, &w->npending, w->bridge, w->edge_peer[q], 1,
