@@ -194,6 +194,14 @@ static void b_embedding_forward(void *out, const int *tokens, const void *wte, c
     put(out, o, n), free(w), free(p);
 }
 
+static void b_embedding_backward(float *dwte, float *dwpe, const void *dout, const int *tokens,
+                                 int B, int T, int C, int V)
+{
+    float *d = get(dout, (size_t)B * T * C);
+    ref_embedding_backward(dwte, dwpe, d, tokens, B, T, C, V);
+    free(d);
+}
+
 static void b_crossentropy(void *logits, float *losses, const int *targets, const float *mask,
                            float dloss, int N, int V)
 {
@@ -275,6 +283,7 @@ static void make_bf16_ops(void)
     bf16_ops.position_embedding_forward = b_pos_forward;
     bf16_ops.position_embedding_backward = b_pos_backward;
     bf16_ops.embedding_forward = b_embedding_forward;
+    bf16_ops.embedding_backward = b_embedding_backward;
     bf16_ops.crossentropy = b_crossentropy;
     bf16_ops.vp_embedding_forward = b_vp_embedding_forward;
     bf16_ops.embedding_backward_rows = b_embedding_backward_rows;

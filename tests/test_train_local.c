@@ -4,13 +4,18 @@
 // parameters after the last step, element by element, over several
 // clipped AdamW steps, dense and MoE, one and two micro-batches a step,
 // one encoder and two (each its own weights and images).
+// A checkpoint of both modules resumes with the same losses, and loads into
+// the workers of the two-rank job of the same layout.
 #include "model/config.h"
 #include "model/cpu_model.h"
 #include "model/data.h"
 #include "tests/check.h"
+#include "train/checkpoint.h"
+#include "train/layout_groups.h"
 #include "train/local.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -132,12 +137,93 @@ static void run_case(const local_case *c)
     hg_cpu_model_free(cpu);
 }
 
+// rank's parameters after loading dir into the two-rank job encoder | llm
+// (threads backend) equal want's (max |diff|; -1 if it did not load).
+static double load_into_job(const hg_model_config *m, const char *dir, tr_local *want, int rank)
+{
+    hg_layout_spec spec;
+    hg_plan plan;
+    char err[HG_ERR_LEN];
+    hg_layout_spec_defaults(&spec);
+    spec.encoder_tp = spec.encoder_dp = 1;
+    spec.llm_tp = spec.llm_pp = spec.llm_dp = 1;
+    spec.micro_batch_size = 2, spec.global_batch_size = 4;
+    spec.model = *m;
+    CHECK(hg_plan_build(&spec, &plan, err, sizeof err) == 0, "%s", err);
+    tr_threads_world *world = tr_threads_world_create(2);
+    tr_rank_groups groups;
+    double worst = -1;
+    int step, gen;
+    CHECK(tr_threads_layout_groups(world, &plan, rank, &groups) == 0, "groups");
+    tr_worker *w = tr_worker_create(&plan, rank, &groups, SEED + 2, err, sizeof err);
+    if (w && tr_checkpoint_load(w, dir, &step, &gen, err, sizeof err) == 0) {
+        tr_worker *x = tr_local_worker(want, rank == 0 ? HG_MODULE_ENCODER : HG_MODULE_LLM);
+        size_t n = tr_worker_shard(x)->local.total;
+        worst = tr_worker_shard(w)->local.total == n
+                    ? max_abs(tr_worker_params(w), tr_worker_params(x), n)
+                    : 1;
+    } else {
+        fprintf(stderr, "rank %d of encoder | llm: %s\n", rank, err);
+    }
+    tr_worker_free(w);
+    tr_layout_groups_free(&groups);
+    tr_threads_world_free(world);
+    return worst;
+}
+
+// Saved after 2 of 4 steps, loaded into a fresh model: the last 2 steps'
+// losses bit for bit; and the files load into the two-rank job.
+static void checkpoint_case(void)
+{
+    hg_model_config m = hg_config_find("tiny")->model;
+    m.seq_length = 32;
+    hg_optim_config o;
+    hg_optim_defaults(&o);
+    char err[HG_ERR_LEN], dir[] = "/tmp/hgrid-local-ckpt-XXXXXX";
+    float straight[4], resumed[4] = {0};
+    CHECK(mkdtemp(dir) != NULL, "mkdtemp");
+    tr_local *a = tr_local_create(&tr_cpu_ops, &m, 2, 4, SEED, err, sizeof err);
+    tr_local *b = tr_local_create(&tr_cpu_ops, &m, 2, 4, SEED + 1, err, sizeof err);
+    CHECK(a && b, "%s", err);
+    if (!a || !b) {
+        tr_local_free(a), tr_local_free(b);
+        return;
+    }
+    for (int s = 0; s < 4; s++) {
+        straight[s] = tr_local_forward_backward(a, DATA_SEED, s);
+        tr_local_optimizer_step(a, &o);
+        if (s == 1)
+            CHECK(tr_local_save(a, dir, 2, err, sizeof err) == 0, "save: %s", err);
+    }
+    int step = -1;
+    CHECK(tr_local_load(b, dir, &step, err, sizeof err) == 0, "load: %s", err);
+    CHECK_EQ(step, 2);
+    for (int r = 0; r < 2; r++) {
+        double d = load_into_job(&m, dir, b, r);
+        CHECK(d == 0, "rank %d of encoder | llm: parameters differ by %g after loading", r, d);
+    }
+    for (int s = 2; step == 2 && s < 4; s++) {
+        resumed[s] = tr_local_forward_backward(b, DATA_SEED, s);
+        tr_local_optimizer_step(b, &o);
+        CHECK(resumed[s] == straight[s], "step %d: resumed %.8f, straight %.8f", s, resumed[s],
+              straight[s]);
+    }
+    printf("checkpoint: resumed at step %d with losses %.6f %.6f as straight; loads into "
+           "encoder | llm\n", step, resumed[2], resumed[3]);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    CHECK(system(cmd) == 0, "%s", cmd);
+    tr_local_free(a);
+    tr_local_free(b);
+}
+
 int main(void)
 {
     static const local_case cases[] = {
         {"tiny", 2, 2, 0}, {"tiny", 2, 4, 0}, {"tiny-moe", 2, 4, 0}, {"tiny", 2, 4, 2}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         run_case(&cases[i]);
+    checkpoint_case();
     char err[HG_ERR_LEN];
     hg_model_config m = hg_config_find("tiny")->model;
     CHECK(!tr_local_create(&tr_cpu_ops, &m, 2, 3, SEED, err, sizeof err) && err[0],

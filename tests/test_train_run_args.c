@@ -152,9 +152,19 @@ int main(void)
                  "--single-gpu needs --config NAME and --steps N");
     expect_error((char *[]){"w", "--single-gpu", "--config", "job", "--steps", "1", NULL}, false,
                  false, "a named config");
-    expect_error((char *[]){"w", "--single-gpu", "--config", "tiny", "--steps", "1", "--save",
-                            "/tmp/x", NULL},
-                 false, false, "not --single-gpu");
+    char *ckpt[] = {"w", "--single-gpu", "--config", "tiny", "--steps", "6", "--save", "/tmp/c",
+                    "--save-interval", "2", "--load", "/tmp/o", NULL};
+    CHECK(parse(&o, ckpt, false, false, err, sizeof err) == 0, "--single-gpu checkpoints: %s",
+          err);
+    expect_error((char *[]){"w", "--single-gpu", "--config", "tiny", "--steps", "1", "--dump",
+                            "/tmp/d", "--save", "/tmp/x", NULL},
+                 false, false, "takes no --save or --load");
+    expect_error((char *[]){"w", "--single-gpu", "--config", "tiny", "--steps", "1",
+                            "--profile-comm", NULL},
+                 false, false, "--single-gpu has none");
+    expect_error((char *[]){"w", "--single-gpu", "--config", "tiny", "--steps", "1",
+                            "--save-interval", "2", NULL},
+                 false, false, "--save-interval needs --save");
     expect_error((char *[]){"w", "--single-gpu", "--config", "tiny", "--steps", "1", NULL}, true,
                  false, "without gridd");
     expect_error((char *[]){"w", "--config", "tiny", "--steps", "1", "--batch", "2", NULL}, false,

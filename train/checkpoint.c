@@ -155,51 +155,48 @@ static void gather_checksums(tr_worker *w, uint64_t mine, int *sums /* (2 world)
     o->release(dev);
 }
 
-int tr_checkpoint_save(tr_worker *w, const char *dir, int step, int generation, char *err,
-                       size_t errlen)
+// Writes w's shard durably; its checksum into *sum. 0, or -1 with err.
+static int write_shard(tr_worker *w, const char *dir, uint64_t *sum, char *err, size_t errlen)
 {
-    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
-        return fail(err, errlen, "cannot create checkpoint directory", dir);
     size_t count = shard_count(w), bytes = sizeof(float) * count;
     int32_t head_ints[2] = {w->rank, w->adam_steps};
     int64_t n64 = (int64_t)count;
     float *state = malloc(3 * bytes + 1); // params, m, v on the host
     char name[64];
-    uint64_t sum = FNV_START;
-    int rc = -1;
-    if (state) {
-        move_state(w, state, count, 0);
-        const void *pieces[] = {shard_magic, head_ints, &n64,
-                                state, state + count, state + 2 * count};
-        size_t sizes[] = {sizeof shard_magic, sizeof head_ints, sizeof n64, bytes, bytes, bytes};
-        for (int i = 0; i < 6; i++)
-            sum = fnv1a(sum, pieces[i], sizes[i]);
-        shard_name(w->rank, name, sizeof name);
-        rc = write_atomic(dir, name, pieces, sizes, 6, err, errlen);
-        free(state);
-    } else {
+    if (!state) {
         snprintf(err, errlen, "rank %d: out of memory for the shard's host copy", w->rank);
-    }
-    // Ranks that failed still take part in the gather (a zero checksum),
-    // so that nobody blocks; the writer refuses a manifest with holes.
-    int *sums = calloc(2 * (size_t)w->plan.world_size, sizeof(int));
-    if (!sums) {
-        snprintf(err, errlen, "rank %d: out of memory for checksums", w->rank);
         return -1;
     }
-    gather_checksums(w, rc == 0 ? sum : 0, sums);
-    if (rc != 0 || w->rank != 0) {
-        free(sums);
-        return rc;
+    move_state(w, state, count, 0);
+    const void *pieces[] = {shard_magic, head_ints, &n64, state, state + count, state + 2 * count};
+    size_t sizes[] = {sizeof shard_magic, sizeof head_ints, sizeof n64, bytes, bytes, bytes};
+    *sum = FNV_START;
+    for (int i = 0; i < 6; i++)
+        *sum = fnv1a(*sum, pieces[i], sizes[i]);
+    shard_name(w->rank, name, sizeof name);
+    int rc = write_atomic(dir, name, pieces, sizes, 6, err, errlen);
+    free(state);
+    return rc;
+}
+
+// The manifest naming every rank's shard and checksum (sums: (2 world)
+// ints, a checksum's two words per rank; 0: that rank failed).
+static int write_manifest(const hg_plan *plan, const char *dir, int step, int generation,
+                          const int *sums, char *err, size_t errlen)
+{
+    size_t cap = 1024 + 64 * (size_t)plan->world_size, at = 0;
+    char *text = malloc(cap), layout[512], model[512], name[64];
+    int rc = 0;
+    if (!text) {
+        snprintf(err, errlen, "out of memory for the manifest");
+        return -1;
     }
-    size_t cap = 1024 + 64 * (size_t)w->plan.world_size, at = 0;
-    char *text = malloc(cap), layout[512], model[512];
-    layout_line(&w->plan, layout, sizeof layout);
-    model_line(&w->plan.spec.model, model, sizeof model);
+    layout_line(plan, layout, sizeof layout);
+    model_line(&plan->spec.model, model, sizeof model);
     at += snprintf(text + at, cap - at, "%s\nlayout %s\nmodel %s\nstep %d\ngeneration %d\n"
                    "world %d\n", MANIFEST_MAGIC, layout, model, step, generation,
-                   w->plan.world_size);
-    for (int r = 0; r < w->plan.world_size && rc == 0; r++) {
+                   plan->world_size);
+    for (int r = 0; r < plan->world_size && rc == 0; r++) {
         uint64_t s;
         memcpy(&s, sums + 2 * r, sizeof s);
         if (s == 0) {
@@ -215,6 +212,46 @@ int tr_checkpoint_save(tr_worker *w, const char *dir, int step, int generation, 
         rc = write_atomic(dir, "manifest", mp, ms, 1, err, errlen);
     }
     free(text);
+    return rc;
+}
+
+int tr_checkpoint_save(tr_worker *w, const char *dir, int step, int generation, char *err,
+                       size_t errlen)
+{
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+        return fail(err, errlen, "cannot create checkpoint directory", dir);
+    uint64_t sum = 0;
+    int rc = write_shard(w, dir, &sum, err, errlen);
+    // Ranks that failed still take part in the gather (a zero checksum),
+    // so that nobody blocks; the writer refuses a manifest with holes.
+    int *sums = calloc(2 * (size_t)w->plan.world_size, sizeof(int));
+    if (!sums) {
+        snprintf(err, errlen, "rank %d: out of memory for checksums", w->rank);
+        return -1;
+    }
+    gather_checksums(w, rc == 0 ? sum : 0, sums);
+    if (rc == 0 && w->rank == 0)
+        rc = write_manifest(&w->plan, dir, step, generation, sums, err, errlen);
+    free(sums);
+    return rc;
+}
+
+int tr_checkpoint_save_all(tr_worker *const *workers, int n, const char *dir, int step,
+                           int generation, char *err, size_t errlen)
+{
+    const hg_plan *plan = &workers[0]->plan;
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+        return fail(err, errlen, "cannot create checkpoint directory", dir);
+    int *sums = calloc(2 * (size_t)n, sizeof(int)), rc = sums ? 0 : -1;
+    if (!sums)
+        snprintf(err, errlen, "out of memory for checksums");
+    for (int i = 0; i < n && rc == 0; i++) {
+        uint64_t sum = 0;
+        rc = write_shard(workers[i], dir, &sum, err, errlen);
+        memcpy(sums + 2 * (size_t)workers[i]->rank, &sum, sizeof sum);
+    }
+    if (rc == 0)
+        rc = write_manifest(plan, dir, step, generation, sums, err, errlen);
     free(sums);
     return rc;
 }

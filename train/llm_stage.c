@@ -170,8 +170,8 @@ void llm_backward(tr_worker *w, int mb, int slot)
         o->position_embedding_backward(dwpe + (size_t)e * P * C, dimg, B, P, C);
     }
     o->copy_rows(w->emb, Tt * row, st->dres + EP * row, T * row, Tt * row, B);
-    tr_vocab_embedding_backward(o, &w->rows, G(HG_LLM_WTE), w->emb, s->h_tokens, B * Tt, C,
+    tr_vocab_embedding_backward(o, w->g[HG_GROUP_TP], &w->rows, G(HG_LLM_WTE),
+                                dwpe + (size_t)EP * C, w->emb, s->tokens, s->h_tokens, B, Tt, C,
                                 w->v0, w->Vl);
-    o->position_embedding_backward(dwpe + (size_t)EP * C, w->emb, B, Tt, C);
     tr_add_bridge_ops(w, w->pending, &w->npending, 1, w->dimg, bpc);
 }

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "train/checkpoint.h"
 #include "train/worker_impl.h"
 
 struct tr_local {
@@ -180,6 +181,20 @@ void tr_local_routing(tr_local *l, int *topk)
     if (s->experts)
         l->ops->download(topk, s->slots[0].moe.topk,
                          sizeof(int) * s->L * s->moe.N * s->moe.K);
+}
+
+int tr_local_save(tr_local *l, const char *dir, int step, char *err, size_t errlen)
+{
+    return tr_checkpoint_save_all(l->w, l->n, dir, step, 1, err, errlen);
+}
+
+int tr_local_load(tr_local *l, const char *dir, int *step, char *err, size_t errlen)
+{
+    int generation;
+    for (int id = 0; id < l->n; id++)
+        if (tr_checkpoint_load(l->w[id], dir, step, &generation, err, errlen) != 0)
+            return -1;
+    return 0;
 }
 
 tr_worker *tr_local_worker(tr_local *l, hg_module_id module)

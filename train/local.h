@@ -30,6 +30,12 @@ float tr_local_optimizer_step(tr_local *l, const hg_optim_config *opt);
 // micro_batch * seq_length, top-k) into topk on the host.
 float tr_local_aux_loss(tr_local *l);
 void tr_local_routing(tr_local *l, int *topk);
+// Checkpoints of every module: the workers' files (train/checkpoint.h) of
+// the layout above, so a checkpoint taken here loads into a job of that
+// layout on two GPUs and back. Save after `step` completed steps; load
+// sets *step. 0, or -1 with a one-line reason in err.
+int tr_local_save(tr_local *l, const char *dir, int step, char *err, size_t errlen);
+int tr_local_load(tr_local *l, const char *dir, int *step, char *err, size_t errlen);
 // A module's worker (the first encoder's for the encoder): its shard
 // (whole tensors), parameters and gradients.
 tr_worker *tr_local_worker(tr_local *l, hg_module_id module);

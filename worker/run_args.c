@@ -124,7 +124,8 @@ int train_parse_flag(train_options *o, int argc, char **argv, int *i, char *err,
     return 1;
 }
 
-// --single-gpu's rules: a named config, no gridd, none of the workers' flags.
+// --single-gpu's rules: a named config, no gridd, no collectives to time or
+// overlap; checkpoints only while training on fresh samples.
 static const char *single_gpu_check(const train_options *o, bool dry_run, bool self_test)
 {
     if (!o->config || (!o->steps && !o->describe))
@@ -135,9 +136,13 @@ static const char *single_gpu_check(const train_options *o, bool dry_run, bool s
         return "--cpu only takes a --dump; training runs on the GPU";
     if (dry_run || self_test)
         return "--single-gpu trains without gridd; drop --dry-run and --self-test";
-    if (o->save_dir || o->load_dir || o->save_interval || o->profile_comm || o->dp_overlap)
-        return "--save, --load, --save-interval, --profile-comm and --dp-overlap are for "
-               "gridd's workers, not --single-gpu";
+    if (o->profile_comm || o->dp_overlap)
+        return "--profile-comm and --dp-overlap time and overlap collectives; --single-gpu has "
+               "none";
+    if (o->dump && (o->save_dir || o->load_dir))
+        return "--dump trains on one batch; it takes no --save or --load";
+    if (o->save_interval && !o->save_dir)
+        return "--save-interval needs --save DIR";
     return NULL;
 }
 
