@@ -21,7 +21,7 @@ import sys
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 SOURCE_DIRS = ["daemon", "daemon/core", "libhgrid", "ctl", "worker", "tools/swarm", "wire",
-               "train", "model", "util"]
+               "train", "util"]
 PROGRAMS = ["gridd", "hgrid-worker", "hgridctl", "hgrid-swarm"]
 PREFIX = re.compile(r"^(gridd|hgrid-worker|hgridctl|hgrid-swarm|hgrid): ")
 # Calls whose format argument is an error message a user reads.
