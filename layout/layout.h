@@ -40,6 +40,9 @@ typedef struct {
     int encoder_num_attention_heads;
     int image_size;
     int patch_size;
+    // Encoders whose image embeddings, in order, form the LLM's prefix (0:
+    // one); hg_plan_build sets it from the layout's encoders.
+    int image_streams;
 } hg_model_config;
 
 // Several encoders (--encoder NAME:tp=T,dp=D, repeated) and their names.

@@ -1,4 +1,6 @@
 // The model shape's own rules and bounds, with no grid (hg_config_check).
+#include <stdio.h>
+
 #include "layout/layout.h"
 #include "layout/rules.h"
 
@@ -77,12 +79,20 @@ int hg_config_check(const hg_model_config *m, char *err, size_t errlen)
         return hg_rule_fail(err, errlen, "--image-size %d is not a multiple of --patch-size %d",
                     m->image_size, m->patch_size);
     long side = m->image_size / m->patch_size, patches = side * side;
-    if (m->seq_length - patches < HG_MIN_CAPTION_POSITIONS)
+    if (m->image_streams < 0 || m->image_streams > HG_MAX_ENCODERS)
+        return hg_rule_fail(err, errlen, "%d image streams: at most %d encoders", m->image_streams,
+                    HG_MAX_ENCODERS);
+    int streams = m->image_streams > 1 ? m->image_streams : 1;
+    long prefix = patches * streams;
+    char each[32] = "";
+    if (streams > 1)
+        snprintf(each, sizeof each, " for each of %d encoders", streams);
+    if (m->seq_length - prefix < HG_MIN_CAPTION_POSITIONS)
         return hg_rule_fail(err, errlen,
                     "--seq-length %d leaves %ld caption positions after %ld patches (--image-size "
-                    "%d / --patch-size %d); need %d",
-                    m->seq_length, m->seq_length - patches, patches, m->image_size, m->patch_size,
-                    HG_MIN_CAPTION_POSITIONS);
+                    "%d / --patch-size %d%s); need %d",
+                    m->seq_length, m->seq_length - prefix, prefix, m->image_size, m->patch_size,
+                    each, HG_MIN_CAPTION_POSITIONS);
     if (m->vocab_size < HG_MIN_VOCAB)
         return hg_rule_fail(err, errlen, "--vocab-size %d is below the %d caption tokens", m->vocab_size,
                     HG_MIN_VOCAB);

@@ -396,8 +396,10 @@ int hg_plan_build(const hg_layout_spec *spec, hg_plan *p, char *err, size_t errl
         s->model.hidden_size <= (1 << 28))
         s->model.ffn_hidden_size = 4 * s->model.hidden_size;
     encoder_list l;
-    if (check_grids(s, err, errlen) || list_encoders(s, &l, err, errlen) ||
-        hg_config_check(&s->model, err, errlen))
+    if (check_grids(s, err, errlen) || list_encoders(s, &l, err, errlen))
+        return -1;
+    s->model.image_streams = l.count > 1 ? l.count : 0;
+    if (hg_config_check(&s->model, err, errlen))
         return -1;
     s->encoder_shorthand = false; // the parser's note, checked; not part of the layout
 

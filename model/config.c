@@ -51,7 +51,12 @@ int hg_num_patches(const hg_model_config *m)
 
 int hg_patch_dim(const hg_model_config *m) { return m->patch_size * m->patch_size * 3; }
 
-int hg_text_len(const hg_model_config *m) { return m->seq_length - hg_num_patches(m); }
+int hg_image_streams(const hg_model_config *m) { return m->image_streams > 1 ? m->image_streams : 1; }
+
+int hg_text_len(const hg_model_config *m)
+{
+    return m->seq_length - hg_image_streams(m) * hg_num_patches(m);
+}
 
 int hg_ffn_size(const hg_model_config *m)
 {

@@ -23,7 +23,8 @@ extern const char hg_config_names[];
 // Derived sizes; one definition each.
 int hg_num_patches(const hg_model_config *m);  // (image_size / patch_size)^2
 int hg_patch_dim(const hg_model_config *m);    // patch_size^2 * 3 channels
-int hg_text_len(const hg_model_config *m);     // caption positions: seq_length - patches
+int hg_image_streams(const hg_model_config *m); // encoders feeding the LLM's prefix (at least 1)
+int hg_text_len(const hg_model_config *m);     // caption positions: seq_length - streams x patches
 int hg_ffn_size(const hg_model_config *m);     // ffn_hidden_size, or 4 * hidden_size
 int hg_encoder_ffn_size(const hg_model_config *m); // 4 * encoder_hidden_size
 

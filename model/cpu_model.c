@@ -11,6 +11,7 @@
 #include "model/config.h"
 #include "model/cpu_moe.h"
 #include "model/data.h"
+#include "model/rng.h"
 
 // Activations of L pre-LN blocks over (B, T, C), saved for the backward.
 typedef struct {
@@ -27,11 +28,12 @@ typedef struct {
     cpu_moe moe;                // the MLP when moe.E > 0 (F is then 0 above)
 } stack;
 
+// Encoder arrays hold one (B, ...) part per encoder (E of them), in order.
 struct hg_cpu_acts {
-    stack enc, llm;
-    float *patches;                       // (B, P, patch_dim) copy of the input
-    float *enc_lnf, *enc_lnf_mean, *enc_lnf_rstd; // (B, P, Ce), (B, P)
-    float *img;                           // (B, P, C) projected image embeddings
+    stack enc[HG_MAX_ENCODERS], llm;
+    float *patches;                       // (E, B, P, patch_dim) copy of the input
+    float *enc_lnf, *enc_lnf_mean, *enc_lnf_rstd; // (E, B, P, Ce), (E, B, P)
+    float *img;                           // (E, B, P, C) projected image embeddings
     float *text;                          // (B, Tt, C) caption token + position embeddings
     int *tokens;                          // (B, Tt)
     int *targets;                         // (B, T) next token, 0 where masked
@@ -163,10 +165,11 @@ hg_cpu_model *hg_cpu_model_create(const hg_model_config *cfg, int B, uint64_t se
     }
     m->cfg = *cfg;
     m->B = B;
+    m->E = hg_image_streams(cfg);
     m->acts = a;
     hg_param_table_build(&m->enc_table, HG_MODULE_ENCODER, cfg);
     hg_param_table_build(&m->llm_table, HG_MODULE_LLM, cfg);
-    size_t ne = m->enc_table.total, nl = m->llm_table.total;
+    size_t ne = m->E * m->enc_table.total, nl = m->llm_table.total;
     m->enc_params = fzalloc(ne), m->enc_grads = fzalloc(ne);
     m->enc_m = fzalloc(ne), m->enc_v = fzalloc(ne);
     m->llm_params = fzalloc(nl), m->llm_grads = fzalloc(nl);
@@ -174,14 +177,16 @@ hg_cpu_model *hg_cpu_model_create(const hg_model_config *cfg, int B, uint64_t se
 
     int P = hg_num_patches(cfg), Tt = hg_text_len(cfg), T = cfg->seq_length;
     int C = cfg->hidden_size, Ce = cfg->encoder_hidden_size, V = cfg->vocab_size;
-    size_t bp = (size_t)B * P, bt = (size_t)B * T;
-    int bad = stack_alloc(&a->enc, cfg->encoder_num_layers, B, P, Ce, hg_encoder_ffn_size(cfg),
-                          cfg->encoder_num_attention_heads, 0, 0, 0);
+    size_t bp = (size_t)B * P, bt = (size_t)B * T, ebp = m->E * bp;
+    int bad = 0;
+    for (int e = 0; e < m->E; e++)
+        bad |= stack_alloc(&a->enc[e], cfg->encoder_num_layers, B, P, Ce,
+                           hg_encoder_ffn_size(cfg), cfg->encoder_num_attention_heads, 0, 0, 0);
     bad |= stack_alloc(&a->llm, cfg->num_layers, B, T, C, hg_ffn_size(cfg),
                        cfg->num_attention_heads, 1, cfg->num_experts, cfg->moe_router_topk);
-    a->patches = fzalloc(bp * hg_patch_dim(cfg));
-    a->enc_lnf = fzalloc(bp * Ce), a->enc_lnf_mean = fzalloc(bp), a->enc_lnf_rstd = fzalloc(bp);
-    a->img = fzalloc(bp * C);
+    a->patches = fzalloc(ebp * hg_patch_dim(cfg));
+    a->enc_lnf = fzalloc(ebp * Ce), a->enc_lnf_mean = fzalloc(ebp), a->enc_lnf_rstd = fzalloc(ebp);
+    a->img = fzalloc(ebp * C);
     a->text = fzalloc((size_t)B * Tt * C);
     a->tokens = calloc((size_t)B * Tt, sizeof(int));
     a->targets = calloc(bt, sizeof(int));
@@ -201,7 +206,9 @@ hg_cpu_model *hg_cpu_model_create(const hg_model_config *cfg, int B, uint64_t se
         fprintf(stderr, "hg_cpu_model_create: out of memory for batch %d\n", B);
         return NULL;
     }
-    hg_params_init(&m->enc_table, seed, m->enc_params);
+    for (int e = 0; e < m->E; e++)
+        hg_params_init(&m->enc_table, hg_encoder_seed(seed, e),
+                       m->enc_params + e * m->enc_table.total);
     hg_params_init(&m->llm_table, seed, m->llm_params);
     return m;
 }
@@ -211,7 +218,8 @@ void hg_cpu_model_free(hg_cpu_model *m)
     if (!m)
         return;
     hg_cpu_acts *a = m->acts;
-    stack_free(&a->enc);
+    for (int e = 0; e < m->E; e++)
+        stack_free(&a->enc[e]);
     stack_free(&a->llm);
     void *all[] = {m->enc_params, m->enc_grads, m->enc_m, m->enc_v, m->llm_params, m->llm_grads,
                    m->llm_m, m->llm_v, a->patches, a->enc_lnf, a->enc_lnf_mean,
@@ -222,9 +230,12 @@ void hg_cpu_model_free(hg_cpu_model *m)
     free(m);
 }
 
-#define ENC(id) ((float *)hg_tensor_at(&m->enc_table, m->enc_params, sizeof(float), (id)))
+// Encoder e's tensors (e in scope).
+#define ENC_AT(buf, id)                                                                          \
+    ((float *)hg_tensor_at(&m->enc_table, (buf) + e * m->enc_table.total, sizeof(float), (id)))
+#define ENC(id) ENC_AT(m->enc_params, id)
+#define DENC(id) ENC_AT(m->enc_grads, id)
 #define LLM(id) ((float *)hg_tensor_at(&m->llm_table, m->llm_params, sizeof(float), (id)))
-#define DENC(id) ((float *)hg_tensor_at(&m->enc_table, m->enc_grads, sizeof(float), (id)))
 #define DLLM(id) ((float *)hg_tensor_at(&m->llm_table, m->llm_grads, sizeof(float), (id)))
 
 float hg_cpu_model_forward(hg_cpu_model *m, const float *patches, const int *tokens)
@@ -233,30 +244,37 @@ float hg_cpu_model_forward(hg_cpu_model *m, const float *patches, const int *tok
     const hg_model_config *cfg = &m->cfg;
     int B = m->B, P = hg_num_patches(cfg), Tt = hg_text_len(cfg), T = cfg->seq_length;
     int C = cfg->hidden_size, Ce = cfg->encoder_hidden_size, V = cfg->vocab_size;
-    int D = hg_patch_dim(cfg);
-    memcpy(a->patches, patches, sizeof(float) * B * P * D);
+    int D = hg_patch_dim(cfg), E = m->E, EP = E * P;
+    size_t bp = (size_t)B * P;
+    memcpy(a->patches, patches, sizeof(float) * E * bp * D);
     memcpy(a->tokens, tokens, sizeof(int) * B * Tt);
 
-    // Encoder: patch embedding + positions, blocks, final LayerNorm, projection.
-    stack *e = &a->enc;
-    ref_matmul_forward(e->res, a->patches, ENC(HG_ENC_PATCH_W), ENC(HG_ENC_PATCH_B), B * P, D, Ce);
-    ref_position_embedding_forward(e->res, e->res, ENC(HG_ENC_POS), B, P, Ce);
-    stack_forward(e, &m->enc_table, m->enc_params);
-    ref_layernorm_forward(a->enc_lnf, a->enc_lnf_mean, a->enc_lnf_rstd,
-                          e->res + (size_t)e->L * B * P * Ce, ENC(HG_ENC_LNF_W),
-                          ENC(HG_ENC_LNF_B), B * P, Ce);
-    ref_matmul_forward(a->img, a->enc_lnf, ENC(HG_ENC_PROJ_W), ENC(HG_ENC_PROJ_B), B * P, Ce, C);
-
-    // LLM input: image embeddings at positions [0, P), caption tokens after.
+    // Each encoder: patch embedding + positions, blocks, final LayerNorm,
+    // projection; its image embeddings at LLM positions [e P, (e + 1) P).
     stack *s = &a->llm;
     const float *wte = LLM(HG_LLM_WTE), *wpe = LLM(HG_LLM_WPE);
-    ref_position_embedding_forward(a->img, a->img, wpe, B, P, C);
-    ref_embedding_forward(a->text, a->tokens, wte, wpe + (size_t)P * C, B, Tt, C, V);
-    for (int b = 0; b < B; b++) {
-        memcpy(s->res + (size_t)b * T * C, a->img + (size_t)b * P * C, sizeof(float) * P * C);
-        memcpy(s->res + ((size_t)b * T + P) * C, a->text + (size_t)b * Tt * C,
-               sizeof(float) * Tt * C);
+    for (int e = 0; e < E; e++) {
+        stack *st = &a->enc[e];
+        float *lnf = a->enc_lnf + e * bp * Ce, *img = a->img + e * bp * C;
+        ref_matmul_forward(st->res, a->patches + e * bp * D, ENC(HG_ENC_PATCH_W),
+                           ENC(HG_ENC_PATCH_B), B * P, D, Ce);
+        ref_position_embedding_forward(st->res, st->res, ENC(HG_ENC_POS), B, P, Ce);
+        stack_forward(st, &m->enc_table, m->enc_params + e * m->enc_table.total);
+        ref_layernorm_forward(lnf, a->enc_lnf_mean + e * bp, a->enc_lnf_rstd + e * bp,
+                              st->res + (size_t)st->L * bp * Ce, ENC(HG_ENC_LNF_W),
+                              ENC(HG_ENC_LNF_B), B * P, Ce);
+        ref_matmul_forward(img, lnf, ENC(HG_ENC_PROJ_W), ENC(HG_ENC_PROJ_B), B * P, Ce, C);
+        ref_position_embedding_forward(img, img, wpe + (size_t)e * P * C, B, P, C);
+        for (int b = 0; b < B; b++)
+            memcpy(s->res + ((size_t)b * T + e * P) * C, img + (size_t)b * P * C,
+                   sizeof(float) * P * C);
     }
+
+    // Caption tokens after the image embeddings.
+    ref_embedding_forward(a->text, a->tokens, wte, wpe + (size_t)EP * C, B, Tt, C, V);
+    for (int b = 0; b < B; b++)
+        memcpy(s->res + ((size_t)b * T + EP) * C, a->text + (size_t)b * Tt * C,
+               sizeof(float) * Tt * C);
     stack_forward(s, &m->llm_table, m->llm_params);
     ref_layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, s->res + (size_t)s->L * B * T * C,
                           LLM(HG_LLM_LNF_W), LLM(HG_LLM_LNF_B), B * T, C);
@@ -268,7 +286,7 @@ float hg_cpu_model_forward(hg_cpu_model *m, const float *patches, const int *tok
     a->count = 0;
     for (int b = 0; b < B; b++)
         for (int t = 0; t < T; t++) {
-            int target = t < P ? -1 : ct[b * Tt + t - P];
+            int target = t < EP ? -1 : ct[b * Tt + t - EP];
             a->targets[b * T + t] = target < 0 ? 0 : target;
             a->mask[b * T + t] = target < 0 ? 0.0f : 1.0f;
             a->count += target >= 0;
@@ -295,8 +313,9 @@ void hg_cpu_model_backward(hg_cpu_model *m)
     const hg_model_config *cfg = &m->cfg;
     int B = m->B, P = hg_num_patches(cfg), Tt = hg_text_len(cfg), T = cfg->seq_length;
     int C = cfg->hidden_size, Ce = cfg->encoder_hidden_size, V = cfg->vocab_size;
-    int D = hg_patch_dim(cfg);
-    memset(m->enc_grads, 0, sizeof(float) * m->enc_table.total);
+    int D = hg_patch_dim(cfg), E = m->E, EP = E * P;
+    size_t bp = (size_t)B * P;
+    memset(m->enc_grads, 0, sizeof(float) * E * m->enc_table.total);
     memset(m->llm_grads, 0, sizeof(float) * m->llm_table.total);
 
     // LM head and final LayerNorm; the logits become their gradient in place.
@@ -311,29 +330,37 @@ void hg_cpu_model_backward(hg_cpu_model *m)
                            a->lnf_rstd, B * T, C);
     stack_backward(s, &m->llm_table, m->llm_params, m->llm_grads);
 
-    // Split the input's gradient into the image rows and the caption rows.
-    float *dimg = a->img, *dtext = a->text; // their forward values are spent
-    for (int b = 0; b < B; b++) {
-        memcpy(dimg + (size_t)b * P * C, s->dres + (size_t)b * T * C, sizeof(float) * P * C);
-        memcpy(dtext + (size_t)b * Tt * C, s->dres + ((size_t)b * T + P) * C,
+    // Split the input's gradient into each encoder's image rows and the
+    // caption rows.
+    float *dtext = a->text; // its forward values are spent
+    for (int b = 0; b < B; b++)
+        memcpy(dtext + (size_t)b * Tt * C, s->dres + ((size_t)b * T + EP) * C,
                sizeof(float) * Tt * C);
-    }
     float *dwpe = DLLM(HG_LLM_WPE);
-    ref_embedding_backward(DLLM(HG_LLM_WTE), dwpe + (size_t)P * C, dtext, a->tokens, B, Tt, C, V);
-    ref_position_embedding_backward(dwpe, dimg, B, P, C);
+    ref_embedding_backward(DLLM(HG_LLM_WTE), dwpe + (size_t)EP * C, dtext, a->tokens, B, Tt, C,
+                           V);
 
-    // Encoder: projection, final LayerNorm, blocks, positions, patch embedding.
-    stack *e = &a->enc;
-    ref_matmul_backward(a->denc_lnf, DENC(HG_ENC_PROJ_W), DENC(HG_ENC_PROJ_B), dimg, a->enc_lnf,
-                        ENC(HG_ENC_PROJ_W), B * P, Ce, C);
-    memset(e->dres, 0, sizeof(float) * B * P * Ce);
-    ref_layernorm_backward(e->dres, DENC(HG_ENC_LNF_W), DENC(HG_ENC_LNF_B), a->denc_lnf,
-                           e->res + (size_t)e->L * B * P * Ce, ENC(HG_ENC_LNF_W),
-                           a->enc_lnf_mean, a->enc_lnf_rstd, B * P, Ce);
-    stack_backward(e, &m->enc_table, m->enc_params, m->enc_grads);
-    ref_position_embedding_backward(DENC(HG_ENC_POS), e->dres, B, P, Ce);
-    ref_matmul_backward(NULL, DENC(HG_ENC_PATCH_W), DENC(HG_ENC_PATCH_B), e->dres, a->patches,
-                        ENC(HG_ENC_PATCH_W), B * P, D, Ce);
+    // Each encoder: projection, final LayerNorm, blocks, positions, patch embedding.
+    for (int e = 0; e < E; e++) {
+        float *dimg = a->img + e * bp * C; // its forward values are spent
+        for (int b = 0; b < B; b++)
+            memcpy(dimg + (size_t)b * P * C, s->dres + ((size_t)b * T + e * P) * C,
+                   sizeof(float) * P * C);
+        ref_position_embedding_backward(dwpe + (size_t)e * P * C, dimg, B, P, C);
+        stack *st = &a->enc[e];
+        float *lnf = a->enc_lnf + e * bp * Ce;
+        float *enc_params = m->enc_params + e * m->enc_table.total;
+        ref_matmul_backward(a->denc_lnf, DENC(HG_ENC_PROJ_W), DENC(HG_ENC_PROJ_B), dimg, lnf,
+                            ENC(HG_ENC_PROJ_W), B * P, Ce, C);
+        memset(st->dres, 0, sizeof(float) * B * P * Ce);
+        ref_layernorm_backward(st->dres, DENC(HG_ENC_LNF_W), DENC(HG_ENC_LNF_B), a->denc_lnf,
+                               st->res + (size_t)st->L * bp * Ce, ENC(HG_ENC_LNF_W),
+                               a->enc_lnf_mean + e * bp, a->enc_lnf_rstd + e * bp, B * P, Ce);
+        stack_backward(st, &m->enc_table, enc_params, m->enc_grads + e * m->enc_table.total);
+        ref_position_embedding_backward(DENC(HG_ENC_POS), st->dres, B, P, Ce);
+        ref_matmul_backward(NULL, DENC(HG_ENC_PATCH_W), DENC(HG_ENC_PATCH_B), st->dres,
+                            a->patches + e * bp * D, ENC(HG_ENC_PATCH_W), B * P, D, Ce);
+    }
 }
 
 // AdamW on every tensor of one module, decaying only the tensors marked so.
@@ -351,11 +378,15 @@ static void adamw_module(const hg_param_table *t, float *params, const float *gr
 float hg_cpu_model_step(hg_cpu_model *m, const hg_optim_config *o)
 {
     float sq = 0;
-    ref_global_norm_squared(&sq, m->enc_grads, m->enc_table.total);
+    ref_global_norm_squared(&sq, m->enc_grads, m->E * m->enc_table.total);
     ref_global_norm_squared(&sq, m->llm_grads, m->llm_table.total);
     float norm = sqrtf(sq), scale = hg_clip_scale(o, norm);
     m->step++;
-    adamw_module(&m->enc_table, m->enc_params, m->enc_grads, m->enc_m, m->enc_v, o, scale, m->step);
+    for (int e = 0; e < m->E; e++) {
+        size_t at = e * m->enc_table.total;
+        adamw_module(&m->enc_table, m->enc_params + at, m->enc_grads + at, m->enc_m + at,
+                     m->enc_v + at, o, scale, m->step);
+    }
     adamw_module(&m->llm_table, m->llm_params, m->llm_grads, m->llm_m, m->llm_v, o, scale, m->step);
     return norm;
 }

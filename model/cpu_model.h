@@ -15,8 +15,9 @@ typedef struct hg_cpu_acts hg_cpu_acts;
 typedef struct {
     hg_model_config cfg;
     int B;
+    int E; // encoders (hg_image_streams); encoder e's buffers at e * enc_table.total
     hg_param_table enc_table, llm_table;
-    float *enc_params, *enc_grads; // (enc_table.total)
+    float *enc_params, *enc_grads; // (E * enc_table.total)
     float *llm_params, *llm_grads; // (llm_table.total)
     float *enc_m, *enc_v, *llm_m, *llm_v; // AdamW moments
     int step;                             // AdamW steps taken
@@ -30,8 +31,9 @@ typedef struct {
 hg_cpu_model *hg_cpu_model_create(const hg_model_config *cfg, int B, uint64_t seed);
 void hg_cpu_model_free(hg_cpu_model *model);
 
-// patches (B, patches, patch_dim), tokens (B, text_len) captions as
-// hg_batch writes them. Returns the mean loss over the caption targets; the
+// patches (E, B, patches, patch_dim): each encoder's, in order (encoder
+// e's images as hg_encoder_images draws them); tokens (B, text_len)
+// captions as hg_batch writes them. Returns the mean loss over the caption targets; the
 // loss the backward differentiates is that plus model->aux_loss.
 float hg_cpu_model_forward(hg_cpu_model *model, const float *patches, const int *tokens);
 // The last forward's expert choices, (num_layers, B * seq_length, top-k)

@@ -90,6 +90,17 @@ void hg_batch(uint64_t seed, uint64_t first_index, int B, int size, int text_len
     }
 }
 
+void hg_encoder_images(uint64_t seed, int encoder, uint64_t first_index, int B, int size,
+                       float *images)
+{
+    for (int b = 0; b < B; b++) {
+        hg_scene s;
+        hg_scene_of(seed, first_index + b, &s);
+        hg_render(hg_encoder_seed(seed, encoder), first_index + b, &s, size,
+                  images + (size_t)b * size * size * 3);
+    }
+}
+
 void hg_patchify(const float *images, int B, int S, int p, float *patches)
 {
     int side = S / p;

@@ -47,6 +47,12 @@ int hg_caption(const hg_scene *scene, int *tokens, int len);
 void hg_batch(uint64_t seed, uint64_t first_index, int B, int size, int text_len, float *images,
               int *tokens);
 
+// Encoder e's images of samples [first_index, first_index + B): the
+// scenes of hg_batch's samples, each drawn with encoder e's own noise
+// (encoder 0's are hg_batch's images).
+void hg_encoder_images(uint64_t seed, int encoder, uint64_t first_index, int B, int size,
+                       float *images);
+
 // Rearranges images (B, S, S, 3) into patches (B, (S/p)^2, p*p*3), patches in
 // row-major order and each patch's pixels row-major, channels last.
 void hg_patchify(const float *images, int B, int S, int p, float *patches);

@@ -20,6 +20,12 @@ static inline uint64_t hg_draw(uint64_t a, uint64_t b, uint64_t c)
     return hg_mix64(hg_mix64(hg_mix64(a) ^ b) ^ (c * 0xd6e8feb86659fd93ull));
 }
 
+// Encoder e's seed for its weights and its images: encoder 0 keeps seed.
+static inline uint64_t hg_encoder_seed(uint64_t seed, int encoder)
+{
+    return encoder == 0 ? seed : hg_draw(seed, (uint64_t)encoder, 0x656e636f646572ull);
+}
+
 // Uniform in [0, 1) from 53 random bits.
 static inline double hg_unit(uint64_t bits) { return (double)(bits >> 11) * 0x1.0p-53; }
 

@@ -356,6 +356,44 @@ def test_help():
                 and all(n in out for n in needles), "%s --help:\n%s" % (cmd, out))
 
 
+def test_colocated(g, tmp, procs):
+    """A colocated job: show and watch put every rank in both modules."""
+    layout = ["--mimo-layout", "colocated", "--llm-tp", "1", "--llm-dp", "4"]
+    d.check(ctl(g, "submit", "--job", "co", "--token", "co", *layout)[0] == 0, "submit co")
+    for dev in range(4):
+        procs.append(start_worker(g, "co", "co", dev, tmp, host="co-h"))
+    end, shown = time.time() + 20, {}
+    while time.time() < end:
+        rc, out, _ = ctl(g, "show", "co", "--json")
+        shown = json.loads(out) if rc == 0 else {}
+        if shown.get("state") == "running":
+            break
+        time.sleep(0.1)
+    d.check(shown.get("state") == "running", "colocated job runs: %s" % shown.get("state"))
+    plan = shown.get("plan", {})
+    d.check(plan.get("mimo_layout") == "colocated" and
+            [m["rank_offset"] for m in plan.get("modules", [])] == [0, 0] and
+            all([m["module"] for m in r["modules"]] == ["encoder", "llm"] for r in plan.get("ranks", [])),
+            "show --json: every rank in the encoder and the llm")
+    rc, out, _ = ctl(g, "show", "co")
+    d.check(rc == 0 and "e+l" in out and "t1 d0 / t0 d1 p0" in out,
+            "show's grid: rank 1 is encoder tp1 dp0 and llm tp0 dp1: %r" % out[-300:])
+    end, got = time.time() + 20, {}
+    while time.time() < end:  # until every rank has beaten once
+        rc, out, _ = ctl(g, "watch", "co", "--once", "--json")
+        got = one_object(out, "watch --once --json") if rc == 0 else {}
+        if all(m["reporting"] == 4 for m in got.get("modules", [{"reporting": 0}])):
+            break
+        time.sleep(0.2)
+    d.check([(m["module"], m["first_rank"], m["num_ranks"], m["reporting"]) for m in got.get("modules", [])]
+            == [("encoder", 0, 4, 4), ("llm", 0, 4, 4)], "watch: both modules over ranks 0-3: %s"
+            % got.get("modules"))
+    d.check(all(w["module"] == "encoder" and w["modules"] == ["encoder", "llm"]
+                for w in got.get("workers", [])) and len(got.get("workers", [])) == 4,
+            "watch: every worker in both modules")
+    d.check(ctl(g, "cancel", "co")[0] == 0, "cancel co")
+
+
 def main():
     tmp = tempfile.mkdtemp(prefix="hgrid-ctl.")
     g = d.Gridd(tmp, "c", "--heartbeat-timeout", "30")
@@ -365,6 +403,7 @@ def main():
         test_errors(g, tmp)
         test_json_and_grid(g, tmp, procs)
         test_joining_and_lost(g, tmp, procs)
+        test_colocated(g, tmp, procs)
         for p in procs:
             d.check(p.wait(timeout=15) == 0, "dry-run worker %s exits 0 once released" % p.args)
         g.stop("ctl_cli")

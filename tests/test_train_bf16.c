@@ -4,7 +4,8 @@
 // back), through the threads backend's bf16 collectives. Every buffer
 // offset and transfer size then counts 2-byte elements, as on the GPU, and
 // the losses must stay within bf16's reach (2e-2 relative) of the fp32
-// ops' on several layouts, while the fp32 master weights keep training.
+// ops' on several layouts (colocated and two-encoder ones among them),
+// while the fp32 master weights keep training.
 // A checkpoint taken in bf16 and loaded into a fresh worker (its bf16
 // working copy rebuilt from the master) continues with identical losses.
 #include <math.h>
@@ -193,6 +194,14 @@ static void b_embedding_forward(void *out, const int *tokens, const void *wte, c
     put(out, o, n), free(w), free(p);
 }
 
+static void b_embedding_backward(float *dwte, float *dwpe, const void *dout, const int *tokens,
+                                 int B, int T, int C, int V)
+{
+    float *d = get(dout, (size_t)B * T * C);
+    ref_embedding_backward(dwte, dwpe, d, tokens, B, T, C, V);
+    free(d);
+}
+
 static void b_crossentropy(void *logits, float *losses, const int *targets, const float *mask,
                            float dloss, int N, int V)
 {
@@ -274,6 +283,7 @@ static void make_bf16_ops(void)
     bf16_ops.position_embedding_forward = b_pos_forward;
     bf16_ops.position_embedding_backward = b_pos_backward;
     bf16_ops.embedding_forward = b_embedding_forward;
+    bf16_ops.embedding_backward = b_embedding_backward;
     bf16_ops.crossentropy = b_crossentropy;
     bf16_ops.vp_embedding_forward = b_vp_embedding_forward;
     bf16_ops.embedding_backward_rows = b_embedding_backward_rows;
@@ -294,11 +304,11 @@ typedef struct {
 } rank_run;
 
 // The loaded worker's loss of step 1 (after w took steps 0 and 1).
-static float resume(rank_run *r, tr_group *groups[], tr_group *bridge, const hg_optim_config *o)
+static float resume(rank_run *r, const tr_rank_groups *groups, const hg_optim_config *o)
 {
     int step, gen;
     float loss = -1;
-    tr_worker *w2 = tr_worker_create_with(r->ops, r->plan, r->rank, groups, bridge, 99, r->err,
+    tr_worker *w2 = tr_worker_create_with(r->ops, r->plan, r->rank, groups, 99, r->err,
                                           sizeof r->err);
     if (w2 && tr_checkpoint_load(w2, r->ckdir, &step, &gen, r->err, sizeof r->err) == 0) {
         loss = tr_worker_forward_backward(w2, 77, step);
@@ -311,15 +321,15 @@ static float resume(rank_run *r, tr_group *groups[], tr_group *bridge, const hg_
 static void *run_rank(void *arg)
 {
     rank_run *r = arg;
-    tr_group *groups[HG_NUM_GROUP_KINDS], *bridge;
+    tr_rank_groups groups;
     hg_optim_config o;
     hg_optim_defaults(&o);
     o.lr = 3e-3f;
-    if (tr_threads_layout_groups(r->world, r->plan, r->rank, groups, &bridge) != 0) {
+    if (tr_threads_layout_groups(r->world, r->plan, r->rank, &groups) != 0) {
         snprintf(r->err, sizeof r->err, "rank %d: no memory for groups", r->rank);
         return NULL;
     }
-    tr_worker *w = tr_worker_create_with(r->ops, r->plan, r->rank, groups, bridge, 1234, r->err,
+    tr_worker *w = tr_worker_create_with(r->ops, r->plan, r->rank, &groups, 1234, r->err,
                                          sizeof r->err);
     for (int step = 0; w && step < STEPS; step++) {
         r->loss[step] = tr_worker_forward_backward(w, 77, step);
@@ -329,9 +339,9 @@ static void *run_rank(void *arg)
             break;
     }
     if (w && r->ckdir && !r->err[0])
-        r->resumed = resume(r, groups, bridge, &o);
+        r->resumed = resume(r, &groups, &o);
     tr_worker_free(w);
-    tr_layout_groups_free(groups, bridge);
+    tr_layout_groups_free(&groups);
     return NULL;
 }
 
@@ -362,10 +372,13 @@ int main(void)
     static const struct {
         const char *name;
         int etp, edp, tp, pp, dp, mbs, gbs;
+        int colocated, encoders; // encoders: 2 lists vision (etp, edp) and audio (1, 1)
     } cases[] = {
-        {"encoder | llm", 1, 1, 1, 1, 1, 2, 4},
-        {"encoder tp1 dp2 + llm tp2 (fan-in)", 1, 2, 2, 1, 1, 2, 4},
-        {"encoder tp2 + llm pp2 dp2 (fan-out)", 2, 1, 1, 2, 2, 1, 4},
+        {"encoder | llm", 1, 1, 1, 1, 1, 2, 4, 0, 0},
+        {"encoder tp1 dp2 + llm tp2 (fan-in)", 1, 2, 2, 1, 1, 2, 4, 0, 0},
+        {"encoder tp2 + llm pp2 dp2 (fan-out)", 2, 1, 1, 2, 2, 1, 4, 0, 0},
+        {"colocated encoder tp2 / llm dp2", 2, 1, 1, 1, 2, 1, 4, 1, 0},
+        {"vision dp2 + audio | llm tp2", 1, 2, 2, 1, 1, 2, 4, 0, 2},
     };
     make_bf16_ops();
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -374,8 +387,14 @@ int main(void)
         char err[HG_ERR_LEN];
         hg_layout_spec_defaults(&spec);
         spec.model = hg_config_find("tiny")->model;
-        spec.model.seq_length = 32;
+        spec.model.seq_length = 32 + 16 * (cases[i].encoders > 1); // 16 patches an encoder
         spec.encoder_tp = cases[i].etp, spec.encoder_dp = cases[i].edp;
+        spec.colocated = cases[i].colocated;
+        spec.num_encoders = cases[i].encoders;
+        if (cases[i].encoders) {
+            spec.encoders[0] = (hg_encoder_spec){"vision", cases[i].etp, cases[i].edp};
+            spec.encoders[1] = (hg_encoder_spec){"audio", 1, 1};
+        }
         spec.llm_tp = cases[i].tp, spec.llm_pp = cases[i].pp, spec.llm_dp = cases[i].dp;
         spec.micro_batch_size = cases[i].mbs, spec.global_batch_size = cases[i].gbs;
         if (hg_plan_build(&spec, &plan, err, sizeof err) != 0) {

@@ -32,14 +32,14 @@ typedef struct {
 static void *run_rank(void *arg)
 {
     rank_run *r = arg;
-    tr_group *groups[HG_NUM_GROUP_KINDS], *bridge;
+    tr_rank_groups groups;
     hg_optim_config o;
     hg_optim_defaults(&o);
-    if (tr_threads_layout_groups(r->world, r->plan, r->rank, groups, &bridge) != 0) {
+    if (tr_threads_layout_groups(r->world, r->plan, r->rank, &groups) != 0) {
         snprintf(r->err, sizeof r->err, "rank %d: no memory for groups", r->rank);
         return NULL;
     }
-    tr_worker *w = tr_worker_create(r->plan, r->rank, groups, bridge, SEED, r->err, sizeof r->err);
+    tr_worker *w = tr_worker_create(r->plan, r->rank, &groups, SEED, r->err, sizeof r->err);
     int step = r->first, generation = -1;
     if (w && r->load && tr_checkpoint_load(w, r->load, &step, &generation, r->err,
                                            sizeof r->err) == 0 &&
@@ -52,7 +52,7 @@ static void *run_rank(void *arg)
     if (w && !r->err[0] && r->save)
         tr_checkpoint_save(w, r->save, step, 3, r->err, sizeof r->err);
     tr_worker_free(w);
-    tr_layout_groups_free(groups, bridge);
+    tr_layout_groups_free(&groups);
     return NULL;
 }
 
@@ -61,18 +61,18 @@ static void *run_rank(void *arg)
 static void *agree_rank(void *arg)
 {
     rank_run *r = arg;
-    tr_group *groups[HG_NUM_GROUP_KINDS], *bridge;
+    tr_rank_groups groups;
     int step, generation;
     char err[1024];
-    tr_threads_layout_groups(r->world, r->plan, r->rank, groups, &bridge);
-    tr_worker *w = tr_worker_create(r->plan, r->rank, groups, bridge, SEED, r->err, sizeof r->err);
+    tr_threads_layout_groups(r->world, r->plan, r->rank, &groups);
+    tr_worker *w = tr_worker_create(r->plan, r->rank, &groups, SEED, r->err, sizeof r->err);
     if (w) {
         int ok = tr_checkpoint_load(w, r->load, &step, &generation, err, sizeof err) == 0;
         r->loss[0] = (float)ok;
         r->loss[1] = (float)tr_worker_all_ok(w, ok);
     }
     tr_worker_free(w);
-    tr_layout_groups_free(groups, bridge);
+    tr_layout_groups_free(&groups);
     return NULL;
 }
 
@@ -166,11 +166,11 @@ int main(void)
     // Another layout: refused, naming both.
     hg_plan other = plan_of(1, 1, 1);
     tr_threads_world *world = tr_threads_world_create(other.world_size);
-    tr_group *groups[HG_NUM_GROUP_KINDS], *bridge;
+    tr_rank_groups groups;
     char err[1024] = "";
     int step, generation;
-    tr_threads_layout_groups(world, &other, 0, groups, &bridge);
-    tr_worker *w = tr_worker_create(&other, 0, groups, bridge, SEED, err, sizeof err);
+    tr_threads_layout_groups(world, &other, 0, &groups);
+    tr_worker *w = tr_worker_create(&other, 0, &groups, SEED, err, sizeof err);
     CHECK(w != NULL, "%s", err);
     CHECK(tr_checkpoint_load(w, dir, &step, &generation, err, sizeof err) == -1,
           "a checkpoint of another layout loaded");
@@ -179,7 +179,7 @@ int main(void)
           "error names both layouts on one line: %s", err);
     printf("other layout: %s\n", err);
     tr_worker_free(w);
-    tr_layout_groups_free(groups, bridge);
+    tr_layout_groups_free(&groups);
     tr_threads_world_free(world);
 
     agree(&plan, dir, -1); // every rank loads the whole checkpoint and says so
@@ -197,14 +197,14 @@ int main(void)
         fclose(f);
     }
     world = tr_threads_world_create(plan.world_size);
-    tr_threads_layout_groups(world, &plan, 2, groups, &bridge);
-    w = tr_worker_create(&plan, 2, groups, bridge, SEED, err, sizeof err);
+    tr_threads_layout_groups(world, &plan, 2, &groups);
+    w = tr_worker_create(&plan, 2, &groups, SEED, err, sizeof err);
     err[0] = 0;
     CHECK(w && tr_checkpoint_load(w, dir, &step, &generation, err, sizeof err) == -1 &&
               strstr(err, "checksum"),
           "damaged shard: %s", err);
     tr_worker_free(w);
-    tr_layout_groups_free(groups, bridge);
+    tr_layout_groups_free(&groups);
     tr_threads_world_free(world);
     agree(&plan, dir, 2); // every rank loads: rank 2 fails, and all of them know it
 

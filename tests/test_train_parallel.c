@@ -73,14 +73,14 @@ static int dp_overlap;
 static void *run_rank(void *arg)
 {
     rank_run *r = arg;
-    tr_group *groups[HG_NUM_GROUP_KINDS], *bridge;
+    tr_rank_groups groups;
     hg_optim_config o;
     optim(&o);
-    if (tr_threads_layout_groups(r->world, r->plan, r->rank, groups, &bridge) != 0) {
+    if (tr_threads_layout_groups(r->world, r->plan, r->rank, &groups) != 0) {
         snprintf(r->err, sizeof r->err, "rank %d: no memory for groups", r->rank);
         return NULL;
     }
-    tr_worker *w = tr_worker_create(r->plan, r->rank, groups, bridge, SEED, r->err, sizeof r->err);
+    tr_worker *w = tr_worker_create(r->plan, r->rank, &groups, SEED, r->err, sizeof r->err);
     if (w)
         tr_worker_set_dp_overlap(w, dp_overlap);
     for (int step = 0; w && step < STEPS; step++) {
@@ -96,7 +96,7 @@ static void *run_rank(void *arg)
         tr_worker_optimizer_step(w, &o);
     }
     tr_worker_free(w);
-    tr_layout_groups_free(groups, bridge);
+    tr_layout_groups_free(&groups);
     return NULL;
 }
 

@@ -65,22 +65,28 @@ static void test_check_job(void)
           "--config tiny on tiny with 8 experts: '%s'", err);
     to.config = "tiny-moe";
     CHECK(train_check_job(&to, &job_plan, 0, err, sizeof err) == 0, "--config tiny-moe: %s", err);
-    // Layouts the trainer cannot run yet are refused at assignment, one line each.
+    // Colocated and several-encoder jobs train; a colocated rank's split
+    // rules are checked in both of its modules (the LLM's vocabulary on
+    // rank 0, whose first module is the encoder).
     hg_layout_spec_defaults(&spec);
     spec.colocated = true;
     CHECK(hg_plan_build(&spec, &job_plan, err, sizeof err) == 0, "colocated: %s", err);
     to.config = TRAIN_CONFIG_JOB;
-    CHECK(train_check_job(&to, &job_plan, 0, err, sizeof err) == -1 &&
-              strstr(err, "the job is colocated (--mimo-layout colocated)") && !strchr(err, '\n'),
-          "colocated: '%s'", err);
+    for (int r = 0; r < job_plan.world_size; r++)
+        CHECK(train_check_job(&to, &job_plan, r, err, sizeof err) == 0, "colocated rank %d: %s",
+              r, err);
+    spec.model.vocab_size = 32001;
+    CHECK(hg_plan_build(&spec, &job_plan, err, sizeof err) == 0, "colocated vocab 32001: %s", err);
+    CHECK(train_check_job(&to, &job_plan, 0, err, sizeof err) == -1 && strstr(err, "vocab size"),
+          "colocated vocab 32001 on llm tp 2, rank 0: '%s'", err);
     hg_layout_spec_defaults(&spec);
     spec.num_encoders = 2;
     spec.encoders[0] = (hg_encoder_spec){"vision", 2, 2};
     spec.encoders[1] = (hg_encoder_spec){"audio", 1, 1};
     CHECK(hg_plan_build(&spec, &job_plan, err, sizeof err) == 0, "two encoders: %s", err);
-    CHECK(train_check_job(&to, &job_plan, 0, err, sizeof err) == -1 &&
-              strstr(err, "the job has 2 encoders (--encoder)"),
-          "two encoders: '%s'", err);
+    for (int r = 0; r < job_plan.world_size; r++)
+        CHECK(train_check_job(&to, &job_plan, r, err, sizeof err) == 0, "two encoders rank %d: %s",
+              r, err);
     // The trainer's split rules at assignment (a padded vocabulary: 32001 on tp 2).
     hg_layout_spec_defaults(&spec);
     spec.model.vocab_size = 32001;
@@ -157,9 +163,19 @@ int main(void)
                  "--single-gpu needs --config NAME and --steps N");
     expect_error((char *[]){"w", "--single-gpu", "--config", "job", "--steps", "1", NULL}, false,
                  false, "a named config");
-    expect_error((char *[]){"w", "--single-gpu", "--config", "tiny", "--steps", "1", "--save",
-                            "/tmp/x", NULL},
-                 false, false, "not --single-gpu");
+    char *ckpt[] = {"w", "--single-gpu", "--config", "tiny", "--steps", "6", "--save", "/tmp/c",
+                    "--save-interval", "2", "--load", "/tmp/o", NULL};
+    CHECK(parse(&o, ckpt, false, false, err, sizeof err) == 0, "--single-gpu checkpoints: %s",
+          err);
+    expect_error((char *[]){"w", "--single-gpu", "--config", "tiny", "--steps", "1", "--dump",
+                            "/tmp/d", "--save", "/tmp/x", NULL},
+                 false, false, "takes no --save or --load");
+    expect_error((char *[]){"w", "--single-gpu", "--config", "tiny", "--steps", "1",
+                            "--profile-comm", NULL},
+                 false, false, "--single-gpu has none");
+    expect_error((char *[]){"w", "--single-gpu", "--config", "tiny", "--steps", "1",
+                            "--save-interval", "2", NULL},
+                 false, false, "--save-interval needs --save");
     expect_error((char *[]){"w", "--single-gpu", "--config", "tiny", "--steps", "1", NULL}, true,
                  false, "without gridd");
     expect_error((char *[]){"w", "--config", "tiny", "--steps", "1", "--batch", "2", NULL}, false,

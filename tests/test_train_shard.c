@@ -34,7 +34,7 @@ static void check_layout(const char *config, int etp, int edp, int tp, int pp, i
         int bad_index = 0, bad_init = 0;
         for (int r = g->rank_offset; r < g->rank_offset + g->num_ranks; r++) {
             static tr_shard s;
-            CHECK(tr_shard_build(&s, &plan, r, err, sizeof err) == 0, "rank %d: %s", r, err);
+            CHECK(tr_shard_build(&s, &plan, hg_plan_module_of_rank(&plan, r), r, err, sizeof err) == 0, "rank %d: %s", r, err);
             float *p = malloc(sizeof(float) * (s.local.total + 1));
             tr_shard_init(&s, 7, p);
             for (int id = 0; id < s.local.num_tensors; id++) {
@@ -81,7 +81,7 @@ int main(void)
     spec.model.vocab_size = 255; // the layout pads it; the shards do not
     spec.encoder_tp = 1, spec.encoder_dp = 1, spec.llm_tp = 2, spec.llm_dp = 1;
     CHECK(hg_plan_build(&spec, &plan, err, sizeof err) == 0, "%s", err);
-    CHECK(tr_shard_build(&s, &plan, 1, err, sizeof err) == -1 && strstr(err, "vocab size 255"),
+    CHECK(tr_shard_build(&s, &plan, hg_plan_module_of_rank(&plan, 1), 1, err, sizeof err) == -1 && strstr(err, "vocab size 255"),
           "odd vocab over tp 2: %s", err);
     return check_summary("test_train_shard");
 }

@@ -1,6 +1,7 @@
 // Checkpoint files. Shard: an 8-byte magic, rank, AdamW steps and element
 // count (int32, int32, int64), then params, first and second moments
-// (fp32, count each). Manifest: text lines "key value".
+// (fp32, count each; a colocated rank's encoder part, then its LLM part,
+// in each). Manifest: text lines "key value".
 #include "train/checkpoint.h"
 
 #include <errno.h>
@@ -27,15 +28,24 @@ static uint64_t fnv1a(uint64_t h, const void *p, size_t n)
 #define FNV_START 0xcbf29ce484222325ull
 
 // The layout and model lines: a checkpoint loads only where both match.
+// The first encoder's grid stands where the one encoder's did; several
+// encoders and the colocated layout add words (older lines stay as they were).
 static void layout_line(const hg_plan *p, char *out, size_t len)
 {
     const hg_layout_spec *s = &p->spec;
-    snprintf(out, len,
-             "encoder_tp=%d encoder_dp=%d llm_tp=%d llm_cp=%d llm_pp=%d llm_dp=%d llm_ep=%d "
-             "llm_expt_tp=%d llm_only=%d micro_batch_size=%d global_batch_size=%d",
-             s->llm_only ? 0 : s->encoder_tp, s->llm_only ? 0 : s->encoder_dp, s->llm_tp,
-             s->llm_cp, s->llm_pp, s->llm_dp, s->llm_ep, s->llm_expt_tp, s->llm_only,
-             s->micro_batch_size, s->global_batch_size);
+    const hg_module_grid *enc = hg_plan_module(p, HG_MODULE_ENCODER);
+    int at = snprintf(out, len,
+                      "encoder_tp=%d encoder_dp=%d llm_tp=%d llm_cp=%d llm_pp=%d llm_dp=%d "
+                      "llm_ep=%d llm_expt_tp=%d llm_only=%d micro_batch_size=%d "
+                      "global_batch_size=%d",
+                      enc ? enc->dense[HG_DIM_TP] : 0, enc ? enc->dense[HG_DIM_DP] : 0, s->llm_tp,
+                      s->llm_cp, s->llm_pp, s->llm_dp, s->llm_ep, s->llm_expt_tp, s->llm_only,
+                      s->micro_batch_size, s->global_batch_size);
+    for (int i = 1; i < p->num_encoders && at > 0 && (size_t)at < len; i++)
+        at += snprintf(out + at, len - at, " encoder=%s:tp=%d,dp=%d", p->modules[i].name,
+                       p->modules[i].dense[HG_DIM_TP], p->modules[i].dense[HG_DIM_DP]);
+    if (p->colocated && at > 0 && (size_t)at < len)
+        snprintf(out + at, len - at, " mimo_layout=colocated");
 }
 
 static void model_line(const hg_model_config *m, char *out, size_t len)
@@ -92,6 +102,34 @@ static int write_atomic(const char *dir, const char *name, const void *const *pi
     return 0;
 }
 
+// Elements of the rank's shard: both parts' on a colocated rank.
+static size_t shard_count(const tr_worker *w)
+{
+    return w->shard.local.total + (w->colo ? w->colo->shard.local.total : 0);
+}
+
+// The parts' params, m and v to (or, load, from) host, each (count) as the
+// shard file holds them.
+static void move_state(tr_worker *w, float *host, size_t count, int load)
+{
+    size_t at = 0;
+    for (tr_worker *part = w; part; part = part == w ? w->colo : NULL) {
+        float *dev[3] = {part->params, part->m, part->v};
+        size_t bytes = sizeof(float) * part->shard.local.total;
+        for (int i = 0; i < 3; i++) {
+            if (load)
+                part->ops->upload(dev[i], host + i * count + at, bytes);
+            else
+                part->ops->download(host + i * count + at, dev[i], bytes);
+        }
+        at += part->shard.local.total;
+        if (load) {
+            part->adam_steps = w->adam_steps;
+            tr_refresh_work(part);
+        }
+    }
+}
+
 static void shard_name(int rank, char *out, size_t len) { snprintf(out, len, "rank-%05d.bin", rank); }
 
 // Every rank's checksum on every rank of this one's module, then across
@@ -103,70 +141,62 @@ static void gather_checksums(tr_worker *w, uint64_t mine, int *sums /* (2 world)
     const tr_ops *o = w->ops;
     const hg_module_grid *g = w->grid;
     size_t world = (size_t)w->plan.world_size, bytes = sizeof(int) * 2 * world;
-    int *dev = o->alloc(bytes + sizeof(int) * 2); // (2 world) then this rank's word
+    int *dev = o->alloc(2 * bytes + sizeof(int) * 2); // (2 world), scratch, this rank's word
     if (!dev) {
         fprintf(stderr, "rank %d: out of memory for checkpoint checksums\n", w->rank);
         abort();
     }
-    o->upload(dev + 2 * world, &mine, sizeof mine);
-    tr_all_gather(w->g[HG_GROUP_MODULE], dev + 2 * world, dev + 2 * (size_t)g->rank_offset, 2,
+    o->zero(dev, bytes);
+    o->upload(dev + 4 * world, &mine, sizeof mine);
+    tr_all_gather(w->g[HG_GROUP_MODULE], dev + 4 * world, dev + 2 * (size_t)g->rank_offset, 2,
                   TR_I32);
-    if (w->bridge) {
-        if (w->rank != g->rank_offset)
-            o->zero(dev, bytes);
-        tr_all_reduce(w->bridge, dev, 2 * world, TR_I32);
-    }
+    tr_across_modules(w, dev, dev + 2 * world, 2 * world, TR_I32);
     o->download(sums, dev, bytes);
     o->release(dev);
 }
 
-int tr_checkpoint_save(tr_worker *w, const char *dir, int step, int generation, char *err,
-                       size_t errlen)
+// Writes w's shard durably; its checksum into *sum. 0, or -1 with err.
+static int write_shard(tr_worker *w, const char *dir, uint64_t *sum, char *err, size_t errlen)
 {
-    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
-        return fail(err, errlen, "cannot create checkpoint directory", dir);
-    size_t count = w->shard.local.total, bytes = sizeof(float) * count;
+    size_t count = shard_count(w), bytes = sizeof(float) * count;
     int32_t head_ints[2] = {w->rank, w->adam_steps};
     int64_t n64 = (int64_t)count;
     float *state = malloc(3 * bytes + 1); // params, m, v on the host
     char name[64];
-    uint64_t sum = FNV_START;
-    int rc = -1;
-    if (state) {
-        w->ops->download(state, w->params, bytes);
-        w->ops->download(state + count, w->m, bytes);
-        w->ops->download(state + 2 * count, w->v, bytes);
-        const void *pieces[] = {shard_magic, head_ints, &n64,
-                                state, state + count, state + 2 * count};
-        size_t sizes[] = {sizeof shard_magic, sizeof head_ints, sizeof n64, bytes, bytes, bytes};
-        for (int i = 0; i < 6; i++)
-            sum = fnv1a(sum, pieces[i], sizes[i]);
-        shard_name(w->rank, name, sizeof name);
-        rc = write_atomic(dir, name, pieces, sizes, 6, err, errlen);
-        free(state);
-    } else {
+    if (!state) {
         snprintf(err, errlen, "rank %d: out of memory for the shard's host copy", w->rank);
-    }
-    // Ranks that failed still take part in the gather (a zero checksum),
-    // so that nobody blocks; the writer refuses a manifest with holes.
-    int *sums = calloc(2 * (size_t)w->plan.world_size, sizeof(int));
-    if (!sums) {
-        snprintf(err, errlen, "rank %d: out of memory for checksums", w->rank);
         return -1;
     }
-    gather_checksums(w, rc == 0 ? sum : 0, sums);
-    if (rc != 0 || w->rank != 0) {
-        free(sums);
-        return rc;
+    move_state(w, state, count, 0);
+    const void *pieces[] = {shard_magic, head_ints, &n64, state, state + count, state + 2 * count};
+    size_t sizes[] = {sizeof shard_magic, sizeof head_ints, sizeof n64, bytes, bytes, bytes};
+    *sum = FNV_START;
+    for (int i = 0; i < 6; i++)
+        *sum = fnv1a(*sum, pieces[i], sizes[i]);
+    shard_name(w->rank, name, sizeof name);
+    int rc = write_atomic(dir, name, pieces, sizes, 6, err, errlen);
+    free(state);
+    return rc;
+}
+
+// The manifest naming every rank's shard and checksum (sums: (2 world)
+// ints, a checksum's two words per rank; 0: that rank failed).
+static int write_manifest(const hg_plan *plan, const char *dir, int step, int generation,
+                          const int *sums, char *err, size_t errlen)
+{
+    size_t cap = 1024 + 64 * (size_t)plan->world_size, at = 0;
+    char *text = malloc(cap), layout[512], model[512], name[64];
+    int rc = 0;
+    if (!text) {
+        snprintf(err, errlen, "out of memory for the manifest");
+        return -1;
     }
-    size_t cap = 1024 + 64 * (size_t)w->plan.world_size, at = 0;
-    char *text = malloc(cap), layout[512], model[512];
-    layout_line(&w->plan, layout, sizeof layout);
-    model_line(&w->plan.spec.model, model, sizeof model);
+    layout_line(plan, layout, sizeof layout);
+    model_line(&plan->spec.model, model, sizeof model);
     at += snprintf(text + at, cap - at, "%s\nlayout %s\nmodel %s\nstep %d\ngeneration %d\n"
                    "world %d\n", MANIFEST_MAGIC, layout, model, step, generation,
-                   w->plan.world_size);
-    for (int r = 0; r < w->plan.world_size && rc == 0; r++) {
+                   plan->world_size);
+    for (int r = 0; r < plan->world_size && rc == 0; r++) {
         uint64_t s;
         memcpy(&s, sums + 2 * r, sizeof s);
         if (s == 0) {
@@ -182,6 +212,46 @@ int tr_checkpoint_save(tr_worker *w, const char *dir, int step, int generation, 
         rc = write_atomic(dir, "manifest", mp, ms, 1, err, errlen);
     }
     free(text);
+    return rc;
+}
+
+int tr_checkpoint_save(tr_worker *w, const char *dir, int step, int generation, char *err,
+                       size_t errlen)
+{
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+        return fail(err, errlen, "cannot create checkpoint directory", dir);
+    uint64_t sum = 0;
+    int rc = write_shard(w, dir, &sum, err, errlen);
+    // Ranks that failed still take part in the gather (a zero checksum),
+    // so that nobody blocks; the writer refuses a manifest with holes.
+    int *sums = calloc(2 * (size_t)w->plan.world_size, sizeof(int));
+    if (!sums) {
+        snprintf(err, errlen, "rank %d: out of memory for checksums", w->rank);
+        return -1;
+    }
+    gather_checksums(w, rc == 0 ? sum : 0, sums);
+    if (rc == 0 && w->rank == 0)
+        rc = write_manifest(&w->plan, dir, step, generation, sums, err, errlen);
+    free(sums);
+    return rc;
+}
+
+int tr_checkpoint_save_all(tr_worker *const *workers, int n, const char *dir, int step,
+                           int generation, char *err, size_t errlen)
+{
+    const hg_plan *plan = &workers[0]->plan;
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+        return fail(err, errlen, "cannot create checkpoint directory", dir);
+    int *sums = calloc(2 * (size_t)n, sizeof(int)), rc = sums ? 0 : -1;
+    if (!sums)
+        snprintf(err, errlen, "out of memory for checksums");
+    for (int i = 0; i < n && rc == 0; i++) {
+        uint64_t sum = 0;
+        rc = write_shard(workers[i], dir, &sum, err, errlen);
+        memcpy(sums + 2 * (size_t)workers[i]->rank, &sum, sizeof sum);
+    }
+    if (rc == 0)
+        rc = write_manifest(plan, dir, step, generation, sums, err, errlen);
     free(sums);
     return rc;
 }
@@ -281,7 +351,7 @@ int tr_checkpoint_load(tr_worker *w, const char *dir, int *step, int *generation
     char *buf = read_file(path, &size);
     if (!buf)
         return fail(err, errlen, "cannot read", path);
-    size_t count = w->shard.local.total, bytes = sizeof(float) * count;
+    size_t count = shard_count(w), bytes = sizeof(float) * count;
     size_t head = sizeof shard_magic + 2 * sizeof(int32_t) + sizeof(int64_t);
     int32_t ints[2];
     int64_t n64 = -1;
@@ -302,10 +372,15 @@ int tr_checkpoint_load(tr_worker *w, const char *dir, int *step, int *generation
         return -1;
     }
     w->adam_steps = ints[1];
-    w->ops->upload(w->params, buf + head, bytes);
-    w->ops->upload(w->m, buf + head + bytes, bytes);
-    w->ops->upload(w->v, buf + head + 2 * bytes, bytes);
-    tr_refresh_work(w);
+    float *state = malloc(3 * bytes + 1); // the file's floats, aligned
+    if (!state) {
+        snprintf(err, errlen, "rank %d: out of memory for the shard's host copy", w->rank);
+        free(buf);
+        return -1;
+    }
+    memcpy(state, buf + head, 3 * bytes);
+    move_state(w, state, count, 1);
+    free(state);
     free(buf);
     return 0;
 }

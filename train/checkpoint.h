@@ -14,6 +14,10 @@
 // a one-line reason in err (then the directory has no new manifest).
 int tr_checkpoint_save(tr_worker *w, const char *dir, int step, int generation, char *err,
                        size_t errlen);
+// The same for every rank of the layout in this process (train/local.h's
+// workers, one per rank, n the world size), one after the other.
+int tr_checkpoint_save_all(tr_worker *const *workers, int n, const char *dir, int step,
+                           int generation, char *err, size_t errlen);
 // Restores this rank's shard; sets *step (steps completed) and
 // *generation. Refuses a checkpoint of another layout or model, or a shard
 // whose checksum does not match the manifest. Returns 0, or -1 with a

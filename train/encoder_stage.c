@@ -1,6 +1,7 @@
 // One encoder micro-batch (no pipeline): patch embedding, positions, the
 // tp blocks, final LayerNorm and the projection to the LLM's width, whose
-// output the dp lane's leader sends over the bridge.
+// output the dp lane's leader sends over its bridge (or, colocated, the
+// re-sharding hands to the LLM).
 #include <stdlib.h>
 #include <string.h>
 
@@ -42,11 +43,8 @@ int encoder_setup(tr_worker *w)
 void encoder_recvs(tr_worker *w, tr_sched_op op, int slot)
 {
     (void)slot;
-    size_t piece = (size_t)w->piece * w->P * w->C;
     if (op.pass == TR_BACKWARD)
-        for (int q = 0; q < w->num_edges; q++)
-            tr_add_op(w, w->batch, &w->nbatch, w->bridge, w->edge_peer[q], 0,
-                      w->dimg + q * piece * w->es, piece);
+        tr_add_bridge_ops(w, w->batch, &w->nbatch, 0, w->dimg, 0);
 }
 
 void encoder_forward(tr_worker *w, int mb, int slot)
@@ -63,10 +61,7 @@ void encoder_forward(tr_worker *w, int mb, int slot)
     o->layernorm_forward(s->lnf, s->lnf_mean, s->lnf_rstd, tp_stack_output(&w->stack, slot),
                          W(HG_ENC_LNF_W), W(HG_ENC_LNF_B), N, Ce);
     o->matmul_forward(s->img, s->lnf, W(HG_ENC_PROJ_W), W(HG_ENC_PROJ_B), N, Ce, w->C);
-    size_t piece = (size_t)w->piece * P * w->C;
-    for (int q = 0; q < w->num_edges; q++)
-        tr_add_op(w, w->pending, &w->npending, w->bridge, w->edge_peer[q], 1,
-                  s->img + q * piece * w->es, piece);
+    tr_add_bridge_ops(w, w->pending, &w->npending, 1, s->img, 0);
 }
 
 void encoder_backward(tr_worker *w, int mb, int slot)

@@ -5,11 +5,12 @@
 
 #include "layout/layout.h"
 #include "train/comm.h"
+#include "train/train.h"
 
-// groups[kind] for every kind (NULL where the rank is in none), *bridge
-// (NULL unless a leader). Returns 0, or -1 if memory is short.
+// The rank's groups in every module holding it, and its bridges (train.h).
+// Returns 0, or -1 if memory is short.
 int tr_threads_layout_groups(tr_threads_world *w, const hg_plan *plan, int rank,
-                             tr_group *groups[HG_NUM_GROUP_KINDS], tr_group **bridge);
-void tr_layout_groups_free(tr_group *groups[HG_NUM_GROUP_KINDS], tr_group *bridge);
+                             tr_rank_groups *out);
+void tr_layout_groups_free(tr_rank_groups *groups);
 
 #endif

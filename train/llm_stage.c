@@ -1,5 +1,5 @@
 // One LLM micro-batch on one pipeline stage: the first stage embeds
-// [image embeddings from the bridge, caption tokens], every stage runs its
+// [each encoder's image embeddings from its bridge, caption tokens], every stage runs its
 // layers, the last stage computes the vocab-parallel head and loss.
 #include <stdlib.h>
 #include <string.h>
@@ -42,7 +42,7 @@ int llm_setup(tr_worker *w)
     w->h_targets = calloc(bt + 1, sizeof(int)), w->h_mask = calloc(bt + 1, sizeof(float));
     w->h_losses = calloc(bt + 1, sizeof(float));
     size_t bpc = (size_t)w->B * w->P * w->C * es;
-    w->img = o->alloc(bpc), w->img_pos = o->alloc(bpc), w->dimg = o->alloc(bpc);
+    w->img = o->alloc(w->E * bpc), w->img_pos = o->alloc(bpc), w->dimg = o->alloc(w->E * bpc);
     w->emb = o->alloc(btt * w->C * es), w->dsend = o->alloc(btc), w->dlnf = o->alloc(btc);
     w->losses = o->alloc(bt * 4), w->ce_scratch = o->alloc((size_t)(tp + 3) * bt * 4);
     if (w->first && vp_rows_alloc(&w->rows, o, (int)btt) != 0)
@@ -56,11 +56,9 @@ int llm_setup(tr_worker *w)
 
 void llm_recvs(tr_worker *w, tr_sched_op op, int slot)
 {
-    size_t piece = (size_t)w->piece * w->P * w->C, btc = (size_t)w->B * w->T * w->C;
+    size_t btc = (size_t)w->B * w->T * w->C;
     if (op.pass == TR_FORWARD && w->first) {
-        for (int q = 0; q < w->num_edges; q++)
-            tr_add_op(w, w->batch, &w->nbatch, w->bridge, w->edge_peer[q], 0,
-                      w->img + q * piece * w->es, piece);
+        tr_add_bridge_ops(w, w->batch, &w->nbatch, 0, w->img, (size_t)w->B * w->P * w->C * w->es);
     } else if (op.pass == TR_FORWARD) {
         tr_add_op(w, w->batch, &w->nbatch, w->g[HG_GROUP_PP], w->stage - 1, 0,
                   w->stack.slots[slot].res, btc);
@@ -70,30 +68,34 @@ void llm_recvs(tr_worker *w, tr_sched_op op, int slot)
     }
 }
 
-// res (B, T, C) = [img + wpe[0, P), wte[tokens] + wpe[P, T)] per sample.
+// res (B, T, C) = [img_0 + wpe[0, P), ..., img_{E-1} + wpe[(E-1) P, E P),
+// wte[tokens] + wpe[E P, T)] per sample.
 static void embed(tr_worker *w, tr_slot *s, char *res)
 {
     const tr_ops *o = w->ops;
-    int B = w->B, P = w->P, T = w->T, Tt = w->Tt, C = w->C;
-    size_t row = (size_t)C * w->es;
+    int B = w->B, P = w->P, T = w->T, Tt = w->Tt, C = w->C, EP = w->E * P;
+    size_t row = (size_t)C * w->es, bpc = (size_t)B * P * C;
     char *wpe = W(HG_LLM_WPE);
-    tr_broadcast(w->g[HG_GROUP_TP], w->img, (size_t)B * P * C, o->act, 0);
+    tr_broadcast(w->g[HG_GROUP_TP], w->img, w->E * bpc, o->act, 0);
     tr_vocab_embedding_forward(o, w->g[HG_GROUP_TP], w->emb, s->tokens, W(HG_LLM_WTE),
-                               wpe + P * row, B, Tt, C, w->v0, w->Vl);
-    o->position_embedding_forward(w->img_pos, w->img, wpe, B, P, C);
-    o->copy_rows(res, T * row, w->img_pos, P * row, P * row, B);
-    o->copy_rows(res + P * row, T * row, w->emb, Tt * row, Tt * row, B);
+                               wpe + EP * row, B, Tt, C, w->v0, w->Vl);
+    for (int e = 0; e < w->E; e++) {
+        o->position_embedding_forward(w->img_pos, w->img + e * bpc * w->es, wpe + e * P * row, B,
+                                      P, C);
+        o->copy_rows(res + e * P * row, T * row, w->img_pos, P * row, P * row, B);
+    }
+    o->copy_rows(res + EP * row, T * row, w->emb, Tt * row, Tt * row, B);
 }
 
 // Next-token targets on the caption positions only, as the CPU model.
 static void targets(tr_worker *w, tr_slot *s)
 {
-    int B = w->B, P = w->P, T = w->T, Tt = w->Tt;
+    int B = w->B, EP = w->E * w->P, T = w->T, Tt = w->Tt;
     hg_caption_targets(s->h_tokens, B, Tt, w->tokens);
     s->count = 0;
     for (int b = 0; b < B; b++)
         for (int t = 0; t < T; t++) {
-            int target = t < P ? -1 : w->tokens[b * Tt + t - P];
+            int target = t < EP ? -1 : w->tokens[b * Tt + t - EP];
             w->h_targets[b * T + t] = target < 0 ? 0 : target;
             w->h_mask[b * T + t] = target < 0 ? 0.0f : 1.0f;
             s->count += target >= 0;
@@ -157,16 +159,19 @@ void llm_backward(tr_worker *w, int mb, int slot)
                   (size_t)N * C);
         return;
     }
-    // Image rows go back over the bridge; caption rows into the embeddings.
+    // Each encoder's image rows go back over its bridge; caption rows into
+    // the embeddings.
     float *dwpe = G(HG_LLM_WPE);
-    o->copy_rows(w->dimg, P * row, st->dres, T * row, P * row, B);
-    o->copy_rows(w->emb, Tt * row, st->dres + P * row, T * row, Tt * row, B);
-    o->position_embedding_backward(dwpe, w->dimg, B, P, C);
-    tr_vocab_embedding_backward(o, &w->rows, G(HG_LLM_WTE), w->emb, s->h_tokens, B * Tt, C,
+    int EP = w->E * P;
+    size_t bpc = (size_t)B * P * C * w->es;
+    for (int e = 0; e < w->E; e++) {
+        char *dimg = w->dimg + e * bpc;
+        o->copy_rows(dimg, P * row, st->dres + e * P * row, T * row, P * row, B);
+        o->position_embedding_backward(dwpe + (size_t)e * P * C, dimg, B, P, C);
+    }
+    o->copy_rows(w->emb, Tt * row, st->dres + EP * row, T * row, Tt * row, B);
+    tr_vocab_embedding_backward(o, w->g[HG_GROUP_TP], &w->rows, G(HG_LLM_WTE),
+                                dwpe + (size_t)EP * C, w->emb, s->tokens, s->h_tokens, B, Tt, C,
                                 w->v0, w->Vl);
-    o->position_embedding_backward(dwpe + (size_t)P * C, w->emb, B, Tt, C);
-    size_t piece = (size_t)w->piece * P * C;
-    for (int q = 0; q < w->num_edges; q++)
-        tr_add_op(w, w->pending, &w->npending, w->bridge, w->edge_peer[q], 1,
-                  w->dimg + q * piece * w->es, piece);
+    tr_add_bridge_ops(w, w->pending, &w->npending, 1, w->dimg, bpc);
 }

@@ -1,18 +1,21 @@
-// Both modules on one rank: two workers of a layout of one-rank groups,
-// driven micro-batch by micro-batch with the bridge as a local copy.
+// Every module on one rank: a worker per module (each encoder, then the
+// LLM) of a layout of one-rank groups, driven micro-batch by micro-batch
+// with the bridges as local copies.
 #include "train/local.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "train/checkpoint.h"
 #include "train/worker_impl.h"
 
 struct tr_local {
     const tr_ops *ops;
     hg_plan plan;
-    tr_worker *w[2]; // by hg_module_id
-    tr_group *groups[2][HG_NUM_GROUP_KINDS];
+    int n;                         // modules: the encoders, then the LLM
+    tr_worker *w[HG_MAX_MODULES];  // by plan index
+    tr_rank_groups groups[HG_MAX_MODULES]; // each module's rank: g[0] its groups, no bridges
     tr_samples ahead; // the next micro-batch, made while the GPU works
 };
 
@@ -49,6 +52,11 @@ static int plan_for(const hg_model_config *model, int micro_batch, int global_ba
     hg_layout_spec spec;
     hg_layout_spec_defaults(&spec);
     spec.encoder_tp = spec.encoder_dp = 1;
+    spec.num_encoders = model->image_streams > 1 ? model->image_streams : 0;
+    for (int e = 0; e < spec.num_encoders; e++)
+        spec.encoders[e] = (hg_encoder_spec){.tp = 1, .dp = 1};
+    for (int e = 0; e < spec.num_encoders; e++)
+        snprintf(spec.encoders[e].name, sizeof spec.encoders[e].name, "encoder%d", e);
     spec.llm_tp = spec.llm_cp = spec.llm_pp = spec.llm_dp = spec.llm_ep = spec.llm_expt_tp = 1;
     spec.micro_batch_size = micro_batch, spec.global_batch_size = global_batch;
     spec.model = *model;
@@ -73,18 +81,19 @@ tr_local *tr_local_create(const tr_ops *ops, const hg_model_config *model, int m
         tr_local_free(l);
         return NULL;
     }
-    for (int id = 0; id < 2; id++) {
-        const hg_module_grid *m = hg_plan_module(&l->plan, id);
+    l->n = l->plan.num_modules;
+    for (int id = 0; id < l->n; id++) {
+        const hg_module_grid *m = &l->plan.modules[id];
         for (int k = 0; k < HG_NUM_GROUP_KINDS; k++) {
             if (!hg_group_applies(m, k))
                 continue;
-            if (!(l->groups[id][k] = solo_group(ops, m->rank_offset))) {
+            if (!(l->groups[id].g[0][k] = solo_group(ops, m->rank_offset))) {
                 snprintf(err, errlen, "out of memory for groups");
                 tr_local_free(l);
                 return NULL;
             }
         }
-        l->w[id] = tr_worker_create_with(ops, &l->plan, m->rank_offset, l->groups[id], NULL, seed,
+        l->w[id] = tr_worker_create_with(ops, &l->plan, m->rank_offset, &l->groups[id], seed,
                                          err, errlen);
         if (!l->w[id]) {
             tr_local_free(l);
@@ -99,10 +108,10 @@ void tr_local_free(tr_local *l)
 {
     if (!l)
         return;
-    for (int id = 0; id < 2; id++) {
+    for (int id = 0; id < l->n; id++) {
         tr_worker_free(l->w[id]);
         for (int k = 0; k < HG_NUM_GROUP_KINDS; k++)
-            tr_group_free(l->groups[id][k]);
+            tr_group_free(l->groups[id].g[0][k]);
     }
     tr_samples_free(&l->ahead);
     free(l);
@@ -114,21 +123,23 @@ void tr_local_free(tr_local *l)
 // first, after the last).
 float tr_local_forward_backward(tr_local *l, uint64_t data_seed, int step)
 {
-    tr_worker *enc = l->w[HG_MODULE_ENCODER], *llm = l->w[HG_MODULE_LLM];
+    int E = l->n - 1;
+    tr_worker *llm = l->w[E];
     const tr_ops *o = l->ops;
     size_t img = (size_t)llm->B * llm->P * llm->C * llm->es;
-    for (int id = 0; id < 2; id++) {
-        tr_worker *w = l->w[id];
-        w->data_seed = data_seed, w->step = step, w->loss_sum = 0;
-        o->zero(w->grads, sizeof(float) * w->shard.local.total);
-    }
+    for (int id = 0; id < l->n; id++)
+        tr_step_begin(l->w[id], data_seed, step);
     for (int mb = 0; mb < llm->nmb; mb++) {
-        encoder_forward(enc, mb, 0);
-        o->copy(llm->img, enc->slots[0].img, img);
+        for (int e = 0; e < E; e++) {
+            encoder_forward(l->w[e], mb, 0);
+            o->copy(llm->img + e * img, l->w[e]->slots[0].img, img);
+        }
         llm_forward(llm, mb, 0);
         llm_backward(llm, mb, 0);
-        o->copy(enc->dimg, llm->dimg, img);
-        encoder_backward(enc, mb, 0);
+        for (int e = 0; e < E; e++) {
+            o->copy(l->w[e]->dimg, llm->dimg + e * img, img);
+            encoder_backward(l->w[e], mb, 0);
+        }
         uint64_t next = mb + 1 < llm->nmb ? tr_first_sample(llm, mb + 1)
                                           : (uint64_t)(step + 1) * l->plan.spec.global_batch_size;
         tr_samples_make(&l->ahead, &l->plan.spec.model, data_seed, next);
@@ -138,20 +149,20 @@ float tr_local_forward_backward(tr_local *l, uint64_t data_seed, int step)
 
 float tr_local_optimizer_step(tr_local *l, const hg_optim_config *opt)
 {
-    float *sq = l->w[HG_MODULE_LLM]->scalar, host;
+    float *sq = l->w[l->n - 1]->scalar, host;
     l->ops->zero(sq, sizeof(float));
-    for (int id = 0; id < 2; id++)
+    for (int id = 0; id < l->n; id++)
         tr_add_norm_squared(l->w[id], sq);
     l->ops->download(&host, sq, sizeof host);
     float norm = sqrtf(host), scale = hg_clip_scale(opt, norm);
-    for (int id = 0; id < 2; id++)
+    for (int id = 0; id < l->n; id++)
         tr_adamw_shard(l->w[id], opt, scale);
     return norm;
 }
 
 float tr_local_aux_loss(tr_local *l)
 {
-    tp_stack *s = &l->w[HG_MODULE_LLM]->stack;
+    tp_stack *s = &l->w[l->n - 1]->stack;
     if (!s->experts)
         return 0;
     float *aux = malloc(sizeof(float) * s->L), sum = 0;
@@ -166,10 +177,27 @@ float tr_local_aux_loss(tr_local *l)
 
 void tr_local_routing(tr_local *l, int *topk)
 {
-    tp_stack *s = &l->w[HG_MODULE_LLM]->stack;
+    tp_stack *s = &l->w[l->n - 1]->stack;
     if (s->experts)
         l->ops->download(topk, s->slots[0].moe.topk,
                          sizeof(int) * s->L * s->moe.N * s->moe.K);
 }
 
-tr_worker *tr_local_worker(tr_local *l, hg_module_id module) { return l->w[module]; }
+int tr_local_save(tr_local *l, const char *dir, int step, char *err, size_t errlen)
+{
+    return tr_checkpoint_save_all(l->w, l->n, dir, step, 1, err, errlen);
+}
+
+int tr_local_load(tr_local *l, const char *dir, int *step, char *err, size_t errlen)
+{
+    int generation;
+    for (int id = 0; id < l->n; id++)
+        if (tr_checkpoint_load(l->w[id], dir, step, &generation, err, errlen) != 0)
+            return -1;
+    return 0;
+}
+
+tr_worker *tr_local_worker(tr_local *l, hg_module_id module)
+{
+    return module == HG_MODULE_LLM ? l->w[l->n - 1] : l->w[0];
+}

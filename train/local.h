@@ -1,9 +1,10 @@
-// Both modules on one rank: the training step of train.h on the layout
-// whose every group has one rank (encoder tp = dp = 1; LLM tp = cp = pp =
-// dp = ep = 1), as one GPU (hgrid-worker --single-gpu) or a CPU test runs
-// it. The encoder's and the LLM's workers run through the same ops; the
-// bridge is a hand-off of the image embeddings (and back, their gradient)
-// between them, and there are no collectives.
+// Every module on one rank: the training step of train.h on the layout
+// whose every group has one rank (each encoder tp = dp = 1; LLM tp = cp =
+// pp = dp = ep = 1), as one GPU (hgrid-worker --single-gpu) or a CPU test
+// runs it. The encoders' (model->image_streams of them) and the LLM's
+// workers run through the same ops; each bridge is a hand-off of the
+// image embeddings (and back, their gradient), and there are no
+// collectives.
 #ifndef HGRID_TRAIN_LOCAL_H
 #define HGRID_TRAIN_LOCAL_H
 
@@ -29,7 +30,14 @@ float tr_local_optimizer_step(tr_local *l, const hg_optim_config *opt);
 // micro_batch * seq_length, top-k) into topk on the host.
 float tr_local_aux_loss(tr_local *l);
 void tr_local_routing(tr_local *l, int *topk);
-// A module's worker: its shard (whole tensors), parameters and gradients.
+// Checkpoints of every module: the workers' files (train/checkpoint.h) of
+// the layout above, so a checkpoint taken here loads into a job of that
+// layout on two GPUs and back. Save after `step` completed steps; load
+// sets *step. 0, or -1 with a one-line reason in err.
+int tr_local_save(tr_local *l, const char *dir, int step, char *err, size_t errlen);
+int tr_local_load(tr_local *l, const char *dir, int *step, char *err, size_t errlen);
+// A module's worker (the first encoder's for the encoder): its shard
+// (whole tensors), parameters and gradients.
 tr_worker *tr_local_worker(tr_local *l, hg_module_id module);
 
 #endif

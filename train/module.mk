@@ -5,7 +5,7 @@
 # (the NCCL backend and the GPU ops) needs CUDA + NCCL and the kernels.
 TRAIN_SRCS := train/comm.c train/comm_threads.c train/schedule.c train/layout_groups.c \
               train/shard.c train/vocab.c train/ep_moe.c train/tp_stack.c train/trainer.c \
-              train/llm_stage.c train/encoder_stage.c train/samples.c train/local.c \
+              train/llm_stage.c train/encoder_stage.c train/samples.c train/local.c train/colocated.c \
               train/checkpoint.c train/ops_cpu.c
 TRAIN_LIB  := $(BUILD)/libtrain.a
 TRAIN_NCCL_SRCS := train/comm_nccl.c train/ops_gpu.c
@@ -21,7 +21,7 @@ $(TRAIN_NCCL_LIB): $(call objs,$(TRAIN_NCCL_SRCS))
 
 TRAIN_TESTS := test_train_comm test_train_schedule test_train_shard test_train_parallel \
                test_train_checkpoint test_train_vocab test_train_run_args test_train_bf16 \
-               test_train_local
+               test_train_local test_train_layouts
 CPU_TESTS += $(addprefix $(BUILD)/tests/,$(TRAIN_TESTS)) tests/train_worker_cli.sh
 
 $(addprefix $(BUILD)/tests/,$(TRAIN_TESTS)): $(BUILD)/tests/%: $(BUILD)/tests/%.o \

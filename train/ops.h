@@ -60,11 +60,14 @@ typedef struct tr_ops {
                                        int T, int C);
     void (*position_embedding_backward)(float *dwpe, const void *dout, int B, int T, int C);
     // The whole vocabulary on one rank: out (B, T, C) = wte[tokens] + wpe[t]
-    // in one pass, and the softmax cross-entropy of logits (N, V) in one pass
-    // (kernels.h's embedding_forward and crossentropy_forward_backward with
-    // write_dlogits); the vp_ ops below are their pieces over a tp group.
+    // in one pass, its backward (dwte, dwpe +=; tokens in the ops' memory),
+    // and the softmax cross-entropy of logits (N, V) in one pass (kernels.h's
+    // embedding_forward, embedding_backward, crossentropy_forward_backward
+    // with write_dlogits); the vp_ ops below are their pieces over a tp group.
     void (*embedding_forward)(void *out, const int *tokens, const void *wte, const void *wpe,
                               int B, int T, int C, int V);
+    void (*embedding_backward)(float *dwte, float *dwpe, const void *dout, const int *tokens,
+                               int B, int T, int C, int V);
     void (*crossentropy)(void *logits, float *losses, const int *targets, const float *mask,
                          float dloss, int N, int V);
     void (*vp_embedding_forward)(void *out, const int *tokens, const void *wte, int N, int C,

@@ -118,6 +118,12 @@ static void c_embedding_forward(void *out, const int *tokens, const void *wte, c
     ref_embedding_forward(out, tokens, wte, wpe, B, T, C, V);
 }
 
+static void c_embedding_backward(float *dwte, float *dwpe, const void *dout, const int *tokens,
+                                 int B, int T, int C, int V)
+{
+    ref_embedding_backward(dwte, dwpe, dout, tokens, B, T, C, V);
+}
+
 static void c_crossentropy(void *logits, float *losses, const int *targets, const float *mask,
                            float dloss, int N, int V)
 {
@@ -219,6 +225,7 @@ const tr_ops tr_cpu_ops = {
     .position_embedding_forward = c_pos_forward,
     .position_embedding_backward = c_pos_backward,
     .embedding_forward = c_embedding_forward,
+    .embedding_backward = c_embedding_backward,
     .crossentropy = c_crossentropy,
     .vp_embedding_forward = c_vp_embedding_forward,
     .embedding_backward_rows = c_embedding_backward_rows,

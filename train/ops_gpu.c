@@ -138,6 +138,12 @@ static void g_embedding_forward(void *out, const int *tokens, const void *wte, c
     embedding_forward(out, tokens, wte, wpe, B, T, C, V, dt, st);
 }
 
+static void g_embedding_backward(float *dwte, float *dwpe, const void *dout, const int *tokens,
+                                 int B, int T, int C, int V)
+{
+    embedding_backward(dwte, dwpe, dout, tokens, B, T, C, V, dt, st);
+}
+
 static void g_crossentropy(void *logits, float *losses, const int *targets, const float *mask,
                            float dloss, int N, int V)
 {
@@ -254,6 +260,7 @@ static tr_ops gpu_ops = {
     .position_embedding_forward = g_pos_forward,
     .position_embedding_backward = g_pos_backward,
     .embedding_forward = g_embedding_forward,
+    .embedding_backward = g_embedding_backward,
     .crossentropy = g_crossentropy,
     .vp_embedding_forward = g_vp_embedding_forward,
     .embedding_backward_rows = g_embedding_backward_rows,

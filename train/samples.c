@@ -10,7 +10,7 @@
 static int holds(const tr_worker *w, int mb)
 {
     const tr_samples *x = w->ahead;
-    return x && x->valid && x->B == w->B && x->seed == w->data_seed &&
+    return x && x->valid && w->encoder <= 0 && x->B == w->B && x->seed == w->data_seed &&
            x->first == tr_first_sample(w, mb);
 }
 
@@ -18,7 +18,11 @@ const float *tr_patches(tr_worker *w, int mb)
 {
     if (holds(w, mb))
         return w->ahead->patches;
-    hg_batch(w->data_seed, tr_first_sample(w, mb), w->B, w->S, w->Tt, w->images, w->tokens);
+    if (w->encoder > 0)
+        hg_encoder_images(w->data_seed, w->encoder, tr_first_sample(w, mb), w->B, w->S,
+                          w->images);
+    else
+        hg_batch(w->data_seed, tr_first_sample(w, mb), w->B, w->S, w->Tt, w->images, w->tokens);
     hg_patchify(w->images, w->B, w->S, w->plan.spec.model.patch_size, w->h_patches);
     return w->h_patches;
 }

@@ -40,12 +40,12 @@ static void build_local(tr_shard *s, const unsigned char *present, int local_lay
     }
 }
 
-int tr_shard_build(tr_shard *s, const hg_plan *plan, int rank, char *err, size_t errlen)
+int tr_shard_build(tr_shard *s, const hg_plan *plan, const hg_module_grid *grid, int rank,
+                   char *err, size_t errlen)
 {
     const hg_model_config *m = &plan->spec.model;
-    const hg_module_grid *grid = hg_plan_module_of_rank(plan, rank);
     hg_coords co;
-    hg_rank_coords(plan, rank, &co);
+    hg_module_coords(grid, rank, &co);
     memset(s, 0, sizeof *s);
     hg_param_table_build(&s->global, grid->id, m);
     hg_param_table *t = &s->global;

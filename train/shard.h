@@ -28,9 +28,11 @@ typedef struct {
     unsigned char owner[HG_MAX_TENSORS];
 } tr_shard;
 
-// The shard of `rank`'s module. Returns 0, or -1 with a one-line reason in
-// err when the model does not split over the layout.
-int tr_shard_build(tr_shard *s, const hg_plan *plan, int rank, char *err, size_t errlen);
+// The shard of `rank` in module (one of plan's modules holding it).
+// Returns 0, or -1 with a one-line reason in err when the model does not
+// split over the layout.
+int tr_shard_build(tr_shard *s, const hg_plan *plan, const hg_module_grid *module, int rank,
+                   char *err, size_t errlen);
 // Element local_index (row-major in the local shape) of tensor id, as a
 // row-major index into the global tensor.
 size_t tr_shard_global_index(const tr_shard *s, int id, size_t local_index);

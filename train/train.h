@@ -1,10 +1,12 @@
-// Distributed training of the encoder + LLM model over a layout: one
+// Distributed training of the encoder(s) + LLM model over a layout: one
 // tr_worker per rank, driven only by the rank's view of the layout (its
 // coordinates and its groups, as an Assignment gives them). The worker
 // initialises only its shard, runs the 1F1B schedule over the step's
-// micro-batches (the encoder follows the LLM's first stage, across the
+// micro-batches (each encoder follows the LLM's first stage, across its
 // bridge), reduces the gradients over dp / expt_dp / the tied-embedding
-// group, and takes a clipped AdamW step on its shard.
+// group, and takes a clipped AdamW step on its shard. A colocated rank
+// runs both modules micro-batch by micro-batch, the hand-off a
+// re-sharding between the encoder's dp and the LLM's (train/colocated.c).
 #ifndef HGRID_TRAIN_TRAIN_H
 #define HGRID_TRAIN_TRAIN_H
 
@@ -18,18 +20,24 @@
 
 typedef struct tr_worker tr_worker;
 
-// groups[kind]: this rank's group of each kind (NULL where it is in none,
-// e.g. embd on a middle stage); bridge: the bridge group (NULL unless the
-// rank is a bridge leader). The worker uses them, the caller frees them
-// after tr_worker_free. Returns NULL with a one-line reason in err.
-// The worker runs its ops through `ops` (its buffers live in the ops'
-// memory; the groups' backend must move that memory); tr_worker_create
-// uses the CPU reference ops.
+// A rank's groups: g[i][kind] in the i-th module holding it (plan order: a
+// colocated rank's encoder, then its LLM; NULL where it is in none, e.g.
+// embd on a middle stage), and bridge[b] of bridge b (NULL unless the rank
+// is one of its leaders).
+typedef struct {
+    tr_group *g[2][HG_NUM_GROUP_KINDS];
+    tr_group *bridge[HG_MAX_ENCODERS];
+} tr_rank_groups;
+
+// The worker uses the groups, the caller frees them after tr_worker_free.
+// Returns NULL with a one-line reason in err. The worker runs its ops
+// through `ops` (its buffers live in the ops' memory; the groups' backend
+// must move that memory); tr_worker_create uses the CPU reference ops.
 tr_worker *tr_worker_create_with(const tr_ops *ops, const hg_plan *plan, int rank,
-                                 tr_group *const groups[], tr_group *bridge, uint64_t seed,
-                                 char *err, size_t errlen);
-tr_worker *tr_worker_create(const hg_plan *plan, int rank, tr_group *const groups[],
-                            tr_group *bridge, uint64_t seed, char *err, size_t errlen);
+                                 const tr_rank_groups *groups, uint64_t seed, char *err,
+                                 size_t errlen);
+tr_worker *tr_worker_create(const hg_plan *plan, int rank, const tr_rank_groups *groups,
+                            uint64_t seed, char *err, size_t errlen);
 void tr_worker_free(tr_worker *w);
 
 // Forward and backward of global batch `step` (samples step *
@@ -52,10 +60,14 @@ void tr_worker_set_dp_overlap(tr_worker *w, int on);
 // step on the shard; returns the norm before clipping (on every rank).
 float tr_worker_optimizer_step(tr_worker *w, const hg_optim_config *opt);
 
-// The shard's tables, its parameters and its gradient buffer
-// (local_table.total elements each, fp32, in the ops' memory).
+// The shard's tables and its parameter and gradient buffers
+// (local_table.total elements each, fp32, in the ops' memory) of the
+// rank's first module (its encoder on a colocated rank).
 const tr_shard *tr_worker_shard(const tr_worker *w);
 float *tr_worker_params(tr_worker *w);
 float *tr_worker_grads(tr_worker *w);
+// A colocated rank's LLM part (its shard, parameters and gradients through
+// the calls above); NULL on other ranks.
+tr_worker *tr_worker_colocated_llm(tr_worker *w);
 
 #endif

@@ -78,16 +78,22 @@ void tr_vocab_embedding_forward(const tr_ops *o, tr_group *tp, void *out, const 
     o->position_embedding_forward(out, out, wpe, B, T, C);
 }
 
-void tr_vocab_embedding_backward(const tr_ops *o, vp_rows *r, float *dwte, const void *dout,
-                                 const int *h_tokens, int N, int C, int v0, int Vl)
+void tr_vocab_embedding_backward(const tr_ops *o, tr_group *tp, vp_rows *r, float *dwte,
+                                 float *dwpe, const void *dout, const int *tokens,
+                                 const int *h_tokens, int B, int T, int C, int v0, int Vl)
 {
-    int R = vp_rows_build(h_tokens, N, v0, Vl, r->h_rows, r->h_starts, r->h_positions);
-    if (R == 0)
+    if (tp->size == 1) {
+        o->embedding_backward(dwte, dwpe, dout, tokens, B, T, C, Vl);
         return;
-    o->upload(r->rows, r->h_rows, sizeof(int) * R);
-    o->upload(r->starts, r->h_starts, sizeof(int) * (R + 1));
-    o->upload(r->positions, r->h_positions, sizeof(int) * r->h_starts[R]);
-    o->embedding_backward_rows(dwte, dout, r->rows, r->starts, r->positions, R, C);
+    }
+    int R = vp_rows_build(h_tokens, B * T, v0, Vl, r->h_rows, r->h_starts, r->h_positions);
+    if (R > 0) {
+        o->upload(r->rows, r->h_rows, sizeof(int) * R);
+        o->upload(r->starts, r->h_starts, sizeof(int) * (R + 1));
+        o->upload(r->positions, r->h_positions, sizeof(int) * r->h_starts[R]);
+        o->embedding_backward_rows(dwte, dout, r->rows, r->starts, r->positions, R, C);
+    }
+    o->position_embedding_backward(dwpe, dout, B, T, C);
 }
 
 void tr_vocab_crossentropy(const tr_ops *o, tr_group *tp, void *logits, float *losses,

@@ -28,9 +28,12 @@ int vp_rows_build(const int *tokens, int N, int v0, int Vl, int *rows, int *star
 void tr_vocab_embedding_forward(const tr_ops *o, tr_group *tp, void *out, const int *tokens,
                                 const void *wte, const void *wpe, int B, int T, int C, int v0,
                                 int Vl);
-// dwte (Vl, C) += the rows of this rank's tokens; h_tokens (N) on the host.
-void tr_vocab_embedding_backward(const tr_ops *o, vp_rows *r, float *dwte, const void *dout,
-                                 const int *h_tokens, int N, int C, int v0, int Vl);
+// Its backward from dout (B, T, C): dwte (Vl, C) += the rows of this
+// rank's tokens, dwpe (T, C) += the sums over the batch; tokens in the
+// ops' memory and h_tokens on the host (B, T each).
+void tr_vocab_embedding_backward(const tr_ops *o, tr_group *tp, vp_rows *r, float *dwte,
+                                 float *dwpe, const void *dout, const int *tokens,
+                                 const int *h_tokens, int B, int T, int C, int v0, int Vl);
 // The reference's masked softmax cross-entropy over logits (N, Vl) split
 // over tp: losses (N) =, logits become dloss * mask * (softmax - onehot).
 // scratch: (tp + 3) * N fp32 in the ops' memory.

@@ -12,7 +12,8 @@
 // A leader's bridge edges (fan-in/out k), and a batch: one op's sends
 // and the next op's receives, each at most the edges or one neighbour;
 // the first step's connecting exchange holds both directions of each.
-enum { TR_MAX_EDGES = 64, TR_MAX_P2P = 2 * TR_MAX_EDGES + 4 };
+// (An LLM leader has edges in every encoder's bridge.)
+enum { TR_MAX_EDGES = 64, TR_MAX_P2P = 2 * HG_MAX_ENCODERS * TR_MAX_EDGES + 4 };
 
 // A micro-batch's samples on the host, made ahead of their use (train/
 // local.c makes the next one while the GPU works); the stages take them
@@ -45,11 +46,13 @@ struct tr_worker {
     int peers_connected; // the first step's connecting exchange is done
     size_t es; // bytes per activation
     hg_plan plan;
-    int rank, llm; // llm: this rank is in the LLM grid
-    hg_coords co;
+    int rank, llm; // llm: this part is the rank's LLM
+    int encoder;   // which encoder (plan order) an encoder part is
+    hg_coords co;  // in this part's module
     const hg_module_grid *grid;
     tr_group *g[HG_NUM_GROUP_KINDS];
-    tr_group *bridge;
+    tr_group *bridge[HG_MAX_ENCODERS];
+    struct tr_worker *colo; // a colocated rank's LLM part (this part is its encoder)
     tr_shard shard;
     float *params, *grads, *m, *v; // (shard.local.total) fp32, the ops' memory
     void *work;                    // (shard.local.total) act: the weights the ops read
@@ -58,7 +61,7 @@ struct tr_worker {
 
     uint64_t data_seed;
     int step, nmb, B;                 // B: this module's samples per micro-batch
-    int P, T, Tt, C, Ce, D, S, V, Vl, v0;
+    int P, E, T, Tt, C, Ce, D, S, V, Vl, v0; // P: patches per image; E: image streams (LLM)
     int pp, stage, first, last;
     int in_flight;
     tr_samples *ahead; // samples made ahead (NULL: none)
@@ -68,8 +71,10 @@ struct tr_worker {
     float loss_scale; // d(step loss) / d(one micro-batch's loss)
     double loss_sum;  // caption losses of the step's micro-batches (last stage)
 
-    // Bridge edges of this leader, in edge order: peers' bridge indices.
-    int num_edges, edge_peer[TR_MAX_EDGES], piece; // piece: samples per edge
+    // Bridge edges of this leader per bridge, in edge order: peers' bridge
+    // indices; piece: samples per edge of each bridge.
+    int num_edges[HG_MAX_ENCODERS], edge_peer[HG_MAX_ENCODERS][TR_MAX_EDGES];
+    int piece[HG_MAX_ENCODERS];
 
     tr_p2p_op pending[TR_MAX_P2P], batch[TR_MAX_P2P];
     int npending, nbatch;
@@ -82,9 +87,9 @@ struct tr_worker {
     int *h_targets;     // host (B, T)
     float *h_mask;      // host (B, T)
     float *h_losses;    // host (B, T)
-    char *img;          // (B, P, C) LLM first stage: received image embeddings
-    char *img_pos;      // (B, P, C) LLM first stage: img + positions
-    char *dimg;         // (B, P, C) bridge gradients (sent by the LLM, received by the encoder)
+    char *img;          // (E, B, P, C) LLM first stage: received image embeddings, by encoder
+    char *img_pos;      // (B, P, C) LLM first stage: one encoder's img + positions
+    char *dimg;         // LLM (E, B, P, C), encoder (B, P, C): bridge gradients
     char *emb;          // (B, Tt, C) LLM caption embeddings
     char *dsend;        // (B, T, C) gradient sent to the previous stage
     char *dlnf;         // LLM last stage (B, T, C); encoder (B, P, Ce)
@@ -100,6 +105,24 @@ void tr_refresh_work(tr_worker *w);
 
 void tr_add_op(tr_worker *w, tr_p2p_op *list, int *n, tr_group *g, int peer, int is_send,
                void *buf, size_t count);
+// One op per bridge edge of this leader: buf holds each bridge's part
+// (stride bytes apart; 0 on an encoder, whose one bridge it is), each
+// edge's piece after the last.
+void tr_add_bridge_ops(tr_worker *w, tr_p2p_op *list, int *n, int is_send, char *buf,
+                       size_t stride);
+
+// Step parts the colocated schedule shares: zeroes the gradients and
+// notes the step; the gradients' reduction and the step's loss (on the
+// LLM's last stage, else 0); layer_done hooks for dp_overlap.
+void tr_step_begin(tr_worker *w, uint64_t data_seed, int step);
+float tr_step_finish(tr_worker *w);
+void tr_overlap_hook(tr_worker *w, int on);
+// x (n of type t, alike on every rank of this part's module) summed over
+// the modules the bridges join, onto every rank of each (nothing to do
+// without bridges); scratch holds n more.
+void tr_across_modules(tr_worker *w, void *x, void *scratch, size_t n, tr_dtype t);
+// A colocated rank's step (colocated.c); w is its encoder part.
+float tr_colocated_forward_backward(tr_worker *w, uint64_t data_seed, int step);
 
 // Each module's micro-batch: receives it needs before the op, the op, and
 // the sends it leaves pending for the next op's batch.
@@ -117,7 +140,7 @@ void encoder_backward(tr_worker *w, int mb, int slot);
 void tr_add_norm_squared(const tr_worker *w, float *out);
 void tr_adamw_shard(tr_worker *w, const hg_optim_config *o, float scale);
 
-// First global sample index of micro-batch mb for this rank's dp lane.
+// First global sample index of micro-batch mb for this part's dp lane.
 uint64_t tr_first_sample(const tr_worker *w, int mb);
 // Micro-batch mb's patches (B, P, D) on the host; its captions into
 // tokens (B, Tt). Taken from w->ahead when it holds them, else made.

@@ -18,34 +18,48 @@
 #include "train/train.h"
 #include "util/clock.h"
 
-// groups[kind] and *bridge on the communicators, the gradient reductions'
-// (dp_cp, expt_dp) on stream `side` beside the compute on `st`; 0, or -1
-// if memory is short.
+// The rank's groups on the communicators (a colocated rank's second
+// module's named "llm.KIND"; bridges "bridge", or "bridge:NAME" with
+// several encoders), the gradient reductions' (dp_cp, expt_dp) on stream
+// `side` beside the compute on `st`; 0, or -1 if memory is short.
 static int make_groups(hgrid_worker *w, hgrid_comms *comms, cudaStream_t st, cudaStream_t side,
-                       tr_group *groups[HG_NUM_GROUP_KINDS], tr_group **bridge)
+                       tr_rank_groups *out)
 {
+    const hg_plan *plan = hgrid_plan(w);
     int bad = 0;
-    for (int k = 0; k < HG_NUM_GROUP_KINDS; k++) {
-        const char *name = hg_group_name(k);
+    char name[HG_GROUP_NAME_LEN + 8];
+    memset(out, 0, sizeof *out);
+    for (int i = 0; i < hgrid_num_modules(w) && i < 2; i++)
+        for (int k = 0; k < HG_NUM_GROUP_KINDS; k++) {
+            snprintf(name, sizeof name, "%s%s", i ? "llm." : "", hg_group_name(k));
+            const hgrid_group *g = hgrid_group_find(w, name);
+            cudaStream_t on = k == HG_GROUP_DP_CP || k == HG_GROUP_EXPT_DP ? side : st;
+            out->g[i][k] = g ? tr_nccl_group_beside(hgrid_comms_get(comms, name), st, on,
+                                                    g->members, g->size, g->rank_in_group)
+                             : NULL;
+            bad |= g && !out->g[i][k];
+        }
+    for (int b = 0; b < plan->num_encoders && b < HG_MAX_ENCODERS; b++) {
+        if (plan->num_encoders > 1)
+            snprintf(name, sizeof name, "bridge:%s", plan->modules[b].name);
+        else
+            snprintf(name, sizeof name, "bridge");
         const hgrid_group *g = hgrid_group_find(w, name);
-        cudaStream_t on = k == HG_GROUP_DP_CP || k == HG_GROUP_EXPT_DP ? side : st;
-        groups[k] = g ? tr_nccl_group_beside(hgrid_comms_get(comms, name), st, on, g->members,
-                                             g->size, g->rank_in_group)
-                      : NULL;
-        bad |= g && !groups[k];
+        out->bridge[b] = g ? tr_nccl_group(hgrid_comms_get(comms, name), st, g->members, g->size,
+                                           g->rank_in_group)
+                           : NULL;
+        bad |= g && !out->bridge[b];
     }
-    const hgrid_group *b = hgrid_group_find(w, "bridge");
-    *bridge = b ? tr_nccl_group(hgrid_comms_get(comms, "bridge"), st, b->members, b->size,
-                                b->rank_in_group)
-                : NULL;
-    return bad || (b && !*bridge) ? -1 : 0;
+    return bad ? -1 : 0;
 }
 
-static void free_groups(tr_group *groups[HG_NUM_GROUP_KINDS], tr_group *bridge)
+static void free_groups(tr_rank_groups *groups)
 {
-    for (int k = 0; k < HG_NUM_GROUP_KINDS; k++)
-        tr_group_free(groups[k]);
-    tr_group_free(bridge);
+    for (int i = 0; i < 2; i++)
+        for (int k = 0; k < HG_NUM_GROUP_KINDS; k++)
+            tr_group_free(groups->g[i][k]);
+    for (int b = 0; b < HG_MAX_ENCODERS; b++)
+        tr_group_free(groups->bridge[b]);
 }
 
 // Where to resume from: --load, else (a later generation) the --save
@@ -133,21 +147,21 @@ int train_run(hgrid_worker *w, hgrid_comms **comms, const train_options *o, doub
     kernels_init();
     cudaCheck(cudaStreamCreate(&st));
     cudaCheck(cudaStreamCreate(&side));
-    tr_group *groups[HG_NUM_GROUP_KINDS] = {0}, *bridge = NULL;
+    tr_rank_groups groups = {0};
     tr_worker *volatile tw = NULL; // set after setjmp, read after longjmp
     char err[512];
     int rc = HGRID_ERR_STATE, aborted = 0;
     jmp_buf escape;
     train_watch *watch = train_watch_start(w, *comms, beat_s);
-    if (watch && make_groups(w, *comms, st, side, groups, &bridge) != 0) {
+    if (watch && make_groups(w, *comms, st, side, &groups) != 0) {
         fprintf(stderr, "hgrid-worker: out of memory for the training groups\n");
         rc = train_watch_finish(watch, 0, &aborted);
     } else if (watch && setjmp(escape)) { // the watch thread aborted the communicators
         rc = train_watch_finish(watch, 0, &aborted);
     } else if (watch) {
         tr_nccl_escape_to(&escape);
-        tw = tr_worker_create_with(tr_gpu_ops(!o->fp32, st), &plan, hgrid_rank(w), groups,
-                                   bridge, o->seed, err, sizeof err);
+        tw = tr_worker_create_with(tr_gpu_ops(!o->fp32, st), &plan, hgrid_rank(w), &groups,
+                                   o->seed, err, sizeof err);
         if (!tw)
             fprintf(stderr, "hgrid-worker: %s\n", err);
         else
@@ -161,7 +175,7 @@ int train_run(hgrid_worker *w, hgrid_comms **comms, const train_options *o, doub
     if (aborted)
         *comms = NULL;
     tr_worker_free(tw);
-    free_groups(groups, bridge);
+    free_groups(&groups);
     cudaCheck(cudaStreamSynchronize(st));
     cudaCheck(cudaStreamSynchronize(side));
     cudaCheck(cudaStreamDestroy(st));

@@ -124,7 +124,8 @@ int train_parse_flag(train_options *o, int argc, char **argv, int *i, char *err,
     return 1;
 }
 
-// --single-gpu's rules: a named config, no gridd, none of the workers' flags.
+// --single-gpu's rules: a named config, no gridd, no collectives to time or
+// overlap; checkpoints only while training on fresh samples.
 static const char *single_gpu_check(const train_options *o, bool dry_run, bool self_test)
 {
     if (!o->config || (!o->steps && !o->describe))
@@ -135,9 +136,13 @@ static const char *single_gpu_check(const train_options *o, bool dry_run, bool s
         return "--cpu only takes a --dump; training runs on the GPU";
     if (dry_run || self_test)
         return "--single-gpu trains without gridd; drop --dry-run and --self-test";
-    if (o->save_dir || o->load_dir || o->save_interval || o->profile_comm || o->dp_overlap)
-        return "--save, --load, --save-interval, --profile-comm and --dp-overlap are for "
-               "gridd's workers, not --single-gpu";
+    if (o->profile_comm || o->dp_overlap)
+        return "--profile-comm and --dp-overlap time and overlap collectives; --single-gpu has "
+               "none";
+    if (o->dump && (o->save_dir || o->load_dir))
+        return "--dump trains on one batch; it takes no --save or --load";
+    if (o->save_interval && !o->save_dir)
+        return "--save-interval needs --save DIR";
     return NULL;
 }
 
@@ -176,22 +181,15 @@ int train_check_job(const train_options *o, const hg_plan *job, int rank, char *
 {
     if (!o->config)
         return 0;
-    if (job->colocated) {
-        snprintf(err, errlen,
-                 "the job is colocated (--mimo-layout colocated) and this worker trains one module "
-                 "per GPU; it cannot train it yet (dry-run workers and libhgrid trainers can join it)");
-        return -1;
+    // The trainer's own split rules, in every module holding the rank (a
+    // colocated rank trains both), before any communicator forms.
+    const hg_module_grid *mine_modules[2];
+    int n = hg_plan_modules_of_rank(job, rank, mine_modules);
+    for (int i = 0; i < n; i++) {
+        tr_shard shard;
+        if (tr_shard_build(&shard, job, mine_modules[i], rank, err, errlen) != 0)
+            return -1;
     }
-    if (job->num_encoders > 1) {
-        snprintf(err, errlen,
-                 "the job has %d encoders (--encoder) and this worker trains one encoder; it "
-                 "cannot train it yet (dry-run workers and libhgrid trainers can join it)",
-                 job->num_encoders);
-        return -1;
-    }
-    tr_shard shard; // the trainer's own split rules, before any communicator forms
-    if (tr_shard_build(&shard, job, rank, err, errlen) != 0)
-        return -1;
     if (strcmp(o->config, TRAIN_CONFIG_JOB) == 0)
         return 0;
     int mine, theirs;

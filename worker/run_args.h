@@ -39,7 +39,8 @@ typedef struct {
     "                    [--save DIR [--save-interval K]] [--load DIR] [--profile-comm]\n" \
     "                    [--dp-overlap]\n"                                                    \
     "       hgrid-worker --single-gpu --config NAME --steps N [--fp32] [--seed S] [--lr X]\n" \
-    "                    [--batch B] [--dump PATH [--cpu]] [--describe]\n"
+    "                    [--batch B] [--save DIR [--save-interval K]] [--load DIR]\n"    \
+    "                    [--dump PATH [--cpu]] [--describe]\n"
 
 #define TRAIN_FLAGS_HELP                                                                  \
     "Training:\n"                                                                         \
@@ -49,7 +50,10 @@ typedef struct {
     "  --seed S                 data and initialisation seed (default 1)\n"                \
     "  --fp32                   fp32 throughout (default: bf16 with fp32 master weights)\n" \
     "  --lr X                   AdamW learning rate (default 1e-3)\n"                      \
-    "  --save DIR, --save-interval K, --load DIR   checkpoints (workers)\n"               \
+    "  --save DIR               save a checkpoint after the last step (and every K)\n"    \
+    "  --save-interval K        save every K steps too\n"                                  \
+    "  --load DIR               resume from a checkpoint (a worker's later generations\n"  \
+    "                           resume from --save's by themselves)\n"                     \
     "  --profile-comm           time each collective alone (workers)\n"                   \
     "  --dp-overlap             reduce large gradients during the last backward (workers)\n" \
     "  --single-gpu             train both modules on this one GPU, without gridd: the\n"  \

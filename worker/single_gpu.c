@@ -148,18 +148,25 @@ static int run_dump(const train_options *o, const hg_model_config *c, int B, con
 }
 
 // One line per step: the loss, the norm, the step's time (to the end of
-// its optimizer step on the GPU) and tokens/s.
+// its optimizer step on the GPU) and tokens/s; from --load's checkpoint,
+// saving to --save's as the workers do.
 static int run_train(const train_options *o, const hg_config *cfg, int B, cudaStream_t st,
                      tr_local *l, const hg_optim_config *opt)
 {
     const hg_model_config *c = &cfg->model;
+    char err[512];
+    int first = 0;
+    if (o->load_dir && tr_local_load(l, o->load_dir, &first, err, sizeof err) != 0) {
+        fprintf(stderr, "hgrid-worker: %s\n", err);
+        return 1;
+    }
     size_t ne = tr_worker_shard(tr_local_worker(l, HG_MODULE_ENCODER))->local.total;
     size_t nl = tr_worker_shard(tr_local_worker(l, HG_MODULE_LLM))->local.total;
     printf("config %s: encoder %.2fM, llm %.2fM parameters; batch %d x %d tokens; %s; "
            "text-only floor %.4f\n",
            cfg->name, ne / 1e6, nl / 1e6, B, c->seq_length, o->fp32 ? "fp32" : "bf16",
            hg_text_only_floor());
-    for (int s = 0; s < o->steps; s++) {
+    for (int s = first; s < o->steps; s++) {
         double t0 = now_s();
         float loss = tr_local_forward_backward(l, o->seed, s);
         float norm = tr_local_optimizer_step(l, opt);
@@ -171,6 +178,11 @@ static int run_train(const train_options *o, const hg_config *cfg, int B, cudaSt
             printf(" | aux %.5f", tr_local_aux_loss(l));
         putchar('\n');
         fflush(stdout);
+        if (train_should_save(o, s + 1) &&
+            tr_local_save(l, o->save_dir, s + 1, err, sizeof err) != 0) {
+            fprintf(stderr, "hgrid-worker: checkpoint after step %d: %s\n", s + 1, err);
+            return 1;
+        }
     }
     return 0;
 }

@@ -40,6 +40,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                     hg_group_members(m, (hg_group_kind)k, g, members);
             }
         }
+        // Every rank's groups (both modules when colocated) and bridge peers,
+        // in small worlds (the walk is quadratic).
+        for (int r = 0; plan.world_size <= 64 && r < plan.world_size; r++) {
+            const hg_module_grid *mods[2];
+            int n = hg_plan_modules_of_rank(&plan, r, mods);
+            for (int i = 0; i < n; i++) {
+                hg_rank_group groups[HG_MAX_RANK_GROUPS];
+                int ng = hg_rank_groups(&plan, NULL, mods[i], r, groups);
+                for (int j = 0; j < ng; j++) {
+                    hg_rank_group_members(&plan, mods[i], &groups[j], members);
+                    if (groups[j].kind == HG_GROUP_BRIDGE) {
+                        hg_bridge_peer peers[64];
+                        hg_bridge_peers(&plan, groups[j].bridge, r, peers, 64);
+                    }
+                }
+            }
+        }
     }
     free(text);
     return 0;

@@ -28,7 +28,7 @@ enum { STEPS = 3 };
 static void run(const hg_plan *plan, const tr_ops *ops, cudaStream_t st, float *loss,
                 float *norm)
 {
-    tr_group *groups[HG_NUM_GROUP_KINDS] = {0}, *bridge = NULL;
+    tr_rank_groups groups = {0};
     tr_threads_world *world = NULL;
     int me = 0;
     char err[256];
@@ -37,19 +37,19 @@ static void run(const hg_plan *plan, const tr_ops *ops, cudaStream_t st, float *
     o.lr = 3e-3f;
     if (ops->device) {
         for (int k = 0; k < HG_NUM_GROUP_KINDS; k++)
-            groups[k] = tr_nccl_group(NULL, st, &me, 1, 0);
+            groups.g[0][k] = tr_nccl_group(NULL, st, &me, 1, 0);
     } else {
         world = tr_threads_world_create(1);
-        CHECK(tr_threads_layout_groups(world, plan, 0, groups, &bridge) == 0, "groups");
+        CHECK(tr_threads_layout_groups(world, plan, 0, &groups) == 0, "groups");
     }
-    tr_worker *w = tr_worker_create_with(ops, plan, 0, groups, NULL, 1234, err, sizeof err);
+    tr_worker *w = tr_worker_create_with(ops, plan, 0, &groups, 1234, err, sizeof err);
     CHECK(w != NULL, "%s: %s", ops->name, err);
     for (int s = 0; w && s < STEPS; s++) {
         loss[s] = tr_worker_forward_backward(w, 77, s);
         norm[s] = tr_worker_optimizer_step(w, &o);
     }
     tr_worker_free(w);
-    tr_layout_groups_free(groups, bridge);
+    tr_layout_groups_free(&groups);
     if (world)
         tr_threads_world_free(world);
 }

@@ -22,6 +22,14 @@
 # image information crossing the bridge allows.
 # --dp-overlap (gradients of the weight matrices reduced during the last
 # backward) on llm dp2 and encoder dp2 + llm tp2 gives the same losses.
+# Colocated layouts (--mimo-layout colocated: both modules on every GPU,
+# the hand-off a re-sharding between the encoder's dp and the LLM's): one
+# GPU and encoder dp2 / llm tp2 against --single-gpu; encoder tp2 / llm dp2
+# and encoder tp2 dp2 / llm tp2 dp2 against encoder | llm over the same two
+# micro-batches; a colocated checkpoint resumes exactly. Two encoders
+# (--encoder vision:... --encoder audio:...): vision | audio | llm learns,
+# and vision + audio | llm tp2 and vision dp2 + audio tp2 | llm tp2 give
+# its losses.
 # Layouts that need more GPUs than the host has are skipped, saying so.
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
@@ -136,6 +144,8 @@ ONE_MB=(--micro-batch-size 16 --global-batch-size 16)
 WFLAGS=() # extra worker flags for run_layout
 FOUR_MB=(--micro-batch-size 4 --global-batch-size 16)
 TWO_MB=(--micro-batch-size 8 --global-batch-size 16)
+COLO=(--mimo-layout colocated)
+TWO_ENC=(--encoder vision:tp=1,dp=1 --encoder audio:tp=1,dp=1)
 
 if [ "$gpus" -lt 1 ]; then
   echo "train_layouts: no GPU here"
@@ -198,7 +208,57 @@ for mode in fp32 bf16; do
   else
     fail "llm only ($mode): training failed"; tail -n 3 "$tmp"/llm-"$mode".*.out
   fi
+  run_layout colo-1 "colocated, 1 GPU" "$mode" "$single" -- "${COLO[@]}" "${ENC_LLM[@]}" \
+    "${ONE_MB[@]}"
+  run_layout colo-enc-dp2-llm-tp2 "colocated encoder dp2 / llm tp2" "$mode" "$single" -- \
+    "${COLO[@]}" "${ENC_DP2_LLM_TP2[@]}" "${ONE_MB[@]}"
+  train "enc-llm-mb2-$mode" "${MODEL[@]}" --steps "$STEPS" "${flags[@]}" -- "${ENC_LLM[@]}" \
+    "${TWO_MB[@]}"
+  case $? in
+    0) mb2=$out
+       run_layout colo-enc-tp2-llm-dp2 "colocated encoder tp2 / llm dp2" "$mode" "$mb2" -- \
+         "${COLO[@]}" --encoder-tp 2 --encoder-dp 1 --llm-tp 1 --llm-dp 2 "${TWO_MB[@]}"
+       run_layout colo-enc-tp2-dp2-llm-tp2-dp2 "colocated encoder tp2 dp2 / llm tp2 dp2" "$mode" \
+         "$mb2" -- "${COLO[@]}" --encoder-tp 2 --encoder-dp 2 --llm-tp 2 --llm-dp 2 "${TWO_MB[@]}" ;;
+    1) fail "encoder | llm, 2 micro-batches ($mode): training failed" ;;
+  esac
+  train "enc2-llm-$mode" "${MODEL[@]}" --steps "$STEPS" "${flags[@]}" -- "${TWO_ENC[@]}" \
+    --llm-tp 1 --llm-dp 1 "${ONE_MB[@]}"
+  case $? in
+    0) enc2=$out
+       if falls "$enc2"; then
+         summary+=("$(printf '%-44s %s' "vision | audio | llm ($mode)" "trains, the loss falls")")
+       else
+         fail "vision | audio | llm ($mode): the loss did not fall over $STEPS steps"
+       fi
+       run_layout enc2-llm-tp2 "vision + audio | llm tp2" "$mode" "$enc2" -- "${TWO_ENC[@]}" \
+         --llm-tp 2 --llm-dp 1 "${ONE_MB[@]}"
+       run_layout enc2-dp2-tp2-llm-tp2 "vision dp2 + audio tp2 | llm tp2" "$mode" "$enc2" -- \
+         --encoder vision:tp=1,dp=2 --encoder audio:tp=2,dp=1 --llm-tp 2 --llm-dp 1 \
+         "${ONE_MB[@]}" ;;
+    1) fail "vision | audio | llm ($mode): training failed"; tail -n 3 "$tmp"/enc2-llm-"$mode".*.out ;;
+  esac
 done
+
+# ---- a colocated checkpoint (fp32: resuming is exact)
+colo_full=$tmp/colo-enc-dp2-llm-tp2-fp32.1.out
+if [ "$gpus" -lt 2 ]; then
+  summary+=("$(printf '%-44s skipped (needs 2 GPUs)' 'colocated save and resume')")
+elif train ck-colo-first "${MODEL[@]}" --fp32 --steps 10 --save "$tmp/ckc" -- "${COLO[@]}" \
+  "${ENC_DP2_LLM_TP2[@]}" "${ONE_MB[@]}" &&
+  train ck-colo-resume "${MODEL[@]}" --fp32 --steps "$STEPS" --load "$tmp/ckc" -- "${COLO[@]}" \
+    "${ENC_DP2_LLM_TP2[@]}" "${ONE_MB[@]}"; then
+  if [ "$(losses "$out" | wc -l)" -eq 10 ] &&
+    diff <(losses "$out") <(losses "$colo_full" | tail -n 10) >/dev/null; then
+    summary+=("$(printf '%-44s steps 11-20 identical to the uninterrupted run' \
+      'colocated: save at 10, resume')")
+  else
+    fail "colocated resume: steps 11-20 differ from the uninterrupted run"
+    paste <(losses "$out") <(losses "$colo_full" | tail -n 10) | head -n 5
+  fi
+else
+  fail "colocated checkpoint: training failed"; tail -n 3 "$tmp"/ck-colo-*.*.out
+fi
 
 # ---- checkpoints (fp32: resuming is exact)
 uninterrupted=$tmp/enc-dp2-llm-tp2-fp32.3.out
