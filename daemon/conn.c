@@ -10,6 +10,7 @@
 #include "daemon/conn.h"
 
 #include "daemon/control.h"
+#include "daemon/hostlink.h"
 #include "daemon/job.h"
 #include "daemon/worker_msgs.h"
 
@@ -52,6 +53,10 @@ static const char *conn_peer(conn *c)
         return c->peer;
     if (c->kind == CONN_CONTROL) {
         snprintf(c->peer, sizeof c->peer, "control");
+        return c->peer;
+    }
+    if (c->kind == CONN_REMOTE) {
+        hostlink_peer(c, c->peer, sizeof c->peer);
         return c->peer;
     }
     struct sockaddr_storage sa;
@@ -197,6 +202,12 @@ void conn_close(conn *c, const char *reason)
     conn_list_remove(c);
     if (c->job)
         job_worker_gone(c, reason);
+    if (c->kind == CONN_REMOTE) {
+        hostlink_drop(c);
+        return;
+    }
+    if (c->link)
+        hostlink_closed(c, reason);
     else if (reason && !c->draining && c->kind == CONN_WORKER && gridd_log_enabled(GRIDD_INFO))
         gridd_log_at(GRIDD_INFO, NULL, -1, "connection closed peer=%s reason=\"%s\"",
                      conn_peer(c), reason);
@@ -216,6 +227,13 @@ void conn_finish(conn *c)
     c->draining = true;
     if (c->job)
         job_worker_gone(c, "connection finished");
+    if (c->kind == CONN_REMOTE) { // the agent closes its socket after what was sent
+        conn_list_remove(c);
+        hostlink_drop(c);
+        return;
+    }
+    if (c->link)
+        hostlink_closed(c, "connection finished");
     conn_list_append(c, LIST_LINGER);
     uv_shutdown_t *req = malloc(sizeof *req);
     if (!req || uv_shutdown(req, &c->h.stream, on_shutdown)) {
@@ -291,6 +309,8 @@ int conn_send(conn *c, const Hgrid__Envelope *env)
 {
     if (c->closing || c->draining)
         return -1;
+    if (c->kind == CONN_REMOTE)
+        return hostlink_send(c, env);
     uint8_t *frame = send_buffer, *heap = NULL;
     size_t len = wire_pack_into(env, send_buffer, sizeof send_buffer);
     if (len == 0 && (len = wire_pack(env, &heap)) > 0)

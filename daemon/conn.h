@@ -1,12 +1,16 @@
 // A connection (worker over TCP or hgridctl over the control socket):
-// framing, sending with a bounded queue, deadlines and closing.
+// framing, sending with a bounded queue, deadlines and closing. A worker
+// behind an hgrid-agent is a CONN_REMOTE: no socket of its own, its frames
+// go through its host link (daemon/hostlink.h).
 #ifndef HGRID_DAEMON_CONN_H
 #define HGRID_DAEMON_CONN_H
 
 #include "daemon/gridd.h"
 #include "wire/wire.h"
 
-typedef enum { CONN_WORKER, CONN_CONTROL } conn_kind;
+typedef struct hostlink hostlink;
+
+typedef enum { CONN_WORKER, CONN_CONTROL, CONN_REMOTE } conn_kind;
 
 struct conn {
     union {
@@ -28,6 +32,8 @@ struct conn {
     int slot;      // its roster slot (= rank once ranks are assigned)
     uint64_t hello_ns; // uv_hrtime() of its accepted Hello until its first Assignment; else 0
     char peer[64]; // "address:port" for the log, filled on first use
+    hostlink *link; // CONN_WORKER: set once it sent a HostHello; CONN_REMOTE: its host's
+    uint32_t device; // CONN_REMOTE: its local device, its address on the link
 };
 
 conn *conn_new(server *srv, conn_kind kind);

@@ -39,7 +39,8 @@ job *job_create(server *srv, const job_record *rec, const hg_plan *plan)
     j->ids = malloc((size_t)j->mint.num_ids * MINT_ID_BYTES + 1);
     j->missing = malloc(sizeof *j->missing * world);
     j->members = malloc(sizeof *j->members * world);
-    if (!j->ids || !j->missing || !j->members) {
+    if (!j->ids || !j->missing || !j->members || rebuild_init(&j->rebuild, &j->mint)) {
+        rebuild_free(&j->rebuild);
         free(j->ids);
         free(j->missing);
         free(j->members);
@@ -66,6 +67,7 @@ void job_restored(job *j)
 void job_free(job *j)
 {
     roster_free(&j->rec.roster);
+    rebuild_free(&j->rebuild);
     free(j->ids);
     free(j->missing);
     free(j->members);
@@ -171,26 +173,6 @@ static bool assign_rank(job *j, int rank)
     return true;
 }
 
-// How many distinct ids rank's groups use (kinds sharing a communicator
-// share an id).
-static int ids_needed(const job *j, int rank)
-{
-    int ids[MINT_MAX_PER_RANK], n = 0;
-    const hg_module_grid *m = hg_plan_module_of_rank(&j->plan, rank);
-    for (int k = 0; k < HG_NUM_GROUP_KINDS; k++) {
-        if (!hg_group_applies(m, (hg_group_kind)k))
-            continue;
-        int id = mint_group_id(&j->mint, rank, (hg_group_kind)k), seen = 0;
-        for (int i = 0; i < n; i++)
-            seen |= ids[i] == id;
-        if (id >= 0 && !seen)
-            ids[n++] = id;
-    }
-    if (j->mint.bridge_id >= 0 && hg_bridge_index_of_rank(&j->plan, rank) >= 0)
-        n++;
-    return n;
-}
-
 // An id came in: members of its group that now hold all their ids get
 // their Assignment at once, while other leaders are still minting.
 static bool id_arrived(job *j, int id)
@@ -223,6 +205,8 @@ static void start_generation(job *j)
     j->assigned = 0;
     j->ready = 0;
     j->whole_at = gridd_now_ms();
+    int changed = rebuild_plan(&j->rebuild, &j->mint);
+    j->minted_generation = gen;
     Hgrid__Envelope env;
     Hgrid__MintRequest req;
     wire_envelope_init(&env);
@@ -234,8 +218,8 @@ static void start_generation(job *j)
     for (int s = 0; s < j->plan.world_size; s++) {
         roster_slot *slot = &j->rec.roster.slots[s];
         slot->state = SLOT_JOINED;
-        j->missing[s] = ids_needed(j, s);
-        int n = mint_leader_ids(&j->mint, s, ids);
+        j->missing[s] = rebuild_ids_needed(&j->rebuild, &j->mint, s);
+        int n = rebuild_leader_ids(&j->rebuild, &j->mint, s, ids);
         if (n == 0)
             continue;
         slot->mint_pending = true;
@@ -246,14 +230,17 @@ static void start_generation(job *j)
         if (j->state != JOB_MINTING || j->rec.generation != gen)
             return;
     }
-    gridd_log_at(GRIDD_INFO, j, -1, "generation started leaders=%d ids=%d", j->mint_pending,
-                 j->mint.num_ids);
+    gridd_log_at(j->rec.generation > 1 ? GRIDD_NOTICE : GRIDD_INFO, j, -1,
+                 "generation started leaders=%d ids=%d changed=%d", j->mint_pending,
+                 j->mint.num_ids, changed);
     for (int s = 0; s < j->plan.world_size; s++) // ranks whose groups need no id
         if (j->missing[s] == 0 && !assign_rank(j, s))
             return;
 }
 
-static void send_abort(conn *c, uint64_t generation, const char *reason)
+// lost_rank >= 0: the rank whose loss ended the generation (workers abort
+// the communicators holding it at once).
+static void send_abort(conn *c, uint64_t generation, const char *reason, int lost_rank)
 {
     Hgrid__Envelope env;
     Hgrid__Abort abort_msg;
@@ -261,6 +248,9 @@ static void send_abort(conn *c, uint64_t generation, const char *reason)
     hgrid__abort__init(&abort_msg);
     abort_msg.generation = generation;
     abort_msg.reason = (char *)reason;
+    uint32_t lost = (uint32_t)lost_rank;
+    abort_msg.n_lost_ranks = lost_rank >= 0;
+    abort_msg.lost_ranks = &lost;
     env.msg_case = HGRID__ENVELOPE__MSG_ABORT;
     env.abort = &abort_msg;
     conn_send(c, &env);
@@ -268,7 +258,7 @@ static void send_abort(conn *c, uint64_t generation, const char *reason)
 
 // Every connected worker but skip (one that never held this generation)
 // gets Abort; the job waits for its set to be whole again.
-static void abort_generation(job *j, const char *reason, const conn *skip)
+static void abort_generation(job *j, const char *reason, const conn *skip, int lost_rank)
 {
     uint64_t gen = j->rec.generation;
     j->state = JOB_WAITING;
@@ -286,7 +276,7 @@ static void abort_generation(job *j, const char *reason, const conn *skip)
         slot->mint_pending = false;
         conn_unwatch(c);
         if (c != skip)
-            send_abort(c, gen, reason);
+            send_abort(c, gen, reason, lost_rank);
     }
 }
 
@@ -332,7 +322,7 @@ void jobs_sweep(server *srv)
                  "rank %d, %s/%d)", r->world_size - r->live, r->world_size,
                  srv->opt.resume_timeout, first, roster_host_name(r, r->slots[first].host),
                  r->slots[first].device);
-        abort_generation(j, reason, NULL);
+        abort_generation(j, reason, NULL, -1);
     }
 }
 
@@ -352,13 +342,13 @@ void job_joined(job *j, conn *c, const Hgrid__Resume *resume)
         char reason[512];
         snprintf(reason, sizeof reason, "rank %d (%s/%d) came back without it after gridd's "
                  "restart", c->slot, host, slot->device);
-        abort_generation(j, reason, c);
+        abort_generation(j, reason, c, -1);
     }
     if (resume && resume->generation) { // its generation ended while it was away
         char reason[128];
         snprintf(reason, sizeof reason, "generation %llu ended while this worker was away",
                  (unsigned long long)resume->generation);
-        send_abort(c, resume->generation, reason);
+        send_abort(c, resume->generation, reason, -1);
         if (c->job != j)
             return; // the send failed and lost the worker
     }
@@ -400,6 +390,8 @@ void job_worker_gone(conn *c, const char *why)
     snprintf(host, sizeof host, "%s", roster_host_name(r, slot->host));
     bool assigned = r->assigned;
     roster_leave(r, s);
+    if (assigned)
+        rebuild_lose(&j->rebuild, s);
     if (!assigned) {
         gridd_log_at(GRIDD_INFO, j, -1, "worker left before ranks were assigned host=%s device=%d "
                      "joined=%d/%d reason=\"%s\"", host, device, r->live, r->world_size, why);
@@ -411,7 +403,7 @@ void job_worker_gone(conn *c, const char *why)
         return;
     char reason[512];
     snprintf(reason, sizeof reason, "rank %d (%s/%d) lost: %s", s, host, device, why);
-    abort_generation(j, reason, NULL);
+    abort_generation(j, reason, NULL, s);
 }
 
 void job_mint_reply(conn *c, const Hgrid__MintReply *reply)
@@ -424,7 +416,7 @@ void job_mint_reply(conn *c, const Hgrid__MintReply *reply)
         return;
     }
     int ids[MINT_MAX_PER_RANK];
-    int n = mint_leader_ids(&j->mint, c->slot, ids);
+    int n = rebuild_leader_ids(&j->rebuild, &j->mint, c->slot, ids);
     if (reply->n_ids != (size_t)n) {
         conn_fail(c, HGRID__ERROR_CODE__ERROR_BAD_REQUEST,
                   "MintReply carries %zu ids; MintRequest asked rank %d for %d", reply->n_ids,
@@ -458,6 +450,8 @@ void job_ready(conn *c, uint64_t generation)
     if (++j->ready < j->plan.world_size)
         return;
     j->state = JOB_RUNNING;
+    if (j->minted_generation == j->rec.generation) // every communicator formed
+        rebuild_formed(&j->rebuild);
     gridd_log_at(GRIDD_NOTICE, j, -1, "generation running ready=%d after_whole_ms=%lld", j->ready,
                  (long long)(gridd_now_ms() - j->whole_at));
 }

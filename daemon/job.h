@@ -6,6 +6,7 @@
 #include "daemon/conn.h"
 #include "daemon/gridd.h"
 #include "daemon/core/mint.h"
+#include "daemon/core/rebuild.h"
 #include "daemon/core/roster.h"
 #include "daemon/core/state.h"
 #include "wire/wire.h"
@@ -18,6 +19,8 @@ struct job {
     job_record rec;
     hg_plan plan;
     mint_plan mint;
+    rebuild_state rebuild; // which ids the next generation re-mints
+    uint64_t minted_generation; // the generation whose ids this gridd minted (j->ids)
     Hgrid__Layout layout; // rec.spec on the wire (Assignment, JobInfo)
     Hgrid__ModelConfig model;
     job_state state;

@@ -172,12 +172,15 @@ int assign_check(const assign_ref *ref, const Hgrid__Assignment *a, char *err, s
 int assign_check_minted(const assign_ref *ref, const Hgrid__Assignment *a, const uint8_t *ids,
                         int count, char *err, size_t errlen)
 {
-    int which[ASSIGN_MAX_GROUPS];
-    int want = assign_mint_plan(ref, (int)a->rank, which);
+    int which[ASSIGN_MAX_GROUPS], minted[ASSIGN_MAX_GROUPS], want = 0;
+    int led = assign_mint_plan(ref, (int)a->rank, which);
+    for (int i = 0; i < led; i++)
+        if (!a->groups[which[i]]->kept) // a kept group's id is the last generation's
+            minted[want++] = which[i];
     if (count != want)
         return fail(err, errlen, "rank %u minted %d ids, its groups need %d", a->rank, count, want);
     for (int i = 0; i < count; i++) {
-        const Hgrid__Group *g = a->groups[which[i]];
+        const Hgrid__Group *g = a->groups[minted[i]];
         if (memcmp(g->nccl_id.data, ids + (size_t)i * ASSIGN_ID_BYTES, ASSIGN_ID_BYTES) != 0)
             return fail(err, errlen, "rank %u leads group %s but its id is not the one it minted",
                         a->rank, g->name);

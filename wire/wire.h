@@ -54,6 +54,14 @@ void wire_free_envelope(Hgrid__Envelope *env);
 // A one-line reason if env's version or content is unusable, else NULL.
 const char *wire_check_version(const Hgrid__Envelope *env, char *buf, size_t buflen);
 
+// ---- host links (wire/host.c)
+// Packs the i-th worker's Assignment of a HostAssignment as the frame
+// (header included, malloc'd into *frame) that worker receives: layout and
+// job filled in, each group's id_ref resolved to its id. Returns its
+// length, or 0 with a reason in err.
+size_t wire_host_assignment_frame(const Hgrid__HostAssignment *ha, size_t i, const char *job,
+                                  uint8_t **frame, char *err, size_t errlen);
+
 // ---- blocking I/O for clients (hgridctl, hgrid-worker)
 // Sends one Envelope; returns 0 or -1 (errno set).
 int wire_send(int fd, const Hgrid__Envelope *env);

@@ -1,6 +1,7 @@
 // hgrid-swarm: a load generator for gridd. Simulates N workers on H fake
-// hosts over N real TCP connections, checks every assignment against the
-// plan computed here, and prints one line of numbers.
+// hosts, one link per host as an hgrid-agent holds it (--direct: N real TCP
+// connections), checks every assignment against the plan computed here,
+// and prints one line of numbers.
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,9 +17,11 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: hgrid-swarm --coordinator HOST:PORT --job NAME --token T --workers N\n"
             "                   [--hosts H] [--gridd-pid PID] [--wait-release] [--busy-poll]\n"
-            "                   [--timeout S] [--connect-threads T]\n"
-            "Simulates N workers (hosts swarm-0..H-1 with N/H devices each; default H = N/8)\n"
-            "over N TCP connections from one thread, mints random ids as a leader, and\n"
+            "                   [--timeout S] [--connect-threads T] [--direct] [--replace-rank R]\n"
+            "Simulates N workers (hosts swarm-0..H-1 with N/H devices each; default H = N/8),\n"
+            "each host one link to gridd carrying its workers as an hgrid-agent does (with\n"
+            "--direct: one TCP connection per worker), from one thread, mints random ids as a\n"
+            "leader, and\n"
             "checks every assignment against the layout engine: ranks unique and complete,\n"
             "coordinates, groups, shared and distinct ids, bridge peers, host-local tp.\n"
             "Then it leaves, or with --wait-release waits for gridd's Release. --busy-poll\n"
@@ -30,6 +33,11 @@ static void usage(FILE *out)
             "  --gridd-pid after the rendezvous (0 without it). --timeout: default 60 s.\n"
             "--connect-threads: threads that connect and send the Hellos, as N real workers\n"
             "  do in parallel (default: one per online CPU, at most %d).\n"
+            "--replace-rank R (not with --direct): after the checks every worker sends Ready,\n"
+            "  rank R's worker dies under its agent and a new one joins in its place; prints\n"
+            "  'replace: rank=R abort_ms=.. reassign_ms=.. changed_ids=.. kept_ids=..' (death to\n"
+            "  the last Abort; the replacement's Hello to the last new Assignment) and checks\n"
+            "  the new generation, and that exactly the groups holding R got new ids.\n"
             "Exit status: 0 every check passed, 1 a check failed, 2 usage error.\n",
             SWARM_MAX_CONNECT_THREADS);
 }
@@ -44,6 +52,7 @@ static int parse_args(int argc, char **argv, swarm_options *o, bool *help)
 {
     memset(o, 0, sizeof *o);
     o->timeout_s = 60;
+    o->replace_rank = -1;
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     o->connect_threads = cpus < 1 ? 1 : cpus > SWARM_MAX_CONNECT_THREADS ? SWARM_MAX_CONNECT_THREADS
                                                                         : (int)cpus;
@@ -60,6 +69,10 @@ static int parse_args(int argc, char **argv, swarm_options *o, bool *help)
         }
         if (!strcmp(a, "--busy-poll")) {
             o->busy_poll = true;
+            continue;
+        }
+        if (!strcmp(a, "--direct")) {
+            o->direct = true;
             continue;
         }
         if (i + 1 >= argc)
@@ -84,6 +97,10 @@ static int parse_args(int argc, char **argv, swarm_options *o, bool *help)
             o->timeout_s = (double)x;
         else if (!strcmp(a, "--connect-threads") && number && x <= SWARM_MAX_CONNECT_THREADS)
             o->connect_threads = (int)x;
+        else if (!strcmp(a, "--replace-rank") && *v && !*end && x >= 0 && x < HG_MAX_WORLD)
+            o->replace_rank = (int)x;
+        else if (!strcmp(a, "--replace-rank"))
+            return usage_error("needs a rank:", a);
         else if (!strcmp(a, "--workers") || !strcmp(a, "--hosts") || !strcmp(a, "--gridd-pid") ||
                  !strcmp(a, "--timeout"))
             return usage_error("needs a positive integer:", a);
@@ -99,6 +116,10 @@ static int parse_args(int argc, char **argv, swarm_options *o, bool *help)
     }
     if (!o->hosts)
         o->hosts = o->workers % 8 == 0 ? o->workers / 8 : 1;
+    if (o->direct && o->replace_rank >= 0) {
+        fprintf(stderr, "hgrid-swarm: --replace-rank needs host links; drop --direct\n");
+        return 2;
+    }
     if (o->workers % o->hosts != 0) {
         fprintf(stderr, "hgrid-swarm: --hosts %d must divide --workers %d (N/H devices per host)\n",
                 o->hosts, o->workers);
@@ -107,7 +128,7 @@ static int parse_args(int argc, char **argv, swarm_options *o, bool *help)
     return 0;
 }
 
-// One descriptor per worker plus a few: raise the soft limit to the hard one.
+// One descriptor per connection plus a few: raise the soft limit to the hard one.
 static int raise_fd_limit(int workers)
 {
     struct rlimit rl;
@@ -196,10 +217,11 @@ int main(int argc, char **argv)
         usage(stdout);
     if (rc || help)
         return rc;
-    if (raise_fd_limit(s.opt.workers))
+    if (raise_fd_limit(s.opt.direct ? s.opt.workers : s.opt.hosts))
         return 1;
     s.conns = calloc((size_t)s.opt.workers, sizeof *s.conns);
-    if (!s.conns) {
+    s.hosts = s.opt.direct ? NULL : calloc((size_t)s.opt.hosts, sizeof *s.hosts);
+    if (!s.conns || (!s.opt.direct && !s.hosts)) {
         fprintf(stderr, "hgrid-swarm: out of memory for %d workers\n", s.opt.workers);
         return 1;
     }
@@ -209,6 +231,12 @@ int main(int argc, char **argv)
         s.conns[i].host = i / per_host;
         s.conns[i].device = i % per_host;
         wire_reader_init(&s.conns[i].reader, WIRE_DEFAULT_MAX_FRAME);
+    }
+    for (int h = 0; !s.opt.direct && h < s.opt.hosts; h++) {
+        s.hosts[h].fd = -1;
+        s.hosts[h].first = h * per_host;
+        s.hosts[h].count = per_host;
+        wire_reader_init(&s.hosts[h].reader, WIRE_DEFAULT_MAX_FRAME);
     }
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -224,6 +252,11 @@ int main(int argc, char **argv)
     double p50, p99;
     latencies(&s, &p50, &p99);
     double rendezvous = s.num_assigned ? s.t_last_assigned - s.t_first_connect : 0;
+    swarm_phases ph = s.phases; // of the rendezvous, not the replacement
+    swarm_replacement rep;
+    int replace_failed = 0;
+    if (s.opt.replace_rank >= 0 && !failed && !setup)
+        replace_failed = swarm_replace(&s, &rep);
     swarm_finish(&s);
     for (int i = 0; i < s.opt.workers; i++) {
         wire_reader_free(&s.conns[i].reader);
@@ -233,17 +266,22 @@ int main(int argc, char **argv)
         free(s.conns[i].error);
     }
     free(s.conns);
+    free(s.hosts);
     printf("wire per worker: %.0f bytes sent in %.2f frames, %.0f bytes received (frame headers "
            "included, TCP/IP not)\n", sent * per, frames * per, received * per);
-    const swarm_phases *ph = &s.phases;
     printf("phases (s from first connect): last hello %.3f, first mint request %.3f, last mint "
            "reply %.3f, first assignment %.3f, last %.3f\n",
-           ph->last_hello - s.t_first_connect, ph->first_request - s.t_first_connect,
-           ph->last_reply - s.t_first_connect, ph->first_assigned - s.t_first_connect,
+           ph.last_hello - s.t_first_connect, ph.first_request - s.t_first_connect,
+           ph.last_reply - s.t_first_connect, ph.first_assigned - s.t_first_connect,
            s.t_last_assigned - s.t_first_connect);
     if (cpu0 >= 0 && cpu1 >= 0)
         printf("gridd cpu: %.0f ms during the rendezvous, %.1f us per worker\n",
                (cpu1 - cpu0) * 1e3, (cpu1 - cpu0) * 1e6 * per);
+    if (s.opt.replace_rank >= 0 && !failed && !setup)
+        printf("replace: rank=%d abort_ms=%.1f reassign_ms=%.1f changed_ids=%d kept_ids=%d%s\n",
+               rep.rank, rep.abort_s * 1e3, rep.reassign_s * 1e3, rep.changed_ids, rep.kept_ids,
+               replace_failed ? " (checks failed)" : "");
+    failed += replace_failed;
     if (failed || setup)
         fprintf(stderr, "hgrid-swarm: %d check(s) failed\n", failed + (setup != 0));
     printf("workers=%d groups=%d rendezvous_s=%.3f p50_ms=%.1f p99_ms=%.1f gridd_rss_kib=%ld\n",

@@ -1,0 +1,107 @@
+// Partial rebuild: the ids a generation re-mints, from the replaced ranks.
+#include "daemon/core/rebuild.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int rebuild_init(rebuild_state *rb, const mint_plan *mp)
+{
+    rb->world_size = mp->plan->world_size;
+    rb->num_ids = mp->num_ids;
+    rb->replaced = malloc((size_t)rb->world_size);
+    rb->changed = malloc((size_t)rb->num_ids + 1);
+    if (!rb->replaced || !rb->changed) {
+        rebuild_free(rb);
+        return -1;
+    }
+    rebuild_lose_all(rb);
+    memset(rb->changed, 1, (size_t)rb->num_ids + 1);
+    rb->num_changed = rb->num_ids;
+    return 0;
+}
+
+void rebuild_free(rebuild_state *rb)
+{
+    free(rb->replaced);
+    free(rb->changed);
+    rb->replaced = rb->changed = NULL;
+}
+
+void rebuild_lose(rebuild_state *rb, int rank)
+{
+    if (rank < 0 || rank >= rb->world_size || rb->replaced[rank])
+        return;
+    rb->replaced[rank] = 1;
+    rb->num_replaced++;
+}
+
+void rebuild_lose_all(rebuild_state *rb)
+{
+    memset(rb->replaced, 1, (size_t)rb->world_size);
+    rb->num_replaced = rb->world_size;
+}
+
+static void mark(rebuild_state *rb, int id)
+{
+    if (id >= 0 && !rb->changed[id]) {
+        rb->changed[id] = 1;
+        rb->num_changed++;
+    }
+}
+
+int rebuild_plan(rebuild_state *rb, const mint_plan *mp)
+{
+    if (rb->num_replaced == rb->world_size) {
+        memset(rb->changed, 1, (size_t)rb->num_ids + 1);
+        rb->num_changed = rb->num_ids;
+        return rb->num_changed;
+    }
+    memset(rb->changed, 0, (size_t)rb->num_ids + 1);
+    rb->num_changed = 0;
+    for (int r = 0; r < rb->world_size; r++) {
+        if (!rb->replaced[r])
+            continue;
+        const hg_module_grid *m = hg_plan_module_of_rank(mp->plan, r);
+        for (int k = 0; k < HG_NUM_GROUP_KINDS; k++)
+            if (hg_group_applies(m, (hg_group_kind)k))
+                mark(rb, mint_group_id(mp, r, (hg_group_kind)k));
+        if (hg_bridge_index_of_rank(mp->plan, r) >= 0)
+            mark(rb, mp->bridge_id);
+    }
+    return rb->num_changed;
+}
+
+void rebuild_formed(rebuild_state *rb)
+{
+    memset(rb->replaced, 0, (size_t)rb->world_size);
+    rb->num_replaced = 0;
+}
+
+int rebuild_leader_ids(const rebuild_state *rb, const mint_plan *mp, int rank,
+                       int ids[MINT_MAX_PER_RANK])
+{
+    int all[MINT_MAX_PER_RANK], n = 0;
+    int total = mint_leader_ids(mp, rank, all);
+    for (int i = 0; i < total; i++)
+        if (rb->changed[all[i]])
+            ids[n++] = all[i];
+    return n;
+}
+
+int rebuild_ids_needed(const rebuild_state *rb, const mint_plan *mp, int rank)
+{
+    int ids[MINT_MAX_PER_RANK], n = 0;
+    const hg_module_grid *m = hg_plan_module_of_rank(mp->plan, rank);
+    for (int k = 0; k < HG_NUM_GROUP_KINDS; k++) {
+        if (!hg_group_applies(m, (hg_group_kind)k))
+            continue;
+        int id = mint_group_id(mp, rank, (hg_group_kind)k), seen = 0;
+        for (int i = 0; i < n; i++)
+            seen |= ids[i] == id;
+        if (rebuild_id_changed(rb, id) && !seen)
+            ids[n++] = id;
+    }
+    if (rebuild_id_changed(rb, mp->bridge_id) && hg_bridge_index_of_rank(mp->plan, rank) >= 0)
+        n++;
+    return n;
+}

@@ -1,0 +1,535 @@
+// Host links: an agent's connection carrying one host's workers of a job;
+// their frames relayed both ways and their Assignments sent per host.
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon/hostlink.h"
+
+#include "daemon/assignment.h"
+#include "daemon/job.h"
+#include "daemon/worker_msgs.h"
+
+struct hostlink {
+    conn *c; // the agent's connection
+    job *job;
+    char host[ROSTER_MAX_HOST + 1];
+    conn **workers; // its live workers (CONN_REMOTE)
+    int num_workers, cap_workers;
+    // The next Relay: frame i (Envelope bytes at offsets[i], lens[i] long)
+    // goes to devices[i].
+    uint32_t *relay_devices;
+    size_t *relay_offsets, *relay_lens;
+    int num_relay, cap_relay;
+    uint8_t *relay_bytes;
+    size_t relay_used, relay_cap;
+    // The next HostGone: workers gridd dropped.
+    uint32_t *gone;
+    int num_gone, cap_gone;
+    // The HostAssignment being gathered: ranks and their devices.
+    int *assign_ranks;
+    uint32_t *assign_devices;
+    int num_assign, cap_assign;
+    bool dirty, closing;
+    hostlink *next_dirty;
+};
+
+// Links with something to send (or closed, to free) at the end of this
+// loop iteration, and remote conns to free then.
+static hostlink *dirty_links;
+static conn *dropped;
+static uv_check_t flush_check;
+static bool flush_check_on;
+
+static void mark_dirty(hostlink *l)
+{
+    if (l->dirty)
+        return;
+    l->dirty = true;
+    l->next_dirty = dirty_links;
+    dirty_links = l;
+}
+
+// Grows *p (n elements of size) to hold need; 0 or -1 out of memory.
+static int grow(void *p, int *cap, int need, size_t size)
+{
+    if (need <= *cap)
+        return 0;
+    int n = *cap ? *cap * 2 : 8;
+    while (n < need)
+        n *= 2;
+    void *q = realloc(*(void **)p, (size_t)n * size);
+    if (!q)
+        return -1;
+    *(void **)p = q;
+    *cap = n;
+    return 0;
+}
+
+static void link_free(hostlink *l)
+{
+    free(l->workers);
+    free(l->relay_devices);
+    free(l->relay_offsets);
+    free(l->relay_lens);
+    free(l->relay_bytes);
+    free(l->gone);
+    free(l->assign_ranks);
+    free(l->assign_devices);
+    free(l);
+}
+
+static conn *find_worker(const hostlink *l, uint32_t device)
+{
+    for (int i = 0; i < l->num_workers; i++)
+        if (l->workers[i]->device == device)
+            return l->workers[i];
+    return NULL;
+}
+
+// Takes w off its link's list; true if it was there.
+static bool unlist(hostlink *l, const conn *w)
+{
+    for (int i = 0; i < l->num_workers; i++)
+        if (l->workers[i] == w) {
+            l->workers[i] = l->workers[--l->num_workers];
+            return true;
+        }
+    return false;
+}
+
+// ---- sending
+
+static void free_relay(hostlink *l)
+{
+    free(l->relay_devices);
+    free(l->relay_offsets);
+    free(l->relay_lens);
+    free(l->relay_bytes);
+    l->relay_devices = NULL;
+    l->relay_offsets = l->relay_lens = NULL;
+    l->relay_bytes = NULL;
+    l->num_relay = l->cap_relay = 0;
+    l->relay_used = l->relay_cap = 0;
+}
+
+// The pending Relay, then the pending HostGone. Returns -1 if the link
+// closed.
+static int link_flush(hostlink *l)
+{
+    if (l->closing)
+        return -1;
+    Hgrid__Envelope env;
+    wire_envelope_init(&env);
+    if (l->num_relay) {
+        int n = l->num_relay;
+        bool shared = true;
+        for (int i = 1; i < n && shared; i++)
+            shared = l->relay_lens[i] == l->relay_lens[0] &&
+                     !memcmp(l->relay_bytes + l->relay_offsets[i],
+                             l->relay_bytes + l->relay_offsets[0], l->relay_lens[0]);
+        ProtobufCBinaryData *frames = malloc(sizeof *frames * (size_t)n);
+        if (!frames) {
+            conn_close(l->c, "out of memory relaying frames");
+            return -1;
+        }
+        int num_frames = shared ? 1 : n;
+        for (int i = 0; i < num_frames; i++)
+            frames[i] = (ProtobufCBinaryData){l->relay_lens[i], l->relay_bytes + l->relay_offsets[i]};
+        Hgrid__Relay relay = HGRID__RELAY__INIT;
+        relay.n_devices = (size_t)n;
+        relay.devices = l->relay_devices;
+        relay.n_frames = (size_t)num_frames;
+        relay.frames = frames;
+        env.msg_case = HGRID__ENVELOPE__MSG_RELAY;
+        env.relay = &relay;
+        int rc = conn_send(l->c, &env);
+        free(frames);
+        free_relay(l); // a link is idle most of the time: it holds no buffer meanwhile
+        if (rc)
+            return -1;
+    }
+    if (l->num_gone) {
+        Hgrid__HostGone gone = HGRID__HOST_GONE__INIT;
+        gone.n_devices = (size_t)l->num_gone;
+        gone.devices = l->gone;
+        gone.reason = "dropped by gridd";
+        env.msg_case = HGRID__ENVELOPE__MSG_HOST_GONE;
+        env.host_gone = &gone;
+        l->num_gone = 0;
+        if (conn_send(l->c, &env))
+            return -1;
+    }
+    return 0;
+}
+
+static void on_flush(uv_check_t *h)
+{
+    (void)h;
+    while (dirty_links) {
+        hostlink *l = dirty_links;
+        dirty_links = l->next_dirty;
+        l->dirty = false;
+        if (l->closing)
+            link_free(l);
+        else
+            link_flush(l);
+    }
+    while (dropped) {
+        conn *c = dropped;
+        dropped = c->next;
+        wire_reader_free(&c->reader);
+        free(c);
+    }
+}
+
+int hostlink_send(conn *remote, const Hgrid__Envelope *env)
+{
+    hostlink *l = remote->link;
+    if (remote->closing || remote->draining || !l || l->closing)
+        return -1;
+    if (env->msg_case == HGRID__ENVELOPE__MSG_ABORT)
+        l->num_assign = 0; // the generation they were for is over
+    size_t len = hgrid__envelope__get_packed_size(env);
+    if (l->relay_used + len > l->relay_cap) {
+        size_t cap = l->relay_cap ? l->relay_cap : 256;
+        while (cap < l->relay_used + len)
+            cap *= 2;
+        uint8_t *bytes = realloc(l->relay_bytes, cap);
+        if (!bytes) {
+            conn_close(l->c, "out of memory relaying frames");
+            return -1;
+        }
+        l->relay_bytes = bytes;
+        l->relay_cap = cap;
+    }
+    int n = l->num_relay, cap = l->cap_relay;
+    if (grow(&l->relay_devices, &cap, n + 1, sizeof *l->relay_devices) ||
+        grow(&l->relay_offsets, &(int){l->cap_relay}, n + 1, sizeof *l->relay_offsets) ||
+        grow(&l->relay_lens, &(int){l->cap_relay}, n + 1, sizeof *l->relay_lens)) {
+        conn_close(l->c, "out of memory relaying frames");
+        return -1;
+    }
+    l->cap_relay = cap;
+    hgrid__envelope__pack(env, l->relay_bytes + l->relay_used);
+    metrics_frame_out(&remote->srv->metrics, env, 0);
+    l->relay_devices[n] = remote->device;
+    l->relay_offsets[n] = l->relay_used;
+    l->relay_lens[n] = len;
+    l->relay_used += len;
+    l->num_relay++;
+    mark_dirty(l);
+    return 0;
+}
+
+// For each id of j, its position in the HostAssignment being built (-1:
+// not in it); reset after each.
+static int *id_slot;
+static int id_slot_cap;
+
+static int send_host_assignment(hostlink *l)
+{
+    if (link_flush(l)) // what went before (an Abort, MintRequests) stays before
+        return -1;
+    job *j = l->job;
+    int n = l->num_assign;
+    l->num_assign = 0;
+    int old_cap = id_slot_cap;
+    if (grow(&id_slot, &id_slot_cap, j->mint.num_ids + 1, sizeof *id_slot)) {
+        conn_close(l->c, "out of memory for a HostAssignment");
+        return -1;
+    }
+    for (int i = old_cap; i < id_slot_cap; i++)
+        id_slot[i] = -1;
+    assignment_buf *bufs = malloc(sizeof *bufs * (size_t)n);
+    Hgrid__Assignment **as = malloc(sizeof *as * (size_t)n);
+    ProtobufCBinaryData *ids = malloc(sizeof *ids * (size_t)n * (HG_NUM_GROUP_KINDS + 1));
+    int built = 0, num_ids = 0;
+    if (bufs && as && ids)
+        for (; built < n; built++) {
+            assignment_buf *b = &bufs[built];
+            if (assignment_build(j, l->assign_ranks[built], b))
+                break;
+            b->a.layout = NULL;
+            b->a.job = (char *)protobuf_c_empty_string;
+            for (size_t g = 0; g < b->a.n_groups; g++) {
+                Hgrid__Group *grp = b->a.groups[g];
+                if (!grp->nccl_id.len)
+                    continue;
+                int id = (int)((grp->nccl_id.data - j->ids) / MINT_ID_BYTES);
+                if (id_slot[id] < 0) {
+                    id_slot[id] = num_ids;
+                    ids[num_ids++] = grp->nccl_id;
+                }
+                grp->id_ref = (uint32_t)id_slot[id] + 1;
+                grp->nccl_id = (ProtobufCBinaryData){0, NULL};
+            }
+            as[built] = &b->a;
+        }
+    for (int i = 0; i < num_ids; i++)
+        id_slot[(ids[i].data - j->ids) / MINT_ID_BYTES] = -1;
+    int rc = -1;
+    if (built == n) {
+        Hgrid__HostAssignment ha = HGRID__HOST_ASSIGNMENT__INIT;
+        ha.generation = j->rec.generation;
+        ha.layout = &j->layout;
+        ha.n_devices = (size_t)n;
+        ha.devices = l->assign_devices;
+        ha.n_assignments = (size_t)n;
+        ha.assignments = as;
+        ha.n_ids = (size_t)num_ids;
+        ha.ids = ids;
+        Hgrid__Envelope env;
+        wire_envelope_init(&env);
+        env.msg_case = HGRID__ENVELOPE__MSG_HOST_ASSIGNMENT;
+        env.host_assignment = &ha;
+        rc = conn_send(l->c, &env);
+    } else {
+        conn_close(l->c, "out of memory for a HostAssignment");
+    }
+    for (int i = 0; i < built; i++)
+        assignment_buf_free(&bufs[i]);
+    free(l->assign_ranks);
+    free(l->assign_devices);
+    l->assign_ranks = NULL;
+    l->assign_devices = NULL;
+    l->cap_assign = 0;
+    free(bufs);
+    free(as);
+    free(ids);
+    return rc;
+}
+
+int hostlink_assign(conn *remote, int rank)
+{
+    hostlink *l = remote->link;
+    if (remote->closing || remote->draining || !l || l->closing)
+        return -1;
+    int n = l->num_assign, cap = l->cap_assign;
+    if (grow(&l->assign_ranks, &cap, n + 1, sizeof *l->assign_ranks) ||
+        grow(&l->assign_devices, &(int){l->cap_assign}, n + 1, sizeof *l->assign_devices)) {
+        conn_close(l->c, "out of memory for a HostAssignment");
+        return -1;
+    }
+    l->cap_assign = cap;
+    l->assign_ranks[n] = rank;
+    l->assign_devices[n] = remote->device;
+    l->num_assign++;
+    int expected = 0; // the host's workers in the job: each gets one this generation
+    for (int i = 0; i < l->num_workers; i++)
+        expected += l->workers[i]->job == l->job;
+    if (l->num_assign < expected)
+        return 0;
+    return send_host_assignment(l);
+}
+
+void hostlink_drop(conn *remote)
+{
+    hostlink *l = remote->link;
+    remote->link = NULL;
+    remote->next = dropped;
+    dropped = remote;
+    if (!l || !unlist(l, remote) || l->closing)
+        return; // the agent said it is gone, or the link is
+    for (int i = 0; i < l->num_assign; i++)
+        if (l->assign_devices[i] == remote->device) {
+            l->num_assign--;
+            l->assign_ranks[i] = l->assign_ranks[l->num_assign];
+            l->assign_devices[i] = l->assign_devices[l->num_assign];
+            break;
+        }
+    if (grow(&l->gone, &l->cap_gone, l->num_gone + 1, sizeof *l->gone)) {
+        conn_close(l->c, "out of memory");
+        return;
+    }
+    l->gone[l->num_gone++] = remote->device;
+    mark_dirty(l);
+}
+
+void hostlink_peer(const conn *remote, char *buf, size_t len)
+{
+    snprintf(buf, len, "%.40s/%u (agent)", remote->link ? remote->link->host : "?",
+             remote->device);
+}
+
+void hostlink_closed(conn *c, const char *reason)
+{
+    hostlink *l = c->link;
+    if (!l || l->closing)
+        return;
+    l->closing = true;
+    c->link = NULL;
+    int workers = l->num_workers;
+    char cause[320];
+    snprintf(cause, sizeof cause, "its agent's link closed: %.200s", reason ? reason : "gridd stopping");
+    while (l->num_workers > 0)
+        conn_close(l->workers[--l->num_workers], cause);
+    gridd_log_at(workers ? GRIDD_NOTICE : GRIDD_INFO, l->job, -1,
+                 "host link closed host=%s workers=%d reason=\"%s\"",
+                 l->host, workers, reason ? reason : "gridd stopping");
+    mark_dirty(l); // freed at the end of this loop iteration
+}
+
+// ---- receiving
+
+static void host_hello(conn *c, const Hgrid__HostHello *hh)
+{
+    if (c->job) {
+        conn_fail(c, HGRID__ERROR_CODE__ERROR_AGENT,
+                  "HostHello on a worker's connection; an agent opens a link of its own");
+        return;
+    }
+    job *j = job_find(c->srv, hh->job);
+    if (!j) {
+        conn_fail(c, HGRID__ERROR_CODE__ERROR_UNKNOWN_JOB,
+                  "no job named '%.64s'; submit it first with hgridctl submit", hh->job);
+        return;
+    }
+    if (!state_token_matches(&j->rec, hh->token.data, hh->token.len)) {
+        conn_fail(c, HGRID__ERROR_CODE__ERROR_BAD_TOKEN,
+                  "wrong token for job %s; use the token hgridctl submit printed", j->rec.name);
+        return;
+    }
+    hostlink *l = c->link;
+    if (l && (l->job != j || strcmp(l->host, hh->host))) {
+        conn_fail(c, HGRID__ERROR_CODE__ERROR_AGENT,
+                  "HostHello for %.64s on %.64s's link of job %s; one link per host and job",
+                  hh->host, l->host, l->job->rec.name);
+        return;
+    }
+    if (!l) {
+        if (!flush_check_on) {
+            uv_check_init(c->srv->loop, &flush_check);
+            flush_check.data = c->srv; // a server handle for the shutdown walk
+            uv_check_start(&flush_check, on_flush);
+            flush_check_on = true;
+        }
+        l = calloc(1, sizeof *l);
+        if (!l) {
+            conn_fail(c, HGRID__ERROR_CODE__ERROR_LIMIT, "out of memory for a host link");
+            return;
+        }
+        l->c = c;
+        l->job = j;
+        snprintf(l->host, sizeof l->host, "%s", hh->host);
+        c->link = l;
+        conn_list_remove(c); // the Hello deadline
+        c->reader.max_frame = c->srv->opt.max_frame;
+        gridd_log_at(GRIDD_INFO, j, -1, "host link opened host=%.64s workers=%zu", l->host,
+                     hh->n_workers);
+    }
+    for (size_t i = 0; i < hh->n_workers; i++) {
+        const Hgrid__Hello *w = hh->workers[i];
+        if (find_worker(l, w->local_device)) {
+            conn_fail(c, HGRID__ERROR_CODE__ERROR_AGENT,
+                      "device %u of host %.64s joined twice on its link", w->local_device,
+                      l->host);
+            return;
+        }
+        conn *r = conn_new(c->srv, CONN_REMOTE);
+        if (!r || grow(&l->workers, &l->cap_workers, l->num_workers + 1, sizeof *l->workers)) {
+            free(r);
+            conn_fail(c, HGRID__ERROR_CODE__ERROR_LIMIT, "out of memory for a host's workers");
+            return;
+        }
+        r->link = l;
+        r->device = w->local_device;
+        l->workers[l->num_workers++] = r;
+        Hgrid__Hello h = *w;
+        h.job = hh->job;
+        h.token = hh->token;
+        h.host = hh->host;
+        Hgrid__Envelope env;
+        wire_envelope_init(&env);
+        env.msg_case = HGRID__ENVELOPE__MSG_HELLO;
+        env.hello = &h;
+        worker_handle(r, &env);
+        if (l->closing)
+            return;
+    }
+}
+
+static void relay_in(conn *c, const Hgrid__Relay *relay)
+{
+    hostlink *l = c->link;
+    if (relay->n_frames != 1 && relay->n_frames != relay->n_devices) {
+        conn_fail(c, HGRID__ERROR_CODE__ERROR_AGENT,
+                  "Relay with %zu frames for %zu devices; send one frame, or one per device",
+                  relay->n_frames, relay->n_devices);
+        return;
+    }
+    for (size_t i = 0; i < relay->n_devices; i++) {
+        conn *w = find_worker(l, relay->devices[i]);
+        if (!w)
+            continue; // a worker gridd dropped: its last frames are moot
+        const ProtobufCBinaryData *f = &relay->frames[relay->n_frames == 1 ? 0 : i];
+        Hgrid__Envelope *env = wire_unpack(f->data, f->len);
+        char why[256];
+        if (!env) {
+            conn_fail(w, HGRID__ERROR_CODE__ERROR_BAD_FRAME,
+                      "undecodable %zu-byte frame; send one hgrid.Envelope per frame", f->len);
+        } else if (wire_check_version(env, why, sizeof why)) {
+            conn_fail(w, env->version != HGRID__VERSION__VERSION_CURRENT
+                             ? HGRID__ERROR_CODE__ERROR_BAD_VERSION
+                             : HGRID__ERROR_CODE__ERROR_BAD_REQUEST,
+                      "%s", why);
+        } else {
+            metrics_frame_in(&c->srv->metrics, (int)env->msg_case);
+            if (w->list == LIST_WATCH)
+                conn_watch(w);
+            worker_handle(w, env);
+        }
+        wire_free_envelope(env);
+        if (l->closing)
+            return;
+    }
+}
+
+static void gone_in(conn *c, const Hgrid__HostGone *gone)
+{
+    hostlink *l = c->link;
+    char cause[320];
+    snprintf(cause, sizeof cause, "its agent saw it go: %.200s", gone->reason);
+    for (size_t i = 0; i < gone->n_devices && !l->closing; i++) {
+        conn *w = find_worker(l, gone->devices[i]);
+        if (w && unlist(l, w)) // the agent knows: no HostGone back
+            conn_close(w, cause);
+    }
+}
+
+bool hostlink_handle(conn *c, const Hgrid__Envelope *env)
+{
+    if (c->kind == CONN_REMOTE)
+        return false;
+    switch (env->msg_case) {
+    case HGRID__ENVELOPE__MSG_HOST_HELLO:
+        host_hello(c, env->host_hello);
+        return true;
+    case HGRID__ENVELOPE__MSG_RELAY:
+    case HGRID__ENVELOPE__MSG_HOST_GONE:
+        if (!c->link)
+            conn_fail(c, HGRID__ERROR_CODE__ERROR_AGENT,
+                      "message %d before a HostHello; an agent sends HostHello first",
+                      (int)env->msg_case);
+        else if (env->msg_case == HGRID__ENVELOPE__MSG_RELAY)
+            relay_in(c, env->relay);
+        else
+            gone_in(c, env->host_gone);
+        return true;
+    default:
+        if (!c->link)
+            return false;
+        conn_fail(c, HGRID__ERROR_CODE__ERROR_AGENT,
+                  "message %d on a host link; an agent sends its workers' frames in a Relay",
+                  (int)env->msg_case);
+        return true;
+    }
+}
+
+void hostlink_shutdown(void)
+{
+    on_flush(NULL);
+    free(id_slot);
+    id_slot = NULL;
+    id_slot_cap = 0;
+}
