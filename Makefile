@@ -41,7 +41,7 @@ objs = $(patsubst %.c,$(BUILD)/%.o,$(patsubst %.cu,$(BUILD)/%.cu.o,$(1)))
 all:
 
 # Libraries first: later fragments name them as prerequisites.
-MODULES := proto layout wire util daemon libhgrid ctl worker tools/swarm examples kernels model train tests
+MODULES := proto layout wire util daemon agent libhgrid ctl worker tools/swarm examples kernels model train tests
 include $(wildcard $(addsuffix /module.mk,$(MODULES)))
 
 all: $(PROGS)

@@ -52,6 +52,7 @@ typedef struct {
     const int *members;   // size global ranks, in group order
     const uint8_t *nccl_id; // HGRID_ID_BYTES bytes; NULL for one-rank groups
     int shares_with;      // position (hgrid_group_at) of the group whose communicator it uses
+    bool kept;            // same id as the last generation: its communicator can be kept
 } hgrid_group;
 
 // A bridge edge: the peer's global rank and its rank in the bridge group.
@@ -62,7 +63,10 @@ typedef struct {
 
 typedef struct hgrid_worker hgrid_worker;
 
-// Connects to gridd at "HOST:PORT". NULL with a one-line reason in err.
+// Connects to gridd at "HOST:PORT", through this host's hgrid-agent when
+// HGRID_AGENT_SOCKET names its socket or the default one exists
+// (/run/hgrid/agent.sock; HGRID_AGENT_SOCKET=none: always direct). NULL
+// with a one-line reason in err.
 hgrid_worker *hgrid_connect(const char *coordinator, char *err, size_t errlen);
 int hgrid_hello(hgrid_worker *w, const hgrid_hello_options *opt);
 // Waits up to timeout_ms (-1: forever) for this worker's next Assignment,

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -31,9 +32,34 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+// The host's agent socket: HGRID_AGENT_SOCKET (a path; "none": never),
+// else the default path when something listens there. NULL: go direct.
+static const char *agent_socket(void)
+{
+    const char *env = getenv("HGRID_AGENT_SOCKET");
+    if (env && *env)
+        return strcmp(env, "none") ? env : NULL;
+    struct stat st;
+    return stat(WIRE_DEFAULT_AGENT_SOCKET, &st) == 0 && S_ISSOCK(st.st_mode)
+               ? WIRE_DEFAULT_AGENT_SOCKET : NULL;
+}
+
 hgrid_worker *hgrid_connect(const char *coordinator, char *err, size_t errlen)
 {
-    int fd = wire_connect(coordinator, err, errlen);
+    const char *agent = agent_socket();
+    int fd;
+    if (agent) {
+        char why[256];
+        fd = wire_connect(agent, why, sizeof why);
+        if (fd < 0) {
+            snprintf(err, errlen, "cannot reach this host's hgrid-agent at %s: %s (start it, or "
+                     "set HGRID_AGENT_SOCKET=none to connect to gridd directly)", agent,
+                     strerror(errno));
+            return NULL;
+        }
+    } else {
+        fd = wire_connect(coordinator, err, errlen);
+    }
     if (fd < 0)
         return NULL;
     wire_watch_peer(fd);
@@ -44,6 +70,7 @@ hgrid_worker *hgrid_connect(const char *coordinator, char *err, size_t errlen)
         return NULL;
     }
     w->fd = fd;
+    w->via_agent = agent != NULL;
     w->rank = -1;
     wire_reader_init(&w->reader, WIRE_DEFAULT_MAX_FRAME);
     hgrid_reconnect_init(w, coordinator);
@@ -78,6 +105,8 @@ int hgrid_send_hello(hgrid_worker *w)
     hello.local_device = (uint32_t)h->device;
     hello.gpu_uuid = (char *)h->gpu_uuid;
     hello.dry_run = h->dry_run;
+    if (w->via_agent) // the agent opens its link to the gridd this worker was given
+        hello.coordinator = w->rc.coordinator;
     int rank = w->rank >= 0 ? w->rank : h->requested_rank; // after an assignment: its rank
     if (rank >= 0) {
         req.rank = (uint32_t)rank;

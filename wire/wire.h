@@ -14,6 +14,8 @@
 #define WIRE_HEADER_BYTES 4
 #define WIRE_DEFAULT_MAX_FRAME (1u << 20)
 #define WIRE_DEFAULT_PORT 7420
+// Where workers find their host's hgrid-agent unless HGRID_AGENT_SOCKET says.
+#define WIRE_DEFAULT_AGENT_SOCKET "/run/hgrid/agent.sock"
 
 // ---- framing
 // Called once per complete frame body; return non-zero to stop feeding
