@@ -273,7 +273,7 @@ int main(int argc, char **argv)
            "reply %.3f, first assignment %.3f, last %.3f\n",
            ph.last_hello - s.t_first_connect, ph.first_request - s.t_first_connect,
            ph.last_reply - s.t_first_connect, ph.first_assigned - s.t_first_connect,
-           s.t_last_assigned - s.t_first_connect);
+           rendezvous);
     if (cpu0 >= 0 && cpu1 >= 0)
         printf("gridd cpu: %.0f ms during the rendezvous, %.1f us per worker\n",
                (cpu1 - cpu0) * 1e3, (cpu1 - cpu0) * 1e6 * per);
