@@ -91,14 +91,14 @@ clean:
 PREFIX  ?= /usr/local
 UNITDIR ?= $(PREFIX)/lib/systemd/system
 # hgrid-train only where nvcc built it.
-INSTALL_PROGRAMS = $(filter $(addprefix $(BIN)/,gridd hgrid-worker hgridctl hgrid-swarm hgrid-train),$(PROGS))
+INSTALL_PROGRAMS = $(filter $(addprefix $(BIN)/,gridd hgrid-agent hgrid-worker hgridctl hgrid-swarm hgrid-train),$(PROGS))
 INSTALL_SCRIPTS  := hgrid-srun hgrid-torchrun hgrid-ssh
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(UNITDIR) $(DESTDIR)$(PREFIX)/lib/sysusers.d \
 		$(DESTDIR)$(PREFIX)/share/doc/hgrid
 	install -m 0755 $(INSTALL_PROGRAMS) $(DESTDIR)$(PREFIX)/bin
 	for s in $(INSTALL_SCRIPTS); do install -m 0755 scripts/$$s.sh $(DESTDIR)$(PREFIX)/bin/$$s; done
-	for u in gridd.service hgrid-worker@.service; do \
+	for u in gridd.service hgrid-agent.service hgrid-worker@.service; do \
 		sed 's|/usr/local/|$(PREFIX)/|g' systemd/$$u > $(DESTDIR)$(UNITDIR)/$$u && \
 		chmod 0644 $(DESTDIR)$(UNITDIR)/$$u || exit 1; done
 	install -m 0644 systemd/hgrid.sysusers $(DESTDIR)$(PREFIX)/lib/sysusers.d/hgrid.conf
