@@ -19,7 +19,8 @@ LDLIBS_gridd := -luv -lprotobuf-c
 GRIDD_SRCS += daemon/metrics.c daemon/metrics_http.c # Prometheus endpoint (docs/OPERATIONS.md)
 $(BIN)/gridd: $(call objs,$(GRIDD_SRCS)) $(WIRE_LIB) $(LAYOUT_LIB)
 
-DAEMON_UNIT_TESTS := test_daemon_assign test_daemon_mint test_daemon_state test_daemon_table
+DAEMON_UNIT_TESTS := test_daemon_assign test_daemon_mint test_daemon_state test_daemon_table \
+                     test_daemon_rebuild
 CPU_TESTS += $(addprefix $(BUILD)/tests/,$(DAEMON_UNIT_TESTS)) tests/daemon_gridd.py tests/daemon_soak.py \
              tests/daemon_peercred.py tests/daemon_load.py
 # Reliability drills (docs/RELIABILITY.md): gridd killed and restarted under
