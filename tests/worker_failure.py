@@ -4,7 +4,7 @@ hosts under gridd's default heartbeat timeout (3 s). A worker killed with
 SIGKILL (its connection drops) and a worker frozen with SIGSTOP (silent:
 found by the heartbeat timeout) each make gridd abort the generation; every
 survivor gets Abort; the restarted worker rejoins with its rank and a new
-generation forms with fresh NCCL ids. Prints the detection time (kill ->
+generation forms with new NCCL ids for the groups holding it. Prints the detection time (kill ->
 Abort received by the last survivor) and the time from the restart to the
 last new Assignment. Stdlib only."""
 import json
@@ -59,10 +59,6 @@ class Worker:
             return None, None
 
 
-def ids(assignment):
-    return {g["id"] for g in assignment["groups"] if g["id"]}
-
-
 def drill(port, workers, victim, freeze):
     """Fails victim (SIGSTOP if freeze, else SIGKILL), restarts it; returns
     (detection s, restart-to-last-assignment s, new workers list)."""
@@ -93,9 +89,15 @@ def drill(port, workers, victim, freeze):
                                                        f"{victim.last['rank']} (got {new[back][1]['rank']})")
     check(all(a["rank"] == w.last["rank"] for w, (_, a) in new.items() if w is not back),
           f"{what}: every survivor keeps its rank")
-    old_ids = set().union(*(ids(w.last) for w in survivors))
-    new_ids = set().union(*(ids(a) for _, a in new.values()))
-    check(new_ids and not (new_ids & old_ids), f"{what}: generation {gen + 1} has fresh ids")
+    # New ids exactly for the groups holding the failed rank; the others keep theirs.
+    rank = victim.last["rank"]
+    old_ids = {(w.last["rank"], g["name"], g["index"]): g["id"] for w in survivors
+               for g in w.last["groups"] if g["id"]}
+    moved = [(a["rank"], g["name"]) for w, (_, a) in new.items() if w is not back for g in a["groups"]
+             if g["id"] and (old_ids.get((a["rank"], g["name"], g["index"])) == g["id"]) ==
+             (rank in g["members"])]
+    check(old_ids and not moved, f"{what}: generation {gen + 1} has new ids exactly for the groups "
+                                 f"holding rank {rank} (wrong: {moved[:4]})")
     for w, (_, a) in new.items():
         w.last = a
     return detect, formed, workers
