@@ -32,11 +32,12 @@ struct hostlink {
     int num_assign, cap_assign;
     bool dirty, closing;
     hostlink *next_dirty;
+    hostlink *prev, *next; // all open links (hostlink_forget_job)
 };
 
 // Links with something to send (or closed, to free) at the end of this
 // loop iteration, and remote conns to free then.
-static hostlink *dirty_links;
+static hostlink *dirty_links, *open_links;
 static conn *dropped;
 static uv_check_t flush_check;
 static bool flush_check_on;
@@ -172,8 +173,8 @@ static void on_flush(uv_check_t *h)
         l->dirty = false;
         if (l->closing)
             link_free(l);
-        else
-            link_flush(l);
+        else if (link_flush(l) == 0 && !l->job && l->num_workers == 0)
+            conn_finish(l->c); // its job is gone and so are its workers: close it
     }
     while (dropped) {
         conn *c = dropped;
@@ -352,6 +353,15 @@ void hostlink_peer(const conn *remote, char *buf, size_t len)
              remote->device);
 }
 
+void hostlink_forget_job(const job *j)
+{
+    for (hostlink *l = open_links; l; l = l->next)
+        if (l->job == j) {
+            l->job = NULL; // closed once what it holds is sent (on_flush)
+            mark_dirty(l);
+        }
+}
+
 void hostlink_closed(conn *c, const char *reason)
 {
     hostlink *l = c->link;
@@ -359,6 +369,12 @@ void hostlink_closed(conn *c, const char *reason)
         return;
     l->closing = true;
     c->link = NULL;
+    if (l->prev)
+        l->prev->next = l->next;
+    else
+        open_links = l->next;
+    if (l->next)
+        l->next->prev = l->prev;
     int workers = l->num_workers;
     char cause[320];
     snprintf(cause, sizeof cause, "its agent's link closed: %.200s", reason ? reason : "gridd stopping");
@@ -391,10 +407,12 @@ static void host_hello(conn *c, const Hgrid__HostHello *hh)
         return;
     }
     hostlink *l = c->link;
+    if (l && !l->job && !strcmp(l->host, hh->host))
+        l->job = j; // its job was cancelled and submitted again
     if (l && (l->job != j || strcmp(l->host, hh->host))) {
         conn_fail(c, HGRID__ERROR_CODE__ERROR_AGENT,
                   "HostHello for %.64s on %.64s's link of job %s; one link per host and job",
-                  hh->host, l->host, l->job->rec.name);
+                  hh->host, l->host, l->job ? l->job->rec.name : "(gone)");
         return;
     }
     if (!l) {
@@ -413,6 +431,10 @@ static void host_hello(conn *c, const Hgrid__HostHello *hh)
         l->job = j;
         snprintf(l->host, sizeof l->host, "%s", hh->host);
         c->link = l;
+        l->next = open_links;
+        if (open_links)
+            open_links->prev = l;
+        open_links = l;
         conn_list_remove(c); // the Hello deadline
         c->reader.max_frame = c->srv->opt.max_frame;
         gridd_log_at(GRIDD_INFO, j, -1, "host link opened host=%.64s workers=%zu", l->host,

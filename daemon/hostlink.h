@@ -13,6 +13,8 @@
 // Host link messages on a worker connection (HostHello makes it a host
 // link). Returns false when env is for worker_handle.
 bool hostlink_handle(conn *c, const Hgrid__Envelope *env);
+// j is being freed: its links close once what they hold is sent.
+void hostlink_forget_job(const job *j);
 // c, a host link, closes: each of its workers is lost.
 void hostlink_closed(conn *c, const char *reason);
 // conn_send for a CONN_REMOTE: into its host's next Relay.

@@ -6,6 +6,7 @@
 #include "daemon/job.h"
 
 #include "daemon/assignment.h"
+#include "daemon/hostlink.h"
 
 const char *job_state_name(job_state s)
 {
@@ -66,6 +67,7 @@ void job_restored(job *j)
 
 void job_free(job *j)
 {
+    hostlink_forget_job(j);
     roster_free(&j->rec.roster);
     rebuild_free(&j->rebuild);
     free(j->ids);
