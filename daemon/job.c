@@ -179,18 +179,7 @@ static bool assign_rank(job *j, int rank)
 // their Assignment at once, while other leaders are still minting.
 static bool id_arrived(job *j, int id)
 {
-    mint_group mg;
-    mint_id_group(&j->mint, id, &mg);
-    int n;
-    if (mg.kind == MINT_BRIDGE) {
-        n = hg_bridge_size(&j->plan);
-        for (int i = 0; i < n; i++)
-            j->members[i] = hg_bridge_member(&j->plan, i);
-    } else {
-        const hg_module_grid *m = hg_plan_module(&j->plan, mg.module);
-        n = hg_group_size(m, (hg_group_kind)mg.kind);
-        hg_group_members(m, (hg_group_kind)mg.kind, mg.group, j->members);
-    }
+    int n = rebuild_id_members(&j->mint, id, j->members);
     for (int i = 0; i < n; i++)
         if (--j->missing[j->members[i]] == 0 && !assign_rank(j, j->members[i]))
             return false;
@@ -216,12 +205,12 @@ static void start_generation(job *j)
     req.generation = gen;
     env.msg_case = HGRID__ENVELOPE__MSG_MINT_REQUEST;
     env.mint_request = &req;
-    int ids[MINT_MAX_PER_RANK];
+    rebuild_count(&j->rebuild, &j->mint, j->missing, j->members);
+    const int *leads = j->rebuild.leads;
     for (int s = 0; s < j->plan.world_size; s++) {
         roster_slot *slot = &j->rec.roster.slots[s];
         slot->state = SLOT_JOINED;
-        j->missing[s] = rebuild_ids_needed(&j->rebuild, &j->mint, s);
-        int n = rebuild_leader_ids(&j->rebuild, &j->mint, s, ids);
+        int n = leads[s];
         if (n == 0)
             continue;
         slot->mint_pending = true;

@@ -65,6 +65,8 @@ static void check_layout(const char *flags)
         CHECK(changed == expect && changed > 0 && (victims[v][1] >= 0 || changed < mp.num_ids),
               "%s: %d ids change, expected %d of %d", flags, changed, expect, mp.num_ids);
         // Leaders mint exactly the changed ids, each once; ranks wait for theirs.
+        int *missing = malloc(sizeof *missing * (size_t)n), *scratch = malloc(sizeof *scratch * (size_t)n);
+        rebuild_count(&rb, &mp, missing, scratch);
         int minted = 0;
         for (int r = 0; r < n; r++) {
             int ids[MINT_MAX_PER_RANK];
@@ -74,11 +76,15 @@ static void check_layout(const char *flags)
                       ids[i]);
             minted += k;
             int waits = rebuild_ids_needed(&rb, &mp, r);
+            CHECK(missing[r] == waits && rb.leads[r] == k, "%s: rank %d: rebuild_count says %d/%d, "
+                  "per rank %d/%d", flags, r, missing[r], rb.leads[r], waits, k);
             bool victim = r == victims[v][0] || r == victims[v][1];
             CHECK(!victim || waits > 0 || mint_group_id(&mp, r, HG_GROUP_MODULE) < 0,
                   "%s: replaced rank %d waits for no id", flags, r);
         }
         CHECK_EQ(minted, changed);
+        free(missing);
+        free(scratch);
     }
     // gridd restarted: it no longer knows the ids.
     rebuild_formed(&rb);

@@ -10,7 +10,8 @@ int rebuild_init(rebuild_state *rb, const mint_plan *mp)
     rb->num_ids = mp->num_ids;
     rb->replaced = malloc((size_t)rb->world_size);
     rb->changed = malloc((size_t)rb->num_ids + 1);
-    if (!rb->replaced || !rb->changed) {
+    rb->leads = malloc(sizeof *rb->leads * (size_t)rb->world_size);
+    if (!rb->replaced || !rb->changed || !rb->leads) {
         rebuild_free(rb);
         return -1;
     }
@@ -24,7 +25,9 @@ void rebuild_free(rebuild_state *rb)
 {
     free(rb->replaced);
     free(rb->changed);
+    free(rb->leads);
     rb->replaced = rb->changed = NULL;
+    rb->leads = NULL;
 }
 
 void rebuild_lose(rebuild_state *rb, int rank)
@@ -104,4 +107,34 @@ int rebuild_ids_needed(const rebuild_state *rb, const mint_plan *mp, int rank)
     if (rebuild_id_changed(rb, mp->bridge_id) && hg_bridge_index_of_rank(mp->plan, rank) >= 0)
         n++;
     return n;
+}
+
+int rebuild_id_members(const mint_plan *mp, int id, int *members)
+{
+    mint_group mg;
+    mint_id_group(mp, id, &mg);
+    if (mg.kind == MINT_BRIDGE) {
+        int n = hg_bridge_size(mp->plan);
+        for (int i = 0; i < n; i++)
+            members[i] = hg_bridge_member(mp->plan, i);
+        return n;
+    }
+    const hg_module_grid *m = hg_plan_module(mp->plan, mg.module);
+    hg_group_members(m, (hg_group_kind)mg.kind, mg.group, members);
+    return hg_group_size(m, (hg_group_kind)mg.kind);
+}
+
+void rebuild_count(rebuild_state *rb, const mint_plan *mp, int *missing, int *members)
+{
+    int *leads = rb->leads;
+    memset(missing, 0, sizeof *missing * (size_t)rb->world_size);
+    memset(leads, 0, sizeof *leads * (size_t)rb->world_size);
+    for (int id = 0; id < rb->num_ids; id++) {
+        if (!rb->changed[id])
+            continue;
+        int n = rebuild_id_members(mp, id, members);
+        for (int i = 0; i < n; i++)
+            missing[members[i]]++;
+        leads[members[0]]++; // member 0 mints (mint_leader_ids)
+    }
 }

@@ -13,6 +13,7 @@
 typedef struct {
     uint8_t *replaced;  // per rank: its communicators are gone (lost, or never formed)
     uint8_t *changed;   // per id: re-minted in the current generation
+    int *leads;         // per rank: changed ids it mints (rebuild_count)
     int num_replaced;
     int num_changed;
     int world_size, num_ids;
@@ -31,10 +32,18 @@ int rebuild_plan(rebuild_state *rb, const mint_plan *mp);
 // Every rank formed the current generation's communicators: none is
 // replaced any more.
 void rebuild_formed(rebuild_state *rb);
+// The member ranks of the group behind id (members holds world_size);
+// returns how many.
+int rebuild_id_members(const mint_plan *mp, int id, int *members);
+// For the current plan: per rank, the changed ids its Assignment waits for
+// (missing) and the changed ids it mints (rb->leads), in time linear in
+// the changed groups' members. members: scratch of world_size.
+void rebuild_count(rebuild_state *rb, const mint_plan *mp, int *missing, int *members);
 // The changed ids rank mints, in MintRequest order; returns how many.
 int rebuild_leader_ids(const rebuild_state *rb, const mint_plan *mp, int rank,
                        int ids[MINT_MAX_PER_RANK]);
-// The distinct changed ids rank's groups use (what its Assignment waits for).
+// The distinct changed ids rank's groups use (what its Assignment waits
+// for; rebuild_count gives every rank's at once).
 int rebuild_ids_needed(const rebuild_state *rb, const mint_plan *mp, int rank);
 static inline bool rebuild_id_changed(const rebuild_state *rb, int id)
 {
