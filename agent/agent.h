@@ -62,6 +62,7 @@ struct uplink { // one job's link from this host to gridd
     uv_connect_t connect_req;
     uv_timer_t hello_timer;
     bool connected, closing;
+    int open_handles; // while closing: its socket and timer not yet closed
     bool hello_due; // the pending Hellos go in the next HostHello
     lworker *workers; // every worker on this link, joined or pending
     Hgrid__Envelope **pending; // Hellos not yet sent (the worker's envelope)

@@ -46,8 +46,8 @@ static lworker *find_worker(uplink *l, uint32_t device)
 static void on_link_closed(uv_handle_t *h)
 {
     uplink *l = h->data;
-    if (h != (uv_handle_t *)&l->tcp)
-        return; // the timer closes first; the link goes with its socket
+    if (--l->open_handles > 0)
+        return; // freed with the last of its socket and timer
     wire_reader_free(&l->reader);
     for (int i = 0; i < l->num_pending; i++)
         wire_free_envelope(l->pending[i]);
@@ -87,6 +87,7 @@ static void close_link(uplink *l, const char *why)
         w->link = NULL;
         local_drop(w);
     }
+    l->open_handles = 2;
     uv_close((uv_handle_t *)&l->hello_timer, on_link_closed);
     uv_close((uv_handle_t *)&l->tcp, on_link_closed);
 }
