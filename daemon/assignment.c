@@ -74,8 +74,10 @@ int assignment_build(const job *j, int rank, assignment_buf *b)
         grp->index = (uint32_t)g;
         // A kind sharing its canonical kind's communicator carries no id:
         // the worker's layout engine knows which earlier group holds it.
+        // A canonical kind's group g has id id_base + g (mint.h).
+        int base = j->mint.id_base[mi][k];
         if (j->mint.canonical[mi][k] == (hg_group_kind)k)
-            set_id(j, grp, mint_group_id(&j->mint, rank, (hg_group_kind)k));
+            set_id(j, grp, base >= 0 ? base + g : -1);
         b->group_ptrs[n] = grp;
         n++;
     }

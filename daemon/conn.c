@@ -305,6 +305,8 @@ static void on_written(uv_write_t *req, int status)
 // copied out for uv_write.
 static uint8_t send_buffer[64 * 1024];
 
+static int write_frame(conn *c, const uint8_t *frame, size_t len, uint8_t *heap, int msg_case);
+
 int conn_send(conn *c, const Hgrid__Envelope *env)
 {
     if (c->closing || c->draining)
@@ -320,10 +322,27 @@ int conn_send(conn *c, const Hgrid__Envelope *env)
         return -1;
     }
     metrics_frame_out(&c->srv->metrics, env, len);
+    return write_frame(c, frame, len, heap, (int)env->msg_case);
+}
+
+int conn_send_frame(conn *c, const uint8_t *frame, size_t len, int msg_case)
+{
+    if (c->closing || c->draining)
+        return -1;
+    Hgrid__Envelope env; // for the metrics: its type
+    wire_envelope_init(&env);
+    env.msg_case = (Hgrid__Envelope__MsgCase)msg_case;
+    metrics_frame_out(&c->srv->metrics, &env, len);
+    return write_frame(c, frame, len, NULL, msg_case);
+}
+
+// Writes a packed frame (heap: its malloc'd copy, freed here, or NULL).
+static int write_frame(conn *c, const uint8_t *frame, size_t len, uint8_t *heap, int msg_case)
+{
     if (gridd_log_enabled(GRIDD_DEBUG))
         gridd_log_at(GRIDD_DEBUG, c->job, conn_rank(c),
                      "frame sent peer=%s type=%s bytes=%zu", conn_peer(c),
-                     metrics_message_name((int)env->msg_case), len);
+                     metrics_message_name(msg_case), len);
     // Straight to the socket when nothing is queued; the rest goes through
     // uv_write and is freed in its callback.
     size_t done = 0;

@@ -39,6 +39,8 @@ struct conn {
 conn *conn_new(server *srv, conn_kind kind);
 void conn_start(conn *c);                           // after accept: read, hello deadline
 int conn_send(conn *c, const Hgrid__Envelope *env); // 0, or -1 (the conn is closing)
+// A frame packed by the caller (header included) of Envelope type msg_case.
+int conn_send_frame(conn *c, const uint8_t *frame, size_t len, int msg_case);
 // Sends Error{code, message}, detaches the conn and closes it once the peer
 // hung up or GRIDD_LINGER_MS passed.
 void conn_fail(conn *c, Hgrid__ErrorCode code, const char *fmt, ...)

@@ -227,6 +227,76 @@ int hostlink_send(conn *remote, const Hgrid__Envelope *env)
 // not in it); reset after each.
 static int *id_slot;
 static int id_slot_cap;
+// The HostAssignment frame being written.
+static uint8_t *frame_buf;
+static size_t frame_cap;
+
+static size_t put_varint(uint8_t *p, uint64_t v)
+{
+    size_t n = 0;
+    for (; v >= 0x80; v >>= 7)
+        p[n++] = (uint8_t)(v | 0x80);
+    p[n++] = (uint8_t)v;
+    return n;
+}
+
+// Sends a HostAssignment: its assignments packed one by one, then the
+// HostAssignmentBytes twin framed as Envelope{version, host_assignment}.
+static int send_packed(hostlink *l, const Hgrid__HostAssignment *ha)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < ha->n_assignments; i++)
+        total += hgrid__assignment__get_packed_size(ha->assignments[i]);
+    uint8_t *packed = malloc(total ? total : 1);
+    ProtobufCBinaryData *as = malloc(sizeof *as * (ha->n_assignments + 1));
+    if (!packed || !as) {
+        free(packed);
+        free(as);
+        conn_close(l->c, "out of memory for a HostAssignment");
+        return -1;
+    }
+    size_t at = 0;
+    for (size_t i = 0; i < ha->n_assignments; i++) {
+        size_t len = hgrid__assignment__pack(ha->assignments[i], packed + at);
+        as[i] = (ProtobufCBinaryData){len, packed + at};
+        at += len;
+    }
+    Hgrid__HostAssignmentBytes twin = HGRID__HOST_ASSIGNMENT_BYTES__INIT;
+    twin.generation = ha->generation;
+    twin.layout = ha->layout;
+    twin.n_devices = ha->n_devices;
+    twin.devices = ha->devices;
+    twin.n_assignments = ha->n_assignments;
+    twin.assignments = as;
+    twin.n_ids = ha->n_ids;
+    twin.ids = ha->ids;
+    size_t body = hgrid__host_assignment_bytes__get_packed_size(&twin);
+    size_t need = WIRE_HEADER_BYTES + 32 + body;
+    if (need > frame_cap) {
+        uint8_t *buf = realloc(frame_buf, need);
+        if (!buf) {
+            free(packed);
+            free(as);
+            conn_close(l->c, "out of memory for a HostAssignment");
+            return -1;
+        }
+        frame_buf = buf;
+        frame_cap = need;
+    }
+    uint8_t *p = frame_buf + WIRE_HEADER_BYTES;
+    size_t n = put_varint(p, 1 << 3); // Envelope.version, a varint
+    n += put_varint(p + n, HGRID__VERSION__VERSION_CURRENT);
+    n += put_varint(p + n, (uint64_t)HGRID__ENVELOPE__MSG_HOST_ASSIGNMENT << 3 | 2);
+    n += put_varint(p + n, body);
+    n += hgrid__host_assignment_bytes__pack(&twin, p + n);
+    for (int b = 0; b < WIRE_HEADER_BYTES; b++)
+        frame_buf[b] = (uint8_t)(n >> (8 * (WIRE_HEADER_BYTES - 1 - b)));
+    int rc = conn_send_frame(l->c, frame_buf, WIRE_HEADER_BYTES + n,
+                             HGRID__ENVELOPE__MSG_HOST_ASSIGNMENT);
+    free(packed);
+    free(as);
+    return rc;
+}
 
 static int send_host_assignment(hostlink *l)
 {
@@ -280,11 +350,7 @@ static int send_host_assignment(hostlink *l)
         ha.assignments = as;
         ha.n_ids = (size_t)num_ids;
         ha.ids = ids;
-        Hgrid__Envelope env;
-        wire_envelope_init(&env);
-        env.msg_case = HGRID__ENVELOPE__MSG_HOST_ASSIGNMENT;
-        env.host_assignment = &ha;
-        rc = conn_send(l->c, &env);
+        rc = send_packed(l, &ha);
     } else {
         conn_close(l->c, "out of memory for a HostAssignment");
     }
@@ -554,4 +620,7 @@ void hostlink_shutdown(void)
     free(id_slot);
     id_slot = NULL;
     id_slot_cap = 0;
+    free(frame_buf);
+    frame_buf = NULL;
+    frame_cap = 0;
 }
