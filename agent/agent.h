@@ -85,7 +85,7 @@ struct agent {
     agent_options opt;
     uv_pipe_t listener;
     uv_signal_t sigterm, sigint;
-    uv_check_t flush;
+    uv_prepare_t flush; // sends what the links gathered, before the loop waits
     uplink *links, *dirty;
     bool stopping;
 };
@@ -120,7 +120,7 @@ int link_join(uplink *l, lworker *w, Hgrid__Envelope *env);
 int link_relay(uplink *l, lworker *w, const uint8_t *body, size_t len);
 // w's socket closed: reported to gridd at once unless it left or was dropped.
 void link_worker_closed(uplink *l, lworker *w);
-void links_flush(agent *a); // what every dirty link has to send (the check handle)
+void links_flush(agent *a); // what every dirty link has to send (before the loop waits)
 void links_close_all(agent *a);
 
 #endif

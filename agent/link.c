@@ -194,18 +194,11 @@ static void on_connect(uv_connect_t *req, int status)
     uplink *l = req->data;
     if (l->closing)
         return;
-    if (status < 0) {
+    if (status < 0) { // its workers are closed and reconnect, as to a gridd that is away
         char why[320];
         snprintf(why, sizeof why, "cannot connect to gridd at %s: %s", l->coordinator,
                  uv_strerror(status));
-        agent_log("%s", why);
-        while (l->workers) {
-            lworker *w = l->workers;
-            l->workers = w->next;
-            w->link = NULL;
-            local_refuse(w, HGRID__ERROR_CODE__ERROR_AGENT, "%s", why);
-        }
-        close_link(l, NULL);
+        close_link(l, why);
         return;
     }
     l->connected = true;

@@ -152,7 +152,8 @@ static void on_signal(uv_signal_t *sig, int signum)
     uv_close((uv_handle_t *)&a->flush, NULL);
 }
 
-static void on_check(uv_check_t *h)
+// Before the loop waits: what this iteration's callbacks (timers too) queued.
+static void on_prepare(uv_prepare_t *h)
 {
     links_flush(h->data);
     fflush(stderr);
@@ -192,9 +193,9 @@ int main(int argc, char **argv)
     a.sigterm.data = a.sigint.data = &a;
     uv_signal_start(&a.sigterm, on_signal, SIGTERM);
     uv_signal_start(&a.sigint, on_signal, SIGINT);
-    uv_check_init(&loop, &a.flush);
+    uv_prepare_init(&loop, &a.flush);
     a.flush.data = &a;
-    uv_check_start(&a.flush, on_check);
+    uv_prepare_start(&a.flush, on_prepare);
     agent_log("listening on %s%s%s", a.opt.socket, a.opt.host ? " as host " : "",
               a.opt.host ? a.opt.host : "");
     fflush(stderr);

@@ -35,12 +35,13 @@ struct hostlink {
     hostlink *prev, *next; // all open links (hostlink_forget_job)
 };
 
-// Links with something to send (or closed, to free) at the end of this
-// loop iteration, and remote conns to free then.
+// Links with something to send (or closed, to free) before the loop next
+// waits (a prepare handle: timers' work too goes out at once), and remote
+// conns to free then.
 static hostlink *dirty_links, *open_links;
 static conn *dropped;
-static uv_check_t flush_check;
-static bool flush_check_on;
+static uv_prepare_t flush_prepare;
+static bool flush_prepare_on;
 
 static void mark_dirty(hostlink *l)
 {
@@ -164,7 +165,7 @@ static int link_flush(hostlink *l)
     return 0;
 }
 
-static void on_flush(uv_check_t *h)
+static void on_flush(uv_prepare_t *h)
 {
     (void)h;
     while (dirty_links) {
@@ -482,11 +483,11 @@ static void host_hello(conn *c, const Hgrid__HostHello *hh)
         return;
     }
     if (!l) {
-        if (!flush_check_on) {
-            uv_check_init(c->srv->loop, &flush_check);
-            flush_check.data = c->srv; // a server handle for the shutdown walk
-            uv_check_start(&flush_check, on_flush);
-            flush_check_on = true;
+        if (!flush_prepare_on) {
+            uv_prepare_init(c->srv->loop, &flush_prepare);
+            flush_prepare.data = c->srv; // a server handle for the shutdown walk
+            uv_prepare_start(&flush_prepare, on_flush);
+            flush_prepare_on = true;
         }
         l = calloc(1, sizeof *l);
         if (!l) {

@@ -7,7 +7,9 @@ rank); its replacement joins and the new generation keeps the id of every
 group without that rank (kept=true) and gives new ids to the groups with it.
 The agent killed: its host's workers are lost (Abort at node-b within 1 s);
 a new agent comes up, the workers reconnect through it and a generation
-forms again, re-creating only groups holding a node-a rank. Also: an agent
+forms again, re-creating only groups holding a node-a rank. gridd killed
+and restarted (--state-dir) under an agent: the workers come back through
+it and resume their generation with no new ids. Also: an agent
 refuses a socket directory others can enter, and a worker whose token
 differs from its link's. Stdlib only."""
 import json
@@ -112,6 +114,54 @@ def aborts_within(workers, label, limit, t0):
     return worst, [line for _, line in got]
 
 
+def gridd_restart(tmp, agent_path):
+    """gridd (with --state-dir) killed and restarted under an agent: the workers
+    come back through the agent and carry their generation on, no new ids."""
+    state, log_path = os.path.join(tmp, "state"), os.path.join(tmp, "gridd2.log")
+    sock, port_file = os.path.join(tmp, "gridd2.sock"), os.path.join(tmp, "port2")
+
+    def start(listen):
+        p = subprocess.Popen([f"{BIN}/gridd", "--listen", listen, "--port-file", port_file, "--control",
+                              sock, "--state-dir", state, "--heartbeat-timeout", "2"],
+                             stdout=open(log_path, "a"), stderr=subprocess.STDOUT)
+        for _ in range(400):
+            if os.path.exists(port_file) and open(port_file).read().endswith("\n"):
+                return p, int(open(port_file).read())
+            time.sleep(0.05)
+        raise RuntimeError("gridd did not start; see " + log_path)
+
+    os.makedirs(state)
+    gridd, port = start("127.0.0.1:0")
+    workers = []
+    try:
+        r = lu.ctl(sock, "submit", "--job", "mix", "--token", "tok", "--llm-only", "--llm-tp", "1",
+                   "--llm-dp", "2")
+        check(r.returncode == 0, "restart: submit " + r.stderr)
+        workers = [Worker(port, "node-a", d, agent_path) for d in range(2)]
+        got = wait_gen(workers, 1, "restart: before")
+        time.sleep(0.5)  # Ready reached gridd: the generation runs
+        gridd.kill()
+        gridd.wait()
+        os.unlink(port_file)
+        gridd, _ = start(f"127.0.0.1:{port}")
+        end = time.monotonic() + 20
+        while time.monotonic() < end and "generation resumed by all workers" not in open(log_path).read():
+            time.sleep(0.1)
+        check("generation resumed by all workers, no new ids" in open(log_path).read(),
+              "restart: the workers come back through the agent and resume generation 1")
+        check(got is not None and all(w.assignments.empty() for w in workers),
+              "restart: no new assignment")
+        lu.ctl(sock, "cancel", "mix")
+        codes = [w.proc.wait(timeout=30) for w in workers]
+        check(codes == [0, 0], f"restart: cancel releases both workers: {codes}")
+    finally:
+        for w in workers:
+            if w.proc.poll() is None:
+                w.proc.kill()
+        gridd.send_signal(signal.SIGTERM)
+        check(gridd.wait(timeout=20) == 0, "restart: gridd exits 0")
+
+
 def main():
     tmp = tempfile.mkdtemp(prefix="hgrid-agent-")
     gridd, port, sock = lu.start_gridd(tmp)
@@ -197,6 +247,7 @@ def main():
         r = lu.ctl(sock, "cancel", "mix")
         codes = [w.proc.wait(timeout=30) for w in workers]
         check(r.returncode == 0 and codes == [0] * 8, f"cancel releases every worker: {codes}")
+        gridd_restart(tmp, agent_path)
     finally:
         for w in workers:
             if w.proc.poll() is None:
