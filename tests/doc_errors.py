@@ -17,7 +17,7 @@ import re
 import sys
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
-SOURCE_DIRS = ["daemon", "client", "wire", "train", "model"]
+SOURCE_DIRS = ["daemon", "libhgrid", "wire", "train", "model", "agent"]
 PREFIX = re.compile(r"^(gridd|hgrid-worker|hgridctl|hgrid-swarm|hgrid-train|hgrid): ")
 # Calls whose format argument is an error message a user reads.
 CALLS = re.compile(r"\b(conn_fail|reply_error|hgrid_fail|usage_error|refuse\(|errlen,|snprintf\((?:err|message|why|w->error),)")
