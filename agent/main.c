@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <libgen.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,23 +29,84 @@ void agent_log(const char *fmt, ...)
     fputc('\n', stderr);
 }
 
+// The flags: one row each (name, value, bounds, help); --help and the
+// parser both read this table.
+typedef enum { FLAG_TEXT, FLAG_INT, FLAG_UID, FLAG_SWITCH } flag_kind;
+typedef struct {
+    const char *name, *value; // value: the placeholder in --help (NULL: a switch)
+    flag_kind kind;
+    size_t at; // offsetof the option in agent_options
+    long min, max;
+    const char *help;
+} flag;
+
+static const flag flags[] = {
+    {"--socket", "PATH", FLAG_TEXT, offsetof(agent_options, socket), 0, 0,
+     "the Unix socket workers connect to (default $HGRID_AGENT_SOCKET, else "
+     WIRE_DEFAULT_AGENT_SOCKET "); its directory is made 0700, an existing one must be "
+     "0700 and the agent's"},
+    {"--host", "NAME", FLAG_TEXT, offsetof(agent_options, host), 0, 0,
+     "the host name gridd sees (default: the one each worker says)"},
+    {"--gpus", "N", FLAG_INT, offsetof(agent_options, gpus), 0, 65536,
+     "workers per job on this host: the HostHello goes once that many joined (0: unknown)"},
+    {"--hello-wait-ms", "MS", FLAG_INT, offsetof(agent_options, hello_wait_ms), 0, 600000,
+     "how long the first Hello waits for the host's others (default 1000 with --gpus, else 20)"},
+    {"--allow-uid", "UID", FLAG_UID, offsetof(agent_options, allow_uids), 0, 4294967294L,
+     "a peer uid allowed besides root and the agent's own (repeatable, at most 16)"},
+    {"-v", NULL, FLAG_SWITCH, offsetof(agent_options, verbose), 0, 0,
+     "log each HostHello and each worker's exit"},
+};
+#define NUM_FLAGS (sizeof flags / sizeof flags[0])
+
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: hgrid-agent [--socket PATH] [--host NAME] [--gpus N] [--hello-wait-ms MS]\n"
-            "                   [--allow-uid UID]... [-v]\n"
-            "One per host: the host's workers connect to PATH (default $HGRID_AGENT_SOCKET,\n"
-            "else %s) and the agent carries them to gridd over one connection\n"
-            "per job: their Hellos in one HostHello, their Assignments in one message, and a\n"
-            "worker's exit reported the moment its socket closes. PATH's directory is created\n"
-            "0700 (an existing one must be 0700 and the agent's); peers must be root, the\n"
-            "agent's user or an --allow-uid (checked with SO_PEERCRED).\n"
-            "--host: the host name gridd sees (default: the one each worker says).\n"
-            "--gpus: workers per job on this host; the HostHello goes once that many joined.\n"
-            "--hello-wait-ms: how long the first Hello waits for the others (default 1000\n"
-            "  with --gpus, else 20).\n"
-            "Workers use the agent when HGRID_AGENT_SOCKET names it or the default exists.\n",
-            WIRE_DEFAULT_AGENT_SOCKET);
+    fprintf(out, "usage: hgrid-agent [flags]\n"
+                 "One per host: the host's workers connect to its socket and the agent carries\n"
+                 "them to gridd over one connection per job: their Hellos in one HostHello, their\n"
+                 "Assignments in one message, and a worker's exit reported the moment its socket\n"
+                 "closes. Peers must be root, the agent's user or an --allow-uid (SO_PEERCRED).\n"
+                 "Workers use the agent when HGRID_AGENT_SOCKET names it or the default exists.\n");
+    for (size_t i = 0; i < NUM_FLAGS; i++)
+        fprintf(out, "  %s%s%s\n      %s\n", flags[i].name, flags[i].value ? " " : "",
+                flags[i].value ? flags[i].value : "", flags[i].help);
+}
+
+static int bad_value(const flag *f, const char *v)
+{
+    fprintf(stderr, "hgrid-agent: %s needs %s", f->name, f->value);
+    if (f->kind == FLAG_INT || f->kind == FLAG_UID)
+        fprintf(stderr, " in [%ld, %ld]", f->min, f->max);
+    fprintf(stderr, ", got '%s' (try 'hgrid-agent --help')\n", v ? v : "nothing");
+    return 2;
+}
+
+// Sets the option of flag f to v; 0, or 2 after saying why.
+static int set_flag(agent_options *o, const flag *f, const char *v)
+{
+    char *field = (char *)o + f->at, *end;
+    long x = v ? strtol(v, &end, 10) : 0;
+    bool number = v && *v && !*end && x >= f->min && x <= f->max;
+    switch (f->kind) {
+    case FLAG_SWITCH:
+        *(bool *)field = true;
+        return 0;
+    case FLAG_TEXT:
+        if (!v || !*v)
+            return bad_value(f, v);
+        *(const char **)field = v;
+        return 0;
+    case FLAG_INT:
+        if (!number)
+            return bad_value(f, v);
+        *(int *)field = (int)x;
+        return 0;
+    case FLAG_UID:
+        if (!number || o->num_allow_uids == AGENT_MAX_ALLOW_UIDS)
+            return bad_value(f, v);
+        ((uid_t *)field)[o->num_allow_uids++] = (uid_t)x;
+        return 0;
+    }
+    return 2;
 }
 
 static int parse_args(int argc, char **argv, agent_options *o)
@@ -54,38 +116,22 @@ static int parse_args(int argc, char **argv, agent_options *o)
     o->socket = env && *env ? env : WIRE_DEFAULT_AGENT_SOCKET;
     o->hello_wait_ms = -1;
     for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             usage(stdout);
             return 1;
         }
-        if (!strcmp(a, "-v")) {
-            o->verbose = true;
-            continue;
-        }
-        if (i + 1 >= argc) {
-            fprintf(stderr, "hgrid-agent: missing value after '%s' (try 'hgrid-agent --help')\n", a);
+        const flag *f = NULL;
+        for (size_t k = 0; k < NUM_FLAGS && !f; k++)
+            if (!strcmp(argv[i], flags[k].name))
+                f = &flags[k];
+        if (!f) {
+            fprintf(stderr, "hgrid-agent: unknown option '%s' (try 'hgrid-agent --help')\n", argv[i]);
             return 2;
         }
-        const char *v = argv[++i];
-        char *end;
-        long x = strtol(v, &end, 10);
-        bool number = *v && !*end && x >= 0 && x <= 1000000;
-        if (!strcmp(a, "--socket"))
-            o->socket = v;
-        else if (!strcmp(a, "--host"))
-            o->host = v;
-        else if (!strcmp(a, "--gpus") && number)
-            o->gpus = (int)x;
-        else if (!strcmp(a, "--hello-wait-ms") && number)
-            o->hello_wait_ms = (int)x;
-        else if (!strcmp(a, "--allow-uid") && number && o->num_allow_uids < AGENT_MAX_ALLOW_UIDS)
-            o->allow_uids[o->num_allow_uids++] = (uid_t)x;
-        else {
-            fprintf(stderr, "hgrid-agent: bad option or value '%s %s' (try 'hgrid-agent --help')\n",
-                    a, v);
-            return 2;
-        }
+        const char *v = f->value ? (i + 1 < argc ? argv[++i] : NULL) : NULL;
+        int rc = set_flag(o, f, v);
+        if (rc)
+            return rc;
     }
     if (o->hello_wait_ms < 0)
         o->hello_wait_ms = o->gpus ? 1000 : 20;

@@ -22,6 +22,7 @@ SOURCES = {
     "hgridctl": ["ctl/hgridctl.c", "ctl/ctl_*.c", "ctl/layout_args.c",
                  "ctl/watch_*.c", "layout/flags.c"],
     "hgrid-swarm": ["tools/swarm/*.c"],
+    "hgrid-agent": ["agent/*.c"],
     "hgrid-train": ["model/single_gpu.c", "model/train_main.c"],
 }
 
