@@ -92,6 +92,17 @@ def check_rebuild(label, old, new, replaced):
     check(kept > 0 and changed > 0, f"{label}: some communicators kept ({kept}), some re-created ({changed})")
 
 
+def wait_running(sock, label):
+    """Until every worker sent Ready: only then does gridd keep untouched groups' ids."""
+    end = time.monotonic() + 30
+    while time.monotonic() < end:
+        r = lu.ctl(sock, "show", "mix", "--json")
+        if r.returncode == 0 and json.loads(r.stdout)["state"] == "running":
+            return
+        time.sleep(0.05)
+    check(False, f"{label}: the job runs")
+
+
 def wait_gen(workers, gen, label):
     got = {}
     for w in workers:
@@ -139,7 +150,9 @@ def gridd_restart(tmp, agent_path):
         check(r.returncode == 0, "restart: submit " + r.stderr)
         workers = [Worker(port, "node-a", d, agent_path) for d in range(2)]
         got = wait_gen(workers, 1, "restart: before")
-        time.sleep(0.5)  # Ready reached gridd: the generation runs
+        end = time.monotonic() + 30
+        while time.monotonic() < end and json.loads(lu.ctl(sock, "show", "mix", "--json").stdout)["state"] != "running":
+            time.sleep(0.05)
         gridd.kill()
         gridd.wait()
         os.unlink(port_file)
@@ -197,6 +210,7 @@ def main():
               f"a worker with another token is refused by the agent: {bad.errors[-1:]}")
 
         # A worker dies under the agent.
+        wait_running(sock, "before the worker's death")
         victim = next(w for w in workers if w.host == "node-a" and gen1[w]["rank"] % 2 == 1)
         rank = gen1[victim]["rank"]
         survivors = [w for w in workers if w is not victim]
@@ -219,6 +233,7 @@ def main():
         # The agent dies: node-a's workers are lost; they come back through a new agent.
         node_a = [w for w in workers if w.host == "node-a"]
         node_b = [w for w in workers if w.host == "node-b"]
+        wait_running(sock, "before the agent's death")
         t0 = time.monotonic()
         agent.kill()
         agent.wait()

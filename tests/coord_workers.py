@@ -261,6 +261,7 @@ def run(port, sock, workers):
 
     # ---- a worker killed after assignment: others abort; its restart gets rank 5 back
     victim = next(w for w, a in got.items() if a["rank"] == 5)
+    check(wait_state(sock, "main", "running")["state"] == "running", "generation 1 runs")
     victim.proc.kill()
     victim.wait()
     time.sleep(0.5)
@@ -282,6 +283,7 @@ def run(port, sock, workers):
 
     # ---- heartbeat timeout: a stopped worker is lost after HB seconds
     frozen = next(w for w, a in got2.items() if a["rank"] == 2)
+    check(wait_state(sock, "main", "running")["state"] == "running", "generation 2 runs")
     frozen.proc.send_signal(signal.SIGSTOP)
     t0 = time.time()
     others = [w for w in main_workers if w is not frozen]

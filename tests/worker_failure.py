@@ -59,6 +59,18 @@ class Worker:
             return None, None
 
 
+def wait_running(sock):
+    """Until every worker sent Ready (only then does gridd keep ids of untouched groups)."""
+    end = time.monotonic() + 30
+    while time.monotonic() < end:
+        r = subprocess.run([f"{BIN}/hgridctl", "--socket", sock, "show", "drill", "--json"],
+                           capture_output=True, text=True, timeout=30)
+        if r.returncode == 0 and json.loads(r.stdout)["state"] == "running":
+            return
+        time.sleep(0.05)
+    check(False, "the job runs before the drill")
+
+
 def drill(port, workers, victim, freeze):
     """Fails victim (SIGSTOP if freeze, else SIGKILL), restarts it; returns
     (detection s, restart-to-last-assignment s, new workers list)."""
@@ -126,12 +138,14 @@ def main():
         detects, forms = [], []
         for i in range(KILLS):
             victim = next(w for w in workers if w.last["rank"] == (3 * i + 1) % 8)
+            wait_running(sock)
             d, f, workers = drill(port, workers, victim, freeze=False)
             detects.append(d)
             forms.append(f)
         check(max(detects) < 1.0, f"a killed worker is noticed at once (max {max(detects):.3f} s)")
         check(max(forms) < 5.0, f"the next generation forms quickly (max {max(forms):.3f} s)")
         victim = next(w for w in workers if w.last["rank"] == 6)
+        wait_running(sock)
         hang, hang_form, workers = drill(port, workers, victim, freeze=True)
         # gridd checks deadlines every 100 ms; any frame restarts one, and
         # workers beat every HB/3, so silence is noticed within (2/3 HB, HB].
