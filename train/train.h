@@ -52,9 +52,10 @@ void tr_worker_set_dp_overlap(tr_worker *w, int on);
 // step on the shard; returns the norm before clipping (on every rank).
 float tr_worker_optimizer_step(tr_worker *w, const hg_optim_config *opt);
 
-// The shard's tables and its gradient buffer (local_table.total elements,
+// The shard's tables, its parameters and its gradient buffer (local_table.total elements,
 // fp32, in the ops' memory).
 const tr_shard *tr_worker_shard(const tr_worker *w);
+float *tr_worker_params(tr_worker *w);
 float *tr_worker_grads(tr_worker *w);
 
 #endif

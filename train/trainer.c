@@ -383,4 +383,5 @@ float tr_worker_optimizer_step(tr_worker *w, const hg_optim_config *o)
 
 int tr_worker_has_loss(const tr_worker *w) { return w->last; }
 const tr_shard *tr_worker_shard(const tr_worker *w) { return &w->shard; }
+float *tr_worker_params(tr_worker *w) { return w->params; }
 float *tr_worker_grads(tr_worker *w) { return w->grads; }
