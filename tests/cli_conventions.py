@@ -67,7 +67,7 @@ def test_usage_errors():
                              ("hgridctl", ["show", "j", "--widht", "80"], "--width"),
                              ("hgridctl", ["watch", "j", "--intervall", "1"], "--interval"),
                              ("hgrid-worker", ["--coordinater", "h"], "--coordinator"),
-                             ("hgrid-worker", ["--step", "3"], "--steps"),
+                             ("hgrid-worker", ["--stepz", "3"], "--steps"),
                              ("hgrid-swarm", ["--worker", "3"], "--workers")):
         usage_error(prog, args, f"(did you mean {near}?)")
     usage_error("hgridctl", ["plna"], "unknown command 'plna' (did you mean plan?")
@@ -101,18 +101,19 @@ def test_usage_errors():
     # --flag=value and --flag value are the same flag.
     for prog, flag, value in (("hgridctl", "--socket", "/nonexistent/s"),
                               ("hgrid-worker", "--coordinator", "127.0.0.1:1")):
-        pre = ["list"] if prog == "hgridctl" else ["--job", "j", "--token", "t", "--dry-run"]
+        pre = ["list"] if prog == "hgridctl" else ["--job", "j", "--token", "t", "--dry-run",
+                                                   "--connect-timeout", "0"]
         a = run(prog, flag, value, *pre)
         b = run(prog, f"{flag}={value}", *pre)
         check(a[0] == b[0] == 1 and a[2] == b[2] and value in a[2],
               f"{prog} {flag} V and {flag}=V: {a[0]} {b[0]} {a[2]!r} {b[2]!r}")
     # --coordinator HOST: port 7420 (nothing of ours listens on 127.0.0.2).
     rc, _, err = run("hgrid-worker", "--coordinator", "127.0.0.2", "--job", "j", "--token", "t",
-                     "--dry-run", "--reconnect-timeout", "0")
+                     "--dry-run", "--reconnect-timeout", "0", "--connect-timeout", "0")
     check(rc == 1 and "127.0.0.2:7420" in err, f"--coordinator HOST means HOST:7420: {rc} {err!r}")
     env = dict(os.environ, HGRID_COORDINATOR="127.0.0.2")
     rc, _, err = run("hgrid-worker", "--job", "j", "--token", "t", "--dry-run",
-                     "--reconnect-timeout", "0", env=env)
+                     "--reconnect-timeout", "0", "--connect-timeout", "0", env=env)
     check(rc == 1 and "127.0.0.2:7420" in err, f"HGRID_COORDINATOR=HOST means HOST:7420: {rc} {err!r}")
 
 
