@@ -64,13 +64,13 @@ static void test_colocated(void)
     plan_of("--mimo-layout colocated --encoder-tp 2 --encoder-dp 4 --llm-tp 4 --llm-dp 2 "
             "--micro-batch-size 2",
             &plan);
-    assign_worker w[8];
+    gridd_assign_worker w[8];
     for (int i = 0; i < 8; i++) // two 4-GPU hosts joining interleaved
-        w[i] = (assign_worker){i % 2, i / 2, -1};
+        w[i] = (gridd_assign_worker){i % 2, i / 2, -1};
     int rank[8];
-    CHECK_EQ(assign_ranks(&plan, w, rank), 0);
+    CHECK_EQ(gridd_assign_ranks(&plan, w, rank), 0);
     CHECK(is_permutation(rank, 8), "colocated ranks are not a permutation");
-    CHECK_EQ(assign_split_tp_groups(&plan, w, rank), 0);
+    CHECK_EQ(gridd_assign_split_tp_groups(&plan, w, rank), 0);
 }
 
 static void test_requested(void)

@@ -12,6 +12,8 @@ static const char *layouts[] = {
     "",                                                            // encoder | llm with a bridge
     "--llm-pp 2 --global-batch-size 4",                            // embd, pp
     "--llm-only --llm-tp 2 --llm-dp 4 --llm-ep 2 --num-experts 4", // experts
+    "--mimo-layout colocated",                                     // both modules on each rank
+    "--encoder vision:tp=2,dp=2 --encoder audio:tp=1,dp=2",        // two encoders, two bridges
 };
 
 // Does the group behind id hold rank?
@@ -20,8 +22,8 @@ static bool id_holds(const mint_plan *mp, int id, int rank)
     mint_group mg;
     mint_id_group(mp, id, &mg);
     if (mg.kind == MINT_BRIDGE)
-        return hg_bridge_index_of_rank(mp->plan, rank) >= 0;
-    const hg_module_grid *m = hg_plan_module(mp->plan, mg.module);
+        return hg_bridge_index_of_rank(mp->plan, mg.group, rank) >= 0;
+    const hg_module_grid *m = &mp->plan->modules[mg.module_index];
     int *members = malloc(sizeof *members * (size_t)hg_group_size(m, (hg_group_kind)mg.kind));
     hg_group_members(m, (hg_group_kind)mg.kind, mg.group, members);
     bool holds = false;
