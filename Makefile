@@ -110,7 +110,7 @@ install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(UNITDIR) $(DESTDIR)$(PREFIX)/lib/sysusers.d \
 		$(DESTDIR)$(PREFIX)/share/doc/hgrid $(DESTDIR)$(PREFIX)/share/man/man1
 	install -m 0755 $(INSTALL_PROGRAMS) $(DESTDIR)$(PREFIX)/bin
-	install -m 0644 man/gridd.1 man/hgridctl.1 man/hgrid-worker.1 $(DESTDIR)$(PREFIX)/share/man/man1
+	install -m 0644 man/gridd.1 man/hgridctl.1 man/hgrid-worker.1 man/hgrid-agent.1 $(DESTDIR)$(PREFIX)/share/man/man1
 	for s in $(INSTALL_SCRIPTS); do install -m 0755 scripts/$$s.sh $(DESTDIR)$(PREFIX)/bin/$$s; done
 	for u in gridd.service hgrid-agent.service hgrid-worker@.service; do \
 		sed 's|/usr/local/|$(PREFIX)/|g' systemd/$$u > $(DESTDIR)$(UNITDIR)/$$u && \
