@@ -139,10 +139,12 @@ static void fill_info(const job *j, Hgrid__JobInfo *info)
 
 // Each module's progress and recent losses (oldest first) into mp, pointed
 // to by info; losses holds the copies.
-static void fill_progress(const job *j, Hgrid__JobInfo *info, Hgrid__ModuleProgress mp[2],
-                          Hgrid__ModuleProgress *ptrs[2], float losses[2][JOB_LOSS_HISTORY])
+static void fill_progress(const job *j, Hgrid__JobInfo *info,
+                          Hgrid__ModuleProgress mp[HG_MAX_MODULES],
+                          Hgrid__ModuleProgress *ptrs[HG_MAX_MODULES],
+                          float losses[HG_MAX_MODULES][JOB_LOSS_HISTORY])
 {
-    metrics_module m[2];
+    metrics_module m[HG_MAX_MODULES];
     int n;
     job_progress(j, m, &n);
     for (int i = 0; i < n; i++) {
@@ -265,8 +267,8 @@ static void show(conn *c, const Hgrid__ShowJob *req)
         }
         Hgrid__Envelope env;
         Hgrid__JobInfo info;
-        Hgrid__ModuleProgress mp[2], *mp_ptrs[2];
-        static float losses[2][JOB_LOSS_HISTORY];
+        Hgrid__ModuleProgress mp[HG_MAX_MODULES], *mp_ptrs[HG_MAX_MODULES];
+        static float losses[HG_MAX_MODULES][JOB_LOSS_HISTORY];
         wire_envelope_init(&env);
         fill_info(j, &info);
         fill_progress(j, &info, mp, mp_ptrs, losses);

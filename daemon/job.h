@@ -53,7 +53,7 @@ struct job {
     int64_t resume_deadline; // JOB_RESUMING: ms
     job_rank *ranks;         // per rank
     int num_done;            // ranks done in this generation
-    job_loss_history history[2]; // per module, in plan order
+    job_loss_history history[HG_MAX_MODULES]; // per module, in plan order
     job *next;
 };
 
@@ -90,7 +90,7 @@ int64_t gridd_unix_ms(void);
 // Records rank's loss at step for its module's recent losses.
 void job_record_loss(job *j, int rank, uint64_t step, float loss);
 // Each module's progress, in plan order.
-void job_progress(const job *j, metrics_module out[2], int *num_modules);
+void job_progress(const job *j, metrics_module out[HG_MAX_MODULES], int *num_modules);
 void job_remove(server *srv, job *j); // unlinks and frees, nothing sent
 void job_free(job *j);
 // After roster_join put c into its slot; resume: the Hello's (NULL: none).

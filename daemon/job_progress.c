@@ -21,7 +21,7 @@ void job_record_loss(job *j, int rank, uint64_t step, float loss)
         h->count++;
 }
 
-void job_progress(const job *j, metrics_module out[2], int *num_modules)
+void job_progress(const job *j, metrics_module out[HG_MAX_MODULES], int *num_modules)
 {
     const roster *r = &j->rec.roster;
     *num_modules = j->plan.num_modules;

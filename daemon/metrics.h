@@ -67,7 +67,7 @@ typedef struct {
     const char *name;
     uint64_t generation;
     int joined, world_size;
-    metrics_module modules[2];
+    metrics_module modules[HG_MAX_MODULES];
     int num_modules;
 } metrics_job;
 
