@@ -4,7 +4,10 @@
 one rank replaced: its death reported by its host aborts the generation at
 every worker, the replacement joins, and the new generation is checked
 whole, with new ids exactly for the groups holding that rank. The same job
-size over direct connections (--direct) still passes. Stdlib only."""
+size over direct connections (--direct) still passes. The replacement also
+on a colocated layout (both modules on every rank) and on two encoders (two
+bridges), whose assignments carry a second module or several bridges.
+Stdlib only."""
 import os
 import re
 import signal
@@ -25,6 +28,35 @@ def swarm(port, job, *extra):
                         "--token", "t", "--workers", "256", "--hosts", "32", *extra],
                        capture_output=True, text=True, timeout=120)
     return r.returncode, r.stdout, r.stderr
+
+
+# Small layouts whose groups span several modules: (job, flags, workers).
+MODULE_LAYOUTS = [
+    ("colo", ["--mimo-layout", "colocated", "--encoder-tp", "2", "--encoder-dp", "4", "--llm-tp", "2",
+              "--llm-dp", "4"], 8),
+    ("enc2", ["--encoder", "vision:tp=2,dp=2", "--encoder", "audio:tp=1,dp=2", "--llm-tp", "2",
+              "--llm-dp", "2"], 10),
+]
+
+
+def replace_in_modules(port, sock):
+    for job, flags, workers in MODULE_LAYOUTS:
+        r = lu.ctl(sock, "submit", "--job", job, "--token", "t", *flags)
+        check(r.returncode == 0, f"submit {job}: {r.stderr}")
+        r = subprocess.run([f"{lu.BIN}/hgrid-swarm", "--coordinator", f"127.0.0.1:{port}", "--job",
+                            job, "--token", "t", "--workers", str(workers), "--hosts", "2",
+                            "--replace-rank", "1"], capture_output=True, text=True, timeout=120)
+        g = re.search(r"^workers=(\d+) groups=(\d+) ", r.stdout, re.M)
+        m = re.search(r"^replace: rank=1 abort_ms=[0-9.]+ reassign_ms=[0-9.]+ changed_ids=(\d+) "
+                      r"kept_ids=(\d+)$", r.stdout, re.M)
+        check(r.returncode == 0 and g and m and int(g[1]) == workers,
+              f"{job}: assignments and the replacement of rank 1 checked: exit {r.returncode}, "
+              f"{r.stdout.strip()[-300:]!r} {r.stderr.strip()[-300:]!r}")
+        if g and m:
+            groups, changed, kept = int(g[2]), int(m[1]), int(m[2])
+            check(0 < changed < groups and changed + kept == groups,
+                  f"{job}: only the communicators holding rank 1 are re-created: {changed} of "
+                  f"{groups} ({kept} kept)")
 
 
 def main():
@@ -51,6 +83,7 @@ def main():
                 print(f"swarm_hosts: 256 workers on 32 links: death -> last Abort {abort_ms:.1f} ms, "
                       f"replacement's Hello -> last Assignment {reassign_ms:.1f} ms, "
                       f"{changed} of 244 communicators re-created", flush=True)
+        replace_in_modules(port, sock)
     finally:
         gridd.send_signal(signal.SIGTERM)
         check(gridd.wait(timeout=20) == 0, "gridd exits 0")
