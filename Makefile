@@ -44,7 +44,7 @@ objs = $(patsubst %.c,$(BUILD)/%.o,$(patsubst %.cu,$(BUILD)/%.cu.o,$(patsubst %.
 all:
 
 # Libraries first: later fragments name them as prerequisites.
-MODULES := proto layout wire util daemon libhgrid ctl worker tools/swarm examples kernels model train tests
+MODULES := proto layout wire util daemon agent libhgrid ctl worker tools/swarm examples kernels model train tests
 include $(wildcard $(addsuffix /module.mk,$(MODULES)))
 
 all: $(PROGS)
@@ -104,15 +104,15 @@ clean:
 # and pkg-config's hgrid.pc.
 PREFIX  ?= /usr/local
 UNITDIR ?= $(PREFIX)/lib/systemd/system
-INSTALL_PROGRAMS = $(filter $(addprefix $(BIN)/,gridd hgrid-worker hgridctl hgrid-swarm),$(PROGS))
+INSTALL_PROGRAMS = $(filter $(addprefix $(BIN)/,gridd hgrid-agent hgrid-worker hgridctl hgrid-swarm),$(PROGS))
 INSTALL_SCRIPTS  := hgrid-srun hgrid-torchrun hgrid-ssh
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(UNITDIR) $(DESTDIR)$(PREFIX)/lib/sysusers.d \
 		$(DESTDIR)$(PREFIX)/share/doc/hgrid $(DESTDIR)$(PREFIX)/share/man/man1
 	install -m 0755 $(INSTALL_PROGRAMS) $(DESTDIR)$(PREFIX)/bin
-	install -m 0644 man/gridd.1 man/hgridctl.1 man/hgrid-worker.1 $(DESTDIR)$(PREFIX)/share/man/man1
+	install -m 0644 man/gridd.1 man/hgridctl.1 man/hgrid-worker.1 man/hgrid-agent.1 $(DESTDIR)$(PREFIX)/share/man/man1
 	for s in $(INSTALL_SCRIPTS); do install -m 0755 scripts/$$s.sh $(DESTDIR)$(PREFIX)/bin/$$s; done
-	for u in gridd.service hgrid-worker@.service; do \
+	for u in gridd.service hgrid-agent.service hgrid-worker@.service; do \
 		sed 's|/usr/local/|$(PREFIX)/|g' systemd/$$u > $(DESTDIR)$(UNITDIR)/$$u && \
 		chmod 0644 $(DESTDIR)$(UNITDIR)/$$u || exit 1; done
 	install -m 0644 systemd/hgrid.sysusers $(DESTDIR)$(PREFIX)/lib/sysusers.d/hgrid.conf

@@ -6,26 +6,18 @@
 
 #include "daemon/assignment.h"
 
-#define STACK_PEERS 64
+#include "daemon/hostlink.h"
 
 static void set_id(const job *j, Hgrid__Group *g, int id)
 {
     if (id < 0)
         return; // one-rank group: no communicator
+    g->kept = !rebuild_id_changed(&j->rebuild, id);
     g->nccl_id.data = j->ids + (size_t)id * MINT_ID_BYTES;
     g->nccl_id.len = MINT_ID_BYTES;
 }
 
-// One module's coordinates and groups of rank, in the engine's order.
-typedef struct {
-    Hgrid__Coordinates coords;
-    Hgrid__Group groups[HG_MAX_RANK_GROUPS], *group_ptrs[HG_MAX_RANK_GROUPS];
-    char names[HG_MAX_RANK_GROUPS][HG_GROUP_NAME_LEN];
-    hg_rank_group rank_groups[HG_MAX_RANK_GROUPS];
-    size_t n;
-} module_part;
-
-static void fill_module(const job *j, const hg_module_grid *m, int rank, module_part *out)
+static void fill_module(const job *j, const hg_module_grid *m, int rank, assignment_module *out)
 {
     const hg_plan *p = &j->plan;
     hg_coords co;
@@ -58,7 +50,7 @@ static void fill_module(const job *j, const hg_module_grid *m, int rank, module_
 
 // The bridge peers of rank over its bridges (in group order) into peers,
 // which holds as many as the edges touching rank.
-static void fill_peers(const job *j, const module_part *part, int rank, Hgrid__BridgePeer *peers,
+static void fill_peers(const job *j, const assignment_module *part, int rank, Hgrid__BridgePeer *peers,
                        hg_bridge_peer *scratch)
 {
     int total = 0;
@@ -78,7 +70,7 @@ static void fill_peers(const job *j, const module_part *part, int rank, Hgrid__B
 }
 
 // How many bridge edges touch rank.
-static int count_peers(const job *j, const module_part *part, int rank)
+static int count_peers(const job *j, const assignment_module *part, int rank)
 {
     int total = 0;
     for (size_t i = 0; i < part->n; i++)
@@ -87,72 +79,90 @@ static int count_peers(const job *j, const module_part *part, int rank)
     return total;
 }
 
-int assignment_send(job *j, int rank, conn *c)
+int assignment_build(const job *j, int rank, assignment_buf *b)
 {
     const hg_plan *p = &j->plan;
     const hg_module_grid *mods[2];
     int nm = hg_plan_modules_of_rank(p, rank, mods);
-    module_part parts[2];
     for (int i = 0; i < nm; i++)
-        fill_module(j, mods[i], rank, &parts[i]);
+        fill_module(j, mods[i], rank, &b->parts[i]);
 
-    // Peers: one per edge touching rank, on the stack unless a wide fan-out.
-    int num_peers = count_peers(j, &parts[0], rank);
-    Hgrid__BridgePeer stack_peers[STACK_PEERS], *peers = stack_peers;
-    Hgrid__BridgePeer *stack_ptrs[STACK_PEERS], **peer_ptrs = stack_ptrs;
-    hg_bridge_peer stack_scratch[STACK_PEERS], *scratch = stack_scratch;
-    if (num_peers > STACK_PEERS) {
-        peers = malloc(sizeof *peers * (size_t)num_peers);
-        peer_ptrs = malloc(sizeof *peer_ptrs * (size_t)num_peers);
-        scratch = malloc(sizeof *scratch * (size_t)num_peers);
-        if (!peers || !peer_ptrs || !scratch) {
-            free(peers);
-            free(peer_ptrs);
-            free(scratch);
-            conn_close(c, "out of memory for bridge peers");
+    // Peers: one per edge touching rank, in b unless a wide fan-out.
+    int num_peers = count_peers(j, &b->parts[0], rank);
+    b->peers = b->stack_peers;
+    b->peer_ptrs = b->stack_peer_ptrs;
+    b->scratch = b->stack_scratch;
+    if (num_peers > ASSIGNMENT_STACK_PEERS) {
+        b->peers = malloc(sizeof *b->peers * (size_t)num_peers);
+        b->peer_ptrs = malloc(sizeof *b->peer_ptrs * (size_t)num_peers);
+        b->scratch = malloc(sizeof *b->scratch * (size_t)num_peers);
+        if (!b->peers || !b->peer_ptrs || !b->scratch) {
+            assignment_buf_free(b);
             return -1;
         }
     }
-    fill_peers(j, &parts[0], rank, peers, scratch);
+    fill_peers(j, &b->parts[0], rank, b->peers, b->scratch);
     for (int i = 0; i < num_peers; i++)
-        peer_ptrs[i] = &peers[i];
+        b->peer_ptrs[i] = &b->peers[i];
 
-    Hgrid__ModuleAssignment colocated, *colocated_ptrs[1] = {&colocated};
+    Hgrid__ModuleAssignment *colocated = &b->colocated;
+    b->colocated_ptrs[0] = colocated;
     if (nm == 2) {
-        hgrid__module_assignment__init(&colocated);
-        colocated.module_index = (uint32_t)mods[1]->index;
-        colocated.module = mods[1]->id == HG_MODULE_ENCODER ? HGRID__MODULE__MODULE_ENCODER
-                                                            : HGRID__MODULE__MODULE_LLM;
-        colocated.coordinates = &parts[1].coords;
-        colocated.n_groups = parts[1].n;
-        colocated.groups = parts[1].group_ptrs;
+        hgrid__module_assignment__init(colocated);
+        colocated->module_index = (uint32_t)mods[1]->index;
+        colocated->module = mods[1]->id == HG_MODULE_ENCODER ? HGRID__MODULE__MODULE_ENCODER
+                                                             : HGRID__MODULE__MODULE_LLM;
+        colocated->coordinates = &b->parts[1].coords;
+        colocated->n_groups = b->parts[1].n;
+        colocated->groups = b->parts[1].group_ptrs;
     }
-    Hgrid__Assignment a;
-    hgrid__assignment__init(&a);
-    a.generation = j->rec.generation;
-    a.layout = &j->wire.layout;
-    a.rank = (uint32_t)rank;
-    a.world_size = (uint32_t)p->world_size;
-    a.module = mods[0]->id == HG_MODULE_ENCODER ? HGRID__MODULE__MODULE_ENCODER
-                                                : HGRID__MODULE__MODULE_LLM;
-    a.module_index = (uint32_t)mods[0]->index;
-    a.coordinates = &parts[0].coords;
-    a.n_groups = parts[0].n;
-    a.groups = parts[0].group_ptrs;
-    a.n_bridge_peers = (size_t)num_peers;
-    a.bridge_peers = peer_ptrs;
-    a.n_colocated_modules = nm == 2 ? 1 : 0;
-    a.colocated_modules = colocated_ptrs;
-    a.job = j->rec.name;
+    Hgrid__Assignment *a = &b->a;
+    hgrid__assignment__init(a);
+    a->generation = j->rec.generation;
+    a->layout = (Hgrid__Layout *)&j->wire.layout;
+    a->rank = (uint32_t)rank;
+    a->world_size = (uint32_t)p->world_size;
+    a->module = mods[0]->id == HG_MODULE_ENCODER ? HGRID__MODULE__MODULE_ENCODER
+                                                 : HGRID__MODULE__MODULE_LLM;
+    a->module_index = (uint32_t)mods[0]->index;
+    a->coordinates = &b->parts[0].coords;
+    a->n_groups = b->parts[0].n;
+    a->groups = b->parts[0].group_ptrs;
+    a->n_bridge_peers = (size_t)num_peers;
+    a->bridge_peers = b->peer_ptrs;
+    a->n_colocated_modules = nm == 2 ? 1 : 0;
+    a->colocated_modules = b->colocated_ptrs;
+    a->job = (char *)j->rec.name;
+    return 0;
+}
+
+void assignment_buf_free(assignment_buf *b)
+{
+    if (b->peers != b->stack_peers)
+        free(b->peers);
+    if (b->peer_ptrs != b->stack_peer_ptrs)
+        free(b->peer_ptrs);
+    if (b->scratch != b->stack_scratch)
+        free(b->scratch);
+    b->peers = b->stack_peers;
+    b->peer_ptrs = b->stack_peer_ptrs;
+    b->scratch = b->stack_scratch;
+}
+
+int assignment_send(job *j, int rank, conn *c)
+{
+    if (c->kind == CONN_REMOTE)
+        return hostlink_assign(c, rank);
+    assignment_buf b;
+    if (assignment_build(j, rank, &b)) {
+        conn_close(c, "out of memory for bridge peers");
+        return -1;
+    }
     Hgrid__Envelope env;
     wire_envelope_init(&env);
     env.msg_case = HGRID__ENVELOPE__MSG_ASSIGNMENT;
-    env.assignment = &a;
+    env.assignment = &b.a;
     int rc = conn_send(c, &env);
-    if (peers != stack_peers) {
-        free(peers);
-        free(peer_ptrs);
-        free(scratch);
-    }
+    assignment_buf_free(&b);
     return rc;
 }

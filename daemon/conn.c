@@ -10,6 +10,7 @@
 #include "daemon/conn.h"
 
 #include "daemon/control.h"
+#include "daemon/hostlink.h"
 #include "daemon/job.h"
 #include "daemon/worker_msgs.h"
 
@@ -53,6 +54,10 @@ static const char *conn_peer(conn *c)
         return c->peer;
     if (c->kind == CONN_CONTROL) {
         snprintf(c->peer, sizeof c->peer, "control");
+        return c->peer;
+    }
+    if (c->kind == CONN_REMOTE) {
+        hostlink_peer(c, c->peer, sizeof c->peer);
         return c->peer;
     }
     struct sockaddr_storage sa;
@@ -227,6 +232,12 @@ void conn_close(conn *c, const char *reason)
     conn_list_remove(c);
     if (c->job)
         job_worker_gone(c, reason);
+    if (c->kind == CONN_REMOTE) {
+        hostlink_drop(c);
+        return;
+    }
+    if (c->link)
+        hostlink_closed(c, reason);
     else if (reason && !c->draining && c->kind == CONN_WORKER && gridd_log_enabled(GRIDD_INFO))
         gridd_log_at(GRIDD_INFO, NULL, -1, "connection closed peer=%s reason=\"%s\"",
                      conn_peer(c), reason);
@@ -253,6 +264,13 @@ void conn_finish(conn *c)
     c->draining = true;
     if (c->job)
         job_worker_gone(c, "connection finished");
+    if (c->kind == CONN_REMOTE) { // the agent closes its socket after what was sent
+        conn_list_remove(c);
+        hostlink_drop(c);
+        return;
+    }
+    if (c->link)
+        hostlink_closed(c, "connection finished");
     conn_list_append(c, LIST_LINGER);
     uv_shutdown_t *req = malloc(sizeof *req);
     if (!req || uv_shutdown(req, &c->h.stream, on_shutdown)) {
@@ -341,10 +359,14 @@ static void on_written(uv_write_t *req, int status)
 // copied out for uv_write.
 static uint8_t send_buffer[64 * 1024];
 
+static int write_frame(conn *c, const uint8_t *frame, size_t len, uint8_t *heap, int msg_case);
+
 int conn_send(conn *c, const Hgrid__Envelope *env)
 {
     if (c->closing || c->draining)
         return -1;
+    if (c->kind == CONN_REMOTE)
+        return hostlink_send(c, env);
     uint8_t *frame = send_buffer, *heap = NULL;
     size_t len = wire_pack_into(env, send_buffer, sizeof send_buffer);
     if (len == 0 && (len = wire_pack(env, &heap)) > 0)
@@ -354,10 +376,27 @@ int conn_send(conn *c, const Hgrid__Envelope *env)
         return -1;
     }
     metrics_frame_out(&c->srv->metrics, env, len);
+    return write_frame(c, frame, len, heap, (int)env->msg_case);
+}
+
+int conn_send_frame(conn *c, const uint8_t *frame, size_t len, int msg_case)
+{
+    if (c->closing || c->draining)
+        return -1;
+    Hgrid__Envelope env; // for the metrics: its type
+    wire_envelope_init(&env);
+    env.msg_case = (Hgrid__Envelope__MsgCase)msg_case;
+    metrics_frame_out(&c->srv->metrics, &env, len);
+    return write_frame(c, frame, len, NULL, msg_case);
+}
+
+// Writes a packed frame (heap: its malloc'd copy, freed here, or NULL).
+static int write_frame(conn *c, const uint8_t *frame, size_t len, uint8_t *heap, int msg_case)
+{
     if (gridd_log_enabled(GRIDD_DEBUG))
         gridd_log_at(GRIDD_DEBUG, c->job, conn_rank(c),
                      "frame sent peer=%s type=%s bytes=%zu", conn_peer(c),
-                     metrics_message_name((int)env->msg_case), len);
+                     metrics_message_name(msg_case), len);
     // Straight to the socket when nothing is queued; the rest goes through
     // uv_write and is freed in its callback.
     size_t done = 0;

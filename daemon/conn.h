@@ -1,12 +1,16 @@
 // A connection (worker over TCP or hgridctl over the control socket):
-// framing, sending with a bounded queue, deadlines and closing.
+// framing, sending with a bounded queue, deadlines and closing. A worker
+// behind an hgrid-agent is a CONN_REMOTE: no socket of its own, its frames
+// go through its host link (daemon/hostlink.h).
 #ifndef HGRID_DAEMON_CONN_H
 #define HGRID_DAEMON_CONN_H
 
 #include "daemon/gridd.h"
 #include "wire/wire.h"
 
-typedef enum { CONN_WORKER, CONN_CONTROL } conn_kind;
+typedef struct hostlink hostlink;
+
+typedef enum { CONN_WORKER, CONN_CONTROL, CONN_REMOTE } conn_kind;
 
 struct conn {
     union {
@@ -31,11 +35,15 @@ struct conn {
     bool authenticated; // a control peer that passed SO_PEERCRED; a worker that once joined
     bool busy;   // a request of this control connection is being worked on off the loop
     bool closed; // the handle is closed while busy: the work's callback frees the conn
+    hostlink *link; // CONN_WORKER: set once it sent a HostHello; CONN_REMOTE: its host's
+    uint32_t device; // CONN_REMOTE: its local device, its address on the link
 };
 
 conn *conn_new(server *srv, conn_kind kind);
 void conn_start(conn *c);                           // after accept: read, hello deadline
 int conn_send(conn *c, const Hgrid__Envelope *env); // 0, or -1 (the conn is closing)
+// A frame packed by the caller (header included) of Envelope type msg_case.
+int conn_send_frame(conn *c, const uint8_t *frame, size_t len, int msg_case);
 // Sends Error{code, message}, detaches the conn and closes it once the peer
 // hung up or GRIDD_LINGER_MS passed.
 void conn_fail(conn *c, Hgrid__ErrorCode code, const char *fmt, ...)

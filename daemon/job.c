@@ -6,6 +6,7 @@
 #include "daemon/job.h"
 
 #include "daemon/assignment.h"
+#include "daemon/hostlink.h"
 
 const char *job_state_name(job_state s)
 {
@@ -49,7 +50,9 @@ job *job_build(const job_record *rec, const hg_plan *plan)
     j->missing = malloc(sizeof *j->missing * world);
     j->members = malloc(sizeof *j->members * world);
     j->ranks = calloc(world, sizeof *j->ranks);
-    if (!j->ids || !j->missing || !j->members || !j->ranks) {
+    if (!j->ids || !j->missing || !j->members || !j->ranks ||
+        rebuild_init(&j->rebuild, &j->mint)) {
+        rebuild_free(&j->rebuild);
         free(j->ids);
         free(j->missing);
         free(j->members);
@@ -86,7 +89,9 @@ void job_restored(job *j)
 
 void job_free(job *j)
 {
+    hostlink_forget_job(j);
     roster_free(&j->rec.roster);
+    rebuild_free(&j->rebuild);
     free(j->ids);
     free(j->missing);
     free(j->members);
@@ -184,42 +189,11 @@ static bool assign_rank(job *j, int rank)
     return true;
 }
 
-// How many distinct ids rank's groups use (kinds sharing a communicator
-// share an id), over every module holding it.
-static int ids_needed(const job *j, int rank)
-{
-    int ids[MINT_MAX_PER_RANK], n = 0;
-    const hg_module_grid *mods[2];
-    int nm = hg_plan_modules_of_rank(&j->plan, rank, mods);
-    for (int mi = 0; mi < nm; mi++) {
-        hg_rank_group groups[HG_MAX_RANK_GROUPS];
-        int ng = hg_rank_groups(&j->plan, &j->mint.canonical, mods[mi], rank, groups);
-        for (int k = 0; k < ng; k++) {
-            int id = mint_rank_group_id(&j->mint, mods[mi], rank, &groups[k]), seen = 0;
-            for (int i = 0; i < n; i++)
-                seen |= ids[i] == id;
-            if (id >= 0 && !seen)
-                ids[n++] = id;
-        }
-    }
-    return n;
-}
-
 // An id came in: members of its group that now hold all their ids get
 // their Assignment at once, while other leaders are still minting.
 static bool id_arrived(job *j, int id)
 {
-    mint_group mg;
-    mint_id_group(&j->mint, id, &mg);
-    const hg_module_grid *m = &j->plan.modules[mg.module_index];
-    hg_rank_group g = {mg.kind, -1, mg.kind, mg.group, 0, 0};
-    if (mg.kind == MINT_BRIDGE)
-        g = (hg_rank_group){HG_GROUP_BRIDGE, mg.group, HG_GROUP_BRIDGE, 0,
-                            hg_bridge_size(&j->plan, mg.group), 0};
-    else
-        g.size = hg_group_size(m, (hg_group_kind)mg.kind);
-    int n = g.size;
-    hg_rank_group_members(&j->plan, m, &g, j->members);
+    int n = rebuild_id_members(&j->mint, id, j->members);
     for (int i = 0; i < n; i++)
         if (--j->missing[j->members[i]] == 0 && !assign_rank(j, j->members[i]))
             return false;
@@ -239,6 +213,8 @@ void job_start_generation(job *j)
     for (int s = 0; s < j->plan.world_size; s++)
         j->ranks[s].done = false;
     j->num_done = 0;
+    int changed = rebuild_plan(&j->rebuild, &j->mint);
+    j->minted_generation = gen;
     Hgrid__Envelope env;
     Hgrid__MintRequest req;
     wire_envelope_init(&env);
@@ -246,12 +222,12 @@ void job_start_generation(job *j)
     req.generation = gen;
     env.msg_case = HGRID__ENVELOPE__MSG_MINT_REQUEST;
     env.mint_request = &req;
-    int ids[MINT_MAX_PER_RANK];
+    rebuild_count(&j->rebuild, &j->mint, j->missing, j->members);
+    const int *leads = j->rebuild.leads;
     for (int s = 0; s < j->plan.world_size; s++) {
         roster_slot *slot = &j->rec.roster.slots[s];
         slot->state = SLOT_JOINED;
-        j->missing[s] = ids_needed(j, s);
-        int n = mint_leader_ids(&j->mint, s, ids);
+        int n = leads[s];
         if (n == 0)
             continue;
         slot->mint_pending = true;
@@ -262,14 +238,17 @@ void job_start_generation(job *j)
         if (j->state != JOB_MINTING || j->rec.generation != gen)
             return;
     }
-    gridd_log_at(GRIDD_INFO, j, -1, "generation started leaders=%d ids=%d", j->mint_pending,
-                 j->mint.num_ids);
+    gridd_log_at(j->rec.generation > 1 ? GRIDD_NOTICE : GRIDD_INFO, j, -1,
+                 "generation started leaders=%d ids=%d changed=%d", j->mint_pending,
+                 j->mint.num_ids, changed);
     for (int s = 0; s < j->plan.world_size; s++) // ranks whose groups need no id
         if (j->missing[s] == 0 && !assign_rank(j, s))
             return;
 }
 
-static void send_abort(conn *c, uint64_t generation, const char *reason)
+// lost_rank >= 0: the rank whose loss ended the generation (workers abort
+// the communicators holding it at once).
+static void send_abort(conn *c, uint64_t generation, const char *reason, int lost_rank)
 {
     Hgrid__Envelope env;
     Hgrid__Abort abort_msg;
@@ -277,12 +256,15 @@ static void send_abort(conn *c, uint64_t generation, const char *reason)
     hgrid__abort__init(&abort_msg);
     abort_msg.generation = generation;
     abort_msg.reason = (char *)reason;
+    uint32_t lost = (uint32_t)lost_rank;
+    abort_msg.n_lost_ranks = lost_rank >= 0;
+    abort_msg.lost_ranks = &lost;
     env.msg_case = HGRID__ENVELOPE__MSG_ABORT;
     env.abort = &abort_msg;
     conn_send(c, &env);
 }
 
-void job_abort_generation(job *j, const char *reason, const conn *skip)
+void job_abort_generation(job *j, const char *reason, const conn *skip, int lost_rank)
 {
     uint64_t gen = j->rec.generation;
     if (gen > (uint64_t)j->srv->opt.max_restarts) {
@@ -310,7 +292,7 @@ void job_abort_generation(job *j, const char *reason, const conn *skip)
         slot->mint_pending = false;
         conn_unwatch(c);
         if (c != skip)
-            send_abort(c, gen, reason);
+            send_abort(c, gen, reason, lost_rank);
     }
 }
 
@@ -375,7 +357,7 @@ void jobs_sweep(server *srv)
                  "rank %d, %s/%d)", r->world_size - r->live, r->world_size,
                  srv->opt.resume_timeout, first, roster_host_name(r, r->slots[first].host),
                  r->slots[first].device);
-        job_abort_generation(j, reason, NULL);
+        job_abort_generation(j, reason, NULL, -1);
     }
 }
 
@@ -395,7 +377,7 @@ void job_joined(job *j, conn *c, const Hgrid__Resume *resume)
         char reason[512];
         snprintf(reason, sizeof reason, "rank %d (%s/%d) came back without it after gridd's "
                  "restart", c->slot, host, slot->device);
-        job_abort_generation(j, reason, c);
+        job_abort_generation(j, reason, c, -1);
         if (job_ended(j))
             return;
     }
@@ -403,7 +385,7 @@ void job_joined(job *j, conn *c, const Hgrid__Resume *resume)
         char reason[128];
         snprintf(reason, sizeof reason, "generation %llu ended while this worker was away",
                  (unsigned long long)resume->generation);
-        send_abort(c, resume->generation, reason);
+        send_abort(c, resume->generation, reason, -1);
         if (c->job != j)
             return; // the send failed and lost the worker
     }
@@ -445,6 +427,8 @@ void job_worker_gone(conn *c, const char *why)
     snprintf(host, sizeof host, "%s", roster_host_name(r, slot->host));
     bool assigned = r->assigned;
     roster_leave(r, s);
+    if (assigned)
+        rebuild_lose(&j->rebuild, s);
     if (!assigned) {
         gridd_log_at(GRIDD_INFO, j, -1, "worker left before ranks were assigned host=%s device=%d "
                      "joined=%d/%d reason=\"%s\"", host, device, r->live, r->world_size, why);
@@ -456,7 +440,7 @@ void job_worker_gone(conn *c, const char *why)
         return;
     char reason[512];
     snprintf(reason, sizeof reason, "rank %d (%s/%d) lost: %s", s, host, device, why);
-    job_abort_generation(j, reason, NULL);
+    job_abort_generation(j, reason, NULL, s);
 }
 
 void job_mint_reply(conn *c, const Hgrid__MintReply *reply)
@@ -469,7 +453,7 @@ void job_mint_reply(conn *c, const Hgrid__MintReply *reply)
         return;
     }
     int ids[MINT_MAX_PER_RANK];
-    int n = mint_leader_ids(&j->mint, c->slot, ids);
+    int n = rebuild_leader_ids(&j->rebuild, &j->mint, c->slot, ids);
     if (reply->n_ids != (size_t)n) {
         conn_fail(c, HGRID__ERROR_CODE__ERROR_BAD_REQUEST,
                   "MintReply carries %zu ids; MintRequest asked rank %d for %d", reply->n_ids,
@@ -503,6 +487,8 @@ void job_ready(conn *c, uint64_t generation)
     if (++j->ready < j->plan.world_size)
         return;
     j->state = JOB_RUNNING;
+    if (j->minted_generation == j->rec.generation) // every communicator formed
+        rebuild_formed(&j->rebuild);
     gridd_log_at(GRIDD_NOTICE, j, -1, "generation running ready=%d after_whole_ms=%lld", j->ready,
                  (long long)(gridd_now_ms() - j->whole_at));
 }

@@ -6,6 +6,7 @@
 #include "daemon/conn.h"
 #include "daemon/gridd.h"
 #include "daemon/core/mint.h"
+#include "daemon/core/rebuild.h"
 #include "daemon/core/roster.h"
 #include "daemon/core/state.h"
 #include "wire/wire.h"
@@ -38,6 +39,8 @@ struct job {
     job_record rec;
     hg_plan plan;
     mint_plan mint;
+    rebuild_state rebuild; // which ids the next generation re-mints
+    uint64_t minted_generation; // the generation whose ids this gridd minted (j->ids)
     wire_layout wire; // rec.spec on the wire (Assignment, JobInfo)
     job_state state;
     uint8_t *ids;  // mint.num_ids ids of MINT_ID_BYTES, this generation's
@@ -83,10 +86,11 @@ void job_done(conn *c, const Hgrid__Done *done);
 void job_failure(conn *c, const Hgrid__Failure *failure);
 // Mints and assigns the next generation (the worker set is whole).
 void job_start_generation(job *j);
-// Aborts the generation (every connected worker but skip gets Abort) and
-// waits for the worker set to be whole again; past --max-restarts the job
-// fails instead.
-void job_abort_generation(job *j, const char *reason, const conn *skip);
+// Aborts the generation (every connected worker but skip gets Abort,
+// naming lost_rank when >= 0 so its peers drop the communicators holding
+// it at once) and waits for the worker set to be whole again; past
+// --max-restarts the job fails instead.
+void job_abort_generation(job *j, const char *reason, const conn *skip, int lost_rank);
 // The job ended longer than --keep-finished ago.
 bool job_expired(const job *j, int64_t now_unix_ms);
 int64_t gridd_unix_ms(void);

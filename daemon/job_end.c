@@ -158,7 +158,9 @@ void job_failure(conn *c, const Hgrid__Failure *f)
                      "workers reason=\"%s\"", reason);
         return;
     }
-    job_abort_generation(j, reason, NULL);
+    if (r->assigned) // its communicators are suspect: re-create its groups
+        rebuild_lose(&j->rebuild, s);
+    job_abort_generation(j, reason, NULL, r->assigned ? s : -1);
     if (!job_ended(j) && roster_full(r)) // nobody left: the next generation at once
         job_start_generation(j);
 }

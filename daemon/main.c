@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "daemon/conn.h"
+#include "daemon/hostlink.h"
 #include "daemon/metrics_http.h"
 #include "daemon/job.h"
 #include "daemon/listen.h"
@@ -299,6 +300,7 @@ int main(int argc, char **argv)
 out:
     uv_walk(&loop, on_walk_close, NULL);
     uv_run(&loop, UV_RUN_DEFAULT);
+    hostlink_shutdown();
     if (uv_loop_close(&loop))
         gridd_log_at(GRIDD_WARN, NULL, -1, "event loop still busy at exit");
     if (status == 0)

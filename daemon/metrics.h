@@ -9,7 +9,7 @@
 
 #include "wire/wire.h"
 
-#define METRICS_MSG_TYPES 64   // Envelope oneof field numbers are below this
+#define METRICS_MSG_TYPES 128  // Envelope oneof field numbers are below this
 #define METRICS_ERROR_CODES 64 // Hgrid__ErrorCode values are below this
 #define METRICS_JOIN_BUCKETS 14
 

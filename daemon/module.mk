@@ -1,8 +1,10 @@
 # gridd (the coordinator daemon): its pure core (daemon/core/: jobs table,
 # rank assignment, id minting plan, roster, state file) and its libuv I/O.
-DAEMON_CORE_SRCS := daemon/core/table.c daemon/core/assign.c daemon/core/mint.c daemon/core/roster.c daemon/core/state.c
+DAEMON_CORE_SRCS := daemon/core/table.c daemon/core/assign.c daemon/core/mint.c daemon/core/roster.c daemon/core/state.c \
+                    daemon/core/rebuild.c
 GRIDD_SRCS := daemon/main.c daemon/listen.c daemon/conn.c daemon/control.c daemon/worker_msgs.c \
               daemon/job.c daemon/assignment.c daemon/log.c $(DAEMON_CORE_SRCS)
+GRIDD_SRCS += daemon/hostlink.c # host links from hgrid-agent (docs/PROTOCOL.md, "Host links")
 DAEMON_CORE_LIB := $(BUILD)/libgridd_core.a
 
 $(DAEMON_CORE_LIB): $(call objs,$(DAEMON_CORE_SRCS))
@@ -20,7 +22,8 @@ GRIDD_SRCS += daemon/metrics.c daemon/metrics_http.c # Prometheus endpoint (docs
 GRIDD_SRCS += daemon/job_end.c daemon/job_progress.c
 $(BIN)/gridd: $(call objs,$(GRIDD_SRCS)) $(WIRE_LIB) $(LAYOUT_LIB)
 
-DAEMON_UNIT_TESTS := test_daemon_assign test_daemon_mint test_daemon_state test_daemon_table
+DAEMON_UNIT_TESTS := test_daemon_assign test_daemon_mint test_daemon_state test_daemon_table \
+                     test_daemon_rebuild
 # Issue 18 (docs/RELIABILITY.md): saved state loads, bounded host tables,
 # no planted files, bounded decoding, printable peer strings.
 DAEMON_UNIT_TESTS += test_daemon_reliability

@@ -5,6 +5,7 @@
 
 #include "daemon/worker_msgs.h"
 
+#include "daemon/hostlink.h"
 #include "daemon/job.h"
 
 static bool valid_host(const char *host)
@@ -136,6 +137,8 @@ static void self_test(conn *c, const Hgrid__SelfTestReport *report)
 
 void worker_handle(conn *c, const Hgrid__Envelope *env)
 {
+    if (hostlink_handle(c, env))
+        return;
     if (env->msg_case == HGRID__ENVELOPE__MSG_HELLO) {
         hello(c, env->hello);
         return;

@@ -195,18 +195,25 @@ int assign_check(const assign_ref *ref, const Hgrid__Assignment *a, char *err, s
     return check_bridge_peers(ref, a, want, first, err, errlen);
 }
 
+// Group at of the Assignment's groups followed by its colocated module's.
+static const Hgrid__Group *group_at(const Hgrid__Assignment *a, int at)
+{
+    size_t i = (size_t)at;
+    return i < a->n_groups ? a->groups[i] : a->colocated_modules[0]->groups[i - a->n_groups];
+}
+
 int assign_check_minted(const assign_ref *ref, const Hgrid__Assignment *a, const uint8_t *ids,
                         int count, char *err, size_t errlen)
 {
-    int which[ASSIGN_MAX_GROUPS];
-    int want = assign_mint_plan(ref, (int)a->rank, which);
+    int which[ASSIGN_MAX_GROUPS], minted[ASSIGN_MAX_GROUPS], want = 0;
+    int led = assign_mint_plan(ref, (int)a->rank, which);
+    for (int i = 0; i < led; i++)
+        if (!group_at(a, which[i])->kept) // a kept group's id is the last generation's
+            minted[want++] = which[i];
     if (count != want)
         return fail(err, errlen, "rank %u minted %d ids, its groups need %d", a->rank, count, want);
     for (int i = 0; i < count; i++) {
-        size_t at = (size_t)which[i];
-        const Hgrid__Group *g = at < a->n_groups
-                                    ? a->groups[at]
-                                    : a->colocated_modules[0]->groups[at - a->n_groups];
+        const Hgrid__Group *g = group_at(a, minted[i]);
         if (memcmp(g->nccl_id.data, ids + (size_t)i * ASSIGN_ID_BYTES, ASSIGN_ID_BYTES) != 0)
             return fail(err, errlen, "rank %u leads group %s but its id is not the one it minted",
                         a->rank, g->name);

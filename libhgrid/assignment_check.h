@@ -51,7 +51,8 @@ int assign_mint_plan(const assign_ref *ref, int rank, int *which);
 int assign_check(const assign_ref *ref, const Hgrid__Assignment *a, char *err, size_t errlen);
 
 // Checks that the ids this worker minted (count of them, in mint order)
-// are the ones its Assignment carries for the groups it leads.
+// are the ones its Assignment carries for the groups it leads and that
+// changed (a kept group keeps the last generation's id).
 int assign_check_minted(const assign_ref *ref, const Hgrid__Assignment *a, const uint8_t *ids,
                         int count, char *err, size_t errlen);
 

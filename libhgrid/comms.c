@@ -17,6 +17,7 @@ struct hgrid_comms {
     int num_groups;
     const hgrid_worker *w;
     ncclComm_t comm[ASSIGN_MAX_GROUPS]; // by group position; NULL: none or shared
+    uint8_t id[ASSIGN_MAX_GROUPS][HGRID_ID_BYTES]; // the id each was created from
 };
 
 #define NCCL_FAIL(w, call, r)                                                                 \
@@ -51,6 +52,15 @@ void hgrid_comms_destroy(hgrid_comms *c)
             ncclCommAbort(c->comm[i]);
     }
     free(c);
+}
+
+static void remember_ids(const hgrid_worker *w, hgrid_comms *c)
+{
+    for (int i = 0; i < c->num_groups; i++) {
+        const hgrid_group *g = hgrid_group_at(w, i);
+        if (c->comm[i] && g->nccl_id)
+            memcpy(c->id[i], g->nccl_id, HGRID_ID_BYTES);
+    }
 }
 
 // Starts the inits of the groups at positions where want[] (NULL: every
@@ -202,7 +212,60 @@ int hgrid_comms_create_with(hgrid_worker *w, int device, int timeout_ms,
         hgrid_comms_abort(c);
         return st;
     }
+    remember_ids(w, c);
     *out = c;
+    return HGRID_OK;
+}
+
+int hgrid_comms_rebuild(hgrid_worker *w, int device, int timeout_ms, hgrid_comms **comms,
+                        int *kept)
+{
+    hgrid_comms *old = *comms;
+    *comms = NULL;
+    *kept = 0;
+    if (!old)
+        return hgrid_comms_create(w, device, timeout_ms, comms);
+    cudaError_t ce = cudaSetDevice(device);
+    if (!w->assigned || ce != cudaSuccess) {
+        hgrid_comms_abort(old);
+        return ce != cudaSuccess
+                   ? hgrid_fail(w, HGRID_ERR_IO, "cudaSetDevice(%d) failed at %s:%d: %s", device,
+                                __FILE__, __LINE__, cudaGetErrorString(ce))
+                   : hgrid_fail(w, HGRID_ERR_STATE, "hgrid_comms_rebuild needs an assignment first");
+    }
+    hgrid_comms *c = calloc(1, sizeof *c);
+    if (!c) {
+        hgrid_comms_abort(old);
+        return hgrid_fail(w, HGRID_ERR_IO, "out of memory for communicators");
+    }
+    c->num_groups = hgrid_num_groups(w);
+    c->w = w;
+    bool want[ASSIGN_MAX_GROUPS] = {false};
+    for (int i = 0; i < c->num_groups; i++) {
+        const hgrid_group *g = hgrid_group_at(w, i);
+        if (!g->nccl_id || g->shares_with != i)
+            continue;
+        want[i] = true;
+        for (int j = 0; g->kept && j < old->num_groups; j++)
+            if (old->comm[j] && !memcmp(old->id[j], g->nccl_id, HGRID_ID_BYTES)) {
+                c->comm[i] = old->comm[j]; // same id: the same members, still formed
+                old->comm[j] = NULL;
+                want[i] = false;
+                ++*kept;
+                break;
+            }
+    }
+    hgrid_comms_abort(old); // what holds a replaced rank
+    double deadline = now_s() + timeout_ms / 1000.0;
+    int st = start_inits(w, c, want);
+    if (st == HGRID_OK)
+        st = await_inits(w, c, deadline);
+    if (st != HGRID_OK) {
+        hgrid_comms_abort(c);
+        return st;
+    }
+    remember_ids(w, c);
+    *comms = c;
     return HGRID_OK;
 }
 

@@ -56,6 +56,7 @@ typedef struct {
     const int *members;   // size global ranks, in group order
     const uint8_t *nccl_id; // HGRID_ID_BYTES bytes; NULL for one-rank groups
     int shares_with;      // position (hgrid_group_at) of the group whose communicator it uses
+    bool kept;            // same id as the last generation: its communicator can be kept
 } hgrid_group;
 
 // A bridge edge: the peer's global rank and its rank in the bridge group.
@@ -71,7 +72,10 @@ typedef struct hgrid_worker hgrid_worker;
 #define HGRID_CONNECT_TIMEOUT_S 300.0 // hgrid-worker's --connect-timeout default
 
 // Connects to gridd at "HOST:PORT" ("HOST", "[V6]" or a bare IPv6 address:
-// port 7420). One attempt; NULL with a one-line reason in err.
+// port 7420), through this host's hgrid-agent when
+// HGRID_AGENT_SOCKET names its socket or the default one exists
+// (/run/hgrid/agent.sock; HGRID_AGENT_SOCKET=none: always direct). NULL
+// with a one-line reason in err.
 hgrid_worker *hgrid_connect(const char *coordinator, char *err, size_t errlen);
 // The same, waiting for gridd: a refused, unreachable or unresolvable
 // address is tried again with exponential backoff (100 ms doubling to 2 s,

@@ -34,6 +34,16 @@ int hgrid_comms_create(hgrid_worker *w, int device, int timeout_ms, hgrid_comms 
 // The same with a chosen strategy.
 int hgrid_comms_create_with(hgrid_worker *w, int device, int timeout_ms,
                             hgrid_comms_strategy how, hgrid_comms **out);
+// For the worker's new assignment (a new generation): keeps every
+// communicator of *comms whose group kept its id (hgrid_group.kept, the
+// same id bytes: no member was replaced), aborts the others and creates
+// the new ones by ncclCommInitRankConfig. *comms NULL: as
+// hgrid_comms_create. On failure every communicator is aborted and *comms
+// is NULL. *kept: how many were kept. Only for communicators with no
+// operation in flight (after an Abort between steps, or once the training
+// thread has drained its streams).
+int hgrid_comms_rebuild(hgrid_worker *w, int device, int timeout_ms, hgrid_comms **comms,
+                        int *kept);
 // The communicator of the worker's group `name`; NULL for one-rank groups
 // and groups the worker is not in.
 ncclComm_t hgrid_comms_get(const hgrid_comms *c, const char *name);

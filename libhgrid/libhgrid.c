@@ -78,6 +78,8 @@ int hgrid_send_hello(hgrid_worker *w)
     hello.local_device = (uint32_t)h->device;
     hello.gpu_uuid = (char *)h->gpu_uuid;
     hello.dry_run = h->dry_run;
+    if (w->via_agent) // the agent opens its link to the gridd this worker was given
+        hello.coordinator = w->rc.coordinator;
     int rank = w->rank >= 0 ? w->rank : h->requested_rank; // after an assignment: its rank
     if (rank >= 0) {
         req.rank = (uint32_t)rank;

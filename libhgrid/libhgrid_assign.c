@@ -64,6 +64,7 @@ static int store_groups(hgrid_worker *w, const Hgrid__Assignment *a)
         else if (owner != s && owner->pub.nccl_id)
             memcpy(s->id, owner->id, sizeof s->id);
         s->pub.nccl_id = g->nccl_id.len || (owner != s && owner->pub.nccl_id) ? s->id : NULL;
+        s->pub.kept = s->pub.nccl_id && (owner != s ? owner->pub.kept : g->kept);
     }
     w->num_groups = n;
     return HGRID_OK;

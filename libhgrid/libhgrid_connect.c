@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -121,9 +122,41 @@ static int attempt(const char *host, const char *port, double limit_s, char *why
     return fd;
 }
 
+// The host's agent socket: HGRID_AGENT_SOCKET (a path; "none": never),
+// else the default path when something listens there. NULL: go direct.
+static const char *agent_socket(void)
+{
+    const char *env = getenv("HGRID_AGENT_SOCKET");
+    if (env && *env)
+        return strcmp(env, "none") ? env : NULL;
+    struct stat st;
+    return stat(WIRE_DEFAULT_AGENT_SOCKET, &st) == 0 && S_ISSOCK(st.st_mode)
+               ? WIRE_DEFAULT_AGENT_SOCKET : NULL;
+}
+
+// Through this host's agent, which holds the one link to gridd.
+static hgrid_worker *connect_agent(const char *agent, const char *coordinator, char *err,
+                                   size_t errlen)
+{
+    char why[256];
+    int fd = wire_connect(agent, why, sizeof why);
+    if (fd < 0) {
+        snprintf(err, errlen, "cannot reach this host's hgrid-agent at %s: %s (start it, or set "
+                 "HGRID_AGENT_SOCKET=none to connect to gridd directly)", agent, why);
+        return NULL;
+    }
+    hgrid_worker *w = hgrid_worker_new(fd, coordinator, err, errlen);
+    if (w)
+        w->via_agent = true;
+    return w;
+}
+
 hgrid_worker *hgrid_connect_wait(const char *coordinator, double timeout_s, char *err,
                                  size_t errlen)
 {
+    const char *agent = agent_socket();
+    if (agent)
+        return connect_agent(agent, coordinator, err, errlen);
     if (strchr(coordinator, '/')) { // a Unix socket (tests)
         int fd = wire_connect(coordinator, err, errlen);
         return fd < 0 ? NULL : hgrid_worker_new(fd, coordinator, err, errlen);

@@ -51,6 +51,7 @@ typedef struct {
 
 struct hgrid_worker {
     int fd;             // -1 while reconnecting between attempts
+    bool via_agent;     // fd is this host's hgrid-agent (HGRID_AGENT_SOCKET), not gridd
     reconnect_state rc;
     hello_copy hello;
     end_state end;

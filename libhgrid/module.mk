@@ -39,6 +39,6 @@ $(BUILD)/tests/test_client_lib: $(call objs,tests/test_client_lib.c) $(BIN)/libh
 
 # On GPUs: every layout of issue 4 forms, self-tests and shuts down; a worker
 # killed during init makes the others fail within the deadline.
-GPU_TESTS += tests/gpu/comm_layouts.sh
+GPU_TESTS += tests/gpu/comm_layouts.sh tests/gpu/agent_train.sh
 # Communicator init (both strategies) and busbw vs torch.distributed, 4 GPUs.
 BENCHES += tests/bench/bench_comms.py

@@ -4,7 +4,8 @@ hgridctl, each command's --help), so that page and program cannot drift:
 tests/man_pages.py regenerates each page and fails when it differs from the
 file in man/. Usage:
   man/man_page.py BIN_DIR PROG        print PROG's page (troff) on stdout
-  man/man_page.py BIN_DIR --write     rewrite man/gridd.1, man/hgridctl.1, man/hgrid-worker.1
+  man/man_page.py BIN_DIR --write     rewrite man/gridd.1, man/hgridctl.1, man/hgrid-worker.1,
+                                      man/hgrid-agent.1
 """
 import os
 import re
@@ -56,6 +57,19 @@ PAGES = {
             ]),
         ],
         "see_also": ["gridd(1)", "hgridctl(1)"],
+    },
+    "hgrid-agent": {
+        "name": "one per host: carries the host's workers to gridd over one link",
+        "sections": [
+            ("ENVIRONMENT", [
+                ("HGRID_AGENT_SOCKET", "the socket when --socket is not given; workers "
+                 "connect through the agent there (none: directly to gridd)"),
+            ]),
+            ("FILES", [
+                ("/run/hgrid/agent.sock", "the default socket (hgrid-agent.service)"),
+            ]),
+        ],
+        "see_also": ["gridd(1)", "hgrid-worker(1)"],
     },
 }
 

@@ -9,10 +9,12 @@
 # HGRID_SSH: the ssh command (default "ssh -o BatchMode=yes"); HGRID_WORKER:
 # hgrid-worker's path on the hosts (default: the one beside this script or
 # in its checkout's bin/ where the hosts have it, else their PATH's).
+# HGRID_AGENT: hgrid-agent's path on the hosts: each host's workers then
+# reach gridd through one agent started for them (one connection per host).
 set -euo pipefail
 me=hgrid-ssh
 usage() {
-  sed -n '2,11s/^# \{0,1\}//p' "$0"
+  sed -n '2,13s/^# \{0,1\}//p' "$0"
   echo "usage: $me --coordinator HOST:PORT --job NAME --gpus N HOST... [-- worker flags]"
 }
 die() { echo "$me: $* (try '$me --help')" >&2; exit 2; }
@@ -45,13 +47,23 @@ done
 ssh_cmd=${HGRID_SSH:-ssh -o BatchMode=yes}
 worker=${HGRID_WORKER:-}
 q() { [ $# -eq 0 ] || printf '%q ' "$@"; }
+# With HGRID_AGENT: an agent in a fresh 0700 directory, its socket given
+# to the workers, stopped after them.
+agent_start="" agent_stop=""
+if [ -n "${HGRID_AGENT:-}" ]; then
+  agent_start="adir=\$(mktemp -d) || exit 2; $(q "$HGRID_AGENT") --socket \$adir/agent.sock --gpus $gpus & apid=\$!
+export HGRID_AGENT_SOCKET=\$adir/agent.sock; i=0; while [ ! -S \$HGRID_AGENT_SOCKET ] && [ \$i -lt 100 ]; do sleep 0.05; i=\$((i + 1)); done"
+  agent_stop="kill \$apid; wait \$apid; rm -rf \$adir"
+fi
 # The remote side (any POSIX sh): read the token, start one worker per GPU,
 # wait for all.
 pick_worker="w=$(q "$worker")"
 [ -n "$worker" ] || pick_worker="w=$(q "$local_worker"); [ -x \"\$w\" ] || w=hgrid-worker"
 remote="read -r HGRID_TOKEN || exit 2; export HGRID_TOKEN; $pick_worker; pids=
+$agent_start
 for d in \$(seq 0 $((gpus - 1))); do \"\$w\" $(q --coordinator "$coordinator" --job "$job") --device \$d $(q "$@") & pids=\"\$pids \$!\"; done
-fail=0; for p in \$pids; do wait \$p || fail=1; done; exit \$fail"
+fail=0; for p in \$pids; do wait \$p || fail=1; done; $agent_stop
+exit \$fail"
 
 run_host() {
   set -o pipefail

@@ -67,7 +67,7 @@ def test_usage_errors():
                              ("hgridctl", ["show", "j", "--widht", "80"], "--width"),
                              ("hgridctl", ["watch", "j", "--intervall", "1"], "--interval"),
                              ("hgrid-worker", ["--coordinater", "h"], "--coordinator"),
-                             ("hgrid-worker", ["--step", "3"], "--steps"),
+                             ("hgrid-worker", ["--stepz", "3"], "--steps"),
                              ("hgrid-swarm", ["--worker", "3"], "--workers")):
         usage_error(prog, args, f"(did you mean {near}?)")
     usage_error("hgridctl", ["plna"], "unknown command 'plna' (did you mean plan?")

@@ -2,7 +2,8 @@
 """Dry-run workers against a real gridd: assignments equal `hgridctl plan
 --json`, tp groups host-local, `hgridctl show --json` matches the plan,
 refusals, requested ranks, rejoin after a crash, heartbeat timeout and a new
-generation with fresh ids, cancel, and a 256-worker swarm."""
+generation with new ids for the groups holding the replaced rank (the others
+kept), cancel, and a 256-worker swarm."""
 import json
 import os
 import queue
@@ -146,6 +147,25 @@ def check_ids(got, label):
     return ids
 
 
+def check_rebuild(old, new, replaced, label):
+    """Only groups holding a replaced rank get new ids; the others keep theirs (kept=true)."""
+    before = {a["rank"]: {(g["name"], g["index"]): g["id"] for g in a["groups"] if g["id"]}
+              for a in old.values()}
+    kept = changed = 0
+    for a in new.values():
+        for g in a["groups"]:
+            if not g["id"]:
+                continue
+            same = before[a["rank"]].get((g["name"], g["index"])) == g["id"]
+            holds = bool(set(g["members"]) & replaced)
+            check(same != holds and g["kept"] == same,
+                  f"{label}: rank {a['rank']}'s {g['name']} {g['members']}: id {'kept' if same else 'new'}, "
+                  f"kept={g['kept']}")
+            kept, changed = kept + same, changed + (not same)
+    check(kept > 0 and changed > 0, f"{label}: new ids only for the groups holding {sorted(replaced)} "
+                                    f"({changed} new, {kept} kept)")
+
+
 def check_tp_local(got, label):
     for a in got.values():
         tp = next(g for g in a["groups"] if g["name"] == "tp")
@@ -241,6 +261,7 @@ def run(port, sock, workers):
 
     # ---- a worker killed after assignment: others abort; its restart gets rank 5 back
     victim = next(w for w, a in got.items() if a["rank"] == 5)
+    check(wait_state(sock, "main", "running")["state"] == "running", "generation 1 runs")
     victim.proc.kill()
     victim.wait()
     time.sleep(0.5)
@@ -255,13 +276,14 @@ def run(port, sock, workers):
     check(all(a["generation"] == 2 for a in got2.values()), "generation 2 after the rejoin")
     check_against_plan(got2, plan, "rejoin")
     ids2 = check_ids(got2, "rejoin")
-    check(set(ids2.values()).isdisjoint(ids1.values()), "generation 2 has fresh ids")
+    check_rebuild(got, got2, {5}, "rejoin")
     check({(w.host, w.device): a["rank"] for w, a in got2.items()} ==
           {(w.host, w.device): a["rank"] for w, a in got.items() if w is not victim} |
           {(victim.host, victim.device): 5}, "every worker keeps its rank")
 
     # ---- heartbeat timeout: a stopped worker is lost after HB seconds
     frozen = next(w for w, a in got2.items() if a["rank"] == 2)
+    check(wait_state(sock, "main", "running")["state"] == "running", "generation 2 runs")
     frozen.proc.send_signal(signal.SIGSTOP)
     t0 = time.time()
     others = [w for w in main_workers if w is not frozen]
@@ -280,7 +302,7 @@ def run(port, sock, workers):
     check(all(a["generation"] == 3 for a in got3.values()), "generation 3 once the set is whole again")
     check(got3[back]["rank"] == 2, "the replacement gets rank 2")
     ids3 = check_ids(got3, "heartbeat")
-    check(set(ids3.values()).isdisjoint(set(ids2.values()) | set(ids1.values())), "generation 3 has fresh ids")
+    check_rebuild(got2, got3, {2}, "heartbeat")
     check_against_plan(got3, plan, "heartbeat")
 
     # ---- cancel: every worker exits 0

@@ -491,14 +491,18 @@ def test_workers(g, tmp):
                   "abort to rank %d: %s %s" % (rank_of[i], kind, f))
     code, out, _ = g.ctl("status", "wf")
     check("waiting" in out and "joined 7/8" in out and "rank 7 node-b/3 lost" in out, "status after loss: %r" % out)
-    # It rejoins: same rank, generation 2, fresh ids.
+    # It rejoins: same rank, generation 2.
     peers[silent] = Peer(g.port)
     peers[silent].hello("wf", token, "node-b", 3)
     assignments2, ids2 = rendezvous(peers, 2)
     check(len(assignments2) == 8 and one(assignments2[silent], 3) == 7 and one(assignments2[silent], 1) == 2,
           "rejoin keeps rank 7 in generation 2")
-    old = groups_of(assignments[0])["tp"][3]
-    check(groups_of(assignments2[order.index(("node-a", 0))])["tp"][3] != old, "fresh ids in generation 2")
+    # Only the groups holding rank 7 get new ids (every communicator had formed).
+    a0 = order.index(("node-a", 0))
+    check(groups_of(assignments2[a0])["tp"][3] == groups_of(assignments[a0])["tp"][3],
+          "rank 0's tp group (without rank 7) keeps its id in generation 2")
+    check(groups_of(assignments2[silent])["tp"][3] != groups_of(assignments[silent])["tp"][3],
+          "rank 7's tp group gets a new id in generation 2")
     # A MintReply of an old generation is ignored.
     peers[0].send(frame("mint_reply", fv(1, 1)))
     code, out, _ = g.ctl("cancel", "wf")

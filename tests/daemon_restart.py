@@ -300,9 +300,10 @@ def main():
         check_consistent("a worker lost while gridd was down", shows, workers)
 
         # ---- killed while a new generation forms: a worker is replaced while
-        # the leader of rank 0's groups is stopped, so minting stalls
+        # the leader of its tp group (rank 4, which mints that group's new id:
+        # only the groups holding rank 5 get new ones) is stopped, so minting stalls
         by_rank = {w.all[-1]["rank"]: i for i, w in enumerate(workers["a"])}
-        victim, leader = workers["a"][by_rank[5]], workers["a"][by_rank[0]]
+        victim, leader = workers["a"][by_rank[5]], workers["a"][by_rank[4]]
         gen = g.show("a")["generation"]
         victim.proc.kill()
         victim.proc.wait()

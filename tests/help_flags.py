@@ -24,6 +24,7 @@ SOURCES = {
                  "ctl/watch_*.c", "layout/flags.c"],
     "hgrid-example-join": ["examples/*.c"],
     "hgrid-swarm": ["tools/swarm/*.c"],
+    "hgrid-agent": ["agent/*.c"],
 }
 
 

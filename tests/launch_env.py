@@ -93,17 +93,21 @@ def torchrun(tmp, port, sock):
     lu.finish("torchrun", sock, "torch", procs)
 
 
-def ssh(tmp, port, sock):
-    token = lu.submit(sock, "ssh")
+def ssh(tmp, port, sock, agent=False):
+    """With agent: HGRID_AGENT starts one hgrid-agent per host for its workers."""
+    job = "ssh-agent" if agent else "ssh"
+    token = lu.submit(sock, job)
     fake = os.path.join(tmp, "fake-ssh")
     # ssh HOST COMMAND: COMMAND under POSIX sh "on" HOST (its own host name).
     with open(fake, "w") as f:
         f.write('#!/bin/sh\nhost=$1; shift\nHGRID_HOSTNAME=$host exec /bin/sh -c "$*"\n')
     os.chmod(fake, 0o755)
-    out = os.path.join(tmp, "ssh.out")
+    out = os.path.join(tmp, job + ".out")
     env = clean_env(HGRID_TOKEN=token, HGRID_SSH=fake)
+    if agent:
+        env["HGRID_AGENT"] = os.path.abspath(os.path.join(lu.BIN, "hgrid-agent"))
     proc = subprocess.Popen(["scripts/hgrid-ssh.sh", "--coordinator", f"127.0.0.1:{port}",
-                             "--job", "ssh", "--gpus", "4", "node-a", "node-b", "--", "--dry-run",
+                             "--job", job, "--gpus", "4", "node-a", "node-b", "--", "--dry-run",
                              "--json"], env=env, stdout=open(out, "w"), stderr=subprocess.STDOUT)
     got = []
     for _ in range(600):
@@ -112,14 +116,18 @@ def ssh(tmp, port, sock):
         if len(got) == 8:
             break
         time.sleep(0.1)
-    workers = subprocess.run(["pgrep", "-f", f"^{WORKER} --coordinator 127.0.0.1:{port} --job ssh"],
+    workers = subprocess.run(["pgrep", "-f", f"^{WORKER} --coordinator 127.0.0.1:{port} --job {job} "],
                              capture_output=True, text=True).stdout.split()
-    check(len(workers) == 8, f"ssh: 8 workers running ({len(workers)} found)")
-    check(not token_shown(token), "ssh: no token on any command line")
-    lu.check_recipe("ssh", got, [(h, d) for h in ("node-a", "node-b") for d in range(4)])
-    lu.finish("ssh", sock, "ssh", [proc])
+    check(len(workers) == 8, f"{job}: 8 workers running ({len(workers)} found)")
+    check(not token_shown(token), f"{job}: no token on any command line")
+    lu.check_recipe(job, got, [(h, d) for h in ("node-a", "node-b") for d in range(4)])
+    lu.finish(job, sock, job, [proc])
     check(sum(" released: job cancelled" in line for line in open(out)) == 8,
-          "ssh: every host's workers say they were released")
+          f"{job}: every host's workers say they were released")
+    if agent:
+        stopped = sorted(line.split(":")[0] for line in open(out) if "hgrid-agent: stopped" in line)
+        check(stopped == ["node-a", "node-b"], f"{job}: one agent per host, stopped after its workers: "
+                                               f"{stopped}")
 
 
 def unit_command(device, env):
@@ -214,6 +222,7 @@ def main():
         slurm(tmp, port, sock)
         torchrun(tmp, port, sock)
         ssh(tmp, port, sock)
+        ssh(tmp, port, sock, agent=True)
         ssh_arguments(tmp)
         systemd_units(tmp, port, sock)
         errors()

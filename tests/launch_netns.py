@@ -4,7 +4,9 @@ each live in their own network namespaces, joined by veth pairs on a bridge
 (in a fourth namespace), each with its own address and host name; loopback
 is down everywhere. Workers reach gridd only at its bridge address, get
 every rank once with tp groups inside a host, and a worker aiming at
-127.0.0.1 finds nothing. Needs root or CAP_NET_ADMIN (ip netns): without it
+127.0.0.1 finds nothing. Then the same through an hgrid-agent per host:
+each host's 4 workers reach gridd over the agent's one link (one HostHello
+of 4 per host in the agents' logs). Needs root or CAP_NET_ADMIN (ip netns): without it
 the test is skipped (exit 77, saying why); as another user with password-less sudo
 it runs itself under sudo. Namespaces (and whatever still runs in them) are
 removed however it ends."""
@@ -14,6 +16,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from checks import check, skip, summary  # noqa: E402
@@ -24,6 +27,7 @@ GRIDD_NS, BRIDGE_NS = TAG + "g", TAG + "br"
 HOSTS = [(TAG + "a", "10.211.0.2", "host-a"), (TAG + "b", "10.211.0.3", "host-b")]
 GRIDD_ADDR = "10.211.0.1"
 WORKER = os.path.abspath(os.path.join(lu.BIN, "hgrid-worker"))
+AGENT = os.path.abspath(os.path.join(lu.BIN, "hgrid-agent"))
 made, procs = [], []
 
 
@@ -92,8 +96,43 @@ def run(tmp):
                         "--connect-timeout", "0", "--assign-timeout", "2"],
                        capture_output=True, text=True, timeout=60)
     check(r.returncode != 0, f"no gridd on loopback from a worker's namespace: {r.returncode}")
+    run_agents(tmp, port, sock)
     gridd.send_signal(signal.SIGTERM)
     check(gridd.wait(timeout=30) == 0, "gridd exits 0")
+
+
+def run_agents(tmp, port, sock):
+    """Each host's workers through its own hgrid-agent (in its namespace)."""
+    token = lu.submit(sock, "agents")
+    paths, agents, logs = [], [], []
+    for ns, _, host in HOSTS:
+        path = os.path.join(tmp, host, "agent.sock")
+        log = os.path.join(tmp, f"{host}-agent.log")
+        agents.append(subprocess.Popen(["ip", "netns", "exec", ns, AGENT, "--socket", path, "--host",
+                                        host, "--gpus", "4", "-v"],
+                                       stdout=open(log, "w"), stderr=subprocess.STDOUT))
+        logs.append(log)
+        for _ in range(100):
+            if os.path.exists(path):
+                break
+            time.sleep(0.05)
+        for d in range(4):
+            out = os.path.join(tmp, f"{host}-agent-{d}.out")
+            env = dict(os.environ, HGRID_HOSTNAME=host, HGRID_TOKEN=token, HGRID_AGENT_SOCKET=path)
+            procs.append(subprocess.Popen(
+                ["ip", "netns", "exec", ns, WORKER, "--coordinator", f"{GRIDD_ADDR}:{port}",
+                 "--job", "agents", "--device", str(d), "--dry-run", "--json"],
+                env=env, stdout=open(out, "w"), stderr=subprocess.STDOUT))
+            paths.append(out)
+    got = lu.assignments(paths, 8)
+    lu.check_recipe("agents", got, [(h[2], d) for h in HOSTS for d in range(4)])
+    workers = procs[-8:]
+    lu.finish("agents", sock, "agents", workers)
+    for a in agents:
+        a.send_signal(signal.SIGTERM)
+        check(a.wait(timeout=30) == 0, "hgrid-agent exits 0 on SIGTERM")
+    hellos = [open(log).read().count("HostHello sent for job agents: 4 workers") for log in logs]
+    check(hellos == [1, 1], f"agents: one HostHello of 4 workers per host: {hellos}")
 
 
 def main():

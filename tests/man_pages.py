@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The man pages (man/gridd.1, man/hgridctl.1, man/hgrid-worker.1) are what
+"""The man pages (man/gridd.1, man/hgridctl.1, man/hgrid-worker.1, man/hgrid-agent.1) are what
 man/man_page.py makes of the programs' --help now: a flag added, removed or
 re-described without regenerating the page fails here, naming the command
 that regenerates them. Each page names every flag its --help names and

@@ -178,11 +178,59 @@ static void test_layout_round_trip(void)
     CHECK_EQ(wire_layout_to_spec(&l, &back, err, sizeof err), -1);
 }
 
+// A HostAssignment expands into each worker's Assignment: layout and job
+// filled in, each id_ref resolved to its id; a bad id_ref is refused.
+static void test_host_assignment(void)
+{
+    uint8_t id0[128], id1[128];
+    memset(id0, 0xa0, sizeof id0);
+    memset(id1, 0xb1, sizeof id1);
+    ProtobufCBinaryData ids[2] = {{128, id0}, {128, id1}};
+    Hgrid__Group tp = HGRID__GROUP__INIT, dp = HGRID__GROUP__INIT, one = HGRID__GROUP__INIT;
+    tp.name = "tp", tp.size = 2, tp.id_ref = 2;
+    dp.name = "dp", dp.size = 2, dp.id_ref = 1, dp.kept = true;
+    one.name = "pp", one.size = 1;
+    Hgrid__Group *groups[] = {&tp, &dp, &one};
+    Hgrid__Assignment a = HGRID__ASSIGNMENT__INIT;
+    a.generation = 3, a.rank = 5, a.n_groups = 3, a.groups = groups;
+    Hgrid__Assignment *as[] = {&a};
+    Hgrid__Layout layout = HGRID__LAYOUT__INIT;
+    layout.llm_tp = 2;
+    uint32_t devices[] = {7};
+    Hgrid__HostAssignment ha = HGRID__HOST_ASSIGNMENT__INIT;
+    ha.generation = 3, ha.layout = &layout, ha.n_devices = 1, ha.devices = devices;
+    ha.n_assignments = 1, ha.assignments = as, ha.n_ids = 2, ha.ids = ids;
+    uint8_t *frame;
+    char err[256];
+    size_t len = wire_host_assignment_frame(&ha, 0, "job-x", &frame, err, sizeof err);
+    CHECK(len > WIRE_HEADER_BYTES, "expanded: %s", len ? "" : err);
+    if (len) {
+        Hgrid__Envelope *env = wire_unpack(frame + WIRE_HEADER_BYTES, len - WIRE_HEADER_BYTES);
+        free(frame);
+        CHECK(env && env->msg_case == HGRID__ENVELOPE__MSG_ASSIGNMENT, "an Assignment");
+        const Hgrid__Assignment *b = env ? env->assignment : NULL;
+        CHECK(b && b->rank == 5 && !strcmp(b->job, "job-x") && b->layout && b->layout->llm_tp == 2,
+              "rank, job and layout filled in");
+        CHECK(b && b->n_groups == 3 && b->groups[0]->nccl_id.len == 128 &&
+              !memcmp(b->groups[0]->nccl_id.data, id1, 128) && !memcmp(b->groups[1]->nccl_id.data, id0, 128) &&
+              b->groups[1]->kept && !b->groups[2]->nccl_id.len && !b->groups[0]->id_ref,
+              "ids resolved once each, kept carried, one-rank group without id");
+        wire_free_envelope(env);
+    }
+    CHECK(tp.id_ref == 2 && !tp.nccl_id.len, "the HostAssignment is left as it was");
+    tp.id_ref = 3;
+    CHECK(wire_host_assignment_frame(&ha, 0, "job-x", &frame, err, sizeof err) == 0 &&
+          strstr(err, "refers to id 3 of 2"), "an id_ref past the ids is refused: %s", err);
+    CHECK(wire_host_assignment_frame(&ha, 1, "job-x", &frame, err, sizeof err) == 0,
+          "no assignment 1");
+}
+
 int main(void)
 {
     test_split_everywhere();
     test_oversized();
     test_version_and_garbage();
     test_layout_round_trip();
+    test_host_assignment();
     return check_summary("test_wire");
 }

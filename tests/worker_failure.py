@@ -4,7 +4,7 @@ hosts under gridd's default heartbeat timeout (3 s). A worker killed with
 SIGKILL (its connection drops) and a worker frozen with SIGSTOP (silent:
 found by the heartbeat timeout) each make gridd abort the generation; every
 survivor gets Abort; the restarted worker rejoins with its rank and a new
-generation forms with fresh NCCL ids. Prints the detection time (kill ->
+generation forms with new NCCL ids for the groups holding it. Prints the detection time (kill ->
 Abort received by the last survivor) and the time from the restart to the
 last new Assignment. Stdlib only."""
 import json
@@ -59,8 +59,16 @@ class Worker:
             return None, None
 
 
-def ids(assignment):
-    return {g["id"] for g in assignment["groups"] if g["id"]}
+def wait_running(sock):
+    """Until every worker sent Ready (only then does gridd keep ids of untouched groups)."""
+    end = time.monotonic() + 30
+    while time.monotonic() < end:
+        r = subprocess.run([f"{BIN}/hgridctl", "--socket", sock, "show", "drill", "--json"],
+                           capture_output=True, text=True, timeout=30)
+        if r.returncode == 0 and json.loads(r.stdout)["state"] == "running":
+            return
+        time.sleep(0.05)
+    check(False, "the job runs before the drill")
 
 
 def drill(port, workers, victim, freeze):
@@ -93,9 +101,15 @@ def drill(port, workers, victim, freeze):
                                                        f"{victim.last['rank']} (got {new[back][1]['rank']})")
     check(all(a["rank"] == w.last["rank"] for w, (_, a) in new.items() if w is not back),
           f"{what}: every survivor keeps its rank")
-    old_ids = set().union(*(ids(w.last) for w in survivors))
-    new_ids = set().union(*(ids(a) for _, a in new.values()))
-    check(new_ids and not (new_ids & old_ids), f"{what}: generation {gen + 1} has fresh ids")
+    # New ids exactly for the groups holding the failed rank; the others keep theirs.
+    rank = victim.last["rank"]
+    old_ids = {(w.last["rank"], g["name"], g["index"]): g["id"] for w in survivors
+               for g in w.last["groups"] if g["id"]}
+    moved = [(a["rank"], g["name"]) for w, (_, a) in new.items() if w is not back for g in a["groups"]
+             if g["id"] and (old_ids.get((a["rank"], g["name"], g["index"])) == g["id"]) ==
+             (rank in g["members"])]
+    check(old_ids and not moved, f"{what}: generation {gen + 1} has new ids exactly for the groups "
+                                 f"holding rank {rank} (wrong: {moved[:4]})")
     for w, (_, a) in new.items():
         w.last = a
     return detect, formed, workers
@@ -124,12 +138,14 @@ def main():
         detects, forms = [], []
         for i in range(KILLS):
             victim = next(w for w in workers if w.last["rank"] == (3 * i + 1) % 8)
+            wait_running(sock)
             d, f, workers = drill(port, workers, victim, freeze=False)
             detects.append(d)
             forms.append(f)
         check(max(detects) < 1.0, f"a killed worker is noticed at once (max {max(detects):.3f} s)")
         check(max(forms) < 5.0, f"the next generation forms quickly (max {max(forms):.3f} s)")
         victim = next(w for w in workers if w.last["rank"] == 6)
+        wait_running(sock)
         hang, hang_form, workers = drill(port, workers, victim, freeze=True)
         # gridd checks deadlines every 100 ms; any frame restarts one, and
         # workers beat every HB/3, so silence is noticed within (2/3 HB, HB].

@@ -1,5 +1,5 @@
 # Wire format: generated protobuf-c code, framing, client socket helpers.
-WIRE_SRCS := wire/frame.c wire/io.c wire/layout_pb.c
+WIRE_SRCS := wire/frame.c wire/io.c wire/layout_pb.c wire/host.c
 WIRE_SRCS += wire/job_name.c
 WIRE_LIB  := $(BUILD)/libwire.a
 

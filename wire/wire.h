@@ -14,6 +14,8 @@
 #define WIRE_HEADER_BYTES 4
 #define WIRE_DEFAULT_MAX_FRAME (1u << 20)
 #define WIRE_DEFAULT_PORT 7420
+// Where workers find their host's hgrid-agent unless HGRID_AGENT_SOCKET says.
+#define WIRE_DEFAULT_AGENT_SOCKET "/run/hgrid/agent.sock"
 
 // ---- job names (hgridctl submit and gridd's submit handler)
 #define WIRE_JOB_NAME_MAX 64
@@ -72,6 +74,14 @@ void wire_printable(char *s);
 void wire_printable_envelope(Hgrid__Envelope *env);
 // A one-line reason if env's version or content is unusable, else NULL.
 const char *wire_check_version(const Hgrid__Envelope *env, char *buf, size_t buflen);
+
+// ---- host links (wire/host.c)
+// Packs the i-th worker's Assignment of a HostAssignment as the frame
+// (header included, malloc'd into *frame) that worker receives: layout and
+// job filled in, each group's id_ref resolved to its id. Returns its
+// length, or 0 with a reason in err.
+size_t wire_host_assignment_frame(const Hgrid__HostAssignment *ha, size_t i, const char *job,
+                                  uint8_t **frame, char *err, size_t errlen);
 
 // ---- blocking I/O for clients (hgridctl, hgrid-worker)
 // Sends one Envelope; returns 0 or -1 (errno set).

@@ -96,14 +96,20 @@ static void print_json(const hgrid_worker *w, const worker_options *opt, const h
     fputc('\n', stdout);
 }
 
-// Communicators and the self-test for the current assignment. HGRID_OK
-// with *comms set, or a status (the communicators already aborted).
+// Communicators and the self-test for the current assignment; *comms
+// holds the last generation's when they were idle at its Abort: those of
+// groups that kept their id are kept (hgrid_comms_rebuild). HGRID_OK with
+// *comms set, or a status (the communicators already aborted).
 static int form_and_test(hgrid_worker *w, const worker_options *opt, hgrid_comms **comms)
 {
-    int st = hgrid_comms_create_with(w, opt->device, (int)(opt->comm_timeout_s * 1000),
-                                     opt->comm_init, comms);
+    int timeout_ms = (int)(opt->comm_timeout_s * 1000), kept = -1;
+    int st = *comms ? hgrid_comms_rebuild(w, opt->device, timeout_ms, comms, &kept)
+                    : hgrid_comms_create_with(w, opt->device, timeout_ms, opt->comm_init, comms);
     if (st != HGRID_OK)
         return st;
+    if (kept >= 0)
+        worker_log(opt, "notice", hgrid_rank(w), hgrid_generation(w),
+                   "communicators rebuilt: %d kept from the last generation", kept);
     long long formed = unix_us();
     hgrid_selftest t;
     st = hgrid_self_test_verify(w, *comms, (int)(opt->comm_timeout_s * 1000), &t);
@@ -136,10 +142,15 @@ static int form_and_test(hgrid_worker *w, const worker_options *opt, hgrid_comms
 }
 
 // One generation: HGRID_ABORTED (go on), HGRID_RELEASED, a negative
-// status, or HGRID_OK after a successful --self-test.
-static int run_one(hgrid_worker *w, const worker_options *opt)
+// status, or HGRID_OK after a successful --self-test. *kept: the last
+// generation's idle communicators in, this one's out after an Abort that
+// found them idle (between steps: not during training, whose watch thread
+// aborts them all, since a peer escaping through an aborted communicator
+// never joins a collective in flight on a kept one).
+static int run_one(hgrid_worker *w, const worker_options *opt, hgrid_comms **kept)
 {
-    hgrid_comms *comms = NULL;
+    hgrid_comms *comms = *kept;
+    *kept = NULL;
     int st = form_and_test(w, opt, &comms);
     if (st == HGRID_OK && opt->self_test) {
         alarm(TEARDOWN_LIMIT_S);
@@ -160,6 +171,10 @@ static int run_one(hgrid_worker *w, const worker_options *opt)
     uint64_t step = 0;
     if (st == HGRID_OK)
         st = worker_run_generation(w, opt, &step);
+    if (st == HGRID_ABORTED && comms && !opt->train.config) {
+        *kept = comms; // idle: the next generation keeps what did not change
+        return st;
+    }
     alarm(TEARDOWN_LIMIT_S);
     if (st == HGRID_RELEASED)
         hgrid_comms_destroy(comms);
@@ -181,6 +196,7 @@ int worker_run_gpu(const worker_options *opt)
                                  .device = opt->device, .gpu_uuid = uuid,
                                  .requested_rank = opt->requested_rank};
     int st = hgrid_hello(w, &hello);
+    hgrid_comms *kept = NULL; // across an Abort
     while (st == HGRID_OK) {
         st = worker_await_assignment(w, opt);
         if (st != HGRID_OK)
@@ -191,10 +207,13 @@ int worker_run_gpu(const worker_options *opt)
         if (train_check_job(&opt->train, hgrid_plan(w), hgrid_rank(w), why, sizeof why) != 0) {
             fprintf(stderr, "hgrid-worker: job %s: %s\n", opt->job, why);
             hgrid_leave(w, "this worker cannot train the job as submitted");
+            alarm(TEARDOWN_LIMIT_S);
+            hgrid_comms_abort(kept);
+            alarm(0);
             hgrid_close(w);
             return 1;
         }
-        st = run_one(w, opt);
+        st = run_one(w, opt, &kept);
         if (st == HGRID_OK && opt->self_test)
             break;
         if (st == HGRID_ABORTED) {
@@ -204,6 +223,9 @@ int worker_run_gpu(const worker_options *opt)
             st = HGRID_OK;
         }
     }
+    alarm(TEARDOWN_LIMIT_S);
+    hgrid_comms_abort(kept); // an Abort, then no next assignment
+    alarm(0);
     if (st == HGRID_OK) { // --self-test passed
         hgrid_close(w);
         return 0;

@@ -110,6 +110,8 @@ static void print_json(const hgrid_worker *w, const worker_options *opt, FILE *o
         } else {
             json_null(&j);
         }
+        json_key(&j, "kept");
+        json_bool(&j, g->kept);
         json_end_object(&j);
     }
     json_end_array(&j);

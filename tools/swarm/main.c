@@ -1,6 +1,7 @@
 // hgrid-swarm: a load generator for gridd. Simulates N workers on H fake
-// hosts over N real TCP connections, checks every assignment against the
-// plan computed here, and prints one line of numbers.
+// hosts, one link per host as an hgrid-agent holds it (--direct: N real TCP
+// connections), checks every assignment against the plan computed here,
+// and prints one line of numbers.
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,7 @@
 static int parse_args(int argc, char **argv, swarm_options *o)
 {
     memset(o, 0, sizeof *o);
+    o->replace_rank = -1;
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     o->connect_threads = cpus < 1 ? 1 : cpus > SWARM_MAX_CONNECT_THREADS ? SWARM_MAX_CONNECT_THREADS
                                                                         : (int)cpus;
@@ -26,7 +28,15 @@ static int parse_args(int argc, char **argv, swarm_options *o)
         CLI_OPT_STRING("token", &o->token, NULL, "T", "its token"),
         CLI_OPT_INT("workers", &o->workers, NULL, 1, HG_MAX_WORLD, "N", "workers to simulate"),
         CLI_OPT_INT("hosts", &o->hosts, NULL, 1, HG_MAX_WORLD, "H",
-                    "fake hosts swarm-0..H-1, N/H devices each\n(default: N/8 if 8 divides N, else 1)"),
+                    "fake hosts swarm-0..H-1, N/H devices each, one link\nto gridd per host as "
+                    "an hgrid-agent holds it\n(default: N/8 if 8 divides N, else 1)"),
+        CLI_OPT_SWITCH("direct", &o->direct, "one TCP connection per worker instead of one\nlink per host"),
+        CLI_OPT_INT("replace-rank", &o->replace_rank, NULL, 0, HG_MAX_WORLD - 1, "R",
+                    "(not with --direct) after the checks every worker\nsends Ready, rank R's worker "
+                    "dies under its agent\nand a new one joins in its place; prints 'replace:\n"
+                    "rank=R abort_ms=.. reassign_ms=.. changed_ids=..\nkept_ids=..' (death to the "
+                    "last Abort; the\nreplacement's Hello to the last new Assignment) and\nchecks "
+                    "the new generation, and that exactly the\ngroups holding R got new ids"),
         CLI_OPT_INT("gridd-pid", &o->gridd_pid, NULL, 1, 1 << 30, "PID",
                     "report gridd's VmRSS after the rendezvous"),
         CLI_OPT_SWITCH("wait-release", &o->wait_release,
@@ -45,9 +55,11 @@ static int parse_args(int argc, char **argv, swarm_options *o)
         .program = "hgrid-swarm",
         .usage =
             "usage: hgrid-swarm --coordinator HOST[:PORT] --job NAME --token T --workers N [options]\n"
-            "Simulates N workers over N TCP connections from one thread, mints random ids as a\n"
-            "leader, and checks every assignment against the layout engine: ranks unique and\n"
-            "complete, coordinates, groups, shared and distinct ids, bridge peers, host-local\n"
+            "Simulates N workers from one thread (each fake host one link to gridd carrying\n"
+            "its workers as an hgrid-agent does; --direct: one TCP connection per worker),\n"
+            "mints random ids as a leader, and checks every assignment against the layout\n"
+            "engine: ranks unique and complete, coordinates, groups, shared and distinct ids,\n"
+            "bridge peers, host-local\n"
             "tp. Then it leaves, or with --wait-release waits for gridd's Release.\n"
             "The last line: workers=N groups=G rendezvous_s=S p50_ms=.. p99_ms=.. gridd_rss_kib=..\n"
             "  groups: distinct NCCL ids (communicators); rendezvous_s: first connect to last\n"
@@ -71,6 +83,15 @@ static int parse_args(int argc, char **argv, swarm_options *o)
     o->coordinator = cli_host_port(o->coordinator, WIRE_DEFAULT_PORT, addr, sizeof addr);
     if (!o->hosts)
         o->hosts = o->workers % 8 == 0 ? o->workers / 8 : 1;
+    if (o->direct && o->replace_rank >= 0) {
+        fprintf(stderr, "hgrid-swarm: --replace-rank needs host links; drop --direct\n");
+        return 2;
+    }
+    if (o->replace_rank >= o->workers) {
+        fprintf(stderr, "hgrid-swarm: --replace-rank %d is not a rank of %d workers\n",
+                o->replace_rank, o->workers);
+        return 2;
+    }
     if (o->workers % o->hosts != 0) {
         fprintf(stderr, "hgrid-swarm: --hosts %d must divide --workers %d (N/H devices per host)\n",
                 o->hosts, o->workers);
@@ -79,7 +100,7 @@ static int parse_args(int argc, char **argv, swarm_options *o)
     return 0;
 }
 
-// One descriptor per worker plus a few: raise the soft limit to the hard one.
+// One descriptor per connection plus a few: raise the soft limit to the hard one.
 static int raise_fd_limit(int workers)
 {
     struct rlimit rl;
@@ -165,10 +186,11 @@ int main(int argc, char **argv)
     int rc = parse_args(argc, argv, &s.opt);
     if (rc)
         return rc == CLI_EXIT ? 0 : rc;
-    if (raise_fd_limit(s.opt.workers))
+    if (raise_fd_limit(s.opt.direct ? s.opt.workers : s.opt.hosts))
         return 1;
     s.conns = calloc((size_t)s.opt.workers, sizeof *s.conns);
-    if (!s.conns) {
+    s.hosts = s.opt.direct ? NULL : calloc((size_t)s.opt.hosts, sizeof *s.hosts);
+    if (!s.conns || (!s.opt.direct && !s.hosts)) {
         fprintf(stderr, "hgrid-swarm: out of memory for %d workers\n", s.opt.workers);
         return 1;
     }
@@ -178,6 +200,12 @@ int main(int argc, char **argv)
         s.conns[i].host = i / per_host;
         s.conns[i].device = i % per_host;
         wire_reader_init(&s.conns[i].reader, WIRE_DEFAULT_MAX_FRAME);
+    }
+    for (int h = 0; !s.opt.direct && h < s.opt.hosts; h++) {
+        s.hosts[h].fd = -1;
+        s.hosts[h].first = h * per_host;
+        s.hosts[h].count = per_host;
+        wire_reader_init(&s.hosts[h].reader, WIRE_DEFAULT_MAX_FRAME);
     }
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -193,6 +221,11 @@ int main(int argc, char **argv)
     double p50, p99;
     latencies(&s, &p50, &p99);
     double rendezvous = s.num_assigned ? s.t_last_assigned - s.t_first_connect : 0;
+    swarm_phases ph = s.phases; // of the rendezvous, not the replacement
+    swarm_replacement rep;
+    int replace_failed = 0;
+    if (s.opt.replace_rank >= 0 && !failed && !setup)
+        replace_failed = swarm_replace(&s, &rep);
     swarm_finish(&s);
     for (int i = 0; i < s.opt.workers; i++) {
         wire_reader_free(&s.conns[i].reader);
@@ -202,17 +235,22 @@ int main(int argc, char **argv)
         free(s.conns[i].error);
     }
     free(s.conns);
+    free(s.hosts);
     printf("wire per worker: %.0f bytes sent in %.2f frames, %.0f bytes received (frame headers "
            "included, TCP/IP not)\n", sent * per, frames * per, received * per);
-    const swarm_phases *ph = &s.phases;
     printf("phases (s from first connect): last hello %.3f, first mint request %.3f, last mint "
            "reply %.3f, first assignment %.3f, last %.3f\n",
-           ph->last_hello - s.t_first_connect, ph->first_request - s.t_first_connect,
-           ph->last_reply - s.t_first_connect, ph->first_assigned - s.t_first_connect,
-           s.t_last_assigned - s.t_first_connect);
+           ph.last_hello - s.t_first_connect, ph.first_request - s.t_first_connect,
+           ph.last_reply - s.t_first_connect, ph.first_assigned - s.t_first_connect,
+           rendezvous);
     if (cpu0 >= 0 && cpu1 >= 0)
         printf("gridd cpu: %.0f ms during the rendezvous, %.1f us per worker\n",
                (cpu1 - cpu0) * 1e3, (cpu1 - cpu0) * 1e6 * per);
+    if (s.opt.replace_rank >= 0 && !failed && !setup)
+        printf("replace: rank=%d abort_ms=%.1f reassign_ms=%.1f changed_ids=%d kept_ids=%d%s\n",
+               rep.rank, rep.abort_s * 1e3, rep.reassign_s * 1e3, rep.changed_ids, rep.kept_ids,
+               replace_failed ? " (checks failed)" : "");
+    failed += replace_failed;
     if (failed || setup)
         fprintf(stderr, "hgrid-swarm: %d check(s) failed\n", failed + (setup != 0));
     printf("workers=%d groups=%d rendezvous_s=%.3f p50_ms=%.1f p99_ms=%.1f gridd_rss_kib=%ld\n",

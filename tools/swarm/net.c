@@ -13,28 +13,17 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "tools/swarm/swarm.h"
-#include "util/clock.h"
+#include "tools/swarm/net.h"
 
 #define MAX_EVENTS 1024
 #define READ_BUF 65536
-
-typedef struct {
-    swarm *s;
-    int epfd;
-    struct sockaddr_storage addr;
-    socklen_t addr_len;
-    double last_hello; // of the Hellos sent through this net (one per connect thread)
-} net;
 
 typedef struct {
     net *n;
     swarm_conn *c;
 } frame_ctx;
 
-// Marks a worker failed with a one-line reason (kept for the report).
-__attribute__((format(printf, 3, 4))) static void conn_fail(swarm *s, swarm_conn *c,
-                                                            const char *fmt, ...)
+void conn_fail(swarm *s, swarm_conn *c, const char *fmt, ...)
 {
     if (c->state == CONN_FAILED)
         return;
@@ -112,7 +101,7 @@ static bool try_hello(net *n, swarm_conn *c)
     return true;
 }
 
-static uint64_t next_random(swarm *s)
+uint64_t next_random(swarm *s)
 {
     s->rng ^= s->rng << 13; // xorshift64: ids only need to differ
     s->rng ^= s->rng >> 7;
@@ -120,32 +109,40 @@ static uint64_t next_random(swarm *s)
     return s->rng;
 }
 
-static void mint(net *n, swarm_conn *c, const Hgrid__MintRequest *req)
+int mint_ids(swarm *s, swarm_conn *c, const Hgrid__MintRequest *req,
+             ProtobufCBinaryData ids[ASSIGN_MAX_GROUPS])
 {
-    swarm_phases *ph = &n->s->phases;
+    swarm_phases *ph = &s->phases;
     if (ph->first_request == 0)
         ph->first_request = now_s();
     if (req->count > ASSIGN_MAX_GROUPS) {
-        conn_fail(n->s, c, "gridd asked for %u ids; no worker leads that many", req->count);
-        return;
+        conn_fail(s, c, "gridd asked for %u ids; no worker leads that many", req->count);
+        return -1;
     }
     free(c->minted);
     c->minted = malloc((size_t)(req->count ? req->count : 1) * ASSIGN_ID_BYTES);
     if (!c->minted) {
-        conn_fail(n->s, c, "out of memory minting ids");
-        return;
+        conn_fail(s, c, "out of memory minting ids");
+        return -1;
     }
-    ProtobufCBinaryData ids[ASSIGN_MAX_GROUPS];
     for (uint32_t i = 0; i < req->count; i++) {
         uint8_t *id = c->minted + (size_t)i * ASSIGN_ID_BYTES;
         for (int b = 0; b < ASSIGN_ID_BYTES; b += 8) {
-            uint64_t r = next_random(n->s);
+            uint64_t r = next_random(s);
             memcpy(id + b, &r, 8);
         }
         ids[i] = (ProtobufCBinaryData){ASSIGN_ID_BYTES, id};
     }
     c->mint_generation = req->generation;
     c->minted_count = (int)req->count;
+    return 0;
+}
+
+static void mint(net *n, swarm_conn *c, const Hgrid__MintRequest *req)
+{
+    ProtobufCBinaryData ids[ASSIGN_MAX_GROUPS];
+    if (mint_ids(n->s, c, req, ids))
+        return;
     Hgrid__MintReply reply = HGRID__MINT_REPLY__INIT;
     reply.generation = req->generation;
     reply.n_ids = req->count;
@@ -155,12 +152,12 @@ static void mint(net *n, swarm_conn *c, const Hgrid__MintRequest *req)
     env.msg_case = HGRID__ENVELOPE__MSG_MINT_REPLY;
     env.mint_reply = &reply;
     send_env(n->s, c, &env);
-    ph->last_reply = now_s();
+    n->s->phases.last_reply = now_s();
 }
 
 // The Envelope's message field number (= its msg_case), found by walking
 // the top-level fields: the varint version, then the message. 0 if unsure.
-static int peek_message(const uint8_t *p, uint32_t len)
+int peek_message(const uint8_t *p, uint32_t len)
 {
     const uint8_t *end = p + len;
     while (p < end) {
@@ -205,6 +202,10 @@ static void keep_assignment(swarm *s, swarm_conn *c, const uint8_t *body, uint32
 
 void swarm_decode(swarm *s)
 {
+    if (!s->opt.direct) {
+        hosts_decode(s);
+        return;
+    }
     for (int i = 0; i < s->opt.workers; i++) {
         swarm_conn *c = &s->conns[i];
         if (!c->assignment_bytes)
@@ -330,7 +331,7 @@ static void on_writable(net *n, swarm_conn *c)
 // (most of the swarm's time at 16K). Towards a loopback gridd, every
 // SOURCE_SPREAD workers get their own 127.x source address instead.
 #define SOURCE_SPREAD 128
-static int spread_source(const net *n, int fd, int i)
+int spread_source(const net *n, int fd, int i)
 {
     if (n->addr.ss_family != AF_INET)
         return 0;
@@ -398,6 +399,10 @@ static int resolve(net *n, const char *addr)
 
 static void dispatch(net *n, const struct epoll_event *ev)
 {
+    if (!n->s->opt.direct) {
+        hosts_event(n, ev);
+        return;
+    }
     swarm_conn *c = &n->s->conns[ev->data.u32];
     if (c->state == CONN_FAILED)
         return;
@@ -411,7 +416,7 @@ static void dispatch(net *n, const struct epoll_event *ev)
 }
 
 // Runs the event loop until done(s) or the deadline; returns 0 or -1 on timeout.
-static int run_until(net *n, int (*done)(const swarm *), double deadline)
+int run_until(net *n, int (*done)(const swarm *), double deadline)
 {
     struct epoll_event events[MAX_EVENTS];
     while (!done(n->s)) {
@@ -433,12 +438,12 @@ static int run_until(net *n, int (*done)(const swarm *), double deadline)
     return 0;
 }
 
-static int all_settled(const swarm *s)
+int all_settled(const swarm *s)
 {
     return s->num_assigned + s->num_failed + s->num_released == s->opt.workers;
 }
 
-static net the_net;
+net the_net;
 
 typedef struct {
     net n; // a copy of the_net: its own last_hello
@@ -450,7 +455,10 @@ static void *connect_thread(void *arg)
 {
     connect_range *r = arg;
     for (int i = r->first; i < r->end; i++)
-        start_connect(&r->n, i);
+        if (r->n.s->opt.direct)
+            start_connect(&r->n, i);
+        else
+            hosts_connect(&r->n, i);
     return NULL;
 }
 
@@ -463,15 +471,16 @@ static int connect_all(net *n)
 {
     swarm *s = n->s;
     int threads = s->opt.connect_threads;
-    if (threads > s->opt.workers)
-        threads = s->opt.workers;
+    int endpoints = s->opt.direct ? s->opt.workers : s->opt.hosts; // connections to open
+    if (threads > endpoints)
+        threads = endpoints;
     connect_range ranges[SWARM_MAX_CONNECT_THREADS];
     int started = 0;
     for (int t = 0; t < threads; t++) {
         connect_range *r = &ranges[t];
         r->n = *n;
-        r->first = (int)((long)s->opt.workers * t / threads);
-        r->end = (int)((long)s->opt.workers * (t + 1) / threads);
+        r->first = (int)((long)endpoints * t / threads);
+        r->end = (int)((long)endpoints * (t + 1) / threads);
         if (t == 0)
             continue; // the calling thread takes the first range
         if (pthread_create(&r->thread, NULL, connect_thread, r)) {
@@ -515,7 +524,7 @@ int swarm_rendezvous(swarm *s)
     return 0;
 }
 
-static int all_released(const swarm *s)
+int all_released(const swarm *s)
 {
     return s->num_released + s->num_failed == s->opt.workers;
 }
@@ -567,6 +576,10 @@ static void wait_release(net *n)
 void swarm_finish(swarm *s)
 {
     net *n = &the_net;
+    if (!s->opt.direct) {
+        hosts_finish(n);
+        return;
+    }
     if (s->opt.wait_release) {
         wait_release(n);
     } else {

@@ -1,6 +1,7 @@
-// hgrid-swarm: N simulated workers over N real TCP connections from one
-// thread (epoll; connects from a few threads), then every assignment checked
-// against the layout engine.
+// hgrid-swarm: N simulated workers on H hosts, each host one link to gridd
+// as an hgrid-agent holds it (or, with --direct, N real TCP connections),
+// from one thread (epoll; connects from a few threads), then every
+// assignment checked against the layout engine.
 #ifndef HGRID_SWARM_H
 #define HGRID_SWARM_H
 
@@ -18,6 +19,8 @@ typedef struct {
     bool busy_poll;      // poll the event queue without sleeping
     double timeout_s;    // for the whole rendezvous
     int connect_threads; // threads that connect and send Hellos (1..SWARM_MAX_CONNECT_THREADS)
+    bool direct;         // one connection per worker instead of one per host
+    int replace_rank;    // after the checks, replace this rank's worker (-1: none)
 } swarm_options;
 
 #define SWARM_MAX_CONNECT_THREADS 16
@@ -46,6 +49,18 @@ typedef struct {
     char *error;                  // gridd's Error or a connection failure
 } swarm_conn;
 
+// A simulated host's link (an agent's connection): its workers are
+// conns[first .. first + count).
+typedef struct {
+    int fd;
+    int first, count;
+    bool hello_sent;
+    wire_reader reader;
+    uint8_t **kept;    // HostAssignment bodies as received, until swarm_decode
+    uint32_t *kept_lens;
+    int num_kept, cap_kept;
+} swarm_host;
+
 // When the rendezvous passed its steps, as seen from the swarm.
 typedef struct {
     double last_hello, first_request, last_reply, first_assigned;
@@ -54,6 +69,7 @@ typedef struct {
 typedef struct {
     swarm_options opt;
     swarm_conn *conns;
+    swarm_host *hosts; // without --direct
     int num_assigned, num_failed, num_released;
     double t_first_connect, t_last_assigned;
     uint64_t bytes_sent, bytes_received, frames_sent; // during the rendezvous
@@ -74,5 +90,21 @@ void swarm_finish(swarm *s);
 // Checks every assignment; prints each failure (up to a limit) and returns
 // how many checks failed. *groups gets the number of distinct ids.
 int swarm_check(const swarm *s, int *groups);
+
+// One rank replaced (--replace-rank): its worker dies under its agent, a
+// new one joins in its place, and every worker gets the new generation.
+typedef struct {
+    int rank;
+    double abort_s;    // the death reported to the last Abort received
+    double reassign_s; // the replacement's Hello to the last new Assignment
+    int changed_ids, kept_ids; // communicators re-created and kept
+} swarm_replacement;
+
+// Readies every worker, replaces opt.replace_rank and checks the new
+// generation: complete, and only the groups holding the rank re-created.
+// Returns how many checks failed (the old assignments are checked before).
+int swarm_replace(swarm *s, swarm_replacement *out);
+// Decodes the HostAssignments kept as bytes (hosts.c).
+void hosts_decode(swarm *s);
 
 #endif

@@ -1,0 +1,8 @@
+# hgrid-agent: one per host; the host's workers reach gridd through it
+# over one connection per job (docs/PROTOCOL.md, "Host links").
+AGENT_SRCS := agent/main.c agent/local.c agent/link.c
+PROGS += $(BIN)/hgrid-agent
+LDLIBS_hgrid-agent := -luv -lprotobuf-c
+$(BIN)/hgrid-agent: $(call objs,$(AGENT_SRCS)) $(WIRE_LIB) $(LAYOUT_LIB)
+CPU_TESTS += tests/agent_hosts.py
+$(BIN)/hgrid-agent: $(call objs,$(UTIL_CLI_SRCS))

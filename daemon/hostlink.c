@@ -1,0 +1,638 @@
+// Host links: an agent's connection carrying one host's workers of a job;
+// their frames relayed both ways and their Assignments sent per host.
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon/hostlink.h"
+
+#include "daemon/assignment.h"
+#include "daemon/job.h"
+#include "daemon/worker_msgs.h"
+
+struct hostlink {
+    conn *c; // the agent's connection
+    job *job;
+    char host[ROSTER_MAX_HOST + 1];
+    conn **workers; // its live workers (CONN_REMOTE)
+    int num_workers, cap_workers;
+    // The next Relay: frame i (Envelope bytes at offsets[i], lens[i] long)
+    // goes to devices[i].
+    uint32_t *relay_devices;
+    size_t *relay_offsets, *relay_lens;
+    int num_relay, cap_relay;
+    uint8_t *relay_bytes;
+    size_t relay_used, relay_cap;
+    // The next HostGone: workers gridd dropped.
+    uint32_t *gone;
+    int num_gone, cap_gone;
+    // The HostAssignment being gathered: ranks and their devices.
+    int *assign_ranks;
+    uint32_t *assign_devices;
+    int num_assign, cap_assign;
+    bool dirty, closing;
+    hostlink *next_dirty;
+    hostlink *prev, *next; // all open links (hostlink_forget_job)
+};
+
+// Links with something to send (or closed, to free) before the loop next
+// waits (a prepare handle: timers' work too goes out at once), and remote
+// conns to free then.
+static hostlink *dirty_links, *open_links;
+static conn *dropped;
+static uv_prepare_t flush_prepare;
+static bool flush_prepare_on;
+
+static void mark_dirty(hostlink *l)
+{
+    if (l->dirty)
+        return;
+    l->dirty = true;
+    l->next_dirty = dirty_links;
+    dirty_links = l;
+}
+
+// Grows *p (n elements of size) to hold need; 0 or -1 out of memory.
+static int grow(void *p, int *cap, int need, size_t size)
+{
+    if (need <= *cap)
+        return 0;
+    int n = *cap ? *cap * 2 : 8;
+    while (n < need)
+        n *= 2;
+    void *q = realloc(*(void **)p, (size_t)n * size);
+    if (!q)
+        return -1;
+    *(void **)p = q;
+    *cap = n;
+    return 0;
+}
+
+static void link_free(hostlink *l)
+{
+    free(l->workers);
+    free(l->relay_devices);
+    free(l->relay_offsets);
+    free(l->relay_lens);
+    free(l->relay_bytes);
+    free(l->gone);
+    free(l->assign_ranks);
+    free(l->assign_devices);
+    free(l);
+}
+
+static conn *find_worker(const hostlink *l, uint32_t device)
+{
+    for (int i = 0; i < l->num_workers; i++)
+        if (l->workers[i]->device == device)
+            return l->workers[i];
+    return NULL;
+}
+
+// Takes w off its link's list; true if it was there.
+static bool unlist(hostlink *l, const conn *w)
+{
+    for (int i = 0; i < l->num_workers; i++)
+        if (l->workers[i] == w) {
+            l->workers[i] = l->workers[--l->num_workers];
+            return true;
+        }
+    return false;
+}
+
+// ---- sending
+
+static void free_relay(hostlink *l)
+{
+    free(l->relay_devices);
+    free(l->relay_offsets);
+    free(l->relay_lens);
+    free(l->relay_bytes);
+    l->relay_devices = NULL;
+    l->relay_offsets = l->relay_lens = NULL;
+    l->relay_bytes = NULL;
+    l->num_relay = l->cap_relay = 0;
+    l->relay_used = l->relay_cap = 0;
+}
+
+// The pending Relay, then the pending HostGone. Returns -1 if the link
+// closed.
+static int link_flush(hostlink *l)
+{
+    if (l->closing)
+        return -1;
+    Hgrid__Envelope env;
+    wire_envelope_init(&env);
+    if (l->num_relay) {
+        int n = l->num_relay;
+        bool shared = true;
+        for (int i = 1; i < n && shared; i++)
+            shared = l->relay_lens[i] == l->relay_lens[0] &&
+                     !memcmp(l->relay_bytes + l->relay_offsets[i],
+                             l->relay_bytes + l->relay_offsets[0], l->relay_lens[0]);
+        ProtobufCBinaryData *frames = malloc(sizeof *frames * (size_t)n);
+        if (!frames) {
+            conn_close(l->c, "out of memory relaying frames");
+            return -1;
+        }
+        int num_frames = shared ? 1 : n;
+        for (int i = 0; i < num_frames; i++)
+            frames[i] = (ProtobufCBinaryData){l->relay_lens[i], l->relay_bytes + l->relay_offsets[i]};
+        Hgrid__Relay relay = HGRID__RELAY__INIT;
+        relay.n_devices = (size_t)n;
+        relay.devices = l->relay_devices;
+        relay.n_frames = (size_t)num_frames;
+        relay.frames = frames;
+        env.msg_case = HGRID__ENVELOPE__MSG_RELAY;
+        env.relay = &relay;
+        int rc = conn_send(l->c, &env);
+        free(frames);
+        free_relay(l); // a link is idle most of the time: it holds no buffer meanwhile
+        if (rc)
+            return -1;
+    }
+    if (l->num_gone) {
+        Hgrid__HostGone gone = HGRID__HOST_GONE__INIT;
+        gone.n_devices = (size_t)l->num_gone;
+        gone.devices = l->gone;
+        gone.reason = "dropped by gridd";
+        env.msg_case = HGRID__ENVELOPE__MSG_HOST_GONE;
+        env.host_gone = &gone;
+        l->num_gone = 0;
+        if (conn_send(l->c, &env))
+            return -1;
+    }
+    return 0;
+}
+
+static void on_flush(uv_prepare_t *h)
+{
+    (void)h;
+    while (dirty_links) {
+        hostlink *l = dirty_links;
+        dirty_links = l->next_dirty;
+        l->dirty = false;
+        if (l->closing)
+            link_free(l);
+        else if (link_flush(l) == 0 && !l->job && l->num_workers == 0)
+            conn_finish(l->c); // its job is gone and so are its workers: close it
+    }
+    while (dropped) {
+        conn *c = dropped;
+        dropped = c->next;
+        wire_reader_free(&c->reader);
+        free(c);
+    }
+}
+
+int hostlink_send(conn *remote, const Hgrid__Envelope *env)
+{
+    hostlink *l = remote->link;
+    if (remote->closing || remote->draining || !l || l->closing)
+        return -1;
+    if (env->msg_case == HGRID__ENVELOPE__MSG_ABORT)
+        l->num_assign = 0; // the generation they were for is over
+    size_t len = hgrid__envelope__get_packed_size(env);
+    if (l->relay_used + len > l->relay_cap) {
+        size_t cap = l->relay_cap ? l->relay_cap : 256;
+        while (cap < l->relay_used + len)
+            cap *= 2;
+        uint8_t *bytes = realloc(l->relay_bytes, cap);
+        if (!bytes) {
+            conn_close(l->c, "out of memory relaying frames");
+            return -1;
+        }
+        l->relay_bytes = bytes;
+        l->relay_cap = cap;
+    }
+    int n = l->num_relay, cap = l->cap_relay;
+    if (grow(&l->relay_devices, &cap, n + 1, sizeof *l->relay_devices) ||
+        grow(&l->relay_offsets, &(int){l->cap_relay}, n + 1, sizeof *l->relay_offsets) ||
+        grow(&l->relay_lens, &(int){l->cap_relay}, n + 1, sizeof *l->relay_lens)) {
+        conn_close(l->c, "out of memory relaying frames");
+        return -1;
+    }
+    l->cap_relay = cap;
+    hgrid__envelope__pack(env, l->relay_bytes + l->relay_used);
+    metrics_frame_out(&remote->srv->metrics, env, 0);
+    l->relay_devices[n] = remote->device;
+    l->relay_offsets[n] = l->relay_used;
+    l->relay_lens[n] = len;
+    l->relay_used += len;
+    l->num_relay++;
+    mark_dirty(l);
+    return 0;
+}
+
+// For each id of j, its position in the HostAssignment being built (-1:
+// not in it); reset after each.
+static int *id_slot;
+static int id_slot_cap;
+// The HostAssignment frame being written.
+static uint8_t *frame_buf;
+static size_t frame_cap;
+
+static size_t put_varint(uint8_t *p, uint64_t v)
+{
+    size_t n = 0;
+    for (; v >= 0x80; v >>= 7)
+        p[n++] = (uint8_t)(v | 0x80);
+    p[n++] = (uint8_t)v;
+    return n;
+}
+
+// Sends a HostAssignment: its assignments packed one by one, then the
+// HostAssignmentBytes twin framed as Envelope{version, host_assignment}.
+static int send_packed(hostlink *l, const Hgrid__HostAssignment *ha)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < ha->n_assignments; i++)
+        total += hgrid__assignment__get_packed_size(ha->assignments[i]);
+    uint8_t *packed = malloc(total ? total : 1);
+    ProtobufCBinaryData *as = malloc(sizeof *as * (ha->n_assignments + 1));
+    if (!packed || !as) {
+        free(packed);
+        free(as);
+        conn_close(l->c, "out of memory for a HostAssignment");
+        return -1;
+    }
+    size_t at = 0;
+    for (size_t i = 0; i < ha->n_assignments; i++) {
+        size_t len = hgrid__assignment__pack(ha->assignments[i], packed + at);
+        as[i] = (ProtobufCBinaryData){len, packed + at};
+        at += len;
+    }
+    Hgrid__HostAssignmentBytes twin = HGRID__HOST_ASSIGNMENT_BYTES__INIT;
+    twin.generation = ha->generation;
+    twin.layout = ha->layout;
+    twin.n_devices = ha->n_devices;
+    twin.devices = ha->devices;
+    twin.n_assignments = ha->n_assignments;
+    twin.assignments = as;
+    twin.n_ids = ha->n_ids;
+    twin.ids = ha->ids;
+    size_t body = hgrid__host_assignment_bytes__get_packed_size(&twin);
+    size_t need = WIRE_HEADER_BYTES + 32 + body;
+    if (need > frame_cap) {
+        uint8_t *buf = realloc(frame_buf, need);
+        if (!buf) {
+            free(packed);
+            free(as);
+            conn_close(l->c, "out of memory for a HostAssignment");
+            return -1;
+        }
+        frame_buf = buf;
+        frame_cap = need;
+    }
+    uint8_t *p = frame_buf + WIRE_HEADER_BYTES;
+    size_t n = put_varint(p, 1 << 3); // Envelope.version, a varint
+    n += put_varint(p + n, HGRID__VERSION__VERSION_CURRENT);
+    n += put_varint(p + n, (uint64_t)HGRID__ENVELOPE__MSG_HOST_ASSIGNMENT << 3 | 2);
+    n += put_varint(p + n, body);
+    n += hgrid__host_assignment_bytes__pack(&twin, p + n);
+    for (int b = 0; b < WIRE_HEADER_BYTES; b++)
+        frame_buf[b] = (uint8_t)(n >> (8 * (WIRE_HEADER_BYTES - 1 - b)));
+    int rc = conn_send_frame(l->c, frame_buf, WIRE_HEADER_BYTES + n,
+                             HGRID__ENVELOPE__MSG_HOST_ASSIGNMENT);
+    free(packed);
+    free(as);
+    return rc;
+}
+
+// Replaces each group's id by an id_ref into ids, adding the ids not
+// there yet.
+static void refer_ids(const job *j, Hgrid__Group **groups, size_t n, ProtobufCBinaryData *ids,
+                      int *num_ids)
+{
+    for (size_t g = 0; g < n; g++) {
+        Hgrid__Group *grp = groups[g];
+        if (!grp->nccl_id.len)
+            continue;
+        int id = (int)((grp->nccl_id.data - j->ids) / MINT_ID_BYTES);
+        if (id_slot[id] < 0) {
+            id_slot[id] = *num_ids;
+            ids[(*num_ids)++] = grp->nccl_id;
+        }
+        grp->id_ref = (uint32_t)id_slot[id] + 1;
+        grp->nccl_id = (ProtobufCBinaryData){0, NULL};
+    }
+}
+
+static int send_host_assignment(hostlink *l)
+{
+    if (link_flush(l)) // what went before (an Abort, MintRequests) stays before
+        return -1;
+    job *j = l->job;
+    int n = l->num_assign;
+    l->num_assign = 0;
+    int old_cap = id_slot_cap;
+    if (grow(&id_slot, &id_slot_cap, j->mint.num_ids + 1, sizeof *id_slot)) {
+        conn_close(l->c, "out of memory for a HostAssignment");
+        return -1;
+    }
+    for (int i = old_cap; i < id_slot_cap; i++)
+        id_slot[i] = -1;
+    assignment_buf *bufs = malloc(sizeof *bufs * (size_t)n);
+    Hgrid__Assignment **as = malloc(sizeof *as * (size_t)n);
+    ProtobufCBinaryData *ids = malloc(sizeof *ids * (size_t)n * MINT_MAX_PER_RANK);
+    int built = 0, num_ids = 0;
+    if (bufs && as && ids)
+        for (; built < n; built++) {
+            assignment_buf *b = &bufs[built];
+            if (assignment_build(j, l->assign_ranks[built], b))
+                break;
+            b->a.layout = NULL;
+            b->a.job = (char *)protobuf_c_empty_string;
+            refer_ids(j, b->a.groups, b->a.n_groups, ids, &num_ids);
+            if (b->a.n_colocated_modules)
+                refer_ids(j, b->a.colocated_modules[0]->groups,
+                          b->a.colocated_modules[0]->n_groups, ids, &num_ids);
+            as[built] = &b->a;
+        }
+    for (int i = 0; i < num_ids; i++)
+        id_slot[(ids[i].data - j->ids) / MINT_ID_BYTES] = -1;
+    int rc = -1;
+    if (built == n) {
+        Hgrid__HostAssignment ha = HGRID__HOST_ASSIGNMENT__INIT;
+        ha.generation = j->rec.generation;
+        ha.layout = &j->wire.layout;
+        ha.n_devices = (size_t)n;
+        ha.devices = l->assign_devices;
+        ha.n_assignments = (size_t)n;
+        ha.assignments = as;
+        ha.n_ids = (size_t)num_ids;
+        ha.ids = ids;
+        rc = send_packed(l, &ha);
+    } else {
+        conn_close(l->c, "out of memory for a HostAssignment");
+    }
+    for (int i = 0; i < built; i++)
+        assignment_buf_free(&bufs[i]);
+    free(l->assign_ranks);
+    free(l->assign_devices);
+    l->assign_ranks = NULL;
+    l->assign_devices = NULL;
+    l->cap_assign = 0;
+    free(bufs);
+    free(as);
+    free(ids);
+    return rc;
+}
+
+int hostlink_assign(conn *remote, int rank)
+{
+    hostlink *l = remote->link;
+    if (remote->closing || remote->draining || !l || l->closing)
+        return -1;
+    int n = l->num_assign, cap = l->cap_assign;
+    if (grow(&l->assign_ranks, &cap, n + 1, sizeof *l->assign_ranks) ||
+        grow(&l->assign_devices, &(int){l->cap_assign}, n + 1, sizeof *l->assign_devices)) {
+        conn_close(l->c, "out of memory for a HostAssignment");
+        return -1;
+    }
+    l->cap_assign = cap;
+    l->assign_ranks[n] = rank;
+    l->assign_devices[n] = remote->device;
+    l->num_assign++;
+    int expected = 0; // the host's workers in the job: each gets one this generation
+    for (int i = 0; i < l->num_workers; i++)
+        expected += l->workers[i]->job == l->job;
+    if (l->num_assign < expected)
+        return 0;
+    return send_host_assignment(l);
+}
+
+void hostlink_drop(conn *remote)
+{
+    hostlink *l = remote->link;
+    remote->link = NULL;
+    remote->next = dropped;
+    dropped = remote;
+    if (!l || !unlist(l, remote) || l->closing)
+        return; // the agent said it is gone, or the link is
+    for (int i = 0; i < l->num_assign; i++)
+        if (l->assign_devices[i] == remote->device) {
+            l->num_assign--;
+            l->assign_ranks[i] = l->assign_ranks[l->num_assign];
+            l->assign_devices[i] = l->assign_devices[l->num_assign];
+            break;
+        }
+    if (grow(&l->gone, &l->cap_gone, l->num_gone + 1, sizeof *l->gone)) {
+        conn_close(l->c, "out of memory");
+        return;
+    }
+    l->gone[l->num_gone++] = remote->device;
+    mark_dirty(l);
+}
+
+void hostlink_peer(const conn *remote, char *buf, size_t len)
+{
+    snprintf(buf, len, "%.40s/%u (agent)", remote->link ? remote->link->host : "?",
+             remote->device);
+}
+
+void hostlink_forget_job(const job *j)
+{
+    for (hostlink *l = open_links; l; l = l->next)
+        if (l->job == j) {
+            l->job = NULL; // closed once what it holds is sent (on_flush)
+            mark_dirty(l);
+        }
+}
+
+void hostlink_closed(conn *c, const char *reason)
+{
+    hostlink *l = c->link;
+    if (!l || l->closing)
+        return;
+    l->closing = true;
+    c->link = NULL;
+    if (l->prev)
+        l->prev->next = l->next;
+    else
+        open_links = l->next;
+    if (l->next)
+        l->next->prev = l->prev;
+    int workers = l->num_workers;
+    char cause[320];
+    snprintf(cause, sizeof cause, "its agent's link closed: %.200s", reason ? reason : "gridd stopping");
+    while (l->num_workers > 0)
+        conn_close(l->workers[--l->num_workers], cause);
+    gridd_log_at(workers ? GRIDD_NOTICE : GRIDD_INFO, l->job, -1,
+                 "host link closed host=%s workers=%d reason=\"%s\"",
+                 l->host, workers, reason ? reason : "gridd stopping");
+    mark_dirty(l); // freed at the end of this loop iteration
+}
+
+// ---- receiving
+
+static void host_hello(conn *c, const Hgrid__HostHello *hh)
+{
+    if (c->job) {
+        conn_fail(c, HGRID__ERROR_CODE__ERROR_AGENT,
+                  "HostHello on a worker's connection; an agent opens a link of its own");
+        return;
+    }
+    job *j = job_find(c->srv, hh->job);
+    if (!j) {
+        conn_fail(c, HGRID__ERROR_CODE__ERROR_UNKNOWN_JOB,
+                  "no job named '%.64s'; submit it first with hgridctl submit", hh->job);
+        return;
+    }
+    if (!state_token_matches(&j->rec, hh->token.data, hh->token.len)) {
+        conn_fail(c, HGRID__ERROR_CODE__ERROR_BAD_TOKEN,
+                  "wrong token for job %s; use the token hgridctl submit printed", j->rec.name);
+        return;
+    }
+    hostlink *l = c->link;
+    if (l && !l->job && !strcmp(l->host, hh->host))
+        l->job = j; // its job was cancelled and submitted again
+    if (l && (l->job != j || strcmp(l->host, hh->host))) {
+        conn_fail(c, HGRID__ERROR_CODE__ERROR_AGENT,
+                  "HostHello for %.64s on %.64s's link of job %s; one link per host and job",
+                  hh->host, l->host, l->job ? l->job->rec.name : "(gone)");
+        return;
+    }
+    if (!l) {
+        if (!flush_prepare_on) {
+            uv_prepare_init(c->srv->loop, &flush_prepare);
+            flush_prepare.data = c->srv; // a server handle for the shutdown walk
+            uv_prepare_start(&flush_prepare, on_flush);
+            flush_prepare_on = true;
+        }
+        l = calloc(1, sizeof *l);
+        if (!l) {
+            conn_fail(c, HGRID__ERROR_CODE__ERROR_LIMIT, "out of memory for a host link");
+            return;
+        }
+        l->c = c;
+        l->job = j;
+        snprintf(l->host, sizeof l->host, "%s", hh->host);
+        c->link = l;
+        l->next = open_links;
+        if (open_links)
+            open_links->prev = l;
+        open_links = l;
+        conn_list_remove(c); // the Hello deadline
+        c->reader.max_frame = c->srv->opt.max_frame;
+        gridd_log_at(GRIDD_INFO, j, -1, "host link opened host=%.64s workers=%zu", l->host,
+                     hh->n_workers);
+    }
+    for (size_t i = 0; i < hh->n_workers; i++) {
+        const Hgrid__Hello *w = hh->workers[i];
+        if (find_worker(l, w->local_device)) {
+            conn_fail(c, HGRID__ERROR_CODE__ERROR_AGENT,
+                      "device %u of host %.64s joined twice on its link", w->local_device,
+                      l->host);
+            return;
+        }
+        conn *r = conn_new(c->srv, CONN_REMOTE);
+        if (!r || grow(&l->workers, &l->cap_workers, l->num_workers + 1, sizeof *l->workers)) {
+            free(r);
+            conn_fail(c, HGRID__ERROR_CODE__ERROR_LIMIT, "out of memory for a host's workers");
+            return;
+        }
+        r->link = l;
+        r->device = w->local_device;
+        l->workers[l->num_workers++] = r;
+        Hgrid__Hello h = *w;
+        h.job = hh->job;
+        h.token = hh->token;
+        h.host = hh->host;
+        Hgrid__Envelope env;
+        wire_envelope_init(&env);
+        env.msg_case = HGRID__ENVELOPE__MSG_HELLO;
+        env.hello = &h;
+        worker_handle(r, &env);
+        if (l->closing)
+            return;
+    }
+}
+
+static void relay_in(conn *c, const Hgrid__Relay *relay)
+{
+    hostlink *l = c->link;
+    if (relay->n_frames != 1 && relay->n_frames != relay->n_devices) {
+        conn_fail(c, HGRID__ERROR_CODE__ERROR_AGENT,
+                  "Relay with %zu frames for %zu devices; send one frame, or one per device",
+                  relay->n_frames, relay->n_devices);
+        return;
+    }
+    for (size_t i = 0; i < relay->n_devices; i++) {
+        conn *w = find_worker(l, relay->devices[i]);
+        if (!w)
+            continue; // a worker gridd dropped: its last frames are moot
+        const ProtobufCBinaryData *f = &relay->frames[relay->n_frames == 1 ? 0 : i];
+        Hgrid__Envelope *env = wire_unpack(f->data, f->len);
+        char why[256];
+        if (!env) {
+            conn_fail(w, HGRID__ERROR_CODE__ERROR_BAD_FRAME,
+                      "undecodable %zu-byte frame; send one hgrid.Envelope per frame", f->len);
+        } else if (wire_check_version(env, why, sizeof why)) {
+            conn_fail(w, env->version != HGRID__VERSION__VERSION_CURRENT
+                             ? HGRID__ERROR_CODE__ERROR_BAD_VERSION
+                             : HGRID__ERROR_CODE__ERROR_BAD_REQUEST,
+                      "%s", why);
+        } else {
+            metrics_frame_in(&c->srv->metrics, (int)env->msg_case);
+            if (w->list == LIST_WATCH)
+                conn_watch(w);
+            worker_handle(w, env);
+        }
+        wire_free_envelope(env);
+        if (l->closing)
+            return;
+    }
+}
+
+static void gone_in(conn *c, const Hgrid__HostGone *gone)
+{
+    hostlink *l = c->link;
+    char cause[320];
+    snprintf(cause, sizeof cause, "its agent saw it go: %.200s", gone->reason);
+    for (size_t i = 0; i < gone->n_devices && !l->closing; i++) {
+        conn *w = find_worker(l, gone->devices[i]);
+        if (w && unlist(l, w)) // the agent knows: no HostGone back
+            conn_close(w, cause);
+    }
+}
+
+bool hostlink_handle(conn *c, const Hgrid__Envelope *env)
+{
+    if (c->kind == CONN_REMOTE)
+        return false;
+    switch (env->msg_case) {
+    case HGRID__ENVELOPE__MSG_HOST_HELLO:
+        host_hello(c, env->host_hello);
+        return true;
+    case HGRID__ENVELOPE__MSG_RELAY:
+    case HGRID__ENVELOPE__MSG_HOST_GONE:
+        if (!c->link)
+            conn_fail(c, HGRID__ERROR_CODE__ERROR_AGENT,
+                      "message %d before a HostHello; an agent sends HostHello first",
+                      (int)env->msg_case);
+        else if (env->msg_case == HGRID__ENVELOPE__MSG_RELAY)
+            relay_in(c, env->relay);
+        else
+            gone_in(c, env->host_gone);
+        return true;
+    default:
+        if (!c->link)
+            return false;
+        conn_fail(c, HGRID__ERROR_CODE__ERROR_AGENT,
+                  "message %d on a host link; an agent sends its workers' frames in a Relay",
+                  (int)env->msg_case);
+        return true;
+    }
+}
+
+void hostlink_shutdown(void)
+{
+    on_flush(NULL);
+    free(id_slot);
+    id_slot = NULL;
+    id_slot_cap = 0;
+    free(frame_buf);
+    frame_buf = NULL;
+    frame_cap = 0;
+}
