@@ -7,24 +7,9 @@
 #include <string.h>
 
 #include "agent/agent.h"
+#include "util/grow.h"
 
 static uint8_t read_buffer[64 * 1024];
-
-// Grows *p (n elements of size) to hold need; 0 or -1 out of memory.
-static int grow(void *p, int *cap, int need, size_t size)
-{
-    if (need <= *cap)
-        return 0;
-    int n = *cap ? *cap * 2 : 8;
-    while (n < need)
-        n *= 2;
-    void *q = realloc(*(void **)p, (size_t)n * size);
-    if (!q)
-        return -1;
-    *(void **)p = q;
-    *cap = n;
-    return 0;
-}
 
 static void mark_dirty(uplink *l)
 {
@@ -292,8 +277,8 @@ static int links_on_host(const uplink *l)
 
 int link_join(uplink *l, lworker *w, Hgrid__Envelope *env)
 {
-    if (grow(&l->pending, &(int){l->cap_pending}, l->num_pending + 1, sizeof *l->pending) ||
-        grow(&l->pending_from, &l->cap_pending, l->num_pending + 1, sizeof *l->pending_from)) {
+    if (grow_array(&l->pending, &(int){l->cap_pending}, l->num_pending + 1, sizeof *l->pending) ||
+        grow_array(&l->pending_from, &l->cap_pending, l->num_pending + 1, sizeof *l->pending_from)) {
         wire_free_envelope(env);
         return -1;
     }
@@ -330,9 +315,9 @@ int link_relay(uplink *l, lworker *w, const uint8_t *body, size_t len)
         l->relay_cap = cap;
     }
     int n = l->num_relay, cap = l->cap_relay;
-    if (grow(&l->relay_devices, &cap, n + 1, sizeof *l->relay_devices) ||
-        grow(&l->relay_offsets, &(int){l->cap_relay}, n + 1, sizeof *l->relay_offsets) ||
-        grow(&l->relay_lens, &(int){l->cap_relay}, n + 1, sizeof *l->relay_lens))
+    if (grow_array(&l->relay_devices, &cap, n + 1, sizeof *l->relay_devices) ||
+        grow_array(&l->relay_offsets, &(int){l->cap_relay}, n + 1, sizeof *l->relay_offsets) ||
+        grow_array(&l->relay_lens, &(int){l->cap_relay}, n + 1, sizeof *l->relay_lens))
         return -1;
     l->cap_relay = cap;
     memcpy(l->relay_bytes + l->relay_used, body, len);
@@ -365,7 +350,7 @@ void link_worker_closed(uplink *l, lworker *w)
         return;
     if (l->a->opt.verbose)
         agent_log("worker on device %u of job %s exited; reporting it", w->device, l->job);
-    if (grow(&l->gone, &l->cap_gone, l->num_gone + 1, sizeof *l->gone))
+    if (grow_array(&l->gone, &l->cap_gone, l->num_gone + 1, sizeof *l->gone))
         return;
     l->gone[l->num_gone++] = w->device;
     mark_dirty(l); // sent at the end of this loop iteration: at once

@@ -9,6 +9,7 @@
 #include "daemon/assignment.h"
 #include "daemon/job.h"
 #include "daemon/worker_msgs.h"
+#include "util/grow.h"
 
 struct hostlink {
     conn *c; // the agent's connection
@@ -50,22 +51,6 @@ static void mark_dirty(hostlink *l)
     l->dirty = true;
     l->next_dirty = dirty_links;
     dirty_links = l;
-}
-
-// Grows *p (n elements of size) to hold need; 0 or -1 out of memory.
-static int grow(void *p, int *cap, int need, size_t size)
-{
-    if (need <= *cap)
-        return 0;
-    int n = *cap ? *cap * 2 : 8;
-    while (n < need)
-        n *= 2;
-    void *q = realloc(*(void **)p, (size_t)n * size);
-    if (!q)
-        return -1;
-    *(void **)p = q;
-    *cap = n;
-    return 0;
 }
 
 static void link_free(hostlink *l)
@@ -206,9 +191,9 @@ int hostlink_send(conn *remote, const Hgrid__Envelope *env)
         l->relay_cap = cap;
     }
     int n = l->num_relay, cap = l->cap_relay;
-    if (grow(&l->relay_devices, &cap, n + 1, sizeof *l->relay_devices) ||
-        grow(&l->relay_offsets, &(int){l->cap_relay}, n + 1, sizeof *l->relay_offsets) ||
-        grow(&l->relay_lens, &(int){l->cap_relay}, n + 1, sizeof *l->relay_lens)) {
+    if (grow_array(&l->relay_devices, &cap, n + 1, sizeof *l->relay_devices) ||
+        grow_array(&l->relay_offsets, &(int){l->cap_relay}, n + 1, sizeof *l->relay_offsets) ||
+        grow_array(&l->relay_lens, &(int){l->cap_relay}, n + 1, sizeof *l->relay_lens)) {
         conn_close(l->c, "out of memory relaying frames");
         return -1;
     }
@@ -326,7 +311,7 @@ static int send_host_assignment(hostlink *l)
     int n = l->num_assign;
     l->num_assign = 0;
     int old_cap = id_slot_cap;
-    if (grow(&id_slot, &id_slot_cap, j->mint.num_ids + 1, sizeof *id_slot)) {
+    if (grow_array(&id_slot, &id_slot_cap, j->mint.num_ids + 1, sizeof *id_slot)) {
         conn_close(l->c, "out of memory for a HostAssignment");
         return -1;
     }
@@ -385,8 +370,8 @@ int hostlink_assign(conn *remote, int rank)
     if (remote->closing || remote->draining || !l || l->closing)
         return -1;
     int n = l->num_assign, cap = l->cap_assign;
-    if (grow(&l->assign_ranks, &cap, n + 1, sizeof *l->assign_ranks) ||
-        grow(&l->assign_devices, &(int){l->cap_assign}, n + 1, sizeof *l->assign_devices)) {
+    if (grow_array(&l->assign_ranks, &cap, n + 1, sizeof *l->assign_ranks) ||
+        grow_array(&l->assign_devices, &(int){l->cap_assign}, n + 1, sizeof *l->assign_devices)) {
         conn_close(l->c, "out of memory for a HostAssignment");
         return -1;
     }
@@ -417,7 +402,7 @@ void hostlink_drop(conn *remote)
             l->assign_devices[i] = l->assign_devices[l->num_assign];
             break;
         }
-    if (grow(&l->gone, &l->cap_gone, l->num_gone + 1, sizeof *l->gone)) {
+    if (grow_array(&l->gone, &l->cap_gone, l->num_gone + 1, sizeof *l->gone)) {
         conn_close(l->c, "out of memory");
         return;
     }
@@ -527,7 +512,7 @@ static void host_hello(conn *c, const Hgrid__HostHello *hh)
             return;
         }
         conn *r = conn_new(c->srv, CONN_REMOTE);
-        if (!r || grow(&l->workers, &l->cap_workers, l->num_workers + 1, sizeof *l->workers)) {
+        if (!r || grow_array(&l->workers, &l->cap_workers, l->num_workers + 1, sizeof *l->workers)) {
             free(r);
             conn_fail(c, HGRID__ERROR_CODE__ERROR_LIMIT, "out of memory for a host's workers");
             return;

@@ -16,18 +16,12 @@
 #include <unistd.h>
 
 #include "libhgrid/libhgrid_impl.h"
+#include "util/clock.h"
 
 #define FIRST_DELAY_S 0.1
 #define MAX_DELAY_S 2.0
 #define ATTEMPT_S 5.0   // one connect() waits at most this long
 #define PROGRESS_S 10.0 // a line on stderr this often while waiting
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 int hgrid_split_coordinator(const char *coordinator, char *host, size_t hostlen, char *port,
                             size_t portlen)

@@ -7,13 +7,7 @@
 #include <time.h>
 
 #include "libhgrid/libhgrid_impl.h"
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
+#include "util/clock.h"
 
 void hgrid_take_release(hgrid_worker *w, const Hgrid__Release *release)
 {

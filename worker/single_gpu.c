@@ -14,13 +14,7 @@
 #include "train/local.h"
 #include "train/ops_gpu.h"
 #include "worker/worker.h"
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
+#include "util/clock.h"
 
 // The config as "name value" lines, for scripts that build the same model.
 static void describe(const hg_model_config *c, int batch)

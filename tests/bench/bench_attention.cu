@@ -11,27 +11,11 @@
 
 #include "kernels/attention_cudnn.h"
 #include "kernels/common.cuh"
+#include "tests/bench/median_ms.cuh"
 
 #define REPEATS 20
 
-static cudaEvent_t ev0, ev1;
 
-template <typename F> static double median_ms(F f)
-{
-    std::vector<float> t;
-    for (int i = 0; i < 3; i++) f();
-    for (int i = 0; i < REPEATS; i++) {
-        cudaCheck(cudaEventRecord(ev0));
-        f();
-        cudaCheck(cudaEventRecord(ev1));
-        cudaCheck(cudaEventSynchronize(ev1));
-        float ms;
-        cudaCheck(cudaEventElapsedTime(&ms, ev0, ev1));
-        t.push_back(ms);
-    }
-    std::sort(t.begin(), t.end());
-    return t[t.size() / 2];
-}
 
 static void *bf_random(size_t n)
 {
@@ -60,8 +44,6 @@ static const shape shapes[] = {
 int main(void)
 {
     kernels_init();
-    cudaCheck(cudaEventCreate(&ev0));
-    cudaCheck(cudaEventCreate(&ev1));
     const char *names[] = {"hgrid", "cudnn-det", "cudnn-fast"};
     for (const shape &s : shapes) {
         size_t nqkv = (size_t)s.B * s.T * 3 * s.NH * s.HD, no = nqkv / 3;
@@ -79,11 +61,11 @@ int main(void)
             }
             double f = median_ms([&] {
                 attention_forward(out, lse, qkv, s.B, s.T, s.NH, s.HD, s.causal, KD_BF16, 0);
-            });
+            }, REPEATS, 3);
             attention_forward(out, lse, qkv, s.B, s.T, s.NH, s.HD, s.causal, KD_BF16, 0);
             double g = median_ms([&] {
                 attention_backward(dqkv, dout, qkv, out, lse, s.B, s.T, s.NH, s.HD, s.causal, KD_BF16, 0);
-            });
+            }, REPEATS, 3);
             printf("attn %d %d %d %d %d %s %.4f %.4f\n", s.B, s.T, s.NH, s.HD, s.causal, names[b], f, g);
             fflush(stdout);
         }

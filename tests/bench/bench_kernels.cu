@@ -10,31 +10,14 @@
 #include <vector>
 
 #include "kernels/common.cuh"
+#include "tests/bench/median_ms.cuh"
 
 #define REPEATS 15
 
-static cudaEvent_t ev0, ev1;
 static double ceil_gbs, ceil_tflops;
 static FILE *tsv;
 static const char *op_filter;
 
-// Median milliseconds of REPEATS timed calls of f after 2 warm-up calls.
-template <typename F> static double median_ms(F f)
-{
-    std::vector<float> t;
-    for (int i = 0; i < 2; i++) f();
-    for (int i = 0; i < REPEATS; i++) {
-        cudaCheck(cudaEventRecord(ev0));
-        f();
-        cudaCheck(cudaEventRecord(ev1));
-        cudaCheck(cudaEventSynchronize(ev1));
-        float ms;
-        cudaCheck(cudaEventElapsedTime(&ms, ev0, ev1));
-        t.push_back(ms);
-    }
-    std::sort(t.begin(), t.end());
-    return t[t.size() / 2];
-}
 
 // flops > 0: compute-bound op, else bytes moved.
 static void report(const char *config, const char *op, double ms, double flops, double bytes)
@@ -55,7 +38,7 @@ static void report(const char *config, const char *op, double ms, double flops, 
 template <typename F> static void bench(const char *config, const char *op, F f, double flops, double bytes)
 {
     if (op_filter && !strstr(op, op_filter)) return;
-    report(config, op, median_ms(f), flops, bytes);
+    report(config, op, median_ms(f, REPEATS, 2), flops, bytes);
 }
 
 __global__ void fill_kernel(__nv_bfloat16 *x, size_t n, unsigned seed, float scale)
@@ -101,13 +84,13 @@ static void measure_ceilings(void)
     cudaCheck(cudaMalloc(&a, bytes));
     cudaCheck(cudaMalloc(&b, bytes));
     cudaCheck(cudaMemset(a, 1, bytes));
-    double ms = median_ms([&] { cudaCheck(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice)); });
+    double ms = median_ms([&] { cudaCheck(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice)); }, REPEATS, 2);
     ceil_gbs = 2.0 * bytes / ms / 1e6;
     cudaCheck(cudaFree(a));
     cudaCheck(cudaFree(b));
     int n = 8192;
     void *x = bf16_rand((size_t)n * n), *w = bf16_rand((size_t)n * n), *o = bf16_rand((size_t)n * n);
-    ms = median_ms([&] { matmul_forward(o, x, w, NULL, n, n, n, KD_BF16, 0); });
+    ms = median_ms([&] { matmul_forward(o, x, w, NULL, n, n, n, KD_BF16, 0); }, REPEATS, 2);
     ceil_tflops = 2.0 * n * n * (double)n / ms / 1e9;
     printf("ceilings: d2d copy %.0f GB/s (1 GiB, read + write), cuBLASLt bf16 GEMM %.0f TFLOP/s (8192^3)\n",
            ceil_gbs, ceil_tflops);
@@ -248,8 +231,6 @@ int main(int argc, char **argv)
 {
     op_filter = argc > 1 ? argv[1] : NULL;
     kernels_init();
-    cudaCheck(cudaEventCreate(&ev0));
-    cudaCheck(cudaEventCreate(&ev1));
     tsv = fopen("build/bench_kernels.tsv", "w");
     if (!tsv) {
         fprintf(stderr, "bench_kernels: cannot write build/bench_kernels.tsv: run from the repository root\n");
