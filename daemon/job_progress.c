@@ -4,9 +4,19 @@
 
 #include "daemon/job.h"
 
+// The loss is the LLM's: it counts from the ranks of its last pipeline stage
+// (those computing it), as hgridctl's per-module loss does.
 void job_record_loss(job *j, int rank, uint64_t step, float loss)
 {
-    const hg_module_grid *m = hg_plan_module_of_rank(&j->plan, rank);
+    const hg_module_grid *mods[2];
+    int n = hg_plan_modules_of_rank(&j->plan, rank, mods);
+    const hg_module_grid *m = hg_plan_module(&j->plan, HG_MODULE_LLM);
+    hg_coords c;
+    if (!m || !(mods[0] == m || (n == 2 && mods[1] == m)))
+        return;
+    hg_module_coords(m, rank, &c);
+    if (c.pp != m->dense[HG_DIM_PP] - 1)
+        return;
     job_loss_history *h = &j->history[m - j->plan.modules];
     if (h->generation != j->rec.generation) { // it may resume from an older checkpoint
         h->generation = j->rec.generation;

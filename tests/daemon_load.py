@@ -101,7 +101,8 @@ def test_job_under_load(g):
     dg.check(swarm.returncode == 0 and ("workers=%d " % n) in last,
              "every worker assigned under load: rc %d, %s" % (swarm.returncode, last))
     load.close()
-    dg.check(g.ctl("cancel", "busy")[0] == 0, "cancel busy")
+    code, _, err = g.ctl("cancel", "busy")
+    dg.check(code == 0, "cancel busy: %s" % err.strip())
 
 
 def main():
