@@ -9,7 +9,7 @@
 
 static void set_id(const job *j, Hgrid__Group *g, int id)
 {
-    if (id < 0)
+    if (id < 0 || j->assignment_only)
         return; // one-rank group: no communicator
     g->nccl_id.data = j->ids + (size_t)id * MINT_ID_BYTES;
     g->nccl_id.len = MINT_ID_BYTES;
@@ -123,6 +123,7 @@ int assignment_send(job *j, int rank, conn *c)
     a.n_bridge_peers = (size_t)num_peers;
     a.bridge_peers = peer_ptrs;
     a.job = j->rec.name;
+    a.assignment_only = j->assignment_only;
     Hgrid__Envelope env;
     wire_envelope_init(&env);
     env.msg_case = HGRID__ENVELOPE__MSG_ASSIGNMENT;

@@ -11,6 +11,7 @@
 
 #include "daemon/control.h"
 #include "daemon/job.h"
+#include "daemon/store.h"
 #include "daemon/worker_msgs.h"
 
 // One read buffer for the whole loop: frames are handled before the read
@@ -195,6 +196,7 @@ void conn_close(conn *c, const char *reason)
         return;
     c->closing = true;
     conn_list_remove(c);
+    store_conn_gone(c);
     if (c->job)
         job_worker_gone(c, reason);
     else if (reason && !c->draining && c->kind == CONN_WORKER && gridd_log_enabled(GRIDD_INFO))

@@ -6,6 +6,7 @@
 #include "daemon/job.h"
 
 #include "daemon/assignment.h"
+#include "daemon/store.h"
 
 const char *job_state_name(job_state s)
 {
@@ -65,6 +66,7 @@ void job_restored(job *j)
 
 void job_free(job *j)
 {
+    store_job_gone(j);
     roster_free(&j->rec.roster);
     free(j->ids);
     free(j->missing);
@@ -213,9 +215,21 @@ static bool id_arrived(job *j, int id)
     return true;
 }
 
+// A generation mints no ids when any worker joined assignment-only (it
+// could not mint, and a communicator needs every member): every
+// Assignment then says so.
+static bool any_assignment_only(const job *j)
+{
+    for (int s = 0; s < j->plan.world_size; s++)
+        if (slot_conn((job *)j, s)->assignment_only)
+            return true;
+    return false;
+}
+
 static void start_generation(job *j)
 {
     uint64_t gen = ++j->rec.generation;
+    j->assignment_only = any_assignment_only(j);
     j->srv->metrics.generations_started++;
     jobs_save(j->srv);
     j->state = JOB_MINTING;
@@ -234,8 +248,8 @@ static void start_generation(job *j)
     for (int s = 0; s < j->plan.world_size; s++) {
         roster_slot *slot = &j->rec.roster.slots[s];
         slot->state = SLOT_JOINED;
-        j->missing[s] = ids_needed(j, s);
-        int n = mint_leader_ids(&j->mint, s, ids);
+        j->missing[s] = j->assignment_only ? 0 : ids_needed(j, s);
+        int n = j->assignment_only ? 0 : mint_leader_ids(&j->mint, s, ids);
         if (n == 0)
             continue;
         slot->mint_pending = true;
@@ -246,8 +260,8 @@ static void start_generation(job *j)
         if (j->state != JOB_MINTING || j->rec.generation != gen)
             return;
     }
-    gridd_log_at(GRIDD_INFO, j, -1, "generation started leaders=%d ids=%d", j->mint_pending,
-                 j->mint.num_ids);
+    gridd_log_at(GRIDD_INFO, j, -1, "generation started leaders=%d ids=%d assignment_only=%d",
+                 j->mint_pending, j->assignment_only ? 0 : j->mint.num_ids, j->assignment_only);
     for (int s = 0; s < j->plan.world_size; s++) // ranks whose groups need no id
         if (j->missing[s] == 0 && !assign_rank(j, s))
             return;

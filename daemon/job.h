@@ -29,6 +29,8 @@ struct job {
     server *srv;
     int64_t whole_at; // when the worker set last became whole (ms)
     int64_t resume_deadline; // JOB_RESUMING: ms
+    struct gridd_store *store; // torch's rendezvous store (daemon/store.c); NULL until opened
+    bool assignment_only; // this generation mints no ids (a worker joined assignment-only)
     job *next;
 };
 

@@ -9,8 +9,8 @@
 
 #include "wire/wire.h"
 
-#define METRICS_MSG_TYPES 64   // Envelope oneof field numbers are below this
-#define METRICS_ERROR_CODES 16 // Hgrid__ErrorCode values are below this
+#define METRICS_MSG_TYPES 128  // Envelope oneof field numbers are below this
+#define METRICS_ERROR_CODES 48 // Hgrid__ErrorCode values are below this
 #define METRICS_JOIN_BUCKETS 14
 
 // Join latency bucket bounds (seconds), 1 ms to 30 s.

@@ -2,7 +2,8 @@
 # rank assignment, id minting plan, roster, state file) and its libuv I/O.
 DAEMON_CORE_SRCS := daemon/core/table.c daemon/core/assign.c daemon/core/mint.c daemon/core/roster.c daemon/core/state.c
 GRIDD_SRCS := daemon/main.c daemon/listen.c daemon/conn.c daemon/control.c daemon/worker_msgs.c \
-              daemon/job.c daemon/assignment.c daemon/log.c $(DAEMON_CORE_SRCS)
+              daemon/job.c daemon/assignment.c daemon/log.c $(DAEMON_CORE_SRCS) \
+              daemon/store.c
 DAEMON_CORE_LIB := $(BUILD)/libgridd_core.a
 
 $(DAEMON_CORE_LIB): $(call objs,$(DAEMON_CORE_SRCS))

@@ -112,7 +112,9 @@ static int check_groups(const assign_ref *ref, const Hgrid__Assignment *a, char 
                         w->rank_in_group, w->index);
         // Each communicator's id comes once, with its canonical kind's group;
         // kinds sharing it and one-rank groups carry none.
-        size_t id_len = w->size > 1 && w->canonical == w->kind ? ASSIGN_ID_BYTES : 0;
+        // An assignment-only generation carries none at all.
+        size_t id_len = !a->assignment_only && w->size > 1 && w->canonical == w->kind
+                            ? ASSIGN_ID_BYTES : 0;
         if (g->nccl_id.len != id_len)
             return fail(err, errlen, "rank %u: group %s carries a %zu-byte id, expected %zu",
                         a->rank, name, g->nccl_id.len, id_len);
@@ -173,7 +175,7 @@ int assign_check_minted(const assign_ref *ref, const Hgrid__Assignment *a, const
                         int count, char *err, size_t errlen)
 {
     int which[ASSIGN_MAX_GROUPS];
-    int want = assign_mint_plan(ref, (int)a->rank, which);
+    int want = a->assignment_only ? 0 : assign_mint_plan(ref, (int)a->rank, which);
     if (count != want)
         return fail(err, errlen, "rank %u minted %d ids, its groups need %d", a->rank, count, want);
     for (int i = 0; i < count; i++) {

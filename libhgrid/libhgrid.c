@@ -1,6 +1,5 @@
 // libhgrid: the worker side of the gridd protocol over one TCP connection.
 #include <errno.h>
-#include <nccl.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -78,6 +77,7 @@ int hgrid_send_hello(hgrid_worker *w)
     hello.local_device = (uint32_t)h->device;
     hello.gpu_uuid = (char *)h->gpu_uuid;
     hello.dry_run = h->dry_run;
+    hello.assignment_only = h->mint == NULL;
     int rank = w->rank >= 0 ? w->rank : h->requested_rank; // after an assignment: its rank
     if (rank >= 0) {
         req.rank = (uint32_t)rank;
@@ -122,6 +122,7 @@ int hgrid_hello(hgrid_worker *w, const hgrid_hello_options *opt)
     h->device = opt->device;
     h->requested_rank = opt->requested_rank;
     h->dry_run = opt->dry_run;
+    h->mint = opt->mint;
     int rc = hgrid_send_hello(w);
     h->sent = rc == HGRID_OK;
     return rc;
@@ -246,15 +247,16 @@ static int mint(hgrid_worker *w, const Hgrid__MintRequest *req)
         return hgrid_fail(w, HGRID_ERR_IO, "out of memory minting ids");
     w->mint_generation = req->generation;
     w->minted_count = (int)req->count;
+    if (!w->hello.mint)
+        return hgrid_fail(w, HGRID_ERR_IO, "gridd asked an assignment-only worker for NCCL ids "
+                          "(gridd older than this library?)");
     ProtobufCBinaryData ids[MAX_MINT];
     for (uint32_t i = 0; i < req->count; i++) {
-        ncclUniqueId id;
-        ncclResult_t nr = ncclGetUniqueId(&id);
-        if (nr != ncclSuccess)
-            return hgrid_fail(w, HGRID_ERR_IO, "ncclGetUniqueId failed: %s",
-                              ncclGetErrorString(nr));
-        memcpy(w->minted + (size_t)i * HGRID_ID_BYTES, id.internal, HGRID_ID_BYTES);
-        ids[i] = (ProtobufCBinaryData){HGRID_ID_BYTES, w->minted + (size_t)i * HGRID_ID_BYTES};
+        uint8_t *id = w->minted + (size_t)i * HGRID_ID_BYTES;
+        char err[256];
+        if (w->hello.mint(id, err, sizeof err) != 0)
+            return hgrid_fail(w, HGRID_ERR_IO, "minting an NCCL id failed: %s", err);
+        ids[i] = (ProtobufCBinaryData){HGRID_ID_BYTES, id};
     }
     Hgrid__MintReply reply = HGRID__MINT_REPLY__INIT;
     reply.generation = req->generation;
@@ -424,4 +426,37 @@ const char *hgrid_error(const hgrid_worker *w)
 const char *hgrid_reason(const hgrid_worker *w)
 {
     return w->reason;
+}
+
+int hgrid_report_checks(hgrid_worker *w, const hgrid_check *checks, int count)
+{
+    if (!w->assigned)
+        return hgrid_fail(w, HGRID_ERR_STATE, "hgrid_report_checks needs an assignment");
+    Hgrid__GroupCheck *msgs = calloc((size_t)(count > 0 ? count : 1), sizeof *msgs);
+    Hgrid__GroupCheck **ptrs = calloc((size_t)(count > 0 ? count : 1), sizeof *ptrs);
+    if (!msgs || !ptrs) {
+        free(msgs);
+        free(ptrs);
+        return hgrid_fail(w, HGRID_ERR_IO, "out of memory for the self-test report");
+    }
+    for (int i = 0; i < count; i++) {
+        hgrid__group_check__init(&msgs[i]);
+        msgs[i].name = (char *)checks[i].name;
+        msgs[i].ok = checks[i].ok;
+        msgs[i].busbw_gbps = checks[i].busbw_gbps;
+        msgs[i].detail = (char *)checks[i].detail;
+        ptrs[i] = &msgs[i];
+    }
+    Hgrid__SelfTestReport report = HGRID__SELF_TEST_REPORT__INIT;
+    report.generation = w->generation;
+    report.n_groups = (size_t)(count > 0 ? count : 0);
+    report.groups = ptrs;
+    Hgrid__Envelope env;
+    wire_envelope_init(&env);
+    env.msg_case = HGRID__ENVELOPE__MSG_SELF_TEST;
+    env.self_test = &report;
+    int rc = hgrid_send(w, &env); // dropped while gridd is away, like a heartbeat
+    free(msgs);
+    free(ptrs);
+    return rc;
 }

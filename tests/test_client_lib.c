@@ -13,6 +13,8 @@
 
 #include "libhgrid/assignment_check.h"
 #include "libhgrid/hgrid.h"
+#include "libhgrid/hgrid_comms.h"
+#include "libhgrid/hgrid_layout.h"
 #include "tests/check.h"
 #include "wire/wire.h"
 
@@ -185,7 +187,8 @@ static hgrid_worker *join(fake_gridd *g, int requested_rank)
     check_watches_peer(w, "first connection");
     g->fd = accept(g->listen_fd, NULL, NULL);
     hgrid_hello_options opt = {.job = "unit", .token = "secret", .host = "node-a", .device = 3,
-                               .requested_rank = requested_rank, .dry_run = true};
+                               .requested_rank = requested_rank, .dry_run = true,
+                               .mint = hgrid_nccl_mint};
     CHECK_EQ(hgrid_hello(w, &opt), HGRID_OK);
     Hgrid__Envelope *env = fake_recv(g);
     if (env) {
@@ -195,6 +198,7 @@ static hgrid_worker *join(fake_gridd *g, int requested_rank)
         CHECK(h->token.len == 6 && !memcmp(h->token.data, "secret", 6), "hello token");
         CHECK_EQ(h->local_device, 3);
         CHECK_EQ(h->dry_run, 1);
+        CHECK_EQ(h->assignment_only, 0); // it mints: .mint is set
         CHECK_EQ(h->requested_rank != NULL, requested_rank >= 0);
         if (h->requested_rank)
             CHECK_EQ(h->requested_rank->rank, (unsigned)requested_rank);

@@ -178,7 +178,8 @@ int worker_run_gpu(const worker_options *opt)
     hgrid_set_reconnect(w, opt->reconnect_timeout_s);
     hgrid_hello_options hello = {.job = opt->job, .token = opt->token, .host = opt->host,
                                  .device = opt->device, .gpu_uuid = uuid,
-                                 .requested_rank = opt->requested_rank};
+                                 .requested_rank = opt->requested_rank,
+                                 .mint = hgrid_nccl_mint};
     int st = hgrid_hello(w, &hello);
     while (st == HGRID_OK) {
         st = worker_await_assignment(w, opt);

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "libhgrid/hgrid_comms.h"
 #include "worker/worker.h"
 
 static double now_s(void)
@@ -107,7 +108,7 @@ int main(int argc, char **argv)
     hgrid_set_reconnect(w, opt.reconnect_timeout_s);
     hgrid_hello_options hello = {.job = opt.job, .token = opt.token, .host = opt.host,
                                  .device = opt.device, .requested_rank = opt.requested_rank,
-                                 .dry_run = true};
+                                 .dry_run = true, .mint = hgrid_nccl_mint};
     int st = hgrid_hello(w, &hello);
     while (st == HGRID_OK) {
         st = worker_await_assignment(w, &opt);

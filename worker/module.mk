@@ -15,11 +15,11 @@ PROGS += $(BIN)/hgrid-worker
 ifneq ($(wildcard $(NVCC)),)
 LDLIBS_hgrid-worker = $(LIBHGRID_LIBS) $(MODEL_GPU_LDLIBS)
 $(BIN)/hgrid-worker: $(call objs,$(WORKER_SRCS) worker/single_gpu_entry.c) $$(TRAIN_RUN_LINK) \
-                     $(BIN)/libhgrid.a $$(MODEL_GPU_LINK)
+                     $(BIN)/libhgrid_nccl.a $(BIN)/libhgrid.a $$(MODEL_GPU_LINK)
 else
 LDLIBS_hgrid-worker := $(LIBHGRID_LIBS)
 $(BIN)/hgrid-worker: $(call objs,$(WORKER_SRCS) worker/single_gpu_missing.c) $$(TRAIN_RUN_LINK) \
-                     $(BIN)/libhgrid.a
+                     $(BIN)/libhgrid_nccl.a $(BIN)/libhgrid.a
 endif
 
 CPU_TESTS += tests/worker_gpu_cli.sh tests/comm_layouts_dry.sh
