@@ -97,12 +97,16 @@ class Assignment:
         self._stop = threading.Event()
         self._beat: Optional[threading.Thread] = None
         self.coordinator, self.token, self.device = coordinator, token, device
+        self._read()
+
+    def _read(self) -> None:
         L, w = _lib.lib, self._w
         self.rank: int = L.hgrid_rank(w)
         self.world_size: int = L.hgrid_world_size(w)
         self.generation: int = L.hgrid_generation(w)
         self.job: str = L.hgrid_job(w).decode()
         self.module: str = L.hgrid_module_name(w).decode()
+        self.assignment_only: bool = bool(L.hgrid_assignment_only(w))
         self.coords: Dict[str, int] = {d: L.hgrid_coord(w, d.encode()) for d in COORD_DIMS}
         self.groups: Dict[str, List[int]] = {}
         self.group_index: Dict[str, int] = {}
@@ -186,6 +190,28 @@ class Assignment:
                 except HgridError as e:
                     self._pending = e  # raised by the next call in the training thread
                     return
+
+    def rejoin(self, timeout: Optional[float] = 300.0) -> "Assignment":
+        """After Aborted: waits on the same connection for the next generation's assignment
+        (gridd forms it once the worker set is whole again) and refreshes this object.
+        torch's groups of the old generation must be destroyed first (hgrid.torch.destroy)."""
+        self._stop.set()
+        if self._beat is not None and self._beat is not threading.current_thread():
+            self._beat.join()
+        with self._lock:
+            if self._closed or isinstance(self._pending, Released):
+                self._raise_pending()
+            L = _lib.lib
+            ms = -1 if timeout is None else int(timeout * 1000)
+            while True:
+                st = L.hgrid_wait_assignment(self._w, ms)
+                if st != _lib.ABORTED:
+                    break
+            self._check(st)
+            self._pending, self._ready, self._beat = None, False, None
+            self._stop = threading.Event()
+            self._read()
+        return self
 
     def done(self) -> None:
         """This rank finished training: tells gridd and closes the connection. An abort that
