@@ -69,3 +69,22 @@ def wait_for(pred, timeout, period=0.1):
         if got or time.monotonic() > end:
             return got
         time.sleep(period)
+
+
+def start_gridd(tmp, heartbeat_timeout=10):
+    """gridd on 127.0.0.1 with its log in tmp; (proc, port, control socket). Python workers
+    keep a heartbeat thread, but a process starved of CPU (many torch imports on two cores)
+    can miss a short timeout."""
+    bin_dir = os.environ.get("HGRID_BIN", "bin")
+    port_file, sock = os.path.join(tmp, "port"), os.path.join(tmp, "gridd.sock")
+    log = open(os.path.join(tmp, "gridd.log"), "w")
+    proc = subprocess.Popen([f"{bin_dir}/gridd", "--listen", "127.0.0.1:0", "--port-file", port_file,
+                             "--control", sock, "--heartbeat-timeout", str(heartbeat_timeout)],
+                            stdout=log, stderr=log)
+    for _ in range(400):
+        if os.path.exists(port_file) and open(port_file).read().endswith("\n"):
+            return proc, int(open(port_file).read()), sock
+        if proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    raise RuntimeError("gridd did not start; see " + log.name)

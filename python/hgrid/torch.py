@@ -19,6 +19,7 @@ from . import Assignment, HgridError, JoinTimeout, Store, _lib
 __all__ = ["GriddStore", "init_process_groups"]
 
 DEFAULT_TIMEOUT = timedelta(minutes=10)
+_live_stores: List["GriddStore"] = []
 POLL_SLICE_S = 0.5  # a blocking get/wait looks at gridd's Abort this often
 
 
@@ -136,6 +137,9 @@ def init_process_groups(a: Assignment, backend: Optional[str] = None,
     if backend == "nccl":
         torch.cuda.set_device(a.device)
     store = GriddStore.for_assignment(a, timeout)
+    # torch keeps only the C++ half of a Python Store: the Python object must outlive every
+    # group that may still call it (groups Megatron creates later included).
+    _live_stores.append(store)
     # Keys of an earlier generation (before an abort) stay in the job's store.
     prefixed = dist.PrefixStore(f"hgrid/gen{a.generation}", store)
     if dist.is_initialized():
@@ -148,20 +152,41 @@ def init_process_groups(a: Assignment, backend: Optional[str] = None,
                             world_size=a.world_size, timeout=timeout, **kwargs)
     by_members: Dict[tuple, dist.ProcessGroup] = {}
     groups: Dict[str, dist.ProcessGroup] = {}
-    # Every rank walks the kinds in the same order and the groups of one kind
-    # are disjoint, so members meet in the same order: no deadlock.
+    # Only members create a group (use_local_synchronization). Every rank walks the kinds
+    # in the same order and the groups of one kind are disjoint, so members meet in the
+    # same order: no deadlock. The first kind with a rank set is the same on all its
+    # members, and so is the name salt set from it below.
     for kind, members in a.groups.items():
         key = tuple(members)
         if key not in by_members:
+            _salt_group_name(_KIND_ORDER.get(kind, len(_KIND_ORDER)))
             by_members[key] = dist.new_group(list(members), timeout=timeout, backend=backend,
                                              use_local_synchronization=True)
         groups[kind] = by_members[key]
+    _salt_group_name(len(_KIND_ORDER) + 1)  # groups created later by every rank stay aligned
     a.ready()
     return groups
+
+
+# The group kinds in libhgrid's order (the bridge last): a group's name salt.
+_KIND_ORDER = {k: i for i, k in enumerate(
+    ["tp", "cp", "dp", "pp", "tp_cp", "dp_cp", "tp_dp", "tp_dp_cp", "mp", "module", "embd",
+     "pos_embd", "ep", "expt_tp", "expt_dp", "tp_ep", "tp_ep_pp", "bridge"])}
+_SALT_BASE = 1 << 20
+
+
+def _salt_group_name(n: int) -> None:
+    """torch (2.15) names a group hash(ranks, group_count), where group_count counts
+    new_group calls in this process; with member-only creation the counts differ across
+    ranks, so set it from the group's kind, the same on every member."""
+    world = dist.distributed_c10d._world
+    if hasattr(type(world), "group_count"):
+        world.group_count = _SALT_BASE + n
 
 
 def destroy() -> None:
     """Tears torch.distributed down (every group)."""
     if dist.is_initialized():
         dist.destroy_process_group()
+    _live_stores.clear()
 
