@@ -50,6 +50,8 @@ def parse_args(argv=None):
     p.add_argument("--device", type=int, default=None, help="local GPU (default LOCAL_RANK)")
     p.add_argument("--reference", action="store_true",
                    help="the whole model in this one process, without hgrid")
+    p.add_argument("--megatron", action="store_true",
+                   help="take the tp and dp groups from megatron.core's ProcessGroupCollection")
     return p.parse_args(argv)
 
 
@@ -252,10 +254,18 @@ def train(args):
         raise SystemExit("torch_mimo: pipeline and context parallelism are not in this example")
     tp_members, dp_members = a.groups["tp"], a.groups["dp"]
     tp, tp_rank, dp, dp_rank = len(tp_members), a.coords["tp"], len(dp_members), a.coords["dp"]
+    if args.megatron:  # as a Megatron model would receive them
+        import hgrid.megatron
+        pgc = hgrid.megatron.process_group_collection(a, groups)
+        groups = dict(groups, tp=pgc.tp, dp=pgc.dp)
+        fields = {f: (dist.get_process_group_ranks(getattr(pgc, f)) if getattr(pgc, f) else None)
+                  for f in hgrid.megatron.FIELDS if hasattr(pgc, f)}
+        print(json.dumps({"rank": a.rank, "groups": a.groups, "pg_collection": fields}), flush=True)
     tp_group = groups["tp"] if tp > 1 else None
     dp_group = groups["dp"] if dp > 1 else None
     encoder = a.module == "encoder"
     leader = "bridge" in a.groups  # bridge edges: fan-in / fan-out by the dp ratio
+    llm_only = not encoder and a.groups["module"][0] == 0  # the LLM grid starts at rank 0
     if args.batch_size % dp:
         raise SystemExit(f"torch_mimo: --batch-size {args.batch_size} is not divisible by dp {dp}")
     model = (Encoder if encoder else GPT)(args, tp, tp_rank, device)
@@ -292,9 +302,11 @@ def train(args):
                 for peer, g in zip(peers, got):
                     dist.recv(g, src=peer.rank)
                 image_emb = torch.cat(got)
+            elif llm_only:  # no encoder in the job: the caption alone
+                image_emb = torch.zeros(count, patches_n, hidden, device=device)
             else:
                 image_emb = torch.empty(count, patches_n, hidden, device=device)
-            if tp_group is not None:
+            if tp_group is not None and not llm_only:
                 dist.broadcast(image_emb, src=tp_members[0], group=tp_group)
             image_emb.requires_grad_(True)
             loss = model.loss(image_emb, captions, tp_group)
@@ -317,7 +329,7 @@ def train(args):
         dt = time.perf_counter() - t0
         a.heartbeat(step, loss=loss_value, tokens_per_s=count * CAPTION / dt)
         if not encoder and a.rank == a.groups["module"][0]:
-            print(json.dumps({"step": step, "loss": loss_value}), flush=True)
+            print(json.dumps({"step": step, "loss": loss_value, "step_s": round(dt, 6)}), flush=True)
     dist.barrier()
     hgrid.torch.destroy()
     a.done()
