@@ -50,6 +50,8 @@ def parse_args(argv=None):
     p.add_argument("--device", type=int, default=None, help="local GPU (default LOCAL_RANK)")
     p.add_argument("--reference", action="store_true",
                    help="the whole model in this one process, without hgrid")
+    p.add_argument("--wait-release", action="store_true",
+                   help="after the last step keep reporting it until the job is cancelled")
     p.add_argument("--megatron", action="store_true",
                    help="take the tp and dp groups from megatron.core's ProcessGroupCollection")
     return p.parse_args(argv)
@@ -332,6 +334,13 @@ def train(args):
             print(json.dumps({"step": step, "loss": loss_value, "step_s": round(dt, 6)}), flush=True)
     dist.barrier()
     hgrid.torch.destroy()
+    if args.wait_release:
+        try:
+            while True:
+                a.heartbeat(args.steps, loss=loss_value)
+                time.sleep(0.2)
+        except hgrid.Released:
+            return 0
     a.done()
     return 0
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """examples/torch_mimo.py under gridd with gloo: encoder dp2 + LLM tp2 on 4 processes gives
 the same losses as the same model in one process (fp32, <= 1e-4 relative over 20 steps), the
-loss falls, heartbeats carry step and loss to gridd (hgridctl show/watch), and megatron.core's
+loss falls, heartbeats carry step and loss to gridd (hgridctl watch), and megatron.core's
 ProcessGroupCollection built by hgrid.megatron holds the assignment's groups."""
 import json
 import os
@@ -42,16 +42,26 @@ def main():
         outs, procs = [], []
         for d in range(4):
             outs.append(os.path.join(tmp, f"w{d}.out"))
-            args = [py, EXAMPLE, "--steps", str(STEPS), "--backend", "gloo"]
+            args = [py, EXAMPLE, "--steps", str(STEPS), "--backend", "gloo", "--wait-release"]
             if megatron:
                 args.append("--megatron")
             procs.append(subprocess.Popen(args, stdout=open(outs[-1], "w"), stderr=subprocess.STDOUT,
                                           env=worker_env(port, "mimo", "tm", d)))
-        # hgridctl show carries the heartbeats' step and loss while it runs
-        seen = wait_for(lambda: [w for w in json.loads(ctl(sock, "show", "mimo", "--json").stdout or "{}")
-                                 .get("workers", []) if w.get("step", 0) >= 3 and w.get("loss", 0) > 0],
-                        600, period=0.5)
-        check(seen, "hgridctl show: the workers' heartbeats report step and loss")
+        # hgridctl watch shows the heartbeats' step and loss; then cancel
+        def finished():
+            info = json.loads(ctl(sock, "watch", "mimo", "--once", "--json").stdout or "{}")
+            w = info.get("workers", [])
+            if all(p.poll() is not None for p in procs):
+                return info  # a worker failed: stop waiting
+            return info if len(w) == 4 and all(x.get("step") == STEPS for x in w) else None
+        info = wait_for(finished, 900, period=0.5) or {}
+        workers = info.get("workers", [])
+        check(len(workers) == 4 and all(x.get("step") == STEPS for x in workers) and
+              all((x.get("loss") or 0) > 0 for x in workers if x["module"] == "llm") and
+              info.get("state") == "running",
+              f"hgridctl watch: the heartbeats report step {STEPS} and the LLM's loss "
+              f"({[(x.get('rank'), x.get('step'), x.get('loss')) for x in workers]})")
+        ctl(sock, "cancel", "mimo")
         codes = []
         for p in procs:
             try:
