@@ -123,7 +123,7 @@ def client_proc(kind, port, ranks, sets, gets, n, start, out):
 
 
 def one_run(kind, port, n, sets, gets):
-    ctx = mp.get_context("fork")
+    ctx = mp.get_context("spawn")  # fork after torch and a TCPStore server thread can hang
     start, out = ctx.Event(), ctx.Queue()
     procs = [ctx.Process(target=client_proc, args=(kind, port, list(range(p, n, PROCS)), sets, gets,
                                                    n, start, out)) for p in range(PROCS)]
