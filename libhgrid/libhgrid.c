@@ -238,6 +238,9 @@ static Hgrid__Envelope *next_message(hgrid_worker *w, double deadline, int *stat
 
 static int mint(hgrid_worker *w, const Hgrid__MintRequest *req)
 {
+    if (!w->hello.mint)
+        return hgrid_fail(w, HGRID_ERR_IO, "gridd asked an assignment-only worker for NCCL ids "
+                          "(gridd older than this library?)");
     if (req->count > MAX_MINT)
         return hgrid_fail(w, HGRID_ERR_IO, "gridd asked for %u ids; no worker leads more than %d",
                           req->count, MAX_MINT);
@@ -247,9 +250,6 @@ static int mint(hgrid_worker *w, const Hgrid__MintRequest *req)
         return hgrid_fail(w, HGRID_ERR_IO, "out of memory minting ids");
     w->mint_generation = req->generation;
     w->minted_count = (int)req->count;
-    if (!w->hello.mint)
-        return hgrid_fail(w, HGRID_ERR_IO, "gridd asked an assignment-only worker for NCCL ids "
-                          "(gridd older than this library?)");
     ProtobufCBinaryData ids[MAX_MINT];
     for (uint32_t i = 0; i < req->count; i++) {
         uint8_t *id = w->minted + (size_t)i * HGRID_ID_BYTES;
