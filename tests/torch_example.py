@@ -2,13 +2,16 @@
 """examples/torch_mimo.py under gridd with gloo: encoder dp2 + LLM tp2 on 4 processes gives
 the same losses as the same model in one process (fp32, <= 1e-4 relative over 20 steps), the
 loss falls, heartbeats carry step and loss to gridd (hgridctl watch), and megatron.core's
-ProcessGroupCollection built by hgrid.megatron holds the assignment's groups."""
+ProcessGroupCollection built by hgrid.megatron holds the assignment's groups. And a process
+killed while the others are inside init_process_groups (waiting in torch's rendezvous for
+it) makes them raise hgrid.Aborted at once instead of hanging until torch's timeout."""
 import json
 import os
 import signal
 import subprocess
 import sys
 import tempfile
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from checks import check, summary  # noqa: E402
@@ -24,6 +27,59 @@ LAYOUT = ["--encoder-tp", "1", "--encoder-dp", "2", "--llm-tp", "2", "--llm-dp",
 
 def losses(path):
     return [x["loss"] for x in json_lines(path) if "step" in x]
+
+
+STALL = """
+import sys, time
+import hgrid, hgrid.torch
+a = hgrid.join()
+print("rank", a.rank, flush=True)
+if a.rank == 3:
+    time.sleep(600)  # never reaches the rendezvous: killed by the test
+try:
+    hgrid.torch.init_process_groups(a, backend="gloo")
+    print("ready", flush=True)
+except hgrid.Aborted as e:
+    print("aborted:", e, flush=True)
+    sys.exit(3)
+"""
+
+
+def killed_during_init(py, tmp, port, sock):
+    ctl(sock, "submit", "--job", "stall", "--token", "ts", "--llm-only", "--llm-tp", "2", "--llm-dp", "2")
+    outs = [os.path.join(tmp, f"s{d}.out") for d in range(4)]
+    procs = [subprocess.Popen([py, "-c", STALL], stdout=open(o, "w"), stderr=subprocess.STDOUT,
+                              env=worker_env(port, "stall", "ts", d)) for d, o in enumerate(outs)]
+    def ranks():
+        got = {}
+        for p, o in zip(procs, outs):
+            for line in open(o, errors="replace"):
+                if line.startswith("rank "):
+                    got[int(line.split()[1])] = p
+        return got if len(got) == 4 else None
+    by_rank = wait_for(ranks, 600, period=0.5) or {}
+    check(len(by_rank) == 4, "stall: 4 processes joined")
+    if len(by_rank) != 4:
+        for p in procs:
+            p.kill()
+        return
+    time.sleep(3)  # the others are now in init_process_groups, waiting for rank 3's keys
+    t0 = time.monotonic()
+    by_rank[3].kill()
+    codes = []
+    for r in (0, 1, 2):
+        try:
+            codes.append(by_rank[r].wait(timeout=120))
+        except subprocess.TimeoutExpired:
+            by_rank[r].kill()
+            codes.append("hung")
+    dt = time.monotonic() - t0
+    said = [open(o).read() for o in outs]
+    check(codes == [3, 3, 3] and dt < 60 and sum("aborted:" in x and "lost" in x for x in said) == 3,
+          f"stall: killing a rank during init_process_groups makes the others raise Aborted "
+          f"({codes} after {dt:.1f} s)")
+    by_rank[3].wait()
+    ctl(sock, "cancel", "stall")
 
 
 def main():
@@ -97,6 +153,7 @@ def main():
         if any(c != 0 for c in codes):
             for o in outs:
                 print(open(o).read()[-1200:])
+        killed_during_init(py, tmp, port, sock)
         gridd.send_signal(signal.SIGTERM)
         gridd.wait(timeout=30)
     return summary("torch_example", f" (worst relative difference {worst:.1e})")
