@@ -132,6 +132,9 @@ def init_process_groups(a: Assignment, backend: Optional[str] = None,
     this rank is ready (heartbeats keep it alive from here on).
     Raises hgrid.Aborted if gridd aborts the generation meanwhile.
     """
+    if dist.is_initialized():
+        raise HgridError("hgrid.torch.init_process_groups: torch.distributed is already "
+                         "initialised (hgrid.torch.destroy() first)", _lib.ERR_STATE)
     backend = backend or _default_backend()
     timeout = timeout or DEFAULT_TIMEOUT
     if backend == "nccl":
@@ -142,14 +145,10 @@ def init_process_groups(a: Assignment, backend: Optional[str] = None,
     _live_stores.append(store)
     # Keys of an earlier generation (before an abort) stay in the job's store.
     prefixed = dist.PrefixStore(f"hgrid/gen{a.generation}", store)
-    if dist.is_initialized():
-        raise HgridError("hgrid.torch.init_process_groups: torch.distributed is already "
-                         "initialised", _lib.ERR_STATE)
-    kwargs = {}
-    if backend == "nccl":
-        kwargs["device_id"] = torch.device("cuda", a.device)
+    # No device_id: an eagerly initialised NCCL world would split every new group from
+    # itself, a collective over all ranks, while only members create a group here.
     dist.init_process_group(backend=backend, store=prefixed, rank=a.rank,
-                            world_size=a.world_size, timeout=timeout, **kwargs)
+                            world_size=a.world_size, timeout=timeout)
     by_members: Dict[tuple, dist.ProcessGroup] = {}
     groups: Dict[str, dist.ProcessGroup] = {}
     # Only members create a group (use_local_synchronization). Every rank walks the kinds
