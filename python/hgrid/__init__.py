@@ -26,6 +26,7 @@ __all__ = ["join", "Assignment", "BridgePeer", "HgridError", "Refused", "Aborted
 
 COORD_DIMS = ("tp", "cp", "dp", "pp", "ep", "expt_tp", "expt_dp")
 HEARTBEAT_PERIOD_S = 0.5  # gridd's default heartbeat timeout is 3 s
+_OUTCOMES = {1: "finished", 2: "failed", 3: "cancelled"}  # hgrid_outcome
 
 
 class HgridError(RuntimeError):
@@ -213,25 +214,36 @@ class Assignment:
             self._read()
         return self
 
-    def done(self) -> None:
-        """This rank finished training: tells gridd and closes the connection. An abort that
-        came meanwhile (another rank finished first) is not an error here."""
+    def done(self, step: Optional[int] = None, timeout: Optional[float] = None) -> str:
+        """This rank finished training at step (default: the last heartbeat's): tells gridd,
+        keeps beating until every rank is done and gridd releases the job, then closes.
+        Returns the job's outcome ("finished", "failed" or "cancelled"); raises Aborted if a
+        rank failed before the job finished (rejoin and train on), JoinTimeout past timeout."""
         L = _lib.lib
         self._stop.set()
+        if self._beat is not None and self._beat is not threading.current_thread():
+            self._beat.join()
         with self._lock:
             if self._closed:
-                return
-            if isinstance(self._pending, (Aborted, Released)):
+                raise HgridError("hgrid: this assignment was closed (done, left or released)",
+                                 _lib.ERR_STATE)
+            if isinstance(self._pending, Released):
                 self._close_locked()
-                return
-            try:
-                # libhgrid's Done where this build has it; until then a Leave saying so.
-                st = L.hgrid_done(self._w) if hasattr(L, "hgrid_done") else \
-                    L.hgrid_leave(self._w, b"done")
-                if st not in (_lib.OK, _lib.ABORTED, _lib.RELEASED):
-                    self._check(st)
-            finally:
-                self._close_locked()
+                return _OUTCOMES.get(L.hgrid_job_outcome(self._w), "cancelled")
+            self._raise_pending()
+            if not self._ready:
+                self._check(L.hgrid_ready(self._w))
+                self._ready = True
+            if step is not None:
+                self._step = int(step)
+            self._check(L.hgrid_done(self._w, self._step))
+            ms = -1 if timeout is None else int(timeout * 1000)
+            st = L.hgrid_wait_end(self._w, int(HEARTBEAT_PERIOD_S * 1000), ms)
+            if st != _lib.RELEASED:
+                self._check(st)  # Aborted: the connection stays for rejoin()
+            outcome = _OUTCOMES.get(L.hgrid_job_outcome(self._w), "cancelled")
+            self._close_locked()
+            return outcome
 
     def leave(self, reason: str = "left") -> None:
         """Leaves the job (gridd aborts the generation for the others) and closes."""

@@ -87,6 +87,9 @@ def _declare(lib: ctypes.CDLL) -> None:
         "hgrid_reason": (S, [P]),
         "hgrid_error": (S, [P]),
         "hgrid_leave": (I, [P, S]),
+        "hgrid_done": (I, [P, ctypes.c_uint64]),
+        "hgrid_wait_end": (I, [P, I, I]),
+        "hgrid_job_outcome": (I, [P]),
         "hgrid_close": (None, [P]),
         "hgrid_default_device": (I, []),
         "hgrid_launcher_rank": (I, []),
@@ -102,8 +105,6 @@ def _declare(lib: ctypes.CDLL) -> None:
     for name, (res, args) in sigs.items():
         fn = getattr(lib, name)
         fn.restype, fn.argtypes = res, args
-    if hasattr(lib, "hgrid_done"):  # libhgrid's Done message, where this build has it
-        lib.hgrid_done.restype, lib.hgrid_done.argtypes = I, [P]
 
 
 def load() -> ctypes.CDLL:
