@@ -330,15 +330,18 @@ static void open_store(conn *c, const Hgrid__StoreOpen *o)
                   "StoreOpen on a connection that already joined or opened a store");
         return;
     }
+    // As for a Hello: an unknown job and a wrong token get the same answer.
+    static job_record nobody = {.token_len = JOB_TOKEN_MAX};
     job *j = job_find(c->srv, o->job);
-    if (!j) {
-        conn_fail(c, HGRID__ERROR_CODE__ERROR_UNKNOWN_JOB,
-                  "no job named '%.64s'; submit it first with hgridctl submit", o->job);
+    if (!state_token_matches(j ? &j->rec : &nobody, o->token.data, o->token.len) || !j) {
+        conn_fail(c, HGRID__ERROR_CODE__ERROR_BAD_TOKEN,
+                  "unknown job '%.64s' or wrong token; use the job name and token hgridctl "
+                  "submit printed", o->job);
         return;
     }
-    if (!state_token_matches(&j->rec, o->token.data, o->token.len)) {
-        conn_fail(c, HGRID__ERROR_CODE__ERROR_BAD_TOKEN,
-                  "wrong token for job %s; use the token hgridctl submit printed", j->rec.name);
+    if (job_ended(j)) {
+        conn_fail(c, HGRID__ERROR_CODE__ERROR_UNKNOWN_JOB, "job %s ended; its store is gone",
+                  j->rec.name);
         return;
     }
     if (!j->store && !(j->store = calloc(1, sizeof *j->store))) {

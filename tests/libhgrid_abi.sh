@@ -27,7 +27,9 @@ count=$(echo "$exported" | grep -c .)
 others=$(echo "$exported" | grep -v '^hgrid_' | grep -v '^HGRID_1$' | head -5 | tr '\n' ' ')
 [ -z "$others" ] && ok || fail "libhgrid.so.1 exports non-hgrid_ symbols: $others"
 for f in hgrid_connect hgrid_hello hgrid_wait_assignment hgrid_heartbeat hgrid_leave hgrid_poll \
-         hgrid_group_at hgrid_coord hgrid_assignment_only hgrid_store_open hgrid_store_request; do
+         hgrid_group_at hgrid_coord hgrid_assignment_only hgrid_store_open hgrid_store_request \
+         hgrid_connect_wait hgrid_done hgrid_wait_end hgrid_report_failure hgrid_job_outcome \
+         hgrid_num_modules hgrid_coords_at; do
   echo "$exported" | grep -qx "$f" && ok || fail "libhgrid.so.1 does not export $f"
 done
 nm -D --defined-only "$core" | grep -q ' hgrid_connect@@HGRID_1$' && ok ||

@@ -109,12 +109,12 @@ def test_bad_token(tmp, port, sock):
     p.wait(timeout=30)
     end = first(p, "ended")
     check(p.returncode == 3 and end and end["ended"] == "Refused" and
-          "wrong token for job tok" in end["message"],
+          "unknown job 'tok' or wrong token" in end["message"],
           f"bad token: Refused carrying gridd's line ({p.returncode}, {end})")
     p = start(tmp, port, "nosuch", "x", 0)
     p.wait(timeout=30)
     end = first(p, "ended")
-    check(end and end["ended"] == "Refused" and "no job named 'nosuch'" in end["message"],
+    check(end and end["ended"] == "Refused" and "unknown job 'nosuch' or wrong token" in end["message"],
           f"unknown job: Refused ({end})")
     ctl(sock, "cancel", "tok")
 
@@ -166,7 +166,7 @@ def test_store(port, sock):
         hgrid.Store(f"127.0.0.1:{port}", "st", "bad")
         check(False, "store: a wrong token is refused")
     except hgrid.Refused as e:
-        check("wrong token for job st" in str(e), f"store: a wrong token is refused ({e})")
+        check("unknown job 'st' or wrong token" in str(e), f"store: a wrong token is refused ({e})")
     s = hgrid.Store(f"127.0.0.1:{port}", "st", "s3")
     s.request(L.STORE_SET, [b"k"], b"v1")
     check(s.request(L.STORE_GET, [b"k"])[0] == b"v1", "store: get after set")
