@@ -43,8 +43,8 @@ conn *conn_new(server *srv, conn_kind kind)
     wire_reader_init(&c->reader, srv->opt.max_frame > first ? first : srv->opt.max_frame);
     if (kind == CONN_WORKER)
         srv->worker_connections++;
-    else
-        srv->control_connections++;
+    else if (kind == CONN_CONTROL)
+        srv->control_connections++; // a CONN_REMOTE holds no descriptor: neither cap counts it
     return c;
 }
 
@@ -248,7 +248,7 @@ void conn_close(conn *c, const char *reason)
     // at once, not when the close callbacks run).
     if (c->kind == CONN_WORKER)
         c->srv->worker_connections--;
-    else
+    else if (c->kind == CONN_CONTROL)
         c->srv->control_connections--;
     uv_close(&c->h.handle, on_closed);
 }
