@@ -44,7 +44,7 @@ objs = $(patsubst %.c,$(BUILD)/%.o,$(patsubst %.cu,$(BUILD)/%.cu.o,$(patsubst %.
 all:
 
 # Libraries first: later fragments name them as prerequisites.
-MODULES := proto layout wire util daemon agent libhgrid ctl worker tools/swarm examples kernels model train tests
+MODULES := proto layout wire util daemon agent libhgrid ctl worker tools/swarm examples kernels model train python tests
 include $(wildcard $(addsuffix /module.mk,$(MODULES)))
 
 all: $(PROGS)
@@ -99,9 +99,10 @@ clean:
 # scripts in PREFIX/bin, the systemd units (ExecStart in PREFIX/bin) and the
 # sysusers file under PREFIX/lib, the docs in PREFIX/share/doc/hgrid, the man
 # pages (man/, made from --help) in PREFIX/share/man/man1, and
-# libhgrid for programs of one's own: PREFIX/lib/libhgrid.{a,so}, its headers
-# under PREFIX/include/hgrid (as the sources include them: "libhgrid/hgrid.h")
-# and pkg-config's hgrid.pc.
+# libhgrid for programs of one's own: PREFIX/lib/libhgrid.{a,so.1} (the core,
+# no CUDA) and libhgrid_nccl.{a,so.1} (communicators), their headers under
+# PREFIX/include/hgrid (as the sources include them: "libhgrid/hgrid.h") and
+# pkg-config's hgrid.pc and hgrid-nccl.pc.
 PREFIX  ?= /usr/local
 UNITDIR ?= $(PREFIX)/lib/systemd/system
 INSTALL_PROGRAMS = $(filter $(addprefix $(BIN)/,gridd hgrid-agent hgrid-worker hgridctl hgrid-swarm),$(PROGS))
@@ -119,11 +120,16 @@ install: all
 	install -m 0644 README.md docs/*.md $(DESTDIR)$(PREFIX)/share/doc/hgrid
 	install -d $(DESTDIR)$(PREFIX)/include/hgrid/libhgrid $(DESTDIR)$(PREFIX)/include/hgrid/layout \
 		$(DESTDIR)$(PREFIX)/lib/pkgconfig
-	install -m 0644 $(BIN)/libhgrid.a $(BIN)/libhgrid.so $(DESTDIR)$(PREFIX)/lib
-	install -m 0644 libhgrid/hgrid.h libhgrid/hgrid_comms.h libhgrid/hgrid_selftest.h \
-		$(DESTDIR)$(PREFIX)/include/hgrid/libhgrid
+	install -m 0644 $(BIN)/libhgrid.a $(BIN)/libhgrid_nccl.a $(DESTDIR)$(PREFIX)/lib
+	install -m 0755 $(BIN)/libhgrid.so.1 $(BIN)/libhgrid_nccl.so.1 $(DESTDIR)$(PREFIX)/lib
+	ln -sf libhgrid.so.1 $(DESTDIR)$(PREFIX)/lib/libhgrid.so
+	ln -sf libhgrid_nccl.so.1 $(DESTDIR)$(PREFIX)/lib/libhgrid_nccl.so
+	install -m 0644 libhgrid/hgrid.h libhgrid/hgrid_layout.h libhgrid/hgrid_comms.h \
+		libhgrid/hgrid_selftest.h $(DESTDIR)$(PREFIX)/include/hgrid/libhgrid
 	install -m 0644 layout/layout.h $(DESTDIR)$(PREFIX)/include/hgrid/layout
-	printf 'prefix=%s\nincludedir=$${prefix}/include/hgrid\nlibdir=$${prefix}/lib\n\nName: hgrid\nDescription: libhgrid, a worker of an hgrid job (join, assignment, NCCL communicators)\nVersion: 1\nCflags: -I$${includedir} -I$(CUDA)/include\nLibs: -L$${libdir} -lhgrid\nLibs.private: -lprotobuf-c -L$(CUDA)/lib64 -lnccl -lcudart\n' \
+	printf 'prefix=%s\nincludedir=$${prefix}/include/hgrid\nlibdir=$${prefix}/lib\n\nName: hgrid\nDescription: libhgrid, the core of an hgrid worker (join, assignment, heartbeats, the job store; no CUDA)\nVersion: 1\nCflags: -I$${includedir}\nLibs: -L$${libdir} -lhgrid\nLibs.private: -lprotobuf-c\n' \
 		'$(PREFIX)' > $(DESTDIR)$(PREFIX)/lib/pkgconfig/hgrid.pc
+	printf 'prefix=%s\nincludedir=$${prefix}/include/hgrid\nlibdir=$${prefix}/lib\n\nName: hgrid-nccl\nDescription: libhgrid_nccl, NCCL communicators and the self-test of an hgrid worker\nVersion: 1\nRequires: hgrid\nCflags: -I$${includedir} -I$(CUDA)/include\nLibs: -L$${libdir} -lhgrid_nccl\nLibs.private: -L$(CUDA)/lib64 -lnccl -lcudart\n' \
+		'$(PREFIX)' > $(DESTDIR)$(PREFIX)/lib/pkgconfig/hgrid-nccl.pc
 
 -include $(shell find build -name '*.d' 2>/dev/null)

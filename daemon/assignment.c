@@ -10,7 +10,7 @@
 
 static void set_id(const job *j, Hgrid__Group *g, int id)
 {
-    if (id < 0)
+    if (id < 0 || j->assignment_only)
         return; // one-rank group: no communicator
     g->kept = !rebuild_id_changed(&j->rebuild, id);
     g->nccl_id.data = j->ids + (size_t)id * MINT_ID_BYTES;
@@ -133,6 +133,7 @@ int assignment_build(const job *j, int rank, assignment_buf *b)
     a->n_colocated_modules = nm == 2 ? 1 : 0;
     a->colocated_modules = b->colocated_ptrs;
     a->job = (char *)j->rec.name;
+    a->assignment_only = j->assignment_only;
     return 0;
 }
 

@@ -12,6 +12,7 @@
 #include "daemon/control.h"
 #include "daemon/hostlink.h"
 #include "daemon/job.h"
+#include "daemon/store.h"
 #include "daemon/worker_msgs.h"
 
 // One read buffer for the whole loop: frames are handled before the read
@@ -230,6 +231,7 @@ void conn_close(conn *c, const char *reason)
         return;
     c->closing = true;
     conn_list_remove(c);
+    store_conn_gone(c);
     if (c->job)
         job_worker_gone(c, reason);
     if (c->kind == CONN_REMOTE) {

@@ -29,6 +29,8 @@ struct conn {
     bool draining; // an Error or Release went out: input is ignored until EOF
     size_t queued; // bytes handed to uv_write, not yet written
     job *job;      // the worker's job once its Hello is accepted
+    struct store_client *store; // a store connection's state (daemon/store.c)
+    bool assignment_only; // its Hello asked for no NCCL ids
     int slot;      // its roster slot (= rank once ranks are assigned)
     uint64_t hello_ns; // uv_hrtime() of its accepted Hello until its first Assignment; else 0
     char peer[64]; // "address:port" for the log, filled on first use

@@ -458,15 +458,13 @@ static void host_hello(conn *c, const Hgrid__HostHello *hh)
                   "HostHello on a worker's connection; an agent opens a link of its own");
         return;
     }
+    // As for a Hello: an unknown job and a wrong token get the same answer.
+    static job_record nobody = {.token_len = JOB_TOKEN_MAX};
     job *j = job_find(c->srv, hh->job);
-    if (!j) {
-        conn_fail(c, HGRID__ERROR_CODE__ERROR_UNKNOWN_JOB,
-                  "no job named '%.64s'; submit it first with hgridctl submit", hh->job);
-        return;
-    }
-    if (!state_token_matches(&j->rec, hh->token.data, hh->token.len)) {
+    if (!state_token_matches(j ? &j->rec : &nobody, hh->token.data, hh->token.len) || !j) {
         conn_fail(c, HGRID__ERROR_CODE__ERROR_BAD_TOKEN,
-                  "wrong token for job %s; use the token hgridctl submit printed", j->rec.name);
+                  "unknown job '%.64s' or wrong token; use the job name and token hgridctl "
+                  "submit printed", hh->job);
         return;
     }
     hostlink *l = c->link;

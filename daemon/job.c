@@ -7,6 +7,7 @@
 
 #include "daemon/assignment.h"
 #include "daemon/hostlink.h"
+#include "daemon/store.h"
 
 const char *job_state_name(job_state s)
 {
@@ -90,6 +91,7 @@ void job_restored(job *j)
 void job_free(job *j)
 {
     hostlink_forget_job(j);
+    store_job_gone(j);
     roster_free(&j->rec.roster);
     rebuild_free(&j->rebuild);
     free(j->ids);
@@ -200,9 +202,21 @@ static bool id_arrived(job *j, int id)
     return true;
 }
 
+// A generation mints no ids when any worker joined assignment-only (it
+// could not mint, and a communicator needs every member): every
+// Assignment then says so.
+static bool any_assignment_only(const job *j)
+{
+    for (int s = 0; s < j->plan.world_size; s++)
+        if (((const conn *)j->rec.roster.slots[s].conn)->assignment_only)
+            return true;
+    return false;
+}
+
 void job_start_generation(job *j)
 {
     uint64_t gen = ++j->rec.generation;
+    j->assignment_only = any_assignment_only(j);
     j->srv->metrics.generations_started++;
     jobs_save(j->srv);
     j->state = JOB_MINTING;
@@ -213,8 +227,13 @@ void job_start_generation(job *j)
     for (int s = 0; s < j->plan.world_size; s++)
         j->ranks[s].done = false;
     j->num_done = 0;
-    int changed = rebuild_plan(&j->rebuild, &j->mint);
-    j->minted_generation = gen;
+    // An assignment-only generation forms no communicators: every rank
+    // counts as replaced, so the next minting generation mints every id.
+    if (j->assignment_only)
+        rebuild_lose_all(&j->rebuild);
+    int changed = j->assignment_only ? 0 : rebuild_plan(&j->rebuild, &j->mint);
+    if (!j->assignment_only)
+        j->minted_generation = gen;
     Hgrid__Envelope env;
     Hgrid__MintRequest req;
     wire_envelope_init(&env);
@@ -222,7 +241,12 @@ void job_start_generation(job *j)
     req.generation = gen;
     env.msg_case = HGRID__ENVELOPE__MSG_MINT_REQUEST;
     env.mint_request = &req;
-    rebuild_count(&j->rebuild, &j->mint, j->missing, j->members);
+    if (j->assignment_only) {
+        memset(j->missing, 0, sizeof *j->missing * (size_t)j->plan.world_size);
+        memset(j->rebuild.leads, 0, sizeof *j->rebuild.leads * (size_t)j->plan.world_size);
+    } else {
+        rebuild_count(&j->rebuild, &j->mint, j->missing, j->members);
+    }
     const int *leads = j->rebuild.leads;
     for (int s = 0; s < j->plan.world_size; s++) {
         roster_slot *slot = &j->rec.roster.slots[s];
@@ -239,8 +263,9 @@ void job_start_generation(job *j)
             return;
     }
     gridd_log_at(j->rec.generation > 1 ? GRIDD_NOTICE : GRIDD_INFO, j, -1,
-                 "generation started leaders=%d ids=%d changed=%d", j->mint_pending,
-                 j->mint.num_ids, changed);
+                 "generation started leaders=%d ids=%d changed=%d assignment_only=%d",
+                 j->mint_pending, j->assignment_only ? 0 : j->mint.num_ids, changed,
+                 j->assignment_only);
     for (int s = 0; s < j->plan.world_size; s++) // ranks whose groups need no id
         if (j->missing[s] == 0 && !assign_rank(j, s))
             return;

@@ -55,6 +55,8 @@ struct job {
     int num_done;            // ranks done in this generation
     job_loss_history history[HG_MAX_MODULES]; // per module, in plan order
     bool leaving;                // about to be removed: jobs_save leaves it out
+    struct gridd_store *store; // torch's rendezvous store (daemon/store.c); NULL until opened
+    bool assignment_only; // this generation mints no ids (a worker joined assignment-only)
     job *next;
 };
 

@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "daemon/job.h"
+#include "daemon/store.h"
 
 int64_t gridd_unix_ms(void)
 {
@@ -61,6 +62,7 @@ static void release_all(job *j)
         send_release(j, c);
         released++;
     }
+    store_job_gone(j); // torch's rendezvous ends with the job
     gridd_log_at(j->state == JOB_FAILED ? GRIDD_WARN : GRIDD_NOTICE, j, -1,
                  "job %s reason=\"%s\" generation=%llu released=%d kept_for=%.3gs",
                  job_state_name(j->state), j->rec.end_reason,

@@ -3,7 +3,8 @@
 DAEMON_CORE_SRCS := daemon/core/table.c daemon/core/assign.c daemon/core/mint.c daemon/core/roster.c daemon/core/state.c \
                     daemon/core/rebuild.c
 GRIDD_SRCS := daemon/main.c daemon/listen.c daemon/conn.c daemon/control.c daemon/worker_msgs.c \
-              daemon/job.c daemon/assignment.c daemon/log.c $(DAEMON_CORE_SRCS)
+              daemon/job.c daemon/assignment.c daemon/log.c $(DAEMON_CORE_SRCS) \
+              daemon/store.c
 GRIDD_SRCS += daemon/hostlink.c # host links from hgrid-agent (docs/PROTOCOL.md, "Host links")
 DAEMON_CORE_LIB := $(BUILD)/libgridd_core.a
 

@@ -7,6 +7,7 @@
 
 #include "daemon/hostlink.h"
 #include "daemon/job.h"
+#include "daemon/store.h"
 
 static bool valid_host(const char *host)
 {
@@ -21,8 +22,8 @@ static bool valid_host(const char *host)
 
 static void hello(conn *c, const Hgrid__Hello *h)
 {
-    if (c->job) {
-        conn_fail(c, HGRID__ERROR_CODE__ERROR_BAD_REQUEST, "Hello sent twice");
+    if (c->job || c->store) {
+        conn_fail(c, HGRID__ERROR_CODE__ERROR_BAD_REQUEST, "Hello sent twice, or after StoreOpen");
         return;
     }
     // An unknown job and a wrong token get the same answer, after the same
@@ -77,6 +78,7 @@ static void hello(conn *c, const Hgrid__Hello *h)
     c->reader.max_frame = c->srv->opt.max_frame;
     c->job = j;
     c->slot = slot;
+    c->assignment_only = h->assignment_only;
     c->hello_ns = uv_hrtime();
     j->rec.roster.slots[slot].conn = c;
     job_joined(j, c, h->resume);
@@ -141,6 +143,11 @@ void worker_handle(conn *c, const Hgrid__Envelope *env)
         return;
     if (env->msg_case == HGRID__ENVELOPE__MSG_HELLO) {
         hello(c, env->hello);
+        return;
+    }
+    if (env->msg_case == HGRID__ENVELOPE__MSG_STORE_OPEN ||
+        env->msg_case == HGRID__ENVELOPE__MSG_STORE_REQUEST) {
+        store_handle(c, env);
         return;
     }
     if (!c->job) {

@@ -1,6 +1,7 @@
 // A training program's view of libhgrid, as small as it gets: join a job as
-// a dry-run worker, read the assignment, report progress until released;
-// with STEPS, report done after that many steps and wait for the job's end.
+// an assignment-only worker (no GPU, no NCCL), read the assignment, report
+// progress until released; with STEPS, report done after that many steps
+// and wait for the job's end.
 // Linked against the shared libhgrid (bin/libhgrid.so).
 //   usage: hgrid-example-join HOST:PORT JOB TOKEN [STEPS]
 // The host comes from $HGRID_HOSTNAME (else gethostname()), the device from
@@ -57,7 +58,7 @@ int main(int argc, char **argv)
             break;
         const hgrid_group *tp = hgrid_group_find(w, "tp");
         printf("rank %d of %d (%s), generation %llu, tp group of %d:", hgrid_rank(w),
-               hgrid_world_size(w), hg_module_name(hgrid_module(w)),
+               hgrid_world_size(w), hgrid_module_name(w),
                (unsigned long long)hgrid_generation(w), tp->size);
         for (int i = 0; i < tp->size; i++)
             printf(" %d", tp->members[i]);

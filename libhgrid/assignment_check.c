@@ -76,8 +76,9 @@ static int check_coords(const hg_module_grid *m, uint32_t rank, const Hgrid__Coo
     return 0;
 }
 
-// The groups of module m against the engine's want[0..n).
-static int check_groups(const assign_ref *ref, uint32_t rank, Hgrid__Group *const *groups,
+// The groups of module m against the engine's want[0..n); ids: the
+// generation carries NCCL ids (not assignment-only).
+static int check_groups(const assign_ref *ref, uint32_t rank, bool ids, Hgrid__Group *const *groups,
                         size_t n_groups, const assign_group *want, int n, char *err,
                         size_t errlen)
 {
@@ -101,7 +102,9 @@ static int check_groups(const assign_ref *ref, uint32_t rank, Hgrid__Group *cons
                         w->rank_in_group, w->index);
         // Each communicator's id comes once, with its canonical kind's group;
         // kinds sharing it and one-rank groups carry none.
-        size_t id_len = w->size > 1 && w->canonical == w->kind ? ASSIGN_ID_BYTES : 0;
+        // An assignment-only generation carries none at all.
+        size_t id_len = ids && w->size > 1 && w->canonical == w->kind
+                            ? ASSIGN_ID_BYTES : 0;
         if (g->nccl_id.len != id_len)
             return fail(err, errlen, "rank %u: group %s carries a %zu-byte id, expected %zu",
                         rank, name, g->nccl_id.len, id_len);
@@ -180,7 +183,7 @@ int assign_check(const assign_ref *ref, const Hgrid__Assignment *a, char *err, s
     while (first < n && want[first].module_index == mods[0]->index)
         first++;
     if (check_coords(mods[0], a->rank, a->coordinates, err, errlen) ||
-        check_groups(ref, a->rank, a->groups, a->n_groups, want, first, err, errlen))
+        check_groups(ref, a->rank, !a->assignment_only, a->groups, a->n_groups, want, first, err, errlen))
         return -1;
     if (nm == 2) {
         const Hgrid__ModuleAssignment *c = a->colocated_modules[0];
@@ -188,7 +191,7 @@ int assign_check(const assign_ref *ref, const Hgrid__Assignment *a, char *err, s
             return fail(err, errlen, "rank %u: colocated module %u, the engine says %s (index %d)",
                         a->rank, c->module_index, mods[1]->name, mods[1]->index);
         if (check_coords(mods[1], a->rank, c->coordinates, err, errlen) ||
-            check_groups(ref, a->rank, c->groups, c->n_groups, want + first, n - first, err,
+            check_groups(ref, a->rank, !a->assignment_only, c->groups, c->n_groups, want + first, n - first, err,
                          errlen))
             return -1;
     }
@@ -206,7 +209,7 @@ int assign_check_minted(const assign_ref *ref, const Hgrid__Assignment *a, const
                         int count, char *err, size_t errlen)
 {
     int which[ASSIGN_MAX_GROUPS], minted[ASSIGN_MAX_GROUPS], want = 0;
-    int led = assign_mint_plan(ref, (int)a->rank, which);
+    int led = a->assignment_only ? 0 : assign_mint_plan(ref, (int)a->rank, which);
     for (int i = 0; i < led; i++)
         if (!group_at(a, which[i])->kept) // a kept group's id is the last generation's
             minted[want++] = which[i];

@@ -2,12 +2,14 @@
 // group call (or the module communicator split into the rest), a deadline,
 // and ncclCommAbort on anything that goes wrong.
 #include <cuda_runtime.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "libhgrid/hgrid_comms.h"
-#include "libhgrid/libhgrid_impl.h"
+#include "libhgrid/hgrid_layout.h"
+#include "libhgrid/assignment_check.h"
 #include "util/clock.h"
 
 #define POLL_NS 200000 // between looks at the inits' progress
@@ -156,7 +158,7 @@ static int create_by_split(hgrid_worker *w, hgrid_comms *c, double deadline)
     const hg_module_grid *m = hg_plan_module_of_rank(hgrid_plan(w), hgrid_rank(w));
     for (int k = 0; k < HG_NUM_GROUP_KINDS; k++) {
         if (!hg_group_applies(m, (hg_group_kind)k) ||
-            w->ref.canonical.kind[m->index][k] != (hg_group_kind)k ||
+            hg_group_canonical(m, (hg_group_kind)k) != (hg_group_kind)k ||
             hg_group_size(m, (hg_group_kind)k) < 2)
             continue;
         int pos = group_position(w, (hg_group_kind)k);
@@ -187,8 +189,13 @@ int hgrid_comms_create_with(hgrid_worker *w, int device, int timeout_ms,
                             hgrid_comms_strategy how, hgrid_comms **out)
 {
     *out = NULL;
-    if (!w->assigned)
+    if (!hgrid_assigned(w))
         return hgrid_fail(w, HGRID_ERR_STATE, "hgrid_comms_create needs an assignment first");
+    if (hgrid_assignment_only(w))
+        return hgrid_fail(w, HGRID_ERR_STATE,
+                          "job %s runs without NCCL ids: a worker of it joined assignment-only "
+                          "(without .mint = hgrid_nccl_mint); its communicators cannot form",
+                          hgrid_job(w));
     cudaError_t ce = cudaSetDevice(device);
     if (ce != cudaSuccess)
         return hgrid_fail(w, HGRID_ERR_IO, "cudaSetDevice(%d) failed at %s:%d: %s", device,
@@ -223,10 +230,12 @@ int hgrid_comms_rebuild(hgrid_worker *w, int device, int timeout_ms, hgrid_comms
     hgrid_comms *old = *comms;
     *comms = NULL;
     *kept = 0;
-    if (!old)
+    if (old && hgrid_assignment_only(w))
+        hgrid_comms_abort(old); // no ids: hgrid_comms_create says why
+    if (!old || hgrid_assignment_only(w))
         return hgrid_comms_create(w, device, timeout_ms, comms);
     cudaError_t ce = cudaSetDevice(device);
-    if (!w->assigned || ce != cudaSuccess) {
+    if (!hgrid_assigned(w) || ce != cudaSuccess) {
         hgrid_comms_abort(old);
         return ce != cudaSuccess
                    ? hgrid_fail(w, HGRID_ERR_IO, "cudaSetDevice(%d) failed at %s:%d: %s", device,
@@ -281,4 +290,16 @@ ncclComm_t hgrid_comms_at(const hgrid_comms *c, int i)
 {
     const hgrid_group *g = hgrid_group_at(c->w, i);
     return g && g->nccl_id ? c->comm[g->shares_with] : NULL;
+}
+
+int hgrid_nccl_mint(uint8_t *id, char *err, size_t errlen)
+{
+    ncclUniqueId unique;
+    ncclResult_t r = ncclGetUniqueId(&unique);
+    if (r != ncclSuccess) {
+        snprintf(err, errlen, "ncclGetUniqueId failed: %s", ncclGetErrorString(r));
+        return -1;
+    }
+    memcpy(id, unique.internal, HGRID_ID_BYTES);
+    return 0;
 }

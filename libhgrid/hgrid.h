@@ -5,7 +5,7 @@
 //                                          .device = hgrid_default_device(),
 //                                          .requested_rank = -1});
 //   while ((st = hgrid_wait_assignment(w, 60000)) == HGRID_ABORTED) {}
-//   ... hgrid_rank(w), hgrid_group_find(w, "tp")->members ...
+//   ... hgrid_rank(w), hgrid_coord(w, "tp"), hgrid_group_find(w, "tp")->members ...
 //   hgrid_ready(w);
 //   for (step = 1; step <= steps; step++) {
 //       train a step; hgrid_heartbeat(w, step, loss, tok_s);
@@ -16,14 +16,17 @@
 //
 // Functions returning int return an hgrid_status; on a negative one,
 // hgrid_error(w) says why in one line.
+//
+// This library has no CUDA or NCCL in it. A worker that creates NCCL
+// communicators passes .mint = hgrid_nccl_mint (libhgrid_nccl, hgrid_comms.h);
+// one without a minter joins assignment-only: ranks, coordinates and group
+// members, and gridd mints no ids for its job.
 #ifndef HGRID_H
 #define HGRID_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-
-#include "layout/layout.h"
 
 #define HGRID_ID_BYTES 128 // NCCL_UNIQUE_ID_BYTES
 
@@ -38,6 +41,10 @@ typedef enum {
     HGRID_ERR_STATE = -5,      // called out of order (e.g. ready before an assignment)
 } hgrid_status;
 
+// Creates one communicator id (HGRID_ID_BYTES bytes) for a group this worker
+// leads. 0, or -1 with a one-line reason in err.
+typedef int (*hgrid_mint_fn)(uint8_t *id, char *err, size_t errlen);
+
 typedef struct {
     const char *job;
     const char *token;
@@ -46,6 +53,7 @@ typedef struct {
     const char *gpu_uuid; // NULL when unknown (dry run)
     int requested_rank;   // -1: gridd chooses
     bool dry_run;         // coordination only, no GPU
+    hgrid_mint_fn mint;   // NULL: an assignment-only join (no NCCL ids in the job)
 } hgrid_hello_options;
 
 // One process group of this worker.
@@ -103,13 +111,11 @@ int hgrid_fd(const hgrid_worker *w);
 int hgrid_rank(const hgrid_worker *w);
 int hgrid_world_size(const hgrid_worker *w);
 uint64_t hgrid_generation(const hgrid_worker *w);
-hg_module_id hgrid_module(const hgrid_worker *w);
-const hg_coords *hgrid_coords(const hgrid_worker *w);
+// "encoder" or "llm". (hgrid_layout.h gives the layout engine's view.)
+const char *hgrid_module_name(const hgrid_worker *w);
 // The modules this rank is in: 1, or 2 for a colocated rank (encoder, then
-// llm); the i-th one's coordinates (0: hgrid_coords), NULL past the last.
+// llm); hgrid_layout.h's hgrid_coords_at gives the i-th one's coordinates.
 int hgrid_num_modules(const hgrid_worker *w);
-const hg_coords *hgrid_coords_at(const hgrid_worker *w, int i);
-const hg_plan *hgrid_plan(const hgrid_worker *w);
 const char *hgrid_job(const hgrid_worker *w);
 int hgrid_num_groups(const hgrid_worker *w);
 const hgrid_group *hgrid_group_at(const hgrid_worker *w, int i);
@@ -118,6 +124,31 @@ const hgrid_group *hgrid_group_at(const hgrid_worker *w, int i);
 const hgrid_group *hgrid_group_find(const hgrid_worker *w, const char *name);
 int hgrid_num_bridge_peers(const hgrid_worker *w);
 const hgrid_bridge_peer *hgrid_bridge_peer_at(const hgrid_worker *w, int i);
+// True while this worker holds an assignment (after HGRID_OK from wait,
+// until an abort, release or leave).
+bool hgrid_assigned(const hgrid_worker *w);
+// True when the job's generation runs without NCCL ids (some worker joined
+// assignment-only): no group carries one.
+bool hgrid_assignment_only(const hgrid_worker *w);
+// This rank's coordinate along dim ("tp", "cp", "dp", "pp", "ep",
+// "expt_tp", "expt_dp"); -1 for an unknown name.
+int hgrid_coord(const hgrid_worker *w, const char *dim);
+// 0 for the encoder, 1 for the LLM (hg_module_id), as a plain int.
+int hgrid_module_index(const hgrid_worker *w);
+
+// One check of a self-test, as hgridctl status shows it.
+typedef struct {
+    char name[40];     // the group's name, or "bridge->R" / "bridge<-R" per edge
+    bool ok;
+    double busbw_gbps; // 0 when not measured (one-rank groups, edges)
+    char detail[200];  // what was checked, or the one-line failure
+} hgrid_check;
+// Reports checks to gridd (hgridctl status shows them).
+int hgrid_report_checks(hgrid_worker *w, const hgrid_check *checks, int count);
+// Sets hgrid_error(w) and returns status (for libhgrid_nccl and callers
+// that fail on the worker's behalf).
+int hgrid_fail(hgrid_worker *w, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 // ---- running
 // Tells gridd this worker's communicators exist.
@@ -174,6 +205,37 @@ void hgrid_set_reconnect(hgrid_worker *w, double total_s);
 // While reconnecting, the milliseconds until an attempt is due: a poll loop
 // on hgrid_fd should wake by then and call hgrid_poll. -1 when connected.
 int hgrid_wake_ms(const hgrid_worker *w);
+
+// ---- the job's key-value store (gridd serves torch.distributed's Store)
+// A connection of its own, opened with the job's name and token; one
+// request at a time (open one store per thread). Values live in gridd until
+// deleted or the job ends.
+typedef struct hgrid_store hgrid_store;
+typedef enum {
+    HGRID_STORE_SET,         // keys[0] = value
+    HGRID_STORE_GET,         // waits until keys[0] exists; hgrid_store_value gives it
+    HGRID_STORE_ADD,         // keys[0] += decimal value (absent: 0); number: the sum
+    HGRID_STORE_COMPARE_SET, // keys[0] = value if it holds expected (absent: expected is
+                             // empty); hgrid_store_value: its value after
+    HGRID_STORE_WAIT,        // waits until every key exists
+    HGRID_STORE_CHECK,       // number: 1 if every key exists
+    HGRID_STORE_DELETE,      // number: 1 if keys[0] existed
+    HGRID_STORE_NUM_KEYS,    // number: how many keys the store holds
+} hgrid_store_op;
+
+hgrid_store *hgrid_store_open(const char *coordinator, const char *job, const char *token,
+                              char *err, size_t errlen);
+// One request; GET and WAIT wait up to timeout_ms (-1: forever) for their
+// keys: HGRID_ERR_TIMEOUT. HGRID_OK, or a negative status with
+// hgrid_store_error's line (gridd's refusal: HGRID_ERR_REFUSED).
+int hgrid_store_request(hgrid_store *s, hgrid_store_op op, const uint8_t *const *keys,
+                        const size_t *key_lens, int num_keys, const uint8_t *value,
+                        size_t value_len, const uint8_t *expected, size_t expected_len,
+                        int timeout_ms, int64_t *number);
+// The last reply's value (valid until the next request).
+const uint8_t *hgrid_store_value(const hgrid_store *s, size_t *len);
+const char *hgrid_store_error(const hgrid_store *s);
+void hgrid_store_close(hgrid_store *s);
 
 // ---- defaults for launchers
 // $HGRID_HOSTNAME, else gethostname(); into buf.

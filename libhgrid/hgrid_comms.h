@@ -15,6 +15,10 @@
 
 typedef struct hgrid_comms hgrid_comms;
 
+// The minter a worker that creates communicators passes in its Hello
+// (hgrid_hello_options.mint): ncclGetUniqueId.
+int hgrid_nccl_mint(uint8_t *id, char *err, size_t errlen);
+
 typedef enum {
     HGRID_COMMS_INIT,  // ncclCommInitRankConfig per distinct group, batched in one group call
     HGRID_COMMS_SPLIT, // init the module's (and the bridge's), ncclCommSplit the rest from it

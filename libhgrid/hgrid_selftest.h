@@ -22,13 +22,6 @@ typedef struct {
 } hgrid_selftest_options;
 
 typedef struct {
-    char name[40];     // the group's name, or "bridge->R" / "bridge<-R" per edge
-    bool ok;
-    double busbw_gbps; // 0 when not measured (one-rank groups, edges)
-    char detail[200];  // what was checked, or the one-line failure
-} hgrid_check;
-
-typedef struct {
     hgrid_check *checks;
     int count;
     bool all_ok;

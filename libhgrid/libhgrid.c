@@ -1,7 +1,6 @@
 // libhgrid: the worker side of the gridd protocol over one TCP connection.
 #include <errno.h>
 #include <math.h>
-#include <nccl.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -80,6 +79,7 @@ int hgrid_send_hello(hgrid_worker *w)
     hello.dry_run = h->dry_run;
     if (w->via_agent) // the agent opens its link to the gridd this worker was given
         hello.coordinator = w->rc.coordinator;
+    hello.assignment_only = h->mint == NULL;
     int rank = w->rank >= 0 ? w->rank : h->requested_rank; // after an assignment: its rank
     if (rank >= 0) {
         req.rank = (uint32_t)rank;
@@ -125,6 +125,7 @@ int hgrid_hello(hgrid_worker *w, const hgrid_hello_options *opt)
     h->device = opt->device;
     h->requested_rank = opt->requested_rank;
     h->dry_run = opt->dry_run;
+    h->mint = opt->mint;
     int rc = hgrid_send_hello(w);
     h->sent = rc == HGRID_OK;
     return rc;
@@ -240,9 +241,9 @@ static Hgrid__Envelope *next_message(hgrid_worker *w, double deadline, int *stat
 
 // ---- handling gridd's messages
 
-// Fresh ids for a generation. GPU workers take them from NCCL (each keeps
-// a bootstrap thread and socket until its group forms); dry-run workers,
-// which form no group, draw random bytes.
+// Fresh ids for a generation. GPU workers take them from their minter
+// (hgrid_nccl_mint: each keeps a bootstrap thread and socket until its group
+// forms); dry-run workers, which form no group, draw random bytes.
 static int mint_ids(hgrid_worker *w, uint8_t *out, uint32_t count)
 {
     for (uint32_t i = 0; i < count; i++) {
@@ -253,12 +254,9 @@ static int mint_ids(hgrid_worker *w, uint8_t *out, uint32_t count)
                                   strerror(errno));
             continue;
         }
-        ncclUniqueId nid;
-        ncclResult_t nr = ncclGetUniqueId(&nid);
-        if (nr != ncclSuccess)
-            return hgrid_fail(w, HGRID_ERR_IO, "ncclGetUniqueId failed: %s",
-                              ncclGetErrorString(nr));
-        memcpy(id, nid.internal, HGRID_ID_BYTES);
+        char err[256];
+        if (w->hello.mint(id, err, sizeof err) != 0)
+            return hgrid_fail(w, HGRID_ERR_IO, "minting an NCCL id failed: %s", err);
     }
     return HGRID_OK;
 }
@@ -270,6 +268,9 @@ static int mint_ids(hgrid_worker *w, uint8_t *out, uint32_t count)
 // sends, a worker holds at most MAX_UNUSED_MINTS x MAX_MINT unused ids.
 static int mint(hgrid_worker *w, const Hgrid__MintRequest *req)
 {
+    if (!w->hello.mint)
+        return hgrid_fail(w, HGRID_ERR_IO, "gridd asked an assignment-only worker for NCCL ids "
+                          "(gridd older than this library?)");
     if (req->count > MAX_MINT)
         return hgrid_fail(w, HGRID_ERR_IO, "gridd asked for %u ids; no worker leads more than %d",
                           req->count, MAX_MINT);
@@ -477,4 +478,37 @@ const char *hgrid_error(const hgrid_worker *w)
 const char *hgrid_reason(const hgrid_worker *w)
 {
     return w->reason;
+}
+
+int hgrid_report_checks(hgrid_worker *w, const hgrid_check *checks, int count)
+{
+    if (!w->assigned)
+        return hgrid_fail(w, HGRID_ERR_STATE, "hgrid_report_checks needs an assignment");
+    Hgrid__GroupCheck *msgs = calloc((size_t)(count > 0 ? count : 1), sizeof *msgs);
+    Hgrid__GroupCheck **ptrs = calloc((size_t)(count > 0 ? count : 1), sizeof *ptrs);
+    if (!msgs || !ptrs) {
+        free(msgs);
+        free(ptrs);
+        return hgrid_fail(w, HGRID_ERR_IO, "out of memory for the self-test report");
+    }
+    for (int i = 0; i < count; i++) {
+        hgrid__group_check__init(&msgs[i]);
+        msgs[i].name = (char *)checks[i].name;
+        msgs[i].ok = checks[i].ok;
+        msgs[i].busbw_gbps = checks[i].busbw_gbps;
+        msgs[i].detail = (char *)checks[i].detail;
+        ptrs[i] = &msgs[i];
+    }
+    Hgrid__SelfTestReport report = HGRID__SELF_TEST_REPORT__INIT;
+    report.generation = w->generation;
+    report.n_groups = (size_t)(count > 0 ? count : 0);
+    report.groups = ptrs;
+    Hgrid__Envelope env;
+    wire_envelope_init(&env);
+    env.msg_case = HGRID__ENVELOPE__MSG_SELF_TEST;
+    env.self_test = &report;
+    int rc = hgrid_send(w, &env); // dropped while gridd is away, like a heartbeat
+    free(msgs);
+    free(ptrs);
+    return rc;
 }

@@ -101,6 +101,7 @@ int hgrid_take_assignment(hgrid_worker *w, const Hgrid__Assignment *a)
     w->rank = (int)a->rank;
     w->generation = a->generation;
     w->unused_mints = 0;
+    w->assignment_only = a->assignment_only;
     snprintf(w->job, sizeof w->job, "%s", a->job ? a->job : "");
     const hg_module_grid *mods[2];
     w->num_modules = hg_plan_modules_of_rank(&w->ref.plan, w->rank, mods);
@@ -135,6 +136,23 @@ const hg_coords *hgrid_coords_at(const hgrid_worker *w, int i)
 const hg_plan *hgrid_plan(const hgrid_worker *w) { return &w->ref.plan; }
 const char *hgrid_job(const hgrid_worker *w) { return w->job; }
 int hgrid_num_groups(const hgrid_worker *w) { return w->num_groups; }
+const char *hgrid_module_name(const hgrid_worker *w) { return hg_module_name(w->coords.module); }
+bool hgrid_assigned(const hgrid_worker *w) { return w->assigned; }
+bool hgrid_assignment_only(const hgrid_worker *w) { return w->assignment_only; }
+int hgrid_module_index(const hgrid_worker *w) { return (int)w->coords.module; }
+
+int hgrid_coord(const hgrid_worker *w, const char *dim)
+{
+    const hg_coords *c = &w->coords;
+    const struct { const char *name; int value; } dims[] = {
+        {"tp", c->tp}, {"cp", c->cp}, {"dp", c->dp}, {"pp", c->pp},
+        {"ep", c->ep}, {"expt_tp", c->expt_tp}, {"expt_dp", c->expt_dp},
+    };
+    for (size_t i = 0; i < sizeof dims / sizeof dims[0]; i++)
+        if (!strcmp(dims[i].name, dim))
+            return dims[i].value;
+    return -1;
+}
 int hgrid_num_bridge_peers(const hgrid_worker *w) { return w->num_peers; }
 
 const hgrid_group *hgrid_group_at(const hgrid_worker *w, int i)

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "layout/layout.h"
 #include "libhgrid/hgrid.h"
 #include "util/cli.h"
 

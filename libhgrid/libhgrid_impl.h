@@ -6,6 +6,7 @@
 
 #include "libhgrid/assignment_check.h"
 #include "libhgrid/hgrid.h"
+#include "libhgrid/hgrid_layout.h"
 #include "wire/wire.h"
 
 #define HGRID_ERR_LEN 512
@@ -39,6 +40,7 @@ typedef struct {
     char job[72], token[260], host[256], gpu_uuid[128];
     int device, requested_rank;
     bool dry_run;
+    hgrid_mint_fn mint; // NULL: assignment-only
 } hello_copy;
 
 // The end of the job (libhgrid_end.c).
@@ -70,6 +72,7 @@ struct hgrid_worker {
 
     // the current assignment
     bool assigned;
+    bool assignment_only; // the current assignment carries no ids
     uint64_t generation;
     char job[72];
     int rank;
@@ -89,8 +92,6 @@ struct hgrid_worker {
     float last_step_time_s; // last reported step time
 };
 
-int hgrid_fail(hgrid_worker *w, int status, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
 // Takes in a received Assignment (owned by the caller): checks it against
 // the engine and the ids minted, then replaces the current one.
 int hgrid_take_assignment(hgrid_worker *w, const Hgrid__Assignment *a);

@@ -9,7 +9,8 @@
 #include <time.h>
 
 #include "libhgrid/hgrid_selftest.h"
-#include "libhgrid/libhgrid_impl.h"
+#include "libhgrid/assignment_check.h"
+#include "libhgrid/hgrid_layout.h"
 #include "libhgrid/selftest_calc.h"
 #include "util/clock.h"
 
@@ -386,35 +387,7 @@ void hgrid_self_test_defaults(hgrid_selftest_options *opt)
 
 int hgrid_self_test_send(hgrid_worker *w, const hgrid_selftest *t)
 {
-    if (!w->assigned)
-        return hgrid_fail(w, HGRID_ERR_STATE, "hgrid_self_test_send needs an assignment");
-    Hgrid__GroupCheck *checks = calloc((size_t)(t->count ? t->count : 1), sizeof *checks);
-    Hgrid__GroupCheck **ptrs = calloc((size_t)(t->count ? t->count : 1), sizeof *ptrs);
-    if (!checks || !ptrs) {
-        free(checks);
-        free(ptrs);
-        return hgrid_fail(w, HGRID_ERR_IO, "out of memory for the self-test report");
-    }
-    for (int i = 0; i < t->count; i++) {
-        hgrid__group_check__init(&checks[i]);
-        checks[i].name = (char *)t->checks[i].name;
-        checks[i].ok = t->checks[i].ok;
-        checks[i].busbw_gbps = t->checks[i].busbw_gbps;
-        checks[i].detail = (char *)t->checks[i].detail;
-        ptrs[i] = &checks[i];
-    }
-    Hgrid__SelfTestReport report = HGRID__SELF_TEST_REPORT__INIT;
-    report.generation = w->generation;
-    report.n_groups = (size_t)t->count;
-    report.groups = ptrs;
-    Hgrid__Envelope env;
-    wire_envelope_init(&env);
-    env.msg_case = HGRID__ENVELOPE__MSG_SELF_TEST;
-    env.self_test = &report;
-    int rc = hgrid_send(w, &env); // dropped while gridd is away, like a heartbeat
-    free(checks);
-    free(ptrs);
-    return rc;
+    return hgrid_report_checks(w, t->checks, t->count);
 }
 
 void hgrid_self_test_free(hgrid_selftest *t)

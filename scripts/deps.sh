@@ -5,7 +5,7 @@
 # `make deps` runs it too.
 set -eu
 PACKAGES="build-essential libuv1-dev libprotobuf-c-dev protobuf-c-compiler python3 bc procps
-clang libclang-rt-14-dev iproute2 systemd git"
+clang libclang-rt-14-dev iproute2 systemd git python3-venv python3-pip pkg-config"
 if [ "$(id -u)" -eq 0 ]; then
   sudo=""
 elif command -v sudo >/dev/null 2>&1; then

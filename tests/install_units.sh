@@ -38,18 +38,33 @@ for f in lib/systemd/system/gridd.service lib/systemd/system/hgrid-worker@.servi
          share/man/man1/hgrid-worker.1; do
   [ -f "$stage/opt/hgrid/$f" ] && ok || fail "DESTDIR: $f missing"
 done
-for f in lib/libhgrid.a lib/libhgrid.so lib/pkgconfig/hgrid.pc include/hgrid/libhgrid/hgrid.h \
+for f in lib/libhgrid.a lib/libhgrid.so lib/libhgrid.so.1 lib/libhgrid_nccl.a lib/libhgrid_nccl.so \
+         lib/libhgrid_nccl.so.1 lib/pkgconfig/hgrid.pc lib/pkgconfig/hgrid-nccl.pc \
+         include/hgrid/libhgrid/hgrid.h include/hgrid/libhgrid/hgrid_layout.h \
          include/hgrid/libhgrid/hgrid_comms.h include/hgrid/libhgrid/hgrid_selftest.h \
          include/hgrid/layout/layout.h; do
-  [ -f "$stage/opt/hgrid/$f" ] && ok || fail "DESTDIR: $f missing"
+  [ -e "$stage/opt/hgrid/$f" ] && ok || fail "DESTDIR: $f missing"
 done
+[ "$(readlink "$stage/opt/hgrid/lib/libhgrid.so")" = libhgrid.so.1 ] && ok ||
+  fail "DESTDIR: lib/libhgrid.so does not link to libhgrid.so.1"
 grep -q '^prefix=/opt/hgrid$' "$stage/opt/hgrid/lib/pkgconfig/hgrid.pc" && ok ||
   fail "hgrid.pc: prefix is not PREFIX"
+! grep -i '^Cflags\|^Libs' "$stage/opt/hgrid/lib/pkgconfig/hgrid.pc" | grep -qi 'cuda\|nccl' && ok ||
+  fail "hgrid.pc's flags name CUDA or NCCL: $(grep -i '^Cflags\|^Libs' "$stage/opt/hgrid/lib/pkgconfig/hgrid.pc")"
+grep -q '^Requires: hgrid$' "$stage/opt/hgrid/lib/pkgconfig/hgrid-nccl.pc" &&
+  grep -q -- '-lnccl' "$stage/opt/hgrid/lib/pkgconfig/hgrid-nccl.pc" && ok ||
+  fail "hgrid-nccl.pc does not require hgrid and link NCCL"
+if command -v pkg-config >/dev/null; then
+  flags=$(echo $(PKG_CONFIG_PATH=$stage/opt/hgrid/lib/pkgconfig pkg-config --cflags --libs hgrid))
+  [ "$flags" = "-I/opt/hgrid/include/hgrid -L/opt/hgrid/lib -lhgrid" ] && ok ||
+    fail "pkg-config hgrid says '$flags'"
+fi
+# The core header stands alone (no layout engine, no CUDA): the example builds with no
+# CUDA path and links libhgrid.so alone.
 lib=$stage/opt/hgrid/lib sanflags=()
 [ "$san" = 1 ] && sanflags=(-fsanitize=address,undefined)
 if cc "${sanflags[@]}" -I"$stage/opt/hgrid/include/hgrid" -o "$tmp/example" examples/example_join.c \
-  -L"$lib" -lhgrid -Wl,-rpath,"$lib" -L/usr/local/cuda/lib64 -Wl,-rpath,/usr/local/cuda/lib64 \
-  2>"$tmp/cc.out"; then
+  -L"$lib" -lhgrid -Wl,-rpath,"$lib" 2>"$tmp/cc.out"; then
   ok
   "$tmp/example" 2>"$tmp/example.out"
   [ $? -eq 2 ] && grep -q '^usage: hgrid-example-join' "$tmp/example.out" && ok ||

@@ -14,6 +14,8 @@
 
 #include "libhgrid/assignment_check.h"
 #include "libhgrid/hgrid.h"
+#include "libhgrid/hgrid_comms.h"
+#include "libhgrid/hgrid_layout.h"
 #include "tests/check.h"
 #include "wire/wire.h"
 
@@ -205,7 +207,7 @@ static void check_watches_peer(const hgrid_worker *w, const char *when)
 }
 
 // Connects a worker and has the fake gridd accept it and read its Hello.
-static hgrid_worker *join(fake_gridd *g, int requested_rank)
+static hgrid_worker *join_with(fake_gridd *g, int requested_rank, hgrid_mint_fn mint)
 {
     char err[256];
     hgrid_worker *w = hgrid_connect(g->addr, err, sizeof err);
@@ -215,7 +217,8 @@ static hgrid_worker *join(fake_gridd *g, int requested_rank)
     check_watches_peer(w, "first connection");
     g->fd = accept(g->listen_fd, NULL, NULL);
     hgrid_hello_options opt = {.job = "unit", .token = "secret", .host = "node-a", .device = 3,
-                               .requested_rank = requested_rank, .dry_run = true};
+                               .requested_rank = requested_rank, .dry_run = true,
+                               .mint = mint};
     CHECK_EQ(hgrid_hello(w, &opt), HGRID_OK);
     Hgrid__Envelope *env = fake_recv(g);
     if (env) {
@@ -225,12 +228,18 @@ static hgrid_worker *join(fake_gridd *g, int requested_rank)
         CHECK(h->token.len == 6 && !memcmp(h->token.data, "secret", 6), "hello token");
         CHECK_EQ(h->local_device, 3);
         CHECK_EQ(h->dry_run, 1);
+        CHECK_EQ(h->assignment_only, mint == NULL); // without a minter: assignment-only
         CHECK_EQ(h->requested_rank != NULL, requested_rank >= 0);
         if (h->requested_rank)
             CHECK_EQ(h->requested_rank->rank, (unsigned)requested_rank);
         wire_free_envelope(env);
     }
     return w;
+}
+
+static hgrid_worker *join(fake_gridd *g, int requested_rank)
+{
+    return join_with(g, requested_rank, hgrid_nccl_mint);
 }
 
 static void part(hgrid_worker *w, fake_gridd *g)
@@ -617,6 +626,43 @@ static void test_reconnect_waiting(fake_gridd *g)
     hgrid_close(w);
 }
 
+// Without a minter: the Hello says assignment-only, an Assignment without
+// ids (saying so) is taken, and a MintRequest is refused with a reason.
+static void test_assignment_only(fake_gridd *g)
+{
+    assign_ref ref;
+    plan_of(&ref, 2);
+    hgrid_worker *w = join_with(g, 4, NULL);
+    built_assignment b;
+    build(&b, &ref, 4, 1, NULL); // rank 4 leads groups: no ids all the same
+    for (size_t i = 0; i < b.a.n_groups; i++)
+        b.groups[i].nccl_id.len = 0;
+    b.a.assignment_only = true;
+    send_assignment(g, &b);
+    int st = hgrid_wait_assignment(w, 2000);
+    CHECK(st == HGRID_OK, "assignment-only: status %d: %s", st, hgrid_error(w));
+    CHECK(hgrid_assignment_only(w) && hgrid_assigned(w), "assignment-only: said so");
+    CHECK(hgrid_group_find(w, "tp") && !hgrid_group_find(w, "tp")->nccl_id &&
+              hgrid_group_find(w, "tp")->members[1] == 5, "assignment-only: members, no id");
+    CHECK(hgrid_coord(w, "tp") == 0 && hgrid_coord(w, "dp") == 0 && hgrid_coord(w, "pp") == 0 &&
+              hgrid_coord(w, "expt_dp") == 0 && hgrid_coord(w, "nope") == -1,
+          "assignment-only: coordinates by name");
+    CHECK(!strcmp(hgrid_module_name(w), "llm"), "module %s", hgrid_module_name(w));
+    part(w, g);
+    // the same Assignment with ids where an assignment-only one must carry none
+    w = join_with(g, 4, NULL);
+    build(&b, &ref, 4, 1, NULL);
+    b.a.assignment_only = true;
+    send_assignment(g, &b);
+    CHECK_EQ(hgrid_wait_assignment(w, 2000), HGRID_ERR_MISMATCH);
+    part(w, g);
+    w = join_with(g, 4, NULL);
+    send_mint_request(g, 1, 3);
+    CHECK_EQ(hgrid_wait_assignment(w, 2000), HGRID_ERR_IO);
+    CHECK(strstr(hgrid_error(w), "assignment-only") != NULL, "%s", hgrid_error(w));
+    part(w, g);
+}
+
 static void test_hello_needs_job_and_token(fake_gridd *g)
 {
     char err[256];
@@ -762,6 +808,7 @@ int main(void)
     test_reconnect_running(&g);
     test_reconnect_waiting(&g);
     test_hello_needs_job_and_token(&g);
+    test_assignment_only(&g);
     test_defaults();
     test_split_coordinator();
     test_job_end(&g);

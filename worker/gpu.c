@@ -194,7 +194,8 @@ int worker_run_gpu(const worker_options *opt)
         return 1;
     hgrid_hello_options hello = {.job = opt->job, .token = opt->token, .host = opt->host,
                                  .device = opt->device, .gpu_uuid = uuid,
-                                 .requested_rank = opt->requested_rank};
+                                 .requested_rank = opt->requested_rank,
+                                 .mint = hgrid_nccl_mint};
     int st = hgrid_hello(w, &hello);
     hgrid_comms *kept = NULL; // across an Abort
     while (st == HGRID_OK) {

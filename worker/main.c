@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "libhgrid/hgrid_comms.h"
 #include "worker/worker.h"
 #include "util/clock.h"
 
@@ -167,7 +168,7 @@ int main(int argc, char **argv)
         return 1;
     hgrid_hello_options hello = {.job = opt.job, .token = opt.token, .host = opt.host,
                                  .device = opt.device, .requested_rank = opt.requested_rank,
-                                 .dry_run = true};
+                                 .dry_run = true, .mint = hgrid_nccl_mint};
     int st = hgrid_hello(w, &hello);
     uint64_t step = 0;
     while (st == HGRID_OK) {

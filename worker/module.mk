@@ -17,7 +17,7 @@ PROGS += $(BIN)/hgrid-worker
 .SECONDEXPANSION:
 ifneq ($(wildcard $(NVCC)),)
 LDLIBS_hgrid-worker = $(LIBHGRID_LIBS) $(KERNELS_LDLIBS) -lstdc++ -lm
-$(BIN)/hgrid-worker: $(call objs,$(WORKER_SRCS)) $$(TRAIN_RUN_LINK) $(BIN)/libhgrid.a \
+$(BIN)/hgrid-worker: $(call objs,$(WORKER_SRCS)) $$(TRAIN_RUN_LINK) $(BIN)/libhgrid_nccl.a $(BIN)/libhgrid.a \
                      $$(MODEL_LIB) $$(KERNELS_LIB) $$(KERNELS_REF_LIB) $$(LAYOUT_LIB)
 # --single-gpu: its command line and the CPU dump without a GPU; on a GPU
 # the whole model against PyTorch, and learning past the text-only floor;
@@ -27,7 +27,7 @@ GPU_TESTS += tests/gpu/test_model_torch.sh tests/gpu/test_model_learns.sh
 BENCHES += tests/bench/bench_model.py
 else
 LDLIBS_hgrid-worker := $(LIBHGRID_LIBS)
-$(BIN)/hgrid-worker: $(call objs,$(WORKER_SRCS)) $$(TRAIN_RUN_LINK) $(BIN)/libhgrid.a
+$(BIN)/hgrid-worker: $(call objs,$(WORKER_SRCS)) $$(TRAIN_RUN_LINK) $(BIN)/libhgrid_nccl.a $(BIN)/libhgrid.a
 endif
 
 CPU_TESTS += tests/worker_gpu_cli.sh tests/comm_layouts_dry.sh

@@ -5,6 +5,7 @@
 #define HGRID_TRAIN_RUN_H
 
 #include "libhgrid/hgrid_comms.h"
+#include "libhgrid/hgrid_layout.h"
 #include "worker/run_args.h"
 
 // Trains o->steps steps (from --load's checkpoint, or from the --save

@@ -7,6 +7,7 @@
 
 #include "libhgrid/hgrid.h"
 #include "libhgrid/hgrid_comms.h"
+#include "libhgrid/hgrid_layout.h"
 #include "worker/run_args.h"
 
 typedef struct {

@@ -1,0 +1,192 @@
+#!/usr/bin/env python3
+"""gridd's job store (hgrid.Store, what hgrid.torch's Store uses) against PyTorch's TCPStore
+(libuv server) for 1,024 clients doing torch's set/get pattern, side by side in one run: one
+client (connection) per rank; for every communicator of the layout (hgridctl plan --json,
+the same layout as tests/bench/rendezvous.sh) member 0 sets a 128-byte id under the group's
+key and every other member gets it (a blocking get, as ProcessGroupNCCL's id broadcast
+does); then every rank adds 1 to a counter and waits for it to reach N (torch's store
+barrier). Clients run in P processes x T threads. Prints, per store, the time to connect
+all clients and the time from the start signal to the last client done (median of
+HGRID_BENCH_REPEAT runs, default 3).
+
+  HGRID_BIN (default bin), HGRID_BENCH_CLIENTS (default 1024), HGRID_PYTHON (a Python with
+  torch; default build/venv/bin/python)
+"""
+import json
+import multiprocessing as mp
+import os
+import resource
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BIN = os.environ.get("HGRID_BIN", os.path.join(ROOT, "bin"))
+PROCS, THREADS = 4, 8
+
+
+def layout(n):
+    return ["--encoder-tp", "2", "--encoder-dp", str(n // 8), "--llm-tp", "4", "--llm-pp", "3",
+            "--llm-dp", str(n // 16), "--micro-batch-size", "2"]
+
+
+def work(plan):
+    """Per rank: the keys it sets and the keys it gets."""
+    keys = {}
+    for m in plan["modules"]:
+        for groups in m["groups"].values():
+            for g in groups:
+                if len(g) > 1:
+                    keys.setdefault(tuple(g), f"pg{len(keys)}")
+    sets = {r: [] for r in range(plan["world_size"])}
+    gets = {r: [] for r in range(plan["world_size"])}
+    for members, key in keys.items():
+        sets[members[0]].append(key)
+        for r in members[1:]:
+            gets[r].append(key)
+    return sets, gets, len(keys)
+
+
+class GriddClient:
+    def __init__(self, port):
+        import hgrid
+        from hgrid import _lib
+        self.L = _lib
+        self.s = hgrid.Store(f"127.0.0.1:{port}", "bench", "tok")
+
+    def set(self, k, v):
+        self.s.request(self.L.STORE_SET, [k.encode()], v)
+
+    def get(self, k):
+        return self.s.request(self.L.STORE_GET, [k.encode()])[0]
+
+    def add(self, k, n):
+        return self.s.request(self.L.STORE_ADD, [k.encode()], str(n).encode())[1]
+
+    def wait(self, k):
+        self.s.request(self.L.STORE_WAIT, [k.encode()])
+
+
+class TCPClient:
+    def __init__(self, port):
+        import torch.distributed as dist
+        from datetime import timedelta
+        self.s = dist.TCPStore("127.0.0.1", port, is_master=False, timeout=timedelta(seconds=300),
+                               wait_for_workers=False)
+
+    def set(self, k, v):
+        self.s.set(k, v)
+
+    def get(self, k):
+        return self.s.get(k)
+
+    def add(self, k, n):
+        return self.s.add(k, n)
+
+    def wait(self, k):
+        self.s.wait([k])
+
+
+def client_proc(kind, port, ranks, sets, gets, n, start, out):
+    make = GriddClient if kind == "gridd" else TCPClient
+    t0 = time.time()
+    clients = {r: make(port) for r in ranks}
+    connected = time.time() - t0
+    out.put(connected)
+    start.wait()
+    value = bytes(128)
+    barrier = threading.Barrier(THREADS)
+
+    def run(mine):
+        barrier.wait()
+        for r in mine:
+            for k in sets[r]:
+                clients[r].set(k, value)
+        for r in mine:
+            for k in gets[r]:
+                clients[r].get(k)
+            if clients[r].add("done", 1) == n:
+                clients[r].set("all", b"1")
+        for r in mine:
+            clients[r].wait("all")
+
+    threads = [threading.Thread(target=run, args=(ranks[i::THREADS],)) for i in range(THREADS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    out.put(time.time())
+
+
+def one_run(kind, port, n, sets, gets):
+    ctx = mp.get_context("spawn")  # fork after torch and a TCPStore server thread can hang
+    start, out = ctx.Event(), ctx.Queue()
+    procs = [ctx.Process(target=client_proc, args=(kind, port, list(range(p, n, PROCS)), sets, gets,
+                                                   n, start, out)) for p in range(PROCS)]
+    for p in procs:
+        p.start()
+    connected = max(out.get(timeout=600) for _ in procs)  # every client connected
+    t0 = time.time()
+    start.set()
+    ends = [out.get(timeout=600) for _ in procs]
+    for p in procs:
+        p.join()
+    return connected, max(ends) - t0
+
+
+def main():
+    n = int(os.environ.get("HGRID_BENCH_CLIENTS", "1024"))
+    repeat = int(os.environ.get("HGRID_BENCH_REPEAT", "3"))
+    sys.path.insert(0, os.path.join(ROOT, "python"))
+    os.environ.setdefault("HGRID_LIBRARY", os.path.join(ROOT, "bin", "libhgrid.so.1"))
+    try:
+        import torch.distributed as dist
+        import hgrid  # noqa: F401
+    except ImportError as e:
+        venv = os.environ.get("HGRID_PYTHON") or os.path.join(ROOT, "build", "venv", "bin", "python")
+        if os.path.exists(venv) and not os.environ.get("HGRID_REEXEC"):
+            os.environ["HGRID_REEXEC"] = "1"
+            os.execv(venv, [venv, *sys.argv])
+        print(f"SKIP: {e} (run with a Python that has torch: HGRID_PYTHON)")
+        return 77
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    plan = json.loads(subprocess.run([f"{BIN}/hgridctl", "plan", "--json", *layout(n)],
+                                     capture_output=True, text=True, check=True).stdout)
+    sets, gets, groups = work(plan)
+    rows = {"gridd": [], "tcpstore": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(repeat):
+            # gridd: a fresh daemon and job per run
+            port_file, sock = os.path.join(tmp, f"port{i}"), os.path.join(tmp, f"sock{i}")
+            g = subprocess.Popen([f"{BIN}/gridd", "--listen", "127.0.0.1:0", "--port-file", port_file,
+                                  "--control", sock], stderr=subprocess.DEVNULL)
+            while not (os.path.exists(port_file) and open(port_file).read().endswith("\n")):
+                time.sleep(0.05)
+            subprocess.run([f"{BIN}/hgridctl", "--socket", sock, "submit", "--job", "bench", "--token",
+                            "tok", *layout(n)], check=True, capture_output=True)
+            rows["gridd"].append(one_run("gridd", int(open(port_file).read()), n, sets, gets))
+            g.send_signal(signal.SIGTERM)
+            g.wait()
+            from datetime import timedelta
+            master = dist.TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False,
+                                   timeout=timedelta(seconds=300))
+            rows["tcpstore"].append(one_run("tcpstore", master.port, n, sets, gets))
+            del master
+    print(f"store_clients: {n} clients, {groups} groups (one set, members-1 gets each), "
+          f"{PROCS} processes x {THREADS} threads, median of {repeat}")
+    med = {k: (statistics.median(c for c, _ in v), statistics.median(s for _, s in v))
+           for k, v in rows.items()}
+    for kind, (conn, span) in med.items():
+        print(f"  {kind:9s} connect_s={conn:.3f} set_get_barrier_s={span:.3f}")
+    print(f"store_clients gridd_s={med['gridd'][1]:.3f} tcpstore_s={med['tcpstore'][1]:.3f} "
+          f"ratio={med['tcpstore'][1] / med['gridd'][1]:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
