@@ -45,19 +45,7 @@ static int set_control(void *dest, const char *value, char *err, size_t errlen)
 static int add_allow_uid(void *dest, const char *value, char *err, size_t errlen)
 {
     gridd_options *o = dest;
-    char *end;
-    errno = 0;
-    long n = strtol(value, &end, 10);
-    if (end == value || *end || errno || n < 0 || n > 0x7fffffffL) {
-        snprintf(err, errlen, "needs a user id from 0 to 2147483647");
-        return -1;
-    }
-    if (o->num_allow_uids == GRIDD_MAX_ALLOW_UIDS) {
-        snprintf(err, errlen, "may be given at most %d times", GRIDD_MAX_ALLOW_UIDS);
-        return -1;
-    }
-    o->allow_uids[o->num_allow_uids++] = (uid_t)n;
-    return 0;
+    return cli_append_uid(o->allow_uids, &o->num_allow_uids, GRIDD_MAX_ALLOW_UIDS, value, err, errlen);
 }
 
 

@@ -378,3 +378,21 @@ const char *cli_host_port(const char *addr, int default_port, char *buf, size_t 
         return addr;
     return buf;
 }
+
+int cli_append_uid(uid_t *uids, int *count, int max, const char *value, char *err,
+                   size_t errlen)
+{
+    char *end;
+    errno = 0;
+    long n = strtol(value, &end, 10);
+    if (end == value || *end || errno || n < 0 || n > 0x7fffffffL) {
+        snprintf(err, errlen, "needs a user id from 0 to 2147483647");
+        return -1;
+    }
+    if (*count == max) {
+        snprintf(err, errlen, "may be given at most %d times", max);
+        return -1;
+    }
+    uids[(*count)++] = (uid_t)n;
+    return 0;
+}

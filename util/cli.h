@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <sys/types.h>
 
 typedef enum {
     CLI_SWITCH,  // --flag: sets a bool to true
@@ -105,5 +106,9 @@ const char *cli_host_port(const char *addr, int default_port, char *buf, size_t 
 // The name in names (NULL-terminated) nearest to typed, or NULL if none is
 // near enough to suggest.
 const char *cli_nearest(const char *typed, const char *const *names);
+// Appends the user id in value (0 to 2^31-1) to uids (*count of at most
+// max): the value of a repeatable --allow-uid. 0, or -1 with err set.
+int cli_append_uid(uid_t *uids, int *count, int max, const char *value, char *err,
+                   size_t errlen);
 
 #endif
