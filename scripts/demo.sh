@@ -11,8 +11,8 @@
 # GPU the hetero layout (encoder and LLM on disjoint GPUs) cannot run, so
 # hgrid-worker --single-gpu trains both modules on it without gridd, saying so.
 # Without GPUs: the coordination demo, saying so: dry-run workers on 2 fake
-# hosts run the whole protocol (ranks, groups, real NCCL ids minted by group
-# leaders, heartbeats) on the default layout (encoder tp2 dp2 + llm tp2 dp2).
+# hosts run the whole protocol (ranks, groups, ids minted by group
+# leaders (random bytes: no communicator forms), heartbeats) on the default layout (encoder tp2 dp2 + llm tp2 dp2).
 # Arguments are layout flags replacing the chosen layout (with GPUs, when
 # the layout fits them).
 #
@@ -157,8 +157,8 @@ else
   else
     echo "== workers: $gpus GPU(s) here and the layout needs $world, so these are $world DRY-RUN workers"
   fi
-  echo "   on 2 fake hosts, demo-0 and demo-1: the whole protocol (ranks, groups, real NCCL"
-  echo "   ids minted by group leaders, heartbeats), no GPU work and no training"
+  echo "   on 2 fake hosts, demo-0 and demo-1: the whole protocol (ranks, groups, ids (random"
+  echo "   bytes) minted by group leaders, heartbeats), no GPU work and no training"
   per_host=$(( (world + 1) / 2 ))
   for i in $(seq 0 $((world - 1))); do
     "$bin/hgrid-worker" --coordinator "127.0.0.1:$port" --job demo --host "demo-$((i / per_host))" \
