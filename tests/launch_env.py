@@ -111,7 +111,7 @@ def ssh(tmp, port, sock, agent=False):
                              "--json"], env=env, stdout=open(out, "w"), stderr=subprocess.STDOUT)
     got = []
     for _ in range(600):
-        got = [json.loads(line.split(": ", 1)[1]) for line in open(out)
+        got = [json.loads(line.split(": ", 1)[1]) for line in lu.complete_lines(out)
                if ": {" in line and '"rank"' in line]
         if len(got) == 8:
             break

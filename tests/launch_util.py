@@ -42,13 +42,20 @@ def submit(sock, job):
     return r.stdout.strip()
 
 
+def complete_lines(path):
+    """The lines of a file another process is still writing, without the last one
+    if it is not finished yet: a long line can reach the file in several writes."""
+    with open(path, errors="replace") as f:
+        return f.read().split("\n")[:-1]
+
+
 def assignments(paths, want, timeout=60):
     """The first JSON assignment line of each output file once `want` of them have one."""
     end = time.monotonic() + timeout
     while True:
         got = []
         for p in paths:
-            for line in open(p, errors="replace"):
+            for line in complete_lines(p):
                 i = line.find("{")
                 if i >= 0 and '"rank"' in line:
                     got.append(json.loads(line[i:]))
