@@ -10,16 +10,8 @@
 #include <cuda_runtime.h>
 
 #include "kernels/attention_cudnn.h"
+#include "kernels/cuda_check.h"
 
-#define cudaCheck(call)                                                                   \
-    do {                                                                                  \
-        cudaError_t err_ = (call);                                                        \
-        if (err_ != cudaSuccess) {                                                        \
-            fprintf(stderr, "%s:%d: CUDA error: %s\n", __FILE__, __LINE__,                \
-                    cudaGetErrorString(err_));                                            \
-            exit(EXIT_FAILURE);                                                           \
-        }                                                                                 \
-    } while (0)
 
 static int env_flag(const char *name, int fallback)
 {
