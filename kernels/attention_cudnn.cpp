@@ -29,7 +29,7 @@ extern "C" int attention_cudnn_wanted(void)
 
 extern "C" int attention_cudnn_deterministic(void)
 {
-    return env_flag("HGRID_DETERMINISTIC", 1);
+    return env_flag("HGRID_DETERMINISTIC", 0);
 }
 
 #ifdef HGRID_HAVE_CUDNN_FRONTEND
@@ -41,6 +41,7 @@ extern "C" int attention_cudnn_deterministic(void)
 
 #include <map>
 #include <memory>
+#include <set>
 #include <tuple>
 #include <unordered_map>
 
@@ -61,8 +62,9 @@ struct plan {
 };
 
 static std::map<plan_key, plan> g_plans;
+static std::set<plan_key> g_unplannable; // shapes cuDNN refused: our kernels run them
 static std::map<int, cudnnHandle_t> g_handles;
-static int g_broken; // set once cuDNN failed to load or to plan: stay on our kernels
+static int g_broken; // set once cuDNN failed to load: stay on our kernels
 
 static void say_unavailable(const char *why)
 {
@@ -132,21 +134,32 @@ static void out_layout(fe::graph::Tensor_attributes &t, int uid, int B, int T, i
     t.set_uid(uid).set_dim({B, NH, T, HD}).set_stride({(int64_t)T * row, HD, row, 1});
 }
 
-static bool ok(fe::error_t e, const char *who)
+// A shape cuDNN does not plan (e.g. T = 1) runs on our kernels; other
+// shapes keep cuDNN. Said once per shape.
+static void say_unplannable(const plan_key &key, const char *why)
+{
+    g_unplannable.insert(key);
+    fprintf(stderr, "hgrid kernels: notice: cuDNN attention does not plan B=%d T=%d NH=%d HD=%d%s "
+                    "(%s); hgrid's attention kernels run that shape\n",
+            std::get<2>(key), std::get<3>(key), std::get<4>(key), std::get<5>(key),
+            std::get<6>(key) ? " causal" : "", why);
+}
+
+static bool ok(fe::error_t e, const char *who, std::string *why)
 {
     if (e.is_good())
         return true;
-    char why[256];
-    snprintf(why, sizeof why, "%s: %s", who, e.get_message().c_str());
-    say_unavailable(why);
+    *why = std::string(who) + ": " + e.get_message();
     return false;
 }
 
-static bool finish(fe::graph::Graph &g, cudnnHandle_t h, int64_t *workspace, const char *who)
+static bool finish(fe::graph::Graph &g, cudnnHandle_t h, int64_t *workspace, const char *who,
+                   std::string *why)
 {
-    return ok(g.validate(), who) && ok(g.build_operation_graph(h), who) &&
-           ok(g.create_execution_plans({fe::HeurMode_t::A}), who) && ok(g.check_support(h), who) &&
-           ok(g.build_plans(h), who) && ok(g.get_workspace_size(*workspace), who);
+    return ok(g.validate(), who, why) && ok(g.build_operation_graph(h), who, why) &&
+           ok(g.create_execution_plans({fe::HeurMode_t::A}), who, why) &&
+           ok(g.check_support(h), who, why) && ok(g.build_plans(h), who, why) &&
+           ok(g.get_workspace_size(*workspace), who, why);
 }
 
 static plan *plan_for(int dir, int B, int T, int NH, int HD, int causal, int det, cudnnHandle_t h)
@@ -157,6 +170,8 @@ static plan *plan_for(int dir, int B, int T, int NH, int HD, int causal, int det
     auto it = g_plans.find(key);
     if (it != g_plans.end())
         return &it->second;
+    if (g_unplannable.count(key))
+        return nullptr;
     auto g = std::make_shared<fe::graph::Graph>();
     g->set_io_data_type(fe::DataType_t::BFLOAT16)
         .set_intermediate_data_type(fe::DataType_t::FLOAT)
@@ -203,15 +218,18 @@ static plan *plan_for(int dir, int B, int T, int NH, int HD, int causal, int det
             dv->set_output(true).set_uid(UID_DV).set_dim({B, NH, T, HD}).set_stride({(int64_t)T * row, HD, row, 1});
         }
     } catch (const std::exception &e) {
-        say_unavailable(e.what());
+        say_unplannable(key, e.what());
         return nullptr;
     }
     int64_t ws = 0;
+    std::string why;
     try {
-        if (!finish(*g, h, &ws, dir == 0 ? "forward plan" : "backward plan"))
+        if (!finish(*g, h, &ws, dir == 0 ? "forward plan" : "backward plan", &why)) {
+            say_unplannable(key, why.c_str());
             return nullptr;
+        }
     } catch (const std::exception &e) {
-        say_unavailable(e.what());
+        say_unplannable(key, e.what());
         return nullptr;
     }
     plan &p = g_plans[key];

@@ -8,7 +8,9 @@
 //   such tensors are `void *`; tensors that are always fp32 are `float *`.
 // - Weight gradients are fp32 and ACCUMULATED (+=): zero them once per step,
 //   then every micro-batch adds in. They are computed deterministically (no
-//   floating-point atomics anywhere): same inputs, same bits.
+//   floating-point atomics anywhere): same inputs, same bits. One exception:
+//   bf16 attention on cuDNN sums dQ with atomics unless HGRID_DETERMINISTIC=1
+//   (attention_cudnn.h).
 // - Activation gradients have type `dt`. Each launcher says whether it
 //   overwrites (=) or accumulates (+=) them. An input-gradient pointer that
 //   may be NULL says so.
@@ -91,9 +93,10 @@ void layernorm_backward(void *dinp, float *dweight, float *dbias, const void *do
 void attention_forward(void *out, float *lse, const void *qkv, int B, int T, int NH,
                        int HD, int causal, kdtype dt, cudaStream_t stream);
 // dqkv (B, T, 3, NH, HD) overwritten, from dout (B, T, NH, HD), the forward's
-// qkv, out and lse. Deterministic (bit-identical run to run): fp32 runs two
-// kernels (dk/dv; dq), each owning its outputs; bf16 runs one kernel whose
-// blocks add their dq shares in a fixed block order.               [scratch]
+// qkv, out and lse. hgrid's kernels are deterministic (bit-identical run to
+// run): fp32 runs two kernels (dk/dv; dq), each owning its outputs; bf16 runs
+// one kernel whose blocks add their dq shares in a fixed block order. bf16 on
+// cuDNN (attention_cudnn.h) is, with HGRID_DETERMINISTIC=1.       [scratch]
 void attention_backward(void *dqkv, const void *dout, const void *qkv, const void *out,
                         const float *lse, int B, int T, int NH, int HD, int causal,
                         kdtype dt, cudaStream_t stream);

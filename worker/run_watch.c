@@ -70,7 +70,12 @@ static void *watch_main(void *arg)
         if (stop && !done)
             break;
         if (done && !said_done) { // every step ran: gridd ends the job once all ranks say so
-            st = hgrid_done(t->w, step);
+            // The last step's loss first: once every rank is done the job
+            // ends, and a later heartbeat would not reach its metrics.
+            st = hgrid_heartbeat(t->w, step, loss, tok_s);
+            if (st == HGRID_OK)
+                st = hgrid_done(t->w, step);
+            sent_step = step, last = now_s();
             said_done = 1;
         }
         double now = now_s();

@@ -40,8 +40,9 @@ stop_agent() { kill "$agent_pid" && wait "$agent_pid"; local rc=$?; agent_pid=""
 # ---- one GPU: trains through the agent and ends
 start_gridd 5 || exit 1
 start_agent 1 || exit 1
+# shellcheck disable=SC2046 # config_flags prints separate flags
 token=$(ctl submit --job one --llm-only --llm-tp 1 --llm-dp 1 --micro-batch-size 16 \
-  --global-batch-size 16 2>/dev/null) || { fail "submit one"; exit 1; }
+  --global-batch-size 16 $(config_flags tiny) 2>/dev/null) || { fail "submit one"; exit 1; }
 start_worker one "$token" 0 "$tmp/one.out" --comm-timeout 30 --bw-bytes 0 --config tiny --seed 1 \
   --steps 300 --fp32
 if wait_until 120 grep -q 'step *300 | loss' "$tmp/one.out"; then
@@ -101,5 +102,5 @@ else
   stop_gridd || fail "gridd did not exit 0"
 fi
 [ "$failures" -eq 0 ] && echo "agent_train: passed" && exit 0
-echo "agent_train: $failures failure(s); logs:"; tail -5 "$tmp"/*.out "$tmp/agent.log"
+echo "agent_train: $failures failure(s); logs:"; tail -n 5 "$tmp"/*.out "$tmp/agent.log"
 exit 1

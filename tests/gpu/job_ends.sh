@@ -34,8 +34,9 @@ world=$(world_of "${layout[@]}")
 echo "== job ends: $world worker(s), config tiny, $STEPS steps, ${layout[*]}"
 
 start_gridd 30 --metrics 127.0.0.1:0 || exit 1
-token=$(ctl submit --job ends "${layout[@]}" 2>/dev/null) || { echo "FAIL: submit"; exit 1; }
-ctl wait ends --json --timeout 600 >"$tmp/wait.json" 2>"$tmp/wait.err" &
+# shellcheck disable=SC2046 # config_flags prints separate flags
+token=$(ctl submit --job ends "${layout[@]}" $(config_flags tiny) 2>/dev/null) || { echo "FAIL: submit"; exit 1; }
+ctl wait ends --json --timeout 240 >"$tmp/wait.json" 2>"$tmp/wait.err" &
 wait_pid=$!
 t0=$(date +%s%N)
 for rank in $(seq 0 $((world - 1))); do
