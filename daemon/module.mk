@@ -43,6 +43,7 @@ CPU_TESTS += tests/jobs_lifecycle.py
 # no stall loses a worker, and a random walk of restarts loses nothing
 # acknowledged (HGRID_RESTORE_STEPS for a long run).
 CPU_TESTS += tests/daemon_reliability.py tests/daemon_stall.py tests/daemon_restore_random.py \
+             tests/daemon_show_bounded.py \
              tests/worker_hostile.py
 
 $(addprefix $(BUILD)/tests/,$(DAEMON_UNIT_TESTS)): $(BUILD)/tests/%: $(BUILD)/tests/%.o \

@@ -105,6 +105,8 @@ static void self_test(conn *c, const Hgrid__SelfTestReport *report)
     gridd_log_at(GRIDD_INFO, c->job, c->slot, "self-test report report_gen=%llu ok=%zu/%zu",
                  (unsigned long long)report->generation, ok, report->n_groups);
     roster_slot *slot = &c->job->rec.roster.slots[c->slot];
+    slot->self_test_gen = report->generation; // the summary counts every report, kept or not
+    slot->self_test_failed = (uint32_t)(report->n_groups - ok);
     size_t n = report->n_groups < GRIDD_SELF_TEST_GROUPS ? report->n_groups : GRIDD_SELF_TEST_GROUPS;
     static Hgrid__GroupCheck checks[GRIDD_SELF_TEST_GROUPS];
     static Hgrid__GroupCheck *ptrs[GRIDD_SELF_TEST_GROUPS];

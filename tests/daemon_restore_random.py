@@ -2,12 +2,17 @@
 """What gridd acknowledges, it restores (issue 18, docs/RELIABILITY.md): a
 seeded random walk of submits (some in bursts cut by kill -9), cancels
 (the job stays listed as cancelled; cancelling it again removes it; a
-submit at --max-jobs drops the oldest cancelled one), joins, leaves, replacements from new hosts, refusals at the limits
-(--max-jobs, a full job, a taken device), and restarts by SIGTERM or kill -9
-at random points. After every restart gridd must start, load, and show
-exactly the acknowledged jobs, tokens, world sizes, generations and rank
-maps. Workers are raw protocol peers that answer MintRequests.
-HGRID_RESTORE_STEPS (default 3000) and HGRID_TEST_SEED replay or lengthen
+submit at --max-jobs drops the oldest ended one), joins, leaves,
+replacements from new hosts, jobs that finish (every rank Ready, then Done)
+or fail (a worker's Failure without retry; with retry: a new generation),
+refusals at the limits (--max-jobs, a full job, a taken device), and
+restarts by SIGTERM or kill -9 at random points. After every restart gridd
+must start, load, and show exactly the acknowledged jobs, tokens, world
+sizes, generations, rank maps and, for ended jobs, their outcome and reason
+as the workers' Release said. At the end a gridd with --keep-finished 1
+drops every ended job, and a restart after that does not bring them back.
+Workers are raw protocol peers that answer MintRequests.
+HGRID_RESTORE_STEPS (default 2000) and HGRID_TEST_SEED replay or lengthen
 a run."""
 import json
 import os
@@ -17,6 +22,7 @@ import signal
 import socket
 import subprocess
 import sys
+import struct
 import tempfile
 import time
 
@@ -25,9 +31,11 @@ from checks import check, summary  # noqa: E402
 from daemon_gridd import Peer, fb, frame, fv, one, parse  # noqa: E402
 from daemon_reliability import Gridd, recv_ctl, send_ctl  # noqa: E402
 
-STEPS = int(os.environ.get("HGRID_RESTORE_STEPS", "3000"))
+STEPS = int(os.environ.get("HGRID_RESTORE_STEPS", "2000"))
 SEED = int(os.environ.get("HGRID_TEST_SEED", str(int(time.time()) % 100000)))
 MAX_JOBS = 6
+OUTCOME = {60: "finished", 61: "failed", 62: "cancelled"}  # Release.outcome (proto Outcome)
+MSG_DONE, MSG_FAILURE = 60, 61  # Envelope cases
 
 
 class Job:
@@ -37,6 +45,8 @@ class Job:
         self.ranks = None   # after assignment: [(host, device)] by rank
         self.peers = {}     # (host, device) -> Peer, live
         self.lost = set()   # assigned ranks without a live peer
+        self.outcome = None  # once ended: "finished", "failed" or "cancelled"
+        self.reason = ""     # once ended: (part of) the reason its Release gave
 
     def submit_args(self):
         return ["--job", self.name, "--token", self.token, "--llm-only", "--llm-tp", "1",
@@ -49,20 +59,22 @@ class Walk:
         self.tmp, self.rng = tmp, rng
         self.state = os.path.join(tmp, "state")
         self.jobs = {}         # acknowledged, running
-        self.ended = []        # acknowledged cancels still listed, oldest first
+        self.ended = []        # acknowledged ends (cancel, finish, failure) still listed, oldest first
         self.maybe = {}        # submitted, not acknowledged (a kill cut the reply)
         self.counter = 0
         self.hosts = 0
         self.restarts = {"SIGTERM": 0, "SIGKILL": 0}
         self.checked = 0
+        self.checked_ended = 0
+        self.outcomes = {"finished": 0, "failed": 0, "cancelled": 0}
         self.start()
 
-    def start(self):
+    def start(self, *extra):
         # --max-restarts: the walk's leaves abort generations without end;
         # a job that failed would be an ended job the walk never asked for.
         self.g = Gridd(self.tmp, "gridd", "--state-dir", self.state, "--max-jobs", str(MAX_JOBS),
                        "--ready-timeout", "3600", "--heartbeat-timeout", "3600",
-                       "--max-restarts", "1000000")
+                       "--max-restarts", "1000000", *extra)
 
     # ---- workers
 
@@ -223,6 +235,8 @@ class Walk:
             for p in job.peers.values():
                 p.close()
             job.peers = {}
+            job.outcome, job.reason = "cancelled", "cancelled by hgridctl cancel"
+            self.outcomes["cancelled"] += 1
             self.ended.append(job)
         else:  # an ended job's cancel removes it
             check("removed" in out, "seed %d: cancel of the ended %s removes it: %r" % (SEED, name, out))
@@ -262,6 +276,79 @@ class Walk:
         job = self.rng.choice(busy)
         self.leave(job, self.rng.choice(sorted(job.peers)))
 
+    def released(self, job, outcome, reason):
+        """Every live peer of job gets a Release with outcome; then the job
+        is an acknowledged end."""
+        for key, p in sorted(job.peers.items()):
+            kind, f = p.recv(timeout=20)
+            while kind in ("abort", "mint_request"):  # a generation that was forming
+                kind, f = p.recv(timeout=20)
+            check(kind == "release" and OUTCOME.get(one(f, 60)) == outcome,
+                  "seed %d: job %s: %s/%d got %s %s, not a %s Release" %
+                  (SEED, job.name, key[0], key[1], kind, f and one(f, 60), outcome))
+            if kind == "release":
+                check(reason in one(f, 1, b"").decode(), "seed %d: job %s: Release reason %r" %
+                      (SEED, job.name, one(f, 1, b"")))
+            p.close()
+        job.peers = {}
+        job.outcome, job.reason = outcome, reason
+        self.outcomes[outcome] += 1
+        del self.jobs[job.name]
+        self.ended.append(job)
+
+    def step_finish(self):
+        """Every rank of an assigned job sends Ready, then Done: it finishes."""
+        whole = [j for j in self.jobs.values()
+                 if j.ranks is not None and len(j.peers) == j.world and not j.lost]
+        if not whole:
+            return
+        job = self.rng.choice(sorted(whole, key=lambda j: j.name))
+        for key in job.ranks:
+            job.peers[key].send(frame("ready", fv(1, job.generation)))
+        for rank, key in enumerate(job.ranks):
+            env = fv(1, 2) + fb(MSG_DONE, fv(1, job.generation) + fv(2, 100 + rank))
+            job.peers[key].send(struct.pack(">I", len(env)) + env)
+        self.released(job, "finished", "every rank finished its training (%d ranks)" % job.world)
+
+    def step_fail(self):
+        """A worker reports a Failure: without retry the job fails (before or
+        after assignment); with retry its generation is aborted and, the
+        worker set being whole, a new one forms with the same ranks."""
+        busy = [j for j in self.jobs.values() if j.peers]
+        if not busy:
+            return
+        job = self.rng.choice(sorted(busy, key=lambda j: j.name))
+        key = self.rng.choice(sorted(job.peers))
+        retry = job.ranks is not None and len(job.peers) == job.world and not job.lost \
+            and self.rng.random() < 0.3
+        text = "walk failure %d" % self.rng.randrange(10 ** 6)
+        env = fv(1, 2) + fb(MSG_FAILURE, fv(1, job.generation) + fb(2, text) + fv(3, int(retry)))
+        job.peers[key].send(struct.pack(">I", len(env)) + env)
+        if retry:
+            self.rendezvous(job)
+            return
+        self.released(job, "failed", "failed: " + text)
+
+    def retention(self):
+        """A gridd with --keep-finished 1 drops every ended job, saves that,
+        and a restart does not bring them back. Returns how many it dropped."""
+        ended = [j.name for j in self.ended]
+        self.g.stop("restore")
+        self.drop_all_peers()
+        self.start("--keep-finished", "1")
+        deadline = time.time() + 15
+        while time.time() < deadline:
+            code, out, _ = self.g.ctl("list", "--json")
+            listed = [j["job"] for j in json.loads(out)["jobs"]] if code == 0 else []
+            if not any(n in listed for n in ended):
+                break
+            time.sleep(0.1)
+        check(not any(n in listed for n in ended),
+              "seed %d: --keep-finished 1 dropped the ended jobs: %s listed" % (SEED, listed))
+        self.ended = []
+        self.step_restart()  # verifies: exactly the running jobs, no ended one back
+        return len(ended)
+
     def step_restart(self):
         sig = self.rng.choice(["SIGTERM", "SIGKILL"])
         if sig == "SIGTERM":
@@ -286,15 +373,31 @@ class Walk:
             job = self.maybe.pop(name)
             if name in listed:
                 self.acknowledged(job)
-        running = sorted(n for n, j in listed.items() if j["state"] != "cancelled")
-        cancelled = [j.name for j in self.ended]
+        running = sorted(n for n, j in listed.items() if j["state"] not in OUTCOME.values())
+        ended = [j.name for j in self.ended]
         check(running == sorted(self.jobs),
               "seed %d: running jobs after a restart: %s, acknowledged %s" % (SEED, running, sorted(self.jobs)))
         # An unacknowledged submit may have dropped an ended job: only the oldest.
-        kept = [n for n in cancelled if n in listed and listed[n]["state"] == "cancelled"]
-        check(kept == cancelled or (cut and kept == cancelled[len(cancelled) - len(kept):]),
-              "seed %d: cancelled jobs after a restart: %s, acknowledged %s" % (SEED, kept, cancelled))
+        kept = [n for n in ended if n in listed]
+        check(kept == ended or (cut and kept == ended[len(ended) - len(kept):]),
+              "seed %d: ended jobs after a restart: %s, acknowledged %s" % (SEED, kept, ended))
         self.ended = [j for j in self.ended if j.name in kept]
+        for job in self.ended:  # the outcome and reason its workers were told
+            info = listed[job.name]
+            # Its token still works: a worker that comes late gets the Release.
+            p = Peer(self.g.port)
+            p.hello(job.name, job.token, "late", 0)
+            kind, f = p.recv()
+            p.close()
+            check(kind == "release" and OUTCOME.get(one(f, 60)) == job.outcome,
+                  "seed %d: ended job %s: a late worker got %s" % (SEED, job.name, kind))
+            self.checked_ended += 1
+            check(info["state"] == job.outcome and job.reason in info["reason"]
+                  and info["ended_unix_ms"] and info["generation"] == job.generation
+                  and info["world_size"] == job.world,
+                  "seed %d: ended job %s restored as %s (%r, gen %s), acknowledged %s (%r, gen %d)" %
+                  (SEED, job.name, info["state"], info["reason"], info["generation"], job.outcome,
+                   job.reason, job.generation))
         for name, job in self.jobs.items():
             info = listed.get(name)
             if not info:
@@ -324,8 +427,9 @@ def main():
           flush=True)
     tmp = tempfile.mkdtemp(prefix="hgrid-restore-")
     walk = Walk(tmp, rng)
-    steps = [(walk.step_submit, 14), (walk.step_cancel, 5), (walk.step_join, 40), (walk.step_leave, 18),
-             (walk.step_restart, 3), (walk.step_burst_killed, 1)]
+    steps = [(walk.step_submit, 14), (walk.step_cancel, 4), (walk.step_join, 40), (walk.step_leave, 16),
+             (walk.step_finish, 3), (walk.step_fail, 3), (walk.step_restart, 3),
+             (walk.step_burst_killed, 1)]
     table = [f for f, w in steps for _ in range(w)]
     t0 = time.time()
     done = 0
@@ -337,11 +441,17 @@ def main():
     text = walk.g.log_text()
     check("Sanitizer" not in text and "runtime error" not in text, "seed %d: sanitizer report" % SEED)
     check(walk.checked > 0, "jobs were checked after restarts")
+    check(walk.checked_ended > 0 and all(walk.outcomes.values()),
+          "ended jobs of every outcome were checked after restarts: %d, %s" % (walk.checked_ended, walk.outcomes))
+    dropped = walk.retention()
+    check(dropped > 0, "--keep-finished dropped ended jobs (%d)" % dropped)
     walk.g.stop("restore")
     print("daemon_restore_random: %d steps, %d restarts (%d SIGTERM, %d kill -9), %d job restorations "
-          "checked, 0 acknowledged operations lost unless a FAIL says so, %.0f s" %
+          "checked (%d of ended jobs; ended: %d finished, %d failed, %d cancelled), %d dropped after "
+          "--keep-finished, 0 acknowledged operations lost unless a FAIL says so, %.0f s" %
           (done, sum(walk.restarts.values()), walk.restarts["SIGTERM"], walk.restarts["SIGKILL"],
-           walk.checked, time.time() - t0))
+           walk.checked + walk.checked_ended, walk.checked_ended, walk.outcomes["finished"],
+           walk.outcomes["failed"], walk.outcomes["cancelled"], dropped, time.time() - t0))
     return summary("daemon_restore_random", " (seed %d)" % SEED)
 
 
