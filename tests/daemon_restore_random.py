@@ -12,7 +12,7 @@ sizes, generations, rank maps and, for ended jobs, their outcome and reason
 as the workers' Release said. At the end a gridd with --keep-finished 1
 drops every ended job, and a restart after that does not bring them back.
 Workers are raw protocol peers that answer MintRequests.
-HGRID_RESTORE_STEPS (default 2000) and HGRID_TEST_SEED replay or lengthen
+HGRID_RESTORE_STEPS (default 1500) and HGRID_TEST_SEED replay or lengthen
 a run."""
 import json
 import os
@@ -31,7 +31,7 @@ from checks import check, summary  # noqa: E402
 from daemon_gridd import Peer, fb, frame, fv, one, parse  # noqa: E402
 from daemon_reliability import Gridd, recv_ctl, send_ctl  # noqa: E402
 
-STEPS = int(os.environ.get("HGRID_RESTORE_STEPS", "2000"))
+STEPS = int(os.environ.get("HGRID_RESTORE_STEPS", "1500"))
 SEED = int(os.environ.get("HGRID_TEST_SEED", str(int(time.time()) % 100000)))
 MAX_JOBS = 6
 OUTCOME = {60: "finished", 61: "failed", 62: "cancelled"}  # Release.outcome (proto Outcome)
@@ -295,6 +295,13 @@ class Walk:
         self.outcomes[outcome] += 1
         del self.jobs[job.name]
         self.ended.append(job)
+        if self.rng.random() < 0.25:  # killed the moment the workers heard: the end was saved first
+            self.g.proc.kill()
+            self.g.proc.wait()
+            self.restarts["SIGKILL"] += 1
+            self.drop_all_peers()
+            self.start()
+            self.verify()
 
     def step_finish(self):
         """Every rank of an assigned job sends Ready, then Done: it finishes."""
@@ -332,6 +339,18 @@ class Walk:
     def retention(self):
         """A gridd with --keep-finished 1 drops every ended job, saves that,
         and a restart does not bring them back. Returns how many it dropped."""
+        if not self.ended:  # one to drop: a running job cancelled, or a new one
+            if not self.jobs:
+                self.step_submit()
+            name = sorted(self.jobs)[0]
+            code, _, err = self.g.ctl("cancel", name)
+            check(code == 0, "seed %d: cancel %s: %r" % (SEED, name, err))
+            job = self.jobs.pop(name)
+            for p in job.peers.values():
+                p.close()
+            job.peers = {}
+            job.outcome, job.reason = "cancelled", "cancelled by hgridctl cancel"
+            self.ended.append(job)
         ended = [j.name for j in self.ended]
         self.g.stop("restore")
         self.drop_all_peers()
