@@ -161,7 +161,9 @@ static void job_built(uv_work_t *req, int status)
     c->busy = false;
     srv->submits_in_flight--;
     if (c->closed || srv->stopping) { // nobody to answer, or gridd is going away
-        if (j)
+        if (j && !srv->stopping)
+            job_free_later(srv, j); // a huge job takes long to free: not on the loop
+        else if (j)
             job_free(j);
         if (c->closed)
             free(c);
@@ -175,7 +177,7 @@ static void job_built(uv_work_t *req, int status)
         reply_error(c, HGRID__ERROR_CODE__ERROR_LIMIT, "job %s: out of memory", w->rec.name);
     if (!j || submit_fits(c, j)) {
         if (j)
-            job_free(j);
+            job_free_later(srv, j); // refused at a limit: a huge job is not freed on the loop
         free(w);
         return;
     }

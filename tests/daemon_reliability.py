@@ -94,6 +94,12 @@ def test_directories(tmp):
         os.chown(state, 65534, 65534)
         refuses_to_start(["--control", os.path.join(tmp, "d2.sock"), "--state-dir", state],
                          "uid 65534", "a --state-dir of another user")
+    if os.geteuid() == 0:  # a control directory another user owns (a squatted fallback)
+        theirs = os.path.join(tmp, "their-ctl")
+        os.mkdir(theirs, 0o755)
+        os.chown(theirs, 65534, 65534)
+        refuses_to_start(["--control", os.path.join(theirs, "gridd.sock")], "uid 65534",
+                         "a control socket in a directory of uid 65534")
     ctl_dir = os.path.join(tmp, "open-ctl")
     os.mkdir(ctl_dir)
     os.chmod(ctl_dir, 0o777)
