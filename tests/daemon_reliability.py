@@ -360,6 +360,60 @@ def test_ctl_replies(tmp):
     t.join(10)
 
 
+def test_ctl_text_modes(tmp):
+    """Issue 18.15: every text mode of hgridctl (list, show, status, watch)
+    prints a hostile gridd's strings (state, end reason, host, worker
+    state, self-test names and details) without control bytes."""
+    g = Gridd(tmp, "layout")
+    check(g.ctl("submit", "--job", "j", "--token", "t", *SMALL)[0] == 0, "submit j")
+    s = control_peer(g.sock)
+    send_ctl(s, 32, fb(1, "j"))  # ShowJob: a real layout to draw
+    kind, f = recv_ctl(s)
+    s.close()
+    g.stop("layout")
+    check(kind == 34 and 6 in f, "a JobInfo with its layout: %s" % kind)
+    layout = one(f or {}, 6, b"")
+    hostile = b"x\x1b]0;owned\x07\x1b[2J\nrank 1 ready\xc2\x9b31m\x9d\x7f"
+    checks = fb(1, hostile) + fv(2, 1) + fb(4, hostile)
+    workers = b"".join(fb(7, fv(1, r) + fb(2, hostile) + fv(3, r) + fb(4, hostile) + fb(10, checks))
+                       for r in range(2))
+    info = (fb(1, "j") + fb(2, hostile) + fv(3, 1) + fv(4, 2) + fv(5, 2) + fb(6, layout) + workers
+            + fv(60, 1) + fb(61, hostile) + fv(121, 2))
+    modes = (["list"], ["--json", "list"], ["show", "j"], ["status", "j"], ["status", "j", "--all"],
+             ["watch", "j", "--once"])
+    for args in modes:
+        reply = env_frame(35, fb(1, info)) if "list" in args else env_frame(34, info)
+        path, t = fake_gridd(tmp, "text-" + "-".join(a.strip("-") for a in args), [reply])
+        r = subprocess.run([CTL, "--socket", path, *args], capture_output=True, timeout=30)
+        t.join(5)
+        out = r.stdout + r.stderr
+        check(r.returncode == 0 and b"owned" in out, "hgridctl %s: exit %d, %r" %
+              (" ".join(args), r.returncode, out[:300]))
+        check(not any(c in out for c in (b"\x1b", b"\x07", b"\x9b", b"\x9d", b"\x7f"))
+              and b"\nrank 1 ready" not in out,
+              "hgridctl %s prints no control bytes: %r" % (" ".join(args), out[:600]))
+
+
+def test_host_names(tmp):
+    """Issue 18.15: gridd refuses host names a terminal would obey (C0,
+    DEL, C1 raw or UTF-8), so status/show/watch never receive them."""
+    g = Gridd(tmp, "hosts")
+    check(g.ctl("submit", "--job", "h", "--token", "h-tok", *SMALL)[0] == 0, "submit h")
+    for host in (b"node\x9b31m", b"node\xc2\x9b", b"node\xc2\x9d0;x", b"node\x1b[2J", b"node\x7f"):
+        p = Peer(g.port)
+        p.hello("h", "h-tok", host, 0)
+        code, msg, closed = p.error()
+        check(code == "BAD_REQUEST" and "printable ASCII" in msg and closed,
+              "host name %r refused: %s %r" % (host, code, msg))
+        p.close()
+    code, out, _ = g.ctl("status", "h", "--json")
+    check(code == 0 and json.loads(out).get("joined", 0) == 0, "no worker joined: %r" % out[:200])
+    raw = open(g.log, "rb").read()
+    check(not any(c in raw for c in (b"\x1b", b"\x7f", b"\x9b", b"\x9d")),
+          "gridd's log holds no control bytes")
+    g.stop("hosts")
+
+
 def test_ctl_peer(tmp):
     """Issue 18.4: hgridctl sends nothing to a socket served by another user."""
     if os.geteuid() != 0:
@@ -414,6 +468,8 @@ def main():
     test_control_connections(tmp)
     test_self_test_bounded(tmp)
     test_ctl_replies(tmp)
+    test_ctl_text_modes(tmp)
+    test_host_names(tmp)
     test_ctl_peer(tmp)
     test_rank_limit(tmp)
     return summary("daemon_reliability")
