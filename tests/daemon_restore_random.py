@@ -66,6 +66,7 @@ class Walk:
         self.restarts = {"SIGTERM": 0, "SIGKILL": 0}
         self.checked = 0
         self.checked_ended = 0
+        self.killed_forming = 0
         self.outcomes = {"finished": 0, "failed": 0, "cancelled": 0}
         self.start()
 
@@ -136,22 +137,88 @@ class Walk:
         check(self.joined().get(job.name) == len(job.peers),
               "seed %d: job %s: gridd counts %s workers, %d live" % (SEED, job.name, self.joined().get(job.name), len(job.peers)))
 
-    def join(self, job, host, device):
+    def join(self, job, host, device, may_kill=False):
         p = Peer(self.g.port)
         p.hello(job.name, job.token, host, device)
         job.peers[(host, device)] = p
         full = len(job.peers) == job.world
         if job.ranks is not None:
+            job.prev_ranks = list(job.ranks)  # the map before this join
             if (host, device) in job.ranks:
                 job.lost.discard(job.ranks.index((host, device)))
             else:  # a replacement takes the lowest lost rank
                 r = min(job.lost)
                 job.ranks[r] = (host, device)
                 job.lost.discard(r)
-        if full:
+        if full and may_kill and self.rng.random() < 0.2:
+            self.rendezvous_killed(job)
+        elif full:
             self.rendezvous(job)
         else:
             self.settle(job)
+
+    def rendezvous_killed(self, job):
+        """gridd killed (kill -9) while job's next generation forms, after a
+        random number of its MintRequests and Assignments reached the
+        workers. A generation is saved, with the rank map it assigns (a
+        replacement's new place), before its first MintRequest, so once a
+        worker has seen one the restart must show it; before that the job
+        may show either generation with its map (a replacement that no
+        Assignment answered was never acknowledged). A first assignment's
+        map, once saved, is the one gridd shows from then on."""
+        peers = dict(job.peers)
+        budget = self.rng.randrange(0, 2 * len(peers) + 1)  # frames the workers get
+        seen, got = False, {}
+        deadline = time.time() + 20
+        while budget > 0 and len(got) < len(peers) and time.time() < deadline:
+            socks = {p.s: k for k, p in peers.items() if k not in got}
+            ready, _, _ = select.select(list(socks), [], [], 0.5)
+            for s in ready[:budget]:
+                key = socks[s]
+                kind, f = peers[key].recv()
+                budget -= 1
+                if kind == "mint_request":
+                    seen = True
+                    ids = [os.urandom(128) for _ in range(one(f, 2))]
+                    peers[key].send(frame("mint_reply", fv(1, one(f, 1)) + b"".join(fb(2, x) for x in ids)))
+                elif kind == "assignment":
+                    seen = True
+                    got[key] = one(f, 3)
+                    check(one(f, 1) == job.generation + 1, "seed %d: job %s: Assignment of generation %d" %
+                          (SEED, job.name, one(f, 1)))
+        self.g.proc.kill()
+        self.g.proc.wait()
+        self.restarts["SIGKILL"] += 1
+        self.killed_forming += 1
+        self.drop_all_peers()
+        self.start()
+        code, out, err = self.g.ctl("show", job.name, "--json")
+        check(code == 0, "seed %d: show %s after a kill while it formed: %r" % (SEED, job.name, err))
+        info = json.loads(out) if code == 0 else {"generation": -1, "workers": []}
+        gen = info["generation"]
+        check(gen == job.generation + 1 or (not seen and gen == job.generation),
+              "seed %d: job %s killed while generation %d formed (%s a worker saw it): restored "
+              "generation %s" % (SEED, job.name, job.generation + 1, "after" if seen else "before", gen))
+        if gen == job.generation + 1:
+            job.generation = gen
+            shown = {w["rank"]: (w["host"], w["device"]) for w in info["workers"]}
+            if job.ranks is None:  # the map gridd saved: every joined worker once, as assigned
+                ranks = [shown.get(r) for r in range(job.world)]
+                check(sorted(k for k in ranks if k) == sorted(peers)
+                      and all(ranks[r] == k for k, r in got.items()),
+                      "seed %d: job %s: saved rank map %s of workers %s, assigned %s" %
+                      (SEED, job.name, shown, sorted(peers), got))
+                job.ranks = ranks if sorted(k for k in ranks if k) == sorted(peers) else None
+            job.lost = set(range(job.world)) if job.ranks is not None else set()
+        elif job.ranks is not None:  # the generation before: its map, with or without the replacement
+            shown = [tuple(w) for w in sorted((w["rank"], w["host"], w["device"]) for w in info["workers"])]
+            prev = [(r, *k) for r, k in enumerate(job.prev_ranks)]
+            new = [(r, *k) for r, k in enumerate(job.ranks)]
+            check(shown in (prev, new), "seed %d: job %s restored in generation %d with rank map %s; "
+                  "before the join %s, after %s" % (SEED, job.name, gen, shown, prev, new))
+            if shown == prev:
+                job.ranks = list(job.prev_ranks)
+        self.verify()
 
     def leave(self, job, key):
         p = job.peers.pop(key)
@@ -257,9 +324,9 @@ class Walk:
         if job.ranks is not None:
             lost = sorted(job.lost)
             if self.rng.random() < 0.5:  # back from its own device
-                self.join(job, *job.ranks[self.rng.choice(lost)])
+                self.join(job, *job.ranks[self.rng.choice(lost)], may_kill=True)
             else:  # a replacement on a new machine
-                self.join(job, self.new_host(), 0)
+                self.join(job, self.new_host(), 0, may_kill=True)
             return
         if job.peers and self.rng.random() < 0.2:  # a device that is already joined
             key = self.rng.choice(sorted(job.peers))
@@ -267,7 +334,7 @@ class Walk:
             p.hello(job.name, job.token, *key)
             check(p.error()[0] == "DUPLICATE_DEVICE", "seed %d: a taken device refused" % SEED)
             return
-        self.join(job, self.new_host(), self.rng.randrange(2))
+        self.join(job, self.new_host(), self.rng.randrange(2), may_kill=True)
 
     def step_leave(self):
         busy = [j for j in self.jobs.values() if j.peers]
@@ -465,10 +532,14 @@ def main():
     dropped = walk.retention()
     check(dropped > 0, "--keep-finished dropped ended jobs (%d)" % dropped)
     walk.g.stop("restore")
-    print("daemon_restore_random: %d steps, %d restarts (%d SIGTERM, %d kill -9), %d job restorations "
+    check(walk.killed_forming > 0 or STEPS < 200, "gridd was killed while generations formed (%d)" %
+          walk.killed_forming)
+    print("daemon_restore_random: %d steps, %d restarts (%d SIGTERM, %d kill -9, %d of them while a "
+          "generation formed), %d job restorations "
           "checked (%d of ended jobs; ended: %d finished, %d failed, %d cancelled), %d dropped after "
           "--keep-finished, 0 acknowledged operations lost unless a FAIL says so, %.0f s" %
           (done, sum(walk.restarts.values()), walk.restarts["SIGTERM"], walk.restarts["SIGKILL"],
+           walk.killed_forming,
            walk.checked + walk.checked_ended, walk.checked_ended, walk.outcomes["finished"],
            walk.outcomes["failed"], walk.outcomes["cancelled"], dropped, time.time() - t0))
     return summary("daemon_restore_random", " (seed %d)" % SEED)
