@@ -177,8 +177,9 @@ void worker_handle(conn *c, const Hgrid__Envelope *env)
         job_failure(c, env->failure);
         break;
     case HGRID__ENVELOPE__MSG_LEAVE: {
-        char why[256];
-        snprintf(why, sizeof why, "left: %.200s", env->leave->reason);
+        char why[256], text[201];
+        keep_text(text, sizeof text, env->leave->reason); // it reaches the others' Abort
+        snprintf(why, sizeof why, "left: %s", text);
         job_worker_gone(c, why);
         conn_finish(c);
         break;

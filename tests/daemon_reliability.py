@@ -414,6 +414,71 @@ def test_host_names(tmp):
     g.stop("hosts")
 
 
+def form(peers):
+    """Answers MintRequests until every raw peer has its Assignment; returns
+    the generation."""
+    got = {}
+    deadline = time.time() + 20
+    while len(got) < len(peers) and time.time() < deadline:
+        for i, p in enumerate(peers):
+            if i in got:
+                continue
+            kind, f = p.recv(timeout=0.2) if p.s else ("eof", None)
+            if kind == "mint_request":
+                ids = b"".join(fb(2, os.urandom(128)) for _ in range(one(f, 2)))
+                p.send(frame("mint_reply", fv(1, one(f, 1)) + ids))
+            elif kind == "assignment":
+                got[i] = one(f, 1)
+    check(len(got) == len(peers), "%d of %d workers assigned" % (len(got), len(peers)))
+    return max(got.values()) if got else 0
+
+
+def test_reasons_printable(tmp):
+    """Issue 18.15: a token holder's Leave reason and Failure text reach the
+    other workers (Abort, Release), the state file and hgridctl without
+    control bytes: gridd keeps them printable as it takes them in."""
+    hostile = "\x1b]0;owned\x07\x1b[2J\nhgrid-worker: notice forged\xc2\x9b\x7f"
+    g = Gridd(tmp, "reasons", "--state-dir", os.path.join(tmp, "reasons-state"))
+    check(g.ctl("submit", "--job", "lv", "--token", "lv-tok", *SMALL)[0] == 0, "submit lv")
+    peers = [Peer(g.port) for _ in range(2)]
+    for i, p in enumerate(peers):
+        p.hello("lv", "lv-tok", "node-%d" % i, 0)
+    form(peers)
+    peers[0].send(frame("leave", fb(1, hostile)))
+    peers[0].close()
+    kind, f = peers[1].recv()
+    reason = one(f or {}, 2, b"")
+    check(kind == "abort" and b"notice forged" in reason, "the other worker's Abort: %s %r" % (kind, reason))
+    check(not any(c in reason for c in (b"\x1b", b"\x07", b"\n", b"\x9b", b"\x7f")),
+          "the Abort carries a Leave reason without control bytes: %r" % reason)
+    peers[1].close()
+    check(g.ctl("submit", "--job", "fl", "--token", "fl-tok", "--llm-only", "--llm-tp", "1",
+                "--llm-dp", "1")[0] == 0, "submit fl")
+    p = Peer(g.port)
+    p.hello("fl", "fl-tok", "node-a", 0)
+    gen = form([p])
+    env = fv(1, 2) + fb(61, fv(1, gen) + fb(2, hostile) + fv(3, 0))  # Failure, no retry
+    p.send(struct.pack(">I", len(env)) + env)
+    kind, f = p.recv()
+    while kind == "abort":
+        kind, f = p.recv()
+    reason = one(f or {}, 1, b"")
+    check(kind == "release" and b"notice forged" in reason, "the Release: %s %r" % (kind, reason))
+    check(not any(c in reason for c in (b"\x1b", b"\x07", b"\n", b"\x9b", b"\x7f")),
+          "the Release carries a Failure text without control bytes: %r" % reason)
+    p.close()
+    g.kill()
+    state = open(os.path.join(tmp, "reasons-state", "gridd.state"), "rb").read()
+    check(b"notice forged" in state and b"\x1b" not in state and b"\x9b" not in state,
+          "the state file keeps the ended job's reason printable")
+    g = Gridd(tmp, "reasons", "--state-dir", os.path.join(tmp, "reasons-state"))
+    code, out, _ = g.ctl("list", "--json")
+    why = {j["job"]: j.get("reason", "") for j in json.loads(out)["jobs"]}.get("fl", "") if code == 0 else ""
+    check("notice forged" in why and not any(c in why for c in "\x1b\x07\n\x9b\x7f"),
+          "the restored job's reason: %r" % why)
+    g.stop("reasons")
+
+
 def test_ctl_peer(tmp):
     """Issue 18.4: hgridctl sends nothing to a socket served by another user."""
     if os.geteuid() != 0:
@@ -470,6 +535,7 @@ def main():
     test_ctl_replies(tmp)
     test_ctl_text_modes(tmp)
     test_host_names(tmp)
+    test_reasons_printable(tmp)
     test_ctl_peer(tmp)
     test_rank_limit(tmp)
     return summary("daemon_reliability")
