@@ -6,7 +6,10 @@ submit at --max-jobs drops the oldest ended one), joins, leaves,
 replacements from new hosts, jobs that finish (every rank Ready, then Done)
 or fail (a worker's Failure without retry; with retry: a new generation),
 refusals at the limits (--max-jobs, a full job, a taken device), and
-restarts by SIGTERM or kill -9 at random points. After every restart gridd
+restarts by SIGTERM or kill -9 at random points: between steps, during
+bursts of submits, while a cancel is in flight, while a generation forms
+(after a random number of its MintRequests and Assignments), and right
+after the workers heard a job end. After every restart gridd
 must start, load, and show exactly the acknowledged jobs, tokens, world
 sizes, generations, rank maps and, for ended jobs, their outcome and reason
 as the workers' Release said. At the end a gridd with --keep-finished 1
@@ -61,12 +64,14 @@ class Walk:
         self.jobs = {}         # acknowledged, running
         self.ended = []        # acknowledged ends (cancel, finish, failure) still listed, oldest first
         self.maybe = {}        # submitted, not acknowledged (a kill cut the reply)
+        self.maybe_cancel = {}  # running jobs whose cancel a kill cut
         self.counter = 0
         self.hosts = 0
         self.restarts = {"SIGTERM": 0, "SIGKILL": 0}
         self.checked = 0
         self.checked_ended = 0
         self.killed_forming = 0
+        self.cut_cancels = [0, 0]  # cancels in flight at a kill -9: acknowledged, all
         self.outcomes = {"finished": 0, "failed": 0, "cancelled": 0}
         self.start()
 
@@ -309,6 +314,37 @@ class Walk:
             check("removed" in out, "seed %d: cancel of the ended %s removes it: %r" % (SEED, name, out))
             self.ended = [j for j in self.ended if j.name != name]
 
+    def step_cancel_killed(self):
+        """A cancel in flight when gridd is killed: acknowledged, the job is
+        restored cancelled; not acknowledged, running or cancelled."""
+        if not self.jobs:
+            return
+        name = self.rng.choice(sorted(self.jobs))
+        job = self.jobs.pop(name)
+        for p in job.peers.values():
+            p.close()
+        job.peers = {}
+        if job.ranks is not None:
+            job.lost = set(range(job.world))
+        proc = subprocess.Popen([self.ctl_path(), "--socket", self.g.sock, "cancel", name],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        time.sleep(self.rng.uniform(0, 0.03))
+        self.g.proc.kill()
+        self.g.proc.wait()
+        proc.communicate()
+        job.outcome, job.reason = "cancelled", "cancelled by hgridctl cancel"
+        self.cut_cancels[1] += 1
+        if proc.returncode == 0:
+            self.cut_cancels[0] += 1
+            self.outcomes["cancelled"] += 1
+            self.ended.append(job)
+        else:
+            self.maybe_cancel[name] = job
+        self.restarts["SIGKILL"] += 1
+        self.drop_all_peers()
+        self.start()
+        self.verify()
+
     def step_join(self):
         open_jobs = [j for j in self.jobs.values() if len(j.peers) < j.world]
         if not open_jobs:
@@ -455,6 +491,16 @@ class Walk:
         check(code == 0, "seed %d: list after a restart: %r" % (SEED, err))
         listed = {j["job"]: j for j in json.loads(out)["jobs"]} if code == 0 else {}
         cut = bool(self.maybe)
+        for name in list(self.maybe_cancel):  # an unacknowledged cancel: done or not, never half
+            job = self.maybe_cancel.pop(name)
+            state = listed.get(name, {}).get("state")
+            check(state is not None, "seed %d: job %s gone after a cancel cut by kill -9" % (SEED, name))
+            if state == "cancelled":
+                self.outcomes["cancelled"] += 1
+                self.ended.append(job)
+            elif state is not None:
+                job.outcome, job.reason = None, ""
+                self.jobs[name] = job
         for name in list(self.maybe):  # an unacknowledged submit: there or not, never half
             job = self.maybe.pop(name)
             if name in listed:
@@ -515,7 +561,7 @@ def main():
     walk = Walk(tmp, rng)
     steps = [(walk.step_submit, 14), (walk.step_cancel, 4), (walk.step_join, 40), (walk.step_leave, 16),
              (walk.step_finish, 3), (walk.step_fail, 3), (walk.step_restart, 3),
-             (walk.step_burst_killed, 1)]
+             (walk.step_burst_killed, 1), (walk.step_cancel_killed, 1)]
     table = [f for f, w in steps for _ in range(w)]
     t0 = time.time()
     done = 0
@@ -535,11 +581,11 @@ def main():
     check(walk.killed_forming > 0 or STEPS < 200, "gridd was killed while generations formed (%d)" %
           walk.killed_forming)
     print("daemon_restore_random: %d steps, %d restarts (%d SIGTERM, %d kill -9, %d of them while a "
-          "generation formed), %d job restorations "
+          "generation formed, %d while a cancel was in flight (%d acknowledged)), %d job restorations "
           "checked (%d of ended jobs; ended: %d finished, %d failed, %d cancelled), %d dropped after "
           "--keep-finished, 0 acknowledged operations lost unless a FAIL says so, %.0f s" %
           (done, sum(walk.restarts.values()), walk.restarts["SIGTERM"], walk.restarts["SIGKILL"],
-           walk.killed_forming,
+           walk.killed_forming, walk.cut_cancels[1], walk.cut_cancels[0],
            walk.checked + walk.checked_ended, walk.checked_ended, walk.outcomes["finished"],
            walk.outcomes["failed"], walk.outcomes["cancelled"], dropped, time.time() - t0))
     return summary("daemon_restore_random", " (seed %d)" % SEED)
