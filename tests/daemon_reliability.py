@@ -173,6 +173,20 @@ def test_unauthenticated(tmp):
           "the same code for a wrong token and an unknown job: %s / %s" % (bad_token, no_job))
     check(bad_token[1].replace("'real'", "'nojob'") == no_job[1],
           "the same message: %r / %r" % (bad_token[1], no_job[1]))
+    # The same on the other doors a token opens: a store client, an agent's host link.
+    for what, msg_no, body in (("StoreOpen", 80, lambda job, tok: fb(1, job) + fb(2, tok)),
+                               ("HostHello", 100, lambda job, tok: fb(100, job) + fb(101, tok)
+                                + fb(102, "node-a"))):
+        answers = []
+        for job in ("real", "nojob"):
+            p = Peer(g.port)
+            env = fv(1, 2) + fb(msg_no, body(job, "wrong"))
+            p.send(struct.pack(">I", len(env)) + env)
+            answers.append(p.error())
+            p.close()
+        (c1, m1, _), (c2, m2, _) = answers
+        check(c1 == c2 == "BAD_TOKEN" and m1.replace("'real'", "'nojob'") == m2,
+              "%s: the same answer for a wrong token and an unknown job: %s" % (what, answers))
     # A refused frame closes at once: no 2 s linger outside --max-pending.
     p = Peer(g.port)
     p.send(struct.pack(">I", 5) + b"\xff\xff\xff\xff\xff")
