@@ -101,10 +101,85 @@ void ctl_format_end(const Hgrid__JobInfo *info, char *buf, size_t len)
 
 Hgrid__Envelope *ctl_fetch_job(const ctl_options *opt, const char *job)
 {
+    return ctl_fetch_page(opt, job, 0, 0);
+}
+
+Hgrid__Envelope *ctl_fetch_page(const ctl_options *opt, const char *job, uint32_t first_slot,
+                                uint32_t max_workers)
+{
     Hgrid__Envelope env;
     Hgrid__ShowJob show;
     ctl_show_request(&env, &show, job);
+    show.first_slot = first_slot;
+    show.max_workers = max_workers;
     return ctl_request(opt, &env, HGRID__ENVELOPE__MSG_JOB_INFO);
+}
+
+size_t ctl_num_workers(const Hgrid__JobInfo *info)
+{
+    return info->num_workers > info->n_workers ? info->num_workers : info->n_workers;
+}
+
+void ctl_job_pages_free(ctl_job_pages *p)
+{
+    for (size_t i = 0; i < p->num_pages; i++)
+        wire_free_envelope(p->pages[i]);
+    free(p->pages);
+    free(p->workers);
+    memset(p, 0, sizeof *p);
+}
+
+int ctl_fetch_all(const ctl_options *opt, const char *job, ctl_job_pages *out)
+{
+    memset(out, 0, sizeof *out);
+    size_t cap = 0, num = 0;
+    uint32_t first = 0;
+    for (;;) {
+        Hgrid__Envelope *page = ctl_fetch_page(opt, job, first, 0);
+        if (!page) {
+            ctl_job_pages_free(out);
+            return -1;
+        }
+        const Hgrid__JobInfo *info = page->job_info;
+        Hgrid__Envelope **pages = realloc(out->pages, (out->num_pages + 1) * sizeof *pages);
+        if (pages)
+            out->pages = pages;
+        // Pages go forward and add up to at most a world's workers, whatever gridd says.
+        bool bad = info->next_slot && (info->next_slot <= first ||
+                                       info->next_slot >= info->world_size);
+        if (!pages || bad || num + info->n_workers > HG_MAX_WORLD) {
+            wire_free_envelope(page);
+            ctl_job_pages_free(out);
+            return pages ? ctl_fail(-1, CTL_ERR_BAD_REPLY, "hgridctl: gridd's pages of job %s's "
+                                    "workers do not add up (next slot %u after %u)", job,
+                                    info->next_slot, first)
+                         : ctl_fail(-1, CTL_ERR_SYSTEM, "hgridctl: out of memory");
+        }
+        out->pages[out->num_pages++] = page;
+        if (num + info->n_workers > cap) {
+            size_t want = cap ? 2 * cap : 1024;
+            while (want < num + info->n_workers)
+                want *= 2;
+            Hgrid__WorkerInfo **w = realloc(out->workers, want * sizeof *w);
+            if (!w) {
+                ctl_job_pages_free(out);
+                return ctl_fail(-1, CTL_ERR_SYSTEM, "hgridctl: out of memory for %zu workers",
+                                num + info->n_workers);
+            }
+            out->workers = w;
+            cap = want;
+        }
+        for (size_t i = 0; i < info->n_workers; i++)
+            out->workers[num++] = info->workers[i];
+        if (!info->next_slot)
+            break;
+        first = info->next_slot;
+    }
+    out->info = *out->pages[0]->job_info;
+    out->info.workers = out->workers;
+    out->info.n_workers = num;
+    out->info.next_slot = 0;
+    return 0;
 }
 
 // ---- status
@@ -147,16 +222,10 @@ static int write_status_text(const Hgrid__JobInfo *info, int rank, bool all)
         ctl_format_end(info, end, sizeof end);
         printf("%s\n", end);
     }
-    size_t failed_checks = 0, failed_ranks = 0;
-    for (size_t i = 0; i < info->n_workers; i++) {
-        size_t bad = 0;
-        for (size_t k = 0; k < info->workers[i]->n_checks; k++)
-            bad += !info->workers[i]->checks[k]->ok;
-        failed_checks += bad;
-        failed_ranks += bad > 0;
-    }
-    if (failed_checks)
-        printf("self-test: %zu checks failed on %zu workers\n", failed_checks, failed_ranks);
+    // gridd's summary covers every worker, whichever page came.
+    if (info->failed_checks)
+        printf("self-test: %u checks failed on %u workers\n", info->failed_checks,
+               info->failed_workers);
     size_t shown = 0;
     for (size_t i = 0; i < info->n_workers; i++) {
         const Hgrid__WorkerInfo *w = info->workers[i];
@@ -168,9 +237,10 @@ static int write_status_text(const Hgrid__JobInfo *info, int rank, bool all)
     if (rank >= 0 && shown == 0)
         return ctl_fail(CTL_FAILED, CTL_ERR_USAGE, "hgridctl: job %s has no worker at rank %d",
                         info->job, rank);
-    if (rank < 0 && shown < info->n_workers)
-        printf("... %zu more workers (hgridctl status %s --all, or --rank R)\n",
-               info->n_workers - shown, info->job);
+    size_t total = ctl_num_workers(info);
+    if (rank < 0 && shown < total)
+        printf("... %zu more workers (hgridctl status %s --all, or --rank R)\n", total - shown,
+               info->job);
     return CTL_OK;
 }
 
@@ -188,23 +258,33 @@ int ctl_status(const ctl_options *opt, int argc, char **argv)
     int rc = ctl_parse_job_args(&status_cmd, argc, argv, opts, &name, &json);
     if (rc >= 0)
         return rc;
-    Hgrid__Envelope *reply = ctl_fetch_job(opt, name);
-    if (!reply)
+    if (all && rank >= 0)
+        return ctl_fail(CTL_USAGE, CTL_ERR_USAGE, "hgridctl status: --all or --rank, not both");
+    // gridd answers a page at a time: without --all only what is printed
+    // (the first 32 workers, rank R's page, or --json's page of 1024).
+    ctl_job_pages pages = {0};
+    Hgrid__Envelope *reply = NULL;
+    if (all && ctl_fetch_all(opt, name, &pages))
         return CTL_FAILED;
+    if (!all && !(reply = ctl_fetch_page(opt, name, rank >= 0 ? (uint32_t)rank : 0,
+                                          json ? 0 : rank >= 0 ? 1 : STATUS_ROWS)))
+        return CTL_FAILED;
+    const Hgrid__JobInfo *info = all ? &pages.info : reply->job_info;
     rc = CTL_OK;
     if (json) {
         watch_view v;
         char err[512];
-        if (watch_view_build(reply->job_info, &v, err, sizeof err)) {
+        if (watch_view_build(info, &v, err, sizeof err)) {
             rc = ctl_fail(CTL_FAILED, CTL_ERR_BAD_REPLY, "hgridctl: %s", err);
         } else {
             watch_view_json(&v, stdout);
             watch_view_free(&v);
         }
     } else {
-        rc = write_status_text(reply->job_info, rank, all);
+        rc = write_status_text(info, rank, all);
     }
     wire_free_envelope(reply);
+    ctl_job_pages_free(&pages);
     return rc;
 }
 

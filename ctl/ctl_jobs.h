@@ -37,8 +37,26 @@ typedef struct {
 // (--help, --version, usage errors).
 int ctl_parse_job_args(const job_command *cmd, int argc, char **argv, const cli_opt *opts,
                        const char **job, bool *json);
-// gridd's JobInfo of the job (a JOB_INFO reply), or NULL after reporting why.
+// gridd's JobInfo of the job (a JOB_INFO reply) with the first page of its
+// workers (gridd's page, 1024 at most), or NULL after reporting why.
 Hgrid__Envelope *ctl_fetch_job(const ctl_options *opt, const char *job);
+// The page of at most max_workers workers (0: gridd's page) from slot
+// first_slot on; JobInfo.next_slot says where the next starts (0: none).
+Hgrid__Envelope *ctl_fetch_page(const ctl_options *opt, const char *job, uint32_t first_slot,
+                                uint32_t max_workers);
+// Every page of a job's workers, one request each (each reply bounded),
+// merged: info is the first page's JobInfo with all the workers.
+typedef struct {
+    Hgrid__Envelope **pages;
+    size_t num_pages;
+    Hgrid__WorkerInfo **workers;
+    Hgrid__JobInfo info;
+} ctl_job_pages;
+// 0, or -1 after reporting why.
+int ctl_fetch_all(const ctl_options *opt, const char *job, ctl_job_pages *out);
+void ctl_job_pages_free(ctl_job_pages *p);
+// Workers of the job in all pages (gridd's count; older gridds: the page's).
+size_t ctl_num_workers(const Hgrid__JobInfo *info);
 // Shared with watch: env (with show) asks gridd for job's JobInfo; the
 // JSON keys every job object starts with (job, state, generation,
 // world_size).

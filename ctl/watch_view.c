@@ -91,6 +91,16 @@ int watch_view_build(const Hgrid__JobInfo *info, watch_view *v, char *err, size_
     for (size_t k = 0; k < info->n_workers; k++)
         classify(&v->plan, info->workers[k], &v->ranks[k]);
     summarize(v, (int)info->n_workers);
+    // A page of a larger job: gridd's progress covers every rank.
+    for (size_t i = 0; info->next_slot && i < info->n_modules && i < (size_t)v->plan.num_modules;
+         i++) {
+        const Hgrid__ModuleProgress *m = info->modules[i];
+        watch_module *s = &v->modules[i];
+        s->step = m->step;
+        s->tokens_per_s = m->tokens_per_s;
+        s->loss = m->has_loss ? m->loss : s->loss;
+        s->loss_ranks = m->has_loss && !s->loss_ranks ? 1 : s->loss_ranks;
+    }
     return 0;
 }
 
@@ -261,9 +271,11 @@ void watch_view_text(const watch_view *v, FILE *out, int max_rows, const char *e
         rows = (size_t)max_rows;
     for (size_t k = 0; k < rows; k++)
         text_rank(v, &v->ranks[k], out, host_width, eol);
-    if (rows < info->n_workers)
-        fprintf(out, "  ... %zu more ranks (all of them: hgridctl watch %s --once)%s",
-                info->n_workers - rows, info->job, eol);
+    size_t total = ctl_num_workers(info); // gridd sends a page of them
+    if (rows < total)
+        fprintf(out, "  ... %zu more ranks (all of them: hgridctl %s %s %s)%s", total - rows,
+                rows < info->n_workers ? "watch" : "status", info->job,
+                rows < info->n_workers ? "--once" : "--all", eol);
 }
 
 // ---- JSON

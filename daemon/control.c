@@ -161,7 +161,9 @@ static void job_built(uv_work_t *req, int status)
     c->busy = false;
     srv->submits_in_flight--;
     if (c->closed || srv->stopping) { // nobody to answer, or gridd is going away
-        if (j)
+        if (j && !srv->stopping)
+            job_free_later(srv, j); // a huge job takes long to free: not on the loop
+        else if (j)
             job_free(j);
         if (c->closed)
             free(c);
@@ -175,7 +177,7 @@ static void job_built(uv_work_t *req, int status)
         reply_error(c, HGRID__ERROR_CODE__ERROR_LIMIT, "job %s: out of memory", w->rec.name);
     if (!j || submit_fits(c, j)) {
         if (j)
-            job_free(j);
+            job_free_later(srv, j); // refused at a limit: a huge job is not freed on the loop
         free(w);
         return;
     }
@@ -339,6 +341,27 @@ static void attach_self_test(const job *j, const roster_slot *slot, Hgrid__Worke
     }
 }
 
+// The self-test summary over every worker (this generation's reports) and
+// how many workers a full listing has: O(world size), no allocation.
+static void fill_summary(const job *j, Hgrid__JobInfo *info)
+{
+    const roster *r = &j->rec.roster;
+    for (int s = 0; s < r->world_size; s++) {
+        const roster_slot *slot = &r->slots[s];
+        if (slot->state == SLOT_EMPTY)
+            continue;
+        info->num_workers++;
+        if (slot->self_test_gen == j->rec.generation && slot->self_test_failed) {
+            info->failed_checks += slot->self_test_failed;
+            info->failed_workers++;
+        }
+    }
+}
+
+// A page of the job's workers: at most GRIDD_SHOW_PAGE (each with at most
+// GRIDD_SELF_TEST_MAX bytes of self-test), so a reply stays under ~9 MiB
+// and the loop's work under O(world size) however large the job; hgridctl
+// asks for the next page (next_slot) when told to show them all.
 static void show(conn *c, const Hgrid__ShowJob *req)
 {
     const char *name = req->job;
@@ -349,64 +372,60 @@ static void show(conn *c, const Hgrid__ShowJob *req)
         return;
     }
     const roster *r = &j->rec.roster;
+    Hgrid__Envelope env;
+    Hgrid__JobInfo info;
+    wire_envelope_init(&env);
+    fill_info(j, &info);
+    env.msg_case = HGRID__ENVELOPE__MSG_JOB_INFO;
+    env.job_info = &info;
     if (req->brief) {
-        Hgrid__Envelope env;
-        Hgrid__JobInfo info;
-        wire_envelope_init(&env);
-        fill_info(j, &info);
-        env.msg_case = HGRID__ENVELOPE__MSG_JOB_INFO;
-        env.job_info = &info;
         conn_send(c, &env);
         return;
     }
-    Hgrid__WorkerInfo *w = calloc((size_t)r->world_size, sizeof *w);
-    Hgrid__WorkerInfo **ptrs = calloc((size_t)r->world_size, sizeof *ptrs);
-    Hgrid__SelfTestReport **reports = calloc((size_t)r->world_size, sizeof *reports);
-    if (!w || !ptrs || !reports) {
-        reply_error(c, HGRID__ERROR_CODE__ERROR_LIMIT, "out of memory showing job %s", name);
-    } else {
-        int64_t now = gridd_now_ms();
-        size_t n = 0;
-        for (int s = 0; s < r->world_size; s++) {
-            const roster_slot *slot = &r->slots[s];
-            if (slot->state == SLOT_EMPTY)
-                continue;
-            hgrid__worker_info__init(&w[n]);
-            // Before ranks are assigned a worker has none: UINT32_MAX.
-            w[n].rank = r->assigned ? (uint32_t)s : UINT32_MAX;
-            w[n].host = (char *)roster_host_name(r, slot->host);
-            w[n].device = (uint32_t)slot->device;
-            w[n].state = (char *)worker_state(j, s);
-            w[n].done = r->assigned && j->ranks[s].done;
-            w[n].has_loss = r->assigned && j->ranks[s].has_loss && slot->last_heartbeat;
-            w[n].last_heartbeat_ms = slot->last_heartbeat ? now - slot->last_heartbeat : -1;
-            w[n].step = slot->step;
-            w[n].loss = slot->loss;
-            w[n].throughput = slot->throughput;
-            w[n].step_time_s = slot->step_time_s;
-            attach_self_test(j, slot, &w[n], &reports[n]);
-            ptrs[n] = &w[n];
-            n++;
+    fill_summary(j, &info);
+    size_t page = req->max_workers && req->max_workers < GRIDD_SHOW_PAGE ? req->max_workers
+                                                                          : GRIDD_SHOW_PAGE;
+    static Hgrid__WorkerInfo w[GRIDD_SHOW_PAGE];
+    static Hgrid__WorkerInfo *ptrs[GRIDD_SHOW_PAGE];
+    static Hgrid__SelfTestReport *reports[GRIDD_SHOW_PAGE];
+    int64_t now = gridd_now_ms();
+    size_t n = 0;
+    int s = req->first_slot < (uint32_t)r->world_size ? (int)req->first_slot : r->world_size;
+    for (; s < r->world_size; s++) {
+        const roster_slot *slot = &r->slots[s];
+        if (slot->state == SLOT_EMPTY)
+            continue;
+        if (n == page) {
+            info.next_slot = (uint32_t)s;
+            break;
         }
-        Hgrid__Envelope env;
-        Hgrid__JobInfo info;
-        Hgrid__ModuleProgress mp[HG_MAX_MODULES], *mp_ptrs[HG_MAX_MODULES];
-        static float losses[HG_MAX_MODULES][JOB_LOSS_HISTORY];
-        wire_envelope_init(&env);
-        fill_info(j, &info);
-        fill_progress(j, &info, mp, mp_ptrs, losses);
-        info.n_workers = n;
-        info.workers = ptrs;
-        env.msg_case = HGRID__ENVELOPE__MSG_JOB_INFO;
-        env.job_info = &info;
-        conn_send(c, &env);
+        hgrid__worker_info__init(&w[n]);
+        // Before ranks are assigned a worker has none: UINT32_MAX.
+        w[n].rank = r->assigned ? (uint32_t)s : UINT32_MAX;
+        w[n].host = (char *)roster_host_name(r, slot->host);
+        w[n].device = (uint32_t)slot->device;
+        w[n].state = (char *)worker_state(j, s);
+        w[n].done = r->assigned && j->ranks[s].done;
+        w[n].has_loss = r->assigned && j->ranks[s].has_loss && slot->last_heartbeat;
+        w[n].last_heartbeat_ms = slot->last_heartbeat ? now - slot->last_heartbeat : -1;
+        w[n].step = slot->step;
+        w[n].loss = slot->loss;
+        w[n].throughput = slot->throughput;
+        w[n].step_time_s = slot->step_time_s;
+        reports[n] = NULL;
+        attach_self_test(j, slot, &w[n], &reports[n]);
+        ptrs[n] = &w[n];
+        n++;
     }
-    for (int s = 0; reports && s < r->world_size; s++)
-        if (reports[s])
-            hgrid__self_test_report__free_unpacked(reports[s], NULL);
-    free(reports);
-    free(w);
-    free(ptrs);
+    Hgrid__ModuleProgress mp[HG_MAX_MODULES], *mp_ptrs[HG_MAX_MODULES];
+    static float losses[HG_MAX_MODULES][JOB_LOSS_HISTORY];
+    fill_progress(j, &info, mp, mp_ptrs, losses);
+    info.n_workers = n;
+    info.workers = ptrs;
+    conn_send(c, &env);
+    for (size_t k = 0; k < n; k++)
+        if (reports[k])
+            hgrid__self_test_report__free_unpacked(reports[k], NULL);
 }
 
 static void cancel(conn *c, const char *name)

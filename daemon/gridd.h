@@ -28,6 +28,7 @@
 #define GRIDD_CONTROL_MAX_FRAME 65536   // largest control request (a submit is ~1 KiB)
 #define GRIDD_LOOP_BUSY_LOG_MS 200      // a loop iteration busy this long is logged
 #define GRIDD_MAX_SUBMITS 4             // submits being built off the loop at once
+#define GRIDD_SHOW_PAGE 1024            // workers in one JobInfo at most (a reply <= ~9 MiB)
 
 typedef struct {
     const char *listen;        // HOST:PORT for workers

@@ -88,10 +88,17 @@ void job_restored(job *j)
     j->resume_deadline = gridd_now_ms() + (int64_t)(j->srv->opt.resume_timeout * 1000);
 }
 
-void job_free(job *j)
+// What the loop shares with a job (host links, store clients) lets go of
+// it: on the loop, never on the thread pool.
+static void job_detach(job *j)
 {
     hostlink_forget_job(j);
     store_job_gone(j);
+}
+
+// The job's own memory: any thread.
+static void job_release_memory(job *j)
+{
     roster_free(&j->rec.roster);
     rebuild_free(&j->rebuild);
     free(j->ids);
@@ -99,6 +106,12 @@ void job_free(job *j)
     free(j->members);
     free(j->ranks);
     free(j);
+}
+
+void job_free(job *j)
+{
+    job_detach(j);
+    job_release_memory(j);
 }
 
 static void unlink_job(server *srv, job *j)
@@ -147,7 +160,7 @@ int jobs_save(server *srv)
 
 static void free_job_work(uv_work_t *req)
 {
-    job_free(req->data);
+    job_release_memory(req->data);
 }
 
 static void free_job_done(uv_work_t *req, int status)
@@ -158,6 +171,7 @@ static void free_job_done(uv_work_t *req, int status)
 
 void job_free_later(server *srv, job *j)
 {
+    job_detach(j); // the loop's lists are the loop's (a pool thread must not walk them)
     uv_work_t *req = malloc(sizeof *req);
     if (req) {
         req->data = j;
@@ -165,7 +179,7 @@ void job_free_later(server *srv, job *j)
             return;
     }
     free(req);
-    job_free(j);
+    job_release_memory(j);
 }
 
 // Sends rank's Assignment. Returns false if that lost a worker and so

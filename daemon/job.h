@@ -104,8 +104,9 @@ void job_progress(const job *j, metrics_module out[HG_MAX_MODULES], int *num_mod
 // Unlinks j and frees it on the thread pool; nothing sent.
 void job_remove(server *srv, job *j);
 void job_free(job *j);
-// Frees an unlinked job on the thread pool (a huge job's arrays are slow
-// to give back).
+// Frees an unlinked job: host links and store clients let go of it on the
+// loop, its memory goes back on the thread pool (a huge job's arrays are
+// slow to give back).
 void job_free_later(server *srv, job *j);
 // After roster_join put c into its slot; resume: the Hello's (NULL: none).
 void job_joined(job *j, conn *c, const Hgrid__Resume *resume);

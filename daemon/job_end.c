@@ -151,6 +151,7 @@ void job_failure(conn *c, const Hgrid__Failure *f)
     else
         snprintf(reason, sizeof reason, "a worker (%s/%d) failed: %.160s",
                  roster_host_name(r, r->slots[s].host), r->slots[s].device, f->reason);
+    wire_printable(reason); // the text of a token holder: every worker's Release, hgridctl
     if (!f->retry) {
         job_end(j, HGRID__OUTCOME__OUTCOME_FAILED, reason);
         return;

@@ -43,7 +43,11 @@ CPU_TESTS += tests/jobs_lifecycle.py
 # no stall loses a worker, and a random walk of restarts loses nothing
 # acknowledged (HGRID_RESTORE_STEPS for a long run).
 CPU_TESTS += tests/daemon_reliability.py tests/daemon_stall.py tests/daemon_restore_random.py \
+             tests/daemon_show_bounded.py \
              tests/worker_hostile.py
+# Issue 18.4: the default control paths (/tmp/hgrid-UID 0700 and its owner,
+# /run/hgrid preferred, no token to a squatter), as root in a mount namespace.
+CPU_TESTS += tests/daemon_default_paths.py
 
 $(addprefix $(BUILD)/tests/,$(DAEMON_UNIT_TESTS)): $(BUILD)/tests/%: $(BUILD)/tests/%.o \
 		$(DAEMON_CORE_LIB) $(WIRE_LIB) $(LAYOUT_LIB)

@@ -105,6 +105,8 @@ static void self_test(conn *c, const Hgrid__SelfTestReport *report)
     gridd_log_at(GRIDD_INFO, c->job, c->slot, "self-test report report_gen=%llu ok=%zu/%zu",
                  (unsigned long long)report->generation, ok, report->n_groups);
     roster_slot *slot = &c->job->rec.roster.slots[c->slot];
+    slot->self_test_gen = report->generation; // the summary counts every report, kept or not
+    slot->self_test_failed = (uint32_t)(report->n_groups - ok);
     size_t n = report->n_groups < GRIDD_SELF_TEST_GROUPS ? report->n_groups : GRIDD_SELF_TEST_GROUPS;
     static Hgrid__GroupCheck checks[GRIDD_SELF_TEST_GROUPS];
     static Hgrid__GroupCheck *ptrs[GRIDD_SELF_TEST_GROUPS];
@@ -175,8 +177,9 @@ void worker_handle(conn *c, const Hgrid__Envelope *env)
         job_failure(c, env->failure);
         break;
     case HGRID__ENVELOPE__MSG_LEAVE: {
-        char why[256];
-        snprintf(why, sizeof why, "left: %.200s", env->leave->reason);
+        char why[256], text[201];
+        keep_text(text, sizeof text, env->leave->reason); // it reaches the others' Abort
+        snprintf(why, sizeof why, "left: %s", text);
         job_worker_gone(c, why);
         conn_finish(c);
         break;

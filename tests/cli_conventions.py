@@ -168,7 +168,7 @@ def test_job_names(tmp):
         rc, out, err = run("hgridctl", *ctl, "--json", "show", "--", "-x")
         check(rc == 1 and "unknown_job" in out, f"--json show -- -x: {rc} {out!r}")
         # gridd's own handler, whatever the client: the rule, and no cut at a NUL.
-        for bad in (b"-x", b"a b", b"x" * 65):
+        for bad in (b"-x", b"-", b"--help", b"a b", b"x" * 65):
             reply = raw_submit(sock, bad)
             check(RULE.encode() in reply, f"gridd refuses {bad!r} with the rule: {reply!r}")
         reply = raw_submit(sock, b"ok\x00evil")

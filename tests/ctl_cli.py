@@ -147,7 +147,7 @@ def test_json_and_grid(g, tmp, procs):
     d.check(d.wait_for(lambda: shown().get("state") == "running", timeout=20), "8 workers run")
     show = shown()
     plan = json.loads(run("plan", "--json", *LAYOUT)[1])
-    d.check(list(show) == JOB_HEAD + ["workers", "plan"] and show["plan"] == plan
+    d.check(list(show) == JOB_HEAD + ["workers", "num_workers", "plan"] and show["plan"] == plan
             and [list(w) for w in show["workers"]] == [["rank", "host", "device", "state",
                                                         "last_heartbeat_ms"]] * 8,
             "show --json keys, plan equal to plan --json: %s" % list(show))

@@ -302,11 +302,12 @@ def test_control(g):
     shown = json.loads(out)
     plan = json.loads(subprocess.run([CTL, "plan", "--json", "--llm-pp", "2", "--global-batch-size", "4"],
                                      capture_output=True, text=True).stdout)
-    check(list(shown.keys()) == ["job", "state", "generation", "world_size", "workers", "plan"],
+    check(list(shown.keys()) == ["job", "state", "generation", "world_size", "workers", "num_workers", "plan"],
           "show --json keys: %s" % list(shown.keys()))
     check(shown["plan"] == plan, "show --json plan equals plan --json")
-    check(shown["state"] == "waiting" and shown["generation"] == 0 and shown["world_size"] == 12,
-          "show --json fields: %s" % {k: shown[k] for k in ("state", "generation", "world_size")})
+    check(shown["state"] == "waiting" and shown["generation"] == 0 and shown["world_size"] == 12
+          and shown["num_workers"] == 0,
+          "show --json fields: %s" % {k: shown[k] for k in ("state", "generation", "world_size", "num_workers")})
     code, out, err = g.ctl("status", "ctl-a")
     check(code == 0 and "joined 0/12" in out and "waiting" in out, "status: %r" % out)
     code, out, err = g.ctl("show", "nope")

@@ -94,6 +94,12 @@ def test_directories(tmp):
         os.chown(state, 65534, 65534)
         refuses_to_start(["--control", os.path.join(tmp, "d2.sock"), "--state-dir", state],
                          "uid 65534", "a --state-dir of another user")
+    if os.geteuid() == 0:  # a control directory another user owns (a squatted fallback)
+        theirs = os.path.join(tmp, "their-ctl")
+        os.mkdir(theirs, 0o755)
+        os.chown(theirs, 65534, 65534)
+        refuses_to_start(["--control", os.path.join(theirs, "gridd.sock")], "uid 65534",
+                         "a control socket in a directory of uid 65534")
     ctl_dir = os.path.join(tmp, "open-ctl")
     os.mkdir(ctl_dir)
     os.chmod(ctl_dir, 0o777)
@@ -167,6 +173,20 @@ def test_unauthenticated(tmp):
           "the same code for a wrong token and an unknown job: %s / %s" % (bad_token, no_job))
     check(bad_token[1].replace("'real'", "'nojob'") == no_job[1],
           "the same message: %r / %r" % (bad_token[1], no_job[1]))
+    # The same on the other doors a token opens: a store client, an agent's host link.
+    for what, msg_no, body in (("StoreOpen", 80, lambda job, tok: fb(1, job) + fb(2, tok)),
+                               ("HostHello", 100, lambda job, tok: fb(100, job) + fb(101, tok)
+                                + fb(102, "node-a"))):
+        answers = []
+        for job in ("real", "nojob"):
+            p = Peer(g.port)
+            env = fv(1, 2) + fb(msg_no, body(job, "wrong"))
+            p.send(struct.pack(">I", len(env)) + env)
+            answers.append(p.error())
+            p.close()
+        (c1, m1, _), (c2, m2, _) = answers
+        check(c1 == c2 == "BAD_TOKEN" and m1.replace("'real'", "'nojob'") == m2,
+              "%s: the same answer for a wrong token and an unknown job: %s" % (what, answers))
     # A refused frame closes at once: no 2 s linger outside --max-pending.
     p = Peer(g.port)
     p.send(struct.pack(">I", 5) + b"\xff\xff\xff\xff\xff")
@@ -354,6 +374,125 @@ def test_ctl_replies(tmp):
     t.join(10)
 
 
+def test_ctl_text_modes(tmp):
+    """Issue 18.15: every text mode of hgridctl (list, show, status, watch)
+    prints a hostile gridd's strings (state, end reason, host, worker
+    state, self-test names and details) without control bytes."""
+    g = Gridd(tmp, "layout")
+    check(g.ctl("submit", "--job", "j", "--token", "t", *SMALL)[0] == 0, "submit j")
+    s = control_peer(g.sock)
+    send_ctl(s, 32, fb(1, "j"))  # ShowJob: a real layout to draw
+    kind, f = recv_ctl(s)
+    s.close()
+    g.stop("layout")
+    check(kind == 34 and 6 in f, "a JobInfo with its layout: %s" % kind)
+    layout = one(f or {}, 6, b"")
+    hostile = b"x\x1b]0;owned\x07\x1b[2J\nrank 1 ready\xc2\x9b31m\x9d\x7f"
+    checks = fb(1, hostile) + fv(2, 1) + fb(4, hostile)
+    workers = b"".join(fb(7, fv(1, r) + fb(2, hostile) + fv(3, r) + fb(4, hostile) + fb(10, checks))
+                       for r in range(2))
+    info = (fb(1, "j") + fb(2, hostile) + fv(3, 1) + fv(4, 2) + fv(5, 2) + fb(6, layout) + workers
+            + fv(60, 1) + fb(61, hostile) + fv(121, 2))
+    modes = (["list"], ["--json", "list"], ["show", "j"], ["status", "j"], ["status", "j", "--all"],
+             ["watch", "j", "--once"])
+    for args in modes:
+        reply = env_frame(35, fb(1, info)) if "list" in args else env_frame(34, info)
+        path, t = fake_gridd(tmp, "text-" + "-".join(a.strip("-") for a in args), [reply])
+        r = subprocess.run([CTL, "--socket", path, *args], capture_output=True, timeout=30)
+        t.join(5)
+        out = r.stdout + r.stderr
+        check(r.returncode == 0 and b"owned" in out, "hgridctl %s: exit %d, %r" %
+              (" ".join(args), r.returncode, out[:300]))
+        check(not any(c in out for c in (b"\x1b", b"\x07", b"\x9b", b"\x9d", b"\x7f"))
+              and b"\nrank 1 ready" not in out,
+              "hgridctl %s prints no control bytes: %r" % (" ".join(args), out[:600]))
+
+
+def test_host_names(tmp):
+    """Issue 18.15: gridd refuses host names a terminal would obey (C0,
+    DEL, C1 raw or UTF-8), so status/show/watch never receive them."""
+    g = Gridd(tmp, "hosts")
+    check(g.ctl("submit", "--job", "h", "--token", "h-tok", *SMALL)[0] == 0, "submit h")
+    for host in (b"node\x9b31m", b"node\xc2\x9b", b"node\xc2\x9d0;x", b"node\x1b[2J", b"node\x7f"):
+        p = Peer(g.port)
+        p.hello("h", "h-tok", host, 0)
+        code, msg, closed = p.error()
+        check(code == "BAD_REQUEST" and "printable ASCII" in msg and closed,
+              "host name %r refused: %s %r" % (host, code, msg))
+        p.close()
+    code, out, _ = g.ctl("status", "h", "--json")
+    check(code == 0 and json.loads(out).get("joined", 0) == 0, "no worker joined: %r" % out[:200])
+    raw = open(g.log, "rb").read()
+    check(not any(c in raw for c in (b"\x1b", b"\x7f", b"\x9b", b"\x9d")),
+          "gridd's log holds no control bytes")
+    g.stop("hosts")
+
+
+def form(peers):
+    """Answers MintRequests until every raw peer has its Assignment; returns
+    the generation."""
+    got = {}
+    deadline = time.time() + 20
+    while len(got) < len(peers) and time.time() < deadline:
+        for i, p in enumerate(peers):
+            if i in got:
+                continue
+            kind, f = p.recv(timeout=0.2) if p.s else ("eof", None)
+            if kind == "mint_request":
+                ids = b"".join(fb(2, os.urandom(128)) for _ in range(one(f, 2)))
+                p.send(frame("mint_reply", fv(1, one(f, 1)) + ids))
+            elif kind == "assignment":
+                got[i] = one(f, 1)
+    check(len(got) == len(peers), "%d of %d workers assigned" % (len(got), len(peers)))
+    return max(got.values()) if got else 0
+
+
+def test_reasons_printable(tmp):
+    """Issue 18.15: a token holder's Leave reason and Failure text reach the
+    other workers (Abort, Release), the state file and hgridctl without
+    control bytes: gridd keeps them printable as it takes them in."""
+    hostile = "\x1b]0;owned\x07\x1b[2J\nhgrid-worker: notice forged\xc2\x9b\x7f"
+    g = Gridd(tmp, "reasons", "--state-dir", os.path.join(tmp, "reasons-state"))
+    check(g.ctl("submit", "--job", "lv", "--token", "lv-tok", *SMALL)[0] == 0, "submit lv")
+    peers = [Peer(g.port) for _ in range(2)]
+    for i, p in enumerate(peers):
+        p.hello("lv", "lv-tok", "node-%d" % i, 0)
+    form(peers)
+    peers[0].send(frame("leave", fb(1, hostile)))
+    peers[0].close()
+    kind, f = peers[1].recv()
+    reason = one(f or {}, 2, b"")
+    check(kind == "abort" and b"notice forged" in reason, "the other worker's Abort: %s %r" % (kind, reason))
+    check(not any(c in reason for c in (b"\x1b", b"\x07", b"\n", b"\x9b", b"\x7f")),
+          "the Abort carries a Leave reason without control bytes: %r" % reason)
+    peers[1].close()
+    check(g.ctl("submit", "--job", "fl", "--token", "fl-tok", "--llm-only", "--llm-tp", "1",
+                "--llm-dp", "1")[0] == 0, "submit fl")
+    p = Peer(g.port)
+    p.hello("fl", "fl-tok", "node-a", 0)
+    gen = form([p])
+    env = fv(1, 2) + fb(61, fv(1, gen) + fb(2, hostile) + fv(3, 0))  # Failure, no retry
+    p.send(struct.pack(">I", len(env)) + env)
+    kind, f = p.recv()
+    while kind == "abort":
+        kind, f = p.recv()
+    reason = one(f or {}, 1, b"")
+    check(kind == "release" and b"notice forged" in reason, "the Release: %s %r" % (kind, reason))
+    check(not any(c in reason for c in (b"\x1b", b"\x07", b"\n", b"\x9b", b"\x7f")),
+          "the Release carries a Failure text without control bytes: %r" % reason)
+    p.close()
+    g.kill()
+    state = open(os.path.join(tmp, "reasons-state", "gridd.state"), "rb").read()
+    check(b"notice forged" in state and b"\x1b" not in state and b"\x9b" not in state,
+          "the state file keeps the ended job's reason printable")
+    g = Gridd(tmp, "reasons", "--state-dir", os.path.join(tmp, "reasons-state"))
+    code, out, _ = g.ctl("list", "--json")
+    why = {j["job"]: j.get("reason", "") for j in json.loads(out)["jobs"]}.get("fl", "") if code == 0 else ""
+    check("notice forged" in why and not any(c in why for c in "\x1b\x07\n\x9b\x7f"),
+          "the restored job's reason: %r" % why)
+    g.stop("reasons")
+
+
 def test_ctl_peer(tmp):
     """Issue 18.4: hgridctl sends nothing to a socket served by another user."""
     if os.geteuid() != 0:
@@ -408,6 +547,9 @@ def main():
     test_control_connections(tmp)
     test_self_test_bounded(tmp)
     test_ctl_replies(tmp)
+    test_ctl_text_modes(tmp)
+    test_host_names(tmp)
+    test_reasons_printable(tmp)
     test_ctl_peer(tmp)
     test_rank_limit(tmp)
     return summary("daemon_reliability")

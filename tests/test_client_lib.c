@@ -3,9 +3,11 @@
 // release, refusal, assignments that must be refused, reconnecting, the
 // end of a job (Done, Failure, outcomes) and coordinator addresses.
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -466,6 +468,84 @@ static void test_mint_mid_generation(fake_gridd *g)
     part(w, g);
 }
 
+// Threads of this process (/proc/self/status) and its open descriptors.
+static int threads_now(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    int n = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, "Threads:", 8))
+            n = atoi(line + 8);
+    if (f)
+        fclose(f);
+    return n;
+}
+
+static int fds_now(void)
+{
+    int n = 0;
+    for (int fd = 0; fd < 4096; fd++)
+        n += fcntl(fd, F_GETFD) != -1;
+    return n;
+}
+
+// Issue 18.12: a worker that mints real NCCL ids (each ncclGetUniqueId
+// leaves a bootstrap thread and a listening socket until its group forms)
+// obeys MintRequests once per generation and for at most 8 generations that
+// never bring an Assignment, whatever gridd sends: 40 generations of 3 ids
+// leave at most 8 x 3 threads and sockets, not 120.
+static void test_mint_flood(fake_gridd *g)
+{
+    uint8_t probe[HGRID_ID_BYTES];
+    char err[256];
+    if (hgrid_nccl_mint(probe, err, sizeof err) != 0) {
+        printf("note: ncclGetUniqueId fails here (%s): the real-mint flood is not exercised\n", err);
+        return;
+    }
+    int threads0 = threads_now(), fds0 = fds_now();
+    hgrid_worker *w = hgrid_connect(g->addr, err, sizeof err);
+    CHECK(w != NULL, "connect: %s", err);
+    if (!w)
+        return;
+    g->fd = accept(g->listen_fd, NULL, NULL);
+    hgrid_hello_options opt = {.job = "unit", .token = "secret", .host = "node-a", .device = 0,
+                               .requested_rank = -1, .mint = hgrid_nccl_mint};
+    CHECK_EQ(hgrid_hello(w, &opt), HGRID_OK);
+    wire_free_envelope(fake_recv(g));
+    int replies = 0, generations = 0, rc = HGRID_ERR_TIMEOUT;
+    uint8_t first[HGRID_ID_BYTES];
+    for (uint64_t gen = 1; gen <= 40 && rc == HGRID_ERR_TIMEOUT; gen++) {
+        for (int again = 0; again < (gen == 1 ? 2 : 1) && rc == HGRID_ERR_TIMEOUT; again++) {
+            send_mint_request(g, gen, 3);
+            rc = hgrid_wait_assignment(w, 200); // mints and replies, or gives up
+            if (rc != HGRID_ERR_TIMEOUT)
+                break;
+            Hgrid__Envelope *env = fake_recv(g);
+            bool ok = env && env->msg_case == HGRID__ENVELOPE__MSG_MINT_REPLY &&
+                      env->mint_reply->generation == gen && env->mint_reply->n_ids == 3;
+            CHECK(ok, "a MintReply of 3 ids for generation %llu", (unsigned long long)gen);
+            if (ok && gen == 1 && !again)
+                memcpy(first, env->mint_reply->ids[0].data, HGRID_ID_BYTES);
+            if (ok && gen == 1 && again)
+                CHECK(!memcmp(first, env->mint_reply->ids[0].data, HGRID_ID_BYTES),
+                      "asked again for generation 1, the same ids");
+            replies += ok;
+            generations += ok && !again;
+            wire_free_envelope(env);
+        }
+    }
+    int threads = threads_now() - threads0, fds = fds_now() - fds0;
+    printf("40 generations of MintRequests (3 real NCCL ids each): %d replies, %d generations "
+           "minted, +%d threads, +%d descriptors\n", replies, generations, threads, fds);
+    CHECK(rc == HGRID_ERR_IO && strstr(hgrid_error(w), "8 generations in a row") != NULL,
+          "the worker gives up on the 9th generation: %d %s", rc, hgrid_error(w));
+    CHECK(replies == 9 && generations == 8, "%d replies for %d generations", replies, generations);
+    CHECK(threads <= 8 * 3 + 2 && fds <= 8 * 3 + 4, "+%d threads, +%d descriptors for 8 x 3 ids",
+          threads, fds);
+    part(w, g);
+}
+
 static void test_refused_and_lost(fake_gridd *g)
 {
     hgrid_worker *w = join(g, -1);
@@ -804,6 +884,7 @@ int main(void)
     test_leader_mints(&g, false);
     test_mismatch(&g);
     test_mint_mid_generation(&g);
+    test_mint_flood(&g);
     test_refused_and_lost(&g);
     test_reconnect_running(&g);
     test_reconnect_waiting(&g);

@@ -89,9 +89,20 @@ def finish(proc, timeout):
         return None, out + err
 
 
+def usage(proc):
+    """(threads, open descriptors) of a running process, or None."""
+    try:
+        status = open("/proc/%d/status" % proc.pid).read()
+        threads = int(status.split("Threads:")[1].split()[0])
+        return threads, len(os.listdir("/proc/%d/fd" % proc.pid))
+    except (AttributeError, OSError, IndexError, ValueError):
+        return None
+
+
 def test_mint_bounded():
     """Mints once per generation, for at most 8 generations without an Assignment."""
-    got = {"replies": [], "ids": []}
+    got = {"replies": [], "ids": [], "use": []}
+    holder = {}
 
     def handler(c, _):
         read_frame(c)  # Hello
@@ -102,11 +113,17 @@ def test_mint_bounded():
                 break
             got["replies"].append(one(f, 1))
             got["ids"].append(f.get(2, []))
+            got["use"].append(usage(holder.get("proc")))
         time.sleep(0.5)
         c.close()
     fake = Fake(handler)
-    rc, text = finish(worker(fake.port, "--reconnect-timeout", "0"), 30)
+    holder["proc"] = worker(fake.port, "--reconnect-timeout", "0")
+    rc, text = finish(holder["proc"], 30)
     fake.close()
+    use = [u for u in got["use"] if u]
+    print("worker (threads, fds) after each MintReply: %s" % use)
+    check(len(use) >= 8 and max(u[0] for u in use) <= use[0][0] and max(u[1] for u in use) <= use[0][1],
+          "threads and descriptors do not grow with mints: (threads, fds) after each reply %s" % use)
     check(rc not in (None, 0), "the worker stopped (exit %s)" % rc)
     check(b"8 generations" in text, "it says why: %r" % text[-400:])
     check(len(got["replies"]) == 9, "replies: %s (gen 1 twice, then 2..8)" % got["replies"])
@@ -147,6 +164,21 @@ def test_texts_sanitised():
           and b"\nhgrid-worker: notice forged" not in text, "no control bytes printed: %r" % text)
 
 
+def test_error_sanitised():
+    """An Error from the coordinator reaches stderr without control bytes."""
+    def handler(c, _):
+        read_frame(c)
+        c.sendall(frame("error", fv(1, 3) + fb(2, HOSTILE)))
+        time.sleep(0.5)
+        c.close()
+    fake = Fake(handler)
+    rc, text = finish(worker(fake.port, "--reconnect-timeout", "0"), 30)
+    fake.close()
+    check(rc not in (None, 0) and b"notice forged" in text, "the Error reported: %s %r" % (rc, text[-300:]))
+    check(b"\x1b" not in text and b"\x07" not in text and b"\xc2\x9b" not in text
+          and b"\nhgrid-worker: notice forged" not in text, "no control bytes printed: %r" % text)
+
+
 def test_reconnect_gives_up():
     """An address that accepts and drops: the worker gives up by its deadline."""
     def handler(c, index):
@@ -167,6 +199,7 @@ def main():
     test_mint_bounded()
     test_other_job()
     test_texts_sanitised()
+    test_error_sanitised()
     test_reconnect_gives_up()
     return summary("worker_hostile")
 

@@ -31,6 +31,8 @@ typedef struct {
     float loss, throughput, step_time_s;
     uint8_t *self_test;      // the worker's last SelfTestReport, packed; NULL: none
     size_t self_test_len;
+    uint64_t self_test_gen;  // that report's generation (0: none), kept or not
+    uint32_t self_test_failed; // its checks that failed (hgridctl status's summary)
 } roster_slot;
 
 typedef struct {
