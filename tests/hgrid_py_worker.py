@@ -22,7 +22,7 @@ from hgrid import _lib
 def show(a):
     return {"rank": a.rank, "world_size": a.world_size, "module": a.module, "coords": a.coords,
             "groups": a.groups, "generation": a.generation, "job": a.job,
-            "assignment_only": a.assignment_only, "pid": os.getpid(),
+            "assignment_only": a.assignment_only, "pid": os.getpid(), "device": a.device,
             "bridge": [[p.rank, p.rank_in_bridge, p.send] for p in a.bridge]}
 
 
@@ -81,8 +81,8 @@ def main():
             step += 1
             a.heartbeat(step, loss=1.0 / step)
             if args.steps and step >= args.steps:
-                a.done()
-                print(json.dumps({"ended": "done"}), flush=True)
+                outcome = a.done()
+                print(json.dumps({"ended": "done", "outcome": outcome}), flush=True)
                 return 0
             time.sleep(0.05)
         except hgrid.HgridError as e:

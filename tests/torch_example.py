@@ -25,6 +25,11 @@ LAYOUT = ["--encoder-tp", "1", "--encoder-dp", "2", "--llm-tp", "2", "--llm-dp",
           "--micro-batch-size", "2"]
 
 
+PGC_DENSE = ["tp", "cp", "dp", "pp", "tp_cp", "dp_cp", "intra_dp_cp", "tp_dp_cp", "mp"]
+PGC_KIND = {"intra_dp_cp": "dp_cp"}
+PGC_LLM = ["embd", "pos_embd", "ep", "expt_tp", "expt_dp", "tp_ep", "tp_ep_pp"]
+
+
 def losses(path):
     return [x["loss"] for x in json_lines(path) if "step" in x]
 
@@ -141,13 +146,17 @@ def main():
             check(len(lines) == 4, f"every rank built a ProcessGroupCollection ({len(lines)})")
             wrong = []
             for x in lines:
-                for field, ranks in x["pg_collection"].items():
-                    kind = {"intra_dp_cp": "dp_cp"}.get(field, field)
-                    if ranks != (sorted(x["groups"][kind]) if kind in x["groups"] else ranks):
-                        wrong.append((x["rank"], field, ranks))
-                    if kind in x["groups"] and ranks is None:
-                        wrong.append((x["rank"], field, None))
-            check(lines and not wrong, f"ProcessGroupCollection fields hold the assignment's groups ({wrong[:3]})")
+                # Megatron's MIMO fields: the module's dense groups; on the LLM the embedding
+                # and expert groups too; embd/pos_embd None where the rank is in none.
+                want = {f: sorted(x["groups"][PGC_KIND.get(f, f)]) for f in PGC_DENSE}
+                if x["module"] == "encoder":
+                    want.update(embd=None, pos_embd=None)
+                else:
+                    want.update({f: sorted(x["groups"][f]) for f in PGC_LLM})
+                if x["pg_collection"] != want:
+                    wrong.append((x["rank"], x["pg_collection"], want))
+            check(lines and not wrong, f"ProcessGroupCollection: the fields Megatron's MIMO code "
+                  f"fills, holding the assignment's groups ({wrong[:1]})")
         else:
             print("note: megatron-core not installed: ProcessGroupCollection not checked", flush=True)
         if any(c != 0 for c in codes):
