@@ -261,6 +261,38 @@ def test_store(port, sock):
     s.request(L.STORE_SET, [b"b"], b"2")
     t.join(timeout=15)
     check(got.get("v") == b"now" and got.get("w"), f"store: parked get and wait answered by a set ({got})")
+    # many parked at once (more than gridd's first 64 wait buckets: the table grows): each
+    # answered exactly when its last key is set, a key deleted meanwhile counted as missing again
+    waits = {f"w{i}": [b"p%d" % (i % 3), b"q%d" % (i % 5)] for i in range(99)}
+    waits["wx"] = [b"x1", b"x2"]
+    done = {}
+
+    def parked(name, keys):
+        c = hgrid.Store(f"127.0.0.1:{port}", "st", "s3")
+        c.request(L.STORE_ADD, [b"ready"], b"1")
+        c.request(L.STORE_WAIT, keys, timeout=60)
+        done[name] = time.monotonic()
+    ts = [threading.Thread(target=parked, args=kv) for kv in waits.items()]
+    for t in ts:
+        t.start()
+    wait_for(lambda: s.request(L.STORE_ADD, [b"ready"], b"0")[1] == len(waits), 60)
+    time.sleep(0.5)  # each thread's WAIT follows its ADD at once
+    s.request(L.STORE_SET, [b"x1"], b"1")
+    s.request(L.STORE_DELETE, [b"x1"])
+    s.request(L.STORE_SET, [b"x2"], b"1")
+    for k in [b"p0", b"p1", b"p2", b"q0", b"q1", b"q2", b"q3"]:
+        s.request(L.STORE_SET, [k], b"1")
+    want_early = sorted(n for n, ks in waits.items() if n != "wx" and ks[1] != b"q4")
+    wait_for(lambda: len(done) >= len(want_early), 30)
+    time.sleep(0.3)  # any answered too early shows up too
+    early = sorted(done)
+    s.request(L.STORE_SET, [b"q4"], b"1")
+    s.request(L.STORE_SET, [b"x1"], b"1")
+    for t in ts:
+        t.join(timeout=30)
+    check(early == want_early and sorted(done) == sorted(waits),
+          f"store: {len(waits)} parked waits, each answered once all its keys exist "
+          f"({len(early)} of {len(want_early)} early, {len(done)} of {len(waits)} in all)")
     try:
         s.request(L.STORE_SET, [b"big"], b"x" * (2 << 20))
         check(False, "store: a value over the frame limit is refused")

@@ -282,9 +282,10 @@ def join(coordinator: Optional[str] = None, job: Optional[str] = None,
     """Joins job at gridd and waits for this process's assignment.
 
     Unset arguments come from HGRID_COORDINATOR, HGRID_JOB, HGRID_TOKEN, and the
-    launcher as hgrid-worker reads it: the host from HGRID_HOSTNAME (else the
-    host name), the device from LOCAL_RANK (else SLURM_LOCALID, else 0), a
-    requested rank from RANK (else SLURM_PROCID; none: gridd chooses).
+    launcher as hgrid-worker reads it: the host from HGRID_HOSTNAME (else
+    SLURMD_NODENAME, else the host name), the device from LOCAL_RANK (else
+    SLURM_LOCALID, else 0), a requested rank from RANK (else SLURM_PROCID;
+    none: gridd chooses).
     timeout: seconds to wait for every worker of the job (None: forever).
     Raises Refused (gridd's reason), JoinTimeout, or HgridError.
     """

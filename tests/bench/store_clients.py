@@ -157,7 +157,14 @@ def with_shim():
     os.execve(sys.executable, [sys.executable, *sys.argv], env)
 
 
-def one_run(kind, port, n, sets, gets):
+def cpu_of(pid):
+    """CPU seconds (user + system) of process pid so far."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def one_run(kind, port, n, sets, gets, server_pid):
+    """(connect s, set/get/barrier s, the server's CPU s meanwhile)."""
     ctx = mp.get_context("spawn")  # fork after torch and a TCPStore server thread can hang
     start, out = ctx.Event(), ctx.Queue()
     procs = [ctx.Process(target=client_proc, args=(kind, port, list(range(p, n, PROCS)), sets, gets,
@@ -165,12 +172,13 @@ def one_run(kind, port, n, sets, gets):
     for p in procs:
         p.start()
     connected = max(out.get(timeout=600) for _ in procs)  # every client connected
-    t0 = time.time()
+    t0, cpu0 = time.time(), cpu_of(server_pid)
     start.set()
     ends = [out.get(timeout=600) for _ in procs]
+    cpu = cpu_of(server_pid) - cpu0
     for p in procs:
         p.join()
-    return connected, max(ends) - t0
+    return connected, max(ends) - t0, cpu
 
 
 def main():
@@ -199,45 +207,50 @@ def measure():
     repeat = int(os.environ.get("HGRID_BENCH_REPEAT", "3"))
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    plan = json.loads(subprocess.run([f"{BIN}/hgridctl", "plan", "--json", *layout(n)],
+    daemon_env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}  # no shim: a SAN build runs
+    plan = json.loads(subprocess.run([f"{BIN}/hgridctl", "plan", "--json", *layout(n)], env=daemon_env,
                                      capture_output=True, text=True, check=True).stdout)
     sets, gets, groups = work(plan)
     rows = {"gridd": [], "tcpstore": []}
     rtt = {"gridd": [], "tcpstore": []}
-    daemon_env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(repeat):
             # gridd: a fresh daemon and job per run
             port_file, sock = os.path.join(tmp, f"port{i}"), os.path.join(tmp, f"sock{i}")
+            log = open(os.path.join(tmp, f"gridd{i}.log"), "w+")
             g = subprocess.Popen([f"{BIN}/gridd", "--listen", "127.0.0.1:0", "--port-file", port_file,
-                                  "--control", sock], stderr=subprocess.DEVNULL, env=daemon_env)
+                                  "--control", sock], stderr=log, env=daemon_env)
             while not (os.path.exists(port_file) and open(port_file).read().endswith("\n")):
                 time.sleep(0.05)
             subprocess.run([f"{BIN}/hgridctl", "--socket", sock, "submit", "--job", "bench", "--token",
-                            "tok", *layout(n)], check=True, capture_output=True)
-            rows["gridd"].append(one_run("gridd", int(open(port_file).read()), n, sets, gets))
+                            "tok", *layout(n)], check=True, capture_output=True, env=daemon_env)
+            rows["gridd"].append(one_run("gridd", int(open(port_file).read()), n, sets, gets, g.pid))
             rtt["gridd"].append(round_trip_us("gridd", int(open(port_file).read())))
             g.send_signal(signal.SIGTERM)
-            g.wait()
+            if g.wait() != 0:  # a sanitizer report or a crash makes the numbers meaningless
+                log.seek(0)
+                print(f"store_clients: gridd exited {g.returncode}:\n{log.read()[-3000:]}")
+                return 1
+            log.close()
             from datetime import timedelta
             master = dist.TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False,
                                    timeout=timedelta(seconds=300))
-            rows["tcpstore"].append(one_run("tcpstore", master.port, n, sets, gets))
+            # TCPStore's server is a thread of this process, idle otherwise
+            rows["tcpstore"].append(one_run("tcpstore", master.port, n, sets, gets, os.getpid()))
             rtt["tcpstore"].append(round_trip_us("tcpstore", master.port))
             del master
     print(f"store_clients: {n} clients, {groups} groups (one set, members-1 gets each), "
           f"{PROCS} processes x {THREADS} threads, median of {repeat}")
-    med = {k: (statistics.median(c for c, _ in v), statistics.median(s for _, s in v))
-           for k, v in rows.items()}
+    med = {k: tuple(statistics.median(x[i] for x in v) for i in range(3)) for k, v in rows.items()}
     # Round trips: every set, get and the barrier's add and wait (and the one "all" set).
     n_sets, n_gets = sum(map(len, sets.values())), sum(map(len, gets.values()))
     trips = {"gridd": n_sets + n_gets + 2 * n + 1, "tcpstore": n_sets + 2 * n_gets + 2 * n + 1}
-    for kind, (conn, span) in med.items():
+    for kind, (conn, span, cpu) in med.items():
         us = statistics.median(rtt[kind])
         floor = trips[kind] * us / 1e6 / os.cpu_count()
         print(f"  {kind:9s} connect_s={conn:.3f} set_get_barrier_s={span:.3f} "
               f"round_trips_per_client={trips[kind] / n:.2f} one_round_trip_us={us:.0f} "
-              f"floor_s={floor:.3f} span/floor={span / floor:.2f}")
+              f"floor_s={floor:.3f} span/floor={span / floor:.2f} server_cpu_s={cpu:.3f}")
     print(f"store_clients gridd_s={med['gridd'][1]:.3f} tcpstore_s={med['tcpstore'][1]:.3f} "
           f"ratio={med['tcpstore'][1] / med['gridd'][1]:.2f}")
     return 0
