@@ -325,12 +325,26 @@ def test_store(port, sock):
     check(full and n == 65536 and "65536 keys" in full,
           f"store: bounded in keys: {n} keys, then ({full})")
     s = hgrid.Store(f"127.0.0.1:{port}", "st", "s3")
+    gone = {}
+
+    def parked_at_end():  # parked in gridd when the job ends: answered by its end
+        try:
+            hgrid.Store(f"127.0.0.1:{port}", "st", "s3").request(L.STORE_GET, [b"never"], timeout=20)
+            gone["e"] = "answered"
+        except hgrid.HgridError as e:
+            gone["e"] = str(e)
+    t = threading.Thread(target=parked_at_end)
+    t.start()
+    time.sleep(0.5)
     ctl(sock, "cancel", "st")
+    t.join(timeout=30)
     try:
         s.request(L.STORE_GET, [b"k"], timeout=5)
         check(False, "store: gone with the job")
     except hgrid.HgridError as e:
         check("ended" in str(e) or "closed" in str(e), f"store: gone with the job ({e})")
+    check("ended" in gone.get("e", "") or "closed" in gone.get("e", ""),
+          f"store: a get parked when the job ends fails at once ({gone})")
     ctl(sock, "submit", "--job", "st", "--token", "s3", "--llm-only", "--llm-tp", "1", "--llm-dp", "1")
     s = hgrid.Store(f"127.0.0.1:{port}", "st", "s3")
     check(s.request(L.STORE_NUM_KEYS, [])[1] == 0, "store: a resubmitted job starts empty")
