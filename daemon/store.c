@@ -227,16 +227,6 @@ static size_t first_missing(gridd_store *s, const ProtobufCBinaryData *keys, siz
     return i;
 }
 
-static bool all_present(gridd_store *s, const ProtobufCBinaryData *keys, size_t n)
-{
-    return first_missing(s, keys, n) == n;
-}
-
-static bool same_key(const ProtobufCBinaryData *a, const ProtobufCBinaryData *b)
-{
-    return a->len == b->len && !memcmp(a->data, b->data, a->len);
-}
-
 // key was set: answers the parked requests that waited for it and now have
 // all their keys; the others wait on under a key they still miss.
 static void wake(gridd_store *s, const ProtobufCBinaryData *key)
@@ -246,7 +236,9 @@ static void wake(gridd_store *s, const ProtobufCBinaryData *key)
     uint64_t h = hash_key(key->data, key->len);
     for (store_client *sc = s->waits[h & (s->num_wait_buckets - 1)], *next; sc; sc = next) {
         next = sc->wait_next; // a failed send closes sc's connection and frees sc
-        if (sc->wait_hash != h || !same_key(&sc->keys[sc->missing], key))
+        const ProtobufCBinaryData *waited = &sc->keys[sc->missing];
+        if (sc->wait_hash != h || waited->len != key->len ||
+            memcmp(waited->data, key->data, key->len))
             continue;
         size_t missing = first_missing(s, sc->keys, sc->num_keys);
         if (missing < sc->num_keys) {
@@ -393,7 +385,7 @@ static void request(store_client *sc, const Hgrid__StoreRequest *rq)
         compare_set(s, sc, rq);
         return;
     case HGRID__STORE_OP__STORE_CHECK:
-        reply(sc, rq->id, NULL, 0, all_present(s, rq->keys, rq->n_keys), NULL);
+        reply(sc, rq->id, NULL, 0, first_missing(s, rq->keys, rq->n_keys) == rq->n_keys, NULL);
         return;
     case HGRID__STORE_OP__STORE_DELETE:
         reply(sc, rq->id, NULL, 0, del(s, &rq->key), NULL);
