@@ -10,7 +10,8 @@ all clients and the time from the start signal to the last client done (median o
 HGRID_BENCH_REPEAT runs, default 3), the round trips per client (gridd: a get waits in gridd,
 one round trip; TCPStore: a get is WAIT then GET, two) and one client's round trip alone
 (1,000 check()s on one connection), hence the floor: every round trip at that speed, one per
-CPU core at a time.
+CPU core at a time; and the CPU seconds the pattern cost the server and the clients (on a
+machine shared with other jobs, a steadier comparison than the time).
 Everything runs under tests/bench/tcpstore_shim.c (LD_PRELOAD): TCPStore's reverse DNS
 lookups, which this machine's resolver drops now and then (5 s each), become numeric.
 
@@ -106,6 +107,7 @@ def client_proc(kind, port, ranks, sets, gets, n, start, out):
     connected = time.time() - t0
     out.put(connected)
     start.wait()
+    cpu0 = time.process_time()
     value = bytes(128)
     barrier = threading.Barrier(THREADS)
 
@@ -127,7 +129,7 @@ def client_proc(kind, port, ranks, sets, gets, n, start, out):
         t.start()
     for t in threads:
         t.join()
-    out.put(time.time())
+    out.put((time.time(), time.process_time() - cpu0))
 
 
 def round_trip_us(kind, port):
@@ -164,7 +166,7 @@ def cpu_of(pid):
 
 
 def one_run(kind, port, n, sets, gets, server_pid):
-    """(connect s, set/get/barrier s, the server's CPU s meanwhile)."""
+    """(connect s, set/get/barrier s, the server's CPU s meanwhile, the clients' CPU s)."""
     ctx = mp.get_context("spawn")  # fork after torch and a TCPStore server thread can hang
     start, out = ctx.Event(), ctx.Queue()
     procs = [ctx.Process(target=client_proc, args=(kind, port, list(range(p, n, PROCS)), sets, gets,
@@ -178,7 +180,7 @@ def one_run(kind, port, n, sets, gets, server_pid):
     cpu = cpu_of(server_pid) - cpu0
     for p in procs:
         p.join()
-    return connected, max(ends) - t0, cpu
+    return connected, max(e for e, _ in ends) - t0, cpu, sum(c for _, c in ends)
 
 
 def main():
@@ -241,18 +243,23 @@ def measure():
             del master
     print(f"store_clients: {n} clients, {groups} groups (one set, members-1 gets each), "
           f"{PROCS} processes x {THREADS} threads, median of {repeat}")
-    med = {k: tuple(statistics.median(x[i] for x in v) for i in range(3)) for k, v in rows.items()}
+    med = {k: tuple(statistics.median(x[i] for x in v) for i in range(4)) for k, v in rows.items()}
     # Round trips: every set, get and the barrier's add and wait (and the one "all" set).
     n_sets, n_gets = sum(map(len, sets.values())), sum(map(len, gets.values()))
     trips = {"gridd": n_sets + n_gets + 2 * n + 1, "tcpstore": n_sets + 2 * n_gets + 2 * n + 1}
-    for kind, (conn, span, cpu) in med.items():
+    for kind, (conn, span, cpu, client_cpu) in med.items():
         us = statistics.median(rtt[kind])
         floor = trips[kind] * us / 1e6 / os.cpu_count()
         print(f"  {kind:9s} connect_s={conn:.3f} set_get_barrier_s={span:.3f} "
               f"round_trips_per_client={trips[kind] / n:.2f} one_round_trip_us={us:.0f} "
-              f"floor_s={floor:.3f} span/floor={span / floor:.2f} server_cpu_s={cpu:.3f}")
+              f"floor_s={floor:.3f} span/floor={span / floor:.2f} server_cpu_s={cpu:.3f} "
+              f"client_cpu_s={client_cpu:.3f}")
+    # CPU seconds, clients' and server's: what the pattern costs, less swayed than the span
+    # by other jobs on a shared machine
+    cost = {k: m[2] + m[3] for k, m in med.items()}
     print(f"store_clients gridd_s={med['gridd'][1]:.3f} tcpstore_s={med['tcpstore'][1]:.3f} "
-          f"ratio={med['tcpstore'][1] / med['gridd'][1]:.2f}")
+          f"ratio={med['tcpstore'][1] / med['gridd'][1]:.2f} gridd_cpu_s={cost['gridd']:.3f} "
+          f"tcpstore_cpu_s={cost['tcpstore']:.3f} cpu_ratio={cost['tcpstore'] / cost['gridd']:.2f}")
     return 0
 
 
