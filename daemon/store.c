@@ -19,7 +19,8 @@ typedef struct entry {
 
 // A connection that opened a store: at most one request parked (GET or
 // WAIT whose keys are missing); a new request replaces it (the client gave
-// up on the old one).
+// up on the old one). A parked client waits in the store's waits table
+// under one key it misses, so a set looks only at those waiting for it.
 struct store_client {
     conn *c;
     job *j;
@@ -29,12 +30,17 @@ struct store_client {
     Hgrid__StoreOp op;
     size_t num_keys;
     ProtobufCBinaryData *keys; // copies
+    size_t missing;                      // the key it waits under
+    uint64_t wait_hash;                  // its hash
+    store_client *wait_prev, *wait_next; // in that bucket of the waits table
 };
 
 struct gridd_store {
     entry **buckets;
     size_t num_buckets, num_keys, bytes;
     store_client *clients;
+    store_client **waits; // parked clients by the hash of the key they wait for
+    size_t num_wait_buckets, num_parked;
 };
 
 static uint64_t hash_key(const uint8_t *key, size_t len)
@@ -156,8 +162,54 @@ static void reply(store_client *sc, uint64_t id, const uint8_t *value, size_t le
         conn_send(sc->c, &env);
 }
 
+static void wait_insert(gridd_store *s, store_client *sc)
+{
+    store_client **b = &s->waits[sc->wait_hash & (s->num_wait_buckets - 1)];
+    sc->wait_prev = NULL;
+    sc->wait_next = *b;
+    if (*b)
+        (*b)->wait_prev = sc;
+    *b = sc;
+}
+
+static void wait_remove(gridd_store *s, store_client *sc)
+{
+    if (sc->wait_prev)
+        sc->wait_prev->wait_next = sc->wait_next;
+    else
+        s->waits[sc->wait_hash & (s->num_wait_buckets - 1)] = sc->wait_next;
+    if (sc->wait_next)
+        sc->wait_next->wait_prev = sc->wait_prev;
+}
+
+// Room for one more parked client (the table grows with them); -1: no memory.
+static int wait_reserve(gridd_store *s)
+{
+    if (s->num_parked < s->num_wait_buckets)
+        return 0;
+    size_t n = s->num_wait_buckets ? 2 * s->num_wait_buckets : 64;
+    store_client **b = calloc(n, sizeof *b), **old = s->waits;
+    if (!b)
+        return -1;
+    size_t old_n = s->num_wait_buckets;
+    s->waits = b;
+    s->num_wait_buckets = n;
+    for (size_t i = 0; i < old_n; i++)
+        for (store_client *sc = old[i], *next; sc; sc = next) {
+            next = sc->wait_next;
+            wait_insert(s, sc);
+        }
+    free(old);
+    return 0;
+}
+
 static void unpark(store_client *sc)
 {
+    if (sc->parked) {
+        gridd_store *s = sc->j->store;
+        wait_remove(s, sc);
+        s->num_parked--;
+    }
     for (size_t i = 0; i < sc->num_keys; i++)
         free(sc->keys[i].data);
     free(sc->keys);
@@ -166,21 +218,36 @@ static void unpark(store_client *sc)
     sc->parked = false;
 }
 
-static bool all_present(gridd_store *s, const ProtobufCBinaryData *keys, size_t n)
+// The index of the first of keys[0..n) that is absent, or n.
+static size_t first_missing(gridd_store *s, const ProtobufCBinaryData *keys, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
-        if (!find(s, &keys[i]))
-            return false;
-    return true;
+    size_t i = 0;
+    while (i < n && find(s, &keys[i]))
+        i++;
+    return i;
 }
 
-// Answers parked requests whose keys now all exist.
-static void wake(gridd_store *s)
+// key was set: answers the parked requests that waited for it and now have
+// all their keys; the others wait on under a key they still miss.
+static void wake(gridd_store *s, const ProtobufCBinaryData *key)
 {
-    for (store_client *sc = s->clients, *next; sc; sc = next) {
-        next = sc->next; // a failed send closes sc's connection and frees sc
-        if (!sc->parked || !all_present(s, sc->keys, sc->num_keys))
+    if (!s->num_parked)
+        return;
+    uint64_t h = hash_key(key->data, key->len);
+    for (store_client *sc = s->waits[h & (s->num_wait_buckets - 1)], *next; sc; sc = next) {
+        next = sc->wait_next; // a failed send closes sc's connection and frees sc
+        const ProtobufCBinaryData *waited = &sc->keys[sc->missing];
+        if (sc->wait_hash != h || waited->len != key->len ||
+            memcmp(waited->data, key->data, key->len))
             continue;
+        size_t missing = first_missing(s, sc->keys, sc->num_keys);
+        if (missing < sc->num_keys) {
+            wait_remove(s, sc);
+            sc->missing = missing;
+            sc->wait_hash = hash_key(sc->keys[missing].data, sc->keys[missing].len);
+            wait_insert(s, sc);
+            continue;
+        }
         const entry *e = sc->op == HGRID__STORE_OP__STORE_GET ? find(s, &sc->keys[0]) : NULL;
         uint64_t id = sc->id;
         unpark(sc);
@@ -188,9 +255,13 @@ static void wake(gridd_store *s)
     }
 }
 
+// Parks sc's request until keys (of which keys[missing] is absent) all exist.
 static int park(store_client *sc, const Hgrid__StoreRequest *rq, const ProtobufCBinaryData *keys,
-                size_t n)
+                size_t n, size_t missing)
 {
+    gridd_store *s = sc->j->store;
+    if (wait_reserve(s))
+        return -1;
     sc->keys = calloc(n ? n : 1, sizeof *sc->keys);
     if (!sc->keys)
         return -1;
@@ -208,6 +279,10 @@ static int park(store_client *sc, const Hgrid__StoreRequest *rq, const ProtobufC
     sc->parked = true;
     sc->id = rq->id;
     sc->op = rq->op;
+    sc->missing = missing;
+    sc->wait_hash = hash_key(keys[missing].data, keys[missing].len);
+    wait_insert(s, sc);
+    s->num_parked++;
     return 0;
 }
 
@@ -250,7 +325,7 @@ static void add(gridd_store *s, store_client *sc, const Hgrid__StoreRequest *rq)
         return;
     }
     reply(sc, rq->id, NULL, 0, now, NULL);
-    wake(s);
+    wake(s, &rq->key);
 }
 
 // torch's compareSet: an absent key is set only when expected is empty.
@@ -271,7 +346,7 @@ static void compare_set(gridd_store *s, store_client *sc, const Hgrid__StoreRequ
         return;
     }
     reply(sc, rq->id, e->value, e->value_len, 0, NULL);
-    wake(s);
+    wake(s, &rq->key);
 }
 
 static void request(store_client *sc, const Hgrid__StoreRequest *rq)
@@ -287,17 +362,18 @@ static void request(store_client *sc, const Hgrid__StoreRequest *rq)
             return;
         }
         reply(sc, rq->id, NULL, 0, 0, NULL);
-        wake(s);
+        wake(s, &rq->key);
         return;
     case HGRID__STORE_OP__STORE_GET:
     case HGRID__STORE_OP__STORE_WAIT: {
         bool get = rq->op == HGRID__STORE_OP__STORE_GET;
         const ProtobufCBinaryData *keys = get ? &rq->key : rq->keys;
         size_t n = get ? 1 : rq->n_keys;
-        if (all_present(s, keys, n)) {
+        size_t missing = first_missing(s, keys, n);
+        if (missing == n) {
             const entry *e = get ? find(s, &rq->key) : NULL;
             reply(sc, rq->id, e ? e->value : NULL, e ? e->value_len : 0, 0, NULL);
-        } else if (park(sc, rq, keys, n)) {
+        } else if (park(sc, rq, keys, n, missing)) {
             reply(sc, rq->id, NULL, 0, 0, "gridd is out of memory");
         }
         return;
@@ -309,7 +385,7 @@ static void request(store_client *sc, const Hgrid__StoreRequest *rq)
         compare_set(s, sc, rq);
         return;
     case HGRID__STORE_OP__STORE_CHECK:
-        reply(sc, rq->id, NULL, 0, all_present(s, rq->keys, rq->n_keys), NULL);
+        reply(sc, rq->id, NULL, 0, first_missing(s, rq->keys, rq->n_keys) == rq->n_keys, NULL);
         return;
     case HGRID__STORE_OP__STORE_DELETE:
         reply(sc, rq->id, NULL, 0, del(s, &rq->key), NULL);
@@ -417,6 +493,7 @@ void store_job_gone(job *j)
             free(e);
         }
     free(s->buckets);
+    free(s->waits);
     free(s);
     j->store = NULL;
 }

@@ -262,7 +262,8 @@ def train(args):
         groups = dict(groups, tp=pgc.tp, dp=pgc.dp)
         fields = {f: (dist.get_process_group_ranks(getattr(pgc, f)) if getattr(pgc, f) else None)
                   for f in hgrid.megatron.FIELDS if hasattr(pgc, f)}
-        print(json.dumps({"rank": a.rank, "groups": a.groups, "pg_collection": fields}), flush=True)
+        print(json.dumps({"rank": a.rank, "module": a.module, "groups": a.groups,
+                          "pg_collection": fields}), flush=True)
     tp_group = groups["tp"] if tp > 1 else None
     dp_group = groups["dp"] if dp > 1 else None
     encoder = a.module == "encoder"

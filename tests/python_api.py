@@ -3,10 +3,14 @@
 their rank, module, coordinates, groups and bridge equal `hgridctl plan --json`; the join is
 assignment-only (no NCCL loaded, no ids); a wrong token, a cancelled job (release) and a lost
 worker (abort) raise with gridd's reason; a process killed mid-join does not hang the others;
-the job's store (set/get/add/compare_set/wait/check/delete/num_keys, token-checked, gone with
-the job); `pip install ./python` bundles the library."""
+join's arguments from HGRID_* and the launcher's variables (RANK/SLURM_PROCID,
+LOCAL_RANK/SLURM_LOCALID, HGRID_HOSTNAME/SLURMD_NODENAME); done() returns the job's outcome;
+the job's store (set/get/add/compare_set/wait/check/delete/num_keys, token-checked, bounded
+in keys and bytes, gone with the job); the package finds the library of the checkout's build,
+of an install prefix, or the one `pip install ./python` bundles."""
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -156,6 +160,58 @@ def test_abort_and_killed_mid_join(tmp, port, sock):
     check(all(p.returncode == 0 for p in procs + [replacement]), "abort: all released, exit 0")
 
 
+def test_launcher_env(tmp, port, sock):
+    """Rank, device and host from the launcher's variables, as hgrid-worker reads them."""
+    ctl(sock, "submit", "--job", "env", "--token", "te", "--llm-only", "--llm-tp", "2", "--llm-dp", "2")
+    cases = [  # (variables, rank, device, host)
+        (dict(RANK=3, LOCAL_RANK=1, HGRID_HOSTNAME="ha"), 3, 1, "ha"),
+        (dict(SLURM_PROCID=2, SLURM_LOCALID=0, SLURMD_NODENAME="hb"), 2, 0, "hb"),
+        (dict(RANK=1, SLURM_PROCID=0, LOCAL_RANK=0, SLURM_LOCALID=1, HGRID_HOSTNAME="ha",
+              SLURMD_NODENAME="hb"), 1, 0, "ha"),  # torchrun's RANK/LOCAL_RANK win
+        (dict(SLURM_LOCALID=1, SLURMD_NODENAME="hb"), 0, 1, "hb"),  # no rank: gridd's choice
+    ]
+    procs = []
+    for i, (extra, _, _, _) in enumerate(cases):
+        env = worker_env(port, "env", "te", 0)
+        for k in ("LOCAL_RANK", "HGRID_HOSTNAME", "SLURMD_NODENAME"):
+            env.pop(k, None)
+        env.update({k: str(v) for k, v in extra.items()})
+        out = os.path.join(tmp, f"env.{i}.out")
+        p = subprocess.Popen([sys.executable, WORKER], stdout=open(out, "w"),
+                             stderr=subprocess.STDOUT, env=env)
+        p.out = out
+        procs.append(p)
+    got = wait_for(lambda: [first(p, "rank") for p in procs] if all(first(p, "rank") for p in procs)
+                   else None, 60) or []
+    check([(a["rank"], a["device"]) for a in got] == [(r, d) for _, r, d, _ in cases],
+          f"launcher env: ranks and devices from RANK/SLURM_PROCID, LOCAL_RANK/SLURM_LOCALID "
+          f"({[(a['rank'], a['device']) for a in got]})")
+    show = json.loads(ctl(sock, "show", "env", "--json").stdout or "{}")
+    seen = sorted((w["rank"], w["host"], w["device"]) for w in show.get("workers", []))
+    check(seen == sorted((r, h, d) for _, r, d, h in cases),
+          f"launcher env: gridd saw the hosts from HGRID_HOSTNAME/SLURMD_NODENAME ({seen})")
+    ctl(sock, "cancel", "env")
+    for p in procs:
+        p.wait(timeout=30)
+    env = {k: v for k, v in worker_env(port, "env", "te", 0).items() if k != "HGRID_JOB"}
+    r = subprocess.run([sys.executable, WORKER], capture_output=True, text=True, env=env, timeout=30)
+    check(r.returncode == 3 and "no job name: pass it or set HGRID_JOB" in r.stdout,
+          f"launcher env: without HGRID_JOB join says which variable ({r.stdout.strip()})")
+
+
+def test_done(tmp, port, sock):
+    """Every rank's done(): gridd finishes the job and done() returns "finished"."""
+    ctl(sock, "submit", "--job", "fin", "--token", "tf", "--llm-only", "--llm-tp", "1", "--llm-dp", "2")
+    procs = [start(tmp, port, "fin", "tf", d, "--steps", str(3 + 2 * d)) for d in range(2)]
+    codes = [p.wait(timeout=60) for p in procs]
+    ends = [first(p, "ended") for p in procs]
+    check(codes == [0, 0] and all(e and e["ended"] == "done" and e["outcome"] == "finished"
+                                  for e in ends),
+          f"done: both ranks' done() returned 'finished' ({codes}, {ends})")
+    r = ctl(sock, "wait", "fin", "--timeout", "10")
+    check(r.returncode == 0, f"done: hgridctl wait says the job finished ({r.returncode} {r.stdout})")
+
+
 def test_store(port, sock):
     sys.path.insert(0, os.path.join(ROOT, "python"))
     os.environ["HGRID_LIBRARY"] = LIBRARY
@@ -205,22 +261,123 @@ def test_store(port, sock):
     s.request(L.STORE_SET, [b"b"], b"2")
     t.join(timeout=15)
     check(got.get("v") == b"now" and got.get("w"), f"store: parked get and wait answered by a set ({got})")
+    # many parked at once (more than gridd's first 64 wait buckets: the table grows): each
+    # answered exactly when its last key is set, a key deleted meanwhile counted as missing again
+    waits = {f"w{i}": [b"p%d" % (i % 3), b"q%d" % (i % 5)] for i in range(99)}
+    waits["wx"] = [b"x1", b"x2"]
+    done = {}
+
+    def parked(name, keys):
+        c = hgrid.Store(f"127.0.0.1:{port}", "st", "s3")
+        c.request(L.STORE_ADD, [b"ready"], b"1")
+        c.request(L.STORE_WAIT, keys, timeout=60)
+        done[name] = time.monotonic()
+    ts = [threading.Thread(target=parked, args=kv) for kv in waits.items()]
+    for t in ts:
+        t.start()
+    wait_for(lambda: s.request(L.STORE_ADD, [b"ready"], b"0")[1] == len(waits), 60)
+    time.sleep(0.5)  # each thread's WAIT follows its ADD at once
+    s.request(L.STORE_SET, [b"x1"], b"1")
+    s.request(L.STORE_DELETE, [b"x1"])
+    s.request(L.STORE_SET, [b"x2"], b"1")
+    for k in [b"p0", b"p1", b"p2", b"q0", b"q1", b"q2", b"q3"]:
+        s.request(L.STORE_SET, [k], b"1")
+    want_early = sorted(n for n, ks in waits.items() if n != "wx" and ks[1] != b"q4")
+    wait_for(lambda: len(done) >= len(want_early), 30)
+    time.sleep(0.3)  # any answered too early shows up too
+    early = sorted(done)
+    s.request(L.STORE_SET, [b"q4"], b"1")
+    s.request(L.STORE_SET, [b"x1"], b"1")
+    for t in ts:
+        t.join(timeout=30)
+    check(early == want_early and sorted(done) == sorted(waits),
+          f"store: {len(waits)} parked waits, each answered once all its keys exist "
+          f"({len(early)} of {len(want_early)} early, {len(done)} of {len(waits)} in all)")
     try:
         s.request(L.STORE_SET, [b"big"], b"x" * (2 << 20))
         check(False, "store: a value over the frame limit is refused")
     except hgrid.HgridError as e:
         check(True, f"store: a value over the frame limit is refused ({type(e).__name__})")
+    # bounded: bytes (64 MiB of keys and values), then keys (65,536), per job
     s = hgrid.Store(f"127.0.0.1:{port}", "st", "s3")
+    before = s.request(L.STORE_NUM_KEYS, [])[1]
+    big, n, full = b"x" * 1000000, 0, None
+    try:
+        while n < 80:
+            s.request(L.STORE_SET, [b"big%d" % n], big)
+            n += 1
+    except hgrid.HgridError as e:
+        full = str(e)
+    check(full and n == 67 and "store is full" in full and "67108864 bytes" in full,
+          f"store: bounded in bytes: {n} values of 1 MB fit, then ({full})")
+    check(s.request(L.STORE_DELETE, [b"big0"])[1] == 1, "store: delete frees room")
+    s.request(L.STORE_SET, [b"big0"], big)
+    check(s.request(L.STORE_NUM_KEYS, [])[1] == before + 67, "store: set again after a delete")
+    for i in range(67):
+        s.request(L.STORE_DELETE, [b"big%d" % i])
+    n, full = s.request(L.STORE_NUM_KEYS, [])[1], None
+    try:
+        while n <= 65536:
+            s.request(L.STORE_ADD, [b"k%d" % n], b"1")
+            n += 1
+    except hgrid.HgridError as e:
+        full = str(e)
+    check(full and n == 65536 and "65536 keys" in full,
+          f"store: bounded in keys: {n} keys, then ({full})")
+    s = hgrid.Store(f"127.0.0.1:{port}", "st", "s3")
+    gone = {}
+
+    def parked_at_end():  # parked in gridd when the job ends: answered by its end
+        try:
+            hgrid.Store(f"127.0.0.1:{port}", "st", "s3").request(L.STORE_GET, [b"never"], timeout=20)
+            gone["e"] = "answered"
+        except hgrid.HgridError as e:
+            gone["e"] = str(e)
+    t = threading.Thread(target=parked_at_end)
+    t.start()
+    time.sleep(0.5)
     ctl(sock, "cancel", "st")
+    t.join(timeout=30)
     try:
         s.request(L.STORE_GET, [b"k"], timeout=5)
         check(False, "store: gone with the job")
     except hgrid.HgridError as e:
         check("ended" in str(e) or "closed" in str(e), f"store: gone with the job ({e})")
+    check("ended" in gone.get("e", "") or "closed" in gone.get("e", ""),
+          f"store: a get parked when the job ends fails at once ({gone})")
     ctl(sock, "submit", "--job", "st", "--token", "s3", "--llm-only", "--llm-tp", "1", "--llm-dp", "1")
     s = hgrid.Store(f"127.0.0.1:{port}", "st", "s3")
     check(s.request(L.STORE_NUM_KEYS, [])[1] == 0, "store: a resubmitted job starts empty")
     ctl(sock, "cancel", "st")
+
+
+def loaded_library(env, cwd):
+    r = subprocess.run([sys.executable, "-c", "import hgrid._lib as L; print(L.lib.hgrid_path)"],
+                       capture_output=True, text=True, env=env, cwd=cwd)
+    return r.stdout.strip() or r.stderr.strip().splitlines()[-1]
+
+
+def test_finds_library(tmp):
+    """Without HGRID_LIBRARY: the checkout's build, else HGRID_PREFIX/lib, else says where it looked."""
+    env = {k: v for k, v in os.environ.items() if k not in ("HGRID_LIBRARY", "PYTHONPATH",
+                                                            "HGRID_PREFIX", "LD_LIBRARY_PATH")}
+    got = loaded_library(dict(env, PYTHONPATH=os.path.join(ROOT, "python")), tmp)
+    check(got == LIBRARY, f"library: the package in a checkout loads its build's ({got})")
+    pkg = os.path.join(tmp, "pkg")  # the package alone, outside any checkout
+    shutil.copytree(os.path.join(ROOT, "python", "hgrid"), os.path.join(pkg, "hgrid"),
+                    ignore=shutil.ignore_patterns("__pycache__", "_lib"))
+    prefix = os.path.join(tmp, "prefix")
+    os.makedirs(os.path.join(prefix, "lib"))
+    shutil.copy2(LIBRARY, os.path.join(prefix, "lib", "libhgrid.so.1"))
+    got = loaded_library(dict(env, PYTHONPATH=pkg, HGRID_PREFIX=prefix), tmp)
+    check(got == os.path.join(prefix, "lib", "libhgrid.so.1"),
+          f"library: an installed package loads HGRID_PREFIX/lib's ({got})")
+    if any(os.path.exists(f"{p}/lib/libhgrid.so.1") for p in ("/usr/local", "/usr")):
+        print("note: libhgrid.so.1 is installed on this machine: 'not found' not checked", flush=True)
+        return
+    got = loaded_library(dict(env, PYTHONPATH=pkg, HGRID_PREFIX=os.path.join(tmp, "none")), tmp)
+    check("cannot load libhgrid.so.1" in got and "HGRID_LIBRARY" in got and "/none/lib" in got,
+          f"library: none found: ImportError naming where it looked ({got[:200]})")
 
 
 def test_pip_install(tmp):
@@ -229,9 +386,10 @@ def test_pip_install(tmp):
         print("note: build/venv has no pip; pip install ./python not checked", flush=True)
         return
     target = os.path.join(tmp, "site")
+    # setup.py bundles ../bin/libhgrid.so.1 (the checkout's build) by default
     r = subprocess.run([pip, "install", "--quiet", "--no-deps", "--no-build-isolation", "--target",
                         target, os.path.join(ROOT, "python")], capture_output=True, text=True,
-                       env={**os.environ, "HGRID_BIN": os.path.dirname(LIBRARY)})
+                       env={k: v for k, v in os.environ.items() if k != "HGRID_BIN"})
     check(r.returncode == 0, f"pip install ./python: {r.stderr[-300:]}")
     env = {k: v for k, v in os.environ.items() if k not in ("HGRID_LIBRARY", "PYTHONPATH")}
     env["PYTHONPATH"] = target
@@ -249,7 +407,10 @@ def main():
             test_join_matches_plan(tmp, port, sock)
             test_bad_token(tmp, port, sock)
             test_abort_and_killed_mid_join(tmp, port, sock)
+            test_launcher_env(tmp, port, sock)
+            test_done(tmp, port, sock)
             test_store(port, sock)
+            test_finds_library(tmp)
             test_pip_install(tmp)
         finally:
             gridd.send_signal(signal.SIGTERM)

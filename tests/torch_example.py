@@ -1,5 +1,7 @@
 #!/usr/bin/env python3
-"""examples/torch_mimo.py under gridd with gloo: encoder dp2 + LLM tp2 on 4 processes gives
+"""examples/torch_mimo.py under gridd with gloo, started as users start it (the encoder's two
+ranks by torchrun, the LLM's two by scripts/hgrid-srun.sh with Slurm's variables; gridd sees
+their ranks, devices and hosts): encoder dp2 + LLM tp2 on 4 processes gives
 the same losses as the same model in one process (fp32, <= 1e-4 relative over 20 steps), the
 loss falls, heartbeats carry step and loss to gridd (hgridctl watch), and megatron.core's
 ProcessGroupCollection built by hgrid.megatron holds the assignment's groups. And a process
@@ -8,6 +10,7 @@ it) makes them raise hgrid.Aborted at once instead of hanging until torch's time
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -23,6 +26,17 @@ EXAMPLE = os.path.join(ROOT, "examples", "torch_mimo.py")
 STEPS = 20
 LAYOUT = ["--encoder-tp", "1", "--encoder-dp", "2", "--llm-tp", "2", "--llm-dp", "1",
           "--micro-batch-size", "2"]
+
+
+PGC_DENSE = ["tp", "cp", "dp", "pp", "tp_cp", "dp_cp", "intra_dp_cp", "tp_dp_cp", "mp"]
+PGC_KIND = {"intra_dp_cp": "dp_cp"}
+PGC_LLM = ["embd", "pos_embd", "ep", "expt_tp", "expt_dp", "tp_ep", "tp_ep_pp"]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def losses(path):
@@ -95,14 +109,28 @@ def main():
         gridd, port, sock = start_gridd(tmp)
         r = ctl(sock, "submit", "--job", "mimo", "--token", "tm", *LAYOUT)
         check(r.returncode == 0, f"submit: {r.stderr}")
-        outs, procs = [], []
-        for d in range(4):
-            outs.append(os.path.join(tmp, f"w{d}.out"))
-            args = [py, EXAMPLE, "--steps", str(STEPS), "--backend", "gloo", "--wait-release"]
-            if megatron:
-                args.append("--megatron")
-            procs.append(subprocess.Popen(args, stdout=open(outs[-1], "w"), stderr=subprocess.STDOUT,
-                                          env=worker_env(port, "mimo", "tm", d)))
+        # As users start it: ranks 0-1 (the encoder) by torchrun on this host, ranks 2-3 (the
+        # LLM) by scripts/hgrid-srun.sh as Slurm would run it on node "node-b"
+        args = ["--steps", str(STEPS), "--backend", "gloo", "--wait-release"]
+        if megatron:
+            args.append("--megatron")
+        outs, procs = [os.path.join(tmp, "torchrun.out")], []
+        procs.append(subprocess.Popen(
+            [py, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
+             "--master-port", str(free_port()), EXAMPLE, *args],
+            stdout=open(outs[-1], "w"), stderr=subprocess.STDOUT, env=worker_env(port, "mimo", "tm", 0)))
+        wrapper = os.path.join(tmp, "train.sh")  # HGRID_WORKER: the script, run by torch's Python
+        with open(wrapper, "w") as f:
+            f.write(f'#!/bin/sh\nexec "{py}" "{EXAMPLE}" "$@"\n')
+        os.chmod(wrapper, 0o755)
+        for d in range(2):
+            outs.append(os.path.join(tmp, f"srun{d}.out"))
+            env = worker_env(port, "mimo", "tm", 0, HGRID_WORKER=wrapper, SLURM_PROCID=2 + d,
+                             SLURM_LOCALID=d, SLURMD_NODENAME="node-b")
+            for k in ("LOCAL_RANK", "HGRID_HOSTNAME"):
+                env.pop(k)
+            procs.append(subprocess.Popen([os.path.join(ROOT, "scripts", "hgrid-srun.sh"), *args],
+                                          stdout=open(outs[-1], "w"), stderr=subprocess.STDOUT, env=env))
         # hgridctl watch shows the heartbeats' step and loss; then cancel
         def finished():
             info = json.loads(ctl(sock, "watch", "mimo", "--once", "--json").stdout or "{}")
@@ -112,6 +140,11 @@ def main():
             return info if len(w) == 4 and all(x.get("step") == STEPS for x in w) else None
         info = wait_for(finished, 900, period=0.5) or {}
         workers = info.get("workers", [])
+        show = json.loads(ctl(sock, "show", "mimo", "--json").stdout or "{}")
+        placed = sorted((w["rank"], w["host"], w["device"]) for w in show.get("workers", []))
+        check(placed == [(0, "node-py", 0), (1, "node-py", 1), (2, "node-b", 0), (3, "node-b", 1)],
+              f"torchrun's RANK/LOCAL_RANK and hgrid-srun.sh's SLURM_PROCID/SLURM_LOCALID/"
+              f"SLURMD_NODENAME reach gridd as ranks, devices and hosts ({placed})")
         check(len(workers) == 4 and all(x.get("step") == STEPS for x in workers) and
               all((x.get("loss") or 0) > 0 for x in workers if x["module"] == "llm") and
               info.get("state") == "running",
@@ -126,8 +159,9 @@ def main():
                 p.kill()
                 codes.append("timeout")
         ref.wait(timeout=600)
-        check(codes == [0, 0, 0, 0] and ref.returncode == 0,
-              f"the 4 workers and the reference exit 0 ({codes}, {ref.returncode})")
+        check(codes == [0, 0, 0] and ref.returncode == 0,
+              f"torchrun (2 ranks), 2 x hgrid-srun.sh and the reference exit 0 ({codes}, "
+              f"{ref.returncode})")
         want = losses(ref_out)
         got = [l for o in outs for l in [losses(o)] if l]
         check(len(got) == 1, f"one rank (the LLM's first) prints the losses ({len(got)})")
@@ -141,13 +175,17 @@ def main():
             check(len(lines) == 4, f"every rank built a ProcessGroupCollection ({len(lines)})")
             wrong = []
             for x in lines:
-                for field, ranks in x["pg_collection"].items():
-                    kind = {"intra_dp_cp": "dp_cp"}.get(field, field)
-                    if ranks != (sorted(x["groups"][kind]) if kind in x["groups"] else ranks):
-                        wrong.append((x["rank"], field, ranks))
-                    if kind in x["groups"] and ranks is None:
-                        wrong.append((x["rank"], field, None))
-            check(lines and not wrong, f"ProcessGroupCollection fields hold the assignment's groups ({wrong[:3]})")
+                # Megatron's MIMO fields: the module's dense groups; on the LLM the embedding
+                # and expert groups too; embd/pos_embd None where the rank is in none.
+                want = {f: sorted(x["groups"][PGC_KIND.get(f, f)]) for f in PGC_DENSE}
+                if x["module"] == "encoder":
+                    want.update(embd=None, pos_embd=None)
+                else:
+                    want.update({f: sorted(x["groups"][f]) for f in PGC_LLM})
+                if x["pg_collection"] != want:
+                    wrong.append((x["rank"], x["pg_collection"], want))
+            check(lines and not wrong, f"ProcessGroupCollection: the fields Megatron's MIMO code "
+                  f"fills, holding the assignment's groups ({wrong[:1]})")
         else:
             print("note: megatron-core not installed: ProcessGroupCollection not checked", flush=True)
         if any(c != 0 for c in codes):

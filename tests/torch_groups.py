@@ -140,6 +140,11 @@ def main():
             check(ok and all(not x["bad_sums"] for x in ok),
                   f"{label}: all_reduce on every group gives the members' sum "
                   f"({[x['bad_sums'] for x in ok if x['bad_sums']][:2]})")
+            check(ok and all(not x["unshared"] and x["kinds"] == sorted(x["groups"]) and
+                             x["distinct"] == len({tuple(m) for m in x["groups"].values()})
+                             for x in ok),
+                  f"{label}: one torch group per distinct rank set, shared by the kinds with "
+                  f"those members ({[x['unshared'] for x in ok if x['unshared']][:1]})")
             meg = enum.get(job["job"], {})
             # Every kind's full rank lists: Megatron's enumeration = the plan's = the union of
             # what the ranks were given (embd/pos_embd: Megatron's MIMO rule over its pp groups).

@@ -50,11 +50,16 @@ def run_job(job):
             bad_sums.append([kind, x.item(), a.groups[kind]])
         if dist.get_process_group_ranks(g) != sorted(a.groups[kind]):
             bad_sums.append([kind, "ranks", dist.get_process_group_ranks(g)])
+    # One group per distinct rank set: kinds share a group exactly when their members match.
+    kinds = list(groups)
+    unshared = [[k1, k2] for i, k1 in enumerate(kinds) for k2 in kinds[i + 1:]
+                if (groups[k1] is groups[k2]) != (a.groups[k1] == a.groups[k2])]
     dist.barrier()
     hgrid.torch.destroy()
     a.done()
     return {"job": job["job"], "rank": a.rank, "module": a.module, "groups": a.groups,
-            "distinct": len({id(g) for g in groups.values()}), "bad_sums": bad_sums}
+            "distinct": len({id(g) for g in groups.values()}), "bad_sums": bad_sums,
+            "unshared": unshared, "kinds": sorted(groups)}
 
 
 def megatron(jobs):

@@ -282,9 +282,10 @@ def join(coordinator: Optional[str] = None, job: Optional[str] = None,
     """Joins job at gridd and waits for this process's assignment.
 
     Unset arguments come from HGRID_COORDINATOR, HGRID_JOB, HGRID_TOKEN, and the
-    launcher as hgrid-worker reads it: the host from HGRID_HOSTNAME (else the
-    host name), the device from LOCAL_RANK (else SLURM_LOCALID, else 0), a
-    requested rank from RANK (else SLURM_PROCID; none: gridd chooses).
+    launcher as hgrid-worker reads it: the host from HGRID_HOSTNAME (else
+    SLURMD_NODENAME, else the host name), the device from LOCAL_RANK (else
+    SLURM_LOCALID, else 0), a requested rank from RANK (else SLURM_PROCID;
+    none: gridd chooses).
     timeout: seconds to wait for every worker of the job (None: forever).
     Raises Refused (gridd's reason), JoinTimeout, or HgridError.
     """
@@ -321,6 +322,9 @@ def join(coordinator: Optional[str] = None, job: Optional[str] = None,
     return Assignment(w, coordinator, token, device)
 
 
+_VALUE_OPS = frozenset((_lib.STORE_GET, _lib.STORE_COMPARE_SET))
+
+
 class Store:
     """The job's key-value store in gridd over one connection (one request at a time).
 
@@ -341,17 +345,21 @@ class Store:
     def request(self, op: int, keys: List[bytes], value: bytes = b"", expected: bytes = b"",
                 timeout: Optional[float] = None) -> tuple[bytes, int]:
         """Sends one request; returns (value, number). Raises JoinTimeout or Refused."""
+        # Per request as little Python as it takes: this runs holding the GIL, once per
+        # torch store call, in every thread of a process.
         L = _lib.lib
         n = len(keys)
-        karr = (ctypes.c_char_p * max(n, 1))(*keys)
-        larr = (ctypes.c_size_t * max(n, 1))(*[len(k) for k in keys])
-        number = ctypes.c_int64(0)
+        karr = (ctypes.c_char_p * n)(*keys) if n else None
+        larr = (ctypes.c_size_t * n)(*map(len, keys)) if n else None
+        number = ctypes.c_int64()
         ms = -1 if timeout is None else max(0, int(timeout * 1000))
         st = L.hgrid_store_request(self._s, op, karr, larr, n, value, len(value), expected,
                                    len(expected), ms, ctypes.byref(number))
         if st != _lib.OK:
             raise _error(st, L.hgrid_store_error(self._s).decode())
-        size = ctypes.c_size_t(0)
+        if op not in _VALUE_OPS:  # the others' replies carry no value
+            return b"", number.value
+        size = ctypes.c_size_t()
         ptr = L.hgrid_store_value(self._s, ctypes.byref(size))
         return ctypes.string_at(ptr, size.value), number.value
 

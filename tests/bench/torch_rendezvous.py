@@ -11,7 +11,10 @@
 
 Both import torch and megatron.core first (a Megatron script does), with gloo. Printed per
 variant (median of HGRID_BENCH_REPEAT runs, default 3): from the launch to the last rank's
-groups ready, and the slowest rank's time from its imports done to its groups ready.
+groups ready; the launch to the last rank's Python running (torchrun's own start included),
+the slowest rank's imports, and the slowest rank's time from its imports done to its groups
+ready. Both run under tests/bench/tcpstore_shim.c (LD_PRELOAD): TCPStore's reverse DNS
+lookups, which this machine's resolver drops now and then (5 s each), become numeric.
   HGRID_BIN (default bin), HGRID_PYTHON (a Python with torch and megatron-core)
 """
 import json
@@ -24,6 +27,7 @@ import sys
 import tempfile
 import time
 
+STARTED = time.time()  # this process's Python is running (a rank: before its imports)
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.environ.get("HGRID_BIN", os.path.join(ROOT, "bin"))
 LAYOUT = ["--encoder-tp", "2", "--encoder-dp", "2", "--llm-tp", "2", "--llm-dp", "2"]
@@ -69,8 +73,8 @@ def rank_main(variant, plan_file):
         dist.new_group(sorted({e for e, _ in edges}) + sorted({l for _, l in edges}))
         count += 1
     ready = time.time()
-    print(json.dumps({"rank": rank, "imported": imported, "ready": ready, "groups": count}),
-          flush=True)
+    print(json.dumps({"rank": rank, "started": STARTED, "imported": imported, "ready": ready,
+                      "groups": count}), flush=True)
     dist.barrier()
     if variant == "hgrid":
         hgrid.torch.destroy()
@@ -93,10 +97,21 @@ def results(paths, t0):
                 rows.append(json.loads(line))
     if len(rows) != 8:
         raise RuntimeError(f"{len(rows)} of 8 ranks reported: " + open(paths[0]).read()[-800:])
-    return max(r["ready"] for r in rows) - t0, max(r["ready"] - r["imported"] for r in rows), rows[0]["groups"]
+    return {"total": max(r["ready"] for r in rows) - t0,
+            "after_imports": max(r["ready"] - r["imported"] for r in rows),
+            "launch": max(r["started"] for r in rows) - t0,
+            "imports": max(r["imported"] - r["started"] for r in rows), "groups": rows[0]["groups"]}
 
 
-def run_hgrid(py, tmp, i):
+def shim(tmp):
+    """tcpstore_shim.so compiled into tmp; the environment that preloads it."""
+    so = os.path.join(tmp, "tcpstore_shim.so")
+    subprocess.run(["cc", "-O2", "-shared", "-fPIC", "-o", so,
+                    os.path.join(ROOT, "tests", "bench", "tcpstore_shim.c"), "-ldl"], check=True)
+    return {"LD_PRELOAD": so}
+
+
+def run_hgrid(py, tmp, i, preload):
     port_file, sock = os.path.join(tmp, f"port{i}"), os.path.join(tmp, f"sock{i}")
     g = subprocess.Popen([f"{BIN}/gridd", "--listen", "127.0.0.1:0", "--port-file", port_file,
                           "--control", sock, "--heartbeat-timeout", "30"], stderr=subprocess.DEVNULL)
@@ -107,7 +122,7 @@ def run_hgrid(py, tmp, i):
     env = dict(os.environ, HGRID_COORDINATOR="127.0.0.1:" + open(port_file).read().strip(),
                HGRID_JOB="b", HGRID_TOKEN="t", HGRID_HOSTNAME="bench", GLOO_SOCKET_IFNAME="lo",
                PYTHONPATH=os.path.join(ROOT, "python"), OMP_NUM_THREADS="1",
-               HGRID_LIBRARY=os.path.join(ROOT, "bin", "libhgrid.so.1"))
+               HGRID_LIBRARY=os.path.join(ROOT, "bin", "libhgrid.so.1"), **preload)
     paths, procs = [], []
     t0 = time.time()
     for d in range(8):
@@ -122,8 +137,8 @@ def run_hgrid(py, tmp, i):
     return results(paths, t0)
 
 
-def run_torchrun(py, tmp, i, plan_file):
-    env = dict(os.environ, GLOO_SOCKET_IFNAME="lo", OMP_NUM_THREADS="1")
+def run_torchrun(py, tmp, i, plan_file, preload):
+    env = dict(os.environ, GLOO_SOCKET_IFNAME="lo", OMP_NUM_THREADS="1", **preload)
     out = os.path.join(tmp, f"t{i}.out")
     t0 = time.time()
     subprocess.run([py, "-m", "torch.distributed.run", "--nproc-per-node", "8", "--master-addr",
@@ -144,6 +159,7 @@ def main():
     repeat = int(os.environ.get("HGRID_BENCH_REPEAT", "3"))
     rows = {"hgrid": [], "torchrun": []}
     with tempfile.TemporaryDirectory() as tmp:
+        preload = shim(tmp)
         plan_file = os.path.join(tmp, "plan.json")
         with open(plan_file, "w") as f:
             f.write(subprocess.run([f"{BIN}/hgridctl", "plan", "--json", *LAYOUT],
@@ -151,16 +167,19 @@ def main():
         for i in range(repeat):  # alternating which goes first (a warm page cache helps the second)
             order = ["hgrid", "torchrun"] if i % 2 == 0 else ["torchrun", "hgrid"]
             for kind in order:
-                rows[kind].append(run_hgrid(py, tmp, i) if kind == "hgrid"
-                                  else run_torchrun(py, tmp, i, plan_file))
+                rows[kind].append(run_hgrid(py, tmp, i, preload) if kind == "hgrid"
+                                  else run_torchrun(py, tmp, i, plan_file, preload))
+                print(f"  run {i} {kind}: " + " ".join(f"{k}={v:.3f}" for k, v in rows[kind][-1].items()),
+                      flush=True)
     print(f"torch_rendezvous: 8 ranks ({' '.join(LAYOUT)}), gloo, median of {repeat}")
-    med = {}
-    for kind, v in rows.items():
-        med[kind] = (statistics.median(x[0] for x in v), statistics.median(x[1] for x in v))
-        print(f"  {kind:9s} start_to_groups_s={med[kind][0]:.2f} "
-              f"after_imports_s={med[kind][1]:.3f} groups_per_rank={v[0][2]}")
-    print(f"torch_rendezvous hgrid_s={med['hgrid'][0]:.2f} torchrun_s={med['torchrun'][0]:.2f} "
-          f"hgrid_after_imports_s={med['hgrid'][1]:.3f} torchrun_after_imports_s={med['torchrun'][1]:.3f}")
+    med = {kind: {k: statistics.median(x[k] for x in v) for k in v[0]} for kind, v in rows.items()}
+    for kind, m in med.items():
+        print(f"  {kind:9s} start_to_groups_s={m['total']:.2f} launch_s={m['launch']:.2f} "
+              f"imports_s={m['imports']:.2f} after_imports_s={m['after_imports']:.3f} "
+              f"groups_per_rank={m['groups']:.0f}")
+    print(f"torch_rendezvous hgrid_s={med['hgrid']['total']:.2f} torchrun_s={med['torchrun']['total']:.2f} "
+          f"hgrid_after_imports_s={med['hgrid']['after_imports']:.3f} "
+          f"torchrun_after_imports_s={med['torchrun']['after_imports']:.3f}")
     return 0
 
 
