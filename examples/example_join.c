@@ -34,12 +34,27 @@ int main(int argc, char **argv)
     }
     if (argc > 1 && !strcmp(argv[1], "--"))
         first = 2;
-    if ((argc - first != 3 && argc - first != 4) || (first == 1 && argv[1][0] == '-')) {
+    if (first == 1 && argc > 1 && argv[1][0] == '-') {
+        fprintf(stderr, "hgrid-example-join: unknown option '%.64s' (it takes --help, --version "
+                        "and --; try 'hgrid-example-join --help')\n", argv[1]);
+        return 2;
+    }
+    if (argc - first != 3 && argc - first != 4) {
         fprintf(stderr, "%s", usage);
         return 2;
     }
     argv += first - 1;
-    uint64_t steps = argc - first == 4 ? strtoull(argv[4], NULL, 10) : 0;
+    uint64_t steps = 0;
+    if (argc - first == 4) {
+        char *end;
+        unsigned long long n = strtoull(argv[4], &end, 10);
+        if (argv[4][0] < '0' || argv[4][0] > '9' || *end || n == 0 || n > 1000000000ULL) {
+            fprintf(stderr, "hgrid-example-join: STEPS '%.64s' is not a whole number in [1, "
+                            "1000000000] (try 'hgrid-example-join --help')\n", argv[4]);
+            return 2;
+        }
+        steps = n;
+    }
     char err[512];
     hgrid_worker *w = hgrid_connect(argv[1], err, sizeof err);
     if (!w) {

@@ -98,6 +98,12 @@ def test_usage_errors():
     usage_error("hgridctl", ["list", "--", "--json"], "unexpected argument '--json'")
     rc, _, err = run("hgrid-example-join", "--", "-x")
     check(rc == 2 and err.startswith("usage: hgrid-example-join"), f"example -- -x: {rc} {err!r}")
+    rc, _, err = run("hgrid-example-join", "--hepl")
+    check(rc == 2 and err.strip() == "hgrid-example-join: unknown option '--hepl' (it takes --help, "
+          "--version and --; try 'hgrid-example-join --help')", f"example --hepl: {rc} {err!r}")
+    rc, _, err = run("hgrid-example-join", "127.0.0.1:1", "j", "t", "2.5")
+    check(rc == 2 and "STEPS '2.5' is not a whole number in [1, 1000000000]" in err and
+          len(err.strip().splitlines()) == 1, f"example STEPS 2.5: {rc} {err!r}")
     # --flag=value and --flag value are the same flag.
     for prog, flag, value in (("hgridctl", "--socket", "/nonexistent/s"),
                               ("hgrid-worker", "--coordinator", "127.0.0.1:1")):
