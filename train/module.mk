@@ -21,7 +21,7 @@ $(TRAIN_NCCL_LIB): $(call objs,$(TRAIN_NCCL_SRCS))
 
 TRAIN_TESTS := test_train_comm test_train_schedule test_train_shard test_train_parallel \
                test_train_checkpoint test_train_vocab test_train_run_args test_train_bf16 \
-               test_train_local test_train_layouts
+               test_train_local test_train_layouts test_train_rebuild
 CPU_TESTS += $(addprefix $(BUILD)/tests/,$(TRAIN_TESTS)) tests/train_worker_cli.sh
 
 $(addprefix $(BUILD)/tests/,$(TRAIN_TESTS)): $(BUILD)/tests/%: $(BUILD)/tests/%.o \
