@@ -68,12 +68,8 @@ struct uplink { // one job's link from this host to gridd
     Hgrid__Envelope **pending; // Hellos not yet sent (the worker's envelope)
     lworker **pending_from;
     int num_pending, cap_pending;
-    // The next Relay to gridd (frames at offsets into bytes) and HostGone.
-    uint32_t *relay_devices;
-    size_t *relay_offsets, *relay_lens;
-    int num_relay, cap_relay;
-    uint8_t *relay_bytes;
-    size_t relay_used, relay_cap;
+    // The next Relay to gridd and HostGone.
+    wire_relay_batch relay;
     uint32_t *gone;
     int num_gone, cap_gone;
     bool dirty;

@@ -47,7 +47,7 @@ endif
 # against the single-GPU trainer, and checkpoints.
 ifneq ($(wildcard $(NVCC)),)
 GPU_TESTS += $(BUILD)/tests/gpu/test_vocab_parallel $(BUILD)/tests/gpu/test_train_gpu_step \
-             tests/gpu/train_layouts.sh tests/gpu/train_kill.sh
+             tests/gpu/train_layouts.sh tests/gpu/train_kill.sh tests/gpu/train_rebuild.sh
 BENCHES += tests/bench/train_scaling.sh tests/bench/hetero_reference.sh
 $(BUILD)/tests/gpu/test_train_gpu_step: $(call objs,tests/gpu/test_train_gpu_step.c) \
                                         $(TRAIN_NCCL_LIB) $(TRAIN_LIB) $(MODEL_LIB) \
