@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# The GPU checks of a development session, one device call per step:
+#   scripts/device/gpu-verify.sh build     # build from the repository root, cuDNN included
+#   scripts/device/gpu-verify.sh tests     # make test-gpu with cuDNN required
+#   scripts/device/gpu-verify.sh bench     # the kernel, attention and model benchmarks
+#   scripts/device/gpu-verify.sh all       # the three, if the call's time allows
+# Run from the repository root on the device machine, carrying .devdeps, staged here once:
+#   ../shared/device/stage-deps.sh && echo /.devdeps/ >> .git/info/exclude
+#   mkdir -p .devdeps/cudnn/include .devdeps/cudnn-frontend
+#   cp /usr/local/cuda/include/cudnn*.h .devdeps/cudnn/include/
+#   scripts/fetch-cudnn-frontend.sh && cp -r build/cudnn-frontend/include .devdeps/cudnn-frontend/
+# Logs go to $OUT (else build/gpu-verify); each step prints its summary lines.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+what=${1:-all}
+case $what in build|tests|bench|all) ;; *)
+  echo "usage: $0 build|tests|bench|all (got '$what')" >&2; exit 2 ;;
+esac
+out=${OUT:-build/gpu-verify}
+mkdir -p "$out"
+[ -f .devdeps/env.sh ] || { echo "gpu-verify: .devdeps/env.sh missing; stage it with ../shared/device/stage-deps.sh and carry .devdeps" >&2; exit 2; }
+source .devdeps/env.sh
+# libcudnn.so.9 from torch's nvidia-cudnn wheel: attention loads it at run time.
+cudnn_lib=$(python3 -c 'import nvidia.cudnn as c, os; print(os.path.join(list(c.__path__)[0], "lib"))' 2>/dev/null)
+[ -n "$cudnn_lib" ] && export LD_LIBRARY_PATH=$cudnn_lib:${LD_LIBRARY_PATH:-}
+export HGRID_PYTHON=${HGRID_PYTHON:-python3}
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/gpu.txt"
+git log -1 --format='commit %h %s' 2>/dev/null | tee "$out/commit.txt"
+
+build() {
+  local t0=$SECONDS
+  if ! make -j"$(nproc)" all gpu-programs >"$out/build.log" 2>&1; then
+    tail -40 "$out/build.log"; echo "gpu-verify: build failed (log: $out/build.log)"; return 1
+  fi
+  if [ -f build/rel/kernels/attention_cudnn.cpp.o ] &&
+     nm -C build/rel/kernels/attention_cudnn.cpp.o | grep -q cudnn_frontend; then
+    echo "gpu-verify: built with cuDNN attention in $((SECONDS - t0)) s"
+  else
+    echo "gpu-verify: WARNING built WITHOUT cuDNN attention (no frontend headers found) in $((SECONDS - t0)) s"
+  fi
+}
+
+tests() {
+  HGRID_REQUIRE_CUDNN=1 make test-gpu >"$out/test-gpu.log" 2>&1; local rc=$?
+  grep -E '^(PASS|FAIL|SKIP)|^  [a-z_]+:|^tests:' "$out/test-gpu.log"
+  echo "gpu-verify: make test-gpu exit $rc"
+  return $rc
+}
+
+bench() {
+  local rc=0 b
+  for b in bench_kernels bench_attention bench_model; do
+    make bench T="$b" >"$out/$b.log" 2>&1 || rc=1
+    tail -40 "$out/$b.log"
+  done
+  return $rc
+}
+
+case $what in
+  build) build ;;
+  tests) build && tests ;;
+  bench) build && bench ;;
+  all) build && { tests; t=$?; bench; b=$?; [ $t -eq 0 ] && [ $b -eq 0 ]; } ;;
+esac
