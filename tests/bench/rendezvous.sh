@@ -100,7 +100,7 @@ for n in $sizes; do
     grep -E "^(wire|phases|gridd cpu|replace)" <<<"$out" | sed 's/^/  /'
     hosts_all="$hosts_all $(field rendezvous_s "$(tail -1 <<<"$out")")"
     p99_all="$p99_all $(field p99_ms "$(tail -1 <<<"$out")")"
-    rss_all="$rss_all $(echo "scale=3; ($(field gridd_rss_kib "$(tail -1 <<<"$out")") - $idle) / $n" | bc)"
+    rss_all="$rss_all $(echo "scale=3; ($(field gridd_rss_kib "$(tail -1 <<<"$out")") - $idle) / $n" | bc | sed "s/^\./0./")"
     cpu_all="$cpu_all $(per_worker_us "$(grep '^gridd cpu' <<<"$out")")"
     rep_line=$(grep '^replace:' <<<"$out")
     abort_all="$abort_all $(field abort_ms "$rep_line")"
