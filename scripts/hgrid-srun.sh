@@ -23,13 +23,13 @@ die() { echo "$me: $*" >&2; exit 2; }
 # HGRID_AGENT_IDLE_S (default 30) seconds after the host's last worker.
 agent_on_demand() { # KEY LOCAL_ID LOCAL_COUNT
   [ -n "${HGRID_AGENT:-}" ] && [ -z "${HGRID_AGENT_SOCKET:-}" ] || return 0
-  [ -x "$HGRID_AGENT" ] || die "HGRID_AGENT=$HGRID_AGENT is not a program"
+  local agent i
+  agent=$(command -v "$HGRID_AGENT") || die "HGRID_AGENT=$HGRID_AGENT is not a program"
   export HGRID_AGENT_SOCKET=${XDG_RUNTIME_DIR:-${TMPDIR:-/tmp}}/hgrid-agent.$(id -u).$1/agent.sock
   if [ "$2" = 0 ]; then
-    setsid "$HGRID_AGENT" --socket "$HGRID_AGENT_SOCKET" --gpus "$3" \
+    setsid "$agent" --socket "$HGRID_AGENT_SOCKET" --gpus "$3" \
       --exit-idle "${HGRID_AGENT_IDLE_S:-30}" </dev/null >/dev/null &
   fi
-  local i
   for i in $(seq 200); do
     [ -S "$HGRID_AGENT_SOCKET" ] && return 0
     sleep 0.05
