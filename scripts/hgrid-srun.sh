@@ -23,14 +23,15 @@ die() { echo "$me: $*" >&2; exit 2; }
 # HGRID_AGENT_IDLE_S (default 30) seconds after the host's last worker.
 agent_on_demand() { # KEY LOCAL_ID LOCAL_COUNT
   [ -n "${HGRID_AGENT:-}" ] && [ -z "${HGRID_AGENT_SOCKET:-}" ] || return 0
-  local agent i
+  local agent uid _
   agent=$(command -v "$HGRID_AGENT") || die "HGRID_AGENT=$HGRID_AGENT is not a program"
-  export HGRID_AGENT_SOCKET=${XDG_RUNTIME_DIR:-${TMPDIR:-/tmp}}/hgrid-agent.$(id -u).$1/agent.sock
+  uid=$(id -u)
+  export HGRID_AGENT_SOCKET=${XDG_RUNTIME_DIR:-${TMPDIR:-/tmp}}/hgrid-agent.$uid.$1/agent.sock
   if [ "$2" = 0 ]; then
     setsid "$agent" --socket "$HGRID_AGENT_SOCKET" --gpus "$3" \
       --exit-idle "${HGRID_AGENT_IDLE_S:-30}" </dev/null >/dev/null &
   fi
-  for i in $(seq 200); do
+  for _ in $(seq 200); do
     [ -S "$HGRID_AGENT_SOCKET" ] && return 0
     sleep 0.05
   done
