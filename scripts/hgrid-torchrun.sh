@@ -24,19 +24,29 @@ die() { echo "$me: $*" >&2; exit 2; }
 # HGRID_AGENT_IDLE_S (default 30) seconds after the host's last worker.
 agent_on_demand() { # KEY LOCAL_ID LOCAL_COUNT
   [ -n "${HGRID_AGENT:-}" ] && [ -z "${HGRID_AGENT_SOCKET:-}" ] || return 0
-  local agent uid _
+  local agent uid dir _
   agent=$(command -v "$HGRID_AGENT") || die "HGRID_AGENT=$HGRID_AGENT is not a program"
   uid=$(id -u)
-  export HGRID_AGENT_SOCKET=${XDG_RUNTIME_DIR:-${TMPDIR:-/tmp}}/hgrid-agent.$uid.$1/agent.sock
+  dir=${XDG_RUNTIME_DIR:-${TMPDIR:-/tmp}}/hgrid-agent.$uid.$1
+  export HGRID_AGENT_SOCKET=$dir/agent.sock
   if [ "$2" = 0 ]; then
-    setsid "$agent" --socket "$HGRID_AGENT_SOCKET" --gpus "$3" \
-      --exit-idle "${HGRID_AGENT_IDLE_S:-30}" </dev/null >/dev/null &
+    # Its log goes beside its socket, not to this task's output (which the
+    # launcher would wait on while the agent lives); to the output if the
+    # directory is not ours (the agent then refuses it and says why).
+    mkdir -m 0700 "$dir" 2>/dev/null || true
+    if [ -O "$dir" ] && [ ! -L "$dir" ]; then
+      setsid "$agent" --socket "$HGRID_AGENT_SOCKET" --gpus "$3" \
+        --exit-idle "${HGRID_AGENT_IDLE_S:-30}" </dev/null >/dev/null 2>>"$dir/agent.log" &
+    else
+      setsid "$agent" --socket "$HGRID_AGENT_SOCKET" --gpus "$3" \
+        --exit-idle "${HGRID_AGENT_IDLE_S:-30}" </dev/null >/dev/null &
+    fi
   fi
   for _ in $(seq 200); do
     [ -S "$HGRID_AGENT_SOCKET" ] && return 0
     sleep 0.05
   done
-  die "no hgrid-agent at $HGRID_AGENT_SOCKET after 10 s (the host's first task starts it: see its errors)"
+  die "no hgrid-agent at $HGRID_AGENT_SOCKET after 10 s (the node's first task starts it; its log: $dir/agent.log)"
 }
 
 # hgrid-worker beside this script (an install's PREFIX/bin), in a checkout's

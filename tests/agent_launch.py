@@ -7,7 +7,9 @@ The node's first task starts the agent; every worker of the node reaches
 gridd through it: gridd sees one host link per node whose HostHello lists
 its 4 workers (the launcher's count given as --gpus), and with every rank
 assigned none of them connected directly. Each agent exits by itself (--exit-idle,
-HGRID_AGENT_IDLE_S=1) once its workers are gone, removing its socket.
+HGRID_AGENT_IDLE_S=1) once its workers are gone, removing its socket; its
+log is in its directory, not in the tasks' output (which a launcher would
+wait on).
 Then: a second torchrun restart (TORCHELASTIC_RESTART_COUNT) gets agents of
 its own; HGRID_AGENT_SOCKET given keeps the scripts from starting one; a
 wrong HGRID_AGENT is refused. Stdlib only."""
@@ -108,6 +110,16 @@ def run_recipe(tmp, port, sock, log_path, label, node_envs, argv, hosts):
                             f"({time.monotonic() - t0:.1f} s): {left}")
     check(not any(sockets_under(r) for r in runtimes),
           f"{label}: the agents removed their sockets: {[sockets_under(r) for r in runtimes]}")
+    for r in runtimes:  # the agent's log beside its socket, not in the task's output
+        logs = [os.path.join(d, "agent.log") for d, _, files in os.walk(r) if "agent.log" in files
+                and f".{label}." in d]
+        text = open(logs[0]).read() if len(logs) == 1 else ""
+        check("hgrid-agent: listening on" in text and "(--exit-idle): shutting down" in text and
+              text.rstrip().endswith("hgrid-agent: stopped"),
+              f"{label}: the agent's log in its directory says it started and went idle: {logs} "
+              f"{text[-300:]!r}")
+    outs = "".join(open(p).read() for p in paths)
+    check("hgrid-agent:" not in outs, f"{label}: nothing of the agent in the tasks' output")
     return log
 
 
