@@ -23,7 +23,8 @@ typedef struct {
     int hello_wait_ms;       // how long the first Hello waits for the others
     uid_t allow_uids[AGENT_MAX_ALLOW_UIDS];
     int num_allow_uids;
-    int verbose; // -v
+    int exit_idle_s; // exit after this long with no worker connected (0: never)
+    int verbose;     // -v
 } agent_options;
 
 typedef struct agent agent;
@@ -68,12 +69,8 @@ struct uplink { // one job's link from this host to gridd
     Hgrid__Envelope **pending; // Hellos not yet sent (the worker's envelope)
     lworker **pending_from;
     int num_pending, cap_pending;
-    // The next Relay to gridd (frames at offsets into bytes) and HostGone.
-    uint32_t *relay_devices;
-    size_t *relay_offsets, *relay_lens;
-    int num_relay, cap_relay;
-    uint8_t *relay_bytes;
-    size_t relay_used, relay_cap;
+    // The next Relay to gridd and HostGone.
+    wire_relay_batch relay;
     uint32_t *gone;
     int num_gone, cap_gone;
     bool dirty;
@@ -86,6 +83,8 @@ struct agent {
     uv_pipe_t listener;
     uv_signal_t sigterm, sigint;
     uv_prepare_t flush; // sends what the links gathered, before the loop waits
+    uv_timer_t idle;    // --exit-idle: runs while no worker is connected
+    int num_local;      // local connections open
     uplink *links, *dirty;
     bool stopping;
 };
@@ -109,6 +108,9 @@ void local_refuse(lworker *w, Hgrid__ErrorCode code, const char *fmt, ...)
 // gridd dropped w (or its link went): close it without reporting it.
 void local_drop(lworker *w);
 void local_close(lworker *w); // at once (shutdown)
+// The count of local connections changed by delta (+1 accepted, -1 closed):
+// --exit-idle's timer runs while it is 0 (agent/main.c).
+void agent_local_count(agent *a, int delta);
 
 // ---- links to gridd (agent/link.c)
 // The link for (coordinator, job, host), opened on first use; NULL with

@@ -38,10 +38,7 @@ static void on_link_closed(uv_handle_t *h)
         wire_free_envelope(l->pending[i]);
     free(l->pending);
     free(l->pending_from);
-    free(l->relay_devices);
-    free(l->relay_offsets);
-    free(l->relay_lens);
-    free(l->relay_bytes);
+    wire_relay_free(&l->relay);
     free(l->gone);
     free(l);
 }
@@ -106,11 +103,11 @@ static void host_assignment(uplink *l, const Hgrid__HostAssignment *ha)
 
 static void relay_in(uplink *l, const Hgrid__Relay *r)
 {
-    if (r->n_frames != 1 && r->n_frames != r->n_devices)
-        return;
     for (size_t i = 0; i < r->n_devices; i++) {
         lworker *w = find_worker(l, r->devices[i]);
-        const ProtobufCBinaryData *f = &r->frames[r->n_frames == 1 ? 0 : i];
+        const ProtobufCBinaryData *f = wire_relay_frame(r, i);
+        if (!f)
+            return; // neither one frame nor one per device
         if (w)
             local_deliver(w, f->data, f->len);
     }
@@ -304,28 +301,10 @@ int link_relay(uplink *l, lworker *w, const uint8_t *body, size_t len)
 {
     if (!w->joined)
         return 0; // gridd has not heard of it yet; a worker waits for its Assignment
-    if (l->relay_used + len > l->relay_cap) {
-        size_t cap = l->relay_cap ? l->relay_cap : 1024;
-        while (cap < l->relay_used + len)
-            cap *= 2;
-        uint8_t *bytes = realloc(l->relay_bytes, cap);
-        if (!bytes)
-            return -1;
-        l->relay_bytes = bytes;
-        l->relay_cap = cap;
-    }
-    int n = l->num_relay, cap = l->cap_relay;
-    if (grow_array(&l->relay_devices, &cap, n + 1, sizeof *l->relay_devices) ||
-        grow_array(&l->relay_offsets, &(int){l->cap_relay}, n + 1, sizeof *l->relay_offsets) ||
-        grow_array(&l->relay_lens, &(int){l->cap_relay}, n + 1, sizeof *l->relay_lens))
+    uint8_t *at = wire_relay_add(&l->relay, w->device, len);
+    if (!at)
         return -1;
-    l->cap_relay = cap;
-    memcpy(l->relay_bytes + l->relay_used, body, len);
-    l->relay_devices[n] = w->device;
-    l->relay_offsets[n] = l->relay_used;
-    l->relay_lens[n] = len;
-    l->relay_used += len;
-    l->num_relay++;
+    memcpy(at, body, len);
     mark_dirty(l);
     return 0;
 }
@@ -394,22 +373,16 @@ static int flush_link(uplink *l)
     l->hello_due = false;
     Hgrid__Envelope env;
     wire_envelope_init(&env);
-    if (l->num_relay) {
-        ProtobufCBinaryData *frames = malloc(sizeof *frames * (size_t)l->num_relay);
+    if (l->relay.num) {
+        Hgrid__Relay relay;
+        ProtobufCBinaryData *frames = wire_relay_message(&l->relay, &relay);
         if (!frames)
             return -1;
-        for (int i = 0; i < l->num_relay; i++)
-            frames[i] = (ProtobufCBinaryData){l->relay_lens[i], l->relay_bytes + l->relay_offsets[i]};
-        Hgrid__Relay relay = HGRID__RELAY__INIT;
-        relay.n_devices = relay.n_frames = (size_t)l->num_relay;
-        relay.devices = l->relay_devices;
-        relay.frames = frames;
         env.msg_case = HGRID__ENVELOPE__MSG_RELAY;
         env.relay = &relay;
         int rc = outq_send(&l->out, &env);
         free(frames);
-        l->num_relay = 0;
-        l->relay_used = 0;
+        wire_relay_clear(&l->relay);
         if (rc)
             return -1;
     }

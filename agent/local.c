@@ -76,8 +76,10 @@ int outq_send(outq *q, const Hgrid__Envelope *env)
 static void on_closed(uv_handle_t *h)
 {
     lworker *w = h->data;
+    agent *a = w->a;
     wire_reader_free(&w->reader);
     free(w);
+    agent_local_count(a, -1);
 }
 
 static void close_worker(lworker *w)
@@ -276,6 +278,7 @@ void local_accept(agent *a)
     }
     w->pipe.data = w;
     w->a = a;
+    agent_local_count(a, +1); // on_closed counts it out
     w->out.stream = (uv_stream_t *)&w->pipe;
     wire_reader_init(&w->reader, WIRE_DEFAULT_MAX_FRAME);
     if (uv_accept((uv_stream_t *)&a->listener, (uv_stream_t *)&w->pipe) ||

@@ -13,6 +13,9 @@
 #include "agent/agent.h"
 #include "util/cli.h"
 
+// --exit-idle: how long the agent waits for its first worker, at least.
+#define AGENT_FIRST_WORKER_S 60
+
 void agent_log(const char *fmt, ...)
 {
     struct timespec ts;
@@ -59,6 +62,10 @@ static int parse_args(int argc, char **argv, agent_options *o)
         CLI_OPT_CALL("allow-uid", o, NULL, "UID",
                      "a peer uid allowed besides root and the agent's\nown (repeatable, at most "
                      CLI_STR(AGENT_MAX_ALLOW_UIDS) ")", add_allow_uid),
+        CLI_OPT_INT("exit-idle", &o->exit_idle_s, "0", 0, 86400, "S",
+                    "exit (status 0) once no worker has been connected\nfor S seconds (before the "
+                    "first one: for\nmax(S, " CLI_STR(AGENT_FIRST_WORKER_S) ") s): for an agent started with its host's\n"
+                    "workers (0: never)"),
         CLI_OPT_COUNT("verbose", 'v', &o->verbose, "log each HostHello and each worker's exit"),
         CLI_OPT_END,
     };
@@ -72,7 +79,8 @@ static int parse_args(int argc, char **argv, agent_options *o)
             "closes. Peers must be root, the agent's user or an --allow-uid (SO_PEERCRED).\n"
             "Workers use the agent when HGRID_AGENT_SOCKET names it or the default exists.\n",
         .opts = opts,
-        .epilog = "Exit status: 0 stopped by SIGTERM or SIGINT, 1 cannot start, 2 usage error.\n",
+        .epilog = "Exit status: 0 stopped by SIGTERM or SIGINT (or --exit-idle), 1 cannot start,\n"
+                  "2 usage error.\n",
     };
     char err[256];
     int n;
@@ -136,18 +144,42 @@ static void on_walk_close(uv_handle_t *h, void *arg)
         uv_close(h, NULL);
 }
 
-static void on_signal(uv_signal_t *sig, int signum)
+static void stop(agent *a, const char *why)
 {
-    agent *a = sig->data;
     if (a->stopping)
         return;
     a->stopping = true;
-    agent_log("%s: shutting down", strsignal(signum));
+    agent_log("%s: shutting down", why);
     links_close_all(a);
     uv_close((uv_handle_t *)&a->listener, NULL);
     uv_close((uv_handle_t *)&a->sigterm, NULL);
     uv_close((uv_handle_t *)&a->sigint, NULL);
     uv_close((uv_handle_t *)&a->flush, NULL);
+    uv_close((uv_handle_t *)&a->idle, NULL);
+}
+
+static void on_signal(uv_signal_t *sig, int signum)
+{
+    stop(sig->data, strsignal(signum));
+}
+
+static void on_idle(uv_timer_t *t)
+{
+    agent *a = t->data;
+    char why[64];
+    snprintf(why, sizeof why, "no worker for %d s (--exit-idle)", a->opt.exit_idle_s);
+    stop(a, why);
+}
+
+void agent_local_count(agent *a, int delta)
+{
+    a->num_local += delta;
+    if (a->stopping || !a->opt.exit_idle_s)
+        return;
+    if (a->num_local > 0)
+        uv_timer_stop(&a->idle);
+    else if (delta < 0)
+        uv_timer_start(&a->idle, on_idle, (uint64_t)a->opt.exit_idle_s * 1000, 0);
 }
 
 // Before the loop waits: what this iteration's callbacks (timers too) queued.
@@ -186,6 +218,8 @@ int main(int argc, char **argv)
         uv_loop_close(&loop);
         return 1;
     }
+    struct stat bound; // at exit the path is removed only if it is still this socket
+    bool have_bound = stat(a.opt.socket, &bound) == 0;
     uv_signal_init(&loop, &a.sigterm);
     uv_signal_init(&loop, &a.sigint);
     a.sigterm.data = a.sigint.data = &a;
@@ -194,6 +228,12 @@ int main(int argc, char **argv)
     uv_prepare_init(&loop, &a.flush);
     a.flush.data = &a;
     uv_prepare_start(&a.flush, on_prepare);
+    uv_timer_init(&loop, &a.idle);
+    a.idle.data = &a;
+    if (a.opt.exit_idle_s) { // the first worker may be slow to start: at least a minute
+        int first = a.opt.exit_idle_s > AGENT_FIRST_WORKER_S ? a.opt.exit_idle_s : AGENT_FIRST_WORKER_S;
+        uv_timer_start(&a.idle, on_idle, (uint64_t)first * 1000, 0);
+    }
     agent_log("listening on %s%s%s", a.opt.socket, a.opt.host ? " as host " : "",
               a.opt.host ? a.opt.host : "");
     fflush(stderr);
@@ -201,7 +241,10 @@ int main(int argc, char **argv)
     uv_walk(&loop, on_walk_close, NULL); // workers still connected
     uv_run(&loop, UV_RUN_DEFAULT);
     uv_loop_close(&loop);
-    unlink(a.opt.socket);
+    struct stat now; // a later agent may have bound the path since
+    if (have_bound && stat(a.opt.socket, &now) == 0 && now.st_dev == bound.st_dev &&
+        now.st_ino == bound.st_ino)
+        unlink(a.opt.socket);
     agent_log("stopped");
     return 0;
 }

@@ -17,13 +17,7 @@ struct hostlink {
     char host[ROSTER_MAX_HOST + 1];
     conn **workers; // its live workers (CONN_REMOTE)
     int num_workers, cap_workers;
-    // The next Relay: frame i (Envelope bytes at offsets[i], lens[i] long)
-    // goes to devices[i].
-    uint32_t *relay_devices;
-    size_t *relay_offsets, *relay_lens;
-    int num_relay, cap_relay;
-    uint8_t *relay_bytes;
-    size_t relay_used, relay_cap;
+    wire_relay_batch relay; // the next Relay
     // The next HostGone: workers gridd dropped.
     uint32_t *gone;
     int num_gone, cap_gone;
@@ -56,10 +50,7 @@ static void mark_dirty(hostlink *l)
 static void link_free(hostlink *l)
 {
     free(l->workers);
-    free(l->relay_devices);
-    free(l->relay_offsets);
-    free(l->relay_lens);
-    free(l->relay_bytes);
+    wire_relay_free(&l->relay);
     free(l->gone);
     free(l->assign_ranks);
     free(l->assign_devices);
@@ -87,19 +78,6 @@ static bool unlist(hostlink *l, const conn *w)
 
 // ---- sending
 
-static void free_relay(hostlink *l)
-{
-    free(l->relay_devices);
-    free(l->relay_offsets);
-    free(l->relay_lens);
-    free(l->relay_bytes);
-    l->relay_devices = NULL;
-    l->relay_offsets = l->relay_lens = NULL;
-    l->relay_bytes = NULL;
-    l->num_relay = l->cap_relay = 0;
-    l->relay_used = l->relay_cap = 0;
-}
-
 // The pending Relay, then the pending HostGone. Returns -1 if the link
 // closed.
 static int link_flush(hostlink *l)
@@ -108,31 +86,18 @@ static int link_flush(hostlink *l)
         return -1;
     Hgrid__Envelope env;
     wire_envelope_init(&env);
-    if (l->num_relay) {
-        int n = l->num_relay;
-        bool shared = true;
-        for (int i = 1; i < n && shared; i++)
-            shared = l->relay_lens[i] == l->relay_lens[0] &&
-                     !memcmp(l->relay_bytes + l->relay_offsets[i],
-                             l->relay_bytes + l->relay_offsets[0], l->relay_lens[0]);
-        ProtobufCBinaryData *frames = malloc(sizeof *frames * (size_t)n);
+    if (l->relay.num) {
+        Hgrid__Relay relay;
+        ProtobufCBinaryData *frames = wire_relay_message(&l->relay, &relay);
         if (!frames) {
             conn_close(l->c, "out of memory relaying frames");
             return -1;
         }
-        int num_frames = shared ? 1 : n;
-        for (int i = 0; i < num_frames; i++)
-            frames[i] = (ProtobufCBinaryData){l->relay_lens[i], l->relay_bytes + l->relay_offsets[i]};
-        Hgrid__Relay relay = HGRID__RELAY__INIT;
-        relay.n_devices = (size_t)n;
-        relay.devices = l->relay_devices;
-        relay.n_frames = (size_t)num_frames;
-        relay.frames = frames;
         env.msg_case = HGRID__ENVELOPE__MSG_RELAY;
         env.relay = &relay;
         int rc = conn_send(l->c, &env);
         free(frames);
-        free_relay(l); // a link is idle most of the time: it holds no buffer meanwhile
+        wire_relay_free(&l->relay); // a link is idle most of the time: it holds no buffer meanwhile
         if (rc)
             return -1;
     }
@@ -178,33 +143,13 @@ int hostlink_send(conn *remote, const Hgrid__Envelope *env)
     if (env->msg_case == HGRID__ENVELOPE__MSG_ABORT)
         l->num_assign = 0; // the generation they were for is over
     size_t len = hgrid__envelope__get_packed_size(env);
-    if (l->relay_used + len > l->relay_cap) {
-        size_t cap = l->relay_cap ? l->relay_cap : 256;
-        while (cap < l->relay_used + len)
-            cap *= 2;
-        uint8_t *bytes = realloc(l->relay_bytes, cap);
-        if (!bytes) {
-            conn_close(l->c, "out of memory relaying frames");
-            return -1;
-        }
-        l->relay_bytes = bytes;
-        l->relay_cap = cap;
-    }
-    int n = l->num_relay, cap = l->cap_relay;
-    if (grow_array(&l->relay_devices, &cap, n + 1, sizeof *l->relay_devices) ||
-        grow_array(&l->relay_offsets, &(int){l->cap_relay}, n + 1, sizeof *l->relay_offsets) ||
-        grow_array(&l->relay_lens, &(int){l->cap_relay}, n + 1, sizeof *l->relay_lens)) {
+    uint8_t *at = wire_relay_add(&l->relay, remote->device, len);
+    if (!at) {
         conn_close(l->c, "out of memory relaying frames");
         return -1;
     }
-    l->cap_relay = cap;
-    hgrid__envelope__pack(env, l->relay_bytes + l->relay_used);
+    hgrid__envelope__pack(env, at);
     metrics_frame_out(&remote->srv->metrics, env, 0);
-    l->relay_devices[n] = remote->device;
-    l->relay_offsets[n] = l->relay_used;
-    l->relay_lens[n] = len;
-    l->relay_used += len;
-    l->num_relay++;
     mark_dirty(l);
     return 0;
 }
@@ -535,7 +480,7 @@ static void host_hello(conn *c, const Hgrid__HostHello *hh)
 static void relay_in(conn *c, const Hgrid__Relay *relay)
 {
     hostlink *l = c->link;
-    if (relay->n_frames != 1 && relay->n_frames != relay->n_devices) {
+    if (relay->n_devices && !wire_relay_frame(relay, 0)) {
         conn_fail(c, HGRID__ERROR_CODE__ERROR_AGENT,
                   "Relay with %zu frames for %zu devices; send one frame, or one per device",
                   relay->n_frames, relay->n_devices);
@@ -545,7 +490,7 @@ static void relay_in(conn *c, const Hgrid__Relay *relay)
         conn *w = find_worker(l, relay->devices[i]);
         if (!w)
             continue; // a worker gridd dropped: its last frames are moot
-        const ProtobufCBinaryData *f = &relay->frames[relay->n_frames == 1 ? 0 : i];
+        const ProtobufCBinaryData *f = wire_relay_frame(relay, i);
         Hgrid__Envelope *env = wire_unpack(f->data, f->len);
         char why[256];
         if (!env) {

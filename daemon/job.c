@@ -532,6 +532,26 @@ void job_ready(conn *c, uint64_t generation)
                  (long long)(gridd_now_ms() - j->whole_at));
 }
 
+void job_comms_lost(conn *c, const Hgrid__CommsLost *lost)
+{
+    job *j = c->job;
+    int s = c->slot;
+    if (job_ended(j) || !j->rec.roster.assigned || j->assignment_only ||
+        lost->generation > j->rec.generation ||
+        j->rebuild.replaced[s])
+        return; // nothing kept that holds it
+    rebuild_lose(&j->rebuild, s);
+    gridd_log_at(GRIDD_NOTICE, j, s, "communicators lost generation=%llu reason=\"%.200s\"",
+                 (unsigned long long)lost->generation, lost->reason);
+    if (j->state == JOB_WAITING || j->state == JOB_RESUMING)
+        return; // the next generation re-creates its groups
+    char reason[320];
+    snprintf(reason, sizeof reason, "rank %d lost communicators of generation %llu that this "
+             "generation keeps; its groups are re-created", s,
+             (unsigned long long)lost->generation);
+    job_abort_generation(j, reason, NULL, -1);
+}
+
 void job_heartbeat(conn *c, const Hgrid__Heartbeat *hb)
 {
     job *j = c->job;

@@ -113,6 +113,11 @@ void job_joined(job *j, conn *c, const Hgrid__Resume *resume);
 void job_worker_gone(conn *c, const char *reason);
 void job_mint_reply(conn *c, const Hgrid__MintReply *reply);
 void job_ready(conn *c, uint64_t generation);
+// c's worker aborted communicators of groups that kept their id after the
+// Abort of generation: its rank counts as replaced (the next generation
+// re-creates its groups); a generation already forming without knowing
+// that is aborted.
+void job_comms_lost(conn *c, const Hgrid__CommsLost *lost);
 void job_heartbeat(conn *c, const Hgrid__Heartbeat *hb);
 const char *job_state_name(job_state s);
 const char *slot_state_name(slot_state s);

@@ -164,6 +164,9 @@ void worker_handle(conn *c, const Hgrid__Envelope *env)
     case HGRID__ENVELOPE__MSG_READY:
         job_ready(c, env->ready->generation);
         break;
+    case HGRID__ENVELOPE__MSG_COMMS_LOST:
+        job_comms_lost(c, env->comms_lost);
+        break;
     case HGRID__ENVELOPE__MSG_HEARTBEAT:
         job_heartbeat(c, env->heartbeat);
         break;

@@ -36,6 +36,34 @@ void hgrid_comms_abort(hgrid_comms *c)
     free(c);
 }
 
+// Whether group i's members hold one of the n ranks.
+static bool holds_any(const hgrid_group *g, const int *ranks, int n)
+{
+    for (int m = 0; m < g->size; m++)
+        for (int r = 0; r < n; r++)
+            if (g->members[m] == ranks[r])
+                return true;
+    return false;
+}
+
+int hgrid_comms_abort_lost(hgrid_comms *c)
+{
+    int lost[HGRID_MAX_LOST], n = hgrid_lost_ranks(c->w, lost, HGRID_MAX_LOST), aborted = 0;
+    bool hit[ASSIGN_MAX_GROUPS] = {false};
+    for (int i = 0; i < c->num_groups; i++) { // a shared communicator goes with any of its groups
+        const hgrid_group *g = hgrid_group_at(c->w, i);
+        if (g->nccl_id && (n == 0 || holds_any(g, lost, n)))
+            hit[g->shares_with] = true;
+    }
+    for (int i = 0; i < c->num_groups; i++)
+        if (hit[i] && c->comm[i]) {
+            ncclCommAbort(c->comm[i]);
+            c->comm[i] = NULL;
+            aborted++;
+        }
+    return aborted;
+}
+
 void hgrid_comms_destroy(hgrid_comms *c)
 {
     if (!c)

@@ -162,6 +162,15 @@ int hgrid_heartbeat(hgrid_worker *w, uint64_t step, float loss, float throughput
 int hgrid_poll(hgrid_worker *w);
 // gridd's reason for the last Abort or Release.
 const char *hgrid_reason(const hgrid_worker *w);
+// The ranks whose loss caused the last Abort (their groups' communicators
+// are the ones to abort now): how many (at most max into ranks); 0 when
+// gridd named none (abort them all).
+#define HGRID_MAX_LOST 64
+int hgrid_lost_ranks(const hgrid_worker *w, int *ranks, int max);
+// After an Abort: tells gridd this worker aborted communicators of groups
+// that may keep their id (one could not finish its operations), so the
+// next generation re-creates every group holding this rank.
+int hgrid_report_comms_lost(hgrid_worker *w, const char *reason);
 int hgrid_leave(hgrid_worker *w, const char *reason);
 
 // ---- the end of a job

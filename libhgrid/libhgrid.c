@@ -338,6 +338,11 @@ static int handle(hgrid_worker *w, const Hgrid__Envelope *env)
         if (w->assigned && env->abort->generation < w->generation)
             return HGRID_OK; // an old generation's abort, already past
         keep_reason(w, env->abort->reason);
+        w->num_lost = 0;
+        for (size_t i = 0; i < env->abort->n_lost_ranks && w->num_lost < HGRID_MAX_LOST; i++)
+            w->lost[w->num_lost++] = (int)env->abort->lost_ranks[i];
+        if (env->abort->n_lost_ranks > HGRID_MAX_LOST)
+            w->num_lost = 0; // too many to tell: every communicator goes
         w->assigned = false;
         return HGRID_ABORTED;
     case HGRID__ENVELOPE__MSG_RELEASE:
@@ -478,6 +483,25 @@ const char *hgrid_error(const hgrid_worker *w)
 const char *hgrid_reason(const hgrid_worker *w)
 {
     return w->reason;
+}
+
+int hgrid_lost_ranks(const hgrid_worker *w, int *ranks, int max)
+{
+    int n = w->num_lost < max ? w->num_lost : max;
+    memcpy(ranks, w->lost, sizeof *ranks * (size_t)(n > 0 ? n : 0));
+    return n;
+}
+
+int hgrid_report_comms_lost(hgrid_worker *w, const char *reason)
+{
+    Hgrid__CommsLost lost = HGRID__COMMS_LOST__INIT;
+    lost.generation = w->generation;
+    lost.reason = (char *)(reason && *reason ? reason : "no reason given");
+    Hgrid__Envelope env;
+    wire_envelope_init(&env);
+    env.msg_case = HGRID__ENVELOPE__MSG_COMMS_LOST;
+    env.comms_lost = &lost;
+    return hgrid_send(w, &env);
 }
 
 int hgrid_report_checks(hgrid_worker *w, const hgrid_check *checks, int count)

@@ -63,6 +63,8 @@ struct hgrid_worker {
     size_t queue_head, queue_len, queue_cap;
     char error[HGRID_ERR_LEN];
     char reason[HGRID_ERR_LEN];
+    int lost[HGRID_MAX_LOST]; // the last Abort's lost ranks
+    int num_lost;
 
     // ids this worker minted for the generation being formed
     uint64_t mint_generation;

@@ -9,9 +9,44 @@
 # --use-launcher-rank to ask for SLURM_PROCID instead. Other arguments go to
 # hgrid-worker. HGRID_WORKER names the program (default: hgrid-worker next
 # to this script as installed, else in the checkout's bin/, else on PATH).
+# HGRID_AGENT=PATH (hgrid-agent): the node's tasks reach gridd through one
+# agent, started by the node's first task (local id 0) and gone 30 s
+# (HGRID_AGENT_IDLE_S) after the node's last worker; HGRID_AGENT_SOCKET
+# names an agent already running instead (e.g. systemd's).
 set -euo pipefail
 me=hgrid-srun
 die() { echo "$me: $*" >&2; exit 2; }
+
+# HGRID_AGENT (hgrid-agent's path) without HGRID_AGENT_SOCKET: the host's
+# workers reach gridd through one agent (one connection per host), which
+# the host's first task starts for them in a fresh 0700 directory; it exits
+# HGRID_AGENT_IDLE_S (default 30) seconds after the host's last worker.
+agent_on_demand() { # KEY LOCAL_ID LOCAL_COUNT
+  [ -n "${HGRID_AGENT:-}" ] && [ -z "${HGRID_AGENT_SOCKET:-}" ] || return 0
+  local agent uid dir _
+  agent=$(command -v "$HGRID_AGENT") || die "HGRID_AGENT=$HGRID_AGENT is not a program"
+  uid=$(id -u)
+  dir=${XDG_RUNTIME_DIR:-${TMPDIR:-/tmp}}/hgrid-agent.$uid.$1
+  export HGRID_AGENT_SOCKET=$dir/agent.sock
+  if [ "$2" = 0 ]; then
+    # Its log goes beside its socket, not to this task's output (which the
+    # launcher would wait on while the agent lives); to the output if the
+    # directory is not ours (the agent then refuses it and says why).
+    mkdir -m 0700 "$dir" 2>/dev/null || true
+    if [ -O "$dir" ] && [ ! -L "$dir" ]; then
+      setsid "$agent" --socket "$HGRID_AGENT_SOCKET" --gpus "$3" \
+        --exit-idle "${HGRID_AGENT_IDLE_S:-30}" </dev/null >/dev/null 2>>"$dir/agent.log" &
+    else
+      setsid "$agent" --socket "$HGRID_AGENT_SOCKET" --gpus "$3" \
+        --exit-idle "${HGRID_AGENT_IDLE_S:-30}" </dev/null >/dev/null &
+    fi
+  fi
+  for _ in $(seq 200); do
+    [ -S "$HGRID_AGENT_SOCKET" ] && return 0
+    sleep 0.05
+  done
+  die "no hgrid-agent at $HGRID_AGENT_SOCKET after 10 s (the node's first task starts it; its log: $dir/agent.log)"
+}
 
 # hgrid-worker beside this script (an install's PREFIX/bin), in a checkout's
 # bin/ (this script in scripts/), else on PATH.
@@ -46,4 +81,7 @@ fi
 
 worker=${HGRID_WORKER:-$(find_worker)}
 export HGRID_HOSTNAME=${HGRID_HOSTNAME:-$SLURMD_NODENAME}
+# The node's task count (SLURM_STEP_TASKS_PER_NODE "4(x2)" or "4"; 0: unknown).
+per_node=$(sed -n 's/^\([0-9][0-9]*\)\((x[0-9]*)\)\{0,1\}$/\1/p' <<<"${SLURM_STEP_TASKS_PER_NODE:-}")
+agent_on_demand "$HGRID_JOB.${SLURM_JOB_ID:-0}.${SLURM_STEP_ID:-0}" "$SLURM_LOCALID" "${per_node:-0}"
 exec "$worker" --device "$SLURM_LOCALID" "$@"

@@ -5,6 +5,9 @@
 #ifndef HGRID_TRAIN_COMM_H
 #define HGRID_TRAIN_COMM_H
 
+#include <setjmp.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 // TR_BF16: activations of the bf16 GPU step (sums in fp32, rounded once).
@@ -13,6 +16,16 @@ typedef enum { TR_F32, TR_I32, TR_BF16 } tr_dtype;
 typedef struct tr_group tr_group;
 typedef struct tr_backend tr_backend;
 
+// A rank's way out of a step when its generation is aborted (another
+// thread raises it): the rank's next operation on any of its groups, and
+// an operation failing on a group whose communicator was aborted, jump to
+// escape (longjmp, value 1) instead of running. escape NULL, or a failure
+// before the fence was raised: the process ends, saying where.
+typedef struct {
+    atomic_int raised;
+    jmp_buf *escape;
+} tr_fence;
+
 // A group as one member sees it. members: global ranks in the layout
 // engine's order; rank: this member's index among them.
 struct tr_group {
@@ -20,6 +33,7 @@ struct tr_group {
     void *impl;
     int size, rank;
     int *members; // (size)
+    tr_fence *fence; // NULL: none (failures end the process)
 };
 
 // One point-to-point transfer of a batch: peer is an index into group.
@@ -44,6 +58,12 @@ struct tr_backend {
     // Optional: the group's operations so far are done before the caller's
     // next work starts (a backend that runs them beside the compute).
     void (*join)(tr_group *g);
+    // Optional: aborts the member's communicator (every member's operations
+    // on it fail); the threads backend's stand-in for libhgrid's aborts.
+    void (*abort)(tr_group *g);
+    // Whether every operation this member issued has completed by deadline
+    // (now_s() seconds): a communicator it can keep.
+    bool (*drain)(tr_group *g, double deadline);
     void (*free)(tr_group *g);
 };
 
@@ -72,6 +92,23 @@ void tr_p2p(const tr_p2p_op *ops, int n, tr_dtype t);
 // after this call (a no-op where operations are not run beside compute).
 void tr_group_join(tr_group *g);
 void tr_group_free(tr_group *g);
+
+// ---- keeping communicators across an Abort (worker/run.c; the threads
+// backend runs the same steps in tests/test_train_rebuild.c)
+//   other thread: tr_fence_raise, abort the groups holding a lost rank;
+//   rank: escapes, then tr_group_drain on the others by a deadline:
+//   all drained -> kept for the next generation, else every one aborted
+//   and gridd told (its groups get new ids).
+void tr_fence_raise(tr_fence *f);
+// Jumps to g's escape once its fence is raised; else the process ends
+// after one line naming what failed (a backend calls it when an
+// operation fails).
+void tr_group_escape(const tr_group *g, const char *what);
+// Whether g's members hold one of the n ranks.
+bool tr_group_holds(const tr_group *g, const int *ranks, int n);
+void tr_group_abort(tr_group *g);
+// true once this member's operations on g completed (by deadline).
+bool tr_group_drain(tr_group *g, double deadline);
 
 // ---- threads backend
 typedef struct tr_threads_world tr_threads_world;

@@ -1,8 +1,7 @@
 // The NCCL backend: one communicator per group, device buffers; a group's
 // operations run on the compute stream or on a side stream ordered with it
 // by events. all-to-all(v) and point-to-point batches are grouped
-// send/recv calls. Also: escaping a step whose communicators were aborted,
-// and timing each operation alone for --profile-comm.
+// send/recv calls. Also: timing each operation alone for --profile-comm.
 #include "train/comm_nccl.h"
 #include "util/clock.h"
 
@@ -12,66 +11,52 @@
 #include <stdlib.h>
 #include <time.h>
 
-static jmp_buf *escape;         // the training thread's only
-static atomic_int escape_armed; // any thread
-
-void tr_nccl_escape_to(jmp_buf *to)
-{
-    escape = to;
-    atomic_store(&escape_armed, 0);
-}
-
-void tr_nccl_escape_arm_abort(void) { atomic_store(&escape_armed, 1); }
-
-static void escape_if_armed(void)
-{
-    if (escape && atomic_load(&escape_armed))
-        longjmp(*escape, 1);
-}
-
 // libhgrid's communicators are non-blocking: a call may answer
 // ncclInProgress, and the next call on that communicator must wait until
-// it settles. Any other failure ends the process (file, line, reason),
-// unless another thread aborted the communicators on purpose.
-static void die(const char *file, int line, const char *call, ncclResult_t r)
+// it settles. Any other failure escapes through the group's fence once
+// another thread raised it (it aborted communicators on purpose), else
+// ends the process (file, line, reason).
+static void die(const tr_group *g, const char *file, int line, const char *call, ncclResult_t r)
 {
-    escape_if_armed();
-    fprintf(stderr, "%s:%d: %s: %s\n", file, line, call, ncclGetErrorString(r));
-    abort();
+    char what[256];
+    snprintf(what, sizeof what, "%s:%d: %s: %s", file, line, call, ncclGetErrorString(r));
+    tr_group_escape(g, what);
 }
 
-static void settle(ncclComm_t comm, const char *file, int line, const char *call)
+static void settle(const tr_group *g, ncclComm_t comm, const char *file, int line,
+                   const char *call)
 {
     for (;;) {
-        escape_if_armed();
+        if (g->fence && atomic_load(&g->fence->raised))
+            tr_group_escape(g, "fence raised");
         ncclResult_t state, r = ncclCommGetAsyncError(comm, &state);
         if (r != ncclSuccess)
-            die(file, line, "ncclCommGetAsyncError", r);
+            die(g, file, line, "ncclCommGetAsyncError", r);
         if (state == ncclSuccess)
             return;
         if (state != ncclInProgress)
-            die(file, line, call, state);
+            die(g, file, line, call, state);
         sched_yield();
     }
 }
 
-#define NCCL_CHECK(comm, call)                                                             \
+#define NCCL_CHECK(g, comm, call)                                                          \
     do {                                                                                   \
         ncclResult_t r_ = (call);                                                          \
         if (r_ == ncclInProgress)                                                          \
-            settle((comm), __FILE__, __LINE__, #call);                                     \
+            settle((g), (comm), __FILE__, __LINE__, #call);                                \
         else if (r_ != ncclSuccess)                                                        \
-            die(__FILE__, __LINE__, #call, r_);                                            \
+            die((g), __FILE__, __LINE__, #call, r_);                                       \
     } while (0)
 
 // ncclGroupEnd over the given communicators: each settles.
-static void group_end(ncclComm_t const *comms, int n)
+static void group_end(const tr_group *g, ncclComm_t const *comms, int n)
 {
     ncclResult_t r = ncclGroupEnd();
     if (r != ncclSuccess && r != ncclInProgress)
-        die(__FILE__, __LINE__, "ncclGroupEnd", r);
+        die(g, __FILE__, __LINE__, "ncclGroupEnd", r);
     for (int i = 0; i < n && r == ncclInProgress; i++)
-        settle(comms[i], __FILE__, __LINE__, "ncclGroupEnd");
+        settle(g, comms[i], __FILE__, __LINE__, "ncclGroupEnd");
 }
 
 typedef struct {
@@ -148,7 +133,7 @@ static void nc_all_reduce(tr_group *g, void *buf, size_t n, tr_dtype t)
 {
     timing_begin(impl(g)->compute, impl(g)->stream);
     before_op(impl(g));
-    NCCL_CHECK(impl(g)->comm, ncclAllReduce(buf, buf, n, type_of(t), ncclSum, impl(g)->comm,
+    NCCL_CHECK(g, impl(g)->comm, ncclAllReduce(buf, buf, n, type_of(t), ncclSum, impl(g)->comm,
                                              impl(g)->stream));
     timing_end(impl(g)->stream);
 }
@@ -157,7 +142,7 @@ static void nc_all_gather(tr_group *g, const void *send, void *recv, size_t n, t
 {
     timing_begin(impl(g)->compute, impl(g)->stream);
     before_op(impl(g));
-    NCCL_CHECK(impl(g)->comm,
+    NCCL_CHECK(g, impl(g)->comm,
                ncclAllGather(send, recv, n, type_of(t), impl(g)->comm, impl(g)->stream));
     timing_end(impl(g)->stream);
 }
@@ -166,7 +151,7 @@ static void nc_reduce_scatter(tr_group *g, const void *send, void *recv, size_t 
 {
     timing_begin(impl(g)->compute, impl(g)->stream);
     before_op(impl(g));
-    NCCL_CHECK(impl(g)->comm, ncclReduceScatter(send, recv, n, type_of(t), ncclSum,
+    NCCL_CHECK(g, impl(g)->comm, ncclReduceScatter(send, recv, n, type_of(t), ncclSum,
                                                  impl(g)->comm, impl(g)->stream));
     timing_end(impl(g)->stream);
 }
@@ -175,7 +160,7 @@ static void nc_broadcast(tr_group *g, void *buf, size_t n, tr_dtype t, int root)
 {
     timing_begin(impl(g)->compute, impl(g)->stream);
     before_op(impl(g));
-    NCCL_CHECK(impl(g)->comm,
+    NCCL_CHECK(g, impl(g)->comm,
                ncclBroadcast(buf, buf, n, type_of(t), root, impl(g)->comm, impl(g)->stream));
     timing_end(impl(g)->stream);
 }
@@ -187,18 +172,18 @@ static void nc_all_to_all_v(tr_group *g, const void *send, const size_t *send_co
     before_op(impl(g));
     size_t es = tr_dtype_size(t), so = 0, ro = 0;
     ncclComm_t comm = impl(g)->comm;
-    NCCL_CHECK(comm, ncclGroupStart());
+    NCCL_CHECK(g, comm, ncclGroupStart());
     for (int j = 0; j < g->size; j++) {
         if (send_counts[j])
-            NCCL_CHECK(comm, ncclSend((const char *)send + so * es, send_counts[j], type_of(t), j,
+            NCCL_CHECK(g, comm, ncclSend((const char *)send + so * es, send_counts[j], type_of(t), j,
                                       comm, impl(g)->stream));
         if (recv_counts[j])
-            NCCL_CHECK(comm, ncclRecv((char *)recv + ro * es, recv_counts[j], type_of(t), j, comm,
+            NCCL_CHECK(g, comm, ncclRecv((char *)recv + ro * es, recv_counts[j], type_of(t), j, comm,
                                       impl(g)->stream));
         so += send_counts[j];
         ro += recv_counts[j];
     }
-    group_end(&comm, 1);
+    group_end(g, &comm, 1);
     timing_end(impl(g)->stream);
 }
 
@@ -207,19 +192,19 @@ static void nc_p2p(const tr_p2p_op *ops, int n, tr_dtype t)
     timing_begin(impl(ops[0].group)->compute, impl(ops[0].group)->stream);
     before_op(impl(ops[0].group));
     ncclComm_t comms[n];
-    NCCL_CHECK(impl(ops[0].group)->comm, ncclGroupStart());
+    NCCL_CHECK(ops[0].group, impl(ops[0].group)->comm, ncclGroupStart());
     for (int i = 0; i < n; i++) {
         const tr_p2p_op *op = &ops[i];
         nccl_impl *x = impl(op->group);
         comms[i] = x->comm;
         if (op->is_send)
-            NCCL_CHECK(x->comm, ncclSend(op->buf, op->count, type_of(t), op->peer, x->comm,
+            NCCL_CHECK(op->group, x->comm, ncclSend(op->buf, op->count, type_of(t), op->peer, x->comm,
                                          x->stream));
         else
-            NCCL_CHECK(x->comm, ncclRecv(op->buf, op->count, type_of(t), op->peer, x->comm,
+            NCCL_CHECK(op->group, x->comm, ncclRecv(op->buf, op->count, type_of(t), op->peer, x->comm,
                                          x->stream));
     }
-    group_end(comms, n);
+    group_end(ops[0].group, comms, n);
     timing_end(impl(ops[0].group)->stream);
 }
 
@@ -227,6 +212,19 @@ static void nc_copy(tr_group *g, void *dst, const void *src, size_t bytes)
 {
     cuda_ok(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, impl(g)->compute),
             "cudaMemcpyAsync");
+}
+
+static bool nc_drain(tr_group *g, double deadline)
+{
+    nccl_impl *x = impl(g);
+    for (;;) {
+        cudaError_t e = cudaStreamQuery(x->stream);
+        if (e == cudaSuccess)
+            return true;
+        if (e != cudaErrorNotReady || now_s() > deadline)
+            return false;
+        nanosleep(&(struct timespec){0, 200000}, NULL);
+    }
 }
 
 static void nc_free(tr_group *g)
@@ -248,6 +246,7 @@ static const tr_backend nccl_backend = {
     .p2p = nc_p2p,
     .copy = nc_copy,
     .join = nc_join,
+    .drain = nc_drain,
     .free = nc_free,
 };
 

@@ -5,7 +5,6 @@
 
 #include <cuda_runtime.h>
 #include <nccl.h>
-#include <setjmp.h>
 
 #include "train/comm.h"
 
@@ -20,14 +19,6 @@ tr_group *tr_nccl_group(ncclComm_t comm, cudaStream_t stream, const int *members
 // overlapping the backward pass).
 tr_group *tr_nccl_group_beside(ncclComm_t comm, cudaStream_t stream, cudaStream_t side,
                                const int *members, int size, int rank_in_group);
-
-// Escaping a step whose communicators another thread aborted: the
-// training thread names where to go (NULL: nowhere, a failure ends the
-// process); once another thread armed the escape and aborted the
-// communicators, the training thread's next NCCL failure or wait jumps
-// there (longjmp, value 1) instead of ending the process.
-void tr_nccl_escape_to(jmp_buf *to);
-void tr_nccl_escape_arm_abort(void);
 
 // Profiling: with timing on, every operation first waits for the work
 // before it and then for itself, and its seconds add up (this thread's

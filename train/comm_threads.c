@@ -1,15 +1,19 @@
 // The threads backend: every rank is a thread of one process. Collectives
 // publish each member's buffers, meet at a barrier, and every member
 // computes its result from all inputs in member order (so every member gets
-// the same bits); point-to-point sends are copied into a per-(src, dst)
-// FIFO and never block, receives wait for their message.
+// the same bits); point-to-point sends are copied into the group's
+// per-(src, dst) FIFO and never block, receives wait for their message.
+// An aborted group (tr_group_abort) fails every member's operations on it
+// and leaves the world: a new group of the same members is a new one.
 #include "train/comm.h"
 
+#include <math.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 typedef struct message {
     struct message *next;
@@ -26,16 +30,16 @@ typedef struct shared {
     pthread_cond_t cv;
     int arrived;
     unsigned long generation;
+    int aborted;
     const void **send;          // (size) each member's input
     const size_t **send_counts; // (size) all_to_all_v only
+    message **head, **tail;     // (size * size) FIFOs indexed src * size + dst (member indices)
 } shared;
 
 struct tr_threads_world {
     int size;
     pthread_mutex_t mu;
-    pthread_cond_t cv;
-    message **head, **tail; // (size * size) FIFOs indexed src * size + dst
-    shared *groups;
+    shared *groups; // live (not aborted) groups, found by member list
 };
 
 // A member's handle: its group's shared state and the world.
@@ -44,19 +48,23 @@ typedef struct {
     tr_threads_world *w;
 } handle;
 
-static void barrier(shared *s)
+// 0 once every member arrived; -1 if the group is aborted meanwhile.
+static int barrier(shared *s)
 {
     pthread_mutex_lock(&s->mu);
     unsigned long gen = s->generation;
-    if (++s->arrived == s->size) {
+    if (s->aborted) {
+    } else if (++s->arrived == s->size) {
         s->arrived = 0;
         s->generation++;
         pthread_cond_broadcast(&s->cv);
     } else {
-        while (gen == s->generation)
+        while (gen == s->generation && !s->aborted)
             pthread_cond_wait(&s->cv, &s->mu);
     }
+    int rc = gen == s->generation ? -1 : 0;
     pthread_mutex_unlock(&s->mu);
+    return rc;
 }
 
 // bf16 <-> fp32 by bits (round to nearest even; no NaNs in training data).
@@ -105,11 +113,16 @@ static void collective(tr_group *g, const void *send, const size_t *send_counts,
     }
     s->send[g->rank] = send;
     s->send_counts[g->rank] = send_counts;
-    barrier(s);
-    compute(s, g->rank, out, n, t, root);
-    barrier(s);
-    memcpy(recv, out, bytes);
+    int rc = barrier(s);
+    if (rc == 0)
+        compute(s, g->rank, out, n, t, root);
+    if (rc == 0)
+        rc = barrier(s);
+    if (rc == 0)
+        memcpy(recv, out, bytes);
     free(out);
+    if (rc)
+        tr_group_escape(g, "threads backend: collective on an aborted group");
 }
 
 static void sum_all(shared *s, int rank, void *out, size_t n, tr_dtype t, int root)
@@ -187,15 +200,16 @@ static void th_all_to_all_v(tr_group *g, const void *send, const size_t *send_co
     collective(g, send, send_counts, recv, total, 0, t, 0, exchange);
 }
 
+static shared *shared_of(const tr_group *g) { return ((const handle *)g->impl)->s; }
+
 static void th_p2p(const tr_p2p_op *ops, int n, tr_dtype t)
 {
-    tr_threads_world *w = ((const handle *)ops[0].group->impl)->w;
     size_t es = tr_dtype_size(t);
-    pthread_mutex_lock(&w->mu);
     for (int i = 0; i < n; i++) {
         const tr_p2p_op *op = &ops[i];
         if (!op->is_send)
             continue;
+        shared *s = shared_of(op->group);
         size_t bytes = op->count * es;
         message *m = malloc(sizeof *m + bytes);
         if (!m) {
@@ -205,22 +219,30 @@ static void th_p2p(const tr_p2p_op *ops, int n, tr_dtype t)
         m->next = NULL;
         m->bytes = bytes;
         memcpy(m->data, op->buf, bytes);
-        int q = op->group->members[op->group->rank] * w->size + op->group->members[op->peer];
-        if (w->tail[q])
-            w->tail[q]->next = m;
+        int q = op->group->rank * s->size + op->peer;
+        pthread_mutex_lock(&s->mu);
+        if (s->tail[q])
+            s->tail[q]->next = m;
         else
-            w->head[q] = m;
-        w->tail[q] = m;
+            s->head[q] = m;
+        s->tail[q] = m;
+        pthread_cond_broadcast(&s->cv);
+        pthread_mutex_unlock(&s->mu);
     }
-    pthread_cond_broadcast(&w->cv);
     for (int i = 0; i < n; i++) {
         const tr_p2p_op *op = &ops[i];
         if (op->is_send)
             continue;
-        int q = op->group->members[op->peer] * w->size + op->group->members[op->group->rank];
-        while (!w->head[q])
-            pthread_cond_wait(&w->cv, &w->mu);
-        message *m = w->head[q];
+        shared *s = shared_of(op->group);
+        int q = op->peer * s->size + op->group->rank;
+        pthread_mutex_lock(&s->mu);
+        while (!s->head[q] && !s->aborted)
+            pthread_cond_wait(&s->cv, &s->mu);
+        message *m = s->head[q];
+        if (!m) {
+            pthread_mutex_unlock(&s->mu);
+            tr_group_escape(op->group, "threads backend: receive on an aborted group");
+        }
         if (m->bytes != op->count * es) {
             fprintf(stderr, "threads backend: rank %d expected %zu bytes from rank %d, got %zu\n",
                     op->group->members[op->group->rank], op->count * es,
@@ -228,12 +250,55 @@ static void th_p2p(const tr_p2p_op *ops, int n, tr_dtype t)
             abort();
         }
         memcpy(op->buf, m->data, m->bytes);
-        w->head[q] = m->next;
-        if (!w->head[q])
-            w->tail[q] = NULL;
+        s->head[q] = m->next;
+        if (!s->head[q])
+            s->tail[q] = NULL;
+        pthread_cond_broadcast(&s->cv); // a sender draining waits for this
+        pthread_mutex_unlock(&s->mu);
         free(m);
     }
-    pthread_mutex_unlock(&w->mu);
+}
+
+// Every member's operations on s fail from now on; s leaves the world's
+// list, so the members' next group of the same ranks is a new one.
+static void th_abort(tr_group *g)
+{
+    handle *h = g->impl;
+    pthread_mutex_lock(&h->s->mu);
+    h->s->aborted = 1;
+    pthread_cond_broadcast(&h->s->cv);
+    pthread_mutex_unlock(&h->s->mu);
+    pthread_mutex_lock(&h->w->mu);
+    for (shared **p = &h->w->groups; *p; p = &(*p)->next)
+        if (*p == h->s) {
+            *p = h->s->next;
+            break;
+        }
+    pthread_mutex_unlock(&h->w->mu);
+}
+
+// Collectives finish inside the call; a send is done once its receiver
+// took it (or the group was aborted: nothing of it is kept).
+static bool th_drain(tr_group *g, double deadline)
+{
+    shared *s = shared_of(g);
+    struct timespec until;
+    double whole;
+    until.tv_nsec = (long)(modf(deadline, &whole) * 1e9);
+    until.tv_sec = (time_t)whole;
+    pthread_mutex_lock(&s->mu);
+    bool sent = false;
+    for (int rc = 0;;) {
+        sent = false;
+        for (int j = 0; j < s->size; j++)
+            sent |= s->head[g->rank * s->size + j] != NULL;
+        if (!sent || s->aborted || rc)
+            break;
+        rc = pthread_cond_timedwait(&s->cv, &s->mu, &until);
+    }
+    bool drained = !sent || s->aborted; // an aborted group keeps nothing to wait for
+    pthread_mutex_unlock(&s->mu);
+    return drained;
 }
 
 static void th_free(tr_group *g);
@@ -252,6 +317,8 @@ static const tr_backend threads_backend = {
     .all_to_all_v = th_all_to_all_v,
     .p2p = th_p2p,
     .copy = th_copy,
+    .abort = th_abort,
+    .drain = th_drain,
     .free = th_free,
 };
 
@@ -261,14 +328,7 @@ tr_threads_world *tr_threads_world_create(int world_size)
     if (!w)
         return NULL;
     w->size = world_size;
-    w->head = calloc((size_t)world_size * world_size, sizeof(message *));
-    w->tail = calloc((size_t)world_size * world_size, sizeof(message *));
-    if (!w->head || !w->tail) {
-        tr_threads_world_free(w);
-        return NULL;
-    }
     pthread_mutex_init(&w->mu, NULL);
-    pthread_cond_init(&w->cv, NULL);
     return w;
 }
 
@@ -276,15 +336,22 @@ void tr_threads_world_free(tr_threads_world *w)
 {
     if (!w)
         return;
-    for (int q = 0; w->head && q < w->size * w->size; q++)
-        while (w->head[q]) {
-            message *m = w->head[q];
-            w->head[q] = m->next;
+    pthread_mutex_destroy(&w->mu);
+    free(w);
+}
+
+static void shared_free(shared *s)
+{
+    for (int q = 0; s->head && q < s->size * s->size; q++)
+        while (s->head[q]) {
+            message *m = s->head[q];
+            s->head[q] = m->next;
             free(m);
         }
-    free(w->head);
-    free(w->tail);
-    free(w);
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->cv);
+    free(s->members), free(s->send), free(s->send_counts), free(s->head), free(s->tail);
+    free(s);
 }
 
 static shared *shared_find_or_add(tr_threads_world *w, const int *members, int size)
@@ -302,13 +369,20 @@ static shared *shared_find_or_add(tr_threads_world *w, const int *members, int s
     s->members = malloc(sizeof(int) * size);
     s->send = calloc(size, sizeof *s->send);
     s->send_counts = calloc(size, sizeof *s->send_counts);
-    if (!s->members || !s->send || !s->send_counts) {
-        free(s->members), free(s->send), free(s->send_counts), free(s);
+    s->head = calloc((size_t)size * size, sizeof *s->head);
+    s->tail = calloc((size_t)size * size, sizeof *s->tail);
+    if (!s->members || !s->send || !s->send_counts || !s->head || !s->tail) {
+        free(s->members), free(s->send), free(s->send_counts), free(s->head), free(s->tail);
+        free(s);
         return NULL;
     }
     memcpy(s->members, members, sizeof(int) * size);
     pthread_mutex_init(&s->mu, NULL);
-    pthread_cond_init(&s->cv, NULL);
+    pthread_condattr_t attr; // th_drain's deadline is on now_s()'s clock
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&s->cv, &attr);
+    pthread_condattr_destroy(&attr);
     s->next = w->groups;
     w->groups = s;
     return s;
@@ -346,9 +420,7 @@ static void th_free(tr_group *g)
                 *p = h->s->next;
                 break;
             }
-        pthread_mutex_destroy(&h->s->mu);
-        pthread_cond_destroy(&h->s->cv);
-        free(h->s->members), free(h->s->send), free(h->s->send_counts), free(h->s);
+        shared_free(h->s);
     }
     pthread_mutex_unlock(&w->mu);
     free(g->members);

@@ -21,7 +21,7 @@ $(TRAIN_NCCL_LIB): $(call objs,$(TRAIN_NCCL_SRCS))
 
 TRAIN_TESTS := test_train_comm test_train_schedule test_train_shard test_train_parallel \
                test_train_checkpoint test_train_vocab test_train_run_args test_train_bf16 \
-               test_train_local test_train_layouts
+               test_train_local test_train_layouts test_train_rebuild
 CPU_TESTS += $(addprefix $(BUILD)/tests/,$(TRAIN_TESTS)) tests/train_worker_cli.sh
 
 $(addprefix $(BUILD)/tests/,$(TRAIN_TESTS)): $(BUILD)/tests/%: $(BUILD)/tests/%.o \
@@ -47,7 +47,7 @@ endif
 # against the single-GPU trainer, and checkpoints.
 ifneq ($(wildcard $(NVCC)),)
 GPU_TESTS += $(BUILD)/tests/gpu/test_vocab_parallel $(BUILD)/tests/gpu/test_train_gpu_step \
-             tests/gpu/train_layouts.sh tests/gpu/train_kill.sh
+             tests/gpu/train_layouts.sh tests/gpu/train_kill.sh tests/gpu/train_rebuild.sh
 BENCHES += tests/bench/train_scaling.sh tests/bench/hetero_reference.sh
 $(BUILD)/tests/gpu/test_train_gpu_step: $(call objs,tests/gpu/test_train_gpu_step.c) \
                                         $(TRAIN_NCCL_LIB) $(TRAIN_LIB) $(MODEL_LIB) \

@@ -83,6 +83,31 @@ const char *wire_check_version(const Hgrid__Envelope *env, char *buf, size_t buf
 size_t wire_host_assignment_frame(const Hgrid__HostAssignment *ha, size_t i, const char *job,
                                   uint8_t **frame, char *err, size_t errlen);
 
+// ---- Relays (wire/relay.c): the frames a host link gathers for its next
+// Relay, frame i (len[i] bytes at offsets[i]) for devices[i]; the same
+// batching on the agent's side and on gridd's.
+typedef struct {
+    uint32_t *devices;
+    size_t *offsets, *lens;
+    int num;
+    size_t cap; // of devices, offsets and lens
+    uint8_t *bytes;
+    size_t used, bytes_cap;
+} wire_relay_batch;
+// Room for one more frame of len bytes for device: where to write them, or
+// NULL out of memory (the batch unchanged).
+uint8_t *wire_relay_add(wire_relay_batch *b, uint32_t device, size_t len);
+// The batch as *relay (pointing into b, which must outlive it; one frame
+// for every device when all are the same bytes). Returns the frames array
+// the caller frees after sending, or NULL out of memory.
+ProtobufCBinaryData *wire_relay_message(const wire_relay_batch *b, Hgrid__Relay *relay);
+// Empties the batch, keeping its buffers / releasing them.
+void wire_relay_clear(wire_relay_batch *b);
+void wire_relay_free(wire_relay_batch *b);
+// A received Relay's frame for its i-th device; NULL when i is past its
+// devices or it has neither one frame nor one per device.
+const ProtobufCBinaryData *wire_relay_frame(const Hgrid__Relay *r, size_t i);
+
 // ---- blocking I/O for clients (hgridctl, hgrid-worker)
 // Sends one Envelope; returns 0 or -1 (errno set).
 int wire_send(int fd, const Hgrid__Envelope *env);

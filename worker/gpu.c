@@ -143,10 +143,9 @@ static int form_and_test(hgrid_worker *w, const worker_options *opt, hgrid_comms
 
 // One generation: HGRID_ABORTED (go on), HGRID_RELEASED, a negative
 // status, or HGRID_OK after a successful --self-test. *kept: the last
-// generation's idle communicators in, this one's out after an Abort that
-// found them idle (between steps: not during training, whose watch thread
-// aborts them all, since a peer escaping through an aborted communicator
-// never joins a collective in flight on a kept one).
+// generation's communicators in, this one's out after an Abort (those of
+// the groups holding a lost rank aborted, the others quiet: train_run
+// aborts them all and tells gridd when one was not).
 static int run_one(hgrid_worker *w, const worker_options *opt, hgrid_comms **kept)
 {
     hgrid_comms *comms = *kept;
@@ -171,8 +170,8 @@ static int run_one(hgrid_worker *w, const worker_options *opt, hgrid_comms **kep
     uint64_t step = 0;
     if (st == HGRID_OK)
         st = worker_run_generation(w, opt, &step);
-    if (st == HGRID_ABORTED && comms && !opt->train.config) {
-        *kept = comms; // idle: the next generation keeps what did not change
+    if (st == HGRID_ABORTED && comms) {
+        *kept = comms; // quiet: the next generation keeps what did not change
         return st;
     }
     alarm(TEARDOWN_LIMIT_S);

@@ -23,7 +23,7 @@
 // several encoders), the gradient reductions' (dp_cp, expt_dp) on stream
 // `side` beside the compute on `st`; 0, or -1 if memory is short.
 static int make_groups(hgrid_worker *w, hgrid_comms *comms, cudaStream_t st, cudaStream_t side,
-                       tr_rank_groups *out)
+                       tr_fence *fence, tr_rank_groups *out)
 {
     const hg_plan *plan = hgrid_plan(w);
     int bad = 0;
@@ -38,6 +38,8 @@ static int make_groups(hgrid_worker *w, hgrid_comms *comms, cudaStream_t st, cud
                                                     g->members, g->size, g->rank_in_group)
                              : NULL;
             bad |= g && !out->g[i][k];
+            if (out->g[i][k])
+                out->g[i][k]->fence = fence;
         }
     for (int b = 0; b < plan->num_encoders && b < HG_MAX_ENCODERS; b++) {
         if (plan->num_encoders > 1)
@@ -49,8 +51,22 @@ static int make_groups(hgrid_worker *w, hgrid_comms *comms, cudaStream_t st, cud
                                            g->rank_in_group)
                            : NULL;
         bad |= g && !out->bridge[b];
+        if (out->bridge[b])
+            out->bridge[b]->fence = fence;
     }
     return bad ? -1 : 0;
+}
+
+// After an escape: whether every group's operations finished by deadline.
+static bool groups_quiet(tr_rank_groups *groups, double deadline)
+{
+    bool quiet = true;
+    for (int i = 0; i < 2; i++)
+        for (int k = 0; k < HG_NUM_GROUP_KINDS; k++)
+            quiet &= tr_group_drain(groups->g[i][k], deadline);
+    for (int b = 0; b < HG_MAX_ENCODERS; b++)
+        quiet &= tr_group_drain(groups->bridge[b], deadline);
+    return quiet;
 }
 
 static void free_groups(tr_rank_groups *groups)
@@ -152,14 +168,22 @@ int train_run(hgrid_worker *w, hgrid_comms **comms, const train_options *o, doub
     char err[512];
     int rc = HGRID_ERR_STATE, aborted = 0;
     jmp_buf escape;
-    train_watch *watch = train_watch_start(w, *comms, beat_s);
-    if (watch && make_groups(w, *comms, st, side, &groups) != 0) {
+    tr_fence fence = {.escape = &escape};
+    train_watch *watch = train_watch_start(w, *comms, beat_s, &fence);
+    if (watch && make_groups(w, *comms, st, side, &fence, &groups) != 0) {
         fprintf(stderr, "hgrid-worker: out of memory for the training groups\n");
         rc = train_watch_finish(watch, 0, &aborted);
-    } else if (watch && setjmp(escape)) { // the watch thread aborted the communicators
+    } else if (watch && setjmp(escape)) { // the watch thread raised the fence
+        bool quiet = groups_quiet(&groups, train_watch_deadline(watch));
         rc = train_watch_finish(watch, 0, &aborted);
+        if (rc == HGRID_ABORTED && (aborted || !quiet)) { // the next generation re-creates them
+            if (!aborted)
+                hgrid_comms_abort(*comms);
+            aborted = 1;
+            hgrid_report_comms_lost(w, "an operation on a kept communicator did not finish "
+                                       "after the Abort");
+        }
     } else if (watch) {
-        tr_nccl_escape_to(&escape);
         tw = tr_worker_create_with(tr_gpu_ops(!o->fp32, st), &plan, hgrid_rank(w), &groups,
                                    o->seed, err, sizeof err);
         if (!tw)
@@ -171,7 +195,6 @@ int train_run(hgrid_worker *w, hgrid_comms **comms, const train_options *o, doub
         if (!done && rc >= 0)
             rc = HGRID_ERR_STATE;
     }
-    tr_nccl_escape_to(NULL);
     if (aborted)
         *comms = NULL;
     tr_worker_free(tw);

@@ -9,7 +9,6 @@
 #include <string.h>
 #include <time.h>
 
-#include "train/comm_nccl.h"
 #include "util/clock.h"
 
 enum { TICK_MS = 50 };
@@ -18,7 +17,9 @@ enum { TICK_MS = 50 };
 struct train_watch {
     hgrid_worker *w;
     hgrid_comms *comms;
+    tr_fence *fence;
     double beat_s;
+    double deadline; // after an Abort: the kept communicators' (under lock)
     pthread_t thread;
     pthread_mutex_t lock;
     uint64_t step; // progress, under lock
@@ -42,17 +43,40 @@ static int read_gridd(train_watch *t)
     return ready > 0 || fd < 0 ? hgrid_poll(t->w) : HGRID_OK;
 }
 
-// The training thread is still stepping: stop it by aborting every
-// communicator after telling comm_nccl that the errors mean "escape".
+// The training thread is still stepping: stop it. An Abort aborts the
+// communicators holding a lost rank and waits (to the deadline and a
+// little more: the training thread drains until then) for the training
+// thread to leave its step with the others quiet; a Release, or a step
+// that does not end, aborts them all.
 static void interrupt(train_watch *t, int st)
 {
+    int kept = st == HGRID_ABORTED;
     fprintf(stderr, "hgrid-worker: rank %d: %s during training (%s); aborting the "
-                    "communicators\n",
-            hgrid_rank(t->w), st == HGRID_ABORTED ? "generation aborted" : "job released",
-            hgrid_reason(t->w));
-    tr_nccl_escape_arm_abort();
-    hgrid_comms_abort(t->comms);
-    t->aborted = 1;
+                    "communicators%s\n",
+            hgrid_rank(t->w), kept ? "generation aborted" : "job released", hgrid_reason(t->w),
+            kept ? " of the groups holding a lost rank" : "");
+    pthread_mutex_lock(&t->lock);
+    t->deadline = now_s() + TRAIN_QUIESCE_S;
+    pthread_mutex_unlock(&t->lock);
+    tr_fence_raise(t->fence);
+    if (kept) {
+        hgrid_comms_abort_lost(t->comms);
+        for (int stop = 0; !stop && now_s() < t->deadline + 0.5;) {
+            nanosleep(&(struct timespec){0, 5000000}, NULL);
+            pthread_mutex_lock(&t->lock);
+            stop = t->stop;
+            pthread_mutex_unlock(&t->lock);
+            kept = stop;
+        }
+        if (!kept)
+            fprintf(stderr, "hgrid-worker: rank %d: the step did not end within %.1f s of the "
+                            "Abort (a peer left it); aborting every communicator\n",
+                    hgrid_rank(t->w), TRAIN_QUIESCE_S);
+    }
+    if (!kept) {
+        hgrid_comms_abort(t->comms);
+        t->aborted = 1;
+    }
 }
 
 static void *watch_main(void *arg)
@@ -100,14 +124,16 @@ static void *watch_main(void *arg)
     return NULL;
 }
 
-train_watch *train_watch_start(hgrid_worker *w, hgrid_comms *comms, double beat_s)
+train_watch *train_watch_start(hgrid_worker *w, hgrid_comms *comms, double beat_s,
+                               tr_fence *fence)
 {
     train_watch *t = calloc(1, sizeof *t);
     if (!t) {
         fprintf(stderr, "hgrid-worker: out of memory for the heartbeat thread\n");
         return NULL;
     }
-    *t = (train_watch){.w = w, .comms = comms, .beat_s = beat_s, .loss = HGRID_NO_LOSS};
+    *t = (train_watch){.w = w, .comms = comms, .fence = fence, .beat_s = beat_s,
+                       .loss = HGRID_NO_LOSS};
     pthread_mutex_init(&t->lock, NULL);
     int e = pthread_create(&t->thread, NULL, watch_main, t);
     if (e) {
@@ -117,6 +143,14 @@ train_watch *train_watch_start(hgrid_worker *w, hgrid_comms *comms, double beat_
         return NULL;
     }
     return t;
+}
+
+double train_watch_deadline(train_watch *t)
+{
+    pthread_mutex_lock(&t->lock);
+    double d = t->deadline;
+    pthread_mutex_unlock(&t->lock);
+    return d;
 }
 
 void train_watch_progress(train_watch *t, uint64_t step, float loss, float tokens_per_s)

@@ -2,7 +2,8 @@
 # Rendezvous benchmark (make bench): gridd + hgrid-swarm with 8 workers per
 # host link (as hgrid-agent carries them) at 16,384 and 131,072 workers,
 # next to the same job over one connection per worker (--direct), the
-# kernel's floor for that many connections (tcp_floor.c) and PyTorch's
+# kernel's floor for that many connections (tcp_floor.c), the floor for the
+# host links (one connection per 8 workers carrying their bytes), and PyTorch's
 # TCPStore used as torch.distributed uses it (one blocking get per
 # communicator), side by side in the same run at the sizes where one
 # connection per worker fits (<= HGRID_BENCH_DIRECT_MAX). Each hgrid run
@@ -89,7 +90,7 @@ echo "machine: $(nproc) cores, $(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo 
 echo "load average at the start: $(cut -d" " -f1-3 /proc/loadavg) (other jobs on this machine slow every number)"
 echo "each size runs $repeat times, hgrid and TCPStore alternating; the table shows medians"
 for n in $sizes; do
-  hosts_all="" p99_all="" rss_all="" cpu_all="" abort_all="" reassign_all="" changed_all=""
+  hfloor_all="" hosts_all="" p99_all="" rss_all="" cpu_all="" abort_all="" reassign_all="" changed_all=""
   direct_all="" floor_all="" theirs_all="" theirs_cpu_all=""
   small=$([ "$n" -le "$direct_max" ] && echo 1 || echo 0)
   for rep in $(seq "$repeat"); do
@@ -99,12 +100,22 @@ for n in $sizes; do
     grep -E "^(wire|phases|gridd cpu|replace)" <<<"$out" | sed 's/^/  /'
     hosts_all="$hosts_all $(field rendezvous_s "$(tail -1 <<<"$out")")"
     p99_all="$p99_all $(field p99_ms "$(tail -1 <<<"$out")")"
-    rss_all="$rss_all $(echo "scale=3; ($(field gridd_rss_kib "$(tail -1 <<<"$out")") - $idle) / $n" | bc)"
+    rss_all="$rss_all $(echo "scale=3; ($(field gridd_rss_kib "$(tail -1 <<<"$out")") - $idle) / $n" | bc | sed "s/^\./0./")"
     cpu_all="$cpu_all $(per_worker_us "$(grep '^gridd cpu' <<<"$out")")"
     rep_line=$(grep '^replace:' <<<"$out")
     abort_all="$abort_all $(field abort_ms "$rep_line")"
     reassign_all="$reassign_all $(field reassign_ms "$rep_line")"
     changed_all="$changed_all $(field changed_ids "$rep_line")/$(( $(field changed_ids "$rep_line") + $(field kept_ids "$rep_line") ))"
+    # The host links' floor: n/8 connections, each moving its 8 workers' bytes.
+    wire=$(grep '^wire per worker' <<<"$out")
+    sent=$(sed -n 's/.*: \([0-9]*\) bytes sent.*/\1/p' <<<"$wire")
+    recvd=$(sed -n 's/.* \([0-9]*\) bytes received.*/\1/p' <<<"$wire")
+    if [ -n "$sent" ] && [ -n "$recvd" ]; then
+      drain_time_wait
+      hfloor=$("$tmp/tcp_floor" $((n / 8)) "$(nproc)" $((sent * 8)) $((recvd * 8)))
+      echo "host-link $hfloor (in $((sent * 8)), out $((recvd * 8)) bytes per connection)"
+      hfloor_all="$hfloor_all $(field rendezvous_s "$hfloor")"
+    fi
     [ "$small" = 1 ] || continue
     drain_time_wait
     swarm_run "$n" --direct
@@ -134,8 +145,8 @@ for n in $sizes; do
   theirs_s=$(median <<<"$theirs_all")
   ratio="-"
   [ "$theirs_s" != "-" ] && ratio="$(echo "scale=1; $theirs_s / $hosts_s" | bc)x"
-  rows="$rows$(printf '%7d  %7s  %8s  %7s  %7s  %7s  %9s  %10s  %6s  %8s  %11s  %9s' "$n" \
-               "$(median <<<"$floor_all")" "$(median <<<"$direct_all")" "$hosts_s" \
+  rows="$rows$(printf '%7d  %7s  %8s  %8s  %7s  %7s  %7s  %9s  %10s  %6s  %8s  %11s  %9s' "$n" \
+               "$(median <<<"$floor_all")" "$(median <<<"$direct_all")" "$(median <<<"$hfloor_all")" "$hosts_s" \
                "$(median <<<"$p99_all")" "$(median <<<"$rss_all")" "$(median <<<"$cpu_all")" \
                "$theirs_s" "$ratio" "$(median <<<"$abort_all")" "$(median <<<"$reassign_all")" \
                "$(tr ' ' '\n' <<<"$changed_all" | grep . | head -1)")"$'\n'
@@ -143,11 +154,12 @@ done
 echo
 echo "hosts_s: 8 workers per host link (as hgrid-agent); direct_s: one connection per worker;"
 echo "floor_s: tcp_floor.c, one connection per worker and the same bytes without any protocol"
+echo "hfloor_s: tcp_floor.c, one connection per 8 workers carrying the host links' bytes, no protocol"
 echo "KiB/wkr, cpu_us: gridd's VmRSS growth and CPU per worker during the host-link rendezvous"
 echo "tcpstore_s: as torch.distributed (a get per communicator); ratio: tcpstore_s / hosts_s"
 echo "replace: one rank replaced: abort_ms (death -> last Abort), reassign_ms (replacement's"
 echo "  Hello -> last new Assignment), changed (communicators re-created / all)"
-echo "workers  floor_s  direct_s  hosts_s   p99_ms  KiB/wkr  cpu_us/wkr  tcpstore_s   ratio  abort_ms  reassign_ms    changed"
+echo "workers  floor_s  direct_s  hfloor_s  hosts_s   p99_ms  KiB/wkr  cpu_us/wkr  tcpstore_s   ratio  abort_ms  reassign_ms    changed"
 printf '%s' "$rows"
 echo "load average at the end: $(cut -d" " -f1-3 /proc/loadavg)"
 [ "$failed" -eq 0 ] && [ "$have_torch" -eq 1 ]

@@ -11,7 +11,6 @@
 
 #include "tools/swarm/net.h"
 
-#define READ_BUF 65536
 
 typedef struct {
     net *n;
@@ -216,18 +215,11 @@ static void on_release(swarm *s, swarm_conn *c, const char *reason)
 static void relay_in(net *n, swarm_host *h, const Hgrid__Relay *r)
 {
     swarm *s = n->s;
-    if (r->n_frames != 1 && r->n_frames != r->n_devices) {
+    if (r->n_devices && !wire_relay_frame(r, 0)) {
         fail_host(s, h, "a Relay whose frames do not match its devices");
         return;
     }
-    uint32_t *devices = malloc(sizeof *devices * (r->n_devices + 1));
-    uint8_t **replies = calloc(r->n_devices + 1, sizeof *replies);
-    ProtobufCBinaryData *frames = malloc(sizeof *frames * (r->n_devices + 1));
-    if (!devices || !replies || !frames) {
-        fail_host(s, h, "out of memory answering a Relay");
-        goto out;
-    }
-    int num_replies = 0;
+    wire_relay_batch replies = {0};
     Hgrid__Envelope *shared = NULL;
     for (size_t i = 0; i < r->n_devices; i++) {
         if (r->devices[i] >= (uint32_t)h->count) {
@@ -235,7 +227,7 @@ static void relay_in(net *n, swarm_host *h, const Hgrid__Relay *r)
             break;
         }
         swarm_conn *c = &s->conns[h->first + (int)r->devices[i]];
-        const ProtobufCBinaryData *f = &r->frames[r->n_frames == 1 ? 0 : i];
+        const ProtobufCBinaryData *f = wire_relay_frame(r, i);
         Hgrid__Envelope *env = shared ? shared : wire_unpack(f->data, f->len);
         if (r->n_frames == 1)
             shared = env;
@@ -255,12 +247,11 @@ static void relay_in(net *n, swarm_host *h, const Hgrid__Relay *r)
                 out.msg_case = HGRID__ENVELOPE__MSG_MINT_REPLY;
                 out.mint_reply = &reply;
                 size_t len = hgrid__envelope__get_packed_size(&out);
-                replies[num_replies] = malloc(len ? len : 1);
-                if (replies[num_replies]) {
-                    hgrid__envelope__pack(&out, replies[num_replies]);
-                    frames[num_replies] = (ProtobufCBinaryData){len, replies[num_replies]};
-                    devices[num_replies++] = r->devices[i];
-                }
+                uint8_t *at = wire_relay_add(&replies, r->devices[i], len);
+                if (at)
+                    hgrid__envelope__pack(&out, at);
+                else
+                    conn_fail(s, c, "out of memory answering a MintRequest");
             }
         } else if (env->msg_case == HGRID__ENVELOPE__MSG_ABORT) {
             on_abort(s, c, env->abort);
@@ -275,24 +266,21 @@ static void relay_in(net *n, swarm_host *h, const Hgrid__Relay *r)
             wire_free_envelope(env);
     }
     wire_free_envelope(shared);
-    if (num_replies) {
-        Hgrid__Relay back = HGRID__RELAY__INIT;
-        back.n_devices = back.n_frames = (size_t)num_replies;
-        back.devices = devices;
-        back.frames = frames;
+    if (replies.num) { // the host's MintReplies in one Relay back
+        Hgrid__Relay back;
+        ProtobufCBinaryData *frames = wire_relay_message(&replies, &back);
         Hgrid__Envelope env;
         wire_envelope_init(&env);
         env.msg_case = HGRID__ENVELOPE__MSG_RELAY;
         env.relay = &back;
-        send_env(s, h, &env);
+        if (!frames)
+            fail_host(s, h, "out of memory answering a Relay");
+        else
+            send_env(s, h, &env);
+        free(frames);
         s->phases.last_reply = now_s();
     }
-    for (int i = 0; i < num_replies; i++)
-        free(replies[i]);
-out:
-    free(devices);
-    free(replies);
-    free(frames);
+    wire_relay_free(&replies);
 }
 
 static int on_frame(void *ctx, const uint8_t *body, uint32_t len)
@@ -338,32 +326,14 @@ static int on_frame(void *ctx, const uint8_t *body, uint32_t len)
 
 static void on_readable(net *n, swarm_host *h)
 {
-    static uint8_t buf[READ_BUF];
-    for (;;) {
-        ssize_t r = recv(h->fd, buf, sizeof buf, 0);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0 && errno == EAGAIN)
-            return;
-        if (r <= 0) {
-            char why[160];
-            snprintf(why, sizeof why, "gridd closed the host link: %s",
-                     r == 0 ? "end of stream" : strerror(errno));
-            fail_host(n->s, h, why);
-            epoll_ctl(n->epfd, EPOLL_CTL_DEL, h->fd, NULL);
-            return;
-        }
-        n->s->bytes_received += (uint64_t)r;
-        host_ctx x = {n, h};
-        char err[256];
-        if (wire_reader_feed(&h->reader, buf, (size_t)r, on_frame, &x, err, sizeof err) < 0) {
-            fail_host(n->s, h, err);
-            epoll_ctl(n->epfd, EPOLL_CTL_DEL, h->fd, NULL);
-            return;
-        }
-        if (r < (ssize_t)sizeof buf)
-            return;
-    }
+    host_ctx x = {n, h};
+    char why[256], line[320];
+    int rc = read_frames(n, h->fd, &h->reader, on_frame, &x, why, sizeof why);
+    if (rc == 0)
+        return;
+    snprintf(line, sizeof line, "%s%s", rc > 0 ? "gridd closed the host link: " : "", why);
+    fail_host(n->s, h, line);
+    epoll_ctl(n->epfd, EPOLL_CTL_DEL, h->fd, NULL);
 }
 
 void hosts_event(net *n, const struct epoll_event *ev)

@@ -276,37 +276,44 @@ static int on_frame(void *ctx, const uint8_t *body, uint32_t len)
     return c->state == CONN_FAILED;
 }
 
-static void on_readable(net *n, swarm_conn *c)
+int read_frames(net *n, int fd, wire_reader *reader, wire_frame_fn on_frame, void *ctx,
+                char *why, size_t whylen)
 {
     static uint8_t buf[READ_BUF];
     for (;;) {
-        ssize_t r = recv(c->fd, buf, sizeof buf, 0);
+        ssize_t r = recv(fd, buf, sizeof buf, 0);
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0 && errno == EAGAIN)
-            return;
+            return 0;
         if (r <= 0) {
-            if (c->state == CONN_LEAVING) {
-                c->state = CONN_RELEASED;
-                n->s->num_released++;
-            } else if (c->state != CONN_RELEASED)
-                conn_fail(n->s, c, "gridd closed the connection: %s",
-                          r == 0 ? "end of stream" : strerror(errno));
-            epoll_ctl(n->epfd, EPOLL_CTL_DEL, c->fd, NULL);
-            return;
+            snprintf(why, whylen, "%s", r == 0 ? "end of stream" : strerror(errno));
+            return 1;
         }
         n->s->bytes_received += (uint64_t)r;
-        frame_ctx f = {n, c};
-        char err[256];
-        if (wire_reader_feed(&c->reader, buf, (size_t)r, on_frame, &f, err, sizeof err) < 0)
-            conn_fail(n->s, c, "bad frame from gridd: %s", err);
-        if (c->state == CONN_FAILED) {
-            epoll_ctl(n->epfd, EPOLL_CTL_DEL, c->fd, NULL);
-            return;
-        }
-        if (r < (ssize_t)sizeof buf)
-            return; // level-triggered: epoll reports what is left
+        int fed = wire_reader_feed(reader, buf, (size_t)r, on_frame, ctx, why, whylen);
+        if (fed < 0)
+            return -1;
+        if (fed > 0 || r < (ssize_t)sizeof buf)
+            return 0; // level-triggered: epoll reports what is left
     }
+}
+
+static void on_readable(net *n, swarm_conn *c)
+{
+    frame_ctx f = {n, c};
+    char why[256];
+    int rc = read_frames(n, c->fd, &c->reader, on_frame, &f, why, sizeof why);
+    if (rc > 0 && c->state == CONN_LEAVING) {
+        c->state = CONN_RELEASED;
+        n->s->num_released++;
+    } else if (rc > 0 && c->state != CONN_RELEASED) {
+        conn_fail(n->s, c, "gridd closed the connection: %s", why);
+    } else if (rc < 0) {
+        conn_fail(n->s, c, "bad frame from gridd: %s", why);
+    }
+    if (rc || c->state == CONN_FAILED)
+        epoll_ctl(n->epfd, EPOLL_CTL_DEL, c->fd, NULL);
 }
 
 static void on_writable(net *n, swarm_conn *c)

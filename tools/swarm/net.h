@@ -31,6 +31,12 @@ int peek_message(const uint8_t *p, uint32_t len);
 // Towards a loopback gridd: binds fd to its own 127.x source address per
 // few connections (i: the connection's number).
 int spread_source(const net *n, int fd, int i);
+// Feeds what fd holds to reader's on_frame (a connection or a host link;
+// level-triggered: at most one buffer beyond what arrived). 0: go on
+// watching; 1: the peer closed (why says how); -1: a bad frame (why).
+// The caller drops fd from the event set on either.
+int read_frames(net *n, int fd, wire_reader *reader, wire_frame_fn on_frame, void *ctx,
+                char *why, size_t whylen);
 // Runs the event loop until done(s) or the deadline; 0, or -1 on timeout.
 int run_until(net *n, int (*done)(const swarm *), double deadline);
 int all_settled(const swarm *s);
