@@ -24,6 +24,14 @@ from daemon_gridd import ERR, Peer, fb, frame, fv, one, parse  # noqa: E402
 
 BIN = os.environ.get("HGRID_BIN", "bin")
 GRIDD, CTL = os.path.join(BIN, "gridd"), os.path.join(BIN, "hgridctl")
+STARTED = []  # every gridd this test started: killed at exit, whatever happened
+
+
+def kill_started():
+    for p in STARTED:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
 SMALL = ["--llm-only", "--llm-tp", "1", "--llm-dp", "2"]
 MILLION = ["--llm-only", "--llm-tp", "1", "--llm-dp", "1048576", "--micro-batch-size", "1",
            "--global-batch-size", "1048576"]
@@ -38,14 +46,21 @@ class Gridd:
         for stale in (port_file, self.sock):  # a killed gridd's: wait for the new ones
             if os.path.exists(stale):
                 os.unlink(stale)
+        # stdout not inherited: a gridd left behind must not hold the test's
+        # output pipe (tests/run.sh waits for its end).
         self.proc = subprocess.Popen([GRIDD, "--listen", "127.0.0.1:0", "--control", self.sock,
                                       "--port-file", port_file, *extra],
-                                     stderr=open(self.log, "a"))
-        deadline = time.time() + 20
+                                     stdout=subprocess.DEVNULL, stderr=open(self.log, "a"))
+        STARTED.append(self.proc)
+        # Restoring 4M ranks under ASan on a loaded 2-core machine took > 20 s.
+        deadline = time.time() + 180
         while time.time() < deadline and not (os.path.exists(port_file) and os.path.exists(self.sock)):
             if self.proc.poll() is not None:
                 raise RuntimeError("gridd exited: " + self.log_text()[-2000:])
             time.sleep(0.02)
+        if not os.path.exists(port_file):
+            self.kill()
+            raise RuntimeError("gridd did not listen within 180 s: " + self.log_text()[-2000:])
         self.port = int(open(port_file).read())
 
     def ctl(self, *args, timeout=60):
@@ -556,4 +571,7 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    finally:
+        kill_started()
