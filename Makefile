@@ -40,7 +40,7 @@ OBJS      :=
 
 objs = $(patsubst %.c,$(BUILD)/%.o,$(patsubst %.cu,$(BUILD)/%.cu.o,$(patsubst %.cpp,$(BUILD)/%.cpp.o,$(1))))
 
-.PHONY: all test check gpu-programs test-gpu bench demo deps clean install
+.PHONY: all test check gpu-programs test-gpu print-gpu-tests bench demo deps clean install
 all:
 
 # Libraries first: later fragments name them as prerequisites.
@@ -80,6 +80,10 @@ check: $(PROGS) $(call only,$(CPU_TESTS)) $(TEST_DEPS)
 
 test-gpu: all $(call only,$(GPU_TESTS))
 	tests/run.sh --bin $(BIN) --gpu "$(GPU_TESTS)" $(ONLY_FLAG)
+
+# The GPU tests' names, as `make test-gpu T=NAME` takes them (scripts/device/gpu-verify.sh).
+print-gpu-tests:
+	@echo $(foreach t,$(GPU_TESTS),$(basename $(notdir $(t))))
 
 bench: all $(call only,$(BENCHES))
 	tests/run.sh --bin $(BIN) --bench "$(BENCHES)" $(ONLY_FLAG)

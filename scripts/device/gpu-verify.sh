@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU checks of a development session, one device call per step:
 #   scripts/device/gpu-verify.sh build     # build from the repository root, cuDNN included
-#   scripts/device/gpu-verify.sh tests     # make test-gpu with cuDNN required
+#   scripts/device/gpu-verify.sh tests     # every GPU test with cuDNN required, each bounded
+#     (GPU_TEST_LIMIT=240 s a test; GPU_TESTS_FIRST="train_layouts ..." runs those first)
 #   scripts/device/gpu-verify.sh bench     # the kernel, attention and model benchmarks
 #   scripts/device/gpu-verify.sh all       # the three, if the call's time allows
 # Run from the repository root on the device machine, carrying .devdeps, staged here once:
@@ -40,10 +41,23 @@ build() {
   fi
 }
 
+# Every GPU test on its own, each bounded (GPU_TEST_LIMIT s, default 240), so
+# one that hangs costs its limit, not the call; the names that ran first are
+# the ones not yet verified this session (GPU_TESTS_FIRST, space-separated).
 tests() {
-  HGRID_REQUIRE_CUDNN=1 make test-gpu >"$out/test-gpu.log" 2>&1; local rc=$?
-  grep -E '^(PASS|FAIL|SKIP)|^  [a-z_]+:|^tests:' "$out/test-gpu.log"
-  echo "gpu-verify: make test-gpu exit $rc"
+  local names t rc=0 r
+  names=$(make -s -f Makefile print-gpu-tests 2>/dev/null)
+  [ -n "$names" ] || { echo "gpu-verify: make print-gpu-tests listed nothing"; return 1; }
+  for t in ${GPU_TESTS_FIRST:-} $names; do
+    case " ${done_tests:-} " in *" $t "*) continue ;; esac
+    done_tests="${done_tests:-} $t"
+    HGRID_REQUIRE_CUDNN=1 timeout -k 5 "${GPU_TEST_LIMIT:-240}" make test-gpu T="$t" >"$out/test-$t.log" 2>&1
+    r=$?
+    [ $r -eq 124 ] && echo "TIMEOUT $t (${GPU_TEST_LIMIT:-240} s)"
+    grep -E '^(PASS|FAIL|SKIP)' "$out/test-$t.log"
+    [ $r -eq 0 ] || rc=1
+  done
+  echo "gpu-verify: GPU tests exit $rc"
   return $rc
 }
 
