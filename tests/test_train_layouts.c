@@ -1,11 +1,34 @@
 // Issue 17's layouts on the CPU threads backend against the single-rank
 // trainer (train/local.h, checked against the CPU model by
 // test_train_local): colocated layouts of 1 to 8 ranks (both modules on
-// every rank, the hand-off a re-sharding: equal, fan-in and fan-out, with
-// tp, MoE with ep) and two encoders (each its own grid and bridge) give
-// its losses over 20 clipped AdamW steps within 1e-4 relative; on one
-// layout of each kind a checkpoint saved after step 10 resumes in fresh
-// workers to the same losses, bit for bit.
+// every rank, the hand-off a re-sharding: equal, fan-in and fan-out, each
+// way also gathered over a tp group where a narrow lane has tp > 1; MoE
+// with ep) and two encoders (each its own grid and bridge) give its
+// first-step gradients within 1e-5 of each tensor's largest and its
+// losses over 20 clipped AdamW steps within 1e-4 relative; on one layout
+// of each kind a checkpoint saved after step 10 resumes in fresh workers
+// to the same losses, bit for bit.
+//
+// The model is tiny shrunk (below), for ASan on 2 cores and because the
+// full tiny trajectory amplifies fp32 rounding past 1e-4: there colocated
+// layouts drift 3e-5 (enc dp2 / llm tp2), 1.1e-4 (enc tp2 dp2 / llm tp2
+// dp2), 7.4e-4 (enc tp2 dp4 / llm dp8) and 3.5e-3 (MoE) over 20 steps.
+// That is rounding, not a bug (measured 2026-12-07 on full tiny, those
+// and the two-encoder layouts, with an instrumented copy of this test):
+// - first-step gradients agree within 9e-7 of each tensor's largest;
+// - given the single rank's parameters before every step, every step's
+//   gradients agree within 6e-6, its gradient norm within 2e-7 and its
+//   loss within 1.5e-7, for all 20 steps: the step (data, re-sharding,
+//   reductions, scales) is right at every step;
+// - the drift starts at Adam's eps: after step 0 one parameter of enc dp2
+//   / llm tp2 differs by 1.5e-4 (no other by 1e-4); its gradient was
+//   9.3e-9 (4e-8 of its tensor's largest, below fp32 resolution), where
+//   the first update lr g / (|g| + eps), eps 1e-8, turns g's rounding
+//   into a parameter change; the losses differ from step 3 on;
+// - the single rank against itself, its gradients perturbed each step by
+//   a uniform +-1e-7 of each tensor's largest (less than the layouts'
+//   rounding), drifts as far: 4e-5 to 7e-5 with the dense colocated
+//   cases' batches, 1.1e-2 with llm dp8's, 3.2e-2 with MoE's.
 #include "model/config.h"
 #include "tests/check.h"
 #include "train/checkpoint.h"
@@ -23,6 +46,7 @@ enum { STEPS = 20, SAVE_AT = 10, MAX_WORLD = 8 };
 #define SEED 4321
 #define DATA_SEED 17
 #define TOL 1e-4
+#define GRAD_TOL 1e-5
 
 typedef struct {
     const hg_plan *plan;
@@ -32,7 +56,7 @@ typedef struct {
     const char *save; // checkpoint after step SAVE_AT into it (NULL: none)
     const char *load; // resume from it first (NULL: fresh)
     float *const *ref_grads; // the single rank's first-step gradients by plan module (NULL: none)
-    double grad_rel;         // worst per-tensor relative difference of this rank's
+    double grad_rel;         // this rank's worst first-step difference (compare_grads)
     float loss[STEPS];
     int has_loss;
     char err[256];
@@ -91,7 +115,8 @@ static void *run_rank(void *arg)
             int n = hg_plan_modules_of_rank(r->plan, r->rank, mods);
             tr_worker *parts[2] = {w, tr_worker_colocated_llm(w)};
             for (int i = 0; i < n; i++)
-                r->grad_rel = fmax(r->grad_rel, compare_grads(parts[i], r->ref_grads[mods[i]->index]));
+                r->grad_rel =
+                    fmax(r->grad_rel, compare_grads(parts[i], r->ref_grads[mods[i]->index]));
         }
         tr_worker_optimizer_step(w, &o);
         if (r->save && step + 1 == SAVE_AT &&
@@ -178,12 +203,11 @@ static int plan_of(const layout_case *c, hg_plan *plan)
     char err[HG_ERR_LEN];
     hg_layout_spec_defaults(&spec);
     // tiny, smaller still (ASan on 2 cores): 4 patches an encoder, 8 or 12
-    // caption positions, one encoder layer.
+    // caption positions, one encoder layer (of 4 heads: encoder tp 4).
     spec.model = hg_config_find(c->config)->model;
-    if (!getenv("FULL")) {
     spec.model.hidden_size = 64, spec.model.vocab_size = 64, spec.model.encoder_num_layers = 1;
     spec.model.image_size = 8, spec.model.seq_length = 16;
-    }
+    spec.model.encoder_num_attention_heads = 4;
     spec.colocated = c->colocated;
     spec.encoder_tp = c->etp, spec.encoder_dp = c->edp;
     spec.num_encoders = c->num_encoders;
@@ -229,14 +253,13 @@ static void check_case(const layout_case *c, int dp_overlap)
     if (bad)
         return;
     double rel = worst_rel(got, ref, 0, STEPS);
-    if (getenv("VERBOSE"))
-        for (int s = 0; s < STEPS; s++)
-            printf("  step %2d  %.7f %.7f  rel %.2e\n", s, got[s], ref[s], fabs(got[s] - ref[s]) / ref[s]);
     int same = !c->resume ||
                memcmp(got + SAVE_AT, resumed + SAVE_AT, sizeof(float) * (STEPS - SAVE_AT)) == 0;
     printf("%-46s %d ranks  loss %.5f -> %.5f  rel %.1e  grad rel %.1e%s\n", c->name,
            plan.world_size, got[0], got[STEPS - 1], rel, grad_rel,
            !c->resume ? "" : same ? "  resume exact" : "  resume DIFFERS");
+    CHECK(grad_rel <= GRAD_TOL, "%s: first-step gradients differ from the single rank's by %.3g",
+          c->name, grad_rel);
     CHECK(rel <= TOL, "%s: losses differ from the single rank's by %.3g relative", c->name, rel);
     CHECK(got[STEPS - 1] < got[0] - 0.5f, "%s: loss %.4f -> %.4f does not fall", c->name, got[0],
           got[STEPS - 1]);
@@ -254,17 +277,18 @@ int main(void)
         {"colocated, 1 rank", "tiny", 1, 0, 1, 1, 0, 0, 1, 1, 1, 1, 2, 4, 0},
         {"colocated enc dp2 / llm tp2 (fan-in)", "tiny", 1, 0, 1, 2, 0, 0, 2, 1, 1, 1, 2, 4, 0},
         {"colocated enc tp2 dp2 / llm tp2 dp2", "tiny", 1, 0, 2, 2, 0, 0, 2, 1, 2, 1, 1, 4, 1},
-        {"colocated enc tp2 dp4 / llm dp8 (fan-out)", "tiny", 1, 0, 2, 4, 0, 0, 1, 1, 8, 1, 1, 8,
-         0},
+        // The gathers where a narrow lane has tp > 1 (its tp rank 0 puts
+        // the rows, the others zeros): forward fan-in, backward fan-out.
+        {"colocated enc tp2 dp2 / llm tp4 (fan-in)", "tiny", 1, 0, 2, 2, 0, 0, 4, 1, 1, 1, 2, 4, 0},
+        {"colocated enc tp4 dp2 / llm tp2 dp4 (fan-out)", "tiny", 1, 0, 4, 2, 0, 0, 2, 1, 4, 1, 1,
+         8, 0},
         {"colocated enc dp4 / llm tp2 dp2 ep2, 8 experts", "tiny-moe", 1, 0, 1, 4, 0, 0, 2, 1, 2,
          2, 2, 4, 0},
         {"encoders vision dp2 + audio tp2 | llm pp2", "tiny", 0, 2, 1, 2, 2, 1, 1, 2, 1, 1, 2, 4,
          1},
         {"encoders vision + audio | llm tp2 dp2", "tiny", 0, 2, 1, 1, 1, 1, 2, 1, 2, 1, 1, 4, 0},
     };
-    const char *only = getenv("ONLY");
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
-        if (!only || strstr(cases[i].name, only))
         check_case(&cases[i], i % 2); // both ways of reducing over the layouts
     return check_summary("test_train_layouts");
 }
