@@ -5,7 +5,8 @@ encoders, --make-vocab-size-divisible-by) is refused by gridd with the
 layout engine's line, the one `hgridctl plan` prints for the same flags;
 and the layouts users bring (upstream's 8-rank MoE recipe with --llm-offset
 4, a colocated layout, two encoders, a padded vocabulary) are accepted,
-`show --json`'s plan equal to `plan --json`'s."""
+`show --json`'s plan equal to `plan --json`'s, also after gridd restarts
+on its state file."""
 import json
 import os
 import socket
@@ -123,7 +124,10 @@ ACCEPTED = [
 
 def main():
     tmp = tempfile.mkdtemp(prefix="hgrid-rules.")
-    g = d.Gridd(tmp, "r")
+    os.chmod(tmp, 0o700)
+    state = os.path.join(tmp, "state")
+    os.mkdir(state, 0o700)
+    g = d.Gridd(tmp, "r", "--state-dir", state)
     try:
         for i, (flags, fields, model, offset, encoders) in enumerate(REFUSED):
             rc, why = plan_says(flags)
@@ -138,16 +142,23 @@ def main():
         for job, flags, offsets, padded in ACCEPTED:
             rc, out, err = g.ctl("submit", "--job", job, "--token", "t", *flags)
             d.check(rc == 0, "submit %s: %d %r" % (job, rc, err))
-            rc, out, _ = g.ctl("show", job, "--json")
-            shown = json.loads(out).get("plan", {}) if rc == 0 else {}
-            plan = json.loads(subprocess.run([d.CTL, "plan", "--json", *flags], capture_output=True,
-                                             text=True).stdout or "{}")
-            d.check(shown and shown == plan, "%s: show --json's plan equals plan --json's" % job)
-            d.check([m["rank_offset"] for m in shown.get("modules", [])] == offsets,
-                    "%s: modules start at %s: %s" % (job, offsets, shown.get("modules")))
-            d.check(shown.get("padded_vocab_size") == padded,
-                    "%s: padded vocabulary %s, want %d" % (job, shown.get("padded_vocab_size"),
-                                                            padded))
+        for restarted in (False, True):
+            if restarted:  # the jobs come back from the state file
+                g.stop("layout_rules_gridd")
+                g = d.Gridd(tmp, "r", "--state-dir", state)
+            for job, flags, offsets, padded in ACCEPTED:
+                what = job + (" after a restart" if restarted else "")
+                rc, out, _ = g.ctl("show", job, "--json")
+                shown = json.loads(out).get("plan", {}) if rc == 0 else {}
+                plan = json.loads(subprocess.run([d.CTL, "plan", "--json", *flags],
+                                                 capture_output=True, text=True).stdout or "{}")
+                d.check(shown and shown == plan, "%s: show --json's plan equals plan --json's" % what)
+                d.check([m["rank_offset"] for m in shown.get("modules", [])] == offsets,
+                        "%s: modules start at %s: %s" % (what, offsets, shown.get("modules")))
+                d.check(shown.get("padded_vocab_size") == padded,
+                        "%s: padded vocabulary %s, want %d" % (what, shown.get("padded_vocab_size"),
+                                                                padded))
+        for job, *_ in ACCEPTED:
             d.check(g.ctl("cancel", job)[0] == 0, "cancel %s" % job)
         g.stop("layout_rules_gridd")
     finally:
