@@ -34,6 +34,9 @@ CPU_TESTS += $(addprefix $(BUILD)/tests/,$(DAEMON_UNIT_TESTS)) tests/daemon_grid
 # running workers; workers killed and frozen, timed; the job limit.
 # A state file from before issue 17 restores with its layouts (tests/data/).
 CPU_TESTS += tests/daemon_state_compat.py
+# Issue 17's layout rules on gridd's side: a hand-made SubmitJob past
+# hgridctl's check is refused with plan's line; users' layouts accepted.
+CPU_TESTS += tests/layout_rules_gridd.py
 CPU_TESTS += tests/daemon_restart.py tests/worker_failure.py tests/daemon_limits.py
 # Jobs that end (issue 21): finish, fail, --max-restarts, cancel, hgridctl wait,
 # --keep-finished, gridd restarted in each state, a worker started before

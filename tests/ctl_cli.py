@@ -6,7 +6,8 @@ stdout under --json, and exit 1 (2 for usage); `show` draws 8 dry-run workers
 on 2 hosts (one named by HGRID_HOSTNAME, one by --host) with each cell's
 rank, module and coordinates equal to the plan, wraps columns to --width,
 caps hosts with --max-hosts, shows workers without a rank and lost ones;
-`watch` shows joining progress and writes no escape codes into a pipe."""
+`watch` shows joining progress and writes no escape codes into a pipe; a
+colocated job and a two-encoder job show and watch every module."""
 import json
 import os
 import re
@@ -394,6 +395,53 @@ def test_colocated(g, tmp, procs):
     d.check(ctl(g, "cancel", "co")[0] == 0, "cancel co")
 
 
+def test_two_encoders(g, tmp, procs):
+    """Two encoders (--encoder, repeated): show, show --json and watch name
+    each encoder's module over its own ranks, the LLM after them, and each
+    encoder's own bridge into the LLM."""
+    layout = ["--encoder", "vision:tp=1,dp=2", "--encoder", "audio:tp=1,dp=1", "--llm-tp", "1",
+              "--llm-dp", "2", "--micro-batch-size", "2"]
+    d.check(ctl(g, "submit", "--job", "enc2", "--token", "enc2", *layout)[0] == 0, "submit enc2")
+    for dev in range(5):
+        procs.append(start_worker(g, "enc2", "enc2", dev, tmp, host="enc2-h"))
+    end, shown = time.time() + 20, {}
+    while time.time() < end:
+        rc, out, _ = ctl(g, "show", "enc2", "--json")
+        shown = json.loads(out) if rc == 0 else {}
+        if shown.get("state") == "running":
+            break
+        time.sleep(0.1)
+    d.check(shown.get("state") == "running", "two-encoder job runs: %s" % shown.get("state"))
+    plan = shown.get("plan", {})
+    d.check([(m["name"], m["rank_offset"], m["num_ranks"]) for m in plan.get("modules", [])]
+            == [("vision", 0, 2), ("audio", 2, 1), ("llm", 3, 2)],
+            "show --json: vision 0-1, audio 2, llm 3-4: %s" % plan.get("modules"))
+    d.check([r["module"] for r in plan.get("ranks", [])] == ["vision"] * 2 + ["audio"] + ["llm"] * 2,
+            "show --json: each rank's module")
+    d.check(plan.get("bridges") == [{"encoder": "vision", "fan": "equal", "edges": [[0, 3], [1, 4]]},
+                                    {"encoder": "audio", "fan": "out", "edges": [[2, 3], [2, 4]]}],
+            "show --json: one bridge per encoder: %s" % plan.get("bridges"))
+    rc, out, _ = ctl(g, "show", "enc2")
+    d.check(rc == 0 and "vision   ranks 0-1: tp 1, dp 2, pp 1" in out
+            and "audio    ranks 2-2: tp 1, dp 1, pp 1" in out and "r2 audio" in out,
+            "show: each encoder's line and cells: %r" % out[-400:])
+    end, got = time.time() + 20, {}
+    while time.time() < end:  # until every rank has beaten once
+        rc, out, _ = ctl(g, "watch", "enc2", "--once", "--json")
+        got = one_object(out, "watch --once --json") if rc == 0 else {}
+        if got.get("modules") and all(m["reporting"] == m["num_ranks"] for m in got["modules"]):
+            break
+        time.sleep(0.2)
+    d.check([(m["module"], m["first_rank"], m["num_ranks"], m["reporting"])
+             for m in got.get("modules", [])]
+            == [("vision", 0, 2, 2), ("audio", 2, 1, 1), ("llm", 3, 2, 2)],
+            "watch: vision, audio and llm: %s" % got.get("modules"))
+    d.check([(w["rank"], w["module"]) for w in got.get("workers", [])]
+            == [(0, "vision"), (1, "vision"), (2, "audio"), (3, "llm"), (4, "llm")],
+            "watch: each worker's module")
+    d.check(ctl(g, "cancel", "enc2")[0] == 0, "cancel enc2")
+
+
 def main():
     tmp = tempfile.mkdtemp(prefix="hgrid-ctl.")
     g = d.Gridd(tmp, "c", "--heartbeat-timeout", "30")
@@ -404,6 +452,7 @@ def main():
         test_json_and_grid(g, tmp, procs)
         test_joining_and_lost(g, tmp, procs)
         test_colocated(g, tmp, procs)
+        test_two_encoders(g, tmp, procs)
         for p in procs:
             d.check(p.wait(timeout=15) == 0, "dry-run worker %s exits 0 once released" % p.args)
         g.stop("ctl_cli")

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # hgrid-worker --single-gpu without a GPU: usage errors exit 2 with a
 # one-line reason, --help prints hgrid-worker's usage, --describe prints the
-# config, and --cpu --dump trains the CPU model on one batch and writes the
-# dump PyTorch reads.
+# config (with --encoders N, N encoders, checked as a job's: each one's
+# patches in the sequence), and --cpu --dump trains the CPU model on one
+# batch and writes the dump PyTorch reads.
 set -u
 bin=${HGRID_BIN:-bin}
 train() { "$bin/hgrid-worker" --single-gpu "$@"; }
@@ -37,6 +38,25 @@ train --config small --describe >"$dir/small"; rc=$?
 check "--describe exits 0" test "$rc" -eq 0
 check "--describe prints small's hidden size" grep -qx "hidden_size 768" "$dir/small"
 check "--describe prints small's batch" grep -qx "batch 16" "$dir/small"
+train --config tiny --steps 1 --encoders 2 --describe >"$dir/enc2"; rc=$?
+check "--encoders 2 --describe exits 0" test "$rc" -eq 0
+check "--describe prints the 2 encoders" grep -qx "encoders 2" "$dir/enc2"
+check "--describe prints one encoder by default" grep -qx "encoders 1" "$dir/small"
+train --config tiny --steps 1 --encoders 4 --describe >/dev/null 2>"$dir/err"; rc=$?
+check "--encoders 4 on tiny exits 2" test "$rc" -eq 2
+check "--encoders 4 on tiny: no caption positions left, one line" grep -qx \
+  "hgrid-worker: config tiny with --encoders: --seq-length 64 leaves 0 caption positions after 64 patches (--image-size 16 / --patch-size 4 for each of 4 encoders); need 8" \
+  "$dir/err"
+train --config tiny --steps 1 --encoders 9 >/dev/null 2>"$dir/err"; rc=$?
+check "--encoders 9 exits 2" test "$rc" -eq 2
+check "--encoders 9: the bound" grep -q "^hgrid-worker: --encoders needs a number in \[1, 8\]" "$dir/err"
+train --config tiny --steps 1 --encoders 2 --cpu --dump "$dir/x.bin" >/dev/null 2>"$dir/err"; rc=$?
+check "--dump with --encoders 2 exits 2" test "$rc" -eq 2
+check "--dump with --encoders 2 says why" grep -q "drop --encoders" "$dir/err"
+"$bin/hgrid-worker" --coordinator 127.0.0.1:1 --job j --token t --config tiny --steps 1 \
+  --encoders 2 >/dev/null 2>"$dir/err"; rc=$?
+check "a worker's --encoders exits 2" test "$rc" -eq 2
+check "a worker's --encoders: the job's encoders" grep -q "worker trains the job's encoders" "$dir/err"
 
 for config in tiny tiny-moe; do
   train --config "$config" --steps 3 --batch 2 --cpu --dump "$dir/$config.bin" >"$dir/out"; rc=$?

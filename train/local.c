@@ -201,3 +201,8 @@ tr_worker *tr_local_worker(tr_local *l, hg_module_id module)
 {
     return module == HG_MODULE_LLM ? l->w[l->n - 1] : l->w[0];
 }
+
+tr_worker *tr_local_module(tr_local *l, int index)
+{
+    return index >= 0 && index < l->n ? l->w[index] : NULL;
+}

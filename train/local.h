@@ -39,5 +39,7 @@ int tr_local_load(tr_local *l, const char *dir, int *step, char *err, size_t err
 // A module's worker (the first encoder's for the encoder): its shard
 // (whole tensors), parameters and gradients.
 tr_worker *tr_local_worker(tr_local *l, hg_module_id module);
+// The worker of the plan's module `index` (each encoder in order, then the LLM).
+tr_worker *tr_local_module(tr_local *l, int index);
 
 #endif

@@ -75,7 +75,8 @@ int train_parse_flag(train_options *o, int argc, char **argv, int *i, char *err,
         return 1;
     }
     static const char *const with_value[] = {"--config", "--steps", "--seed", "--lr", "--save",
-                                             "--save-interval", "--load", "--batch", "--dump"};
+                                             "--save-interval", "--load", "--batch", "--dump",
+                                             "--encoders"};
     size_t k = 0, n = sizeof with_value / sizeof with_value[0];
     while (k < n && strcmp(f, with_value[k]))
         k++;
@@ -100,6 +101,10 @@ int train_parse_flag(train_options *o, int argc, char **argv, int *i, char *err,
     } else if (!strcmp(f, "--batch")) {
         if (count(f, v, &o->batch, err, errlen))
             return -1;
+    } else if (!strcmp(f, "--encoders")) {
+        if (whole(f, v, 1, HG_MAX_ENCODERS, &x, err, errlen))
+            return -1;
+        o->encoders = (int)x;
     } else if (!strcmp(f, "--seed")) {
         if (whole(f, v, 0, 9e15, &x, err, errlen))
             return -1;
@@ -141,6 +146,8 @@ static const char *single_gpu_check(const train_options *o, bool dry_run, bool s
                "none";
     if (o->dump && (o->save_dir || o->load_dir))
         return "--dump trains on one batch; it takes no --save or --load";
+    if (o->dump && o->encoders > 1)
+        return "--dump writes one encoder's state for the PyTorch check; drop --encoders";
     if (o->save_interval && !o->save_dir)
         return "--save-interval needs --save DIR";
     return NULL;
@@ -152,8 +159,9 @@ int train_options_check(const train_options *o, bool dry_run, bool self_test, ch
     const char *why = NULL;
     if (o->single_gpu)
         why = single_gpu_check(o, dry_run, self_test);
-    else if (o->batch || o->dump || o->cpu || o->describe)
-        why = "--batch, --dump, --cpu and --describe go with --single-gpu";
+    else if (o->batch || o->encoders || o->dump || o->cpu || o->describe)
+        why = "--batch, --encoders, --dump, --cpu and --describe go with --single-gpu (a "
+              "worker trains the job's encoders)";
     if (why || o->single_gpu) {
         if (why)
             snprintf(err, errlen, "%s", why);

@@ -29,6 +29,8 @@ typedef struct {
     // --single-gpu: both modules on this GPU, without gridd
     bool single_gpu;
     int batch;          // samples per step; 0: the config's
+    int encoders;       // encoders, each its own weights and images (their outputs the
+                        // LLM's prefix, in order); 0: the config's one
     const char *dump;   // N steps on one batch, then the model state to this file
     bool cpu;           // the dump from the CPU reference model
     bool describe;      // print the config's shapes and exit
@@ -39,7 +41,8 @@ typedef struct {
     "                    [--save DIR [--save-interval K]] [--load DIR] [--profile-comm]\n" \
     "                    [--dp-overlap]\n"                                                    \
     "       hgrid-worker --single-gpu --config NAME --steps N [--fp32] [--seed S] [--lr X]\n" \
-    "                    [--batch B] [--save DIR [--save-interval K]] [--load DIR]\n"    \
+    "                    [--batch B] [--encoders N] [--save DIR [--save-interval K]]\n"   \
+    "                    [--load DIR]\n"                                                  \
     "                    [--dump PATH [--cpu]] [--describe]\n"
 
 #define TRAIN_FLAGS_HELP                                                                  \
@@ -60,6 +63,9 @@ typedef struct {
     "                           workers' step with every group of one rank; prints the\n" \
     "                           loss and tokens/s of every step\n"                         \
     "  --batch B                samples per step (default: the config's; --single-gpu)\n"  \
+    "  --encoders N             encoders (1-8), each its own weights and images, their\n" \
+    "                           outputs the LLM's prefix in order, as a job's repeated\n" \
+    "                           --encoder (default 1; --single-gpu)\n"                    \
     "  --dump PATH              train N steps on one batch and write the losses,\n"        \
     "                           gradients and weights to PATH (the PyTorch check reads it)\n" \
     "  --cpu                    with --dump: compute it on the CPU reference model\n"      \

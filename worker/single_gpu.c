@@ -1,6 +1,7 @@
-// hgrid-worker --single-gpu: both modules on one GPU through train/'s step
-// with every group of one rank (train/local.h), without gridd; --dump
-// writes the model state the PyTorch comparison reads.
+// hgrid-worker --single-gpu: every module (--encoders of them, then the
+// LLM) on one GPU through train/'s step with every group of one rank
+// (train/local.h), without gridd; --dump writes the model state the
+// PyTorch comparison reads.
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -21,10 +22,12 @@ static void describe(const hg_model_config *c, int batch)
 {
     printf("num_layers %d\nhidden_size %d\nnum_attention_heads %d\nffn_hidden_size %d\n"
            "vocab_size %d\nseq_length %d\nencoder_num_layers %d\nencoder_hidden_size %d\n"
-           "encoder_num_attention_heads %d\nimage_size %d\npatch_size %d\nbatch %d\n",
+           "encoder_num_attention_heads %d\nimage_size %d\npatch_size %d\nencoders %d\n"
+           "batch %d\n",
            c->num_layers, c->hidden_size, c->num_attention_heads, hg_ffn_size(c), c->vocab_size,
            c->seq_length, c->encoder_num_layers, c->encoder_hidden_size,
-           c->encoder_num_attention_heads, c->image_size, c->patch_size, batch);
+           c->encoder_num_attention_heads, c->image_size, c->patch_size, hg_image_streams(c),
+           batch);
 }
 
 // What a dump holds beyond the batch: weights before any step, the first
@@ -144,22 +147,25 @@ static int run_dump(const train_options *o, const hg_model_config *c, int B, con
 // One line per step: the loss, the norm, the step's time (to the end of
 // its optimizer step on the GPU) and tokens/s; from --load's checkpoint,
 // saving to --save's as the workers do.
-static int run_train(const train_options *o, const hg_config *cfg, int B, cudaStream_t st,
-                     tr_local *l, const hg_optim_config *opt)
+static int run_train(const train_options *o, const char *name, const hg_model_config *c, int B,
+                     cudaStream_t st, tr_local *l, const hg_optim_config *opt)
 {
-    const hg_model_config *c = &cfg->model;
     char err[512];
     int first = 0;
     if (o->load_dir && tr_local_load(l, o->load_dir, &first, err, sizeof err) != 0) {
         fprintf(stderr, "hgrid-worker: %s\n", err);
         return 1;
     }
+    int E = hg_image_streams(c);
     size_t ne = tr_worker_shard(tr_local_worker(l, HG_MODULE_ENCODER))->local.total;
     size_t nl = tr_worker_shard(tr_local_worker(l, HG_MODULE_LLM))->local.total;
-    printf("config %s: encoder %.2fM, llm %.2fM parameters; batch %d x %d tokens; %s; "
+    char encoders[32] = "encoder";
+    if (E > 1)
+        snprintf(encoders, sizeof encoders, "%d encoders", E);
+    printf("config %s: %s %.2fM, llm %.2fM parameters; batch %d x %d tokens; %s; "
            "text-only floor %.4f\n",
-           cfg->name, ne / 1e6, nl / 1e6, B, c->seq_length, o->fp32 ? "fp32" : "bf16",
-           hg_text_only_floor());
+           name, encoders, E * ne / 1e6, nl / 1e6, B, c->seq_length,
+           o->fp32 ? "fp32" : "bf16", hg_text_only_floor());
     for (int s = first; s < o->steps; s++) {
         double t0 = now_s();
         float loss = tr_local_forward_backward(l, o->seed, s);
@@ -184,16 +190,19 @@ static int run_train(const train_options *o, const hg_config *cfg, int B, cudaSt
 int worker_single_gpu(const train_options *o)
 {
     const hg_config *cfg = hg_config_find(o->config);
-    const hg_model_config *c = &cfg->model;
+    hg_model_config model = cfg->model; // with --encoders, as a job's repeated --encoder
+    model.image_streams = o->encoders > 1 ? o->encoders : 0;
+    const hg_model_config *c = &model;
     int B = o->batch ? o->batch : cfg->batch_size;
+    char err[HG_ERR_LEN];
+    if (hg_config_check(c, err, sizeof err) != 0) {
+        fprintf(stderr, "hgrid-worker: config %s%s: %s\n", cfg->name,
+                o->encoders > 1 ? " with --encoders" : "", err);
+        return 2;
+    }
     if (o->describe) {
         describe(c, B);
         return 0;
-    }
-    char err[HG_ERR_LEN];
-    if (hg_config_check(c, err, sizeof err) != 0) {
-        fprintf(stderr, "hgrid-worker: config %s: %s\n", cfg->name, err);
-        return 2;
     }
     hg_optim_config opt;
     hg_optim_defaults(&opt);
@@ -210,7 +219,7 @@ int worker_single_gpu(const train_options *o)
     if (!l)
         fprintf(stderr, "hgrid-worker: config %s, batch %d: %s\n", cfg->name, B, err);
     else
-        rc = o->dump ? run_dump(o, c, B, ops, l, &opt) : run_train(o, cfg, B, st, l, &opt);
+        rc = o->dump ? run_dump(o, c, B, ops, l, &opt) : run_train(o, cfg->name, c, B, st, l, &opt);
     tr_local_free(l);
     cudaCheck(cudaStreamSynchronize(st));
     cudaCheck(cudaStreamDestroy(st));

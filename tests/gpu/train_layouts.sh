@@ -24,12 +24,13 @@
 # backward) on llm dp2 and encoder dp2 + llm tp2 gives the same losses.
 # Colocated layouts (--mimo-layout colocated: both modules on every GPU,
 # the hand-off a re-sharding between the encoder's dp and the LLM's): one
-# GPU and encoder dp2 / llm tp2 against --single-gpu; encoder tp2 / llm dp2
+# GPU, encoder dp2 / llm tp2 and encoder tp2 dp2 / llm tp4 against
+# --single-gpu; encoder tp2 / llm dp2
 # and encoder tp2 dp2 / llm tp2 dp2 against encoder | llm over the same two
 # micro-batches; a colocated checkpoint resumes exactly. Two encoders
-# (--encoder vision:... --encoder audio:...): vision | audio | llm learns,
-# and vision + audio | llm tp2 and vision dp2 + audio tp2 | llm tp2 give
-# its losses.
+# (--encoder vision:... --encoder audio:...): one GPU's
+# --single-gpu --encoders 2 learns, and vision | audio | llm, vision +
+# audio | llm tp2 and vision dp2 + audio tp2 | llm tp2 give its losses.
 # Layouts that need more GPUs than the host has are skipped, saying so.
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
@@ -212,6 +213,9 @@ for mode in fp32 bf16; do
     "${ONE_MB[@]}"
   run_layout colo-enc-dp2-llm-tp2 "colocated encoder dp2 / llm tp2" "$mode" "$single" -- \
     "${COLO[@]}" "${ENC_DP2_LLM_TP2[@]}" "${ONE_MB[@]}"
+  # The hand-off gathered over the LLM's tp group from encoder lanes of tp 2.
+  run_layout colo-enc-tp2-dp2-llm-tp4 "colocated encoder tp2 dp2 / llm tp4" "$mode" "$single" -- \
+    "${COLO[@]}" --encoder-tp 2 --encoder-dp 2 --llm-tp 4 --llm-dp 1 "${ONE_MB[@]}"
   train "enc-llm-mb2-$mode" "${MODEL[@]}" --steps "$STEPS" "${flags[@]}" -- "${ENC_LLM[@]}" \
     "${TWO_MB[@]}"
   case $? in
@@ -222,22 +226,24 @@ for mode in fp32 bf16; do
          "$mb2" -- "${COLO[@]}" --encoder-tp 2 --encoder-dp 2 --llm-tp 2 --llm-dp 2 "${TWO_MB[@]}" ;;
     1) fail "encoder | llm, 2 micro-batches ($mode): training failed" ;;
   esac
-  train "enc2-llm-$mode" "${MODEL[@]}" --steps "$STEPS" "${flags[@]}" -- "${TWO_ENC[@]}" \
-    --llm-tp 1 --llm-dp 1 "${ONE_MB[@]}"
-  case $? in
-    0) enc2=$out
-       if falls "$enc2"; then
-         summary+=("$(printf '%-44s %s' "vision | audio | llm ($mode)" "trains, the loss falls")")
-       else
-         fail "vision | audio | llm ($mode): the loss did not fall over $STEPS steps"
-       fi
-       run_layout enc2-llm-tp2 "vision + audio | llm tp2" "$mode" "$enc2" -- "${TWO_ENC[@]}" \
-         --llm-tp 2 --llm-dp 1 "${ONE_MB[@]}"
-       run_layout enc2-dp2-tp2-llm-tp2 "vision dp2 + audio tp2 | llm tp2" "$mode" "$enc2" -- \
-         --encoder vision:tp=1,dp=2 --encoder audio:tp=2,dp=1 --llm-tp 2 --llm-dp 1 \
-         "${ONE_MB[@]}" ;;
-    1) fail "vision | audio | llm ($mode): training failed"; tail -n 3 "$tmp"/enc2-llm-"$mode".*.out ;;
-  esac
+  # Two encoders on one GPU (--single-gpu --encoders 2), the reference of
+  # the two-encoder jobs.
+  enc2=$tmp/single-enc2-$mode.out
+  if ! CUDA_VISIBLE_DEVICES=0 "$bin/hgrid-worker" --single-gpu "${MODEL[@]}" --steps "$STEPS" \
+    --batch 16 --encoders 2 "${flags[@]}" >"$enc2" 2>&1; then
+    fail "one GPU, --encoders 2 ($mode): hgrid-worker --single-gpu failed"; tail -n 3 "$enc2"
+  elif [ "$(losses "$enc2" | wc -l)" -ne "$STEPS" ] || ! falls "$enc2"; then
+    fail "one GPU, --encoders 2 ($mode): the loss did not fall over $STEPS steps"
+  else
+    summary+=("$(printf '%-44s %s' "one GPU, --encoders 2 ($mode)" "trains, the loss falls")")
+    run_layout enc2-llm "vision | audio | llm" "$mode" "$enc2" -- "${TWO_ENC[@]}" \
+      --llm-tp 1 --llm-dp 1 "${ONE_MB[@]}"
+    run_layout enc2-llm-tp2 "vision + audio | llm tp2" "$mode" "$enc2" -- "${TWO_ENC[@]}" \
+      --llm-tp 2 --llm-dp 1 "${ONE_MB[@]}"
+    run_layout enc2-dp2-tp2-llm-tp2 "vision dp2 + audio tp2 | llm tp2" "$mode" "$enc2" -- \
+      --encoder vision:tp=1,dp=2 --encoder audio:tp=2,dp=1 --llm-tp 2 --llm-dp 1 \
+      "${ONE_MB[@]}"
+  fi
 done
 
 # ---- a colocated checkpoint (fp32: resuming is exact)
