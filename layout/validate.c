@@ -287,10 +287,20 @@ static int llm_offset(const hg_layout_spec *s, long enc, char *err, size_t errle
                     "--llm-offset %d: with --mimo-layout colocated both modules start at rank 0; "
                     "use --llm-offset 0",
                     s->llm_offset);
+    if (s->llm_offset < want)
+        return hg_rule_fail(err, errlen,
+                    "--llm-offset %d overlaps the encoders, which take ranks 0-%ld: use "
+                    "--llm-offset %d",
+                    s->llm_offset, enc - 1, want);
+    char gap[48];
+    if (s->llm_offset - 1 == want)
+        snprintf(gap, sizeof gap, "rank %d", want);
+    else
+        snprintf(gap, sizeof gap, "ranks %d-%d", want, s->llm_offset - 1);
     return hg_rule_fail(err, errlen,
-                "--llm-offset %d leaves the spans short of covering the world: the encoders "
-                "take ranks 0-%ld, so the llm starts at %d",
-                s->llm_offset, enc - 1, want);
+                "--llm-offset %d leaves %s to no module (the encoders take ranks 0-%ld): use "
+                "--llm-offset %d",
+                s->llm_offset, gap, enc - 1, want);
 }
 
 // Upstream's colocated rules beyond the world: one encoder, llm pp 1,

@@ -60,7 +60,7 @@ for needle in "world 8 ranks = encoder 4 + llm 4" "llm      ranks 4-7" "ep 4 x e
               "bridge (equal, 2 edges, encoder -> llm): 0->4 2->6"; do
   if [[ "$out" == *"$needle"* ]]; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL recipe text lacks '$needle'"; fi
 done
-expect offset 1 "hgridctl: invalid layout: --llm-offset 3 leaves the spans short of covering the world" -- plan --llm-offset 3
+expect offset 1 "hgridctl: invalid layout: --llm-offset 3 overlaps the encoders, which take ranks 0-3: use --llm-offset 4" -- plan --llm-offset 3
 expect colocated-pp 1 "hgridctl: invalid layout: --mimo-layout colocated needs --llm-pp 1, not 2" -- plan --mimo-layout colocated --llm-pp 2 --llm-dp 1
 expect mimo-value 2 "--mimo-layout 'side' must be colocated or non-colocated" -- plan --mimo-layout side
 expect encoder-form 2 "'pp=2' is not tp=N or dp=N" -- plan --encoder vision:pp=2

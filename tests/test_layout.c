@@ -95,8 +95,9 @@ static const rule_case rule_cases[] = {
     {"--make-vocab-size-divisible-by 16777216", 1, "--make-vocab-size-divisible-by 16777216 x --llm-tp 2 = 33554432 is above the vocabulary limit"},
     // --llm-offset: upstream's meaning (the llm's first rank) and rules
     {"--llm-offset 4", 0, NULL},
-    {"--llm-offset 3", 1, "--llm-offset 3 leaves the spans short of covering the world: the encoders take ranks 0-3, so the llm starts at 4"},
-    {"--llm-offset 5", 1, "--llm-offset 5 leaves the spans short"},
+    {"--llm-offset 3", 1, "--llm-offset 3 overlaps the encoders, which take ranks 0-3: use --llm-offset 4"},
+    {"--llm-offset 6", 1, "--llm-offset 6 leaves ranks 4-5 to no module (the encoders take ranks 0-3): use --llm-offset 4"},
+    {"--llm-offset 5", 1, "--llm-offset 5 leaves rank 4 to no module (the encoders take ranks 0-3): use --llm-offset 4"},
     {"--llm-offset -1", 1, "--llm-offset -1 must be 0 or a positive integer"},
     {"--llm-offset x", 2, "--llm-offset 'x' is not an integer"},
     {"--llm-only --llm-offset 0", 0, NULL},
@@ -125,7 +126,7 @@ static const rule_case rule_cases[] = {
     // several encoders
     {"--encoder vision:tp=2,dp=2 --encoder audio:tp=1,dp=2", 0, NULL},
     {"--encoder vision:tp=2,dp=2 --encoder audio:tp=1,dp=2 --llm-offset 6", 0, NULL},
-    {"--encoder vision:tp=2,dp=2 --encoder audio:tp=1,dp=2 --llm-offset 4", 1, "--llm-offset 4 leaves the spans short of covering the world: the encoders take ranks 0-5, so the llm starts at 6"},
+    {"--encoder vision:tp=2,dp=2 --encoder audio:tp=1,dp=2 --llm-offset 4", 1, "--llm-offset 4 overlaps the encoders, which take ranks 0-5: use --llm-offset 6"},
     {"--encoder vision:tp=2,dp=2 --encoder audio:tp=1,dp=2 --world-size 9", 1, "--world-size 9 does not match encoder (vision 4 + audio 2 = 6) + llm"},
     {"--encoder vision", 0, NULL}, // tp and dp default to 1
     {"--encoder a:tp=2 --encoder a:dp=2", 1, "--encoder a is given twice"},
