@@ -10,6 +10,7 @@ hgridctl talks only to root or its own user and bounds and sanitises
 replies."""
 import json
 import os
+import select
 import signal
 import socket
 import struct
@@ -452,7 +453,9 @@ def form(peers):
         for i, p in enumerate(peers):
             if i in got:
                 continue
-            kind, f = p.recv(timeout=0.2) if p.s else ("eof", None)
+            if p.s and not select.select([p.s], [], [], 0.2)[0]:
+                continue  # nothing yet (a recv timeout would cut a frame in two)
+            kind, f = p.recv() if p.s else ("eof", None)
             if kind == "mint_request":
                 ids = b"".join(fb(2, os.urandom(128)) for _ in range(one(f, 2)))
                 p.send(frame("mint_reply", fv(1, one(f, 1)) + ids))
