@@ -16,7 +16,7 @@ check() { # check NAME CONDITION...
 
 train --config nope --steps 1 >/dev/null 2>"$dir/err"; rc=$?
 check "unknown config exits 2" test "$rc" -eq 2
-check "unknown config lists the configs" grep -q "tiny tiny-moe small 1b" "$dir/err"
+check "unknown config lists the configs" grep -q "tiny tiny-moe small small-moe 1b" "$dir/err"
 train --steps 1 >/dev/null 2>&1; rc=$?
 check "missing --config exits 2" test "$rc" -eq 2
 train --config tiny --steps 1 --cpu >/dev/null 2>&1; rc=$?
@@ -37,6 +37,12 @@ train --config small --describe >"$dir/small"; rc=$?
 check "--describe exits 0" test "$rc" -eq 0
 check "--describe prints small's hidden size" grep -qx "hidden_size 768" "$dir/small"
 check "--describe prints small's batch" grep -qx "batch 16" "$dir/small"
+check "--describe prints small's experts (dense)" grep -qx "num_experts 0" "$dir/small"
+train --config small-moe --describe >"$dir/small-moe"; rc=$?
+check "--describe small-moe exits 0" test "$rc" -eq 0
+check "--describe prints small-moe's experts" grep -qx "num_experts 8" "$dir/small-moe"
+check "--describe prints small-moe's top-k" grep -qx "moe_router_topk 2" "$dir/small-moe"
+check "--describe prints small-moe's batch" grep -qx "batch 16" "$dir/small-moe"
 
 for config in tiny tiny-moe; do
   train --config "$config" --steps 3 --batch 2 --cpu --dump "$dir/$config.bin" >"$dir/out"; rc=$?

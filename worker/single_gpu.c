@@ -20,11 +20,13 @@
 static void describe(const hg_model_config *c, int batch)
 {
     printf("num_layers %d\nhidden_size %d\nnum_attention_heads %d\nffn_hidden_size %d\n"
-           "vocab_size %d\nseq_length %d\nencoder_num_layers %d\nencoder_hidden_size %d\n"
-           "encoder_num_attention_heads %d\nimage_size %d\npatch_size %d\nbatch %d\n",
+           "vocab_size %d\nseq_length %d\nnum_experts %d\nmoe_router_topk %d\n"
+           "encoder_num_layers %d\nencoder_hidden_size %d\nencoder_num_attention_heads %d\n"
+           "image_size %d\npatch_size %d\nbatch %d\n",
            c->num_layers, c->hidden_size, c->num_attention_heads, hg_ffn_size(c), c->vocab_size,
-           c->seq_length, c->encoder_num_layers, c->encoder_hidden_size,
-           c->encoder_num_attention_heads, c->image_size, c->patch_size, batch);
+           c->seq_length, c->num_experts, c->num_experts ? c->moe_router_topk : 0,
+           c->encoder_num_layers, c->encoder_hidden_size, c->encoder_num_attention_heads,
+           c->image_size, c->patch_size, batch);
 }
 
 // What a dump holds beyond the batch: weights before any step, the first
