@@ -24,6 +24,14 @@ static const hg_config configs[] = {
                .encoder_hidden_size = 384, .encoder_num_attention_heads = 6, .image_size = 224,
                .patch_size = 16},
      .batch_size = 16},
+    // small with a top-2 MoE of 8 experts (GPT-2 small's MLP each) in every LLM
+    // block: ~540M LLM parameters, ~180M active per token; the MoE benchmark.
+    {.name = "small-moe",
+     .model = {.num_layers = 12, .hidden_size = 768, .num_attention_heads = 12,
+               .vocab_size = 32000, .seq_length = 1024, .num_experts = 8, .moe_router_topk = 2,
+               .encoder_num_layers = 12, .encoder_hidden_size = 384,
+               .encoder_num_attention_heads = 6, .image_size = 224, .patch_size = 16},
+     .batch_size = 16},
     // ~1.3B LLM with a ViT-B/16-sized encoder (~86M).
     {.name = "1b",
      .model = {.num_layers = 24, .hidden_size = 2048, .num_attention_heads = 16,
@@ -33,7 +41,7 @@ static const hg_config configs[] = {
      .batch_size = 4},
 };
 
-const char hg_config_names[] = "tiny tiny-moe small 1b";
+const char hg_config_names[] = "tiny tiny-moe small small-moe 1b";
 
 const hg_config *hg_config_find(const char *name)
 {

@@ -1,6 +1,6 @@
-// Named model configurations (tiny, small, 1b) for the model the workers
-// train. The shape is the layout engine's hg_model_config; this adds only
-// what training on one GPU needs beyond it.
+// Named model configurations (tiny, tiny-moe, small, small-moe, 1b) for the
+// model the workers train. The shape is the layout engine's hg_model_config;
+// this adds only what training on one GPU needs beyond it.
 #ifndef HGRID_MODEL_CONFIG_H
 #define HGRID_MODEL_CONFIG_H
 

@@ -10,6 +10,7 @@ config_flags() {
     tiny) echo "${tiny[@]}" ;;
     tiny-moe) echo "${tiny[@]}" --num-experts 8 --moe-router-topk 2 ;;
     small|job) ;; # the layout defaults
+    small-moe) echo --num-experts 8 --moe-router-topk 2 ;;
     1b) echo --num-layers 24 --hidden-size 2048 --num-attention-heads 16 --seq-length 2048 \
           --encoder-hidden-size 768 --encoder-num-attention-heads 12 ;;
     *) echo "config_flags: no config '$1'" >&2; return 1 ;;

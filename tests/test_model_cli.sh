@@ -17,7 +17,7 @@ check() { # check NAME CONDITION...
 
 train --config nope --steps 1 >/dev/null 2>"$dir/err"; rc=$?
 check "unknown config exits 2" test "$rc" -eq 2
-check "unknown config lists the configs" grep -q "tiny tiny-moe small 1b" "$dir/err"
+check "unknown config lists the configs" grep -q "tiny tiny-moe small small-moe 1b" "$dir/err"
 train --steps 1 >/dev/null 2>&1; rc=$?
 check "missing --config exits 2" test "$rc" -eq 2
 train --config tiny --steps 1 --cpu >/dev/null 2>&1; rc=$?
@@ -57,6 +57,20 @@ check "--dump with --encoders 2 says why" grep -q "drop --encoders" "$dir/err"
   --encoders 2 >/dev/null 2>"$dir/err"; rc=$?
 check "a worker's --encoders exits 2" test "$rc" -eq 2
 check "a worker's --encoders: the job's encoders" grep -q "worker trains the job's encoders" "$dir/err"
+check "--describe prints small's experts (dense)" grep -qx "num_experts 0" "$dir/small"
+train --config small-moe --describe >"$dir/small-moe"; rc=$?
+check "--describe small-moe exits 0" test "$rc" -eq 0
+check "--describe prints small-moe's experts" grep -qx "num_experts 8" "$dir/small-moe"
+check "--describe prints small-moe's top-k" grep -qx "moe_router_topk 2" "$dir/small-moe"
+check "--describe prints small-moe's batch" grep -qx "batch 16" "$dir/small-moe"
+# small's LLM: 32000 x 768 + 1024 x 768 embeddings, 12 blocks of 7,087,872
+# and the final LayerNorm's 2 x 768; small-moe's blocks hold 8 experts' MLPs (4,722,432 each) and a router of
+# 8 x 768 instead of one MLP: 12 x (7,087,872 + 7 x 4,722,432 + 6,144).
+check "--describe counts small's LLM parameters" grep -qx "llm_params 110418432" "$dir/small"
+check "--describe counts small-moe's LLM parameters" \
+  grep -qx "llm_params 507176448" "$dir/small-moe"
+check "--describe counts small's encoder parameters" \
+  grep -qx "encoder_params $(awk '/^encoder_params/ { print $2 }' "$dir/small-moe")" "$dir/small"
 
 for config in tiny tiny-moe; do
   train --config "$config" --steps 3 --batch 2 --cpu --dump "$dir/$config.bin" >"$dir/out"; rc=$?

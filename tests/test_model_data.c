@@ -136,8 +136,8 @@ static void test_floor(void)
 static void test_configs(void)
 {
     char err[256];
-    const char *names[] = {"tiny", "tiny-moe", "small", "1b"};
-    for (int i = 0; i < 4; i++) {
+    const char *names[] = {"tiny", "tiny-moe", "small", "small-moe", "1b"};
+    for (int i = 0; i < 5; i++) {
         const hg_config *c = hg_config_find(names[i]);
         CHECK(c != NULL, "no config %s", names[i]);
         if (c)

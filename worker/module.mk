@@ -21,8 +21,9 @@ $(BIN)/hgrid-worker: $(call objs,$(WORKER_SRCS)) $$(TRAIN_RUN_LINK) $(BIN)/libhg
                      $$(MODEL_LIB) $$(KERNELS_LIB) $$(KERNELS_REF_LIB) $$(LAYOUT_LIB)
 # --single-gpu: its command line and the CPU dump without a GPU; on a GPU
 # the whole model against PyTorch, and learning past the text-only floor;
-# its step time against PyTorch's (the model benchmark).
-CPU_TESTS += tests/test_model_cli.sh
+# its step time against PyTorch's (the model benchmark), whose PyTorch model
+# and FLOP count are checked without a GPU.
+CPU_TESTS += tests/test_model_cli.sh tests/bench_model_check.py
 GPU_TESTS += tests/gpu/test_model_torch.sh tests/gpu/test_model_learns.sh
 BENCHES += tests/bench/bench_model.py
 else

@@ -136,7 +136,7 @@ static const char *single_gpu_check(const train_options *o, bool dry_run, bool s
     if (!o->config || (!o->steps && !o->describe))
         return "--single-gpu needs --config NAME and --steps N";
     if (!strcmp(o->config, TRAIN_CONFIG_JOB))
-        return "--single-gpu trains a named config (no job): tiny, tiny-moe, small or 1b";
+        return "--single-gpu trains a named config (no job): tiny, tiny-moe, small, small-moe or 1b";
     if (o->cpu && !o->dump)
         return "--cpu only takes a --dump; training runs on the GPU";
     if (dry_run || self_test)

@@ -47,8 +47,8 @@ typedef struct {
 
 #define TRAIN_FLAGS_HELP                                                                  \
     "Training:\n"                                                                         \
-    "  --config NAME|job        model config: tiny, tiny-moe, small, 1b; job: the model\n"  \
-    "                           the job was submitted with (workers only)\n"               \
+    "  --config NAME|job        model config: tiny, tiny-moe, small, small-moe, 1b;\n"    \
+    "                           job: the model the job was submitted with (workers only)\n" \
     "  --steps N                training steps\n"                                          \
     "  --seed S                 data and initialisation seed (default 1)\n"                \
     "  --fp32                   fp32 throughout (default: bf16 with fp32 master weights)\n" \

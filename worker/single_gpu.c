@@ -17,17 +17,22 @@
 #include "worker/worker.h"
 #include "util/clock.h"
 
-// The config as "name value" lines, for scripts that build the same model.
+// The config as "name value" lines, for scripts that build the same model,
+// and each module's parameter count (model/params.c's tables).
 static void describe(const hg_model_config *c, int batch)
 {
+    hg_param_table enc, llm;
+    hg_param_table_build(&enc, HG_MODULE_ENCODER, c);
+    hg_param_table_build(&llm, HG_MODULE_LLM, c);
     printf("num_layers %d\nhidden_size %d\nnum_attention_heads %d\nffn_hidden_size %d\n"
-           "vocab_size %d\nseq_length %d\nencoder_num_layers %d\nencoder_hidden_size %d\n"
-           "encoder_num_attention_heads %d\nimage_size %d\npatch_size %d\nencoders %d\n"
-           "batch %d\n",
+           "vocab_size %d\nseq_length %d\nnum_experts %d\nmoe_router_topk %d\n"
+           "encoder_num_layers %d\nencoder_hidden_size %d\nencoder_num_attention_heads %d\n"
+           "image_size %d\npatch_size %d\nencoders %d\nbatch %d\n",
            c->num_layers, c->hidden_size, c->num_attention_heads, hg_ffn_size(c), c->vocab_size,
-           c->seq_length, c->encoder_num_layers, c->encoder_hidden_size,
-           c->encoder_num_attention_heads, c->image_size, c->patch_size, hg_image_streams(c),
-           batch);
+           c->seq_length, c->num_experts, c->num_experts ? c->moe_router_topk : 0,
+           c->encoder_num_layers, c->encoder_hidden_size, c->encoder_num_attention_heads,
+           c->image_size, c->patch_size, hg_image_streams(c), batch);
+    printf("encoder_params %zu\nllm_params %zu\n", enc.total, llm.total);
 }
 
 // What a dump holds beyond the batch: weights before any step, the first

@@ -1,21 +1,30 @@
 #!/usr/bin/env python3
 """Model benchmark: step time, tokens/s and MFU of hgrid's training step on one
 GPU (`hgrid-worker --single-gpu`: the workers' step with every group of one
-rank, bf16) for `small` and `1b`, against the same model in PyTorch eager and
-torch.compile (bf16 autocast, fp32 master weights, fused AdamW, clipping),
-in the same run on the same GPU. Usage: bench_model.py [--configs small,1b]
-[--out FILE.md]. Exits 1 if any run fails.
+rank, bf16) for `small`, `1b` and `small-moe` (small with a top-2 MoE of 8
+experts in every LLM block), against the same model in PyTorch eager and
+torch.compile (tests/torch/model.py's forward; bf16 autocast, fp32 master
+weights, fused AdamW, clipping; the MoE's load-balancing loss in the step),
+in the same run on the same GPU. Usage: bench_model.py [--configs
+small,1b,small-moe] [--steps N] [--out FILE.md]; --device cpu times PyTorch
+alone on the CPU (a dry run of this script: tests/bench_model_check.py).
+Exits 1 if any run fails.
 
 MFU counts the model's matrix-product FLOPs: 6 x (parameters in linear
-layers, LM head included) x tokens for forward + backward, plus attention
-4 x T x C per token per layer forward (halved when causal), x3 with the
-backward; over 989 TFLOP/s, the H100 SXM's dense bf16 peak.
+layers) x the tokens that pass through them, for forward + backward: every
+position through the blocks, the caption's next-token positions through the
+LM head, every patch through the encoder; an MoE block counts its router and
+top-k experts' MLPs per token, not all experts. Plus attention 4 x T x C per
+token per layer forward (halved when causal), x3 with the backward; over
+989 TFLOP/s, the H100 SXM's dense bf16 peak.
 """
 import argparse
+import math
 import os
 import statistics
 import subprocess
 import sys
+import time
 
 import torch
 import torch.nn.functional as F
@@ -25,7 +34,7 @@ from model import forward  # noqa: E402
 
 PEAK = 989e12
 BIN = os.environ.get("HGRID_BIN", "bin")
-STEPS = {"small": 30, "1b": 15}
+STEPS = {"small": 30, "1b": 15, "small-moe": 30}
 WARMUP = 5
 
 
@@ -41,45 +50,62 @@ def flops_per_step(c):
     P = (c["image_size"] // c["patch_size"]) ** 2
     Ce, Le = c["encoder_hidden_size"], c["encoder_num_layers"]
     D = c["patch_size"] ** 2 * 3
-    llm_linear = L * (4 * C * C + 2 * C * c["ffn_hidden_size"]) + c["vocab_size"] * C
-    enc_linear = Le * 12 * Ce * Ce + D * Ce + Ce * C
-    dense = 6 * (llm_linear * B * T + enc_linear * B * P)
+    E, K = c.get("num_experts", 0), c.get("moe_router_topk", 0)
+    mlp = 2 * C * c["ffn_hidden_size"]
+    block = 4 * C * C + (K * mlp + E * C if E else mlp)
+    llm = L * block * B * T + c["vocab_size"] * C * B * (T - P - 1)
+    enc = (Le * 12 * Ce * Ce + D * Ce + Ce * C) * B * P
     attn = 3 * (L * 4 * T * C * B * T / 2 + Le * 4 * P * Ce * B * P)
-    return dense + attn
+    return 6 * (llm + enc) + attn
 
 
 def torch_params(c, device):
-    """Weights with the shapes of model/params.c, GPT-2 init."""
+    """Weights named and shaped as model/params.c's tables, GPT-2 init as
+    there; an MoE LLM's blocks hold (L, E, ...) expert MLPs and a router."""
     def n(*shape, std=0.02):
         return (torch.randn(*shape, device=device) * std).requires_grad_()
 
-    def blocks(L, C, Fd):
-        z = lambda *s: torch.zeros(*s, device=device, requires_grad=True)  # noqa: E731
-        o = lambda *s: torch.ones(*s, device=device, requires_grad=True)  # noqa: E731
-        return {"blocks.ln1_w": o(L, C), "blocks.ln1_b": z(L, C),
-                "blocks.qkv_w": n(L, 3 * C, C), "blocks.qkv_b": z(L, 3 * C),
-                "blocks.attn_proj_w": n(L, C, C), "blocks.attn_proj_b": z(L, C),
-                "blocks.ln2_w": o(L, C), "blocks.ln2_b": z(L, C),
-                "blocks.fc_w": n(L, Fd, C), "blocks.fc_b": z(L, Fd),
-                "blocks.fc_proj_w": n(L, C, Fd), "blocks.fc_proj_b": z(L, C)}
+    def z(*shape):
+        return torch.zeros(*shape, device=device, requires_grad=True)
+
+    def o(*shape):
+        return torch.ones(*shape, device=device, requires_grad=True)
+
+    def blocks(L, C, Fd, E):
+        proj = 0.02 / math.sqrt(2 * L)
+        x = (L, E) if E else (L,)
+        b = {"blocks.ln1_w": o(L, C), "blocks.ln1_b": z(L, C),
+             "blocks.qkv_w": n(L, 3 * C, C), "blocks.qkv_b": z(L, 3 * C),
+             "blocks.attn_proj_w": n(L, C, C, std=proj), "blocks.attn_proj_b": z(L, C),
+             "blocks.ln2_w": o(L, C), "blocks.ln2_b": z(L, C),
+             "blocks.fc_w": n(*x, Fd, C), "blocks.fc_b": z(*x, Fd),
+             "blocks.fc_proj_w": n(*x, C, Fd, std=proj), "blocks.fc_proj_b": z(*x, C)}
+        if E:
+            b["blocks.router_w"] = n(L, E, C)
+        return b
 
     P = (c["image_size"] // c["patch_size"]) ** 2
     Ce, C = c["encoder_hidden_size"], c["hidden_size"]
-    enc = {"patch_w": n(Ce, c["patch_size"] ** 2 * 3),
-           "patch_b": torch.zeros(Ce, device=device, requires_grad=True), "pos": n(P, Ce),
-           **blocks(c["encoder_num_layers"], Ce, 4 * Ce),
-           "lnf_w": torch.ones(Ce, device=device, requires_grad=True),
-           "lnf_b": torch.zeros(Ce, device=device, requires_grad=True),
-           "proj_w": n(C, Ce), "proj_b": torch.zeros(C, device=device, requires_grad=True)}
+    enc = {"patch_w": n(Ce, c["patch_size"] ** 2 * 3), "patch_b": z(Ce), "pos": n(P, Ce),
+           **blocks(c["encoder_num_layers"], Ce, 4 * Ce, 0),
+           "lnf_w": o(Ce), "lnf_b": z(Ce), "proj_w": n(C, Ce), "proj_b": z(C)}
     llm = {"wte": n(c["vocab_size"], C), "wpe": n(c["seq_length"], C),
-           **blocks(c["num_layers"], C, c["ffn_hidden_size"]),
-           "lnf_w": torch.ones(C, device=device, requires_grad=True),
-           "lnf_b": torch.zeros(C, device=device, requires_grad=True)}
+           **blocks(c["num_layers"], C, c["ffn_hidden_size"], c.get("num_experts", 0)),
+           "lnf_w": o(C), "lnf_b": z(C)}
     return enc, llm
 
 
-def time_torch(c, compiled, steps):
-    device = "cuda"
+def check_param_counts(name, c):
+    """torch_params holds as many parameters per module as hgrid's tables."""
+    enc, llm = torch_params(c, "meta")
+    got = (sum(t.numel() for t in enc.values()), sum(t.numel() for t in llm.values()))
+    want = (c["encoder_params"], c["llm_params"])
+    if got != want:
+        raise SystemExit(f"{name}: PyTorch's model has {got[0]} + {got[1]} parameters, "
+                         f"hgrid's {want[0]} + {want[1]} (encoder + LLM)")
+
+
+def time_torch(c, compiled, steps, device="cuda"):
     torch.manual_seed(0)
     enc, llm = torch_params(c, device)
     params = list(enc.values()) + list(llm.values())
@@ -95,26 +121,38 @@ def time_torch(c, compiled, steps):
         # a tiling heuristic, so switch it off.
         torch._inductor.config.triton.coalesce_tiling_analysis = False
     fwd = torch.compile(forward) if compiled else forward
+    losses = []
 
     def step():
         opt.zero_grad(set_to_none=True)
-        with torch.autocast("cuda", dtype=torch.bfloat16):
+        with torch.autocast(device, dtype=torch.bfloat16):
             loss, aux = fwd(c, enc, llm, patches, tokens)
         (loss + aux).backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
+        losses.append(loss.detach())
 
     times = []
     for i in range(WARMUP + steps):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        step()
-        end.record()
-        torch.cuda.synchronize()
+        if device == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            step()
+            end.record()
+            torch.cuda.synchronize()
+            dt = start.elapsed_time(end) / 1e3
+        else:
+            t0 = time.perf_counter()
+            step()
+            dt = time.perf_counter() - t0
         if i >= WARMUP:
-            times.append(start.elapsed_time(end) / 1e3)
+            times.append(dt)
+    last = losses[-1].item()
+    if not math.isfinite(last):
+        raise SystemExit(f"PyTorch's loss is {last} after {len(losses)} steps")
     del enc, llm, params, opt
-    torch.cuda.empty_cache()
+    if device == "cuda":
+        torch.cuda.empty_cache()
     return statistics.median(times)
 
 
@@ -128,19 +166,24 @@ def time_hgrid(name, steps):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--configs", default="small,1b")
+    ap.add_argument("--configs", default="small,1b,small-moe")
+    ap.add_argument("--steps", type=int, default=0, help="timed steps (default: per config)")
+    ap.add_argument("--device", default="cuda", choices=("cuda", "cpu"),
+                    help="cpu: PyTorch alone, a dry run of this script")
     ap.add_argument("--out", default="")
     args = ap.parse_args()
     torch.backends.cuda.matmul.allow_tf32 = True
-    gpu = torch.cuda.get_device_name()
+    gpu = torch.cuda.get_device_name() if args.device == "cuda" else "CPU (PyTorch only)"
     rows = []
     for name in args.configs.split(","):
         c = describe(name)
+        check_param_counts(name, c)
+        steps = args.steps or STEPS.get(name, 10)
         flops, tokens = flops_per_step(c), c["batch"] * c["seq_length"]
-        results = [("hgrid", time_hgrid(name, STEPS[name])),
-                   ("torch eager", time_torch(c, False, STEPS[name])),
-                   ("torch.compile", time_torch(c, True, STEPS[name]))]
-        compiled = results[2][1]
+        results = [("hgrid", time_hgrid(name, steps))] if args.device == "cuda" else []
+        results += [("torch eager", time_torch(c, False, steps, args.device)),
+                    ("torch.compile", time_torch(c, True, steps, args.device))]
+        compiled = results[-1][1]
         for impl, t in results:
             rows.append(f"| {name} | {impl} | {c['batch']}x{c['seq_length']} | {t * 1e3:.1f} | "
                         f"{tokens / t:,.0f} | {100 * flops / t / PEAK:.1f}% | "
@@ -148,7 +191,8 @@ def main():
             print(rows[-1], flush=True)
     table = ["| config | implementation | batch x seq | step ms | tokens/s | MFU | "
              "speed vs torch.compile |", "| --- | --- | --- | --- | --- | --- | --- |"] + rows
-    text = f"{gpu}, torch {torch.__version__}, median of {STEPS} steps after {WARMUP} warm-up\n\n"
+    counts = args.steps or {k: STEPS[k] for k in args.configs.split(",") if k in STEPS}
+    text = f"{gpu}, torch {torch.__version__}, median of {counts} steps after {WARMUP} warm-up\n\n"
     text += "\n".join(table) + "\n"
     print(text)
     if args.out:

@@ -111,7 +111,8 @@ def moe(h, p, l, E, K, coeff, route):
         rows, slot = (idx == e).nonzero(as_tuple=True)
         if rows.numel():
             ye = mlp(x[rows], {k: v[:, e] for k, v in p.items() if k.startswith("blocks.fc")}, l)
-            y = y.index_add(0, rows, ye * gates[rows, slot].unsqueeze(-1))
+            # Under autocast on the CPU the gates (and so ye) come out bf16.
+            y = y.index_add(0, rows, (ye * gates[rows, slot].unsqueeze(-1)).to(y.dtype))
     f = F.one_hot(idx, E).sum((0, 1)).to(x.dtype) / idx.numel()
     return y.view(B, T, C), coeff * E * (f * probs.mean(0)).sum()
 
