@@ -100,7 +100,7 @@ clean:
 	rm -rf build bin
 
 # make install [PREFIX=/usr/local] [DESTDIR=staging]: the programs and launch
-# scripts in PREFIX/bin, the systemd units (ExecStart in PREFIX/bin) and the
+# scripts in PREFIX/bin (their shared functions in PREFIX/share/hgrid), the systemd units (ExecStart in PREFIX/bin) and the
 # sysusers file under PREFIX/lib, the docs in PREFIX/share/doc/hgrid, the man
 # pages (man/, made from --help) in PREFIX/share/man/man1, and
 # libhgrid for programs of one's own: PREFIX/lib/libhgrid.{a,so.1} (the core,
@@ -117,6 +117,8 @@ install: all
 	install -m 0755 $(INSTALL_PROGRAMS) $(DESTDIR)$(PREFIX)/bin
 	install -m 0644 man/gridd.1 man/hgridctl.1 man/hgrid-worker.1 man/hgrid-agent.1 $(DESTDIR)$(PREFIX)/share/man/man1
 	for s in $(INSTALL_SCRIPTS); do install -m 0755 scripts/$$s.sh $(DESTDIR)$(PREFIX)/bin/$$s; done
+	install -d $(DESTDIR)$(PREFIX)/share/hgrid
+	install -m 0644 scripts/hgrid-launch-lib.sh $(DESTDIR)$(PREFIX)/share/hgrid
 	for u in gridd.service hgrid-agent.service hgrid-worker@.service; do \
 		sed 's|/usr/local/|$(PREFIX)/|g' systemd/$$u > $(DESTDIR)$(UNITDIR)/$$u && \
 		chmod 0644 $(DESTDIR)$(UNITDIR)/$$u || exit 1; done

@@ -32,7 +32,7 @@ for f in $programs hgrid-srun hgrid-torchrun hgrid-ssh; do
   f=bin/$f
   [ -x "$stage/opt/hgrid/$f" ] && ok || fail "DESTDIR: $f missing or not executable"
 done
-for f in lib/systemd/system/gridd.service lib/systemd/system/hgrid-worker@.service \
+for f in share/hgrid/hgrid-launch-lib.sh lib/systemd/system/gridd.service lib/systemd/system/hgrid-worker@.service \
          lib/sysusers.d/hgrid.conf share/doc/hgrid/README.md share/doc/hgrid/OPERATIONS.md \
          share/doc/hgrid/PROTOCOL.md share/man/man1/gridd.1 share/man/man1/hgridctl.1 \
          share/man/man1/hgrid-worker.1; do

@@ -22,14 +22,15 @@ for s in srun torchrun; do
   [ "$s" = srun ] && env_vars=("${slurm[@]}") || env_vars=("${torch[@]}")
   # A checkout: scripts/ beside bin/.
   mkdir -p "$tmp/$s/checkout/scripts"
-  cp "$root/scripts/hgrid-$s.sh" "$tmp/$s/checkout/scripts/"
+  cp "$root/scripts/hgrid-$s.sh" "$root/scripts/hgrid-launch-lib.sh" "$tmp/$s/checkout/scripts/"
   fake_worker "$tmp/$s/checkout/bin/hgrid-worker"
   run "$tmp/$s/checkout/scripts/hgrid-$s.sh"
   [ "$rc" -eq 0 ] && [ "$out" = "worker $tmp/$s/checkout/bin/hgrid-worker: --device 1 --dry-run" ] && ok ||
     fail "hgrid-$s in a checkout: exit $rc, '$out'"
   # An install: both in PREFIX/bin, the script without its .sh; and through a symlink.
-  mkdir -p "$tmp/$s/prefix/bin" "$tmp/$s/elsewhere"
+  mkdir -p "$tmp/$s/prefix/bin" "$tmp/$s/prefix/share/hgrid" "$tmp/$s/elsewhere"
   cp "$root/scripts/hgrid-$s.sh" "$tmp/$s/prefix/bin/hgrid-$s"
+  cp "$root/scripts/hgrid-launch-lib.sh" "$tmp/$s/prefix/share/hgrid/"
   fake_worker "$tmp/$s/prefix/bin/hgrid-worker"
   ln -s "$tmp/$s/prefix/bin/hgrid-$s" "$tmp/$s/elsewhere/hgrid-$s"
   for script in "$tmp/$s/prefix/bin/hgrid-$s" "$tmp/$s/elsewhere/hgrid-$s"; do
@@ -39,10 +40,17 @@ for s in srun torchrun; do
   done
   # Nowhere: one line, exit 2.
   mkdir -p "$tmp/$s/lonely"
-  cp "$root/scripts/hgrid-$s.sh" "$tmp/$s/lonely/"
+  cp "$root/scripts/hgrid-$s.sh" "$root/scripts/hgrid-launch-lib.sh" "$tmp/$s/lonely/"
   run "$tmp/$s/lonely/hgrid-$s.sh"
   [ "$rc" -eq 2 ] && [ "$(wc -l <<<"$out")" -eq 1 ] && grep -q "hgrid-worker is not beside" <<<"$out" && ok ||
     fail "hgrid-$s without a worker: exit $rc, '$out'"
+  # Without its shared functions (a partial install): one line naming them, exit 2.
+  mkdir -p "$tmp/$s/partial/bin"
+  cp "$root/scripts/hgrid-$s.sh" "$tmp/$s/partial/bin/hgrid-$s"
+  run "$tmp/$s/partial/bin/hgrid-$s"
+  [ "$rc" -eq 2 ] && [ "$(wc -l <<<"$out")" -eq 1 ] &&
+    grep -q "hgrid-launch-lib.sh is neither beside" <<<"$out" && ok ||
+    fail "hgrid-$s without hgrid-launch-lib.sh: exit $rc, '$out'"
 done
 
 # --help and --version answer without a launcher's environment (exit 0).
