@@ -31,6 +31,7 @@
 //   cases' batches, 1.1e-2 with llm dp8's, 3.2e-2 with MoE's.
 #include "model/config.h"
 #include "tests/check.h"
+#include "tests/train_grads.h"
 #include "train/checkpoint.h"
 #include "train/layout_groups.h"
 #include "train/local.h"
@@ -56,33 +57,11 @@ typedef struct {
     const char *save; // checkpoint after step SAVE_AT into it (NULL: none)
     const char *load; // resume from it first (NULL: fresh)
     float *const *ref_grads; // the single rank's first-step gradients by plan module (NULL: none)
-    double grad_rel;         // this rank's worst first-step difference (compare_grads)
+    double grad_rel;         // this rank's worst first-step difference (shard_grads_rel)
     float loss[STEPS];
     int has_loss;
     char err[256];
 } rank_run;
-
-// Worst per-tensor max|diff| / max|ref| of a part's shard of gradients
-// against the whole tensors of ref.
-static double compare_grads(tr_worker *w, const float *ref)
-{
-    const tr_shard *s = tr_worker_shard(w);
-    const float *g = tr_worker_grads(w);
-    double worst = 0;
-    for (int id = 0; id < s->local.num_tensors; id++) {
-        const hg_tensor_info *lt = &s->local.tensors[id];
-        const float *r = ref + s->global.tensors[id].offset;
-        double diff = 0, mag = 1e-30;
-        for (size_t i = 0; i < lt->count; i++) {
-            double b = r[tr_shard_global_index(s, id, i)];
-            diff = fmax(diff, fabs(g[lt->offset + i] - b));
-            mag = fmax(mag, fabs(b));
-        }
-        if (lt->count && mag > 1e-20)
-            worst = fmax(worst, diff / mag);
-    }
-    return worst;
-}
 
 static void optim(hg_optim_config *o)
 {
@@ -116,7 +95,7 @@ static void *run_rank(void *arg)
             tr_worker *parts[2] = {w, tr_worker_colocated_llm(w)};
             for (int i = 0; i < n; i++)
                 r->grad_rel =
-                    fmax(r->grad_rel, compare_grads(parts[i], r->ref_grads[mods[i]->index]));
+                    fmax(r->grad_rel, shard_grads_rel(parts[i], r->ref_grads[mods[i]->index]));
         }
         tr_worker_optimizer_step(w, &o);
         if (r->save && step + 1 == SAVE_AT &&

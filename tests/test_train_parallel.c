@@ -8,6 +8,7 @@
 #include "model/cpu_model.h"
 #include "model/data.h"
 #include "tests/check.h"
+#include "tests/train_grads.h"
 #include "train/layout_groups.h"
 #include "train/train.h"
 
@@ -45,27 +46,6 @@ static void optim(hg_optim_config *o)
     o->lr = 3e-3f;
 }
 
-// Worst per-tensor relative difference of the shard's gradients.
-static double compare_grads(tr_worker *w, const reference *ref)
-{
-    const tr_shard *s = tr_worker_shard(w);
-    const float *g = tr_worker_grads(w), *rg = ref->grads[s->global.module];
-    double worst = 0;
-    for (int id = 0; id < s->local.num_tensors; id++) {
-        const hg_tensor_info *lt = &s->local.tensors[id];
-        const float *r = rg + s->global.tensors[id].offset;
-        double diff = 0, mag = 1e-30;
-        for (size_t i = 0; i < lt->count; i++) {
-            double b = r[tr_shard_global_index(s, id, i)];
-            diff = fmax(diff, fabs(g[lt->offset + i] - b));
-            mag = fmax(mag, fabs(b));
-        }
-        if (lt->count && mag > 1e-20)
-            worst = fmax(worst, diff / mag);
-    }
-    return worst;
-}
-
 // Whether the layout being run reduces the blocks' large gradients during
 // the last backward (every rank of a layout alike).
 static int dp_overlap;
@@ -86,7 +66,7 @@ static void *run_rank(void *arg)
     for (int step = 0; w && step < STEPS; step++) {
         r->loss[step] = tr_worker_forward_backward(w, DATA_SEED, step);
         if (step == 0 && r->ref)
-            r->grad_rel = compare_grads(w, r->ref);
+            r->grad_rel = shard_grads_rel(w, r->ref->grads[tr_worker_shard(w)->global.module]);
         if (step == 0 && r->keep) { // a one-rank module holds whole tensors
             const tr_shard *s = tr_worker_shard(w);
             float **dst = &r->keep->grads[s->global.module];
