@@ -25,6 +25,8 @@
 // HG_DATA_VOCAB) and positions after the image patches.
 #define HG_MIN_VOCAB 22
 #define HG_MIN_CAPTION_POSITIONS 8
+// Megatron's --make-vocab-size-divisible-by default.
+#define HG_DEFAULT_VOCAB_DIVISOR 128
 
 typedef struct {
     int num_layers;
@@ -139,6 +141,11 @@ void hg_layout_spec_defaults(hg_layout_spec *spec);
 // Validates spec and derives the plan. Returns 0, or -1 with a one-line
 // reason naming the flags and their values in err.
 int hg_plan_build(const hg_layout_spec *spec, hg_plan *plan, char *err, size_t errlen);
+
+// Megatron's padded vocabulary: vocab_size rounded up to a multiple of
+// divisible_by x tp (divisible_by 0 counts as 1; the product at most
+// HG_MAX_VOCAB, as hg_plan_build checks).
+int hg_padded_vocab(int vocab_size, int divisible_by, int tp);
 
 // The model shape's own rules and bounds (no grid): every size positive
 // and bounded, hidden sizes divisible by their head counts, whole patches

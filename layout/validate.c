@@ -19,7 +19,7 @@ void hg_layout_spec_defaults(hg_layout_spec *spec)
     spec->llm_ep = 1;
     spec->llm_expt_tp = 1;
     spec->micro_batch_size = 1;
-    spec->make_vocab_size_divisible_by = 128;
+    spec->make_vocab_size_divisible_by = HG_DEFAULT_VOCAB_DIVISOR;
     hg_model_config *m = &spec->model;
     m->num_layers = 12;
     m->hidden_size = 768;
@@ -382,6 +382,12 @@ static int check_batch(hg_layout_spec *s, hg_plan *p, char *err, size_t errlen)
     return 0;
 }
 
+int hg_padded_vocab(int vocab_size, int divisible_by, int tp)
+{
+    long multiple = (long)(divisible_by ? divisible_by : 1) * tp;
+    return (int)((vocab_size + multiple - 1) / multiple * multiple);
+}
+
 // Megatron's padding: the vocabulary rounded up to a multiple of
 // make_vocab_size_divisible_by x llm_tp.
 static int pad_vocab(const hg_layout_spec *s, hg_plan *p, char *err, size_t errlen)
@@ -393,7 +399,7 @@ static int pad_vocab(const hg_layout_spec *s, hg_plan *p, char *err, size_t errl
                     "--make-vocab-size-divisible-by %d x --llm-tp %d = %ld is above the "
                     "vocabulary limit of %d",
                     divisor, s->llm_tp, multiple, HG_MAX_VOCAB);
-    p->padded_vocab_size = (int)((s->model.vocab_size + multiple - 1) / multiple * multiple);
+    p->padded_vocab_size = hg_padded_vocab(s->model.vocab_size, divisor, s->llm_tp);
     return 0;
 }
 

@@ -149,7 +149,9 @@ static void local_losses(const hg_plan *plan, float *loss, float **grads)
     char err[HG_ERR_LEN];
     hg_optim_config o;
     optim(&o);
-    tr_local *l = tr_local_create(&tr_cpu_ops, &plan->spec.model, plan->spec.micro_batch_size,
+    hg_model_config trained = plan->spec.model; // the layout's padded vocabulary
+    trained.vocab_size = plan->padded_vocab_size;
+    tr_local *l = tr_local_create(&tr_cpu_ops, &trained, plan->spec.micro_batch_size,
                                   plan->spec.global_batch_size, SEED, err, sizeof err);
     CHECK(l != NULL, "single rank: %s", err);
     for (int s = 0; l && s < STEPS; s++) {
@@ -174,6 +176,7 @@ typedef struct {
     int etp2, edp2;              // the second listed encoder's
     int tp, pp, dp, ep, mbs, gbs;
     int resume; // also save after step 10 and resume from there
+    int vocab;  // 0: 64; else one that llm_tp does not divide (Megatron's padding)
 } layout_case;
 
 static int plan_of(const layout_case *c, hg_plan *plan)
@@ -187,6 +190,8 @@ static int plan_of(const layout_case *c, hg_plan *plan)
     spec.model.hidden_size = 64, spec.model.vocab_size = 64, spec.model.encoder_num_layers = 1;
     spec.model.image_size = 8, spec.model.seq_length = 16;
     spec.model.encoder_num_attention_heads = 4;
+    if (c->vocab)
+        spec.model.vocab_size = c->vocab;
     spec.colocated = c->colocated;
     spec.encoder_tp = c->etp, spec.encoder_dp = c->edp;
     spec.num_encoders = c->num_encoders;
@@ -217,6 +222,10 @@ static void check_case(const layout_case *c, int dp_overlap)
     hg_plan plan;
     if (plan_of(c, &plan) != 0)
         return;
+    if (c->vocab)
+        CHECK(plan.padded_vocab_size == hg_padded_vocab(c->vocab, HG_DEFAULT_VOCAB_DIVISOR, c->tp) &&
+              plan.padded_vocab_size % c->tp == 0 && plan.padded_vocab_size > c->vocab,
+              "%s: padded vocabulary %d", c->name, plan.padded_vocab_size);
     float ref[STEPS], got[STEPS], resumed[STEPS];
     char dir[] = "/tmp/hgrid-layouts-XXXXXX";
     CHECK(mkdtemp(dir) != NULL, "mkdtemp");
@@ -252,20 +261,23 @@ int main(void)
 {
     static const layout_case cases[] = {
         // name, config, colocated, encoders, etp, edp, etp2, edp2, tp, pp, dp, ep, mbs, gbs,
-        // resume
-        {"colocated, 1 rank", "tiny", 1, 0, 1, 1, 0, 0, 1, 1, 1, 1, 2, 4, 0},
-        {"colocated enc dp2 / llm tp2 (fan-in)", "tiny", 1, 0, 1, 2, 0, 0, 2, 1, 1, 1, 2, 4, 0},
-        {"colocated enc tp2 dp2 / llm tp2 dp2", "tiny", 1, 0, 2, 2, 0, 0, 2, 1, 2, 1, 1, 4, 1},
+        // resume, vocab
+        {"colocated, 1 rank", "tiny", 1, 0, 1, 1, 0, 0, 1, 1, 1, 1, 2, 4, 0, 0},
+        {"colocated enc dp2 / llm tp2 (fan-in)", "tiny", 1, 0, 1, 2, 0, 0, 2, 1, 1, 1, 2, 4, 0, 0},
+        {"colocated enc tp2 dp2 / llm tp2 dp2", "tiny", 1, 0, 2, 2, 0, 0, 2, 1, 2, 1, 1, 4, 1, 0},
         // The gathers where a narrow lane has tp > 1 (its tp rank 0 puts
         // the rows, the others zeros): forward fan-in, backward fan-out.
-        {"colocated enc tp2 dp2 / llm tp4 (fan-in)", "tiny", 1, 0, 2, 2, 0, 0, 4, 1, 1, 1, 2, 4, 0},
+        {"colocated enc tp2 dp2 / llm tp4 (fan-in)", "tiny", 1, 0, 2, 2, 0, 0, 4, 1, 1, 1, 2, 4, 0, 0},
         {"colocated enc tp4 dp2 / llm tp2 dp4 (fan-out)", "tiny", 1, 0, 4, 2, 0, 0, 2, 1, 4, 1, 1,
-         8, 0},
+         8, 0, 0},
         {"colocated enc dp4 / llm tp2 dp2 ep2, 8 experts", "tiny-moe", 1, 0, 1, 4, 0, 0, 2, 1, 2,
-         2, 2, 4, 0},
+         2, 2, 4, 0, 0},
         {"encoders vision dp2 + audio tp2 | llm pp2", "tiny", 0, 2, 1, 2, 2, 1, 1, 2, 1, 1, 2, 4,
-         1},
-        {"encoders vision + audio | llm tp2 dp2", "tiny", 0, 2, 1, 1, 1, 1, 2, 1, 2, 1, 1, 4, 0},
+         1, 0},
+        {"encoders vision + audio | llm tp2 dp2", "tiny", 0, 2, 1, 1, 1, 1, 2, 1, 2, 1, 1, 4, 0, 0},
+        // vocab 61 on tp 2: trained as Megatron's 256 (rows 61-255 padding), saved and resumed
+        {"encoder | llm tp2, vocab 61 padded to 256", "tiny", 0, 0, 1, 1, 0, 0, 2, 1, 1, 1, 2, 4, 1,
+         61},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         check_case(&cases[i], i % 2); // both ways of reducing over the layouts

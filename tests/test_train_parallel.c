@@ -122,7 +122,9 @@ static void run_layout(const char *name, const hg_plan *plan, const reference *r
 // step is samples [i mbs, (i + 1) mbs) of it.
 static void cpu_reference(const hg_plan *plan, reference *ref)
 {
-    const hg_model_config *m = &plan->spec.model;
+    hg_model_config trained = plan->spec.model; // the layout's padded vocabulary
+    trained.vocab_size = plan->padded_vocab_size;
+    const hg_model_config *m = &trained;
     int mbs = plan->spec.micro_batch_size, gbs = plan->spec.global_batch_size, n = gbs / mbs;
     int P = hg_num_patches(m), Tt = hg_text_len(m);
     hg_cpu_model *cpu = hg_cpu_model_create(m, mbs, SEED);

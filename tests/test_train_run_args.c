@@ -4,6 +4,7 @@
 
 #include "model/config.h"
 #include "tests/check.h"
+#include "train/train.h"
 #include "worker/run_args.h"
 
 // Parses argv (NULL-terminated, argv[0] a program name) as the worker does:
@@ -75,10 +76,16 @@ static void test_check_job(void)
     for (int r = 0; r < job_plan.world_size; r++)
         CHECK(train_check_job(&to, &job_plan, r, err, sizeof err) == 0, "colocated rank %d: %s",
               r, err);
+    // A vocabulary tp does not divide trains padded, as Megatron's (32001 -> 32256).
     spec.model.vocab_size = 32001;
     CHECK(hg_plan_build(&spec, &job_plan, err, sizeof err) == 0, "colocated vocab 32001: %s", err);
-    CHECK(train_check_job(&to, &job_plan, 0, err, sizeof err) == -1 && strstr(err, "vocab size"),
+    CHECK(train_check_job(&to, &job_plan, 0, err, sizeof err) == 0,
           "colocated vocab 32001 on llm tp 2, rank 0: '%s'", err);
+    hg_plan trained = job_plan;
+    tr_plan_as_trained(&trained);
+    CHECK(trained.spec.model.vocab_size == 32256 && job_plan.spec.model.vocab_size == 32001,
+          "trained vocabulary %d of the job's %d, want 32256 of 32001",
+          trained.spec.model.vocab_size, job_plan.spec.model.vocab_size);
     hg_layout_spec_defaults(&spec);
     spec.num_encoders = 2;
     spec.encoders[0] = (hg_encoder_spec){"vision", 2, 2};
@@ -87,12 +94,20 @@ static void test_check_job(void)
     for (int r = 0; r < job_plan.world_size; r++)
         CHECK(train_check_job(&to, &job_plan, r, err, sizeof err) == 0, "two encoders rank %d: %s",
               r, err);
-    // The trainer's split rules at assignment (a padded vocabulary: 32001 on tp 2).
+    // Every rank of a job gridd takes passes the trainer's split rules:
+    // 32000 on tp 3 (Megatron's 32256), on each rank.
     hg_layout_spec_defaults(&spec);
-    spec.model.vocab_size = 32001;
-    CHECK(hg_plan_build(&spec, &job_plan, err, sizeof err) == 0, "vocab 32001: %s", err);
-    CHECK(train_check_job(&to, &job_plan, 4, err, sizeof err) == -1 && strstr(err, "vocab size"),
-          "vocab 32001 on llm tp 2: '%s'", err);
+    spec.encoder_dp = 1, spec.llm_tp = 3, spec.llm_dp = 1;
+    CHECK(hg_plan_build(&spec, &job_plan, err, sizeof err) == 0, "vocab 32000 on tp 3: %s", err);
+    CHECK(job_plan.padded_vocab_size == 32256, "32000 on tp 3 padded to %d, want 32256",
+          job_plan.padded_vocab_size);
+    for (int r = 0; r < job_plan.world_size; r++)
+        CHECK(train_check_job(&to, &job_plan, r, err, sizeof err) == 0, "vocab 32000 on tp 3, "
+              "rank %d: %s", r, err);
+    // The split rule itself still holds for a plan that was never padded.
+    job_plan.padded_vocab_size = 0;
+    CHECK(train_check_job(&to, &job_plan, 3, err, sizeof err) == -1 && strstr(err, "vocab size"),
+          "unpadded vocab 32000 on llm tp 3: '%s'", err);
     to.config = NULL; // no training: nothing to refuse
     CHECK(train_check_job(&to, &job_plan, 0, err, sizeof err) == 0, "no training: %s", err);
 }

@@ -59,6 +59,7 @@ static int plan_for(const hg_model_config *model, int micro_batch, int global_ba
         snprintf(spec.encoders[e].name, sizeof spec.encoders[e].name, "encoder%d", e);
     spec.llm_tp = spec.llm_cp = spec.llm_pp = spec.llm_dp = spec.llm_ep = spec.llm_expt_tp = 1;
     spec.micro_batch_size = micro_batch, spec.global_batch_size = global_batch;
+    spec.make_vocab_size_divisible_by = 1; // the model as given: callers pad (hg_padded_vocab)
     spec.model = *model;
     return hg_plan_build(&spec, plan, err, errlen);
 }

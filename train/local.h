@@ -13,7 +13,9 @@
 typedef struct tr_local tr_local;
 
 // The model trained in micro-batches of micro_batch samples, global_batch
-// samples a step (a multiple of it), parameters from seed. Returns NULL
+// samples a step (a multiple of it), parameters from seed. The vocabulary
+// is trained as given: a caller that wants Megatron's padding passes
+// hg_padded_vocab's size (as a job's plan does, tr_plan_as_trained). Returns NULL
 // with a one-line reason in err.
 tr_local *tr_local_create(const tr_ops *ops, const hg_model_config *model, int micro_batch,
                           int global_batch, uint64_t seed, char *err, size_t errlen);

@@ -33,6 +33,11 @@ typedef struct {
 // Returns NULL with a one-line reason in err. The worker runs its ops
 // through `ops` (its buffers live in the ops' memory; the groups' backend
 // must move that memory); tr_worker_create uses the CPU reference ops.
+// The plan as the trainer trains it: the job's model with Megatron's padded
+// vocabulary (plan->padded_vocab_size: a multiple of
+// make_vocab_size_divisible_by x llm_tp; the padding rows are never a
+// target but take part in the softmax, as in Megatron).
+void tr_plan_as_trained(hg_plan *plan);
 tr_worker *tr_worker_create_with(const tr_ops *ops, const hg_plan *plan, int rank,
                                  const tr_rank_groups *groups, uint64_t seed, char *err,
                                  size_t errlen);

@@ -192,6 +192,12 @@ static void connect_peers(tr_worker *w)
 }
 
 // The part of module `module` (plan index) on rank.
+void tr_plan_as_trained(hg_plan *plan)
+{
+    if (plan->padded_vocab_size > plan->spec.model.vocab_size)
+        plan->spec.model.vocab_size = plan->padded_vocab_size;
+}
+
 static tr_worker *part_create(const tr_ops *ops, const hg_plan *plan, int module, int rank,
                               tr_group *const groups[], tr_group *const bridges[],
                               uint64_t seed, char *err, size_t errlen)
@@ -204,6 +210,7 @@ static tr_worker *part_create(const tr_ops *ops, const hg_plan *plan, int module
     w->ops = ops;
     w->es = tr_ops_es(ops);
     w->plan = *plan;
+    tr_plan_as_trained(&w->plan);
     w->rank = rank;
     if (setup(w, &w->plan.modules[module], groups, bridges, seed, err, errlen) != 0) {
         tr_worker_free(w);

@@ -8,6 +8,7 @@
 
 #include "model/config.h"
 #include "train/shard.h"
+#include "train/train.h"
 
 void train_options_defaults(train_options *o)
 {
@@ -191,11 +192,13 @@ int train_check_job(const train_options *o, const hg_plan *job, int rank, char *
         return 0;
     // The trainer's own split rules, in every module holding the rank (a
     // colocated rank trains both), before any communicator forms.
+    hg_plan trained = *job;
+    tr_plan_as_trained(&trained);
     const hg_module_grid *mine_modules[2];
-    int n = hg_plan_modules_of_rank(job, rank, mine_modules);
+    int n = hg_plan_modules_of_rank(&trained, rank, mine_modules);
     for (int i = 0; i < n; i++) {
         tr_shard shard;
-        if (tr_shard_build(&shard, job, mine_modules[i], rank, err, errlen) != 0)
+        if (tr_shard_build(&shard, &trained, mine_modules[i], rank, err, errlen) != 0)
             return -1;
     }
     if (strcmp(o->config, TRAIN_CONFIG_JOB) == 0)

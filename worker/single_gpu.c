@@ -197,6 +197,8 @@ int worker_single_gpu(const train_options *o)
     const hg_config *cfg = hg_config_find(o->config);
     hg_model_config model = cfg->model; // with --encoders, as a job's repeated --encoder
     model.image_streams = o->encoders > 1 ? o->encoders : 0;
+    // Megatron's padding on one rank (the configs' vocabularies already are multiples)
+    model.vocab_size = hg_padded_vocab(model.vocab_size, HG_DEFAULT_VOCAB_DIVISOR, 1);
     const hg_model_config *c = &model;
     int B = o->batch ? o->batch : cfg->batch_size;
     char err[HG_ERR_LEN];
