@@ -1,6 +1,8 @@
 // One LLM micro-batch on one pipeline stage: the first stage embeds
 // [each encoder's image embeddings from its bridge, caption tokens], every stage runs its
-// layers, the last stage computes the vocab-parallel head and loss.
+// layers, the last stage computes the vocab-parallel head and loss on the
+// caption rows only (image positions have no target: their logits would be
+// masked work, e.g. 196 of small's 1024 positions).
 #include <stdlib.h>
 #include <string.h>
 
@@ -29,18 +31,19 @@ int llm_setup(tr_worker *w)
     for (int i = 0; i < w->in_flight; i++) {
         tr_slot *s = &w->slots[i];
         s->tokens = o->alloc(sizeof(int) * btt), s->h_tokens = calloc(btt + 1, sizeof(int));
-        s->targets = o->alloc(sizeof(int) * bt), s->mask = o->alloc(sizeof(float) * bt);
+        s->targets = o->alloc(sizeof(int) * btt), s->mask = o->alloc(sizeof(float) * btt);
         bad |= !s->tokens || !s->h_tokens || !s->targets || !s->mask;
         if (w->last) {
-            s->lnf = o->alloc(btc), s->lnf_mean = o->alloc(bt * 4), s->lnf_rstd = o->alloc(bt * 4);
-            s->logits = o->alloc(bt * w->Vl * es);
+            s->lnf = o->alloc(btt * w->C * es);
+            s->lnf_mean = o->alloc(bt * 4), s->lnf_rstd = o->alloc(bt * 4);
+            s->logits = o->alloc(btt * w->Vl * es);
             bad |= !s->lnf || !s->lnf_mean || !s->lnf_rstd || !s->logits;
         }
     }
     w->images = calloc((size_t)w->B * w->S * w->S * 3 + 1, sizeof(float));
     w->tokens = calloc(btt + 1, sizeof(int));
-    w->h_targets = calloc(bt + 1, sizeof(int)), w->h_mask = calloc(bt + 1, sizeof(float));
-    w->h_losses = calloc(bt + 1, sizeof(float));
+    w->h_targets = calloc(btt + 1, sizeof(int)), w->h_mask = calloc(btt + 1, sizeof(float));
+    w->h_losses = calloc(btt + 1, sizeof(float));
     size_t bpc = (size_t)w->B * w->P * w->C * es;
     w->img = o->alloc(w->E * bpc), w->img_pos = o->alloc(bpc), w->dimg = o->alloc(w->E * bpc);
     w->emb = o->alloc(btt * w->C * es), w->dsend = o->alloc(btc), w->dlnf = o->alloc(btc);
@@ -51,7 +54,15 @@ int llm_setup(tr_worker *w)
                    w->img_pos, w->dimg, w->emb, w->dsend, w->dlnf, w->losses, w->ce_scratch};
     for (size_t k = 0; k < sizeof all / sizeof all[0]; k++)
         bad |= !all[k];
-    return bad ? -1 : 0;
+    if (bad)
+        return -1;
+    if (w->last) {
+        w->lnf_all = o->alloc(btc), w->dhead = o->alloc(btt * w->C * es);
+        if (!w->lnf_all || !w->dhead)
+            return -1;
+        o->zero(w->dlnf, btc); // its image rows stay zero: the head writes caption rows only
+    }
+    return 0;
 }
 
 void llm_recvs(tr_worker *w, tr_sched_op op, int slot)
@@ -87,21 +98,20 @@ static void embed(tr_worker *w, tr_slot *s, char *res)
     o->copy_rows(res + EP * row, T * row, w->emb, Tt * row, Tt * row, B);
 }
 
-// Next-token targets on the caption positions only, as the CPU model.
+// Next-token targets of the caption rows (B, Tt), as the CPU model's.
 static void targets(tr_worker *w, tr_slot *s)
 {
-    int B = w->B, EP = w->E * w->P, T = w->T, Tt = w->Tt;
-    hg_caption_targets(s->h_tokens, B, Tt, w->tokens);
+    int n = w->B * w->Tt;
+    hg_caption_targets(s->h_tokens, w->B, w->Tt, w->tokens);
     s->count = 0;
-    for (int b = 0; b < B; b++)
-        for (int t = 0; t < T; t++) {
-            int target = t < EP ? -1 : w->tokens[b * Tt + t - EP];
-            w->h_targets[b * T + t] = target < 0 ? 0 : target;
-            w->h_mask[b * T + t] = target < 0 ? 0.0f : 1.0f;
-            s->count += target >= 0;
-        }
-    w->ops->upload(s->targets, w->h_targets, sizeof(int) * B * T);
-    w->ops->upload(s->mask, w->h_mask, sizeof(float) * B * T);
+    for (int i = 0; i < n; i++) {
+        int target = w->tokens[i];
+        w->h_targets[i] = target < 0 ? 0 : target;
+        w->h_mask[i] = target < 0 ? 0.0f : 1.0f;
+        s->count += target >= 0;
+    }
+    w->ops->upload(s->targets, w->h_targets, sizeof(int) * n);
+    w->ops->upload(s->mask, w->h_mask, sizeof(float) * n);
 }
 
 void llm_forward(tr_worker *w, int mb, int slot)
@@ -123,14 +133,18 @@ void llm_forward(tr_worker *w, int mb, int slot)
         return;
     }
     targets(w, s);
-    o->layernorm_forward(s->lnf, s->lnf_mean, s->lnf_rstd, out, W(HG_LLM_LNF_W),
+    int Nh = w->B * w->Tt;
+    size_t row = (size_t)C * w->es;
+    o->layernorm_forward(w->lnf_all, s->lnf_mean, s->lnf_rstd, out, W(HG_LLM_LNF_W),
                          W(HG_LLM_LNF_B), N, C);
-    o->matmul_forward(s->logits, s->lnf, W(HG_LLM_WTE), NULL, N, C, w->Vl);
+    o->copy_rows(s->lnf, w->Tt * row, w->lnf_all + (size_t)w->E * w->P * row, w->T * row,
+                 w->Tt * row, w->B);
+    o->matmul_forward(s->logits, s->lnf, W(HG_LLM_WTE), NULL, Nh, C, w->Vl);
     tr_vocab_crossentropy(o, w->g[HG_GROUP_TP], s->logits, w->losses, s->targets, s->mask,
-                          w->loss_scale / s->count, N, w->v0, w->Vl, w->ce_scratch);
-    o->download(w->h_losses, w->losses, sizeof(float) * N);
+                          w->loss_scale / s->count, Nh, w->v0, w->Vl, w->ce_scratch);
+    o->download(w->h_losses, w->losses, sizeof(float) * Nh);
     double sum = 0;
-    for (int i = 0; i < N; i++)
+    for (int i = 0; i < Nh; i++)
         sum += w->h_losses[i];
     w->loss_sum += sum / s->count;
 }
@@ -144,9 +158,10 @@ void llm_backward(tr_worker *w, int mb, int slot)
     size_t row = (size_t)C * w->es;
     tp_stack *st = &w->stack;
     if (w->last) { // the head: the logits hold their gradient since the forward
-        o->matmul_backward(w->dlnf, G(HG_LLM_WTE), NULL, s->logits, s->lnf, W(HG_LLM_WTE), N, C,
-                           w->Vl);
-        tr_all_reduce(w->g[HG_GROUP_TP], w->dlnf, (size_t)N * C, o->act);
+        o->matmul_backward(w->dhead, G(HG_LLM_WTE), NULL, s->logits, s->lnf, W(HG_LLM_WTE),
+                           B * Tt, C, w->Vl);
+        tr_all_reduce(w->g[HG_GROUP_TP], w->dhead, (size_t)B * Tt * C, o->act);
+        o->copy_rows(w->dlnf + (size_t)w->E * P * row, T * row, w->dhead, Tt * row, Tt * row, B);
         o->zero(st->dres, N * row);
         o->layernorm_backward(st->dres, G(HG_LLM_LNF_W), G(HG_LLM_LNF_B), w->dlnf,
                               tp_stack_output(st, slot), W(HG_LLM_LNF_W), s->lnf_mean,

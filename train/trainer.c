@@ -266,7 +266,8 @@ void tr_worker_free(tr_worker *w)
     if (w->rows.h_rows)
         vp_rows_free(&w->rows, w->ops);
     void *dev[] = {w->params, w->grads, w->m, w->v, w->scalar, w->patches_f32, w->img,
-                   w->img_pos, w->dimg, w->emb, w->dsend, w->dlnf, w->losses, w->ce_scratch};
+                   w->img_pos, w->dimg, w->emb, w->dsend, w->dlnf, w->lnf_all, w->dhead,
+                   w->losses, w->ce_scratch};
     for (size_t k = 0; k < sizeof dev / sizeof dev[0]; k++)
         tr_release(w, dev[k]);
     void *host[] = {w->sched, w->slots, w->images, w->h_patches, w->tokens, w->h_targets,

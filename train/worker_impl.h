@@ -30,14 +30,14 @@ typedef struct {
 // marked host; char * buffers hold activations (the ops' type).
 typedef struct {
     char *patches;                    // encoder: (B, P, D)
-    char *lnf;                        // encoder (B, P, Ce); LLM last stage (B, T, C)
+    char *lnf;                        // encoder (B, P, Ce); LLM last stage (B, Tt, C), captions
     float *lnf_mean, *lnf_rstd;       // (B, P|T)
     char *img;                        // encoder: (B, P, C) image embeddings for the LLM
     int *tokens, *h_tokens;           // LLM: (B, Tt), and on the host
-    int *targets;                     // LLM: (B, T) next token, 0 where masked
-    float *mask;                      // LLM: (B, T)
+    int *targets;                     // LLM: (B, Tt) next token, 0 where masked
+    float *mask;                      // LLM: (B, Tt)
     float count;                      // LLM: caption targets in the micro-batch
-    char *logits;                     // LLM last stage: (B, T, V/tp)
+    char *logits;                     // LLM last stage: (B, Tt, V/tp), captions only
 } tr_slot;
 
 struct tr_worker {
@@ -84,15 +84,17 @@ struct tr_worker {
     float *h_patches;   // host (B, P, D) encoder
     float *patches_f32; // (B, P, D) encoder: uploaded patches before the cast
     int *tokens;        // host (B, Tt) encoder's unused captions; LLM targets scratch
-    int *h_targets;     // host (B, T)
-    float *h_mask;      // host (B, T)
-    float *h_losses;    // host (B, T)
+    int *h_targets;     // host (B, Tt)
+    float *h_mask;      // host (B, Tt)
+    float *h_losses;    // host (B, Tt)
     char *img;          // (E, B, P, C) LLM first stage: received image embeddings, by encoder
     char *img_pos;      // (B, P, C) LLM first stage: one encoder's img + positions
     char *dimg;         // LLM (E, B, P, C), encoder (B, P, C): bridge gradients
     char *emb;          // (B, Tt, C) LLM caption embeddings
     char *dsend;        // (B, T, C) gradient sent to the previous stage
-    char *dlnf;         // LLM last stage (B, T, C); encoder (B, P, Ce)
+    char *dlnf;         // LLM last stage (B, T, C), image rows zero; encoder (B, P, Ce)
+    char *lnf_all;      // LLM last stage (B, T, C): the final layernorm before the caption rows
+    char *dhead;        // LLM last stage (B, Tt, C): the head's input gradient
     float *losses;      // (B, T)
     float *ce_scratch;  // ((tp + 3) B T)
     vp_rows rows;       // LLM first stage: the embedding gradient's lists
