@@ -156,7 +156,10 @@ int main(void)
     pthread_join(th[DEAD], NULL);
     nanosleep(&(struct timespec){0, 100 * 1000000}, NULL); // its peers block on it
 
-    // The Abort: every survivor's fence up, the groups holding rank 2 aborted.
+    // The Abort: every survivor's fence up, then the groups holding rank 2
+    // aborted (fences first: an aborted group fails its other members'
+    // operations too, and a rank without its fence up would abort(), as a
+    // worker that had not yet heard the Abort cannot be in one process).
     int lost[1] = {DEAD};
     double deadline = now_s() + QUIESCE_S;
     for (int r = 0; r < WORLD; r++) {
@@ -164,6 +167,10 @@ int main(void)
             continue;
         runs[r].deadline = deadline;
         tr_fence_raise(&runs[r].fence);
+    }
+    for (int r = 0; r < WORLD; r++) {
+        if (r == DEAD)
+            continue;
         for (int i = 0; i < NUM_SLOTS; i++)
             if (*slot(&runs[r].groups, i) && tr_group_holds(*slot(&runs[r].groups, i), lost, 1))
                 tr_group_abort(*slot(&runs[r].groups, i));
