@@ -34,7 +34,7 @@ build() {
     tail -40 "$out/build.log"; echo "gpu-verify: build failed (log: $out/build.log)"; return 1
   fi
   if [ -f build/rel/kernels/attention_cudnn.cpp.o ] &&
-     nm -C build/rel/kernels/attention_cudnn.cpp.o | grep -q cudnn_frontend; then
+     grep -q -- "-DHGRID_HAVE_CUDNN_FRONTEND.*attention_cudnn.cpp" "$out/build.log"; then
     echo "gpu-verify: built with cuDNN attention in $((SECONDS - t0)) s"
   else
     echo "gpu-verify: WARNING built WITHOUT cuDNN attention (no frontend headers found) in $((SECONDS - t0)) s"

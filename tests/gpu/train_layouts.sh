@@ -141,6 +141,18 @@ run_layout() {
   esac
 }
 
+# train_ref LABEL JOB ARGS... -- LAYOUT-FLAGS...: trains the reference of
+# the runs after it; 0 when it trained, 2 when it needs more GPUs than
+# here (train says so), 1 when it failed (recorded here).
+train_ref() {
+  local label=$1 job=$2 rc
+  shift 2
+  train "$job" "$@"
+  rc=$?
+  [ $rc -eq 1 ] && { fail "$label: training failed"; tail -n 3 "$tmp/$job".*.out; }
+  return $rc
+}
+
 ENC_LLM=(--encoder-tp 1 --encoder-dp 1 --llm-tp 1 --llm-dp 1)
 ENC_DP2_LLM_TP2=(--encoder-tp 1 --encoder-dp 2 --llm-tp 2 --llm-dp 1)
 ENC_TP2_LLM_PP2=(--encoder-tp 2 --encoder-dp 1 --llm-tp 1 --llm-pp 2 --llm-dp 1)
@@ -170,47 +182,39 @@ for mode in fp32 bf16; do
   run_layout enc-tp2-llm-pp2 "encoder tp2 + llm pp2" "$mode" "$single" -- \
     "${ENC_TP2_LLM_PP2[@]}" "${ONE_MB[@]}"
   # 1F1B over 4 micro-batches: the reference is the same micro-batches unpipelined.
-  if train "enc-llm-mb4-$mode" "${MODEL[@]}" --steps "$STEPS" "${flags[@]}" -- "${ENC_LLM[@]}" \
-    "${FOUR_MB[@]}"; then
+  if train_ref "encoder | llm, 4 micro-batches ($mode)" "enc-llm-mb4-$mode" "${MODEL[@]}" \
+    --steps "$STEPS" "${flags[@]}" -- "${ENC_LLM[@]}" "${FOUR_MB[@]}"; then
     run_layout enc-tp2-llm-pp2-mb4 "encoder tp2 + llm pp2, 4 micro-batches" "$mode" "$out" -- \
       "${ENC_TP2_LLM_PP2[@]}" "${FOUR_MB[@]}"
-  else
-    fail "encoder | llm, 4 micro-batches ($mode): training failed"
   fi
   MODEL=(--config tiny-moe --seed 1) BF16_TOL=5e-2
-  if train "moe-enc-llm-$mode" "${MODEL[@]}" --steps "$STEPS" "${flags[@]}" -- "${ENC_LLM[@]}" \
-    "${TWO_MB[@]}"; then
+  if train_ref "moe: encoder | llm ($mode)" "moe-enc-llm-$mode" "${MODEL[@]}" --steps "$STEPS" \
+    "${flags[@]}" -- "${ENC_LLM[@]}" "${TWO_MB[@]}"; then
     moe_ref=$out
     run_layout moe-enc-tp2-llm-dp2-ep2 "moe: encoder tp2 + llm dp2 ep2" "$mode" "$moe_ref" -- \
       --encoder-tp 2 --encoder-dp 1 --llm-tp 1 --llm-dp 2 --llm-ep 2 --num-experts 8 "${TWO_MB[@]}"
     run_layout moe-enc-dp2-llm-tp2-ep2 "moe: encoder dp2 + llm tp2 ep2" "$mode" "$moe_ref" -- \
       --encoder-tp 1 --encoder-dp 2 --llm-tp 2 --llm-dp 1 --llm-ep 2 --num-experts 8 "${TWO_MB[@]}"
-  else
-    fail "moe: encoder | llm ($mode): training failed"; tail -n 3 "$tmp"/moe-enc-llm-"$mode".*.out
   fi
-  if train "moe-llm-$mode" "${MODEL[@]}" --steps "$STEPS" "${flags[@]}" -- --llm-only \
-    --llm-tp 1 --llm-dp 1 --num-experts 8 "${TWO_MB[@]}"; then
+  if train_ref "moe: llm only ($mode)" "moe-llm-$mode" "${MODEL[@]}" --steps "$STEPS" \
+    "${flags[@]}" -- --llm-only --llm-tp 1 --llm-dp 1 --num-experts 8 "${TWO_MB[@]}"; then
     moe_ref=$out
     run_layout moe-llm-dp2-ep2 "moe: llm only dp2 ep2" "$mode" "$moe_ref" -- --llm-only \
       --llm-tp 1 --llm-dp 2 --llm-ep 2 --num-experts 8 "${TWO_MB[@]}"
     run_layout moe-llm-tp2-ep2 "moe: llm only tp2 ep2" "$mode" "$moe_ref" -- --llm-only \
       --llm-tp 2 --llm-dp 1 --llm-ep 2 --num-experts 8 "${TWO_MB[@]}"
-  else
-    fail "moe: llm only ($mode): training failed"; tail -n 3 "$tmp"/moe-llm-"$mode".*.out
   fi
   MODEL=(--config tiny --seed 1) BF16_TOL=2e-2
   # --dp-overlap: the weight matrices' gradients reduced during the last
   # backward give the same losses (llm dp2; the encoder's dp2 below).
-  if train "llm-$mode" "${MODEL[@]}" --steps "$STEPS" "${flags[@]}" -- --llm-only --llm-tp 1 \
-    --llm-dp 1 "${TWO_MB[@]}"; then
+  if train_ref "llm only ($mode)" "llm-$mode" "${MODEL[@]}" --steps "$STEPS" "${flags[@]}" -- \
+    --llm-only --llm-tp 1 --llm-dp 1 "${TWO_MB[@]}"; then
     WFLAGS=(--dp-overlap)
     run_layout llm-dp2-overlap "llm only dp2, --dp-overlap" "$mode" "$out" -- --llm-only \
       --llm-tp 1 --llm-dp 2 "${TWO_MB[@]}"
     run_layout enc-dp2-llm-tp2-overlap "encoder dp2 + llm tp2, --dp-overlap" "$mode" "$single" -- \
       "${ENC_DP2_LLM_TP2[@]}" "${ONE_MB[@]}"
     WFLAGS=()
-  else
-    fail "llm only ($mode): training failed"; tail -n 3 "$tmp"/llm-"$mode".*.out
   fi
   run_layout colo-1 "colocated, 1 GPU" "$mode" "$single" -- "${COLO[@]}" "${ENC_LLM[@]}" \
     "${ONE_MB[@]}"
@@ -219,16 +223,14 @@ for mode in fp32 bf16; do
   # The hand-off gathered over the LLM's tp group from encoder lanes of tp 2.
   run_layout colo-enc-tp2-dp2-llm-tp4 "colocated encoder tp2 dp2 / llm tp4" "$mode" "$single" -- \
     "${COLO[@]}" --encoder-tp 2 --encoder-dp 2 --llm-tp 4 --llm-dp 1 "${ONE_MB[@]}"
-  train "enc-llm-mb2-$mode" "${MODEL[@]}" --steps "$STEPS" "${flags[@]}" -- "${ENC_LLM[@]}" \
-    "${TWO_MB[@]}"
-  case $? in
-    0) mb2=$out
-       run_layout colo-enc-tp2-llm-dp2 "colocated encoder tp2 / llm dp2" "$mode" "$mb2" -- \
-         "${COLO[@]}" --encoder-tp 2 --encoder-dp 1 --llm-tp 1 --llm-dp 2 "${TWO_MB[@]}"
-       run_layout colo-enc-tp2-dp2-llm-tp2-dp2 "colocated encoder tp2 dp2 / llm tp2 dp2" "$mode" \
-         "$mb2" -- "${COLO[@]}" --encoder-tp 2 --encoder-dp 2 --llm-tp 2 --llm-dp 2 "${TWO_MB[@]}" ;;
-    1) fail "encoder | llm, 2 micro-batches ($mode): training failed" ;;
-  esac
+  if train_ref "encoder | llm, 2 micro-batches ($mode)" "enc-llm-mb2-$mode" "${MODEL[@]}" \
+    --steps "$STEPS" "${flags[@]}" -- "${ENC_LLM[@]}" "${TWO_MB[@]}"; then
+    mb2=$out
+    run_layout colo-enc-tp2-llm-dp2 "colocated encoder tp2 / llm dp2" "$mode" "$mb2" -- \
+      "${COLO[@]}" --encoder-tp 2 --encoder-dp 1 --llm-tp 1 --llm-dp 2 "${TWO_MB[@]}"
+    run_layout colo-enc-tp2-dp2-llm-tp2-dp2 "colocated encoder tp2 dp2 / llm tp2 dp2" "$mode" \
+      "$mb2" -- "${COLO[@]}" --encoder-tp 2 --encoder-dp 2 --llm-tp 2 --llm-dp 2 "${TWO_MB[@]}"
+  fi
   # Two encoders on one GPU (--single-gpu --encoders 2), the reference of
   # the two-encoder jobs.
   enc2=$tmp/single-enc2-$mode.out
