@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "ctl/ctl_jobs.h"
+#include "ctl/plan_print.h"
 
 #define CELL_LEN 48
 #define HOST_WIDTH_MAX 24 // longer host names are cut, ending in '~'
@@ -179,8 +180,9 @@ static void write_heading(const Hgrid__JobInfo *info, const hg_plan *plan, FILE 
     }
     for (int i = 0; i < plan->num_modules; i++) {
         const hg_module_grid *m = &plan->modules[i];
-        fprintf(out, "%-8s ranks %d-%d: tp %d, dp %d, pp %d", m->name,
-                m->rank_offset, m->rank_offset + m->num_ranks - 1, m->dense[HG_DIM_TP],
+        char ranks[40];
+        plan_module_ranks(m, ranks, sizeof ranks);
+        fprintf(out, "%-8s %s: tp %d, dp %d, pp %d", m->name, ranks, m->dense[HG_DIM_TP],
                 m->dense[HG_DIM_DP], m->dense[HG_DIM_PP]);
         if (m->dense[HG_DIM_CP] > 1)
             fprintf(out, ", cp %d", m->dense[HG_DIM_CP]);

@@ -7,6 +7,14 @@
 #define SHOW_ROWS 8
 #define SHOW_GROUPS 6
 
+void plan_module_ranks(const hg_module_grid *m, char *buf, size_t len)
+{
+    if (m->num_ranks == 1)
+        snprintf(buf, len, "rank %d", m->rank_offset);
+    else
+        snprintf(buf, len, "ranks %d-%d", m->rank_offset, m->rank_offset + m->num_ranks - 1);
+}
+
 static void write_summary(const hg_plan *p, FILE *out)
 {
     const hg_layout_spec *s = &p->spec;
@@ -22,9 +30,11 @@ static void write_summary(const hg_plan *p, FILE *out)
             s->global_batch_size);
     for (int i = 0; i < p->num_modules; i++) {
         const hg_module_grid *g = &p->modules[i];
-        fprintf(out, "  %-8s ranks %d-%d  tp %d x cp %d x dp %d x pp %d", g->name,
-                g->rank_offset, g->rank_offset + g->num_ranks - 1, g->dense[HG_DIM_TP],
-                g->dense[HG_DIM_CP], g->dense[HG_DIM_DP], g->dense[HG_DIM_PP]);
+        char ranks[40];
+        plan_module_ranks(g, ranks, sizeof ranks);
+        fprintf(out, "  %-8s %-9s  tp %d x cp %d x dp %d x pp %d", g->name, ranks,
+                g->dense[HG_DIM_TP], g->dense[HG_DIM_CP], g->dense[HG_DIM_DP],
+                g->dense[HG_DIM_PP]);
         if (g->id == HG_MODULE_LLM)
             fprintf(out, "; experts: expt_tp %d x ep %d x expt_dp %d x pp %d",
                     g->expert[HG_XDIM_TP], g->expert[HG_XDIM_EP], g->expert[HG_XDIM_DP],
