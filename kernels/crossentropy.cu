@@ -1,12 +1,12 @@
 // Softmax cross-entropy fused with the LM head's logits: one block per row
 // computes the masked loss and, optionally, overwrites the logits with dlogits.
-// A row that fits in shared memory (16-byte aligned; bf16 Vp up to ~113K) is
-// read from global memory once and written once, the floor: each thread
-// copies its 16-byte packs to shared memory taking their max, sums
-// exp(x - max) over them there, the block merges the (max, sum) pairs in a
-// fixed order, and dlogits are written from shared memory. Other rows take
-// the streaming kernel (one online max/sum pass over the row, then the
-// dlogits pass). Masked rows (weight 0) are never read.
+// Floor: read the logits once, write dlogits once. Rows of 16-byte packs that
+// fit in shared memory (bf16 Vp up to ~113K: every config's) reach it: one
+// pass reads the row (16-byte loads) into shared memory and a running
+// (max, sum of exp), the block merges those in a fixed order, a second pass
+// writes dlogits from shared memory. Longer rows take the same kernel reading
+// the row again for dlogits; rows not in 16-byte packs a scalar kernel.
+// Masked rows (weight 0) are not read.
 #include <math.h>
 #include <stdint.h>
 
@@ -26,13 +26,17 @@ __device__ __forceinline__ void lse_merge(float &m, float &s, float m2, float s2
     m = mx;
 }
 
-// Adds x to a running (max, sum of exp(x - max)): one exponential an element.
-__device__ __forceinline__ void online_add(float &m, float &s, float x)
+// Adds n values to a running (max, sum of exp(x - max)): one exponential a
+// value (and one to rescale the sum when the max grows); -inf adds nothing.
+template <int n> __device__ __forceinline__ void online_add(float &m, float &s, const float *f)
 {
-    if (x > m)
-        s = s * __expf(m - x) + 1.0f, m = x;
-    else if (m > -INFINITY)
-        s += __expf(x - m);
+    float mx = f[0];
+#pragma unroll
+    for (int k = 1; k < n; k++) mx = fmaxf(mx, f[k]);
+    if (mx > m) s *= __expf(m - mx), m = mx;
+    if (m == -INFINITY) return;
+#pragma unroll
+    for (int k = 0; k < n; k++) s += __expf(f[k] - m);
 }
 
 // log(sum exp) of the row from every thread's (max, sum) pair, merged in a
@@ -83,16 +87,20 @@ __device__ __forceinline__ uint4 pack16(const float *f, const __nv_bfloat16 *)
     return p.u;
 }
 
-// A row in shared memory: Vp * sizeof(T) bytes, a multiple of 16. Thread t
-// owns packs t, t + CE_THREADS, ... of the row in global and shared memory
-// alike, so only the block's (max, sum) merge crosses threads.
-template <typename T>
+// Rows of 16-byte packs (Vp * sizeof(T) a multiple of 16, aligned). Thread
+// t owns packs t, t + CE_THREADS, ... of its row. The first pass reads them,
+// CE_BATCH loads in flight, into a running (max, sum of exp); the block
+// merges those; the second pass writes dlogits. CACHED: the first pass also
+// keeps the row in shared memory (Vp * sizeof(T) bytes) and the second reads
+// it there, so the row is read from global memory once; else the second
+// pass reads the row again.
+template <typename T, bool CACHED>
 __global__ void __launch_bounds__(CE_THREADS, 3)  // 3 rows of 64 KB (bf16 V = 32000) an SM
-crossentropy_smem_kernel(T *logits, float *losses, const int *targets, const float *mask, float dloss,
-                         int V, int Vp, int write_dlogits)
+crossentropy_vec_kernel(T *logits, float *losses, const int *targets, const float *mask, float dloss,
+                        int V, int Vp, int write_dlogits)
 {
     constexpr int E = 16 / sizeof(T);  // values in a pack
-    extern __shared__ uint4 row_packs[];  // (Vp / E)
+    extern __shared__ uint4 row_packs[];  // CACHED: (Vp / E)
     const T *tag = NULL;
     int row = blockIdx.x, packs = Vp / E;
     uint4 *x = (uint4 *)(logits + (size_t)row * Vp);
@@ -103,10 +111,16 @@ crossentropy_smem_kernel(T *logits, float *losses, const int *targets, const flo
             for (int i = threadIdx.x; i < packs; i += CE_THREADS) x[i] = make_uint4(0, 0, 0, 0);
         return;
     }
-    // Copy the row, CE_BATCH loads in flight, and take this thread's max.
-    // Padding columns [V, Vp) become -inf: they add exp(-inf) = 0 to the
-    // sum, and their dlogits come out 0.
-    float m = -INFINITY, f[E];
+    // Pack i's values; padding columns [V, Vp) become -inf: they add nothing
+    // to the sum, and their dlogits come out 0.
+    auto values = [&](float *f, uint4 u, int i) {
+        unpack16(f, u, tag);
+        if ((i + 1) * E > V)  // the pack holding column V - 1, or padding only
+#pragma unroll
+            for (int k = 0; k < E; k++)
+                if (i * E + k >= V) f[k] = -INFINITY;
+    };
+    float m = -INFINITY, s = 0.0f, f[E];
     for (int i0 = threadIdx.x; i0 < packs; i0 += CE_BATCH * CE_THREADS) {
         uint4 u[CE_BATCH];
 #pragma unroll
@@ -116,33 +130,20 @@ crossentropy_smem_kernel(T *logits, float *losses, const int *targets, const flo
         for (int b = 0; b < CE_BATCH; b++) {
             int i = i0 + b * CE_THREADS;
             if (i >= packs) continue;
-            unpack16(f, u[b], tag);
-            if ((i + 1) * E > V) {  // the pack holding column V - 1, or padding only
-#pragma unroll
-                for (int k = 0; k < E; k++)
-                    if (i * E + k >= V) f[k] = -INFINITY;
-                u[b] = pack16(f, tag);
-            }
-            row_packs[i] = u[b];
-#pragma unroll
-            for (int k = 0; k < E; k++) m = fmaxf(m, f[k]);
+            values(f, u[b], i);
+            if (CACHED) row_packs[i] = u[b];
+            online_add<E>(m, s, f);
         }
     }
-    float s = 0.0f;
-    if (m > -INFINITY)
-        for (int i = threadIdx.x; i < packs; i += CE_THREADS) {
-            unpack16(f, row_packs[i], tag);
-#pragma unroll
-            for (int k = 0; k < E; k++) s += __expf(f[k] - m);
-        }
-    float lse = block_lse(m, s);  // its barriers also publish row_packs
     int target = targets[row];
-    if (threadIdx.x == 0) losses[row] = w * (lse - to_f(((const T *)row_packs)[target]));
+    float xt = !CACHED && threadIdx.x == 0 ? to_f(logits[(size_t)row * Vp + target]) : 0.0f;  // before any write
+    float lse = block_lse(m, s);  // its barriers also publish row_packs
+    if (threadIdx.x == 0) losses[row] = w * (lse - (CACHED ? to_f(((const T *)row_packs)[target]) : xt));
     if (!write_dlogits) return;
     float g = dloss * w;
     for (int i = threadIdx.x; i < packs; i += CE_THREADS) {
         int t = target - i * E;  // the target's place in this pack, if there
-        unpack16(f, row_packs[i], tag);
+        values(f, CACHED ? row_packs[i] : x[i], i);
 #pragma unroll
         for (int k = 0; k < E; k++) f[k] = g * (__expf(f[k] - lse) - (k == t ? 1.0f : 0.0f));
         x[i] = pack16(f, tag);
@@ -166,7 +167,10 @@ crossentropy_kernel(T *logits, float *losses, const int *targets, const float *m
     }
     int target = targets[row];
     float m = -INFINITY, s = 0.0f;
-    for (int v = threadIdx.x; v < V; v += CE_THREADS) online_add(m, s, to_f(x[v]));
+    for (int v = threadIdx.x; v < V; v += CE_THREADS) {
+        float f = to_f(x[v]);
+        online_add<1>(m, s, &f);
+    }
     float xt = threadIdx.x == 0 ? to_f(x[target]) : 0.0f;  // read before anything is overwritten
     float lse = block_lse(m, s);
     if (threadIdx.x == 0) losses[row] = w * (lse - xt);
@@ -180,32 +184,37 @@ crossentropy_kernel(T *logits, float *losses, const int *targets, const float *m
 
 // ---- launchers
 
-// Whether a row of `bytes` goes through shared memory, and if so prepares
-// the kernel for it (the opt-in size; all of the SM's unified memory as
-// shared, since the kernel does not use the L1 cache).
-static bool smem_fits(const void *kernel, size_t bytes, const void *logits)
+// Whether a row of `bytes` fits in shared memory, and if so prepares the
+// kernel for it (the opt-in size; all of the SM's unified memory as shared,
+// since the kernel does not use the L1 cache).
+static bool smem_fits(const void *kernel, size_t bytes)
 {
     int dev, optin;
     cudaCheck(cudaGetDevice(&dev));
     cudaCheck(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
-    if (bytes % 16 || (uintptr_t)logits % 16 || bytes + 1024 > (size_t)optin) return false;  // 1 KB: block_lse's
+    if (bytes + 1024 > (size_t)optin) return false;  // 1 KB: block_lse's
     cudaCheck(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
     cudaCheck(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
                                    cudaSharedmemCarveoutMaxShared));
     return true;
 }
 
+// Rows of 16-byte packs: cached in shared memory where they fit, else read
+// twice; other rows: the scalar kernel.
 template <typename T>
 static void crossentropy_t(T *logits, float *losses, const int *targets, const float *mask, float dloss,
                            int N, int V, int Vp, int write_dlogits, cudaStream_t stream)
 {
     size_t bytes = (size_t)Vp * sizeof(T);
-    if (smem_fits((const void *)crossentropy_smem_kernel<T>, bytes, logits))
-        crossentropy_smem_kernel<T><<<N, CE_THREADS, bytes, stream>>>(logits, losses, targets, mask, dloss, V,
-                                                                       Vp, write_dlogits);
-    else
+    if (bytes % 16 || (uintptr_t)logits % 16)
         crossentropy_kernel<T><<<N, CE_THREADS, 0, stream>>>(logits, losses, targets, mask, dloss, V, Vp,
                                                               write_dlogits);
+    else if (smem_fits((const void *)crossentropy_vec_kernel<T, true>, bytes))
+        crossentropy_vec_kernel<T, true><<<N, CE_THREADS, bytes, stream>>>(logits, losses, targets, mask, dloss,
+                                                                           V, Vp, write_dlogits);
+    else
+        crossentropy_vec_kernel<T, false><<<N, CE_THREADS, 0, stream>>>(logits, losses, targets, mask, dloss,
+                                                                        V, Vp, write_dlogits);
     launchCheck();
 }
 

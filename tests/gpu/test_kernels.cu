@@ -521,8 +521,8 @@ int main(void)
         test_crossentropy(64, 32000, 32000);   // the configs' vocabulary (padded: itself)
         test_crossentropy(40, 31999, 32000);   // V % 8 != 0: padding inside the last 16-byte pack
         test_crossentropy(17, 50257, 50304);   // GPT-2's, padded to 128
-        test_crossentropy(21, 1003, 1003);     // rows not 16-byte aligned: the streaming kernel
-        test_crossentropy(9, 128000, 128256);  // a row beyond shared memory: the streaming kernel
+        test_crossentropy(21, 1003, 1003);     // rows not in 16-byte packs: the scalar kernel
+        test_crossentropy(9, 128253, 128256);  // rows beyond shared memory: read twice
         test_adamw(10001);
     }
     kernels_free();
