@@ -39,22 +39,30 @@ template <int n> __device__ __forceinline__ void online_add(float &m, float &s, 
     for (int k = 0; k < n; k++) s += __expf(f[k] - m);
 }
 
+// Merges a warp's (max, sum) pairs by a fixed butterfly; every lane gets
+// the same result (lse_merge is symmetric).
+__device__ __forceinline__ void warp_lse_merge(float &m, float &s)
+{
+    for (int off = 16; off > 0; off >>= 1) {
+        float m2 = __shfl_xor_sync(0xffffffffu, m, off), s2 = __shfl_xor_sync(0xffffffffu, s, off);
+        lse_merge(m, s, m2, s2);
+    }
+}
+
 // log(sum exp) of the row from every thread's (max, sum) pair, merged in a
 // fixed order (deterministic); every thread gets it.
 __device__ float block_lse(float m, float s)
 {
     __shared__ float wm[CE_THREADS / 32], ws[CE_THREADS / 32], lse;
     int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-    for (int off = 16; off > 0; off >>= 1) {
-        float m2 = __shfl_xor_sync(0xffffffffu, m, off), s2 = __shfl_xor_sync(0xffffffffu, s, off);
-        lse_merge(m, s, m2, s2);
-    }
+    warp_lse_merge(m, s);
     if (lane == 0) wm[warp] = m, ws[warp] = s;
     __syncthreads();
-    if (threadIdx.x == 0) {
-        float bm = -INFINITY, bs = 0.0f;
-        for (int w = 0; w < CE_THREADS / 32; w++) lse_merge(bm, bs, wm[w], ws[w]);
-        lse = bm + logf(bs);
+    if (warp == 0) {
+        m = lane < CE_THREADS / 32 ? wm[lane] : -INFINITY;
+        s = lane < CE_THREADS / 32 ? ws[lane] : 0.0f;
+        warp_lse_merge(m, s);
+        if (lane == 0) lse = m + logf(s);
     }
     __syncthreads();
     return lse;
