@@ -1,77 +1,77 @@
 // LayerNorm over the last dim: forward saves mean and rstd; backward
 // accumulates dinp and, deterministically, dweight and dbias.
-// bf16 rows of C = 256 k (k <= 8: every hidden size of the configs) take the
-// fast kernels: a warp holds its row in registers (16-byte loads, 8 columns
-// a lane per 256), reads it once, and the backward sums dweight/dbias in the
-// same pass. Other shapes and fp32 take the general kernels.
+// bf16 rows of C = 256 k (k <= 8) or C = 128 k (k odd, k <= 15; e.g. the
+// `small` encoder's 384) take the fast kernels: a warp holds its row in
+// registers (16-byte loads, 8 columns a lane per 256; or 8-byte loads, 4
+// columns a lane per 128), reads it once, and the backward sums dweight/dbias
+// in the same pass. Other shapes and fp32 take the general kernels.
 #include <stdint.h>
 
 #include "kernels/common.cuh"
 
 #define LN_EPS 1e-5f
 #define LN_VEC_WARPS 4  // warps per block of the fast kernels
-#define LN_VEC_MAXP 8   // 256-column packs per row: C <= 2048
 
 // ---- kernels
 
-// 8 bf16 in 16 bytes.
-struct alignas(16) Bf8 {
-    __nv_bfloat162 h[4];
+// E bf16 in 2E bytes: one lane's load (E = 8: 16 bytes, E = 4: 8 bytes).
+template <int E> struct alignas(2 * E) BfVec {
+    __nv_bfloat162 h[E / 2];
 };
 
-__device__ __forceinline__ void unpack8(float *f, Bf8 v)
+template <int E> __device__ __forceinline__ void unpack(float *f, BfVec<E> v)
 {
 #pragma unroll
-    for (int k = 0; k < 4; k++) f[2 * k] = __low2float(v.h[k]), f[2 * k + 1] = __high2float(v.h[k]);
+    for (int k = 0; k < E / 2; k++) f[2 * k] = __low2float(v.h[k]), f[2 * k + 1] = __high2float(v.h[k]);
 }
 
-__device__ __forceinline__ Bf8 pack8(const float *f)
+template <int E> __device__ __forceinline__ BfVec<E> pack(const float *f)
 {
-    Bf8 v;
+    BfVec<E> v;
 #pragma unroll
-    for (int k = 0; k < 4; k++) v.h[k] = __floats2bfloat162_rn(f[2 * k], f[2 * k + 1]);
+    for (int k = 0; k < E / 2; k++) v.h[k] = __floats2bfloat162_rn(f[2 * k], f[2 * k + 1]);
     return v;
 }
 
-// Fast forward: one warp per row, lane owns columns 256 p + 8 lane + [0, 8)
-// for p < P.
-template <int P>
+// Fast forward: one warp per row, lane owns columns 32 E p + E lane + [0, E)
+// for p < P (a warp's load of pack p: 32 E contiguous columns).
+template <int E, int P>
 __global__ void __launch_bounds__(32 * LN_VEC_WARPS, 4)  // <= 128 registers: 16 warps an SM
-layernorm_forward_vec_kernel(Bf8 *__restrict__ out, float *__restrict__ mean, float *__restrict__ rstd,
-                             const Bf8 *__restrict__ inp, const Bf8 *__restrict__ weight,
-                             const Bf8 *__restrict__ bias, int N)
+layernorm_forward_vec_kernel(BfVec<E> *__restrict__ out, float *__restrict__ mean, float *__restrict__ rstd,
+                             const BfVec<E> *__restrict__ inp, const BfVec<E> *__restrict__ weight,
+                             const BfVec<E> *__restrict__ bias, int N)
 {
-    constexpr int C = 256 * P;
+    constexpr int C = 32 * E * P;
     int lane = threadIdx.x % 32, row = blockIdx.x * LN_VEC_WARPS + threadIdx.x / 32;
     if (row >= N) return;
     // The row stays packed (bf16) in registers and is unpacked per use:
     // half the registers of fp32 copies, and the values are the same.
-    Bf8 x[P];
-    float sum = 0.0f, v[8];
+    BfVec<E> x[P];
+    float sum = 0.0f, v[E];
 #pragma unroll
     for (int p = 0; p < P; p++) {
-        x[p] = inp[(size_t)row * (C / 8) + p * 32 + lane];
-        unpack8(v, x[p]);
+        x[p] = inp[(size_t)row * (C / E) + p * 32 + lane];
+        unpack(v, x[p]);
 #pragma unroll
-        for (int k = 0; k < 8; k++) sum += v[k];
+        for (int k = 0; k < E; k++) sum += v[k];
     }
     float m = warp_sum(sum) / C, var = 0.0f;
 #pragma unroll
     for (int p = 0; p < P; p++) {
-        unpack8(v, x[p]);
+        unpack(v, x[p]);
 #pragma unroll
-        for (int k = 0; k < 8; k++) var += (v[k] - m) * (v[k] - m);
+        for (int k = 0; k < E; k++) var += (v[k] - m) * (v[k] - m);
     }
     float s = rsqrtf(warp_sum(var) / C + LN_EPS);
 #pragma unroll
     for (int p = 0; p < P; p++) {
-        float w[8], b[8];
-        unpack8(v, x[p]);
-        unpack8(w, weight[p * 32 + lane]);
-        unpack8(b, bias[p * 32 + lane]);
+        float w[E], b[E];
+        unpack(v, x[p]);
+        unpack(w, weight[p * 32 + lane]);
+        unpack(b, bias[p * 32 + lane]);
 #pragma unroll
-        for (int k = 0; k < 8; k++) v[k] = (v[k] - m) * s * w[k] + b[k];
-        out[(size_t)row * (C / 8) + p * 32 + lane] = pack8(v);
+        for (int k = 0; k < E; k++) v[k] = (v[k] - m) * s * w[k] + b[k];
+        out[(size_t)row * (C / E) + p * 32 + lane] = pack<E>(v);
     }
     if (lane == 0) mean[row] = m, rstd[row] = s;
 }
@@ -81,32 +81,32 @@ layernorm_forward_vec_kernel(Bf8 *__restrict__ out, float *__restrict__ mean, fl
 // no atomics; lane-major, (p, k, lane), so that a warp's accesses hit 32
 // banks), then the block adds its warps' rows in order into partial[block]
 // (2C floats, by column), for layernorm_vec_finish_kernel.
-template <int P>
+template <int E, int P>
 __global__ void __launch_bounds__(32 * LN_VEC_WARPS)
-layernorm_backward_vec_kernel(Bf8 *dinp, float *__restrict__ partial, const Bf8 *__restrict__ dout,
-                              const Bf8 *__restrict__ inp, const Bf8 *__restrict__ weight,
+layernorm_backward_vec_kernel(BfVec<E> *dinp, float *__restrict__ partial, const BfVec<E> *__restrict__ dout,
+                              const BfVec<E> *__restrict__ inp, const BfVec<E> *__restrict__ weight,
                               const float *__restrict__ mean, const float *__restrict__ rstd, int N)
 {
-    constexpr int C = 256 * P;
+    constexpr int C = 32 * E * P;
     extern __shared__ float acc[];  // (LN_VEC_WARPS, 2, C): dweight terms, then dbias terms
     int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = gridDim.x * LN_VEC_WARPS;
     float *dw = acc + (size_t)warp * 2 * C, *db = dw + C;
     for (int i = lane; i < 2 * C; i += 32) dw[i] = 0.0f;  // each lane touches only its own columns
     for (int row = blockIdx.x * LN_VEC_WARPS + warp; row < N; row += warps) {
-        size_t at = (size_t)row * (C / 8);
+        size_t at = (size_t)row * (C / E);
         float m = mean[row], s = rstd[row], dsum = 0.0f, dnsum = 0.0f;
-        Bf8 xr[P], dyr[P];  // packed, as in the forward
+        BfVec<E> xr[P], dyr[P];  // packed, as in the forward
 #pragma unroll
         for (int p = 0; p < P; p++) {
-            float x[8], dy[8], w[8];
+            float x[E], dy[E], w[E];
             xr[p] = inp[at + p * 32 + lane];
             dyr[p] = dout[at + p * 32 + lane];
-            unpack8(x, xr[p]);
-            unpack8(dy, dyr[p]);
-            unpack8(w, weight[p * 32 + lane]);
+            unpack(x, xr[p]);
+            unpack(dy, dyr[p]);
+            unpack(w, weight[p * 32 + lane]);
 #pragma unroll
-            for (int k = 0; k < 8; k++) {
-                int c = (p * 8 + k) * 32 + lane;
+            for (int k = 0; k < E; k++) {
+                int c = (p * E + k) * 32 + lane;
                 float norm = (x[k] - m) * s, dn = w[k] * dy[k];
                 dw[c] += dy[k] * norm;
                 db[c] += dy[k];
@@ -118,14 +118,14 @@ layernorm_backward_vec_kernel(Bf8 *dinp, float *__restrict__ partial, const Bf8 
         dnsum = warp_sum(dnsum) / C;
 #pragma unroll
         for (int p = 0; p < P; p++) {
-            float x[8], dy[8], w[8], dx[8];
-            unpack8(x, xr[p]);
-            unpack8(dy, dyr[p]);
-            unpack8(w, weight[p * 32 + lane]);
-            unpack8(dx, dinp[at + p * 32 + lane]);
+            float x[E], dy[E], w[E], dx[E];
+            unpack(x, xr[p]);
+            unpack(dy, dyr[p]);
+            unpack(w, weight[p * 32 + lane]);
+            unpack(dx, dinp[at + p * 32 + lane]);
 #pragma unroll
-            for (int k = 0; k < 8; k++) dx[k] += (w[k] * dy[k] - dsum - (x[k] - m) * s * dnsum) * s;
-            dinp[at + p * 32 + lane] = pack8(dx);
+            for (int k = 0; k < E; k++) dx[k] += (w[k] * dy[k] - dsum - (x[k] - m) * s * dnsum) * s;
+            dinp[at + p * 32 + lane] = pack<E>(dx);
         }
     }
     __syncthreads();
@@ -134,7 +134,7 @@ layernorm_backward_vec_kernel(Bf8 *dinp, float *__restrict__ partial, const Bf8 
         float sum = 0.0f;
 #pragma unroll
         for (int w = 0; w < LN_VEC_WARPS; w++) sum += acc[(size_t)w * 2 * C + i];
-        int j = i % C, pk = j / 32, col = pk / 8 * 256 + j % 32 * 8 + pk % 8;
+        int j = i % C, pk = j / 32, col = pk / E * (32 * E) + j % 32 * E + pk % E;
         out[i - j + col] = sum;
     }
 }
@@ -266,64 +266,83 @@ static int vec_blocks(int N, int per_sm)
     return want < most ? want : most;
 }
 
-// The fast path: bf16, C = 256 k with k <= 8, 16-byte aligned tensors.
-static bool vec_ok(int C, std::initializer_list<const void *> ptrs)
+// Columns a lane loads at once on the fast path (bf16): 8 (16 bytes) for
+// C = 256 k, k <= 8; 4 (8 bytes) for the other C = 128 k, k <= 15; 0 (the
+// general kernels) for other C or a tensor not aligned to the load.
+static int vec_width(int C, std::initializer_list<const void *> ptrs)
 {
-    if (C % 256 || C / 256 > LN_VEC_MAXP) return false;
+    int E = C % 256 == 0 && C / 256 <= 8 ? 8 : C % 128 == 0 && C / 128 <= 15 ? 4 : 0;
+    if (!E) return 0;
     for (const void *p : ptrs)
-        if ((uintptr_t)p % 16) return false;
-    return true;
+        if ((uintptr_t)p % (2 * E)) return 0;
+    return E;
 }
 
-#define LN_BY_PACKS(P, CALL)                                                      \
-    switch (P) {                                                                  \
-    case 1: CALL(1); break;                                                       \
-    case 2: CALL(2); break;                                                       \
-    case 3: CALL(3); break;                                                       \
-    case 4: CALL(4); break;                                                       \
-    case 5: CALL(5); break;                                                       \
-    case 6: CALL(6); break;                                                       \
-    case 7: CALL(7); break;                                                       \
-    default: CALL(8); break;                                                      \
+// CALL(E, P) for vec_width's E and the P = C / (32 E) packs a lane holds.
+#define LN_DISPATCH(E, C, CALL)                                                   \
+    if ((E) == 8) {                                                               \
+        switch ((C) / 256) {                                                      \
+        case 1: CALL(8, 1); break;                                                \
+        case 2: CALL(8, 2); break;                                                \
+        case 3: CALL(8, 3); break;                                                \
+        case 4: CALL(8, 4); break;                                                \
+        case 5: CALL(8, 5); break;                                                \
+        case 6: CALL(8, 6); break;                                                \
+        case 7: CALL(8, 7); break;                                                \
+        default: CALL(8, 8); break;                                               \
+        }                                                                         \
+    } else {                                                                      \
+        switch ((C) / 128) {                                                      \
+        case 1: CALL(4, 1); break;                                                \
+        case 3: CALL(4, 3); break;                                                \
+        case 5: CALL(4, 5); break;                                                \
+        case 7: CALL(4, 7); break;                                                \
+        case 9: CALL(4, 9); break;                                                \
+        case 11: CALL(4, 11); break;                                              \
+        case 13: CALL(4, 13); break;                                              \
+        default: CALL(4, 15); break;                                              \
+        }                                                                         \
     }
 
 static void forward_vec(void *out, float *mean, float *rstd, const void *inp, const void *weight,
-                        const void *bias, int N, int C, cudaStream_t stream)
+                        const void *bias, int N, int C, int E, cudaStream_t stream)
 {
     unsigned blocks = ceil_div(N, LN_VEC_WARPS);
-#define LN_FWD(P)                                                                                  \
-    layernorm_forward_vec_kernel<P><<<blocks, 32 * LN_VEC_WARPS, 0, stream>>>(                     \
-        (Bf8 *)out, mean, rstd, (const Bf8 *)inp, (const Bf8 *)weight, (const Bf8 *)bias, N)
-    LN_BY_PACKS(C / 256, LN_FWD)
+#define LN_FWD(E, P)                                                                                  \
+    layernorm_forward_vec_kernel<E, P><<<blocks, 32 * LN_VEC_WARPS, 0, stream>>>(                     \
+        (BfVec<E> *)out, mean, rstd, (const BfVec<E> *)inp, (const BfVec<E> *)weight,                 \
+        (const BfVec<E> *)bias, N)
+    LN_DISPATCH(E, C, LN_FWD)
 #undef LN_FWD
     launchCheck();
 }
 
-template <int P>
+template <int E, int P>
 static void backward_vec_p(void *dinp, float *dweight, float *dbias, const void *dout, const void *inp,
                            const void *weight, const float *mean, const float *rstd, int N, cudaStream_t stream)
 {
-    constexpr int C = 256 * P;
+    constexpr int C = 32 * E * P;
     size_t smem = sizeof(float) * LN_VEC_WARPS * 2 * C;
-    auto kernel = layernorm_backward_vec_kernel<P>;
+    auto kernel = layernorm_backward_vec_kernel<E, P>;
     cudaCheck(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     int per_sm;
     cudaCheck(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, 32 * LN_VEC_WARPS, smem));
     int blocks = vec_blocks(N, per_sm);
     float *partial = (float *)kernels_scratch(sizeof(float) * 2 * (size_t)blocks * C, "layernorm_backward");
-    kernel<<<blocks, 32 * LN_VEC_WARPS, smem, stream>>>((Bf8 *)dinp, partial, (const Bf8 *)dout,
-                                                        (const Bf8 *)inp, (const Bf8 *)weight, mean, rstd, N);
+    kernel<<<blocks, 32 * LN_VEC_WARPS, smem, stream>>>((BfVec<E> *)dinp, partial, (const BfVec<E> *)dout,
+                                                        (const BfVec<E> *)inp, (const BfVec<E> *)weight,
+                                                        mean, rstd, N);
     launchCheck();
     layernorm_vec_finish_kernel<<<ceil_div(2 * C, 32), 256, 0, stream>>>(dweight, dbias, partial, blocks, C);
     launchCheck();
 }
 
 static void backward_vec(void *dinp, float *dweight, float *dbias, const void *dout, const void *inp,
-                         const void *weight, const float *mean, const float *rstd, int N, int C,
+                         const void *weight, const float *mean, const float *rstd, int N, int C, int E,
                          cudaStream_t stream)
 {
-#define LN_BWD(P) backward_vec_p<P>(dinp, dweight, dbias, dout, inp, weight, mean, rstd, N, stream)
-    LN_BY_PACKS(C / 256, LN_BWD)
+#define LN_BWD(E, P) backward_vec_p<E, P>(dinp, dweight, dbias, dout, inp, weight, mean, rstd, N, stream)
+    LN_DISPATCH(E, C, LN_BWD)
 #undef LN_BWD
 }
 
@@ -361,8 +380,9 @@ extern "C" void layernorm_forward(void *out, float *mean, float *rstd, const voi
                                   cudaStream_t stream)
 {
     kassert(N > 0 && C > 0, "layernorm_forward shape");
-    if (dt == KD_BF16 && vec_ok(C, {out, inp, weight, bias}))
-        forward_vec(out, mean, rstd, inp, weight, bias, N, C, stream);
+    int E = dt == KD_BF16 ? vec_width(C, {out, inp, weight, bias}) : 0;
+    if (E)
+        forward_vec(out, mean, rstd, inp, weight, bias, N, C, E, stream);
     else if (dt == KD_F32)
         layernorm_forward_t((float *)out, mean, rstd, (const float *)inp, (const float *)weight,
                             (const float *)bias, N, C, stream);
@@ -376,8 +396,9 @@ extern "C" void layernorm_backward(void *dinp, float *dweight, float *dbias, con
                                    const float *rstd, int N, int C, kdtype dt, cudaStream_t stream)
 {
     kassert(N > 0 && C > 0, "layernorm_backward shape");
-    if (dt == KD_BF16 && vec_ok(C, {dinp, dout, inp, weight}))
-        backward_vec(dinp, dweight, dbias, dout, inp, weight, mean, rstd, N, C, stream);
+    int E = dt == KD_BF16 ? vec_width(C, {dinp, dout, inp, weight}) : 0;
+    if (E)
+        backward_vec(dinp, dweight, dbias, dout, inp, weight, mean, rstd, N, C, E, stream);
     else if (dt == KD_F32)
         layernorm_backward_t((float *)dinp, dweight, dbias, (const float *)dout, (const float *)inp,
                              (const float *)weight, mean, rstd, N, C, stream);

@@ -1,7 +1,8 @@
 // Times every kernel at the `small` (hidden 768, 12 heads, seq 1024, batch 8)
-// and `1b` (hidden 2048, 16 heads, seq 2048, batch 4) shapes in bf16: median
-// of repeats with CUDA events, as TFLOP/s or GB/s and % of the measured
-// ceilings (a large d2d copy, a large cuBLASLt bf16 GEMM). Writes the table
+// and `1b` (hidden 2048, 16 heads, seq 2048, batch 4) shapes in bf16, the
+// encoders' layernorms (`small-enc`, `1b-enc`) and the loss at two other
+// vocabularies (`loss`): median of repeats with CUDA events, as TFLOP/s or
+// GB/s and % of the measured ceilings (a large d2d copy, a large cuBLASLt bf16 GEMM). Writes the table
 // to build/bench_kernels.tsv for tests/bench/bench_kernels_torch.py. An
 // argument times only the ops whose names contain it (`bench_kernels attention`).
 #include <string.h>
@@ -173,11 +174,19 @@ static void bench_config(const char *cfg, int B, int T, int C, int NH, int V, in
     // LM head loss: logits (N, Vp) read, dlogits written in place
     void *logits = bf((size_t)N * Vp, 4.0f);
     float *losses = f32(N), *mask = f32(N);
-    std::vector<float> ones(N, 1.0f);
-    cudaCheck(cudaMemcpy(mask, ones.data(), sizeof(float) * N, cudaMemcpyHostToDevice));
+    std::vector<float> hmask(N, 1.0f);
+    cudaCheck(cudaMemcpy(mask, hmask.data(), sizeof(float) * N, cudaMemcpyHostToDevice));
     bench(cfg, "crossentropy fwd+bwd (in place)",
           [&] { crossentropy_forward_backward(logits, losses, dtok, mask, 1.0f / N, N, V, Vp, 1, KD_BF16, 0); },
            0, 2.0 * N * Vp * 2);
+    // As the model's loss mask has it: a sequence's 196 image positions do not
+    // count, so their logits need not be read (their dlogits are still written).
+    int image_rows = 0;
+    for (int i = 0; i < N; i++) image_rows += (hmask[i] = i % T < 196 ? 0.0f : 1.0f) == 0.0f;
+    cudaCheck(cudaMemcpy(mask, hmask.data(), sizeof(float) * N, cudaMemcpyHostToDevice));
+    bench(cfg, "crossentropy fwd+bwd, 196 image rows masked",
+          [&] { crossentropy_forward_backward(logits, losses, dtok, mask, 1.0f / N, N, V, Vp, 1, KD_BF16, 0); },
+           0, (2.0 * N - image_rows) * Vp * 2);
 
     // MoE routing and permutation at this width
     void *rl = bf((size_t)N * E);
@@ -205,6 +214,54 @@ static void bench_config(const char *cfg, int B, int T, int C, int NH, int V, in
     cudaCheck(cudaFree(off));
     cudaCheck(cudaFree(dtok));
     for (void *p : bufs) cudaCheck(cudaFree(p));
+}
+
+// The encoder's layernorms: B images of P patches, hidden C (`small`'s 384
+// takes the fast kernels' 8-byte loads).
+static void bench_encoder(const char *cfg, int B, int P, int C)
+{
+    int N = B * P;
+    size_t NC = (size_t)N * C;
+    printf("%s: encoder B %d patches %d C %d\n", cfg, B, P, C);
+    void *x = bf16_rand(NC), *ln = bf16_rand(NC), *dln = bf16_rand(NC), *dx = bf16_rand(NC);
+    void *lnw = bf16_rand(C), *lnb = bf16_rand(C);
+    float *mean = f32_rand(N), *rstd = f32_rand(N), *dlnw = f32_rand(C), *dlnb = f32_rand(C);
+    bench(cfg, "layernorm fwd", [&] { layernorm_forward(ln, mean, rstd, x, lnw, lnb, N, C, KD_BF16, 0); }, 0, 2.0 * NC * 2);
+    layernorm_forward(ln, mean, rstd, x, lnw, lnb, N, C, KD_BF16, 0);
+    bench(cfg, "layernorm bwd",
+          [&] { layernorm_backward(dx, dlnw, dlnb, dln, x, lnw, mean, rstd, N, C, KD_BF16, 0); }, 0, 4.0 * NC * 2);
+    for (void *p : {x, ln, dln, dx, lnw, lnb, (void *)mean, (void *)rstd, (void *)dlnw, (void *)dlnb})
+        cudaCheck(cudaFree(p));
+}
+
+// The loss at other vocabularies, N rows: a padded one (the shared-memory
+// kernel) and one whose rows (256 KB) do not fit shared memory (the
+// streaming kernel, which reads them twice).
+static void bench_vocab(int N)
+{
+    const int vocab[][2] = {{50257, 50304}, {128256, 128256}};  // V, Vp: GPT-2's padded to 128; Llama 3's
+    float *losses = f32_rand(N), *mask;
+    std::vector<float> ones(N, 1.0f);
+    cudaCheck(cudaMalloc(&mask, sizeof(float) * N));
+    cudaCheck(cudaMemcpy(mask, ones.data(), sizeof(float) * N, cudaMemcpyHostToDevice));
+    int *dtok;
+    cudaCheck(cudaMalloc(&dtok, sizeof(int) * N));
+    for (auto &vv : vocab) {
+        int V = vv[0], Vp = vv[1];
+        std::vector<int> tok(N);
+        for (int i = 0; i < N; i++) tok[i] = (int)((i * 2654435761u) % V);
+        cudaCheck(cudaMemcpy(dtok, tok.data(), sizeof(int) * N, cudaMemcpyHostToDevice));
+        void *logits = bf16_rand((size_t)N * Vp, 4.0f);
+        char op[64];
+        snprintf(op, sizeof op, "crossentropy N%d V%d Vp%d", N, V, Vp);
+        bench("loss", op,
+              [&] { crossentropy_forward_backward(logits, losses, dtok, mask, 1.0f / N, N, V, Vp, 1, KD_BF16, 0); },
+              0, 2.0 * N * Vp * 2);
+        cudaCheck(cudaFree(logits));
+    }
+    cudaCheck(cudaFree(dtok));
+    cudaCheck(cudaFree(mask));
+    cudaCheck(cudaFree(losses));
 }
 
 static void bench_optimizer(size_t n)
@@ -242,6 +299,9 @@ int main(int argc, char **argv)
     measure_ceilings();
     bench_config("small", 8, 1024, 768, 12, 32000, 8, 2);
     bench_config("1b", 4, 2048, 2048, 16, 32000, 8, 2);
+    bench_encoder("small-enc", 16, 196, 384);  // the model's batch of 16 images
+    bench_encoder("1b-enc", 4, 196, 768);
+    bench_vocab(8192);
     bench_optimizer((size_t)128 << 20);
     fclose(tsv);
     kernels_free();

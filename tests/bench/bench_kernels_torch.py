@@ -96,6 +96,11 @@ def config_ops(B, T, C, NH):
         loss = F.cross_entropy(logits[:, :V], tgt)
         loss.backward()
     ops["crossentropy fwd+bwd (in place)"] = ce
+    tgt_masked = tgt.clone().view(B, T)
+    tgt_masked[:, :196] = -100  # ignore_index: the image positions
+    tgt_masked = tgt_masked.view(-1)
+    ops["crossentropy fwd+bwd, 196 image rows masked"] = \
+        lambda: torch.autograd.grad(F.cross_entropy(logits[:, :V], tgt_masked), (logits,))
 
     rl = rand(N, E, grad=True)
 
@@ -133,6 +138,25 @@ def config_ops(B, T, C, NH):
     return ops
 
 
+def encoder_ops(B, P, C):
+    N = B * P
+    xg, lnw, lnb = rand(N, C, grad=True), rand(C, grad=True), rand(C, grad=True)
+    ln = F.layer_norm(xg, (C,), lnw, lnb)
+    dln = rand(N, C)
+    return {"layernorm fwd": lambda: F.layer_norm(xg, (C,), lnw, lnb),
+            "layernorm bwd": lambda: torch.autograd.grad(ln, (xg, lnw, lnb), dln, retain_graph=True)}
+
+
+def vocab_ops(N):
+    ops = {}
+    for V, Vp in ((50257, 50304), (128256, 128256)):
+        logits = rand(N, Vp, scale=4.0, grad=True)
+        tgt = torch.arange(N, device="cuda") * 2654435761 % V
+        ops[f"crossentropy N{N} V{V} Vp{Vp}"] = \
+            lambda lg=logits, t=tgt, v=V: torch.autograd.grad(F.cross_entropy(lg[:, :v], t), (lg,))
+    return ops
+
+
 def optimizer_ops(n):
     p = torch.nn.Parameter(torch.rand(n, device="cuda"))
     p.grad = torch.rand(n, device="cuda")
@@ -148,6 +172,9 @@ def main():
     ops = {}
     for cfg, shape in CONFIGS.items():
         ops[cfg] = config_ops(*shape)
+    ops["small-enc"] = encoder_ops(16, 196, 384)
+    ops["1b-enc"] = encoder_ops(4, 196, 768)
+    ops["loss"] = vocab_ops(8192)
     ops["opt"] = optimizer_ops(128 << 20)
     ceil_copy = next(float(r[4]) / float(r[2]) / 1e6 for r in rows if r[:2] == ["ceil", "copy"])
     ceil_gemm = next(float(r[3]) / float(r[2]) / 1e9 for r in rows if r[:2] == ["ceil", "gemm"])

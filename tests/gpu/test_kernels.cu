@@ -367,17 +367,24 @@ static void test_crossentropy(int N, int V, int Vp)
     for (int i = 0; i < N; i++) {
         tgt[i] = (int)rand_uniform(0, (float)V) % V;
         mask[i] = rand_uniform(0, 1) < 0.7f ? 1.0f : 0.0f;
-        count += mask[i] != 0.0f;
         for (int v = V; v < Vp; v++) logits[(size_t)i * Vp + v] = 50.0f;  // padding: must not count
     }
-    void *d_logits = upload(logits, n), *d_logits2 = upload(logits, n);
+    tgt[0] = V - 1, tgt[1] = 0, mask[0] = mask[1] = 1.0f;  // the first and last real columns
+    tgt[N - 1] = -1, mask[N - 1] = 0.0f;                    // a masked row's target is never read
+    for (int i = 0; i < N; i++) count += mask[i] != 0.0f;
+    printf("  %s crossentropy N%d V%d Vp%d\n", dt_name(), N, V, Vp);
+    void *d_logits = upload(logits, n), *d_logits2 = upload(logits, n), *d_logits3 = upload(logits, n);
     float *d_loss = (float *)poisoned(N * 4), *d_loss2 = (float *)poisoned(N * 4);
+    float *d_loss3 = (float *)poisoned(N * 4);
     float *d_mask = upload_f32(mask, N);
     int *d_tgt = upload_i32(tgt, N);
     float dloss = 1.0f / (count ? count : 1);
     crossentropy_forward_backward(d_logits, d_loss, d_tgt, d_mask, dloss, N, V, Vp, 1, g_dt, 0);
     crossentropy_forward_backward(d_logits2, d_loss2, d_tgt, d_mask, dloss, N, V, Vp, 0, g_dt, 0);
+    crossentropy_forward_backward(d_logits3, d_loss3, d_tgt, d_mask, dloss, N, V, Vp, 1, g_dt, 0);
     cudaCheck(cudaDeviceSynchronize());
+    expect_same_bits("crossentropy losses deterministic", d_loss, d_loss3, (size_t)N * 4);
+    expect_same_bits("crossentropy dlogits deterministic", d_logits, d_logits3, n * kdtype_size(g_dt));
 
     float *loss = zeros(N), *g = zeros(n), *untouched = copy_of(logits, n);
     ref_crossentropy_forward_backward(logits, loss, tgt, mask, dloss, N, V, Vp, 1);
@@ -473,6 +480,12 @@ int main(void)
         test_layernorm(300, 2048);  // 1b's hidden size
         test_layernorm(9000, 768);  // several rows a warp in the backward
         test_layernorm(33, 1280);
+        // bf16 C = 128 k, k odd: the fast kernels' 8-byte loads (4 columns a lane).
+        test_layernorm(3136, 384);  // the small encoder's: 16 images of 196 patches
+        test_layernorm(37, 384);    // a partial block of warps
+        test_layernorm(50, 640);
+        test_layernorm(21, 128);    // tiny's hidden size
+        test_layernorm(9, 1920);    // the largest: 15 packs a lane
         // bf16 attention on every backend: hgrid's kernels, cuDNN deterministic, cuDNN fast.
         for (int backend = 0; backend < (g_dt == KD_BF16 ? 3 : 1); backend++) {
             if (g_dt == KD_BF16) {
@@ -505,6 +518,11 @@ int main(void)
         test_embedding(3, 50, 96, 40);
         test_embedding(4, 1000, 256, 3);  // runs of ~1300 rows: longer than a block
         test_crossentropy(33, 1000, 1024);
+        test_crossentropy(64, 32000, 32000);   // the configs' vocabulary (padded: itself)
+        test_crossentropy(40, 31999, 32000);   // V % 8 != 0: padding inside the last 16-byte pack
+        test_crossentropy(17, 50257, 50304);   // GPT-2's, padded to 128
+        test_crossentropy(21, 1003, 1003);     // rows not in 16-byte packs: the scalar kernel
+        test_crossentropy(9, 128253, 128256);  // rows beyond shared memory: read twice
         test_adamw(10001);
     }
     kernels_free();
