@@ -85,12 +85,27 @@ static uint8_t *put_bytes_field(uint8_t *p, unsigned field, const void *data, si
     return p + len;
 }
 
+// A length-delimited field whose body put() writes: the body goes one byte
+// after the tag and moves on if its length takes more than that byte (so
+// nothing is sized twice; never past where the field ends).
+typedef uint8_t *(*put_fn)(uint8_t *p, const void *msg);
+
+static uint8_t *put_nested(uint8_t *p, unsigned field, put_fn put, const void *msg)
+{
+    p = put_tag(p, field, LEN);
+    uint8_t *body = p + 1;
+    size_t len = (size_t)(put(body, msg) - body), extra = varint_size(len) - 1;
+    if (extra)
+        memmove(body + extra, body, len);
+    return p + wire_put_varint(p, len) + len;
+}
+
 static size_t string_len(const char *s)
 {
     return s ? strlen(s) : 0;
 }
 
-// ---- the messages of an Assignment, each as size then put
+// ---- the messages of an Assignment: their sizes, and their bytes
 static size_t coords_size(const Hgrid__Coordinates *c)
 {
     return varint_field_size(1, c->tp) + varint_field_size(2, c->cp) +
@@ -99,8 +114,9 @@ static size_t coords_size(const Hgrid__Coordinates *c)
            varint_field_size(7, c->expt_dp);
 }
 
-static uint8_t *put_coords(uint8_t *p, const Hgrid__Coordinates *c)
+static uint8_t *put_coords(uint8_t *p, const void *msg)
 {
+    const Hgrid__Coordinates *c = msg;
     p = put_varint_field(p, 1, c->tp);
     p = put_varint_field(p, 2, c->cp);
     p = put_varint_field(p, 3, c->dp);
@@ -118,8 +134,9 @@ static size_t group_size(const Hgrid__Group *g)
            varint_field_size(100, g->id_ref) + varint_field_size(101, bool_value(g->kept));
 }
 
-static uint8_t *put_group(uint8_t *p, const Hgrid__Group *g)
+static uint8_t *put_group(uint8_t *p, const void *msg)
 {
+    const Hgrid__Group *g = msg;
     p = put_bytes_field(p, 1, g->name, string_len(g->name));
     p = put_varint_field(p, 2, g->size);
     p = put_varint_field(p, 3, g->rank_in_group);
@@ -135,8 +152,9 @@ static size_t peer_size(const Hgrid__BridgePeer *b)
            varint_field_size(3, bool_value(b->send)) + varint_field_size(20, b->bridge);
 }
 
-static uint8_t *put_peer(uint8_t *p, const Hgrid__BridgePeer *b)
+static uint8_t *put_peer(uint8_t *p, const void *msg)
 {
+    const Hgrid__BridgePeer *b = msg;
     p = put_varint_field(p, 1, b->rank);
     p = put_varint_field(p, 2, b->rank_in_bridge);
     p = put_varint_field(p, 3, bool_value(b->send));
@@ -153,10 +171,8 @@ static size_t groups_size(unsigned field, Hgrid__Group *const *groups, size_t n)
 
 static uint8_t *put_groups(uint8_t *p, unsigned field, Hgrid__Group *const *groups, size_t n)
 {
-    for (size_t i = 0; i < n; i++) {
-        p = put_len_prefix(p, field, group_size(groups[i]));
-        p = put_group(p, groups[i]);
-    }
+    for (size_t i = 0; i < n; i++)
+        p = put_nested(p, field, put_group, groups[i]);
     return p;
 }
 
@@ -167,10 +183,7 @@ static size_t coords_field_size(unsigned field, const Hgrid__Coordinates *c)
 
 static uint8_t *put_coords_field(uint8_t *p, unsigned field, const Hgrid__Coordinates *c)
 {
-    if (!c)
-        return p;
-    p = put_len_prefix(p, field, coords_size(c));
-    return put_coords(p, c);
+    return c ? put_nested(p, field, put_coords, c) : p;
 }
 
 static size_t module_size(const Hgrid__ModuleAssignment *m)
@@ -179,8 +192,9 @@ static size_t module_size(const Hgrid__ModuleAssignment *m)
            coords_field_size(22, m->coordinates) + groups_size(23, m->groups, m->n_groups);
 }
 
-static uint8_t *put_module(uint8_t *p, const Hgrid__ModuleAssignment *m)
+static uint8_t *put_module(uint8_t *p, const void *msg)
 {
+    const Hgrid__ModuleAssignment *m = msg;
     p = put_varint_field(p, 20, m->module_index);
     p = put_varint_field(p, 21, enum_value(m->module));
     p = put_coords_field(p, 22, m->coordinates);
@@ -238,16 +252,12 @@ size_t wire_assignment_pack(const Hgrid__Assignment *a, uint8_t *out)
     p = put_varint_field(p, 5, enum_value(a->module));
     p = put_coords_field(p, 6, a->coordinates);
     p = put_groups(p, 7, a->groups, a->n_groups);
-    for (size_t i = 0; i < a->n_bridge_peers; i++) {
-        p = put_len_prefix(p, 8, peer_size(a->bridge_peers[i]));
-        p = put_peer(p, a->bridge_peers[i]);
-    }
+    for (size_t i = 0; i < a->n_bridge_peers; i++)
+        p = put_nested(p, 8, put_peer, a->bridge_peers[i]);
     p = put_bytes_field(p, 9, a->job, string_len(a->job));
     p = put_varint_field(p, 20, a->module_index);
-    for (size_t i = 0; i < a->n_colocated_modules; i++) {
-        p = put_len_prefix(p, 21, module_size(a->colocated_modules[i]));
-        p = put_module(p, a->colocated_modules[i]);
-    }
+    for (size_t i = 0; i < a->n_colocated_modules; i++)
+        p = put_nested(p, 21, put_module, a->colocated_modules[i]);
     p = put_varint_field(p, 80, bool_value(a->assignment_only));
     return (size_t)(p - out);
 }
