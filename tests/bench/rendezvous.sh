@@ -36,7 +36,8 @@ torch_py=${HGRID_TORCH_PYTHON:-python3}
 tcps_args=${HGRID_TCPSTORE_ARGS:-"--procs 4 --threads 4"}
 prio=${HGRID_BENCH_NICE--10}
 if [ -n "$prio" ] && [ "$(nice -n "$prio" nice 2>/dev/null)" != "$(($(nice) + prio))" ]; then prio=""; fi
-timed() { if [ -n "$prio" ]; then nice -n "$prio" "$@"; else "$@"; fi; }
+timed=() # the prefix of every timed command (nice execs it: $! stays the program's pid)
+[ -n "$prio" ] && timed=(nice -n "$prio")
 tmp=$(mktemp -d --suffix=.hgrid-bench)
 gridd_pid=""
 cleanup() {
@@ -63,7 +64,7 @@ per_worker_us() { sed -n 's/.* \([0-9.]*\) us per worker.*/\1/p' <<<"$1"; }
 
 start_gridd() {
   rm -f "$tmp/port"
-  timed "$bin/gridd" --listen 127.0.0.1:0 --port-file "$tmp/port" --control "$tmp/ctl.sock" \
+  "${timed[@]}" "$bin/gridd" --listen 127.0.0.1:0 --port-file "$tmp/port" --control "$tmp/ctl.sock" \
     --heartbeat-timeout 30 2>"$tmp/gridd.log" &
   gridd_pid=$!
   for _ in $(seq 100); do [ -s "$tmp/port" ] && return 0; sleep 0.05; done
@@ -87,7 +88,7 @@ swarm_run() { # n mode-flags...
   start_gridd
   "$bin/hgridctl" --socket "$tmp/ctl.sock" submit --job "r$n" --token bench $(layout "$n") >/dev/null || exit 1
   idle=$(awk '/^VmRSS/ { print $2 }' "/proc/$gridd_pid/status")
-  out=$(timed "$bin/hgrid-swarm" --coordinator "127.0.0.1:$(cat "$tmp/port")" --job "r$n" --token bench \
+  out=$("${timed[@]}" "$bin/hgrid-swarm" --coordinator "127.0.0.1:$(cat "$tmp/port")" --job "r$n" --token bench \
         --workers "$n" --hosts $((n / 8)) --gridd-pid "$gridd_pid" --busy-poll "$@") || failed=1
   stop_gridd
 }
@@ -120,7 +121,7 @@ for n in $sizes; do
     recvd=$(sed -n 's/.* \([0-9]*\) bytes received.*/\1/p' <<<"$wire")
     if [ -n "$sent" ] && [ -n "$recvd" ]; then
       drain_time_wait
-      hfloor=$(timed "$tmp/tcp_floor" $((n / 8)) "$(nproc)" $((sent * 8)) $((recvd * 8)))
+      hfloor=$("${timed[@]}" "$tmp/tcp_floor" $((n / 8)) "$(nproc)" $((sent * 8)) $((recvd * 8)))
       echo "host-link $hfloor (in $((sent * 8)), out $((recvd * 8)) bytes per connection)"
       hfloor_all="$hfloor_all $(field rendezvous_s "$hfloor")"
     fi
@@ -130,12 +131,12 @@ for n in $sizes; do
     echo "direct   $(tail -1 <<<"$out")"
     direct_all="$direct_all $(field rendezvous_s "$(tail -1 <<<"$out")")"
     drain_time_wait
-    floor=$(timed "$tmp/tcp_floor" "$n")
+    floor=$("${timed[@]}" "$tmp/tcp_floor" "$n")
     echo "$floor"
     floor_all="$floor_all $(field rendezvous_s "$floor")"
     if [ "$have_torch" = 1 ]; then
       drain_time_wait
-      tout=$(LD_PRELOAD="$tmp/tcpstore_shim.so" timed "$torch_py" tests/bench/tcpstore_rendezvous.py \
+      tout=$(LD_PRELOAD="$tmp/tcpstore_shim.so" "${timed[@]}" "$torch_py" tests/bench/tcpstore_rendezvous.py \
              --workers "$n" --mode torch $tcps_args --hgridctl "$bin/hgridctl" -- $(layout "$n") \
              2>"$tmp/tcpstore.err")
       theirs=$(tail -1 <<<"$tout")
