@@ -282,11 +282,6 @@ static int send_host_assignment(hostlink *l)
         rc = conn_send_frame(l->c, host_buf.frame, len, HGRID__ENVELOPE__MSG_HOST_ASSIGNMENT);
     else
         conn_close(l->c, "out of memory for a HostAssignment");
-    free(l->assign_ranks);
-    free(l->assign_devices);
-    l->assign_ranks = NULL;
-    l->assign_devices = NULL;
-    l->cap_assign = 0;
     return rc;
 }
 
@@ -305,8 +300,10 @@ int hostlink_assign(conn *remote, int rank)
     l->assign_ranks[n] = rank;
     l->assign_devices[n] = remote->device;
     l->num_assign++;
-    int expected = 0; // the host's workers in the job: each gets one this generation
-    for (int i = 0; i < l->num_workers; i++)
+    // Sent once each of the host's workers in the job has one (counted
+    // only as far as needed to know one is still missing).
+    int expected = 0;
+    for (int i = 0; i < l->num_workers && expected <= l->num_assign; i++)
         expected += l->workers[i]->job == l->job;
     if (l->num_assign < expected)
         return 0;
