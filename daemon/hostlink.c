@@ -227,7 +227,7 @@ static void refer_ids(const job *j, Hgrid__Group **groups, size_t n, ProtobufCBi
 }
 
 // Packs rank's Assignment after the host's others in host_buf.packed (at
-// *used), its ids as id_refs; -1 out of memory.
+// *used), its ids as id_refs; -1 out of memory (or packed other than sized).
 static int pack_one(const job *j, int rank, size_t *used, size_t *len, int *num_ids)
 {
     assignment_buf *b = &host_buf.one;
@@ -241,8 +241,9 @@ static int pack_one(const job *j, int rank, size_t *used, size_t *len, int *num_
                   host_buf.ids, num_ids);
     *len = wire_assignment_size(&b->a);
     int rc = reserve(&host_buf.packed, &host_buf.packed_cap, *used + *len);
-    if (rc == 0)
-        *used += wire_assignment_pack(&b->a, host_buf.packed + *used);
+    if (rc == 0 && wire_assignment_pack(&b->a, host_buf.packed + *used) != *len)
+        rc = -1;
+    *used += *len;
     assignment_buf_free(b);
     return rc;
 }
