@@ -158,75 +158,53 @@ int hostlink_send(conn *remote, const Hgrid__Envelope *env)
 // not in it); reset after each.
 static int *id_slot;
 static int id_slot_cap;
-// The HostAssignment frame being written.
-static uint8_t *frame_buf;
-static size_t frame_cap;
+// What a HostAssignment is built in, kept from host to host: one
+// Assignment at a time, the host's Assignments packed back to back, its
+// ids, the frame, and the packed Layout of the job last sent (the same for
+// every host of a job; forgotten with the job).
+static struct {
+    assignment_buf one;
+    uint8_t *packed;
+    size_t packed_cap;
+    size_t *lens;
+    ProtobufCBinaryData *ids;
+    int lens_cap, ids_cap;
+    uint8_t *frame;
+    size_t frame_cap;
+    const job *layout_job;
+    uint8_t *layout;
+    size_t layout_len;
+} host_buf;
 
-static size_t put_varint(uint8_t *p, uint64_t v)
+// Grows *buf to hold need bytes; -1 out of memory.
+static int reserve(uint8_t **buf, size_t *cap, size_t need)
 {
-    size_t n = 0;
-    for (; v >= 0x80; v >>= 7)
-        p[n++] = (uint8_t)(v | 0x80);
-    p[n++] = (uint8_t)v;
-    return n;
+    if (need <= *cap)
+        return 0;
+    size_t n = *cap ? *cap : 4096;
+    while (n < need)
+        n *= 2;
+    uint8_t *p = realloc(*buf, n);
+    if (!p)
+        return -1;
+    *buf = p;
+    *cap = n;
+    return 0;
 }
 
-// Sends a HostAssignment: its assignments packed one by one, then the
-// HostAssignmentBytes twin framed as Envelope{version, host_assignment}.
-static int send_packed(hostlink *l, const Hgrid__HostAssignment *ha)
+// j's Layout packed, in host_buf; -1 out of memory.
+static int pack_layout(const job *j)
 {
-    size_t total = 0;
-    for (size_t i = 0; i < ha->n_assignments; i++)
-        total += hgrid__assignment__get_packed_size(ha->assignments[i]);
-    uint8_t *packed = malloc(total ? total : 1);
-    ProtobufCBinaryData *as = malloc(sizeof *as * (ha->n_assignments + 1));
-    if (!packed || !as) {
-        free(packed);
-        free(as);
-        conn_close(l->c, "out of memory for a HostAssignment");
+    if (host_buf.layout_job == j)
+        return 0;
+    size_t len = hgrid__layout__get_packed_size(&j->wire.layout);
+    uint8_t *p = realloc(host_buf.layout, len ? len : 1);
+    if (!p)
         return -1;
-    }
-    size_t at = 0;
-    for (size_t i = 0; i < ha->n_assignments; i++) {
-        size_t len = hgrid__assignment__pack(ha->assignments[i], packed + at);
-        as[i] = (ProtobufCBinaryData){len, packed + at};
-        at += len;
-    }
-    Hgrid__HostAssignmentBytes twin = HGRID__HOST_ASSIGNMENT_BYTES__INIT;
-    twin.generation = ha->generation;
-    twin.layout = ha->layout;
-    twin.n_devices = ha->n_devices;
-    twin.devices = ha->devices;
-    twin.n_assignments = ha->n_assignments;
-    twin.assignments = as;
-    twin.n_ids = ha->n_ids;
-    twin.ids = ha->ids;
-    size_t body = hgrid__host_assignment_bytes__get_packed_size(&twin);
-    size_t need = WIRE_HEADER_BYTES + 32 + body;
-    if (need > frame_cap) {
-        uint8_t *buf = realloc(frame_buf, need);
-        if (!buf) {
-            free(packed);
-            free(as);
-            conn_close(l->c, "out of memory for a HostAssignment");
-            return -1;
-        }
-        frame_buf = buf;
-        frame_cap = need;
-    }
-    uint8_t *p = frame_buf + WIRE_HEADER_BYTES;
-    size_t n = put_varint(p, 1 << 3); // Envelope.version, a varint
-    n += put_varint(p + n, HGRID__VERSION__VERSION_CURRENT);
-    n += put_varint(p + n, (uint64_t)HGRID__ENVELOPE__MSG_HOST_ASSIGNMENT << 3 | 2);
-    n += put_varint(p + n, body);
-    n += hgrid__host_assignment_bytes__pack(&twin, p + n);
-    for (int b = 0; b < WIRE_HEADER_BYTES; b++)
-        frame_buf[b] = (uint8_t)(n >> (8 * (WIRE_HEADER_BYTES - 1 - b)));
-    int rc = conn_send_frame(l->c, frame_buf, WIRE_HEADER_BYTES + n,
-                             HGRID__ENVELOPE__MSG_HOST_ASSIGNMENT);
-    free(packed);
-    free(as);
-    return rc;
+    host_buf.layout = p;
+    host_buf.layout_len = hgrid__layout__pack(&j->wire.layout, p);
+    host_buf.layout_job = j;
+    return 0;
 }
 
 // Replaces each group's id by an id_ref into ids, adding the ids not
@@ -248,6 +226,29 @@ static void refer_ids(const job *j, Hgrid__Group **groups, size_t n, ProtobufCBi
     }
 }
 
+// Packs rank's Assignment after the host's others in host_buf.packed (at
+// *used), its ids as id_refs; -1 out of memory (or packed other than sized).
+static int pack_one(const job *j, int rank, size_t *used, size_t *len, int *num_ids)
+{
+    assignment_buf *b = &host_buf.one;
+    if (assignment_build(j, rank, b))
+        return -1;
+    b->a.layout = NULL; // once per host, in the HostAssignment
+    b->a.job = (char *)protobuf_c_empty_string;
+    refer_ids(j, b->a.groups, b->a.n_groups, host_buf.ids, num_ids);
+    if (b->a.n_colocated_modules)
+        refer_ids(j, b->a.colocated_modules[0]->groups, b->a.colocated_modules[0]->n_groups,
+                  host_buf.ids, num_ids);
+    *len = wire_assignment_size(&b->a);
+    int rc = reserve(&host_buf.packed, &host_buf.packed_cap, *used + *len);
+    if (rc == 0 && wire_assignment_pack(&b->a, host_buf.packed + *used) != *len)
+        rc = -1;
+    *used += *len;
+    assignment_buf_free(b);
+    return rc;
+}
+
+// The host's Assignments in one HostAssignment frame, each shared id once.
 static int send_host_assignment(hostlink *l)
 {
     if (link_flush(l)) // what went before (an Abort, MintRequests) stays before
@@ -256,56 +257,32 @@ static int send_host_assignment(hostlink *l)
     int n = l->num_assign;
     l->num_assign = 0;
     int old_cap = id_slot_cap;
-    if (grow_array(&id_slot, &id_slot_cap, j->mint.num_ids + 1, sizeof *id_slot)) {
-        conn_close(l->c, "out of memory for a HostAssignment");
-        return -1;
-    }
+    bool ok = grow_array(&id_slot, &id_slot_cap, j->mint.num_ids + 1, sizeof *id_slot) == 0 &&
+              grow_array(&host_buf.lens, &host_buf.lens_cap, n, sizeof *host_buf.lens) == 0 &&
+              grow_array(&host_buf.ids, &host_buf.ids_cap, n * MINT_MAX_PER_RANK,
+                         sizeof *host_buf.ids) == 0 &&
+              pack_layout(j) == 0;
     for (int i = old_cap; i < id_slot_cap; i++)
         id_slot[i] = -1;
-    assignment_buf *bufs = malloc(sizeof *bufs * (size_t)n);
-    Hgrid__Assignment **as = malloc(sizeof *as * (size_t)n);
-    ProtobufCBinaryData *ids = malloc(sizeof *ids * (size_t)n * MINT_MAX_PER_RANK);
-    int built = 0, num_ids = 0;
-    if (bufs && as && ids)
-        for (; built < n; built++) {
-            assignment_buf *b = &bufs[built];
-            if (assignment_build(j, l->assign_ranks[built], b))
-                break;
-            b->a.layout = NULL;
-            b->a.job = (char *)protobuf_c_empty_string;
-            refer_ids(j, b->a.groups, b->a.n_groups, ids, &num_ids);
-            if (b->a.n_colocated_modules)
-                refer_ids(j, b->a.colocated_modules[0]->groups,
-                          b->a.colocated_modules[0]->n_groups, ids, &num_ids);
-            as[built] = &b->a;
-        }
+    size_t used = 0;
+    int num_ids = 0;
+    for (int i = 0; ok && i < n; i++)
+        ok = pack_one(j, l->assign_ranks[i], &used, &host_buf.lens[i], &num_ids) == 0;
     for (int i = 0; i < num_ids; i++)
-        id_slot[(ids[i].data - j->ids) / MINT_ID_BYTES] = -1;
+        id_slot[(host_buf.ids[i].data - j->ids) / MINT_ID_BYTES] = -1;
+    wire_host_parts parts = {
+        .generation = j->rec.generation, .layout = host_buf.layout,
+        .layout_len = host_buf.layout_len, .devices = l->assign_devices,
+        .assignments = host_buf.packed, .assignment_lens = host_buf.lens, .n = (size_t)n,
+        .ids = host_buf.ids, .n_ids = (size_t)num_ids};
+    size_t len = 0;
+    if (ok && reserve(&host_buf.frame, &host_buf.frame_cap, wire_host_frame_size(&parts)) == 0)
+        len = wire_host_frame_pack(&parts, host_buf.frame);
     int rc = -1;
-    if (built == n) {
-        Hgrid__HostAssignment ha = HGRID__HOST_ASSIGNMENT__INIT;
-        ha.generation = j->rec.generation;
-        ha.layout = &j->wire.layout;
-        ha.n_devices = (size_t)n;
-        ha.devices = l->assign_devices;
-        ha.n_assignments = (size_t)n;
-        ha.assignments = as;
-        ha.n_ids = (size_t)num_ids;
-        ha.ids = ids;
-        rc = send_packed(l, &ha);
-    } else {
+    if (len)
+        rc = conn_send_frame(l->c, host_buf.frame, len, HGRID__ENVELOPE__MSG_HOST_ASSIGNMENT);
+    else
         conn_close(l->c, "out of memory for a HostAssignment");
-    }
-    for (int i = 0; i < built; i++)
-        assignment_buf_free(&bufs[i]);
-    free(l->assign_ranks);
-    free(l->assign_devices);
-    l->assign_ranks = NULL;
-    l->assign_devices = NULL;
-    l->cap_assign = 0;
-    free(bufs);
-    free(as);
-    free(ids);
     return rc;
 }
 
@@ -324,8 +301,10 @@ int hostlink_assign(conn *remote, int rank)
     l->assign_ranks[n] = rank;
     l->assign_devices[n] = remote->device;
     l->num_assign++;
-    int expected = 0; // the host's workers in the job: each gets one this generation
-    for (int i = 0; i < l->num_workers; i++)
+    // Sent once each of the host's workers in the job has one (counted
+    // only as far as needed to know one is still missing).
+    int expected = 0;
+    for (int i = 0; i < l->num_workers && expected <= l->num_assign; i++)
         expected += l->workers[i]->job == l->job;
     if (l->num_assign < expected)
         return 0;
@@ -363,6 +342,8 @@ void hostlink_peer(const conn *remote, char *buf, size_t len)
 
 void hostlink_forget_job(const job *j)
 {
+    if (host_buf.layout_job == j)
+        host_buf.layout_job = NULL;
     for (hostlink *l = open_links; l; l = l->next)
         if (l->job == j) {
             l->job = NULL; // closed once what it holds is sent (on_flush)
@@ -560,7 +541,10 @@ void hostlink_shutdown(void)
     free(id_slot);
     id_slot = NULL;
     id_slot_cap = 0;
-    free(frame_buf);
-    frame_buf = NULL;
-    frame_cap = 0;
+    free(host_buf.packed);
+    free(host_buf.lens);
+    free(host_buf.ids);
+    free(host_buf.frame);
+    free(host_buf.layout);
+    memset(&host_buf, 0, sizeof host_buf);
 }

@@ -140,13 +140,12 @@ void hg_group_members(const hg_module_grid *m, hg_group_kind kind, int g, int *r
     }
 }
 
-bool hg_group_of_rank(const hg_module_grid *m, hg_group_kind kind, int rank, int *g,
-                      int *rank_in_group)
+// The group of `kind` holding the rank at coord (its coordinates in the
+// kind's view) and its rank in it; false if it is in none (embedding).
+static bool group_of_coords(hg_group_kind kind, const int *sizes, const int *coord, int *g,
+                            int *rank_in_group)
 {
-    const int *sizes = view_sizes(m, kind);
     unsigned mask = kinds[kind].dims;
-    int coord[4];
-    split_index(rank - m->rank_offset, sizes, 0xf, true, coord);
     *g = join_index(coord, sizes, mask, false);
     if (is_embedding_kind(kind)) {
         int pp = sizes[HG_DIM_PP], stage = coord[HG_DIM_PP];
@@ -157,6 +156,15 @@ bool hg_group_of_rank(const hg_module_grid *m, hg_group_kind kind, int rank, int
     }
     *rank_in_group = join_index(coord, sizes, mask, true);
     return true;
+}
+
+bool hg_group_of_rank(const hg_module_grid *m, hg_group_kind kind, int rank, int *g,
+                      int *rank_in_group)
+{
+    const int *sizes = view_sizes(m, kind);
+    int coord[4];
+    split_index(rank - m->rank_offset, sizes, 0xf, true, coord);
+    return group_of_coords(kind, sizes, coord, g, rank_in_group);
 }
 
 void hg_module_coords(const hg_module_grid *m, int rank, hg_coords *out)
@@ -262,11 +270,14 @@ void hg_canonical_kinds_build(const hg_plan *plan, hg_canonical_kinds *out)
 int hg_rank_groups(const hg_plan *plan, const hg_canonical_kinds *canonical,
                    const hg_module_grid *m, int rank, hg_rank_group *out)
 {
-    int n = 0;
+    int n = 0, dense[4], expert[4]; // rank's coordinates in each view, split once
+    split_index(rank - m->rank_offset, m->dense, 0xf, true, dense);
+    split_index(rank - m->rank_offset, m->expert, 0xf, true, expert);
     for (int k = 0; k < HG_NUM_GROUP_KINDS; k++) {
         int g, j;
+        const int *sizes = view_sizes(m, (hg_group_kind)k);
         if (!hg_group_applies(m, (hg_group_kind)k) ||
-            !hg_group_of_rank(m, (hg_group_kind)k, rank, &g, &j))
+            !group_of_coords((hg_group_kind)k, sizes, sizes == m->expert ? expert : dense, &g, &j))
             continue;
         int same = canonical ? (int)canonical->kind[m->index][k] : k;
         out[n++] = (hg_rank_group){k, -1, same, g, hg_group_size(m, (hg_group_kind)k), j};

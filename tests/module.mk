@@ -9,6 +9,11 @@ $(BUILD)/tests/test_layout: $(call objs,tests/test_layout.c) $(LAYOUT_LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ -lm
 
 CPU_TESTS += $(BUILD)/tests/test_wire
+# Assignments and HostAssignment frames packed by hand: protobuf-c's bytes.
+CPU_TESTS += $(BUILD)/tests/test_wire_pack
+$(BUILD)/tests/test_wire_pack: $(call objs,tests/test_wire_pack.c) $(WIRE_LIB) $(LAYOUT_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ -lprotobuf-c
 $(BUILD)/tests/test_wire: $(call objs,tests/test_wire.c) $(WIRE_LIB) $(LAYOUT_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ -lprotobuf-c

@@ -83,6 +83,34 @@ const char *wire_check_version(const Hgrid__Envelope *env, char *buf, size_t buf
 size_t wire_host_assignment_frame(const Hgrid__HostAssignment *ha, size_t i, const char *job,
                                   uint8_t **frame, char *err, size_t errlen);
 
+// ---- Assignments packed by hand (wire/assignment_pack.c): the bytes
+// protobuf-c packs, for messages without unknown fields, faster.
+// Writes v as a varint at p; returns its length (at most 10).
+size_t wire_put_varint(uint8_t *p, uint64_t v);
+// hgrid__assignment__get_packed_size and hgrid__assignment__pack.
+size_t wire_assignment_size(const Hgrid__Assignment *a);
+size_t wire_assignment_pack(const Hgrid__Assignment *a, uint8_t *out);
+// False when the schema has fields the hand packing does not know (it
+// then calls protobuf-c).
+bool wire_assignment_hand_packed(void);
+// A HostAssignment from its parts, each Assignment already packed: the
+// frame (header included) of Envelope{version, host_assignment}.
+typedef struct {
+    uint64_t generation;
+    const uint8_t *layout; // the packed Layout (layout_len bytes), or NULL: none
+    size_t layout_len;
+    const uint32_t *devices;        // n devices, for the n Assignments
+    const uint8_t *assignments;     // packed, back to back
+    const size_t *assignment_lens;  // n
+    size_t n;
+    const ProtobufCBinaryData *ids; // n_ids
+    size_t n_ids;
+} wire_host_parts;
+size_t wire_host_frame_size(const wire_host_parts *h);
+// Writes the frame (wire_host_frame_size bytes) and returns its length, 0
+// if over 4 GiB.
+size_t wire_host_frame_pack(const wire_host_parts *h, uint8_t *frame);
+
 // ---- Relays (wire/relay.c): the frames a host link gathers for its next
 // Relay, frame i (len[i] bytes at offsets[i]) for devices[i]; the same
 // batching on the agent's side and on gridd's.

@@ -17,6 +17,10 @@
 #   HGRID_TORCH_PYTHON     a python with torch >= 2.4 (default: python3 if it has torch)
 #   HGRID_TCPSTORE_ARGS    client processes and threads (default "--procs 4 --threads 4",
 #                          the fastest of 2/4/8 processes x 1/4/8 threads on 2 cores)
+#   HGRID_BENCH_NICE       the niceness every timed program runs at: gridd, hgrid-swarm,
+#                          tcp_floor and TCPStore's server and clients alike (default -10
+#                          where allowed; "" or not allowed: unchanged), so that other jobs
+#                          on a shared machine take less from the runs
 # Layout for N workers (tp groups divide the 8 GPUs of each fake host):
 #   encoder tp 2 x dp N/8, llm tp 4 x pp 3 x dp N/16, micro-batch 2.
 # gridd runs with --heartbeat-timeout 30: on a shared 2-core machine the
@@ -30,6 +34,10 @@ repeat=${HGRID_BENCH_REPEAT:-3}
 direct_max=${HGRID_BENCH_DIRECT_MAX:-16384}
 torch_py=${HGRID_TORCH_PYTHON:-python3}
 tcps_args=${HGRID_TCPSTORE_ARGS:-"--procs 4 --threads 4"}
+prio=${HGRID_BENCH_NICE--10}
+if [ -n "$prio" ] && [ "$(nice -n "$prio" nice 2>/dev/null)" != "$(($(nice) + prio))" ]; then prio=""; fi
+timed=() # the prefix of every timed command (nice execs it: $! stays the program's pid)
+[ -n "$prio" ] && timed=(nice -n "$prio")
 tmp=$(mktemp -d --suffix=.hgrid-bench)
 gridd_pid=""
 cleanup() {
@@ -56,7 +64,7 @@ per_worker_us() { sed -n 's/.* \([0-9.]*\) us per worker.*/\1/p' <<<"$1"; }
 
 start_gridd() {
   rm -f "$tmp/port"
-  "$bin/gridd" --listen 127.0.0.1:0 --port-file "$tmp/port" --control "$tmp/ctl.sock" \
+  "${timed[@]}" "$bin/gridd" --listen 127.0.0.1:0 --port-file "$tmp/port" --control "$tmp/ctl.sock" \
     --heartbeat-timeout 30 2>"$tmp/gridd.log" &
   gridd_pid=$!
   for _ in $(seq 100); do [ -s "$tmp/port" ] && return 0; sleep 0.05; done
@@ -80,7 +88,7 @@ swarm_run() { # n mode-flags...
   start_gridd
   "$bin/hgridctl" --socket "$tmp/ctl.sock" submit --job "r$n" --token bench $(layout "$n") >/dev/null || exit 1
   idle=$(awk '/^VmRSS/ { print $2 }' "/proc/$gridd_pid/status")
-  out=$("$bin/hgrid-swarm" --coordinator "127.0.0.1:$(cat "$tmp/port")" --job "r$n" --token bench \
+  out=$("${timed[@]}" "$bin/hgrid-swarm" --coordinator "127.0.0.1:$(cat "$tmp/port")" --job "r$n" --token bench \
         --workers "$n" --hosts $((n / 8)) --gridd-pid "$gridd_pid" --busy-poll "$@") || failed=1
   stop_gridd
 }
@@ -88,6 +96,7 @@ swarm_run() { # n mode-flags...
 failed=0 rows=""
 echo "machine: $(nproc) cores, $(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -1); $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo "load average at the start: $(cut -d" " -f1-3 /proc/loadavg) (other jobs on this machine slow every number)"
+echo "timed programs run at niceness ${prio:-(unchanged)}"
 echo "each size runs $repeat times, hgrid and TCPStore alternating; the table shows medians"
 for n in $sizes; do
   hfloor_all="" hosts_all="" p99_all="" rss_all="" cpu_all="" abort_all="" reassign_all="" changed_all=""
@@ -112,7 +121,7 @@ for n in $sizes; do
     recvd=$(sed -n 's/.* \([0-9]*\) bytes received.*/\1/p' <<<"$wire")
     if [ -n "$sent" ] && [ -n "$recvd" ]; then
       drain_time_wait
-      hfloor=$("$tmp/tcp_floor" $((n / 8)) "$(nproc)" $((sent * 8)) $((recvd * 8)))
+      hfloor=$("${timed[@]}" "$tmp/tcp_floor" $((n / 8)) "$(nproc)" $((sent * 8)) $((recvd * 8)))
       echo "host-link $hfloor (in $((sent * 8)), out $((recvd * 8)) bytes per connection)"
       hfloor_all="$hfloor_all $(field rendezvous_s "$hfloor")"
     fi
@@ -122,12 +131,12 @@ for n in $sizes; do
     echo "direct   $(tail -1 <<<"$out")"
     direct_all="$direct_all $(field rendezvous_s "$(tail -1 <<<"$out")")"
     drain_time_wait
-    floor=$("$tmp/tcp_floor" "$n")
+    floor=$("${timed[@]}" "$tmp/tcp_floor" "$n")
     echo "$floor"
     floor_all="$floor_all $(field rendezvous_s "$floor")"
     if [ "$have_torch" = 1 ]; then
       drain_time_wait
-      tout=$(LD_PRELOAD="$tmp/tcpstore_shim.so" "$torch_py" tests/bench/tcpstore_rendezvous.py \
+      tout=$(LD_PRELOAD="$tmp/tcpstore_shim.so" "${timed[@]}" "$torch_py" tests/bench/tcpstore_rendezvous.py \
              --workers "$n" --mode torch $tcps_args --hgridctl "$bin/hgridctl" -- $(layout "$n") \
              2>"$tmp/tcpstore.err")
       theirs=$(tail -1 <<<"$tout")
