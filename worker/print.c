@@ -1,4 +1,9 @@
 // hgrid-worker's assignment printers: a summary for people, JSON for tools.
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
 #include "util/json.h"
 #include "worker/worker.h"
 
@@ -133,11 +138,35 @@ static void print_json(const hgrid_worker *w, const worker_options *opt, FILE *o
     fputc('\n', out);
 }
 
+// Workers of one host may share one pipe (hgrid-ssh's prefixing sed):
+// stdio would hand a line longer than its 4 KiB buffer to the pipe in
+// pieces, and another worker's piece could land between them. The whole
+// text goes out in one write(2), which a pipe with room takes whole.
+static void write_whole(FILE *out, const char *text, size_t len)
+{
+    fflush(out);
+    for (size_t at = 0; at < len;) {
+        ssize_t n = write(fileno(out), text + at, len - at);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return; // stdout gone: nothing to tell
+        at += (size_t)n;
+    }
+}
+
 void worker_print_assignment(const hgrid_worker *w, const worker_options *opt, FILE *out)
 {
-    if (opt->json)
-        print_json(w, opt, out);
-    else
-        print_text(w, opt, out);
-    fflush(out);
+    char *text = NULL;
+    size_t len = 0;
+    FILE *mem = open_memstream(&text, &len);
+    if (!mem) { // no memory for the text: print it through stdio after all
+        (opt->json ? print_json : print_text)(w, opt, out);
+        fflush(out);
+        return;
+    }
+    (opt->json ? print_json : print_text)(w, opt, mem);
+    fclose(mem);
+    write_whole(out, text, len);
+    free(text);
 }
