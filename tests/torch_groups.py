@@ -104,18 +104,15 @@ def main():
         jobs_file = os.path.join(tmp, "jobs.json")
         json.dump(jobs, open(jobs_file, "w"))
         t0 = time.monotonic()
-        procs = []
-        for d in range(world):
-            out = open(os.path.join(tmp, f"w{d}.out"), "w")
-            procs.append(subprocess.Popen([py, os.path.join(ROOT, "tests", "torch_groups_worker.py"),
-                                           jobs_file], stdout=out, stderr=subprocess.STDOUT,
-                                          env=worker_env(port, "", "", d, HGRID_HEARTBEAT="1")))
+        # One process per device, forked from one that imported torch (tmp/wD.out).
+        workers = subprocess.Popen([py, os.path.join(ROOT, "tests", "torch_groups_worker.py"),
+                                    "--devices", str(world), tmp, jobs_file],
+                                   env=worker_env(port, "", "", 0, HGRID_HEARTBEAT="1"),
+                                   start_new_session=True)
         try:
-            for p in procs:
-                p.wait(timeout=900)
+            workers.wait(timeout=900)
         except subprocess.TimeoutExpired:
-            for p in procs:
-                p.kill()
+            os.killpg(workers.pid, signal.SIGKILL)
             check(False, "the workers finished within 900 s")
         dt = time.monotonic() - t0
         r = subprocess.run([py, os.path.join(ROOT, "tests", "torch_groups_worker.py"), "--megatron",
