@@ -15,7 +15,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from checks import check, summary  # noqa: E402
-from hgrid_py import ROOT, json_lines, need_library, torch_python, wait_for, worker_env  # noqa: E402
+from hgrid_py import ROOT, finds, json_lines, need_library, torch_python, wait_for, worker_env  # noqa: E402
 from hgrid_py import start_gridd  # noqa: E402
 from launch_util import BIN, ctl  # noqa: E402
 
@@ -81,8 +81,7 @@ def module_info(p):
 def main():
     need_library()
     py = torch_python()
-    r = subprocess.run([py, "-c", "import megatron.core.hyper_comm_grid, einops"], capture_output=True)
-    if r.returncode:
+    if not finds(py, "megatron.core.hyper_comm_grid", "einops"):
         print("SKIP: megatron-core (with einops) is not installed for " + py, flush=True)
         return 77
     seed = int(os.environ.get("HGRID_TEST_SEED", "16"))
