@@ -38,7 +38,10 @@ BENCHES   :=
 TEST_DEPS :=
 OBJS      :=
 
-objs = $(patsubst %.c,$(BUILD)/%.o,$(patsubst %.cu,$(BUILD)/%.cu.o,$(patsubst %.cpp,$(BUILD)/%.cpp.o,$(1))))
+# CUDA and C++ objects have no sanitizer flags, so both builds link the release build's
+# (compiled once by `make test`; the cuDNN frontend's C++ alone takes minutes).
+CU_BUILD := build/rel
+objs = $(patsubst %.c,$(BUILD)/%.o,$(patsubst %.cu,$(CU_BUILD)/%.cu.o,$(patsubst %.cpp,$(CU_BUILD)/%.cpp.o,$(1))))
 
 .PHONY: all test check gpu-programs test-gpu print-gpu-tests bench demo deps clean install
 all:
@@ -56,6 +59,11 @@ $(BUILD)/%.o: %.c | $(GEN)/proto/hgrid.pb-c.h
 $(BUILD)/%.cu.o: %.cu | $(GEN)/proto/hgrid.pb-c.h
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVFLAGS) -c $< -o $@
+ifneq ($(BUILD),$(CU_BUILD))
+$(CU_BUILD)/%.cu.o: %.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVFLAGS) -c $< -o $@
+endif
 
 $(BIN)/%:
 	@mkdir -p $(dir $@)
@@ -69,14 +77,19 @@ $(BIN)/%:
 T ?=
 only = $(if $(T),$(foreach t,$(1),$(if $(filter $(T),$(basename $(notdir $(t))) $(t)),$(t))),$(1))
 ONLY_FLAG = $(if $(T),--only $(T))
+# It builds with a job per core (JOBS=N for another count) unless given -j, and runs
+# JOBS tests at once, those of TIMED_TESTS (tests/module.mk) one at a time.
+JOBS ?= $(shell nproc 2>/dev/null || echo 1)
+JOBS_FLAG = $(if $(filter -j%,$(MAKEFLAGS)),,-j$(JOBS))
 test:
-	$(if $(T),,$(MAKE) all gpu-programs)
-	$(MAKE) SAN=1 check
+	$(if $(T),,$(MAKE) $(JOBS_FLAG) all gpu-programs)
+	$(MAKE) $(JOBS_FLAG) SAN=1 check
 
 gpu-programs: $(filter $(BUILD)/%,$(GPU_TESTS) $(BENCHES))
 
 check: $(PROGS) $(call only,$(CPU_TESTS)) $(TEST_DEPS)
-	tests/run.sh --bin $(BIN) --cpu "$(CPU_TESTS)" --gpu-count $(words $(GPU_TESTS)) $(ONLY_FLAG)
+	tests/run.sh --bin $(BIN) --cpu "$(CPU_TESTS)" --gpu-count $(words $(GPU_TESTS)) $(ONLY_FLAG) \
+		--jobs $(JOBS) --alone "$(TIMED_TESTS)"
 
 test-gpu: all $(call only,$(GPU_TESTS))
 	tests/run.sh --bin $(BIN) --gpu "$(GPU_TESTS)" $(ONLY_FLAG)

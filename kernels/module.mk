@@ -52,6 +52,6 @@ $(BUILD)/tests/bench/bench_kernels: $(BUILD)/tests/bench/bench_kernels.cu.o $(KE
 	@mkdir -p $(dir $@)
 	$(NVCC) -arch=$(CUDA_ARCH) -o $@ $^ $(KERNELS_LDLIBS)
 
-$(BUILD)/kernels/attention_cudnn.cpp.o: kernels/attention_cudnn.cpp
+$(CU_BUILD)/kernels/attention_cudnn.cpp.o: kernels/attention_cudnn.cpp
 	@mkdir -p $(dir $@)
 	$(CXX) -std=c++17 -O2 -Wall -Wextra -Werror -MMD -MP -I. -I$(CUDA)/include $(CUDNN_FLAGS) -c $< -o $@

@@ -1,5 +1,6 @@
-# Wire schema: protoc-c generates C at build time, into $(GEN).
-$(GEN)/proto/hgrid.pb-c.h $(GEN)/proto/hgrid.pb-c.c: proto/hgrid.proto
+# Wire schema: protoc-c generates C at build time, into $(GEN). A pattern rule: one
+# protoc-c run makes both files (two explicit targets would run it twice under -j).
+$(GEN)/%.pb-c.h $(GEN)/%.pb-c.c: %.proto
 	@mkdir -p $(GEN)
 	protoc-c --c_out=$(GEN) $<
 

@@ -21,7 +21,8 @@ try:  # (tests/torch/ passes for a namespace package "torch" without the wheel)
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 except ImportError:
-    os.execv(torch_python(), [torch_python(), os.path.abspath(__file__)] + sys.argv[1:])
+    py = torch_python()
+    os.execv(py, [py, os.path.abspath(__file__)] + sys.argv[1:])
 
 sys.path.insert(0, os.path.join(HERE, "bench"))
 sys.path.insert(0, os.path.join(HERE, "torch"))

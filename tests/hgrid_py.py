@@ -22,14 +22,33 @@ def need_library():
         sys.exit(1)
 
 
+# finds MODULE...: exit 0 when every module is installed, found without importing it.
+FINDS = """import importlib.util, os, sys
+def found(name):
+    parent, _, leaf = name.rpartition(".")
+    if not parent:
+        return importlib.util.find_spec(name) is not None
+    spec = importlib.util.find_spec(parent)  # imports only parent's own parents
+    return spec is not None and any(os.path.exists(os.path.join(d, leaf + ".py")) or
+                                    os.path.isdir(os.path.join(d, leaf))
+                                    for d in spec.submodule_search_locations or [])
+sys.exit(0 if all(map(found, sys.argv[1:])) else 1)
+"""
+
+
+def finds(py, *modules):
+    """Whether py has every module installed: found, not imported (an import of torch or
+    megatron.core takes seconds of CPU; the tests' own imports fail loudly if one is broken)."""
+    return subprocess.run([py, "-c", FINDS, *modules], capture_output=True).returncode == 0
+
+
 def torch_python():
-    """A Python that imports torch (HGRID_PYTHON, else build/venv's, else python3); else SKIP."""
+    """A Python with torch (HGRID_PYTHON, else build/venv's, else python3); else SKIP."""
     for py in (os.environ.get("HGRID_PYTHON"), os.path.join(ROOT, "build", "venv", "bin", "python"),
                "python3"):
         if not py or (os.path.sep in py and not os.path.exists(py)):
             continue
-        r = subprocess.run([py, "-c", "import torch, torch.distributed"], capture_output=True)
-        if r.returncode == 0:
+        if finds(py, "torch.distributed"):
             return py
     skip("torch is not installed (.ci/run installs it into build/venv; or set HGRID_PYTHON)")
 

@@ -75,3 +75,9 @@ CPU_TESTS += tests/man_pages.py
 CPU_TESTS += tests/launch_scripts.sh
 # scripts/deps.sh: apt-get as root without sudo, through sudo as a user.
 CPU_TESTS += tests/deps_script.sh
+
+# Tests whose checks time how fast gridd, agents or workers react (tests/run.sh
+# runs them alone, the others JOBS at a time): their names, as T=NAME takes them.
+TIMED_TESTS := test_client_lib test_daemon_reliability test_daemon_state agent_hosts coord_workers \
+               daemon_gridd daemon_load daemon_metrics daemon_notify daemon_reliability \
+               daemon_restart daemon_stall jobs_lifecycle worker_failure worker_hostile

@@ -43,5 +43,30 @@ run --cpu "t/good.sh t/bad.sh" --only nosuch
 [ "$rc" -eq 2 ] && grep -q "no test named 'nosuch'" <<<"$out" && ok ||
   fail "--only of an unknown name: exit $rc, '$out'"
 
+# --jobs 2: the same tally and closing line; two tests run at once (each waits
+# for the other's mark), an --alone one with no other test beside it.
+run --cpu "t/good.sh t/absent.sh t/mute.sh t/bad.sh" --gpu-count 2 --jobs 2 --alone "mute"
+[ "$rc" -eq 1 ] && [ "$(last)" = "$want" ] && ok || fail "--jobs 2: exit $rc, closing line '$(last)'"
+mkdir -p "$tmp/m"
+for n in 1 2; do
+  printf '#!/bin/sh
+[ -e m/solo ] && exit 1
+touch m/%s
+for i in $(seq 50); do [ -e m/%s ] && exit 0; sleep 0.1; done
+exit 1
+' \
+    "$n" "$((3 - n))" >"$tmp/t/pair$n.sh"
+done
+printf '#!/bin/sh
+touch m/solo
+sleep 0.5
+[ -e m/1 ] || [ -e m/2 ] && exit 1
+rm m/solo
+' >"$tmp/t/solo.sh"
+chmod +x "$tmp"/t/*.sh
+run --cpu "t/pair1.sh t/solo.sh t/pair2.sh" --jobs 2 --alone "solo"
+[ "$rc" -eq 0 ] && [ "$(last)" = "tests: 3 passed, 0 failed, 0 skipped" ] && ok ||
+  fail "--jobs 2: two at once, the --alone one by itself: exit $rc, $out"
+
 echo "run_tally: $passed passed, $failures failed"
 [ "$failures" -eq 0 ] && [ "$passed" -gt 0 ]

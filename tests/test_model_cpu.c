@@ -40,15 +40,14 @@ static float total_loss(hg_cpu_model *m, const float *patches, const int *tokens
 
 // Central difference of the loss along dir (n elements of p) with step h.
 // Where the step moves a token to other experts the loss has a kink there:
-// the step shrinks until the routing holds; returns 0 with *fd and the step
-// used set, or -1 if it never held.
+// the step shrinks until both sides keep routing (the unperturbed model's
+// fingerprint); returns 0 with *fd and the step used set, or -1 if it never held.
 static int central_difference(hg_cpu_model *m, float *p, const float *dir, size_t n, float h,
-                              const float *patches, const int *tokens, double *fd, double *step)
+                              uint64_t routing, const float *patches, const int *tokens,
+                              double *fd, double *step)
 {
     float *saved = malloc(sizeof(float) * n);
     memcpy(saved, p, sizeof(float) * n);
-    total_loss(m, patches, tokens);
-    uint64_t routing = m->routing;
     int rc = -1;
     for (int tries = 0; tries < 4 && rc != 0; tries++, h /= 4) {
         for (size_t i = 0; i < n; i++)
@@ -73,7 +72,8 @@ static int central_difference(hg_cpu_model *m, float *p, const float *dir, size_
 // a random unit direction of +-1 entries, and the partial derivative at its
 // largest |grad|. Returns how many checks found no step that keeps the routing.
 static int check_module(hg_cpu_model *m, const hg_param_table *t, float *params,
-                        const float *grads, const float *patches, const int *tokens)
+                        const float *grads, uint64_t routing, const float *patches,
+                        const int *tokens)
 {
     const float h = 1e-2f;
     int kinks = 0;
@@ -89,7 +89,7 @@ static int check_module(hg_cpu_model *m, const hg_param_table *t, float *params,
             dir[i] = ((hg_draw(99, id, i) & 1) ? 1.0f : -1.0f) / sqrtf((float)ti->count);
             analytic += dir[i] * g[i];
         }
-        if (central_difference(m, p, dir, ti->count, h, patches, tokens, &fd, &step) == 0)
+        if (central_difference(m, p, dir, ti->count, h, routing, patches, tokens, &fd, &step) == 0)
             CHECK(close_enough(fd, analytic, step), "%s %s: directional fd %.6g, analytic %.6g",
                   hg_module_name(t->module), ti->name, fd, analytic);
         else
@@ -100,7 +100,7 @@ static int check_module(hg_cpu_model *m, const hg_param_table *t, float *params,
             if (fabsf(g[i]) > fabsf(g[imax]))
                 imax = i;
         float one = 1.0f;
-        if (central_difference(m, p + imax, &one, 1, h, patches, tokens, &fd, &step) == 0)
+        if (central_difference(m, p + imax, &one, 1, h, routing, patches, tokens, &fd, &step) == 0)
             CHECK(close_enough(fd, g[imax], step), "%s %s[%zu]: fd %.6g, analytic %.6g",
                   hg_module_name(t->module), ti->name, imax, fd, g[imax]);
         else
@@ -129,19 +129,21 @@ static void check_config(const char *name)
     if (!m)
         return;
     float loss = hg_cpu_model_forward(m, patches, tokens);
+    uint64_t routing = m->routing; // every check below restores the weights it moves
     // Small random logits: near the uniform prediction's loss.
     CHECK(fabsf(loss - logf((float)cfg->vocab_size)) < 0.2f, "loss at init %.4f, log(V) %.4f",
           loss, logf((float)cfg->vocab_size));
     // Same weights and batch, same loss to the bit.
-    CHECK(hg_cpu_model_forward(m, patches, tokens) == loss, "forward not deterministic");
+    CHECK(hg_cpu_model_forward(m, patches, tokens) == loss && m->routing == routing,
+          "forward not deterministic");
 
     hg_cpu_model_backward(m);
     float *enc_g = malloc(sizeof(float) * m->enc_table.total);
     float *llm_g = malloc(sizeof(float) * m->llm_table.total);
     memcpy(enc_g, m->enc_grads, sizeof(float) * m->enc_table.total);
     memcpy(llm_g, m->llm_grads, sizeof(float) * m->llm_table.total);
-    int kinks = check_module(m, &m->enc_table, m->enc_params, enc_g, patches, tokens) +
-                check_module(m, &m->llm_table, m->llm_params, llm_g, patches, tokens);
+    int kinks = check_module(m, &m->enc_table, m->enc_params, enc_g, routing, patches, tokens) +
+                check_module(m, &m->llm_table, m->llm_params, llm_g, routing, patches, tokens);
     // Dense models have no kinks; an MoE may sit on a few routing switches.
     CHECK(kinks <= (cfg->num_experts ? 2 : 0), "%s: %d checks found no smooth step", name,
           kinks);

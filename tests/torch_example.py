@@ -18,7 +18,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from checks import check, summary  # noqa: E402
-from hgrid_py import (ROOT, json_lines, need_library, start_gridd, torch_python,  # noqa: E402
+from hgrid_py import (ROOT, finds, json_lines, need_library, start_gridd, torch_python,  # noqa: E402
                       wait_for, worker_env)
 from launch_util import ctl  # noqa: E402
 
@@ -99,8 +99,7 @@ def killed_during_init(py, tmp, port, sock):
 def main():
     need_library()
     py = torch_python()
-    megatron = subprocess.run([py, "-c", "import megatron.core.process_groups_config"],
-                              capture_output=True).returncode == 0
+    megatron = finds(py, "megatron.core.process_groups_config")
     with tempfile.TemporaryDirectory() as tmp:
         ref_out = os.path.join(tmp, "ref.out")
         ref = subprocess.Popen([py, EXAMPLE, "--reference", "--steps", str(STEPS)],

@@ -15,7 +15,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from checks import check, summary  # noqa: E402
-from hgrid_py import ROOT, json_lines, need_library, torch_python, wait_for, worker_env  # noqa: E402
+from hgrid_py import ROOT, finds, json_lines, need_library, torch_python, wait_for, worker_env  # noqa: E402
 from hgrid_py import start_gridd  # noqa: E402
 from launch_util import BIN, ctl  # noqa: E402
 
@@ -81,8 +81,7 @@ def module_info(p):
 def main():
     need_library()
     py = torch_python()
-    r = subprocess.run([py, "-c", "import megatron.core.hyper_comm_grid, einops"], capture_output=True)
-    if r.returncode:
+    if not finds(py, "megatron.core.hyper_comm_grid", "einops"):
         print("SKIP: megatron-core (with einops) is not installed for " + py, flush=True)
         return 77
     seed = int(os.environ.get("HGRID_TEST_SEED", "16"))
@@ -104,18 +103,15 @@ def main():
         jobs_file = os.path.join(tmp, "jobs.json")
         json.dump(jobs, open(jobs_file, "w"))
         t0 = time.monotonic()
-        procs = []
-        for d in range(world):
-            out = open(os.path.join(tmp, f"w{d}.out"), "w")
-            procs.append(subprocess.Popen([py, os.path.join(ROOT, "tests", "torch_groups_worker.py"),
-                                           jobs_file], stdout=out, stderr=subprocess.STDOUT,
-                                          env=worker_env(port, "", "", d, HGRID_HEARTBEAT="1")))
+        # One process per device, forked from one that imported torch (tmp/wD.out).
+        workers = subprocess.Popen([py, os.path.join(ROOT, "tests", "torch_groups_worker.py"),
+                                    "--devices", str(world), tmp, jobs_file],
+                                   env=worker_env(port, "", "", 0, HGRID_HEARTBEAT="1"),
+                                   start_new_session=True)
         try:
-            for p in procs:
-                p.wait(timeout=900)
+            workers.wait(timeout=900)
         except subprocess.TimeoutExpired:
-            for p in procs:
-                p.kill()
+            os.killpg(workers.pid, signal.SIGKILL)
             check(False, "the workers finished within 900 s")
         dt = time.monotonic() - t0
         r = subprocess.run([py, os.path.join(ROOT, "tests", "torch_groups_worker.py"), "--megatron",

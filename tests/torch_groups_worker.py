@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
-"""One process of tests/torch_groups.py: for each job in the list whose world holds its
-device index, joins, builds torch groups with gloo and all-reduces its rank on every group;
-one JSON line per job. With --megatron: megatron-core's HyperCommGrid enumeration of every
-job's modules instead (one process imports Megatron, not sixteen)."""
+"""The processes of tests/torch_groups.py: for each job in the list whose world holds its
+device index, one joins, builds torch groups with gloo and all-reduces its rank on every
+group; one JSON line per job. --devices N OUTDIR: N such processes (devices 0..N-1), forked
+after torch's import (sixteen imports cost over a minute of CPU), each writing OUTDIR/wD.out.
+With --megatron: megatron-core's HyperCommGrid enumeration of every job's modules instead
+(one process imports Megatron, not sixteen)."""
 import json
 import os
 import sys
@@ -71,11 +73,7 @@ def megatron(jobs):
     return 0
 
 
-def main():
-    jobs = json.load(open(sys.argv[-1]))
-    if sys.argv[1] == "--megatron":
-        return megatron(jobs)
-    device = int(os.environ["LOCAL_RANK"])
+def run_device(device, jobs):
     for job in jobs:
         if device >= job["world"]:
             continue
@@ -87,6 +85,35 @@ def main():
                 dist.destroy_process_group()
         print(json.dumps(out), flush=True)
     return 0
+
+
+def fork_devices(n, outdir, jobs):
+    """Devices 0..n-1, each its own process (LOCAL_RANK d); 0 when every one exited 0."""
+    pids = []
+    for d in range(n):
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                fd = os.open(os.path.join(outdir, f"w{d}.out"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+                os.dup2(fd, 1)
+                os.dup2(fd, 2)
+                os.environ["LOCAL_RANK"] = str(d)
+                code = run_device(d, jobs)
+            finally:
+                sys.stdout.flush()
+                os._exit(code)
+        pids.append(pid)
+    return int(any(os.waitpid(pid, 0)[1] for pid in pids))
+
+
+def main():
+    jobs = json.load(open(sys.argv[-1]))
+    if sys.argv[1] == "--megatron":
+        return megatron(jobs)
+    if sys.argv[1] == "--devices":
+        return fork_devices(int(sys.argv[2]), sys.argv[3], jobs)
+    return run_device(int(os.environ["LOCAL_RANK"]), jobs)
 
 
 if __name__ == "__main__":
