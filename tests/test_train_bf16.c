@@ -18,6 +18,7 @@
 #include "kernels/reference_vp.h"
 #include "model/config.h"
 #include "tests/check.h"
+#include "tests/temp_dir.h"
 #include "train/checkpoint.h"
 #include "train/layout_groups.h"
 #include "train/train.h"
@@ -409,9 +410,7 @@ int main(void)
         if (with_ck) {
             CHECK(resumed == b16[1], "%s: resumed from the bf16 checkpoint: loss %.7f, "
                   "uninterrupted %.7f", cases[i].name, resumed, b16[1]);
-            char cmd[64];
-            snprintf(cmd, sizeof cmd, "rm -rf %s", ckdir);
-            CHECK(system(cmd) == 0, "could not remove %s", ckdir);
+            CHECK(temp_dir_remove(ckdir) == 0, "could not remove %s", ckdir);
         }
         double worst = 0;
         for (int s = 0; s < STEPS; s++)

@@ -6,6 +6,7 @@
 // (tr_worker_all_ok) instead of waiting on it.
 #include "model/config.h"
 #include "tests/check.h"
+#include "tests/temp_dir.h"
 #include "train/checkpoint.h"
 #include "train/layout_groups.h"
 
@@ -208,14 +209,6 @@ int main(void)
     tr_threads_world_free(world);
     agree(&plan, dir, 2); // every rank loads: rank 2 fails, and all of them know it
 
-    DIR *d = opendir(dir);
-    for (struct dirent *e; d && (e = readdir(d));)
-        if (e->d_name[0] != '.') {
-            snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-            unlink(path);
-        }
-    if (d)
-        closedir(d);
-    rmdir(dir);
+    CHECK(temp_dir_remove(dir) == 0, "could not remove %s", dir);
     return check_summary("test_train_checkpoint");
 }

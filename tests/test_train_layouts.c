@@ -31,6 +31,7 @@
 //   cases' batches, 1.1e-2 with llm dp8's, 3.2e-2 with MoE's.
 #include "model/config.h"
 #include "tests/check.h"
+#include "tests/temp_dir.h"
 #include "tests/train_grads.h"
 #include "train/checkpoint.h"
 #include "train/layout_groups.h"
@@ -252,9 +253,7 @@ static void check_case(const layout_case *c, int dp_overlap)
     CHECK(got[STEPS - 1] < got[0] - 0.5f, "%s: loss %.4f -> %.4f does not fall", c->name, got[0],
           got[STEPS - 1]);
     CHECK(same, "%s: the resumed steps' losses differ", c->name);
-    char cmd[sizeof dir + 16];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    CHECK(system(cmd) == 0, "%s", cmd);
+    CHECK(temp_dir_remove(dir) == 0, "could not remove %s", dir);
 }
 
 int main(void)

@@ -10,6 +10,7 @@
 #include "model/cpu_model.h"
 #include "model/data.h"
 #include "tests/check.h"
+#include "tests/temp_dir.h"
 #include "train/checkpoint.h"
 #include "train/layout_groups.h"
 #include "train/local.h"
@@ -210,9 +211,7 @@ static void checkpoint_case(void)
     }
     printf("checkpoint: resumed at step %d with losses %.6f %.6f as straight; loads into "
            "encoder | llm\n", step, resumed[2], resumed[3]);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    CHECK(system(cmd) == 0, "%s", cmd);
+    CHECK(temp_dir_remove(dir) == 0, "could not remove %s", dir);
     tr_local_free(a);
     tr_local_free(b);
 }
