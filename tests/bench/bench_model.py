@@ -6,7 +6,8 @@ experts in every LLM block), against the same model in PyTorch eager and
 torch.compile (tests/torch/model.py's forward; bf16 autocast, fp32 master
 weights, fused AdamW, clipping; the MoE's load-balancing loss in the step),
 in the same run on the same GPU. Usage: bench_model.py [--configs
-small,1b,small-moe] [--steps N] [--out FILE.md]; --device cpu times PyTorch
+small,1b,small-moe] [--steps N] [--impls hgrid,eager,compile] [--out FILE.md];
+--device cpu times PyTorch
 alone on the CPU (a dry run of this script: tests/bench_model_check.py).
 Exits 1 if any run fails.
 
@@ -170,6 +171,8 @@ def main():
     ap.add_argument("--steps", type=int, default=0, help="timed steps (default: per config)")
     ap.add_argument("--device", default="cuda", choices=("cuda", "cpu"),
                     help="cpu: PyTorch alone, a dry run of this script")
+    ap.add_argument("--impls", default="hgrid,eager,compile",
+                    help="which to time, of hgrid,eager,compile (the ratio column needs compile)")
     ap.add_argument("--out", default="")
     args = ap.parse_args()
     torch.backends.cuda.matmul.allow_tf32 = True
@@ -180,10 +183,18 @@ def main():
         check_param_counts(name, c)
         steps = args.steps or STEPS.get(name, 10)
         flops, tokens = flops_per_step(c), c["batch"] * c["seq_length"]
-        results = [("hgrid", time_hgrid(name, steps))] if args.device == "cuda" else []
-        results += [("torch eager", time_torch(c, False, steps, args.device)),
-                    ("torch.compile", time_torch(c, True, steps, args.device))]
-        compiled = results[-1][1]
+        impls = args.impls.split(",")
+        unknown = set(impls) - {"hgrid", "eager", "compile"}
+        if unknown:
+            raise SystemExit(f"--impls: unknown {sorted(unknown)}; use hgrid, eager, compile")
+        results = []
+        if "hgrid" in impls and args.device == "cuda":
+            results.append(("hgrid", time_hgrid(name, steps)))
+        if "eager" in impls:
+            results.append(("torch eager", time_torch(c, False, steps, args.device)))
+        if "compile" in impls:
+            results.append(("torch.compile", time_torch(c, True, steps, args.device)))
+        compiled = results[-1][1] if "compile" in impls else float("nan")
         for impl, t in results:
             rows.append(f"| {name} | {impl} | {c['batch']}x{c['seq_length']} | {t * 1e3:.1f} | "
                         f"{tokens / t:,.0f} | {100 * flops / t / PEAK:.1f}% | "
