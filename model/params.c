@@ -3,6 +3,7 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <sched.h>
 #include <unistd.h>
 
 #include "model/config.h"
@@ -84,14 +85,6 @@ void hg_param_table_build(hg_param_table *t, hg_module_id module, const hg_model
     }
 }
 
-// Elements [lo, hi) of the whole buffer.
-typedef struct {
-    const hg_param_table *t;
-    uint64_t seed;
-    float *params;
-    size_t lo, hi;
-} init_range;
-
 float hg_param_init_value(const hg_param_table *t, uint64_t seed, int id, size_t index)
 {
     const hg_tensor_info *ti = &t->tensors[id];
@@ -101,40 +94,72 @@ float hg_param_init_value(const hg_param_table *t, uint64_t seed, int id, size_t
     return (float)(ti->std * hg_normal(key, index, 0));
 }
 
-static void *init_worker(void *arg)
+typedef struct {
+    void (*fill)(void *ctx, size_t lo, size_t hi);
+    void *ctx;
+    size_t lo, hi;
+} fill_range;
+
+static void *fill_worker(void *arg)
 {
-    const init_range *r = arg;
-    const hg_param_table *t = r->t;
-    for (int id = 0; id < t->num_tensors; id++) {
-        const hg_tensor_info *ti = &t->tensors[id];
-        size_t lo = r->lo > ti->offset ? r->lo : ti->offset;
-        size_t hi = r->hi < ti->offset + ti->count ? r->hi : ti->offset + ti->count;
-        for (size_t i = lo; i < hi; i++)
-            r->params[i] = hg_param_init_value(t, r->seed, id, i - ti->offset);
-    }
+    const fill_range *r = arg;
+    r->fill(r->ctx, r->lo, r->hi);
     return NULL;
 }
 
-// Large models take a minute on one core: spread the elements over threads
-// (the values do not depend on the split).
-void hg_params_init(const hg_param_table *t, uint64_t seed, float *params)
+static int usable_cores(void)
+{
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0)
+        return CPU_COUNT(&set);
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
+void hg_params_parallel(size_t total, void (*fill)(void *ctx, size_t lo, size_t hi), void *ctx)
 {
     enum { MAX_THREADS = 32 };
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    int n = t->total < (1u << 20) || cores < 2 ? 1 : cores > MAX_THREADS ? MAX_THREADS : (int)cores;
-    init_range r[MAX_THREADS];
+    int cores = usable_cores();
+    int n = total < (1u << 20) || cores < 2 ? 1 : cores > MAX_THREADS ? MAX_THREADS : cores;
+    fill_range r[MAX_THREADS];
     pthread_t th[MAX_THREADS];
     int started = 0;
     for (int k = 0; k < n; k++)
-        r[k] = (init_range){t, seed, params, t->total * k / n, t->total * (k + 1) / n};
+        r[k] = (fill_range){fill, ctx, total * k / n, total * (k + 1) / n};
     for (int k = 1; k < n; k++, started++)
-        if (pthread_create(&th[k], NULL, init_worker, &r[k]) != 0)
+        if (pthread_create(&th[k], NULL, fill_worker, &r[k]) != 0)
             break;
-    init_worker(&r[0]);
+    fill_worker(&r[0]);
     for (int k = 1; k <= started; k++)
         pthread_join(th[k], NULL);
     for (int k = started + 1; k < n; k++) // threads that could not start
-        init_worker(&r[k]);
+        fill_worker(&r[k]);
+}
+
+typedef struct {
+    const hg_param_table *t;
+    uint64_t seed;
+    float *params;
+} init_job;
+
+// Elements [lo, hi) of the whole buffer.
+static void init_range(void *ctx, size_t lo_all, size_t hi_all)
+{
+    const init_job *j = ctx;
+    const hg_param_table *t = j->t;
+    for (int id = 0; id < t->num_tensors; id++) {
+        const hg_tensor_info *ti = &t->tensors[id];
+        size_t lo = lo_all > ti->offset ? lo_all : ti->offset;
+        size_t hi = hi_all < ti->offset + ti->count ? hi_all : ti->offset + ti->count;
+        for (size_t i = lo; i < hi; i++)
+            j->params[i] = hg_param_init_value(t, j->seed, id, i - ti->offset);
+    }
+}
+
+void hg_params_init(const hg_param_table *t, uint64_t seed, float *params)
+{
+    init_job j = {t, seed, params};
+    hg_params_parallel(t->total, init_range, &j);
 }
 
 void *hg_tensor_at(const hg_param_table *t, void *base, size_t elem_size, int id)

@@ -7,16 +7,23 @@
 #include "tests/check.h"
 #include "train/shard.h"
 
+#include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
-static void check_layout(const char *config, int etp, int edp, int tp, int pp, int dp, int ep)
+// hidden > 0 widens the model (LLM hidden size; 4x FFN): shards of more
+// than 2^20 elements are initialised on several threads.
+static void check_layout_wide(const char *config, int hidden, int etp, int edp, int tp, int pp,
+                              int dp, int ep)
 {
     hg_layout_spec spec;
     hg_plan plan;
     char err[HG_ERR_LEN];
     hg_layout_spec_defaults(&spec);
     spec.model = hg_config_find(config)->model;
+    if (hidden)
+        spec.model.hidden_size = hidden, spec.model.ffn_hidden_size = 4 * hidden;
     spec.encoder_tp = etp, spec.encoder_dp = edp;
     spec.llm_tp = tp, spec.llm_pp = pp, spec.llm_dp = dp, spec.llm_ep = ep;
     spec.micro_batch_size = 2;
@@ -63,8 +70,52 @@ static void check_layout(const char *config, int etp, int edp, int tp, int pp, i
     }
 }
 
+static void check_layout(const char *config, int etp, int edp, int tp, int pp, int dp, int ep)
+{
+    check_layout_wide(config, 0, etp, edp, tp, pp, dp, ep);
+}
+
+typedef struct {
+    unsigned char *hits;
+    pthread_t threads[64];
+    int num_threads;
+    pthread_mutex_t lock;
+} fill_log;
+
+static void log_fill(void *ctx, size_t lo, size_t hi)
+{
+    fill_log *f = ctx;
+    for (size_t i = lo; i < hi; i++)
+        f->hits[i]++;
+    pthread_mutex_lock(&f->lock);
+    if (f->num_threads < 64)
+        f->threads[f->num_threads++] = pthread_self();
+    pthread_mutex_unlock(&f->lock);
+}
+
+// hg_params_parallel: every element once, on more than one thread where
+// this process may run on more than one core; one range below 2^20.
+static void check_parallel(size_t total)
+{
+    fill_log f = {.hits = calloc(total, 1), .lock = PTHREAD_MUTEX_INITIALIZER};
+    hg_params_parallel(total, log_fill, &f);
+    size_t not_once = 0;
+    for (size_t i = 0; i < total; i++)
+        not_once += f.hits[i] != 1;
+    cpu_set_t set;
+    int cores = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 1;
+    int want = total < (1u << 20) || cores < 2 ? 1 : cores > 32 ? 32 : cores;
+    CHECK(not_once == 0 && f.num_threads == want,
+          "parallel fill of %zu: %zu elements not filled once, %d ranges (want %d on %d cores)",
+          total, not_once, f.num_threads, want, cores);
+    free(f.hits);
+}
+
 int main(void)
 {
+    check_parallel(1000);
+    check_parallel((3u << 20) + 7);
+    check_layout_wide("tiny", 512, 1, 1, 2, 1, 1, 1); // 3.3M elements a shard: threads
     check_layout("tiny", 1, 1, 1, 1, 1, 1);
     check_layout("tiny", 2, 2, 2, 1, 2, 1);
     check_layout("tiny", 2, 1, 4, 2, 1, 1);

@@ -127,12 +127,29 @@ size_t tr_shard_global_index(const tr_shard *s, int id, size_t local_index)
     return g;
 }
 
-void tr_shard_init(const tr_shard *s, uint64_t seed, float *params)
+typedef struct {
+    const tr_shard *s;
+    uint64_t seed;
+    float *params;
+} init_job;
+
+// Local elements [lo, hi).
+static void init_range(void *ctx, size_t lo_all, size_t hi_all)
 {
+    const init_job *j = ctx;
+    const tr_shard *s = j->s;
     for (int id = 0; id < s->local.num_tensors; id++) {
         const hg_tensor_info *ti = &s->local.tensors[id];
-        for (size_t i = 0; i < ti->count; i++)
-            params[ti->offset + i] =
-                hg_param_init_value(&s->global, seed, id, tr_shard_global_index(s, id, i));
+        size_t lo = lo_all > ti->offset ? lo_all : ti->offset;
+        size_t hi = hi_all < ti->offset + ti->count ? hi_all : ti->offset + ti->count;
+        for (size_t i = lo; i < hi; i++)
+            j->params[i] = hg_param_init_value(&s->global, j->seed, id,
+                                               tr_shard_global_index(s, id, i - ti->offset));
     }
+}
+
+void tr_shard_init(const tr_shard *s, uint64_t seed, float *params)
+{
+    init_job j = {s, seed, params};
+    hg_params_parallel(s->local.total, init_range, &j);
 }
