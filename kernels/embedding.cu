@@ -1,6 +1,7 @@
 // Token + learned position embeddings. The backward into the token table is
 // deterministic: positions are stably sorted by token (CUB radix sort) and
-// each token's rows are summed in position order by one block.
+// each token's rows are summed in position order (in pieces, then the
+// pieces in order).
 #include <cub/device/device_radix_sort.cuh>
 
 #include "kernels/common.cuh"
@@ -33,35 +34,63 @@ __global__ void iota_kernel(int *v, int n)
     if (i < n) v[i] = i;
 }
 
-// Block i: if sorted entry i starts a run of one token, sums that run's rows
-// in position order. Runs can be thousands of rows long (a small caption
-// vocabulary), so the block finds the run's end a block-width of keys at a
-// time, and each thread keeps 8 rows' loads in flight; the adds stay in
-// order.
-template <typename T>
-__global__ void token_grad_kernel(float *dwte, const T *dout, const int *keys, const int *rows,
-                                  int n, int C)
+// The sorted rows are cut into pieces of PIECE rows. Pass 1, a block per
+// (piece, 256 columns): sums each run of equal keys inside its piece, in
+// position order. A run wholly inside the piece goes straight into dwte (no
+// other block holds any of its rows). A run that reaches past the piece's
+// end leaves its sum in out_sum[piece]; the tail of a run that began in an
+// earlier piece and ends in this one leaves it in in_sum[piece]. Pass 2, a
+// block per piece where such a run begins: adds its pieces' sums in piece
+// order into dwte. Long runs (a frequent token; the synthetic captions' few
+// words) so spread over every SM instead of one block; the order of the adds
+// is fixed by the sort, so the result is deterministic.
+enum { PIECE = 64, PIECE_COLS = 256 };
+
+__device__ static bool same_key(const int *keys, int a, int b, int n)
 {
-    __shared__ int run_end;
-    int i = blockIdx.x, key = keys[i];
-    if (i > 0 && key == keys[i - 1]) return;
-    if (threadIdx.x == 0) run_end = n;
-    __syncthreads();
-    for (int base = i + 1; base < n; base += blockDim.x) {
-        int j = base + threadIdx.x;
-        bool past = j < n && keys[j] != key;
-        if (past) atomicMin(&run_end, j);  // keys are sorted: the first differing key ends the run
-        if (__syncthreads_or(past)) break;
+    return a >= 0 && b < n && keys[a] == keys[b];
+}
+
+template <typename T>
+__global__ void token_grad_pieces_kernel(float *dwte, float *in_sum, float *out_sum, const T *dout,
+                                         const int *keys, const int *rows, int n, int C)
+{
+    int p = blockIdx.x, c = blockIdx.y * PIECE_COLS + threadIdx.x;
+    if (c >= C) return;
+    int s = p * PIECE, e = min(n, s + PIECE);
+    for (int a = s; a < e;) {
+        int key = keys[a], b = a + 1;
+        float acc = to_f(dout[(size_t)rows[a] * C + c]);
+        for (; b < e && keys[b] == key; b++) acc += to_f(dout[(size_t)rows[b] * C + c]);
+        bool from_before = a == s && same_key(keys, s - 1, s, n);
+        bool goes_on = b == e && same_key(keys, e - 1, e, n);
+        if (goes_on)
+            out_sum[(size_t)p * C + c] = acc;
+        else if (from_before)
+            in_sum[(size_t)p * C + c] = acc;
+        else
+            dwte[(size_t)key * C + c] += acc;
+        a = b;
     }
-    __syncthreads();
-    int end = run_end;
-    float *dst = dwte + (size_t)key * C;
-    for (int c = threadIdx.x; c < C; c += blockDim.x) {
-        float acc = 0.0f;
-#pragma unroll 8
-        for (int j = i; j < end; j++) acc += to_f(dout[(size_t)rows[j] * C + c]);
-        dst[c] += acc;
-    }
+}
+
+__global__ void token_grad_join_kernel(float *dwte, const float *in_sum, const float *out_sum,
+                                       const int *keys, int n, int C)
+{
+    int p = blockIdx.x, c = blockIdx.y * PIECE_COLS + threadIdx.x;
+    int e = min(n, (p + 1) * PIECE);
+    if (c >= C || !same_key(keys, e - 1, e, n)) return; // no run leaves this piece
+    int key = keys[e - 1], last_start = e - 1;
+    while (last_start > p * PIECE && keys[last_start - 1] == key) last_start--;
+    if (same_key(keys, last_start - 1, last_start, n)) return; // the run began in an earlier piece
+    float acc = out_sum[(size_t)p * C + c];
+    int q = p + 1;
+    for (; same_key(keys, min(n, (q + 1) * PIECE) - 1, min(n, (q + 1) * PIECE), n) &&
+           keys[q * PIECE] == key && keys[min(n, (q + 1) * PIECE) - 1] == key;
+         q++)
+        acc += out_sum[(size_t)q * C + c]; // a middle piece: all of it this key
+    acc += in_sum[(size_t)q * C + c];      // the piece where the run ends
+    dwte[(size_t)key * C + c] += acc;
 }
 
 // ---- launchers
@@ -92,18 +121,25 @@ extern "C" void embedding_backward(float *dwte, float *dwpe, const void *dout, c
     cudaCheck(cub::DeviceRadixSort::SortPairs(NULL, temp_bytes, (const int *)NULL, (int *)NULL,
                                               (const int *)NULL, (int *)NULL, n, 0, bits, stream));
     size_t ints = 3 * (size_t)n, head = (ints * sizeof(int) + 255) / 256 * 256;
-    char *scratch = (char *)kernels_scratch(head + temp_bytes, "embedding_backward");
+    temp_bytes = (temp_bytes + 255) / 256 * 256;
+    size_t sums = 2 * sizeof(float) * ceil_div(n, PIECE) * (size_t)C;
+    char *scratch = (char *)kernels_scratch(head + temp_bytes + sums, "embedding_backward");
     int *rows_in = (int *)scratch, *keys_out = rows_in + n, *rows_out = keys_out + n;
     iota_kernel<<<ceil_div(n, 256), 256, 0, stream>>>(rows_in, n);
     launchCheck();
     cudaCheck(cub::DeviceRadixSort::SortPairs(scratch + head, temp_bytes, tokens, keys_out, rows_in,
                                               rows_out, n, 0, bits, stream));
-    int threads = C < 1024 ? (C + 31) / 32 * 32 : 1024;
+    int pieces = (int)ceil_div(n, PIECE);
+    float *in_sum = (float *)(scratch + head + temp_bytes), *out_sum = in_sum + (size_t)pieces * C;
+    dim3 grid(pieces, ceil_div(C, PIECE_COLS));
     if (dt == KD_F32)
-        token_grad_kernel<<<n, threads, 0, stream>>>(dwte, (const float *)dout, keys_out, rows_out, n, C);
+        token_grad_pieces_kernel<<<grid, PIECE_COLS, 0, stream>>>(dwte, in_sum, out_sum, (const float *)dout,
+                                                                  keys_out, rows_out, n, C);
     else
-        token_grad_kernel<<<n, threads, 0, stream>>>(dwte, (const __nv_bfloat16 *)dout, keys_out,
-                                                     rows_out, n, C);
+        token_grad_pieces_kernel<<<grid, PIECE_COLS, 0, stream>>>(
+            dwte, in_sum, out_sum, (const __nv_bfloat16 *)dout, keys_out, rows_out, n, C);
+    launchCheck();
+    token_grad_join_kernel<<<grid, PIECE_COLS, 0, stream>>>(dwte, in_sum, out_sum, keys_out, n, C);
     launchCheck();
     if (dwpe) position_embedding_backward(dwpe, dout, B, T_, C, dt, stream);
 }

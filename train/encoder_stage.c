@@ -68,6 +68,7 @@ void encoder_backward(tr_worker *w, int mb, int slot)
 {
     (void)mb;
     const tr_ops *o = w->ops;
+    o->zero_join(); // the step's gradients, zeroed during the forward
     tr_slot *s = &w->slots[slot];
     int B = w->B, P = w->P, Ce = w->Ce, N = B * P;
     tp_stack *st = &w->stack;

@@ -153,6 +153,7 @@ void llm_backward(tr_worker *w, int mb, int slot)
 {
     (void)mb;
     const tr_ops *o = w->ops;
+    o->zero_join(); // the step's gradients, zeroed during the forward
     tr_slot *s = &w->slots[slot];
     int B = w->B, P = w->P, T = w->T, Tt = w->Tt, C = w->C, N = B * T;
     size_t row = (size_t)C * w->es;

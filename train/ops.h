@@ -21,6 +21,12 @@ typedef struct tr_ops {
     void *(*alloc)(size_t bytes);
     void (*release)(void *p);
     void (*zero)(void *p, size_t bytes);
+    // Zeroing off the critical path (a step's gradients): zero_aside queues
+    // it beside the ops that follow (the forward pass); from zero_join on,
+    // the ops see p zeroed. The CPU ops zero at the join, so a write into p
+    // between the two is lost and the CPU tests see it.
+    void (*zero_aside)(void *p, size_t bytes);
+    void (*zero_join)(void);
     void (*copy)(void *dst, const void *src, size_t bytes);
     // rows rows of width bytes between pitched buffers
     void (*copy_rows)(void *dst, size_t dpitch, const void *src, size_t spitch, size_t width,

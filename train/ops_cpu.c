@@ -9,6 +9,29 @@
 static void *c_alloc(size_t bytes) { return calloc(bytes + sizeof(float), 1); }
 static void c_release(void *p) { free(p); }
 static void c_zero(void *p, size_t bytes) { memset(p, 0, bytes); }
+
+// Per thread: the threads backend runs one rank per thread.
+enum { MAX_ASIDE = 16 };
+static _Thread_local struct {
+    void *p;
+    size_t bytes;
+} aside[MAX_ASIDE];
+static _Thread_local int num_aside;
+
+static void c_zero_join(void)
+{
+    for (int i = 0; i < num_aside; i++)
+        memset(aside[i].p, 0, aside[i].bytes);
+    num_aside = 0;
+}
+
+static void c_zero_aside(void *p, size_t bytes)
+{
+    if (num_aside == MAX_ASIDE) // zeroing early is allowed: before the join
+        c_zero_join();
+    aside[num_aside].p = p;
+    aside[num_aside++].bytes = bytes;
+}
 static void c_copy(void *dst, const void *src, size_t bytes) { memmove(dst, src, bytes); }
 
 static void c_copy_rows(void *dst, size_t dpitch, const void *src, size_t spitch, size_t width,
@@ -205,6 +228,8 @@ const tr_ops tr_cpu_ops = {
     .alloc = c_alloc,
     .release = c_release,
     .zero = c_zero,
+    .zero_aside = c_zero_aside,
+    .zero_join = c_zero_join,
     .copy = c_copy,
     .copy_rows = c_copy_rows,
     .upload = c_copy,

@@ -21,6 +21,33 @@ static void *g_alloc(size_t bytes)
 static void g_release(void *p) { cudaCheck(cudaFree(p)); }
 static void g_zero(void *p, size_t bytes) { cudaCheck(cudaMemsetAsync(p, 0, bytes, st)); }
 
+// The side stream that zeroes beside the main one, and its two fences.
+static cudaStream_t side;
+static cudaEvent_t side_go, side_done;
+static int side_pending;
+
+static void g_zero_aside(void *p, size_t bytes)
+{
+    if (getenv("HGRID_NO_ZERO_ASIDE")) { g_zero(p, bytes); return; } // TEMP A/B
+    if (!side) {
+        cudaCheck(cudaStreamCreateWithFlags(&side, cudaStreamNonBlocking));
+        cudaCheck(cudaEventCreateWithFlags(&side_go, cudaEventDisableTiming));
+        cudaCheck(cudaEventCreateWithFlags(&side_done, cudaEventDisableTiming));
+    }
+    cudaCheck(cudaEventRecord(side_go, st)); // after the ops that still read p
+    cudaCheck(cudaStreamWaitEvent(side, side_go, 0));
+    cudaCheck(cudaMemsetAsync(p, 0, bytes, side));
+    cudaCheck(cudaEventRecord(side_done, side));
+    side_pending = 1;
+}
+
+static void g_zero_join(void)
+{
+    if (side_pending)
+        cudaCheck(cudaStreamWaitEvent(st, side_done, 0));
+    side_pending = 0;
+}
+
 static void g_copy(void *dst, const void *src, size_t bytes)
 {
     cudaCheck(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, st));
@@ -240,6 +267,8 @@ static tr_ops gpu_ops = {
     .alloc = g_alloc,
     .release = g_release,
     .zero = g_zero,
+    .zero_aside = g_zero_aside,
+    .zero_join = g_zero_join,
     .copy = g_copy,
     .copy_rows = g_copy_rows,
     .upload = g_upload,

@@ -44,9 +44,14 @@ static void test_matmul(int M, int K, int N, int with_bias)
     void *d_inp = upload(inp, ni), *d_w = upload(w, nw), *d_b = upload(b, N), *d_dout = upload(dout, no);
     void *d_out = poisoned(no * kdtype_size(g_dt)), *d_dinp = poisoned(ni * kdtype_size(g_dt));
     float *d_dw = upload_f32(dw0, nw), *d_db = upload_f32(db0, N);
+    float *d_dw2 = upload_f32(dw0, nw), *d_db2 = upload_f32(db0, N);
     matmul_forward(d_out, d_inp, d_w, with_bias ? d_b : NULL, M, K, N, g_dt, 0);
     matmul_backward(d_dinp, d_dw, with_bias ? d_db : NULL, d_dout, d_inp, d_w, M, K, N, g_dt, 0);
+    matmul_backward(NULL, d_dw2, with_bias ? d_db2 : NULL, d_dout, d_inp, d_w, M, K, N, g_dt, 0);
     cudaCheck(cudaDeviceSynchronize());
+    // Again into fresh copies: the weight and bias gradients must come out bit-identical.
+    expect_same_bits("matmul dweight deterministic", d_dw, d_dw2, nw * 4);
+    expect_same_bits("matmul dbias deterministic", d_db, d_db2, (size_t)N * 4);
 
     float *out = zeros(no), *dinp = zeros(ni), *dw = copy_of(dw0, nw), *db = copy_of(db0, N);
     float *g_out = zeros(no), *g_dinp = zeros(ni), *g_dw = zeros(nw), *g_db = zeros(N);
@@ -400,44 +405,58 @@ static void test_crossentropy(int N, int V, int Vp)
     dev_free_all();
 }
 
-static void test_adamw(size_t n)
+// AdamW on elements [off, off + n) of buffers of n + off: a tensor run that
+// starts off the 16-byte grid (off = 1..3) takes the one-a-thread head and
+// tail around the four-a-thread middle; elements before off stay untouched.
+static void test_adamw(size_t n, size_t off)
 {
-    float *master = rand_array(n, -1, 1), *m = zeros(n), *v = zeros(n);
-    float *d_master = upload_f32(master, n), *d_m = upload_f32(m, n), *d_v = upload_f32(v, n);
-    void *d_params = poisoned(n * kdtype_size(g_dt));
-    float *params = zeros(n), *g = zeros(n);
+    size_t all = n + off, es = kdtype_size(g_dt);
+    float *master = rand_array(all, -1, 1), *m = zeros(all), *v = zeros(all);
+    float *d_master = upload_f32(master, all), *d_m = upload_f32(m, all), *d_v = upload_f32(v, all);
+    void *d_params = poisoned(all * es);
+    float *params = zeros(all), *g = zeros(all);
     for (int t = 1; t <= 3; t++) {
-        float *grads = rand_array(n, -1, 1);
-        float *d_grads = upload_f32(grads, n);
-        adamw_step(d_master, d_params, d_grads, d_m, d_v, n, 1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.8f, t, g_dt, 0);
-        ref_adamw_step(master, params, grads, m, v, n, 1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.8f, t);
+        float *grads = rand_array(all, -1, 1);
+        float *d_grads = upload_f32(grads, all);
+        adamw_step(d_master + off, (char *)d_params + off * es, d_grads + off, d_m + off, d_v + off, n,
+                   1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.8f, t, g_dt, 0);
+        ref_adamw_step(master + off, params + off, grads + off, m + off, v + off, n, 1e-2f, 0.9f, 0.95f,
+                       1e-8f, 0.1f, 0.8f, t);
         free(grads);
     }
     cudaCheck(cudaDeviceSynchronize());
-    download_f32(g, d_master, n);
-    expect_near("adamw master after 3 steps", g, master, n, 1e-6f, 1e-5f);
-    download_f32(g, d_m, n);
-    expect_near("adamw m", g, m, n, 1e-6f, 1e-5f);
-    download_f32(g, d_v, n);
-    expect_near("adamw v", g, v, n, 1e-6f, 1e-5f);
-    round_to_dt(master, n);
-    download(g, d_params, n);
-    expect_near("adamw working copy = master", g, master, n, 1e-6f, g_dt == KD_F32 ? 1e-5f : 8e-3f);
-
-    // Squared norm of a large vector, accumulated onto 0.5; twice for determinism.
-    size_t big = 3000017;
-    float *vals = rand_array(big, -1, 1), init = 0.5f, want = 0.5f, got;
-    float *d_vals = upload_f32(vals, big), *d_norm = upload_f32(&init, 1), *d_norm2 = upload_f32(&init, 1);
-    global_norm_squared(d_norm, d_vals, big, 0);
-    global_norm_squared(d_norm2, d_vals, big, 0);
-    ref_global_norm_squared(&want, vals, big);
-    download_f32(&got, d_norm, 1);
-    expect_near("global norm squared (+=)", &got, &want, 1, 0, 1e-5f);
-    expect_same_bits("global norm deterministic", d_norm, d_norm2, 4);
-    free(vals);
+    char name[64];
+    snprintf(name, sizeof name, "adamw n %zu at %zu: master after 3 steps", n, off);
+    download_f32(g, d_master, all);
+    expect_near(name, g, master, all, 1e-6f, 1e-5f);
+    download_f32(g, d_m, all);
+    expect_near("adamw m", g, m, all, 1e-6f, 1e-5f);
+    download_f32(g, d_v, all);
+    expect_near("adamw v", g, v, all, 1e-6f, 1e-5f);
+    round_to_dt(master, all);
+    download(g, d_params, all);
+    expect_near("adamw working copy = master", g + off, master + off, n, 1e-6f, g_dt == KD_F32 ? 1e-5f : 8e-3f);
     free(master), free(m), free(v), free(params), free(g);
     dev_free_all();
 }
+
+// Squared norm of vals[off, off + n), accumulated onto 0.5; twice for determinism.
+static void test_norm_squared(size_t n, size_t off)
+{
+    float *vals = rand_array(n + off, -1, 1), init = 0.5f, want = 0.5f, got;
+    float *d_vals = upload_f32(vals, n + off), *d_norm = upload_f32(&init, 1), *d_norm2 = upload_f32(&init, 1);
+    global_norm_squared(d_norm, d_vals + off, n, 0);
+    global_norm_squared(d_norm2, d_vals + off, n, 0);
+    ref_global_norm_squared(&want, vals + off, n);
+    download_f32(&got, d_norm, 1);
+    char name[64];
+    snprintf(name, sizeof name, "global norm squared (+=) n %zu at %zu", n, off);
+    expect_near(name, &got, &want, 1, 0, 1e-5f);
+    expect_same_bits("global norm deterministic", d_norm, d_norm2, 4);
+    free(vals);
+    dev_free_all();
+}
+
 
 // Whether cuDNN's attention runs here (its library loads and plans a shape).
 // HGRID_REQUIRE_CUDNN=1 makes its absence a failure.
@@ -516,14 +535,20 @@ int main(void)
         test_elementwise(10007);
         test_elementwise(65536);  // whole 16-byte packs
         test_embedding(3, 50, 96, 40);
-        test_embedding(4, 1000, 256, 3);  // runs of ~1300 rows: longer than a block
+        test_embedding(4, 1000, 256, 3);  // runs of ~1300 rows: across many pieces of 64 rows
+        test_embedding(3, 64, 40, 1);     // one run, exactly three pieces
+        test_embedding(1, 129, 300, 2);   // runs that end on and just past a piece's end
         test_crossentropy(33, 1000, 1024);
         test_crossentropy(64, 32000, 32000);   // the configs' vocabulary (padded: itself)
         test_crossentropy(40, 31999, 32000);   // V % 8 != 0: padding inside the last 16-byte pack
         test_crossentropy(17, 50257, 50304);   // GPT-2's, padded to 128
         test_crossentropy(21, 1003, 1003);     // rows not in 16-byte packs: the scalar kernel
         test_crossentropy(9, 128253, 128256);  // rows beyond shared memory: read twice
-        test_adamw(10001);
+        for (size_t off = 0; off < 4; off++) {
+            test_adamw(10001, off);
+            test_norm_squared(3000017, off);
+            test_norm_squared(2, off); // shorter than the head
+        }
     }
     kernels_free();
     return check_summary("test_kernels (gpu)");
