@@ -1,7 +1,7 @@
 # gridd (the coordinator daemon): its pure core (daemon/core/: jobs table,
 # rank assignment, id minting plan, roster, state file) and its libuv I/O.
 DAEMON_CORE_SRCS := daemon/core/table.c daemon/core/assign.c daemon/core/mint.c daemon/core/roster.c daemon/core/state.c \
-                    daemon/core/rebuild.c
+                    daemon/core/rebuild.c daemon/core/settle.c
 GRIDD_SRCS := daemon/main.c daemon/listen.c daemon/conn.c daemon/control.c daemon/worker_msgs.c \
               daemon/job.c daemon/assignment.c daemon/log.c $(DAEMON_CORE_SRCS) \
               daemon/store.c
@@ -24,7 +24,7 @@ GRIDD_SRCS += daemon/job_end.c daemon/job_progress.c
 $(BIN)/gridd: $(call objs,$(GRIDD_SRCS)) $(WIRE_LIB) $(LAYOUT_LIB)
 
 DAEMON_UNIT_TESTS := test_daemon_assign test_daemon_mint test_daemon_state test_daemon_table \
-                     test_daemon_rebuild
+                     test_daemon_rebuild test_daemon_settle
 # Issue 18 (docs/RELIABILITY.md): saved state loads, bounded host tables,
 # no planted files, bounded decoding, printable peer strings.
 DAEMON_UNIT_TESTS += test_daemon_reliability
