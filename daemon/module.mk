@@ -21,6 +21,8 @@ GRIDD_SRCS += daemon/metrics.c daemon/metrics_http.c # Prometheus endpoint (docs
 # Jobs that end (issue 21): Done, Failure, outcomes kept for --keep-finished;
 # per-module progress for /metrics and hgridctl watch.
 GRIDD_SRCS += daemon/job_end.c daemon/job_progress.c
+# After an Abort: the workers' OpCounts and the verdict on the groups kept.
+GRIDD_SRCS += daemon/job_settle.c
 $(BIN)/gridd: $(call objs,$(GRIDD_SRCS)) $(WIRE_LIB) $(LAYOUT_LIB)
 
 DAEMON_UNIT_TESTS := test_daemon_assign test_daemon_mint test_daemon_state test_daemon_table \
