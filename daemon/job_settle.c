@@ -71,6 +71,15 @@ static void finish(job *j)
             for (int m = 0; m < n; m++)
                 lost |= j->rebuild.replaced[j->members[m]];
             elsewhere += !lost;
+            if (lost || elsewhere > GRIDD_SETTLE_LOG_GROUPS)
+                continue;
+            char list[256];
+            size_t at = 0;
+            for (int m = 0; m < n && at + 16 < sizeof list; m++)
+                at += (size_t)snprintf(list + at, sizeof list - at, "%s%d", m ? "," : "",
+                                       j->members[m]);
+            gridd_log_at(GRIDD_NOTICE, j, -1, "group broken: a member left it mid-operation "
+                         "id=%d members=%s%s", id, list, at + 16 >= sizeof list ? ",..." : "");
         }
     gridd_log_at(GRIDD_NOTICE, j, -1, "groups settled generation=%llu reported=%d silent=%d "
                  "broken=%d without_replaced_rank=%d kept=%d", (unsigned long long)j->settle_generation, reported, silent, broken, elsewhere, j->mint.num_ids - broken);

@@ -40,6 +40,9 @@ CPU_TESTS += tests/daemon_state_compat.py
 # hgridctl's check is refused with plan's line; users' layouts accepted.
 CPU_TESTS += tests/layout_rules_gridd.py
 CPU_TESTS += tests/daemon_restart.py tests/worker_failure.py tests/daemon_limits.py
+# Issue 19.3: the verdict after an Abort (OpCounts, AbortGroups) over direct
+# and agent links, and a survivor silent past the deadline.
+CPU_TESTS += tests/daemon_settle.py
 # Jobs that end (issue 21): finish, fail, --max-restarts, cancel, hgridctl wait,
 # --keep-finished, gridd restarted in each state, a worker started before
 # gridd, an srun-style launch, per-module progress in /metrics and watch.

@@ -195,6 +195,7 @@ int worker_run_gpu(const worker_options *opt)
                                  .device = opt->device, .gpu_uuid = uuid,
                                  .requested_rank = opt->requested_rank,
                                  .mint = hgrid_nccl_mint};
+    hgrid_count_ops(w, opt->train.config != NULL); // training answers an Abort with its counts
     int st = hgrid_hello(w, &hello);
     hgrid_comms *kept = NULL; // across an Abort
     while (st == HGRID_OK) {
