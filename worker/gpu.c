@@ -137,6 +137,11 @@ static int form_and_test(hgrid_worker *w, const worker_options *opt, hgrid_comms
         hgrid_comms_abort(*comms);
         alarm(0);
         *comms = NULL;
+        // Aborted mid-test: gridd would keep ids whose communicators this
+        // worker no longer holds (its peers' kept ones would wait for it).
+        if (st == HGRID_ABORTED)
+            hgrid_report_comms_lost(w, "the self-test was interrupted by the Abort; every "
+                                       "communicator aborted");
     }
     return st;
 }
