@@ -105,6 +105,8 @@ static int form_and_test(hgrid_worker *w, const worker_options *opt, hgrid_comms
     int timeout_ms = (int)(opt->comm_timeout_s * 1000), kept = -1;
     int st = *comms ? hgrid_comms_rebuild(w, opt->device, timeout_ms, comms, &kept)
                     : hgrid_comms_create_with(w, opt->device, timeout_ms, opt->comm_init, comms);
+    if (st == HGRID_ABORTED) // every communicator aborted, the kept ones too
+        hgrid_report_comms_lost(w, "communicators were forming at the Abort; all aborted");
     if (st != HGRID_OK)
         return st;
     if (kept >= 0)
