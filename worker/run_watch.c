@@ -158,12 +158,21 @@ train_watch *train_watch_start(hgrid_worker *w, hgrid_comms *comms, double beat_
     return t;
 }
 
+// The fence may go up a moment before the deadline is set (libhgrid's
+// counter raises it as the Abort arrives, then interrupt() runs).
 double train_watch_deadline(train_watch *t)
 {
-    pthread_mutex_lock(&t->lock);
-    double d = t->deadline;
-    pthread_mutex_unlock(&t->lock);
-    return d;
+    double until = now_s() + 1.0;
+    for (;;) {
+        pthread_mutex_lock(&t->lock);
+        double d = t->deadline;
+        pthread_mutex_unlock(&t->lock);
+        if (d > 0)
+            return d;
+        if (now_s() > until)
+            return now_s() + TRAIN_QUIESCE_S;
+        nanosleep(&(struct timespec){0, 1000000}, NULL);
+    }
 }
 
 void train_watch_progress(train_watch *t, uint64_t step, float loss, float tokens_per_s)
