@@ -103,16 +103,19 @@ int settle_report(settle_state *s, const mint_plan *mp, int rank, const settle_g
     bool seen[SETTLE_MAX_POSITIONS] = {false};
     for (int i = 0; i < n; i++) {
         const settle_group *g = &groups[i];
-        if (g->position < 0 || g->position >= np || seen[g->position]) {
-            snprintf(err, errlen, "group position %d: %s", g->position,
-                     g->position >= 0 && g->position < np ? "reported twice"
-                                                           : "not one of the rank's groups");
+        if (g->position < 0 || g->position >= np) {
+            snprintf(err, errlen, "group position %d is not one of rank %d's %d groups",
+                     g->position, rank, np);
+            return -1;
+        }
+        if (seen[g->position]) {
+            snprintf(err, errlen, "group position %d reported twice", g->position);
             return -1;
         }
         seen[g->position] = true;
         for (int k = 0; k < g->num_peers; k++)
             if (g->peers[k].peer < 0 || g->peers[k].peer >= pos[g->position].size) {
-                snprintf(err, errlen, "group position %d: peer %d of a group of %d",
+                snprintf(err, errlen, "group position %d names peer %d of a group of %d",
                          g->position, g->peers[k].peer, pos[g->position].size);
                 return -1;
             }
