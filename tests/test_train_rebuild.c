@@ -13,7 +13,8 @@
 // others (new objects, the aborted ones never reused); a new rank 2 joins,
 // every rank resumes from the checkpoint, and the losses are bit-identical
 // to an uninterrupted run. argv[1]: how many rounds (default 3), each
-// killing rank 2 at a random point of its peers' step.
+// sending the Abort at a random point of the survivors' step (up to 1.5
+// steps of the uninterrupted run after rank 2 stopped).
 #include "daemon/core/rebuild.h"
 #include "daemon/core/settle.h"
 #include "model/config.h"
@@ -177,7 +178,8 @@ typedef struct {
 
 // Generation 1 to the Abort and its verdict, then generation 2 from the
 // checkpoint; the losses checked against straight's.
-static round_result one_round(const hg_plan *plan, const mint_plan *mp, rank_run *straight)
+static round_result one_round(const hg_plan *plan, const mint_plan *mp, rank_run *straight,
+                              double step_s)
 {
     round_result res = {0};
     char dir[] = "/tmp/hgrid-rebuild-XXXXXX";
@@ -196,7 +198,8 @@ static round_result one_round(const hg_plan *plan, const mint_plan *mp, rank_run
     }
     start(runs, th);
     pthread_join(th[DEAD], NULL);
-    nanosleep(&(struct timespec){0, (long)(rand() % 300) * 1000000}, NULL); // anywhere in the step
+    double delay = step_s * 1.5 * rand() / RAND_MAX; // anywhere in the step
+    nanosleep(&(struct timespec){(time_t)delay, (long)((delay - (time_t)delay) * 1e9)}, NULL);
 
     // The Abort: every survivor's fence up (fences first: an aborted group
     // fails its other members' operations too, and a rank without its
@@ -352,6 +355,7 @@ int main(int argc, char **argv)
     static rank_run straight[WORLD];
     pthread_t th[WORLD];
 
+    double t0 = now_s();
     tr_threads_world *world = tr_threads_world_create(WORLD);
     for (int r = 0; r < WORLD; r++) {
         straight[r] = (rank_run){.plan = &plan, .rank = r, .last = STEPS, .dies_at = -1};
@@ -364,12 +368,13 @@ int main(int argc, char **argv)
         tr_layout_groups_free(&straight[r].groups);
     }
     tr_threads_world_free(world);
+    double step_s = (now_s() - t0) / STEPS; // this build's and machine's
     for (int s = SAVE_AT; s < STEPS; s++)
         printf("step %d: straight %.7f\n", s, straight[WORLD - 1].loss[s]);
 
     int kept = 0, renewed = 0, with_broken = 0;
     for (int i = 0; i < rounds; i++) {
-        round_result res = one_round(&plan, &mp, straight);
+        round_result res = one_round(&plan, &mp, straight, step_s);
         printf("round %d: rank %d died; %d id(s) without it broken by a peer that escaped; %d "
                "group handles kept, %d re-created; losses resumed as straight\n", i + 1, DEAD,
                res.broken_elsewhere, res.kept, res.renewed);
