@@ -191,7 +191,8 @@ typedef void (*hgrid_op_counter_fn)(void *ctx, hgrid_group_ops *ops, int num_gro
 // (hgrid_group_broken): their communicators must be aborted too
 // (hgrid_comms_abort_lost), which frees a member waiting in one.
 void hgrid_count_ops(hgrid_worker *w, bool on);
-// fn NULL: none (between trainings). Set and cleared by the thread that polls.
+// fn NULL: none (between trainings). Set it while no other thread calls
+// libhgrid on w (before handing w to a polling thread, after taking it back).
 void hgrid_set_op_counter(hgrid_worker *w, hgrid_op_counter_fn fn, void *ctx);
 // After an Abort: whether gridd named group position i broken, and how
 // many such words came since the Abort.

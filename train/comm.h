@@ -111,7 +111,9 @@ void tr_group_free(tr_group *g);
 
 // ---- keeping communicators across an Abort (worker/run.c; the threads
 // backend runs the same steps in tests/test_train_rebuild.c)
-//   other thread: tr_fence_raise, abort the groups holding a lost rank;
+//   other thread: tr_fence_raise, report tr_group_counts to gridd, abort
+//   the groups holding a lost rank, then those gridd names broken (their
+//   members' counts differ: one left them mid-operation);
 //   rank: escapes, then tr_group_drain on the others by a deadline:
 //   all drained -> kept for the next generation, else every one aborted
 //   and gridd told (its groups get new ids).
