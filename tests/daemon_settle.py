@@ -181,17 +181,17 @@ def run(tmp):
 
         # Rank 3 dies; rank 1 does not answer: past the deadline it counts
         # as replaced, and its groups get new ids.
+        t0 = time.time()
         peers[3].close()
         for r in (0, 1, 2):
             expect(peers[r], "abort")
         g2_0, g2_2 = g2[0], g2[2]
         peers[0].send(op_counts(2, [(position(g2_0, tp), 4)]))
         peers[2].send(op_counts(2, []))
-        t0 = time.time()
-        check(dg.wait_for(lambda: "no OpCounts within" in open(log).read(), 5),
+        check(dg.wait_for(lambda: "no OpCounts within" in open(log).read(), 8),
               "rank 1, silent, is given up on")
         waited = time.time() - t0
-        check(0.5 < waited < 3.0, "the deadline is about 1 s (%.2f s)" % waited)
+        check(0.9 < waited < 5.0, "given up about 1 s after the Abort (%.2f s)" % waited)
         for r in (0, 2):
             k, f = peers[r].recv(timeout=1)
             check(k == "abort_groups", "rank %d: AbortGroups after the deadline (%s)" % (r, k))
