@@ -31,6 +31,7 @@ struct conn {
     job *job;      // the worker's job once its Hello is accepted
     struct store_client *store; // a store connection's state (daemon/store.c)
     bool assignment_only; // its Hello asked for no NCCL ids
+    bool counts_ops;      // it answers an Abort with OpCounts and takes AbortGroups
     int slot;      // its roster slot (= rank once ranks are assigned)
     uint64_t hello_ns; // uv_hrtime() of its accepted Hello until its first Assignment; else 0
     char peer[64]; // "address:port" for the log, filled on first use

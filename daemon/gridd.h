@@ -16,6 +16,8 @@
 #define GRIDD_LINGER_MS 2000            // after an Error: wait this long for the peer's EOF
 #define GRIDD_SLOW_CONSUMER (4u << 20)  // bytes queued to a peer (beyond one frame) before it is dropped
 #define GRIDD_SWEEP_MS 100              // deadline check period
+#define GRIDD_SETTLE_MS 1000            // after an Abort: the workers' OpCounts (job_settle.c)
+#define GRIDD_SETTLE_LOG_GROUPS 32      // broken groups logged one by one per Abort
 #define GRIDD_HELLO_MAX_FRAME 4096      // frame limit before a worker's Hello is accepted
 #define GRIDD_SELF_TEST_MAX 8192        // largest SelfTestReport kept per worker (bytes)
 #define GRIDD_SELF_TEST_GROUPS 32       // checks kept per SelfTestReport

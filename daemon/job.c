@@ -52,8 +52,9 @@ job *job_build(const job_record *rec, const hg_plan *plan)
     j->members = malloc(sizeof *j->members * world);
     j->ranks = calloc(world, sizeof *j->ranks);
     if (!j->ids || !j->missing || !j->members || !j->ranks ||
-        rebuild_init(&j->rebuild, &j->mint)) {
+        rebuild_init(&j->rebuild, &j->mint) || settle_init(&j->settle, &j->mint)) {
         rebuild_free(&j->rebuild);
+        settle_free(&j->settle);
         free(j->ids);
         free(j->missing);
         free(j->members);
@@ -101,6 +102,7 @@ static void job_release_memory(job *j)
 {
     roster_free(&j->rec.roster);
     rebuild_free(&j->rebuild);
+    settle_free(&j->settle);
     free(j->ids);
     free(j->missing);
     free(j->members);
@@ -330,7 +332,11 @@ void job_abort_generation(job *j, const char *reason, const conn *skip, int lost
         slot->state = SLOT_JOINED;
         slot->mint_pending = false;
         conn_unwatch(c);
-        if (c != skip)
+    }
+    job_settle_begin(j, gen);
+    for (int s = 0; s < j->plan.world_size; s++) {
+        conn *c = j->rec.roster.slots[s].conn;
+        if (c && c != skip && c->job == j)
             send_abort(c, gen, reason, lost_rank);
     }
 }
@@ -398,6 +404,8 @@ void jobs_sweep(server *srv)
                  r->slots[first].device);
         job_abort_generation(j, reason, NULL, -1);
     }
+    for (job *j = srv->jobs; j; j = j->next)
+        job_settle_sweep(j, now);
 }
 
 void job_joined(job *j, conn *c, const Hgrid__Resume *resume)
@@ -449,6 +457,8 @@ void job_joined(job *j, conn *c, const Hgrid__Resume *resume)
             ((conn *)r->slots[s].conn)->slot = s;
         gridd_log_at(GRIDD_NOTICE, j, -1, "ranks assigned hosts=%d", r->num_hosts);
     }
+    if (j->settling)
+        return; // the verdict on the last generation's groups starts it
     job_start_generation(j);
 }
 
@@ -468,6 +478,7 @@ void job_worker_gone(conn *c, const char *why)
     roster_leave(r, s);
     if (assigned)
         rebuild_lose(&j->rebuild, s);
+    job_settle_gone(j, s);
     if (!assigned) {
         gridd_log_at(GRIDD_INFO, j, -1, "worker left before ranks were assigned host=%s device=%d "
                      "joined=%d/%d reason=\"%s\"", host, device, r->live, r->world_size, why);

@@ -8,6 +8,7 @@
 #include "daemon/core/mint.h"
 #include "daemon/core/rebuild.h"
 #include "daemon/core/roster.h"
+#include "daemon/core/settle.h"
 #include "daemon/core/state.h"
 #include "wire/wire.h"
 
@@ -40,6 +41,10 @@ struct job {
     hg_plan plan;
     mint_plan mint;
     rebuild_state rebuild; // which ids the next generation re-mints
+    settle_state settle;   // after an Abort: the workers' OpCounts (job_settle.c)
+    bool settling;         // OpCounts awaited: the next generation waits for the verdict
+    uint64_t settle_generation; // the aborted generation they count
+    int64_t settle_deadline;    // ms: then the silent ones count as replaced
     uint64_t minted_generation; // the generation whose ids this gridd minted (j->ids)
     wire_layout wire; // rec.spec on the wire (Assignment, JobInfo)
     job_state state;
@@ -119,6 +124,15 @@ void job_ready(conn *c, uint64_t generation);
 // that is aborted.
 void job_comms_lost(conn *c, const Hgrid__CommsLost *lost);
 void job_heartbeat(conn *c, const Hgrid__Heartbeat *hb);
+// ---- after an Abort (daemon/job_settle.c, docs/DESIGN.md "Partial rebuild"):
+// the generation was aborted: await OpCounts from every worker that counts.
+void job_settle_begin(job *j, uint64_t generation);
+// c's OpCounts; the verdict once every awaited worker reported.
+void job_op_counts(conn *c, const Hgrid__OpCounts *m);
+// rank's worker is gone: no OpCounts awaited from it.
+void job_settle_gone(job *j, int rank);
+// The verdict of a round past its deadline (the sweep).
+void job_settle_sweep(job *j, int64_t now_ms);
 const char *job_state_name(job_state s);
 const char *slot_state_name(slot_state s);
 // Saves every job but those leaving to --state-dir (if given). Returns 0,

@@ -164,6 +164,6 @@ void job_failure(conn *c, const Hgrid__Failure *f)
     if (r->assigned) // its communicators are suspect: re-create its groups
         rebuild_lose(&j->rebuild, s);
     job_abort_generation(j, reason, NULL, r->assigned ? s : -1);
-    if (!job_ended(j) && roster_full(r)) // nobody left: the next generation at once
+    if (!job_ended(j) && roster_full(r) && !j->settling) // nobody left: the next one at once
         job_start_generation(j);
 }

@@ -1,7 +1,7 @@
 # gridd (the coordinator daemon): its pure core (daemon/core/: jobs table,
 # rank assignment, id minting plan, roster, state file) and its libuv I/O.
 DAEMON_CORE_SRCS := daemon/core/table.c daemon/core/assign.c daemon/core/mint.c daemon/core/roster.c daemon/core/state.c \
-                    daemon/core/rebuild.c
+                    daemon/core/rebuild.c daemon/core/settle.c
 GRIDD_SRCS := daemon/main.c daemon/listen.c daemon/conn.c daemon/control.c daemon/worker_msgs.c \
               daemon/job.c daemon/assignment.c daemon/log.c $(DAEMON_CORE_SRCS) \
               daemon/store.c
@@ -21,10 +21,12 @@ GRIDD_SRCS += daemon/metrics.c daemon/metrics_http.c # Prometheus endpoint (docs
 # Jobs that end (issue 21): Done, Failure, outcomes kept for --keep-finished;
 # per-module progress for /metrics and hgridctl watch.
 GRIDD_SRCS += daemon/job_end.c daemon/job_progress.c
+# After an Abort: the workers' OpCounts and the verdict on the groups kept.
+GRIDD_SRCS += daemon/job_settle.c
 $(BIN)/gridd: $(call objs,$(GRIDD_SRCS)) $(WIRE_LIB) $(LAYOUT_LIB)
 
 DAEMON_UNIT_TESTS := test_daemon_assign test_daemon_mint test_daemon_state test_daemon_table \
-                     test_daemon_rebuild
+                     test_daemon_rebuild test_daemon_settle
 # Issue 18 (docs/RELIABILITY.md): saved state loads, bounded host tables,
 # no planted files, bounded decoding, printable peer strings.
 DAEMON_UNIT_TESTS += test_daemon_reliability
@@ -38,6 +40,9 @@ CPU_TESTS += tests/daemon_state_compat.py
 # hgridctl's check is refused with plan's line; users' layouts accepted.
 CPU_TESTS += tests/layout_rules_gridd.py
 CPU_TESTS += tests/daemon_restart.py tests/worker_failure.py tests/daemon_limits.py
+# Issue 19.3: the verdict after an Abort (OpCounts, AbortGroups) over direct
+# and agent links, and a survivor silent past the deadline.
+CPU_TESTS += tests/daemon_settle.py
 # Jobs that end (issue 21): finish, fail, --max-restarts, cancel, hgridctl wait,
 # --keep-finished, gridd restarted in each state, a worker started before
 # gridd, an srun-style launch, per-module progress in /metrics and watch.

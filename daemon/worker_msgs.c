@@ -79,6 +79,7 @@ static void hello(conn *c, const Hgrid__Hello *h)
     c->job = j;
     c->slot = slot;
     c->assignment_only = h->assignment_only;
+    c->counts_ops = h->counts_ops;
     c->hello_ns = uv_hrtime();
     j->rec.roster.slots[slot].conn = c;
     job_joined(j, c, h->resume);
@@ -166,6 +167,9 @@ void worker_handle(conn *c, const Hgrid__Envelope *env)
         break;
     case HGRID__ENVELOPE__MSG_COMMS_LOST:
         job_comms_lost(c, env->comms_lost);
+        break;
+    case HGRID__ENVELOPE__MSG_OP_COUNTS:
+        job_op_counts(c, env->op_counts);
         break;
     case HGRID__ENVELOPE__MSG_HEARTBEAT:
         job_heartbeat(c, env->heartbeat);

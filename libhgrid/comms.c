@@ -52,7 +52,7 @@ int hgrid_comms_abort_lost(hgrid_comms *c)
     bool hit[ASSIGN_MAX_GROUPS] = {false};
     for (int i = 0; i < c->num_groups; i++) { // a shared communicator goes with any of its groups
         const hgrid_group *g = hgrid_group_at(c->w, i);
-        if (g->nccl_id && (n == 0 || holds_any(g, lost, n)))
+        if (g->nccl_id && (n == 0 || holds_any(g, lost, n) || hgrid_group_broken(c->w, i)))
             hit[g->shares_with] = true;
     }
     for (int i = 0; i < c->num_groups; i++)

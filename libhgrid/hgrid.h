@@ -173,6 +173,35 @@ int hgrid_lost_ranks(const hgrid_worker *w, int *ranks, int max);
 int hgrid_report_comms_lost(hgrid_worker *w, const char *reason);
 int hgrid_leave(hgrid_worker *w, const char *reason);
 
+// ---- keeping communicators across an Abort (docs/DESIGN.md, "Partial rebuild")
+// What the worker issued on one group (position i) in the generation:
+// collectives, and per member index point-to-point sends to it and
+// receives from it (arrays of the group's size).
+typedef struct {
+    uint64_t collectives;
+    uint64_t *sent, *received;
+} hgrid_group_ops;
+// Fills ops[i] for each of the num_groups group positions (zeros in).
+typedef void (*hgrid_op_counter_fn)(void *ctx, hgrid_group_ops *ops, int num_groups);
+// Before hgrid_hello: this worker counts its operations. It answers every
+// Abort with what it issued on each group in the aborted generation (the
+// counter's word, called on the thread handling the Abort, after which no
+// operation of the worker may start; no counter: nothing issued), and
+// gridd names the groups that a member left with an operation unmatched
+// (hgrid_group_broken): their communicators must be aborted too
+// (hgrid_comms_abort_lost), which frees a member waiting in one.
+void hgrid_count_ops(hgrid_worker *w, bool on);
+// fn NULL: none (between trainings). Set it while no other thread calls
+// libhgrid on w (before handing w to a polling thread, after taking it back).
+void hgrid_set_op_counter(hgrid_worker *w, hgrid_op_counter_fn fn, void *ctx);
+// After an Abort: whether gridd named group position i broken, and how
+// many such words came since the Abort.
+bool hgrid_group_broken(const hgrid_worker *w, int i);
+int hgrid_broken_notices(const hgrid_worker *w);
+// After an Abort: hgrid_poll that leaves the next Assignment for
+// hgrid_wait_assignment (for a thread still cleaning up the generation).
+int hgrid_poll_aborted(hgrid_worker *w);
+
 // ---- the end of a job
 // Tells gridd this rank's training finished at step (after Ready). Once
 // every rank is done gridd releases them all (HGRID_RELEASED, outcome

@@ -58,7 +58,8 @@ ncclComm_t hgrid_comms_at(const hgrid_comms *c, int i);
 void hgrid_comms_abort(hgrid_comms *c);
 // After HGRID_ABORTED while operations may be in flight (training): aborts
 // the communicators of the groups holding one of the Abort's lost ranks
-// (hgrid_lost_ranks; every one when it named none) and keeps the others,
+// (hgrid_lost_ranks; every one when it named none), and those gridd named
+// broken since (hgrid_group_broken; call it again after each such word), and keeps the others,
 // for hgrid_comms_rebuild once they are quiet. Returns how many it aborted.
 int hgrid_comms_abort_lost(hgrid_comms *c);
 // Finalizes and destroys every communicator (a clean end), and frees c.

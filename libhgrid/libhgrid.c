@@ -80,6 +80,7 @@ int hgrid_send_hello(hgrid_worker *w)
     if (w->via_agent) // the agent opens its link to the gridd this worker was given
         hello.coordinator = w->rc.coordinator;
     hello.assignment_only = h->mint == NULL;
+    hello.counts_ops = w->counts_ops;
     int rank = w->rank >= 0 ? w->rank : h->requested_rank; // after an assignment: its rank
     if (rank >= 0) {
         req.rank = (uint32_t)rank;
@@ -320,6 +321,61 @@ static void keep_reason(hgrid_worker *w, const char *reason)
     snprintf(w->reason, sizeof w->reason, "%s", reason && *reason ? reason : "no reason given");
 }
 
+// Answers an Abort: what this worker issued on each group (the counter's
+// word; none: nothing).
+static void send_op_counts(hgrid_worker *w, uint64_t generation)
+{
+    int n = w->op_counter ? w->num_groups : 0;
+    size_t total = 0;
+    for (int i = 0; i < n; i++)
+        total += (size_t)w->groups[i].pub.size;
+    hgrid_group_ops *ops = calloc((size_t)n + 1, sizeof *ops);
+    uint64_t *counts = calloc(2 * total + 1, sizeof *counts);
+    Hgrid__GroupOps *groups = calloc((size_t)n + 1, sizeof *groups);
+    Hgrid__GroupOps **group_ptrs = calloc((size_t)n + 1, sizeof *group_ptrs);
+    Hgrid__PeerOps *peers = calloc(total + 1, sizeof *peers);
+    Hgrid__PeerOps **peer_ptrs = calloc(total + 1, sizeof *peer_ptrs);
+    Hgrid__OpCounts msg = HGRID__OP_COUNTS__INIT;
+    msg.generation = generation;
+    if (ops && counts && groups && group_ptrs && peers && peer_ptrs) {
+        uint64_t *at = counts;
+        for (int i = 0; i < n; i++) {
+            ops[i].sent = at, at += w->groups[i].pub.size;
+            ops[i].received = at, at += w->groups[i].pub.size;
+        }
+        if (n)
+            w->op_counter(w->op_counter_ctx, ops, n);
+        size_t np = 0;
+        for (int i = 0; i < n; i++) {
+            Hgrid__GroupOps *g = &groups[msg.n_groups];
+            hgrid__group_ops__init(g);
+            g->group = (uint32_t)i;
+            g->collectives = ops[i].collectives;
+            g->peers = peer_ptrs + np;
+            for (int j = 0; j < w->groups[i].pub.size; j++) {
+                if (!ops[i].sent[j] && !ops[i].received[j])
+                    continue;
+                hgrid__peer_ops__init(&peers[np]);
+                peers[np].peer = (uint32_t)j;
+                peers[np].sent = ops[i].sent[j];
+                peers[np].received = ops[i].received[j];
+                peer_ptrs[np] = &peers[np];
+                np++, g->n_peers++;
+            }
+            if (g->collectives || g->n_peers) // a group left out issued nothing
+                group_ptrs[msg.n_groups++] = g;
+        }
+        msg.groups = group_ptrs;
+    } // out of memory: no report (gridd counts this rank as replaced at its deadline)
+    Hgrid__Envelope env;
+    wire_envelope_init(&env);
+    env.msg_case = HGRID__ENVELOPE__MSG_OP_COUNTS;
+    env.op_counts = &msg;
+    if (ops && counts && groups && group_ptrs && peers && peer_ptrs)
+        hgrid_send(w, &env);
+    free(ops), free(counts), free(groups), free(group_ptrs), free(peers), free(peer_ptrs);
+}
+
 // Handles one message. Returns HGRID_OK to go on, HGRID_ABORTED /
 // HGRID_RELEASED for the caller, a negative status, or 3 for "assigned".
 #define ASSIGNED 3
@@ -344,7 +400,22 @@ static int handle(hgrid_worker *w, const Hgrid__Envelope *env)
         if (env->abort->n_lost_ranks > HGRID_MAX_LOST)
             w->num_lost = 0; // too many to tell: every communicator goes
         w->assigned = false;
+        memset(w->broken, 0, sizeof w->broken);
+        w->broken_notices = 0;
+        if (w->counts_ops)
+            send_op_counts(w, env->abort->generation); // lost with the connection, if it is
         return HGRID_ABORTED;
+    case HGRID__ENVELOPE__MSG_ABORT_GROUPS:
+        if (!w->counts_ops)
+            return hgrid_fail(w, HGRID_ERR_IO, "gridd sent AbortGroups to a worker that does "
+                              "not count its operations");
+        if (env->abort_groups->generation != w->generation || w->assigned)
+            return HGRID_OK; // another generation's
+        for (size_t i = 0; i < env->abort_groups->n_groups; i++)
+            if (env->abort_groups->groups[i] < (uint32_t)w->num_groups)
+                w->broken[env->abort_groups->groups[i]] = true;
+        w->broken_notices++;
+        return HGRID_OK;
     case HGRID__ENVELOPE__MSG_RELEASE:
         keep_reason(w, env->release->reason);
         hgrid_take_release(w, env->release);
@@ -396,6 +467,38 @@ int hgrid_poll(hgrid_worker *w)
     }
     return HGRID_OK;
 }
+
+int hgrid_poll_aborted(hgrid_worker *w)
+{
+    int rc = fill(w, 0);
+    if (rc != HGRID_OK)
+        return rc;
+    while (w->queue_len && w->queue[w->queue_head]->msg_case != HGRID__ENVELOPE__MSG_ASSIGNMENT) {
+        Hgrid__Envelope *env = dequeue(w);
+        char buf[256];
+        const char *bad = wire_check_version(env, buf, sizeof buf);
+        rc = bad ? hgrid_fail(w, HGRID_ERR_IO, "gridd: %s", bad) : handle(w, env);
+        wire_free_envelope(env);
+        if (rc != HGRID_OK)
+            return rc;
+    }
+    return HGRID_OK;
+}
+
+void hgrid_count_ops(hgrid_worker *w, bool on) { w->counts_ops = on; }
+
+void hgrid_set_op_counter(hgrid_worker *w, hgrid_op_counter_fn fn, void *ctx)
+{
+    w->op_counter = fn;
+    w->op_counter_ctx = ctx;
+}
+
+bool hgrid_group_broken(const hgrid_worker *w, int i)
+{
+    return i >= 0 && i < w->num_groups && w->broken[i];
+}
+
+int hgrid_broken_notices(const hgrid_worker *w) { return w->broken_notices; }
 
 int hgrid_ready(hgrid_worker *w)
 {

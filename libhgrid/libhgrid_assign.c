@@ -21,6 +21,8 @@ static int store_groups(hgrid_worker *w, const Hgrid__Assignment *a)
 {
     assign_group want[ASSIGN_MAX_GROUPS];
     int n = assign_expected_groups(&w->ref, w->rank, want);
+    memset(w->broken, 0, sizeof w->broken); // AbortGroups named the last assignment's
+    w->broken_notices = 0;
     size_t total = 0;
     for (int i = 0; i < n; i++)
         total += (size_t)want[i].size;

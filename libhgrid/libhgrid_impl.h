@@ -65,6 +65,13 @@ struct hgrid_worker {
     char reason[HGRID_ERR_LEN];
     int lost[HGRID_MAX_LOST]; // the last Abort's lost ranks
     int num_lost;
+    // Counting operations (hgrid_count_ops): the counter, and gridd's
+    // AbortGroups since the last Abort, by group position.
+    bool counts_ops;
+    hgrid_op_counter_fn op_counter;
+    void *op_counter_ctx;
+    bool broken[ASSIGN_MAX_GROUPS];
+    int broken_notices;
 
     // ids this worker minted for the generation being formed
     uint64_t mint_generation;

@@ -1,7 +1,9 @@
 // The threads backend of train/comm.h: every collective on 4 ranks (and on
 // a 2-rank subgroup running at the same time) against exactly known
 // results, bitwise equality of float sums across members, and a
-// point-to-point ring exchanging both ways in one batch.
+// point-to-point ring exchanging both ways in one batch; each member's
+// operation counts (collectives, sends and receives per peer), and a
+// raised fence: the next operation escapes, uncounted.
 #include "tests/check.h"
 #include "train/comm.h"
 
@@ -15,6 +17,7 @@ typedef struct {
     tr_threads_world *world;
     int rank;
     int wrong;                 // elements that differ from the expected value
+    int bad_counts;            // operation counts unlike the calls made
     float fsum[N];             // float all-reduce result, compared across ranks
 } rank_ctx;
 
@@ -85,9 +88,39 @@ static void *run_rank(void *arg)
     tr_p2p(ops, 4, TR_I32);
     c->wrong += from_prev != (r + W - 1) % W || from_next != -((r + 1) % W);
 
+    uint64_t sent[W], received[W];
+    c->bad_counts += tr_group_counts(g, sent, received) != 7; // 3 + gather, scatter, bcast, a2a
+    for (int j = 0; j < W; j++) {
+        uint64_t want = j == (r + 1) % W || j == (r + W - 1) % W;
+        c->bad_counts += sent[j] != want || received[j] != want;
+    }
+    c->bad_counts += sub && tr_group_counts(sub, NULL, NULL) != 1;
     tr_group_free(sub);
     tr_group_free(g);
     return NULL;
+}
+
+// A raised fence: the next operation escapes and is not counted.
+static void fence_escapes(void)
+{
+    tr_threads_world *w = tr_threads_world_create(2);
+    int both[2] = {0, 1};
+    tr_group *g = tr_threads_group(w, both, 2, 0);
+    jmp_buf escape;
+    tr_fence fence = {.escape = &escape};
+    g->fence = &fence;
+    volatile int escaped = 0;
+    tr_fence_raise(&fence);
+    if (setjmp(escape) == 0) {
+        int x = 1;
+        tr_all_reduce(g, &x, 1, TR_I32); // would wait for rank 1 forever
+    } else {
+        escaped = 1;
+    }
+    CHECK(escaped, "an operation after the fence escapes");
+    CHECK_EQ(tr_group_counts(g, NULL, NULL), 0);
+    tr_group_free(g);
+    tr_threads_world_free(w);
 }
 
 int main(void)
@@ -103,6 +136,7 @@ int main(void)
         pthread_join(th[r], NULL);
     for (int r = 0; r < W; r++) {
         CHECK(ctx[r].wrong == 0, "rank %d: %d wrong elements", r, ctx[r].wrong);
+        CHECK(ctx[r].bad_counts == 0, "rank %d: %d operation counts wrong", r, ctx[r].bad_counts);
         CHECK(memcmp(ctx[r].fsum, ctx[0].fsum, sizeof ctx[0].fsum) == 0,
               "rank %d's float sum differs from rank 0's", r);
     }
@@ -112,5 +146,6 @@ int main(void)
     expect += 1.0f / 4.0f * 1e7f;
     CHECK(ctx[0].fsum[0] == expect, "sum %.9g, expected %.9g", ctx[0].fsum[0], expect);
     tr_threads_world_free(w);
+    fence_escapes();
     return check_summary("test_train_comm");
 }

@@ -9,6 +9,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 // TR_BF16: activations of the bf16 GPU step (sums in fp32, rounded once).
 typedef enum { TR_F32, TR_I32, TR_BF16 } tr_dtype;
@@ -21,10 +22,24 @@ typedef struct tr_backend tr_backend;
 // an operation failing on a group whose communicator was aborted, jump to
 // escape (longjmp, value 1) instead of running. escape NULL, or a failure
 // before the fence was raised: the process ends, saying where.
+// issuing: the rank is between its fence check and counting the operation
+// (tr_fence_raise waits it out, so the counts it leaves are final).
 typedef struct {
     atomic_int raised;
+    atomic_int issuing;
     jmp_buf *escape;
 } tr_fence;
+
+// What a member issued on a group since the handle was made: collectives
+// (every member issues each one), and per peer (member index) the
+// point-to-point sends to it and receives from it. After an Abort, the
+// members' counts say whether an operation in flight can still complete
+// (daemon/core/settle.h): every member issued the same collectives and
+// every send has its receive.
+typedef struct {
+    atomic_ullong collectives;
+    atomic_ullong *sent, *received; // (size)
+} tr_op_counts;
 
 // A group as one member sees it. members: global ranks in the layout
 // engine's order; rank: this member's index among them.
@@ -34,6 +49,7 @@ struct tr_group {
     int size, rank;
     int *members; // (size)
     tr_fence *fence; // NULL: none (failures end the process)
+    tr_op_counts ops; // set up by the backend (tr_group_counts_init)
 };
 
 // One point-to-point transfer of a batch: peer is an index into group.
@@ -95,10 +111,15 @@ void tr_group_free(tr_group *g);
 
 // ---- keeping communicators across an Abort (worker/run.c; the threads
 // backend runs the same steps in tests/test_train_rebuild.c)
-//   other thread: tr_fence_raise, abort the groups holding a lost rank;
+//   other thread: tr_fence_raise, report tr_group_counts to gridd, abort
+//   the groups holding a lost rank, then those gridd names broken (their
+//   members' counts differ: one left them mid-operation);
 //   rank: escapes, then tr_group_drain on the others by a deadline:
 //   all drained -> kept for the next generation, else every one aborted
 //   and gridd told (its groups get new ids).
+// Raises the fence and waits until the rank is not between a fence check
+// and counting an operation: from its return no operation starts, and
+// every group's counts are final.
 void tr_fence_raise(tr_fence *f);
 // Jumps to g's escape once its fence is raised; else the process ends
 // after one line naming what failed (a backend calls it when an
@@ -109,6 +130,13 @@ bool tr_group_holds(const tr_group *g, const int *ranks, int n);
 void tr_group_abort(tr_group *g);
 // true once this member's operations on g completed (by deadline).
 bool tr_group_drain(tr_group *g, double deadline);
+// A backend's constructor: g->ops for g->size members; -1 if memory is
+// short. tr_group_free frees them.
+int tr_group_counts_init(tr_group *g);
+void tr_group_counts_free(tr_group *g);
+// g's counts now: collectives, and sent/received (g->size each; NULL: not
+// wanted). NULL g: nothing issued.
+uint64_t tr_group_counts(const tr_group *g, uint64_t *sent, uint64_t *received);
 
 // ---- threads backend
 typedef struct tr_threads_world tr_threads_world;

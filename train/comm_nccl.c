@@ -270,6 +270,10 @@ tr_group *tr_nccl_group_beside(ncclComm_t comm, cudaStream_t stream, cudaStream_
     *x = (nccl_impl){comm, side, stream, ev};
     *g = (tr_group){.be = &nccl_backend, .impl = x, .size = size, .rank = rank_in_group,
                     .members = copy};
+    if (tr_group_counts_init(g)) {
+        nc_free(g);
+        return NULL;
+    }
     return g;
 }
 

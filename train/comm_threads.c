@@ -406,6 +406,10 @@ tr_group *tr_threads_group(tr_threads_world *w, const int *members, int size, in
     for (int j = 0; j < size; j++)
         if (members[j] == my_rank)
             g->rank = j;
+    if (tr_group_counts_init(g)) {
+        th_free(g);
+        return NULL;
+    }
     return g;
 }
 

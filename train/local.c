@@ -43,6 +43,10 @@ static tr_group *solo_group(const tr_ops *ops, int rank)
     }
     *members = rank;
     *g = (tr_group){.be = &solo_backend, .impl = (void *)ops, .size = 1, .members = members};
+    if (tr_group_counts_init(g)) {
+        free(g), free(members);
+        return NULL;
+    }
     return g;
 }
 

@@ -24,9 +24,15 @@ TRAIN_TESTS := test_train_comm test_train_schedule test_train_shard test_train_p
                test_train_local test_train_layouts test_train_rebuild
 CPU_TESTS += $(addprefix $(BUILD)/tests/,$(TRAIN_TESTS)) tests/train_worker_cli.sh
 
-$(addprefix $(BUILD)/tests/,$(TRAIN_TESTS)): $(BUILD)/tests/%: $(BUILD)/tests/%.o \
+$(addprefix $(BUILD)/tests/,$(filter-out test_train_rebuild,$(TRAIN_TESTS))): $(BUILD)/tests/%: \
+                                             $(BUILD)/tests/%.o \
                                              $(call objs,worker/run_args.c) $(TRAIN_LIB) \
                                              $(MODEL_LIB) $(KERNELS_REF_LIB) $(LAYOUT_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ -lpthread -lm
+# It judges the groups after the Abort with gridd's own verdict (daemon/core/settle.c).
+$(BUILD)/tests/test_train_rebuild: $(BUILD)/tests/test_train_rebuild.o $(TRAIN_LIB) $(MODEL_LIB) \
+                                   $(KERNELS_REF_LIB) $(BUILD)/libgridd_core.a $(LAYOUT_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ -lpthread -lm
 

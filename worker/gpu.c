@@ -105,6 +105,8 @@ static int form_and_test(hgrid_worker *w, const worker_options *opt, hgrid_comms
     int timeout_ms = (int)(opt->comm_timeout_s * 1000), kept = -1;
     int st = *comms ? hgrid_comms_rebuild(w, opt->device, timeout_ms, comms, &kept)
                     : hgrid_comms_create_with(w, opt->device, timeout_ms, opt->comm_init, comms);
+    if (st == HGRID_ABORTED) // every communicator aborted, the kept ones too
+        hgrid_report_comms_lost(w, "communicators were forming at the Abort; all aborted");
     if (st != HGRID_OK)
         return st;
     if (kept >= 0)
@@ -137,6 +139,11 @@ static int form_and_test(hgrid_worker *w, const worker_options *opt, hgrid_comms
         hgrid_comms_abort(*comms);
         alarm(0);
         *comms = NULL;
+        // Aborted mid-test: gridd would keep ids whose communicators this
+        // worker no longer holds (its peers' kept ones would wait for it).
+        if (st == HGRID_ABORTED)
+            hgrid_report_comms_lost(w, "the self-test was interrupted by the Abort; every "
+                                       "communicator aborted");
     }
     return st;
 }
@@ -195,6 +202,7 @@ int worker_run_gpu(const worker_options *opt)
                                  .device = opt->device, .gpu_uuid = uuid,
                                  .requested_rank = opt->requested_rank,
                                  .mint = hgrid_nccl_mint};
+    hgrid_count_ops(w, opt->train.config != NULL); // training answers an Abort with its counts
     int st = hgrid_hello(w, &hello);
     hgrid_comms *kept = NULL; // across an Abort
     while (st == HGRID_OK) {

@@ -57,6 +57,45 @@ static int make_groups(hgrid_worker *w, hgrid_comms *comms, cudaStream_t st, cud
     return bad ? -1 : 0;
 }
 
+// The training group at Assignment position i (libhgrid's group names:
+// "KIND", a colocated rank's second module's "llm.KIND", "bridge" or
+// "bridge:NAME"); NULL when training has none.
+static tr_group *group_at(hgrid_worker *w, tr_rank_groups *groups, int i)
+{
+    const char *name = hgrid_group_at(w, i)->name;
+    const hg_plan *plan = hgrid_plan(w);
+    if (!strncmp(name, "bridge", 6)) {
+        for (int b = 0; b < plan->num_encoders && b < HG_MAX_ENCODERS; b++)
+            if (name[6] == '\0' || (name[6] == ':' && !strcmp(name + 7, plan->modules[b].name)))
+                return groups->bridge[b];
+        return NULL;
+    }
+    int module = !strncmp(name, "llm.", 4);
+    for (int k = 0; k < HG_NUM_GROUP_KINDS; k++)
+        if (!strcmp(name + 4 * module, hg_group_name(k)))
+            return groups->g[module][k];
+    return NULL;
+}
+
+typedef struct {
+    hgrid_worker *w;
+    tr_rank_groups *groups;
+    tr_fence *fence;
+} op_counter;
+
+// libhgrid's counter (on the watch thread, as it handles an Abort): the
+// fence first, so that the counts are final, then each group's.
+static void count_ops(void *ctx, hgrid_group_ops *ops, int n)
+{
+    op_counter *oc = ctx;
+    tr_fence_raise(oc->fence);
+    for (int i = 0; i < n; i++) {
+        tr_group *g = group_at(oc->w, oc->groups, i);
+        if (g && g->size == hgrid_group_at(oc->w, i)->size)
+            ops[i].collectives = tr_group_counts(g, ops[i].sent, ops[i].received);
+    }
+}
+
 // After an escape: whether every group's operations finished by deadline.
 static bool groups_quiet(tr_rank_groups *groups, double deadline)
 {
@@ -169,8 +208,11 @@ int train_run(hgrid_worker *w, hgrid_comms **comms, const train_options *o, doub
     int rc = HGRID_ERR_STATE, aborted = 0;
     jmp_buf escape;
     tr_fence fence = {.escape = &escape};
+    op_counter counter = {w, &groups, &fence};
+    int made = make_groups(w, *comms, st, side, &fence, &groups);
+    hgrid_set_op_counter(w, count_ops, &counter); // before the watch thread polls
     train_watch *watch = train_watch_start(w, *comms, beat_s, &fence);
-    if (watch && make_groups(w, *comms, st, side, &fence, &groups) != 0) {
+    if (watch && made != 0) {
         fprintf(stderr, "hgrid-worker: out of memory for the training groups\n");
         rc = train_watch_finish(watch, 0, &aborted);
     } else if (watch && setjmp(escape)) { // the watch thread raised the fence
@@ -195,6 +237,7 @@ int train_run(hgrid_worker *w, hgrid_comms **comms, const train_options *o, doub
         if (!done && rc >= 0)
             rc = HGRID_ERR_STATE;
     }
+    hgrid_set_op_counter(w, NULL, NULL); // the watch thread is gone
     if (aborted)
         *comms = NULL;
     tr_worker_free(tw);

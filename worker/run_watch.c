@@ -61,8 +61,21 @@ static void interrupt(train_watch *t, int st)
     tr_fence_raise(t->fence);
     if (kept) {
         hgrid_comms_abort_lost(t->comms);
+        // gridd's verdict on the others (AbortGroups: a peer left one of
+        // them with an operation unmatched) frees a step waiting in one.
+        int notices = 0, polling = 1;
         for (int stop = 0; !stop && now_s() < t->deadline + 0.5;) {
-            nanosleep(&(struct timespec){0, 5000000}, NULL);
+            nanosleep(&(struct timespec){0, 2000000}, NULL);
+            int st2 = polling ? hgrid_poll_aborted(t->w) : HGRID_OK;
+            polling = st2 == HGRID_OK || st2 == HGRID_ABORTED;
+            if (st2 == HGRID_ABORTED || hgrid_broken_notices(t->w) != notices) {
+                notices = hgrid_broken_notices(t->w);
+                int n = hgrid_comms_abort_lost(t->comms);
+                if (n)
+                    fprintf(stderr, "hgrid-worker: rank %d: gridd named %d more communicator(s) "
+                                    "broken (a peer left them mid-operation); aborted\n",
+                            hgrid_rank(t->w), n);
+            }
             pthread_mutex_lock(&t->lock);
             stop = t->stop;
             pthread_mutex_unlock(&t->lock);
@@ -145,12 +158,21 @@ train_watch *train_watch_start(hgrid_worker *w, hgrid_comms *comms, double beat_
     return t;
 }
 
+// The fence may go up a moment before the deadline is set (libhgrid's
+// counter raises it as the Abort arrives, then interrupt() runs).
 double train_watch_deadline(train_watch *t)
 {
-    pthread_mutex_lock(&t->lock);
-    double d = t->deadline;
-    pthread_mutex_unlock(&t->lock);
-    return d;
+    double until = now_s() + 1.0;
+    for (;;) {
+        pthread_mutex_lock(&t->lock);
+        double d = t->deadline;
+        pthread_mutex_unlock(&t->lock);
+        if (d > 0)
+            return d;
+        if (now_s() > until)
+            return now_s() + TRAIN_QUIESCE_S;
+        nanosleep(&(struct timespec){0, 1000000}, NULL);
+    }
 }
 
 void train_watch_progress(train_watch *t, uint64_t step, float loss, float tokens_per_s)

@@ -1,11 +1,14 @@
 // The training worker's link to gridd while it trains: a thread that
 // heartbeats the latest step's progress and reads gridd's messages, so
-// that a step blocked on a lost peer still hears an Abort. On Abort it
-// raises the training thread's fence and aborts the communicators of the
-// groups holding a lost rank (hgrid_comms_abort_lost): the training thread
-// escapes (train/comm.h) and has until train_watch_deadline for its other
-// communicators' operations to finish, then they are all aborted. A
-// Release before the last step aborts every communicator at once.
+// that a step blocked on a lost peer still hears an Abort. On Abort
+// (libhgrid's counter, worker/run.c, has raised the training thread's
+// fence and reported the operation counts) it aborts the communicators of
+// the groups holding a lost rank (hgrid_comms_abort_lost), and those gridd
+// then names broken (AbortGroups: a peer left them mid-operation): the
+// training thread escapes (train/comm.h) and has until
+// train_watch_deadline for its other communicators' operations to finish,
+// then they are all aborted. A Release before the last step aborts every
+// communicator at once.
 #ifndef HGRID_TRAIN_RUN_WATCH_H
 #define HGRID_TRAIN_RUN_WATCH_H
 

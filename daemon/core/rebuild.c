@@ -11,7 +11,8 @@ int rebuild_init(rebuild_state *rb, const mint_plan *mp)
     rb->replaced = malloc((size_t)rb->world_size);
     rb->changed = malloc((size_t)rb->num_ids + 1);
     rb->leads = malloc(sizeof *rb->leads * (size_t)rb->world_size);
-    if (!rb->replaced || !rb->changed || !rb->leads) {
+    rb->broken = calloc((size_t)rb->num_ids + 1, 1);
+    if (!rb->replaced || !rb->changed || !rb->leads || !rb->broken) {
         rebuild_free(rb);
         return -1;
     }
@@ -26,7 +27,8 @@ void rebuild_free(rebuild_state *rb)
     free(rb->replaced);
     free(rb->changed);
     free(rb->leads);
-    rb->replaced = rb->changed = NULL;
+    free(rb->broken);
+    rb->replaced = rb->changed = rb->broken = NULL;
     rb->leads = NULL;
 }
 
@@ -36,6 +38,12 @@ void rebuild_lose(rebuild_state *rb, int rank)
         return;
     rb->replaced[rank] = 1;
     rb->num_replaced++;
+}
+
+void rebuild_break(rebuild_state *rb, int id)
+{
+    if (id >= 0 && id < rb->num_ids)
+        rb->broken[id] = 1;
 }
 
 void rebuild_lose_all(rebuild_state *rb)
@@ -61,6 +69,9 @@ int rebuild_plan(rebuild_state *rb, const mint_plan *mp)
     }
     memset(rb->changed, 0, (size_t)rb->num_ids + 1);
     rb->num_changed = 0;
+    for (int id = 0; id < rb->num_ids; id++)
+        if (rb->broken[id])
+            mark(rb, id);
     for (int r = 0; r < rb->world_size; r++) {
         if (!rb->replaced[r])
             continue;
@@ -78,6 +89,7 @@ int rebuild_plan(rebuild_state *rb, const mint_plan *mp)
 
 void rebuild_formed(rebuild_state *rb)
 {
+    memset(rb->broken, 0, (size_t)rb->num_ids + 1);
     memset(rb->replaced, 0, (size_t)rb->world_size);
     rb->num_replaced = 0;
 }

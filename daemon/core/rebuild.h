@@ -13,6 +13,7 @@
 typedef struct {
     uint8_t *replaced;  // per rank: its communicators are gone (lost, or never formed)
     uint8_t *changed;   // per id: re-minted in the current generation
+    uint8_t *broken;    // per id: its members aborted it (settle_judge): re-minted next
     int *leads;         // per rank: changed ids it mints (rebuild_count)
     int num_replaced;
     int num_changed;
@@ -24,13 +25,16 @@ int rebuild_init(rebuild_state *rb, const mint_plan *mp);
 void rebuild_free(rebuild_state *rb);
 // rank's worker is gone: its groups are re-created in the next generation.
 void rebuild_lose(rebuild_state *rb, int rank);
+// The group behind id was aborted by its members (a member left it with
+// an operation unmatched): the next generation re-creates it.
+void rebuild_break(rebuild_state *rb, int id);
 // Every rank lost its communicators (e.g. gridd restarted and no longer knows the ids).
 void rebuild_lose_all(rebuild_state *rb);
 // At a generation's start: marks the ids of every group holding a replaced
-// rank as changed; returns how many ids change.
+// rank, and every broken one, as changed; returns how many ids change.
 int rebuild_plan(rebuild_state *rb, const mint_plan *mp);
 // Every rank formed the current generation's communicators: none is
-// replaced any more.
+// replaced or broken any more.
 void rebuild_formed(rebuild_state *rb);
 // The member ranks of the group behind id (members holds world_size);
 // returns how many.

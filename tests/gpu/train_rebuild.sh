@@ -3,13 +3,15 @@
 # only what broke. encoder tp1 dp2 + llm tp2 (ranks 0-1, 2-3), fp32,
 # checkpoints every 100 steps; kill -9 of rank 3 (the LLM's tp rank 1):
 #   every survivor aborts at once only the communicators of the groups
-#   holding rank 3 (its log says so); each kept communicator either goes
-#   quiet within the deadline or the survivor aborts them all and tells
-#   gridd (CommsLost: gridd logs "communicators lost");
+#   holding rank 3 (its log says so) and reports its operation counts;
+#   gridd's verdict names the groups a survivor left mid-operation ("group
+#   broken: ... members=..."), whose members abort them too, so no survivor
+#   stays stuck past the deadline (none reports CommsLost, "communicators
+#   lost" in gridd's log, and gridd logs "groups settled" with silent=0);
 #   the restarted rank 3 joins generation 2, whose Assignments keep the id
-#   of every group holding no replaced rank (3 and those that reported),
-#   and each survivor keeps exactly those communicators ("communicators
-#   rebuilt: N kept", checked against the plan's groups);
+#   of every group holding no replaced rank and not broken, and each
+#   survivor keeps exactly those communicators ("communicators rebuilt: N
+#   kept", checked against the plan's groups);
 #   training resumes from the latest checkpoint with the losses of the
 #   uninterrupted steps (fp32: identical).
 # Prints per survivor what it kept. Skips (exit 77) with fewer than 4 GPUs.
@@ -70,9 +72,14 @@ kept_lines=$(for r in 0 1 2; do
 done)
 # Expected per survivor: its distinct communicators (rank sets of size > 1,
 # the bridge included) holding no replaced rank.
+broken=$(sed -n 's/.*group broken: a member left it mid-operation id=[0-9]* members=\([0-9,]*\).*/\1/p' \
+         "$tmp/gridd.log" | sort -u | tr '\n' ' ')
+grep -q "groups settled generation=1 .* silent=0" "$tmp/gridd.log" ||
+  fail "gridd did not settle generation 1's groups with every survivor's counts"
 expected=$("$bin/hgridctl" plan --json "${LAYOUT[@]}" | python3 -c '
 import json, sys
 plan, replaced = json.load(sys.stdin), {int(r) for r in sys.argv[1].split()}
+broken = {frozenset(int(r) for r in b.split(",")) for b in sys.argv[2].split()}
 sets = {}
 for m in plan["modules"]:
     for groups in m["groups"].values():
@@ -84,9 +91,10 @@ bridge = frozenset(r for edge in plan["bridge"]["edges"] for r in edge)
 for r in bridge:
     sets.setdefault(r, set()).add(bridge)
 for r in (0, 1, 2):
-    print(r, sum(1 for s in sets.get(r, ()) if not s & replaced))
-' "$KILLED $reported")
-echo "  reported CommsLost: ${reported:-none}"
+    print(r, sum(1 for s in sets.get(r, ()) if not s & replaced and s not in broken))
+' "$KILLED $reported" "$broken")
+echo "  reported CommsLost: ${reported:-none}; broken by a peer that left them: ${broken:-none}"
+[ -z "$reported" ] || fail "survivor(s) $reported stayed stuck past the deadline and lost every communicator"
 while read -r r want; do
   got=$(awk -v r="$r" '$1 == r {print $2}' <<<"$kept_lines")
   case " $reported " in *" $r "*) got=${got:-0} ;; esac # it aborted them all: nothing to keep
