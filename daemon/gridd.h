@@ -16,6 +16,9 @@
 #define GRIDD_LINGER_MS 2000            // after an Error: wait this long for the peer's EOF
 #define GRIDD_SLOW_CONSUMER (4u << 20)  // bytes queued to a peer (beyond one frame) before it is dropped
 #define GRIDD_SWEEP_MS 100              // deadline check period
+// Descriptors gridd makes room for at start (util/fd_table.h): --max-connections
+// and a few, at most this many (512 KiB of kernel memory).
+#define GRIDD_FD_RESERVE_MAX 65536
 #define GRIDD_HELLO_MAX_FRAME 4096      // frame limit before a worker's Hello is accepted
 #define GRIDD_SELF_TEST_MAX 8192        // largest SelfTestReport kept per worker (bytes)
 #define GRIDD_SELF_TEST_GROUPS 32       // checks kept per SelfTestReport

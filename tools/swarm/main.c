@@ -12,6 +12,7 @@
 
 #include "tools/swarm/swarm.h"
 #include "util/cli.h"
+#include "util/fd_table.h"
 
 // Returns 0 to run, 1 after --help or --version, 2 on a usage error.
 static int parse_args(int argc, char **argv, swarm_options *o)
@@ -114,6 +115,9 @@ static int raise_fd_limit(int workers)
                 workers, workers + 16, (unsigned long long)rl.rlim_max);
         return -1;
     }
+    // Now, while one thread: the connect threads would each wait for the
+    // kernel to grow the table (util/fd_table.h).
+    fd_table_reserve(workers + 16);
     return 0;
 }
 
@@ -243,6 +247,8 @@ int main(int argc, char **argv)
            ph.last_hello - s.t_first_connect, ph.first_request - s.t_first_connect,
            ph.last_reply - s.t_first_connect, ph.first_assigned - s.t_first_connect,
            rendezvous);
+    if (getenv("HGRID_SWARM_T0"))
+        fprintf(stderr, "t0 %.6f\n", s.t_first_connect);
     if (cpu0 >= 0 && cpu1 >= 0)
         printf("gridd cpu: %.0f ms during the rendezvous, %.1f us per worker\n",
                (cpu1 - cpu0) * 1e3, (cpu1 - cpu0) * 1e6 * per);
