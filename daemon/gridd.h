@@ -18,6 +18,9 @@
 #define GRIDD_SWEEP_MS 100              // deadline check period
 #define GRIDD_SETTLE_MS 1000            // after an Abort: the workers' OpCounts (job_settle.c)
 #define GRIDD_SETTLE_LOG_GROUPS 32      // broken groups logged one by one per Abort
+// Descriptors gridd makes room for at start (util/fd_table.h): --max-connections
+// and a few, at most this many (512 KiB of kernel memory).
+#define GRIDD_FD_RESERVE_MAX 65536
 #define GRIDD_HELLO_MAX_FRAME 4096      // frame limit before a worker's Hello is accepted
 #define GRIDD_SELF_TEST_MAX 8192        // largest SelfTestReport kept per worker (bytes)
 #define GRIDD_SELF_TEST_GROUPS 32       // checks kept per SelfTestReport

@@ -25,6 +25,7 @@ struct hostlink {
     int *assign_ranks;
     uint32_t *assign_devices;
     int num_assign, cap_assign;
+    int expected; // its workers in the job, counted at a generation's first (-1: count again)
     bool dirty, closing;
     hostlink *next_dirty;
     hostlink *prev, *next; // all open links (hostlink_forget_job)
@@ -301,12 +302,15 @@ int hostlink_assign(conn *remote, int rank)
     l->assign_ranks[n] = rank;
     l->assign_devices[n] = remote->device;
     l->num_assign++;
-    // Sent once each of the host's workers in the job has one (counted
-    // only as far as needed to know one is still missing).
-    int expected = 0;
-    for (int i = 0; i < l->num_workers && expected <= l->num_assign; i++)
-        expected += l->workers[i]->job == l->job;
-    if (l->num_assign < expected)
+    // Sent once each of the host's workers in the job has one: counted at
+    // the generation's first, not at each (a worker's conn is a cache miss
+    // away at 16K workers); a worker joining or dropped counts them again.
+    if (n == 0 || l->expected < 0) {
+        l->expected = 0;
+        for (int i = 0; i < l->num_workers; i++)
+            l->expected += l->workers[i]->job == l->job;
+    }
+    if (l->num_assign < l->expected)
         return 0;
     return send_host_assignment(l);
 }
@@ -317,6 +321,8 @@ void hostlink_drop(conn *remote)
     remote->link = NULL;
     remote->next = dropped;
     dropped = remote;
+    if (l)
+        l->expected = -1;
     if (!l || !unlist(l, remote) || l->closing)
         return; // the agent said it is gone, or the link is
     for (int i = 0; i < l->num_assign; i++)
@@ -444,6 +450,7 @@ static void host_hello(conn *c, const Hgrid__HostHello *hh)
         r->link = l;
         r->device = w->local_device;
         l->workers[l->num_workers++] = r;
+        l->expected = -1;
         Hgrid__Hello h = *w;
         h.job = hh->job;
         h.token = hh->token;
@@ -501,8 +508,10 @@ static void gone_in(conn *c, const Hgrid__HostGone *gone)
     snprintf(cause, sizeof cause, "its agent saw it go: %.200s", gone->reason);
     for (size_t i = 0; i < gone->n_devices && !l->closing; i++) {
         conn *w = find_worker(l, gone->devices[i]);
-        if (w && unlist(l, w)) // the agent knows: no HostGone back
+        if (w && unlist(l, w)) { // the agent knows: no HostGone back
+            l->expected = -1;
             conn_close(w, cause);
+        }
     }
 }
 

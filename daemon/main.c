@@ -16,6 +16,7 @@
 #include "daemon/listen.h"
 #include "daemon/notify.h"
 #include "util/cli.h"
+#include "util/fd_table.h"
 
 // Raises the open-file limit to its hard limit; returns the limit.
 static long raise_nofile(void)
@@ -245,6 +246,13 @@ int main(int argc, char **argv)
     if (rc)
         return rc == 1 ? 0 : rc;
     gridd_log_init(srv.opt.verbosity);
+    // Room for every connection now, while gridd has one thread: once the
+    // thread pool runs, each doubling of the table as connections arrive
+    // would stall the loop in accept() (util/fd_table.h). Capped: beyond,
+    // the kernel grows it as before.
+    fd_table_reserve(srv.opt.max_connections + 64 < GRIDD_FD_RESERVE_MAX
+                         ? srv.opt.max_connections + 64
+                         : GRIDD_FD_RESERVE_MAX);
     uv_loop_t loop;
     if (uv_loop_init(&loop) || uv_loop_configure(&loop, UV_METRICS_IDLE_TIME)) {
         fprintf(stderr, "gridd: cannot create the event loop\n");

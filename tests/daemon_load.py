@@ -7,6 +7,7 @@ the same level after each wave, and a job's workers still all get their
 assignments while such connections fill the cap. The 16K version is
 tests/bench/rendezvous_load.sh."""
 import os
+import re
 import subprocess
 import sys
 import time
@@ -28,6 +29,32 @@ def rss_kib(pid):
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     return 0
+
+
+def status_field(pid, name):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith(name + ":"):
+                return int(line.split()[1])
+    return -1
+
+
+def fd_table_reserved(g):
+    """gridd grows its descriptor table for --max-connections at start (at most
+    65,536): a burst of connections never waits for the kernel to grow it."""
+    deadline = time.monotonic() + 5
+    m = None
+    while not m and time.monotonic() < deadline:
+        m = re.search(r"max (\d+) worker connections", g.log_text())
+        time.sleep(0.05)
+    with open("/proc/%d/limits" % g.proc.pid) as f:
+        soft = [l.split()[3] for l in f if l.startswith("Max open files")][0]
+    limit = 1 << 30 if soft == "unlimited" else int(soft)
+    want = min(int(m[1]) + 64, 65536, limit) if m else None
+    size = status_field(g.proc.pid, "FDSize")
+    dg.check(want is not None and size >= want,
+             "descriptor table of %d slots at start for %s connections" %
+             (size, m[1] if m else "?"))
 
 
 def settle(load, quiet=0.5, timeout=10.0):
@@ -111,6 +138,7 @@ def main():
         g = dg.Gridd(tmp, "load", "--max-pending", str(MAX_PENDING), "--hello-timeout",
                      str(HELLO_TIMEOUT))
         try:
+            fd_table_reserved(g)
             before = rss_kib(g.proc.pid)
             wave(g, "wave 1")
             after1 = rss_kib(g.proc.pid)

@@ -69,6 +69,11 @@ CPU_TESTS += $(BUILD)/tests/test_cli tests/cli_conventions.py
 $(BUILD)/tests/test_cli: $(call objs,tests/test_cli.c $(UTIL_CLI_SRCS))
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^
+# util/fd_table.h: the descriptor table grown at once (gridd, hgrid-swarm).
+CPU_TESTS += $(BUILD)/tests/test_fd_table
+$(BUILD)/tests/test_fd_table: $(call objs,tests/test_fd_table.c)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ -lpthread
 # The man pages match the programs' --help (man/man_page.py makes them).
 CPU_TESTS += tests/man_pages.py
 # The launch scripts find hgrid-worker in a checkout and in an install.

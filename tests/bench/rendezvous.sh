@@ -106,7 +106,7 @@ for n in $sizes; do
     drain_time_wait
     swarm_run "$n" --replace-rank $((n / 2 + 3))
     echo "hosts    $(tail -1 <<<"$out")"
-    grep -E "^(wire|phases|gridd cpu|replace)" <<<"$out" | sed 's/^/  /'
+    grep -E "^(wire|phases|gridd cpu|swarm cpu|replace)" <<<"$out" | sed 's/^/  /'
     hosts_all="$hosts_all $(field rendezvous_s "$(tail -1 <<<"$out")")"
     p99_all="$p99_all $(field p99_ms "$(tail -1 <<<"$out")")"
     rss_all="$rss_all $(echo "scale=3; ($(field gridd_rss_kib "$(tail -1 <<<"$out")") - $idle) / $n" | bc | sed "s/^\./0./")"

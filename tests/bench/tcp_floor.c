@@ -1,6 +1,7 @@
 // The kernel's floor for a rendezvous on this machine: N loopback TCP
 // connections, made from one thread per CPU as hgrid-swarm makes them (the
-// same source-address spread),
+// same source-address spread, the threads claiming 128 at a time, the
+// descriptor table grown before),
 // one IN-byte message each way in, and after all arrived one OUT-byte
 // message back on each, from a second single-threaded process doing only
 // accept/read/write. No protocol, no parsing, no ids. The defaults are what
@@ -25,6 +26,7 @@
 #include <unistd.h>
 
 #include "util/clock.h"
+#include "util/fd_table.h"
 
 #define HELLO_BYTES 155    // what a swarm worker sends (Hello, half a MintReply)
 #define REPLY_BYTES 1100   // what it receives (Assignment, half a MintRequest)
@@ -94,31 +96,36 @@ static void serve(int listener, int n)
 
 typedef struct {
     struct sockaddr_in addr;
-    int ep, *fds, first, end;
+    int ep, *fds, *next, n;
     pthread_t thread;
 } connect_range;
 
-// Connects [first, end) and sends each its message; those still connecting
-// are finished by the event loop.
+// Claims 128 connections at a time (one source address each) until none
+// is left, as hgrid-swarm does, and sends each its message; those still
+// connecting are finished by the event loop.
 static void *connect_range_run(void *arg)
 {
     connect_range *r = arg;
-    for (int i = r->first; i < r->end; i++) {
-        int s = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0), one = 1;
-        struct sockaddr_in src = {.sin_family = AF_INET};
-        src.sin_addr.s_addr = htonl((127u << 24 | 18u << 16) + (uint32_t)(i / 128));
-        setsockopt(s, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
-        if (s < 0 || bind(s, (struct sockaddr *)&src, sizeof src))
-            die("tcp_floor: socket");
-        connect(s, (struct sockaddr *)&r->addr, sizeof r->addr);
-        r->fds[i] = s;
-        struct epoll_event e = {.events = EPOLLIN | EPOLLOUT, .data.u32 = 0};
-        if (send(s, hello, (size_t)hello_bytes, MSG_NOSIGNAL) == hello_bytes)
-            e.events = EPOLLIN;
-        e.data.u32 = e.events & EPOLLOUT ? 1u << 31 | (uint32_t)i : (uint32_t)i;
-        epoll_ctl(r->ep, EPOLL_CTL_ADD, s, &e);
+    for (;;) {
+        int first = __atomic_fetch_add(r->next, 128, __ATOMIC_RELAXED);
+        if (first >= r->n)
+            return NULL;
+        for (int i = first; i < first + 128 && i < r->n; i++) {
+            int s = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0), one = 1;
+            struct sockaddr_in src = {.sin_family = AF_INET};
+            src.sin_addr.s_addr = htonl((127u << 24 | 18u << 16) + (uint32_t)(i / 128));
+            setsockopt(s, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+            if (s < 0 || bind(s, (struct sockaddr *)&src, sizeof src))
+                die("tcp_floor: socket");
+            connect(s, (struct sockaddr *)&r->addr, sizeof r->addr);
+            r->fds[i] = s;
+            struct epoll_event e = {.events = EPOLLIN | EPOLLOUT, .data.u32 = 0};
+            if (send(s, hello, (size_t)hello_bytes, MSG_NOSIGNAL) == hello_bytes)
+                e.events = EPOLLIN;
+            e.data.u32 = e.events & EPOLLOUT ? 1u << 31 | (uint32_t)i : (uint32_t)i;
+            epoll_ctl(r->ep, EPOLL_CTL_ADD, s, &e);
+        }
     }
-    return NULL;
 }
 
 int main(int argc, char **argv)
@@ -138,6 +145,7 @@ int main(int argc, char **argv)
     getrlimit(RLIMIT_NOFILE, &rl);
     rl.rlim_cur = rl.rlim_max;
     setrlimit(RLIMIT_NOFILE, &rl);
+    fd_table_reserve(n + 64); // as gridd and hgrid-swarm do (util/fd_table.h)
     struct sockaddr_in addr = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     socklen_t len = sizeof addr;
     int listener = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
@@ -154,9 +162,9 @@ int main(int argc, char **argv)
         die("tcp_floor: client setup");
     double t0 = now_s();
     connect_range ranges[16];
+    int next = 0;
     for (int t = 0; t < threads; t++) {
-        ranges[t] = (connect_range){addr, ep, fds, (int)((long)n * t / threads),
-                                    (int)((long)n * (t + 1) / threads), 0};
+        ranges[t] = (connect_range){addr, ep, fds, &next, n, 0};
         if (t > 0 && pthread_create(&ranges[t].thread, NULL, connect_range_run, &ranges[t]))
             die("tcp_floor: thread");
     }

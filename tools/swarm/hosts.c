@@ -126,8 +126,6 @@ void hosts_connect(net *n, int hi)
     double t = now_s();
     for (int i = 0; i < h->count; i++)
         s->conns[h->first + i].t_connect = t;
-    if (hi == 0)
-        s->t_first_connect = t;
     h->fd = socket(n->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (h->fd < 0 || spread_source(n, h->fd, hi) < 0 ||
         (connect(h->fd, (struct sockaddr *)&n->addr, n->addr_len) < 0 && errno != EINPROGRESS)) {

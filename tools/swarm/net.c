@@ -357,8 +357,6 @@ static void start_connect(net *n, int i)
     swarm *s = n->s;
     swarm_conn *c = &s->conns[i];
     c->t_connect = now_s();
-    if (i == 0)
-        s->t_first_connect = c->t_connect;
     c->fd = socket(n->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (c->fd < 0) {
         conn_fail(s, c, "cannot create a socket: %s", strerror(errno));
@@ -454,25 +452,33 @@ net the_net;
 
 typedef struct {
     net n; // a copy of the_net: its own last_hello
-    int first, end;
+    int *next, end; // the next endpoint to claim (shared), and where they end
     pthread_t thread;
 } connect_range;
 
+// Claims SOURCE_SPREAD endpoints at a time (one source address: its
+// ports stay with one thread) until none is left: a thread that shares its
+// CPU with gridd takes fewer than one that has a CPU of its own, and no
+// CPU idles while another thread still works through a fixed half.
 static void *connect_thread(void *arg)
 {
     connect_range *r = arg;
-    for (int i = r->first; i < r->end; i++)
-        if (r->n.s->opt.direct)
-            start_connect(&r->n, i);
-        else
-            hosts_connect(&r->n, i);
-    return NULL;
+    for (;;) {
+        int first = __atomic_fetch_add(r->next, SOURCE_SPREAD, __ATOMIC_RELAXED);
+        if (first >= r->end)
+            return NULL;
+        int end = first + SOURCE_SPREAD < r->end ? first + SOURCE_SPREAD : r->end;
+        for (int i = first; i < end; i++)
+            if (r->n.s->opt.direct)
+                start_connect(&r->n, i);
+            else
+                hosts_connect(&r->n, i);
+    }
 }
 
 // Connects every worker and sends its Hello from several threads: N real
 // workers connect in parallel, and on loopback a connect also runs gridd's
 // side of the handshake, which one thread cannot do fast enough for 16K.
-// Contiguous ranges keep each source address (spread_source) to one thread.
 // Connections still in progress get their Hello from the event loop.
 static int connect_all(net *n)
 {
@@ -482,14 +488,15 @@ static int connect_all(net *n)
     if (threads > endpoints)
         threads = endpoints;
     connect_range ranges[SWARM_MAX_CONNECT_THREADS];
-    int started = 0;
+    int next = 0, started = 0;
+    s->t_first_connect = now_s(); // the clock starts before the first connect
     for (int t = 0; t < threads; t++) {
         connect_range *r = &ranges[t];
         r->n = *n;
-        r->first = (int)((long)endpoints * t / threads);
-        r->end = (int)((long)endpoints * (t + 1) / threads);
+        r->next = &next;
+        r->end = endpoints;
         if (t == 0)
-            continue; // the calling thread takes the first range
+            continue; // the calling thread connects too
         if (pthread_create(&r->thread, NULL, connect_thread, r)) {
             fprintf(stderr, "hgrid-swarm: cannot start a connect thread\n");
             break;
