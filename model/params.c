@@ -138,28 +138,47 @@ void hg_params_parallel(size_t total, void (*fill)(void *ctx, size_t lo, size_t 
 
 typedef struct {
     const hg_param_table *t;
-    uint64_t seed;
-    float *params;
-} init_job;
+    float (*value)(void *ctx, int id, size_t index);
+    void *ctx;
+    float *out;
+} fill_job;
 
 // Elements [lo, hi) of the whole buffer.
-static void init_range(void *ctx, size_t lo_all, size_t hi_all)
+static void fill_range_of(void *arg, size_t lo_all, size_t hi_all)
 {
-    const init_job *j = ctx;
+    const fill_job *j = arg;
     const hg_param_table *t = j->t;
     for (int id = 0; id < t->num_tensors; id++) {
         const hg_tensor_info *ti = &t->tensors[id];
         size_t lo = lo_all > ti->offset ? lo_all : ti->offset;
         size_t hi = hi_all < ti->offset + ti->count ? hi_all : ti->offset + ti->count;
         for (size_t i = lo; i < hi; i++)
-            j->params[i] = hg_param_init_value(t, j->seed, id, i - ti->offset);
+            j->out[i] = j->value(j->ctx, id, i - ti->offset);
     }
+}
+
+void hg_params_fill(const hg_param_table *t, float (*value)(void *ctx, int id, size_t index),
+                    void *ctx, float *out)
+{
+    fill_job j = {t, value, ctx, out};
+    hg_params_parallel(t->total, fill_range_of, &j);
+}
+
+typedef struct {
+    const hg_param_table *t;
+    uint64_t seed;
+} init_job;
+
+static float init_value(void *ctx, int id, size_t index)
+{
+    const init_job *j = ctx;
+    return hg_param_init_value(j->t, j->seed, id, index);
 }
 
 void hg_params_init(const hg_param_table *t, uint64_t seed, float *params)
 {
-    init_job j = {t, seed, params};
-    hg_params_parallel(t->total, init_range, &j);
+    init_job j = {t, seed};
+    hg_params_fill(t, init_value, &j, params);
 }
 
 void *hg_tensor_at(const hg_param_table *t, void *base, size_t elem_size, int id)

@@ -80,6 +80,10 @@ void hg_params_init(const hg_param_table *t, uint64_t seed, float *params);
 // elements). For inits whose values do not depend on the split: a 1b
 // model's 1.4G values take two minutes on one core.
 void hg_params_parallel(size_t total, void (*fill)(void *ctx, size_t lo, size_t hi), void *ctx);
+// out[offset + i] = value(ctx, id, i) for every element i of every tensor
+// id of t, through hg_params_parallel.
+void hg_params_fill(const hg_param_table *t, float (*value)(void *ctx, int id, size_t index),
+                    void *ctx, float *out);
 // The value hg_params_init gives element `index` (row-major in the tensor's
 // shape) of tensor `id`: what lets a shard initialise only itself.
 float hg_param_init_value(const hg_param_table *t, uint64_t seed, int id, size_t index);

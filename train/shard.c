@@ -130,26 +130,17 @@ size_t tr_shard_global_index(const tr_shard *s, int id, size_t local_index)
 typedef struct {
     const tr_shard *s;
     uint64_t seed;
-    float *params;
 } init_job;
 
-// Local elements [lo, hi).
-static void init_range(void *ctx, size_t lo_all, size_t hi_all)
+// A local element's init: the whole tensor's at its global index.
+static float init_value(void *ctx, int id, size_t index)
 {
     const init_job *j = ctx;
-    const tr_shard *s = j->s;
-    for (int id = 0; id < s->local.num_tensors; id++) {
-        const hg_tensor_info *ti = &s->local.tensors[id];
-        size_t lo = lo_all > ti->offset ? lo_all : ti->offset;
-        size_t hi = hi_all < ti->offset + ti->count ? hi_all : ti->offset + ti->count;
-        for (size_t i = lo; i < hi; i++)
-            j->params[i] = hg_param_init_value(&s->global, j->seed, id,
-                                               tr_shard_global_index(s, id, i - ti->offset));
-    }
+    return hg_param_init_value(&j->s->global, j->seed, id, tr_shard_global_index(j->s, id, index));
 }
 
 void tr_shard_init(const tr_shard *s, uint64_t seed, float *params)
 {
-    init_job j = {s, seed, params};
-    hg_params_parallel(s->local.total, init_range, &j);
+    init_job j = {s, seed};
+    hg_params_fill(&s->local, init_value, &j, params);
 }
