@@ -243,9 +243,7 @@ __global__ void accumulate_kernel(float *out, const float *in, int n)
 static void weight_grads(float *dweight, float *dbias, const void *dout, const void *inp, int M,
                          int K, int N, kdtype dt, cudaStream_t stream)
 {
-    static int no_bgradb = -1; // TEMP A/B
-    if (no_bgradb < 0) no_bgradb = getenv("HGRID_NO_BGRADB") != NULL;
-    if (dbias && !no_bgradb) {
+    if (dbias) {
         float *sums = (float *)kernels_scratch(sizeof(float) * (size_t)N, "bias gradient");
         if (lt_matmul_try(dweight, CUDA_R_32F, inp, dout, cuda_type(dt), 0, 1, K, N, M, 1.0f,
                           lt_epilogue{LT_BGRADB, sums, NULL, NULL}, stream) == 0) {

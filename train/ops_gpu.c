@@ -28,7 +28,6 @@ static int side_pending;
 
 static void g_zero_aside(void *p, size_t bytes)
 {
-    if (getenv("HGRID_NO_ZERO_ASIDE")) { g_zero(p, bytes); return; } // TEMP A/B
     if (!side) {
         cudaCheck(cudaStreamCreateWithFlags(&side, cudaStreamNonBlocking));
         cudaCheck(cudaEventCreateWithFlags(&side_go, cudaEventDisableTiming));
