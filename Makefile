@@ -47,7 +47,7 @@ objs = $(patsubst %.c,$(BUILD)/%.o,$(patsubst %.cu,$(CU_BUILD)/%.cu.o,$(patsubst
 all:
 
 # Libraries first: later fragments name them as prerequisites.
-MODULES := proto layout wire util daemon agent libhgrid ctl worker tools/swarm examples kernels model train python tests
+MODULES := proto layout wire util daemon agent libhgrid ctl worker tools/swarm tools/lines examples kernels model train python tests
 include $(wildcard $(addsuffix /module.mk,$(MODULES)))
 
 all: $(PROGS)
@@ -122,7 +122,7 @@ clean:
 # pkg-config's hgrid.pc and hgrid-nccl.pc.
 PREFIX  ?= /usr/local
 UNITDIR ?= $(PREFIX)/lib/systemd/system
-INSTALL_PROGRAMS = $(filter $(addprefix $(BIN)/,gridd hgrid-agent hgrid-worker hgridctl hgrid-swarm),$(PROGS))
+INSTALL_PROGRAMS = $(filter $(addprefix $(BIN)/,gridd hgrid-agent hgrid-worker hgridctl hgrid-swarm hgrid-lines),$(PROGS))
 INSTALL_SCRIPTS  := hgrid-srun hgrid-torchrun hgrid-ssh
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(UNITDIR) $(DESTDIR)$(PREFIX)/lib/sysusers.d \

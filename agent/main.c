@@ -12,6 +12,7 @@
 
 #include "agent/agent.h"
 #include "util/cli.h"
+#include "util/whole_lines.h"
 
 // --exit-idle: how long the agent waits for its first worker, at least.
 #define AGENT_FIRST_WORKER_S 60
@@ -192,6 +193,7 @@ static void on_prepare(uv_prepare_t *h)
 int main(int argc, char **argv)
 {
     signal(SIGPIPE, SIG_IGN);
+    whole_lines_install(); // the host's workers' pipe, under hgrid-ssh
     agent a;
     memset(&a, 0, sizeof a);
     int rc = parse_args(argc, argv, &a.opt);

@@ -1,6 +1,6 @@
 # hgrid-agent: one per host; the host's workers reach gridd through it
 # over one connection per job (docs/PROTOCOL.md, "Host links").
-AGENT_SRCS := agent/main.c agent/local.c agent/link.c
+AGENT_SRCS := agent/main.c agent/local.c agent/link.c util/whole_lines.c
 PROGS += $(BIN)/hgrid-agent
 LDLIBS_hgrid-agent := -luv -lprotobuf-c
 $(BIN)/hgrid-agent: $(call objs,$(AGENT_SRCS)) $(WIRE_LIB) $(LAYOUT_LIB)

@@ -26,6 +26,13 @@ here=$(dirname "$(readlink -f "$0")") local_worker=hgrid-worker
 for w in "$here/hgrid-worker" "$here/../bin/hgrid-worker"; do
   [ -x "$w" ] && { local_worker=$(readlink -f "$w"); break; }
 done
+# hgrid-lines prefixes each host's lines with its name and writes every line
+# whole: the hosts share this script's output, and their workers' --json
+# lines are longer than a pipe keeps whole (sed -u would cut them).
+lines=""
+for l in "$here/hgrid-lines" "$here/../bin/hgrid-lines" "$(command -v hgrid-lines || true)"; do
+  [ -n "$l" ] && [ -x "$l" ] && { lines=$(readlink -f "$l"); break; }
+done
 coordinator=${HGRID_COORDINATOR:-} job=${HGRID_JOB:-} gpus="" hosts=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -43,6 +50,8 @@ done
 [[ "$gpus" =~ ^[1-9][0-9]*$ ]] || die "--gpus needs a GPU count per host, got '$gpus'"
 [ ${#hosts[@]} -gt 0 ] || die "name at least one host"
 [ -n "${HGRID_TOKEN:-}" ] || die "HGRID_TOKEN is not set (the token hgridctl submit printed)"
+[ -n "$lines" ] || echo "$me: warning: hgrid-lines is not beside this script nor on PATH;" \
+  "lines longer than 4 KiB from different hosts may interleave (make install puts it here)" >&2
 
 ssh_cmd=${HGRID_SSH:-ssh -o BatchMode=yes}
 worker=${HGRID_WORKER:-}
@@ -51,24 +60,29 @@ q() { [ $# -eq 0 ] || printf '%q ' "$@"; }
 # to the workers, stopped after them.
 agent_start="" agent_stop=""
 if [ -n "${HGRID_AGENT:-}" ]; then
-  agent_start="adir=\$(mktemp -d) || exit 2; $(q "$HGRID_AGENT") --socket \$adir/agent.sock --gpus $gpus & apid=\$!
+  agent_start="adir=\$(mktemp -d) || exit 2; $(q "$HGRID_AGENT") --socket \$adir/agent.sock --gpus $gpus 2>&1 & apid=\$!
 export HGRID_AGENT_SOCKET=\$adir/agent.sock; i=0; while [ ! -S \$HGRID_AGENT_SOCKET ] && [ \$i -lt 100 ]; do sleep 0.05; i=\$((i + 1)); done"
   agent_stop="kill \$apid; wait \$apid; rm -rf \$adir"
 fi
 # The remote side (any POSIX sh): read the token, start one worker per GPU,
-# wait for all.
+# wait for all. Everything goes to ssh's one output pipe (2>&1), where the
+# workers and the agent write each line whole under the pipe's lock.
 pick_worker="w=$(q "$worker")"
 [ -n "$worker" ] || pick_worker="w=$(q "$local_worker"); [ -x \"\$w\" ] || w=hgrid-worker"
 remote="read -r HGRID_TOKEN || exit 2; export HGRID_TOKEN; $pick_worker; pids=
 $agent_start
-for d in \$(seq 0 $((gpus - 1))); do \"\$w\" $(q --coordinator "$coordinator" --job "$job") --device \$d $(q "$@") & pids=\"\$pids \$!\"; done
+for d in \$(seq 0 $((gpus - 1))); do \"\$w\" $(q --coordinator "$coordinator" --job "$job") --device \$d $(q "$@") 2>&1 & pids=\"\$pids \$!\"; done
 fail=0; for p in \$pids; do wait \$p || fail=1; done; $agent_stop
 exit \$fail"
 
 run_host() {
   set -o pipefail
   # shellcheck disable=SC2086 # HGRID_SSH is a command with its options
-  $ssh_cmd "$1" "$remote" <<<"$HGRID_TOKEN" 2>&1 | sed -u "s|^|$1: |"
+  if [ -n "$lines" ]; then
+    $ssh_cmd "$1" "$remote" <<<"$HGRID_TOKEN" 2>&1 | "$lines" --prefix "$1: "
+  else
+    $ssh_cmd "$1" "$remote" <<<"$HGRID_TOKEN" 2>&1 | sed -u "s|^|$1: |"
+  fi
 }
 pids=()
 for h in "${hosts[@]}"; do

@@ -20,7 +20,7 @@ from checks import check, summary  # noqa: E402
 
 BIN = os.environ.get("HGRID_BIN", "bin")
 RULE = "job names are 1-64 bytes of letters, digits, '.', '_' and '-', not starting with '-'"
-PROGRAMS = ["gridd", "hgridctl", "hgrid-worker", "hgrid-swarm", "hgrid-example-join"]
+PROGRAMS = ["gridd", "hgridctl", "hgrid-worker", "hgrid-swarm", "hgrid-example-join", "hgrid-lines"]
 
 
 def run(prog, *args, env=None):

@@ -21,9 +21,9 @@ import sys
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 SOURCE_DIRS = ["daemon", "daemon/core", "libhgrid", "ctl", "worker", "tools/swarm", "wire",
-               "train", "util", "agent"]
-PROGRAMS = ["gridd", "hgrid-worker", "hgridctl", "hgrid-swarm", "hgrid-agent"]
-PREFIX = re.compile(r"^(gridd|hgrid-worker|hgridctl|hgrid-swarm|hgrid-agent|hgrid): ")
+               "train", "util", "agent", "tools/lines"]
+PROGRAMS = ["gridd", "hgrid-worker", "hgridctl", "hgrid-swarm", "hgrid-agent", "hgrid-lines"]
+PREFIX = re.compile(r"^(gridd|hgrid-worker|hgridctl|hgrid-swarm|hgrid-agent|hgrid-lines|hgrid): ")
 # Calls whose format argument is an error message a user reads.
 CALLS = re.compile(r"\b(conn_fail|reply_error|hgrid_fail|usage_error|refuse\(|errlen,|snprintf\((?:err|message|why|w->error),)")
 DIRECTIVE = re.compile(r"%[-+ #0]*(?:\d+|\*)?(?:\.(?:\d+|\*))?(?:hh|h|ll|l|z|j|t)?[diouxXeEfgGcsp]")

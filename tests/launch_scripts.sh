@@ -70,6 +70,7 @@ mkdir -p "$tmp/ssh-checkout/scripts" "$tmp/ssh-checkout/bin"
 cp "$root/scripts/hgrid-ssh.sh" "$tmp/ssh-checkout/scripts/"
 printf '#!/bin/sh\necho "hgrid-worker (hgrid) 9.9"\n' >"$tmp/ssh-checkout/bin/hgrid-worker"
 chmod +x "$tmp/ssh-checkout/bin/hgrid-worker"
+cp "$root/bin/hgrid-lines" "$tmp/ssh-checkout/bin/" # else hgrid-ssh warns it is missing
 out=$(env -i PATH=/usr/bin:/bin "$tmp/ssh-checkout/scripts/hgrid-ssh.sh" --version); rc=$?
 [ "$rc" -eq 0 ] && [ "$out" = "hgrid-ssh (hgrid) 9.9" ] && ok || fail "hgrid-ssh --version: exit $rc, '$out'"
 fake_worker "$tmp/ssh-checkout/bin/hgrid-worker"
@@ -81,7 +82,7 @@ rc=$?
 # A host without that path falls back to its PATH.
 mkdir -p "$tmp/hostpath"
 fake_worker "$tmp/hostpath/hgrid-worker"
-printf '#!/bin/sh\nshift\nrm -rf %s/ssh-checkout/bin\nPATH=%s/hostpath:$PATH exec sh -c "$1"\n' "$tmp" "$tmp" >"$tmp/ssh2"
+printf '#!/bin/sh\nshift\nrm -f %s/ssh-checkout/bin/hgrid-worker\nPATH=%s/hostpath:$PATH exec sh -c "$1"\n' "$tmp" "$tmp" >"$tmp/ssh2"
 chmod +x "$tmp/ssh2"
 out=$(env -i PATH=/usr/bin:/bin HGRID_SSH="$tmp/ssh2" HGRID_TOKEN=t \
   "$tmp/ssh-checkout/scripts/hgrid-ssh.sh" --coordinator h --job j --gpus 1 node-b -- --dry-run 2>&1)

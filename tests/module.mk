@@ -86,3 +86,9 @@ CPU_TESTS += tests/deps_script.sh
 TIMED_TESTS := test_client_lib test_daemon_reliability test_daemon_state agent_hosts coord_workers \
                daemon_gridd daemon_load daemon_metrics daemon_notify daemon_reliability \
                daemon_restart daemon_stall jobs_lifecycle worker_failure worker_hostile
+# util/whole_lines.h: writers sharing one pipe keep their lines whole
+# (hgrid-ssh's hosts and a host's workers); hgrid-lines as hgrid-ssh runs it.
+CPU_TESTS += $(BUILD)/tests/test_whole_lines tests/whole_lines.sh
+$(BUILD)/tests/test_whole_lines: $(call objs,tests/test_whole_lines.c util/whole_lines.c)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ -lpthread

@@ -11,8 +11,9 @@
 #include <time.h>
 
 #include "libhgrid/hgrid_comms.h"
-#include "worker/worker.h"
 #include "util/clock.h"
+#include "util/whole_lines.h"
+#include "worker/worker.h"
 
 #define MIN_BEAT_GAP_S 0.1 // a dry run's steps are reported at most this often
 
@@ -154,6 +155,7 @@ int worker_exit(hgrid_worker *w, const worker_options *opt, int status)
 
 int main(int argc, char **argv)
 {
+    whole_lines_install(); // a host's workers may share one pipe (hgrid-ssh)
     worker_options opt;
     bool exit_now;
     int rc = worker_parse_args(argc, argv, &opt, &exit_now);

@@ -2,7 +2,8 @@
 # --single-gpu it trains both modules on one GPU through the same step. The
 # training needs nvcc; the model's and kernels' libraries are defined later
 # (their module.mk), hence the second expansion.
-WORKER_SRCS := worker/main.c worker/args.c worker/print.c worker/gpu.c worker/run_args.c util/json.c
+WORKER_SRCS := worker/main.c worker/args.c worker/print.c worker/gpu.c worker/run_args.c util/json.c \
+               util/whole_lines.c
 # What hgrid-worker links for train_run and --single-gpu, before libhgrid:
 # the GPU training where nvcc is, else entries that say it is missing.
 ifneq ($(wildcard $(NVCC)),)

@@ -1,10 +1,9 @@
 // hgrid-worker's assignment printers: a summary for people, JSON for tools.
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <unistd.h>
 
 #include "util/json.h"
+#include "util/whole_lines.h"
 #include "worker/worker.h"
 
 // Full id as hex (JSON), so tools can compare ids across workers.
@@ -138,23 +137,6 @@ static void print_json(const hgrid_worker *w, const worker_options *opt, FILE *o
     fputc('\n', out);
 }
 
-// Workers of one host may share one pipe (hgrid-ssh's prefixing sed):
-// stdio would hand a line longer than its 4 KiB buffer to the pipe in
-// pieces, and another worker's piece could land between them. The whole
-// text goes out in one write(2), which a pipe with room takes whole.
-static void write_whole(FILE *out, const char *text, size_t len)
-{
-    fflush(out);
-    for (size_t at = 0; at < len;) {
-        ssize_t n = write(fileno(out), text + at, len - at);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return; // stdout gone: nothing to tell
-        at += (size_t)n;
-    }
-}
-
 void worker_print_assignment(const hgrid_worker *w, const worker_options *opt, FILE *out)
 {
     char *text = NULL;
@@ -167,6 +149,8 @@ void worker_print_assignment(const hgrid_worker *w, const worker_options *opt, F
     }
     (opt->json ? print_json : print_text)(w, opt, mem);
     fclose(mem);
-    write_whole(out, text, len);
+    // Workers of one host may share one pipe (hgrid-ssh): the text goes out
+    // whole under the pipe's lock, however long (util/whole_lines.h).
+    whole_lines_put(out, text, len);
     free(text);
 }
