@@ -42,13 +42,19 @@ import sys
 import tempfile
 import time
 
-import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
-import torch.nn.functional as F
-
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
+try:  # a Python with torch: this one, else HGRID_PYTHON or build/venv's (else SKIP)
+    import torch
+    import torch.distributed as dist
+    import torch.multiprocessing as mp
+    import torch.nn.functional as F
+except ImportError:
+    sys.path.insert(0, os.path.dirname(HERE))
+    from hgrid_py import torch_python
+    py = torch_python()
+    os.execv(py, [py, os.path.abspath(__file__)] + sys.argv[1:])
+
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "torch"))
 import bench_model  # noqa: E402
@@ -62,7 +68,7 @@ LAYOUTS = {"tp2": (2, 1, 2, 1), "dp2": (1, 2, 1, 2)}
 HGRID_VARIANTS = {"tp2": [("hgrid", [])],
                   "dp2": [("hgrid", []), ("hgrid --dp-overlap", ["--dp-overlap"])]}
 IMPLS = ("hgrid", "eager", "compile")
-HGRID_TIMEOUT = 600  # seconds for one job, start to release
+HGRID_TIMEOUT = 300  # seconds for one job, start to release
 # A worker's step line (worker/run.c): rank, step, milliseconds.
 STEP_LINE = re.compile(r"^rank (\d+) step +(\d+) \| loss \S+ \| norm \S+ \| +([0-9.]+) ms \|", re.M)
 
@@ -124,7 +130,7 @@ def run_hgrid(config, layout, batch, wflags, tmp):
     for r in range(int(m[1])):
         with open(os.path.join(tmp, f"{job}.{r}.out")) as f:
             outs.append(f.read())
-    failed = [r for r, o in enumerate(outs) if "exiting 0" not in o]
+    failed = [r for r, o in enumerate(outs) if "released: job finished" not in o]
     if failed:
         tails = "; ".join(f"rank {r}: " + " / ".join(outs[r].strip().splitlines()[-3:])
                           for r in failed)
@@ -488,6 +494,7 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(argv)
     layouts, impls = args.layouts.split(","), args.impls.split(",")
+    os.environ["NCCL_NVLS_ENABLE"] = "0"  # never NVLink multicast on shared hosts
     if args.device == "cuda":
         gpus = torch.cuda.device_count()
         if gpus < WORLD:
