@@ -28,7 +28,8 @@ Usage: bench_parallel.py [--configs small] [--layouts tp2,dp2] [--steps N]
 PyTorch side alone on the CPU over gloo (a dry run of this script:
 tests/bench_parallel_check.py). Skips (exit 77) with fewer than 2 GPUs;
 exits 1 if any run fails. MFU: bench_model.py's matrix-product FLOPs of
-the global batch over 2 x 989 TFLOP/s.
+the global batch over 2 x 989 TFLOP/s. Dense configs only (the PyTorch
+tp2 has no experts).
 """
 import argparse
 import datetime
@@ -75,7 +76,8 @@ STEP_LINE = re.compile(r"^rank (\d+) step +(\d+) \| loss \S+ \| norm \S+ \| +([0
 # ---- hgrid
 
 # bash -c HGRID_JOB bench_parallel BIN TMP JOB CONFIG WORKER-FLAGS... -- LAYOUT-FLAGS...:
-# one job, a worker per rank on GPU RANK; exit 0 when every worker exited 0.
+# one job on a private gridd, a worker per rank on GPU RANK writing TMP/JOB.RANK.out;
+# prints "world N" once every worker ended (or was killed after $HGRID_TIMEOUT s).
 HGRID_JOB = r"""
 set -uo pipefail
 bin=$1 tmp=$2 job=$3 config=$4
