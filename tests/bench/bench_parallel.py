@@ -12,7 +12,8 @@ submitted and once with --dp-overlap. Step time: per step the slowest rank's
 PyTorch (tests/torch/model.py's model, bench_model.py's set-up: bf16
 autocast, fp32 master weights, fused AdamW, clipping at 1.0), two processes
 over NCCL: dp2 = DistributedDataParallel (bucketed all-reduce overlapped with
-the backward), half the batch per rank; tp2 = Megatron-style tensor
+the backward), and one all-reduce of the concatenated gradients after the
+backward, half the batch per rank; tp2 = Megatron-style tensor
 parallelism in plain torch: qkv and fc column-parallel (heads split), the
 attention's and the MLP's projections row-parallel with the all-reduce in
 forward (its conjugate, the identity, in backward) and the column-parallel
@@ -21,7 +22,8 @@ vocab-parallel with Megatron's vocab-parallel cross-entropy; layernorms,
 biases after a row-parallel layer, the patch embedding, position embeddings
 and the encoder's projection replicated; gradient clipping by the norm over
 both ranks' shards. Each eager and torch.compile'd (the forward, as
-bench_model.py does; with functional collectives in the graph).
+bench_model.py does; with functional collectives in the graph). The speed
+column: the fastest PyTorch row of the layout's time over the row's.
 
 Usage: bench_parallel.py [--configs small] [--layouts tp2,dp2] [--steps N]
 [--impls hgrid,eager,compile] [--out FILE.md]; --device cpu runs the
@@ -68,6 +70,10 @@ LAYOUTS = {"tp2": (2, 1, 2, 1), "dp2": (1, 2, 1, 2)}
 # hgrid's rows per layout: (implementation, extra worker flags).
 HGRID_VARIANTS = {"tp2": [("hgrid", [])],
                   "dp2": [("hgrid", []), ("hgrid --dp-overlap", ["--dp-overlap"])]}
+# PyTorch's per layout: (variant, what the row calls it): tp = Megatron-style
+# tp2; ddp = DistributedDataParallel; flat = one all-reduce of the
+# concatenated gradients after the backward.
+TORCH_VARIANTS = {"tp2": [("tp", "")], "dp2": [("ddp", ", DDP"), ("flat", ", one all-reduce")]}
 IMPLS = ("hgrid", "eager", "compile")
 HGRID_TIMEOUT = 300  # seconds for one job, start to release
 # A worker's step line (worker/run.c): rank, step, milliseconds.
@@ -331,13 +337,25 @@ class DenseNet(torch.nn.Module):
         return forward(self.cfg, enc, llm, patches, tokens)
 
 
-def dp_net(c, device):
-    """DDP over the whole model (torch_params' weights, seed 0)."""
+def dp_net(c, device, ddp):
+    """The whole model (torch_params' weights, seed 0), in DDP if ddp."""
     torch.manual_seed(0)
     net = DenseNet(c, *torch_params(c, device))
+    if not ddp:
+        return net
     ids = [torch.cuda.current_device()] if device == "cuda" else None
     return torch.nn.parallel.DistributedDataParallel(net, device_ids=ids,
                                                      gradient_as_bucket_view=True)
+
+
+def all_reduce_flat(params):
+    """The gradients' mean over the ranks, in one all-reduce of their concatenation."""
+    grads = [p.grad for p in params]
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= WORLD
+    torch._foreach_copy_(grads, [f.view_as(g) for f, g in
+                                 zip(flat.split([g.numel() for g in grads]), grads)])
 
 
 def batch(c, device):
@@ -348,15 +366,16 @@ def batch(c, device):
     return patches, tokens
 
 
-def time_torch(c, layout, compiled, steps, device, rank):
-    """Median step seconds of PyTorch's LAYOUT on this rank (rank 0's is reported)."""
-    if layout == "tp2":
+def time_torch(c, variant, compiled, steps, device, rank):
+    """Median step seconds of PyTorch's VARIANT (TORCH_VARIANTS) on this rank
+    (rank 0's is reported)."""
+    if variant == "tp":
         enc, llm = tp_params(c, device, rank, WORLD)
         params = list(enc.values()) + list(llm.values())
         patches, tokens = batch(c, device)
         fwd = tp_forward
     else:
-        net = dp_net(c, device)
+        net = dp_net(c, device, variant == "ddp")
         params = list(net.parameters())
         patches, tokens = batch(c, device)
         half = c["batch"] // WORLD
@@ -372,14 +391,16 @@ def time_torch(c, layout, compiled, steps, device, rank):
     def step():
         opt.zero_grad(set_to_none=True)
         with torch.autocast(device, dtype=torch.bfloat16):
-            if layout == "tp2":
+            if variant == "tp":
                 loss = fwd(c, enc, llm, patches, tokens, rank, WORLD)
             else:
                 loss, _ = fwd(patches, tokens)
         loss.backward()
-        if layout == "tp2":
+        if variant == "tp":
             tp_clip_grad_norm(enc, llm, 1.0)
         else:
+            if variant == "flat":
+                all_reduce_flat(params)
             torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         losses.append(loss.detach())
@@ -400,7 +421,7 @@ def time_torch(c, layout, compiled, steps, device, rank):
             times.append(dt)
     last = losses[-1].item()
     if not math.isfinite(last):
-        raise RuntimeError(f"PyTorch {layout}: loss {last} after {len(losses)} steps")
+        raise RuntimeError(f"PyTorch {variant}: loss {last} after {len(losses)} steps")
     return statistics.median(times)
 
 
@@ -428,13 +449,13 @@ def spawn(fn, device, *args):
 
 
 def _torch_runs(rank, device, c, runs, steps, out):
-    """Times each (layout, compiled) of runs; rank 0 writes the results to out
+    """Times each (variant, compiled) of runs; rank 0 writes the results to out
     (JSON: per run its seconds or torch.compile's error)."""
     torch.backends.cuda.matmul.allow_tf32 = True
     results = []
-    for layout, compiled in runs:
+    for variant, compiled in runs:
         try:
-            results.append({"s": time_torch(c, layout, compiled, steps, device, rank)})
+            results.append({"s": time_torch(c, variant, compiled, steps, device, rank)})
         except Exception as e:  # noqa: BLE001 (compile's errors are many; reported)
             if not compiled:
                 raise
@@ -462,7 +483,8 @@ def table_row(config, impl, layout, c, seconds, ref):
 LEGEND = ["tp2: hgrid colocated encoder tp2 / llm tp2 (one micro-batch); PyTorch Megatron-style "
           "tp2 (vocab-parallel embedding, LM head and loss)",
           "dp2: hgrid colocated encoder dp2 / llm dp2 (half the batch per rank; --dp-overlap: "
-          "gradients reduced during the backward); PyTorch DDP"]
+          "gradients reduced during the backward); PyTorch DDP (bucketed all-reduce overlapped with "
+          "the backward), or one all-reduce of the concatenated gradients after it"]
 TABLE_HEAD = ["| config | implementation | layout | step ms | tokens/s | MFU | "
               "speed vs torch |", "| --- | --- | --- | --- | --- | --- | --- |"]
 
@@ -521,34 +543,36 @@ def main(argv=None):
                     failed = True
                     notes.append(f"{name} {layout} {impl} failed: {e}")
                     print(notes[-1], flush=True)
-        runs = [(layout, impl == "compile") for layout in layouts for impl in impls if impl != "hgrid"]
+        runs = [(layout, variant, label, impl == "compile") for layout in layouts
+                for variant, label in TORCH_VARIANTS[layout] for impl in impls if impl != "hgrid"]
         if runs:
             with tempfile.TemporaryDirectory(suffix=".bench-parallel") as tmp:
                 out = os.path.join(tmp, "results.json")
                 try:
-                    spawn(_torch_runs, args.device, c, runs, steps, out)
+                    spawn(_torch_runs, args.device, c, [(r[1], r[3]) for r in runs], steps, out)
                     with open(out) as f:
                         got = json.load(f)
                 except Exception as e:  # noqa: BLE001 (a failed rank's error is reported)
                     failed = True
                     print(f"{name}: PyTorch failed: {e}", flush=True)
                     got = {"results": [{"error": "failed"} for _ in runs]}
-            for (layout, compiled), res in zip(runs, got["results"]):
-                impl = "torch.compile" if compiled else "torch eager"
+            for (layout, _, label, compiled), res in zip(runs, got["results"]):
+                impl = ("torch.compile" if compiled else "torch eager") + label
                 if "s" in res:
                     timed[layout, impl] = res["s"]
                 else:
                     notes.append(f"{name} {layout} {impl}: {res['error']} (not timed)")
         for layout in layouts:
-            ref = timed.get((layout, "torch.compile"), timed.get((layout, "torch eager"), math.nan))
+            ref = min((s for (lay, impl), s in timed.items() if lay == layout and
+                       impl.startswith("torch")), default=math.nan)
             for (lay, impl), s in timed.items():
                 if lay == layout:
                     rows.append(table_row(name, impl, layout, c, s, ref))
                     print(rows[-1], flush=True)
     device = torch.cuda.get_device_name(0) if args.device == "cuda" else "CPU (PyTorch only, gloo)"
     text = (f"{device}, torch {torch.__version__}, {WORLD} ranks, median of {counts} steps after "
-            f"{WARMUP} warm-up; speed vs torch: the PyTorch time of the same layout (torch.compile, "
-            f"else eager) over the row's\n\n" + "\n".join(TABLE_HEAD + rows) + "\n")
+            f"{WARMUP} warm-up; speed vs torch: the fastest PyTorch time of the same layout over "
+            f"the row's\n\n" + "\n".join(TABLE_HEAD + rows) + "\n")
     text += "\n" + "\n".join(f"- {n}" for n in LEGEND + notes) + "\n"
     print(text)
     if args.out:
