@@ -154,7 +154,8 @@ def check_numbers(c):
                   f"{layout} rank {r}: loss {got['loss']:.7f}, single process {ref['loss']:.7f}")
             worst, where = worst_grad(got["grads"], ref["grads"])
             check(set(got["grads"]) == set(ref["grads"]) and worst <= GRAD_TOL,
-                  f"{layout} rank {r}: gradient {where} off by {worst:.2e} relative (tol {GRAD_TOL})")
+                  f"{layout} rank {r}: gradient {where} off by {worst:.2e} relative "
+                  f"(tol {GRAD_TOL})")
         print(f"  {layout}: loss {ranks[0][layout]['loss']:.6f} (single process "
               f"{ref['loss']:.6f}); worst gradient error {worst:.2e} ({where})")
     for r, res in enumerate(ranks):
@@ -172,7 +173,8 @@ def check_numbers(c):
               f"{worst:.2e} ({where}): caught")
     check(abs(ranks[0]["tp without reduce_from_tp"]["loss"] - ref["loss"]) > 1e-3,
           "tp2 without the row-parallel all-reduce has the right loss")
-    check_flops(c, ref["flops"], [r["tp"]["flops"] for r in ranks], [r["ddp"]["flops"] for r in ranks])
+    check_flops(c, ref["flops"], [r["tp"]["flops"] for r in ranks],
+                [r["ddp"]["flops"] for r in ranks])
     check([r["flat"]["flops"] for r in ranks] == [r["ddp"]["flops"] for r in ranks],
           "dp2's FLOPs with one all-reduce differ from DDP's")
 
@@ -182,7 +184,8 @@ def check_flops(c, single, tp, dp):
     B, T, C, L, Fd = (c[k] for k in ("batch", "seq_length", "hidden_size", "num_layers",
                                      "ffn_hidden_size"))
     P = (c["image_size"] // c["patch_size"]) ** 2
-    Ce, Le, V, D = c["encoder_hidden_size"], c["encoder_num_layers"], c["vocab_size"], c["patch_size"] ** 2 * 3
+    Ce, Le, V = c["encoder_hidden_size"], c["encoder_num_layers"], c["vocab_size"]
+    D = c["patch_size"] ** 2 * 3
     # What tp splits: the blocks' matrices, attention (FlopCounterMode: 3.5
     # full-size forwards), the LM head; the rest runs whole on each rank.
     attn_counted = 3.5 * (L * 4 * T * C * B * T + Le * 4 * P * Ce * B * P)
@@ -196,7 +199,8 @@ def check_flops(c, single, tp, dp):
     # patch-embedding input gradient.
     attn_bench = 3 * (L * 4 * T * C * B * T / 2 + Le * 4 * P * Ce * B * P)
     want = flops_per_step(c) - attn_bench + attn_counted - 2 * B * P * D * Ce
-    check(abs(sum(dp) - want) <= 1e-9 * want, f"flops_per_step (adjusted) {want}, dp2 ran {sum(dp)}")
+    check(abs(sum(dp) - want) <= 1e-9 * want,
+          f"flops_per_step (adjusted) {want}, dp2 ran {sum(dp)}")
     tok_s, mfu = bp.rates(c, 0.5)
     check(tok_s == B * T / 0.5 and mfu == flops_per_step(c) / 0.5 / (2 * bp.PEAK),
           f"rates: {tok_s} tokens/s, MFU {mfu}")
@@ -218,8 +222,9 @@ def check_cpu_run():
     """--device cpu: the table, its rates from its step times, --out."""
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "table.md")
-        code, stdout, stderr = run_main("--device", "cpu", "--configs", CONFIG, "--batch", str(BATCH),
-                                        "--steps", "1", "--impls", "eager", "--out", out)
+        code, stdout, stderr = run_main("--device", "cpu", "--configs", CONFIG, "--batch",
+                                        str(BATCH), "--steps", "1", "--impls", "eager",
+                                        "--out", out)
         check(code == 0, f"--device cpu exited {code}: {stdout[-500:]} {stderr[-500:]}")
         text = open(out).read() if os.path.exists(out) else ""
     check(text.startswith("CPU (PyTorch only, gloo), torch ") and text in stdout,
@@ -248,19 +253,22 @@ def check_cli():
         code, stdout, _ = run_main("--configs", CONFIG)
     finally:
         torch.cuda.device_count = count
-    check(code == 77 and stdout.strip().splitlines() == ["SKIP: bench_parallel needs 2 GPUs (1 here)"],
+    check(code == 77 and
+          stdout.strip().splitlines() == ["SKIP: bench_parallel needs 2 GPUs (1 here)"],
           f"with 1 GPU: exit {code}, {stdout!r}")
     code, stdout, _ = run_main("--help")
     check(code == 0 and all(f in stdout for f in (
         "--configs", "--layouts", "--steps", "--batch", "--impls", "--device", "--out")),
         f"--help: exit {code}: {stdout}")
     code, _, stderr = run_main("--layouts", "tp4")
-    check(code == 2 and "--layouts: unknown ['tp4']" in stderr, f"--layouts tp4: exit {code}, {stderr!r}")
+    check(code == 2 and "--layouts: unknown ['tp4']" in stderr,
+          f"--layouts tp4: exit {code}, {stderr!r}")
 
 
 def check_hgrid():
     """The hgrid side with dry-run workers; the GPU workers' flags; the step lines."""
-    dry = ["--comm-timeout", "60", "--bw-bytes", "0", "--dry-run", "--steps", "3", "--step-ms", "20"]
+    dry = ["--comm-timeout", "60", "--bw-bytes", "0", "--dry-run", "--steps", "3",
+           "--step-ms", "20"]
     groups = {"tp2": ("tp", "llm.tp"), "dp2": ("dp", "llm.dp")}
     for layout in bp.LAYOUTS:
         with tempfile.TemporaryDirectory() as tmp:
@@ -284,6 +292,19 @@ def check_hgrid():
         except RuntimeError as e:
             check("did not finish" in str(e) and "--no-such-flag" in str(e),
                   f"run_hgrid's error names the workers' failure: {e}")
+    # Workers that never finish (dry-run workers without --steps) are killed
+    # after HGRID_TIMEOUT and reported.
+    timeout, bp.HGRID_TIMEOUT = bp.HGRID_TIMEOUT, 2
+    t0 = time.monotonic()
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            bp.run_hgrid("small", "dp2", 16, ["--dry-run"], tmp)
+            check(False, "run_hgrid: workers still running at the timeout were not reported")
+        except RuntimeError as e:
+            took = time.monotonic() - t0
+            check("did not finish" in str(e) and took < 15,
+                  f"run_hgrid's timeout: after {took:.1f} s: {e}")
+    bp.HGRID_TIMEOUT = timeout
     for layout, variants in bp.HGRID_VARIANTS.items():
         for impl, extra in variants:
             run = subprocess.run([f"{BIN}/hgrid-worker", "--coordinator", "127.0.0.1:1", "--job",
@@ -295,7 +316,8 @@ def check_hgrid():
         fmt = re.search(r'printf\("(rank %d step [^"]*)\\n"', f.read())
     check(fmt is not None, "worker/run.c's step line not found")
     if fmt:
-        lines = [fmt[1] % (r, s, 3.5, 1.25, 100 + s + 10 * r, 1e5) for s in range(1, 8) for r in (0, 1)]
+        lines = [fmt[1] % (r, s, 3.5, 1.25, 100 + s + 10 * r, 1e5) for s in range(1, 8)
+                 for r in (0, 1)]
         got = bp.hgrid_step_ms(["hgrid-worker: notice\n" + "\n".join(lines[0::2]),
                                 "\n".join(lines[1::2]) + "\nrank 1: trained 7 steps\n"])
         check(got == [110.0 + s for s in range(1, 8)], f"step times read back: {got}")

@@ -94,7 +94,11 @@ shift
 . tests/gpu/comm_lib.sh
 trap comm_cleanup EXIT
 export NCCL_NVLS_ENABLE=0
-exited() { local p; for p in "${worker_pids[@]}"; do kill -0 "$p" 2>/dev/null && return 1; done; return 0; }
+exited() {
+  local p
+  for p in "${worker_pids[@]}"; do kill -0 "$p" 2>/dev/null && return 1; done
+  return 0
+}
 world=$(world_of "$@") || exit 1
 start_gridd 30 || exit 1
 # shellcheck disable=SC2046 # config_flags prints separate flags
@@ -103,7 +107,8 @@ for r in $(seq 0 $((world - 1))); do
   start_worker "$job" "$token" "$r" "$tmp/$job.$r.out" "${wflags[@]}"
 done
 # Trained workers report done; gridd then releases them (exit 0).
-wait_until "$HGRID_TIMEOUT" exited || echo "bench_parallel: workers still running after $HGRID_TIMEOUT s"
+wait_until "$HGRID_TIMEOUT" exited ||
+  echo "bench_parallel: workers still running after $HGRID_TIMEOUT s"
 comm_cleanup
 echo "world $world"
 """
@@ -483,8 +488,8 @@ def table_row(config, impl, layout, c, seconds, ref):
 LEGEND = ["tp2: hgrid colocated encoder tp2 / llm tp2 (one micro-batch); PyTorch Megatron-style "
           "tp2 (vocab-parallel embedding, LM head and loss)",
           "dp2: hgrid colocated encoder dp2 / llm dp2 (half the batch per rank; --dp-overlap: "
-          "gradients reduced during the backward); PyTorch DDP (bucketed all-reduce overlapped with "
-          "the backward), or one all-reduce of the concatenated gradients after it"]
+          "gradients reduced during the backward); PyTorch DDP (bucketed all-reduce overlapped "
+          "with the backward), or one all-reduce of the concatenated gradients after it"]
 TABLE_HEAD = ["| config | implementation | layout | step ms | tokens/s | MFU | "
               "speed vs torch |", "| --- | --- | --- | --- | --- | --- | --- |"]
 
@@ -494,10 +499,12 @@ def parse_args(argv):
         description="hgrid's tp2 and dp2 training steps against PyTorch's on the same 2 GPUs.",
         epilog="Layouts: tp2 = colocated encoder tp2 / llm tp2; dp2 = colocated encoder dp2 / "
                "llm dp2 (hgrid), DDP (PyTorch). Skips (exit 77) with fewer than 2 GPUs.")
-    ap.add_argument("--configs", default="small", help="dense configs, comma-separated (default small)")
+    ap.add_argument("--configs", default="small",
+                    help="dense configs, comma-separated (default small)")
     ap.add_argument("--layouts", default="tp2,dp2", help="of tp2,dp2 (default both)")
     ap.add_argument("--steps", type=int, default=0,
-                    help=f"timed steps after {WARMUP} warm-up (default: bench_model.py's per config)")
+                    help=f"timed steps after {WARMUP} warm-up (default: bench_model.py's per "
+                         "config)")
     ap.add_argument("--batch", type=int, default=0,
                     help="global batch, even (default: the config's, as bench_model.py)")
     ap.add_argument("--impls", default=",".join(IMPLS),
@@ -506,7 +513,8 @@ def parse_args(argv):
                     help="cpu: PyTorch alone over gloo, a dry run of this script")
     ap.add_argument("--out", default="", help="also write the table (markdown) to FILE")
     args = ap.parse_args(argv)
-    for flag, value, allowed in (("--layouts", args.layouts, LAYOUTS), ("--impls", args.impls, IMPLS)):
+    for flag, value, allowed in (("--layouts", args.layouts, LAYOUTS),
+                                 ("--impls", args.impls, IMPLS)):
         unknown = sorted(set(value.split(",")) - set(allowed))
         if unknown:
             ap.error(f"{flag}: unknown {unknown}; use {', '.join(allowed)}")
@@ -530,7 +538,8 @@ def main(argv=None):
         bench_model.check_param_counts(name, c)
         c["batch"] = args.batch or c["batch"]
         if c["num_experts"]:
-            raise SystemExit(f"bench_parallel: config {name} has experts; the PyTorch tp2 is dense only")
+            raise SystemExit(f"bench_parallel: config {name} has experts; the PyTorch tp2 is "
+                             "dense only")
         steps = counts[name] = args.steps or bench_model.STEPS.get(name, 10)
         timed = {}  # (layout, implementation) -> seconds
         for layout in layouts:
