@@ -447,10 +447,12 @@ def _entry(rank, fn, device, init, args):
 
 def spawn(fn, device, *args):
     """fn(rank, device, *args) in WORLD processes joined over NCCL (cuda) or
-    gloo (cpu), rank r on GPU r; raises if any process failed."""
+    gloo (cpu), rank r on GPU r; raises if any process failed. On the CPU
+    they are forks (no second import of torch); CUDA needs fresh processes."""
     with tempfile.TemporaryDirectory(suffix=".bench-parallel") as tmp:
-        mp.spawn(_entry, (fn, device, "file://" + os.path.join(tmp, "rendezvous"), args),
-                 nprocs=WORLD, join=True)
+        mp.start_processes(_entry, (fn, device, "file://" + os.path.join(tmp, "rendezvous"), args),
+                           nprocs=WORLD, join=True,
+                           start_method="spawn" if device == "cuda" else "fork")
 
 
 def _torch_runs(rank, device, c, runs, steps, out):
