@@ -487,11 +487,12 @@ def table_row(config, impl, layout, c, seconds, ref):
             f"{100 * mfu:.1f}% | {ref / seconds:.2f} |")
 
 
-LEGEND = ["tp2: hgrid colocated encoder tp2 / llm tp2 (one micro-batch); PyTorch Megatron-style "
-          "tp2 (vocab-parallel embedding, LM head and loss)",
-          "dp2: hgrid colocated encoder dp2 / llm dp2 (half the batch per rank; --dp-overlap: "
-          "gradients reduced during the backward); PyTorch DDP (bucketed all-reduce overlapped "
-          "with the backward), or one all-reduce of the concatenated gradients after it"]
+LEGEND = {"tp2": "tp2: hgrid colocated encoder tp2 / llm tp2 (one micro-batch); PyTorch "
+                  "Megatron-style tp2 (vocab-parallel embedding, LM head and loss)",
+          "dp2": "dp2: hgrid colocated encoder dp2 / llm dp2 (half the batch per rank; "
+                 "--dp-overlap: gradients reduced during the backward); PyTorch DDP (bucketed "
+                 "all-reduce overlapped with the backward), or one all-reduce of the concatenated "
+                 "gradients after it"}
 TABLE_HEAD = ["| config | implementation | layout | step ms | tokens/s | MFU | "
               "speed vs torch |", "| --- | --- | --- | --- | --- | --- | --- |"]
 
@@ -520,6 +521,8 @@ def parse_args(argv):
         unknown = sorted(set(value.split(",")) - set(allowed))
         if unknown:
             ap.error(f"{flag}: unknown {unknown}; use {', '.join(allowed)}")
+    if args.device == "cpu" and args.impls == "hgrid":
+        ap.error("--device cpu times PyTorch alone: --impls needs eager or compile")
     if args.steps < 0 or args.batch < 0 or args.batch % WORLD:
         ap.error(f"--steps must be positive, --batch positive and divisible by {WORLD}")
     return args
@@ -584,7 +587,7 @@ def main(argv=None):
     text = (f"{device}, torch {torch.__version__}, {WORLD} ranks, median of {counts} steps after "
             f"{WARMUP} warm-up; speed vs torch: the fastest PyTorch time of the same layout over "
             f"the row's\n\n" + "\n".join(TABLE_HEAD + rows) + "\n")
-    text += "\n" + "\n".join(f"- {n}" for n in LEGEND + notes) + "\n"
+    text += "\n" + "\n".join(f"- {n}" for n in [LEGEND[lay] for lay in layouts] + notes) + "\n"
     print(text)
     if args.out:
         with open(args.out, "w") as f:
