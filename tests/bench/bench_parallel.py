@@ -501,7 +501,8 @@ def parse_args(argv):
     ap = argparse.ArgumentParser(
         description="hgrid's tp2 and dp2 training steps against PyTorch's on the same 2 GPUs.",
         epilog="Layouts: tp2 = colocated encoder tp2 / llm tp2; dp2 = colocated encoder dp2 / "
-               "llm dp2 (hgrid), DDP and one all-reduce (PyTorch). Skips (exit 77) with fewer than 2 GPUs.")
+               "llm dp2 (hgrid), DDP and one all-reduce (PyTorch). Skips (exit 77) with fewer "
+               "than 2 GPUs.")
     ap.add_argument("--configs", default="small",
                     help="dense configs, comma-separated (default small)")
     ap.add_argument("--layouts", default="tp2,dp2", help="of tp2,dp2 (default both)")
@@ -514,7 +515,8 @@ def parse_args(argv):
                     help="of hgrid,eager,compile (default all)")
     ap.add_argument("--device", default="cuda", choices=("cuda", "cpu"),
                     help="cpu: PyTorch alone over gloo, a dry run of this script")
-    ap.add_argument("--out", default="", metavar="FILE", help="also write the table (markdown) to FILE")
+    ap.add_argument("--out", default="", metavar="FILE",
+                    help="also write the table (markdown) to FILE")
     args = ap.parse_args(argv)
     for flag, value, allowed in (("--layouts", args.layouts, LAYOUTS),
                                  ("--impls", args.impls, IMPLS)):
