@@ -467,6 +467,9 @@ def _torch_runs(rank, device, c, runs, steps, out):
             if not compiled:
                 raise
             results.append({"error": f"{type(e).__name__}: {str(e).strip().splitlines()[0]}"})
+        if rank == 0:  # progress, should the call end before the table
+            print(f"bench_parallel: PyTorch {variant}{' compiled' if compiled else ''}: "
+                  f"{results[-1]}", flush=True)
         if device == "cuda":
             torch.cuda.empty_cache()
     if rank == 0:
