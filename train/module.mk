@@ -55,6 +55,11 @@ ifneq ($(wildcard $(NVCC)),)
 GPU_TESTS += $(BUILD)/tests/gpu/test_vocab_parallel $(BUILD)/tests/gpu/test_train_gpu_step \
              tests/gpu/train_layouts.sh tests/gpu/train_kill.sh tests/gpu/train_rebuild.sh
 BENCHES += tests/bench/train_scaling.sh tests/bench/hetero_reference.sh
+# tp2 and dp2 on 2 GPUs against PyTorch's on the same GPUs (Megatron-style
+# tp2 in plain torch, DDP); its PyTorch side against the single-process
+# model and its hgrid jobs with dry-run workers, without a GPU.
+BENCHES += tests/bench/bench_parallel.py
+CPU_TESTS += tests/bench_parallel_check.py
 $(BUILD)/tests/gpu/test_train_gpu_step: $(call objs,tests/gpu/test_train_gpu_step.c) \
                                         $(TRAIN_NCCL_LIB) $(TRAIN_LIB) $(MODEL_LIB) \
                                         $(KERNELS_LIB) $(KERNELS_REF_LIB) $(LAYOUT_LIB)

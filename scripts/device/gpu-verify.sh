@@ -3,7 +3,7 @@
 #   scripts/device/gpu-verify.sh build     # build from the repository root, cuDNN included
 #   scripts/device/gpu-verify.sh tests     # every GPU test with cuDNN required, each bounded
 #     (GPU_TEST_LIMIT=240 s a test; GPU_TESTS_FIRST="train_layouts ..." runs those first)
-#   scripts/device/gpu-verify.sh bench     # the kernel, attention and model benchmarks
+#   scripts/device/gpu-verify.sh bench     # the kernel, attention, model and 2-GPU benchmarks
 #   scripts/device/gpu-verify.sh all       # the three, if the call's time allows
 # Run from the repository root on the device machine, carrying .devdeps, staged here once:
 #   ../shared/device/stage-deps.sh && echo /.devdeps/ >> .git/info/exclude
@@ -67,6 +67,11 @@ bench() {
     make bench T="$b" >"$out/$b.log" 2>&1 || rc=1
     tail -40 "$out/$b.log"
   done
+  # tp2 / dp2 against PyTorch on the same two GPUs (skips, exit 77, on one)
+  make bench T=bench_parallel >"$out/bench_parallel.log" 2>&1
+  b=$?
+  [ $b -eq 0 ] || [ $b -eq 77 ] || grep -q '^SKIP' "$out/bench_parallel.log" || rc=1
+  tail -20 "$out/bench_parallel.log"
   return $rc
 }
 
