@@ -58,9 +58,15 @@ worker=${HGRID_WORKER:-}
 q() { [ $# -eq 0 ] || printf '%q ' "$@"; }
 # With HGRID_AGENT: an agent in a fresh 0700 directory, its socket given
 # to the workers, stopped after them.
-agent_start="" agent_stop=""
+# HGRID_AGENT_HELLO_WAIT_MS: the agent's --hello-wait-ms (default 1000).
+agent_start="" agent_stop="" hello_wait=""
 if [ -n "${HGRID_AGENT:-}" ]; then
-  agent_start="adir=\$(mktemp -d) || exit 2; $(q "$HGRID_AGENT") --socket \$adir/agent.sock --gpus $gpus 2>&1 & apid=\$!
+  if [ -n "${HGRID_AGENT_HELLO_WAIT_MS:-}" ]; then
+    [[ "$HGRID_AGENT_HELLO_WAIT_MS" =~ ^[0-9]{1,6}$ ]] && [ "$((10#$HGRID_AGENT_HELLO_WAIT_MS))" -le 600000 ] ||
+      die "HGRID_AGENT_HELLO_WAIT_MS must be milliseconds from 0 to 600000, got '$HGRID_AGENT_HELLO_WAIT_MS'"
+    hello_wait="--hello-wait-ms $((10#$HGRID_AGENT_HELLO_WAIT_MS))"
+  fi
+  agent_start="adir=\$(mktemp -d) || exit 2; $(q "$HGRID_AGENT") --socket \$adir/agent.sock --gpus $gpus $hello_wait 2>&1 & apid=\$!
 export HGRID_AGENT_SOCKET=\$adir/agent.sock; i=0; while [ ! -S \$HGRID_AGENT_SOCKET ] && [ \$i -lt 100 ]; do sleep 0.05; i=\$((i + 1)); done"
   agent_stop="kill \$apid; wait \$apid; rm -rf \$adir"
 fi

@@ -32,7 +32,10 @@ LAUNCHER_VARS = ("SLURM_", "SLURMD_", "RANK", "LOCAL_", "WORLD_SIZE", "MASTER_",
 
 def clean_env(**extra):
     env = {k: v for k, v in os.environ.items() if not k.startswith(LAUNCHER_VARS)}
-    env.update(HGRID_WORKER=WORKER, HGRID_AGENT=AGENT, HGRID_AGENT_IDLE_S="1")
+    # A 10 s HostHello wait: one HostHello per node even when this machine is
+    # loaded enough to start a node's 4 workers over a second apart.
+    env.update(HGRID_WORKER=WORKER, HGRID_AGENT=AGENT, HGRID_AGENT_IDLE_S="1",
+               HGRID_AGENT_HELLO_WAIT_MS="10000")
     env.update({k: str(v) for k, v in extra.items()})
     return env
 
@@ -91,6 +94,9 @@ def run_recipe(tmp, port, sock, log_path, label, node_envs, argv, hosts):
     lu.check_recipe(label, got, [(h, d) for h in hosts for d in range(4)])
     running = [agents_of(r) for r in runtimes]
     check([len(a) for a in running] == [1, 1], f"{label}: one agent per node running: {running}")
+    argvs = [open(f"/proc/{a[0]}/cmdline").read().split("\0") if a else [] for a in running]
+    check(all(" --gpus 4 --hello-wait-ms 10000 " in " ".join(a) for a in argvs),
+          f"{label}: each agent got --gpus 4 and HGRID_AGENT_HELLO_WAIT_MS as --hello-wait-ms: {argvs}")
     check([len(sockets_under(r)) for r in runtimes] == [1, 1],
           f"{label}: one agent socket per node: {[sockets_under(r) for r in runtimes]}")
     with open(log_path, errors="replace") as f:
@@ -173,6 +179,17 @@ def given_socket(tmp):
                        text=True, timeout=30)
     check(r.returncode == 2 and "is not a program" in r.stderr,
           f"a wrong HGRID_AGENT is refused: {r.returncode} {r.stderr.strip()}")
+    for bad in ("1s", "600001", "-5"):
+        env = clean_env(SLURM_PROCID=0, SLURM_LOCALID=0, SLURMD_NODENAME="n", HGRID_JOB="j",
+                        HGRID_TOKEN="t", HGRID_COORDINATOR="127.0.0.1:1",
+                        XDG_RUNTIME_DIR=os.path.join(tmp, "badwait"), HGRID_AGENT_HELLO_WAIT_MS=bad)
+        os.makedirs(env["XDG_RUNTIME_DIR"], mode=0o700, exist_ok=True)
+        r = subprocess.run(["scripts/hgrid-srun.sh", "--dry-run"], env=env, capture_output=True,
+                           text=True, timeout=30)
+        check(r.returncode == 2 and r.stderr.strip() == "hgrid-srun: HGRID_AGENT_HELLO_WAIT_MS must "
+              f"be milliseconds from 0 to 600000, got '{bad}'" and not agents_of(env["XDG_RUNTIME_DIR"]),
+              f"HGRID_AGENT_HELLO_WAIT_MS={bad} is refused before any agent starts: {r.returncode} "
+              f"{r.stderr.strip()}")
 
 
 def main():

@@ -106,6 +106,7 @@ def ssh(tmp, port, sock, agent=False):
     env = clean_env(HGRID_TOKEN=token, HGRID_SSH=fake)
     if agent:
         env["HGRID_AGENT"] = os.path.abspath(os.path.join(lu.BIN, "hgrid-agent"))
+        env["HGRID_AGENT_HELLO_WAIT_MS"] = "10000"
     proc = subprocess.Popen(["scripts/hgrid-ssh.sh", "--coordinator", f"127.0.0.1:{port}",
                              "--job", job, "--gpus", "4", "node-a", "node-b", "--", "--dry-run",
                              "--json"], env=env, stdout=open(out, "w"), stderr=subprocess.STDOUT)
@@ -119,6 +120,11 @@ def ssh(tmp, port, sock, agent=False):
     workers = subprocess.run(["pgrep", "-f", f"^{WORKER} --coordinator 127.0.0.1:{port} --job {job} "],
                              capture_output=True, text=True).stdout.split()
     check(len(workers) == 8, f"{job}: 8 workers running ({len(workers)} found)")
+    if agent:
+        agents = subprocess.run(["pgrep", "-a", "-f", f"^{env['HGRID_AGENT']} --socket "],
+                                capture_output=True, text=True).stdout.splitlines()
+        check(len(agents) == 2 and all(" --gpus 4 --hello-wait-ms 10000" in a for a in agents),
+              f"{job}: two agents, each given HGRID_AGENT_HELLO_WAIT_MS: {agents}")
     check(not token_shown(token), f"{job}: no token on any command line")
     lu.check_recipe(job, got, [(h, d) for h in ("node-a", "node-b") for d in range(4)])
     lu.finish(job, sock, job, [proc])
@@ -213,6 +219,10 @@ def errors():
         "--job (or $HGRID_JOB) and --token (or $HGRID_TOKEN) are required")
     run(["scripts/hgrid-ssh.sh", "--coordinator", "h:1", "--job", "j", "--gpus", "4", "a"],
         clean_env(), "ssh: no token", "HGRID_TOKEN is not set")
+    run(["scripts/hgrid-ssh.sh", "--coordinator", "h:1", "--job", "j", "--gpus", "4", "a"],
+        clean_env(HGRID_TOKEN="t", HGRID_AGENT="hgrid-agent", HGRID_AGENT_HELLO_WAIT_MS="2s"),
+        "ssh: a HostHello wait that is not milliseconds",
+        "HGRID_AGENT_HELLO_WAIT_MS must be milliseconds from 0 to 600000, got '2s'")
 
 
 def main():

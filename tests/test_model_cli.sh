@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # hgrid-worker --single-gpu without a GPU: usage errors exit 2 with a
-# one-line reason, --help prints hgrid-worker's usage, --describe prints the
+# one-line reason, training says it needs a GPU (exit 1), --help prints hgrid-worker's usage, --describe prints the
 # config (with --encoders N, N encoders, checked as a job's: each one's
 # patches in the sequence), and --cpu --dump trains the CPU model on one
 # batch and writes the dump PyTorch reads.
@@ -29,6 +29,12 @@ check "fractional --steps exits 2" test "$rc" -eq 2
 train --config tiny --steps 1 --lr 0 >/dev/null 2>"$dir/err"; rc=$?
 check "--lr 0 exits 2, as for the workers" test "$rc" -eq 2
 check "--lr 0: the workers' one-line reason" grep -q "^hgrid-worker: --lr needs a number" "$dir/err"
+# Training without a usable GPU: one line that says so (not cuBLAS's error).
+CUDA_VISIBLE_DEVICES= train --config tiny --steps 1 >/dev/null 2>"$dir/err"; rc=$?
+check "no GPU: training exits 1" test "$rc" -eq 1
+check "no GPU: one line naming the need for a GPU and --cpu" \
+  grep -qx "hgrid-worker: --single-gpu needs a CUDA GPU and finds none (CUDA: .*); run it on a GPU machine, or --dump PATH --cpu for the CPU reference" "$dir/err"
+check "no GPU: nothing else on stderr" test "$(wc -l <"$dir/err")" -eq 1
 train --help >"$dir/help"; rc=$?
 check "--help exits 0" test "$rc" -eq 0
 check "--help prints hgrid-worker's usage" grep -q "^usage: hgrid-worker" "$dir/help"

@@ -217,6 +217,14 @@ int worker_single_gpu(const train_options *o)
         opt.lr = o->lr;
     if (o->cpu)
         return run_dump(o, c, B, NULL, NULL, &opt);
+    int gpus = 0;
+    cudaError_t e = cudaGetDeviceCount(&gpus);
+    if (e != cudaSuccess || gpus == 0) { // else cuBLAS's first call fails with a library error
+        fprintf(stderr, "hgrid-worker: --single-gpu needs a CUDA GPU and finds none (CUDA: %s); run it "
+                        "on a GPU machine, or --dump PATH --cpu for the CPU reference\n",
+                e != cudaSuccess ? cudaGetErrorString(e) : "no devices");
+        return 1;
+    }
     cudaStream_t st;
     kernels_init();
     cudaCheck(cudaStreamCreate(&st));

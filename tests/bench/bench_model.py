@@ -106,6 +106,27 @@ def check_param_counts(name, c):
                          f"hgrid's {want[0]} + {want[1]} (encoder + LLM)")
 
 
+def timed_steps(step, steps, device):
+    """Runs step() WARMUP + steps times; the timed steps' seconds (CUDA
+    events on a GPU, the wall clock on the CPU)."""
+    times = []
+    for i in range(WARMUP + steps):
+        if device == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            step()
+            end.record()
+            torch.cuda.synchronize()
+            dt = start.elapsed_time(end) / 1e3
+        else:
+            t0 = time.perf_counter()
+            step()
+            dt = time.perf_counter() - t0
+        if i >= WARMUP:
+            times.append(dt)
+    return times
+
+
 def time_torch(c, compiled, steps, device="cuda"):
     torch.manual_seed(0)
     enc, llm = torch_params(c, device)
@@ -133,21 +154,7 @@ def time_torch(c, compiled, steps, device="cuda"):
         opt.step()
         losses.append(loss.detach())
 
-    times = []
-    for i in range(WARMUP + steps):
-        if device == "cuda":
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            step()
-            end.record()
-            torch.cuda.synchronize()
-            dt = start.elapsed_time(end) / 1e3
-        else:
-            t0 = time.perf_counter()
-            step()
-            dt = time.perf_counter() - t0
-        if i >= WARMUP:
-            times.append(dt)
+    times = timed_steps(step, steps, device)
     last = losses[-1].item()
     if not math.isfinite(last):
         raise SystemExit(f"PyTorch's loss is {last} after {len(losses)} steps")

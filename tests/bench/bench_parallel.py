@@ -43,7 +43,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -61,7 +60,7 @@ except ImportError:
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "torch"))
 import bench_model  # noqa: E402
-from bench_model import PEAK, WARMUP, flops_per_step, torch_params  # noqa: E402
+from bench_model import PEAK, WARMUP, flops_per_step, timed_steps, torch_params  # noqa: E402
 from model import PAD, forward  # noqa: E402
 
 WORLD = 2
@@ -391,7 +390,7 @@ def time_torch(c, variant, compiled, steps, device, rank):
         torch._dynamo.reset()
         torch._inductor.config.triton.coalesce_tiling_analysis = False  # as bench_model.py
         fwd = torch.compile(fwd)
-    losses, times = [], []
+    losses = []
 
     def step():
         opt.zero_grad(set_to_none=True)
@@ -410,20 +409,7 @@ def time_torch(c, variant, compiled, steps, device, rank):
         opt.step()
         losses.append(loss.detach())
 
-    for i in range(WARMUP + steps):
-        if device == "cuda":
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            step()
-            end.record()
-            torch.cuda.synchronize()
-            dt = start.elapsed_time(end) / 1e3
-        else:
-            t0 = time.perf_counter()
-            step()
-            dt = time.perf_counter() - t0
-        if i >= WARMUP:
-            times.append(dt)
+    times = timed_steps(step, steps, device)
     last = losses[-1].item()
     if not math.isfinite(last):
         raise RuntimeError(f"PyTorch {variant}: loss {last} after {len(losses)} steps")
