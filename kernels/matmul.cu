@@ -237,9 +237,10 @@ __global__ void accumulate_kernel(float *out, const float *in, int n)
 
 // dW^T (K, N) += inp^T (K, M) @ dout (M, N), accumulated in fp32; dbias +=
 // dout's column sums. Where cuBLASLt has it, the BGRADB epilogue sums dout
-// in the product's own pass over it (in fp32: D's type) instead of a second
-// read of dout (4.5 ms of the 1b step); it overwrites, so the sums land in
-// scratch and one small launch adds them.
+// (in fp32: D's type); it overwrites, so the sums land in scratch and one
+// small launch adds them. On H100 (cuBLASLt 13) the epilogue runs as a
+// separate reduction kernel that reads dout again: 4.5 ms of the 1b step,
+// as our column sums took (docs/PERFORMANCE.md, 2026-12-07 22:50).
 static void weight_grads(float *dweight, float *dbias, const void *dout, const void *inp, int M,
                          int K, int N, kdtype dt, cudaStream_t stream)
 {
