@@ -33,8 +33,9 @@ build() {
   if ! make -j"$(nproc)" all gpu-programs >"$out/build.log" 2>&1; then
     tail -40 "$out/build.log"; echo "gpu-verify: build failed (log: $out/build.log)"; return 1
   fi
+  # The object, not the log: an incremental build may not have recompiled it.
   if [ -f build/rel/kernels/attention_cudnn.cpp.o ] &&
-     grep -q -- "-DHGRID_HAVE_CUDNN_FRONTEND.*attention_cudnn.cpp" "$out/build.log"; then
+     nm -C build/rel/kernels/attention_cudnn.cpp.o | grep -q cudnn_frontend; then
     echo "gpu-verify: built with cuDNN attention in $((SECONDS - t0)) s"
   else
     echo "gpu-verify: WARNING built WITHOUT cuDNN attention (no frontend headers found) in $((SECONDS - t0)) s"
