@@ -86,10 +86,6 @@ tr_local *tr_local_create(const tr_ops *ops, const hg_model_config *model, int m
         tr_local_free(l);
         return NULL;
     }
-    // Uploaded at the start of every micro-batch, while the GPU waits. Made
-    // again only after the LLM forward's loss download, which waits for that
-    // upload.
-    ops->pin(l->ahead.patches, tr_samples_patch_bytes(model, micro_batch));
     l->n = l->plan.num_modules;
     for (int id = 0; id < l->n; id++) {
         const hg_module_grid *m = &l->plan.modules[id];
@@ -122,8 +118,6 @@ void tr_local_free(tr_local *l)
         for (int k = 0; k < HG_NUM_GROUP_KINDS; k++)
             tr_group_free(l->groups[id].g[0][k]);
     }
-    if (l->ahead.patches)
-        l->ops->unpin(l->ahead.patches);
     tr_samples_free(&l->ahead);
     free(l);
 }

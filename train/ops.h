@@ -33,11 +33,6 @@ typedef struct tr_ops {
                       size_t rows);
     void (*upload)(void *dst, const void *host, size_t bytes);
     void (*download)(void *host, const void *src, size_t bytes); // waits for the ops before it
-    // Host memory uploaded every step, made copyable without staging
-    // (page-locked on the GPU: the upload returns at once; nothing on the
-    // CPU). The caller must not rewrite it before the upload ran.
-    void (*pin)(void *host, size_t bytes);
-    void (*unpin)(void *host);
     void (*to_act)(void *dst, const float *src, size_t n);       // fp32 -> act
 
     void (*matmul_forward)(void *out, const void *inp, const void *weight, const void *bias,

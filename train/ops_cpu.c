@@ -9,8 +9,6 @@
 static void *c_alloc(size_t bytes) { return calloc(bytes + sizeof(float), 1); }
 static void c_release(void *p) { free(p); }
 static void c_zero(void *p, size_t bytes) { memset(p, 0, bytes); }
-static void c_pin(void *host, size_t bytes) { (void)host, (void)bytes; }
-static void c_unpin(void *host) { (void)host; }
 
 // Per thread: the threads backend runs one rank per thread.
 enum { MAX_ASIDE = 16 };
@@ -243,8 +241,6 @@ const tr_ops tr_cpu_ops = {
     .act = TR_F32,
     .alloc = c_alloc,
     .release = c_release,
-    .pin = c_pin,
-    .unpin = c_unpin,
     .zero = c_zero,
     .zero_aside = c_zero_aside,
     .zero_join = c_zero_join,

@@ -19,22 +19,6 @@ static void *g_alloc(size_t bytes)
 }
 
 static void g_release(void *p) { cudaCheck(cudaFree(p)); }
-
-// Page-locking is only a speed-up: where it is refused (a locked-memory
-// limit), the upload stages through the driver as before.
-static void g_pin(void *host, size_t bytes)
-{
-    if (getenv("HGRID_NO_PIN")) // TEMP A/B
-        return;
-    if (cudaHostRegister(host, bytes, cudaHostRegisterDefault) != cudaSuccess)
-        (void)cudaGetLastError();
-}
-
-static void g_unpin(void *host)
-{
-    if (cudaHostUnregister(host) != cudaSuccess) // not pinned: nothing to undo
-        (void)cudaGetLastError();
-}
 static void g_zero(void *p, size_t bytes) { cudaCheck(cudaMemsetAsync(p, 0, bytes, st)); }
 
 // The side stream that zeroes beside the main one, and its two fences.
@@ -281,8 +265,6 @@ static tr_ops gpu_ops = {
     .device = 1,
     .alloc = g_alloc,
     .release = g_release,
-    .pin = g_pin,
-    .unpin = g_unpin,
     .zero = g_zero,
     .zero_aside = g_zero_aside,
     .zero_join = g_zero_join,

@@ -35,11 +35,6 @@ void tr_tokens(tr_worker *w, int mb, int *tokens)
         hg_batch(w->data_seed, tr_first_sample(w, mb), w->B, w->S, w->Tt, w->images, tokens);
 }
 
-size_t tr_samples_patch_bytes(const hg_model_config *m, int B)
-{
-    return sizeof(float) * (size_t)B * m->image_size * m->image_size * 3;
-}
-
 int tr_samples_alloc(tr_samples *x, const hg_model_config *m, int B)
 {
     size_t pixels = (size_t)B * m->image_size * m->image_size * 3;

@@ -151,7 +151,6 @@ void tr_tokens(tr_worker *w, int mb, int *tokens);
 // x: B samples of the model from seed's sample first onward; 0, or -1 if
 // memory is short.
 int tr_samples_alloc(tr_samples *x, const hg_model_config *m, int B);
-size_t tr_samples_patch_bytes(const hg_model_config *m, int B); // its patches buffer
 void tr_samples_make(tr_samples *x, const hg_model_config *m, uint64_t seed, uint64_t first);
 void tr_samples_free(tr_samples *x);
 
