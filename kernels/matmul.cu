@@ -79,7 +79,6 @@ void column_sum_accumulate(float *out, const void *in, int rows, int cols, kdtyp
     int per_chunk = (int)ceil_div(rows, max_chunks);
     if (per_chunk < 64) per_chunk = 64;
     int chunks = (int)ceil_div(rows, per_chunk), direct = chunks == 1;
-    if (getenv("HGRID_NO_DIRECT_COLSUM")) direct = 0; // TEMP A/B
     float *partial = direct ? out : (float *)kernels_scratch(sizeof(float) * chunks * (size_t)cols, "column sum");
     if (dt == KD_BF16 && cols % 8 == 0 && (uintptr_t)in % 16 == 0)
         column_partial_bf8_kernel<<<dim3(ceil_div(cols / 8, 128), chunks), 128, 0, stream>>>(

@@ -126,17 +126,8 @@ void tp_stack_forward(tp_stack *s, int slot, const hg_param_table *t, void *work
     }
 }
 
-static int ln_dsum_off(void) // TEMP A/B: HGRID_NO_LN_DSUM=1 sums the biases in the matmuls
-{
-    static int off = -1;
-    if (off < 0)
-        off = getenv("HGRID_NO_LN_DSUM") != NULL;
-    return off;
-}
-
 void tp_stack_backward(tp_stack *s, int slot, const hg_param_table *t, void *work, float *grads)
 {
-    int fuse = !ln_dsum_off();
     const tr_ops *o = s->ops;
     tp_slot *x = &s->slots[slot];
     int N = s->B * s->T, C = s->C, Cl = C / s->tp->size, F = s->F, HD = Cl / s->NH;
@@ -155,16 +146,16 @@ void tp_stack_backward(tp_stack *s, int slot, const hg_param_table *t, void *wor
         if (s->experts) {
             ep_moe_backward(&s->moe, &x->moe, l, &w, &g, ln2, s->dres, s->dC);
         } else {
-            o->matmul_backward_dgelu(s->dF, g.fc_proj_w, !fuse || l == s->L - 1 ? g.fc_proj_b : NULL,
+            o->matmul_backward_dgelu(s->dF, g.fc_proj_w, l == s->L - 1 ? g.fc_proj_b : NULL,
                                      s->dres, fchg, w.fc_proj_w, fch, N, F, C);
             o->matmul_backward(s->dC, g.fc_w, g.fc_b, s->dF, ln2, w.fc_w, N, C, F);
             tr_all_reduce(s->tp, s->dC, (size_t)N * C, o->act);
         }
         // dres out of ln2's backward is attn_proj's dout: its bias gradient
         // is summed in that pass, not by a second read of dres.
-        o->layernorm_backward(s->dres, g.ln2_w, g.ln2_b, fuse ? g.attn_proj_b : NULL, s->dC, res2,
+        o->layernorm_backward(s->dres, g.ln2_w, g.ln2_b, g.attn_proj_b, s->dC, res2,
                               w.ln2_w, x->ln2_mean + l * N, x->ln2_rstd + l * N, N, C);
-        o->matmul_backward(s->datt, g.attn_proj_w, fuse ? NULL : g.attn_proj_b, s->dres, att,
+        o->matmul_backward(s->datt, g.attn_proj_w, NULL, s->dres, att,
                            w.attn_proj_w, N, Cl, C);
         o->attention_backward(s->dqkv, s->datt, qkv, att, x->lse + (size_t)l * N * s->NH, s->B,
                               s->T, s->NH, HD, s->causal);
@@ -172,7 +163,7 @@ void tp_stack_backward(tp_stack *s, int slot, const hg_param_table *t, void *wor
         tr_all_reduce(s->tp, s->dC, (size_t)N * C, o->act);
         // and out of ln1's, the layer below's fc_proj dout (a dense MLP's)
         float *below_fc_proj_b = NULL;
-        if (fuse && l > 0 && !s->experts) {
+        if (l > 0 && !s->experts) {
             hg_block_view gb;
             hg_block_view_at(t, grads, sizeof(float), l - 1, &gb);
             below_fc_proj_b = gb.fc_proj_b;
