@@ -99,7 +99,7 @@ def check_flops(name):
 
 
 def check_grouped_moe(name):
-    """The benchmark's grouped MoE reference (model.py's moe_grouped) equals
+    """The benchmark's grouped MoE reference (model.py's experts_grouped) equals
     the loop (moe()) that test_model_torch holds to hgrid: the same loss,
     load-balancing loss and gradients, in fp32 on the CPU."""
     if not hasattr(torch, "_grouped_mm"):

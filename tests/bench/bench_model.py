@@ -8,8 +8,8 @@ weights, fused AdamW, clipping; the MoE's load-balancing loss in the step),
 in the same run on the same GPU. Usage: bench_model.py [--configs
 small,1b,small-moe] [--steps N] [--impls hgrid,eager,compile]
 [--moe-ref grouped|loop] [--out FILE.md]; the MoE reference is grouped
-(model.py's moe_grouped: torch._grouped_mm over tokens sorted by expert, no
-host sync) unless --moe-ref loop (moe(): a loop over the experts);
+(model.py's experts_grouped: torch._grouped_mm over tokens sorted by expert, no
+host sync) unless --moe-ref loop (experts_loop: a loop over the experts);
 --device cpu times PyTorch
 alone on the CPU (a dry run of this script: tests/bench_model_check.py).
 Exits 1 if any run fails.

@@ -92,20 +92,8 @@ def mlp(h, p, l):
     return F.linear(h, p["blocks.fc_proj_w"][l], p["blocks.fc_proj_b"][l])
 
 
-def moe(h, p, l, E, K, coeff, route):
-    """Top-k MoE MLP and its load-balancing loss coeff * E * sum_e f_e P_e,
-    f_e (the share of assignments to expert e) taken as a constant. route:
-    None, or a list [choices (N, K), flips] to take these experts instead of
-    the top-k and count the choices that differ from the top-k."""
-    B, T, C = h.shape
-    x = h.reshape(-1, C)
-    probs = torch.softmax(x @ p["blocks.router_w"][l].t(), -1)            # (N, E)
-    top, idx = probs.topk(K, -1)                                          # (N, K)
-    if route is not None:
-        forced = route[0].to(idx.device)
-        route[1] += (forced.sort(-1).values != idx.sort(-1).values).any(-1).sum().item()
-        idx, top = forced, probs.gather(-1, forced)
-    gates = top / top.sum(-1, keepdim=True)
+def experts_loop(x, p, l, E, idx, gates):
+    """Each token's top-k expert MLPs, gated and summed: a loop over the experts."""
     y = torch.zeros_like(x)
     for e in range(E):
         rows, slot = (idx == e).nonzero(as_tuple=True)
@@ -113,20 +101,15 @@ def moe(h, p, l, E, K, coeff, route):
             ye = mlp(x[rows], {k: v[:, e] for k, v in p.items() if k.startswith("blocks.fc")}, l)
             # Under autocast on the CPU the gates (and so ye) come out bf16.
             y = y.index_add(0, rows, (ye * gates[rows, slot].unsqueeze(-1)).to(y.dtype))
-    f = F.one_hot(idx, E).sum((0, 1)).to(x.dtype) / idx.numel()
-    return y.view(B, T, C), coeff * E * (f * probs.mean(0)).sum()
+    return y
 
 
-def moe_grouped(h, p, l, E, K, coeff):
-    """moe() without its loop over the experts, as a fast PyTorch MoE is
-    written: the token copies sorted by expert, each MLP matrix product one
-    torch._grouped_mm over every expert's rows, no host sync (the
-    benchmark's stronger reference; bench_model_check.py holds it to moe())."""
-    B, T, C = h.shape
-    x = h.reshape(-1, C)
-    probs = torch.softmax(x @ p["blocks.router_w"][l].t(), -1)            # (N, E)
-    top, idx = probs.topk(K, -1)                                          # (N, K)
-    gates = top / top.sum(-1, keepdim=True)
+def experts_grouped(x, p, l, E, idx, gates):
+    """experts_loop as a fast PyTorch MoE is written: the token copies sorted
+    by expert, each MLP matrix product one torch._grouped_mm over every
+    expert's rows, no host sync (the benchmark's stronger reference;
+    bench_model_check.py holds it to the loop)."""
+    K = idx.shape[1]
     flat = idx.reshape(-1)
     order = flat.argsort(stable=True)                                     # expert by expert
     rows, expert = order // K, flat[order]
@@ -138,7 +121,25 @@ def moe_grouped(h, p, l, E, K, coeff):
     a = F.gelu(a + p["blocks.fc_b"][l][expert].to(dt), approximate="tanh")
     ye = torch._grouped_mm(a, w2.transpose(1, 2), offs=offs) + p["blocks.fc_proj_b"][l][expert].to(dt)
     g = gates.reshape(-1)[order].unsqueeze(-1)
-    y = torch.zeros_like(x).index_add(0, rows, (ye * g).to(x.dtype))
+    return torch.zeros_like(x).index_add(0, rows, (ye * g).to(x.dtype))
+
+
+def moe(h, p, l, E, K, coeff, route, grouped=False):
+    """Top-k MoE MLP and its load-balancing loss coeff * E * sum_e f_e P_e,
+    f_e (the share of assignments to expert e) taken as a constant. route:
+    None, or a list [choices (N, K), flips] to take these experts instead of
+    the top-k and count the choices that differ from the top-k. grouped:
+    the experts through experts_grouped, else experts_loop."""
+    B, T, C = h.shape
+    x = h.reshape(-1, C)
+    probs = torch.softmax(x @ p["blocks.router_w"][l].t(), -1)            # (N, E)
+    top, idx = probs.topk(K, -1)                                          # (N, K)
+    if route is not None:
+        forced = route[0].to(idx.device)
+        route[1] += (forced.sort(-1).values != idx.sort(-1).values).any(-1).sum().item()
+        idx, top = forced, probs.gather(-1, forced)
+    gates = top / top.sum(-1, keepdim=True)
+    y = (experts_grouped if grouped else experts_loop)(x, p, l, E, idx, gates)
     f = F.one_hot(idx, E).sum((0, 1)).to(x.dtype) / idx.numel()
     return y.view(B, T, C), coeff * E * (f * probs.mean(0)).sum()
 
@@ -156,7 +157,7 @@ def block(x, p, l, heads, causal, experts, route=None):
     h = F.layer_norm(x, (C,), p["blocks.ln2_w"][l], p["blocks.ln2_b"][l], 1e-5)
     if experts:
         E, K, coeff, grouped = experts
-        y, aux = moe_grouped(h, p, l, E, K, coeff) if grouped else moe(h, p, l, E, K, coeff, route)
+        y, aux = moe(h, p, l, E, K, coeff, route, grouped)
         return x + y, aux
     return x + mlp(h, p, l), 0.0
 
@@ -175,8 +176,8 @@ def forward(cfg, enc, llm, patches, tokens, aux_coeff=0.01, routing=None, flips=
     h = torch.cat([img, llm["wte"][tokens]], 1)
     h = h + llm["wpe"][:h.shape[1]]
     E = cfg.get("num_experts", 0)
-    # cfg "moe_impl": "grouped" for moe_grouped (forced routing needs the loop)
-    grouped = cfg.get("moe_impl", "loop") == "grouped" and routing is None
+    # cfg "moe_impl": "grouped" for experts_grouped, else the loop
+    grouped = cfg.get("moe_impl", "loop") == "grouped"
     experts = (E, cfg["moe_router_topk"], aux_coeff, grouped) if E else None
     aux = 0.0
     for l in range(cfg["num_layers"]):
