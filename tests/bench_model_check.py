@@ -5,7 +5,8 @@ torch_params names and shapes every tensor as hgrid's parameter tables do
 parameters as `--describe` counts for every config; flops_per_step equals
 the matrix-product FLOPs torch's FlopCounterMode counts in a forward +
 backward of tests/torch/model.py's forward on tiny and tiny-moe (MoE: the
-router and each token's top-k experts), whose loss is finite."""
+router and each token's top-k experts), whose loss is finite; the grouped
+MoE reference gives the loop's loss and gradients."""
 import functools
 import os
 import subprocess
@@ -97,6 +98,49 @@ def check_flops(name):
     return counted
 
 
+def check_grouped_moe(name):
+    """The benchmark's grouped MoE reference (model.py's moe_grouped) equals
+    the loop (moe()) that test_model_torch holds to hgrid: the same loss,
+    load-balancing loss and gradients, in fp32 on the CPU."""
+    if not hasattr(torch, "_grouped_mm"):
+        check(False, f"torch {torch.__version__} has no torch._grouped_mm: the grouped MoE "
+                     "reference needs torch >= 2.8")
+        return
+    c = dict(bench_model.describe(name), batch=2)
+    B, P = c["batch"], (c["image_size"] // c["patch_size"]) ** 2
+    torch.manual_seed(1)
+    patches = torch.rand(B, P, c["patch_size"] ** 2 * 3) * 2 - 1
+    tokens = torch.randint(3, 22, (B, c["seq_length"] - P))
+    runs = []
+    for impl in ("loop", "grouped"):
+        torch.manual_seed(0)
+        enc, llm = bench_model.torch_params(c, "cpu")
+        with torch.no_grad():  # biases off zero, so a wrong per-row bias shows
+            for k in ("blocks.fc_b", "blocks.fc_proj_b"):
+                llm[k].uniform_(-0.05, 0.05)
+        loss, aux = forward(dict(c, moe_impl=impl), enc, llm, patches, tokens)
+        (loss + aux).backward()
+        runs.append((loss.item(), aux.item(), {k: v.grad for k, v in llm.items()}))
+    (l0, a0, g0), (l1, a1, g1) = runs
+    check(abs(l0 - l1) <= 1e-5 * abs(l0) and abs(a0 - a1) <= 1e-5 * abs(a0),
+          f"{name}: grouped MoE loss {l1}, aux {a1}; the loop's {l0}, {a0}")
+    worst = max(((g1[k] - g0[k]).abs().max() / g0[k].abs().max().clamp_min(1e-30)).item()
+                for k in g0 if g0[k] is not None)
+    check(worst <= 1e-4, f"{name}: grouped MoE gradients differ from the loop's by {worst:.3g} "
+                         "(relative to each tensor's largest)")
+    # The check can fail: the experts' output biases handed one expert on
+    # (what a wrong row-to-expert map would do) move the loss past the bound.
+    torch.manual_seed(0)
+    enc, llm = bench_model.torch_params(c, "cpu")
+    with torch.no_grad():
+        for k in ("blocks.fc_b", "blocks.fc_proj_b"):
+            llm[k].uniform_(-0.05, 0.05)
+        llm["blocks.fc_proj_b"].copy_(llm["blocks.fc_proj_b"].roll(1, dims=1))
+    l2, _ = forward(dict(c, moe_impl="grouped"), enc, llm, patches, tokens)
+    check(abs(l2.item() - l0) > 1e-5 * abs(l0),
+          f"{name}: experts' biases shifted by one give the same loss ({l0})")
+
+
 def main():
     if not os.path.exists(f"{BIN}/hgrid-worker"):
         print(f"FAIL: {BIN}/hgrid-worker is missing: run make first", flush=True)
@@ -117,6 +161,7 @@ def main():
     extra = 6 * c["num_layers"] * c["batch"] * c["seq_length"] * (
         2 * c["hidden_size"] * c["ffn_hidden_size"] + c["num_experts"] * c["hidden_size"])
     check(sparse - dense == extra, f"tiny-moe - tiny: {sparse - dense} FLOPs, want {extra}")
+    check_grouped_moe("tiny-moe")
     sys.exit(summary("bench_model_check"))
 
 

@@ -6,7 +6,10 @@ experts in every LLM block), against the same model in PyTorch eager and
 torch.compile (tests/torch/model.py's forward; bf16 autocast, fp32 master
 weights, fused AdamW, clipping; the MoE's load-balancing loss in the step),
 in the same run on the same GPU. Usage: bench_model.py [--configs
-small,1b,small-moe] [--steps N] [--impls hgrid,eager,compile] [--out FILE.md];
+small,1b,small-moe] [--steps N] [--impls hgrid,eager,compile]
+[--moe-ref grouped|loop] [--out FILE.md]; the MoE reference is grouped
+(model.py's moe_grouped: torch._grouped_mm over tokens sorted by expert, no
+host sync) unless --moe-ref loop (moe(): a loop over the experts);
 --device cpu times PyTorch
 alone on the CPU (a dry run of this script: tests/bench_model_check.py).
 Exits 1 if any run fails.
@@ -180,14 +183,20 @@ def main():
                     help="cpu: PyTorch alone, a dry run of this script")
     ap.add_argument("--impls", default="hgrid,eager,compile",
                     help="which to time, of hgrid,eager,compile (the ratio column needs compile)")
+    ap.add_argument("--moe-ref", default="grouped", choices=("grouped", "loop"),
+                    help="PyTorch's MoE: grouped matrix products (default) or a loop over experts")
     ap.add_argument("--out", default="")
     args = ap.parse_args()
+    if args.moe_ref == "grouped" and not hasattr(torch, "_grouped_mm"):
+        raise SystemExit(f"--moe-ref grouped needs torch._grouped_mm (torch >= 2.8; this is "
+                         f"{torch.__version__}): upgrade torch or pass --moe-ref loop")
     torch.backends.cuda.matmul.allow_tf32 = True
     gpu = torch.cuda.get_device_name() if args.device == "cuda" else "CPU (PyTorch only)"
     rows = []
     for name in args.configs.split(","):
-        c = describe(name)
+        c = dict(describe(name), moe_impl=args.moe_ref)
         check_param_counts(name, c)
+        ref = f" ({args.moe_ref} MoE)" if c.get("num_experts") else ""
         steps = args.steps or STEPS.get(name, 10)
         flops, tokens = flops_per_step(c), c["batch"] * c["seq_length"]
         impls = args.impls.split(",")
@@ -198,9 +207,9 @@ def main():
         if "hgrid" in impls and args.device == "cuda":
             results.append(("hgrid", time_hgrid(name, steps)))
         if "eager" in impls:
-            results.append(("torch eager", time_torch(c, False, steps, args.device)))
+            results.append(("torch eager" + ref, time_torch(c, False, steps, args.device)))
         if "compile" in impls:
-            results.append(("torch.compile", time_torch(c, True, steps, args.device)))
+            results.append(("torch.compile" + ref, time_torch(c, True, steps, args.device)))
         compiled = results[-1][1] if "compile" in impls else float("nan")
         for impl, t in results:
             rows.append(f"| {name} | {impl} | {c['batch']}x{c['seq_length']} | {t * 1e3:.1f} | "

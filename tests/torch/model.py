@@ -117,8 +117,34 @@ def moe(h, p, l, E, K, coeff, route):
     return y.view(B, T, C), coeff * E * (f * probs.mean(0)).sum()
 
 
+def moe_grouped(h, p, l, E, K, coeff):
+    """moe() without its loop over the experts, as a fast PyTorch MoE is
+    written: the token copies sorted by expert, each MLP matrix product one
+    torch._grouped_mm over every expert's rows, no host sync (the
+    benchmark's stronger reference; bench_model_check.py holds it to moe())."""
+    B, T, C = h.shape
+    x = h.reshape(-1, C)
+    probs = torch.softmax(x @ p["blocks.router_w"][l].t(), -1)            # (N, E)
+    top, idx = probs.topk(K, -1)                                          # (N, K)
+    gates = top / top.sum(-1, keepdim=True)
+    flat = idx.reshape(-1)
+    order = flat.argsort(stable=True)                                     # expert by expert
+    rows, expert = order // K, flat[order]
+    offs = torch.bincount(flat, minlength=E).cumsum(0).to(torch.int32)
+    # Under autocast the products run in bf16 (what F.linear gets there).
+    dt = torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else x.dtype
+    w1, w2 = p["blocks.fc_w"][l].to(dt), p["blocks.fc_proj_w"][l].to(dt)   # (E, F, C), (E, C, F)
+    a = torch._grouped_mm(x[rows].to(dt), w1.transpose(1, 2), offs=offs)
+    a = F.gelu(a + p["blocks.fc_b"][l][expert].to(dt), approximate="tanh")
+    ye = torch._grouped_mm(a, w2.transpose(1, 2), offs=offs) + p["blocks.fc_proj_b"][l][expert].to(dt)
+    g = gates.reshape(-1)[order].unsqueeze(-1)
+    y = torch.zeros_like(x).index_add(0, rows, (ye * g).to(x.dtype))
+    f = F.one_hot(idx, E).sum((0, 1)).to(x.dtype) / idx.numel()
+    return y.view(B, T, C), coeff * E * (f * probs.mean(0)).sum()
+
+
 def block(x, p, l, heads, causal, experts, route=None):
-    """A pre-LN block; experts = (E, K, coeff) for an MoE MLP, else None.
+    """A pre-LN block; experts = (E, K, coeff, grouped) for an MoE MLP, else None.
     Returns the output and the block's load-balancing loss."""
     B, T, C = x.shape
     h = F.layer_norm(x, (C,), p["blocks.ln1_w"][l], p["blocks.ln1_b"][l], 1e-5)
@@ -129,7 +155,8 @@ def block(x, p, l, heads, causal, experts, route=None):
     x = x + F.linear(a, p["blocks.attn_proj_w"][l], p["blocks.attn_proj_b"][l])
     h = F.layer_norm(x, (C,), p["blocks.ln2_w"][l], p["blocks.ln2_b"][l], 1e-5)
     if experts:
-        y, aux = moe(h, p, l, *experts, route)
+        E, K, coeff, grouped = experts
+        y, aux = moe_grouped(h, p, l, E, K, coeff) if grouped else moe(h, p, l, E, K, coeff, route)
         return x + y, aux
     return x + mlp(h, p, l), 0.0
 
@@ -148,7 +175,9 @@ def forward(cfg, enc, llm, patches, tokens, aux_coeff=0.01, routing=None, flips=
     h = torch.cat([img, llm["wte"][tokens]], 1)
     h = h + llm["wpe"][:h.shape[1]]
     E = cfg.get("num_experts", 0)
-    experts = (E, cfg["moe_router_topk"], aux_coeff) if E else None
+    # cfg "moe_impl": "grouped" for moe_grouped (forced routing needs the loop)
+    grouped = cfg.get("moe_impl", "loop") == "grouped" and routing is None
+    experts = (E, cfg["moe_router_topk"], aux_coeff, grouped) if E else None
     aux = 0.0
     for l in range(cfg["num_layers"]):
         route = None if routing is None else [routing[l], 0]
