@@ -207,7 +207,7 @@ static int check_bridge(const run_ctx *ctx, const hgrid_comms *c, int32_t *dev,
     }
     ncclResult_t ended = ncclGroupEnd();
     if (failed)
-        return hgrid_fail(w, HGRID_ERR_IO, "%s of the bridge check failed: %s", failed,
+        return hgrid_fail(w, HGRID_ERR_IO, "%s failed at %s:%d: %s", failed, __FILE__, __LINE__,
                           ncclGetErrorString(posted));
     NCCL_CHECK(ctx, comm, "bridge", ended);
     int st = wait_stream(ctx, comm, "bridge");
