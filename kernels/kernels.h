@@ -76,8 +76,10 @@ void layernorm_forward(void *out, float *mean, float *rstd, const void *inp,
                        const void *weight, const void *bias, int N, int C,
                        kdtype dt, cudaStream_t stream);
 // dinp (N, C) += ...  (accumulated: it is the residual stream's gradient)
-// dweight, dbias (C) fp32 += ...                                        [scratch]
-void layernorm_backward(void *dinp, float *dweight, float *dbias, const void *dout,
+// dweight, dbias (C) fp32 += ...; dsum (C) fp32 += the column sums of dinp
+// as it is left (the bias gradient of a matmul whose dout it is), or NULL
+//                                                                       [scratch]
+void layernorm_backward(void *dinp, float *dweight, float *dbias, float *dsum, const void *dout,
                         const void *inp, const void *weight, const float *mean,
                         const float *rstd, int N, int C, kdtype dt, cudaStream_t stream);
 

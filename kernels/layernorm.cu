@@ -81,17 +81,19 @@ layernorm_forward_vec_kernel(BfVec<E> *__restrict__ out, float *__restrict__ mea
 // no atomics; lane-major, (p, k, lane), so that a warp's accesses hit 32
 // banks), then the block adds its warps' rows in order into partial[block]
 // (2C floats, by column), for layernorm_vec_finish_kernel.
-template <int E, int P>
+template <int E, int P, int NA>
 __global__ void __launch_bounds__(32 * LN_VEC_WARPS)
 layernorm_backward_vec_kernel(BfVec<E> *dinp, float *__restrict__ partial, const BfVec<E> *__restrict__ dout,
                               const BfVec<E> *__restrict__ inp, const BfVec<E> *__restrict__ weight,
                               const float *__restrict__ mean, const float *__restrict__ rstd, int N)
 {
     constexpr int C = 32 * E * P;
-    extern __shared__ float acc[];  // (LN_VEC_WARPS, 2, C): dweight terms, then dbias terms
+    // (LN_VEC_WARPS, NA, C): dweight terms, dbias terms, and with NA == 3 the
+    // column sums of dinp as stored (the matmul below's bias gradient)
+    extern __shared__ float acc[];
     int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = gridDim.x * LN_VEC_WARPS;
-    float *dw = acc + (size_t)warp * 2 * C, *db = dw + C;
-    for (int i = lane; i < 2 * C; i += 32) dw[i] = 0.0f;  // each lane touches only its own columns
+    float *dw = acc + (size_t)warp * NA * C, *db = dw + C, *ds = db + C;
+    for (int i = lane; i < NA * C; i += 32) dw[i] = 0.0f;  // each lane touches only its own columns
     for (int row = blockIdx.x * LN_VEC_WARPS + warp; row < N; row += warps) {
         size_t at = (size_t)row * (C / E);
         float m = mean[row], s = rstd[row], dsum = 0.0f, dnsum = 0.0f;
@@ -125,15 +127,21 @@ layernorm_backward_vec_kernel(BfVec<E> *dinp, float *__restrict__ partial, const
             unpack(dx, dinp[at + p * 32 + lane]);
 #pragma unroll
             for (int k = 0; k < E; k++) dx[k] += (w[k] * dy[k] - dsum - (x[k] - m) * s * dnsum) * s;
-            dinp[at + p * 32 + lane] = pack<E>(dx);
+            BfVec<E> stored = pack<E>(dx);
+            dinp[at + p * 32 + lane] = stored;
+            if (NA == 3) {
+                unpack(dx, stored);  // the rounded values a later read of dinp sees
+#pragma unroll
+                for (int k = 0; k < E; k++) ds[(p * E + k) * 32 + lane] += dx[k];
+            }
         }
     }
     __syncthreads();
-    float *out = partial + (size_t)blockIdx.x * 2 * C;
-    for (int i = threadIdx.x; i < 2 * C; i += blockDim.x) {
+    float *out = partial + (size_t)blockIdx.x * NA * C;
+    for (int i = threadIdx.x; i < NA * C; i += blockDim.x) {
         float sum = 0.0f;
 #pragma unroll
-        for (int w = 0; w < LN_VEC_WARPS; w++) sum += acc[(size_t)w * 2 * C + i];
+        for (int w = 0; w < LN_VEC_WARPS; w++) sum += acc[(size_t)w * NA * C + i];
         int j = i % C, pk = j / 32, col = pk / E * (32 * E) + j % 32 * E + pk % E;
         out[i - j + col] = sum;
     }
@@ -237,21 +245,20 @@ __global__ void layernorm_dparams_finish_kernel(float *dweight, float *dbias, co
 // a block takes 32 of the 2C columns, each of its 8 warps every 8th row,
 // then the 8 sums are added in order (deterministic, and enough blocks to
 // read the partials at memory speed).
-__global__ void layernorm_vec_finish_kernel(float *dweight, float *dbias, const float *partial, int chunks, int C)
+__global__ void layernorm_vec_finish_kernel(float *dweight, float *dbias, float *dsum, const float *partial,
+                                            int chunks, int C, int na)
 {
     __shared__ float part[8][32];
     int lane = threadIdx.x % 32, grp = threadIdx.x / 32, col = blockIdx.x * 32 + lane;
     float sum = 0.0f;
-    if (col < 2 * C)
-        for (int k = grp; k < chunks; k += 8) sum += partial[(size_t)k * 2 * C + col];
+    if (col < na * C)
+        for (int k = grp; k < chunks; k += 8) sum += partial[(size_t)k * na * C + col];
     part[grp][lane] = sum;
     __syncthreads();
-    if (grp || col >= 2 * C) return;
+    if (grp || col >= na * C) return;
     for (int g = 1; g < 8; g++) sum += part[g][lane];
-    if (col < C)
-        dweight[col] += sum;
-    else
-        dbias[col - C] += sum;
+    float *to = col < C ? dweight : col < 2 * C ? dbias : dsum;
+    to[col % C] += sum;
 }
 
 // ---- launchers
@@ -317,31 +324,45 @@ static void forward_vec(void *out, float *mean, float *rstd, const void *inp, co
     launchCheck();
 }
 
-template <int E, int P>
-static void backward_vec_p(void *dinp, float *dweight, float *dbias, const void *dout, const void *inp,
-                           const void *weight, const float *mean, const float *rstd, int N, cudaStream_t stream)
+template <int E, int P, int NA>
+static void backward_vec_na(void *dinp, float *dweight, float *dbias, float *dsum, const void *dout,
+                            const void *inp, const void *weight, const float *mean, const float *rstd, int N,
+                            cudaStream_t stream)
 {
     constexpr int C = 32 * E * P;
-    size_t smem = sizeof(float) * LN_VEC_WARPS * 2 * C;
-    auto kernel = layernorm_backward_vec_kernel<E, P>;
+    size_t smem = sizeof(float) * LN_VEC_WARPS * NA * C;
+    auto kernel = layernorm_backward_vec_kernel<E, P, NA>;
     cudaCheck(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     int per_sm;
     cudaCheck(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, 32 * LN_VEC_WARPS, smem));
     int blocks = vec_blocks(N, per_sm);
-    float *partial = (float *)kernels_scratch(sizeof(float) * 2 * (size_t)blocks * C, "layernorm_backward");
+    float *partial = (float *)kernels_scratch(sizeof(float) * NA * (size_t)blocks * C, "layernorm_backward");
     kernel<<<blocks, 32 * LN_VEC_WARPS, smem, stream>>>((BfVec<E> *)dinp, partial, (const BfVec<E> *)dout,
                                                         (const BfVec<E> *)inp, (const BfVec<E> *)weight,
                                                         mean, rstd, N);
     launchCheck();
-    layernorm_vec_finish_kernel<<<ceil_div(2 * C, 32), 256, 0, stream>>>(dweight, dbias, partial, blocks, C);
+    layernorm_vec_finish_kernel<<<ceil_div(NA * C, 32), 256, 0, stream>>>(dweight, dbias, dsum, partial, blocks,
+                                                                          C, NA);
     launchCheck();
 }
 
-static void backward_vec(void *dinp, float *dweight, float *dbias, const void *dout, const void *inp,
-                         const void *weight, const float *mean, const float *rstd, int N, int C, int E,
-                         cudaStream_t stream)
+// A third shared-memory row only where dsum is asked for (it costs occupancy).
+template <int E, int P>
+static void backward_vec_p(void *dinp, float *dweight, float *dbias, float *dsum, const void *dout,
+                           const void *inp, const void *weight, const float *mean, const float *rstd, int N,
+                           cudaStream_t stream)
 {
-#define LN_BWD(E, P) backward_vec_p<E, P>(dinp, dweight, dbias, dout, inp, weight, mean, rstd, N, stream)
+    if (dsum)
+        backward_vec_na<E, P, 3>(dinp, dweight, dbias, dsum, dout, inp, weight, mean, rstd, N, stream);
+    else
+        backward_vec_na<E, P, 2>(dinp, dweight, dbias, dsum, dout, inp, weight, mean, rstd, N, stream);
+}
+
+static void backward_vec(void *dinp, float *dweight, float *dbias, float *dsum, const void *dout,
+                         const void *inp, const void *weight, const float *mean, const float *rstd, int N,
+                         int C, int E, cudaStream_t stream)
+{
+#define LN_BWD(E, P) backward_vec_p<E, P>(dinp, dweight, dbias, dsum, dout, inp, weight, mean, rstd, N, stream)
     LN_DISPATCH(E, C, LN_BWD)
 #undef LN_BWD
 }
@@ -391,19 +412,23 @@ extern "C" void layernorm_forward(void *out, float *mean, float *rstd, const voi
                             (const __nv_bfloat16 *)weight, (const __nv_bfloat16 *)bias, N, C, stream);
 }
 
-extern "C" void layernorm_backward(void *dinp, float *dweight, float *dbias, const void *dout,
+extern "C" void layernorm_backward(void *dinp, float *dweight, float *dbias, float *dsum, const void *dout,
                                    const void *inp, const void *weight, const float *mean,
                                    const float *rstd, int N, int C, kdtype dt, cudaStream_t stream)
 {
     kassert(N > 0 && C > 0, "layernorm_backward shape");
     int E = dt == KD_BF16 ? vec_width(C, {dinp, dout, inp, weight}) : 0;
-    if (E)
-        backward_vec(dinp, dweight, dbias, dout, inp, weight, mean, rstd, N, C, E, stream);
-    else if (dt == KD_F32)
+    if (E) {
+        backward_vec(dinp, dweight, dbias, dsum, dout, inp, weight, mean, rstd, N, C, E, stream);
+        return;
+    }
+    if (dt == KD_F32)
         layernorm_backward_t((float *)dinp, dweight, dbias, (const float *)dout, (const float *)inp,
                              (const float *)weight, mean, rstd, N, C, stream);
     else
         layernorm_backward_t((__nv_bfloat16 *)dinp, dweight, dbias, (const __nv_bfloat16 *)dout,
                              (const __nv_bfloat16 *)inp, (const __nv_bfloat16 *)weight, mean, rstd,
                              N, C, stream);
+    if (dsum) // the general path: a second pass over dinp
+        column_sum_accumulate(dsum, dinp, N, C, dt, stream);
 }

@@ -9,10 +9,11 @@
 
 // Column sums in two deterministic passes: each block sums a chunk of rows
 // into scratch (partial, (chunks, cols)), then the chunks are added in a
-// fixed order.
+// fixed order. With one chunk (add = 1) the first pass adds its sums to the
+// output itself: the same values, without the second launch.
 template <typename T>
-__global__ void column_partial_kernel(float *__restrict__ partial, const T *__restrict__ in, int rows,
-                                      int cols, int rows_per_chunk)
+__global__ void column_partial_kernel(float *partial, const T *__restrict__ in, int rows,
+                                      int cols, int rows_per_chunk, int add)
 {
     int c = blockIdx.x * blockDim.x + threadIdx.x;
     if (c >= cols) return;
@@ -20,12 +21,13 @@ __global__ void column_partial_kernel(float *__restrict__ partial, const T *__re
     float acc = 0.0f;
 #pragma unroll 8
     for (int r = r0; r < r1; r++) acc += to_f(in[(size_t)r * cols + c]);
-    partial[(size_t)blockIdx.y * cols + c] = acc;
+    float *dst = partial + (size_t)blockIdx.y * cols + c;
+    *dst = add ? *dst + acc : acc;
 }
 
 // bf16 with cols % 8 == 0 and 16-byte rows: 8 columns a thread, 16-byte loads.
-__global__ void column_partial_bf8_kernel(float *__restrict__ partial, const uint4 *__restrict__ in,
-                                          int rows, int cols, int rows_per_chunk)
+__global__ void column_partial_bf8_kernel(float *partial, const uint4 *__restrict__ in,
+                                          int rows, int cols, int rows_per_chunk, int add)
 {
     int c8 = blockIdx.x * blockDim.x + threadIdx.x, packs = cols / 8;
     if (c8 >= packs) return;
@@ -38,7 +40,13 @@ __global__ void column_partial_bf8_kernel(float *__restrict__ partial, const uin
 #pragma unroll
         for (int k = 0; k < 4; k++) acc[2 * k] += __low2float(h[k]), acc[2 * k + 1] += __high2float(h[k]);
     }
-    float4 *out = (float4 *)(partial + (size_t)blockIdx.y * cols + 8 * c8);
+    float *dst = partial + (size_t)blockIdx.y * cols + 8 * c8;
+    if (add) {  // the output: no alignment to count on
+#pragma unroll
+        for (int k = 0; k < 8; k++) dst[k] += acc[k];
+        return;
+    }
+    float4 *out = (float4 *)dst;
     out[0] = make_float4(acc[0], acc[1], acc[2], acc[3]);
     out[1] = make_float4(acc[4], acc[5], acc[6], acc[7]);
 }
@@ -70,18 +78,19 @@ void column_sum_accumulate(float *out, const void *in, int rows, int cols, kdtyp
     size_t max_chunks = ((size_t)16 << 20) / (sizeof(float) * cols) + 1;
     int per_chunk = (int)ceil_div(rows, max_chunks);
     if (per_chunk < 64) per_chunk = 64;
-    int chunks = (int)ceil_div(rows, per_chunk);
-    float *partial = (float *)kernels_scratch(sizeof(float) * chunks * (size_t)cols, "column sum");
+    int chunks = (int)ceil_div(rows, per_chunk), direct = chunks == 1;
+    float *partial = direct ? out : (float *)kernels_scratch(sizeof(float) * chunks * (size_t)cols, "column sum");
     if (dt == KD_BF16 && cols % 8 == 0 && (uintptr_t)in % 16 == 0)
         column_partial_bf8_kernel<<<dim3(ceil_div(cols / 8, 128), chunks), 128, 0, stream>>>(
-            partial, (const uint4 *)in, rows, cols, per_chunk);
+            partial, (const uint4 *)in, rows, cols, per_chunk, direct);
     else if (dt == KD_F32)
         column_partial_kernel<<<dim3(ceil_div(cols, 128), chunks), 128, 0, stream>>>(
-            partial, (const float *)in, rows, cols, per_chunk);
+            partial, (const float *)in, rows, cols, per_chunk, direct);
     else
         column_partial_kernel<<<dim3(ceil_div(cols, 128), chunks), 128, 0, stream>>>(
-            partial, (const __nv_bfloat16 *)in, rows, cols, per_chunk);
+            partial, (const __nv_bfloat16 *)in, rows, cols, per_chunk, direct);
     launchCheck();
+    if (direct) return;
     column_finish_kernel<<<ceil_div(cols, 32), 256, 0, stream>>>(out, partial, chunks, cols);
     launchCheck();
 }

@@ -192,18 +192,24 @@ static int check_bridge(const run_ctx *ctx, const hgrid_comms *c, int32_t *dev,
     }
     free(host);
     NCCL_CHECK(ctx, comm, "bridge", ncclGroupStart());
-    for (int k = 0; k < n; k++) {
+    // The group is ended on every path: one left open would take in the
+    // calling thread's later NCCL calls (the user's own among them).
+    ncclResult_t posted = ncclSuccess;
+    const char *failed = NULL;
+    for (int k = 0; k < n && !failed; k++) {
         const hgrid_bridge_peer *p = hgrid_bridge_peer_at(w, k);
         int32_t *buf = dev + (size_t)k * EDGE_ELEMS;
         ncclComm_t edge = bridge_comm(w, c, p->bridge);
-        if (p->send)
-            NCCL_CHECK(ctx, comm, "bridge",
-                       ncclSend(buf, EDGE_ELEMS, ncclInt32, p->rank_in_bridge, edge, ctx->stream));
-        else
-            NCCL_CHECK(ctx, comm, "bridge",
-                       ncclRecv(buf, EDGE_ELEMS, ncclInt32, p->rank_in_bridge, edge, ctx->stream));
+        posted = p->send ? ncclSend(buf, EDGE_ELEMS, ncclInt32, p->rank_in_bridge, edge, ctx->stream)
+                         : ncclRecv(buf, EDGE_ELEMS, ncclInt32, p->rank_in_bridge, edge, ctx->stream);
+        if (posted != ncclSuccess && posted != ncclInProgress)
+            failed = p->send ? "ncclSend" : "ncclRecv";
     }
-    NCCL_CHECK(ctx, comm, "bridge", ncclGroupEnd());
+    ncclResult_t ended = ncclGroupEnd();
+    if (failed)
+        return hgrid_fail(w, HGRID_ERR_IO, "%s failed at %s:%d: %s", failed, __FILE__, __LINE__,
+                          ncclGetErrorString(posted));
+    NCCL_CHECK(ctx, comm, "bridge", ended);
     int st = wait_stream(ctx, comm, "bridge");
     if (st != HGRID_OK)
         return st;

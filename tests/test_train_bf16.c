@@ -104,7 +104,7 @@ static void b_layernorm_forward(void *out, float *mean, float *rstd, const void 
     put(out, o, n), free(x), free(wf), free(bb);
 }
 
-static void b_layernorm_backward(void *dinp, float *dw, float *db, const void *dout,
+static void b_layernorm_backward(void *dinp, float *dw, float *db, float *dsum, const void *dout,
                                  const void *inp, const void *w, const float *mean,
                                  const float *rstd, int N, int C)
 {
@@ -112,6 +112,16 @@ static void b_layernorm_backward(void *dinp, float *dw, float *db, const void *d
     float *di = get(dinp, n), *d = get(dout, n), *x = get(inp, n), *wf = get(w, C);
     ref_layernorm_backward(di, dw, db, d, x, wf, mean, rstd, N, C);
     put(dinp, di, n), free(d), free(x), free(wf);
+    if (dsum) { // of dinp as stored (rounded), as a matmul reading it sums its bias gradient
+        float *stored = get(dinp, n);
+        for (int c = 0; c < C; c++) {
+            float acc = 0.0f;
+            for (int r = 0; r < N; r++)
+                acc += stored[(size_t)r * C + c];
+            dsum[c] += acc;
+        }
+        free(stored);
+    }
 }
 
 static void b_attention_forward(void *out, float *lse, const void *qkv, int B, int T, int NH,

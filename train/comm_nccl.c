@@ -11,6 +11,18 @@
 #include <stdlib.h>
 #include <time.h>
 
+// NCCL groups this thread opened and has not ended. An escape from inside
+// one ends it first: else the thread's later NCCL calls, the rebuilt
+// communicators' inits among them, would wait for an end that never comes.
+static _Thread_local int open_groups;
+
+static void escape(const tr_group *g, const char *what)
+{
+    for (; open_groups > 0; open_groups--)
+        ncclGroupEnd(); // the group's operations are abandoned: its result does not matter
+    tr_group_escape(g, what);
+}
+
 // libhgrid's communicators are non-blocking: a call may answer
 // ncclInProgress, and the next call on that communicator must wait until
 // it settles. Any other failure escapes through the group's fence once
@@ -20,7 +32,7 @@ static void die(const tr_group *g, const char *file, int line, const char *call,
 {
     char what[256];
     snprintf(what, sizeof what, "%s:%d: %s: %s", file, line, call, ncclGetErrorString(r));
-    tr_group_escape(g, what);
+    escape(g, what);
 }
 
 static void settle(const tr_group *g, ncclComm_t comm, const char *file, int line,
@@ -28,7 +40,7 @@ static void settle(const tr_group *g, ncclComm_t comm, const char *file, int lin
 {
     for (;;) {
         if (g->fence && atomic_load(&g->fence->raised))
-            tr_group_escape(g, "fence raised");
+            escape(g, "fence raised");
         ncclResult_t state, r = ncclCommGetAsyncError(comm, &state);
         if (r != ncclSuccess)
             die(g, file, line, "ncclCommGetAsyncError", r);
@@ -49,10 +61,19 @@ static void settle(const tr_group *g, ncclComm_t comm, const char *file, int lin
             die((g), __FILE__, __LINE__, #call, r_);                                       \
     } while (0)
 
+static void group_start(const tr_group *g)
+{
+    ncclResult_t r = ncclGroupStart();
+    if (r != ncclSuccess)
+        die(g, __FILE__, __LINE__, "ncclGroupStart", r);
+    open_groups++;
+}
+
 // ncclGroupEnd over the given communicators: each settles.
 static void group_end(const tr_group *g, ncclComm_t const *comms, int n)
 {
     ncclResult_t r = ncclGroupEnd();
+    open_groups--;
     if (r != ncclSuccess && r != ncclInProgress)
         die(g, __FILE__, __LINE__, "ncclGroupEnd", r);
     for (int i = 0; i < n && r == ncclInProgress; i++)
@@ -172,7 +193,7 @@ static void nc_all_to_all_v(tr_group *g, const void *send, const size_t *send_co
     before_op(impl(g));
     size_t es = tr_dtype_size(t), so = 0, ro = 0;
     ncclComm_t comm = impl(g)->comm;
-    NCCL_CHECK(g, comm, ncclGroupStart());
+    group_start(g);
     for (int j = 0; j < g->size; j++) {
         if (send_counts[j])
             NCCL_CHECK(g, comm, ncclSend((const char *)send + so * es, send_counts[j], type_of(t), j,
@@ -192,7 +213,7 @@ static void nc_p2p(const tr_p2p_op *ops, int n, tr_dtype t)
     timing_begin(impl(ops[0].group)->compute, impl(ops[0].group)->stream);
     before_op(impl(ops[0].group));
     ncclComm_t comms[n];
-    NCCL_CHECK(ops[0].group, impl(ops[0].group)->comm, ncclGroupStart());
+    group_start(ops[0].group);
     for (int i = 0; i < n; i++) {
         const tr_p2p_op *op = &ops[i];
         nccl_impl *x = impl(op->group);

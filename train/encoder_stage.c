@@ -76,7 +76,7 @@ void encoder_backward(tr_worker *w, int mb, int slot)
     o->matmul_backward(w->dlnf, G(HG_ENC_PROJ_W), G(HG_ENC_PROJ_B), w->dimg, s->lnf,
                        W(HG_ENC_PROJ_W), N, Ce, w->C);
     o->zero(st->dres, w->es * N * Ce);
-    o->layernorm_backward(st->dres, G(HG_ENC_LNF_W), G(HG_ENC_LNF_B), w->dlnf,
+    o->layernorm_backward(st->dres, G(HG_ENC_LNF_W), G(HG_ENC_LNF_B), NULL, w->dlnf,
                           tp_stack_output(st, slot), W(HG_ENC_LNF_W), s->lnf_mean, s->lnf_rstd, N,
                           Ce);
     tp_stack_backward(st, slot, &w->shard.local, w->work, w->grads);

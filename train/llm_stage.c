@@ -164,7 +164,7 @@ void llm_backward(tr_worker *w, int mb, int slot)
         tr_all_reduce(w->g[HG_GROUP_TP], w->dhead, (size_t)B * Tt * C, o->act);
         o->copy_rows(w->dlnf + (size_t)w->E * P * row, T * row, w->dhead, Tt * row, Tt * row, B);
         o->zero(st->dres, N * row);
-        o->layernorm_backward(st->dres, G(HG_LLM_LNF_W), G(HG_LLM_LNF_B), w->dlnf,
+        o->layernorm_backward(st->dres, G(HG_LLM_LNF_W), G(HG_LLM_LNF_B), NULL, w->dlnf,
                               tp_stack_output(st, slot), W(HG_LLM_LNF_W), s->lnf_mean,
                               s->lnf_rstd, N, C);
     }

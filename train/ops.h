@@ -52,9 +52,10 @@ typedef struct tr_ops {
                                     const void *bias, const void *resid, int M, int K, int N);
     void (*layernorm_forward)(void *out, float *mean, float *rstd, const void *inp,
                               const void *weight, const void *bias, int N, int C);
-    void (*layernorm_backward)(void *dinp, float *dweight, float *dbias, const void *dout,
-                               const void *inp, const void *weight, const float *mean,
-                               const float *rstd, int N, int C);
+    // dsum: NULL, or += the column sums of dinp as left (kernels.h)
+    void (*layernorm_backward)(void *dinp, float *dweight, float *dbias, float *dsum,
+                               const void *dout, const void *inp, const void *weight,
+                               const float *mean, const float *rstd, int N, int C);
     void (*attention_forward)(void *out, float *lse, const void *qkv, int B, int T, int NH,
                               int HD, int causal);
     void (*attention_backward)(void *dqkv, const void *dout, const void *qkv, const void *out,

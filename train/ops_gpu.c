@@ -114,11 +114,11 @@ static void g_layernorm_forward(void *out, float *mean, float *rstd, const void 
     layernorm_forward(out, mean, rstd, inp, w, b, N, C, dt, st);
 }
 
-static void g_layernorm_backward(void *dinp, float *dw, float *db, const void *dout,
+static void g_layernorm_backward(void *dinp, float *dw, float *db, float *dsum, const void *dout,
                                  const void *inp, const void *w, const float *mean,
                                  const float *rstd, int N, int C)
 {
-    layernorm_backward(dinp, dw, db, dout, inp, w, mean, rstd, N, C, dt, st);
+    layernorm_backward(dinp, dw, db, dsum, dout, inp, w, mean, rstd, N, C, dt, st);
 }
 
 static void g_attention_forward(void *out, float *lse, const void *qkv, int B, int T, int NH,

@@ -141,23 +141,34 @@ void tp_stack_backward(tp_stack *s, int slot, const hg_param_table *t, void *wor
         char *fch = x->fch + l * nf, *fchg = x->fch_gelu + l * nf;
         // MLP: row-parallel fc_proj takes the replicated gradient as is;
         // column-parallel fc's input gradient is a partial sum over tp.
+        // fc_proj's bias gradient (the column sums of dres) came with the
+        // layer above's ln1 backward, which left dres; the top layer's here.
         if (s->experts) {
             ep_moe_backward(&s->moe, &x->moe, l, &w, &g, ln2, s->dres, s->dC);
         } else {
-            o->matmul_backward_dgelu(s->dF, g.fc_proj_w, g.fc_proj_b, s->dres, fchg, w.fc_proj_w,
-                                     fch, N, F, C);
+            o->matmul_backward_dgelu(s->dF, g.fc_proj_w, l == s->L - 1 ? g.fc_proj_b : NULL,
+                                     s->dres, fchg, w.fc_proj_w, fch, N, F, C);
             o->matmul_backward(s->dC, g.fc_w, g.fc_b, s->dF, ln2, w.fc_w, N, C, F);
             tr_all_reduce(s->tp, s->dC, (size_t)N * C, o->act);
         }
-        o->layernorm_backward(s->dres, g.ln2_w, g.ln2_b, s->dC, res2, w.ln2_w,
-                              x->ln2_mean + l * N, x->ln2_rstd + l * N, N, C);
-        o->matmul_backward(s->datt, g.attn_proj_w, g.attn_proj_b, s->dres, att, w.attn_proj_w, N,
-                           Cl, C);
+        // dres out of ln2's backward is attn_proj's dout: its bias gradient
+        // is summed in that pass, not by a second read of dres.
+        o->layernorm_backward(s->dres, g.ln2_w, g.ln2_b, g.attn_proj_b, s->dC, res2,
+                              w.ln2_w, x->ln2_mean + l * N, x->ln2_rstd + l * N, N, C);
+        o->matmul_backward(s->datt, g.attn_proj_w, NULL, s->dres, att,
+                           w.attn_proj_w, N, Cl, C);
         o->attention_backward(s->dqkv, s->datt, qkv, att, x->lse + (size_t)l * N * s->NH, s->B,
                               s->T, s->NH, HD, s->causal);
         o->matmul_backward(s->dC, g.qkv_w, g.qkv_b, s->dqkv, ln1, w.qkv_w, N, C, 3 * Cl);
         tr_all_reduce(s->tp, s->dC, (size_t)N * C, o->act);
-        o->layernorm_backward(s->dres, g.ln1_w, g.ln1_b, s->dC, in, w.ln1_w,
+        // and out of ln1's, the layer below's fc_proj dout (a dense MLP's)
+        float *below_fc_proj_b = NULL;
+        if (l > 0 && !s->experts) {
+            hg_block_view gb;
+            hg_block_view_at(t, grads, sizeof(float), l - 1, &gb);
+            below_fc_proj_b = gb.fc_proj_b;
+        }
+        o->layernorm_backward(s->dres, g.ln1_w, g.ln1_b, below_fc_proj_b, s->dC, in, w.ln1_w,
                               x->ln1_mean + l * N, x->ln1_rstd + l * N, N, C);
         if (s->layer_done)
             s->layer_done(s->layer_ctx, l);

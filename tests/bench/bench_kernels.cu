@@ -144,7 +144,11 @@ static void bench_config(const char *cfg, int B, int T, int C, int NH, int V, in
     float *mean = f32(N), *rstd = f32(N), *dlnw = f32(C), *dlnb = f32(C);
     bench(cfg, "layernorm fwd", [&] { layernorm_forward(ln, mean, rstd, x, lnw, lnb, N, C, KD_BF16, 0); }, 0, 2.0 * NC * 2);
     bench(cfg, "layernorm bwd",
-          [&] { layernorm_backward(dx, dlnw, dlnb, dln, x, lnw, mean, rstd, N, C, KD_BF16, 0); }, 0, 4.0 * NC * 2);
+          [&] { layernorm_backward(dx, dlnw, dlnb, NULL, dln, x, lnw, mean, rstd, N, C, KD_BF16, 0); }, 0, 4.0 * NC * 2);
+    // with the next matmul's bias gradient summed in the same pass
+    float *dsum = f32(C);
+    bench(cfg, "layernorm bwd + dsum",
+          [&] { layernorm_backward(dx, dlnw, dlnb, dsum, dln, x, lnw, mean, rstd, N, C, KD_BF16, 0); }, 0, 4.0 * NC * 2);
     void *g = bf(4 * NC);
     bench(cfg, "gelu fwd", [&] { gelu_forward(g, h, 4 * NC, KD_BF16, 0); }, 0, 2.0 * 4 * NC * 2);
     bench(cfg, "gelu bwd", [&] { gelu_backward(dh, h, g, 4 * NC, KD_BF16, 0); }, 0, 3.0 * 4 * NC * 2);
@@ -229,7 +233,7 @@ static void bench_encoder(const char *cfg, int B, int P, int C)
     bench(cfg, "layernorm fwd", [&] { layernorm_forward(ln, mean, rstd, x, lnw, lnb, N, C, KD_BF16, 0); }, 0, 2.0 * NC * 2);
     layernorm_forward(ln, mean, rstd, x, lnw, lnb, N, C, KD_BF16, 0);
     bench(cfg, "layernorm bwd",
-          [&] { layernorm_backward(dx, dlnw, dlnb, dln, x, lnw, mean, rstd, N, C, KD_BF16, 0); }, 0, 4.0 * NC * 2);
+          [&] { layernorm_backward(dx, dlnw, dlnb, NULL, dln, x, lnw, mean, rstd, N, C, KD_BF16, 0); }, 0, 4.0 * NC * 2);
     for (void *p : {x, ln, dln, dx, lnw, lnb, (void *)mean, (void *)rstd, (void *)dlnw, (void *)dlnb})
         cudaCheck(cudaFree(p));
 }

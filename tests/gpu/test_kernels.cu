@@ -183,15 +183,44 @@ static void test_layernorm(int N, int C)
     float *d_mean = (float *)poisoned(N * 4), *d_rstd = (float *)poisoned(N * 4);
     float *d_dw = upload_f32(dw0, C), *d_db = upload_f32(db0, C);
     layernorm_forward(d_out, d_mean, d_rstd, d_inp, d_w, d_b, N, C, g_dt, 0);
-    layernorm_backward(d_dinp, d_dw, d_db, d_dout, d_inp, d_w, d_mean, d_rstd, N, C, g_dt, 0);
+    layernorm_backward(d_dinp, d_dw, d_db, NULL, d_dout, d_inp, d_w, d_mean, d_rstd, N, C, g_dt, 0);
     // Again into fresh copies: dweight and dbias must come out bit-identical.
     void *d_dinp2 = upload(dinp0, n);
     float *d_dw2 = upload_f32(dw0, C), *d_db2 = upload_f32(db0, C);
-    layernorm_backward(d_dinp2, d_dw2, d_db2, d_dout, d_inp, d_w, d_mean, d_rstd, N, C, g_dt, 0);
+    layernorm_backward(d_dinp2, d_dw2, d_db2, NULL, d_dout, d_inp, d_w, d_mean, d_rstd, N, C, g_dt, 0);
+    // And with dsum: the column sums of dinp as left, added to dsum.
+    float *ds0 = rand_array(C, -1, 1);
+    void *d_dinp3 = upload(dinp0, n);
+    float *d_dw3 = upload_f32(dw0, C), *d_db3 = upload_f32(db0, C), *d_ds = upload_f32(ds0, C);
+    layernorm_backward(d_dinp3, d_dw3, d_db3, d_ds, d_dout, d_inp, d_w, d_mean, d_rstd, N, C, g_dt, 0);
     cudaCheck(cudaDeviceSynchronize());
     printf("  %s layernorm N%d C%d\n", dt_name(), N, C);
     expect_same_bits("layernorm dweight deterministic", d_dw, d_dw2, (size_t)C * 4);
     expect_same_bits("layernorm dbias deterministic", d_db, d_db2, (size_t)C * 4);
+    expect_same_bits("layernorm dinp, with dsum = without", d_dinp, d_dinp3, n * kdtype_size(g_dt));
+    {
+        float *left = zeros(n), *want = zeros(C), *got = zeros(C);
+        download(left, d_dinp3, n);
+        for (int c = 0; c < C; c++) {
+            double acc = ds0[c];
+            for (int r = 0; r < N; r++) acc += left[(size_t)r * C + c];
+            want[c] = (float)acc;
+        }
+        download_f32(got, d_ds, C);
+        expect_near("layernorm dsum (column sums of dinp, +=)", got, want, C, 1e-5f, 1e-4f);
+        CHECK(differs(ds0, want, C), "layernorm dsum test: leaving dsum untouched would pass");
+        download_f32(got, d_dw3, C);
+        float *dw_ref = copy_of(dw0, C), *db_ref = copy_of(db0, C), *dsc = zeros(n), *mn = zeros(N), *rs = zeros(N);
+        float *o2 = zeros(n);
+        ref_layernorm_forward(o2, mn, rs, inp, w, b, N, C);
+        memcpy(dsc, dinp0, n * sizeof(float));
+        ref_layernorm_backward(dsc, dw_ref, db_ref, dout, inp, w, mn, rs, N, C);
+        expect_near("layernorm dweight with dsum (fp32 +=)", got, dw_ref, C, 2e-5f, 2e-4f);
+        download_f32(got, d_db3, C);
+        expect_near("layernorm dbias with dsum (fp32 +=)", got, db_ref, C, 2e-5f, 2e-4f);
+        free(left), free(want), free(got), free(dw_ref), free(db_ref), free(dsc), free(mn), free(rs), free(o2);
+    }
+    free(ds0);
 
     float *out = zeros(n), *mean = zeros(N), *rstd = zeros(N);
     float *dinp = copy_of(dinp0, n), *dw = copy_of(dw0, C), *db = copy_of(db0, C);
