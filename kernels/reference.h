@@ -14,6 +14,8 @@ extern "C" {
 // out (M, N) = inp (M, K) @ weight (N, K)^T + bias (N, or NULL)
 void ref_matmul_forward(float *out, const float *inp, const float *weight, const float *bias,
                         int M, int K, int N);
+// out (cols) += the column sums of in (rows, cols), each column's rows in order
+void ref_column_sum_accumulate(float *out, const float *in, int rows, int cols);
 // dinp (M, K) = (NULL: skipped); dweight (N, K) +=; dbias (N) += (NULL: skipped)
 void ref_matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout,
                          const float *inp, const float *weight, int M, int K, int N);

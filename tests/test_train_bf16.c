@@ -114,12 +114,7 @@ static void b_layernorm_backward(void *dinp, float *dw, float *db, float *dsum, 
     put(dinp, di, n), free(d), free(x), free(wf);
     if (dsum) { // of dinp as stored (rounded), as a matmul reading it sums its bias gradient
         float *stored = get(dinp, n);
-        for (int c = 0; c < C; c++) {
-            float acc = 0.0f;
-            for (int r = 0; r < N; r++)
-                acc += stored[(size_t)r * C + c];
-            dsum[c] += acc;
-        }
+        ref_column_sum_accumulate(dsum, stored, N, C);
         free(stored);
     }
 }

@@ -94,25 +94,13 @@ static void c_layernorm_forward(void *out, float *mean, float *rstd, const void 
     ref_layernorm_forward(out, mean, rstd, inp, w, b, N, C);
 }
 
-// dsum: column by column, rows in order, as ref_matmul_backward sums a bias
-// gradient (the same values, bit for bit).
-static void column_sums(float *dsum, const float *x, int N, int C)
-{
-    for (int c = 0; c < C; c++) {
-        float acc = 0.0f;
-        for (int r = 0; r < N; r++)
-            acc += x[(size_t)r * C + c];
-        dsum[c] += acc;
-    }
-}
-
 static void c_layernorm_backward(void *dinp, float *dw, float *db, float *dsum, const void *dout,
                                  const void *inp, const void *w, const float *mean,
                                  const float *rstd, int N, int C)
 {
     ref_layernorm_backward(dinp, dw, db, dout, inp, w, mean, rstd, N, C);
-    if (dsum)
-        column_sums(dsum, dinp, N, C);
+    if (dsum) // as ref_matmul_backward sums a bias gradient: the same values, bit for bit
+        ref_column_sum_accumulate(dsum, dinp, N, C);
 }
 
 static void c_attention_forward(void *out, float *lse, const void *qkv, int B, int T, int NH,

@@ -13,6 +13,15 @@ void ref_matmul_forward(float *out, const float *inp, const float *weight, const
     }
 }
 
+void ref_column_sum_accumulate(float *out, const float *in, int rows, int cols)
+{
+    for (int c = 0; c < cols; c++) {
+        float acc = 0.0f;
+        for (int r = 0; r < rows; r++) acc += in[(size_t)r * cols + c];
+        out[c] += acc;
+    }
+}
+
 void ref_matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout,
                          const float *inp, const float *weight, int M, int K, int N)
 {
@@ -31,10 +40,6 @@ void ref_matmul_backward(float *dinp, float *dweight, float *dbias, const float 
             for (int m = 0; m < M; m++) acc += dout[(size_t)m * N + n] * inp[(size_t)m * K + k];
             dweight[(size_t)n * K + k] += acc;
         }
-        if (dbias) {
-            float acc = 0.0f;
-            for (int m = 0; m < M; m++) acc += dout[(size_t)m * N + n];
-            dbias[n] += acc;
-        }
     }
+    if (dbias) ref_column_sum_accumulate(dbias, dout, M, N);
 }
